@@ -1,0 +1,3 @@
+from prewarm_cli.cli import main
+
+main()

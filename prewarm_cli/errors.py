@@ -1,0 +1,198 @@
+"""Exit codes and the exception types shared by the core and the provider plugins."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+
+class ExitCode(IntEnum):
+    """Process exit codes (DESIGN.md §6)."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    CONFIG = 3
+    INCOMPLETE = 4
+    QUOTA = 5
+    WAIT_TIMEOUT = 6
+    INTERRUPTED = 130
+
+
+# Where several exit codes apply, the first of these wins (DESIGN.md §6).
+EXIT_PRIORITY = (
+    ExitCode.CONFIG,
+    ExitCode.USAGE,
+    ExitCode.QUOTA,
+    ExitCode.WAIT_TIMEOUT,
+    ExitCode.FAILED,
+    ExitCode.INCOMPLETE,
+)
+
+
+def worst_exit(codes: list[ExitCode] | set[ExitCode]) -> ExitCode:
+    """The exit code that wins among several that apply."""
+    for code in EXIT_PRIORITY:
+        if code in codes:
+            return code
+    return ExitCode.OK
+
+
+class PrewarmError(Exception):
+    """Base of every error prewarm reports to the user in one line."""
+
+    exit_code = ExitCode.FAILED
+    code = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        provider: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.provider = provider
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.request_id:
+            text += f" (request id {self.request_id})"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "code": self.code,
+                "message": str(self),
+                "hint": self.hint,
+                "provider": self.provider,
+                "request_id": self.request_id,
+            }
+        }
+
+
+class UsageError(PrewarmError):
+    """The command line asks for something that cannot be done."""
+
+    exit_code = ExitCode.USAGE
+    code = "usage"
+
+
+class InputError(UsageError):
+    """Input URLs or files are invalid; nothing was sent."""
+
+    code = "invalid_input"
+
+
+class ConfigError(PrewarmError):
+    """The configuration file or a credential is missing or wrong."""
+
+    exit_code = ExitCode.CONFIG
+    code = "config"
+
+
+class NotFoundError(UsageError):
+    """A job or task the user named does not exist."""
+
+    code = "not_found"
+
+
+class WaitTimeout(PrewarmError):
+    """Our own --wait-timeout expired before the job finished."""
+
+    exit_code = ExitCode.WAIT_TIMEOUT
+    code = "wait_timeout"
+
+
+# --- errors a provider raises; the engine decides retry, defer or stop (DESIGN.md §8) ---
+
+
+class ProviderError(PrewarmError):
+    """A vendor error that fits no narrower kind."""
+
+    code = "provider_error"
+
+
+class AuthError(ProviderError):
+    """The vendor refused the credentials or the account's permissions."""
+
+    exit_code = ExitCode.CONFIG
+    code = "auth"
+
+
+class UnsupportedError(ProviderError):
+    """The provider lacks the capability the command needs."""
+
+    exit_code = ExitCode.USAGE
+    code = "unsupported"
+
+
+class QuotaExhausted(ProviderError):
+    """The vendor's quota is used up: what was not sent is deferred."""
+
+    exit_code = ExitCode.QUOTA
+    code = "quota_exhausted"
+
+    def __init__(self, message: str, *, resets_at: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.resets_at = resets_at
+
+
+class RetryableError(ProviderError):
+    """The vendor clearly did not accept the request; sending it again is safe."""
+
+    code = "retryable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class RateLimited(RetryableError):
+    """The vendor throttled the request (HTTP 429 or a throttling code)."""
+
+    exit_code = ExitCode.QUOTA
+    code = "rate_limited"
+
+
+class UnknownOutcome(ProviderError):
+    """The request may or may not have been accepted (read timeout, dropped reply, 5xx)."""
+
+    code = "unknown_outcome"
+
+
+class InvalidRequest(ProviderError):
+    """The vendor refused the request because of its input.
+
+    ``urls`` names the offending URLs when the vendor says which; the engine
+    rejects those and resends the rest, or splits the batch to find them.
+    """
+
+    exit_code = ExitCode.USAGE
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, urls: dict[str, str] | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.urls = urls
+
+
+class BatchTooLarge(ProviderError):
+    """The vendor refused the batch size; ``limit`` is the size to shrink to, if known."""
+
+    code = "batch_too_large"
+
+    def __init__(self, message: str, *, limit: int | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.limit = limit
+
+
+class StackBusy(ProviderError):
+    """The provider can run only one job at a time and one is in progress."""
+
+    exit_code = ExitCode.USAGE
+    code = "busy"

@@ -1,0 +1,394 @@
+"""The provider plugin API: what a CDN provider declares and implements.
+
+A provider is a subclass of :class:`Provider` with declared facts (capabilities,
+limits, credential env vars, config schema, extra submit options) and a few
+small methods. The engine owns the workflow: batching, pacing, retries, the
+journal and progress. This module imports only the standard library, so that
+loading plugins to build the command line stays fast; a provider imports its
+vendor SDK inside its methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from prewarm_cli.errors import UnsupportedError
+
+__all__ = [
+    "BatchResult",
+    "Capability",
+    "ConfigField",
+    "Failure",
+    "Limits",
+    "Provider",
+    "Quota",
+    "Report",
+    "State",
+    "SubmitOption",
+    "SubmitOptions",
+    "TaskStatus",
+    "UrlStatus",
+]
+
+
+class Capability(StrEnum):
+    SUBMIT = "submit"
+    STATUS = "status"
+    REPORT = "report"
+    SCALE = "scale"
+    CANCEL = "cancel"
+    QUOTA = "quota"
+    INVALIDATE = "invalidate"
+    LOOKUP = "lookup"
+
+
+class State(StrEnum):
+    """Normalized job and task states; every vendor state maps to one."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (State.PENDING, State.RUNNING)
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One key a provider accepts in its ``[providers.<alias>]`` table."""
+
+    name: str
+    type: type = str
+    help: str = ""
+    required: bool = False
+    default: Any = None
+    secret: bool = False
+    choices: tuple[Any, ...] | None = None
+    item_type: type | None = None  # for list values
+
+    def __post_init__(self) -> None:
+        if self.type not in (str, int, float, bool, list):
+            raise TypeError(f"config field {self.name!r}: unsupported type {self.type!r}")
+
+
+@dataclass(frozen=True)
+class SubmitOption:
+    """An extra ``submit`` option a provider adds, e.g. ``--mode``."""
+
+    name: str  # the option's long name without dashes, e.g. "media-segments"
+    help: str
+    type: type = str  # bool makes a flag
+    choices: tuple[str, ...] | None = None
+    default: Any = None
+
+    @property
+    def key(self) -> str:
+        return self.name.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much a provider may be sent, and how fast."""
+
+    max_batch: int  # URLs per request
+    max_batch_bytes: int | None = None  # request payload bytes, where the vendor bounds that
+    requests_per_second: float | None = None
+    urls_per_second: float | None = None
+    requests_per_day: int | None = None
+    concurrency: int = 4  # requests in flight at once
+    poll_interval: float = 10.0  # seconds between status polls when waiting
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    """What the user asked for, beyond the URLs."""
+
+    headers: tuple[tuple[str, str], ...] = ()
+    invalidate: bool = False
+    force: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """The vendor's answer to one submitted batch.
+
+    Every URL of the batch is in exactly one of ``accepted``, ``rejected``
+    (the vendor refused that URL, with its reason) or ``resend`` (neither:
+    the engine sends it again).
+    """
+
+    task_id: str | None
+    accepted: tuple[str, ...]
+    rejected: Mapping[str, str] = field(default_factory=dict)
+    resend: tuple[str, ...] = ()
+    quota: Quota | None = None
+    request_id: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_response(
+        cls,
+        task_id: str | None,
+        urls: Sequence[str],
+        rejected: Mapping[str, str] | None = None,
+        **kw: Any,
+    ) -> BatchResult:
+        """All URLs accepted except those the vendor rejected."""
+        rejected = dict(rejected or {})
+        accepted = tuple(u for u in urls if u not in rejected)
+        return cls(task_id=task_id, accepted=accepted, rejected=rejected, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "accepted": len(self.accepted),
+            "rejected": [{"url": u, "reason": r} for u, r in self.rejected.items()],
+            "resend": len(self.resend),
+            "request_id": self.request_id,
+            "quota": self.quota.to_dict() if self.quota else None,
+            "details": dict(self.details),
+        }
+
+
+@dataclass(frozen=True)
+class UrlStatus:
+    url: str
+    state: State
+    reason: str | None = None
+    pop: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "state": str(self.state), "reason": self.reason, "pop": self.pop}
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """One vendor task's state, with counts of URLs (never of bytes or sub-tasks)."""
+
+    task_id: str
+    state: State
+    raw_state: str | None
+    total: int
+    succeeded: int = 0
+    failed: int = 0
+    in_progress: int = 0
+    pending: int = 0
+    urls: tuple[UrlStatus, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "state": str(self.state),
+            "raw_state": self.raw_state,
+            "total": self.total,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "in_progress": self.in_progress,
+            "pending": self.pending,
+            "details": dict(self.details),
+        }
+
+
+@dataclass(frozen=True)
+class Failure:
+    url: str
+    reason: str
+    pop: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "pop": self.pop, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Report:
+    failures: tuple[Failure, ...]
+    report_url: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "failures": [f.to_dict() for f in self.failures],
+            "report_url": self.report_url,
+            "details": dict(self.details),
+        }
+
+
+@dataclass(frozen=True)
+class Quota:
+    daily: int | None
+    remaining: int | None
+    resets_at: str | None = None
+    batch: int | None = None
+    source: str = "api"  # "api" (asked now) or "last_response" (remembered)
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "daily": self.daily,
+            "remaining": self.remaining,
+            "resets_at": self.resets_at,
+            "batch": self.batch,
+            "source": self.source,
+            "details": dict(self.details),
+        }
+
+
+# The method each capability needs a subclass to implement.
+_CAPABILITY_METHODS: dict[Capability, str] = {
+    Capability.SUBMIT: "submit_batch",
+    Capability.STATUS: "fetch_status",
+    Capability.SCALE: "scale",
+    Capability.CANCEL: "cancel",
+    Capability.QUOTA: "quota",
+    Capability.INVALIDATE: "invalidate_batch",
+    Capability.LOOKUP: "find_submitted",
+}
+
+# Keys every provider accepts; the core handles them (DESIGN.md §3).
+CORE_FIELDS: tuple[ConfigField, ...] = (
+    ConfigField("type", str, "provider type (the plugin's name)"),
+    ConfigField("batch_size", int, "URLs per request; lower than the vendor's limit"),
+    ConfigField("rate", float, "requests per second; lower than the vendor's limit"),
+    ConfigField("concurrency", int, "requests in flight at once"),
+    ConfigField("timeout", float, "HTTP timeout in seconds", default=30.0),
+    ConfigField("poll_interval", float, "seconds between status polls when waiting"),
+    ConfigField("ca_bundle", str, "path of a CA bundle for TLS verification"),
+)
+
+
+class Provider:
+    """Base class of CDN provider plugins; one instance is one configured alias."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    capabilities: ClassVar[frozenset[Capability]]
+    default_limits: ClassVar[Limits]
+    credential_env: ClassVar[Mapping[str, str]] = {}  # config key -> env var read when absent
+    config_schema: ClassVar[tuple[ConfigField, ...]] = ()
+    submit_options: ClassVar[tuple[SubmitOption, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        problems = _check_provider_class(cls)
+        if problems:
+            raise TypeError(f"provider class {cls.__qualname__}: " + "; ".join(problems))
+
+    def __init__(self, alias: str, settings: Mapping[str, Any]) -> None:
+        self.alias = alias
+        self.settings = dict(settings)
+
+    # --- declared facts, per configured instance ---
+
+    def limits(self) -> Limits:
+        """The limits for this alias; may read config or ask the vendor."""
+        return self.default_limits
+
+    def active_capabilities(self) -> frozenset[Capability]:
+        """Capabilities of this alias; may depend on config."""
+        return self.capabilities
+
+    def rate_key(self) -> str:
+        """Identifies the vendor credential: aliases with the same key share rate limits."""
+        parts = [self.name, str(self.settings.get("endpoint", ""))]
+        for fld in self.config_schema:
+            if fld.secret and fld.name in self.credential_env:
+                parts.append(str(self.settings.get(fld.name, "")))
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+    def require(self, capability: Capability) -> None:
+        if capability not in self.active_capabilities():
+            raise UnsupportedError(
+                f"{self.alias} ({self.name}) does not support {capability}",
+                provider=self.alias,
+            )
+
+    # --- the work; the engine calls these ---
+
+    def submit_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
+        raise UnsupportedError(f"{self.name} does not support submit", provider=self.alias)
+
+    def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
+        raise UnsupportedError(f"{self.name} does not support status", provider=self.alias)
+
+    def report(self, task_ids: Sequence[str]) -> Report:
+        """Failed URLs; by default read from the per-URL results of fetch_status."""
+        failures = [
+            Failure(url=u.url, reason=u.reason or str(u.state), pop=u.pop)
+            for status in self.fetch_status(task_ids)
+            for u in status.urls
+            if u.state in (State.FAILED, State.TIMED_OUT, State.CANCELLED)
+        ]
+        return Report(failures=tuple(failures))
+
+    def find_submitted(self, urls: Sequence[str], since: datetime) -> dict[str, str]:
+        """Which of these URLs the vendor holds a task for since ``since``: {url: task_id}."""
+        raise UnsupportedError(f"{self.name} cannot look up submitted URLs", provider=self.alias)
+
+    def quota(self) -> Quota:
+        raise UnsupportedError(f"{self.name} does not support quota", provider=self.alias)
+
+    def scale(self, count: int | None) -> dict[str, Any]:
+        raise UnsupportedError(f"{self.name} does not support scale", provider=self.alias)
+
+    def cancel(self, task_ids: Sequence[str]) -> dict[str, Any]:
+        raise UnsupportedError(f"{self.name} does not support cancel", provider=self.alias)
+
+    def invalidate_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
+        raise UnsupportedError(f"{self.name} does not support invalidate", provider=self.alias)
+
+    def check(self) -> list[str]:
+        """Extra checks for ``config check`` (may make one cheap request); returns notes."""
+        return []
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def _check_provider_class(cls: type[Provider]) -> list[str]:
+    problems: list[str] = []
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        problems.append("`name` must be a short identifier such as 'qiniu'")
+    caps = getattr(cls, "capabilities", None)
+    if not isinstance(caps, frozenset) or not all(isinstance(c, Capability) for c in caps):
+        problems.append("`capabilities` must be a frozenset of Capability")
+        caps = frozenset()
+    if not isinstance(getattr(cls, "default_limits", None), Limits):
+        problems.append("`default_limits` must be a Limits")
+    for cap in caps:
+        method = _CAPABILITY_METHODS.get(cap)
+        if method and getattr(cls, method) is getattr(Provider, method):
+            problems.append(f"declares {cap} but does not implement {method}()")
+    core_names = {f.name for f in CORE_FIELDS}
+    names = [f.name for f in cls.config_schema]
+    if not all(isinstance(f, ConfigField) for f in cls.config_schema):
+        problems.append("`config_schema` must hold ConfigField items")
+    if len(set(names)) != len(names):
+        problems.append("`config_schema` names a key twice")
+    if clash := core_names & set(names):
+        problems.append(f"`config_schema` redefines core keys {sorted(clash)}")
+    for key in cls.credential_env:
+        if key not in names:
+            problems.append(f"`credential_env` names {key!r}, which is not in config_schema")
+    return problems
