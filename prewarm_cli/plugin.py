@@ -10,6 +10,7 @@ vendor SDK inside its methods.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -74,7 +75,7 @@ class ConfigField:
     default: Any = None
     secret: bool = False
     choices: tuple[Any, ...] | None = None
-    item_type: type | None = None  # for list values
+    item_type: builtins.type | None = None  # for list values
 
     def __post_init__(self) -> None:
         if self.type not in (str, int, float, bool, list):

@@ -1,0 +1,788 @@
+"""The command line: parse, call the core, render. Nothing else lives here.
+
+Only click and the standard library are imported at start-up; every command
+imports what it needs when it runs, so `prewarm --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from prewarm_cli import __version__
+from prewarm_cli.errors import ConfigError, ExitCode, PrewarmError, UsageError, worst_exit
+
+if TYPE_CHECKING:
+    from prewarm_cli.engine import Workspace
+    from prewarm_cli.output import Output
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_GLOBALS = "prewarm.globals"
+_seen_globals: dict[str, Any] = {}  # kept after the context is gone, for error output
+
+
+# --------------------------------------------------------------------------- global options
+# They work before and after the subcommand: `prewarm -o json submit` == `prewarm submit -o json`.
+
+
+def _store(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        if value is None or value is False or value == 0 or value == ():
+            return
+        ctx.meta.setdefault(_GLOBALS, {})[name] = value
+        _seen_globals[name] = value
+
+    return callback
+
+
+def global_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "-o",
+            "--output",
+            type=click.Choice(["table", "json", "ndjson"]),
+            help="Output format (default: table on a terminal, json otherwise).",
+            callback=_store("output"),
+            expose_value=False,
+        ),
+        click.option(
+            "--json",
+            is_flag=True,
+            help="Shortcut for -o json.",
+            callback=_store("json"),
+            expose_value=False,
+        ),
+        click.option(
+            "-q", "--quiet", is_flag=True, help="Only data and errors.", callback=_store("quiet"),
+            expose_value=False,
+        ),
+        click.option(
+            "-v", "--verbose", count=True, help="More detail on stderr.",
+            callback=_store("verbose"), expose_value=False,
+        ),
+        click.option(
+            "--debug", is_flag=True, help="Tracebacks on errors.", callback=_store("debug"),
+            expose_value=False,
+        ),
+        click.option(
+            "--no-color", is_flag=True, help="No colours (also NO_COLOR=1).",
+            callback=_store("no_color"), expose_value=False,
+        ),
+        click.option(
+            "--config",
+            "config_file",
+            metavar="PATH",
+            help="Config file (default: $PREWARM_CONFIG, then ~/.config/prewarm/config.toml).",
+            callback=_store("config"),
+            expose_value=False,
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _globals() -> dict[str, Any]:
+    ctx = click.get_current_context()
+    return dict(ctx.meta.get(_GLOBALS, {}))
+
+
+def _output() -> Output:
+    from prewarm_cli.output import Output
+
+    g = _globals()
+    fmt = "json" if g.get("json") else g.get("output")
+    color = False if g.get("no_color") else None
+    return Output(fmt, color=color, quiet=bool(g.get("quiet")), verbose=int(g.get("verbose", 0)))
+
+
+@contextmanager
+def workspace(force: bool = False) -> Iterator[Workspace]:
+    """Loads config and opens the journal for one command."""
+    from prewarm_cli import config as config_mod
+    from prewarm_cli.engine import Workspace
+
+    g = _globals()
+    cfg = config_mod.load_config(g.get("config"))
+    out = _output()
+    if out.fmt == "table" and not g.get("output") and not g.get("json"):
+        wanted = cfg.defaults.get("output")
+        if wanted:
+            out.fmt = wanted
+    ws = Workspace(cfg, out, force=force)
+    _warn_permissions(ws)
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+def _warn_permissions(ws: Workspace) -> None:
+    from prewarm_cli import config as config_mod
+    from prewarm_cli import registry
+
+    if not ws.config.exists:
+        return
+    secrets: dict[str, list[str]] = {}
+    for ptype in {ws.config.provider_type(a) for a in ws.config.aliases()}:
+        try:
+            cls = registry.load(ptype)
+        except PrewarmError:
+            continue
+        secrets[ptype] = [f.name for f in cls.config_schema if f.secret]
+    warning = config_mod.permission_warning(ws.config, secrets)
+    if warning:
+        ws.out.warn(warning)
+
+
+def _exit(code: ExitCode) -> NoReturn:
+    raise SystemExit(int(code))
+
+
+# --------------------------------------------------------------------------- the group
+
+
+class PrewarmGroup(click.Group):
+    """Lists commands without building them, so `--help` loads no plugin."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [
+            (name, cmd.get_short_help_str(limit=formatter.width - 6 - len(name)))
+            for name, cmd in self.commands.items()
+            if not cmd.hidden
+        ]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd_name == "submit" and cmd is not None:
+            _add_provider_options(cmd)
+        return cmd
+
+
+_PROVIDER_OPTIONS: dict[str, Any] = {}
+
+
+def _add_provider_options(cmd: click.Command) -> None:
+    """Adds each plugin's extra submit options (e.g. --mode) once, on first use."""
+    if getattr(cmd, "_provider_options_added", False):
+        return
+    from prewarm_cli import registry
+
+    def warn(text: str) -> None:
+        click.echo(f"warning: {text}", err=True)
+
+    taken = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
+    for ptype, cls in registry.load_all(warn).items():
+        for opt in cls.submit_options:
+            flag = f"--{opt.name}"
+            if flag in taken:
+                if opt.key in _PROVIDER_OPTIONS:
+                    _PROVIDER_OPTIONS[opt.key]["types"].add(ptype)
+                continue
+            taken.add(flag)
+            _PROVIDER_OPTIONS[opt.key] = {"types": {ptype}, "default": opt.default}
+            help_text = f"[{ptype}] {opt.help}"
+            if opt.type is bool:
+                param = click.Option([flag], is_flag=True, default=None, help=help_text)
+            else:
+                kind: Any = click.Choice(opt.choices) if opt.choices else opt.type
+                param = click.Option([flag], type=kind, default=None, help=help_text)
+            cmd.params.append(param)
+    cmd._provider_options_added = True  # type: ignore[attr-defined]
+
+
+@click.group(cls=PrewarmGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="prewarm")
+@global_options
+def cli() -> None:
+    """Pre-warm CDN caches across several CDNs with one command set.
+
+    \b
+    Examples:
+      prewarm config init                      # set up a provider
+      prewarm submit -i urls.txt --wait        # warm the URLs in a file, wait for the vendor
+      prewarm submit -p qiniu -p edgeone URL   # the same URL on two CDNs
+      prewarm status                           # the latest job
+      prewarm report JOB -o ndjson | jq .      # what failed, one line per URL
+
+    Data goes to stdout (a table on a terminal, JSON otherwise), messages to stderr.
+    Exit codes: 0 ok, 1 failed, 2 usage/input, 3 config/credentials, 4 not everything
+    warmed, 5 quota/rate limit (resume later), 6 --wait-timeout, 130 interrupted.
+    """
+
+
+# --------------------------------------------------------------------------- submit
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("urls", nargs=-1)
+@click.option("-i", "--input", "files", multiple=True, metavar="FILE",
+              help="Read URLs from FILE, one per line (- for stdin). Repeatable.")
+@click.option("--sitemap", "sitemaps", multiple=True, metavar="URL|FILE",
+              help="Read URLs from a sitemap or sitemap index (gzip ok). Repeatable.")
+@click.option("-p", "--provider", "providers", multiple=True, metavar="NAME",
+              help="Provider alias (repeat for several CDNs). Default: [[routes]], then defaults.provider.")
+@click.option("-H", "--header", "headers", multiple=True, metavar="'Name: value'",
+              help="Header the CDN sends to the origin when prefetching. Repeatable.")
+@click.option("--invalidate", is_flag=True, help="Purge the URLs first, then prefetch them.")
+@click.option("--skip-invalid", is_flag=True, help="Send the valid URLs and list the invalid ones.")
+@click.option("--dry-run", is_flag=True, help="Print the plan; send nothing.")
+@click.option("--wait", "wait_", is_flag=True, help="Wait until the vendors finish.")
+@click.option("--interval", type=float, metavar="S", help="Seconds between status polls.")
+@click.option("--wait-timeout", type=float, metavar="S", help="Give up waiting after S seconds (exit 6).")
+@click.option("--verify", is_flag=True, help="After waiting, check the URLs' cache status.")
+@click.option("--force", is_flag=True,
+              help="Allow limits above the defaults, resend unknown batches, a second job on a busy stack.")
+@click.option("--resume", metavar="JOB", help="Continue JOB: send what is deferred, unsent or failed.")
+@global_options
+def submit(
+    urls: tuple[str, ...],
+    files: tuple[str, ...],
+    sitemaps: tuple[str, ...],
+    providers: tuple[str, ...],
+    headers: tuple[str, ...],
+    invalidate: bool,
+    skip_invalid: bool,
+    dry_run: bool,
+    wait_: bool,
+    interval: float | None,
+    wait_timeout: float | None,
+    verify: bool,
+    force: bool,
+    resume: str | None,
+    **extra: Any,
+) -> None:
+    """Send URLs to the CDNs' prefetch APIs.
+
+    \b
+    URLs come from arguments, -i FILE (or - for stdin) and --sitemap; they are
+    validated and de-duplicated before anything is sent.
+    """
+    from prewarm_cli import engine
+    from prewarm_cli.plugin import SubmitOptions
+
+    if verify:
+        raise UsageError("--verify is not available yet in this version of prewarm")
+    if (verify or interval or wait_timeout) and not wait_:
+        raise UsageError("--interval, --wait-timeout and --verify need --wait")
+    if resume and (urls or files or sitemaps or providers):
+        raise UsageError("--resume takes no new URLs or providers; it continues the job as it was")
+    given_extra = {k: v for k, v in extra.items() if v is not None}
+    options = SubmitOptions(
+        headers=tuple(_parse_header(h) for h in headers),
+        invalidate=invalidate,
+        force=force,
+        extra=given_extra,
+    )
+    req = engine.SubmitRequest(
+        urls=urls, files=files, sitemaps=sitemaps, providers=providers,
+        options=options, skip_invalid=skip_invalid,
+    )
+    with workspace(force=force) as ws:
+        if not resume:
+            _check_extra_options(ws, providers, given_extra)
+        if dry_run:
+            if resume:
+                raise UsageError("--dry-run cannot be combined with --resume")
+            plan = engine.plan(ws, req)
+            ws.out.emit(plan, table=lambda d: _plan_table(ws.out, d),
+                        records=lambda d: list(d["providers"].values()))
+            return
+        summary, code = engine.submit(ws, req, resume=resume)
+        if not wait_:
+            ws.out.emit(summary, table=lambda d: _submit_table(ws.out, d),
+                        records=lambda d: d["tasks"])
+            _exit(code)
+        if ws.out.fmt == "table":
+            _submit_table(ws.out, summary)
+        ref = engine.parse_job_ref(ws, summary["job_id"], lambda: "")
+        status = engine.wait(ws, ref, interval=interval, timeout=wait_timeout)
+        result = {**summary, "status": status}
+        if ws.out.fmt == "table":
+            _status_table(ws.out, status)
+        else:
+            ws.out.emit(result, records=lambda d: d["tasks"])
+        _exit(worst_exit({code, engine.status_exit(status["state"])}))
+
+
+def _parse_header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip() or any(c in name for c in " \t"):
+        raise UsageError(f"header {text!r} is not 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def _check_extra_options(ws: Workspace, names: tuple[str, ...], given: dict[str, Any]) -> None:
+    """An extra option no selected provider declares is a usage error."""
+    if not given:
+        return
+    if names:
+        aliases = [ws.alias(n) for n in names]
+    else:
+        aliases = ws.config.aliases()
+    types = {ws.config.provider_type(a) for a in aliases}
+    for key in given:
+        owners = _PROVIDER_OPTIONS.get(key, {}).get("types", set())
+        if not owners & types:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(
+                f"{flag} is an option of {', '.join(sorted(owners))}, not of the selected"
+                f" provider(s) {', '.join(aliases)}"
+            )
+
+
+# --------------------------------------------------------------------------- status / report
+
+
+def _stdin_text() -> str:
+    return sys.stdin.read()
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("job", required=False)
+@click.option("--wait", "wait_", is_flag=True, help="Poll until the job is finished.")
+@click.option("--interval", type=float, metavar="S", help="Seconds between polls.")
+@click.option("--wait-timeout", type=float, metavar="S", help="Give up after S seconds (exit 6).")
+@click.option("--verify", is_flag=True, help="After waiting, check the URLs' cache status.")
+@click.option("--force", is_flag=True, help="Poll faster than the provider's polling budget.")
+@global_options
+def status(
+    job: str | None,
+    wait_: bool,
+    interval: float | None,
+    wait_timeout: float | None,
+    verify: bool,
+    force: bool,
+) -> None:
+    """Show a job's state: JOB, ALIAS:TASK_ID[,...], - (submit JSON on stdin), or the latest."""
+    from prewarm_cli import engine
+
+    if verify:
+        raise UsageError("--verify is not available yet in this version of prewarm")
+    with workspace(force=force) as ws:
+        ref = engine.parse_job_ref(ws, job, _stdin_text)
+        if wait_:
+            result = engine.wait(ws, ref, interval=interval, timeout=wait_timeout)
+        else:
+            result = engine.job_status(ws, ref)
+        ws.out.emit(result, table=lambda d: _status_table(ws.out, d),
+                    records=lambda d: list(d["providers"].values()))
+        _exit(engine.status_exit(result["state"]))
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("job", required=False)
+@click.option("--download", metavar="FILE", help="Save the vendor's own report file (where one exists).")
+@global_options
+def report(job: str | None, download: str | None) -> None:
+    """List every URL that failed or was rejected, with provider, PoP and reason."""
+    from prewarm_cli import engine
+
+    with workspace() as ws:
+        ref = engine.parse_job_ref(ws, job, _stdin_text)
+        result = engine.report(ws, ref)
+        if download:
+            engine.download_report(ws, result, download)
+        ws.out.emit(result, table=lambda d: _report_table(ws.out, d), records=lambda d: d["failures"])
+        _exit(ExitCode.INCOMPLETE if result["failures"] else ExitCode.OK)
+
+
+# --------------------------------------------------------------------------- other commands
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--limit", type=int, default=20, show_default=True, help="How many jobs.")
+@click.option("--state", help="Only jobs in this state.")
+@global_options
+def jobs(limit: int, state: str | None) -> None:
+    """List recent local jobs, newest first."""
+    with workspace() as ws:
+        rows = []
+        for job in ws.journal.jobs(limit, state):
+            counts = ws.journal.counts(job.id)
+            total = sum(c.total for c in counts.values())
+            rows.append({
+                "job_id": job.id,
+                "state": job.state,
+                "created_at": job.created_at,
+                "providers": list(job.providers),
+                "urls": job.urls,
+                "total": total,
+                "accepted": sum(c["accepted"] for c in counts.values()),
+                "rejected": sum(c["rejected"] for c in counts.values()),
+                "deferred": sum(c["deferred"] + c["unsent"] for c in counts.values()),
+            })
+        ws.out.emit(rows, table=lambda d: ws.out.table(
+            ("job", "state", "created", "providers", "urls", "accepted", "rejected", "deferred"),
+            [(r["job_id"], r["state"], r["created_at"][:19], ",".join(r["providers"]), r["urls"],
+              r["accepted"], r["rejected"], r["deferred"]) for r in d],
+        ))
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.option("-p", "--provider", "providers", multiple=True, metavar="NAME",
+              help="Provider alias (default: every configured provider with a quota).")
+@global_options
+def quota(providers: tuple[str, ...]) -> None:
+    """Show the daily quota, what remains and when it resets."""
+    from prewarm_cli import engine
+    from prewarm_cli.plugin import Capability
+
+    with workspace() as ws:
+        if providers:
+            aliases = [ws.alias(p) for p in providers]
+        else:
+            aliases = [a for a in ws.config.aliases()
+                       if Capability.QUOTA in ws.runner(a).capabilities]
+            if not aliases:
+                raise UsageError("no configured provider reports a quota; pass -p NAME")
+        rows = engine.quota(ws, aliases)
+        ws.out.emit(rows, table=lambda d: ws.out.table(
+            ("provider", "type", "daily", "remaining", "resets at", "batch", "source"),
+            [(r["provider"], r["type"], r["daily"], r["remaining"], r["resets_at"], r["batch"],
+              r["source"]) for r in d],
+        ))
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("count", type=click.IntRange(min=0), required=False)
+@click.option("-p", "--provider", metavar="NAME", help="Provider alias.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@global_options
+def scale(count: int | None, provider: str | None, yes: bool) -> None:
+    """Show or set the number of warming instances (providers that have them)."""
+    from prewarm_cli import engine
+
+    with workspace() as ws:
+        alias = ws.selected([provider] if provider else [])[0]
+        if count is not None and not yes:
+            if not sys.stdin.isatty():
+                raise UsageError("setting the scale needs --yes when not on a terminal")
+            click.confirm(f"Set {alias} to {count} instance(s)?", abort=True, err=True)
+        result = engine.scale(ws, alias, count)
+        ws.out.emit(result)
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("job")
+@global_options
+def cancel(job: str) -> None:
+    """Stop a running job at the vendor (providers that can)."""
+    from prewarm_cli import engine
+
+    with workspace() as ws:
+        ref = engine.parse_job_ref(ws, job, _stdin_text)
+        ws.out.emit(engine.cancel(ws, ref))
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@global_options
+def providers() -> None:
+    """List installed provider types and configured aliases, with capabilities."""
+    from prewarm_cli import config as config_mod
+    from prewarm_cli import registry
+
+    out = _output()
+    classes = registry.load_all(out.warn)
+    cfg = config_mod.load_config(_globals().get("config"))
+    rows = []
+    for alias in cfg.aliases():
+        ptype = cfg.provider_type(alias)
+        rows.append(_provider_row(alias, ptype, classes.get(ptype)))
+    configured_types = {r["type"] for r in rows}
+    for ptype, cls in classes.items():
+        if ptype not in configured_types:
+            rows.append(_provider_row(None, ptype, cls))
+    out.emit(rows, table=lambda d: out.table(
+        ("alias", "type", "source", "version", "capabilities"),
+        [(r["provider"] or "-", r["type"], r["source"], r["version"],
+          ", ".join(r["capabilities"])) for r in d],
+    ))
+
+
+def _provider_row(alias: str | None, ptype: str, cls: Any) -> dict[str, Any]:
+    from prewarm_cli import registry
+
+    try:
+        info = registry.plugin_info(ptype)
+        source, version = info.source, info.version
+    except PrewarmError:
+        source, version = "not installed", None
+    caps = sorted(str(c) for c in cls.capabilities) if cls else []
+    return {"provider": alias, "type": ptype, "source": source, "version": version,
+            "capabilities": caps}
+
+
+# --------------------------------------------------------------------------- config
+
+
+@cli.group(cls=PrewarmGroup, context_settings=CONTEXT_SETTINGS)
+@global_options
+def config() -> None:
+    """Create, show and check the configuration file."""
+
+
+@config.command("path", context_settings=CONTEXT_SETTINGS)
+@global_options
+def config_path_cmd() -> None:
+    """Print the config file path in use, and the state directory."""
+    from prewarm_cli import config as config_mod
+
+    path, how = config_mod.config_path(_globals().get("config"))
+    out = _output()
+    data = {"config": str(path), "how": how, "exists": path.exists(),
+            "state_dir": str(config_mod.state_dir(create=False))}
+    if out.fmt == "table":
+        out.line(str(path))
+        out.info(f"({'exists' if path.exists() else 'does not exist'}; chosen by {how};"
+                 f" state in {data['state_dir']})")
+    else:
+        out.emit(data)
+
+
+@config.command("show", context_settings=CONTEXT_SETTINGS)
+@global_options
+def config_show() -> None:
+    """Show every setting, where it came from; secrets redacted."""
+    from prewarm_cli import config as config_mod
+    from prewarm_cli import registry
+
+    out = _output()
+    cfg = config_mod.load_config(_globals().get("config"))
+    rows = config_mod.show_rows(cfg, registry.load_all(out.warn))
+    out.emit(
+        {"path": str(cfg.path), "exists": cfg.exists, "settings": rows},
+        table=lambda d: out.table(("key", "value", "source"),
+                                  [(r["key"], r["value"], r["source"]) for r in d["settings"]],
+                                  title=f"{cfg.path}" + ("" if cfg.exists else " (missing)")),
+        records=lambda d: d["settings"],
+    )
+
+
+@config.command("check", context_settings=CONTEXT_SETTINGS)
+@click.option("--online", is_flag=True, help="Also let each provider make one cheap request.")
+@global_options
+def config_check(online: bool) -> None:
+    """Validate the config file and every provider's settings (exit 3 on errors)."""
+    from prewarm_cli import config as config_mod
+    from prewarm_cli import registry
+
+    out = _output()
+    cfg = config_mod.load_config(_globals().get("config"))
+    if not cfg.exists:
+        raise ConfigError(f"{cfg.path}: no config file", hint="create one: prewarm config init")
+    results = []
+    codes: set[ExitCode] = set()
+    for alias in cfg.aliases():
+        entry: dict[str, Any] = {"provider": alias, "type": cfg.provider_type(alias), "ok": True,
+                                 "notes": []}
+        try:
+            cls = registry.load(cfg.provider_type(alias))
+            settings = cfg.resolve(alias, cls)
+            if online:
+                provider = cls(alias, settings.values)
+                try:
+                    entry["notes"] = provider.check()
+                finally:
+                    provider.close()
+        except PrewarmError as exc:
+            entry.update(ok=False, error=str(exc), hint=exc.hint)
+            codes.add(exc.exit_code)
+        results.append(entry)
+    data = {"path": str(cfg.path), "ok": not codes, "providers": results}
+    if out.fmt == "table":
+        for r in results:
+            if r["ok"]:
+                out.line(f"ok     {r['provider']} ({r['type']})")
+                for note in r["notes"]:
+                    out.line(f"       {note}")
+            else:
+                out.line(f"error  {r['provider']} ({r['type']}): {r['error']}")
+        out.info(f"{cfg.path}: {'ok' if not codes else 'has errors'}")
+    else:
+        out.emit(data)
+    _exit(worst_exit(codes))
+
+
+@config.command("init", context_settings=CONTEXT_SETTINGS)
+@click.option("--type", "ptype", metavar="TYPE", help="Provider type, e.g. qiniu.")
+@click.option("--alias", metavar="NAME", help="Alias for the provider (default: the type).")
+@click.option("--set", "values", multiple=True, metavar="KEY=VALUE",
+              help="A provider setting (repeatable); secrets are best given as env:VAR.")
+@click.option("--default/--no-default", "make_default", default=True,
+              help="Make it defaults.provider.")
+@click.option("--force", is_flag=True, help="Overwrite an existing config file.")
+@global_options
+def config_init(ptype: str | None, alias: str | None, values: tuple[str, ...],
+                make_default: bool, force: bool) -> None:
+    """Write a config file: interactive prompts on a terminal, or flags for scripts."""
+    from prewarm_cli import config as config_mod
+    from prewarm_cli import registry
+
+    out = _output()
+    path, _how = config_mod.config_path(_globals().get("config"))
+    interactive = sys.stdin.isatty() and not (ptype and values)
+    classes = registry.load_all(out.warn)
+    if not ptype:
+        if not interactive:
+            raise UsageError("config init needs --type when not on a terminal",
+                             hint=f"installed types: {', '.join(classes) or 'none'}")
+        ptype = click.prompt("Provider type", type=click.Choice(sorted(classes)), err=True)
+    if ptype not in classes:
+        registry.load(ptype)  # raises the one-line error naming what is installed
+    cls = classes[ptype]
+    alias = alias or ptype
+    answers: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set {item!r} is not KEY=VALUE")
+        answers[key.strip()] = _parse_value(raw.strip())
+    if interactive:
+        for fld in cls.config_schema:
+            if fld.name in answers:
+                continue
+            default = fld.default
+            if fld.secret and fld.name in cls.credential_env:
+                default = f"env:{cls.credential_env[fld.name]}"
+            if not fld.required and default is None:
+                continue
+            answers[fld.name] = _parse_value(click.prompt(
+                f"{fld.name} ({fld.help})", default=default, hide_input=fld.secret,
+                show_default=not fld.secret or str(default).startswith("env:"), err=True,
+            ))
+    existing: dict[str, Any] = {}
+    if path.exists() and force:
+        import tomllib
+
+        existing = tomllib.loads(path.read_text())
+    data = dict(existing)
+    data.setdefault("providers", {})[alias] = config_mod.provider_table(cls, answers)
+    if make_default:
+        data.setdefault("defaults", {})["provider"] = alias
+    config_mod.write_config(path, data, overwrite=force)
+    config_mod.load_config(str(path))  # what was written must load
+    out.info(f"wrote {path} (mode 600); check it with `prewarm config check`")
+    if out.fmt != "table":
+        out.emit({"path": str(path), "provider": alias, "type": ptype})
+
+
+def _parse_value(raw: str) -> Any:
+    """TOML-ish values for --set and prompts: numbers, booleans, [lists], else text."""
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+# --------------------------------------------------------------------------- renderers
+
+
+def _submit_table(out: Output, d: dict[str, Any]) -> None:
+    rows = [(alias, p["total"], p["accepted"], p["rejected"], p["failed"], p["deferred"],
+             p["unknown"]) for alias, p in d["providers"].items()]
+    out.table(("provider", "targets", "accepted", "rejected", "failed", "deferred", "unknown"),
+              rows, title=f"job {d['job_id']}: {d['state']}")
+    for r in d["rejected"][:20]:
+        out.line(f"rejected  {r['provider']}  {r['url']}  {r['reason']}")
+    for r in d["failed"][:20]:
+        out.line(f"failed    {r['provider']}  {r['url']}  {r['reason']}")
+    more = len(d["rejected"]) + len(d["failed"]) - 40
+    if more > 0:
+        out.line(f"... and {more} more: prewarm report {d['job_id']}")
+    if d["deferred"]:
+        out.info(f"{d['deferred']} URL(s) deferred: prewarm submit --resume {d['job_id']} later")
+
+
+def _plan_table(out: Output, d: dict[str, Any]) -> None:
+    rows = []
+    for alias, p in d["providers"].items():
+        q = p["quota"] or {}
+        rows.append((alias, p["urls"], p["batch_size"], p["batches"], p["requests"],
+                     p["estimated_seconds"], q.get("remaining"), p["would_defer"]))
+    out.table(("provider", "urls", "batch", "batches", "requests", "est. seconds",
+               "quota left", "would defer"), rows, title=f"dry run: {d['urls']} URLs, nothing sent")
+    for alias, p in d["providers"].items():
+        for note in p["notes"]:
+            out.line(f"note  {alias}: {note}")
+
+
+def _status_table(out: Output, d: dict[str, Any]) -> None:
+    rows = [(alias, p["state"], p["raw_state"], p["total"], p["succeeded"], p["failed"],
+             p["in_progress"], p["pending"], p["not_sent"])
+            for alias, p in d["providers"].items()]
+    out.table(("provider", "state", "vendor state", "total", "succeeded", "failed",
+               "in progress", "pending", "not sent"), rows,
+              title=f"job {d['job_id'] or '(vendor tasks)'}: {d['state']}")
+
+
+def _report_table(out: Output, d: dict[str, Any]) -> None:
+    out.table(("provider", "url", "pop", "reason"),
+              [(f["provider"], f["url"], f["pop"], f["reason"]) for f in d["failures"]],
+              title=f"job {d['job_id'] or '(vendor tasks)'}: {len(d['failures'])} failure(s)")
+    for alias, url in d.get("report_urls", {}).items():
+        out.info(f"{alias} report: {url}")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="prewarm", standalone_mode=False)
+    except SystemExit as exc:
+        raise
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except PrewarmError as exc:
+        _report_error(exc, debug)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # the one place that turns a bug into one clear line
+        if debug:
+            raise
+        click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for"
+                   " the traceback)", err=True)
+        sys.exit(ExitCode.FAILED)
+    sys.exit(ExitCode.OK)
+
+
+def _report_error(exc: PrewarmError, debug: bool) -> None:
+    import json
+
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    fmt = "json" if _seen_globals.get("json") else _seen_globals.get("output")
+    if fmt is None and not _stdout_is_tty():
+        fmt = "json"
+    if fmt in ("json", "ndjson"):
+        sys.stdout.write(json.dumps(exc.to_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    click.echo(f"error: {exc}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
+
+
+def _stdout_is_tty() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False

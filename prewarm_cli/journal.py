@@ -1,0 +1,558 @@
+"""The local job store: every job, its vendor tasks and the outcome of every target.
+
+SQLite in WAL mode; every change is one transaction, so a process killed at any
+point leaves a consistent journal. A batch is recorded as *sending* before its
+request goes out and its result after, which is how ``--resume`` knows what may
+have reached the vendor (DESIGN.md §8).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prewarm_cli.errors import NotFoundError
+from prewarm_cli.plugin import BatchResult
+
+SCHEMA_VERSION = 1
+
+# Target outcomes. The first four are final; the rest can still change.
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+FAILED = "failed"
+DEFERRED = "deferred"
+UNKNOWN = "unknown"
+SENDING = "sending"
+UNSENT = "unsent"
+OUTCOMES = (ACCEPTED, REJECTED, FAILED, DEFERRED, UNKNOWN, SENDING, UNSENT)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    state TEXT NOT NULL,
+    providers TEXT NOT NULL,          -- JSON list of aliases
+    options TEXT NOT NULL,            -- JSON: headers, extra, invalidate
+    urls INTEGER NOT NULL DEFAULT 0,  -- distinct input URLs
+    skipped TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS targets (
+    job_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    url TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    outcome TEXT NOT NULL DEFAULT 'unsent',
+    batch_id INTEGER,
+    task_id TEXT,
+    reason TEXT,
+    PRIMARY KEY (job_id, provider, url)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS targets_by_outcome ON targets (job_id, provider, outcome, seq);
+CREATE INDEX IF NOT EXISTS targets_by_batch ON targets (batch_id);
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'prefetch',
+    state TEXT NOT NULL,              -- sending | done | unknown
+    task_id TEXT,
+    request_id TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS batches_by_job ON batches (job_id, provider, state);
+CREATE TABLE IF NOT EXISTS tasks (
+    job_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'prefetch',
+    urls INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    state TEXT,
+    raw_state TEXT,
+    PRIMARY KEY (job_id, provider, task_id)
+);
+"""
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_job_id() -> str:
+    from ulid import ULID
+
+    return str(ULID())
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    created_at: str
+    updated_at: str
+    state: str
+    providers: tuple[str, ...]
+    options: Mapping[str, Any]
+    urls: int
+    skipped: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Task:
+    provider: str
+    task_id: str
+    urls: int
+    created_at: str
+    kind: str = "prefetch"
+    state: str | None = None
+    raw_state: str | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    id: int
+    provider: str
+    urls: tuple[str, ...]
+    created_at: str
+
+
+@dataclass
+class Counts:
+    """Targets per outcome for one provider alias (or a whole job)."""
+
+    by_outcome: dict[str, int] = field(default_factory=dict)
+
+    def __getitem__(self, outcome: str) -> int:
+        return self.by_outcome.get(outcome, 0)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_outcome.values())
+
+    def add(self, other: Counts) -> None:
+        for k, v in other.by_outcome.items():
+            self.by_outcome[k] = self.by_outcome.get(k, 0) + v
+
+
+class Journal:
+    """The SQLite job store; safe to share between threads of one process."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        self._db.row_factory = sqlite3.Row
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL survives a killed process; only power loss can drop the last commits.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    @classmethod
+    def in_state_dir(cls, state_dir: Path) -> Journal:
+        return cls(state_dir / "journal.sqlite3")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- plumbing ---
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def _migrate(self) -> None:
+        with self._lock:
+            self._db.executescript(_SCHEMA)  # idempotent: CREATE ... IF NOT EXISTS
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"journal {self.path} has schema {row[0]}, newer than this prewarm "
+                    f"understands ({SCHEMA_VERSION}); upgrade prewarm"
+                )
+
+    # --- jobs ---
+
+    def create_job(self, providers: Sequence[str], options: Mapping[str, Any]) -> str:
+        job_id = new_job_id()
+        now = utcnow()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO jobs (id, created_at, updated_at, state, providers, options)"
+                " VALUES (?, ?, ?, 'created', ?, ?)",
+                (job_id, now, now, json.dumps(list(providers)), json.dumps(dict(options))),
+            )
+        return job_id
+
+    def add_targets(
+        self, job_id: str, items: Iterable[tuple[int, str, Sequence[str]]], chunk: int = 5000
+    ) -> None:
+        """Record (seq, url, aliases) items; a repeated URL keeps its first position."""
+        rows: list[tuple[str, str, str, int]] = []
+
+        def flush() -> None:
+            with self.transaction() as db:
+                db.executemany(
+                    "INSERT OR IGNORE INTO targets (job_id, provider, url, seq) VALUES (?,?,?,?)",
+                    rows,
+                )
+            rows.clear()
+
+        for seq, url, aliases in items:
+            rows.extend((job_id, alias, url, seq) for alias in aliases)
+            if len(rows) >= chunk:
+                flush()
+        if rows:
+            flush()
+
+    def finish_intake(self, job_id: str, skipped: Sequence[Mapping[str, Any]]) -> None:
+        """Counts the distinct URLs once input is complete."""
+        with self.transaction() as db:
+            (urls,) = db.execute(
+                "SELECT COUNT(DISTINCT url) FROM targets WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            db.execute(
+                "UPDATE jobs SET urls = ?, skipped = ?, state = 'ready', updated_at = ?"
+                " WHERE id = ?",
+                (urls, json.dumps(list(skipped)), utcnow(), job_id),
+            )
+
+    def set_providers(self, job_id: str, providers: Sequence[str]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET providers = ? WHERE id = ?", (json.dumps(list(providers)), job_id)
+            )
+
+    def delete_job(self, job_id: str) -> None:
+        with self.transaction() as db:
+            for table in ("targets", "batches", "tasks"):
+                db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    def set_state(self, job_id: str, state: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?", (state, utcnow(), job_id)
+            )
+
+    def job(self, job_id: str) -> Job:
+        rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
+            rows = self._query("SELECT * FROM jobs WHERE id LIKE ? LIMIT 2", (job_id + "%",))
+            if len(rows) != 1:
+                raise NotFoundError(
+                    f"no job {job_id!r} in the local journal",
+                    hint="`prewarm jobs` lists recent jobs; use ALIAS:TASK_ID for a vendor task",
+                )
+        return _job(rows[0])
+
+    def latest_job(self) -> Job:
+        rows = self._query("SELECT * FROM jobs ORDER BY created_at DESC, id DESC LIMIT 1")
+        if not rows:
+            raise NotFoundError("no jobs in the local journal yet", hint="run `prewarm submit`")
+        return _job(rows[0])
+
+    def jobs(self, limit: int = 20, state: str | None = None) -> list[Job]:
+        sql = "SELECT * FROM jobs"
+        params: list[Any] = []
+        if state:
+            sql += " WHERE state = ?"
+            params.append(state)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        params.append(limit)
+        return [_job(r) for r in self._query(sql, params)]
+
+    # --- targets and batches ---
+
+    def counts(self, job_id: str) -> dict[str, Counts]:
+        result: dict[str, Counts] = {}
+        rows = self._query(
+            "SELECT provider, outcome, COUNT(*) AS n FROM targets WHERE job_id = ?"
+            " GROUP BY provider, outcome",
+            (job_id,),
+        )
+        for row in rows:
+            result.setdefault(row["provider"], Counts()).by_outcome[row["outcome"]] = row["n"]
+        return result
+
+    def urls(self, job_id: str, provider: str | None = None) -> Iterator[str]:
+        """The job's URLs in input order (each once), streamed."""
+        sql = "SELECT url, MIN(seq) AS s FROM targets WHERE job_id = ?"
+        params: list[Any] = [job_id]
+        if provider:
+            sql += " AND provider = ?"
+            params.append(provider)
+        sql += " GROUP BY url ORDER BY s"
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        for row in rows:
+            yield row["url"]
+
+    def targets(self, job_id: str, outcomes: Sequence[str]) -> list[sqlite3.Row]:
+        marks = ",".join("?" * len(outcomes))
+        return self._query(
+            f"SELECT provider, url, outcome, task_id, reason FROM targets"
+            f" WHERE job_id = ? AND outcome IN ({marks}) ORDER BY seq, provider",
+            (job_id, *outcomes),
+        )
+
+    def claim_batch(
+        self, job_id: str, provider: str, size: int, max_bytes: int | None = None
+    ) -> Batch | None:
+        """Marks the next unsent targets *sending* in a new batch, before any request."""
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT url FROM targets WHERE job_id = ? AND provider = ? AND outcome = 'unsent'"
+                " ORDER BY seq LIMIT ?",
+                (job_id, provider, size),
+            ).fetchall()
+            urls = [r[0] for r in rows]
+            if max_bytes is not None:
+                urls = _fit_bytes(urls, max_bytes)
+            if not urls:
+                return None
+            now = utcnow()
+            cur = db.execute(
+                "INSERT INTO batches (job_id, provider, state, created_at, updated_at)"
+                " VALUES (?, ?, 'sending', ?, ?)",
+                (job_id, provider, now, now),
+            )
+            batch_id = int(cur.lastrowid or 0)
+            db.executemany(
+                "UPDATE targets SET outcome = 'sending', batch_id = ?"
+                " WHERE job_id = ? AND provider = ? AND url = ?",
+                [(batch_id, job_id, provider, u) for u in urls],
+            )
+        return Batch(batch_id, provider, tuple(urls), now)
+
+    def record_result(self, job_id: str, batch: Batch, result: BatchResult) -> None:
+        """Stores the vendor's answer for a batch: one transaction, all or nothing."""
+        now = utcnow()
+        with self.transaction() as db:
+            if result.accepted:
+                db.executemany(
+                    "UPDATE targets SET outcome = 'accepted', task_id = ?, reason = NULL"
+                    " WHERE job_id = ? AND provider = ? AND url = ?",
+                    [(result.task_id, job_id, batch.provider, u) for u in result.accepted],
+                )
+            if result.rejected:
+                db.executemany(
+                    "UPDATE targets SET outcome = 'rejected', reason = ?"
+                    " WHERE job_id = ? AND provider = ? AND url = ?",
+                    [(r, job_id, batch.provider, u) for u, r in result.rejected.items()],
+                )
+            if result.resend:
+                db.executemany(
+                    "UPDATE targets SET outcome = 'unsent', batch_id = NULL"
+                    " WHERE job_id = ? AND provider = ? AND url = ?",
+                    [(job_id, batch.provider, u) for u in result.resend],
+                )
+            db.execute(
+                "UPDATE batches SET state = 'done', task_id = ?, request_id = ?, updated_at = ?"
+                " WHERE id = ?",
+                (result.task_id, result.request_id, now, batch.id),
+            )
+            if result.task_id and result.accepted:
+                db.execute(
+                    "INSERT INTO tasks (job_id, provider, task_id, urls, created_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, provider, task_id)"
+                    " DO UPDATE SET urls = urls + excluded.urls",
+                    (job_id, batch.provider, result.task_id, len(result.accepted), now),
+                )
+
+    def record_found(self, job_id: str, provider: str, found: Mapping[str, str]) -> None:
+        """URLs a lookup found at the vendor: accepted under the task that holds them."""
+        by_task: dict[str, int] = {}
+        for task_id in found.values():
+            by_task[task_id] = by_task.get(task_id, 0) + 1
+        now = utcnow()
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE targets SET outcome = 'accepted', task_id = ?, reason = NULL"
+                " WHERE job_id = ? AND provider = ? AND url = ?",
+                [(t, job_id, provider, u) for u, t in found.items()],
+            )
+            for task_id, n in by_task.items():
+                db.execute(
+                    "INSERT INTO tasks (job_id, provider, task_id, urls, created_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, provider, task_id)"
+                    " DO UPDATE SET urls = urls + excluded.urls",
+                    (job_id, provider, task_id, n, now),
+                )
+
+    def release_batch(
+        self, job_id: str, batch: Batch, outcome: str, reason: str | None = None
+    ) -> None:
+        """Ends a batch that got no vendor result: its still-sending targets take ``outcome``."""
+        batch_state = UNKNOWN if outcome == UNKNOWN else "done"
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE targets SET outcome = ?, reason = ?,"
+                " batch_id = CASE WHEN ? = 'unsent' THEN NULL ELSE batch_id END"
+                " WHERE batch_id = ? AND outcome IN ('sending', 'unknown')",
+                (outcome, reason, outcome, batch.id),
+            )
+            db.execute(
+                "UPDATE batches SET state = ?, error = ?, updated_at = ? WHERE id = ?",
+                (batch_state, reason, utcnow(), batch.id),
+            )
+
+    def set_outcome(
+        self, job_id: str, provider: str, urls: Iterable[str], outcome: str, reason: str | None
+    ) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE targets SET outcome = ?, reason = ?"
+                " WHERE job_id = ? AND provider = ? AND url = ?",
+                [(outcome, reason, job_id, provider, u) for u in urls],
+            )
+
+    def defer_unsent(self, job_id: str, provider: str, reason: str) -> int:
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE targets SET outcome = 'deferred', reason = ?"
+                " WHERE job_id = ? AND provider = ? AND outcome = 'unsent'",
+                (reason, job_id, provider),
+            )
+            return cur.rowcount
+
+    def unknown_batches(self, job_id: str, provider: str) -> list[Batch]:
+        """Batches whose outcome is unknown, with their still-undecided URLs."""
+        batches = self._query(
+            "SELECT id, created_at FROM batches WHERE job_id = ? AND provider = ?"
+            " AND state IN ('unknown', 'sending') ORDER BY id",
+            (job_id, provider),
+        )
+        result = []
+        for b in batches:
+            urls = self._query(
+                "SELECT url FROM targets WHERE batch_id = ? AND outcome IN ('unknown', 'sending')"
+                " ORDER BY seq",
+                (b["id"],),
+            )
+            result.append(Batch(b["id"], provider, tuple(r[0] for r in urls), b["created_at"]))
+        return result
+
+    def prepare_resume(self, job_id: str) -> None:
+        """What a resumed run may send again: deferred, unsent, and transient failures.
+
+        Batches still *sending* belonged to a run that died mid-request: they
+        become unknown, to be looked up before anything is resent.
+        """
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE batches SET state = 'unknown', updated_at = ?"
+                " WHERE job_id = ? AND state = 'sending'",
+                (utcnow(), job_id),
+            )
+            db.execute(
+                "UPDATE targets SET outcome = 'unknown' WHERE job_id = ? AND outcome = 'sending'",
+                (job_id,),
+            )
+            db.execute(
+                "UPDATE targets SET outcome = 'unsent', reason = NULL, batch_id = NULL"
+                " WHERE job_id = ? AND outcome IN ('deferred', 'failed')",
+                (job_id,),
+            )
+
+    # --- tasks ---
+
+    def tasks(self, job_id: str, kind: str = "prefetch") -> list[Task]:
+        rows = self._query(
+            "SELECT * FROM tasks WHERE job_id = ? AND kind = ? ORDER BY created_at, task_id",
+            (job_id, kind),
+        )
+        return [
+            Task(
+                provider=r["provider"],
+                task_id=r["task_id"],
+                urls=r["urls"],
+                created_at=r["created_at"],
+                kind=r["kind"],
+                state=r["state"],
+                raw_state=r["raw_state"],
+            )
+            for r in rows
+        ]
+
+    def add_task(self, job_id: str, provider: str, task_id: str, urls: int, kind: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO tasks (job_id, provider, task_id, kind, urls, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, provider, task_id)"
+                " DO UPDATE SET urls = urls + excluded.urls",
+                (job_id, provider, task_id, kind, urls, utcnow()),
+            )
+
+    def save_task_states(
+        self, job_id: str, provider: str, states: Iterable[tuple[str, str, str | None]]
+    ) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE tasks SET state = ?, raw_state = ?"
+                " WHERE job_id = ? AND provider = ? AND task_id = ?",
+                [(s, raw, job_id, provider, t) for t, s, raw in states],
+            )
+
+    def busy_jobs(self, provider_key: str, exclude: str | None = None) -> list[Job]:
+        """Jobs whose state says they may still run at the vendor, for one-job-at-a-time stacks."""
+        rows = self._query(
+            "SELECT * FROM jobs WHERE state IN ('submitted', 'pending', 'running', 'incomplete')"
+            " AND id != ? ORDER BY created_at DESC",
+            (exclude or "",),
+        )
+        return [j for j in map(_job, rows) if provider_key in j.providers]
+
+
+def _fit_bytes(urls: list[str], max_bytes: int) -> list[str]:
+    """The longest prefix of ``urls`` whose JSON encoding fits ``max_bytes`` (at least one URL)."""
+    total = 2
+    for i, url in enumerate(urls):
+        total += len(json.dumps(url).encode()) + 1
+        if total > max_bytes and i > 0:
+            return urls[:i]
+    return urls
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        state=row["state"],
+        providers=tuple(json.loads(row["providers"])),
+        options=json.loads(row["options"]),
+        urls=row["urls"],
+        skipped=tuple(json.loads(row["skipped"])),
+    )

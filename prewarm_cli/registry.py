@@ -1,0 +1,106 @@
+"""Provider discovery through the entry-point group ``prewarm.providers``.
+
+Built-in providers register through the same group as third-party plugins.
+A plugin that fails to load is reported as a warning and skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from prewarm_cli.errors import ConfigError
+from prewarm_cli.plugin import Provider
+
+GROUP = "prewarm.providers"
+BUILTIN_DISTRIBUTION = "prewarm-cli"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """Where a provider type comes from."""
+
+    name: str
+    source: str  # "built-in" or the distribution that provides it
+    version: str | None
+    target: str  # "module:Class"
+
+
+def _entry_points() -> dict[str, EntryPoint]:
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=GROUP):
+        found.setdefault(ep.name, ep)  # the first one on sys.path wins, as for imports
+    return found
+
+
+def _info(ep: EntryPoint) -> PluginInfo:
+    dist = ep.dist
+    dist_name = dist.metadata["Name"] if dist is not None else None
+    source = "built-in" if dist_name == BUILTIN_DISTRIBUTION else (dist_name or "unknown")
+    return PluginInfo(
+        name=ep.name,
+        source=source,
+        version=dist.version if dist is not None else None,
+        target=ep.value,
+    )
+
+
+def names() -> list[str]:
+    """Installed provider type names, without importing any plugin."""
+    return sorted(_entry_points())
+
+
+def plugin_info(name: str) -> PluginInfo:
+    ep = _entry_points().get(name)
+    if ep is None:
+        raise _unknown(name)
+    return _info(ep)
+
+
+_loaded: dict[str, type[Provider]] = {}
+
+
+def load(name: str) -> type[Provider]:
+    """The provider class of a type name; a clear config error when it is unknown or broken."""
+    if name in _loaded:
+        return _loaded[name]
+    ep = _entry_points().get(name)
+    if ep is None:
+        raise _unknown(name)
+    try:
+        cls: Any = ep.load()
+    except Exception as exc:  # a broken plugin must not crash prewarm
+        raise ConfigError(
+            f"provider plugin {name!r} ({ep.value}) failed to load: {exc}",
+            hint="reinstall or upgrade the plugin's package",
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        raise ConfigError(f"provider plugin {name!r} ({ep.value}) is not a prewarm Provider class")
+    if cls.name != name:
+        raise ConfigError(
+            f"provider plugin {name!r} ({ep.value}) declares the name {cls.name!r}; "
+            "the entry point and the class must agree"
+        )
+    _loaded[name] = cls
+    return cls
+
+
+def load_all(warn: Callable[[str], None]) -> dict[str, type[Provider]]:
+    """Every provider class that loads; each broken plugin is one warning."""
+    classes: dict[str, type[Provider]] = {}
+    for name in names():
+        try:
+            classes[name] = load(name)
+        except ConfigError as exc:
+            warn(str(exc))
+    return classes
+
+
+def _unknown(name: str) -> ConfigError:
+    installed = ", ".join(names()) or "none"
+    return ConfigError(
+        f"unknown provider type {name!r} (installed: {installed})",
+        hint="install the plugin that provides it, e.g. pip install 'prewarm-cli[all]'",
+    )
