@@ -699,8 +699,6 @@ def _submit_table(out: Output, d: dict[str, Any]) -> None:
     more = len(d["rejected"]) + len(d["failed"]) - 40
     if more > 0:
         out.line(f"... and {more} more: prewarm report {d['job_id']}")
-    if d["deferred"]:
-        out.info(f"{d['deferred']} URL(s) deferred: prewarm submit --resume {d['job_id']} later")
 
 
 def _plan_table(out: Output, d: dict[str, Any]) -> None:

@@ -187,6 +187,7 @@ class Runner:
     @property
     def pacer(self) -> Pacer:
         if self._pacer is None:
+            self.provider.prepare()
             store = self._state_dir / "ratelimits.sqlite3" if self._state_dir else None
             self._pacer = Pacer(self.limits(), self.provider.rate_key(), store)
         return self._pacer
@@ -649,6 +650,16 @@ def submit(
     errors = run.errors if run else {}
     for alias, exc in errors.items():
         ws.out.warn(f"{alias}: {exc}")
+    if summary["deferred"]:
+        ws.out.info(
+            f"{summary['deferred']} URL(s) deferred: send them later with"
+            f" `prewarm submit --resume {job_id}`"
+        )
+    if summary["unknown"]:
+        ws.out.info(
+            f"{summary['unknown']} URL(s) with an unknown outcome: check the vendor's console,"
+            f" then `prewarm submit --resume {job_id} --force` resends them"
+        )
     return summary, submit_exit(summary, errors)
 
 
@@ -773,7 +784,7 @@ def submit_exit(summary: Mapping[str, Any], errors: Mapping[str, PrewarmError]) 
     codes: set[ExitCode] = {e.exit_code for e in errors.values() if e.exit_code != ExitCode.QUOTA}
     if summary["deferred"]:
         codes.add(ExitCode.QUOTA)
-    if summary["accepted"] == 0 and summary["total"] and not summary["deferred"]:
+    if summary["total"] and not (summary["accepted"] or summary["deferred"] or summary["unknown"]):
         codes.add(ExitCode.FAILED)
     if summary["rejected"] or summary["failed"] or summary["unknown"]:
         codes.add(ExitCode.INCOMPLETE)

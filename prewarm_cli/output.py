@@ -110,7 +110,11 @@ class Output:
         from rich.console import Console
 
         no_color = not (os.environ.get("NO_COLOR") is None and self.color)
-        return Console(file=self.stdout, no_color=no_color, highlight=False, soft_wrap=False)
+        # Piped tables (an explicit -o table) are not cut to 80 columns.
+        width = None if _is_tty(self.stdout) or os.environ.get("COLUMNS") else 160
+        return Console(
+            file=self.stdout, no_color=no_color, highlight=False, soft_wrap=False, width=width
+        )
 
     def table(
         self,

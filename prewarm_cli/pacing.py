@@ -21,6 +21,10 @@ from prewarm_cli.plugin import Limits
 T = TypeVar("T")
 
 _DAY_MS = 86_400_000
+# Tokens are taken before a request leaves, but vendors count arrivals: a request delayed
+# on its way (a new connection, a slow thread) lands later than its token says. Windows
+# are kept this much longer than the vendor's so that delay never makes two windows one.
+WINDOW_MARGIN_MS = 80
 
 
 @dataclass(frozen=True)
@@ -99,10 +103,11 @@ def _limiter(store: Path | None, table: str, per_interval: float | None, interva
         return None
     from pyrate_limiter import Limiter, Rate, SQLiteBucket
 
+    margin = WINDOW_MARGIN_MS if interval < _DAY_MS else 0
     if per_interval >= 1:
-        rate = Rate(int(per_interval), interval)
+        rate = Rate(int(per_interval), interval + margin)
     else:  # e.g. 0.5 requests/s = 1 request per 2 s
-        rate = Rate(1, int(interval / per_interval))
+        rate = Rate(1, int(interval / per_interval) + margin)
     if store is None:
         return Limiter([rate], buffer_ms=5)
     bucket = SQLiteBucket.init_from_file(

@@ -358,6 +358,13 @@ class Provider:
     def invalidate_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
         raise UnsupportedError(f"{self.name} does not support invalidate", provider=self.alias)
 
+    def prepare(self) -> None:
+        """Called once before the first paced request: import the SDK, build clients.
+
+        Work done here is not counted against the rate limits, so a slow first
+        request cannot land in the next rate window.
+        """
+
     def check(self) -> list[str]:
         """Extra checks for ``config check`` (may make one cheap request); returns notes."""
         return []

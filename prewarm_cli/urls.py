@@ -24,9 +24,9 @@ from prewarm_cli.errors import InputError
 if TYPE_CHECKING:
     import httpx
 
-# 2048 is the longest URL every supported CDN API and common cache keys accept (the
-# de facto limit browsers and CDNs honour); it is checked on the percent-encoded form,
-# since that is what providers receive.
+# 2048 is the de facto safe URL length: browsers, CDN cache keys and vendor APIs commonly
+# cap URLs around 2 KB, and a longer one is almost always a generated mistake. It is checked
+# on the percent-encoded form, since that is what providers receive.
 MAX_URL_LENGTH = 2048
 
 # The sitemap protocol caps a file at 50 MB uncompressed; allow twice that for sloppy
@@ -124,10 +124,10 @@ def _char_name(ch: str) -> str:
 def _char_problem(ch: str) -> str | None:
     """Why one character cannot appear in a URL, or None."""
     category = unicodedata.category(ch)
-    if ch.isspace() or category in ("Zs", "Zl", "Zp"):
-        return f"contains whitespace ({_char_name(ch)})"
     if category == "Cc":
         return f"contains a control character ({_char_name(ch)})"
+    if ch.isspace() or category in ("Zs", "Zl", "Zp"):
+        return f"contains whitespace ({_char_name(ch)})"
     if category == "Cf" and ch not in _ALLOWED_FORMAT_CHARS:
         return f"contains an invisible formatting character ({_char_name(ch)})"
     if category == "Cs":

@@ -154,6 +154,9 @@ class FakeProvider(Provider):
         quota = self.quota()
         return [f"quota: {quota.remaining} of {quota.daily} URLs left today"]
 
+    def prepare(self) -> None:
+        self._http()
+
     def close(self) -> None:
         with self._client_lock:
             if self._client is not None:

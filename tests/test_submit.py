@@ -1,0 +1,426 @@
+"""The engine end to end, as a user runs it: the CLI in a subprocess against the fake CDN."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fakes.generic import FakeCdn
+
+
+def urls(n: int, prefix: str = "https://static.example.com/f") -> list[str]:
+    return [f"{prefix}{i}.js" for i in range(n)]
+
+
+def as_input(items: list[str]) -> str:
+    return "\n".join(items) + "\n"
+
+
+def submit_json(run_cli, *args: str, input: str | None = None):
+    r = run_cli("submit", "-o", "json", *args, input=input)
+    data = json.loads(r.stdout) if r.stdout.strip() else None
+    return r, data
+
+
+def test_batches_to_the_provider_limit(run_cli, fake_config, fake_cdn: FakeCdn) -> None:
+    r, data = submit_json(run_cli, "-i", "-", input=as_input(urls(150)))
+    assert r.returncode == 0, r.stderr
+    assert sorted(len(s) for s in fake_cdn.submits) == [50, 50, 50]
+    assert data["state"] == "submitted"
+    assert data["total"] == data["accepted"] == data["urls"] == 150
+    assert sum(t["urls"] for t in data["tasks"]) == 150
+    assert {t["provider"] for t in data["tasks"]} == {"fake"}
+    assert data["created_at"].endswith("Z")
+    assert "started" in r.stderr and data["job_id"] in r.stderr
+
+
+def test_config_batch_size_lowers_and_force_raises(
+    run_cli, write_config, fake_config, fake_cdn: FakeCdn
+) -> None:
+    text = fake_config.read_text()
+    write_config(text + "batch_size = 20\n")
+    r, _ = submit_json(run_cli, *urls(45))
+    assert r.returncode == 0, r.stderr
+    assert sorted(len(s) for s in fake_cdn.submits) == [5, 20, 20]
+
+    write_config(text + "batch_size = 80\n")
+    r = run_cli("submit", *urls(3, "https://static.example.com/g"))
+    assert r.returncode == 3
+    assert "batch_size = 80 is above the vendor limit of 50" in r.stderr
+    fake_cdn.max_batch = 100
+    r, data = submit_json(run_cli, "--force", *urls(90, "https://static.example.com/h"))
+    assert r.returncode == 0, r.stderr
+    assert sorted(len(s) for s in fake_cdn.submits[3:]) == [10, 80]
+
+
+def test_duplicates_removed_in_order_and_rejections_exit_4(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    items = [*urls(3), "https://static.example.com/reject-this.js", *urls(3)]
+    r, data = submit_json(run_cli, "-i", "-", input=as_input(items))
+    assert r.returncode == 4
+    assert data["urls"] == 4 and data["total"] == 4 and data["accepted"] == 3
+    assert data["rejected"] == [
+        {
+            "url": "https://static.example.com/reject-this.js",
+            "provider": "fake",
+            "reason": "blocked by vendor policy",
+        }
+    ]
+    assert fake_cdn.submit_bodies[0]["urls"] == [*urls(3), "https://static.example.com/reject-this.js"]
+
+
+def test_invalid_input_lists_lines_and_sends_nothing(
+    run_cli, fake_config, fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    f = tmp_path / "list.txt"
+    f.write_text("# comment\nhttps://ok.example.com/a\nftp://bad.example.com/x\n\nnot a url\n")
+    r = run_cli("submit", "-i", str(f))
+    assert r.returncode == 2
+    assert "list.txt:3" in r.stderr and "list.txt:5" in r.stderr
+    assert "--skip-invalid" in r.stderr
+    assert fake_cdn.submits == []
+    assert json.loads(r.stdout)["error"]["code"] == "invalid_input"
+    # nothing recorded as a job either
+    assert json.loads(run_cli("jobs", "-o", "json").stdout) == []
+
+    r, data = submit_json(run_cli, "--skip-invalid", "-i", str(f))
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 1
+    assert [s["line"] for s in data["skipped"]] == [3, 5]
+    assert fake_cdn.submits == [["https://ok.example.com/a"]]
+
+
+def test_rate_limits_are_respected(run_cli, write_config, fake_config, fake_cdn: FakeCdn) -> None:
+    # 4 requests/s and 60 URLs/s, measured by the fake on its own clock.
+    fake_cdn.rps = 4
+    fake_cdn.ups = 60
+    write_config(fake_config.read_text() + "rps = 4\nups = 60\nmax_batch = 20\n")
+    r, data = submit_json(run_cli, "-i", "-", input=as_input(urls(140)))
+    assert r.returncode == 0, r.stderr
+    assert fake_cdn.violations == []
+    times = [q["t"] for q in fake_cdn.requests if q["path"] == "/v1/prefetch"]
+    assert len(times) == 7
+    # 140 URLs at 60 URLs/s cannot take less than ~1.3 s; a client that ignored pacing
+    # would send everything in well under that.
+    assert times[-1] - times[0] >= 1.2
+
+
+def test_retries_on_throttling_and_5xx_honouring_retry_after(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    fake_cdn.fail_next("429", 2, retry_after=0.3)
+    fake_cdn.fail_next("503", 1, retry_after=0.05)
+    started = time.monotonic()
+    r, data = submit_json(run_cli, *urls(10))
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 10
+    statuses = [q["status"] for q in fake_cdn.requests if q["path"] == "/v1/prefetch"]
+    assert statuses == [429, 429, 503, 200]
+    assert time.monotonic() - started >= 0.6  # two Retry-After waits of 0.3 s
+    assert fake_cdn.accepted_counts() == {u: 1 for u in urls(10)}
+
+
+def test_rate_limited_beyond_retries_defers_exit_5(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    fake_cdn.fail_next("429", -1, retry_after=0.01)
+    r, data = submit_json(run_cli, *urls(5))
+    assert r.returncode == 5
+    assert data["deferred"] == 5 and data["accepted"] == 0
+    assert data["state"] == "incomplete"
+    fake_cdn.clear_faults()
+    r, data = submit_json(run_cli, "--resume", data["job_id"])
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 5
+
+
+@pytest.mark.parametrize("fault", ["500", "drop_after"])
+def test_unknown_outcome_is_looked_up_not_resent(
+    run_cli, fake_config, fake_cdn: FakeCdn, fault: str
+) -> None:
+    fake_cdn.fail_next(fault, 1)
+    r, data = submit_json(run_cli, *urls(120))
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 120
+    counts = fake_cdn.accepted_counts()
+    assert set(counts) == set(urls(120))
+    assert max(counts.values()) == 1  # the batch the vendor took was never sent twice
+    assert any(q["path"] == "/v1/lookup" for q in fake_cdn.requests)
+
+
+def test_drop_before_accept_is_found_missing_and_resent(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    fake_cdn.fail_next("drop_before", 1)
+    r, data = submit_json(run_cli, *urls(10))
+    assert r.returncode == 0, r.stderr
+    assert fake_cdn.accepted_counts() == {u: 1 for u in urls(10)}
+
+
+def test_without_lookup_unknown_stays_unknown_until_force(
+    run_cli, write_config, fake_config, fake_cdn: FakeCdn
+) -> None:
+    write_config(fake_config.read_text() + "lookup = false\n")
+    fake_cdn.fail_next("500", 1)
+    r, data = submit_json(run_cli, *urls(10))
+    assert r.returncode == 4
+    assert data["unknown"] == 10 and data["accepted"] == 0
+    # a plain resume does not resend what may have been accepted
+    r, data2 = submit_json(run_cli, "--resume", data["job_id"])
+    assert r.returncode == 4 and data2["unknown"] == 10
+    assert len(fake_cdn.submits) == 1
+    r, data3 = submit_json(run_cli, "--resume", data["job_id"], "--force")
+    assert r.returncode == 0, r.stderr
+    assert data3["accepted"] == 10 and len(fake_cdn.submits) == 2
+
+
+def test_read_timeout_is_unknown_then_looked_up(
+    run_cli, write_config, fake_config, fake_cdn: FakeCdn
+) -> None:
+    write_config(fake_config.read_text() + "timeout = 0.3\n")
+    fake_cdn.slow_seconds = 1.0
+    fake_cdn.fail_next("slow", 1)
+    r, data = submit_json(run_cli, *urls(5))
+    assert r.returncode == 0, r.stderr
+    assert fake_cdn.accepted_counts() == {u: 1 for u in urls(5)}
+
+
+def test_quota_exhausted_defers_and_resume_sends_exactly_the_rest(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    fake_cdn.daily_quota = 100
+    items = urls(170)
+    r, data = submit_json(run_cli, "-i", "-", input=as_input(items))
+    assert r.returncode == 5, r.stderr
+    # batches that fit were taken; the one that did not fit and all after it are deferred
+    assert 50 <= data["accepted"] <= 100
+    assert data["accepted"] + data["deferred"] == 170
+    assert data["state"] == "incomplete"
+    assert "--resume" in r.stderr
+    fake_cdn.daily_quota = None  # a new day
+    r, data2 = submit_json(run_cli, "--resume", data["job_id"])
+    assert r.returncode == 0, r.stderr
+    assert data2["job_id"] == data["job_id"]
+    assert data2["accepted"] == 170 and data2["deferred"] == 0
+    assert fake_cdn.accepted_counts() == {u: 1 for u in items}
+
+
+def test_invalid_request_rejects_named_urls_only(run_cli, fake_config, fake_cdn: FakeCdn) -> None:
+    fake_cdn.fail_next("invalid", 1)
+    r, data = submit_json(run_cli, *urls(6))
+    assert r.returncode == 4
+    assert [x["url"] for x in data["rejected"]] == [urls(6)[0]]
+    assert data["rejected"][0]["reason"] == "malformed url"
+    assert data["accepted"] == 5
+
+
+def test_invalid_request_unnamed_is_found_by_splitting(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    fake_cdn.fail_next("invalid_unnamed", -1)
+    items = urls(16)
+    items[11] = "https://static.example.com/poison.js"
+    r, data = submit_json(run_cli, *items)
+    assert r.returncode == 4
+    assert [x["url"] for x in data["rejected"]] == ["https://static.example.com/poison.js"]
+    assert data["accepted"] == 15
+    assert fake_cdn.accepted_counts() == {u: 1 for u in items if "poison" not in u}
+
+
+def test_batch_too_large_shrinks(run_cli, write_config, fake_config, fake_cdn: FakeCdn) -> None:
+    fake_cdn.max_batch = 30  # the vendor lowered its limit below what the plugin declares
+    r, data = submit_json(run_cli, *urls(100))
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 100
+    assert all(len(s) <= 30 for s in fake_cdn.submits)
+    assert fake_cdn.accepted_counts() == {u: 1 for u in urls(100)}
+
+
+def test_auth_error_exit_3_and_nothing_lost(run_cli, fake_config, fake_cdn: FakeCdn) -> None:
+    r = run_cli("submit", *urls(5), env_extra={"FAKE_API_KEY": "wrong"})
+    assert r.returncode == 3
+    assert "invalid api key" in r.stderr
+    jobs = json.loads(run_cli("jobs", "-o", "json").stdout)
+    assert jobs[0]["deferred"] == 5  # unsent, resumable with the right key
+    r, data = submit_json(run_cli, "--resume", jobs[0]["job_id"])
+    assert r.returncode == 0 and data["accepted"] == 5
+
+
+def test_dry_run_plans_and_sends_nothing(run_cli, write_config, fake_config, fake_cdn) -> None:
+    fake_cdn.daily_quota = 60
+    write_config(fake_config.read_text() + "rps = 2\n")
+    r = run_cli("submit", "--dry-run", "-o", "json", "-i", "-", input=as_input(urls(120)))
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["dry_run"] is True and plan["total"] == 120
+    p = plan["providers"]["fake"]
+    assert (p["urls"], p["batches"], p["requests"]) == (120, 3, 3)
+    assert p["estimated_seconds"] == 1.5
+    assert p["quota"]["remaining"] == 60 and p["would_defer"] == 60
+    assert fake_cdn.submits == []
+    assert json.loads(run_cli("jobs", "-o", "json").stdout) == []
+
+
+def test_fan_out_to_several_providers_and_routes(
+    run_cli, write_config, cli_env, fake_cdn: FakeCdn
+) -> None:
+    cli_env["FAKE_API_KEY"] = fake_cdn.api_key
+    with FakeCdn() as other:
+        write_config(
+            f"""
+[providers.a]
+type = "fake"
+endpoint = "{fake_cdn.url}"
+[providers.b]
+type = "fake"
+endpoint = "{other.url}"
+[[routes]]
+hosts = ["img.example.com", "*.cdn.example.com"]
+providers = ["b"]
+[[routes]]
+hosts = ["static.example.com"]
+providers = ["a", "b"]
+"""
+        )
+        r, data = submit_json(run_cli, "-p", "a", "-p", "b", *urls(3))
+        assert r.returncode == 0, r.stderr
+        assert data["urls"] == 3 and data["total"] == 6
+        assert set(data["providers"]) == {"a", "b"}
+        assert len(fake_cdn.submits) == len(other.submits) == 1
+
+        routed = ["https://img.example.com/1.png", "https://x.cdn.example.com/2.png", *urls(2)]
+        r, data = submit_json(run_cli, *routed)
+        assert r.returncode == 0, r.stderr
+        assert data["providers"]["a"]["total"] == 2 and data["providers"]["b"]["total"] == 4
+        assert fake_cdn.submits[-1] == urls(2)
+
+        r = run_cli("submit", "https://nowhere.example.org/x")
+        assert r.returncode == 2
+        assert "no provider covers host 'nowhere.example.org'" in r.stderr
+
+        status = run_cli("status", "--wait", "--interval", "0.2", "-o", "json")
+        assert status.returncode == 0, status.stderr
+        st = json.loads(status.stdout)
+        assert st["state"] == "succeeded" and st["succeeded"] == st["total"] == 6
+        assert set(st["providers"]) == {"a", "b"}
+
+
+def test_status_wait_report_and_exit_codes(run_cli, fake_config, fake_cdn: FakeCdn) -> None:
+    items = [*urls(4), "https://static.example.com/fail-this.js"]
+    r, data = submit_json(run_cli, *items)
+    assert r.returncode == 0
+    r = run_cli("status", data["job_id"], "-o", "json")
+    assert r.returncode == 0  # still running: 0
+    assert json.loads(r.stdout)["state"] in ("pending", "running")
+    r = run_cli("status", data["job_id"], "--wait", "--interval", "0.1", "-o", "json")
+    st = json.loads(r.stdout)
+    assert r.returncode == 4 and st["state"] == "partial"
+    assert (st["total"], st["succeeded"], st["failed"]) == (5, 4, 1)
+    assert st["raw_state"] == "DONE"
+    r = run_cli("report", "-o", "ndjson")
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert r.returncode == 4
+    assert lines == [
+        {
+            "url": "https://static.example.com/fail-this.js",
+            "pop": "FAKE-POP-1",
+            "reason": "origin returned 404",
+            "provider": "fake",
+            "stage": "vendor",
+        }
+    ]
+    jobs = json.loads(run_cli("jobs", "-o", "json").stdout)
+    assert jobs[0]["job_id"] == data["job_id"] and jobs[0]["state"] == "partial"
+
+
+def test_status_by_vendor_task_id_without_journal(run_cli, fake_config, fake_cdn, cli_env) -> None:
+    r, data = submit_json(run_cli, *urls(3))
+    task = data["tasks"][0]["task_id"]
+    # a fresh CI container: no local state at all
+    fresh = {"PREWARM_STATE_DIR": str(Path(cli_env["PREWARM_STATE_DIR"]).parent / "fresh")}
+    r = run_cli("status", f"fake:{task}", "--wait", "--interval", "0.1", "-o", "json",
+                env_extra=fresh)
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert st["job_id"] is None and st["state"] == "succeeded" and st["succeeded"] == 3
+
+
+def test_submit_json_piped_into_status_wait(fake_config, fake_cdn, cli_env, tmp_path) -> None:
+    # the documented pipeline, through a real shell pipe
+    cmd = (
+        f"{sys.executable} -m prewarm_cli submit -o json {' '.join(urls(3))}"
+        f" | {sys.executable} -m prewarm_cli status --wait --interval 0.1 -"
+    )
+    r = subprocess.run(cmd, shell=True, env=cli_env, capture_output=True, text=True, timeout=60,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["state"] == "succeeded"
+
+
+@pytest.mark.skipif(not any(os.access(os.path.join(p, "jq"), os.X_OK)
+                            for p in os.environ.get("PATH", "").split(os.pathsep)),
+                    reason="jq is not installed")
+def test_json_output_works_with_jq(fake_config, fake_cdn, cli_env, tmp_path) -> None:
+    cmd = f"{sys.executable} -m prewarm_cli submit {' '.join(urls(7))} | jq -r '.accepted'"
+    r = subprocess.run(cmd, shell=True, env=cli_env, capture_output=True, text=True, timeout=60,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "7"
+
+
+def test_wait_timeout_exit_6(run_cli, fake_config, fake_cdn: FakeCdn) -> None:
+    fake_cdn.task_seconds = 30
+    r, data = submit_json(run_cli, *urls(2))
+    r = run_cli("status", "--wait", "--interval", "0.1", "--wait-timeout", "0.4")
+    assert r.returncode == 6
+    assert "still" in r.stderr
+
+
+def _journal_outcomes(state_dir: Path, job_id: str) -> dict[str, int]:
+    db = sqlite3.connect(state_dir / "journal.sqlite3")
+    rows = db.execute(
+        "SELECT outcome, COUNT(*) FROM targets WHERE job_id = ? GROUP BY outcome", (job_id,)
+    ).fetchall()
+    db.close()
+    return dict(rows)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_resumes_exactly_what_was_not_accepted(
+    fake_config, fake_cdn: FakeCdn, cli_env, tmp_path, run_cli, sig
+) -> None:
+    fake_cdn.latency = 0.15  # each request takes a while: the kill lands mid-request
+    items = urls(400)
+    listing = tmp_path / "urls.txt"
+    listing.write_text(as_input(items))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prewarm_cli", "submit", "-o", "json", "-i", str(listing)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env, cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 20
+    while len(fake_cdn.submits) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode in (-signal.SIGKILL, 130), err
+    if sig == signal.SIGINT:
+        assert "--resume" in err
+    jobs = json.loads(run_cli("jobs", "-o", "json").stdout)
+    job_id = jobs[0]["job_id"]
+    outcomes = _journal_outcomes(Path(cli_env["PREWARM_STATE_DIR"]), job_id)
+    assert sum(outcomes.values()) == 400  # every URL is in the journal, none lost
+    assert outcomes.get("accepted", 0) < 400
+
+    fake_cdn.latency = 0
+    r, data = submit_json(run_cli, "--resume", job_id)
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 400
+    assert fake_cdn.accepted_counts() == {u: 1 for u in items}  # nothing sent twice
