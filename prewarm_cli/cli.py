@@ -57,20 +57,34 @@ def global_options(f: Callable[..., Any]) -> Callable[..., Any]:
             expose_value=False,
         ),
         click.option(
-            "-q", "--quiet", is_flag=True, help="Only data and errors.", callback=_store("quiet"),
+            "-q",
+            "--quiet",
+            is_flag=True,
+            help="Only data and errors.",
+            callback=_store("quiet"),
             expose_value=False,
         ),
         click.option(
-            "-v", "--verbose", count=True, help="More detail on stderr.",
-            callback=_store("verbose"), expose_value=False,
-        ),
-        click.option(
-            "--debug", is_flag=True, help="Tracebacks on errors.", callback=_store("debug"),
+            "-v",
+            "--verbose",
+            count=True,
+            help="More detail on stderr.",
+            callback=_store("verbose"),
             expose_value=False,
         ),
         click.option(
-            "--no-color", is_flag=True, help="No colours (also NO_COLOR=1).",
-            callback=_store("no_color"), expose_value=False,
+            "--debug",
+            is_flag=True,
+            help="Tracebacks on errors.",
+            callback=_store("debug"),
+            expose_value=False,
+        ),
+        click.option(
+            "--no-color",
+            is_flag=True,
+            help="No colours (also NO_COLOR=1).",
+            callback=_store("no_color"),
+            expose_value=False,
         ),
         click.option(
             "--config",
@@ -223,24 +237,54 @@ def cli() -> None:
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("urls", nargs=-1)
-@click.option("-i", "--input", "files", multiple=True, metavar="FILE",
-              help="Read URLs from FILE, one per line (- for stdin). Repeatable.")
-@click.option("--sitemap", "sitemaps", multiple=True, metavar="URL|FILE",
-              help="Read URLs from a sitemap or sitemap index (gzip ok). Repeatable.")
-@click.option("-p", "--provider", "providers", multiple=True, metavar="NAME",
-              help="Provider alias (repeat for several CDNs). Default: [[routes]], then defaults.provider.")
-@click.option("-H", "--header", "headers", multiple=True, metavar="'Name: value'",
-              help="Header the CDN sends to the origin when prefetching. Repeatable.")
+@click.option(
+    "-i",
+    "--input",
+    "files",
+    multiple=True,
+    metavar="FILE",
+    help="Read URLs from FILE, one per line (- for stdin). Repeatable.",
+)
+@click.option(
+    "--sitemap",
+    "sitemaps",
+    multiple=True,
+    metavar="URL|FILE",
+    help="Read URLs from a sitemap or sitemap index (gzip ok). Repeatable.",
+)
+@click.option(
+    "-p",
+    "--provider",
+    "providers",
+    multiple=True,
+    metavar="NAME",
+    help="Provider alias (repeat for several CDNs). Default: [[routes]], then defaults.provider.",
+)
+@click.option(
+    "-H",
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'Name: value'",
+    help="Header the CDN sends to the origin when prefetching. Repeatable.",
+)
 @click.option("--invalidate", is_flag=True, help="Purge the URLs first, then prefetch them.")
 @click.option("--skip-invalid", is_flag=True, help="Send the valid URLs and list the invalid ones.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; send nothing.")
 @click.option("--wait", "wait_", is_flag=True, help="Wait until the vendors finish.")
 @click.option("--interval", type=float, metavar="S", help="Seconds between status polls.")
-@click.option("--wait-timeout", type=float, metavar="S", help="Give up waiting after S seconds (exit 6).")
+@click.option(
+    "--wait-timeout", type=float, metavar="S", help="Give up waiting after S seconds (exit 6)."
+)
 @click.option("--verify", is_flag=True, help="After waiting, check the URLs' cache status.")
-@click.option("--force", is_flag=True,
-              help="Allow limits above the defaults, resend unknown batches, a second job on a busy stack.")
-@click.option("--resume", metavar="JOB", help="Continue JOB: send what is deferred, unsent or failed.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Allow limits above the defaults, resend unknown batches, a second job on a busy stack.",
+)
+@click.option(
+    "--resume", metavar="JOB", help="Continue JOB: send what is deferred, unsent or failed."
+)
 @global_options
 def submit(
     urls: tuple[str, ...],
@@ -282,8 +326,12 @@ def submit(
         extra=given_extra,
     )
     req = engine.SubmitRequest(
-        urls=urls, files=files, sitemaps=sitemaps, providers=providers,
-        options=options, skip_invalid=skip_invalid,
+        urls=urls,
+        files=files,
+        sitemaps=sitemaps,
+        providers=providers,
+        options=options,
+        skip_invalid=skip_invalid,
     )
     with workspace(force=force) as ws:
         if not resume:
@@ -292,13 +340,17 @@ def submit(
             if resume:
                 raise UsageError("--dry-run cannot be combined with --resume")
             plan = engine.plan(ws, req)
-            ws.out.emit(plan, table=lambda d: _plan_table(ws.out, d),
-                        records=lambda d: list(d["providers"].values()))
+            ws.out.emit(
+                plan,
+                table=lambda d: _plan_table(ws.out, d),
+                records=lambda d: list(d["providers"].values()),
+            )
             return
         summary, code = engine.submit(ws, req, resume=resume)
         if not wait_:
-            ws.out.emit(summary, table=lambda d: _submit_table(ws.out, d),
-                        records=lambda d: d["tasks"])
+            ws.out.emit(
+                summary, table=lambda d: _submit_table(ws.out, d), records=lambda d: d["tasks"]
+            )
             _exit(code)
         if ws.out.fmt == "table":
             _submit_table(ws.out, summary)
@@ -323,10 +375,7 @@ def _check_extra_options(ws: Workspace, names: tuple[str, ...], given: dict[str,
     """An extra option no selected provider declares is a usage error."""
     if not given:
         return
-    if names:
-        aliases = [ws.alias(n) for n in names]
-    else:
-        aliases = ws.config.aliases()
+    aliases = [ws.alias(n) for n in names] if names else ws.config.aliases()
     types = {ws.config.provider_type(a) for a in aliases}
     for key in given:
         owners = _PROVIDER_OPTIONS.get(key, {}).get("types", set())
@@ -372,14 +421,19 @@ def status(
             result = engine.wait(ws, ref, interval=interval, timeout=wait_timeout)
         else:
             result = engine.job_status(ws, ref)
-        ws.out.emit(result, table=lambda d: _status_table(ws.out, d),
-                    records=lambda d: list(d["providers"].values()))
+        ws.out.emit(
+            result,
+            table=lambda d: _status_table(ws.out, d),
+            records=lambda d: list(d["providers"].values()),
+        )
         _exit(engine.status_exit(result["state"]))
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("job", required=False)
-@click.option("--download", metavar="FILE", help="Save the vendor's own report file (where one exists).")
+@click.option(
+    "--download", metavar="FILE", help="Save the vendor's own report file (where one exists)."
+)
 @global_options
 def report(job: str | None, download: str | None) -> None:
     """List every URL that failed or was rejected, with provider, PoP and reason."""
@@ -390,7 +444,9 @@ def report(job: str | None, download: str | None) -> None:
         result = engine.report(ws, ref)
         if download:
             engine.download_report(ws, result, download)
-        ws.out.emit(result, table=lambda d: _report_table(ws.out, d), records=lambda d: d["failures"])
+        ws.out.emit(
+            result, table=lambda d: _report_table(ws.out, d), records=lambda d: d["failures"]
+        )
         _exit(ExitCode.INCOMPLETE if result["failures"] else ExitCode.OK)
 
 
@@ -408,27 +464,58 @@ def jobs(limit: int, state: str | None) -> None:
         for job in ws.journal.jobs(limit, state):
             counts = ws.journal.counts(job.id)
             total = sum(c.total for c in counts.values())
-            rows.append({
-                "job_id": job.id,
-                "state": job.state,
-                "created_at": job.created_at,
-                "providers": list(job.providers),
-                "urls": job.urls,
-                "total": total,
-                "accepted": sum(c["accepted"] for c in counts.values()),
-                "rejected": sum(c["rejected"] for c in counts.values()),
-                "deferred": sum(c["deferred"] + c["unsent"] for c in counts.values()),
-            })
-        ws.out.emit(rows, table=lambda d: ws.out.table(
-            ("job", "state", "created", "providers", "urls", "accepted", "rejected", "deferred"),
-            [(r["job_id"], r["state"], r["created_at"][:19], ",".join(r["providers"]), r["urls"],
-              r["accepted"], r["rejected"], r["deferred"]) for r in d],
-        ))
+            rows.append(
+                {
+                    "job_id": job.id,
+                    "state": job.state,
+                    "created_at": job.created_at,
+                    "providers": list(job.providers),
+                    "urls": job.urls,
+                    "total": total,
+                    "accepted": sum(c["accepted"] for c in counts.values()),
+                    "rejected": sum(c["rejected"] for c in counts.values()),
+                    "deferred": sum(c["deferred"] + c["unsent"] for c in counts.values()),
+                }
+            )
+        ws.out.emit(
+            rows,
+            table=lambda d: ws.out.table(
+                (
+                    "job",
+                    "state",
+                    "created",
+                    "providers",
+                    "urls",
+                    "accepted",
+                    "rejected",
+                    "deferred",
+                ),
+                [
+                    (
+                        r["job_id"],
+                        r["state"],
+                        r["created_at"][:19],
+                        ",".join(r["providers"]),
+                        r["urls"],
+                        r["accepted"],
+                        r["rejected"],
+                        r["deferred"],
+                    )
+                    for r in d
+                ],
+            ),
+        )
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
-@click.option("-p", "--provider", "providers", multiple=True, metavar="NAME",
-              help="Provider alias (default: every configured provider with a quota).")
+@click.option(
+    "-p",
+    "--provider",
+    "providers",
+    multiple=True,
+    metavar="NAME",
+    help="Provider alias (default: every configured provider with a quota).",
+)
 @global_options
 def quota(providers: tuple[str, ...]) -> None:
     """Show the daily quota, what remains and when it resets."""
@@ -439,16 +526,30 @@ def quota(providers: tuple[str, ...]) -> None:
         if providers:
             aliases = [ws.alias(p) for p in providers]
         else:
-            aliases = [a for a in ws.config.aliases()
-                       if Capability.QUOTA in ws.runner(a).capabilities]
+            aliases = [
+                a for a in ws.config.aliases() if Capability.QUOTA in ws.runner(a).capabilities
+            ]
             if not aliases:
                 raise UsageError("no configured provider reports a quota; pass -p NAME")
         rows = engine.quota(ws, aliases)
-        ws.out.emit(rows, table=lambda d: ws.out.table(
-            ("provider", "type", "daily", "remaining", "resets at", "batch", "source"),
-            [(r["provider"], r["type"], r["daily"], r["remaining"], r["resets_at"], r["batch"],
-              r["source"]) for r in d],
-        ))
+        ws.out.emit(
+            rows,
+            table=lambda d: ws.out.table(
+                ("provider", "type", "daily", "remaining", "resets at", "batch", "source"),
+                [
+                    (
+                        r["provider"],
+                        r["type"],
+                        r["daily"],
+                        r["remaining"],
+                        r["resets_at"],
+                        r["batch"],
+                        r["source"],
+                    )
+                    for r in d
+                ],
+            ),
+        )
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
@@ -500,11 +601,22 @@ def providers() -> None:
     for ptype, cls in classes.items():
         if ptype not in configured_types:
             rows.append(_provider_row(None, ptype, cls))
-    out.emit(rows, table=lambda d: out.table(
-        ("alias", "type", "source", "version", "capabilities"),
-        [(r["provider"] or "-", r["type"], r["source"], r["version"],
-          ", ".join(r["capabilities"])) for r in d],
-    ))
+    out.emit(
+        rows,
+        table=lambda d: out.table(
+            ("alias", "type", "source", "version", "capabilities"),
+            [
+                (
+                    r["provider"] or "-",
+                    r["type"],
+                    r["source"],
+                    r["version"],
+                    ", ".join(r["capabilities"]),
+                )
+                for r in d
+            ],
+        ),
+    )
 
 
 def _provider_row(alias: str | None, ptype: str, cls: Any) -> dict[str, Any]:
@@ -516,8 +628,13 @@ def _provider_row(alias: str | None, ptype: str, cls: Any) -> dict[str, Any]:
     except PrewarmError:
         source, version = "not installed", None
     caps = sorted(str(c) for c in cls.capabilities) if cls else []
-    return {"provider": alias, "type": ptype, "source": source, "version": version,
-            "capabilities": caps}
+    return {
+        "provider": alias,
+        "type": ptype,
+        "source": source,
+        "version": version,
+        "capabilities": caps,
+    }
 
 
 # --------------------------------------------------------------------------- config
@@ -537,12 +654,18 @@ def config_path_cmd() -> None:
 
     path, how = config_mod.config_path(_globals().get("config"))
     out = _output()
-    data = {"config": str(path), "how": how, "exists": path.exists(),
-            "state_dir": str(config_mod.state_dir(create=False))}
+    data = {
+        "config": str(path),
+        "how": how,
+        "exists": path.exists(),
+        "state_dir": str(config_mod.state_dir(create=False)),
+    }
     if out.fmt == "table":
         out.line(str(path))
-        out.info(f"({'exists' if path.exists() else 'does not exist'}; chosen by {how};"
-                 f" state in {data['state_dir']})")
+        out.info(
+            f"({'exists' if path.exists() else 'does not exist'}; chosen by {how};"
+            f" state in {data['state_dir']})"
+        )
     else:
         out.emit(data)
 
@@ -559,9 +682,11 @@ def config_show() -> None:
     rows = config_mod.show_rows(cfg, registry.load_all(out.warn))
     out.emit(
         {"path": str(cfg.path), "exists": cfg.exists, "settings": rows},
-        table=lambda d: out.table(("key", "value", "source"),
-                                  [(r["key"], r["value"], r["source"]) for r in d["settings"]],
-                                  title=f"{cfg.path}" + ("" if cfg.exists else " (missing)")),
+        table=lambda d: out.table(
+            ("key", "value", "source"),
+            [(r["key"], r["value"], r["source"]) for r in d["settings"]],
+            title=f"{cfg.path}" + ("" if cfg.exists else " (missing)"),
+        ),
         records=lambda d: d["settings"],
     )
 
@@ -581,8 +706,12 @@ def config_check(online: bool) -> None:
     results = []
     codes: set[ExitCode] = set()
     for alias in cfg.aliases():
-        entry: dict[str, Any] = {"provider": alias, "type": cfg.provider_type(alias), "ok": True,
-                                 "notes": []}
+        entry: dict[str, Any] = {
+            "provider": alias,
+            "type": cfg.provider_type(alias),
+            "ok": True,
+            "notes": [],
+        }
         try:
             cls = registry.load(cfg.provider_type(alias))
             settings = cfg.resolve(alias, cls)
@@ -614,14 +743,21 @@ def config_check(online: bool) -> None:
 @config.command("init", context_settings=CONTEXT_SETTINGS)
 @click.option("--type", "ptype", metavar="TYPE", help="Provider type, e.g. qiniu.")
 @click.option("--alias", metavar="NAME", help="Alias for the provider (default: the type).")
-@click.option("--set", "values", multiple=True, metavar="KEY=VALUE",
-              help="A provider setting (repeatable); secrets are best given as env:VAR.")
-@click.option("--default/--no-default", "make_default", default=True,
-              help="Make it defaults.provider.")
+@click.option(
+    "--set",
+    "values",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A provider setting (repeatable); secrets are best given as env:VAR.",
+)
+@click.option(
+    "--default/--no-default", "make_default", default=True, help="Make it defaults.provider."
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing config file.")
 @global_options
-def config_init(ptype: str | None, alias: str | None, values: tuple[str, ...],
-                make_default: bool, force: bool) -> None:
+def config_init(
+    ptype: str | None, alias: str | None, values: tuple[str, ...], make_default: bool, force: bool
+) -> None:
     """Write a config file: interactive prompts on a terminal, or flags for scripts."""
     from prewarm_cli import config as config_mod
     from prewarm_cli import registry
@@ -632,8 +768,10 @@ def config_init(ptype: str | None, alias: str | None, values: tuple[str, ...],
     classes = registry.load_all(out.warn)
     if not ptype:
         if not interactive:
-            raise UsageError("config init needs --type when not on a terminal",
-                             hint=f"installed types: {', '.join(classes) or 'none'}")
+            raise UsageError(
+                "config init needs --type when not on a terminal",
+                hint=f"installed types: {', '.join(classes) or 'none'}",
+            )
         ptype = click.prompt("Provider type", type=click.Choice(sorted(classes)), err=True)
     if ptype not in classes:
         registry.load(ptype)  # raises the one-line error naming what is installed
@@ -654,10 +792,15 @@ def config_init(ptype: str | None, alias: str | None, values: tuple[str, ...],
                 default = f"env:{cls.credential_env[fld.name]}"
             if not fld.required and default is None:
                 continue
-            answers[fld.name] = _parse_value(click.prompt(
-                f"{fld.name} ({fld.help})", default=default, hide_input=fld.secret,
-                show_default=not fld.secret or str(default).startswith("env:"), err=True,
-            ))
+            answers[fld.name] = _parse_value(
+                click.prompt(
+                    f"{fld.name} ({fld.help})",
+                    default=default,
+                    hide_input=fld.secret,
+                    show_default=not fld.secret or str(default).startswith("env:"),
+                    err=True,
+                )
+            )
     existing: dict[str, Any] = {}
     if path.exists() and force:
         import tomllib
@@ -688,10 +831,15 @@ def _parse_value(raw: str) -> Any:
 
 
 def _submit_table(out: Output, d: dict[str, Any]) -> None:
-    rows = [(alias, p["total"], p["accepted"], p["rejected"], p["failed"], p["deferred"],
-             p["unknown"]) for alias, p in d["providers"].items()]
-    out.table(("provider", "targets", "accepted", "rejected", "failed", "deferred", "unknown"),
-              rows, title=f"job {d['job_id']}: {d['state']}")
+    rows = [
+        (alias, p["total"], p["accepted"], p["rejected"], p["failed"], p["deferred"], p["unknown"])
+        for alias, p in d["providers"].items()
+    ]
+    out.table(
+        ("provider", "targets", "accepted", "rejected", "failed", "deferred", "unknown"),
+        rows,
+        title=f"job {d['job_id']}: {d['state']}",
+    )
     for r in d["rejected"][:20]:
         out.line(f"rejected  {r['provider']}  {r['url']}  {r['reason']}")
     for r in d["failed"][:20]:
@@ -705,28 +853,75 @@ def _plan_table(out: Output, d: dict[str, Any]) -> None:
     rows = []
     for alias, p in d["providers"].items():
         q = p["quota"] or {}
-        rows.append((alias, p["urls"], p["batch_size"], p["batches"], p["requests"],
-                     p["estimated_seconds"], q.get("remaining"), p["would_defer"]))
-    out.table(("provider", "urls", "batch", "batches", "requests", "est. seconds",
-               "quota left", "would defer"), rows, title=f"dry run: {d['urls']} URLs, nothing sent")
+        rows.append(
+            (
+                alias,
+                p["urls"],
+                p["batch_size"],
+                p["batches"],
+                p["requests"],
+                p["estimated_seconds"],
+                q.get("remaining"),
+                p["would_defer"],
+            )
+        )
+    out.table(
+        (
+            "provider",
+            "urls",
+            "batch",
+            "batches",
+            "requests",
+            "est. seconds",
+            "quota left",
+            "would defer",
+        ),
+        rows,
+        title=f"dry run: {d['urls']} URLs, nothing sent",
+    )
     for alias, p in d["providers"].items():
         for note in p["notes"]:
             out.line(f"note  {alias}: {note}")
 
 
 def _status_table(out: Output, d: dict[str, Any]) -> None:
-    rows = [(alias, p["state"], p["raw_state"], p["total"], p["succeeded"], p["failed"],
-             p["in_progress"], p["pending"], p["not_sent"])
-            for alias, p in d["providers"].items()]
-    out.table(("provider", "state", "vendor state", "total", "succeeded", "failed",
-               "in progress", "pending", "not sent"), rows,
-              title=f"job {d['job_id'] or '(vendor tasks)'}: {d['state']}")
+    rows = [
+        (
+            alias,
+            p["state"],
+            p["raw_state"],
+            p["total"],
+            p["succeeded"],
+            p["failed"],
+            p["in_progress"],
+            p["pending"],
+            p["not_sent"],
+        )
+        for alias, p in d["providers"].items()
+    ]
+    out.table(
+        (
+            "provider",
+            "state",
+            "vendor state",
+            "total",
+            "succeeded",
+            "failed",
+            "in progress",
+            "pending",
+            "not sent",
+        ),
+        rows,
+        title=f"job {d['job_id'] or '(vendor tasks)'}: {d['state']}",
+    )
 
 
 def _report_table(out: Output, d: dict[str, Any]) -> None:
-    out.table(("provider", "url", "pop", "reason"),
-              [(f["provider"], f["url"], f["pop"], f["reason"]) for f in d["failures"]],
-              title=f"job {d['job_id'] or '(vendor tasks)'}: {len(d['failures'])} failure(s)")
+    out.table(
+        ("provider", "url", "pop", "reason"),
+        [(f["provider"], f["url"], f["pop"], f["reason"]) for f in d["failures"]],
+        title=f"job {d['job_id'] or '(vendor tasks)'}: {len(d['failures'])} failure(s)",
+    )
     for alias, url in d.get("report_urls", {}).items():
         out.info(f"{alias} report: {url}")
 
@@ -738,7 +933,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         cli.main(args=argv, prog_name="prewarm", standalone_mode=False)
-    except SystemExit as exc:
+    except SystemExit:
         raise
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
@@ -755,8 +950,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except Exception as exc:  # the one place that turns a bug into one clear line
         if debug:
             raise
-        click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for"
-                   " the traceback)", err=True)
+        click.echo(
+            f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            err=True,
+        )
         sys.exit(ExitCode.FAILED)
     sys.exit(ExitCode.OK)
 

@@ -192,10 +192,12 @@ class Runner:
             self._pacer = Pacer(self.limits(), self.provider.rate_key(), store)
         return self._pacer
 
-    def call(self, fn: Callable[[], T], urls: int = 0) -> T:
+    def call(self, fn: Callable[..., T], *args: Any, urls: int = 0) -> T:
         """One vendor call, paced and retried while the vendor clearly did not accept it."""
         try:
-            return call_with_retries(self.policy, fn, lambda: self.pacer.acquire(urls))
+            return call_with_retries(
+                self.policy, lambda: fn(*args), lambda: self.pacer.acquire(urls)
+            )
         except PrewarmError as exc:
             if exc.provider is None:
                 exc.provider = self.alias
@@ -339,9 +341,7 @@ def plan(ws: Workspace, req: SubmitRequest) -> dict[str, Any]:
         journal.close()
 
 
-def _plan_provider(
-    ws: Workspace, runner: Runner, n: int, options: SubmitOptions
-) -> dict[str, Any]:
+def _plan_provider(ws: Workspace, runner: Runner, n: int, options: SubmitOptions) -> dict[str, Any]:
     limits = runner.limits()
     batches = math.ceil(n / runner.batch_size)
     requests = batches
@@ -462,9 +462,7 @@ class SubmitRun:
     def _send(self, runner: Runner, batch: jr.Batch, urls: list[str]) -> None:
         alias = runner.alias
         try:
-            result = runner.call(
-                lambda: runner.provider.submit_batch(urls, self.options), urls=len(urls)
-            )
+            result = runner.call(runner.provider.submit_batch, urls, self.options, urls=len(urls))
         except (QuotaExhausted, RateLimited) as exc:
             self.journal.release_batch(self.job_id, batch, jr.UNSENT)
             deferred = self.journal.defer_unsent(self.job_id, alias, str(exc))
@@ -543,16 +541,14 @@ class SubmitRun:
             if batch.urls:
                 self._resolve_unknown(runner, batch, None)
 
-    def _resolve_unknown(
-        self, runner: Runner, batch: jr.Batch, exc: UnknownOutcome | None
-    ) -> None:
+    def _resolve_unknown(self, runner: Runner, batch: jr.Batch, exc: UnknownOutcome | None) -> None:
         urls = list(batch.urls)
         reason = f"no reply from the vendor ({exc})" if exc else "the run ended mid-request"
         if Capability.LOOKUP in runner.capabilities:
             created = datetime.strptime(batch.created_at, "%Y-%m-%dT%H:%M:%S.%fZ")
             since = created.replace(tzinfo=UTC) - timedelta(minutes=5)
             try:
-                found = runner.call(lambda: runner.provider.find_submitted(urls, since))
+                found = runner.call(runner.provider.find_submitted, urls, since)
             except PrewarmError as lookup_exc:
                 self.ws.out.warn(f"{runner.alias}: lookup failed: {lookup_exc}")
             else:
@@ -608,7 +604,7 @@ def submit(
                 f"job {job.id} never finished reading its input; submit the URLs again"
             )
         options = SubmitOptions(
-            headers=tuple(tuple(h) for h in job.options.get("headers", [])),  # type: ignore[misc]
+            headers=tuple((str(h[0]), str(h[1])) for h in job.options.get("headers", [])),
             invalidate=bool(job.options.get("invalidate")),
             force=req.options.force,
             extra=job.options.get("extra", {}),
@@ -696,10 +692,7 @@ def invalidate(
         purge_tasks: dict[str, list[str]] = {}
         for i in range(0, len(pending), runner.batch_size):
             chunk = pending[i : i + runner.batch_size]
-            result = runner.call(
-                lambda c=chunk: runner.provider.invalidate_batch(c, options),  # type: ignore[misc]
-                urls=len(chunk),
-            )
+            result = runner.call(runner.provider.invalidate_batch, chunk, options, urls=len(chunk))
             if result.rejected:
                 ws.journal.set_outcome(job_id, alias, result.rejected, jr.FAILED, "purge refused")
             if result.task_id:
@@ -707,7 +700,7 @@ def invalidate(
                 ws.journal.add_task(job_id, alias, result.task_id, len(result.accepted), "purge")
         deadline = time.monotonic() + float(ws.config.defaults.get("purge_timeout") or 600)
         while purge_tasks and time.monotonic() < deadline:
-            statuses = runner.call(lambda: runner.provider.fetch_status(list(purge_tasks)))
+            statuses = runner.call(runner.provider.fetch_status, list(purge_tasks))
             for st in statuses:
                 if st.state.finished:
                     urls = purge_tasks.pop(st.task_id, [])
@@ -871,7 +864,7 @@ def job_status(ws: Workspace, ref: JobRef) -> dict[str, Any]:
         statuses: list[TaskStatus] = []
         if task_ids:
             runner.require(Capability.STATUS)
-            statuses = runner.call(lambda ids=task_ids: runner.provider.fetch_status(ids))  # type: ignore[misc]
+            statuses = runner.call(runner.provider.fetch_status, task_ids)
         providers[alias] = _provider_status(alias, statuses, counts.get(alias))
         if ref.job_id:
             ws.journal.save_task_states(
@@ -1019,7 +1012,7 @@ def report(ws: Workspace, ref: JobRef) -> dict[str, Any]:
         runner = ws.runner(alias)
         if Capability.REPORT not in runner.capabilities:
             runner.require(Capability.STATUS)
-        rep = runner.call(lambda ids=task_ids: runner.provider.report(ids))  # type: ignore[misc]
+        rep = runner.call(runner.provider.report, task_ids)
         for f in rep.failures:
             failures.append({**f.to_dict(), "provider": alias, "stage": "vendor"})
         if rep.report_url:
@@ -1043,15 +1036,18 @@ def download_report(ws: Workspace, result: Mapping[str, Any], path: str) -> None
         raise UsageError("the vendor offers no report file for this job")
     if len(links) > 1:
         raise UsageError("several providers offer a report file; use -p to pick one")
-    (alias, url), = links.items()
-    with httpx.Client(timeout=60.0, follow_redirects=True) as client, open(path, "wb") as fh:
-        with client.stream("GET", url) as response:
-            if response.status_code != 200:
-                raise ProviderError(
-                    f"downloading the report failed: HTTP {response.status_code}", provider=alias
-                )
-            for chunk in response.iter_bytes():
-                fh.write(chunk)
+    ((alias, url),) = links.items()
+    with (
+        httpx.Client(timeout=60.0, follow_redirects=True) as client,
+        open(path, "wb") as fh,
+        client.stream("GET", url) as response,
+    ):
+        if response.status_code != 200:
+            raise ProviderError(
+                f"downloading the report failed: HTTP {response.status_code}", provider=alias
+            )
+        for chunk in response.iter_bytes():
+            fh.write(chunk)
     ws.out.info(f"saved {alias}'s report to {path}")
 
 
@@ -1071,7 +1067,7 @@ def quota(ws: Workspace, aliases: Sequence[str]) -> list[dict[str, Any]]:
 def scale(ws: Workspace, alias: str, count: int | None) -> dict[str, Any]:
     runner = ws.runner(alias)
     runner.require(Capability.SCALE)
-    return {"provider": alias, **runner.call(lambda: runner.provider.scale(count))}
+    return {"provider": alias, **runner.call(runner.provider.scale, count)}
 
 
 def cancel(ws: Workspace, ref: JobRef) -> list[dict[str, Any]]:
@@ -1080,7 +1076,7 @@ def cancel(ws: Workspace, ref: JobRef) -> list[dict[str, Any]]:
         runner = ws.runner(alias)
         runner.require(Capability.CANCEL)
         if task_ids:
-            answer = runner.call(lambda ids=task_ids: runner.provider.cancel(ids))  # type: ignore[misc]
+            answer = runner.call(runner.provider.cancel, task_ids)
             results.append({"provider": alias, **answer})
     if ref.job_id:
         ws.journal.set_state(ref.job_id, "cancelled")

@@ -55,7 +55,7 @@ def test_config_batch_size_lowers_and_force_raises(
     assert r.returncode == 3
     assert "batch_size = 80 is above the vendor limit of 50" in r.stderr
     fake_cdn.max_batch = 100
-    r, data = submit_json(run_cli, "--force", *urls(90, "https://static.example.com/h"))
+    r, _data = submit_json(run_cli, "--force", *urls(90, "https://static.example.com/h"))
     assert r.returncode == 0, r.stderr
     assert sorted(len(s) for s in fake_cdn.submits[3:]) == [10, 80]
 
@@ -74,7 +74,10 @@ def test_duplicates_removed_in_order_and_rejections_exit_4(
             "reason": "blocked by vendor policy",
         }
     ]
-    assert fake_cdn.submit_bodies[0]["urls"] == [*urls(3), "https://static.example.com/reject-this.js"]
+    assert fake_cdn.submit_bodies[0]["urls"] == [
+        *urls(3),
+        "https://static.example.com/reject-this.js",
+    ]
 
 
 def test_invalid_input_lists_lines_and_sends_nothing(
@@ -103,7 +106,7 @@ def test_rate_limits_are_respected(run_cli, write_config, fake_config, fake_cdn:
     fake_cdn.rps = 4
     fake_cdn.ups = 60
     write_config(fake_config.read_text() + "rps = 4\nups = 60\nmax_batch = 20\n")
-    r, data = submit_json(run_cli, "-i", "-", input=as_input(urls(140)))
+    r, _data = submit_json(run_cli, "-i", "-", input=as_input(urls(140)))
     assert r.returncode == 0, r.stderr
     assert fake_cdn.violations == []
     times = [q["t"] for q in fake_cdn.requests if q["path"] == "/v1/prefetch"]
@@ -128,9 +131,7 @@ def test_retries_on_throttling_and_5xx_honouring_retry_after(
     assert fake_cdn.accepted_counts() == {u: 1 for u in urls(10)}
 
 
-def test_rate_limited_beyond_retries_defers_exit_5(
-    run_cli, fake_config, fake_cdn: FakeCdn
-) -> None:
+def test_rate_limited_beyond_retries_defers_exit_5(run_cli, fake_config, fake_cdn: FakeCdn) -> None:
     fake_cdn.fail_next("429", -1, retry_after=0.01)
     r, data = submit_json(run_cli, *urls(5))
     assert r.returncode == 5
@@ -160,7 +161,7 @@ def test_drop_before_accept_is_found_missing_and_resent(
     run_cli, fake_config, fake_cdn: FakeCdn
 ) -> None:
     fake_cdn.fail_next("drop_before", 1)
-    r, data = submit_json(run_cli, *urls(10))
+    r, _data = submit_json(run_cli, *urls(10))
     assert r.returncode == 0, r.stderr
     assert fake_cdn.accepted_counts() == {u: 1 for u in urls(10)}
 
@@ -188,7 +189,7 @@ def test_read_timeout_is_unknown_then_looked_up(
     write_config(fake_config.read_text() + "timeout = 0.3\n")
     fake_cdn.slow_seconds = 1.0
     fake_cdn.fail_next("slow", 1)
-    r, data = submit_json(run_cli, *urls(5))
+    r, _data = submit_json(run_cli, *urls(5))
     assert r.returncode == 0, r.stderr
     assert fake_cdn.accepted_counts() == {u: 1 for u in urls(5)}
 
@@ -346,8 +347,9 @@ def test_status_by_vendor_task_id_without_journal(run_cli, fake_config, fake_cdn
     task = data["tasks"][0]["task_id"]
     # a fresh CI container: no local state at all
     fresh = {"PREWARM_STATE_DIR": str(Path(cli_env["PREWARM_STATE_DIR"]).parent / "fresh")}
-    r = run_cli("status", f"fake:{task}", "--wait", "--interval", "0.1", "-o", "json",
-                env_extra=fresh)
+    r = run_cli(
+        "status", f"fake:{task}", "--wait", "--interval", "0.1", "-o", "json", env_extra=fresh
+    )
     assert r.returncode == 0, r.stderr
     st = json.loads(r.stdout)
     assert st["job_id"] is None and st["state"] == "succeeded" and st["succeeded"] == 3
@@ -359,26 +361,32 @@ def test_submit_json_piped_into_status_wait(fake_config, fake_cdn, cli_env, tmp_
         f"{sys.executable} -m prewarm_cli submit -o json {' '.join(urls(3))}"
         f" | {sys.executable} -m prewarm_cli status --wait --interval 0.1 -"
     )
-    r = subprocess.run(cmd, shell=True, env=cli_env, capture_output=True, text=True, timeout=60,
-                       cwd=tmp_path)
+    r = subprocess.run(
+        cmd, shell=True, env=cli_env, capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["state"] == "succeeded"
 
 
-@pytest.mark.skipif(not any(os.access(os.path.join(p, "jq"), os.X_OK)
-                            for p in os.environ.get("PATH", "").split(os.pathsep)),
-                    reason="jq is not installed")
+@pytest.mark.skipif(
+    not any(
+        os.access(os.path.join(p, "jq"), os.X_OK)
+        for p in os.environ.get("PATH", "").split(os.pathsep)
+    ),
+    reason="jq is not installed",
+)
 def test_json_output_works_with_jq(fake_config, fake_cdn, cli_env, tmp_path) -> None:
     cmd = f"{sys.executable} -m prewarm_cli submit {' '.join(urls(7))} | jq -r '.accepted'"
-    r = subprocess.run(cmd, shell=True, env=cli_env, capture_output=True, text=True, timeout=60,
-                       cwd=tmp_path)
+    r = subprocess.run(
+        cmd, shell=True, env=cli_env, capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "7"
 
 
 def test_wait_timeout_exit_6(run_cli, fake_config, fake_cdn: FakeCdn) -> None:
     fake_cdn.task_seconds = 30
-    r, data = submit_json(run_cli, *urls(2))
+    r, _data = submit_json(run_cli, *urls(2))
     r = run_cli("status", "--wait", "--interval", "0.1", "--wait-timeout", "0.4")
     assert r.returncode == 6
     assert "still" in r.stderr
@@ -403,7 +411,11 @@ def test_killed_run_resumes_exactly_what_was_not_accepted(
     listing.write_text(as_input(items))
     proc = subprocess.Popen(
         [sys.executable, "-m", "prewarm_cli", "submit", "-o", "json", "-i", str(listing)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env, cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env,
+        cwd=tmp_path,
     )
     deadline = time.monotonic() + 20
     while len(fake_cdn.submits) < 3 and time.monotonic() < deadline:
