@@ -155,11 +155,16 @@ class Runner:
             limits = vendor
             wanted_batch = self.settings.get("batch_size")
             if wanted_batch is not None:
-                if wanted_batch > vendor.max_batch and not self.force:
+                if wanted_batch > vendor.max_batch and (vendor.vendor_reported or not self.force):
                     raise ConfigError(
                         f"providers.{self.alias}.batch_size = {wanted_batch} is above the vendor"
                         f" limit of {vendor.max_batch} URLs per request",
-                        hint="lower it, or pass --force if the vendor raised your limit",
+                        hint="lower it"
+                        + (
+                            ""
+                            if vendor.vendor_reported
+                            else ", or pass --force if the vendor raised your limit"
+                        ),
                     )
                 limits = replace(limits, max_batch=int(wanted_batch))
             wanted_rate = self.settings.get("rate")
@@ -417,6 +422,7 @@ class SubmitRun:
         workers: list[tuple[Runner, int]] = []
         for runner in runners:
             self._resolve_unknown_batches(runner)
+            self._check_quota(runner)
             workers.extend((runner, i) for i in range(runner.limits().concurrency))
         pool = ThreadPoolExecutor(max_workers=max(1, len(workers)), thread_name_prefix="submit")
         futures = [pool.submit(self._worker, runner) for runner, _ in workers]
@@ -533,6 +539,32 @@ class SubmitRun:
             self._send(runner, batch, half)
         if self.stop.is_set():
             self.journal.release_batch(self.job_id, batch, jr.UNSENT)
+
+    def _check_quota(self, runner: Runner) -> None:
+        """Sends only what the vendor's daily quota still allows; the rest is deferred now."""
+        if Capability.QUOTA not in runner.capabilities:
+            return
+        try:
+            q = runner.call(runner.provider.quota)
+        except PrewarmError as exc:
+            self.ws.out.detail(f"{runner.alias}: quota unknown ({exc}); sending")
+            return
+        if q.source != "api" or q.remaining is None:
+            return  # a remembered figure may be stale: let the vendor decide
+        deferred = self.journal.defer_beyond(
+            self.job_id,
+            runner.alias,
+            q.remaining,
+            f"daily quota: {q.remaining} URL(s) left"
+            + (f", resets {q.resets_at}" if q.resets_at else ""),
+        )
+        if deferred:
+            self.progress.advance(deferred)
+            self.errors[runner.alias] = QuotaExhausted(
+                f"the daily quota allows {q.remaining} more URL(s); {deferred} deferred",
+                provider=runner.alias,
+                resets_at=q.resets_at,
+            )
 
     # -- unknown outcomes (DESIGN.md §8) --
 
@@ -663,14 +695,22 @@ def _check_busy(ws: Workspace, job_id: str, aliases: Sequence[str]) -> None:
     """Refuses a second job on a provider that runs one job at a time, unless --force."""
     for alias in aliases:
         runner = ws.runner(alias)
-        if not getattr(runner.provider, "one_job_at_a_time", False) or ws.force:
+        if not runner.provider.one_job_at_a_time or ws.force:
             continue
-        busy = [j for j in ws.journal.busy_jobs(alias, exclude=job_id)]
+        busy = ws.journal.busy_jobs(alias, exclude=job_id)
         if busy:
             ws.journal.delete_job(job_id)
             raise StackBusy(
                 f"{alias} runs one job at a time and job {busy[0].id} may still be running",
                 hint=f"wait with `prewarm status {busy[0].id} --wait`, or pass --force",
+                provider=alias,
+            )
+        in_progress = runner.call(runner.provider.busy)
+        if in_progress:
+            ws.journal.delete_job(job_id)
+            raise StackBusy(
+                f"{alias} runs one job at a time and is busy: {in_progress}",
+                hint="wait until it finishes, or pass --force",
                 provider=alias,
             )
 
@@ -690,8 +730,9 @@ def invalidate(
             continue
         pending = [r["url"] for r in ws.journal.targets(job_id, [jr.UNSENT]) if r[0] == alias]
         purge_tasks: dict[str, list[str]] = {}
-        for i in range(0, len(pending), runner.batch_size):
-            chunk = pending[i : i + runner.batch_size]
+        size = min(runner.limits().invalidate_batch or runner.batch_size, runner.batch_size)
+        for i in range(0, len(pending), size):
+            chunk = pending[i : i + size]
             result = runner.call(runner.provider.invalidate_batch, chunk, options, urls=len(chunk))
             if result.rejected:
                 ws.journal.set_outcome(job_id, alias, result.rejected, jr.FAILED, "purge refused")
@@ -700,7 +741,7 @@ def invalidate(
                 ws.journal.add_task(job_id, alias, result.task_id, len(result.accepted), "purge")
         deadline = time.monotonic() + float(ws.config.defaults.get("purge_timeout") or 600)
         while purge_tasks and time.monotonic() < deadline:
-            statuses = runner.call(runner.provider.fetch_status, list(purge_tasks))
+            statuses = runner.call(runner.provider.fetch_invalidation_status, list(purge_tasks))
             for st in statuses:
                 if st.state.finished:
                     urls = purge_tasks.pop(st.task_id, [])

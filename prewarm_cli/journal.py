@@ -447,6 +447,18 @@ class Journal:
             )
             return cur.rowcount
 
+    def defer_beyond(self, job_id: str, provider: str, keep: int, reason: str) -> int:
+        """Defers the unsent targets after the first ``keep`` (in input order)."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE targets SET outcome = 'deferred', reason = ?"
+                " WHERE job_id = ? AND provider = ? AND url IN ("
+                "  SELECT url FROM targets WHERE job_id = ? AND provider = ? AND outcome = 'unsent'"
+                "  ORDER BY seq LIMIT -1 OFFSET ?)",
+                (reason, job_id, provider, job_id, provider, max(0, keep)),
+            )
+            return cur.rowcount
+
     def unknown_batches(self, job_id: str, provider: str) -> list[Batch]:
         """Batches whose outcome is unknown, with their still-undecided URLs."""
         batches = self._query(

@@ -102,6 +102,9 @@ class Limits:
     """How much a provider may be sent, and how fast."""
 
     max_batch: int  # URLs per request
+    # True when the vendor reported max_batch at run time: --force cannot exceed it.
+    vendor_reported: bool = False
+    invalidate_batch: int | None = None  # URLs per purge request, when it differs
     max_batch_bytes: int | None = None  # request payload bytes, where the vendor bounds that
     requests_per_second: float | None = None
     urls_per_second: float | None = None
@@ -288,6 +291,8 @@ class Provider:
     credential_env: ClassVar[Mapping[str, str]] = {}  # config key -> env var read when absent
     config_schema: ClassVar[tuple[ConfigField, ...]] = ()
     submit_options: ClassVar[tuple[SubmitOption, ...]] = ()
+    # The vendor runs one job at a time per endpoint (a second submit is refused unless --force).
+    one_job_at_a_time: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -357,6 +362,14 @@ class Provider:
 
     def invalidate_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
         raise UnsupportedError(f"{self.name} does not support invalidate", provider=self.alias)
+
+    def fetch_invalidation_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
+        """States of purge tasks made by invalidate_batch; by default read like prefetch tasks."""
+        return self.fetch_status(task_ids)
+
+    def busy(self) -> str | None:
+        """For one-job-at-a-time vendors: what is in progress at the vendor, or None."""
+        return None
 
     def prepare(self) -> None:
         """Called once before the first paced request: import the SDK, build clients.

@@ -201,10 +201,10 @@ def test_quota_exhausted_defers_and_resume_sends_exactly_the_rest(
     items = urls(170)
     r, data = submit_json(run_cli, "-i", "-", input=as_input(items))
     assert r.returncode == 5, r.stderr
-    # batches that fit were taken; the one that did not fit and all after it are deferred
-    assert 50 <= data["accepted"] <= 100
-    assert data["accepted"] + data["deferred"] == 170
+    # the quota is read before sending: exactly what fits is sent, the rest deferred
+    assert data["accepted"] == 100 and data["deferred"] == 70
     assert data["state"] == "incomplete"
+    assert all(q["status"] == 200 for q in fake_cdn.requests)  # no request was refused
     assert "--resume" in r.stderr
     fake_cdn.daily_quota = None  # a new day
     r, data2 = submit_json(run_cli, "--resume", data["job_id"])
@@ -212,6 +212,29 @@ def test_quota_exhausted_defers_and_resume_sends_exactly_the_rest(
     assert data2["job_id"] == data["job_id"]
     assert data2["accepted"] == 170 and data2["deferred"] == 0
     assert fake_cdn.accepted_counts() == {u: 1 for u in items}
+
+
+def test_quota_running_out_mid_run_defers_the_rest(run_cli, fake_config, fake_cdn: FakeCdn) -> None:
+    # the vendor's quota drops while we send (another tool spends it): refusals defer the rest
+    fake_cdn.daily_quota = 1000
+    fake_cdn.latency = 0.05
+    import threading
+
+    def spend() -> None:
+        while not fake_cdn.submits:
+            time.sleep(0.005)
+        fake_cdn.daily_quota = 60
+
+    threading.Thread(target=spend, daemon=True).start()
+    r, data = submit_json(run_cli, "-i", "-", input=as_input(urls(300)))
+    assert r.returncode == 5, r.stderr
+    assert data["accepted"] + data["deferred"] == 300
+    assert data["deferred"] >= 50  # the requests in flight when it ran out could still land
+    assert "--resume" in r.stderr
+    fake_cdn.daily_quota = None
+    r, _data2 = submit_json(run_cli, "--resume", data["job_id"])
+    assert r.returncode == 0, r.stderr
+    assert fake_cdn.accepted_counts() == {u: 1 for u in urls(300)}
 
 
 def test_invalid_request_rejects_named_urls_only(run_cli, fake_config, fake_cdn: FakeCdn) -> None:

@@ -1,0 +1,1 @@
+"""AWS CloudFront prewarm API provider (self-hosted, API Gateway + x-api-key)."""

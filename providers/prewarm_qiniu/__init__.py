@@ -1,0 +1,1 @@
+"""Qiniu fusion CDN provider (/v2/tune/prefetch)."""
