@@ -111,7 +111,10 @@ def _output() -> Output:
     g = _globals()
     fmt = "json" if g.get("json") else g.get("output")
     color = False if g.get("no_color") else None
-    return Output(fmt, color=color, quiet=bool(g.get("quiet")), verbose=int(g.get("verbose", 0)))
+    out = Output(fmt, color=color, quiet=bool(g.get("quiet")), verbose=int(g.get("verbose", 0)))
+    while _PLUGIN_WARNINGS:
+        out.warn(_PLUGIN_WARNINGS.pop(0))
+    return out
 
 
 @contextmanager
@@ -181,6 +184,7 @@ class PrewarmGroup(click.Group):
 
 
 _PROVIDER_OPTIONS: dict[str, Any] = {}
+_PLUGIN_WARNINGS: list[str] = []  # shown once the command knows whether to be quiet
 
 
 def _add_provider_options(cmd: click.Command) -> None:
@@ -189,11 +193,8 @@ def _add_provider_options(cmd: click.Command) -> None:
         return
     from prewarm_cli import registry
 
-    def warn(text: str) -> None:
-        click.echo(f"warning: {text}", err=True)
-
     taken = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
-    for ptype, cls in registry.load_all(warn).items():
+    for ptype, cls in registry.load_all(_PLUGIN_WARNINGS.append).items():
         for opt in cls.submit_options:
             flag = f"--{opt.name}"
             if flag in taken:

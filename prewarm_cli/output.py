@@ -77,7 +77,8 @@ class Output:
             self._say(text, "dim")
 
     def warn(self, text: str) -> None:
-        self._say(f"warning: {text}", "yellow")
+        if not self.quiet:
+            self._say(f"warning: {text}", "yellow")
 
     def error(self, text: str, hint: str | None = None) -> None:
         self._say(f"error: {text}", "bold red")

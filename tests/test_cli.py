@@ -1,0 +1,366 @@
+"""The command line as a user runs it: start-up, global options, config commands, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+from conftest import BROKEN_PLUGINS_DIR, PLUGINS_DIR
+from fakes.generic import FakeCdn
+
+from prewarm_cli.errors import EXIT_PRIORITY, ExitCode, worst_exit
+
+HEAVY = ("rich", "httpx", "pyrate_limiter", "stamina", "sqlite3", "qiniu", "tencentcloud", "boto3")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["-V"]])
+def test_help_and_version_import_nothing_heavy(cli_env, args) -> None:
+    probe = (
+        "import sys\n"
+        "from prewarm_cli.cli import main\n"
+        f"sys.argv = ['prewarm', *{args!r}]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "plugins = [m for m in sys.modules\n"
+        "           if m.startswith('prewarm_') and m.split('.')[0] != 'prewarm_cli']\n"
+        "print('HEAVY', heavy, plugins, file=sys.stderr)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", probe], env=cli_env, capture_output=True, text=True, timeout=30
+    )
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY [] []" in r.stderr
+    if args == ["--help"]:
+        assert "submit" in r.stdout and "Exit codes" in r.stdout
+    else:
+        assert r.stdout.startswith("prewarm, version ")
+
+
+def test_global_options_before_and_after_the_subcommand(run_cli, fake_config) -> None:
+    before = run_cli("-o", "json", "jobs")
+    after = run_cli("jobs", "-o", "json")
+    short = run_cli("jobs", "--json")
+    assert before.returncode == after.returncode == short.returncode == 0
+    assert json.loads(before.stdout) == json.loads(after.stdout) == json.loads(short.stdout) == []
+    nd = run_cli("--output", "ndjson", "providers")
+    assert nd.returncode == 0
+    lines = [json.loads(x) for x in nd.stdout.splitlines()]
+    assert any(x["provider"] == "fake" and x["type"] == "fake" for x in lines)
+
+
+def test_table_is_default_only_on_a_terminal_and_messages_go_to_stderr(
+    run_cli, fake_config
+) -> None:
+    r = run_cli("submit", "https://static.example.com/a.js")
+    assert r.returncode == 0
+    data = json.loads(r.stdout)  # piped: JSON by default
+    assert data["accepted"] == 1
+    assert "started" in r.stderr and "started" not in r.stdout
+    table = run_cli("jobs", "-o", "table")
+    assert data["job_id"] in table.stdout and "accepted" in table.stdout
+    quiet = run_cli("submit", "-q", "https://static.example.com/b.js")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_usage_errors_exit_2(run_cli, fake_config) -> None:
+    r = run_cli("submit", "--bogus")
+    assert r.returncode == 2 and "No such option" in r.stderr
+    r = run_cli("submit", "-H", "no colon", "https://a.example.com/x")
+    assert r.returncode == 2 and "'Name: value'" in r.stderr
+    r = run_cli("submit", "--interval", "3", "https://a.example.com/x")
+    assert r.returncode == 2 and "need --wait" in r.stderr
+    r = run_cli("submit")
+    assert r.returncode == 2 and "no URLs" in r.stderr
+    r = run_cli("status", "nosuchjob")
+    assert r.returncode == 2 and "no job 'nosuchjob'" in r.stderr
+    # a capability the provider lacks: clear error, exit 2
+    r = run_cli("scale", "-p", "fake")
+    assert r.returncode == 2 and "fake (fake) does not support scale" in r.stderr
+
+
+def test_errors_in_json_mode_are_json_on_stdout_too(run_cli, fake_config) -> None:
+    r = run_cli("status", "nosuchjob", "-o", "json")
+    assert r.returncode == 2
+    err = json.loads(r.stdout)["error"]
+    assert err["code"] == "not_found" and "nosuchjob" in err["message"]
+    assert "error: " in r.stderr
+
+
+def test_extra_provider_options(run_cli, fake_config, fake_cdn: FakeCdn) -> None:
+    help_text = run_cli("submit", "--help").stdout
+    assert "--fake-mode" in help_text and "[fake]" in help_text
+    r = run_cli("submit", "--fake-mode", "thorough", "-H", "X-Warm: 1", "https://a.example.com/x")
+    assert r.returncode == 0, r.stderr
+    body = fake_cdn.submit_bodies[0]
+    assert body["mode"] == "thorough" and body["headers"] == {"X-Warm": "1"}
+    r = run_cli("submit", "--fake-mode", "nope", "https://a.example.com/x")
+    assert r.returncode == 2
+
+
+def test_extra_option_of_an_unselected_provider_is_a_usage_error(
+    run_cli, write_config, cli_env, fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    # a second plugin type without --fake-mode: copy the fake plugin under another name
+    other = tmp_path / "plugins2"
+    (other / "prewarm_other").mkdir(parents=True)
+    (other / "prewarm_other" / "__init__.py").write_text(
+        "from prewarm_fake import FakeProvider\n"
+        "class OtherProvider(FakeProvider):\n"
+        "    name = 'other'\n"
+        "    submit_options = ()\n"
+    )
+    dist = other / "prewarm_other-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: prewarm-other\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[prewarm.providers]\nother = prewarm_other:OtherProvider\n"
+    )
+    cli_env["PYTHONPATH"] = f"{other}{os.pathsep}{cli_env['PYTHONPATH']}"
+    cli_env["FAKE_API_KEY"] = fake_cdn.api_key
+    write_config(f'[providers.o]\ntype = "other"\nendpoint = "{fake_cdn.url}"\n')
+    r = run_cli("submit", "-p", "o", "--fake-mode", "fast", "https://a.example.com/x")
+    assert r.returncode == 2
+    assert "--fake-mode is an option of fake" in r.stderr
+    providers = json.loads(run_cli("providers", "-o", "json").stdout)
+    row = next(p for p in providers if p["type"] == "other")
+    assert row["source"] == "prewarm-other" and row["version"] == "1.0"
+
+
+def test_broken_plugin_is_a_warning_not_a_crash(run_cli, cli_env, fake_config) -> None:
+    cli_env["PYTHONPATH"] = f"{BROKEN_PLUGINS_DIR}{os.pathsep}{cli_env['PYTHONPATH']}"
+    r = run_cli("providers", "-o", "json")
+    assert r.returncode == 0
+    assert "broken" in r.stderr and "simulated broken plugin" in r.stderr
+    types = {p["type"] for p in json.loads(r.stdout)}
+    assert "fake" in types and "broken" not in types
+    r = run_cli("submit", "https://a.example.com/x")
+    assert r.returncode == 0, r.stderr
+
+
+def test_providers_lists_source_version_and_capabilities(run_cli, fake_config) -> None:
+    rows = json.loads(run_cli("providers", "-o", "json").stdout)
+    fake = next(p for p in rows if p["provider"] == "fake")
+    assert fake["source"] == "prewarm-fake-plugin" and fake["version"] == "0.1.0"
+    assert "submit" in fake["capabilities"] and "scale" not in fake["capabilities"]
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_config_path_follows_the_search_order(run_cli, cli_env, tmp_path: Path) -> None:
+    r = run_cli("config", "path", "-o", "json")
+    assert json.loads(r.stdout)["config"] == cli_env["PREWARM_CONFIG"]
+    assert json.loads(r.stdout)["how"] == "$PREWARM_CONFIG"
+    other = tmp_path / "other.toml"
+    r = run_cli("--config", str(other), "config", "path", "-o", "json")
+    assert json.loads(r.stdout)["config"] == str(other)
+    del cli_env["PREWARM_CONFIG"]
+    r = run_cli("config", "path", "-o", "table")
+    assert r.stdout.strip() == str(Path(cli_env["XDG_CONFIG_HOME"]) / "prewarm" / "config.toml")
+
+
+def test_config_init_with_flags_writes_0600_and_loads(run_cli, cli_env) -> None:
+    r = run_cli(
+        "config", "init", "--type", "fake", "--alias", "cdn1",
+        "--set", "endpoint=https://cdn.example.com", "--set", "max_batch=20",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    path = Path(cli_env["PREWARM_CONFIG"])
+    assert path.stat().st_mode & 0o777 == 0o600
+    data = tomllib.loads(path.read_text())
+    assert data["defaults"]["provider"] == "cdn1"
+    assert data["providers"]["cdn1"] == {
+        "type": "fake",
+        "endpoint": "https://cdn.example.com",
+        "api_key": "env:FAKE_API_KEY",
+        "max_batch": 20,
+    }
+    again = run_cli("config", "init", "--type", "fake", "--set", "endpoint=https://x.example")
+    assert again.returncode == 3 and "--force" in again.stderr
+    r = run_cli("config", "init", "--type", "nosuch", "--set", "a=1")
+    assert r.returncode == 3 and "unknown provider type 'nosuch'" in r.stderr
+
+
+def test_config_init_interactive_prompts(cli_env) -> None:
+    """Answers the prompts through a real pseudo-terminal, as a person would."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: prewarm on a terminal
+        os.execve(sys.executable, [sys.executable, "-m", "prewarm_cli", "config", "init"], cli_env)
+    answers = [
+        ("Provider type", "fake"),
+        ("endpoint", "https://cdn.example.com"),
+        ("api_key", ""),  # keep the offered env:FAKE_API_KEY
+        ("max_batch", "25"),
+        ("lookup", ""),
+    ]
+    seen = b""
+    deadline = time.monotonic() + 30
+    try:
+        for prompt, answer in answers:
+            while prompt.encode() not in seen and time.monotonic() < deadline:
+                ready, _, _ = select.select([fd], [], [], 0.5)
+                if ready:
+                    try:
+                        seen += os.read(fd, 4096)
+                    except OSError:
+                        break
+            assert prompt.encode() in seen, seen.decode(errors="replace")
+            seen = b""
+            os.write(fd, answer.encode() + b"\r")
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, seen.decode(errors="replace")
+    data = tomllib.loads(Path(cli_env["PREWARM_CONFIG"]).read_text())
+    assert data["providers"]["fake"]["endpoint"] == "https://cdn.example.com"
+    assert data["providers"]["fake"]["api_key"] == "env:FAKE_API_KEY"
+    assert data["providers"]["fake"]["max_batch"] == 25
+
+
+def test_config_show_redacts_secrets_and_names_sources(run_cli, write_config, cli_env) -> None:
+    write_config(
+        '[defaults]\nprovider = "lit"\n'
+        '[providers.lit]\ntype = "fake"\nendpoint = "https://x.example"\n'
+        'api_key = "s3cr3t-literal-value"\n'
+        '[providers.env]\ntype = "fake"\nendpoint = "https://y.example"\n'
+    )
+    cli_env["FAKE_API_KEY"] = "s3cr3t-from-env"
+    r = run_cli("config", "show", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert "s3cr3t" not in r.stdout and "s3cr3t" not in r.stderr
+    rows = {row["key"]: row for row in json.loads(r.stdout)["settings"]}
+    assert rows["providers.lit.api_key"]["source"] == "file"
+    assert "(default)" in rows["providers.env.api_key"]["source"]
+    assert rows["providers.env.endpoint"]["value"] == "https://y.example"
+    table = run_cli("config", "show", "-o", "table")
+    assert "s3cr3t" not in table.stdout and "providers.lit.api_key" in table.stdout
+
+
+def test_world_readable_config_with_secrets_warns(run_cli, write_config, fake_cdn) -> None:
+    path = write_config(
+        f'[providers.fake]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\napi_key = "test-key"\n'
+    )
+    path.chmod(0o644)
+    r = run_cli("jobs")
+    assert r.returncode == 0
+    assert "warning:" in r.stderr and "chmod 600" in r.stderr
+    path.chmod(0o600)
+    assert "warning" not in run_cli("jobs").stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[providers.fake]\ntype = "fake"\nendpoint = "x"\nbatch_sise = 3\n', "did you mean"),
+        (
+            '[providers.fake]\ntype = "fake"\nendpoint = "https://x"\nmax_batch = "ten"\n',
+            "max_batch",
+        ),
+        (
+            '[providers.fake]\ntype = "fake"\nendpoint = "https://x"\n'
+            'api_key = "env:NOPE_NOT_SET"\n',
+            "NOPE_NOT_SET",
+        ),
+        ("[providers.fake\n", "line 1"),
+        ('[providers.fake]\ntype = "nosuch"\n', "unknown provider type"),
+    ],
+)
+def test_config_errors_exit_3_with_file_and_key(run_cli, write_config, text, expected) -> None:
+    path = write_config(text)
+    r = run_cli("submit", "-p", "fake", "https://a.example.com/x")
+    assert r.returncode == 3, r.stderr
+    assert expected in r.stderr
+    assert str(path) in r.stderr or "unknown provider type" in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and expected in errors[0]  # one line says it all
+    check = run_cli("config", "check")
+    assert check.returncode == 3
+
+
+def test_config_check_ok_and_online(run_cli, fake_config, fake_cdn: FakeCdn) -> None:
+    r = run_cli("config", "check", "-o", "table")
+    assert r.returncode == 0 and "ok     fake (fake)" in r.stdout
+    fake_cdn.daily_quota = 500
+    r = run_cli("config", "check", "--online", "-o", "json")
+    data = json.loads(r.stdout)
+    assert r.returncode == 0 and data["ok"] is True
+    assert "500" in data["providers"][0]["notes"][0]
+
+
+def test_missing_secret_only_matters_for_providers_in_use(
+    run_cli, write_config, fake_cdn: FakeCdn, cli_env
+) -> None:
+    cli_env["FAKE_API_KEY"] = fake_cdn.api_key
+    write_config(
+        f'[providers.good]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n'
+        '[providers.other]\ntype = "fake"\nendpoint = "https://x.example"\n'
+        'api_key = "env:UNSET_SECRET_VAR"\n'
+    )
+    r = run_cli("submit", "-p", "good", "https://a.example.com/x")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("submit", "-p", "other", "https://a.example.com/x")
+    assert r.returncode == 3 and "UNSET_SECRET_VAR" in r.stderr
+
+
+# ---------------------------------------------------------------- exit codes
+
+
+def test_exit_code_priority() -> None:
+    assert [int(c) for c in EXIT_PRIORITY] == [3, 2, 5, 6, 1, 4]
+    assert worst_exit({ExitCode.INCOMPLETE, ExitCode.QUOTA}) == ExitCode.QUOTA
+    assert worst_exit({ExitCode.FAILED, ExitCode.INCOMPLETE}) == ExitCode.FAILED
+    assert worst_exit(set()) == ExitCode.OK
+
+
+def test_every_url_rejected_is_exit_1(run_cli, fake_config) -> None:
+    r = run_cli("submit", "https://a.example.com/reject-1", "https://a.example.com/reject-2")
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["state"] == "failed"
+
+
+def test_unexpected_errors_are_one_line_unless_debug(run_cli, write_config, fake_cdn) -> None:
+    # a provider bug: the plugin returns garbage; the user sees one line, --debug the traceback
+    write_config(f'[providers.fake]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n')
+    r = run_cli("status", "fake:t-999", env_extra={"FAKE_API_KEY": "test-key"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    r = run_cli("--debug", "status", "fake:t-999", env_extra={"FAKE_API_KEY": "test-key"})
+    assert "Traceback" in r.stderr
+
+
+def test_jobs_filters_and_limits(run_cli, fake_config) -> None:
+    for i in range(3):
+        assert run_cli("submit", f"https://a.example.com/{i}").returncode == 0
+    jobs = json.loads(run_cli("jobs", "--limit", "2", "-o", "json").stdout)
+    assert len(jobs) == 2
+    assert jobs[0]["created_at"] >= jobs[1]["created_at"]
+    assert set(jobs[0]) >= {"job_id", "state", "created_at", "providers", "total", "accepted"}
+    assert json.loads(run_cli("jobs", "--state", "nosuch", "-o", "json").stdout) == []
+
+
+def test_no_color_and_plain_stderr(run_cli, fake_config) -> None:
+    r = run_cli("--no-color", "status", "nosuch")
+    assert "\x1b[" not in r.stderr
+    r = run_cli("status", "nosuch", env_extra={"NO_COLOR": "1"})
+    assert "\x1b[" not in r.stderr
+
+
+def test_plugins_dir_is_on_the_path() -> None:
+    assert str(PLUGINS_DIR) in sys.path
