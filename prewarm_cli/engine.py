@@ -52,6 +52,7 @@ from prewarm_cli.plugin import (
 T = TypeVar("T")
 
 MAX_LISTED_INVALID = 50  # invalid input lines listed in full before "... and N more"
+PURGE_WAIT_SECONDS = 600.0  # how long --invalidate waits for purges before prefetching
 
 
 # --------------------------------------------------------------------------- workspace
@@ -739,7 +740,7 @@ def invalidate(
             if result.task_id:
                 purge_tasks[result.task_id] = list(result.accepted)
                 ws.journal.add_task(job_id, alias, result.task_id, len(result.accepted), "purge")
-        deadline = time.monotonic() + float(ws.config.defaults.get("purge_timeout") or 600)
+        deadline = time.monotonic() + PURGE_WAIT_SECONDS
         while purge_tasks and time.monotonic() < deadline:
             statuses = runner.call(runner.provider.fetch_invalidation_status, list(purge_tasks))
             for st in statuses:
@@ -1006,6 +1007,8 @@ def wait(
 ) -> dict[str, Any]:
     """Polls until the job is finished or our --wait-timeout expires."""
     every = poll_interval(ws, ref, interval)
+    if timeout is None:
+        timeout = ws.config.defaults.get("wait_timeout")
     deadline = clock() + timeout if timeout else None
     with ws.out.progress(None, "waiting") as progress:
         while True:

@@ -1,0 +1,50 @@
+"""Docs that must not go stale: the CLI reference, the JSON page, the README's commands."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+
+def test_cli_reference_is_current(cli_env) -> None:
+    env = dict(cli_env)
+    env.pop("PYTHONPATH", None)  # only the plugins a user has: no test plugins in the page
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_cli_docs.py"), "--check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+
+
+def test_json_page_documents_every_submit_and_status_key(run_cli, fake_config) -> None:
+    import json
+
+    page = (ROOT / "docs" / "json-output.md").read_text()
+    submit = json.loads(run_cli("submit", "https://a.example.com/x").stdout)
+    status = json.loads(run_cli("status", submit["job_id"]).stdout)
+    for key in [*submit, *status]:
+        assert f"`{key}`" in page, key
+
+
+def test_readme_has_the_setup_and_test_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert 'python3 -m venv .venv && .venv/bin/pip install -e ".[all,dev]"' in readme
+    assert ".venv/bin/pytest" in readme
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert '.venv/bin/pip install -q -e ".[all,dev]"' in ci and ".venv/bin/pytest" in ci
+
+
+def test_docs_links_resolve() -> None:
+    import re
+
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#]+)\)", page.read_text()):
+            if "://" in target:
+                continue
+            assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
