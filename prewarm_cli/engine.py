@@ -326,7 +326,11 @@ def intake(ws: Workspace, journal: jr.Journal, req: SubmitRequest) -> str:
 
 def plan(ws: Workspace, req: SubmitRequest) -> dict[str, Any]:
     """What a submit would send, without sending anything (quota lookups are read-only)."""
-    journal = jr.Journal(":memory:")
+    import tempfile
+
+    # A scratch journal on disk, not in memory: a million-URL plan stays small in RAM.
+    scratch = tempfile.TemporaryDirectory(prefix="prewarm-plan-")
+    journal = jr.Journal(Path(scratch.name) / "plan.sqlite3")
     try:
         job_id = intake(ws, journal, req)
         job = journal.job(job_id)
@@ -345,6 +349,7 @@ def plan(ws: Workspace, req: SubmitRequest) -> dict[str, Any]:
         }
     finally:
         journal.close()
+        scratch.cleanup()
 
 
 def _plan_provider(ws: Workspace, runner: Runner, n: int, options: SubmitOptions) -> dict[str, Any]:

@@ -216,7 +216,7 @@ class Journal:
         return job_id
 
     def add_targets(
-        self, job_id: str, items: Iterable[tuple[int, str, Sequence[str]]], chunk: int = 5000
+        self, job_id: str, items: Iterable[tuple[int, str, Sequence[str]]], chunk: int = 20000
     ) -> None:
         """Record (seq, url, aliases) items; a repeated URL keeps its first position."""
         rows: list[tuple[str, str, str, int]] = []
