@@ -24,7 +24,7 @@ _DAY_MS = 86_400_000
 # Tokens are taken before a request leaves, but vendors count arrivals: a request delayed
 # on its way (a new connection, a slow thread) lands later than its token says. Windows
 # are kept this much longer than the vendor's so that delay never makes two windows one.
-WINDOW_MARGIN_MS = 80
+WINDOW_MARGIN_MS = 50
 
 
 @dataclass(frozen=True)
