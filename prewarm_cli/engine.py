@@ -51,7 +51,7 @@ from prewarm_cli.plugin import (
 
 T = TypeVar("T")
 
-MAX_LISTED_INVALID = 50  # invalid input lines listed in full before "... and N more"
+MAX_LISTED_INVALID = 1000  # invalid input lines listed in full before "... and N more"
 PURGE_WAIT_SECONDS = 600.0  # how long --invalidate waits for purges before prefetching
 
 
@@ -954,8 +954,8 @@ def _provider_status(
         total = vendor_total
     states = [s.state for s in statuses]
     state = combine_states(states) if states else State.PENDING
-    if state.finished and (failed or not_sent):
-        state = State.PARTIAL if succeeded else State.FAILED
+    if state == State.SUCCEEDED and (failed or not_sent):
+        state = State.PARTIAL  # the vendor finished its part, but not every target got there
     if not statuses and counts is not None and counts.total and not counts[jr.ACCEPTED]:
         state = State.FAILED if not not_sent else State.PENDING
     raws = {s.raw_state for s in statuses}

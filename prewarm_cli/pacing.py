@@ -76,7 +76,7 @@ class Pacer:
 
     def acquire(self, urls: int = 0) -> None:
         """Blocks until one request carrying ``urls`` URLs may be sent."""
-        if self._daily is not None and not self._daily.try_acquire("day", 1, blocking=False):
+        if self._daily is not None and not self._take_daily():
             raise QuotaExhausted(
                 f"the daily budget of {self.limits.requests_per_day} requests is used up",
                 hint="resume later with `prewarm submit --resume JOB`",
@@ -91,6 +91,17 @@ class Pacer:
                     step = min(remaining, cap)
                     self._urls.try_acquire("url", step, blocking=True)
                     remaining -= step
+
+    def _take_daily(self) -> bool:
+        # A short blocking wait rather than blocking=False: pyrate-limiter passes False as
+        # the file lock's timeout in non-blocking mode. An exhausted budget answers False
+        # once the wait is over; only lock contention raises TimeoutError.
+        for _ in range(3):
+            try:
+                return bool(self._daily.try_acquire("day", 1, blocking=True, timeout=0.5))
+            except TimeoutError:
+                continue
+        return False
 
     def close(self) -> None:
         for limiter in (self._requests, self._urls, self._daily):

@@ -350,12 +350,12 @@ def classify(
     signals = [s for s in (rule.read(lower) for rule in rules) if s is not None]
     cache, chosen, detail = _decide(signals)
     if not signals:
+        others = [f"{k}: {v}" for k, v in seen.items() if k not in _CONTEXT_HEADERS]
+        detail = "no recognised cache-status header"
+        if others:
+            detail += " (seen: " + "; ".join(others) + ")"
         if age is not None:
-            detail = f"only Age: {age} was seen; Age alone does not prove a cache hit"
-        elif seen:
-            detail = "no recognised cache-status header (seen: " + ", ".join(seen) + ")"
-        else:
-            detail = "no cache-related header at all"
+            detail += f"; Age: {age} alone does not prove a cache hit"
     if status_code is not None and not 200 <= status_code < 300:
         detail += f"; HTTP {status_code} is not a warm copy of the URL"
     return Classification(

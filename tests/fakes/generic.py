@@ -388,6 +388,8 @@ class FakeCdn:
                     "task_id": purge.task_id,
                     "state": "DONE" if done else "RUNNING",
                     "urls": purge.urls,
+                    # a URL containing "purgefail" cannot be purged
+                    "failed": [u for u in purge.urls if done and "purgefail" in u],
                 },
             )
         return _Reply(404, {"error": "not_found"})

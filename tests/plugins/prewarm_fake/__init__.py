@@ -204,15 +204,25 @@ class FakeProvider(Provider):
         data, _ = self._call("GET", f"/v1/purges/{task_id}")
         raw_state = str(data.get("state"))
         done = raw_state == "DONE"
+        failed = set(data.get("failed") or [])
         urls = tuple(
-            UrlStatus(u, State.SUCCEEDED if done else State.RUNNING) for u in data.get("urls", [])
+            UrlStatus(
+                u,
+                State.FAILED if u in failed else State.SUCCEEDED if done else State.RUNNING,
+                "purge refused" if u in failed else None,
+            )
+            for u in data.get("urls", [])
         )
+        state = State.RUNNING
+        if done:
+            state = State.PARTIAL if failed else State.SUCCEEDED
         return TaskStatus(
             task_id=task_id,
-            state=State.SUCCEEDED if done else State.RUNNING,
+            state=state,
             raw_state=raw_state,
             total=len(urls),
-            succeeded=len(urls) if done else 0,
+            succeeded=len(urls) - len(failed) if done else 0,
+            failed=len(failed),
             in_progress=0 if done else len(urls),
             urls=urls,
         )

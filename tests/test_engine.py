@@ -1,0 +1,120 @@
+"""More of the engine through the CLI: invalidation, budgets across runs and processes, cancel."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from fakes.generic import FakeCdn
+
+
+def urls(n: int, prefix: str = "https://static.example.com/e") -> list[str]:
+    return [f"{prefix}{i}.css" for i in range(n)]
+
+
+def test_invalidate_purges_first_and_skips_urls_whose_purge_failed(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    fake_cdn.task_seconds = 0.2
+    items = [*urls(4), "https://static.example.com/purgefail.css"]
+    r = run_cli("submit", "--invalidate", "-o", "json", *items)
+    data = json.loads(r.stdout)
+    assert r.returncode == 4, r.stderr
+    paths = [q["path"] for q in fake_cdn.requests]
+    first_prefetch = paths.index("/v1/prefetch")
+    assert paths.index("/v1/purge") < first_prefetch
+    assert any(p.startswith("/v1/purges/") for p in paths[:first_prefetch])  # waited for it
+    assert data["accepted"] == 4
+    assert data["failed"] == [
+        {
+            "url": "https://static.example.com/purgefail.css",
+            "provider": "fake",
+            "reason": "purge failed",
+        }
+    ]
+    assert "https://static.example.com/purgefail.css" not in fake_cdn.accepted_urls()
+    # the plan says so too
+    plan = json.loads(run_cli("submit", "--dry-run", "--invalidate", *urls(3)).stdout)
+    assert plan["providers"]["fake"]["invalidate"] is True
+    assert plan["providers"]["fake"]["requests"] == 2
+
+
+def test_daily_request_budget_is_counted_across_runs(
+    run_cli, write_config, fake_config, fake_cdn: FakeCdn
+) -> None:
+    write_config(fake_config.read_text() + "per_day = 3\nmax_batch = 10\n")
+    r = run_cli("submit", "-o", "json", *urls(25))
+    data = json.loads(r.stdout)
+    # the quota lookup is a request too: 1 lookup + 2 batches, then the budget is gone
+    assert r.returncode == 5, r.stderr
+    prefetches = [q for q in fake_cdn.requests if q["path"] == "/v1/prefetch"]
+    assert len(prefetches) == 2  # which two of the three batches won is up to the workers
+    assert data["accepted"] == sum(q["urls"] for q in prefetches)
+    assert data["accepted"] + data["deferred"] == 25
+    assert "daily budget of 3 requests" in r.stderr
+    sent = len(fake_cdn.requests)
+    # a second run the same day: nothing is sent at all
+    r = run_cli("submit", "-o", "json", *urls(5, "https://static.example.com/other"))
+    assert r.returncode == 5
+    assert json.loads(r.stdout)["deferred"] == 5
+    assert len(fake_cdn.requests) == sent
+
+
+def test_concurrent_processes_share_one_rate_limit(
+    write_config, fake_config, fake_cdn: FakeCdn, cli_env, tmp_path
+) -> None:
+    fake_cdn.rps = 5
+    write_config(fake_config.read_text() + "rps = 5\nmax_batch = 5\n")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "prewarm_cli", "submit", "-o", "json",
+             *urls(30, f"https://static.example.com/p{n}-")],
+            env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for n in range(2)
+    ]  # fmt: skip
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["accepted"] == 30
+    # 2 x (1 quota lookup + 6 batches) at 5/s: a limiter per process would have sent 10/s
+    assert fake_cdn.violations == []
+    times = sorted(q["t"] for q in fake_cdn.requests if q["path"] == "/v1/prefetch")
+    assert len(times) == 12 and times[-1] - times[0] >= 1.5
+
+
+def test_cancel_and_quota_commands(run_cli, fake_config, fake_cdn: FakeCdn) -> None:
+    fake_cdn.task_seconds = 30
+    fake_cdn.daily_quota = 1000
+    data = json.loads(run_cli("submit", *urls(3)).stdout)
+    r = run_cli("cancel", data["job_id"], "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[0]["provider"] == "fake"
+    r = run_cli("status", data["job_id"], "-o", "json")
+    assert r.returncode == 4 and json.loads(r.stdout)["state"] == "cancelled"
+    q = json.loads(run_cli("quota", "-o", "json").stdout)
+    assert q == [
+        {
+            "provider": "fake",
+            "type": "fake",
+            "daily": 1000,
+            "remaining": 997,
+            "resets_at": None,
+            "batch": None,
+            "source": "api",
+            "details": {},
+        }
+    ]
+
+
+def test_interval_below_the_polling_budget_is_raised(
+    run_cli, write_config, fake_config, fake_cdn: FakeCdn
+) -> None:
+    write_config(fake_config.read_text() + "poll_interval = 0.5\n")
+    data = json.loads(run_cli("submit", *urls(2)).stdout)
+    r = run_cli("status", data["job_id"], "--wait", "--interval", "0.05")
+    assert r.returncode == 0, r.stderr
+    assert "below the provider's polling budget; using 0.5s" in r.stderr
+    polls = [q for q in fake_cdn.requests if q["path"].startswith("/v1/tasks/")]
+    assert len(polls) <= 3  # 0.3 s of task time at 0.5 s intervals, not 0.05 s
