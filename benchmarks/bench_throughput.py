@@ -68,7 +68,7 @@ def measure(s: Scenario) -> tuple[float, int, list[dict]]:
 def main() -> None:
     print(f"{'scenario':40} {'limit':>14} {'achieved':>10} {'fraction':>9} {'violations':>10}")
     for s in SCENARIOS:
-        achieved, requests, violations = measure(s)
+        achieved, _requests, violations = measure(s)
         print(
             f"{s.name:40} {s.rate:>8g} {s.limit:<5} {achieved:10.1f} {achieved / s.rate:9.1%}"
             f" {len(violations):>10}"
