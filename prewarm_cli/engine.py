@@ -703,14 +703,16 @@ def _check_busy(ws: Workspace, job_id: str, aliases: Sequence[str]) -> None:
         runner = ws.runner(alias)
         if not runner.provider.one_job_at_a_time or ws.force:
             continue
-        busy = ws.journal.busy_jobs(alias, exclude=job_id)
-        if busy:
-            ws.journal.delete_job(job_id)
-            raise StackBusy(
-                f"{alias} runs one job at a time and job {busy[0].id} may still be running",
-                hint=f"wait with `prewarm status {busy[0].id} --wait`, or pass --force",
-                provider=alias,
-            )
+        for job in ws.journal.busy_jobs(alias, exclude=job_id):
+            # The journal only knows what was last seen: ask the vendor before refusing.
+            state = State(job_status(ws, _journal_ref(ws, job.id))["state"])
+            if not state.finished:
+                ws.journal.delete_job(job_id)
+                raise StackBusy(
+                    f"{alias} runs one job at a time and job {job.id} is still {state}",
+                    hint=f"wait with `prewarm status {job.id} --wait`, or pass --force",
+                    provider=alias,
+                )
         in_progress = runner.call(runner.provider.busy)
         if in_progress:
             ws.journal.delete_job(job_id)

@@ -118,3 +118,41 @@ def test_interval_below_the_polling_budget_is_raised(
     assert "below the provider's polling budget; using 0.5s" in r.stderr
     polls = [q for q in fake_cdn.requests if q["path"].startswith("/v1/tasks/")]
     assert len(polls) <= 3  # 0.3 s of task time at 0.5 s intervals, not 0.05 s
+
+
+def test_one_job_at_a_time_refuses_a_second_job_while_the_first_runs(
+    run_cli, write_config, cli_env, fake_cdn: FakeCdn, tmp_path
+) -> None:
+    import os
+
+    plugin = tmp_path / "plugins-single"
+    (plugin / "prewarm_single").mkdir(parents=True)
+    (plugin / "prewarm_single" / "__init__.py").write_text(
+        "from prewarm_fake import FakeProvider\n"
+        "class SingleProvider(FakeProvider):\n"
+        "    name = 'single'\n"
+        "    submit_options = ()\n"
+        "    one_job_at_a_time = True\n"
+    )
+    dist = plugin / "prewarm_single-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: prewarm-single\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[prewarm.providers]\nsingle = prewarm_single:SingleProvider\n"
+    )
+    cli_env["PYTHONPATH"] = f"{plugin}{os.pathsep}{cli_env['PYTHONPATH']}"
+    cli_env["FAKE_API_KEY"] = fake_cdn.api_key
+    write_config(f'[providers.stack]\ntype = "single"\nendpoint = "{fake_cdn.url}"\n')
+    fake_cdn.task_seconds = 1.0
+    first = json.loads(run_cli("submit", *urls(2)).stdout)
+    r = run_cli("submit", *urls(2, "https://static.example.com/second"))
+    assert r.returncode == 2
+    assert f"job {first['job_id']} is still" in r.stderr and "--force" in r.stderr
+    assert json.loads(r.stdout)["error"]["code"] == "busy"
+    assert len(json.loads(run_cli("jobs", "-o", "json").stdout)) == 1  # nothing recorded
+    forced = run_cli("submit", "--force", *urls(2, "https://static.example.com/third"))
+    assert forced.returncode == 0, forced.stderr
+    run_cli("status", "--wait", "--interval", "0.2", first["job_id"])
+    r = run_cli("submit", *urls(2, "https://static.example.com/fourth"))
+    assert r.returncode in (0, 2)  # the forced job may still run; the first one no longer blocks
+    assert f"job {first['job_id']}" not in r.stderr
