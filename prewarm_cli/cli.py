@@ -339,8 +339,6 @@ def _submit_command() -> click.Command:
         from prewarm_cli import engine
         from prewarm_cli.plugin import SubmitOptions
 
-        if verify:
-            raise UsageError("--verify is not available yet in this version of prewarm")
         if (verify or interval or wait_timeout) and not wait_:
             raise UsageError("--interval, --wait-timeout and --verify need --wait")
         if resume and (urls or files or sitemaps or providers):
@@ -384,13 +382,21 @@ def _submit_command() -> click.Command:
             if ws.out.fmt == "table":
                 _submit_table(ws.out, summary)
             ref = engine.parse_job_ref(ws, summary["job_id"], lambda: "")
-            status = engine.wait(ws, ref, interval=interval, timeout=wait_timeout)
-            result = {**summary, "status": status}
+            status, claims = engine.wait_with_claims(
+                ws, ref, interval=interval, timeout=wait_timeout
+            )
+            result: dict[str, Any] = {**summary, "status": status}
+            codes = {code, engine.status_exit(status["state"])}
+            if verify:
+                result["verify"], verify_code = _verify_claims(ws, claims)
+                codes.add(verify_code)
             if ws.out.fmt == "table":
                 _status_table(ws.out, status)
+                if verify:
+                    _verify_table(ws.out, result["verify"])
             else:
                 ws.out.emit(result, records=lambda d: d["tasks"])
-            _exit(worst_exit({code, engine.status_exit(status["state"])}))
+            _exit(worst_exit(codes))
 
     return submit
 
@@ -451,20 +457,26 @@ def _status_command() -> click.Command:
         """Show a job's state: JOB, ALIAS:TASK_ID[,...], - (submit JSON on stdin), or the latest."""
         from prewarm_cli import engine
 
-        if verify:
-            raise UsageError("--verify is not available yet in this version of prewarm")
         with workspace(force=force) as ws:
             ref = engine.parse_job_ref(ws, job, _stdin_text)
             if wait_:
-                result = engine.wait(ws, ref, interval=interval, timeout=wait_timeout)
+                result, claims = engine.wait_with_claims(
+                    ws, ref, interval=interval, timeout=wait_timeout
+                )
             else:
-                result = engine.job_status(ws, ref)
-            ws.out.emit(
-                result,
-                table=lambda d: _status_table(ws.out, d),
-                records=lambda d: list(d["providers"].values()),
-            )
-            _exit(engine.status_exit(result["state"]))
+                result, claims = engine.status_with_claims(ws, ref)
+            codes = {engine.status_exit(result["state"])}
+            if verify:
+                result["verify"], verify_code = _verify_claims(ws, claims)
+                codes.add(verify_code)
+
+            def table(d: dict[str, Any]) -> None:
+                _status_table(ws.out, d)
+                if "verify" in d:
+                    _verify_table(ws.out, d["verify"])
+
+            ws.out.emit(result, table=table, records=lambda d: list(d["providers"].values()))
+            _exit(worst_exit(codes))
 
     return status
 
@@ -643,6 +655,135 @@ def _cancel_command() -> click.Command:
             ws.out.emit(engine.cancel(ws, ref))
 
     return cancel
+
+
+@lazy_command("verify", "Check the CDNs' cache headers: is each URL warm where you stand?")
+def _verify_command() -> click.Command:
+    @click.command(context_settings=CONTEXT_SETTINGS)
+    @click.argument("urls", nargs=-1)
+    @click.option(
+        "-i",
+        "--input",
+        "files",
+        multiple=True,
+        metavar="FILE",
+        help="Read URLs from FILE, one per line (- for stdin). Repeatable.",
+    )
+    @click.option(
+        "--sitemap",
+        "sitemaps",
+        multiple=True,
+        metavar="URL|FILE",
+        help="Read URLs from a sitemap or sitemap index (gzip ok). Repeatable.",
+    )
+    @click.option(
+        "--get",
+        "use_get",
+        is_flag=True,
+        help="GET and download each body (counted, not kept) instead of HEAD.",
+    )
+    @click.option(
+        "-H",
+        "--header",
+        "headers",
+        multiple=True,
+        metavar="'Name: value'",
+        help="Extra request header. Repeatable.",
+    )
+    @click.option(
+        "--accept-encoding",
+        "encodings",
+        multiple=True,
+        metavar="ENC",
+        help="Check this Accept-Encoding variant (gzip, br, identity, ...); one request per"
+        " URL per value. Repeatable.",
+    )
+    @click.option(
+        "--resolve",
+        "--pop-resolve",
+        "resolve",
+        multiple=True,
+        metavar="HOST[:PORT]:IP",
+        help="Connect to IP for HOST, keeping Host and SNI (like curl). Repeatable.",
+    )
+    @click.option(
+        "--concurrency",
+        type=click.IntRange(min=1),
+        default=16,
+        show_default=True,
+        help="Requests in flight at once.",
+    )
+    @click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=10.0,
+        show_default=True,
+        metavar="S",
+        help="Seconds to connect, and per read.",
+    )
+    @click.option(
+        "--retries",
+        type=click.IntRange(min=0),
+        default=2,
+        show_default=True,
+        help="Retries after a connection error (nothing else is retried).",
+    )
+    @click.option(
+        "--ca-bundle",
+        type=click.Path(exists=True, dir_okay=False),
+        metavar="FILE",
+        help="PEM CA bundle to verify against (TLS is always verified).",
+    )
+    @click.option(
+        "--expect-hit", is_flag=True, help="Exit 4 unless every URL is a 2xx hit or revalidated."
+    )
+    @global_options
+    def verify(
+        urls: tuple[str, ...],
+        files: tuple[str, ...],
+        sitemaps: tuple[str, ...],
+        use_get: bool,
+        headers: tuple[str, ...],
+        encodings: tuple[str, ...],
+        resolve: tuple[str, ...],
+        concurrency: int,
+        timeout: float,
+        retries: int,
+        ca_bundle: str | None,
+        expect_hit: bool,
+    ) -> None:
+        """Request each URL and read the CDNs' cache headers: hit, miss, revalidated, bypass
+        or unknown.
+
+        \b
+        Reads CloudFront X-Cache / X-Amz-Cf-Pop, EdgeOne EO-Cache-Status, Qiniu
+        X-Qnm-Cache, RFC 9211 Cache-Status and generic X-Cache. Age alone proves
+        nothing. Redirects are reported, not followed. See docs/verify.md.
+        """
+        from prewarm_cli import verify as verify_mod
+
+        options = verify_mod.VerifyOptions(
+            method="GET" if use_get else "HEAD",
+            headers=tuple(_parse_header(h) for h in headers),
+            encodings=encodings,
+            resolve=resolve,
+            concurrency=concurrency,
+            timeout=timeout,
+            retries=retries,
+            ca_bundle=ca_bundle,
+            expect_hit=expect_hit,
+        )
+        out = _output()
+        targets = verify_mod.read_urls(urls, files, sitemaps)
+        total = verify_mod.planned_requests(len(targets), options)
+        with out.progress(total, "verifying") as bar:
+            result = verify_mod.verify(targets, options, progress=bar.advance)
+        out.emit(
+            result, table=lambda d: verify_mod.render_table(out, d), records=verify_mod.records
+        )
+        _exit(verify_mod.exit_code(result, expect_hit))
+
+    return verify
 
 
 @lazy_command(
@@ -900,6 +1041,22 @@ def _parse_value(raw: str) -> Any:
 
 
 # --------------------------------------------------------------------------- renderers
+
+
+def _verify_claims(ws: Workspace, claims: dict[str, str]) -> tuple[dict[str, Any], ExitCode]:
+    """--verify: probe the job's URLs and set the vendors' claims beside what was seen."""
+    from prewarm_cli import verify as verify_mod
+
+    options = verify_mod.VerifyOptions()
+    with ws.out.progress(verify_mod.planned_requests(len(claims), options), "verifying") as bar:
+        result = verify_mod.verify_against_claims(list(claims), claims, options, bar.advance)
+    return result, verify_mod.exit_code(result)
+
+
+def _verify_table(out: Output, result: dict[str, Any]) -> None:
+    from prewarm_cli import verify as verify_mod
+
+    verify_mod.render_table(out, result)
 
 
 def _submit_table(out: Output, d: dict[str, Any]) -> None:

@@ -906,14 +906,20 @@ def combine_states(states: Iterable[State]) -> State:
 
 def job_status(ws: Workspace, ref: JobRef) -> dict[str, Any]:
     """Asks each provider about its tasks and sums per target (DESIGN.md §5)."""
+    return _job_status(ws, ref)[0]
+
+
+def _job_status(ws: Workspace, ref: JobRef) -> tuple[dict[str, Any], dict[str, list[TaskStatus]]]:
     counts = ws.journal.counts(ref.job_id) if ref.job_id else {}
     providers: dict[str, Any] = {}
+    seen: dict[str, list[TaskStatus]] = {}
     for alias, task_ids in ref.tasks.items():
         runner = ws.runner(alias)
         statuses: list[TaskStatus] = []
         if task_ids:
             runner.require(Capability.STATUS)
             statuses = runner.call(runner.provider.fetch_status, task_ids)
+        seen[alias] = statuses
         providers[alias] = _provider_status(alias, statuses, counts.get(alias))
         if ref.job_id:
             ws.journal.save_task_states(
@@ -932,7 +938,39 @@ def job_status(ws: Workspace, ref: JobRef) -> dict[str, Any]:
     }
     if ref.job_id:
         ws.journal.set_state(ref.job_id, str(state))
-    return result
+    return result, seen
+
+
+def status_with_claims(ws: Workspace, ref: JobRef) -> tuple[dict[str, Any], dict[str, str]]:
+    """job_status(), also returning each URL's vendor state (for --verify)."""
+    status, statuses = _job_status(ws, ref)
+    return status, url_claims(ws, ref, statuses)
+
+
+def url_claims(
+    ws: Workspace, ref: JobRef, statuses: Mapping[str, list[TaskStatus]]
+) -> dict[str, str]:
+    """What the vendors say about each URL: its own state where given, else its task's."""
+    claims: dict[str, str] = {}
+
+    def claim(url: str, state: str) -> None:
+        # One URL on several CDNs: "succeeded" only when every vendor says so.
+        if claims.get(url, "succeeded") == "succeeded":
+            claims[url] = state
+
+    for alias, task_statuses in statuses.items():
+        by_task = {s.task_id: s for s in task_statuses}
+        per_url = {u.url: str(u.state) for s in task_statuses for u in s.urls}
+        if ref.job_id:
+            for row in ws.journal.targets(ref.job_id, [jr.ACCEPTED]):
+                if row["provider"] == alias:
+                    task = by_task.get(row["task_id"])
+                    fallback = str(task.state) if task else "pending"
+                    claim(row["url"], per_url.get(row["url"], fallback))
+        else:
+            for url, state in per_url.items():
+                claim(url, state)
+    return claims
 
 
 def _provider_status(
@@ -1013,20 +1051,35 @@ def wait(
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """Polls until the job is finished or our --wait-timeout expires."""
+    return wait_with_claims(ws, ref, interval=interval, timeout=timeout, sleep=sleep, clock=clock)[
+        0
+    ]
+
+
+def wait_with_claims(
+    ws: Workspace,
+    ref: JobRef,
+    *,
+    interval: float | None,
+    timeout: float | None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """wait(), also returning each URL's final vendor state (for --verify)."""
     every = poll_interval(ws, ref, interval)
     if timeout is None:
         timeout = ws.config.defaults.get("wait_timeout")
     deadline = clock() + timeout if timeout else None
     with ws.out.progress(None, "waiting") as progress:
         while True:
-            status = job_status(ws, ref)
+            status, statuses = _job_status(ws, ref)
             progress.update(
                 completed=status["succeeded"] + status["failed"],
                 total=status["total"],
                 description=status["state"],
             )
             if State(status["state"]).finished:
-                return status
+                return status, url_claims(ws, ref, statuses)
             if deadline is None:
                 sleep(every)
                 continue

@@ -126,13 +126,14 @@ class Output:
         caption: str | None = None,
     ) -> None:
         from rich import box
+        from rich.markup import escape
         from rich.table import Table
 
         tbl = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, title_justify="left")
         for col in columns:
             tbl.add_column(col, overflow="fold")
         for row in rows:
-            tbl.add_row(*("" if v is None else str(v) for v in row))
+            tbl.add_row(*("" if v is None else escape(str(v)) for v in row))
         self._out_console().print(tbl)
 
     def kv(self, data: Mapping[str, Any], *, title: str | None = None) -> None:

@@ -43,7 +43,6 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 2
 MAX_LISTED_INVALID = 50
 _RETRY_BACKOFF = 0.1  # seconds; doubled per attempt (connection errors only)
-_CHUNK = 64 * 1024
 
 # Headers worth showing beside the verdict, besides those the rules read and any header whose
 # name mentions "cache" (X-Proxy-Cache, Akamai-Cache-Status, X-Swift-CacheTime, ...).
@@ -498,11 +497,6 @@ class ProbeResult:
     detail: str | None = None
     http_version: str | None = None
 
-    @property
-    def warm(self) -> bool:
-        """A 2xx answer served from the cache (hit or revalidated), without error."""
-        return is_warm(self.to_dict())
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "url": self.url,
@@ -561,7 +555,7 @@ def verify_against_claims(
 
     Each result gets ``vendor`` (the normalized state the vendor reported for the URL, or
     None) and ``mismatch``: the vendor says ``succeeded`` but the URL is not warm here.
-    The summary gets ``mismatches``.
+    The summary gets ``mismatches`` (counted per request, like ``total``).
     """
     result = verify(urls, options, progress)
     for item in result["results"]:
@@ -597,9 +591,10 @@ def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def exit_code(result: Mapping[str, Any], expect_hit: bool = False) -> ExitCode:
-    """4 when a request failed, or with expect_hit when a URL is not warm; else 0."""
+    """4 when a request failed, a vendor's "succeeded" was contradicted, or (expect_hit) a
+    URL is not warm; else 0."""
     results = result["results"]
-    if any(r.get("error") for r in results):
+    if any(r.get("error") for r in results) or result["summary"].get("mismatches"):
         return ExitCode.INCOMPLETE
     if expect_hit and not all(is_warm(r) for r in results):
         return ExitCode.INCOMPLETE
@@ -706,7 +701,7 @@ def _probe(
                     size = 0
                     try:
                         # Raw: counted as sent (compressed), never decoded nor kept.
-                        for chunk in response.iter_raw(_CHUNK):
+                        for chunk in response.iter_raw():
                             size += len(chunk)
                     except httpx.HTTPError as exc:
                         error = f"{_describe(exc, options)} after {size} bytes of the body"
@@ -775,8 +770,8 @@ def _build_client(options: VerifyOptions) -> httpx.Client:
 
     import httpx
 
-    # Verification is always on; a custom CA (a test CA, a corporate proxy's) is added, not
-    # substituted for checking. SSL_CERT_FILE / SSL_CERT_DIR are honoured by httpx.
+    # Verification is always on. A CA bundle replaces the default trust store, as curl's
+    # --cacert does; without one, httpx honours SSL_CERT_FILE / SSL_CERT_DIR.
     if options.ca_bundle:
         try:
             context = ssl.create_default_context(cafile=options.ca_bundle)
