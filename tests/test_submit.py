@@ -338,6 +338,7 @@ providers = ["a", "b"]
 
 
 def test_status_wait_report_and_exit_codes(run_cli, fake_config, fake_cdn: FakeCdn) -> None:
+    fake_cdn.task_seconds = 2.0  # long enough to see it running, whatever the machine's load
     items = [*urls(4), "https://static.example.com/fail-this.js"]
     r, data = submit_json(run_cli, *items)
     assert r.returncode == 0
