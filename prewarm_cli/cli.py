@@ -1000,6 +1000,8 @@ def _config_command() -> click.Command:
                     continue
                 default = fld.default
                 if fld.secret and fld.name in cls.credential_env:
+                    if not fld.required:
+                        continue  # read from its environment variable when absent
                     default = f"env:{cls.credential_env[fld.name]}"
                 if not fld.required and default is None:
                     continue

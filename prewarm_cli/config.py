@@ -767,7 +767,9 @@ def provider_table(cls: type[Provider], answers: Mapping[str, Any]) -> dict[str,
         value = answers.get(fld.name)
         if value is not None and value != "":
             table[fld.name] = list(value) if isinstance(value, tuple) else value
-        elif fld.secret and fld.name in cls.credential_env:
+        elif fld.secret and fld.required and fld.name in cls.credential_env:
+            # Spelled out for required secrets only: an env: reference to an unset variable
+            # is an error, and an optional secret falls back to its variable anyway.
             table[fld.name] = f"env:{cls.credential_env[fld.name]}"
     return table
 

@@ -196,6 +196,7 @@ class Runner:
             self.provider.prepare()
             store = self._state_dir / "ratelimits.sqlite3" if self._state_dir else None
             self._pacer = Pacer(self.limits(), self.provider.rate_key(), store)
+            self.provider.attach_pacer(self._pacer.acquire)
         return self._pacer
 
     def call(self, fn: Callable[..., T], *args: Any, urls: int = 0) -> T:
@@ -730,20 +731,45 @@ def invalidate(
     options: SubmitOptions,
     progress: Progress,
 ) -> None:
-    """Purges the job's URLs first and waits (bounded) until each purge is done."""
+    """Purges the job's URLs first and waits (bounded) until each purge is done.
+
+    A URL whose purge failed is not prefetched: a late purge would evict the warm copy.
+    """
     for alias in aliases:
         runner = ws.runner(alias)
         if Capability.INVALIDATE not in runner.capabilities:
             ws.out.warn(f"{alias} cannot invalidate; its URLs are prefetched only")
             continue
         pending = [r["url"] for r in ws.journal.targets(job_id, [jr.UNSENT]) if r[0] == alias]
-        purge_tasks: dict[str, list[str]] = {}
         size = min(runner.limits().invalidate_batch or runner.batch_size, runner.batch_size)
-        for i in range(0, len(pending), size):
-            chunk = pending[i : i + size]
-            result = runner.call(runner.provider.invalidate_batch, chunk, options, urls=len(chunk))
+        purge_tasks: dict[str, list[str]] = {}
+        while pending:
+            chunk, pending = pending[:size], pending[size:]
+            try:
+                result = _purge(runner, chunk, options)
+            except BatchTooLarge as exc:
+                size = exc.limit or max(1, len(chunk) // 2)
+                pending = chunk + pending
+                continue
+            except (AuthError, ConfigError, QuotaExhausted):
+                raise
+            except InvalidRequest as exc:
+                named = {u: r for u, r in (exc.urls or {}).items() if u in chunk}
+                if not named and len(chunk) > 1:  # halve until the culprit is alone
+                    size = max(1, len(chunk) // 2)
+                    pending = chunk + pending
+                    continue
+                named = named or {chunk[0]: exc.message}
+                _fail_purge(ws, job_id, alias, named)
+                pending = [u for u in chunk if u not in named] + pending
+                continue
+            except ProviderError as exc:
+                _fail_purge(ws, job_id, alias, dict.fromkeys(chunk, str(exc)))
+                continue
             if result.rejected:
-                ws.journal.set_outcome(job_id, alias, result.rejected, jr.FAILED, "purge refused")
+                _fail_purge(ws, job_id, alias, result.rejected)
+            if result.resend:
+                pending = list(result.resend) + pending
             if result.task_id:
                 purge_tasks[result.task_id] = list(result.accepted)
                 ws.journal.add_task(job_id, alias, result.task_id, len(result.accepted), "purge")
@@ -753,15 +779,31 @@ def invalidate(
             for st in statuses:
                 if st.state.finished:
                     urls = purge_tasks.pop(st.task_id, [])
-                    failed = {u.url for u in st.urls if u.state != State.SUCCEEDED}
+                    failed = {
+                        u.url: u.reason or str(u.state)
+                        for u in st.urls
+                        if u.state != State.SUCCEEDED
+                    }
                     if st.state != State.SUCCEEDED and not failed:
-                        failed = set(urls)
-                    if failed:
-                        ws.journal.set_outcome(job_id, alias, failed, jr.FAILED, "purge failed")
+                        failed = dict.fromkeys(urls, st.raw_state or str(st.state))
+                    _fail_purge(ws, job_id, alias, failed)
             if purge_tasks:
                 time.sleep(runner.limits().poll_interval)
         for urls in purge_tasks.values():
-            ws.journal.set_outcome(job_id, alias, urls, jr.FAILED, "purge did not finish in time")
+            _fail_purge(ws, job_id, alias, dict.fromkeys(urls, "did not finish in time"))
+
+
+def _purge(runner: Runner, urls: list[str], options: SubmitOptions) -> BatchResult:
+    """One purge request; purging twice only costs quota, so an unknown outcome is resent."""
+    try:
+        return runner.call(runner.provider.invalidate_batch, urls, options, urls=len(urls))
+    except UnknownOutcome:
+        return runner.call(runner.provider.invalidate_batch, urls, options, urls=len(urls))
+
+
+def _fail_purge(ws: Workspace, job_id: str, alias: str, failed: Mapping[str, str]) -> None:
+    for url, reason in failed.items():
+        ws.journal.set_outcome(job_id, alias, [url], jr.FAILED, f"purge failed: {reason}")
 
 
 def _submit_state(counts: Mapping[str, jr.Counts]) -> str:

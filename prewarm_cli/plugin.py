@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -303,6 +303,20 @@ class Provider:
     def __init__(self, alias: str, settings: Mapping[str, Any]) -> None:
         self.alias = alias
         self.settings = dict(settings)
+        self._pace: Callable[[int], None] | None = None
+
+    def attach_pacer(self, pace: Callable[[int], None]) -> None:
+        """The engine hands over its rate limiter (shared across processes and runs)."""
+        self._pace = pace
+
+    def pace(self, urls: int = 0) -> None:
+        """Waits for the rate limits before each further request inside one call.
+
+        The engine paces every call it makes; a method that sends more than one
+        request (the next page, a follow-up lookup) calls this before each extra one.
+        """
+        if self._pace is not None:
+            self._pace(urls)
 
     # --- declared facts, per configured instance ---
 

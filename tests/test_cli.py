@@ -183,7 +183,6 @@ def test_config_init_with_flags_writes_0600_and_loads(run_cli, cli_env) -> None:
     assert data["providers"]["cdn1"] == {
         "type": "fake",
         "endpoint": "https://cdn.example.com",
-        "api_key": "env:FAKE_API_KEY",
         "max_batch": 20,
     }
     again = run_cli("config", "init", "--type", "fake", "--set", "endpoint=https://x.example")
@@ -200,7 +199,6 @@ def test_config_init_interactive_prompts(cli_env) -> None:
     answers = [
         ("Provider type", "fake"),
         ("endpoint", "https://cdn.example.com"),
-        ("api_key", ""),  # keep the offered env:FAKE_API_KEY
         ("max_batch", "25"),
         ("lookup", ""),
     ]
@@ -231,7 +229,7 @@ def test_config_init_interactive_prompts(cli_env) -> None:
     assert os.waitstatus_to_exitcode(status) == 0, seen.decode(errors="replace")
     data = tomllib.loads(Path(cli_env["PREWARM_CONFIG"]).read_text())
     assert data["providers"]["fake"]["endpoint"] == "https://cdn.example.com"
-    assert data["providers"]["fake"]["api_key"] == "env:FAKE_API_KEY"
+    assert "api_key" not in data["providers"]["fake"]  # optional: read from FAKE_API_KEY
     assert data["providers"]["fake"]["max_batch"] == 25
 
 

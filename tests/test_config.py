@@ -645,17 +645,16 @@ def test_write_config_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_provider_table() -> None:
     table = provider_table(DemoProvider, {"region": "eu", "endpoint": "http://e", "batch_size": 5})
-    assert list(table) == ["type", "endpoint", "access_key", "secret_key", "region", "batch_size"]
+    # optional secrets are not written: they fall back to their environment variables
+    assert list(table) == ["type", "endpoint", "region", "batch_size"]
     assert table == {
         "type": "demo",
         "endpoint": "http://e",
-        "access_key": "env:DEMO_AK",
-        "secret_key": "env:DEMO_SK",
         "region": "eu",
         "batch_size": 5,
     }
     table = provider_table(DemoProvider, {"endpoint": "http://e", "access_key": "AK"})
-    assert table["access_key"] == "AK" and table["secret_key"] == "env:DEMO_SK"
+    assert table["access_key"] == "AK" and "secret_key" not in table
     with pytest.raises(ValueError):
         provider_table(DemoProvider, {"nope": 1})
 
@@ -668,7 +667,7 @@ def test_provider_table_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("DEMO_SK", "b")
     settings = load_config(str(path)).resolve("demo", DemoProvider)
     assert settings.values["tags"] == ["x"]
-    assert settings.sources["secret_key"] == "env:DEMO_SK"
+    assert settings.sources["secret_key"] == "env DEMO_SK (default)"
 
 
 # --- config show ---

@@ -30,7 +30,7 @@ def test_invalidate_purges_first_and_skips_urls_whose_purge_failed(
         {
             "url": "https://static.example.com/purgefail.css",
             "provider": "fake",
-            "reason": "purge failed",
+            "reason": "purge failed: purge refused",
         }
     ]
     assert "https://static.example.com/purgefail.css" not in fake_cdn.accepted_urls()
