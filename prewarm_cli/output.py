@@ -133,7 +133,10 @@ class Output:
         for col in columns:
             tbl.add_column(col, overflow="fold")
         for row in rows:
-            tbl.add_row(*("" if v is None else escape(str(v)) for v in row))
+            # Plain values are escaped (a "[" in a URL is not markup); rich Text keeps its style.
+            tbl.add_row(
+                *("" if v is None else v if hasattr(v, "stylize") else escape(str(v)) for v in row)
+            )
         self._out_console().print(tbl)
 
     def kv(self, data: Mapping[str, Any], *, title: str | None = None) -> None:

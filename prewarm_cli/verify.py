@@ -881,7 +881,7 @@ def summary_line(summary: Mapping[str, Any]) -> str:
 
 def render_table(out: Output, result: Mapping[str, Any]) -> None:
     """The results as a table on stdout, then the summary line."""
-    from rich.markup import escape
+    from rich.text import Text
 
     rows_in = result["results"]
     show_enc = len({r["accept_encoding"] for r in rows_in}) > 1
@@ -897,20 +897,20 @@ def render_table(out: Output, result: Mapping[str, Any]) -> None:
     rows = []
     for r in rows_in:
         code = r["status_code"]
-        status = "-" if code is None else str(code)
+        status: Any = "-" if code is None else str(code)
         if code is not None and not 200 <= code < 300:
-            status = f"[bold yellow]{code}[/]"
-        cache = f"[{_CACHE_STYLE.get(r['cache'], 'default')}]{r['cache']}[/]"
+            status = Text(str(code), style="bold yellow")
+        cache = Text(r["cache"], style=_CACHE_STYLE.get(r["cache"], "default"))
         note = r["error"] or ("" if is_warm(r) else r.get("detail") or "")
-        row: list[Any] = [escape(r["url"])]
-        row += [escape(r["accept_encoding"] or "")] if show_enc else []
-        row += [status, cache, escape(r["pop"] or ""), r["age"]]
+        row: list[Any] = [r["url"]]
+        row += [r["accept_encoding"] or ""] if show_enc else []
+        row += [status, cache, r["pop"] or "", r["age"]]
         row += [r["bytes"]] if show_bytes else []
         row += [r["elapsed_ms"]]
         if show_vendor:
-            vendor = escape(r.get("vendor") or "")
-            row += [f"[bold red]{vendor}[/]" if r.get("mismatch") else vendor]
-        row += [escape(note)]
+            vendor = r.get("vendor") or ""
+            row += [Text(vendor, style="bold red") if r.get("mismatch") else vendor]
+        row += [note]
         rows.append(row)
     out.table(columns, rows)
     out.line(summary_line(result["summary"]))
