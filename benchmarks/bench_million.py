@@ -24,18 +24,24 @@ def main() -> None:
         with listing.open("w") as fh:
             for i in range(N):
                 fh.write(f"https://static.example.com/assets/2026/chunk-{i:07d}.js\n")
-        print(f"{N} URLs, {listing.stat().st_size / 1e6:.0f} MB file"
-              f" (written in {time.perf_counter() - start:.1f} s)")
+        print(
+            f"{N} URLs, {listing.stat().st_size / 1e6:.0f} MB file"
+            f" (written in {time.perf_counter() - start:.1f} s)"
+        )
 
         seconds, peak, out = run(["submit", "--dry-run", "-o", "json", "-i", str(listing)], env)
         plan = json.loads(out)
-        print(f"dry run : {seconds:6.1f} s  peak RSS {peak / 1024:6.0f} MiB"
-              f"  ({plan['providers']['fake']['batches']} batches planned)")
+        print(
+            f"dry run : {seconds:6.1f} s  peak RSS {peak / 1024:6.0f} MiB"
+            f"  ({plan['providers']['fake']['batches']} batches planned)"
+        )
 
         seconds, peak, out = run(["submit", "-o", "json", "-i", str(listing)], env)
         result = json.loads(out)
-        print(f"submit  : {seconds:6.1f} s  peak RSS {peak / 1024:6.0f} MiB"
-              f"  ({result['accepted']} accepted in {len(cdn.submits)} requests)")
+        print(
+            f"submit  : {seconds:6.1f} s  peak RSS {peak / 1024:6.0f} MiB"
+            f"  ({result['accepted']} accepted in {len(cdn.submits)} requests)"
+        )
         assert result["accepted"] == N
 
 

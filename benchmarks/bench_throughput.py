@@ -26,9 +26,7 @@ class Scenario:
 def generic(rps: float | None, ups: float | None, batch: int) -> Callable[..., tuple]:
     def setup() -> tuple[object, str, Callable[[], list[tuple[float, int]]]]:
         cdn = FakeCdn(max_batch=batch, rps=rps, ups=ups).start()
-        limits = "".join(
-            f"{k} = {v}\n" for k, v in (("rps", rps), ("ups", ups)) if v is not None
-        )
+        limits = "".join(f"{k} = {v}\n" for k, v in (("rps", rps), ("ups", ups)) if v is not None)
         config = (
             f'[providers.fake]\ntype = "fake"\nendpoint = "{cdn.url}"\napi_key = "test-key"\n'
             f"max_batch = {batch}\n{limits}"

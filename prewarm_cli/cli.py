@@ -923,12 +923,12 @@ def _config_command() -> click.Command:
             try:
                 cls = registry.load(cfg.provider_type(alias))
                 settings = cfg.resolve(alias, cls)
-                if online:
-                    provider = cls(alias, settings.values)
-                    try:
+                provider = cls(alias, settings.values)  # providers validate their settings here
+                try:
+                    if online:
                         entry["notes"] = provider.check()
-                    finally:
-                        provider.close()
+                finally:
+                    provider.close()
             except PrewarmError as exc:
                 entry.update(ok=False, error=str(exc), hint=exc.hint)
                 codes.add(exc.exit_code)

@@ -93,6 +93,7 @@ class Workspace:
             cls = registry.load(self.config.provider_type(alias))
             settings = self.config.resolve(alias, cls)
             provider = cls(alias, settings.values)
+            provider.attach_warn(self.out.warn)
             self._runners[alias] = Runner(
                 provider, settings.values, self.policy, self.state_dir, self.force
             )
@@ -357,14 +358,18 @@ def _plan_provider(ws: Workspace, runner: Runner, n: int, options: SubmitOptions
     limits = runner.limits()
     batches = math.ceil(n / runner.batch_size)
     requests = batches
-    invalidate = options.invalidate and Capability.INVALIDATE in runner.capabilities
-    if invalidate:
+    in_submit = options.invalidate and runner.provider.invalidates_in_submit
+    purge_first = (
+        options.invalidate and not in_submit and Capability.INVALIDATE in runner.capabilities
+    )
+    invalidate = in_submit or purge_first
+    if purge_first:
         requests *= 2
     seconds = 0.0
     if limits.requests_per_second:
         seconds = max(seconds, requests / limits.requests_per_second)
     if limits.urls_per_second:
-        seconds = max(seconds, n * (2 if invalidate else 1) / limits.urls_per_second)
+        seconds = max(seconds, n * (2 if purge_first else 1) / limits.urls_per_second)
     quota: dict[str, Any] | None = None
     would_defer = 0
     notes: list[str] = []
@@ -383,6 +388,8 @@ def _plan_provider(ws: Workspace, runner: Runner, n: int, options: SubmitOptions
         )
     if options.invalidate and not invalidate:
         notes.append(f"{runner.provider.name} cannot invalidate: URLs would be prefetched only")
+    if in_submit:
+        notes.append("the vendor purges each URL within its prefetch request")
     return {
         "provider": runner.alias,
         "type": runner.provider.name,
@@ -658,7 +665,11 @@ def submit(
         job = journal.job(job_id)
         options = req.options
         aliases = list(job.providers)
-        _check_busy(ws, job_id, aliases)
+        try:
+            _check_busy(ws, job_id, aliases)
+        except BaseException:
+            journal.delete_job(job_id)  # nothing was sent: leave no job behind
+            raise
     ws.out.info(f"job {job_id} started ({job.urls} URLs, {', '.join(aliases)})")
     journal.set_state(job_id, "submitting")
     counts = journal.counts(job_id)
@@ -705,10 +716,12 @@ def _check_busy(ws: Workspace, job_id: str, aliases: Sequence[str]) -> None:
         if not runner.provider.one_job_at_a_time or ws.force:
             continue
         for job in ws.journal.busy_jobs(alias, exclude=job_id):
+            ref = _journal_ref(ws, job.id)
+            if not ref.tasks.get(alias):
+                continue  # that job never reached the vendor
             # The journal only knows what was last seen: ask the vendor before refusing.
-            state = State(job_status(ws, _journal_ref(ws, job.id))["state"])
+            state = State(job_status(ws, ref)["state"])
             if not state.finished:
-                ws.journal.delete_job(job_id)
                 raise StackBusy(
                     f"{alias} runs one job at a time and job {job.id} is still {state}",
                     hint=f"wait with `prewarm status {job.id} --wait`, or pass --force",
@@ -716,7 +729,6 @@ def _check_busy(ws: Workspace, job_id: str, aliases: Sequence[str]) -> None:
                 )
         in_progress = runner.call(runner.provider.busy)
         if in_progress:
-            ws.journal.delete_job(job_id)
             raise StackBusy(
                 f"{alias} runs one job at a time and is busy: {in_progress}",
                 hint="wait until it finishes, or pass --force",
@@ -737,6 +749,8 @@ def invalidate(
     """
     for alias in aliases:
         runner = ws.runner(alias)
+        if runner.provider.invalidates_in_submit:
+            continue  # the prefetch request carries options.invalidate
         if Capability.INVALIDATE not in runner.capabilities:
             ws.out.warn(f"{alias} cannot invalidate; its URLs are prefetched only")
             continue

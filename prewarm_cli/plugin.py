@@ -293,6 +293,9 @@ class Provider:
     submit_options: ClassVar[tuple[SubmitOption, ...]] = ()
     # The vendor runs one job at a time per endpoint (a second submit is refused unless --force).
     one_job_at_a_time: ClassVar[bool] = False
+    # The vendor purges as part of the prefetch request itself (options.invalidate tells it):
+    # --invalidate then needs no separate purge step.
+    invalidates_in_submit: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -304,10 +307,25 @@ class Provider:
         self.alias = alias
         self.settings = dict(settings)
         self._pace: Callable[[int], None] | None = None
+        self._warn: Callable[[str], None] | None = None
 
     def attach_pacer(self, pace: Callable[[int], None]) -> None:
         """The engine hands over its rate limiter (shared across processes and runs)."""
         self._pace = pace
+
+    def attach_warn(self, warn: Callable[[str], None]) -> None:
+        """The engine hands over its warning channel (stderr, quiet with -q)."""
+        self._warn = warn
+
+    def warn(self, message: str) -> None:
+        """A one-line warning for the user, prefixed with the alias."""
+        text = f"{self.alias}: {message}"
+        if self._warn is not None:
+            self._warn(text)
+        else:
+            import sys
+
+            print(f"warning: {text}", file=sys.stderr)
 
     def pace(self, urls: int = 0) -> None:
         """Waits for the rate limits before each further request inside one call.

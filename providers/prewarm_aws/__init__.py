@@ -1,1 +1,613 @@
-"""AWS CloudFront prewarm API provider (self-hosted, API Gateway + x-api-key)."""
+"""AWS CloudFront prewarm API provider (self-hosted, API Gateway + x-api-key).
+
+Wraps the prewarm API that the aws-cloudfront-extensions solution deploys: API Gateway and
+Lambdas in front of one SQS queue and one Auto Scaling group of download agents. The stack
+runs one job at a time, counts every call against a 1000 requests/day usage plan, and has
+quirks documented in docs/providers/aws.md; this package copes with them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from prewarm_aws.distributions import Distribution, DistributionIndex, is_cloudfront_domain
+from prewarm_aws.tables import Target, resolve_target
+from prewarm_aws.transport import Transport, check_endpoint
+from prewarm_aws.v2 import (
+    FINISHED_STATES,
+    RUNNING_STATES,
+    ReportRow,
+    Summary,
+    V2Api,
+    derive_status,
+    parse_report_csv,
+    parse_time,
+    server_rewrite,
+    server_would_refuse,
+)
+from prewarm_cli.errors import (
+    ConfigError,
+    InvalidRequest,
+    ProviderError,
+    QuotaExhausted,
+    UnknownOutcome,
+    UsageError,
+)
+from prewarm_cli.plugin import (
+    BatchResult,
+    Capability,
+    ConfigField,
+    Failure,
+    Limits,
+    Provider,
+    Report,
+    SubmitOptions,
+    TaskStatus,
+)
+
+__all__ = ["AwsProvider", "StackBusyDeferred"]
+
+
+MAX_CAPACITY = 300  # set_asg_capacity refuses more
+MIN_TIMEOUT_MINUTES = 2  # the timeout rule fires at minute granularity, up to 59 s early
+# The report CSV is written after the status flips to FINISHED: a 404 right then is normal.
+REPORT_RETRY_DELAYS = (0.5, 1.0, 2.0)
+HEAD_FAILED = "failed the prewarm API's HEAD check through the distribution: not warmed anywhere"
+POP_FAILED = "PoP did not resolve (<distribution>.<PoP>.cloudfront.net): nothing warmed there"
+
+
+class StackBusyDeferred(QuotaExhausted):
+    """The stack runs a job: what is left waits for it (deferred, sent by --resume)."""
+
+    code = "busy"
+
+
+class AwsProvider(Provider):
+    name = "aws"
+    description = "Self-hosted CloudFront prewarm API (aws-cloudfront-extensions, x-api-key)"
+    # No INVALIDATE: the API invalidates inside the prefetch request itself (need_invalidate).
+    capabilities = frozenset(
+        {
+            Capability.SUBMIT,
+            Capability.STATUS,
+            Capability.REPORT,
+            Capability.SCALE,
+            Capability.CANCEL,
+        }
+    )
+    default_limits = Limits(
+        # One request is one job; the server HEADs every URL in one 10-minute Lambda, so a
+        # request stays far below the 6 MB Lambda payload limit and that Lambda's reach.
+        max_batch=10_000,
+        max_batch_bytes=1_000_000,
+        requests_per_second=10.0,  # the usage plan: 10 req/s, burst 10
+        requests_per_day=1000,  # the usage plan's daily quota, polling included
+        concurrency=1,  # one job per stack: never two requests creating jobs at once
+        poll_interval=30.0,  # 1000 requests a day do not allow faster polling for long
+    )
+    credential_env = {"api_key": "PREWARM_AWS_API_KEY"}
+    config_schema = (
+        ConfigField(
+            "endpoint",
+            str,
+            "the API's base URL with the stage, e.g."
+            " https://abc123.execute-api.us-east-1.amazonaws.com/prod",
+            required=True,
+        ),
+        ConfigField(
+            "api_key", str, "the API key's value (sent as x-api-key)", required=True, secret=True
+        ),
+        ConfigField(
+            "api_version",
+            int,
+            "2 for the 2024 stack (1: first generation)",
+            default=2,
+            choices=(1, 2),
+        ),
+        ConfigField(
+            "cf_domain",
+            str,
+            "the distribution's dXXXX.cloudfront.net name; absent: found from the URLs' host",
+        ),
+        ConfigField(
+            "target_type",
+            str,
+            "where to warm: pop | region | country",
+            required=True,
+            choices=("pop", "region", "country"),
+        ),
+        ConfigField("pops", list, "PoP codes, with target_type = pop", item_type=str),
+        ConfigField("regions", list, "region keys, with target_type = region", item_type=str),
+        ConfigField("countries", list, "country keys, with target_type = country", item_type=str),
+        ConfigField("instance_count", int, "download instances a job starts (1-300)", default=1),
+        ConfigField(
+            "timeout_minutes", int, "the stack stops a job after this many minutes", default=60
+        ),
+        ConfigField("aws_profile", str, "AWS profile used to look cf_domain up"),
+    )
+    one_job_at_a_time = True
+    invalidates_in_submit = True  # need_invalidate: the stack purges within the prefetch job
+
+    def __init__(self, alias: str, settings: Mapping[str, Any]) -> None:
+        super().__init__(alias, settings)
+        s = self.settings
+        section = f"providers.{alias}"
+        if int(s.get("api_version") or 2) == 1:
+            raise ConfigError(
+                f"{section}.api_version = 1: first-generation (2023) stacks are not supported"
+                " yet; this version speaks the 2024 API (POST /prewarm, GET /summary,"
+                " /instances)",
+                hint="redeploy the solution's current prewarm stack, or remove api_version",
+            )
+        self.endpoint = check_endpoint(alias, str(s["endpoint"]))
+        host = urlsplit(self.endpoint).hostname or ""
+        self.china = host.endswith(".amazonaws.com.cn")
+        self.target: Target = resolve_target(
+            alias,
+            str(s.get("target_type") or ""),
+            {k: s.get(k) for k in ("pops", "regions", "countries")},
+            china_stack=self.china,
+        )
+        self.instance_count = _int_setting(s, "instance_count", 1)
+        if not 1 <= self.instance_count <= MAX_CAPACITY:
+            raise ConfigError(
+                f"{section}.instance_count: {self.instance_count} is outside 1-{MAX_CAPACITY}"
+                " (with 0 instances nothing would download)"
+            )
+        self.timeout_minutes = _int_setting(s, "timeout_minutes", 60)
+        if self.timeout_minutes < MIN_TIMEOUT_MINUTES:
+            raise ConfigError(
+                f"{section}.timeout_minutes: {self.timeout_minutes} is too short; at least"
+                f" {MIN_TIMEOUT_MINUTES} (the stack's timeout rule fires up to a minute early)"
+            )
+        self.cf_domain: str | None = None
+        if s.get("cf_domain"):
+            domain = str(s["cf_domain"]).strip().lower().rstrip(".")
+            if not is_cloudfront_domain(domain, china=self.china):
+                raise ConfigError(
+                    f"{section}.cf_domain: {s['cf_domain']!r} is not a distribution's own"
+                    " domain name such as d111111abcdef8.cloudfront.net; the stack builds"
+                    " <label>.<PoP>.cloudfront.net from it, so a CNAME warms nothing",
+                    hint="use the distribution's domain name, or remove cf_domain to have it"
+                    " found from the URLs' host",
+                )
+            self.cf_domain = domain
+        self._transport = Transport(
+            alias,
+            self.endpoint,
+            str(s.get("api_key") or ""),
+            timeout=float(s.get("timeout") or 30.0),
+            ca_bundle=s.get("ca_bundle"),
+            key_hint=(
+                f"set providers.{alias}.api_key (or PREWARM_AWS_API_KEY) to the key's value:"
+                " `aws apigateway get-api-key --api-key <id> --include-value` (the stack's"
+                " output prewarm_api_key_output is the key id, not the value)"
+            ),
+        )
+        self._transport.before_request = self._before_request
+        self._api = V2Api(self._transport)
+        self._calls = threading.local()  # requests sent by the engine's current call
+        self._index: DistributionIndex | None = None
+        self._lock = threading.Lock()
+        self._job_sent: str | None = None  # the req_id of the job this process created
+        self._busy_checked = False
+        self._url_counts: dict[str, int] = {}
+        self._url_maps: dict[str, dict[str, str]] = {}  # req_id: server form → as sent
+        self._warned: set[str] = set()
+
+    # --- declared facts ---
+
+    def active_capabilities(self) -> frozenset[Capability]:
+        # A first-generation (api_version = 1) client, once added, has no scale or cancel.
+        return self.capabilities
+
+    # --- submit ---
+
+    def _new_call(self) -> None:
+        self._calls.sent = 0
+
+    def _before_request(self) -> None:
+        """The engine paced this call's first request; every further one waits its turn."""
+        sent = getattr(self._calls, "sent", 0)
+        if sent:
+            self.pace()
+        self._calls.sent = sent + 1
+
+    def submit_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
+        with self._lock:
+            self._new_call()
+            return self._submit(urls, options)
+
+    def _submit(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
+        if not options.force:
+            if self._job_sent is not None:
+                raise StackBusyDeferred(
+                    f"the stack runs one job at a time and job {self._job_sent} has just"
+                    " started: the URLs that need another request (too many for one, or"
+                    " another distribution) wait for it",
+                    hint="once it has finished (`prewarm status --wait`), send them with"
+                    " `prewarm submit --resume JOB`",
+                    provider=self.alias,
+                )
+            if not self._busy_checked:  # a --resume: the engine checks only new jobs
+                busy = self._busy()
+                if busy:
+                    raise StackBusyDeferred(
+                        f"the stack runs one job at a time and is busy: {busy}",
+                        hint="send the rest when it is idle: `prewarm submit --resume JOB`"
+                        " (or --force)",
+                        provider=self.alias,
+                    )
+        rejected = {
+            u: "the prewarm API refuses this URL (its own URL pattern)"
+            for u in urls
+            if server_would_refuse(u)
+        }
+        candidates = [u for u in urls if u not in rejected]
+        cf_domain, chosen, resend, unmatched = self._pick_distribution(candidates)
+        rejected.update(unmatched)
+        if not chosen:
+            return BatchResult(task_id=None, accepted=(), rejected=rejected)
+        self._warn_about(chosen, options)
+        body: dict[str, Any] = {
+            "url_list": list(chosen),
+            "cf_domain": cf_domain,
+            "timeout": self.timeout_minutes,
+            **self.target.body(),
+            "instance_count": self.instance_count,
+            "header": [f"{name}: {value}" for name, value in options.headers],
+            "need_invalidate": bool(options.invalidate),
+        }
+        try:
+            answer = self._api.create_job(body)
+        except UnknownOutcome:
+            self._job_sent = "(unknown: no answer)"  # it may run: no second job now
+            raise
+        data = answer.data
+        if answer.status == 400:
+            raise self._invalid_urls(data, chosen, answer.request_id)
+        req_id = str(data.get("request_id") or "")
+        if str(data.get("status", "")).lower() != "success" or not req_id:
+            raise ProviderError(
+                f"POST /prewarm answered without a job: {data.get('error_message') or data}",
+                provider=self.alias,
+                request_id=answer.request_id,
+            )
+        self._job_sent = req_id
+        self._url_counts[req_id] = len(chosen)
+        self._url_maps[req_id] = {server_rewrite(u): u for u in chosen if server_rewrite(u) != u}
+        details = {
+            "cf_domain": cf_domain,
+            "target": self.target.describe(),
+            "timeout_at": parse_time(data.get("timeout_at")),
+            "instance_count": self.instance_count,
+        }
+        return BatchResult(
+            task_id=req_id,
+            accepted=tuple(chosen),
+            rejected=rejected,
+            resend=tuple(resend),
+            request_id=req_id,
+            details=details,
+        )
+
+    def _invalid_urls(
+        self, data: Mapping[str, Any], sent: Sequence[str], request_id: str | None
+    ) -> InvalidRequest:
+        """A 400 names the URLs in the server's rewritten form: map them back to ours."""
+        message = str(data.get("error_message") or "the request was refused")
+        back: dict[str, str] = {}
+        for url in sent:
+            back.setdefault(server_rewrite(url), url)
+        named: dict[str, str] = {}
+        for item in data.get("error_urls") or []:
+            original = back.get(str(item)) or back.get(server_rewrite(str(item)))
+            if original is not None:
+                named[original] = f"refused by the prewarm API ({message})"
+        return InvalidRequest(
+            f"POST /prewarm: HTTP 400 {message}",
+            urls=named or None,
+            provider=self.alias,
+            request_id=request_id,
+        )
+
+    def _pick_distribution(
+        self, urls: Sequence[str]
+    ) -> tuple[str, list[str], list[str], dict[str, str]]:
+        """(cf_domain, URLs for it, URLs of other distributions, URLs of none) for one job."""
+        if not urls:
+            return "", [], [], {}
+        if self.cf_domain:
+            return self.cf_domain, list(urls), [], {}
+        by_host: dict[str, list[str]] = {}
+        for url in urls:
+            by_host.setdefault((urlsplit(url).hostname or "").lower(), []).append(url)
+        index = self._distributions()
+        domains: dict[str, str] = {}
+        unmatched: dict[str, str] = {}
+        for host, host_urls in by_host.items():
+            found = index.match(host)
+            if len(found) > 1:
+                raise ConfigError(
+                    f"several CloudFront distributions serve {host}: "
+                    + ", ".join(_shown(d) for d in found),
+                    hint=f"set providers.{self.alias}.cf_domain to the one to warm",
+                    provider=self.alias,
+                )
+            if not found:
+                reason = (
+                    f"no CloudFront distribution of this AWS account has the alias {host}"
+                    f" (set providers.{self.alias}.cf_domain, or check the AWS account)"
+                )
+                unmatched.update(dict.fromkeys(host_urls, reason))
+            else:
+                domains[host] = found[0].domain
+        if not domains:
+            hosts = ", ".join(sorted(by_host))
+            raise ConfigError(
+                f"no CloudFront distribution of this AWS account has the alias {hosts}:"
+                " cannot tell the prewarm API which distribution to warm",
+                hint=f"set providers.{self.alias}.cf_domain, or use the AWS credentials"
+                " (AWS_PROFILE or aws_profile) of the distribution's account",
+                provider=self.alias,
+            )
+        first = next(
+            domains[(urlsplit(u).hostname or "").lower()] for u in urls if u not in unmatched
+        )
+        chosen: list[str] = []
+        others: list[str] = []
+        for url in urls:
+            if url in unmatched:
+                continue
+            host = (urlsplit(url).hostname or "").lower()
+            (chosen if domains[host] == first else others).append(url)
+        return first, chosen, others, unmatched
+
+    def _distributions(self) -> DistributionIndex:
+        if self._index is None:
+            profile = self.settings.get("aws_profile")
+            self._index = DistributionIndex(self.alias, str(profile) if profile else None)
+        return self._index
+
+    def _warn_about(self, urls: Sequence[str], options: SubmitOptions) -> None:
+        if self.target.note:
+            self._warn_once("target", self.target.note)
+        if self.target.unknown_pops:
+            self._warn_once(
+                "pops",
+                f"PoP code(s) {', '.join(self.target.unknown_pops)} are in none of the"
+                " solution's tables; a code that no longer resolves can keep the job from"
+                " ever finishing (then: prewarm cancel JOB)",
+            )
+        if options.invalidate:
+            self._warn_once(
+                "invalidate",
+                "the prewarm API invalidates the URLs itself, in the same request"
+                " (need_invalidate: once per URL and PoP, not awaited before warming)",
+            )
+            if any(urlsplit(u).query for u in urls):
+                self._warn_once(
+                    "query",
+                    "the API invalidates a URL with a query string under a wrong path (it drops"
+                    " the '?'): those objects may not be invalidated",
+                )
+        if any(u.lower().startswith("http://") for u in urls):
+            self._warn_once(
+                "http",
+                "http:// URLs are not pinned to the target PoPs by the stack's agents (only"
+                " https:// is): they may warm the agents' nearest PoP instead",
+            )
+
+    def _warn_once(self, key: str, text: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.warn(text)
+
+    # --- status and report ---
+
+    def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
+        self._new_call()
+        statuses = []
+        for task_id in task_ids:
+            progress = self._api.progress(task_id)
+            summary = None
+            if progress.status.upper() == "FINISHED":
+                summary = self._summary(task_id)
+            statuses.append(
+                derive_status(
+                    progress,
+                    summary,
+                    url_count=self._url_counts.get(task_id),
+                    target_pops=len(self.target.pops),
+                    timeout_minutes=self.timeout_minutes,
+                    url_map=self._url_maps.get(task_id),
+                )
+            )
+        return statuses
+
+    def report(self, task_ids: Sequence[str]) -> Report:
+        self._new_call()
+        failures: list[Failure] = []
+        links: dict[str, str] = {}
+        notes: dict[str, str] = {}
+        for task_id in task_ids:
+            summary = self._summary(task_id)
+            back = self._url_maps.get(task_id, {})
+            for url in summary.failure_urls:
+                failures.append(Failure(back.get(url, url), HEAD_FAILED))
+            for pop in summary.failure_pops:
+                failures.append(Failure("*", POP_FAILED, pop))
+            for row in summary.rows:
+                failures.append(Failure(back.get(row.url, row.url), row.error or "failed", row.pop))
+            if summary.report_url:
+                links[task_id] = summary.report_url
+            if summary.report_note:
+                notes[task_id] = summary.report_note
+                self._warn_once(f"report-{task_id}", f"job {task_id}: {summary.report_note}")
+        # The link lives 10 minutes: `report --download` saves it right after this call.
+        report_url = links[task_ids[-1]] if task_ids and task_ids[-1] in links else None
+        if report_url is None and links:
+            report_url = next(reversed(links.values()))
+        return Report(
+            failures=tuple(failures),
+            report_url=report_url,
+            details={"report_urls": links, "notes": notes},
+        )
+
+    def _summary(self, task_id: str) -> Summary:
+        """GET /summary and the report CSV behind its presigned link (fetched at once)."""
+        summary = self._api.summary(task_id)
+        rows, note = self._report_rows(summary.report_url)
+        return Summary(
+            request_id=summary.request_id,
+            status=summary.status,
+            failure_pops=summary.failure_pops,
+            failure_urls=summary.failure_urls,
+            report_url=summary.report_url,
+            rows=tuple(rows),
+            report_note=note,
+        )
+
+    def _report_rows(self, url: str | None) -> tuple[list[ReportRow], str | None]:
+        if not url:
+            return [], "the API gave no report link"
+        import httpx
+
+        verify: Any = self.settings.get("ca_bundle") or True
+        timeout = float(self.settings.get("timeout") or 30.0)
+        delays = iter(REPORT_RETRY_DELAYS)
+        # A plain client: the presigned S3 link must not receive the API key.
+        with httpx.Client(timeout=timeout, verify=verify, follow_redirects=True) as client:
+            while True:
+                try:
+                    response = client.get(url)
+                except httpx.HTTPError as exc:
+                    return [], f"the report CSV could not be fetched: {type(exc).__name__}"
+                if response.status_code == 200:
+                    return parse_report_csv(response.text), None
+                delay = next(delays, None)
+                if response.status_code != 404 or delay is None:
+                    break
+                time.sleep(delay)  # written asynchronously after the job's end
+        if response.status_code == 404:
+            return [], "the report CSV is not written yet; try `prewarm report` again shortly"
+        if response.status_code == 403:
+            return [], "the report link was refused (it expires 10 minutes after it is made)"
+        return [], f"the report CSV could not be fetched: HTTP {response.status_code}"
+
+    # --- the stack ---
+
+    def busy(self) -> str | None:
+        """A job is probably running when the stack's Auto Scaling group has instances."""
+        self._new_call()
+        return self._busy()
+
+    def _busy(self) -> str | None:
+        capacity = self._api.desired_capacity()
+        self._busy_checked = True
+        if capacity > 0:
+            return (
+                f"its Auto Scaling group runs {capacity} instance(s), so a job is probably in"
+                f" progress (if none is, stop them: prewarm scale -p {self.alias} 0 --yes)"
+            )
+        return None
+
+    def scale(self, count: int | None) -> dict[str, Any]:
+        self._new_call()
+        if count is None:
+            capacity = self._api.desired_capacity()
+            result: dict[str, Any] = {"desired_capacity": capacity}
+            if capacity > 0:
+                result["note"] = (
+                    f"{capacity} EC2 instance(s) are running and cost money until the job ends"
+                    f" or you stop them: prewarm scale -p {self.alias} 0 --yes"
+                )
+            return result
+        if not 0 <= count <= MAX_CAPACITY:
+            raise UsageError(
+                f"the stack takes 0 to {MAX_CAPACITY} instances, not {count}", provider=self.alias
+            )
+        message = self._api.set_capacity(count)
+        result = {"desired_capacity": count, "message": message}
+        if count > 0:
+            result["note"] = (
+                f"{count} EC2 instance(s) now run and cost money until a job ends (which scales"
+                f" the stack to 0) or you stop them: prewarm scale -p {self.alias} 0 --yes"
+            )
+        return result
+
+    def cancel(self, task_ids: Sequence[str]) -> dict[str, Any]:
+        self._new_call()
+        stopped: list[dict[str, Any]] = []
+        refused: dict[str, str] = {}
+        for task_id in task_ids:
+            progress = self._api.progress(task_id)
+            raw = progress.status.upper()
+            if raw not in RUNNING_STATES:
+                refused[task_id] = progress.status
+                continue
+            message = self._api.set_capacity(0, stop=task_id)
+            stopped.append({"task_id": task_id, "raw_state": "STOPPED", "message": message})
+        if not stopped:
+            raise UsageError(
+                "; ".join(_why_not_cancelled(t, raw) for t, raw in refused.items()),
+                hint=f"to stop the stack's instances anyway: prewarm scale -p {self.alias} 0 --yes",
+                provider=self.alias,
+            )
+        result: dict[str, Any] = {"tasks": stopped, "desired_capacity": 0}
+        if refused:
+            result["not_cancelled"] = [
+                {"task_id": t, "raw_state": raw, "reason": _why_not_cancelled(t, raw)}
+                for t, raw in refused.items()
+            ]
+        result["note"] = (
+            "the stack's whole queue was purged and its instances stopped; the job's report"
+            " lists what was warmed and what was not: prewarm report"
+        )
+        return result
+
+    def check(self) -> list[str]:
+        self._new_call()
+        notes = [f"target: {self.target.describe()}"]
+        if self.target.note:
+            notes.append(self.target.note)
+        if self.target.unknown_pops:
+            notes.append(f"PoP codes in none of the tables: {', '.join(self.target.unknown_pops)}")
+        notes.append(
+            f"cf_domain: {self.cf_domain}"
+            if self.cf_domain
+            else "cf_domain: found from each URL's host through CloudFront ListDistributions"
+            " (needs AWS credentials)"
+        )
+        capacity = self._api.desired_capacity()
+        notes.append(f"API reachable, key accepted; the stack runs {capacity} instance(s)")
+        return notes
+
+    def prepare(self) -> None:
+        self._transport.client()
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+def _int_setting(settings: Mapping[str, Any], key: str, default: int) -> int:
+    value = settings.get(key)
+    return default if value is None else int(value)
+
+
+def _shown(d: Distribution) -> str:
+    return f"{d.id} ({d.domain})" if d.id else d.domain
+
+
+def _why_not_cancelled(task_id: str, raw: str) -> str:
+    key = raw.upper()
+    if key in FINISHED_STATES or key in ("STOPPED", "TIMEOUT", "FAILED"):
+        return f"job {task_id} has already ended ({raw}): there is nothing to cancel"
+    return (
+        f"job {task_id} is {raw or 'in an unknown state'}: the prewarm API can stop a job only"
+        " while it is IN-PROGRESS (its tasks queued); try again once it is"
+    )

@@ -1,0 +1,465 @@
+"""The aws provider end to end: the real CLI in a subprocess against the fake prewarm stack."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes.aws import FakeDistribution, FakePrewarmApi
+
+SECRET_HEADER = "Authorization: Bearer s3cr3t-token-value"
+POPS = ["IAD89-P1", "NRT57-P3"]
+DISTRIBUTIONS = [
+    FakeDistribution("E1AAAA", "d1aaaa.cloudfront.net", ["www.example.com"]),
+    FakeDistribution("E2BBBB", "d2bbbb.cloudfront.net", []),
+    FakeDistribution("E3CCCC", "d3cccc.cloudfront.net", ["static.example.com", "s.example.com"]),
+    FakeDistribution("E4DDDD", "d4dddd.cloudfront.net", ["*.img.example.com"]),
+    FakeDistribution("E5EEEE", "d5eeee.cloudfront.net", ["media.example.com"]),
+]
+
+
+def urls(n: int, prefix: str = "https://static.example.com/f") -> list[str]:
+    return [f"{prefix}{i}.js" for i in range(n)]
+
+
+@pytest.fixture
+def api() -> Iterator[FakePrewarmApi]:
+    with FakePrewarmApi(distributions=DISTRIBUTIONS) as fake:
+        yield fake
+
+
+@pytest.fixture
+def configure(
+    api: FakePrewarmApi,
+    write_config: Callable[[str], Path],
+    cli_env: dict[str, str],
+    tmp_path: Path,
+) -> Callable[..., Path]:
+    """Writes a config for alias "cf" at the fake; keyword arguments replace or drop keys."""
+    cli_env.update(
+        {
+            "PREWARM_AWS_API_KEY": api.api_key,
+            # boto3 talks to the fake's CloudFront, with fake credentials and no real config.
+            "AWS_ACCESS_KEY_ID": api.aws_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": api.aws_secret_access_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_CLOUDFRONT": api.url,
+            "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    )
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
+        cli_env.pop(name, None)
+
+    def write(**keys: Any) -> Path:
+        values: dict[str, Any] = {
+            "type": "aws",
+            "endpoint": api.endpoint,
+            "cf_domain": "d3cccc.cloudfront.net",
+            "target_type": "pop",
+            "pops": POPS,
+            "poll_interval": 0.1,
+        }
+        values.update(keys)
+        lines = [f"{k} = {json.dumps(v)}" for k, v in values.items() if v is not None]
+        body = "\n".join(lines)
+        return write_config(
+            '[defaults]\nprovider = "cf"\nretries = 3\nretry_timeout = 10\n\n'
+            f"[providers.cf]\n{body}\n"
+        )
+
+    return write
+
+
+def cli_json(run_cli: Callable[..., Any], *args: str, **kw: Any) -> tuple[Any, Any]:
+    r = run_cli(*args, "-o", "json", **kw)
+    return r, (json.loads(r.stdout) if r.stdout.strip() else None)
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+# --------------------------------------------------------------------------- the happy path
+
+
+def test_submit_sends_every_field_then_status_wait_and_report(
+    run_cli, configure, api: FakePrewarmApi, tmp_path: Path, cli_env
+) -> None:
+    configure(instance_count=2, timeout_minutes=15)
+    api.report_delay = 0.3  # the CSV is written after FINISHED: the first fetch gets a 404
+    items = [
+        *urls(3),
+        "https://static.example.com/dlfail.js",
+        "https://static.example.com/headfail.js",
+        "https://static.example.com/popfail.js",
+    ]
+    r, sub = cli_json(run_cli, "submit", *items, "-H", SECRET_HEADER)
+    assert r.returncode == 0, r.stderr
+    assert sub["accepted"] == 6 and sub["state"] == "submitted"
+    (task,) = sub["tasks"]
+    (post,) = api.requests_to("POST", "prewarm")
+    assert post["body"] == {
+        "url_list": items,
+        "cf_domain": "d3cccc.cloudfront.net",
+        "timeout": 15,
+        "target_type": "pop",
+        "pops": POPS,
+        "regions": [],
+        "countries": [],
+        "instance_count": 2,
+        "header": [SECRET_HEADER],
+        "need_invalidate": False,
+    }
+    assert task["task_id"] in api.jobs
+    # the engine asked whether the stack was busy first: one GET /instances, then the POST
+    assert [(q["method"], q["route"]) for q in api.requests[:2]] == [
+        ("GET", "instances"),
+        ("POST", "prewarm"),
+    ]
+
+    r, st = cli_json(run_cli, "status", "--wait")
+    assert r.returncode == 4, r.stderr  # partial
+    assert st["state"] == "partial" and st["raw_state"] == "FINISHED"
+    # URL counts, not (PoP, URL) tasks: 6 URLs, 2 failed downloads, 1 failed the HEAD check
+    assert (st["total"], st["succeeded"], st["failed"]) == (6, 3, 3)
+    details = st["providers"]["cf"]["details"]
+    assert details["tasks_total"] == 10  # 5 URLs passed the HEAD check x 2 PoPs
+    assert 0 < details["percentage_complete_bytes"] < 100  # bytes, shown as such
+    assert details["head_check_failed"] == 1
+    assert details["timeout_at"].endswith("Z")
+    # status found the job FINISHED before its CSV existed: a 404, retried, then the file
+    assert api.csv_requests[:2] == [404, 200]
+
+    target = tmp_path / "failed.csv"
+    r, rep = cli_json(run_cli, "report", "--download", str(target))
+    assert r.returncode == 4, r.stderr
+    got = {(f["url"].rsplit("/", 1)[1], f["pop"]) for f in rep["failures"]}
+    assert got == {
+        ("headfail.js", None),
+        ("dlfail.js", "IAD89-P1"),
+        ("dlfail.js", "NRT57-P3"),
+        ("popfail.js", "IAD89-P1"),
+    }
+    assert all(f["reason"] for f in rep["failures"])
+    assert rep["report_url"].startswith(api.url + "/s3/")
+    for out in (r.stdout, r.stderr):
+        assert "s3cr3t" not in out  # the CSV's curl column (with the headers) is never shown
+    assert "saved" in r.stderr  # --download fetched the 10-minute link at once
+    rows = target.read_text().splitlines()
+    assert len(rows) == 3 and sum("dlfail.js" in row for row in rows) == 2
+
+    # a fresh CI container, no journal: the URL count comes from total_count / PoPs
+    fresh = {"PREWARM_STATE_DIR": str(Path(cli_env["PREWARM_STATE_DIR"]).parent / "fresh")}
+    r, st = cli_json(run_cli, "status", f"cf:{task['task_id']}", env_extra=fresh)
+    assert r.returncode == 4, r.stderr
+    assert (st["state"], st["total"], st["succeeded"]) == ("partial", 6, 3)
+    assert st["providers"]["cf"]["details"]["url_count"] == "estimated"
+    assert api.violations == []
+
+
+def test_unknown_task_id_is_not_found(run_cli, configure) -> None:
+    configure()
+    r = run_cli("status", "cf:0000-not-a-job")
+    assert r.returncode == 2
+    assert "has no job 0000-not-a-job" in r.stderr
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+def test_scale_shows_and_sets_desired_capacity(run_cli, configure, api: FakePrewarmApi) -> None:
+    configure()
+    r, data = cli_json(run_cli, "scale")
+    assert r.returncode == 0, r.stderr
+    assert data == {"provider": "cf", "desired_capacity": 0}
+    r, data = cli_json(run_cli, "scale", "3", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert data["desired_capacity"] == 3 and api.capacity == 3
+    assert "cost money" in data["note"]
+    # force_stop is acted on by its presence: it is never sent when only scaling
+    assert api.requests_to("POST", "instances")[-1]["body"] == {"DesiredCapacity": 3}
+    r = run_cli("scale", "301", "--yes")
+    assert r.returncode == 2 and "0 to 300" in r.stderr
+    assert len(api.requests_to("POST", "instances")) == 1
+
+
+def test_cancel_in_progress_and_not(run_cli, configure, api: FakePrewarmApi) -> None:
+    configure()
+    api.step_seconds = 0.4  # long enough to catch the job before IN-PROGRESS
+    api.download_seconds = 60
+    r, sub = cli_json(run_cli, "submit", *urls(3))
+    task = sub["tasks"][0]["task_id"]
+    assert api.job_status(task) in ("CREATED", "CHECK_POP")
+    r = run_cli("cancel", sub["job_id"])
+    assert r.returncode == 2
+    assert "only while it is IN-PROGRESS" in r.stderr and "prewarm scale -p cf 0" in r.stderr
+    assert api.requests_to("POST", "instances") == []
+    r = run_cli("report", sub["job_id"])
+    assert r.returncode == 2 and "FINISHED or STOPPED" in r.stderr
+
+    wait_for(lambda: api.job_status(task) == "IN-PROGRESS")
+    r, data = cli_json(run_cli, "cancel", sub["job_id"])
+    assert r.returncode == 0, r.stderr
+    assert data[0]["tasks"][0]["task_id"] == task
+    assert api.requests_to("POST", "instances")[-1]["body"] == {
+        "DesiredCapacity": 0,
+        "req_id": task,
+        "force_stop": True,
+    }
+    assert api.job_status(task) == "STOPPED" and api.capacity == 0
+    r, st = cli_json(run_cli, "status", sub["job_id"])
+    assert r.returncode == 4 and st["state"] == "cancelled" and st["raw_state"] == "STOPPED"
+    r = run_cli("cancel", sub["job_id"])
+    assert r.returncode == 2 and "already ended (STOPPED)" in r.stderr
+
+
+def test_second_submit_refused_while_a_job_runs_unless_force(
+    run_cli, configure, api: FakePrewarmApi, cli_env
+) -> None:
+    configure()
+    api.download_seconds = 60
+    r, first = cli_json(run_cli, "submit", *urls(2))
+    assert r.returncode == 0, r.stderr
+    posts = len(api.requests_to("POST", "prewarm"))
+    # the journal knows the first job is not finished
+    r = run_cli("submit", *urls(2, "https://static.example.com/g"))
+    assert r.returncode == 2
+    assert "one job at a time" in r.stderr and first["job_id"] in r.stderr
+    # no journal (another machine): the stack's running instances tell
+    fresh = {"PREWARM_STATE_DIR": str(Path(cli_env["PREWARM_STATE_DIR"]).parent / "other")}
+    r = run_cli("submit", *urls(2, "https://static.example.com/g"), env_extra=fresh)
+    assert r.returncode == 2
+    assert "Auto Scaling group runs 1 instance" in r.stderr
+    assert len(api.requests_to("POST", "prewarm")) == posts
+    r, _ = cli_json(run_cli, "submit", "--force", *urls(2, "https://static.example.com/g"))
+    assert r.returncode == 0, r.stderr
+    assert len(api.requests_to("POST", "prewarm")) == posts + 1
+
+
+def test_urls_of_two_distributions_make_one_job_and_defer_the_rest(
+    run_cli, configure, api: FakePrewarmApi
+) -> None:
+    configure(cf_domain=None)  # resolved from the hosts through ListDistributions
+    items = [
+        "https://static.example.com/a.js",
+        "https://cdn1.img.example.com/b.png",  # *.img.example.com: another distribution
+        "https://s.example.com/c.js",  # a second alias of the first one
+        "https://nowhere.example.org/d.js",
+    ]
+    r, sub = cli_json(run_cli, "submit", *items)
+    assert r.returncode == 5, r.stderr  # deferred: the stack runs one job at a time
+    assert sub["accepted"] == 2 and sub["deferred"] == 1
+    assert sub["rejected"][0]["url"] == "https://nowhere.example.org/d.js"
+    assert "no CloudFront distribution" in sub["rejected"][0]["reason"]
+    (post,) = api.requests_to("POST", "prewarm")
+    assert post["body"]["cf_domain"] == "d3cccc.cloudfront.net"
+    assert post["body"]["url_list"] == ["https://static.example.com/a.js", items[2]]
+    assert "--resume" in r.stderr
+    # every page of ListDistributions was read (2 per page), once, signed with SigV4
+    assert [q["status"] for q in api.cf_requests] == [200, 200, 200]
+    assert [q["params"].get("Marker") for q in api.cf_requests] == [None, "2", "4"]
+
+    task = sub["tasks"][0]["task_id"]
+    wait_for(lambda: api.job_status(task) == "FINISHED")
+    r, st = cli_json(run_cli, "status", "--wait")
+    assert st["not_sent"] == 1
+    r, sub2 = cli_json(run_cli, "submit", "--resume", sub["job_id"])
+    assert r.returncode == 4, r.stderr  # the rejected URL stays rejected
+    assert sub2["accepted"] == 3 and sub2["deferred"] == 0
+    assert api.requests_to("POST", "prewarm")[-1]["body"]["cf_domain"] == "d4dddd.cloudfront.net"
+
+
+def test_a_host_of_no_distribution_is_a_config_error(
+    run_cli, configure, api: FakePrewarmApi
+) -> None:
+    configure(cf_domain=None)
+    r = run_cli("submit", "https://nowhere.example.org/a.js")
+    assert r.returncode == 3
+    assert "no CloudFront distribution" in r.stderr and "cf_domain" in r.stderr
+    assert api.requests_to("POST", "prewarm") == []
+
+
+def test_overlapping_region_keys_are_sent_as_their_pops(
+    run_cli, configure, api: FakePrewarmApi
+) -> None:
+    configure(target_type="region", pops=None, regions=["apac", "jp"])
+    r, sub = cli_json(run_cli, "submit", *urls(2))
+    assert r.returncode == 0, r.stderr
+    assert "share PoPs" in r.stderr
+    body = api.requests_to("POST", "prewarm")[0]["body"]
+    assert body["target_type"] == "pop" and body["regions"] == []
+    assert len(body["pops"]) == len(set(body["pops"])) == 8
+    task = sub["tasks"][0]["task_id"]
+    wait_for(lambda: api.job_status(task) == "FINISHED")  # as given, it would never finish
+
+
+def test_regions_are_sent_as_regions(run_cli, configure, api: FakePrewarmApi) -> None:
+    configure(target_type="region", pops=None, regions=["EU", "us"])
+    r, _ = cli_json(run_cli, "submit", "--invalidate", *urls(2))
+    assert r.returncode == 0, r.stderr
+    body = api.requests_to("POST", "prewarm")[0]["body"]
+    assert (body["target_type"], body["regions"], body["pops"]) == ("region", ["eu", "us"], [])
+    assert body["need_invalidate"] is True  # the API invalidates in the same request
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"target_type": "region", "pops": None, "regions": ["mars"]}, "unknown region key"),
+        ({"cf_domain": "www.example.com"}, "providers.cf.cf_domain"),
+    ],
+)
+def test_client_side_validation_exit_3_naming_the_key(
+    run_cli, configure, api: FakePrewarmApi, keys: dict[str, Any], message: str
+) -> None:
+    # (every other check is covered in-process by test_aws_units.py)
+    configure(**keys)
+    r = run_cli("submit", *urls(1))
+    assert r.returncode == 3, r.stderr
+    assert message in r.stderr
+    assert api.requests == []
+
+
+@pytest.mark.parametrize(
+    ("suffix", "message"),
+    [("/prewarm", "ends with the route /prewarm"), ("/dev", "no such route")],
+)
+def test_endpoint_mistakes_exit_3(
+    run_cli, configure, api: FakePrewarmApi, suffix: str, message: str
+) -> None:
+    configure(endpoint=(api.endpoint if suffix == "/prewarm" else api.url) + suffix)
+    r = run_cli("submit", *urls(1))
+    assert r.returncode == 3
+    assert message in r.stderr
+
+
+def test_wrong_api_key_exit_3_with_a_hint(run_cli, configure, api: FakePrewarmApi) -> None:
+    configure()
+    r = run_cli("submit", *urls(2), env_extra={"PREWARM_AWS_API_KEY": "wrong-key-value"})
+    assert r.returncode == 3
+    assert "API key was refused" in r.stderr and "PREWARM_AWS_API_KEY" in r.stderr
+    assert "wrong-key-value" not in r.stdout + r.stderr
+    assert api.requests[0]["status"] == 403
+    assert api.jobs == {}
+
+
+def test_throttling_429_is_retried(run_cli, configure, api: FakePrewarmApi) -> None:
+    configure()
+    api.fail_next("429")
+    r, _ = cli_json(run_cli, "submit", *urls(3))
+    assert r.returncode == 0, r.stderr
+    assert [q["status"] for q in api.requests_to("POST", "prewarm")] == [429, 200]
+    assert len(api.jobs) == 1
+
+
+def test_daily_quota_exhausted_exit_5_and_resume_later(
+    run_cli, configure, api: FakePrewarmApi
+) -> None:
+    configure()
+    api.fail_next("limit", route="POST /prewarm")  # the quota runs out just before the job
+    r, sub = cli_json(run_cli, "submit", *urls(3))
+    assert r.returncode == 5, r.stderr
+    assert "daily quota" in r.stderr and "--resume" in r.stderr
+    assert sub["deferred"] == 3 and sub["accepted"] == 0
+    r, sub2 = cli_json(run_cli, "submit", "--resume", sub["job_id"])  # the next day
+    assert r.returncode == 0, r.stderr
+    assert sub2["accepted"] == 3 and len(api.jobs) == 1
+    api.daily_used = api.daily_quota
+    r, data = cli_json(run_cli, "status", sub["job_id"])
+    assert r.returncode == 5 and "Limit Exceeded" in r.stderr
+    assert data["error"]["code"] == "quota_exhausted"
+    assert api.requests_to("GET", "prewarm")[-1]["status"] == 429
+    assert len(api.requests_to("GET", "prewarm")) == 1  # the daily quota is not retried
+
+
+def test_502_on_submit_is_explained_and_not_retried(
+    run_cli, configure, api: FakePrewarmApi
+) -> None:
+    configure()
+    api.fail_next("502")
+    r, sub = cli_json(run_cli, "submit", *urls(2))
+    assert r.returncode == 1
+    assert "crashed" in r.stderr
+    assert len(api.requests_to("POST", "prewarm")) == 1
+    assert len(sub["failed"]) == 2
+
+
+def test_504_on_submit_leaves_the_outcome_unknown(run_cli, configure, api: FakePrewarmApi) -> None:
+    configure()
+    api.fail_next("504")
+    r, sub = cli_json(run_cli, "submit", *urls(2))
+    assert r.returncode == 4
+    assert sub["unknown"] == 2 and sub["accepted"] == 0
+    assert len(api.jobs) == 1  # the job was in fact created
+    r, again = cli_json(run_cli, "submit", "--resume", sub["job_id"])
+    assert again["unknown"] == 2 and len(api.requests_to("POST", "prewarm")) == 1
+
+
+def test_400_invalid_urls_are_mapped_back_through_the_rewriting(
+    run_cli, configure, api: FakePrewarmApi
+) -> None:
+    configure()
+    odd = "https://static.example.com/a(1).js"  # the server names it as ...a%281%29.js
+    api.fail_next("429")  # first a throttle; then the real check sees the fake's rule below
+    original = api._post_prewarm
+
+    def refuse_parens(body: Any, now: float) -> Any:
+        if any("(" in u for u in body["url_list"]):
+            from fakes.aws import _Reply
+
+            return _Reply(
+                400,
+                {
+                    "status": "Failed",
+                    "error_message": "Invalid URLs",
+                    "error_urls": ["https://static.example.com/a%281%29.js"],
+                },
+            )
+        return original(body, now)
+
+    api._post_prewarm = refuse_parens  # type: ignore[method-assign]
+    r, sub = cli_json(run_cli, "submit", odd, *urls(2))
+    assert r.returncode == 4, r.stderr
+    assert [x["url"] for x in sub["rejected"]] == [odd]
+    assert "Invalid URLs" in sub["rejected"][0]["reason"]
+    assert sub["accepted"] == 2
+
+
+def test_fast_polling_is_paced_below_the_usage_plan(
+    run_cli, configure, api: FakePrewarmApi
+) -> None:
+    configure(poll_interval=0.01)  # the config allows hammering; the usage plan does not
+    api.download_seconds = 1.2
+    _r, _sub = cli_json(run_cli, "submit", *urls(2))
+    r, st = cli_json(run_cli, "status", "--wait")
+    assert r.returncode == 0, r.stderr
+    assert st["state"] == "succeeded"
+    assert len(api.requests_to("GET", "prewarm")) >= 10  # polled as fast as allowed...
+    assert api.violations == []  # ...and never throttled
+    assert all(q["status"] == 200 for q in api.requests)
+
+
+def test_dry_run_and_config_check(run_cli, configure, api: FakePrewarmApi) -> None:
+    configure()
+    r, plan = cli_json(run_cli, "submit", "--dry-run", *urls(50))
+    assert r.returncode == 0, r.stderr
+    p = plan["providers"]["cf"]
+    assert (p["batches"], p["requests"]) == (1, 1)  # one job, not batches of 60
+    r, check = cli_json(run_cli, "config", "check", "--online")
+    assert r.returncode == 0, r.stderr
+    notes = check["providers"][0]["notes"]
+    assert any("pop IAD89-P1, NRT57-P3 (2 PoPs)" in n for n in notes)
+    assert any("key accepted" in n for n in notes)
+    assert api.jobs == {}
