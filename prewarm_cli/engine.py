@@ -967,6 +967,10 @@ def job_status(ws: Workspace, ref: JobRef) -> dict[str, Any]:
 
 def _job_status(ws: Workspace, ref: JobRef) -> tuple[dict[str, Any], dict[str, list[TaskStatus]]]:
     counts = ws.journal.counts(ref.job_id) if ref.job_id else {}
+    mine: dict[tuple[str, str], set[str]] = {}  # (alias, task) -> this job's URLs in it
+    if ref.job_id:
+        for row in ws.journal.targets(ref.job_id, [jr.ACCEPTED]):
+            mine.setdefault((row["provider"], row["task_id"]), set()).add(row["url"])
     providers: dict[str, Any] = {}
     seen: dict[str, list[TaskStatus]] = {}
     for alias, task_ids in ref.tasks.items():
@@ -975,6 +979,8 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[dict[str, Any], dict[str, l
         if task_ids:
             runner.require(Capability.STATUS)
             statuses = runner.call(runner.provider.fetch_status, task_ids)
+            if ref.job_id:
+                statuses = [_only_urls(s, mine.get((alias, s.task_id))) for s in statuses]
         seen[alias] = statuses
         providers[alias] = _provider_status(alias, statuses, counts.get(alias))
         if ref.job_id:
@@ -995,6 +1001,33 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[dict[str, Any], dict[str, l
     if ref.job_id:
         ws.journal.set_state(ref.job_id, str(state))
     return result, seen
+
+
+def _only_urls(status: TaskStatus, urls: set[str] | None) -> TaskStatus:
+    """A vendor task narrowed to this job's URLs (a task found by lookup may hold others)."""
+    if not status.urls or urls is None or {u.url for u in status.urls} <= urls:
+        return status
+    kept = tuple(u for u in status.urls if u.url in urls)
+    by_state = {state: sum(1 for u in kept if u.state == state) for state in State}
+    failed = by_state[State.FAILED] + by_state[State.TIMED_OUT] + by_state[State.CANCELLED]
+    state = status.state
+    if state.finished and state not in (State.CANCELLED, State.TIMED_OUT):
+        if not failed:
+            state = State.SUCCEEDED
+        elif not by_state[State.SUCCEEDED]:
+            state = State.FAILED
+        else:
+            state = State.PARTIAL
+    return replace(
+        status,
+        state=state,
+        total=len(kept),
+        succeeded=by_state[State.SUCCEEDED],
+        failed=failed,
+        in_progress=by_state[State.RUNNING],
+        pending=by_state[State.PENDING],
+        urls=kept,
+    )
 
 
 def status_with_claims(ws: Workspace, ref: JobRef) -> tuple[dict[str, Any], dict[str, str]]:

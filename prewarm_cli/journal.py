@@ -364,7 +364,7 @@ class Journal:
                 db.executemany(
                     "UPDATE targets SET outcome = 'accepted', task_id = ?, reason = NULL"
                     " WHERE job_id = ? AND provider = ? AND url = ?",
-                    [(result.task_id, job_id, batch.provider, u) for u in result.accepted],
+                    [(result.task_of(u), job_id, batch.provider, u) for u in result.accepted],
                 )
             if result.rejected:
                 db.executemany(
@@ -383,12 +383,23 @@ class Journal:
                 " WHERE id = ?",
                 (result.task_id, result.request_id, now, batch.id),
             )
-            if result.task_id and result.accepted:
+            # A URL the provider left out of every list cannot be known to be sent or not.
+            db.execute(
+                "UPDATE targets SET outcome = 'unknown' WHERE batch_id = ? AND outcome = 'sending'"
+                " AND url IN (SELECT value FROM json_each(?))",
+                (batch.id, json.dumps(list(batch.urls))),
+            )
+            per_task: dict[str, int] = {}
+            for url in result.accepted:
+                task_id = result.task_of(url)
+                if task_id:
+                    per_task[task_id] = per_task.get(task_id, 0) + 1
+            for task_id, n in per_task.items():
                 db.execute(
                     "INSERT INTO tasks (job_id, provider, task_id, urls, created_at)"
                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, provider, task_id)"
                     " DO UPDATE SET urls = urls + excluded.urls",
-                    (job_id, batch.provider, result.task_id, len(result.accepted), now),
+                    (job_id, batch.provider, task_id, n, now),
                 )
 
     def record_found(self, job_id: str, provider: str, found: Mapping[str, str]) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, ClassVar
 
 from prewarm_cli.errors import UnsupportedError
@@ -34,6 +35,7 @@ __all__ = [
     "SubmitOptions",
     "TaskStatus",
     "UrlStatus",
+    "state_dir",
 ]
 
 
@@ -145,6 +147,9 @@ class BatchResult:
     accepted: tuple[str, ...]
     rejected: Mapping[str, str] = field(default_factory=dict)
     resend: tuple[str, ...] = ()
+    # Accepted URLs that belong to another task than task_id (e.g. already being
+    # prefetched under an earlier one): url -> that task's id.
+    task_ids: Mapping[str, str] = field(default_factory=dict)
     quota: Quota | None = None
     request_id: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
@@ -161,6 +166,9 @@ class BatchResult:
         rejected = dict(rejected or {})
         accepted = tuple(u for u in urls if u not in rejected)
         return cls(task_id=task_id, accepted=accepted, rejected=rejected, **kw)
+
+    def task_of(self, url: str) -> str | None:
+        return self.task_ids.get(url, self.task_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -256,6 +264,13 @@ class Quota:
             "source": self.source,
             "details": dict(self.details),
         }
+
+
+def state_dir() -> Path:
+    """A directory where a provider may keep small files (e.g. the last quota it was told)."""
+    from prewarm_cli.config import state_dir as _state_dir
+
+    return _state_dir()
 
 
 # The method each capability needs a subclass to implement.

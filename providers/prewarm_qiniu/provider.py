@@ -222,11 +222,7 @@ class QiniuProvider(Provider):
     def _already_in_flight(
         self, reply: Reply, urls: Sequence[str], quota: Quota | None, kind: str
     ) -> BatchResult:
-        """400037: some URLs are in flight already; they count as accepted under that task.
-
-        A BatchResult names one task, so the largest group of in-flight URLs is accepted
-        now and the others are sent again (a later 400037 accepts the next group).
-        """
+        """400037: some URLs are in flight already; they count as accepted under their tasks."""
         list_path = PREFETCH_LIST if kind == "prefetch" else REFRESH_LIST
         found = self._in_flight(list_path, urls)
         if not found:
@@ -237,11 +233,12 @@ class QiniuProvider(Provider):
                 request_id=reply.request_id,
             )
         task_id, _ = Counter(found.values()).most_common(1)[0]
-        accepted = tuple(u for u in urls if found.get(u) == task_id)
+        accepted = tuple(u for u in urls if u in found)
         return BatchResult(
             task_id=task_id,
             accepted=accepted,
-            resend=tuple(u for u in urls if u not in accepted),
+            resend=tuple(u for u in urls if u not in found),
+            task_ids={u: found[u] for u in accepted if found[u] != task_id},
             quota=quota,
             request_id=reply.request_id,
             details={"already_in_flight": len(accepted), **_quota_details(quota)},

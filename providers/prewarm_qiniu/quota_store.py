@@ -34,7 +34,7 @@ class QuotaStore:
     def in_state_dir(cls, key: str) -> QuotaStore:
         """The store in prewarm's state directory (``PREWARM_STATE_DIR`` > XDG > home)."""
         # The core owns the state dir's location; asking it keeps one rule for every file.
-        from prewarm_cli.config import state_dir
+        from prewarm_cli.plugin import state_dir
 
         return cls(state_dir() / FILE_NAME, key)
 

@@ -1,0 +1,92 @@
+"""The journal in-process: outcomes, per-URL task ids, resume preparation, narrowing statuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prewarm_cli import journal as jr
+from prewarm_cli.engine import _only_urls
+from prewarm_cli.plugin import BatchResult, State, TaskStatus, UrlStatus
+
+
+def new_job(tmp_path: Path, urls: list[str]) -> tuple[jr.Journal, str]:
+    journal = jr.Journal(tmp_path / "j.sqlite3")
+    job = journal.create_job(["a"], {})
+    journal.add_targets(job, ((i, u, ["a"]) for i, u in enumerate(urls)))
+    journal.finish_intake(job, [])
+    return journal, job
+
+
+def test_duplicates_keep_their_first_position(tmp_path: Path) -> None:
+    journal, job = new_job(tmp_path, ["u2", "u1", "u2", "u3", "u1"])
+    assert list(journal.urls(job)) == ["u2", "u1", "u3"]
+    assert journal.job(job).urls == 3
+
+
+def test_per_url_task_ids_and_left_out_urls_are_unknown(tmp_path: Path) -> None:
+    journal, job = new_job(tmp_path, ["u1", "u2", "u3", "u4"])
+    batch = journal.claim_batch(job, "a", 10)
+    assert batch is not None and batch.urls == ("u1", "u2", "u3", "u4")
+    result = BatchResult(
+        task_id="t-new", accepted=("u1", "u2"), task_ids={"u2": "t-old"}, resend=("u3",)
+    )
+    journal.record_result(job, batch, result)  # u4 is in no list: nobody knows
+    rows = {r["url"]: (r["outcome"], r["task_id"]) for r in journal.targets(job, jr.OUTCOMES)}
+    assert rows == {
+        "u1": ("accepted", "t-new"),
+        "u2": ("accepted", "t-old"),
+        "u3": ("unsent", None),
+        "u4": ("unknown", None),
+    }
+    assert sorted((t.task_id, t.urls) for t in journal.tasks(job)) == [("t-new", 1), ("t-old", 1)]
+
+
+def test_prepare_resume(tmp_path: Path) -> None:
+    journal, job = new_job(tmp_path, ["u1", "u2", "u3", "u4", "u5"])
+    b1 = journal.claim_batch(job, "a", 2)
+    assert b1 is not None
+    journal.record_result(job, b1, BatchResult("t1", ("u1",), rejected={"u2": "bad"}))
+    b2 = journal.claim_batch(job, "a", 1)  # left "sending": the run died mid-request
+    assert b2 is not None
+    journal.defer_unsent(job, "a", "quota")
+    journal.prepare_resume(job)
+    outcomes = {r["url"]: r["outcome"] for r in journal.targets(job, jr.OUTCOMES)}
+    assert outcomes == {
+        "u1": "accepted",
+        "u2": "rejected",  # never resent
+        "u3": "unknown",  # looked up before anything is resent
+        "u4": "unsent",
+        "u5": "unsent",
+    }
+    assert [b.urls for b in journal.unknown_batches(job, "a")] == [("u3",)]
+
+
+def test_defer_beyond_keeps_input_order(tmp_path: Path) -> None:
+    journal, job = new_job(tmp_path, [f"u{i}" for i in range(10)])
+    assert journal.defer_beyond(job, "a", 7, "quota") == 3
+    deferred = [r["url"] for r in journal.targets(job, [jr.DEFERRED])]
+    assert deferred == ["u7", "u8", "u9"]
+
+
+def test_status_is_narrowed_to_the_jobs_urls() -> None:
+    vendor = TaskStatus(
+        "t1",
+        State.PARTIAL,
+        "DONE",
+        total=3,
+        succeeded=2,
+        failed=1,
+        urls=(
+            UrlStatus("mine-1", State.SUCCEEDED),
+            UrlStatus("mine-2", State.SUCCEEDED),
+            UrlStatus("other-job", State.FAILED, "404"),
+        ),
+    )
+    narrowed = _only_urls(vendor, {"mine-1", "mine-2"})
+    assert (narrowed.state, narrowed.total, narrowed.succeeded, narrowed.failed) == (
+        State.SUCCEEDED,
+        2,
+        2,
+        0,
+    )
+    assert _only_urls(vendor, None) is vendor
