@@ -11,7 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from _common import isolated_env, run
+from fakes.edgeone import FakeEdgeOne
 from fakes.generic import FakeCdn
+from fakes.qiniu import FakeQiniu
+
+Setup = tuple[object, str, Callable[[], list[tuple[float, int]]], dict[str, str]]
 
 
 @dataclass
@@ -20,11 +24,11 @@ class Scenario:
     limit: str  # what the vendor limits: "requests/s" or "URLs/s"
     rate: float
     urls: int
-    setup: Callable[[], tuple[object, str, Callable[[], list[tuple[float, int]]]]]
+    setup: Callable[[], Setup]
 
 
-def generic(rps: float | None, ups: float | None, batch: int) -> Callable[..., tuple]:
-    def setup() -> tuple[object, str, Callable[[], list[tuple[float, int]]]]:
+def generic(rps: float | None, ups: float | None, batch: int) -> Callable[[], Setup]:
+    def setup() -> Setup:
         cdn = FakeCdn(max_batch=batch, rps=rps, ups=ups).start()
         limits = "".join(f"{k} = {v}\n" for k, v in (("rps", rps), ("ups", ups)) if v is not None)
         config = (
@@ -35,21 +39,49 @@ def generic(rps: float | None, ups: float | None, batch: int) -> Callable[..., t
         def arrivals() -> list[tuple[float, int]]:
             return [(q["t"], q["urls"]) for q in cdn.requests if q["path"] == "/v1/prefetch"]
 
-        return cdn, config, arrivals
+        return cdn, config, arrivals, {}
 
     return setup
+
+
+def qiniu() -> Setup:
+    fake = FakeQiniu().start()
+    config = f'[providers.qiniu]\ntype = "qiniu"\nendpoint = "{fake.url}"\n'
+
+    def arrivals() -> list[tuple[float, int]]:
+        return [(q["t"], q["urls"]) for q in fake.requests if q["path"] == "/v2/tune/prefetch"]
+
+    env = {"QINIU_ACCESS_KEY": fake.access_key, "QINIU_SECRET_KEY": fake.secret_key}
+    return fake, config, arrivals, env
+
+
+def edgeone() -> Setup:
+    fake = FakeEdgeOne().start()
+    config = (
+        f'[providers.edgeone]\ntype = "edgeone"\nzone_id = "{fake.zone_id}"\n'
+        f'endpoint = "{fake.url}"\n'
+    )
+
+    def arrivals() -> list[tuple[float, int]]:
+        return [(q["t"], 1) for q in fake.log if q["action"] == "CreatePrefetchTask"]
+
+    env = {"TENCENTCLOUD_SECRET_ID": fake.secret_id, "TENCENTCLOUD_SECRET_KEY": fake.secret_key}
+    return fake, config, arrivals, env
 
 
 SCENARIOS = [
     Scenario("generic, 10 requests/s", "requests/s", 10, 1000, generic(10, None, 20)),
     Scenario("generic, 240 URLs/s (Qiniu-like)", "URLs/s", 240, 1800, generic(None, 240, 60)),
+    Scenario("qiniu, /v2/tune/prefetch", "URLs/s", 240, 1800, qiniu),
+    Scenario("edgeone, CreatePrefetchTask", "requests/s", 20, 6000, edgeone),
 ]
 
 
 def measure(s: Scenario) -> tuple[float, int, list[dict]]:
-    server, config, arrivals = s.setup()
+    server, config, arrivals, extra_env = s.setup()
     try:
         env, _tmp = isolated_env(config)
+        env.update(extra_env)
         urls = "\n".join(f"https://static.example.com/t/{i}.js" for i in range(s.urls))
         run(["submit", "-o", "json", "-i", "-"], env, input=urls)
         points = sorted(arrivals())

@@ -1007,7 +1007,11 @@ def _only_urls(status: TaskStatus, urls: set[str] | None) -> TaskStatus:
     """A vendor task narrowed to this job's URLs (a task found by lookup may hold others)."""
     if not status.urls or urls is None or {u.url for u in status.urls} <= urls:
         return status
-    kept = tuple(u for u in status.urls if u.url in urls)
+    from prewarm_cli.urls import to_ascii
+
+    # Vendors may list a URL in its encoded form (IDNA host, percent-encoded path).
+    wanted = urls | {to_ascii(u) for u in urls}
+    kept = tuple(u for u in status.urls if u.url in wanted or to_ascii(u.url) in wanted)
     by_state = {state: sum(1 for u in kept if u.state == state) for state in State}
     failed = by_state[State.FAILED] + by_state[State.TIMED_OUT] + by_state[State.CANCELLED]
     state = status.state
