@@ -39,64 +39,35 @@ def _store(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
     return callback
 
 
+# (name kept in ctx.meta, option declarations, click keyword arguments)
+_GLOBAL_OPTIONS: tuple[tuple[str, tuple[str, ...], dict[str, Any]], ...] = (
+    (
+        "output",
+        ("-o", "--output"),
+        {
+            "type": click.Choice(["table", "json", "ndjson"]),
+            "help": "Output format (default: table on a terminal, json otherwise).",
+        },
+    ),
+    ("json", ("--json",), {"is_flag": True, "help": "Shortcut for -o json."}),
+    ("quiet", ("-q", "--quiet"), {"is_flag": True, "help": "Only data and errors."}),
+    ("verbose", ("-v", "--verbose"), {"count": True, "help": "More detail on stderr."}),
+    ("debug", ("--debug",), {"is_flag": True, "help": "Tracebacks on errors."}),
+    ("no_color", ("--no-color",), {"is_flag": True, "help": "No colours (also NO_COLOR=1)."}),
+    (
+        "config",
+        ("--config", "config_file"),
+        {
+            "metavar": "PATH",
+            "help": "Config file (default: $PREWARM_CONFIG, then ~/.config/prewarm/config.toml).",
+        },
+    ),
+)
+
+
 def global_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "-o",
-            "--output",
-            type=click.Choice(["table", "json", "ndjson"]),
-            help="Output format (default: table on a terminal, json otherwise).",
-            callback=_store("output"),
-            expose_value=False,
-        ),
-        click.option(
-            "--json",
-            is_flag=True,
-            help="Shortcut for -o json.",
-            callback=_store("json"),
-            expose_value=False,
-        ),
-        click.option(
-            "-q",
-            "--quiet",
-            is_flag=True,
-            help="Only data and errors.",
-            callback=_store("quiet"),
-            expose_value=False,
-        ),
-        click.option(
-            "-v",
-            "--verbose",
-            count=True,
-            help="More detail on stderr.",
-            callback=_store("verbose"),
-            expose_value=False,
-        ),
-        click.option(
-            "--debug",
-            is_flag=True,
-            help="Tracebacks on errors.",
-            callback=_store("debug"),
-            expose_value=False,
-        ),
-        click.option(
-            "--no-color",
-            is_flag=True,
-            help="No colours (also NO_COLOR=1).",
-            callback=_store("no_color"),
-            expose_value=False,
-        ),
-        click.option(
-            "--config",
-            "config_file",
-            metavar="PATH",
-            help="Config file (default: $PREWARM_CONFIG, then ~/.config/prewarm/config.toml).",
-            callback=_store("config"),
-            expose_value=False,
-        ),
-    ]
-    for option in reversed(options):
-        f = option(f)
+    for name, decls, kwargs in reversed(_GLOBAL_OPTIONS):
+        f = click.option(*decls, callback=_store(name), expose_value=False, **kwargs)(f)
     return f
 
 
