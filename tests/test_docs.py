@@ -47,3 +47,12 @@ def test_docs_links_resolve() -> None:
             if "://" in target:
                 continue
             assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
+
+
+def test_example_config_documents_every_provider_key() -> None:
+    from prewarm_cli import registry
+
+    text = (ROOT / "config.example.toml").read_text()
+    for name in ("aws", "edgeone", "qiniu"):
+        for field in registry.load(name).config_schema:
+            assert f"# {field.name} = " in text, f"{name}.{field.name}"
