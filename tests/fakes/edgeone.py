@@ -16,7 +16,6 @@ import hmac
 import json
 import re
 import secrets
-import sys
 import threading
 import time
 import uuid
@@ -24,8 +23,10 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from fakes.base import LoopbackServer, QuietServer
 
 __all__ = [
     "ACTIONS",
@@ -153,7 +154,9 @@ class ApiFault(Exception):
         self.message = message
 
 
-class FakeEdgeOne:
+class FakeEdgeOne(LoopbackServer):
+    thread_name = "fake-edgeone"
+
     """The fake API; use as a context manager or call start() / stop()."""
 
     def __init__(
@@ -204,47 +207,11 @@ class FakeEdgeOne:
         self._tasks: list[FakeTask] = []
         self._faults: list[_Fault] = []
         self._arrivals: dict[str, deque[float]] = {}
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle ---
+    # --- lifecycle (LoopbackServer: start, stop, port, url) ---
 
-    def start(self) -> FakeEdgeOne:
-        if self._server is None:
-            self._server = _Server(self)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.01},
-                name="fake-edgeone",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeEdgeOne:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FakeEdgeOne is not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def make_server(self) -> _Server:
+        return _Server(self)
 
     # --- test controls ---
 
@@ -680,19 +647,10 @@ def _parse_time(text: Any) -> datetime:
     return moment
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
+class _Server(QuietServer):
     def __init__(self, api: FakeEdgeOne) -> None:
         self.api = api
         super().__init__(("127.0.0.1", 0), _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (read timeout) makes our late answer fail: expected.
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            return
-        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

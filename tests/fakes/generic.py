@@ -10,15 +10,16 @@ server keeps its state in the test process, so a CLI subprocess may be killed mi
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from fakes.base import LoopbackServer, QuietServer
 
 __all__ = ["FAULT_KINDS", "FakeCdn", "FakeTask"]
 
@@ -73,7 +74,9 @@ class _Reply:
     delay: float = 0.0  # seconds to sleep before answering (outside the lock)
 
 
-class FakeCdn:
+class FakeCdn(LoopbackServer):
+    thread_name = "fake-cdn"
+
     """A fake CDN vendor API; use as a context manager or call start() / stop()."""
 
     def __init__(
@@ -118,47 +121,11 @@ class FakeCdn:
         self._task_seq = 0
         self._purge_seq = 0
         self._request_seq = 0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle ---
+    # --- lifecycle (LoopbackServer: start, stop, port, url) ---
 
-    def start(self) -> FakeCdn:
-        if self._server is None:
-            self._server = _Server(self)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.01},
-                name="fake-cdn",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeCdn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FakeCdn is not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def make_server(self) -> _Server:
+        return _Server(self)
 
     # --- fault injection ---
 
@@ -459,19 +426,10 @@ class FakeCdn:
         return {"task_id": task.task_id, "state": state, "urls": results}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
+class _Server(QuietServer):
     def __init__(self, cdn: FakeCdn) -> None:
         self.cdn = cdn
         super().__init__(("127.0.0.1", 0), _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (read timeout) makes our late answer fail: expected.
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            return
-        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -18,16 +18,17 @@ import hmac
 import json
 import re
 import secrets
-import sys
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from fakes.base import LoopbackServer, QuietServer
 
 __all__ = ["FAIL_DETAIL", "FAULT_KINDS", "PREFETCH", "REFRESH", "FakeQiniu", "qbox_sign"]
 
@@ -110,7 +111,9 @@ class _Reply:
     raw: bytes | None = None  # a non-JSON body (a gateway page)
 
 
-class FakeQiniu:
+class FakeQiniu(LoopbackServer):
+    thread_name = "fake-qiniu"
+
     """The fake Qiniu API; a context manager (or start() / stop())."""
 
     def __init__(
@@ -164,43 +167,11 @@ class FakeQiniu:
         self._faults: list[_Fault] = []
         self._arrivals: deque[tuple[float, int]] = deque()
         self._seq = secrets.randbits(24)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle ---
+    # --- lifecycle (LoopbackServer: start, stop, port, url) ---
 
-    def start(self) -> FakeQiniu:
-        if self._server is None:
-            self._server = _Server(self)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.01},
-                name="fake-qiniu",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeQiniu:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeQiniu is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    def make_server(self) -> _Server:
+        return _Server(self)
 
     # --- scenario helpers ---
 
@@ -637,18 +608,10 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
+class _Server(QuietServer):
     def __init__(self, fake: FakeQiniu) -> None:
         self.fake = fake
         super().__init__(("127.0.0.1", 0), _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            return  # a client that gave up
-        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
