@@ -774,7 +774,7 @@ def _providers_command() -> click.Command:
         rows = []
         for alias in cfg.aliases():
             ptype = cfg.provider_type(alias)
-            rows.append(_provider_row(alias, ptype, classes.get(ptype)))
+            rows.append(_provider_row(alias, ptype, classes.get(ptype), cfg))
         configured_types = {r["type"] for r in rows}
         for ptype, cls in classes.items():
             if ptype not in configured_types:
@@ -799,7 +799,7 @@ def _providers_command() -> click.Command:
     return providers
 
 
-def _provider_row(alias: str | None, ptype: str, cls: Any) -> dict[str, Any]:
+def _provider_row(alias: str | None, ptype: str, cls: Any, cfg: Any = None) -> dict[str, Any]:
     from prewarm_cli import registry
 
     try:
@@ -808,6 +808,13 @@ def _provider_row(alias: str | None, ptype: str, cls: Any) -> dict[str, Any]:
     except PrewarmError:
         source, version = "not installed", None
     caps = sorted(str(c) for c in cls.capabilities) if cls else []
+    if cls and alias and cfg is not None:
+        try:  # a configured alias's capabilities may depend on its settings
+            provider = cls(alias, cfg.resolve(alias, cls).values)
+            caps = sorted(str(c) for c in provider.active_capabilities())
+            provider.close()
+        except PrewarmError:
+            pass  # e.g. a secret's variable is not set here: the type's capabilities
     return {
         "provider": alias,
         "type": ptype,

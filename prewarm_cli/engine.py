@@ -390,6 +390,7 @@ def _plan_provider(ws: Workspace, runner: Runner, n: int, options: SubmitOptions
         notes.append(f"{runner.provider.name} cannot invalidate: URLs would be prefetched only")
     if in_submit:
         notes.append("the vendor purges each URL within its prefetch request")
+    notes.extend(runner.provider.plan_notes(options))
     return {
         "provider": runner.alias,
         "type": runner.provider.name,
@@ -696,6 +697,8 @@ def submit(
     errors = run.errors if run else {}
     for alias, exc in errors.items():
         ws.out.warn(f"{alias}: {exc}")
+        if exc.hint:
+            ws.out.info(f"hint: {exc.hint}")
     if summary["deferred"]:
         ws.out.info(
             f"{summary['deferred']} URL(s) deferred: send them later with"

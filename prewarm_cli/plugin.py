@@ -306,6 +306,7 @@ class Provider:
     credential_env: ClassVar[Mapping[str, str]] = {}  # config key -> env var read when absent
     config_schema: ClassVar[tuple[ConfigField, ...]] = ()
     submit_options: ClassVar[tuple[SubmitOption, ...]] = ()
+    # These two may also be set per instance (in __init__) when they depend on config.
     # The vendor runs one job at a time per endpoint (a second submit is refused unless --force).
     one_job_at_a_time: ClassVar[bool] = False
     # The vendor purges as part of the prefetch request itself (options.invalidate tells it):
@@ -424,6 +425,10 @@ class Provider:
         Work done here is not counted against the rate limits, so a slow first
         request cannot land in the next rate window.
         """
+
+    def plan_notes(self, options: SubmitOptions) -> list[str]:
+        """What `submit --dry-run` should tell the user about this provider (e.g. side effects)."""
+        return []
 
     def check(self) -> list[str]:
         """Extra checks for ``config check`` (may make one cheap request); returns notes."""

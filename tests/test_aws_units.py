@@ -12,7 +12,7 @@ from fakes.aws import FakeDistribution, FakePrewarmApi
 from prewarm_aws import AwsProvider, StackBusyDeferred
 from prewarm_aws.distributions import DistributionIndex
 from prewarm_aws.tables import COUNTRY_POPS, REGION_POPS, resolve_target
-from prewarm_aws.transport import Transport, check_endpoint
+from prewarm_aws.transport import NoSuchRoute, Transport, check_endpoint
 from prewarm_aws.v2 import (
     Progress,
     ReportRow,
@@ -77,7 +77,8 @@ def settings(**keys: Any) -> dict[str, Any]:
         ({"instance_count": 0}, "providers.cf.instance_count: 0"),
         ({"instance_count": 301}, "providers.cf.instance_count: 301"),
         ({"timeout_minutes": 1}, "providers.cf.timeout_minutes"),
-        ({"api_version": 1}, "providers.cf.api_version = 1"),
+        ({"api_version": 1}, "providers.cf.status_endpoint: required"),
+        ({"status_endpoint": ENDPOINT}, "providers.cf.status_endpoint is set, but api_version = 2"),
         ({"endpoint": "abc.execute-api.us-east-1.amazonaws.com"}, "providers.cf.endpoint"),
         ({"endpoint": "http://abc.example.com/prod"}, "HTTPS only"),
         ({"endpoint": ENDPOINT + "/prewarm"}, "ends with the route /prewarm"),
@@ -287,7 +288,7 @@ def transport_answering(status: int, body: Any, *, exc: Exception | None = None)
     ("status", "body", "submit", "error"),
     [
         (403, {"message": "Forbidden"}, False, AuthError),
-        (403, {"message": "Missing Authentication Token"}, False, ConfigError),
+        (403, {"message": "Missing Authentication Token"}, False, NoSuchRoute),
         (403, {"Message": "User: anonymous is not authorized"}, False, AuthError),
         (429, {"message": "Too Many Requests"}, True, RateLimited),
         (429, {"message": "Limit Exceeded"}, False, QuotaExhausted),

@@ -3,7 +3,10 @@
 Wraps the prewarm API that the aws-cloudfront-extensions solution deploys: API Gateway and
 Lambdas in front of one SQS queue and one Auto Scaling group of download agents. The stack
 runs one job at a time, counts every call against a 1000 requests/day usage plan, and has
-quirks documented in docs/providers/aws.md; this package copes with them.
+quirks documented in docs/providers/aws.md; this package copes with them. An alias with
+``api_version = 1`` (a first-generation, 2023 stack) is served by
+:mod:`prewarm_aws.first_generation` over :mod:`prewarm_aws.v1`; this module and
+:mod:`prewarm_aws.v2` speak the current API.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from urllib.parse import urlsplit
 
 from prewarm_aws.distributions import Distribution, DistributionIndex, is_cloudfront_domain
 from prewarm_aws.tables import Target, resolve_target
-from prewarm_aws.transport import Transport, check_endpoint
+from prewarm_aws.transport import NoSuchRoute, Transport, check_endpoint
 from prewarm_aws.v2 import (
     FINISHED_STATES,
     RUNNING_STATES,
@@ -49,7 +52,7 @@ from prewarm_cli.plugin import (
     TaskStatus,
 )
 
-__all__ = ["AwsProvider", "StackBusyDeferred"]
+__all__ = ["AwsProvider", "StackBusyDeferred", "api_version", "key_hint"]
 
 
 MAX_CAPACITY = 300  # set_asg_capacity refuses more
@@ -104,9 +107,14 @@ class AwsProvider(Provider):
         ConfigField(
             "api_version",
             int,
-            "2 for the 2024 stack (1: first generation)",
+            "2 for the 2024 stack, 1 for a first-generation (2023) stack",
             default=2,
             choices=(1, 2),
+        ),
+        ConfigField(
+            "status_endpoint",
+            str,
+            "api_version = 1 only: the status API's base URL with the stage (GET /status)",
         ),
         ConfigField(
             "cf_domain",
@@ -132,17 +140,20 @@ class AwsProvider(Provider):
     one_job_at_a_time = True
     invalidates_in_submit = True  # need_invalidate: the stack purges within the prefetch job
 
+    def __new__(cls, alias: str, settings: Mapping[str, Any]) -> AwsProvider:
+        """An ``api_version = 1`` alias gets the first-generation client (a subclass)."""
+        if cls is AwsProvider and api_version(settings) == 1:
+            # Class-level facts (capabilities, limits, one job at a time) differ between the
+            # generations, and the registry knows one class per type: choose it here.
+            from prewarm_aws.first_generation import FirstGenerationProvider
+
+            return super().__new__(FirstGenerationProvider)
+        return super().__new__(cls)
+
     def __init__(self, alias: str, settings: Mapping[str, Any]) -> None:
         super().__init__(alias, settings)
         s = self.settings
         section = f"providers.{alias}"
-        if int(s.get("api_version") or 2) == 1:
-            raise ConfigError(
-                f"{section}.api_version = 1: first-generation (2023) stacks are not supported"
-                " yet; this version speaks the 2024 API (POST /prewarm, GET /summary,"
-                " /instances)",
-                hint="redeploy the solution's current prewarm stack, or remove api_version",
-            )
         self.endpoint = check_endpoint(alias, str(s["endpoint"]))
         host = urlsplit(self.endpoint).hostname or ""
         self.china = host.endswith(".amazonaws.com.cn")
@@ -152,18 +163,6 @@ class AwsProvider(Provider):
             {k: s.get(k) for k in ("pops", "regions", "countries")},
             china_stack=self.china,
         )
-        self.instance_count = _int_setting(s, "instance_count", 1)
-        if not 1 <= self.instance_count <= MAX_CAPACITY:
-            raise ConfigError(
-                f"{section}.instance_count: {self.instance_count} is outside 1-{MAX_CAPACITY}"
-                " (with 0 instances nothing would download)"
-            )
-        self.timeout_minutes = _int_setting(s, "timeout_minutes", 60)
-        if self.timeout_minutes < MIN_TIMEOUT_MINUTES:
-            raise ConfigError(
-                f"{section}.timeout_minutes: {self.timeout_minutes} is too short; at least"
-                f" {MIN_TIMEOUT_MINUTES} (the stack's timeout rule fires up to a minute early)"
-            )
         self.cf_domain: str | None = None
         if s.get("cf_domain"):
             domain = str(s["cf_domain"]).strip().lower().rstrip(".")
@@ -176,33 +175,56 @@ class AwsProvider(Provider):
                     " found from the URLs' host",
                 )
             self.cf_domain = domain
+        self._calls = threading.local()  # requests sent by the engine's current call
+        self._index: DistributionIndex | None = None
+        self._lock = threading.Lock()
+        self._warned: set[str] = set()
+        self._configure()
+
+    def _configure(self) -> None:
+        """What the 2024 API needs beyond the common settings."""
+        s = self.settings
+        alias = self.alias
+        section = f"providers.{alias}"
+        if s.get("status_endpoint"):
+            raise ConfigError(
+                f"{section}.status_endpoint is set, but api_version = 2: the 2024 stack has one"
+                " API (POST/GET /prewarm, /summary, /instances) at endpoint",
+                hint=f"remove status_endpoint, or set {section}.api_version = 1 for a"
+                " first-generation (2023) stack",
+            )
+        self.instance_count = _int_setting(s, "instance_count", 1)
+        if not 1 <= self.instance_count <= MAX_CAPACITY:
+            raise ConfigError(
+                f"{section}.instance_count: {self.instance_count} is outside 1-{MAX_CAPACITY}"
+                " (with 0 instances nothing would download)"
+            )
+        self.timeout_minutes = _int_setting(s, "timeout_minutes", 60)
+        if self.timeout_minutes < MIN_TIMEOUT_MINUTES:
+            raise ConfigError(
+                f"{section}.timeout_minutes: {self.timeout_minutes} is too short; at least"
+                f" {MIN_TIMEOUT_MINUTES} (the stack's timeout rule fires up to a minute early)"
+            )
         self._transport = Transport(
             alias,
             self.endpoint,
             str(s.get("api_key") or ""),
             timeout=float(s.get("timeout") or 30.0),
             ca_bundle=s.get("ca_bundle"),
-            key_hint=(
-                f"set providers.{alias}.api_key (or PREWARM_AWS_API_KEY) to the key's value:"
-                " `aws apigateway get-api-key --api-key <id> --include-value` (the stack's"
-                " output prewarm_api_key_output is the key id, not the value)"
-            ),
+            key_hint=key_hint(alias, "the stack's output prewarm_api_key_output is the key id"),
         )
         self._transport.before_request = self._before_request
         self._api = V2Api(self._transport)
-        self._calls = threading.local()  # requests sent by the engine's current call
-        self._index: DistributionIndex | None = None
-        self._lock = threading.Lock()
         self._job_sent: str | None = None  # the req_id of the job this process created
         self._busy_checked = False
         self._url_counts: dict[str, int] = {}
         self._url_maps: dict[str, dict[str, str]] = {}  # req_id: server form → as sent
-        self._warned: set[str] = set()
 
     # --- declared facts ---
 
     def active_capabilities(self) -> frozenset[Capability]:
-        # A first-generation (api_version = 1) client, once added, has no scale or cancel.
+        # The class's: an api_version = 1 alias is a FirstGenerationProvider, without scale
+        # and cancel.
         return self.capabilities
 
     # --- submit ---
@@ -373,16 +395,21 @@ class AwsProvider(Provider):
             self._index = DistributionIndex(self.alias, str(profile) if profile else None)
         return self._index
 
-    def _warn_about(self, urls: Sequence[str], options: SubmitOptions) -> None:
+    def _warn_about_target(self, consequence: str) -> None:
         if self.target.note:
             self._warn_once("target", self.target.note)
         if self.target.unknown_pops:
             self._warn_once(
                 "pops",
                 f"PoP code(s) {', '.join(self.target.unknown_pops)} are in none of the"
-                " solution's tables; a code that no longer resolves can keep the job from"
-                " ever finishing (then: prewarm cancel JOB)",
+                f" solution's tables; {consequence}",
             )
+
+    def _warn_about(self, urls: Sequence[str], options: SubmitOptions) -> None:
+        self._warn_about_target(
+            "a code that no longer resolves can keep the job from ever finishing"
+            " (then: prewarm cancel JOB)"
+        )
         if options.invalidate:
             self._warn_once(
                 "invalidate",
@@ -583,7 +610,19 @@ class AwsProvider(Provider):
             else "cf_domain: found from each URL's host through CloudFront ListDistributions"
             " (needs AWS credentials)"
         )
-        capacity = self._api.desired_capacity()
+        try:
+            capacity = self._api.desired_capacity()
+        except NoSuchRoute as exc:
+            # A first-generation stack has no GET /instances (its scheduler API has only
+            # POST /prewarm): the same answer as a wrong stage, so both are named.
+            raise ConfigError(
+                f"{exc.message}: not a 2024 prewarm API. If it is a first-generation (2023)"
+                f" stack, set providers.{self.alias}.api_version = 1 and"
+                f" providers.{self.alias}.status_endpoint (the URL of its second API, for"
+                " GET /status); otherwise check the stage at the end of endpoint (e.g. /prod)",
+                provider=self.alias,
+                request_id=exc.request_id,
+            ) from None
         notes.append(f"API reachable, key accepted; the stack runs {capacity} instance(s)")
         return notes
 
@@ -592,6 +631,21 @@ class AwsProvider(Provider):
 
     def close(self) -> None:
         self._transport.close()
+
+
+def api_version(settings: Mapping[str, Any]) -> int:
+    """The configured API generation: 2 unless the config says 1."""
+    value = settings.get("api_version")
+    return 1 if value in (1, "1") else 2
+
+
+def key_hint(alias: str, output: str) -> str:
+    """How to set the API key's value, which the stack's output does not show."""
+    return (
+        f"set providers.{alias}.api_key (or PREWARM_AWS_API_KEY) to the key's value:"
+        f" `aws apigateway get-api-key --api-key <id> --include-value` ({output}, not the"
+        " value)"
+    )
 
 
 def _int_setting(settings: Mapping[str, Any], key: str, default: int) -> int:

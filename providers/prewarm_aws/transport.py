@@ -26,16 +26,38 @@ from prewarm_cli.errors import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Answer", "Transport", "check_endpoint", "next_utc_midnight"]
+__all__ = ["Answer", "NoSuchRoute", "Transport", "check_endpoint", "next_utc_midnight"]
 
 # Path segments that are routes, not stages: an endpoint ending in one was pasted whole.
 _ROUTES = frozenset({"prewarm", "summary", "instances", "status"})
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+_V2_ROUTE_HINT = (
+    "check that endpoint ends with the stage (e.g. /prod) and that the stack is the 2024"
+    " prewarm API (POST /prewarm, GET /summary, /instances); a first-generation (2023) stack"
+    " needs api_version = 1 and status_endpoint (`prewarm config check --online` tells which)"
+)
+# prewarm always sends every field the server reads, so a crash here is rarely the
+# "missing field" of the docs' examples.
+_V2_CRASH_HINT = (
+    "the server crashes on a missing or malformed field (url_list, cf_domain, timeout,"
+    " instance_count, header), an unknown region/country key, or when the Auto Scaling group"
+    " refuses instance_count; prewarm sends every field, so check instance_count against the"
+    " account's EC2 limits, and the stack's Lambda logs. Not retried: `prewarm submit --resume"
+    " JOB` sends the URLs again"
+)
 
 
-def check_endpoint(alias: str, endpoint: str) -> str:
+class NoSuchRoute(ConfigError):
+    """API Gateway's 403 ``Missing Authentication Token``: no such route at that base URL.
+
+    A wrong stage path, or a stack of the other API generation: ``config check`` tells them apart
+    by which route is missing.
+    """
+
+
+def check_endpoint(alias: str, endpoint: str, *, name: str = "endpoint") -> str:
     """The endpoint without a trailing slash; ConfigError when it is not a base URL."""
-    key = f"providers.{alias}.endpoint"
+    key = f"providers.{alias}.{name}"
     parts = urlsplit(endpoint.strip())
     host = (parts.hostname or "").lower()
     if parts.scheme not in ("http", "https") or not host:
@@ -89,6 +111,9 @@ class Transport:
         timeout: float,
         ca_bundle: str | None,
         key_hint: str,
+        route_hint: str = _V2_ROUTE_HINT,
+        unknown_hint: str | None = None,
+        crash_hint: str = _V2_CRASH_HINT,
     ) -> None:
         self.alias = alias
         self.endpoint = endpoint
@@ -96,6 +121,9 @@ class Transport:
         self._timeout = timeout
         self._ca_bundle = ca_bundle
         self._key_hint = key_hint
+        self._route_hint = route_hint
+        self._unknown = unknown_hint
+        self._submit_crash_hint = crash_hint
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
         # Called before every request: the provider paces all but a call's first one.
@@ -163,9 +191,15 @@ class Transport:
         data = _json_object(response)
         if response.status_code == 200 or (response.status_code == 400 and submit):
             return Answer(response.status_code, data, request_id)
+        if not data:
+            # A Lambda's exception text comes back as a plain-text body (whatever its
+            # content type says): it is the only clue there is.
+            data = {"message": _plain_text(response)}
         self._raise(response.status_code, data, what, submit, request_id)
 
     def _unknown_hint(self) -> str:
+        if self._unknown is not None:
+            return self._unknown
         return (
             f"see whether the stack is running a job (`prewarm scale -p {self.alias}` shows its"
             " instances); resend with `prewarm submit --resume JOB --force` only if it is not"
@@ -184,12 +218,9 @@ class Transport:
         kw: dict[str, Any] = {"provider": self.alias, "request_id": request_id}
         if status == 403:
             if message == "Missing Authentication Token":
-                raise ConfigError(
+                raise NoSuchRoute(
                     f"{text}: API Gateway has no such route at {self.endpoint}",
-                    hint=(
-                        "check that endpoint ends with the stage (e.g. /prod) and that the stack"
-                        " is the 2024 prewarm API (POST /prewarm, GET /summary, /instances)"
-                    ),
+                    hint=self._route_hint,
                     **kw,
                 )
             if message in ("", "Forbidden"):
@@ -231,16 +262,14 @@ class Transport:
 
     def _crash_hint(self, what: str) -> str:
         if what == "POST /prewarm":
-            # prewarm always sends every field the server reads, so a crash here is rarely
-            # the "missing field" of the docs' examples.
-            return (
-                "the server crashes on a missing or malformed field (url_list, cf_domain,"
-                " timeout, instance_count, header), an unknown region/country key, or when the"
-                " Auto Scaling group refuses instance_count; prewarm sends every field, so check"
-                " instance_count against the account's EC2 limits, and the stack's Lambda logs."
-                " Not retried: `prewarm submit --resume JOB` sends the URLs again"
-            )
+            return self._submit_crash_hint
         return "see the stack's Lambda logs in CloudWatch"
+
+
+def _plain_text(response: httpx.Response, limit: int = 300) -> str:
+    """The first line of a non-JSON body, shortened: enough to tell what went wrong."""
+    text = " ".join(response.text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:
