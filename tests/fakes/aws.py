@@ -28,7 +28,6 @@ import hashlib
 import hmac
 import json
 import re
-import sys
 import threading
 import time
 import uuid
@@ -36,9 +35,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html import escape
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
+
+from fakes.base import LoopbackServer, QuietServer
 
 __all__ = ["FAULT_KINDS", "FakeDistribution", "FakeJob", "FakePrewarmApi"]
 
@@ -160,7 +161,9 @@ class _Reply:
     drop: bool = False
 
 
-class FakePrewarmApi:
+class FakePrewarmApi(LoopbackServer):
+    thread_name = "fake-aws-prewarm"
+
     """The fake stack; use as a context manager or call start() / stop()."""
 
     def __init__(
@@ -212,44 +215,11 @@ class FakePrewarmApi:
         self._last_purge: float | None = None
         self.cf_requests: list[dict[str, Any]] = []
         self.csv_requests: list[int] = []  # status codes of the report downloads
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle ---
+    # --- lifecycle (LoopbackServer: start, stop, port, url = the root boto3 points at) ---
 
-    def start(self) -> FakePrewarmApi:
-        if self._server is None:
-            self._server = _Server(self)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.01},
-                name="fake-aws-prewarm",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakePrewarmApi:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The server's root (where boto3's CloudFront endpoint points)."""
-        if self._server is None:
-            raise RuntimeError("FakePrewarmApi is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    def make_server(self) -> _Server:
+        return _Server(self)
 
     @property
     def endpoint(self) -> str:
@@ -783,18 +753,10 @@ def _cf_error(code: str, message: str) -> str:
     )
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
+class _Server(QuietServer):
     def __init__(self, api: FakePrewarmApi) -> None:
         self.api = api
         super().__init__(("127.0.0.1", 0), _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            return
-        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -33,17 +33,17 @@ invalidator: that URL and the ones after it are never enqueued, and the job neve
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fakes.aws import _COUNTRIES, _REGIONS, FakeDistribution
+from fakes.base import QuietServer
 
 __all__ = ["FAULT_KINDS", "FakeV1Job", "FakeV1Stack"]
 
@@ -482,19 +482,11 @@ def _error(message: str) -> _Reply:
     return _Reply(400, {"message": message})
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
+class _Server(QuietServer):
     def __init__(self, stack: FakeV1Stack, api: str) -> None:
         self.stack = stack
         self.api = api
         super().__init__(("127.0.0.1", 0), _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            return
-        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
