@@ -226,28 +226,33 @@ def cli() -> None:
     """
 
 
-# --------------------------------------------------------------------------- submit
-
-
-@lazy_command("submit", "Send URLs to the CDNs' prefetch APIs.")
-def _submit_command() -> click.Command:
-    @click.command(context_settings=CONTEXT_SETTINGS)
-    @click.argument("urls", nargs=-1)
-    @click.option(
+def url_inputs(f: Callable[..., Any]) -> Callable[..., Any]:
+    """URL arguments, -i FILE and --sitemap: the same input for submit and verify."""
+    f = click.option(
+        "--sitemap",
+        "sitemaps",
+        multiple=True,
+        metavar="URL|FILE",
+        help="Read URLs from a sitemap or sitemap index (gzip ok). Repeatable.",
+    )(f)
+    f = click.option(
         "-i",
         "--input",
         "files",
         multiple=True,
         metavar="FILE",
         help="Read URLs from FILE, one per line (- for stdin). Repeatable.",
-    )
-    @click.option(
-        "--sitemap",
-        "sitemaps",
-        multiple=True,
-        metavar="URL|FILE",
-        help="Read URLs from a sitemap or sitemap index (gzip ok). Repeatable.",
-    )
+    )(f)
+    return click.argument("urls", nargs=-1)(f)
+
+
+# --------------------------------------------------------------------------- submit
+
+
+@lazy_command("submit", "Send URLs to the CDNs' prefetch APIs.")
+def _submit_command() -> click.Command:
+    @click.command(context_settings=CONTEXT_SETTINGS)
+    @url_inputs
     @click.option(
         "-p",
         "--provider",
@@ -631,22 +636,7 @@ def _cancel_command() -> click.Command:
 @lazy_command("verify", "Check the CDNs' cache headers: is each URL warm where you stand?")
 def _verify_command() -> click.Command:
     @click.command(context_settings=CONTEXT_SETTINGS)
-    @click.argument("urls", nargs=-1)
-    @click.option(
-        "-i",
-        "--input",
-        "files",
-        multiple=True,
-        metavar="FILE",
-        help="Read URLs from FILE, one per line (- for stdin). Repeatable.",
-    )
-    @click.option(
-        "--sitemap",
-        "sitemaps",
-        multiple=True,
-        metavar="URL|FILE",
-        help="Read URLs from a sitemap or sitemap index (gzip ok). Repeatable.",
-    )
+    @url_inputs
     @click.option(
         "--get",
         "use_get",
