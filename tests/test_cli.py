@@ -18,7 +18,17 @@ from fakes.generic import FakeCdn
 
 from prewarm_cli.errors import EXIT_PRIORITY, ExitCode, worst_exit
 
-HEAVY = ("rich", "httpx", "pyrate_limiter", "stamina", "sqlite3", "qiniu", "tencentcloud", "boto3")
+HEAVY = (
+    "rich",
+    "httpx",
+    "pyrate_limiter",
+    "stamina",
+    "sqlite3",
+    "qiniu",
+    "tencentcloud",
+    "boto3",
+    "prewarm_cli.commands",  # the command definitions are not even compiled for --help
+)
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["-V"]])
