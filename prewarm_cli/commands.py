@@ -289,24 +289,10 @@ def make_jobs() -> click.Command:
     @global_options
     def jobs(limit: int, state: str | None) -> None:
         """List recent local jobs, newest first."""
+        from prewarm_cli import engine
+
         with workspace() as ws:
-            rows = []
-            for job in ws.journal.jobs(limit, state):
-                counts = ws.journal.counts(job.id)
-                total = sum(c.total for c in counts.values())
-                rows.append(
-                    {
-                        "job_id": job.id,
-                        "state": job.state,
-                        "created_at": job.created_at,
-                        "providers": list(job.providers),
-                        "urls": job.urls,
-                        "total": total,
-                        "accepted": sum(c["accepted"] for c in counts.values()),
-                        "rejected": sum(c["rejected"] for c in counts.values()),
-                        "deferred": sum(c["deferred"] + c["unsent"] for c in counts.values()),
-                    }
-                )
+            rows = engine.recent_jobs(ws, limit, state)
             ws.out.emit(
                 rows,
                 table=lambda d: ws.out.table(

@@ -1254,6 +1254,29 @@ def download_report(ws: Workspace, result: Mapping[str, Any], path: str) -> None
 # --------------------------------------------------------------------------- misc commands
 
 
+def recent_jobs(ws: Workspace, limit: int, state: str | None) -> list[dict[str, Any]]:
+    """`prewarm jobs`: the newest local jobs with their target counts."""
+    rows = []
+    for job in ws.journal.jobs(limit, state):
+        total = jr.Counts()
+        for counts in ws.journal.counts(job.id).values():
+            total.add(counts)
+        rows.append(
+            {
+                "job_id": job.id,
+                "state": job.state,
+                "created_at": job.created_at,
+                "providers": list(job.providers),
+                "urls": job.urls,
+                "total": total.total,
+                "accepted": total[jr.ACCEPTED],
+                "rejected": total[jr.REJECTED],
+                "deferred": total[jr.DEFERRED] + total[jr.UNSENT],
+            }
+        )
+    return rows
+
+
 def quota(ws: Workspace, aliases: Sequence[str]) -> list[dict[str, Any]]:
     rows = []
     for alias in aliases:
