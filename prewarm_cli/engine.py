@@ -202,10 +202,13 @@ class Runner:
 
     def call(self, fn: Callable[..., T], *args: Any, urls: int = 0) -> T:
         """One vendor call, paced and retried while the vendor clearly did not accept it."""
+
+        def attempt() -> T:
+            with self.provider.engine_call():
+                return fn(*args)
+
         try:
-            return call_with_retries(
-                self.policy, lambda: fn(*args), lambda: self.pacer.acquire(urls)
-            )
+            return call_with_retries(self.policy, attempt, lambda: self.pacer.acquire(urls))
         except PrewarmError as exc:
             if exc.provider is None:
                 exc.provider = self.alias

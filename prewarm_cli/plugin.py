@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -324,6 +326,7 @@ class Provider:
         self.settings = dict(settings)
         self._pace: Callable[[int], None] | None = None
         self._warn: Callable[[str], None] | None = None
+        self._paid = threading.local()  # the engine paid for this call's first request
 
     def attach_pacer(self, pace: Callable[[int], None]) -> None:
         """The engine hands over its rate limiter (shared across processes and runs)."""
@@ -344,13 +347,26 @@ class Provider:
             print(f"warning: {text}", file=sys.stderr)
 
     def pace(self, urls: int = 0) -> None:
-        """Waits for the rate limits before each further request inside one call.
+        """Waits for the rate limits: call it before every request the provider sends.
 
-        The engine paces every call it makes; a method that sends more than one
-        request (the next page, a follow-up lookup) calls this before each extra one.
+        The engine waits before each call it makes, so the first pace() inside such a
+        call returns at once; every further request of that call (the next page, a
+        follow-up lookup) waits its turn. Outside engine calls it paces every request.
         """
+        if getattr(self._paid, "value", False):
+            self._paid.value = False
+            return
         if self._pace is not None:
             self._pace(urls)
+
+    @contextmanager
+    def engine_call(self) -> Iterator[None]:
+        """The engine has paced the first request of what runs inside."""
+        self._paid.value = True
+        try:
+            yield
+        finally:
+            self._paid.value = False
 
     # --- declared facts, per configured instance ---
 

@@ -594,17 +594,20 @@ def test_every_request_after_a_calls_first_is_paced(fake: FakePrewarmApi) -> Non
     p = AwsProvider("cf", settings(endpoint=fake.endpoint, api_key=fake.api_key))
     paced: list[int] = []
     p.attach_pacer(paced.append)  # the engine paces the call itself, i.e. its first request
-    first = p.submit_batch(["https://h.example.com/a.js"], SubmitOptions()).task_id
+    with p.engine_call():
+        first = p.submit_batch(["https://h.example.com/a.js"], SubmitOptions()).task_id
     assert len(paced) == 1  # a resumed run: GET /instances, then the POST waits its turn
     assert [q["route"] for q in fake.requests] == ["instances", "prewarm"]
-    second = p.submit_batch(["https://h.example.com/b.js"], SubmitOptions(force=True)).task_id
+    with p.engine_call():
+        second = p.submit_batch(["https://h.example.com/b.js"], SubmitOptions(force=True)).task_id
     assert len(paced) == 1  # one request in that call
     assert first and second
     for task in (first, second):
         while fake.job_status(task) != "FINISHED":
             time.sleep(0.02)
     paced.clear()
-    statuses = p.fetch_status([first, second])  # 4 requests: progress + summary, twice
+    with p.engine_call():
+        statuses = p.fetch_status([first, second])  # 4 requests: progress + summary, twice
     assert [s.state for s in statuses] == [State.SUCCEEDED, State.SUCCEEDED]
     assert len(paced) == 3
     p.close()

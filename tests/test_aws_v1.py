@@ -495,10 +495,13 @@ def test_every_status_request_after_a_calls_first_is_paced(stack: FakeV1Stack) -
     p = AwsProvider("cf", v1_settings(stack))
     paced: list[int] = []
     p.attach_pacer(paced.append)
-    first = p.submit_batch(urls(1), SubmitOptions()).task_id
-    second = p.submit_batch(urls(1, "https://static.example.com/g"), SubmitOptions()).task_id
+    with p.engine_call():
+        first = p.submit_batch(urls(1), SubmitOptions()).task_id
+    with p.engine_call():
+        second = p.submit_batch(urls(1, "https://static.example.com/g"), SubmitOptions()).task_id
     assert first and second and paced == []  # one request per call: the engine paced it
-    statuses = p.fetch_status([first, second])
+    with p.engine_call():
+        statuses = p.fetch_status([first, second])
     assert [s.task_id for s in statuses] == [first, second] and len(paced) == 1
     p.close()
 

@@ -745,8 +745,13 @@ def test_extra_requests_wait_for_the_engines_limiter(
     p = provider(fake)
     paced: list[int] = []
     p.attach_pacer(paced.append)
-    statuses = p.fetch_status([first, second])
+    with p.engine_call():  # as the engine calls it: it paced the first request already
+        statuses = p.fetch_status([first, second])
     assert [s.total for s in statuses] == [5, 1]
     # the engine paced the call (its first request); the 3 others wait here
     assert len(fake.calls(PREFETCH_LIST)) == 4 and paced == [0, 0, 0]
+    # outside an engine call (e.g. config check) every request waits its turn
+    paced.clear()
+    p.fetch_status([second])
+    assert paced == [0]
     p.close()

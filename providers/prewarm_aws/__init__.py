@@ -175,7 +175,6 @@ class AwsProvider(Provider):
                     " found from the URLs' host",
                 )
             self.cf_domain = domain
-        self._calls = threading.local()  # requests sent by the engine's current call
         self._index: DistributionIndex | None = None
         self._lock = threading.Lock()
         self._warned: set[str] = set()
@@ -213,7 +212,7 @@ class AwsProvider(Provider):
             ca_bundle=s.get("ca_bundle"),
             key_hint=key_hint(alias, "the stack's output prewarm_api_key_output is the key id"),
         )
-        self._transport.before_request = self._before_request
+        self._transport.before_request = self.pace  # every request waits its turn
         self._api = V2Api(self._transport)
         self._job_sent: str | None = None  # the req_id of the job this process created
         self._busy_checked = False
@@ -229,19 +228,8 @@ class AwsProvider(Provider):
 
     # --- submit ---
 
-    def _new_call(self) -> None:
-        self._calls.sent = 0
-
-    def _before_request(self) -> None:
-        """The engine paced this call's first request; every further one waits its turn."""
-        sent = getattr(self._calls, "sent", 0)
-        if sent:
-            self.pace()
-        self._calls.sent = sent + 1
-
     def submit_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
         with self._lock:
-            self._new_call()
             return self._submit(urls, options)
 
     def _submit(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
@@ -437,7 +425,6 @@ class AwsProvider(Provider):
     # --- status and report ---
 
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
-        self._new_call()
         statuses = []
         for task_id in task_ids:
             progress = self._api.progress(task_id)
@@ -457,7 +444,6 @@ class AwsProvider(Provider):
         return statuses
 
     def report(self, task_ids: Sequence[str]) -> Report:
-        self._new_call()
         failures: list[Failure] = []
         links: dict[str, str] = {}
         notes: dict[str, str] = {}
@@ -530,7 +516,6 @@ class AwsProvider(Provider):
 
     def busy(self) -> str | None:
         """A job is probably running when the stack's Auto Scaling group has instances."""
-        self._new_call()
         return self._busy()
 
     def _busy(self) -> str | None:
@@ -544,7 +529,6 @@ class AwsProvider(Provider):
         return None
 
     def scale(self, count: int | None) -> dict[str, Any]:
-        self._new_call()
         if count is None:
             capacity = self._api.desired_capacity()
             result: dict[str, Any] = {"desired_capacity": capacity}
@@ -568,7 +552,6 @@ class AwsProvider(Provider):
         return result
 
     def cancel(self, task_ids: Sequence[str]) -> dict[str, Any]:
-        self._new_call()
         stopped: list[dict[str, Any]] = []
         refused: dict[str, str] = {}
         for task_id in task_ids:
@@ -598,7 +581,6 @@ class AwsProvider(Provider):
         return result
 
     def check(self) -> list[str]:
-        self._new_call()
         notes = [f"target: {self.target.describe()}"]
         if self.target.note:
             notes.append(self.target.note)

@@ -128,7 +128,7 @@ class FirstGenerationProvider(AwsProvider):
             for url in (self.endpoint, self.status_endpoint)
         ]
         for transport in transports:
-            transport.before_request = self._before_request
+            transport.before_request = self.pace
         self._submit_transport, self._status_transport = transports
         self._v1 = V1Api(self._submit_transport, self._status_transport)
 
@@ -248,7 +248,6 @@ class FirstGenerationProvider(AwsProvider):
     # --- status and report ---
 
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
-        self._new_call()
         return [derive_status(self._v1.status(task_id)) for task_id in task_ids]
 
     def report(self, task_ids: Sequence[str]) -> Report:
@@ -281,7 +280,6 @@ class FirstGenerationProvider(AwsProvider):
         return {}
 
     def check(self) -> list[str]:
-        self._new_call()
         notes = [
             "api_version 1: a first-generation stack (POST /prewarm at endpoint, GET /status"
             " at status_endpoint)",

@@ -402,7 +402,6 @@ class EdgeOneProvider(Provider):
         with self._lock:
             if self._api_obj is None:
                 s = self.settings
-                rate = float(s.get("rate") or VENDOR_REQUESTS_PER_SECOND)
                 token = s.get("token") or os.environ.get(TOKEN_ENV) or None
                 self._api_obj = TeoApi(
                     secret_id=str(s.get("secret_id") or ""),
@@ -411,7 +410,7 @@ class EdgeOneProvider(Provider):
                     endpoint=self.endpoint,
                     timeout=float(s.get("timeout") or 30.0),
                     ca_bundle=str(s["ca_bundle"]) if s.get("ca_bundle") else None,
-                    per_second=rate,
+                    pace=self.pace,
                 )
             return self._api_obj
 

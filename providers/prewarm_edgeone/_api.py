@@ -8,13 +8,12 @@ and every call's reply envelope is checked by our own code: the SDK raises on a
 
 from __future__ import annotations
 
-import collections
 import ipaddress
 import json
 import os
 import threading
-import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,7 +28,6 @@ SDK_MISSING = "the edgeone provider needs the Tencent Cloud SDK: pip install 'pr
 VENDOR_REQUESTS_PER_SECOND = 20.0
 # Our windows are this much longer than the vendor's one second, so that a request delayed
 # on its way never lands in the previous window at the vendor.
-_WINDOW_MARGIN = 0.0  # the engine's limiter, which paces every call first, keeps the margin
 
 
 @dataclass(frozen=True)
@@ -92,33 +90,6 @@ class ApiError(Exception):
         self.reached = reached  # False only when the request provably never left
 
 
-class ActionLimiter:
-    """At most ``per_second`` calls of each action per (slightly widened) second.
-
-    The engine paces each of its calls; some provider methods make several requests per
-    call (paged listings, one listing per task), which this keeps under the vendor's limit.
-    """
-
-    def __init__(self, per_second: float) -> None:
-        self.count = max(1, int(per_second))
-        self.window = self.count / per_second + _WINDOW_MARGIN
-        self._sent: dict[str, collections.deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def acquire(self, action: str) -> None:
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                sent = self._sent.setdefault(action, collections.deque())
-                while sent and sent[0] <= now - self.window:
-                    sent.popleft()
-                if len(sent) < self.count:
-                    sent.append(now)
-                    return
-                wait = sent[0] + self.window - now
-            time.sleep(max(wait, 0.001))
-
-
 class TeoApi:
     """The teo 2022-09-01 API through the official SDK: signed, paced, envelope-checked."""
 
@@ -131,7 +102,7 @@ class TeoApi:
         endpoint: Endpoint,
         timeout: float,
         ca_bundle: str | None,
-        per_second: float,
+        pace: Callable[[int], None],
     ) -> None:
         self._secret_id = secret_id
         self._secret_key = secret_key
@@ -139,7 +110,7 @@ class TeoApi:
         self.endpoint = endpoint
         self._timeout = timeout
         self._ca_bundle = ca_bundle
-        self._limiter = ActionLimiter(per_second)
+        self._pace = pace  # the provider's pace(): the engine's limiter, for every request
         self._local = threading.local()
         self._clients: list[Any] = []
         self._lock = threading.Lock()
@@ -218,7 +189,7 @@ class TeoApi:
         self.prepare()
         client = self._client()
         params = request._serialize()
-        self._limiter.acquire(action)
+        self._pace(0)
         try:
             body = client.call(action, params)
         except self._sdk_exception as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
@@ -114,8 +115,10 @@ class QiniuClient:
         *,
         timeout: float,
         ca_bundle: str | None,
+        pace: Callable[[int], None],
     ) -> None:
         self.alias = alias
+        self._pace = pace  # the provider's pace(): every request waits its turn
         self.endpoint = endpoint
         self._access_key = access_key
         self._secret_key = secret_key
@@ -161,15 +164,17 @@ class QiniuClient:
                 self._http.close()
                 self._http = None
 
-    def post(self, path: str, body: dict[str, Any], *, submit: bool) -> Reply:
-        """One signed POST; transport failures become typed errors, vendor errors a Reply.
+    def post(self, path: str, body: dict[str, Any], *, submit: bool, urls: int = 0) -> Reply:
+        """One signed, paced POST; transport failures become typed errors, vendor errors a Reply.
 
         ``submit`` says the request changes state: then an answer lost after sending is an
-        UnknownOutcome (the vendor may have acted on it), not a retry.
+        UnknownOutcome (the vendor may have acted on it), not a retry. ``urls`` is what the
+        request counts against the URLs-per-second limit.
         """
         import httpx
 
         self.open()
+        self._pace(urls)
         assert self._http is not None
         url = self.endpoint + path
         headers = {

@@ -114,6 +114,7 @@ class QiniuProvider(Provider):
             str(self.settings.get("secret_key") or ""),
             timeout=float(self.settings.get("timeout") or 30.0),
             ca_bundle=self.settings.get("ca_bundle") or None,
+            pace=self.pace,
         )
         self._store: QuotaStore | None = None
         # The clock is an attribute so that tests can move time without sleeping.
@@ -136,7 +137,9 @@ class QiniuProvider(Provider):
 
     def submit_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
         # Qiniu's prefetch takes no request headers: -H is not sent (see docs/providers/qiniu.md).
-        reply = self._client.post(PREFETCH, self._body({"urls": list(urls)}), submit=True)
+        reply = self._client.post(
+            PREFETCH, self._body({"urls": list(urls)}), submit=True, urls=len(urls)
+        )
         quota = self._remember(reply, "prefetch", "quotaDay", "surplusDay")
         if reply.ok:
             return self._accepted(reply, urls, quota)
@@ -257,7 +260,7 @@ class QiniuProvider(Provider):
 
         items: list[dict[str, Any]] = []
         for chunk in _chunks(list(dict.fromkeys(urls)), MAX_BATCH):
-            items.extend(self._list_all(PREFETCH_LIST, {"urls": chunk}, since, paced=not items))
+            items.extend(self._list_all(PREFETCH_LIST, {"urls": chunk}, since))
         found = _latest_per_url(items, urls, counts)
         return {u: found[u] for u in urls if u in found}
 
@@ -266,7 +269,7 @@ class QiniuProvider(Provider):
         items: list[dict[str, Any]] = []
         for chunk in _chunks(list(dict.fromkeys(urls)), MAX_BATCH):
             query = {"urls": chunk, "state": "processing"}
-            items.extend(self._list_all(path, query, None, paced=False))
+            items.extend(self._list_all(path, query, None))
         return _latest_per_url(items, urls, lambda item, _: item.get("state") == "processing")
 
     # --- status ---
@@ -275,8 +278,8 @@ class QiniuProvider(Provider):
         statuses: list[TaskStatus] = []
         expired: list[tuple[str, datetime]] = []
         details = self._status_details("prefetch")
-        for n, task_id in enumerate(task_ids):
-            items = self._task_items(PREFETCH_LIST, task_id, paced=n == 0)
+        for task_id in task_ids:
+            items = self._task_items(PREFETCH_LIST, task_id)
             made = request_id_time(task_id)
             if not items and made is not None and made < window_start(self.now()):
                 expired.append((task_id, made))
@@ -296,31 +299,26 @@ class QiniuProvider(Provider):
     def fetch_invalidation_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
         details = self._status_details("refresh")
         return [
-            _task_status(task_id, self._task_items(REFRESH_LIST, task_id, paced=n == 0), details)
-            for n, task_id in enumerate(task_ids)
+            _task_status(task_id, self._task_items(REFRESH_LIST, task_id), details)
+            for task_id in task_ids
         ]
 
-    def _task_items(self, path: str, request_id: str, *, paced: bool) -> list[dict[str, Any]]:
+    def _task_items(self, path: str, request_id: str) -> list[dict[str, Any]]:
         """Every list item of one request, all pages, searched since the id's own day."""
         query = {"requestId": request_id}
         try:
-            return self._list_all(path, query, request_id_time(request_id), paced=paced)
+            return self._list_all(path, query, request_id_time(request_id))
         except NotFoundError as exc:
             exc.message = f"Qiniu does not know the request id {request_id!r} ({exc.message})"
             raise
 
     def _list_all(
-        self, path: str, query: Mapping[str, Any], since: datetime | None, *, paced: bool
+        self, path: str, query: Mapping[str, Any], since: datetime | None
     ) -> list[dict[str, Any]]:
-        """Pages through a list call (``pageNo`` from 0) until ``total`` items are read.
-
-        ``paced`` says the engine paced the first request; every other one waits here.
-        """
+        """Pages through a list call (``pageNo`` from 0) until ``total`` items are read."""
         start, end = query_window(self.now(), since)
         items: list[dict[str, Any]] = []
         for page in range(MAX_PAGES):
-            if page or not paced:
-                self.pace()
             body = self._body(
                 {**query, "pageNo": page, "pageSize": PAGE_SIZE, "startTime": start, "endTime": end}
             )
@@ -348,7 +346,9 @@ class QiniuProvider(Provider):
     def invalidate_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
         """Refreshes (purges) the URLs: one ``/v2/tune/refresh`` request."""
         # a refresh is safe to repeat (one still in flight gets 400037): retried, not looked up
-        reply = self._client.post(REFRESH, self._body({"urls": list(urls)}), submit=False)
+        reply = self._client.post(
+            REFRESH, self._body({"urls": list(urls)}), submit=False, urls=len(urls)
+        )
         self._remember(reply, "refresh", "urlQuotaDay", "urlSurplusDay")
         if reply.ok:
             request_id = reply.data.get("requestId")
