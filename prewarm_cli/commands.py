@@ -345,9 +345,13 @@ def make_quota() -> click.Command:
             if providers:
                 aliases = [ws.alias(p) for p in providers]
             else:
-                aliases = [
-                    a for a in ws.config.aliases() if Capability.QUOTA in ws.runner(a).capabilities
-                ]
+                aliases = []
+                for alias in ws.config.aliases():
+                    try:
+                        if Capability.QUOTA in ws.runner(alias).capabilities:
+                            aliases.append(alias)
+                    except ConfigError as exc:  # e.g. its secret's variable is not set here
+                        ws.out.warn(f"skipping {alias}: {exc}")
                 if not aliases:
                     raise UsageError("no configured provider reports a quota; pass -p NAME")
             rows = engine.quota(ws, aliases)

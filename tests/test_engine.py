@@ -156,3 +156,21 @@ def test_one_job_at_a_time_refuses_a_second_job_while_the_first_runs(
     r = run_cli("submit", *urls(2, "https://static.example.com/fourth"))
     assert r.returncode in (0, 2)  # the forced job may still run; the first one no longer blocks
     assert f"job {first['job_id']}" not in r.stderr
+
+
+def test_quota_without_p_skips_aliases_that_cannot_be_configured_here(
+    run_cli, write_config, fake_cdn: FakeCdn, cli_env
+) -> None:
+    cli_env["FAKE_API_KEY"] = fake_cdn.api_key
+    fake_cdn.daily_quota = 50
+    write_config(
+        f'[providers.good]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n'
+        '[providers.other]\ntype = "fake"\nendpoint = "https://x.example"\n'
+        'api_key = "env:UNSET_SECRET_VAR"\n'
+    )
+    r = run_cli("quota", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert [q["provider"] for q in json.loads(r.stdout)] == ["good"]
+    assert "skipping other" in r.stderr and "UNSET_SECRET_VAR" in r.stderr
+    r = run_cli("quota", "-p", "other")
+    assert r.returncode == 3
