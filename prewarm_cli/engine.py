@@ -244,6 +244,12 @@ class Router:
         ]
         self.default = ws.config.default_provider() if not selected else None
         self._by_host: dict[str, list[str] | None] = {}
+        if not (self.selected or self.routes or self.default):
+            raise UsageError(
+                "no provider selected and none configured as the default",
+                hint="pass -p NAME, or set one up with `prewarm config init`"
+                " (`prewarm providers` lists the types)",
+            )
 
     def __call__(self, url: str) -> list[str] | None:
         if self.selected:

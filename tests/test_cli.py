@@ -83,6 +83,13 @@ def test_table_is_default_only_on_a_terminal_and_messages_go_to_stderr(
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
+def test_no_provider_at_all_is_one_clear_usage_error(run_cli) -> None:
+    r = run_cli("submit", "https://static.example.com/a.js")
+    assert r.returncode == 2
+    assert "no provider selected" in r.stderr and "prewarm config init" in r.stderr
+    assert "--skip-invalid" not in r.stderr
+
+
 def test_usage_errors_exit_2(run_cli, fake_config) -> None:
     r = run_cli("submit", "--bogus")
     assert r.returncode == 2 and "No such option" in r.stderr
