@@ -83,7 +83,8 @@ def test_table_is_default_only_on_a_terminal_and_messages_go_to_stderr(
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
-def test_no_provider_at_all_is_one_clear_usage_error(run_cli) -> None:
+def test_no_provider_at_all_is_one_clear_usage_error(run_cli, cli_env) -> None:
+    del cli_env["PREWARM_CONFIG"]  # a fresh machine: no config file anywhere
     r = run_cli("submit", "https://static.example.com/a.js")
     assert r.returncode == 2
     assert "no provider selected" in r.stderr and "prewarm config init" in r.stderr
