@@ -295,29 +295,17 @@ def make_jobs() -> click.Command:
             rows = engine.recent_jobs(ws, limit, state)
             ws.out.emit(
                 rows,
-                table=lambda d: ws.out.table(
-                    (
-                        "job",
-                        "state",
-                        "created",
-                        "providers",
-                        "urls",
-                        "accepted",
-                        "rejected",
-                        "deferred",
-                    ),
+                table=lambda d: ws.out.records(
+                    d,
                     [
-                        (
-                            r["job_id"],
-                            r["state"],
-                            r["created_at"][:19],
-                            ",".join(r["providers"]),
-                            r["urls"],
-                            r["accepted"],
-                            r["rejected"],
-                            r["deferred"],
-                        )
-                        for r in d
+                        ("job", "job_id"),
+                        ("state", "state"),
+                        ("created", lambda r: r["created_at"][:19]),
+                        ("providers", lambda r: ",".join(r["providers"])),
+                        ("urls", "urls"),
+                        ("accepted", "accepted"),
+                        ("rejected", "rejected"),
+                        ("deferred", "deferred"),
                     ],
                 ),
             )
@@ -357,19 +345,16 @@ def make_quota() -> click.Command:
             rows = engine.quota(ws, aliases)
             ws.out.emit(
                 rows,
-                table=lambda d: ws.out.table(
-                    ("provider", "type", "daily", "remaining", "resets at", "batch", "source"),
+                table=lambda d: ws.out.records(
+                    d,
                     [
-                        (
-                            r["provider"],
-                            r["type"],
-                            r["daily"],
-                            r["remaining"],
-                            r["resets_at"],
-                            r["batch"],
-                            r["source"],
-                        )
-                        for r in d
+                        ("provider", "provider"),
+                        ("type", "type"),
+                        ("daily", "daily"),
+                        ("remaining", "remaining"),
+                        ("resets at", "resets_at"),
+                        ("batch", "batch"),
+                        ("source", "source"),
                     ],
                 ),
             )
@@ -548,17 +533,14 @@ def make_providers() -> click.Command:
                 rows.append(_provider_row(None, ptype, cls))
         out.emit(
             rows,
-            table=lambda d: out.table(
-                ("alias", "type", "source", "version", "capabilities"),
+            table=lambda d: out.records(
+                d,
                 [
-                    (
-                        r["provider"] or "-",
-                        r["type"],
-                        r["source"],
-                        r["version"],
-                        ", ".join(r["capabilities"]),
-                    )
-                    for r in d
+                    ("alias", lambda r: r["provider"] or "-"),
+                    ("type", "type"),
+                    ("source", "source"),
+                    ("version", "version"),
+                    ("capabilities", lambda r: ", ".join(r["capabilities"])),
                 ],
             ),
         )

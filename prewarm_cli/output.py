@@ -139,6 +139,20 @@ class Output:
             )
         self._out_console().print(tbl)
 
+    def records(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        columns: Sequence[tuple[str, str | Callable[[Mapping[str, Any]], Any]]],
+        *,
+        title: str | None = None,
+    ) -> None:
+        """A table of records: each column is (header, key, or a function of the record)."""
+        self.table(
+            [header for header, _ in columns],
+            [[pick(r) if callable(pick) else r[pick] for _, pick in columns] for r in records],
+            title=title,
+        )
+
     def kv(self, data: Mapping[str, Any], *, title: str | None = None) -> None:
         """A two-column table of keys and values (nested values as compact JSON)."""
         rows = []

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.aws import FakeDistribution, FakePrewarmApi
+from fakes.aws import FakeDistribution, FakePrewarmApi, config_toml
 
 SECRET_HEADER = "Authorization: Bearer s3cr3t-token-value"
 POPS = ["IAD89-P1", "NRT57-P3"]
@@ -66,12 +66,7 @@ def configure(
             "poll_interval": 0.1,
         }
         values.update(keys)
-        lines = [f"{k} = {json.dumps(v)}" for k, v in values.items() if v is not None]
-        body = "\n".join(lines)
-        return write_config(
-            '[defaults]\nprovider = "cf"\nretries = 3\nretry_timeout = 10\n\n'
-            f"[providers.cf]\n{body}\n"
-        )
+        return write_config(config_toml(values))
 
     return write
 

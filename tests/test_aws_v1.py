@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes.aws import FakeDistribution, FakePrewarmApi
+from fakes.aws import FakeDistribution, FakePrewarmApi, config_toml
 from fakes.aws_v1 import INVALIDATOR_FAILED, NOT_FOUND, STATUS_EXCEPTION, FakeV1Stack
 from prewarm_aws import AwsProvider
 from prewarm_aws.first_generation import FirstGenerationProvider
@@ -64,12 +64,7 @@ def configure(
             "poll_interval": 0.1,
         }
         values.update(keys)
-        lines = [f"{k} = {json.dumps(v)}" for k, v in values.items() if v is not None]
-        body = "\n".join(lines)
-        return write_config(
-            '[defaults]\nprovider = "cf"\nretries = 3\nretry_timeout = 10\n\n'
-            f"[providers.cf]\n{body}\n"
-        )
+        return write_config(config_toml(values))
 
     return write
 

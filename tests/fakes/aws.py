@@ -161,6 +161,14 @@ class _Reply:
     drop: bool = False
 
 
+def config_toml(values: dict[str, Any]) -> str:
+    """A config whose default provider is alias "cf" with these keys (None drops a key)."""
+    body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items() if v is not None)
+    return (
+        f'[defaults]\nprovider = "cf"\nretries = 3\nretry_timeout = 10\n\n[providers.cf]\n{body}\n'
+    )
+
+
 class FakePrewarmApi(LoopbackServer):
     thread_name = "fake-aws-prewarm"
 
