@@ -493,7 +493,7 @@ class SubmitRun:
         alias = runner.alias
         try:
             result = runner.call(runner.provider.submit_batch, urls, self.options, urls=len(urls))
-        except (QuotaExhausted, RateLimited) as exc:
+        except (QuotaExhausted, RateLimited, StackBusy) as exc:
             self.journal.release_batch(self.job_id, batch, jr.UNSENT)
             deferred = self.journal.defer_unsent(self.job_id, alias, str(exc))
             self.progress.advance(deferred)

@@ -192,7 +192,11 @@ class BatchTooLarge(ProviderError):
 
 
 class StackBusy(ProviderError):
-    """The provider can run only one job at a time and one is in progress."""
+    """The provider can run only one job at a time and one is in progress.
+
+    Before a job starts it refuses the job; raised by ``submit_batch`` during a job it
+    defers what is not sent yet (``--resume`` sends it once the stack is idle).
+    """
 
     exit_code = ExitCode.USAGE
     code = "busy"

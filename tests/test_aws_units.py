@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from fakes.aws import FakeDistribution, FakePrewarmApi
-from prewarm_aws import AwsProvider, StackBusyDeferred
+from prewarm_aws import AwsProvider
 from prewarm_aws.distributions import DistributionIndex
 from prewarm_aws.tables import COUNTRY_POPS, REGION_POPS, resolve_target
 from prewarm_aws.transport import NoSuchRoute, Transport, check_endpoint
@@ -33,6 +33,7 @@ from prewarm_cli.errors import (
     QuotaExhausted,
     RateLimited,
     RetryableError,
+    StackBusy,
     UnknownOutcome,
     UsageError,
 )
@@ -362,7 +363,7 @@ def test_no_second_job_after_an_unknown_outcome(fake: FakePrewarmApi) -> None:
     fake.fail_next("504")
     with pytest.raises(UnknownOutcome):
         p.submit_batch(["https://h.example.com/a.js"], SubmitOptions())
-    with pytest.raises(StackBusyDeferred):  # the stack may be running it: wait, do not stack
+    with pytest.raises(StackBusy):  # the stack may be running it: wait, do not stack
         p.submit_batch(["https://h.example.com/b.js"], SubmitOptions())
     assert len(fake.jobs) == 1
     p.close()
@@ -371,7 +372,7 @@ def test_no_second_job_after_an_unknown_outcome(fake: FakePrewarmApi) -> None:
 def test_a_resumed_run_checks_the_stack_itself(fake: FakePrewarmApi) -> None:
     fake.capacity = 2  # someone else's job
     p = AwsProvider("cf", settings(endpoint=fake.endpoint, api_key=fake.api_key))
-    with pytest.raises(StackBusyDeferred) as info:
+    with pytest.raises(StackBusy) as info:
         p.submit_batch(["https://h.example.com/a.js"], SubmitOptions())
     assert "2 instance(s)" in info.value.message
     result = p.submit_batch(["https://h.example.com/a.js"], SubmitOptions(force=True))

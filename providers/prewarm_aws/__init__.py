@@ -36,7 +36,7 @@ from prewarm_cli.errors import (
     ConfigError,
     InvalidRequest,
     ProviderError,
-    QuotaExhausted,
+    StackBusy,
     UnknownOutcome,
     UsageError,
 )
@@ -52,7 +52,7 @@ from prewarm_cli.plugin import (
     TaskStatus,
 )
 
-__all__ = ["AwsProvider", "StackBusyDeferred", "api_version", "key_hint"]
+__all__ = ["AwsProvider", "api_version", "key_hint"]
 
 
 MAX_CAPACITY = 300  # set_asg_capacity refuses more
@@ -61,12 +61,6 @@ MIN_TIMEOUT_MINUTES = 2  # the timeout rule fires at minute granularity, up to 5
 REPORT_RETRY_DELAYS = (0.5, 1.0, 2.0)
 HEAD_FAILED = "failed the prewarm API's HEAD check through the distribution: not warmed anywhere"
 POP_FAILED = "PoP did not resolve (<distribution>.<PoP>.cloudfront.net): nothing warmed there"
-
-
-class StackBusyDeferred(QuotaExhausted):
-    """The stack runs a job: what is left waits for it (deferred, sent by --resume)."""
-
-    code = "busy"
 
 
 class AwsProvider(Provider):
@@ -235,7 +229,7 @@ class AwsProvider(Provider):
     def _submit(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
         if not options.force:
             if self._job_sent is not None:
-                raise StackBusyDeferred(
+                raise StackBusy(
                     f"the stack runs one job at a time and job {self._job_sent} has just"
                     " started: the URLs that need another request (too many for one, or"
                     " another distribution) wait for it",
@@ -246,7 +240,7 @@ class AwsProvider(Provider):
             if not self._busy_checked:  # a --resume: the engine checks only new jobs
                 busy = self._busy()
                 if busy:
-                    raise StackBusyDeferred(
+                    raise StackBusy(
                         f"the stack runs one job at a time and is busy: {busy}",
                         hint="send the rest when it is idle: `prewarm submit --resume JOB`"
                         " (or --force)",
