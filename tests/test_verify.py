@@ -1,4 +1,4 @@
-"""Tests for cache-status probing (prewarm_cli/verify.py) against a fake CDN edge."""
+"""Tests for cache-status probing (prewarm_cli/verify/) against a fake CDN edge."""
 
 from __future__ import annotations
 
@@ -547,6 +547,24 @@ def test_resolve_pins_the_connection_and_keeps_host(edge: CacheServer) -> None:
     # A pin for another port does not apply.
     other = verify([url], VerifyOptions(resolve=(f"pinned.test:{port + 1}:127.0.0.1",), retries=0))
     assert other["results"][0]["error"]
+
+
+def test_pinned_client_is_the_helper_direct_warming_reuses(edge: CacheServer) -> None:
+    """pinned_client + classify, as the direct provider uses them: exact Accept-Encoding,
+    the raw body counted, Host kept while the connection goes to the pinned IP."""
+    from prewarm_cli.verify.classify import classify as classify_headers
+    from prewarm_cli.verify.probe import pinned_client
+
+    url = f"http://pinned.test:{edge.port}/cloudfront/hit"
+    with pinned_client([Pin("pinned.test", None, "127.0.0.1")], timeout=2) as client:
+        for encoding in ("gzip, deflate, br", "identity"):
+            with client.stream("GET", url, headers={"Accept-Encoding": encoding}) as response:
+                n_bytes = sum(len(chunk) for chunk in response.iter_raw())
+                verdict = classify_headers(response.headers, response.status_code)
+            assert response.status_code == 200 and verdict.cache == HIT
+            assert n_bytes == int(response.headers["content-length"])
+            assert edge.requests[-1]["headers"]["accept-encoding"] == encoding
+    assert {r["host"] for r in edge.requests} == {f"pinned.test:{edge.port}"}
 
 
 def _tls_files(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:

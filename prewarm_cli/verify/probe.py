@@ -1,0 +1,522 @@
+"""Pinned probing: request each URL, optionally through a chosen IP, and classify the answer.
+
+:func:`pinned_client` builds the httpx client both ``verify`` and the ``direct`` provider use:
+TLS verification always on (a CA bundle replaces the trust store, as curl's ``--cacert``),
+redirects not followed (a 3xx is the answer the CDN cached), and ``--resolve`` pins that
+connect to an IP while keeping Host and SNI, as curl's ``--resolve`` does.
+
+httpx is imported only when requests are really made, so that ``prewarm --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from prewarm_cli import __version__
+from prewarm_cli.errors import ExitCode, InputError, UsageError
+from prewarm_cli.verify.classify import CACHE_VALUES, HIT, UNKNOWN, classify, is_warm
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
+
+METHODS = ("HEAD", "GET")
+# What browsers send (minus zstd, which few CDNs cache separately yet): the variant users get.
+DEFAULT_ACCEPT_ENCODING = "gzip, deflate, br"
+DEFAULT_CONCURRENCY = 16
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_RETRIES = 2
+MAX_LISTED_INVALID = 50
+_RETRY_BACKOFF = 0.1  # seconds; doubled per attempt (connection errors only)
+
+
+class Pin(NamedTuple):
+    """A --resolve entry: connect to ``ip`` for ``host`` (on ``port``, or any port)."""
+
+    host: str
+    port: int | None
+    ip: str
+
+
+def parse_resolve(spec: str) -> Pin:
+    """HOST[:PORT]:IP as curl's --resolve takes it (IPv6 in brackets or bare); UsageError else."""
+    usage = f"--resolve {spec!r} is not HOST[:PORT]:IP (e.g. cdn.example.com:443:203.0.113.7)"
+    host, sep, rest = spec.strip().partition(":")
+    host = host.strip().lower().rstrip(".")
+    if not sep or not host or any(c in host for c in "/[]@ ") or not rest:
+        raise UsageError(usage)
+    port: int | None = None
+    # As in curl, a number followed by an address is a port; so an IPv6 address without a
+    # port goes in brackets: HOST:[2001:db8::1].
+    match = re.fullmatch(r"(\d{1,5}):(.+)", rest)
+    ip = _ip(match.group(2)) if match else None
+    if match and ip is not None:
+        port = int(match.group(1))
+        if not 1 <= port <= 65535:
+            raise UsageError(f"--resolve {spec!r}: port must be a number from 1 to 65535")
+    else:
+        ip = _ip(rest)
+    if ip is None:
+        raise UsageError(usage)
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise UsageError(usage) from exc
+    return Pin(host, port, ip)
+
+
+def _ip(text: str) -> str | None:
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """How to probe: method, headers, variants, pinning, concurrency, timeouts, TLS."""
+
+    method: str = "HEAD"
+    headers: tuple[tuple[str, str], ...] = ()
+    encodings: tuple[str, ...] = ()  # one request per URL per value; () = DEFAULT_ACCEPT_ENCODING
+    resolve: tuple[str, ...] = ()  # HOST[:PORT]:IP
+    concurrency: int = DEFAULT_CONCURRENCY
+    timeout: float = DEFAULT_TIMEOUT  # seconds, per connect / read / write
+    retries: int = DEFAULT_RETRIES  # extra attempts after a connection error, nothing else
+    ca_bundle: str | None = None
+    expect_hit: bool = False
+
+    def __post_init__(self) -> None:
+        method = self.method.upper()
+        if method not in METHODS:
+            raise UsageError(f"method must be HEAD or GET, not {self.method!r}")
+        object.__setattr__(self, "method", method)
+        if self.concurrency < 1:
+            raise UsageError("--concurrency must be at least 1")
+        if not self.timeout > 0:
+            raise UsageError("the timeout must be more than 0 seconds")
+        if self.retries < 0:
+            raise UsageError("retries cannot be negative")
+        encodings = tuple(dict.fromkeys(e.strip() for e in self.encodings))
+        if any(not e for e in encodings):
+            raise UsageError("--accept-encoding needs a value (e.g. gzip, br, identity)")
+        object.__setattr__(self, "encodings", encodings)
+        if encodings and any(n.lower() == "accept-encoding" for n, _ in self.headers):
+            raise UsageError(
+                "give the encodings with --accept-encoding, not -H 'Accept-Encoding: ...'"
+            )
+        self.pins()  # a bad --resolve is reported before anything is sent
+
+    def pins(self) -> tuple[Pin, ...]:
+        return tuple(parse_resolve(spec) for spec in self.resolve)
+
+    def variants(self) -> tuple[str | None, ...]:
+        """The Accept-Encoding values to send per URL; None: the -H value or the default."""
+        return self.encodings or (None,)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One request's outcome (DESIGN §5 verify results)."""
+
+    url: str
+    accept_encoding: str | None
+    status_code: int | None
+    cache: str
+    pop: str | None
+    age: int | None
+    bytes: int | None  # body bytes as sent on the wire (GET only)
+    elapsed_ms: int | None
+    headers: dict[str, str]
+    error: str | None
+    source: str | None = None
+    detail: str | None = None
+    http_version: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "status_code": self.status_code,
+            "cache": self.cache,
+            "pop": self.pop,
+            "age": self.age,
+            "bytes": self.bytes,
+            "elapsed_ms": self.elapsed_ms,
+            "accept_encoding": self.accept_encoding,
+            "headers": dict(self.headers),
+            "error": self.error,
+            "source": self.source,
+            "detail": self.detail,
+            "http_version": self.http_version,
+        }
+
+
+def planned_requests(n_urls: int, options: VerifyOptions) -> int:
+    """How many requests verify() makes for n_urls distinct URLs (the progress total)."""
+    return n_urls * len(options.variants())
+
+
+def verify(
+    urls: Iterable[str],
+    options: VerifyOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Requests every URL (once per encoding) and classifies it: ``{results, summary}``."""
+    options = options or VerifyOptions()
+    distinct = list(dict.fromkeys(urls))
+    work = [(url, enc) for url in distinct for enc in options.variants()]
+    probes = _run(work, options, progress)
+    results = [p.to_dict() for p in probes]
+    return {"results": results, "summary": summarize(results)}
+
+
+def verify_against_claims(
+    urls: Iterable[str],
+    claims: Mapping[str, str],
+    options: VerifyOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """verify(), with each vendor's claimed state beside what was observed.
+
+    Each result gets ``vendor`` (the normalized state the vendor reported for the URL, or
+    None) and ``mismatch``: the vendor says ``succeeded`` but the URL is not warm here.
+    The summary gets ``mismatches`` (counted per request, like ``total``).
+    """
+    result = verify(urls, options, progress)
+    for item in result["results"]:
+        claim = claims.get(item["url"])
+        item["vendor"] = claim
+        item["mismatch"] = claim == "succeeded" and not is_warm(item)
+    result["summary"]["mismatches"] = sum(1 for r in result["results"] if r["mismatch"])
+    return result
+
+
+def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Counts per cache value (they add up to total), errors, non-2xx, warm, hit_ratio."""
+    total = len(results)
+    counts = dict.fromkeys(CACHE_VALUES, 0)
+    for r in results:
+        counts[r["cache"]] = counts.get(r["cache"], 0) + 1
+    errors = sum(1 for r in results if r.get("error"))
+    non_2xx = sum(
+        1
+        for r in results
+        if isinstance(r.get("status_code"), int) and not 200 <= r["status_code"] < 300
+    )
+    # A cached 404 is a hit for the CDN, but not a warm copy of the URL: only 2xx hits count.
+    ok_hits = sum(1 for r in results if r["cache"] == HIT and is_warm(r))
+    return {
+        "total": total,
+        **counts,
+        "errors": errors,
+        "non_2xx": non_2xx,
+        "warm": sum(1 for r in results if is_warm(r)),
+        "hit_ratio": round(ok_hits / total, 4) if total else 0.0,
+    }
+
+
+def exit_code(result: Mapping[str, Any], expect_hit: bool = False) -> ExitCode:
+    """4 when a request failed, a vendor's "succeeded" was contradicted, or (expect_hit) a
+    URL is not warm; else 0."""
+    results = result["results"]
+    if any(r.get("error") for r in results) or result["summary"].get("mismatches"):
+        return ExitCode.INCOMPLETE
+    if expect_hit and not all(is_warm(r) for r in results):
+        return ExitCode.INCOMPLETE
+    return ExitCode.OK
+
+
+def read_urls(
+    args: Sequence[str], files: Sequence[str] = (), sitemaps: Sequence[str] = ()
+) -> list[str]:
+    """The distinct valid input URLs, in order; InputError listing the invalid ones."""
+    from prewarm_cli.urls import InvalidInput, check_inputs, iter_inputs, unique
+
+    valid: list[str] = []
+    invalid: list[InvalidInput] = []
+    n_invalid = 0
+    for item in check_inputs(iter_inputs(args, files, sitemaps)):
+        if isinstance(item, InvalidInput):
+            n_invalid += 1
+            if len(invalid) < MAX_LISTED_INVALID:
+                invalid.append(item)
+        else:
+            valid.append(item.url)
+    if n_invalid:
+        lines = [str(i) for i in invalid]
+        if n_invalid > len(invalid):
+            lines.append(f"... and {n_invalid - len(invalid)} more")
+        raise InputError(
+            f"{n_invalid} invalid input line(s); nothing was requested:\n  " + "\n  ".join(lines)
+        )
+    if not valid:
+        raise InputError(
+            "no URLs to verify", hint="pass URLs as arguments, with -i FILE (or - for stdin)"
+        )
+    return list(unique(valid))
+
+
+def _run(
+    work: Sequence[tuple[str, str | None]],
+    options: VerifyOptions,
+    progress: Callable[[int], None] | None,
+) -> list[ProbeResult]:
+    results: list[ProbeResult | None] = [None] * len(work)
+    if not work:
+        return []
+    client = pinned_client(
+        options.pins(),
+        timeout=options.timeout,
+        ca_bundle=options.ca_bundle,
+        max_connections=options.concurrency,
+        user_agent=f"prewarm-cli/{__version__} (verify)",
+    )
+    pool = ThreadPoolExecutor(
+        max_workers=min(options.concurrency, len(work)), thread_name_prefix="prewarm-verify"
+    )
+    pending: dict[Future[ProbeResult], int] = {}
+    queue = iter(enumerate(work))
+    window = options.concurrency * 2  # bounded: a million URLs do not become a million futures
+    try:
+        while True:
+            while len(pending) < window:
+                item = next(queue, None)
+                if item is None:
+                    break
+                index, (url, enc) = item
+                pending[pool.submit(_probe, client, url, enc, options)] = index
+            if not pending:
+                break
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                results[pending.pop(future)] = future.result()
+                if progress is not None:
+                    progress(1)
+    except BaseException:
+        # Ctrl-C: drop what has not started, and close the connections under the rest.
+        pool.shutdown(wait=False, cancel_futures=True)
+        client.close()
+        raise
+    pool.shutdown(wait=True)
+    client.close()
+    return [r for r in results if r is not None]
+
+
+def request_headers(options: VerifyOptions, encoding: str | None) -> dict[str, str]:
+    """The headers of one probe: -H values, and the Accept-Encoding of this variant."""
+    headers = {"Accept-Encoding": DEFAULT_ACCEPT_ENCODING}
+    for name, value in options.headers:
+        if name.lower() == "accept-encoding":
+            headers.pop("Accept-Encoding", None)
+        headers[name] = value
+    if encoding is not None:
+        headers["Accept-Encoding"] = encoding
+    return headers
+
+
+def _probe(
+    client: httpx.Client, url: str, encoding: str | None, options: VerifyOptions
+) -> ProbeResult:
+    import httpx
+
+    headers = request_headers(options, encoding)
+    sent_encoding = next((v for k, v in headers.items() if k.lower() == "accept-encoding"), None)
+    attempt = 0
+    while True:
+        started = time.monotonic()
+        response: httpx.Response | None = None
+        try:
+            with client.stream(options.method, url, headers=headers) as response:
+                size: int | None = None
+                error: str | None = None
+                if options.method == "GET":
+                    size = 0
+                    try:
+                        # Raw: counted as sent (compressed), never decoded nor kept.
+                        for chunk in response.iter_raw():
+                            size += len(chunk)
+                    except httpx.HTTPError as exc:
+                        error = (
+                            f"{describe_error(exc, options.timeout)} after {size} bytes of the body"
+                        )
+                elapsed = time.monotonic() - started
+                verdict = classify(response.headers, response.status_code)
+                return ProbeResult(
+                    url=url,
+                    accept_encoding=sent_encoding,
+                    status_code=response.status_code,
+                    cache=verdict.cache,
+                    pop=verdict.pop,
+                    age=verdict.age,
+                    bytes=size,
+                    elapsed_ms=round(elapsed * 1000),
+                    headers=verdict.headers,
+                    error=error,
+                    source=verdict.source,
+                    detail=verdict.detail,
+                    http_version=response.http_version,
+                )
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+            # Only a request that never got an answer is sent again: nothing reached the CDN
+            # (connect) or the connection died before any response (e.g. a stale keep-alive).
+            retryable = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) or (
+                isinstance(exc, httpx.RemoteProtocolError) and response is None
+            )
+            if retryable and attempt < options.retries:
+                time.sleep(_RETRY_BACKOFF * 2**attempt)
+                attempt += 1
+                continue
+            suffix = f" (after {attempt + 1} attempts)" if attempt else ""
+            return ProbeResult(
+                url=url,
+                accept_encoding=sent_encoding,
+                status_code=None,
+                cache=UNKNOWN,
+                pop=None,
+                age=None,
+                bytes=None,
+                elapsed_ms=round((time.monotonic() - started) * 1000),
+                headers={},
+                error=describe_error(exc, options.timeout) + suffix,
+                detail="no response",
+            )
+
+
+def describe_error(exc: BaseException, timeout: float) -> str:
+    """One line for a failed request: which phase timed out, or what the connection said."""
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        phase = {
+            httpx.ConnectTimeout: "connecting",
+            httpx.ReadTimeout: "waiting for the response",
+            httpx.WriteTimeout: "sending the request",
+            httpx.PoolTimeout: "waiting for a free connection",
+        }.get(type(exc), "")
+        return f"timed out after {timeout:g} s" + (f" {phase}" if phase else "")
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect: {text}"
+    return f"{type(exc).__name__}: {text}"
+
+
+def ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
+    """A verifying TLS context; UsageError when the CA bundle cannot be loaded.
+
+    Verification is always on. A CA bundle replaces the default trust store, as curl's
+    --cacert does; without one, httpx honours SSL_CERT_FILE / SSL_CERT_DIR.
+    """
+    import ssl
+
+    import httpx
+
+    if ca_bundle:
+        try:
+            return ssl.create_default_context(cafile=ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"cannot load CA bundle {ca_bundle}: {exc}") from exc
+    return httpx.create_ssl_context(verify=True, trust_env=True)
+
+
+def pinned_client(
+    pins: Sequence[Pin] = (),
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    ca_bundle: str | None = None,
+    http2: bool = True,
+    max_connections: int = DEFAULT_CONCURRENCY,
+    user_agent: str = f"prewarm-cli/{__version__}",
+) -> httpx.Client:
+    """An httpx client for probing or warming a CDN edge, connecting as ``pins`` say.
+
+    - ``pins``: (host, port or None, ip) entries, curl's ``--resolve``: a request to a pinned
+      host connects to the IP, while the URL, the Host header and the TLS server name (SNI)
+      stay the host's. Unpinned hosts resolve as usual. With pins, proxies are not used.
+    - Redirects are not followed: a 3xx is the answer the CDN cached, or not.
+    - No Accept-Encoding is added beyond httpx's default: pass the exact value per request
+      (``identity`` explicitly); read bodies with ``response.iter_raw()`` to count the bytes
+      as sent, undecoded.
+    - ``timeout`` is per connect / read / write, in seconds. The caller closes the client.
+    """
+    import httpx
+
+    context = ssl_context(ca_bundle)
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    transport = pinned_transport(pins, context, limits, http2=http2) if pins else None
+    return httpx.Client(
+        http2=http2,
+        verify=context,
+        timeout=httpx.Timeout(timeout),
+        limits=limits,
+        follow_redirects=False,
+        trust_env=True,
+        transport=transport,
+        headers={"User-Agent": user_agent},
+    )
+
+
+def pinned_transport(
+    pins: Sequence[Pin], context: ssl.SSLContext, limits: httpx.Limits, *, http2: bool = True
+) -> httpx.HTTPTransport:
+    """An HTTP transport whose TCP connections go to the pinned IPs; Host and SNI unchanged.
+
+    httpcore takes the Host header and the TLS server name from the request URL and only
+    asks the network backend for a TCP connection to (host, port): rewriting that one call
+    is exactly curl's --resolve. A pin with a port applies to that port only; one without,
+    to every port; the last of two pins for the same host and port wins.
+    """
+    import httpcore
+    import httpx
+
+    table = {(p.host, p.port): p.ip for p in pins}
+
+    class PinnedBackend(httpcore.NetworkBackend):
+        def __init__(self) -> None:
+            self._inner = httpcore.SyncBackend()
+
+        def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,
+            local_address: str | None = None,
+            socket_options: Iterable[Any] | None = None,
+        ) -> httpcore.NetworkStream:
+            key = host.lower().rstrip(".")
+            ip = table.get((key, port)) or table.get((key, None))
+            return self._inner.connect_tcp(ip or host, port, timeout, local_address, socket_options)
+
+        def connect_unix_socket(
+            self, path: str, timeout: float | None = None, socket_options: Any = None
+        ) -> httpcore.NetworkStream:
+            return self._inner.connect_unix_socket(path, timeout, socket_options)
+
+        def sleep(self, seconds: float) -> None:
+            self._inner.sleep(seconds)
+
+    transport = httpx.HTTPTransport(verify=context, http2=http2, limits=limits, trust_env=False)
+    # httpx has no public hook for the network backend; its pool is rebuilt with the same
+    # settings and ours (httpcore's public API). With pins, HTTPS_PROXY is not used.
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=context,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        http1=True,
+        http2=http2,
+        network_backend=PinnedBackend(),
+    )
+    return transport
