@@ -10,10 +10,7 @@ import httpx
 import pytest
 from fakes.aws import FakeDistribution, FakePrewarmApi
 from prewarm_aws import AwsProvider
-from prewarm_aws.distributions import DistributionIndex
-from prewarm_aws.tables import COUNTRY_POPS, REGION_POPS, resolve_target
-from prewarm_aws.transport import NoSuchRoute, Transport, check_endpoint
-from prewarm_aws.v2 import (
+from prewarm_aws.api_v2 import (
     Progress,
     ReportRow,
     Summary,
@@ -24,6 +21,9 @@ from prewarm_aws.v2 import (
     server_rewrite,
     server_would_refuse,
 )
+from prewarm_aws.distributions import DistributionIndex
+from prewarm_aws.tables import COUNTRY_POPS, REGION_POPS, resolve_target
+from prewarm_aws.transport import NoSuchRoute, Transport, check_endpoint
 
 from prewarm_cli.errors import (
     AuthError,
@@ -106,7 +106,7 @@ def test_china_stacks_take_china_pops_and_domains() -> None:
             regions=["cn"],
         ),
     )
-    assert p.target.pops == REGION_POPS["cn"]
+    assert p.stack.ctx.target.pops == REGION_POPS["cn"]
 
 
 def test_target_tables_and_overlaps() -> None:

@@ -18,9 +18,10 @@ import pytest
 from fakes.aws import FakeDistribution, FakePrewarmApi, config_toml
 from fakes.aws_v1 import INVALIDATOR_FAILED, NOT_FOUND, STATUS_EXCEPTION, FakeV1Stack
 from prewarm_aws import AwsProvider
-from prewarm_aws.first_generation import FirstGenerationProvider
+from prewarm_aws.api_v1 import FAILED_AT_POPS, JobStatus, derive_status, request_body
+from prewarm_aws.stack_v1 import StackV1
+from prewarm_aws.stack_v2 import StackV2
 from prewarm_aws.tables import resolve_target
-from prewarm_aws.v1 import FAILED_AT_POPS, JobStatus, derive_status, request_body
 
 from prewarm_cli.errors import ConfigError, UnsupportedError
 from prewarm_cli.plugin import Capability, State, SubmitOptions
@@ -458,16 +459,17 @@ def v1_settings(stack: FakeV1Stack, **keys: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def test_the_alias_gets_the_first_generation_class(stack: FakeV1Stack) -> None:
+def test_the_alias_gets_the_first_generation_stack(stack: FakeV1Stack) -> None:
     p = AwsProvider("cf", v1_settings(stack))
-    assert isinstance(p, FirstGenerationProvider) and p.one_job_at_a_time is False
+    assert isinstance(p.stack, StackV1) and p.one_job_at_a_time is False
     assert p.active_capabilities() == {Capability.SUBMIT, Capability.STATUS, Capability.REPORT}
     assert p.invalidates_in_submit and p.limits().max_batch == 500
     with pytest.raises(UnsupportedError):
         p.require(Capability.SCALE)
-    assert type(AwsProvider("cf", v1_settings(stack, api_version=2, status_endpoint=None))) is (
-        AwsProvider
-    )
+    p.close()
+    p = AwsProvider("cf", v1_settings(stack, api_version=2, status_endpoint=None))
+    assert isinstance(p.stack, StackV2) and p.one_job_at_a_time is True
+    assert Capability.SCALE in p.active_capabilities()
     p.close()
 
 

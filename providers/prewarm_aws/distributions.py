@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from prewarm_cli.errors import AuthError, ConfigError, ProviderError, RetryableError
 
-__all__ = ["Distribution", "DistributionIndex", "is_cloudfront_domain"]
+__all__ = [
+    "Distribution",
+    "DistributionChooser",
+    "DistributionIndex",
+    "JobUrls",
+    "configured_cf_domain",
+    "is_cloudfront_domain",
+]
 
 _CF_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*\.cloudfront\.(net|cn)$")
 _THROTTLING = frozenset({"Throttling", "ThrottlingException", "TooManyRequestsException"})
@@ -30,6 +38,22 @@ def is_cloudfront_domain(name: str, *, china: bool = False) -> bool:
     """Whether ``name`` is a distribution's own domain name (dXXXX.cloudfront.net)."""
     match = _CF_DOMAIN.match(name.lower())
     return match is not None and (match.group(1) == "net" or china)
+
+
+def configured_cf_domain(alias: str, value: Any, *, china: bool) -> str | None:
+    """The config's cf_domain, normalised; ConfigError when it is not a distribution's name."""
+    if not value:
+        return None
+    domain = str(value).strip().lower().rstrip(".")
+    if not is_cloudfront_domain(domain, china=china):
+        raise ConfigError(
+            f"providers.{alias}.cf_domain: {value!r} is not a distribution's own"
+            " domain name such as d111111abcdef8.cloudfront.net; the stack builds"
+            " <label>.<PoP>.cloudfront.net from it, so a CNAME warms nothing",
+            hint="use the distribution's domain name, or remove cf_domain to have it"
+            " found from the URLs' host",
+        )
+    return domain
 
 
 @dataclass(frozen=True)
@@ -144,3 +168,91 @@ def _distribution(item: Mapping[str, Any]) -> Distribution:
         domain=str(item.get("DomainName", "")).lower(),
         aliases=tuple(str(a).lower().rstrip(".") for a in aliases),
     )
+
+
+@dataclass(frozen=True)
+class JobUrls:
+    """What one job takes: the URLs of one distribution; the others wait for a later job."""
+
+    cf_domain: str
+    chosen: list[str]
+    others: list[str]  # URLs of other distributions
+    unmatched: dict[str, str]  # URLs of no distribution of the account: url -> reason
+
+
+class DistributionChooser:
+    """Which distribution a job warms: the configured cf_domain, or the URLs' host's."""
+
+    def __init__(self, alias: str, cf_domain: str | None, profile: str | None) -> None:
+        self.alias = alias
+        self.cf_domain = cf_domain
+        self._profile = profile
+        self._index: DistributionIndex | None = None
+
+    def job_urls(self, urls: Sequence[str]) -> JobUrls:
+        """The first URL's distribution and the URLs it serves, for one job."""
+        if not urls:
+            return JobUrls("", [], [], {})
+        if self.cf_domain:
+            return JobUrls(self.cf_domain, list(urls), [], {})
+        by_host: dict[str, list[str]] = {}
+        for url in urls:
+            by_host.setdefault(_host(url), []).append(url)
+        index = self._distributions()
+        domains: dict[str, str] = {}
+        unmatched: dict[str, str] = {}
+        for host, host_urls in by_host.items():
+            found = index.match(host)
+            if len(found) > 1:
+                raise ConfigError(
+                    f"several CloudFront distributions serve {host}: "
+                    + ", ".join(_shown(d) for d in found),
+                    hint=f"set providers.{self.alias}.cf_domain to the one to warm",
+                    provider=self.alias,
+                )
+            if not found:
+                reason = (
+                    f"no CloudFront distribution of this AWS account has the alias {host}"
+                    f" (set providers.{self.alias}.cf_domain, or check the AWS account)"
+                )
+                unmatched.update(dict.fromkeys(host_urls, reason))
+            else:
+                domains[host] = found[0].domain
+        if not domains:
+            hosts = ", ".join(sorted(by_host))
+            raise ConfigError(
+                f"no CloudFront distribution of this AWS account has the alias {hosts}:"
+                " cannot tell the prewarm API which distribution to warm",
+                hint=f"set providers.{self.alias}.cf_domain, or use the AWS credentials"
+                " (AWS_PROFILE or aws_profile) of the distribution's account",
+                provider=self.alias,
+            )
+        first = next(domains[_host(u)] for u in urls if u not in unmatched)
+        chosen: list[str] = []
+        others: list[str] = []
+        for url in urls:
+            if url not in unmatched:
+                (chosen if domains[_host(url)] == first else others).append(url)
+        return JobUrls(first, chosen, others, unmatched)
+
+    def describe(self) -> str:
+        """A line for ``config check``."""
+        if self.cf_domain:
+            return f"cf_domain: {self.cf_domain}"
+        return (
+            "cf_domain: found from each URL's host through CloudFront ListDistributions"
+            " (needs AWS credentials)"
+        )
+
+    def _distributions(self) -> DistributionIndex:
+        if self._index is None:
+            self._index = DistributionIndex(self.alias, self._profile)
+        return self._index
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _shown(d: Distribution) -> str:
+    return f"{d.id} ({d.domain})" if d.id else d.domain

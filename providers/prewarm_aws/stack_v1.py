@@ -1,20 +1,17 @@
-"""The client for first-generation (2023) prewarm stacks: ``api_version = 1``.
+"""The client of a first-generation (2023) prewarm stack: ``api_version = 1``.
 
 Such a stack has two APIs (``endpoint`` for POST /prewarm, ``status_endpoint`` for
 GET /status) behind one API key, invalidates every URL before warming it, scales its
 instances on its queue's depth (no scale, no cancel), and lets jobs run side by side.
-:class:`prewarm_aws.AwsProvider` hands an ``api_version = 1`` alias to this subclass.
+The routes and what their answers mean are in :mod:`prewarm_aws.api_v1`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import urlsplit
 
-from prewarm_aws import AwsProvider, key_hint
-from prewarm_aws.transport import NoSuchRoute, Transport, check_endpoint
-from prewarm_aws.v1 import (
+from prewarm_aws.api_v1 import (
     FAILED_AT_POPS,
     PROTOCOLS,
     V1Api,
@@ -22,13 +19,9 @@ from prewarm_aws.v1 import (
     protocol_of,
     request_body,
 )
-from prewarm_cli.errors import (
-    ConfigError,
-    NotFoundError,
-    ProviderError,
-    UnknownOutcome,
-    UnsupportedError,
-)
+from prewarm_aws.shared import StackContext, key_hint
+from prewarm_aws.transport import NoSuchRoute, check_endpoint
+from prewarm_cli.errors import ConfigError, NotFoundError, ProviderError, UnknownOutcome
 from prewarm_cli.plugin import (
     BatchResult,
     Capability,
@@ -40,10 +33,26 @@ from prewarm_cli.plugin import (
     TaskStatus,
 )
 
-__all__ = ["FirstGenerationProvider"]
+__all__ = ["LIMITS", "StackV1"]
 
+LIMITS = Limits(
+    # The invalidator Lambda (15 minutes) invalidates the URLs one a second before
+    # enqueueing any; ~800 would outlast it and leave the job unfinished for ever. The
+    # URL list also travels in one DynamoDB item (400 KB) and one asynchronous Lambda
+    # invocation (256 KB).
+    max_batch=500,
+    max_batch_bytes=200_000,
+    requests_per_second=10.0,  # as the current generation's usage plan
+    requests_per_day=1000,
+    concurrency=1,  # one invalidator at a time: CloudFront limits invalidations in flight
+    poll_interval=30.0,
+)
 # GET /status with an id no job has: the cheapest proof of the status API and the key.
 CHECK_ID = "prewarm-config-check"
+ALWAYS_INVALIDATES = (
+    "a first-generation stack invalidates every URL before warming it, with or"
+    " without --invalidate (one CloudFront invalidation per URL, a second apart)"
+)
 _ROUTE_HINT = (
     "check that endpoint (POST /prewarm) and status_endpoint (GET /status) are the base URLs,"
     " with their stage (e.g. /prod), of the stack's two APIs; a 2024 stack (one API with"
@@ -64,31 +73,24 @@ _UNKNOWN_HINT = (
 )
 
 
-class FirstGenerationProvider(AwsProvider):
-    """Self-hosted CloudFront prewarm API, first generation (POST /prewarm + GET /status)."""
+class StackV1:
+    """A first-generation stack: POST /prewarm and GET /status on two APIs; jobs side by side."""
 
     capabilities = frozenset({Capability.SUBMIT, Capability.STATUS, Capability.REPORT})
-    default_limits = Limits(
-        # The invalidator Lambda (15 minutes) invalidates the URLs one a second before
-        # enqueueing any; ~800 would outlast it and leave the job unfinished for ever. The
-        # URL list also travels in one DynamoDB item (400 KB) and one asynchronous Lambda
-        # invocation (256 KB).
-        max_batch=500,
-        max_batch_bytes=200_000,
-        requests_per_second=10.0,  # as the current generation's usage plan
-        requests_per_day=1000,
-        concurrency=1,  # one invalidator at a time: CloudFront limits invalidations in flight
-        poll_interval=30.0,
-    )
+    limits = LIMITS
     # Jobs share the queue but do not disturb each other: no timeout rule, no force stop,
     # no "last job scales the group to 0".
     one_job_at_a_time = False
-    invalidates_in_submit = True  # always: the scheduler invalidates every URL first
+    # Why scale and cancel are missing, for the error that says so.
+    unsupported_note: str | None = (
+        "a first-generation stack has no such route (its instances scale on its queue's"
+        " depth, and a job cannot be stopped)"
+    )
 
-    def _configure(self) -> None:
-        s = self.settings
-        alias = self.alias
-        section = f"providers.{alias}"
+    def __init__(self, ctx: StackContext) -> None:
+        self.ctx = ctx
+        s = ctx.settings
+        section = ctx.section
         if not s.get("status_endpoint"):
             raise ConfigError(
                 f"{section}.status_endpoint: required with api_version = 1 (a first-generation"
@@ -98,9 +100,9 @@ class FirstGenerationProvider(AwsProvider):
                 " for a 2024 stack",
             )
         self.status_endpoint = check_endpoint(
-            alias, str(s["status_endpoint"]), name="status_endpoint"
+            ctx.alias, str(s["status_endpoint"]), name="status_endpoint"
         )
-        if self.status_endpoint == self.endpoint:
+        if self.status_endpoint == ctx.endpoint:
             raise ConfigError(
                 f"{section}.status_endpoint is the same URL as endpoint, but a first-generation"
                 " stack has two APIs (PrewarmApi for POST /prewarm, PrewarmStatusApi for"
@@ -109,44 +111,24 @@ class FirstGenerationProvider(AwsProvider):
                 f" /summary and /instances is a 2024 stack: set {section}.api_version = 2 and"
                 " remove status_endpoint",
             )
-        key = str(s.get("api_key") or "")
         hint = key_hint(
-            alias, "the stack's output 'Prewarm API key' is the key's ARN, ending in its id"
+            ctx.alias, "the stack's output 'Prewarm API key' is the key's ARN, ending in its id"
         )
-        transports = [
-            Transport(
-                alias,
+        self._submit_transport, self._status_transport = (
+            ctx.transport(
                 url,
-                key,
-                timeout=float(s.get("timeout") or 30.0),
-                ca_bundle=s.get("ca_bundle"),
                 key_hint=hint,
                 route_hint=_ROUTE_HINT,
                 unknown_hint=_UNKNOWN_HINT,
                 crash_hint=_CRASH_HINT,
             )
-            for url in (self.endpoint, self.status_endpoint)
-        ]
-        for transport in transports:
-            transport.before_request = self.pace
-        self._submit_transport, self._status_transport = transports
-        self._v1 = V1Api(self._submit_transport, self._status_transport)
-
-    # --- declared facts ---
-
-    def require(self, capability: Capability) -> None:
-        if capability in (Capability.SCALE, Capability.CANCEL):
-            raise UnsupportedError(
-                f"{self.alias} ({self.name}, api_version = 1) does not support {capability}:"
-                " a first-generation stack has no such route (its instances scale on its"
-                " queue's depth, and a job cannot be stopped)",
-                provider=self.alias,
-            )
-        super().require(capability)
+            for url in (ctx.endpoint, self.status_endpoint)
+        )
+        self._api = V1Api(self._submit_transport, self._status_transport)
 
     # --- submit ---
 
-    def _submit(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
+    def submit(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
         rejected: dict[str, str] = {}
         resend: list[str] = []
         protocol = ""
@@ -161,27 +143,28 @@ class FirstGenerationProvider(AwsProvider):
             else:
                 resend.append(url)
         if resend:
-            self._warn_once(
+            self.ctx.warn_once(
                 "protocols",
                 "http:// and https:// URLs go in separate jobs: a first-generation request"
                 " takes one protocol for all its URLs",
             )
-        cf_domain, chosen, others, unmatched = self._pick_distribution(same_protocol)
-        rejected.update(unmatched)
-        resend.extend(others)
-        if not chosen:
+        job = self.ctx.distributions.job_urls(same_protocol)
+        rejected.update(job.unmatched)
+        resend.extend(job.others)
+        if not job.chosen:
             return BatchResult(task_id=None, accepted=(), rejected=rejected, resend=tuple(resend))
-        self._warn_v1(chosen, options)
+        self._warn_about(job.chosen, options)
+        body = request_body(job.chosen, self.ctx.target, job.cf_domain, protocol)
         try:
-            answer = self._v1.create_job(request_body(chosen, self.target, cf_domain, protocol))
+            answer = self._api.create_job(body)
         except UnknownOutcome as exc:
             # The engine records the URLs as unknown without showing why: say it here.
-            self.warn(f"{exc}; {exc.hint}" if exc.hint else str(exc))
+            self.ctx.warn(f"{exc}; {exc.hint}" if exc.hint else str(exc))
             raise
         except ProviderError as exc:
             if type(exc) is ProviderError and exc.hint:
                 # A crash (502): the engine shows the message, not the explanation.
-                self.warn(f"{exc.message}: {exc.hint}")
+                self.ctx.warn(f"{exc.message}: {exc.hint}")
             raise
         data = answer.data
         if answer.status == 400:
@@ -193,53 +176,47 @@ class FirstGenerationProvider(AwsProvider):
                 hint="prewarm validates these fields itself, so the stack's code differs from"
                 " the 2023 release; see its scheduler Lambda. `prewarm submit --resume JOB`"
                 " sends the URLs again",
-                provider=self.alias,
+                provider=self.ctx.alias,
                 request_id=answer.request_id,
             )
         request_id = str(data.get("requestID") or "")
         if not request_id:
             raise ProviderError(
                 f"POST /prewarm answered without a requestID: {dict(data)}",
-                provider=self.alias,
+                provider=self.ctx.alias,
                 request_id=answer.request_id,
             )
         return BatchResult(
             task_id=request_id,
-            accepted=tuple(chosen),
+            accepted=tuple(job.chosen),
             rejected=rejected,
             resend=tuple(resend),
             request_id=answer.request_id,
             details={
-                "cf_domain": cf_domain,
-                "target": self.target.describe(),
+                "cf_domain": job.cf_domain,
+                "target": self.ctx.target.describe(),
                 "protocol": protocol,
             },
         )
 
     def plan_notes(self, options: SubmitOptions) -> list[str]:
-        return [
-            "a first-generation stack invalidates every URL before warming it, with or"
-            " without --invalidate (one CloudFront invalidation per URL, a second apart)"
-        ]
+        return [ALWAYS_INVALIDATES]
 
-    def _warn_v1(self, urls: Sequence[str], options: SubmitOptions) -> None:
-        self._warn_about_target(
+    def _warn_about(self, urls: Sequence[str], options: SubmitOptions) -> None:
+        warn_once = self.ctx.warn_once
+        self.ctx.warn_about_target(
             "a code that no longer resolves makes every URL fail there (a PoP of the same"
             " three-letter site that warmed it still counts it warmed)"
         )
-        self._warn_once(
-            "invalidate",
-            "a first-generation stack invalidates every URL before warming it, with or"
-            " without --invalidate (one CloudFront invalidation per URL, a second apart)",
-        )
+        warn_once("invalidate", ALWAYS_INVALIDATES)
         if any(urlsplit(u).query for u in urls):
-            self._warn_once(
+            warn_once(
                 "query",
                 "the stack invalidates a URL with a query string under a wrong path (it drops"
                 " the '?'): those objects may not be invalidated",
             )
         if options.headers:
-            self._warn_once(
+            warn_once(
                 "headers",
                 "a first-generation stack sends no request headers of yours: -H is ignored"
                 " (its agents send Accept-Encoding: gzip, deflate, br)",
@@ -248,7 +225,7 @@ class FirstGenerationProvider(AwsProvider):
     # --- status and report ---
 
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
-        return [derive_status(self._v1.status(task_id)) for task_id in task_ids]
+        return [derive_status(self._api.status(task_id)) for task_id in task_ids]
 
     def report(self, task_ids: Sequence[str]) -> Report:
         """The failed URLs from GET /status (which PoPs failed is not exposed)."""
@@ -263,7 +240,7 @@ class FirstGenerationProvider(AwsProvider):
             if not status.state.finished:
                 running.append(status.task_id)
         if running:
-            self.warn(f"job(s) {', '.join(running)} still in progress: more URLs may fail")
+            self.ctx.warn(f"job(s) {', '.join(running)} still in progress: more URLs may fail")
         return Report(failures=tuple(failures), details={"running": running})
 
     # --- the stack ---
@@ -271,34 +248,16 @@ class FirstGenerationProvider(AwsProvider):
     def busy(self) -> str | None:
         return None  # jobs may run side by side
 
-    def scale(self, count: int | None) -> dict[str, Any]:
-        self.require(Capability.SCALE)
-        return {}
-
-    def cancel(self, task_ids: Sequence[str]) -> dict[str, Any]:
-        self.require(Capability.CANCEL)
-        return {}
-
     def check(self) -> list[str]:
         notes = [
             "api_version 1: a first-generation stack (POST /prewarm at endpoint, GET /status"
             " at status_endpoint)",
-            f"target: {self.target.describe()}",
+            *self.ctx.setup_notes(),
         ]
-        if self.target.note:
-            notes.append(self.target.note)
-        if self.target.unknown_pops:
-            notes.append(f"PoP codes in none of the tables: {', '.join(self.target.unknown_pops)}")
-        notes.append(
-            f"cf_domain: {self.cf_domain}"
-            if self.cf_domain
-            else "cf_domain: found from each URL's host through CloudFront ListDistributions"
-            " (needs AWS credentials)"
-        )
         ignored = [
             k
             for k, default in (("instance_count", 1), ("timeout_minutes", 60))
-            if self.settings.get(k) not in (None, default)
+            if self.ctx.settings.get(k) not in (None, default)
         ]
         if ignored:
             notes.append(
@@ -306,15 +265,15 @@ class FirstGenerationProvider(AwsProvider):
                 " scale on its queue's depth, and it sets no timeout)"
             )
         try:
-            self._v1.status(CHECK_ID)
+            self._api.status(CHECK_ID)
         except NoSuchRoute as exc:
             raise ConfigError(
                 f"{exc.message}: not a first-generation status API. If the stack is the 2024"
                 f" one (a single API with /prewarm, /summary, /instances), set"
-                f" providers.{self.alias}.api_version = 2 and remove status_endpoint;"
+                f" {self.ctx.section}.api_version = 2 and remove status_endpoint;"
                 " otherwise set status_endpoint to the URL, with its stage, of the stack's"
                 " second API (PrewarmStatusApi)",
-                provider=self.alias,
+                provider=self.ctx.alias,
                 request_id=exc.request_id,
             ) from None
         except NotFoundError:

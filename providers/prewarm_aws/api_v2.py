@@ -3,8 +3,8 @@
 Every quirk below is what the deployed Lambdas do (see docs/providers/aws.md): HTTP 200
 with ``"status": "failure"`` for errors, a hyphenated ``IN-PROGRESS``, counts of (PoP, URL)
 tasks rather than URLs, a byte-based percentage, ``[""]`` for "no failed URLs", and a
-report CSV whose URL column is not quoted. A first-generation client would sit beside this
-module with the same shape.
+report CSV whose URL column is not quoted. :mod:`prewarm_aws.stack_v2` drives it;
+:mod:`prewarm_aws.api_v1` is the first generation's counterpart.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ STATES: dict[str, State] = {
 }
 RUNNING_STATES = frozenset({"IN-PROGRESS", "IN_PROGRESS"})
 FINISHED_STATES = frozenset({"FINISHED", "COMPLETED"})
-SUMMARY_STATES = frozenset({"FINISHED", "STOPPED"})  # the only ones /summary answers for
 
 # The server's URL check (api_post_prewarm), applied after its rewriting.
 _SERVER_URL = re.compile(r"^(?:http|https|ftp)://[^\s/$.?#]\S+$")
