@@ -336,7 +336,7 @@ def make_quota() -> click.Command:
                 aliases = []
                 for alias in ws.config.aliases():
                     try:
-                        if Capability.QUOTA in ws.runner(alias).capabilities:
+                        if Capability.QUOTA in ws.session(alias).capabilities:
                             aliases.append(alias)
                     except ConfigError as exc:  # e.g. its secret's variable is not set here
                         ws.out.warn(f"skipping {alias}: {exc}")
@@ -526,7 +526,7 @@ def make_providers() -> click.Command:
         rows = []
         for alias in cfg.aliases():
             ptype = cfg.provider_type(alias)
-            rows.append(_provider_row(alias, ptype, classes.get(ptype), cfg))
+            rows.append(_provider_row(alias, ptype, classes.get(ptype), cfg, out.warn))
         configured_types = {r["type"] for r in rows}
         for ptype, cls in classes.items():
             if ptype not in configured_types:
@@ -548,8 +548,15 @@ def make_providers() -> click.Command:
     return providers
 
 
-def _provider_row(alias: str | None, ptype: str, cls: Any, cfg: Any = None) -> dict[str, Any]:
+def _provider_row(
+    alias: str | None,
+    ptype: str,
+    cls: Any,
+    cfg: Any = None,
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     from prewarm_cli import registry
+    from prewarm_cli.engine import build_provider
 
     try:
         info = registry.plugin_info(ptype)
@@ -557,9 +564,9 @@ def _provider_row(alias: str | None, ptype: str, cls: Any, cfg: Any = None) -> d
     except PrewarmError:
         source, version = "not installed", None
     caps = sorted(str(c) for c in cls.capabilities) if cls else []
-    if cls and alias and cfg is not None:
+    if cls and alias and cfg is not None and warn is not None:
         try:  # a configured alias's capabilities may depend on its settings
-            provider = cls(alias, cfg.resolve(alias, cls).values)
+            provider = build_provider(cfg, alias, warn)
             caps = sorted(str(c) for c in provider.active_capabilities())
             provider.close()
         except PrewarmError:
@@ -631,7 +638,7 @@ def make_config() -> click.Command:
     def config_check(online: bool) -> None:
         """Validate the config file and every provider's settings (exit 3 on errors)."""
         from prewarm_cli import config as config_mod
-        from prewarm_cli import registry
+        from prewarm_cli.engine import build_provider
 
         out = command_output()
         cfg = config_mod.load_config(global_values().get("config"))
@@ -647,9 +654,8 @@ def make_config() -> click.Command:
                 "notes": [],
             }
             try:
-                cls = registry.load(cfg.provider_type(alias))
-                settings = cfg.resolve(alias, cls)
-                provider = cls(alias, settings.values)  # providers validate their settings here
+                # providers validate their settings when built
+                provider = build_provider(cfg, alias, out.warn)
                 try:
                     if online:
                         entry["notes"] = provider.check()

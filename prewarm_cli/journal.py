@@ -306,19 +306,6 @@ class Journal:
             result.setdefault(row["provider"], Counts()).by_outcome[row["outcome"]] = row["n"]
         return result
 
-    def urls(self, job_id: str, provider: str | None = None) -> Iterator[str]:
-        """The job's URLs in input order (each once), streamed."""
-        sql = "SELECT url, MIN(seq) AS s FROM targets WHERE job_id = ?"
-        params: list[Any] = [job_id]
-        if provider:
-            sql += " AND provider = ?"
-            params.append(provider)
-        sql += " GROUP BY url ORDER BY s"
-        with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
-        for row in rows:
-            yield row["url"]
-
     def targets(self, job_id: str, outcomes: Sequence[str]) -> list[sqlite3.Row]:
         marks = ",".join("?" * len(outcomes))
         return self._query(

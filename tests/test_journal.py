@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prewarm_cli import journal as jr
-from prewarm_cli.engine import _only_urls
+from prewarm_cli.engine.status import _only_urls
 from prewarm_cli.plugin import BatchResult, State, TaskStatus, UrlStatus
 
 
@@ -19,7 +19,8 @@ def new_job(tmp_path: Path, urls: list[str]) -> tuple[jr.Journal, str]:
 
 def test_duplicates_keep_their_first_position(tmp_path: Path) -> None:
     journal, job = new_job(tmp_path, ["u2", "u1", "u2", "u3", "u1"])
-    assert list(journal.urls(job)) == ["u2", "u1", "u3"]
+    rows = journal.targets(job, jr.OUTCOMES)
+    assert [r["url"] for r in rows] == ["u2", "u1", "u3"]
     assert journal.job(job).urls == 3
 
 

@@ -1,0 +1,132 @@
+"""The smaller commands' work: report, jobs, quota, scale and cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from prewarm_cli import journal as jr
+from prewarm_cli.engine.status import JobRef
+from prewarm_cli.engine.workspace import Workspace
+from prewarm_cli.errors import (
+    ProviderError,
+    UsageError,
+)
+from prewarm_cli.plugin import (
+    Capability,
+)
+
+
+def report(ws: Workspace, ref: JobRef) -> dict[str, Any]:
+    """Every target that failed or was rejected, from the journal and the vendors."""
+    failures: list[dict[str, Any]] = []
+    report_urls: dict[str, str] = {}
+    if ref.job_id:
+        for r in ws.journal.targets(ref.job_id, [jr.REJECTED, jr.FAILED]):
+            failures.append(
+                {
+                    "url": r["url"],
+                    "provider": r["provider"],
+                    "pop": None,
+                    "reason": r["reason"],
+                    "stage": "submit",
+                }
+            )
+    for alias, task_ids in ref.tasks.items():
+        if not task_ids:
+            continue
+        session = ws.session(alias)
+        if Capability.REPORT not in session.capabilities:
+            session.require(Capability.STATUS)
+        rep = session.call(session.provider.report, task_ids)
+        for f in rep.failures:
+            failures.append({**f.to_dict(), "provider": alias, "stage": "vendor"})
+        if rep.report_url:
+            report_urls[alias] = rep.report_url
+    state = ws.journal.job(ref.job_id).state if ref.job_id else None
+    return {
+        "job_id": ref.job_id,
+        "state": state,
+        "failures": failures,
+        "report_url": next(iter(report_urls.values())) if len(report_urls) == 1 else None,
+        "report_urls": report_urls,
+    }
+
+
+def download_report(ws: Workspace, result: Mapping[str, Any], path: str) -> None:
+    """Saves the vendor's report file now: vendors' report links expire within minutes."""
+    import httpx
+
+    links = result.get("report_urls") or {}
+    if not links:
+        raise UsageError("the vendor offers no report file for this job")
+    if len(links) > 1:
+        raise UsageError("several providers offer a report file; use -p to pick one")
+    ((alias, url),) = links.items()
+    with (
+        httpx.Client(timeout=60.0, follow_redirects=True) as client,
+        open(path, "wb") as fh,
+        client.stream("GET", url) as response,
+    ):
+        if response.status_code != 200:
+            raise ProviderError(
+                f"downloading the report failed: HTTP {response.status_code}", provider=alias
+            )
+        for chunk in response.iter_bytes():
+            fh.write(chunk)
+    ws.out.info(f"saved {alias}'s report to {path}")
+
+
+# --------------------------------------------------------------------------- misc commands
+
+
+def recent_jobs(ws: Workspace, limit: int, state: str | None) -> list[dict[str, Any]]:
+    """`prewarm jobs`: the newest local jobs with their target counts."""
+    rows = []
+    for job in ws.journal.jobs(limit, state):
+        total = jr.Counts()
+        for counts in ws.journal.counts(job.id).values():
+            total.add(counts)
+        rows.append(
+            {
+                "job_id": job.id,
+                "state": job.state,
+                "created_at": job.created_at,
+                "providers": list(job.providers),
+                "urls": job.urls,
+                "total": total.total,
+                "accepted": total[jr.ACCEPTED],
+                "rejected": total[jr.REJECTED],
+                "deferred": total[jr.DEFERRED] + total[jr.UNSENT],
+            }
+        )
+    return rows
+
+
+def quota(ws: Workspace, aliases: Sequence[str]) -> list[dict[str, Any]]:
+    rows = []
+    for alias in aliases:
+        session = ws.session(alias)
+        session.require(Capability.QUOTA)
+        q = session.call(session.provider.quota)
+        rows.append({"provider": alias, "type": session.provider.name, **q.to_dict()})
+    return rows
+
+
+def scale(ws: Workspace, alias: str, count: int | None) -> dict[str, Any]:
+    session = ws.session(alias)
+    session.require(Capability.SCALE)
+    return {"provider": alias, **session.call(session.provider.scale, count)}
+
+
+def cancel(ws: Workspace, ref: JobRef) -> list[dict[str, Any]]:
+    results = []
+    for alias, task_ids in ref.tasks.items():
+        session = ws.session(alias)
+        session.require(Capability.CANCEL)
+        if task_ids:
+            answer = session.call(session.provider.cancel, task_ids)
+            results.append({"provider": alias, **answer})
+    if ref.job_id:
+        ws.journal.set_state(ref.job_id, "cancelled")
+    return results

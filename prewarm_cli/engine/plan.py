@@ -1,0 +1,100 @@
+"""`submit --dry-run`: what a submit would send, without sending anything."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from prewarm_cli import journal as jr
+from prewarm_cli.engine.intake import SubmitRequest, intake
+from prewarm_cli.engine.workspace import ProviderSession, Workspace
+from prewarm_cli.errors import (
+    PrewarmError,
+)
+from prewarm_cli.plugin import (
+    Capability,
+    SubmitOptions,
+)
+
+
+def plan(ws: Workspace, req: SubmitRequest) -> dict[str, Any]:
+    """What a submit would send, without sending anything (quota lookups are read-only)."""
+    import tempfile
+
+    # A scratch journal on disk, not in memory: a million-URL plan stays small in RAM.
+    scratch = tempfile.TemporaryDirectory(prefix="prewarm-plan-")
+    journal = jr.Journal(Path(scratch.name) / "plan.sqlite3")
+    try:
+        job_id = intake(ws, journal, req)
+        job = journal.job(job_id)
+        counts = journal.counts(job_id)
+        providers: dict[str, Any] = {}
+        for alias, c in counts.items():
+            session = ws.session(alias)
+            session.require(Capability.SUBMIT)
+            providers[alias] = _plan_provider(ws, session, c.total, req.options)
+        return {
+            "dry_run": True,
+            "urls": job.urls,
+            "total": sum(c.total for c in counts.values()),
+            "skipped": list(job.skipped),
+            "providers": providers,
+        }
+    finally:
+        journal.close()
+        scratch.cleanup()
+
+
+def _plan_provider(
+    ws: Workspace, session: ProviderSession, n: int, options: SubmitOptions
+) -> dict[str, Any]:
+    limits = session.limits()
+    batches = math.ceil(n / session.batch_size)
+    requests = batches
+    in_submit = options.invalidate and session.provider.invalidates_in_submit
+    purge_first = (
+        options.invalidate and not in_submit and Capability.INVALIDATE in session.capabilities
+    )
+    invalidate = in_submit or purge_first
+    if purge_first:
+        requests *= 2
+    seconds = 0.0
+    if limits.requests_per_second:
+        seconds = max(seconds, requests / limits.requests_per_second)
+    if limits.urls_per_second:
+        seconds = max(seconds, n * (2 if purge_first else 1) / limits.urls_per_second)
+    quota: dict[str, Any] | None = None
+    would_defer = 0
+    notes: list[str] = []
+    if Capability.QUOTA in session.capabilities:
+        try:
+            q = session.call(session.provider.quota)
+            quota = q.to_dict()
+            if q.remaining is not None and q.remaining < n:
+                would_defer = n - q.remaining
+        except PrewarmError as exc:
+            notes.append(f"quota unknown: {exc}")
+    if limits.requests_per_day and requests > limits.requests_per_day:
+        notes.append(
+            f"{requests} requests exceed the daily budget of {limits.requests_per_day}:"
+            " the rest would be deferred"
+        )
+    if options.invalidate and not invalidate:
+        notes.append(f"{session.provider.name} cannot invalidate: URLs would be prefetched only")
+    if in_submit:
+        notes.append("the vendor purges each URL within its prefetch request")
+    notes.extend(session.provider.plan_notes(options))
+    return {
+        "provider": session.alias,
+        "type": session.provider.name,
+        "urls": n,
+        "batch_size": session.batch_size,
+        "batches": batches,
+        "requests": requests,
+        "invalidate": invalidate,
+        "estimated_seconds": round(seconds, 1),
+        "quota": quota,
+        "would_defer": would_defer,
+        "notes": notes,
+    }

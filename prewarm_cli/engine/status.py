@@ -1,0 +1,299 @@
+"""`status` and waiting: vendor task states summed per target, and polling until done."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from prewarm_cli import journal as jr
+from prewarm_cli.engine.workspace import Workspace
+from prewarm_cli.errors import (
+    ExitCode,
+    PrewarmError,
+    UsageError,
+    WaitTimeout,
+)
+from prewarm_cli.plugin import (
+    Capability,
+    State,
+    TaskStatus,
+)
+
+
+@dataclass
+class JobRef:
+    """What `status`/`report` work on: a journal job, or bare vendor tasks."""
+
+    job_id: str | None
+    tasks: dict[str, list[str]]  # alias -> task ids
+
+
+def parse_job_ref(ws: Workspace, ref: str | None, stdin_text: Callable[[], str]) -> JobRef:
+    """JOB, ALIAS:task[,task...], '-' (a submit JSON on stdin) or nothing (the latest job)."""
+    import json
+
+    if ref == "-":
+        text = stdin_text()
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise UsageError(f"stdin is not a prewarm submit JSON: {exc}") from exc
+        if not isinstance(data, dict) or "tasks" not in data:
+            raise UsageError("stdin JSON has no `tasks`: pipe `prewarm submit -o json` into it")
+        job_id = data.get("job_id")
+        if job_id:
+            try:
+                ws.journal.job(job_id)
+                return journal_ref(ws, job_id)
+            except PrewarmError:
+                pass
+        tasks: dict[str, list[str]] = {}
+        for t in data["tasks"]:
+            tasks.setdefault(ws.alias(t["provider"]), []).append(str(t["task_id"]))
+        return JobRef(job_id, tasks)
+    if ref and ":" in ref:
+        name, _, ids = ref.partition(":")
+        task_ids = [i for i in ids.split(",") if i]
+        if not task_ids:
+            raise UsageError(f"{ref!r} names no task id; use ALIAS:TASK_ID[,TASK_ID...]")
+        return JobRef(None, {ws.alias(name): task_ids})
+    job = ws.journal.job(ref) if ref else ws.journal.latest_job()
+    return journal_ref(ws, job.id)
+
+
+def journal_ref(ws: Workspace, job_id: str) -> JobRef:
+    tasks: dict[str, list[str]] = {}
+    for t in ws.journal.tasks(job_id):
+        tasks.setdefault(t.provider, []).append(t.task_id)
+    job = ws.journal.job(job_id)
+    for alias in job.providers:
+        tasks.setdefault(alias, [])
+    return JobRef(job_id, tasks)
+
+
+def combine_states(states: Iterable[State]) -> State:
+    """One state for several tasks or providers."""
+    found = set(states)
+    if not found:
+        return State.PENDING
+    if found == {State.PENDING}:
+        return State.PENDING
+    if found & {State.PENDING, State.RUNNING}:
+        return State.RUNNING
+    if len(found) == 1:
+        return found.pop()
+    if found <= {State.FAILED, State.CANCELLED, State.TIMED_OUT}:
+        return State.FAILED if State.FAILED in found else State.PARTIAL
+    return State.PARTIAL
+
+
+def job_status(ws: Workspace, ref: JobRef) -> dict[str, Any]:
+    """Asks each provider about its tasks and sums per target (DESIGN.md §5)."""
+    return _job_status(ws, ref)[0]
+
+
+def _job_status(ws: Workspace, ref: JobRef) -> tuple[dict[str, Any], dict[str, list[TaskStatus]]]:
+    counts = ws.journal.counts(ref.job_id) if ref.job_id else {}
+    mine: dict[tuple[str, str], set[str]] = {}  # (alias, task) -> this job's URLs in it
+    if ref.job_id:
+        for row in ws.journal.targets(ref.job_id, [jr.ACCEPTED]):
+            mine.setdefault((row["provider"], row["task_id"]), set()).add(row["url"])
+    providers: dict[str, Any] = {}
+    seen: dict[str, list[TaskStatus]] = {}
+    for alias, task_ids in ref.tasks.items():
+        session = ws.session(alias)
+        statuses: list[TaskStatus] = []
+        if task_ids:
+            session.require(Capability.STATUS)
+            statuses = session.call(session.provider.fetch_status, task_ids)
+            if ref.job_id:
+                statuses = [_only_urls(s, mine.get((alias, s.task_id))) for s in statuses]
+        seen[alias] = statuses
+        providers[alias] = _provider_status(alias, statuses, counts.get(alias))
+        if ref.job_id:
+            ws.journal.save_task_states(
+                ref.job_id, alias, [(s.task_id, str(s.state), s.raw_state) for s in statuses]
+            )
+    fields = ("total", "succeeded", "failed", "in_progress", "pending", "not_sent")
+    totals = {f: sum(p[f] for p in providers.values()) for f in fields}
+    raws = {p["raw_state"] for p in providers.values()}
+    state = combine_states(State(p["state"]) for p in providers.values())
+    result = {
+        "job_id": ref.job_id,
+        "state": str(state),
+        "raw_state": raws.pop() if len(raws) == 1 else None,
+        **totals,
+        "providers": providers,
+    }
+    if ref.job_id:
+        ws.journal.set_state(ref.job_id, str(state))
+    return result, seen
+
+
+def _only_urls(status: TaskStatus, urls: set[str] | None) -> TaskStatus:
+    """A vendor task narrowed to this job's URLs (a task found by lookup may hold others)."""
+    if not status.urls or urls is None or {u.url for u in status.urls} <= urls:
+        return status
+    from prewarm_cli.urls import to_ascii
+
+    # Vendors may list a URL in its encoded form (IDNA host, percent-encoded path).
+    wanted = urls | {to_ascii(u) for u in urls}
+    kept = tuple(u for u in status.urls if u.url in wanted or to_ascii(u.url) in wanted)
+    by_state = {state: sum(1 for u in kept if u.state == state) for state in State}
+    failed = by_state[State.FAILED] + by_state[State.TIMED_OUT] + by_state[State.CANCELLED]
+    state = status.state
+    if state.finished and state not in (State.CANCELLED, State.TIMED_OUT):
+        if not failed:
+            state = State.SUCCEEDED
+        elif not by_state[State.SUCCEEDED]:
+            state = State.FAILED
+        else:
+            state = State.PARTIAL
+    return replace(
+        status,
+        state=state,
+        total=len(kept),
+        succeeded=by_state[State.SUCCEEDED],
+        failed=failed,
+        in_progress=by_state[State.RUNNING],
+        pending=by_state[State.PENDING],
+        urls=kept,
+    )
+
+
+def status_with_claims(ws: Workspace, ref: JobRef) -> tuple[dict[str, Any], dict[str, str]]:
+    """job_status(), also returning each URL's vendor state (for --verify)."""
+    status, statuses = _job_status(ws, ref)
+    return status, url_claims(ws, ref, statuses)
+
+
+def url_claims(
+    ws: Workspace, ref: JobRef, statuses: Mapping[str, list[TaskStatus]]
+) -> dict[str, str]:
+    """What the vendors say about each URL: its own state where given, else its task's."""
+    claims: dict[str, str] = {}
+
+    def claim(url: str, state: str) -> None:
+        # One URL on several CDNs: "succeeded" only when every vendor says so.
+        if claims.get(url, "succeeded") == "succeeded":
+            claims[url] = state
+
+    for alias, task_statuses in statuses.items():
+        by_task = {s.task_id: s for s in task_statuses}
+        per_url = {u.url: str(u.state) for s in task_statuses for u in s.urls}
+        if ref.job_id:
+            for row in ws.journal.targets(ref.job_id, [jr.ACCEPTED]):
+                if row["provider"] == alias:
+                    task = by_task.get(row["task_id"])
+                    fallback = str(task.state) if task else "pending"
+                    claim(row["url"], per_url.get(row["url"], fallback))
+        else:
+            for url, state in per_url.items():
+                claim(url, state)
+    return claims
+
+
+def _provider_status(
+    alias: str, statuses: Sequence[TaskStatus], counts: jr.Counts | None
+) -> dict[str, Any]:
+    succeeded = sum(s.succeeded for s in statuses)
+    failed = sum(s.failed for s in statuses)
+    in_progress = sum(s.in_progress for s in statuses)
+    pending = sum(s.pending for s in statuses)
+    vendor_total = sum(s.total for s in statuses)
+    not_sent = 0
+    if counts is not None:
+        # Targets the vendor never took count too: rejected and failed at submit are
+        # failures; deferred and unknown are not sent (yet).
+        failed += counts[jr.REJECTED] + counts[jr.FAILED]
+        not_sent = counts[jr.DEFERRED] + counts[jr.UNSENT] + counts[jr.UNKNOWN] + counts[jr.SENDING]
+        total = counts.total
+        # A vendor that counts fewer URLs than were accepted (not yet listed) leaves them pending.
+        pending += max(0, counts[jr.ACCEPTED] - vendor_total)
+    else:
+        total = vendor_total
+    states = [s.state for s in statuses]
+    state = combine_states(states) if states else State.PENDING
+    if state == State.SUCCEEDED and (failed or not_sent):
+        state = State.PARTIAL  # the vendor finished its part, but not every target got there
+    if not statuses and counts is not None and counts.total and not counts[jr.ACCEPTED]:
+        state = State.FAILED if not not_sent else State.PENDING
+    raws = {s.raw_state for s in statuses}
+    details: dict[str, Any] = {}
+    for s in statuses:
+        for k, v in s.details.items():
+            details.setdefault(k, v)
+    return {
+        "provider": alias,
+        "state": str(state),
+        "raw_state": raws.pop() if len(raws) == 1 else None,
+        "total": total,
+        "succeeded": succeeded,
+        "failed": failed,
+        "in_progress": in_progress,
+        "pending": pending,
+        "not_sent": not_sent,
+        "tasks": [s.to_dict() for s in statuses],
+        "details": details,
+    }
+
+
+def status_exit(state: str) -> ExitCode:
+    return {
+        "succeeded": ExitCode.OK,
+        "partial": ExitCode.INCOMPLETE,
+        "cancelled": ExitCode.INCOMPLETE,
+        "timed_out": ExitCode.INCOMPLETE,
+        "failed": ExitCode.FAILED,
+    }.get(state, ExitCode.OK)
+
+
+def poll_interval(ws: Workspace, ref: JobRef, wanted: float | None) -> float:
+    """The wait between polls: the user's choice, never below a provider's polling budget."""
+    floor = max((ws.session(a).limits().poll_interval for a in ref.tasks), default=10.0)
+    configured = ws.config.defaults.get("poll_interval")
+    interval = wanted if wanted is not None else (configured or floor)
+    if interval < floor and not ws.force:
+        ws.out.warn(
+            f"--interval {interval:g}s is below the provider's polling budget; using {floor:g}s"
+        )
+        return floor
+    return float(interval)
+
+
+def wait_with_claims(
+    ws: Workspace,
+    ref: JobRef,
+    *,
+    interval: float | None,
+    timeout: float | None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Polls until the job is finished or --wait-timeout expires; also each URL's final state."""
+    every = poll_interval(ws, ref, interval)
+    if timeout is None:
+        timeout = ws.config.defaults.get("wait_timeout")
+    deadline = clock() + timeout if timeout else None
+    with ws.out.progress(None, "waiting") as progress:
+        while True:
+            status, statuses = _job_status(ws, ref)
+            progress.update(
+                completed=status["succeeded"] + status["failed"],
+                total=status["total"],
+                description=status["state"],
+            )
+            if State(status["state"]).finished:
+                return status, url_claims(ws, ref, statuses)
+            if deadline is None:
+                sleep(every)
+                continue
+            left = deadline - clock()
+            if left <= 0:
+                raise WaitTimeout(
+                    f"job {ref.job_id or ''} is still {status['state']} after {timeout:g}s",
+                    hint="check again later with `prewarm status`",
+                )
+            sleep(min(every, left))

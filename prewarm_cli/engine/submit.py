@@ -1,0 +1,290 @@
+"""`submit`: runs or resumes a job, purging first with --invalidate; its summary and exit code."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from prewarm_cli import journal as jr
+from prewarm_cli.engine.intake import SubmitRequest, intake
+from prewarm_cli.engine.sender import SubmitRun
+from prewarm_cli.engine.status import job_status, journal_ref
+from prewarm_cli.engine.workspace import ProviderSession, Workspace
+from prewarm_cli.errors import (
+    AuthError,
+    BatchTooLarge,
+    ConfigError,
+    ExitCode,
+    InvalidRequest,
+    PrewarmError,
+    ProviderError,
+    QuotaExhausted,
+    StackBusy,
+    UnknownOutcome,
+    UsageError,
+    worst_exit,
+)
+from prewarm_cli.output import Progress
+from prewarm_cli.plugin import (
+    BatchResult,
+    Capability,
+    State,
+    SubmitOptions,
+)
+
+PURGE_WAIT_SECONDS = 600.0  # how long --invalidate waits for purges before prefetching
+
+
+def submit(
+    ws: Workspace, req: SubmitRequest, *, resume: str | None = None
+) -> tuple[dict[str, Any], ExitCode]:
+    """Runs (or resumes) a job; returns the submit summary and its exit code."""
+    journal = ws.journal
+    if resume:
+        job = journal.job(resume)
+        if job.state == "created":
+            raise UsageError(
+                f"job {job.id} never finished reading its input; submit the URLs again"
+            )
+        options = SubmitOptions(
+            headers=tuple((str(h[0]), str(h[1])) for h in job.options.get("headers", [])),
+            invalidate=bool(job.options.get("invalidate")),
+            force=req.options.force,
+            extra=job.options.get("extra", {}),
+        )
+        journal.prepare_resume(job.id)
+        job_id = job.id
+        aliases = list(job.providers)
+        for alias in aliases:
+            ws.session(alias)
+    else:
+        job_id = intake(ws, journal, req)
+        job = journal.job(job_id)
+        options = req.options
+        aliases = list(job.providers)
+        try:
+            _check_busy(ws, job_id, aliases)
+        except BaseException:
+            journal.delete_job(job_id)  # nothing was sent: leave no job behind
+            raise
+    ws.out.info(f"job {job_id} started ({job.urls} URLs, {', '.join(aliases)})")
+    journal.set_state(job_id, "submitting")
+    counts = journal.counts(job_id)
+    to_send = sum(c[jr.UNSENT] + c[jr.UNKNOWN] for c in counts.values())
+    run: SubmitRun | None = None
+    try:
+        with ws.out.progress(to_send, "submitting") as progress:
+            if options.invalidate:
+                invalidate(ws, job_id, aliases, options, progress)
+            run = SubmitRun(ws, job_id, options, progress)
+            run.run(aliases)
+    except KeyboardInterrupt:
+        journal.set_state(job_id, "interrupted")
+        ws.out.error(
+            f"interrupted; job {job_id} is saved",
+            hint=f"prewarm submit --resume {job_id} sends what was not accepted",
+        )
+        raise
+    except PrewarmError:
+        journal.set_state(job_id, _submit_state(journal.counts(job_id)))
+        raise
+    summary = submit_summary(ws, job_id)
+    journal.set_state(job_id, summary["state"])
+    errors = run.errors if run else {}
+    for alias, exc in errors.items():
+        ws.out.warn(f"{alias}: {exc}")
+        if exc.hint:
+            ws.out.info(f"hint: {exc.hint}")
+    if summary["deferred"]:
+        ws.out.info(
+            f"{summary['deferred']} URL(s) deferred: send them later with"
+            f" `prewarm submit --resume {job_id}`"
+        )
+    if summary["unknown"]:
+        ws.out.info(
+            f"{summary['unknown']} URL(s) with an unknown outcome: check the vendor's console,"
+            f" then `prewarm submit --resume {job_id} --force` resends them"
+        )
+    return summary, submit_exit(summary, errors)
+
+
+def _check_busy(ws: Workspace, job_id: str, aliases: Sequence[str]) -> None:
+    """Refuses a second job on a provider that runs one job at a time, unless --force."""
+    for alias in aliases:
+        session = ws.session(alias)
+        if not session.provider.one_job_at_a_time or ws.force:
+            continue
+        for job in ws.journal.busy_jobs(alias, exclude=job_id):
+            ref = journal_ref(ws, job.id)
+            if not ref.tasks.get(alias):
+                continue  # that job never reached the vendor
+            # The journal only knows what was last seen: ask the vendor before refusing.
+            state = State(job_status(ws, ref)["state"])
+            if not state.finished:
+                raise StackBusy(
+                    f"{alias} runs one job at a time and job {job.id} is still {state}",
+                    hint=f"wait with `prewarm status {job.id} --wait`, or pass --force",
+                    provider=alias,
+                )
+        in_progress = session.call(session.provider.busy)
+        if in_progress:
+            raise StackBusy(
+                f"{alias} runs one job at a time and is busy: {in_progress}",
+                hint="wait until it finishes, or pass --force",
+                provider=alias,
+            )
+
+
+def invalidate(
+    ws: Workspace,
+    job_id: str,
+    aliases: Sequence[str],
+    options: SubmitOptions,
+    progress: Progress,
+) -> None:
+    """Purges the job's URLs first and waits (bounded) until each purge is done.
+
+    A URL whose purge failed is not prefetched: a late purge would evict the warm copy.
+    """
+    for alias in aliases:
+        session = ws.session(alias)
+        if session.provider.invalidates_in_submit:
+            continue  # the prefetch request carries options.invalidate
+        if Capability.INVALIDATE not in session.capabilities:
+            ws.out.warn(f"{alias} cannot invalidate; its URLs are prefetched only")
+            continue
+        pending = [r["url"] for r in ws.journal.targets(job_id, [jr.UNSENT]) if r[0] == alias]
+        size = min(session.limits().invalidate_batch or session.batch_size, session.batch_size)
+        purge_tasks: dict[str, list[str]] = {}
+        while pending:
+            chunk, pending = pending[:size], pending[size:]
+            try:
+                result = _purge(session, chunk, options)
+            except BatchTooLarge as exc:
+                size = exc.limit or max(1, len(chunk) // 2)
+                pending = chunk + pending
+                continue
+            except (AuthError, ConfigError, QuotaExhausted):
+                raise
+            except InvalidRequest as exc:
+                named = {u: r for u, r in (exc.urls or {}).items() if u in chunk}
+                if not named and len(chunk) > 1:  # halve until the culprit is alone
+                    size = max(1, len(chunk) // 2)
+                    pending = chunk + pending
+                    continue
+                named = named or {chunk[0]: exc.message}
+                _fail_purge(ws, job_id, alias, named)
+                pending = [u for u in chunk if u not in named] + pending
+                continue
+            except ProviderError as exc:
+                _fail_purge(ws, job_id, alias, dict.fromkeys(chunk, str(exc)))
+                continue
+            if result.rejected:
+                _fail_purge(ws, job_id, alias, result.rejected)
+            if result.resend:
+                pending = list(result.resend) + pending
+            if result.task_id:
+                purge_tasks[result.task_id] = list(result.accepted)
+                ws.journal.add_task(job_id, alias, result.task_id, len(result.accepted), "purge")
+        deadline = time.monotonic() + PURGE_WAIT_SECONDS
+        while purge_tasks and time.monotonic() < deadline:
+            statuses = session.call(session.provider.fetch_invalidation_status, list(purge_tasks))
+            for st in statuses:
+                if st.state.finished:
+                    urls = purge_tasks.pop(st.task_id, [])
+                    failed = {
+                        u.url: u.reason or str(u.state)
+                        for u in st.urls
+                        if u.state != State.SUCCEEDED
+                    }
+                    if st.state != State.SUCCEEDED and not failed:
+                        failed = dict.fromkeys(urls, st.raw_state or str(st.state))
+                    _fail_purge(ws, job_id, alias, failed)
+            if purge_tasks:
+                time.sleep(session.limits().poll_interval)
+        for urls in purge_tasks.values():
+            _fail_purge(ws, job_id, alias, dict.fromkeys(urls, "did not finish in time"))
+
+
+def _purge(session: ProviderSession, urls: list[str], options: SubmitOptions) -> BatchResult:
+    """One purge request; purging twice only costs quota, so an unknown outcome is resent."""
+    try:
+        return session.call(session.provider.invalidate_batch, urls, options, urls=len(urls))
+    except UnknownOutcome:
+        return session.call(session.provider.invalidate_batch, urls, options, urls=len(urls))
+
+
+def _fail_purge(ws: Workspace, job_id: str, alias: str, failed: Mapping[str, str]) -> None:
+    for url, reason in failed.items():
+        ws.journal.set_outcome(job_id, alias, [url], jr.FAILED, f"purge failed: {reason}")
+
+
+def _submit_state(counts: Mapping[str, jr.Counts]) -> str:
+    total = jr.Counts()
+    for c in counts.values():
+        total.add(c)
+    if total[jr.UNSENT] + total[jr.DEFERRED] + total[jr.UNKNOWN] + total[jr.SENDING]:
+        return "incomplete"
+    if total[jr.ACCEPTED] == 0:
+        return "failed"
+    return "submitted"
+
+
+def submit_summary(ws: Workspace, job_id: str) -> dict[str, Any]:
+    """The submit JSON of DESIGN.md §5, from the journal."""
+    journal = ws.journal
+    job = journal.job(job_id)
+    counts = journal.counts(job_id)
+    total = jr.Counts()
+    for c in counts.values():
+        total.add(c)
+    failures = journal.targets(job_id, [jr.REJECTED, jr.FAILED])
+    return {
+        "job_id": job.id,
+        "state": _submit_state(counts),
+        "urls": job.urls,
+        "total": total.total,
+        "accepted": total[jr.ACCEPTED],
+        "rejected": [
+            {"url": r["url"], "provider": r["provider"], "reason": r["reason"]}
+            for r in failures
+            if r["outcome"] == jr.REJECTED
+        ],
+        "failed": [
+            {"url": r["url"], "provider": r["provider"], "reason": r["reason"]}
+            for r in failures
+            if r["outcome"] == jr.FAILED
+        ],
+        "deferred": total[jr.DEFERRED] + total[jr.UNSENT],
+        "unknown": total[jr.UNKNOWN] + total[jr.SENDING],
+        "skipped": list(job.skipped),
+        "tasks": [
+            {"provider": t.provider, "task_id": t.task_id, "urls": t.urls}
+            for t in journal.tasks(job_id)
+        ],
+        "providers": {
+            alias: {
+                "total": c.total,
+                "accepted": c[jr.ACCEPTED],
+                "rejected": c[jr.REJECTED],
+                "failed": c[jr.FAILED],
+                "deferred": c[jr.DEFERRED] + c[jr.UNSENT],
+                "unknown": c[jr.UNKNOWN] + c[jr.SENDING],
+            }
+            for alias, c in sorted(counts.items())
+        },
+        "created_at": job.created_at,
+    }
+
+
+def submit_exit(summary: Mapping[str, Any], errors: Mapping[str, PrewarmError]) -> ExitCode:
+    codes: set[ExitCode] = {e.exit_code for e in errors.values() if e.exit_code != ExitCode.QUOTA}
+    if summary["deferred"]:
+        codes.add(ExitCode.QUOTA)
+    if summary["total"] and not (summary["accepted"] or summary["deferred"] or summary["unknown"]):
+        codes.add(ExitCode.FAILED)
+    if summary["rejected"] or summary["failed"] or summary["unknown"]:
+        codes.add(ExitCode.INCOMPLETE)
+    codes.discard(ExitCode.USAGE)  # vendor refusals after validation are rejections (§6)
+    return worst_exit(codes)
