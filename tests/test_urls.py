@@ -1,4 +1,4 @@
-"""Tests for URL input, validation, sitemaps and encoding (prewarm_cli/urls.py)."""
+"""Tests for URL input, validation, sitemaps and encoding (prewarm_cli/inputs/)."""
 
 from __future__ import annotations
 
@@ -15,16 +15,17 @@ from typing import Any, TextIO, cast
 
 import pytest
 
-from prewarm_cli import urls
 from prewarm_cli.errors import InputError
-from prewarm_cli.urls import (
+from prewarm_cli.inputs import (
     MAX_URL_LENGTH,
+    InputSpec,
     InputUrl,
     InvalidInput,
     check_inputs,
     host_of,
     is_ascii,
     iter_inputs,
+    sitemap,
     to_ascii,
     unique,
     validate_url,
@@ -51,6 +52,14 @@ def write(path: Path, data: bytes) -> str:
     return str(path)
 
 
+def classic(
+    args: list[str], files: list[str], sitemaps: list[str], stdin: TextIO | None = None
+) -> Iterator[InputUrl]:
+    """iter_inputs over the three classic sources (they never yield InvalidInput)."""
+    spec = InputSpec(urls=tuple(args), files=tuple(files), sitemaps=tuple(sitemaps))
+    return cast(Iterator[InputUrl], iter_inputs(spec, stdin=stdin))
+
+
 def collect(
     args: list[str] | None = None,
     files: list[str] | None = None,
@@ -59,7 +68,13 @@ def collect(
     timeout: float = 5.0,
 ) -> list[InputUrl]:
     stream = io.StringIO(stdin) if stdin is not None else None
-    return list(iter_inputs(args or [], files or [], sitemaps or [], stdin=stream, timeout=timeout))
+    spec = InputSpec(
+        urls=tuple(args or ()),
+        files=tuple(files or ()),
+        sitemaps=tuple(sitemaps or ()),
+        sitemap_timeout=timeout,
+    )
+    return [cast(InputUrl, item) for item in iter_inputs(spec, stdin=stream)]
 
 
 def url_list(items: list[InputUrl]) -> list[str]:
@@ -363,7 +378,7 @@ def test_stdin_with_dash(tmp_path: Path) -> None:
 def test_default_stdin_is_sys_stdin_read_as_utf8_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     raw = io.BytesIO("https://s.example/ü\r\n#x\nhttps://s.example/2\n".encode())
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(raw, encoding="latin-1"))
-    got = list(iter_inputs([], ["-"], []))
+    got = list(iter_inputs(InputSpec(files=("-",))))
     assert got == [
         InputUrl("https://s.example/ü", "<stdin>", 1),
         InputUrl("https://s.example/2", "<stdin>", 3),
@@ -395,7 +410,7 @@ def test_missing_file_raises_input_error_naming_it_before_anything_is_read(
     missing = str(tmp_path / "nope.txt")
     with pytest.raises(InputError) as info:
         # Fails on the call itself, not half-way through a run.
-        iter_inputs(["https://a.example/"], [missing], [])
+        iter_inputs(InputSpec(urls=("https://a.example/",), files=(missing,)))
     assert missing in str(info.value)
     assert "not found" in str(info.value)
 
@@ -417,7 +432,7 @@ def test_unreadable_file_raises_input_error(tmp_path: Path) -> None:
 def test_file_removed_after_the_check_still_raises_input_error(tmp_path: Path) -> None:
     path = tmp_path / "gone.txt"
     path.write_text("https://a.example/\n")
-    inputs = iter_inputs(["https://a.example/"], [str(path)], [])
+    inputs = iter_inputs(InputSpec(urls=("https://a.example/",), files=(str(path),)))
     path.unlink()
     assert next(inputs).source == "argument"
     with pytest.raises(InputError, match=r"cannot read URL file .*gone\.txt"):
@@ -426,7 +441,7 @@ def test_file_removed_after_the_check_still_raises_input_error(tmp_path: Path) -
 
 def test_non_utf8_file_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path / "latin1.txt", b"https://a.example/\n# ok\nhttps://a.example/\xfc\n")
-    inputs = iter_inputs([], [path], [])
+    inputs = iter_inputs(InputSpec(files=(path,)))
     assert next(inputs).line == 1
     with pytest.raises(InputError) as info:
         next(inputs)
@@ -441,7 +456,7 @@ def test_stdin_decode_error_becomes_input_error() -> None:
             raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
 
     with pytest.raises(InputError, match="<stdin>: not UTF-8 text after line 1"):
-        list(iter_inputs([], ["-"], [], stdin=cast(TextIO, BadStream())))
+        list(classic([], ["-"], [], stdin=cast(TextIO, BadStream())))
 
 
 # --- streaming ---------------------------------------------------------------------------------
@@ -457,7 +472,7 @@ def test_file_is_streamed_not_loaded(tmp_path: Path) -> None:
 
     tracemalloc.start()
     try:
-        inputs = iter_inputs([], [str(path)], [])
+        inputs = classic([], [str(path)], [])
         first = next(inputs)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -489,7 +504,7 @@ def test_stdin_is_streamed_not_loaded() -> None:
             lines_read += 1
             yield f"https://s.example/{i}\n"
 
-    inputs = iter_inputs([], ["-"], [], stdin=cast(TextIO, stream()))
+    inputs = classic([], ["-"], [], stdin=cast(TextIO, stream()))
     assert next(inputs).url == "https://s.example/0"
     assert lines_read == 1
     assert sum(1 for _ in inputs) == 9_999
@@ -505,7 +520,7 @@ def test_sitemap_is_streamed_and_entries_are_cleared(tmp_path: Path) -> None:
 
     tracemalloc.start()
     try:
-        inputs = iter_inputs([], [], [path])
+        inputs = classic([], [], [path])
         first = next(inputs)
         _, first_peak = tracemalloc.get_traced_memory()
         count = 1 + sum(1 for _ in inputs)
@@ -662,7 +677,7 @@ def test_malformed_sitemap_raises_input_error_naming_it(tmp_path: Path, data: by
 
 def test_malformed_sitemap_after_some_entries(tmp_path: Path) -> None:
     path = write(tmp_path / "broken.xml", urlset("https://example.com/1")[:-12])
-    inputs = iter_inputs([], [], [path])
+    inputs = classic([], [], [path])
     with pytest.raises(InputError, match="malformed sitemap"):
         list(inputs)
 
@@ -722,10 +737,10 @@ def test_utf16_sitemap_is_refused(tmp_path: Path) -> None:
 
 
 def test_oversized_sitemap_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(urls, "MAX_SITEMAP_BYTES", 50_000)
+    monkeypatch.setattr(sitemap, "MAX_SITEMAP_BYTES", 50_000)
     data = urlset(*(f"https://example.com/{i}" for i in range(5_000)))
     path = write(tmp_path / "bomb.xml", gzip.compress(data))
-    inputs = iter_inputs([], [], [path])
+    inputs = classic([], [], [path])
     with pytest.raises(InputError, match="larger than"):
         for _ in inputs:
             pass
@@ -734,7 +749,7 @@ def test_oversized_sitemap_is_refused(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_missing_sitemap_raises_input_error_on_the_call(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.xml")
     with pytest.raises(InputError, match=r"sitemap not found: .*nope\.xml"):
-        iter_inputs([], [], [missing])
+        classic([], [], [missing])
 
 
 def test_missing_nested_sitemap_names_it_and_its_index(tmp_path: Path) -> None:
@@ -920,7 +935,7 @@ def test_remote_connection_refused_raises_input_error() -> None:
 
 def test_remote_sitemap_is_not_fetched_until_reached(server: SitemapServer) -> None:
     server.routes["/sitemap.xml"] = Route(body=urlset("https://example.com/1"))
-    inputs = iter_inputs(["https://a.example/"], [], [server.base + "/sitemap.xml"])
+    inputs = classic(["https://a.example/"], [], [server.base + "/sitemap.xml"])
     assert next(inputs).source == "argument"
     assert server.requests == []
     assert next(inputs).url == "https://example.com/1"

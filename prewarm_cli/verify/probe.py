@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from prewarm_cli import __version__
-from prewarm_cli.errors import ExitCode, InputError, UsageError
+from prewarm_cli.errors import ExitCode, UsageError
 from prewarm_cli.verify.classify import CACHE_VALUES, HIT, UNKNOWN, classify, is_warm
 
 if TYPE_CHECKING:
@@ -27,13 +27,14 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from prewarm_cli.inputs import InputNotes, InputSpec
+
 METHODS = ("HEAD", "GET")
 # What browsers send (minus zstd, which few CDNs cache separately yet): the variant users get.
 DEFAULT_ACCEPT_ENCODING = "gzip, deflate, br"
 DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 2
-MAX_LISTED_INVALID = 50
 _RETRY_BACKOFF = 0.1  # seconds; doubled per attempt (connection errors only)
 
 
@@ -238,33 +239,17 @@ def exit_code(result: Mapping[str, Any], expect_hit: bool = False) -> ExitCode:
 
 
 def read_urls(
-    args: Sequence[str], files: Sequence[str] = (), sitemaps: Sequence[str] = ()
+    args: Sequence[str] | InputSpec,
+    files: Sequence[str] = (),
+    sitemaps: Sequence[str] = (),
+    notes: InputNotes | None = None,
 ) -> list[str]:
     """The distinct valid input URLs, in order; InputError listing the invalid ones."""
-    from prewarm_cli.urls import InvalidInput, check_inputs, iter_inputs, unique
+    from prewarm_cli.inputs import InputSpec, as_spec
+    from prewarm_cli.inputs import read_urls as read
 
-    valid: list[str] = []
-    invalid: list[InvalidInput] = []
-    n_invalid = 0
-    for item in check_inputs(iter_inputs(args, files, sitemaps)):
-        if isinstance(item, InvalidInput):
-            n_invalid += 1
-            if len(invalid) < MAX_LISTED_INVALID:
-                invalid.append(item)
-        else:
-            valid.append(item.url)
-    if n_invalid:
-        lines = [str(i) for i in invalid]
-        if n_invalid > len(invalid):
-            lines.append(f"... and {n_invalid - len(invalid)} more")
-        raise InputError(
-            f"{n_invalid} invalid input line(s); nothing was requested:\n  " + "\n  ".join(lines)
-        )
-    if not valid:
-        raise InputError(
-            "no URLs to verify", hint="pass URLs as arguments, with -i FILE (or - for stdin)"
-        )
-    return list(unique(valid))
+    spec = args if isinstance(args, InputSpec) else as_spec(args, files, sitemaps)
+    return read(spec, notes=notes, consequence="nothing was requested", nothing="no URLs to verify")
 
 
 def _run(

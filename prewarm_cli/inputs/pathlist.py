@@ -1,0 +1,56 @@
+"""``--paths``: relative paths one per line, e.g. ``git diff --name-only`` output."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TextIO
+
+from prewarm_cli.inputs.baseurl import RelPath
+from prewarm_cli.inputs.lines import iter_lines
+from prewarm_cli.inputs.validate import InvalidInput
+
+_C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+
+
+def unquote_git_path(text: str) -> str:
+    """A path as git prints it: ``"caf\\303\\251.png"`` is ``café.png``; unquoted text as is.
+
+    git quotes a path holding a byte outside printable ASCII (core.quotePath) or a '"', '\\',
+    tab or newline: C escapes, and octal escapes for the bytes of UTF-8 characters.
+    ValueError when the quoting is broken or the bytes are not UTF-8.
+    """
+    if not (len(text) >= 2 and text[0] == text[-1] == '"'):
+        return text
+    body = text[1:-1]
+    out = bytearray()
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch != "\\":
+            out += ch.encode("utf-8")
+            i += 1
+            continue
+        escape = body[i + 1 : i + 2]
+        if escape in _C_ESCAPES:
+            out.append(_C_ESCAPES[escape])
+            i += 2
+        elif len(body[i + 1 : i + 4]) == 3 and all(c in "01234567" for c in body[i + 1 : i + 4]):
+            out.append(int(body[i + 1 : i + 4], 8) & 0xFF)
+            i += 4
+        else:
+            raise ValueError(f"a broken escape in git's quoted form at {body[i : i + 4]!r}")
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError("git's quoted path is not UTF-8") from exc
+
+
+def iter_path_list(path: str, stdin: TextIO | None = None) -> Iterator[RelPath | InvalidInput]:
+    """The paths of a file ('-' is stdin): '#' comments and blank lines ignored."""
+    for line in iter_lines(path, "path list", stdin):
+        try:
+            rel = unquote_git_path(line.text)
+        except ValueError as exc:
+            yield InvalidInput(line.text, line.source, line.number, str(exc))
+            continue
+        yield RelPath(rel, line.source, line.number)

@@ -1,0 +1,258 @@
+"""Sitemaps and sitemap indexes, local or remote, plain or gzipped, streamed."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import xml.etree.ElementTree as ET
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import unquote, urlsplit
+
+from prewarm_cli import __version__
+from prewarm_cli.errors import InputError
+from prewarm_cli.inputs.validate import InputUrl
+
+if TYPE_CHECKING:
+    import httpx
+
+# The sitemap protocol caps a file at 50 MB uncompressed; allow twice that for sloppy
+# generators while still stopping a gzip bomb or an endless response.
+MAX_SITEMAP_BYTES = 100 * 1024 * 1024
+
+# The given sitemap is level 1; an index may nest others down to this level.
+MAX_SITEMAP_DEPTH = 3
+_DTD_MARKERS = (b"<!DOCTYPE", b"<!ENTITY")
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 64 * 1024
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+@dataclass
+class _SitemapState:
+    """What all the sitemaps of one run share: the visited set and the HTTP client."""
+
+    timeout: float
+    visited: set[str] = field(default_factory=set)
+    _client: httpx.Client | None = field(default=None, init=False)
+
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            import httpx  # only a remote sitemap needs it; keep start-up fast
+
+            self._client = httpx.Client(
+                timeout=self.timeout,
+                follow_redirects=True,
+                verify=True,
+                headers={"User-Agent": f"prewarm-cli/{__version__}"},
+            )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _is_http(ref: str) -> bool:
+    return ref[:8].lower().startswith(("http://", "https://"))
+
+
+def _local_path(ref: str) -> str:
+    if ref[:7].lower() == "file://":
+        return unquote(urlsplit(ref).path)
+    return ref
+
+
+class _ChunkReader:
+    """A read()-able view of an iterator of byte chunks, with peek."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def peek(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        return self._buffer[:size]
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size < 0:
+            data = self._buffer + b"".join(self._chunks)
+            self._buffer = b""
+            return data
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._buffer = chunk
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def seek(self, offset: int, /) -> int:
+        raise io.UnsupportedOperation("a sitemap stream cannot seek")
+
+
+class _SitemapGuard:
+    """Passes the decoded bytes to the parser, refusing DTDs, non-UTF-8 and oversize input."""
+
+    def __init__(self, source: _Readable, name: str) -> None:
+        self._source = source
+        self._name = name
+        self._total = 0
+        self._tail = b""
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._source.read(size)
+        if not data:
+            return data
+        self._total += len(data)
+        if self._total > MAX_SITEMAP_BYTES:
+            raise InputError(
+                f"sitemap {self._name} is larger than {MAX_SITEMAP_BYTES // (1024 * 1024)} MiB"
+            )
+        # XML forbids NUL, so one means UTF-16/32, which sitemaps may not use; refusing it
+        # also keeps the DTD scan below meaningful.
+        if b"\x00" in data:
+            raise InputError(f"sitemap {self._name} is not UTF-8 text")
+        # Sitemaps never need a DTD; refusing one up front rules out entity expansion and
+        # external entities whatever the parser would do with them. The tail catches a
+        # marker split across two reads.
+        window = self._tail + data
+        if any(marker in window for marker in _DTD_MARKERS):
+            raise InputError(
+                f"sitemap {self._name} contains a DTD (<!DOCTYPE or <!ENTITY), "
+                "which sitemaps never need; refused"
+            )
+        self._tail = window[-(max(map(len, _DTD_MARKERS)) - 1) :]
+        return data
+
+
+@contextmanager
+def _open_sitemap(ref: str, state: _SitemapState, parent: str | None) -> Iterator[_ChunkReader]:
+    hint = f"it is listed in the sitemap index {parent}" if parent else None
+    if not _is_http(ref):
+        path = _local_path(ref)
+        try:
+            with open(path, "rb") as handle:
+                yield _ChunkReader(iter(partial(handle.read, _CHUNK), b""))
+        except FileNotFoundError as exc:
+            raise InputError(f"sitemap not found: {ref}", hint=hint) from exc
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise InputError(f"sitemap {ref} is not valid gzip data ({exc})") from exc
+        except OSError as exc:
+            raise InputError(f"cannot read sitemap {ref}: {exc.strerror or exc}") from exc
+        return
+    import httpx
+
+    client = state.client()
+    try:
+        with client.stream("GET", ref) as response:
+            if not response.is_success:
+                raise InputError(
+                    f"cannot fetch sitemap {ref}: HTTP {response.status_code} "
+                    f"{response.reason_phrase}".rstrip(),
+                    hint=hint,
+                )
+            yield _ChunkReader(response.iter_bytes())
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+        raise InputError(
+            f"cannot fetch sitemap {ref}: {str(exc) or type(exc).__name__}", hint=hint
+        ) from exc
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise InputError(f"sitemap {ref} is not valid gzip data ({exc})") from exc
+
+
+def _local_name(tag: str) -> str:
+    # Namespace-agnostic: '{http://www.sitemaps.org/schemas/sitemap/0.9}loc' -> 'loc'.
+    return tag.rpartition("}")[2]
+
+
+def _iter_sitemap(
+    ref: str, depth: int, state: _SitemapState, parent: str | None
+) -> Iterator[InputUrl]:
+    if parent is not None and _is_http(parent) and not _is_http(ref):
+        # A remote index must not make us open local files.
+        raise InputError(f"sitemap index {parent} refers to {ref}, which is not an http(s) URL")
+    key = ref if _is_http(ref) else os.path.realpath(_local_path(ref))
+    if key in state.visited:
+        return
+    state.visited.add(key)
+
+    children: list[str] = []
+    with _open_sitemap(ref, state, parent) as raw:
+        source: _Readable = raw
+        if raw.peek(2) == _GZIP_MAGIC:
+            # Detected by content, not by name: servers and tools disagree on '.gz'.
+            source = gzip.GzipFile(fileobj=raw, mode="rb")
+        guarded = _SitemapGuard(source, ref)
+        stack: list[str] = []
+        root: ET.Element | None = None
+        try:
+            for event, elem in ET.iterparse(guarded, events=("start", "end")):
+                name = _local_name(elem.tag)
+                if event == "start":
+                    if root is None:
+                        if name not in ("urlset", "sitemapindex"):
+                            raise InputError(
+                                f"{ref} is not a sitemap: its root element is <{name}>, "
+                                "not <urlset> or <sitemapindex>"
+                            )
+                        root = elem
+                    stack.append(name)
+                    continue
+                stack.pop()
+                # Only <loc> directly inside <url> or <sitemap> counts; <image:loc> and
+                # other extensions nest deeper.
+                if name == "loc" and len(stack) == 2:
+                    text = (elem.text or "").strip()
+                    if text and stack == ["urlset", "url"]:
+                        yield InputUrl(text, ref, None)
+                    elif text and stack == ["sitemapindex", "sitemap"]:
+                        children.append(text)
+                elif len(stack) == 1 and root is not None:
+                    # An entry is done: drop it so memory stays flat on huge sitemaps.
+                    elem.clear()
+                    root.clear()
+        except ET.ParseError as exc:
+            raise InputError(f"malformed sitemap {ref}: {exc}") from exc
+
+    if children and depth >= MAX_SITEMAP_DEPTH:
+        raise InputError(
+            f"sitemap index {ref} nests sitemaps deeper than {MAX_SITEMAP_DEPTH} levels",
+            hint="pass the nested sitemaps with --sitemap directly",
+        )
+    for child in children:
+        yield from _iter_sitemap(child, depth + 1, state, parent=ref)
+
+
+def check_sitemaps(refs: Sequence[str]) -> None:
+    """InputError for a local sitemap that cannot be read; nothing is read."""
+    from prewarm_cli.inputs.lines import check_readable
+
+    for ref in refs:
+        if not _is_http(ref):
+            check_readable(_local_path(ref), "sitemap")
+
+
+def iter_sitemaps(refs: Sequence[str], timeout: float) -> Iterator[InputUrl]:
+    """The <loc> URLs of each sitemap (following indexes), streamed; one HTTP client for all."""
+    if not refs:
+        return
+    state = _SitemapState(timeout)
+    try:
+        for ref in refs:
+            yield from _iter_sitemap(ref, 1, state, parent=None)
+    finally:
+        state.close()

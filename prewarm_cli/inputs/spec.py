@@ -1,0 +1,205 @@
+"""All the URL inputs of one command in one object, read as one stream."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from prewarm_cli.errors import InputError, UsageError
+from prewarm_cli.inputs.baseurl import INDEX_RULES, BaseUrl, IndexRule, RelPath
+from prewarm_cli.inputs.lines import check_readable, iter_arguments, iter_url_file
+from prewarm_cli.inputs.pathlist import iter_path_list
+from prewarm_cli.inputs.sitemap import check_sitemaps, iter_sitemaps
+from prewarm_cli.inputs.synclog import LogNote, iter_sync_log
+from prewarm_cli.inputs.tree import check_directory, iter_tree
+from prewarm_cli.inputs.validate import InputUrl, InvalidInput, InvalidList, check_inputs, unique
+
+DEFAULT_SITEMAP_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Where a command's URLs come from (DESIGN §4), checked for usage errors when built."""
+
+    urls: tuple[str, ...] = ()  # URL arguments
+    files: tuple[str, ...] = ()  # -i FILE|-
+    sitemaps: tuple[str, ...] = ()  # --sitemap URL|FILE
+    base_url: str | None = None  # maps the path sources below to URLs
+    from_dirs: tuple[str, ...] = ()  # --from-dir DIR
+    paths: tuple[str, ...] = ()  # --paths FILE|-
+    sync_logs: tuple[str, ...] = ()  # --from-sync-log FILE|-
+    strip_prefix: str | None = None  # for --paths and --from-sync-log
+    index: IndexRule = "dir"
+    excludes: tuple[str, ...] = ()  # --exclude GLOB, for --from-dir
+    default_excludes: bool = True
+    sitemap_timeout: float = DEFAULT_SITEMAP_TIMEOUT
+
+    def __post_init__(self) -> None:
+        for name in ("urls", "files", "sitemaps", "from_dirs", "paths", "sync_logs", "excludes"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.index not in INDEX_RULES:
+            raise UsageError(f"--index must be one of {', '.join(INDEX_RULES)}, not {self.index!r}")
+        has_paths = bool(self.from_dirs or self.paths or self.sync_logs)
+        if has_paths and not self.base_url:
+            raise UsageError(
+                "--from-dir, --paths and --from-sync-log need --base-url",
+                hint="give the URL the files are served under, e.g. --base-url https://cdn.example.com/",
+            )
+        if self.base_url and not has_paths:
+            raise UsageError("--base-url maps --from-dir, --paths or --from-sync-log; none given")
+        if self.base_url:
+            BaseUrl.parse(self.base_url)
+        if self.strip_prefix is not None and not (self.paths or self.sync_logs):
+            raise UsageError("--strip-prefix applies to --paths and --from-sync-log; none given")
+        if (self.excludes or not self.default_excludes) and not self.from_dirs:
+            raise UsageError("--exclude and --no-default-excludes apply to --from-dir; none given")
+        n_stdin = sum(src.count("-") for src in (self.files, self.paths, self.sync_logs))
+        if n_stdin > 1:
+            raise UsageError("stdin ('-') can be read only once: give it to one option")
+
+    def has_input(self) -> bool:
+        """Whether any source is given (an empty file still counts)."""
+        return any(
+            (self.urls, self.files, self.sitemaps, self.from_dirs, self.paths, self.sync_logs)
+        )
+
+    def prefix(self) -> str:
+        """The --strip-prefix as a directory ('public/'), '' when none."""
+        text = (self.strip_prefix or "").strip("/")
+        return text + "/" if text else ""
+
+
+@dataclass
+class InputNotes:
+    """What reading skipped on purpose: not errors, told once on stderr after the read."""
+
+    strip_prefix: str = ""
+    outside_prefix: int = 0  # paths not under --strip-prefix
+    failed: InvalidList = field(default_factory=InvalidList)  # failed uploads in a sync log
+    unrecognised: InvalidList = field(default_factory=InvalidList)  # sync-log lines not understood
+
+    def messages(self) -> list[str]:
+        """The warnings to print, one string each (a list indented below its first line)."""
+        out = []
+        if self.outside_prefix:
+            where = f"--strip-prefix {self.strip_prefix!r}"
+            out.append(f"{self.outside_prefix} path(s) not under {where} skipped")
+        if self.failed:
+            out.append(self.failed.message("skipped", what="failed upload(s) in the sync log"))
+        if self.unrecognised:
+            out.append(self.unrecognised.message("ignored", what="sync-log line(s) not understood"))
+        return out
+
+
+def iter_inputs(
+    spec: InputSpec, *, stdin: TextIO | None = None, notes: InputNotes | None = None
+) -> Iterator[InputUrl | InvalidInput]:
+    """Every source in order (arguments, -i files, sitemaps, directories, path lists, sync
+    logs), streamed; not yet validated. Unreadable files and missing directories fail now,
+    before anything is read."""
+    for path in spec.files:
+        if path != "-":
+            check_readable(path, "URL file")
+    check_sitemaps(spec.sitemaps)
+    for root in spec.from_dirs:
+        check_directory(root)
+    for path in spec.paths:
+        if path != "-":
+            check_readable(path, "path list")
+    for path in spec.sync_logs:
+        if path != "-":
+            check_readable(path, "sync log")
+    return _generate(spec, stdin, notes if notes is not None else InputNotes())
+
+
+def _generate(
+    spec: InputSpec, stdin: TextIO | None, notes: InputNotes
+) -> Iterator[InputUrl | InvalidInput]:
+    yield from iter_arguments(spec.urls)
+    for path in spec.files:
+        yield from iter_url_file(path, stdin)
+    yield from iter_sitemaps(spec.sitemaps, spec.sitemap_timeout)
+    if not spec.base_url:
+        return
+    base = BaseUrl.parse(spec.base_url)
+    notes.strip_prefix = spec.prefix()
+    for root in spec.from_dirs:
+        rels = (
+            RelPath(rel, os.path.join(root, rel), None)
+            for rel in iter_tree(root, spec.excludes, spec.default_excludes)
+        )
+        yield from _map(rels, base, spec.index, "", notes)
+    for path in spec.paths:
+        yield from _map(iter_path_list(path, stdin), base, spec.index, spec.prefix(), notes)
+    for path in spec.sync_logs:
+        yield from _map(iter_sync_log(path, stdin), base, spec.index, spec.prefix(), notes)
+
+
+def _map(
+    items: Iterable[RelPath | InvalidInput | LogNote],
+    base: BaseUrl,
+    index: IndexRule,
+    prefix: str,
+    notes: InputNotes,
+) -> Iterator[InputUrl | InvalidInput]:
+    for item in items:
+        if isinstance(item, InvalidInput):
+            yield item
+            continue
+        if isinstance(item, LogNote):
+            (notes.failed if item.kind == "failed" else notes.unrecognised).add(item.item)
+            continue
+        path = item.path.lstrip("/").removeprefix("./")
+        if prefix:
+            if not path.startswith(prefix):
+                notes.outside_prefix += 1
+                continue
+            path = path[len(prefix) :]
+        try:
+            urls = base.urls(path, index)
+        except ValueError as exc:
+            yield InvalidInput(item.path, item.source, item.line, str(exc))
+            continue
+        for url in urls:
+            yield InputUrl(url, item.source, item.line)
+
+
+def read_urls(
+    spec: InputSpec,
+    *,
+    notes: InputNotes | None = None,
+    stdin: TextIO | None = None,
+    consequence: str = "nothing was sent",
+    nothing: str | None = "no URLs given",
+) -> list[str]:
+    """The distinct valid URLs in order; InputError listing the invalid ones.
+
+    No URL at all is an InputError saying ``nothing``, or an empty list when that is None.
+    """
+    valid: list[str] = []
+    invalid = InvalidList()
+    for item in check_inputs(iter_inputs(spec, stdin=stdin, notes=notes)):
+        if isinstance(item, InvalidInput):
+            invalid.add(item)
+        else:
+            valid.append(item.url)
+    if invalid:
+        raise invalid.error(consequence)
+    if not valid and nothing is not None:
+        raise InputError(nothing, hint=NO_INPUT_HINT)
+    return list(unique(valid))
+
+
+NO_INPUT_HINT = (
+    "pass URLs as arguments, with -i FILE (or - for stdin) or --sitemap, or files with "
+    "--base-url and --from-dir, --paths or --from-sync-log"
+)
+
+
+def as_spec(
+    urls: Sequence[str] = (), files: Sequence[str] = (), sitemaps: Sequence[str] = ()
+) -> InputSpec:
+    """An InputSpec of the three classic sources (for callers still passing them apart)."""
+    return InputSpec(urls=tuple(urls), files=tuple(files), sitemaps=tuple(sitemaps))

@@ -1,0 +1,277 @@
+"""URL validation, encoding, de-duplication, and the one way invalid input is listed."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from prewarm_cli.errors import InputError
+
+# 2048 is the de facto safe URL length: browsers, CDN cache keys and vendor APIs commonly
+# cap URLs around 2 KB, and a longer one is almost always a generated mistake. It is checked
+# on the percent-encoded form, since that is what providers receive.
+MAX_URL_LENGTH = 2048
+
+# Invalid input lines listed in an error before "... and N more": a screenful, so that the
+# count above the list stays in view; the user fixes a pattern, rarely a thousand lines.
+MAX_LISTED_INVALID = 50
+
+ARGUMENT_SOURCE = "argument"
+STDIN_SOURCE = "<stdin>"
+
+# Characters quote() leaves alone: reserved (RFC 3986 gen-delims and sub-delims), unreserved
+# punctuation, and '%' so existing escapes survive.
+_SAFE = "/?#[]@!$&'()*+,;=:%~-._"
+_USERINFO_SAFE = "!$&'()*+,;=:%~-._"
+
+# RFC 3986 appendix B, reduced to scheme, authority and everything after it.
+_URI_RE = re.compile(r"(?:([^:/?#]+):)?(?://([^/?#]*))?(.*)", re.DOTALL)
+_ASCII_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_BAD_HOST_CHARS = frozenset('<>"\\^`{|}')
+# Joiners are legitimate inside IDNA labels of some scripts; other format characters
+# (zero-width space, bidi overrides, BOM) are invisible copy-paste debris or spoofing.
+_ALLOWED_FORMAT_CHARS = frozenset("\u200c\u200d")
+
+
+@dataclass(frozen=True)
+class InputUrl:
+    """One URL as read, with where it came from."""
+
+    url: str
+    source: str
+    line: int | None
+
+
+@dataclass(frozen=True)
+class InvalidInput:
+    """An input that failed validation, and why."""
+
+    input: str
+    source: str
+    line: int | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.input,
+            "source": self.source,
+            "line": self.line,
+            "reason": self.reason,
+        }
+
+    def __str__(self) -> str:
+        if self.line is None:
+            where = self.source
+        elif self.source == ARGUMENT_SOURCE:
+            where = f"argument {self.line}"
+        else:
+            where = f"{self.source}:{self.line}"
+        return f"{where}: {_printable(self.input)}: {self.reason}"
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """Text safe to print on a terminal: invisible characters escaped, long text cut."""
+    # Escaping keeps a hostile line from sending terminal escapes, and shows the user the
+    # invisible character the reason talks about.
+    out = []
+    for ch in text[:limit]:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch.isprintable() if ch.isascii() else _char_problem(ch) is None:
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(
+                f"\\x{code:02x}"
+                if code < 0x100
+                else f"\\u{code:04x}"
+                if code < 0x10000
+                else f"\\U{code:08x}"
+            )
+    if len(text) > limit:
+        out.append(f"… ({len(text)} characters)")
+    return "".join(out)
+
+
+def _char_name(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X} {name}" if name else f"U+{ord(ch):04X}"
+
+
+def _char_problem(ch: str) -> str | None:
+    """Why one character cannot appear in a URL, or None."""
+    category = unicodedata.category(ch)
+    if category == "Cc":
+        return f"contains a control character ({_char_name(ch)})"
+    if ch.isspace() or category in ("Zs", "Zl", "Zp"):
+        return f"contains whitespace ({_char_name(ch)})"
+    if category == "Cf" and ch not in _ALLOWED_FORMAT_CHARS:
+        return f"contains an invisible formatting character ({_char_name(ch)})"
+    if category == "Cs":
+        # Lone surrogates come from undecodable bytes in argv; they cannot be encoded.
+        return f"contains an undecodable character ({_char_name(ch)})"
+    return None
+
+
+def _chars_problem(url: str) -> str | None:
+    match = _ASCII_SPACE_OR_CONTROL.search(url)
+    if match:
+        return _char_problem(match.group())
+    if url.isascii():
+        return None
+    for ch in url:
+        if not ch.isascii():
+            problem = _char_problem(ch)
+            if problem:
+                return problem
+    return None
+
+
+def _split_hostport(authority: str) -> tuple[str, str, str | None]:
+    """Userinfo (with its '@'), host, and port text (None when there is no ':')."""
+    userinfo, at, hostport = authority.rpartition("@")
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end != -1:
+            host, rest = hostport[: end + 1], hostport[end + 1 :]
+            return userinfo + at, host, rest[1:] if rest.startswith(":") else None
+    host, colon, port = hostport.rpartition(":")
+    if not colon:
+        return userinfo + at, hostport, None
+    return userinfo + at, host, port
+
+
+def validate_url(url: str) -> str | None:
+    """None when the URL can be sent to a CDN, else a short reason."""
+    if not url:
+        return "empty URL"
+    if len(url) > MAX_URL_LENGTH:
+        return f"longer than {MAX_URL_LENGTH} characters ({len(url)})"
+    problem = _chars_problem(url)
+    if problem:
+        return problem
+    if "*" in url:
+        return "contains a wildcard '*'; list URLs explicitly"
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"cannot be parsed ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return "scheme must be http or https"
+    if "@" in parts.netloc:
+        return "contains credentials (user:password@); remove them"
+    _, host, port = _split_hostport(parts.netloc)
+    if not host or host == "[]":
+        return "no host"
+    if any(ch in _BAD_HOST_CHARS for ch in host):
+        return "host contains an invalid character"
+    if port is not None and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return "port must be a number from 1 to 65535"
+    if not url.isascii():
+        encoded = len(to_ascii(url))
+        if encoded > MAX_URL_LENGTH:
+            return f"longer than {MAX_URL_LENGTH} characters once percent-encoded ({encoded})"
+    return None
+
+
+def check_inputs(
+    inputs: Iterable[InputUrl | InvalidInput],
+) -> Iterator[InputUrl | InvalidInput]:
+    """Each input as is, or as an InvalidInput with the reason (found invalid earlier, or now)."""
+    for item in inputs:
+        if isinstance(item, InvalidInput):
+            yield item
+            continue
+        reason = validate_url(item.url)
+        yield item if reason is None else InvalidInput(item.url, item.source, item.line, reason)
+
+
+def host_of(url: str) -> str:
+    """Lower-case host without port, as given (not IDNA-encoded); '' when there is none."""
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+
+
+def is_ascii(url: str) -> bool:
+    """True when the URL needs no encoding for ASCII-only providers."""
+    return url.isascii()
+
+
+def _idna(host: str) -> str:
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host
+
+
+def to_ascii(url: str) -> str:
+    """RFC 3986 form: IDNA host, non-ASCII and spaces percent-encoded, escapes kept."""
+    if url.isascii():
+        # Re-encoding ASCII could change the cache key the CDN sees; send it as given.
+        return url
+    match = _URI_RE.fullmatch(url)
+    if match is None:  # pragma: no cover - the pattern matches every string
+        return quote(url, safe=_SAFE)
+    scheme, authority, rest = match.groups()
+    out = []
+    if scheme is not None:
+        out.append(quote(scheme, safe="+-.") + ":")
+    if authority is not None:
+        userinfo, host, port = _split_hostport(authority)
+        out.append("//")
+        out.append(quote(userinfo, safe=_USERINFO_SAFE + "@"))
+        out.append(host if host.isascii() else _idna(host))
+        if port is not None:
+            out.append(":" + quote(port, safe=""))
+    out.append(quote(rest, safe=_SAFE))
+    return "".join(out)
+
+
+def unique(items: Iterable[str]) -> Iterator[str]:
+    """Items in order, each once."""
+    seen: set[str] = set()
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            yield item
+
+
+@dataclass
+class InvalidList:
+    """Invalid (or skipped) inputs as they are found: all counted, the first ``limit`` kept.
+
+    The one way invalid input is listed, by submit's intake, verify and urls alike.
+    """
+
+    limit: int = MAX_LISTED_INVALID
+    count: int = 0
+    listed: list[InvalidInput] = field(default_factory=list)
+
+    def add(self, item: InvalidInput) -> None:
+        self.count += 1
+        if len(self.listed) < self.limit:
+            self.listed.append(item)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def lines(self) -> list[str]:
+        """One line per listed input, then "... and N more" when some were not kept."""
+        lines = [str(item) for item in self.listed]
+        if self.count > len(self.listed):
+            lines.append(f"... and {self.count - len(self.listed)} more")
+        return lines
+
+    def message(self, consequence: str, what: str = "invalid input line(s)") -> str:
+        """``N invalid input line(s); <consequence>:`` and the indented list."""
+        return f"{self.count} {what}; {consequence}:\n  " + "\n  ".join(self.lines())
+
+    def error(self, consequence: str, hint: str | None = None) -> InputError:
+        """The InputError (exit 2) listing them, e.g. ``error("nothing was sent")``."""
+        return InputError(self.message(consequence), hint=hint)
