@@ -38,6 +38,7 @@ __all__ = [
     "TaskStatus",
     "UrlStatus",
     "state_dir",
+    "url_to_ascii",
 ]
 
 
@@ -273,6 +274,16 @@ def state_dir() -> Path:
     from prewarm_cli.config import state_dir as _state_dir
 
     return _state_dir()
+
+
+def url_to_ascii(url: str) -> str:
+    """A URL in RFC 3986 form (IDNA host, non-ASCII percent-encoded), as prewarm validates it.
+
+    For a vendor that wants URLs encoded by the client; an ASCII URL comes back unchanged.
+    """
+    from prewarm_cli.urls import to_ascii
+
+    return to_ascii(url)
 
 
 # The method each capability needs a subclass to implement.

@@ -701,8 +701,8 @@ def test_connection_refused_is_retryable_read_timeout_is_unknown(fake: FakeEdgeO
 def test_error_codes_map_to_typed_errors(
     code: str, submit_error: type[Exception], read_error: type[Exception]
 ) -> None:
-    from prewarm_edgeone._api import ApiError
-    from prewarm_edgeone._errors import translate
+    from prewarm_edgeone.client import ApiError
+    from prewarm_edgeone.error_codes import translate
 
     err = ApiError(CREATE, code, "message", "req-1")
     for submit_call, expected in ((True, submit_error), (False, read_error)):
@@ -713,8 +713,8 @@ def test_error_codes_map_to_typed_errors(
 
 
 def test_invalid_parameter_names_targets_precisely() -> None:
-    from prewarm_edgeone._api import ApiError
-    from prewarm_edgeone._errors import translate
+    from prewarm_edgeone.client import ApiError
+    from prewarm_edgeone.error_codes import translate
 
     targets = {
         "https://a.example.com/x": "https://a.example.com/x",

@@ -19,7 +19,7 @@ from prewarm_cli.errors import (
     RetryableError,
     UnknownOutcome,
 )
-from prewarm_edgeone._api import ApiError
+from prewarm_edgeone.client import ApiError
 
 # Refusals of the request as a whole for a configuration reason: stop, exit 3.
 _CONFIG_CODES = frozenset(

@@ -1,9 +1,10 @@
-"""The SDK side of the EdgeOne provider: clients, per-action pacing and the reply envelope.
+"""The SDK side of the EdgeOne provider: clients, calls and the reply envelope.
 
 The Tencent Cloud SDK is imported here lazily (it costs about 0.3 s), one ``TeoClient`` is
 built per thread (the SDK's ``requests`` session is not meant to be shared between threads),
-and every call's reply envelope is checked by our own code: the SDK raises on a
-``Response.Error`` only when the reply's Content-Type is exactly ``application/json``.
+every call waits for the provider's pacing first, and every call's reply envelope is checked
+by our own code: the SDK raises on a ``Response.Error`` only when the reply's Content-Type is
+exactly ``application/json``.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ INTL_ENDPOINT = "https://teo.intl.tencentcloudapi.com"
 SDK_MISSING = "the edgeone provider needs the Tencent Cloud SDK: pip install 'prewarm-cli[edgeone]'"
 # The documented ceiling of each of the five actions (their API pages).
 VENDOR_REQUESTS_PER_SECOND = 20.0
-# Our windows are this much longer than the vendor's one second, so that a request delayed
-# on its way never lands in the previous window at the vendor.
 
 
 @dataclass(frozen=True)
