@@ -1,0 +1,200 @@
+"""The GitHub Action's step: turn the action's inputs into one `prewarm submit` and report it.
+
+Run by action.yml with the Python that has prewarm installed. GitHub gives a composite
+action's inputs to this script as INPUT_* variables (action.yml maps them; a hyphenated
+name is read as INPUT_FROM_DIR or INPUT_FROM-DIR). It writes the outputs to $GITHUB_OUTPUT,
+a table to $GITHUB_STEP_SUMMARY, and exits with prewarm's own exit code, so that the step
+fails exactly when prewarm does (docs/recipes.md lists what each code means).
+
+Standard library only: it runs before anything else could be installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_MEANINGS = {
+    0: "every URL accepted (or warmed, with wait)",
+    1: "the job failed as a whole, or an unexpected error",
+    2: "usage error or invalid input: nothing was sent",
+    3: "configuration or credentials",
+    4: "not everything warmed: some URLs rejected or failed",
+    5: "quota exhausted or rate limited: some URLs deferred, resume later",
+    6: "the wait timed out",
+    130: "interrupted",
+}
+MAX_LISTED_FAILURES = 20
+
+
+def read_input(env: Mapping[str, str], name: str) -> str:
+    """An action input as GitHub passes it: INPUT_<NAME>, '-' kept or made '_'."""
+    upper = name.upper()
+    for key in (f"INPUT_{upper.replace('-', '_')}", f"INPUT_{upper}"):
+        if key in env:
+            return env[key].strip()
+    return ""
+
+
+def read_list(env: Mapping[str, str], name: str) -> list[str]:
+    """A multiline input: one value per line, blank lines and '#' comments dropped."""
+    lines = (line.strip() for line in read_input(env, name).splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def read_bool(env: Mapping[str, str], name: str) -> bool:
+    value = read_input(env, name).lower()
+    if value in ("", "false", "no", "0", "off"):
+        return False
+    if value in ("true", "yes", "1", "on"):
+        return True
+    raise ValueError(f"input {name} must be true or false, not {value!r}")
+
+
+def build_command(env: Mapping[str, str], workdir: Path) -> list[str]:
+    """The prewarm arguments (after `prewarm`) for these inputs; files go in workdir."""
+    args = ["submit", "-o", "json"]
+    config = read_input(env, "config")
+    if config:
+        if "\n" in config or "[" in config:
+            # Inline TOML: written privately (it may hold literal keys; env:VAR is better).
+            path = workdir / "prewarm-config.toml"
+            path.write_text(config + "\n", encoding="utf-8")
+            path.chmod(0o600)
+            config = str(path)
+        args += ["--config", config]
+    for name in re.split(r"[\s,]+", read_input(env, "provider")):
+        if name:
+            args += ["-p", name]
+    urls = read_list(env, "urls")
+    if urls:
+        path = workdir / "prewarm-urls.txt"
+        path.write_text("\n".join(urls) + "\n", encoding="utf-8")
+        args += ["-i", str(path)]
+    for sitemap in read_list(env, "sitemap"):
+        args += ["--sitemap", sitemap]
+    base_url = read_input(env, "base-url")
+    if base_url:
+        args += ["--base-url", base_url]
+    for directory in read_list(env, "from-dir"):
+        args += ["--from-dir", directory]
+    for listing in read_list(env, "paths"):
+        args += ["--paths", listing]
+    for log in read_list(env, "sync-log"):
+        args += ["--from-sync-log", log]
+    strip_prefix = read_input(env, "strip-prefix")
+    if strip_prefix:
+        args += ["--strip-prefix", strip_prefix]
+    verify = read_bool(env, "verify")
+    if read_bool(env, "wait") or verify:  # --verify checks what the wait reports
+        args.append("--wait")
+    if verify:
+        args.append("--verify")
+    args += shlex.split(read_input(env, "extra-args"))
+    return args
+
+
+def outputs_of(result: Mapping[str, Any], exit_code: int) -> dict[str, str]:
+    """The step outputs from prewarm's JSON (submit, or submit --wait with its status)."""
+    if "error" in result or not result:
+        return {"job-id": "", "accepted": "0", "failed": "0", "state": "error"}
+    status = result.get("status")
+    if isinstance(status, Mapping):
+        state, failed = status.get("state"), status.get("failed", 0)
+    else:
+        state = result.get("state")
+        failed = len(result.get("failed", [])) + len(result.get("rejected", []))
+    return {
+        "job-id": str(result.get("job_id") or ""),
+        "accepted": str(result.get("accepted", 0)),
+        "failed": str(failed),
+        "state": str(state or ""),
+    }
+
+
+def summary_markdown(result: Mapping[str, Any], outputs: Mapping[str, str], code: int) -> str:
+    """The job summary: one table row, the URLs that did not make it, what the code means."""
+    meaning = EXIT_MEANINGS.get(code, "unexpected exit code")
+    lines = ["### prewarm", ""]
+    error = result.get("error")
+    if isinstance(error, Mapping):
+        lines += [f"**{_cell(str(error.get('message', 'error')))}**", ""]
+    else:
+        lines += [
+            "| job | state | URLs | accepted | failed | deferred | unknown |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+            "| {} | {} | {} | {} | {} | {} | {} |".format(
+                _cell(outputs["job-id"]),
+                _cell(outputs["state"]),
+                result.get("urls", ""),
+                outputs["accepted"],
+                outputs["failed"],
+                result.get("deferred", 0),
+                result.get("unknown", 0),
+            ),
+            "",
+        ]
+        failures = [*result.get("rejected", []), *result.get("failed", [])]
+        if failures:
+            lines += ["| URL | provider | reason |", "| --- | --- | --- |"]
+            for item in failures[:MAX_LISTED_FAILURES]:
+                lines.append(
+                    f"| {_cell(item.get('url', ''))} | {_cell(item.get('provider', ''))} "
+                    f"| {_cell(item.get('reason', ''))} |"
+                )
+            if len(failures) > MAX_LISTED_FAILURES:
+                lines.append(f"\n... and {len(failures) - MAX_LISTED_FAILURES} more")
+            lines.append("")
+    lines.append(f"exit code {code}: {meaning}")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _append(path: str | None, text: str) -> None:
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(text)
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    prewarm = list(argv) if argv else [sys.executable, "-m", "prewarm_cli"]
+    with tempfile.TemporaryDirectory(prefix="prewarm-action-", dir=env.get("RUNNER_TEMP")) as tmp:
+        try:
+            args = build_command(env, Path(tmp))
+        except ValueError as exc:
+            print(f"::error title=prewarm::{exc}", file=sys.stderr)
+            return 2
+        print("prewarm " + shlex.join(args), file=sys.stderr)
+        # stderr (progress, warnings, errors) goes straight to the log; stdout is the JSON.
+        proc = subprocess.run([*prewarm, *args], stdout=subprocess.PIPE, text=True, check=False)
+    try:
+        result = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    except json.JSONDecodeError:
+        result = {}
+    if not isinstance(result, dict):
+        result = {}
+    outputs = outputs_of(result, proc.returncode)
+    _append(
+        env.get("GITHUB_OUTPUT"),
+        "".join(f"{k}={v}\n" for k, v in {**outputs, "exit-code": str(proc.returncode)}.items()),
+    )
+    _append(env.get("GITHUB_STEP_SUMMARY"), summary_markdown(result, outputs, proc.returncode))
+    if proc.stdout:
+        print(proc.stdout, end="")  # the JSON stays visible in the log
+    return proc.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

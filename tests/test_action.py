@@ -1,0 +1,170 @@
+"""The GitHub Action (action.yml + scripts/action.py), run as GitHub runs it: inputs as INPUT_*
+variables, GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files, against the fake provider."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fakes.generic import FakeCdn
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "action.py"
+
+INLINE_CONFIG = """\
+[defaults]
+provider = "fake"
+
+[providers.fake]
+type = "fake"
+endpoint = "{endpoint}"
+api_key = "env:FAKE_API_KEY"
+"""
+
+
+def run_action(
+    cli_env: dict[str, str], tmp_path: Path, **inputs: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str], str]:
+    """Runs the step script; returns the process, the outputs it wrote, and the summary."""
+    output, summary = tmp_path / "github_output", tmp_path / "step_summary"
+    output.write_text("")
+    summary.write_text("")
+    runner_temp = tmp_path / "runner_temp"
+    runner_temp.mkdir(exist_ok=True)
+    env = {
+        **cli_env,
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "RUNNER_TEMP": str(runner_temp),
+        **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
+    }
+    env.pop("PREWARM_CONFIG", None)  # the action's config input decides
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    written = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    assert list(runner_temp.iterdir()) == []  # the inline config and URL list are gone
+    return proc, written, summary.read_text()
+
+
+@pytest.fixture
+def action_env(cli_env: dict[str, str], fake_cdn: FakeCdn) -> dict[str, str]:
+    cli_env["FAKE_API_KEY"] = fake_cdn.api_key  # a secret given to the step through env
+    return cli_env
+
+
+def test_urls_with_inline_config(
+    action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    proc, outputs, summary = run_action(
+        action_env,
+        tmp_path,
+        urls="https://cdn.example.com/a.js\n\n# a comment\nhttps://cdn.example.com/b.css\n",
+        config=INLINE_CONFIG.format(endpoint=fake_cdn.url),
+        provider="fake",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert outputs == {
+        "job-id": result["job_id"],
+        "accepted": "2",
+        "failed": "0",
+        "state": "submitted",
+        "exit-code": "0",
+    }
+    assert fake_cdn.accepted_urls() == {
+        "https://cdn.example.com/a.js",
+        "https://cdn.example.com/b.css",
+    }
+    assert f"| {result['job_id']} | submitted | 2 | 2 | 0 | 0 | 0 |" in summary
+    assert "exit code 0" in summary
+    assert fake_cdn.api_key not in proc.stderr + proc.stdout + summary
+    assert "prewarm submit -o json --config" in proc.stderr
+
+
+def test_wait_with_a_failing_url_fails_the_step_with_4(
+    action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    config = tmp_path / "prewarm.toml"
+    config.write_text(INLINE_CONFIG.format(endpoint=fake_cdn.url))
+    proc, outputs, summary = run_action(
+        action_env,
+        tmp_path,
+        urls="https://cdn.example.com/ok.js\nhttps://cdn.example.com/fail.js",
+        config=str(config),
+        wait="true",
+        extra_args="--interval 0.1 --wait-timeout 60",
+    )
+    assert proc.returncode == 4, proc.stderr
+    assert outputs["state"] == "partial"
+    assert outputs["accepted"] == "2" and outputs["failed"] == "1"
+    assert outputs["exit-code"] == "4"
+    assert "exit code 4: not everything warmed" in summary
+
+
+def test_rejected_urls_are_listed_in_the_summary(
+    action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    proc, outputs, summary = run_action(
+        action_env,
+        tmp_path,
+        urls="https://cdn.example.com/ok.js\nhttps://cdn.example.com/reject-me.js",
+        config=INLINE_CONFIG.format(endpoint=fake_cdn.url),
+    )
+    assert proc.returncode == 4, proc.stderr
+    assert outputs["failed"] == "1" and outputs["accepted"] == "1"
+    assert "| https://cdn.example.com/reject-me.js | fake | blocked by vendor policy |" in summary
+
+
+def test_an_error_is_the_steps_result_and_summary(
+    action_env: dict[str, str], tmp_path: Path
+) -> None:
+    proc, outputs, summary = run_action(
+        action_env,
+        tmp_path,
+        urls="ftp://cdn.example.com/a.js",
+        config=INLINE_CONFIG.format(endpoint="http://127.0.0.1:9"),
+    )
+    assert proc.returncode == 2
+    assert outputs == {
+        "job-id": "",
+        "accepted": "0",
+        "failed": "0",
+        "state": "error",
+        "exit-code": "2",
+    }
+    assert "invalid input" in summary and "exit code 2: usage error or invalid input" in summary
+    assert "scheme must be http or https" in proc.stderr
+
+
+def test_a_bad_boolean_input_is_a_usage_error(action_env: dict[str, str], tmp_path: Path) -> None:
+    proc, outputs, _ = run_action(action_env, tmp_path, urls="https://a.example/", wait="maybe")
+    assert proc.returncode == 2
+    assert "input wait must be true or false" in proc.stderr
+    assert outputs == {}
+
+
+def test_action_yml_maps_every_input_to_the_script() -> None:
+    yaml = pytest.importorskip("yaml")
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    assert action["runs"]["using"] == "composite"
+    step = next(s for s in action["runs"]["steps"] if s.get("id") == "prewarm")
+    script = SCRIPT.read_text()
+    for name in action["inputs"]:
+        if name == "version":
+            continue  # used by the install step
+        variable = "INPUT_" + name.upper().replace("-", "_")
+        assert step["env"][variable] == "${{ inputs." + name + " }}"
+        assert f'"{name}"' in script, f"scripts/action.py does not read {name}"
+    for name, output in action["outputs"].items():
+        assert output["value"] == "${{ steps.prewarm.outputs." + name + " }}"
+    assert {"job-id", "accepted", "failed", "state"} <= set(action["outputs"])
