@@ -12,10 +12,13 @@ import time
 import tomllib
 from pathlib import Path
 
+import click
 import pytest
+from click.testing import CliRunner
 from conftest import BROKEN_PLUGINS_DIR, PLUGINS_DIR
 from fakes.generic import FakeCdn
 
+from prewarm_cli.commands import COMMANDS
 from prewarm_cli.errors import EXIT_PRIORITY, ExitCode, worst_exit
 
 HEAVY = (
@@ -27,7 +30,9 @@ HEAVY = (
     "qiniu",
     "tencentcloud",
     "boto3",
-    "prewarm_cli.commands",  # the command definitions are not even compiled for --help
+    # the command modules: --help lists them from the index without importing them
+    *sorted({entry.target.partition(":")[0] for entry in COMMANDS.values()}),
+    "prewarm_cli.commands._render",
 )
 
 
@@ -55,6 +60,20 @@ def test_help_and_version_import_nothing_heavy(cli_env, args) -> None:
         assert "submit" in r.stdout and "Exit codes" in r.stdout
     else:
         assert r.stdout.startswith("prewarm, version ")
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_command_has_one_short_help(name: str) -> None:
+    """The line `prewarm --help` lists is the command's own short help and first help line."""
+    from prewarm_cli.cli import cli
+
+    command = cli.get_command(click.Context(cli), name)
+    assert command is not None and command.name == name
+    line = COMMANDS[name].short_help
+    assert command.short_help == line
+    assert (command.help or "").splitlines()[0] == line
+    listing = CliRunner().invoke(cli, ["--help"], terminal_width=200).output
+    assert f"  {name} " in listing and line in " ".join(listing.split())
 
 
 def test_global_options_before_and_after_the_subcommand(run_cli, fake_config) -> None:

@@ -1,0 +1,58 @@
+"""The prewarm commands, one module per family, and the index the root group loads them by.
+
+`prewarm --help` reads only this index: no command module is imported until it runs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class CommandEntry(NamedTuple):
+    """Where a command lives, and the line `prewarm --help` lists it with."""
+
+    target: str  # "module:attribute" of the click command
+    short_help: str  # also the command's own short help, and the first line of its docstring
+
+
+COMMANDS: dict[str, CommandEntry] = {
+    "submit": CommandEntry(
+        "prewarm_cli.commands.submit:submit", "Send URLs to the CDNs' prefetch APIs."
+    ),
+    "status": CommandEntry(
+        "prewarm_cli.commands.jobs:status",
+        "Show a job's state: JOB, ALIAS:TASK_ID[,...], - (a submit JSON on stdin), or the latest.",
+    ),
+    "report": CommandEntry(
+        "prewarm_cli.commands.jobs:report",
+        "List every URL that failed or was rejected, with provider, PoP and reason.",
+    ),
+    "jobs": CommandEntry("prewarm_cli.commands.jobs:jobs", "List recent local jobs, newest first."),
+    "quota": CommandEntry(
+        "prewarm_cli.commands.providers:quota",
+        "Show the daily quota, what remains and when it resets.",
+    ),
+    "scale": CommandEntry(
+        "prewarm_cli.commands.providers:scale",
+        "Show or set the number of warming instances (providers that have them).",
+    ),
+    "cancel": CommandEntry(
+        "prewarm_cli.commands.jobs:cancel", "Stop a running job at the vendor (providers that can)."
+    ),
+    "verify": CommandEntry(
+        "prewarm_cli.commands.verify:verify",
+        "Check the CDNs' cache headers: is each URL warm where you stand?",
+    ),
+    "providers": CommandEntry(
+        "prewarm_cli.commands.providers:providers",
+        "List installed provider types and configured aliases, with capabilities.",
+    ),
+    "config": CommandEntry(
+        "prewarm_cli.commands.config:config", "Create, show and check the configuration file."
+    ),
+}
+
+
+def short_help(name: str) -> str:
+    """The one line that describes command `name`, in `prewarm --help` and its own help."""
+    return COMMANDS[name].short_help

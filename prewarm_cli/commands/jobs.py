@@ -1,0 +1,120 @@
+"""The commands about one job or many: `status`, `report`, `cancel` and `jobs`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from prewarm_cli.commands import short_help
+from prewarm_cli.commands._common import (
+    CONTEXT_SETTINGS,
+    exit_with,
+    global_options,
+    stdin_text,
+    workspace,
+)
+from prewarm_cli.commands._render import report_table, status_table, verify_claims, verify_table
+from prewarm_cli.errors import ExitCode, worst_exit
+
+
+@click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("status"))
+@click.argument("job", required=False)
+@click.option("--wait", "wait_", is_flag=True, help="Poll until the job is finished.")
+@click.option("--interval", type=float, metavar="S", help="Seconds between polls.")
+@click.option("--wait-timeout", type=float, metavar="S", help="Give up after S seconds (exit 6).")
+@click.option("--verify", is_flag=True, help="After waiting, check the URLs' cache status.")
+@click.option("--force", is_flag=True, help="Poll faster than the provider's polling budget.")
+@global_options
+def status(
+    job: str | None,
+    wait_: bool,
+    interval: float | None,
+    wait_timeout: float | None,
+    verify: bool,
+    force: bool,
+) -> None:
+    """Show a job's state: JOB, ALIAS:TASK_ID[,...], - (a submit JSON on stdin), or the latest."""
+    from prewarm_cli import engine
+
+    with workspace(force=force) as ws:
+        ref = engine.parse_job_ref(ws, job, stdin_text)
+        if wait_:
+            result, claims = engine.wait_with_claims(
+                ws, ref, interval=interval, timeout=wait_timeout
+            )
+        else:
+            result, claims = engine.status_with_claims(ws, ref)
+        codes = {engine.status_exit(result["state"])}
+        if verify:
+            result["verify"], verify_code = verify_claims(ws, claims)
+            codes.add(verify_code)
+
+        def table(d: dict[str, Any]) -> None:
+            status_table(ws.out, d)
+            if "verify" in d:
+                verify_table(ws.out, d["verify"])
+
+        ws.out.emit(result, table=table, records=lambda d: list(d["providers"].values()))
+        exit_with(worst_exit(codes))
+
+
+@click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("report"))
+@click.argument("job", required=False)
+@click.option(
+    "--download", metavar="FILE", help="Save the vendor's own report file (where one exists)."
+)
+@global_options
+def report(job: str | None, download: str | None) -> None:
+    """List every URL that failed or was rejected, with provider, PoP and reason."""
+    from prewarm_cli import engine
+
+    with workspace() as ws:
+        ref = engine.parse_job_ref(ws, job, stdin_text)
+        result = engine.report(ws, ref)
+        if download:
+            engine.download_report(ws, result, download)
+        ws.out.emit(
+            result, table=lambda d: report_table(ws.out, d), records=lambda d: d["failures"]
+        )
+        exit_with(ExitCode.INCOMPLETE if result["failures"] else ExitCode.OK)
+
+
+@click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("cancel"))
+@click.argument("job")
+@global_options
+def cancel(job: str) -> None:
+    """Stop a running job at the vendor (providers that can)."""
+    from prewarm_cli import engine
+
+    with workspace() as ws:
+        ref = engine.parse_job_ref(ws, job, stdin_text)
+        ws.out.emit(engine.cancel(ws, ref))
+
+
+@click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("jobs"))
+@click.option("--limit", type=int, default=20, show_default=True, help="How many jobs.")
+@click.option("--state", help="Only jobs in this state.")
+@global_options
+def jobs(limit: int, state: str | None) -> None:
+    """List recent local jobs, newest first."""
+    from prewarm_cli import engine
+
+    with workspace() as ws:
+        rows = engine.recent_jobs(ws, limit, state)
+        ws.out.emit(
+            rows,
+            table=lambda d: ws.out.records(
+                d,
+                [
+                    ("job", "job_id"),
+                    ("state", "state"),
+                    ("created", lambda r: r["created_at"][:19]),
+                    ("providers", lambda r: ",".join(r["providers"])),
+                    ("urls", "urls"),
+                    ("accepted", "accepted"),
+                    ("rejected", "rejected"),
+                    ("deferred", "deferred"),
+                ],
+            ),
+        )

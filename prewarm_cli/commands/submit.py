@@ -1,0 +1,185 @@
+"""`prewarm submit`: send URLs to the providers, optionally wait and verify."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from prewarm_cli.commands import short_help
+from prewarm_cli.commands._common import (
+    CONTEXT_SETTINGS,
+    exit_with,
+    global_options,
+    parse_header,
+    provider_options,
+    url_inputs,
+    workspace,
+)
+from prewarm_cli.commands._render import (
+    plan_table,
+    status_table,
+    submit_table,
+    verify_claims,
+    verify_table,
+)
+from prewarm_cli.errors import UsageError, worst_exit
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from prewarm_cli.engine import Workspace
+
+
+class SubmitCommand(click.Command):
+    """`submit` with the installed provider plugins' extra options (e.g. --mode) after its own."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        own_and_help = super().get_params(ctx)
+        extra = provider_options(ctx).params
+        n_own = len(self.params)
+        return [*own_and_help[:n_own], *extra, *own_and_help[n_own:]]
+
+
+@click.command(
+    cls=SubmitCommand, context_settings=CONTEXT_SETTINGS, short_help=short_help("submit")
+)
+@url_inputs
+@click.option(
+    "-p",
+    "--provider",
+    "providers",
+    multiple=True,
+    metavar="NAME",
+    help="Provider alias; repeat for several CDNs (default: [[routes]], defaults.provider).",
+)
+@click.option(
+    "-H",
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'Name: value'",
+    help="Header the CDN sends to the origin when prefetching. Repeatable.",
+)
+@click.option("--invalidate", is_flag=True, help="Purge the URLs first, then prefetch them.")
+@click.option("--skip-invalid", is_flag=True, help="Send the valid URLs and list the invalid ones.")
+@click.option("--dry-run", is_flag=True, help="Print the plan; send nothing.")
+@click.option("--wait", "wait_", is_flag=True, help="Wait until the vendors finish.")
+@click.option("--interval", type=float, metavar="S", help="Seconds between status polls.")
+@click.option(
+    "--wait-timeout", type=float, metavar="S", help="Give up waiting after S seconds (exit 6)."
+)
+@click.option("--verify", is_flag=True, help="After waiting, check the URLs' cache status.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Allow limits above defaults, resending unknown batches, a 2nd job on a busy stack.",
+)
+@click.option(
+    "--resume", metavar="JOB", help="Continue JOB: send what is deferred, unsent or failed."
+)
+@global_options
+def submit(
+    urls: tuple[str, ...],
+    files: tuple[str, ...],
+    sitemaps: tuple[str, ...],
+    providers: tuple[str, ...],
+    headers: tuple[str, ...],
+    invalidate: bool,
+    skip_invalid: bool,
+    dry_run: bool,
+    wait_: bool,
+    interval: float | None,
+    wait_timeout: float | None,
+    verify: bool,
+    force: bool,
+    resume: str | None,
+    **extra: Any,
+) -> None:
+    """Send URLs to the CDNs' prefetch APIs.
+
+    \b
+    URLs come from arguments, -i FILE (or - for stdin) and --sitemap; they are
+    validated and de-duplicated before anything is sent.
+    """
+    from prewarm_cli import engine
+    from prewarm_cli.plugin import SubmitOptions
+
+    if (verify or interval or wait_timeout) and not wait_:
+        raise UsageError("--interval, --wait-timeout and --verify need --wait")
+    if resume and (urls or files or sitemaps or providers):
+        raise UsageError("--resume takes no new URLs or providers; it continues the job as it was")
+    extra_options = provider_options(click.get_current_context())
+    given_extra = {k: v for k, v in extra.items() if v is not None}
+    options = SubmitOptions(
+        headers=tuple(parse_header(h) for h in headers),
+        invalidate=invalidate,
+        force=force,
+        extra=given_extra,
+    )
+    req = engine.SubmitRequest(
+        urls=urls,
+        files=files,
+        sitemaps=sitemaps,
+        providers=providers,
+        options=options,
+        skip_invalid=skip_invalid,
+    )
+    with workspace(force=force) as ws:
+        for warning in extra_options.warnings:
+            ws.out.warn(warning)
+        if not resume:
+            _check_extra_options(ws, providers, given_extra, extra_options.owners)
+        if dry_run:
+            if resume:
+                raise UsageError("--dry-run cannot be combined with --resume")
+            plan = engine.plan(ws, req)
+            ws.out.emit(
+                plan,
+                table=lambda d: plan_table(ws.out, d),
+                records=lambda d: list(d["providers"].values()),
+            )
+            return
+        summary, code = engine.submit(ws, req, resume=resume)
+        if not wait_:
+            ws.out.emit(
+                summary, table=lambda d: submit_table(ws.out, d), records=lambda d: d["tasks"]
+            )
+            exit_with(code)
+        if ws.out.fmt == "table":
+            submit_table(ws.out, summary)
+        ref = engine.parse_job_ref(ws, summary["job_id"], lambda: "")
+        status, claims = engine.wait_with_claims(ws, ref, interval=interval, timeout=wait_timeout)
+        result: dict[str, Any] = {**summary, "status": status}
+        codes = {code, engine.status_exit(status["state"])}
+        if verify:
+            result["verify"], verify_code = verify_claims(ws, claims)
+            codes.add(verify_code)
+        if ws.out.fmt == "table":
+            status_table(ws.out, status)
+            if verify:
+                verify_table(ws.out, result["verify"])
+        else:
+            ws.out.emit(result, records=lambda d: d["tasks"])
+        exit_with(worst_exit(codes))
+
+
+def _check_extra_options(
+    ws: Workspace,
+    names: tuple[str, ...],
+    given: dict[str, Any],
+    owners: Mapping[str, frozenset[str]],
+) -> None:
+    """An extra option no selected provider declares is a usage error."""
+    if not given:
+        return
+    aliases = [ws.alias(n) for n in names] if names else ws.config.aliases()
+    types = {ws.config.provider_type(a) for a in aliases}
+    for key in given:
+        declared_by = owners.get(key, frozenset())
+        if not declared_by & types:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(
+                f"{flag} is an option of {', '.join(sorted(declared_by))}, not of the selected"
+                f" provider(s) {', '.join(aliases)}"
+            )

@@ -1,0 +1,124 @@
+"""`prewarm verify`: probe each URL and classify the CDNs' cache headers (DESIGN.md §7)."""
+
+from __future__ import annotations
+
+import click
+
+from prewarm_cli.commands import short_help
+from prewarm_cli.commands._common import (
+    CONTEXT_SETTINGS,
+    command_output,
+    exit_with,
+    global_options,
+    parse_header,
+    url_inputs,
+)
+
+
+@click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("verify"))
+@url_inputs
+@click.option(
+    "--get",
+    "use_get",
+    is_flag=True,
+    help="GET and download each body (counted, not kept) instead of HEAD.",
+)
+@click.option(
+    "-H",
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'Name: value'",
+    help="Extra request header. Repeatable.",
+)
+@click.option(
+    "--accept-encoding",
+    "encodings",
+    multiple=True,
+    metavar="ENC",
+    help="Check this Accept-Encoding variant (gzip, br, identity, ...); one request per"
+    " URL per value. Repeatable.",
+)
+@click.option(
+    "--resolve",
+    "--pop-resolve",
+    "resolve",
+    multiple=True,
+    metavar="HOST[:PORT]:IP",
+    help="Connect to IP for HOST, keeping Host and SNI (like curl). Repeatable.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Requests in flight at once.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds to connect, and per read.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Retries after a connection error (nothing else is retried).",
+)
+@click.option(
+    "--ca-bundle",
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="FILE",
+    help="PEM CA bundle to verify against (TLS is always verified).",
+)
+@click.option(
+    "--expect-hit", is_flag=True, help="Exit 4 unless every URL is a 2xx hit or revalidated."
+)
+@global_options
+def verify(
+    urls: tuple[str, ...],
+    files: tuple[str, ...],
+    sitemaps: tuple[str, ...],
+    use_get: bool,
+    headers: tuple[str, ...],
+    encodings: tuple[str, ...],
+    resolve: tuple[str, ...],
+    concurrency: int,
+    timeout: float,
+    retries: int,
+    ca_bundle: str | None,
+    expect_hit: bool,
+) -> None:
+    """Check the CDNs' cache headers: is each URL warm where you stand?
+
+    Requests each URL and classifies the answer hit, miss, revalidated, bypass or unknown.
+
+    \b
+    Reads CloudFront X-Cache / X-Amz-Cf-Pop, EdgeOne EO-Cache-Status, Qiniu
+    X-Qnm-Cache, RFC 9211 Cache-Status and generic X-Cache. Age alone proves
+    nothing. Redirects are reported, not followed. See docs/verify.md.
+    """
+    from prewarm_cli import verify as verify_mod
+
+    options = verify_mod.VerifyOptions(
+        method="GET" if use_get else "HEAD",
+        headers=tuple(parse_header(h) for h in headers),
+        encodings=encodings,
+        resolve=resolve,
+        concurrency=concurrency,
+        timeout=timeout,
+        retries=retries,
+        ca_bundle=ca_bundle,
+        expect_hit=expect_hit,
+    )
+    out = command_output()
+    targets = verify_mod.read_urls(urls, files, sitemaps)
+    total = verify_mod.planned_requests(len(targets), options)
+    with out.progress(total, "verifying") as bar:
+        result = verify_mod.verify(targets, options, progress=bar.advance)
+    out.emit(result, table=lambda d: verify_mod.render_table(out, d), records=verify_mod.records)
+    exit_with(verify_mod.exit_code(result, expect_hit))
