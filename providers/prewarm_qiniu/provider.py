@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -25,22 +26,20 @@ from prewarm_cli.plugin import (
     Limits,
     Provider,
     Quota,
-    State,
     SubmitOptions,
     TaskStatus,
-    UrlStatus,
 )
 from prewarm_qiniu import client as api
 from prewarm_qiniu.client import Reply
 from prewarm_qiniu.clock import (
     format_utc,
     next_reset,
-    parse_vendor_time,
     query_window,
     request_id_time,
     window_start,
 )
 from prewarm_qiniu.quota_store import QuotaStore
+from prewarm_qiniu.tasks import latest_per_url, task_status
 
 __all__ = ["QiniuProvider"]
 
@@ -54,11 +53,36 @@ URLS_PER_SECOND = 240  # URLs + dirs per second, prefetch and refresh together
 PAGE_SIZE = 100  # the documented default; no larger maximum is documented
 MAX_PAGES = 1000  # a guard against a server that never says it is done
 
-_ITEM_STATES = {
-    "processing": State.RUNNING,
-    "success": State.SUCCEEDED,
-    "failure": State.FAILED,
-}
+
+@dataclass(frozen=True)
+class BatchKind:
+    """Prefetch or refresh: the same request and answers, on their own paths and quotas."""
+
+    name: str
+    path: str
+    list_path: str
+    submit: bool  # sent twice it would count twice: an unanswered one is looked up first
+    quota_keys: tuple[str, str]  # the answer's fields: daily quota, what is left today
+    detail_keys: tuple[str, str]  # the same two in status details
+
+
+PREFETCH_KIND = BatchKind(
+    "prefetch",
+    PREFETCH,
+    PREFETCH_LIST,
+    submit=True,
+    quota_keys=("quotaDay", "surplusDay"),
+    detail_keys=("quota_day", "surplus_day"),
+)
+# A refresh is safe to repeat (one still in flight gets 400037): retried, not looked up.
+REFRESH_KIND = BatchKind(
+    "refresh",
+    REFRESH,
+    REFRESH_LIST,
+    submit=False,
+    quota_keys=("urlQuotaDay", "urlSurplusDay"),
+    detail_keys=("url_quota_day", "url_surplus_day"),
+)
 _INVALID_REASONS = {
     api.INVALID_URL: "invalid url (Qiniu 400031): not a URL Qiniu can prefetch",
     api.INVALID_HOST: (
@@ -137,33 +161,49 @@ class QiniuProvider(Provider):
 
     def submit_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
         # Qiniu's prefetch takes no request headers: -H is not sent (see docs/providers/qiniu.md).
+        return self._post_batch(PREFETCH_KIND, urls)
+
+    def invalidate_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
+        """Refreshes (purges) the URLs: one ``/v2/tune/refresh`` request."""
+        return self._post_batch(REFRESH_KIND, urls)
+
+    def _post_batch(self, kind: BatchKind, urls: Sequence[str]) -> BatchResult:
+        """One prefetch or refresh request, and what its answer means for the engine."""
         reply = self._client.post(
-            PREFETCH, self._body({"urls": list(urls)}), submit=True, urls=len(urls)
+            kind.path, self._body({"urls": list(urls)}), submit=kind.submit, urls=len(urls)
         )
-        quota = self._remember(reply, "prefetch", "quotaDay", "surplusDay")
+        quota = self._remember(reply, kind)
         if reply.ok:
-            return self._accepted(reply, urls, quota)
+            return self._accepted(reply, urls, quota, kind)
         if reply.code in _INVALID_REASONS:
-            raise self._invalid(reply, urls, "prefetch")
-        if reply.code == api.PREFETCH_QUOTA:
-            self._quota_refusal(reply, urls, quota)
+            raise self._invalid(reply, urls, kind.name)
         if reply.code == api.URL_EXISTS:
-            return self._already_in_flight(reply, urls, quota, "prefetch")
+            return self._already_in_flight(reply, urls, quota, kind)
+        if reply.code == api.PREFETCH_QUOTA and kind is PREFETCH_KIND:
+            self._prefetch_quota_refusal(reply, urls, quota)
+        if reply.code in api.QUOTA_CODES and kind is REFRESH_KIND:
+            self._refresh_quota_refusal(reply)
         if reply.code == api.TOO_MANY:
             raise BatchTooLarge(
-                f"Qiniu refused {len(urls)} URLs in one prefetch: {reply.error} (code 400039)",
+                f"Qiniu refused {len(urls)} URLs in one {kind.name}: {reply.error} (code 400039)",
                 # above the documented 60, shrink to it; at or below it, let the engine halve
                 limit=MAX_BATCH if len(urls) > MAX_BATCH else None,
                 provider=self.alias,
                 request_id=reply.request_id,
             )
-        self._client.fail(reply, "Qiniu prefetch", submit=True)
+        self._client.fail(reply, f"Qiniu {kind.name}", submit=kind.submit)
 
-    def _accepted(self, reply: Reply, urls: Sequence[str], quota: Quota | None) -> BatchResult:
+    def _accepted(
+        self, reply: Reply, urls: Sequence[str], quota: Quota | None, kind: BatchKind
+    ) -> BatchResult:
         request_id = reply.data.get("requestId")
         rejected = self._named_invalid(reply, urls, "Qiniu listed it in invalidUrls")
         if not isinstance(request_id, str) or not request_id:
             if len(rejected) == len(urls):
+                return BatchResult(None, accepted=(), rejected=rejected, quota=quota)
+            if not kind.submit:
+                # a refresh that cannot be followed is not known done: no prefetch after it
+                rejected = dict.fromkeys(urls, "Qiniu gave no requestId to follow") | rejected
                 return BatchResult(None, accepted=(), rejected=rejected, quota=quota)
             # success without an id to follow: cannot be tracked, so find out what was taken
             raise UnknownOutcome(
@@ -177,7 +217,7 @@ class QiniuProvider(Provider):
             rejected=rejected,
             quota=quota,
             request_id=reply.request_id,
-            details=_quota_details(quota),
+            details=_quota_details(quota, kind),
         )
 
     def _invalid(self, reply: Reply, urls: Sequence[str], what: str) -> InvalidRequest:
@@ -193,7 +233,9 @@ class QiniuProvider(Provider):
             request_id=reply.request_id,
         )
 
-    def _quota_refusal(self, reply: Reply, urls: Sequence[str], quota: Quota | None) -> NoReturn:
+    def _prefetch_quota_refusal(
+        self, reply: Reply, urls: Sequence[str], quota: Quota | None
+    ) -> NoReturn:
         """400033: the whole batch is refused when it is larger than what is left today."""
         left = quota.remaining if quota else None
         daily = quota.daily if quota else None
@@ -223,15 +265,14 @@ class QiniuProvider(Provider):
         )
 
     def _already_in_flight(
-        self, reply: Reply, urls: Sequence[str], quota: Quota | None, kind: str
+        self, reply: Reply, urls: Sequence[str], quota: Quota | None, kind: BatchKind
     ) -> BatchResult:
         """400037: some URLs are in flight already; they count as accepted under their tasks."""
-        list_path = PREFETCH_LIST if kind == "prefetch" else REFRESH_LIST
-        found = self._in_flight(list_path, urls)
+        found = self._in_flight(kind.list_path, urls)
         if not found:
             raise RetryableError(
-                f"Qiniu says URLs of this batch are already in a {kind} (400037),"
-                f" but {kind}/list shows none in progress yet",
+                f"Qiniu says URLs of this batch are already in a {kind.name} (400037),"
+                f" but {kind.name}/list shows none in progress yet",
                 provider=self.alias,
                 request_id=reply.request_id,
             )
@@ -244,7 +285,7 @@ class QiniuProvider(Provider):
             task_ids={u: found[u] for u in accepted if found[u] != task_id},
             quota=quota,
             request_id=reply.request_id,
-            details={"already_in_flight": len(accepted), **_quota_details(quota)},
+            details={"already_in_flight": len(accepted), **_quota_details(quota, kind)},
         )
 
     # --- lookup ---
@@ -261,7 +302,7 @@ class QiniuProvider(Provider):
         items: list[dict[str, Any]] = []
         for chunk in _chunks(list(dict.fromkeys(urls)), MAX_BATCH):
             items.extend(self._list_all(PREFETCH_LIST, {"urls": chunk}, since))
-        found = _latest_per_url(items, urls, counts)
+        found = latest_per_url(items, urls, counts)
         return {u: found[u] for u in urls if u in found}
 
     def _in_flight(self, path: str, urls: Sequence[str]) -> dict[str, str]:
@@ -270,21 +311,21 @@ class QiniuProvider(Provider):
         for chunk in _chunks(list(dict.fromkeys(urls)), MAX_BATCH):
             query = {"urls": chunk, "state": "processing"}
             items.extend(self._list_all(path, query, None))
-        return _latest_per_url(items, urls, lambda item, _: item.get("state") == "processing")
+        return latest_per_url(items, urls, lambda item, _: item.get("state") == "processing")
 
     # --- status ---
 
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
         statuses: list[TaskStatus] = []
         expired: list[tuple[str, datetime]] = []
-        details = self._status_details("prefetch")
+        details = self._status_details(PREFETCH_KIND)
         for task_id in task_ids:
-            items = self._task_items(PREFETCH_LIST, task_id)
+            items = self._task_items(PREFETCH_KIND, task_id)
             made = request_id_time(task_id)
             if not items and made is not None and made < window_start(self.now()):
                 expired.append((task_id, made))
                 continue
-            statuses.append(_task_status(task_id, items, {**_made(made), **details}))
+            statuses.append(task_status(task_id, items, {**_made(made), **details}))
         if expired:
             raise NotFoundError(
                 "Qiniu keeps prefetch records for 7 days (today and the 6 days before, Beijing"
@@ -297,17 +338,17 @@ class QiniuProvider(Provider):
         return statuses
 
     def fetch_invalidation_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
-        details = self._status_details("refresh")
+        details = self._status_details(REFRESH_KIND)
         return [
-            _task_status(task_id, self._task_items(REFRESH_LIST, task_id), details)
+            task_status(task_id, self._task_items(REFRESH_KIND, task_id), details)
             for task_id in task_ids
         ]
 
-    def _task_items(self, path: str, request_id: str) -> list[dict[str, Any]]:
+    def _task_items(self, kind: BatchKind, request_id: str) -> list[dict[str, Any]]:
         """Every list item of one request, all pages, searched since the id's own day."""
         query = {"requestId": request_id}
         try:
-            return self._list_all(path, query, request_id_time(request_id))
+            return self._list_all(kind.list_path, query, request_id_time(request_id))
         except NotFoundError as exc:
             exc.message = f"Qiniu does not know the request id {request_id!r} ({exc.message})"
             raise
@@ -340,39 +381,6 @@ class QiniuProvider(Provider):
                 f"Qiniu {path} returned more than {MAX_PAGES} pages", provider=self.alias
             )
         return items
-
-    # --- purge ---
-
-    def invalidate_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
-        """Refreshes (purges) the URLs: one ``/v2/tune/refresh`` request."""
-        # a refresh is safe to repeat (one still in flight gets 400037): retried, not looked up
-        reply = self._client.post(
-            REFRESH, self._body({"urls": list(urls)}), submit=False, urls=len(urls)
-        )
-        self._remember(reply, "refresh", "urlQuotaDay", "urlSurplusDay")
-        if reply.ok:
-            request_id = reply.data.get("requestId")
-            rejected = self._named_invalid(reply, urls, "Qiniu listed it in invalidUrls")
-            if not isinstance(request_id, str) or not request_id:
-                rejected = dict.fromkeys(urls, "Qiniu gave no requestId to follow") | rejected
-                return BatchResult(None, accepted=(), rejected=rejected)
-            return BatchResult.from_response(
-                request_id, urls, rejected=rejected, request_id=reply.request_id
-            )
-        if reply.code in _INVALID_REASONS:
-            raise self._invalid(reply, urls, "refresh")
-        if reply.code == api.URL_EXISTS:
-            return self._already_in_flight(reply, urls, None, "refresh")
-        if reply.code in api.QUOTA_CODES:
-            self._refresh_quota_refusal(reply)
-        if reply.code == api.TOO_MANY:
-            raise BatchTooLarge(
-                f"Qiniu refused {len(urls)} URLs in one refresh: {reply.error} (code 400039)",
-                limit=MAX_BATCH if len(urls) > MAX_BATCH else None,
-                provider=self.alias,
-                request_id=reply.request_id,
-            )
-        self._client.fail(reply, "Qiniu refresh", submit=False)
 
     def _refresh_quota_refusal(self, reply: Reply) -> NoReturn:
         """400034: the whole refresh is refused when it is larger than what is left today."""
@@ -469,17 +477,18 @@ class QiniuProvider(Provider):
             self._store = QuotaStore.in_state_dir(self.rate_key())
         return self._store
 
-    def _remember(self, reply: Reply, kind: str, daily_key: str, left_key: str) -> Quota | None:
+    def _remember(self, reply: Reply, kind: BatchKind) -> Quota | None:
         """Records the quota figures of a success or a quota refusal."""
         if not (reply.ok or reply.code in api.QUOTA_CODES):
             return None  # the doc: the figures are valid only then (else empty or zero)
+        daily_key, left_key = kind.quota_keys
         daily, left = _int(reply.data.get(daily_key)), _int(reply.data.get(left_key))
         if daily is None or left is None:
             return None
         now = self.now()
         # remembering is a convenience: never fail a request over it (e.g. a read-only dir)
         with contextlib.suppress(Exception):
-            self._quota_store().record(kind, daily, left, now)
+            self._quota_store().record(kind.name, daily, left, now)
         return Quota(
             daily,
             left,
@@ -495,91 +504,23 @@ class QiniuProvider(Provider):
         batch = set(urls)
         return {u: reason for u in raw if isinstance(u, str) and u in batch}
 
-    def _status_details(self, kind: str) -> dict[str, Any]:
+    def _status_details(self, kind: BatchKind) -> dict[str, Any]:
+        """The quota figures last remembered for this kind of request."""
         try:
-            entry = self._quota_store().load().get(kind)
+            entry = self._quota_store().load().get(kind.name)
         except Exception:
             return {}
         if not isinstance(entry, dict):
             return {}
-        if kind == "prefetch":
-            return {"quota_day": entry.get("daily"), "surplus_day": entry.get("remaining")}
-        return {"url_quota_day": entry.get("daily"), "url_surplus_day": entry.get("remaining")}
+        daily_key, left_key = kind.detail_keys
+        return {daily_key: entry.get("daily"), left_key: entry.get("remaining")}
 
 
-def _task_status(
-    task_id: str, items: Iterable[dict[str, Any]], details: dict[str, Any]
-) -> TaskStatus:
-    """One task's state from its list items (one item per URL)."""
-    by_url: dict[str, dict[str, Any]] = {}
-    for item in items:
-        url = item.get("url")
-        if isinstance(url, str):
-            by_url[url] = item
-    urls: list[UrlStatus] = []
-    raws: set[str] = set()
-    for url, item in by_url.items():
-        raw = str(item.get("state") or "")
-        raws.add(raw)
-        state = _ITEM_STATES.get(raw, State.RUNNING)  # an unknown state is not finished
-        reason = None
-        if state is State.FAILED:
-            detail = item.get("stateDetail")
-            reason = str(detail) if detail else "failure"
-        urls.append(UrlStatus(url, state, reason))
-    counts = Counter(u.state for u in urls)
-    done = counts[State.SUCCEEDED] + counts[State.FAILED]
-    if not urls:
-        state = State.PENDING  # accepted, but not listed yet
-    elif done < len(urls):
-        state = State.RUNNING
-    elif counts[State.FAILED] == 0:
-        state = State.SUCCEEDED
-    elif counts[State.SUCCEEDED] == 0:
-        state = State.FAILED
-    else:
-        state = State.PARTIAL
-    return TaskStatus(
-        task_id=task_id,
-        state=state,
-        raw_state=",".join(sorted(raws)) if raws else None,
-        total=len(urls),
-        succeeded=counts[State.SUCCEEDED],
-        failed=counts[State.FAILED],
-        in_progress=len(urls) - done,
-        urls=tuple(urls),
-        details=details,
-    )
-
-
-def _latest_per_url(
-    items: Iterable[Mapping[str, Any]],
-    urls: Sequence[str],
-    keep: Callable[[Mapping[str, Any], datetime | None], bool],
-) -> dict[str, str]:
-    """{url: requestId} of the newest kept item for each of ``urls``."""
-    wanted = set(urls)
-    oldest = datetime.min.replace(tzinfo=UTC)
-    found: dict[str, tuple[datetime, str]] = {}
-    for item in items:
-        url, request_id = item.get("url"), item.get("requestId")
-        if not isinstance(url, str) or url not in wanted:
-            continue
-        if not isinstance(request_id, str) or not request_id:
-            continue
-        created = parse_vendor_time(item.get("createAt"))
-        if not keep(item, created):
-            continue
-        moment = created or oldest
-        if url not in found or moment >= found[url][0]:
-            found[url] = (moment, request_id)
-    return {u: v[1] for u, v in found.items()}
-
-
-def _quota_details(quota: Quota | None) -> dict[str, Any]:
+def _quota_details(quota: Quota | None, kind: BatchKind) -> dict[str, Any]:
     if quota is None:
         return {}
-    return {"quota_day": quota.daily, "surplus_day": quota.remaining}
+    daily_key, left_key = kind.detail_keys
+    return {daily_key: quota.daily, left_key: quota.remaining}
 
 
 def _made(made: datetime | None) -> dict[str, Any]:
