@@ -162,17 +162,17 @@ class QiniuClient:
                 self._http.close()
                 self._http = None
 
-    def post(self, path: str, body: dict[str, Any], *, submit: bool, urls: int = 0) -> Reply:
+    def post(self, path: str, body: dict[str, Any], *, submit: bool, n_urls: int = 0) -> Reply:
         """One signed, paced POST; transport failures become typed errors, vendor errors a Reply.
 
         ``submit`` says the request changes state: then an answer lost after sending is an
-        UnknownOutcome (the vendor may have acted on it), not a retry. ``urls`` is what the
+        UnknownOutcome (the vendor may have acted on it), not a retry. ``n_urls`` is what the
         request counts against the URLs-per-second limit.
         """
         import httpx
 
         self.open()
-        self._pace(urls)
+        self._pace(n_urls)
         assert self._http is not None
         url = self.endpoint + path
         headers = {

@@ -170,7 +170,7 @@ class QiniuProvider(Provider):
     def _post_batch(self, kind: BatchKind, urls: Sequence[str]) -> BatchResult:
         """One prefetch or refresh request, and what its answer means for the engine."""
         reply = self._client.post(
-            kind.path, self._body({"urls": list(urls)}), submit=kind.submit, urls=len(urls)
+            kind.path, self._body({"urls": list(urls)}), submit=kind.submit, n_urls=len(urls)
         )
         quota = self._remember(reply, kind)
         if reply.ok:
