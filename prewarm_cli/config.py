@@ -1,15 +1,16 @@
-"""Configuration: file search, TOML loading, validation, `env:VAR` secrets and paths.
+"""Configuration: TOML loading, validation, `env:VAR` secrets, writing and display.
 
 The file is ``config.toml`` (DESIGN.md §3). Loading checks only its structure;
 a provider's table is checked against its schema, and its ``env:VAR`` references
 are resolved, when :meth:`Config.resolve` is called, i.e. only for the providers
 a command uses. Every error is one line naming the file, the key path and the fix.
-This module knows no provider: callers pass provider classes in.
+This module knows no provider: callers pass provider classes in. Where the file and
+the state directory are is prewarm_cli.paths (``config_path`` and ``state_dir`` are
+re-exported here for the callers that have not moved yet).
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import fnmatch
 import json
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from prewarm_cli.errors import ConfigError, UsageError
+from prewarm_cli.paths import config_path, make_private_dirs, state_dir
 from prewarm_cli.plugin import CORE_FIELDS, ConfigField, Provider
 
 __all__ = [
@@ -41,8 +43,6 @@ __all__ = [
     "write_config",
 ]
 
-APP_NAME = "prewarm"
-CONFIG_FILENAME = "config.toml"
 REDACTED = "********"
 UNSET = "(unset)"
 
@@ -90,88 +90,6 @@ _TYPE_NAMES: dict[type, str] = {
     list: "a list",
     dict: "a table",
 }
-
-
-# --- paths ---
-
-
-def _is_windows() -> bool:
-    """Whether platform-specific Windows locations apply."""
-    return os.name == "nt"
-
-
-def _home(env: Mapping[str, str]) -> Path:
-    """The user's home directory, honouring $HOME in ``env``."""
-    home = env.get("HOME")
-    return Path(home) if home else Path.home()
-
-
-def _xdg(env: Mapping[str, str], var: str) -> Path | None:
-    """An XDG base directory variable when set to an absolute path (the spec ignores others)."""
-    value = env.get(var)
-    if value and os.path.isabs(value):
-        return Path(value)
-    return None
-
-
-def config_path(
-    explicit: str | None = None, env: Mapping[str, str] | None = None
-) -> tuple[Path, str]:
-    """Where the config file is, and how that was decided: --config, $PREWARM_CONFIG or default."""
-    env = os.environ if env is None else env
-    if explicit:
-        return Path(explicit).expanduser(), "--config"
-    if env.get("PREWARM_CONFIG"):
-        return Path(env["PREWARM_CONFIG"]).expanduser(), "$PREWARM_CONFIG"
-    xdg = _xdg(env, "XDG_CONFIG_HOME")
-    if xdg is not None:
-        return xdg / APP_NAME / CONFIG_FILENAME, "default"
-    if _is_windows():
-        import platformdirs
-
-        base = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
-        return base / CONFIG_FILENAME, "default"
-    return _home(env) / ".config" / APP_NAME / CONFIG_FILENAME, "default"
-
-
-def state_dir(env: Mapping[str, str] | None = None, create: bool = True) -> Path:
-    """The local state directory (the journal), created with mode 0700 when ``create``."""
-    env = os.environ if env is None else env
-    if env.get("PREWARM_STATE_DIR"):
-        path = Path(env["PREWARM_STATE_DIR"]).expanduser()
-    elif (xdg := _xdg(env, "XDG_STATE_HOME")) is not None:
-        path = xdg / APP_NAME
-    elif _is_windows():
-        import platformdirs
-
-        path = Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
-    else:
-        path = _home(env) / ".local" / "state" / APP_NAME
-    if create:
-        try:
-            _make_dirs(path)
-        except OSError as exc:
-            raise ConfigError(
-                f"{path}: cannot create the state directory: {exc.strerror or exc} "
-                "(set PREWARM_STATE_DIR to a writable directory)"
-            ) from exc
-    return path
-
-
-def _make_dirs(path: Path) -> None:
-    """Create ``path`` and its missing parents, each with mode 0700."""
-    missing: list[Path] = []
-    current = path
-    while not current.exists():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
-    for directory in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(directory, 0o700)
-    if not path.is_dir():
-        raise NotADirectoryError(20, "Not a directory", str(path))
 
 
 # --- the model ---
@@ -733,7 +651,7 @@ def write_config(path: Path, data: Mapping[str, Any], *, overwrite: bool = False
     text = tomli_w.dumps(dict(data))
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
-        _make_dirs(path.parent)
+        make_private_dirs(path.parent)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         fd = os.open(tmp, flags, 0o600)
         try:

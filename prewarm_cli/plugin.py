@@ -271,7 +271,7 @@ class Quota:
 
 def state_dir() -> Path:
     """A directory where a provider may keep small files (e.g. the last quota it was told)."""
-    from prewarm_cli.config import state_dir as _state_dir
+    from prewarm_cli.paths import state_dir as _state_dir
 
     return _state_dir()
 

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import BROKEN_PLUGINS_DIR, PLUGINS_DIR
 from fakes.generic import FakeCdn
+from helpers import invoke
 
 from prewarm_cli.commands import COMMANDS
 from prewarm_cli.errors import EXIT_PRIORITY, ExitCode, worst_exit
@@ -76,72 +77,70 @@ def test_each_command_has_one_short_help(name: str) -> None:
     assert f"  {name} " in listing and line in " ".join(listing.split())
 
 
-def test_global_options_before_and_after_the_subcommand(run_cli, fake_config) -> None:
-    before = run_cli("-o", "json", "jobs")
-    after = run_cli("jobs", "-o", "json")
-    short = run_cli("jobs", "--json")
+def test_global_options_before_and_after_the_subcommand(fake_config) -> None:
+    before = invoke("-o", "json", "jobs")
+    after = invoke("jobs", "-o", "json")
+    short = invoke("jobs", "--json")
     assert before.returncode == after.returncode == short.returncode == 0
     assert json.loads(before.stdout) == json.loads(after.stdout) == json.loads(short.stdout) == []
-    nd = run_cli("--output", "ndjson", "providers")
+    nd = invoke("--output", "ndjson", "providers")
     assert nd.returncode == 0
     lines = [json.loads(x) for x in nd.stdout.splitlines()]
     assert any(x["provider"] == "fake" and x["type"] == "fake" for x in lines)
 
 
-def test_table_is_default_only_on_a_terminal_and_messages_go_to_stderr(
-    run_cli, fake_config
-) -> None:
-    r = run_cli("submit", "https://static.example.com/a.js")
+def test_table_is_default_only_on_a_terminal_and_messages_go_to_stderr(fake_config) -> None:
+    r = invoke("submit", "https://static.example.com/a.js")
     assert r.returncode == 0
     data = json.loads(r.stdout)  # piped: JSON by default
     assert data["accepted"] == 1
     assert "started" in r.stderr and "started" not in r.stdout
-    table = run_cli("jobs", "-o", "table")
+    table = invoke("jobs", "-o", "table")
     assert data["job_id"] in table.stdout and "accepted" in table.stdout
-    quiet = run_cli("submit", "-q", "https://static.example.com/b.js")
+    quiet = invoke("submit", "-q", "https://static.example.com/b.js")
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
-def test_no_provider_at_all_is_one_clear_usage_error(run_cli, cli_env) -> None:
-    del cli_env["PREWARM_CONFIG"]  # a fresh machine: no config file anywhere
-    r = run_cli("submit", "https://static.example.com/a.js")
+def test_no_provider_at_all_is_one_clear_usage_error(cli_env, monkeypatch) -> None:
+    monkeypatch.delenv("PREWARM_CONFIG")  # a fresh machine: no config file anywhere
+    r = invoke("submit", "https://static.example.com/a.js")
     assert r.returncode == 2
     assert "no provider selected" in r.stderr and "prewarm config init" in r.stderr
     assert "--skip-invalid" not in r.stderr
 
 
-def test_usage_errors_exit_2(run_cli, fake_config) -> None:
-    r = run_cli("submit", "--bogus")
+def test_usage_errors_exit_2(fake_config) -> None:
+    r = invoke("submit", "--bogus")
     assert r.returncode == 2 and "No such option" in r.stderr
-    r = run_cli("submit", "-H", "no colon", "https://a.example.com/x")
+    r = invoke("submit", "-H", "no colon", "https://a.example.com/x")
     assert r.returncode == 2 and "'Name: value'" in r.stderr
-    r = run_cli("submit", "--interval", "3", "https://a.example.com/x")
+    r = invoke("submit", "--interval", "3", "https://a.example.com/x")
     assert r.returncode == 2 and "need --wait" in r.stderr
-    r = run_cli("submit")
+    r = invoke("submit")
     assert r.returncode == 2 and "no URLs" in r.stderr
-    r = run_cli("status", "nosuchjob")
+    r = invoke("status", "nosuchjob")
     assert r.returncode == 2 and "no job 'nosuchjob'" in r.stderr
     # a capability the provider lacks: clear error, exit 2
-    r = run_cli("scale", "-p", "fake")
+    r = invoke("scale", "-p", "fake")
     assert r.returncode == 2 and "fake (fake) does not support scale" in r.stderr
 
 
-def test_errors_in_json_mode_are_json_on_stdout_too(run_cli, fake_config) -> None:
-    r = run_cli("status", "nosuchjob", "-o", "json")
+def test_errors_in_json_mode_are_json_on_stdout_too(fake_config) -> None:
+    r = invoke("status", "nosuchjob", "-o", "json")
     assert r.returncode == 2
     err = json.loads(r.stdout)["error"]
     assert err["code"] == "not_found" and "nosuchjob" in err["message"]
     assert "error: " in r.stderr
 
 
-def test_extra_provider_options(run_cli, fake_config, fake_cdn: FakeCdn) -> None:
-    help_text = run_cli("submit", "--help").stdout
+def test_extra_provider_options(fake_config, fake_cdn: FakeCdn) -> None:
+    help_text = invoke("submit", "--help").stdout
     assert "--fake-mode" in help_text and "[fake]" in help_text
-    r = run_cli("submit", "--fake-mode", "thorough", "-H", "X-Warm: 1", "https://a.example.com/x")
+    r = invoke("submit", "--fake-mode", "thorough", "-H", "X-Warm: 1", "https://a.example.com/x")
     assert r.returncode == 0, r.stderr
     body = fake_cdn.submit_bodies[0]
     assert body["mode"] == "thorough" and body["headers"] == {"X-Warm": "1"}
-    r = run_cli("submit", "--fake-mode", "nope", "https://a.example.com/x")
+    r = invoke("submit", "--fake-mode", "nope", "https://a.example.com/x")
     assert r.returncode == 2
 
 
@@ -185,8 +184,8 @@ def test_broken_plugin_is_a_warning_not_a_crash(run_cli, cli_env, fake_config) -
     assert r.returncode == 0, r.stderr
 
 
-def test_providers_lists_source_version_and_capabilities(run_cli, fake_config) -> None:
-    rows = json.loads(run_cli("providers", "-o", "json").stdout)
+def test_providers_lists_source_version_and_capabilities(fake_config) -> None:
+    rows = json.loads(invoke("providers", "-o", "json").stdout)
     fake = next(p for p in rows if p["provider"] == "fake")
     assert fake["source"] == "prewarm-fake-plugin" and fake["version"] == "0.1.0"
     assert "submit" in fake["capabilities"] and "scale" not in fake["capabilities"]
@@ -195,20 +194,20 @@ def test_providers_lists_source_version_and_capabilities(run_cli, fake_config) -
 # ---------------------------------------------------------------- config
 
 
-def test_config_path_follows_the_search_order(run_cli, cli_env, tmp_path: Path) -> None:
-    r = run_cli("config", "path", "-o", "json")
+def test_config_path_follows_the_search_order(cli_env, tmp_path: Path, monkeypatch) -> None:
+    r = invoke("config", "path", "-o", "json")
     assert json.loads(r.stdout)["config"] == cli_env["PREWARM_CONFIG"]
     assert json.loads(r.stdout)["how"] == "$PREWARM_CONFIG"
     other = tmp_path / "other.toml"
-    r = run_cli("--config", str(other), "config", "path", "-o", "json")
+    r = invoke("--config", str(other), "config", "path", "-o", "json")
     assert json.loads(r.stdout)["config"] == str(other)
-    del cli_env["PREWARM_CONFIG"]
-    r = run_cli("config", "path", "-o", "table")
+    monkeypatch.delenv("PREWARM_CONFIG")
+    r = invoke("config", "path", "-o", "table")
     assert r.stdout.strip() == str(Path(cli_env["XDG_CONFIG_HOME"]) / "prewarm" / "config.toml")
 
 
-def test_config_init_with_flags_writes_0600_and_loads(run_cli, cli_env) -> None:
-    r = run_cli(
+def test_config_init_with_flags_writes_0600_and_loads(cli_env) -> None:
+    r = invoke(
         "config", "init", "--type", "fake", "--alias", "cdn1",
         "--set", "endpoint=https://cdn.example.com", "--set", "max_batch=20",
     )  # fmt: skip
@@ -222,9 +221,9 @@ def test_config_init_with_flags_writes_0600_and_loads(run_cli, cli_env) -> None:
         "endpoint": "https://cdn.example.com",
         "max_batch": 20,
     }
-    again = run_cli("config", "init", "--type", "fake", "--set", "endpoint=https://x.example")
+    again = invoke("config", "init", "--type", "fake", "--set", "endpoint=https://x.example")
     assert again.returncode == 3 and "--force" in again.stderr
-    r = run_cli("config", "init", "--type", "nosuch", "--set", "a=1")
+    r = invoke("config", "init", "--type", "nosuch", "--set", "a=1")
     assert r.returncode == 3 and "unknown provider type 'nosuch'" in r.stderr
 
 
@@ -270,35 +269,35 @@ def test_config_init_interactive_prompts(cli_env) -> None:
     assert data["providers"]["fake"]["max_batch"] == 25
 
 
-def test_config_show_redacts_secrets_and_names_sources(run_cli, write_config, cli_env) -> None:
+def test_config_show_redacts_secrets_and_names_sources(write_config, monkeypatch) -> None:
     write_config(
         '[defaults]\nprovider = "lit"\n'
         '[providers.lit]\ntype = "fake"\nendpoint = "https://x.example"\n'
         'api_key = "s3cr3t-literal-value"\n'
         '[providers.env]\ntype = "fake"\nendpoint = "https://y.example"\n'
     )
-    cli_env["FAKE_API_KEY"] = "s3cr3t-from-env"
-    r = run_cli("config", "show", "-o", "json")
+    monkeypatch.setenv("FAKE_API_KEY", "s3cr3t-from-env")
+    r = invoke("config", "show", "-o", "json")
     assert r.returncode == 0, r.stderr
     assert "s3cr3t" not in r.stdout and "s3cr3t" not in r.stderr
     rows = {row["key"]: row for row in json.loads(r.stdout)["settings"]}
     assert rows["providers.lit.api_key"]["source"] == "file"
     assert "(default)" in rows["providers.env.api_key"]["source"]
     assert rows["providers.env.endpoint"]["value"] == "https://y.example"
-    table = run_cli("config", "show", "-o", "table")
+    table = invoke("config", "show", "-o", "table")
     assert "s3cr3t" not in table.stdout and "providers.lit.api_key" in table.stdout
 
 
-def test_world_readable_config_with_secrets_warns(run_cli, write_config, fake_cdn) -> None:
+def test_world_readable_config_with_secrets_warns(write_config, fake_cdn) -> None:
     path = write_config(
         f'[providers.fake]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\napi_key = "test-key"\n'
     )
     path.chmod(0o644)
-    r = run_cli("jobs")
+    r = invoke("jobs")
     assert r.returncode == 0
     assert "warning:" in r.stderr and "chmod 600" in r.stderr
     path.chmod(0o600)
-    assert "warning" not in run_cli("jobs").stderr
+    assert "warning" not in invoke("jobs").stderr
 
 
 @pytest.mark.parametrize(
@@ -318,40 +317,40 @@ def test_world_readable_config_with_secrets_warns(run_cli, write_config, fake_cd
         ('[providers.fake]\ntype = "nosuch"\n', "unknown provider type"),
     ],
 )
-def test_config_errors_exit_3_with_file_and_key(run_cli, write_config, text, expected) -> None:
+def test_config_errors_exit_3_with_file_and_key(write_config, text, expected) -> None:
     path = write_config(text)
-    r = run_cli("submit", "-p", "fake", "https://a.example.com/x")
+    r = invoke("submit", "-p", "fake", "https://a.example.com/x")
     assert r.returncode == 3, r.stderr
     assert expected in r.stderr
     assert str(path) in r.stderr or "unknown provider type" in r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and expected in errors[0]  # one line says it all
-    check = run_cli("config", "check")
+    check = invoke("config", "check")
     assert check.returncode == 3
 
 
-def test_config_check_ok_and_online(run_cli, fake_config, fake_cdn: FakeCdn) -> None:
-    r = run_cli("config", "check", "-o", "table")
+def test_config_check_ok_and_online(fake_config, fake_cdn: FakeCdn) -> None:
+    r = invoke("config", "check", "-o", "table")
     assert r.returncode == 0 and "ok     fake (fake)" in r.stdout
     fake_cdn.daily_quota = 500
-    r = run_cli("config", "check", "--online", "-o", "json")
+    r = invoke("config", "check", "--online", "-o", "json")
     data = json.loads(r.stdout)
     assert r.returncode == 0 and data["ok"] is True
     assert "500" in data["providers"][0]["notes"][0]
 
 
 def test_missing_secret_only_matters_for_providers_in_use(
-    run_cli, write_config, fake_cdn: FakeCdn, cli_env
+    write_config, fake_cdn: FakeCdn, monkeypatch
 ) -> None:
-    cli_env["FAKE_API_KEY"] = fake_cdn.api_key
+    monkeypatch.setenv("FAKE_API_KEY", fake_cdn.api_key)
     write_config(
         f'[providers.good]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n'
         '[providers.other]\ntype = "fake"\nendpoint = "https://x.example"\n'
         'api_key = "env:UNSET_SECRET_VAR"\n'
     )
-    r = run_cli("submit", "-p", "good", "https://a.example.com/x")
+    r = invoke("submit", "-p", "good", "https://a.example.com/x")
     assert r.returncode == 0, r.stderr
-    r = run_cli("submit", "-p", "other", "https://a.example.com/x")
+    r = invoke("submit", "-p", "other", "https://a.example.com/x")
     assert r.returncode == 3 and "UNSET_SECRET_VAR" in r.stderr
 
 
@@ -365,35 +364,35 @@ def test_exit_code_priority() -> None:
     assert worst_exit(set()) == ExitCode.OK
 
 
-def test_every_url_rejected_is_exit_1(run_cli, fake_config) -> None:
-    r = run_cli("submit", "https://a.example.com/reject-1", "https://a.example.com/reject-2")
+def test_every_url_rejected_is_exit_1(fake_config) -> None:
+    r = invoke("submit", "https://a.example.com/reject-1", "https://a.example.com/reject-2")
     assert r.returncode == 1
     assert json.loads(r.stdout)["state"] == "failed"
 
 
-def test_unexpected_errors_are_one_line_unless_debug(run_cli, write_config, fake_cdn) -> None:
+def test_unexpected_errors_are_one_line_unless_debug(write_config, fake_cdn) -> None:
     # a provider bug: the plugin returns garbage; the user sees one line, --debug the traceback
     write_config(f'[providers.fake]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n')
-    r = run_cli("status", "fake:t-999", env_extra={"FAKE_API_KEY": "test-key"})
+    r = invoke("status", "fake:t-999", env_extra={"FAKE_API_KEY": "test-key"})
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    r = run_cli("--debug", "status", "fake:t-999", env_extra={"FAKE_API_KEY": "test-key"})
+    r = invoke("--debug", "status", "fake:t-999", env_extra={"FAKE_API_KEY": "test-key"})
     assert "Traceback" in r.stderr
 
 
-def test_jobs_filters_and_limits(run_cli, fake_config) -> None:
+def test_jobs_filters_and_limits(fake_config) -> None:
     for i in range(3):
-        assert run_cli("submit", f"https://a.example.com/{i}").returncode == 0
-    jobs = json.loads(run_cli("jobs", "--limit", "2", "-o", "json").stdout)
+        assert invoke("submit", f"https://a.example.com/{i}").returncode == 0
+    jobs = json.loads(invoke("jobs", "--limit", "2", "-o", "json").stdout)
     assert len(jobs) == 2
     assert jobs[0]["created_at"] >= jobs[1]["created_at"]
     assert set(jobs[0]) >= {"job_id", "state", "created_at", "providers", "total", "accepted"}
-    assert json.loads(run_cli("jobs", "--state", "nosuch", "-o", "json").stdout) == []
+    assert json.loads(invoke("jobs", "--state", "nosuch", "-o", "json").stdout) == []
 
 
-def test_no_color_and_plain_stderr(run_cli, fake_config) -> None:
-    r = run_cli("--no-color", "status", "nosuch")
+def test_no_color_and_plain_stderr(fake_config) -> None:
+    r = invoke("--no-color", "status", "nosuch")
     assert "\x1b[" not in r.stderr
-    r = run_cli("status", "nosuch", env_extra={"NO_COLOR": "1"})
+    r = invoke("status", "nosuch", env_extra={"NO_COLOR": "1"})
     assert "\x1b[" not in r.stderr
 
 

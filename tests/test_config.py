@@ -13,19 +13,19 @@ from typing import Any
 import pytest
 
 from prewarm_cli import config as cfg
+from prewarm_cli import paths
 from prewarm_cli.config import (
     DEFAULTS_FIELDS,
     Config,
     Route,
-    config_path,
     load_config,
     permission_warning,
     provider_table,
     show_rows,
-    state_dir,
     write_config,
 )
 from prewarm_cli.errors import ConfigError, ExitCode, UsageError
+from prewarm_cli.paths import config_path, state_dir
 from prewarm_cli.plugin import (
     CORE_FIELDS,
     BatchResult,
@@ -153,7 +153,7 @@ def test_search_order_explicit_env_mapping(tmp_path: Path) -> None:
 def test_windows_uses_platformdirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import platformdirs
 
-    monkeypatch.setattr(cfg, "_is_windows", lambda: True)
+    monkeypatch.setattr(paths, "_is_windows", lambda: True)
     monkeypatch.setattr(platformdirs, "user_config_dir", lambda *a, **k: str(tmp_path / "cfg"))
     monkeypatch.setattr(platformdirs, "user_state_dir", lambda *a, **k: str(tmp_path / "st"))
     assert config_path() == (tmp_path / "cfg" / "config.toml", "default")
@@ -765,4 +765,23 @@ def test_module_imports_only_light_modules() -> None:
     ]
     assert "tomli_w" not in modules and "platformdirs" not in modules
     ours = {m for m in modules if m.startswith("prewarm")}
-    assert ours <= {"prewarm_cli.errors", "prewarm_cli.plugin"}
+    assert ours <= {"prewarm_cli.errors", "prewarm_cli.paths", "prewarm_cli.plugin"}
+
+
+def test_config_and_the_plugin_api_do_not_need_each_other() -> None:
+    """Both find the state directory through prewarm_cli.paths, which needs neither."""
+    import ast
+
+    from prewarm_cli import plugin
+
+    def imported(module: Any) -> set[str]:
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        return {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        } | {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+
+    assert "prewarm_cli.config" not in imported(plugin)
+    assert imported(paths) & {"prewarm_cli.config", "prewarm_cli.plugin"} == set()
+    assert plugin.state_dir() == state_dir()

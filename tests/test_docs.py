@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from conftest import ROOT
+from helpers import invoke
 
 
 def test_cli_reference_is_current(cli_env) -> None:
@@ -21,12 +22,12 @@ def test_cli_reference_is_current(cli_env) -> None:
     assert r.returncode == 0, r.stderr
 
 
-def test_json_page_documents_every_submit_and_status_key(run_cli, fake_config) -> None:
+def test_json_page_documents_every_submit_and_status_key(fake_config) -> None:
     import json
 
     page = (ROOT / "docs" / "json-output.md").read_text()
-    submit = json.loads(run_cli("submit", "https://a.example.com/x").stdout)
-    status = json.loads(run_cli("status", submit["job_id"]).stdout)
+    submit = json.loads(invoke("submit", "https://a.example.com/x").stdout)
+    status = json.loads(invoke("status", submit["job_id"]).stdout)
     for key in [*submit, *status]:
         assert f"`{key}`" in page, key
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from prewarm_cli import paths
 from prewarm_cli.commands import short_help
 from prewarm_cli.commands._common import (
     CONTEXT_SETTINGS,
@@ -38,15 +39,14 @@ def config() -> None:
 @global_options
 def config_path_cmd() -> None:
     """Print the config file path in use, and the state directory."""
-    from prewarm_cli import config as config_mod
 
-    path, how = config_mod.config_path(global_values().get("config"))
+    path, how = paths.config_path(global_values().get("config"))
     out = command_output()
     data = {
         "config": str(path),
         "how": how,
         "exists": path.exists(),
-        "state_dir": str(config_mod.state_dir(create=False)),
+        "state_dir": str(paths.state_dir(create=False)),
     }
     if out.fmt == "table":
         out.line(str(path))
@@ -154,7 +154,7 @@ def config_init(
     from prewarm_cli import registry
 
     out = command_output()
-    path, _how = config_mod.config_path(global_values().get("config"))
+    path, _how = paths.config_path(global_values().get("config"))
     interactive = sys.stdin.isatty() and not (ptype and values)
     classes = registry.load_all(out.warn)
     if not ptype:

@@ -1,0 +1,96 @@
+"""Where prewarm keeps things: the config file and the local state directory (DESIGN.md §3).
+
+Created private (directories 0700). Imports only the standard library and errors, so that
+the config loader and the plugin API can both use it without needing each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from prewarm_cli.errors import ConfigError
+
+APP_NAME = "prewarm"
+CONFIG_FILENAME = "config.toml"
+
+
+def _is_windows() -> bool:
+    """Whether platform-specific Windows locations apply."""
+    return os.name == "nt"
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    """The user's home directory, honouring $HOME in ``env``."""
+    home = env.get("HOME")
+    return Path(home) if home else Path.home()
+
+
+def _xdg(env: Mapping[str, str], var: str) -> Path | None:
+    """An XDG base directory variable when set to an absolute path (the spec ignores others)."""
+    value = env.get(var)
+    if value and os.path.isabs(value):
+        return Path(value)
+    return None
+
+
+def config_path(
+    explicit: str | None = None, env: Mapping[str, str] | None = None
+) -> tuple[Path, str]:
+    """Where the config file is, and how that was decided: --config, $PREWARM_CONFIG or default."""
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit).expanduser(), "--config"
+    if env.get("PREWARM_CONFIG"):
+        return Path(env["PREWARM_CONFIG"]).expanduser(), "$PREWARM_CONFIG"
+    xdg = _xdg(env, "XDG_CONFIG_HOME")
+    if xdg is not None:
+        return xdg / APP_NAME / CONFIG_FILENAME, "default"
+    if _is_windows():
+        import platformdirs
+
+        base = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+        return base / CONFIG_FILENAME, "default"
+    return _home(env) / ".config" / APP_NAME / CONFIG_FILENAME, "default"
+
+
+def state_dir(env: Mapping[str, str] | None = None, create: bool = True) -> Path:
+    """The local state directory (the journal), created with mode 0700 when ``create``."""
+    env = os.environ if env is None else env
+    if env.get("PREWARM_STATE_DIR"):
+        path = Path(env["PREWARM_STATE_DIR"]).expanduser()
+    elif (xdg := _xdg(env, "XDG_STATE_HOME")) is not None:
+        path = xdg / APP_NAME
+    elif _is_windows():
+        import platformdirs
+
+        path = Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
+    else:
+        path = _home(env) / ".local" / "state" / APP_NAME
+    if create:
+        try:
+            make_private_dirs(path)
+        except OSError as exc:
+            raise ConfigError(
+                f"{path}: cannot create the state directory: {exc.strerror or exc} "
+                "(set PREWARM_STATE_DIR to a writable directory)"
+            ) from exc
+    return path
+
+
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents, each with mode 0700."""
+    missing: list[Path] = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory, 0o700)
+    if not path.is_dir():
+        raise NotADirectoryError(20, "Not a directory", str(path))

@@ -1,0 +1,74 @@
+"""Helpers the test modules share: URL lists, the CLI in-process, JSON from a run, waiting."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from click.testing import CliRunner
+
+
+def urls(n: int, prefix: str = "https://static.example.com/f", ext: str = ".js") -> list[str]:
+    """`n` distinct URLs: PREFIX0.js, PREFIX1.js, ..."""
+    return [f"{prefix}{i}{ext}" for i in range(n)]
+
+
+@dataclass(frozen=True)
+class CliRun:
+    """One in-process run of prewarm: the same fields as a finished subprocess."""
+
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def invoke(
+    *args: str, input: str | None = None, env_extra: Mapping[str, str | None] | None = None
+) -> CliRun:
+    """Runs `prewarm ARGS...` in this process, through main()'s exit ladder.
+
+    For parsing and rendering; start-up, entry points, signals and kills need a real process
+    (the `run_cli` fixture). The environment is os.environ, which the `cli_env` fixture isolates,
+    plus `env_extra` (None removes a variable); stdin is `input` (never a terminal); stdout and
+    stderr are captured apart.
+    """
+    from prewarm_cli.cli import main
+
+    runner = CliRunner()
+    with runner.isolation(input=input, env=env_extra) as (stdout, stderr, _both):
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+        else:  # main() always exits; reaching here is a bug in it
+            raise AssertionError("main() returned instead of exiting")
+        finally:  # what was written but is still buffered, as a real process's exit would
+            sys.stdout.flush()
+            sys.stderr.flush()
+    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    return CliRun(
+        args=args,
+        returncode=returncode,
+        stdout=stdout.getvalue().decode(),
+        stderr=stderr.getvalue().decode(),
+    )
+
+
+def cli_json(run: Callable[..., Any], *args: str, **kw: Any) -> tuple[Any, Any]:
+    """Runs the CLI with `-o json` (through `invoke` or the `run_cli` fixture): the run and its
+    parsed stdout (None when stdout is empty)."""
+    r = run(*args, "-o", "json", **kw)
+    return r, (json.loads(r.stdout) if r.stdout.strip() else None)
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Polls `predicate` until it holds; fails the test after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
