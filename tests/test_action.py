@@ -26,9 +26,11 @@ api_key = "env:FAKE_API_KEY"
 
 
 def run_action(
-    cli_env: dict[str, str], tmp_path: Path, **inputs: str
+    cli_env: dict[str, str], tmp_path: Path, cwd: Path | None = None, **inputs: str
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, str], str]:
-    """Runs the step script; returns the process, the outputs it wrote, and the summary."""
+    """Runs the step script; returns the process, the outputs it wrote, and the summary.
+
+    Inputs are given as GitHub names them (``from_dir`` for ``from-dir``)."""
     output, summary = tmp_path / "github_output", tmp_path / "step_summary"
     output.write_text("")
     summary.write_text("")
@@ -45,7 +47,7 @@ def run_action(
     proc = subprocess.run(
         [sys.executable, str(SCRIPT)],
         env=env,
-        cwd=tmp_path,
+        cwd=cwd or tmp_path,
         capture_output=True,
         text=True,
         timeout=120,

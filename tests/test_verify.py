@@ -18,6 +18,7 @@ import pytest
 from fakes.cache_server import VENDOR_ROUTES, CacheServer, Route
 
 from prewarm_cli.errors import ExitCode, InputError, UsageError
+from prewarm_cli.inputs import InputSpec
 from prewarm_cli.output import Output
 from prewarm_cli.verify import (
     BYPASS,
@@ -755,16 +756,16 @@ def test_summarize_empty() -> None:
 def test_read_urls(tmp_path: Path) -> None:
     f = tmp_path / "urls.txt"
     f.write_text("https://a.example/1\n# c\nhttps://a.example/2\nhttps://a.example/1\n")
-    assert read_urls(["https://a.example/0"], [str(f)]) == [
+    assert read_urls(InputSpec(urls=("https://a.example/0",), files=(str(f),))) == [
         "https://a.example/0",
         "https://a.example/1",
         "https://a.example/2",
     ]
     f.write_text("https://a.example/1\nftp://nope\n")
-    with pytest.raises(InputError, match=r"urls.txt:2"):
-        read_urls([], [str(f)])
-    with pytest.raises(InputError, match="no URLs"):
-        read_urls([])
+    with pytest.raises(InputError, match=r"nothing was requested:\n  .*urls.txt:2: ftp://nope"):
+        read_urls(InputSpec(files=(str(f),)))
+    with pytest.raises(InputError, match="no URLs to verify"):
+        read_urls(InputSpec())
 
 
 def test_module_import_does_not_load_httpx() -> None:

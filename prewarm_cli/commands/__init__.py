@@ -43,6 +43,10 @@ COMMANDS: dict[str, CommandEntry] = {
         "prewarm_cli.commands.verify:verify",
         "Check the CDNs' cache headers: is each URL warm where you stand?",
     ),
+    "urls": CommandEntry(
+        "prewarm_cli.commands.urls:urls",
+        "Print the URLs the inputs resolve to; send nothing.",
+    ),
     "providers": CommandEntry(
         "prewarm_cli.commands.providers:providers",
         "List installed provider types and configured aliases, with capabilities.",

@@ -6,6 +6,7 @@ only click and the standard library at module level.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
@@ -161,15 +162,38 @@ def parse_header(text: str) -> tuple[str, str]:
 
 
 def url_inputs(f: Callable[..., Any]) -> Callable[..., Any]:
-    """The URL inputs submit and verify share: arguments, -i FILE and --sitemap.
-
-    The parameters arrive as `urls`, `files` and `sitemaps`; a new URL source is one more
-    option here (and one more field where the commands build their input spec).
+    """The URL inputs submit, verify and urls share (DESIGN §4), given to the command as one
+    ``inputs`` parameter, an InputSpec: arguments, -i FILE, --sitemap, and the files of a
+    deploy mapped through --base-url. A new URL source is one more option here and one more
+    InputSpec field.
     """
-    for option in reversed(_URL_SOURCE_OPTIONS):
-        f = option(f)
-    return click.argument("urls", nargs=-1)(f)
 
+    @functools.wraps(f)
+    def with_inputs(**kwargs: Any) -> Any:
+        from prewarm_cli.inputs import InputSpec
+
+        given = {name: kwargs.pop(name) for name in _INPUT_SPEC_FIELDS}
+        inputs = InputSpec(**given, default_excludes=not kwargs.pop("no_default_excludes"))
+        return f(inputs=inputs, **kwargs)
+
+    for option in reversed(_URL_SOURCE_OPTIONS):
+        with_inputs = option(with_inputs)
+    return click.argument("urls", nargs=-1)(with_inputs)
+
+
+# The parameters of the options below that are InputSpec fields of the same name.
+_INPUT_SPEC_FIELDS = (
+    "urls",
+    "files",
+    "sitemaps",
+    "base_url",
+    "from_dirs",
+    "paths",
+    "sync_logs",
+    "strip_prefix",
+    "index",
+    "excludes",
+)
 
 _URL_SOURCE_OPTIONS: tuple[Callable[[Callable[..., Any]], Callable[..., Any]], ...] = (
     click.option(
@@ -186,6 +210,55 @@ _URL_SOURCE_OPTIONS: tuple[Callable[[Callable[..., Any]], Callable[..., Any]], .
         multiple=True,
         metavar="URL|FILE",
         help="Read URLs from a sitemap or sitemap index (gzip ok). Repeatable.",
+    ),
+    click.option(
+        "--base-url",
+        metavar="URL",
+        help="The URL the files of --from-dir, --paths and --from-sync-log are served under.",
+    ),
+    click.option(
+        "--from-dir",
+        "from_dirs",
+        multiple=True,
+        metavar="DIR",
+        help="Every file under DIR (a build output), mapped through --base-url. Repeatable.",
+    ),
+    click.option(
+        "--index",
+        type=click.Choice(["dir", "file", "both"]),
+        default="dir",
+        show_default=True,
+        help="index.html as its directory's URL, its own URL, or both.",
+    ),
+    click.option(
+        "--exclude",
+        "excludes",
+        multiple=True,
+        metavar="GLOB",
+        help="Leave out --from-dir paths matching GLOB (relative, with /). Repeatable.",
+    ),
+    click.option(
+        "--no-default-excludes",
+        is_flag=True,
+        help="Keep dot-paths, *.map and precompressed *.gz/*.br/*.zst siblings.",
+    ),
+    click.option(
+        "--paths",
+        multiple=True,
+        metavar="FILE",
+        help="Relative paths, one per line (- for stdin), e.g. git diff --name-only. Repeatable.",
+    ),
+    click.option(
+        "--strip-prefix",
+        metavar="DIR",
+        help="Remove this leading directory from --paths and sync-log paths; skip the others.",
+    ),
+    click.option(
+        "--from-sync-log",
+        "sync_logs",
+        multiple=True,
+        metavar="FILE",
+        help="What aws s3 sync, rclone --combined or gsutil/gcloud rsync printed (- for stdin).",
     ),
 )
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from prewarm_cli.engine import Workspace
+    from prewarm_cli.inputs import InputSpec
 
 
 class SubmitCommand(click.Command):
@@ -80,9 +81,7 @@ class SubmitCommand(click.Command):
 )
 @global_options
 def submit(
-    urls: tuple[str, ...],
-    files: tuple[str, ...],
-    sitemaps: tuple[str, ...],
+    inputs: InputSpec,
     providers: tuple[str, ...],
     headers: tuple[str, ...],
     invalidate: bool,
@@ -99,7 +98,8 @@ def submit(
     """Send URLs to the CDNs' prefetch APIs.
 
     \b
-    URLs come from arguments, -i FILE (or - for stdin) and --sitemap; they are
+    URLs come from arguments, -i FILE (or - for stdin), --sitemap, and the files
+    of a deploy under --base-url (--from-dir, --paths, --from-sync-log); they are
     validated and de-duplicated before anything is sent.
     """
     from prewarm_cli import engine
@@ -107,7 +107,7 @@ def submit(
 
     if (verify or interval or wait_timeout) and not wait_:
         raise UsageError("--interval, --wait-timeout and --verify need --wait")
-    if resume and (urls or files or sitemaps or providers):
+    if resume and (inputs.has_input() or providers):
         raise UsageError("--resume takes no new URLs or providers; it continues the job as it was")
     extra_options = provider_options(click.get_current_context())
     given_extra = {k: v for k, v in extra.items() if v is not None}
@@ -118,9 +118,7 @@ def submit(
         extra=given_extra,
     )
     req = engine.SubmitRequest(
-        urls=urls,
-        files=files,
-        sitemaps=sitemaps,
+        inputs=inputs,
         providers=providers,
         options=options,
         skip_invalid=skip_invalid,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from prewarm_cli.commands import short_help
@@ -13,6 +15,9 @@ from prewarm_cli.commands._common import (
     parse_header,
     url_inputs,
 )
+
+if TYPE_CHECKING:
+    from prewarm_cli.inputs import InputSpec
 
 
 @click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("verify"))
@@ -80,9 +85,7 @@ from prewarm_cli.commands._common import (
 )
 @global_options
 def verify(
-    urls: tuple[str, ...],
-    files: tuple[str, ...],
-    sitemaps: tuple[str, ...],
+    inputs: InputSpec,
     use_get: bool,
     headers: tuple[str, ...],
     encodings: tuple[str, ...],
@@ -103,6 +106,7 @@ def verify(
     nothing. Redirects are reported, not followed. See docs/verify.md.
     """
     from prewarm_cli import verify as verify_mod
+    from prewarm_cli.inputs import InputNotes
 
     options = verify_mod.VerifyOptions(
         method="GET" if use_get else "HEAD",
@@ -116,7 +120,10 @@ def verify(
         expect_hit=expect_hit,
     )
     out = command_output()
-    targets = verify_mod.read_urls(urls, files, sitemaps)
+    notes = InputNotes()
+    targets = verify_mod.read_urls(inputs, notes=notes)
+    for message in notes.messages():
+        out.warn(message)
     total = verify_mod.planned_requests(len(targets), options)
     with out.progress(total, "verifying") as bar:
         result = verify_mod.verify(targets, options, progress=bar.advance)

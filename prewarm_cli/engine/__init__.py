@@ -7,7 +7,7 @@ intake and plan, the batch sender, submit, status and wait, and the smaller acti
 """
 
 from prewarm_cli.engine.actions import cancel, download_report, quota, recent_jobs, report, scale
-from prewarm_cli.engine.intake import MAX_LISTED_INVALID, SubmitRequest, intake
+from prewarm_cli.engine.intake import SubmitRequest, intake
 from prewarm_cli.engine.plan import plan
 from prewarm_cli.engine.status import (
     JobRef,
@@ -24,7 +24,6 @@ from prewarm_cli.engine.submit import PURGE_WAIT_SECONDS, submit, submit_exit, s
 from prewarm_cli.engine.workspace import ProviderSession, Router, Workspace, build_provider
 
 __all__ = [
-    "MAX_LISTED_INVALID",
     "PURGE_WAIT_SECONDS",
     "JobRef",
     "ProviderSession",

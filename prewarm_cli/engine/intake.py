@@ -11,18 +11,24 @@ from prewarm_cli.engine.workspace import Router, Workspace
 from prewarm_cli.errors import (
     InputError,
 )
+from prewarm_cli.inputs import (
+    NO_INPUT_HINT,
+    InputNotes,
+    InputSpec,
+    InvalidInput,
+    InvalidList,
+    check_inputs,
+    host_of,
+    iter_inputs,
+)
 from prewarm_cli.plugin import (
     SubmitOptions,
 )
 
-MAX_LISTED_INVALID = 1000  # invalid input lines listed in full before "... and N more"
-
 
 @dataclass(frozen=True)
 class SubmitRequest:
-    urls: Sequence[str] = ()
-    files: Sequence[str] = ()
-    sitemaps: Sequence[str] = ()
+    inputs: InputSpec = field(default_factory=InputSpec)
     providers: Sequence[str] = ()
     options: SubmitOptions = field(default_factory=SubmitOptions)
     skip_invalid: bool = False
@@ -30,8 +36,6 @@ class SubmitRequest:
 
 def intake(ws: Workspace, journal: jr.Journal, req: SubmitRequest) -> str:
     """Reads, validates, routes and de-duplicates the input into a new job; sends nothing."""
-    from prewarm_cli.urls import InvalidInput, check_inputs, host_of, iter_inputs
-
     router = Router(ws, req.providers)
     options = {
         "headers": [list(h) for h in req.options.headers],
@@ -39,13 +43,12 @@ def intake(ws: Workspace, journal: jr.Journal, req: SubmitRequest) -> str:
         "extra": dict(req.options.extra),
     }
     job_id = journal.create_job(router.selected, options)
-    invalid: list[InvalidInput] = []
+    invalid = InvalidList()
     skipped: list[dict[str, Any]] = []
-    n_invalid = 0
+    notes = InputNotes()
 
     def items() -> Iterator[tuple[int, str, Sequence[str]]]:
-        nonlocal n_invalid
-        for seq, item in enumerate(check_inputs(iter_inputs(req.urls, req.files, req.sitemaps))):
+        for seq, item in enumerate(check_inputs(iter_inputs(req.inputs, notes=notes))):
             if not isinstance(item, InvalidInput):
                 aliases = router(item.url)
                 if aliases:
@@ -61,23 +64,19 @@ def intake(ws: Workspace, journal: jr.Journal, req: SubmitRequest) -> str:
             if req.skip_invalid:
                 skipped.append(item.to_dict())
             else:
-                n_invalid += 1
-                if len(invalid) < MAX_LISTED_INVALID:
-                    invalid.append(item)
+                invalid.add(item)
 
     try:
         journal.add_targets(job_id, items())
     except BaseException:
         journal.delete_job(job_id)
         raise
-    if n_invalid:
+    for message in notes.messages():
+        ws.out.warn(message)
+    if invalid:
         journal.delete_job(job_id)
-        lines = [str(i) for i in invalid]
-        if n_invalid > len(invalid):
-            lines.append(f"... and {n_invalid - len(invalid)} more")
-        raise InputError(
-            f"{n_invalid} invalid input line(s); nothing was sent:\n  " + "\n  ".join(lines),
-            hint="fix them, or pass --skip-invalid to send the rest",
+        raise invalid.error(
+            "nothing was sent", hint="fix them, or pass --skip-invalid to send the rest"
         )
     journal.finish_intake(job_id, skipped)
     counts = journal.counts(job_id)
@@ -85,7 +84,7 @@ def intake(ws: Workspace, journal: jr.Journal, req: SubmitRequest) -> str:
         journal.delete_job(job_id)
         raise InputError(
             "no URLs to send" + (f" ({len(skipped)} skipped as invalid)" if skipped else ""),
-            hint="pass URLs as arguments, with -i FILE (or - for stdin), or --sitemap",
+            hint=NO_INPUT_HINT,
         )
     journal.set_providers(job_id, sorted(counts))
     return job_id

@@ -238,18 +238,13 @@ def exit_code(result: Mapping[str, Any], expect_hit: bool = False) -> ExitCode:
     return ExitCode.OK
 
 
-def read_urls(
-    args: Sequence[str] | InputSpec,
-    files: Sequence[str] = (),
-    sitemaps: Sequence[str] = (),
-    notes: InputNotes | None = None,
-) -> list[str]:
+def read_urls(inputs: InputSpec, notes: InputNotes | None = None) -> list[str]:
     """The distinct valid input URLs, in order; InputError listing the invalid ones."""
-    from prewarm_cli.inputs import InputSpec, as_spec
     from prewarm_cli.inputs import read_urls as read
 
-    spec = args if isinstance(args, InputSpec) else as_spec(args, files, sitemaps)
-    return read(spec, notes=notes, consequence="nothing was requested", nothing="no URLs to verify")
+    return read(
+        inputs, notes=notes, consequence="nothing was requested", nothing="no URLs to verify"
+    )
 
 
 def _run(

@@ -1,0 +1,71 @@
+"""`prewarm urls`: the URLs the inputs resolve to, printed; nothing is sent (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from prewarm_cli.commands import short_help
+from prewarm_cli.commands._common import (
+    CONTEXT_SETTINGS,
+    GlobalOptions,
+    command_output,
+    global_options,
+    output_format,
+    url_inputs,
+)
+
+if TYPE_CHECKING:
+    from prewarm_cli.inputs import InputSpec
+    from prewarm_cli.output import Output
+
+
+def lines_unless_asked(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Plain lines on stdout unless -o/--json asks for JSON, piped or not: the list is the
+    data (`prewarm urls ... > urls.txt`), and an error then stays off stdout too."""
+
+    @functools.wraps(f)
+    def wrapper(**kwargs: Any) -> Any:
+        given = click.get_current_context().ensure_object(GlobalOptions)
+        if output_format(given) is None:
+            given["output"] = "table"
+        return f(**kwargs)
+
+    return wrapper
+
+
+@click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("urls"))
+@lines_unless_asked
+@url_inputs
+@global_options
+def urls(inputs: InputSpec) -> None:
+    """Print the URLs the inputs resolve to; send nothing.
+
+    \b
+    The same inputs as submit and verify, validated and de-duplicated: the way
+    to check a --base-url mapping before a warm, or to feed another tool.
+    One URL per line, piped or not; -o json prints a list, -o ndjson one JSON
+    string per line.
+      prewarm urls --from-dir dist --base-url https://static.example.com/
+    """
+    from prewarm_cli.inputs import InputNotes, read_urls
+
+    out = command_output()
+    notes = InputNotes()
+    # Given inputs that resolve to nothing (a deploy that changed nothing) are an empty
+    # list, not an error; no input at all is one.
+    nothing = None if inputs.has_input() else "no URLs given"
+    found = read_urls(inputs, notes=notes, consequence="nothing was listed", nothing=nothing)
+    for message in notes.messages():
+        out.warn(message)
+    if not found:
+        out.warn("the inputs resolve to no URL")
+    out.emit(found, table=lambda listed: _print_lines(out, listed))
+
+
+def _print_lines(out: Output, listed: list[str]) -> None:
+    for url in listed:
+        out.line(url)

@@ -1,0 +1,200 @@
+"""`prewarm urls` and the deploy sources on submit and verify, run in-process through main():
+stdout (data) and stderr (messages) apart, and every exit code."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fakes.cache_server import CacheServer
+from fakes.generic import FakeCdn
+
+from prewarm_cli.cli import main
+
+BASE = "https://cdn.example.com/"
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def prewarm(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch) -> Run:
+    """Runs `prewarm ARGS` in this process: (exit code, stdout, stderr)."""
+
+    def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            main(list(args))
+        out = capsys.readouterr()
+        code = info.value.code
+        return (code if isinstance(code, int) else 1), out.out, out.err
+
+    return run
+
+
+def site(root: Path, *files: str) -> str:
+    for rel in files:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(rel)
+    return str(root)
+
+
+# --------------------------------------------------------------------------- urls
+
+
+def test_urls_prints_one_per_line_even_when_piped(prewarm: Run, tmp_path: Path) -> None:
+    dist = site(tmp_path / "dist", "index.html", "about/index.html", "app.js", "app.js.map")
+    code, out, err = prewarm("urls", "--from-dir", dist, "--base-url", BASE)
+    assert (code, err) == (0, "")
+    assert out == f"{BASE}about/\n{BASE}app.js\n{BASE}\n"
+    code, out, _err = prewarm("urls", "--from-dir", dist, "--base-url", BASE, "--index", "both")
+    assert out.splitlines()[:2] == [f"{BASE}about/", f"{BASE}about/index.html"]
+
+
+def test_urls_json_and_ndjson(prewarm: Run, tmp_path: Path) -> None:
+    dist = site(tmp_path / "dist", "a.js", "b.css")
+    listed = [f"{BASE}a.js", f"{BASE}b.css"]
+    code, out, err = prewarm("urls", "-o", "json", "--from-dir", dist, "--base-url", BASE)
+    assert (code, err) == (0, "") and json.loads(out) == listed
+    code, out, err = prewarm("--json", "urls", "--from-dir", dist, "--base-url", BASE)
+    assert (code, err) == (0, "") and json.loads(out) == listed
+    code, out, err = prewarm("urls", "-o", "ndjson", "--from-dir", dist, "--base-url", BASE)
+    assert (code, err) == (0, "") and [json.loads(line) for line in out.splitlines()] == listed
+
+
+def test_urls_combines_every_source_de_duplicated(prewarm: Run, tmp_path: Path) -> None:
+    dist = site(tmp_path / "dist", "a.js", "b.js")
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"{BASE}b.js\nhttps://other.example/x\n")
+    code, out, err = prewarm(
+        "urls",
+        f"{BASE}a.js",
+        "-i",
+        str(listing),
+        "--from-dir",
+        dist,
+        "--paths",
+        "-",
+        "--base-url",
+        BASE,
+        stdin="c.js\na.js\n",
+    )
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        f"{BASE}a.js",
+        f"{BASE}b.js",
+        "https://other.example/x",
+        f"{BASE}c.js",
+    ]
+
+
+def test_urls_notes_go_to_stderr(prewarm: Run, tmp_path: Path) -> None:
+    log = tmp_path / "sync.log"
+    log.write_text(
+        "upload: public/a.html to s3://b/site/a.html\n"
+        "upload failed: public/b.html to s3://b/site/b.html Access Denied\n"
+        "upload: x to s3://b/other/c.html\n"
+        "something else\n"
+    )
+    code, out, err = prewarm(
+        "urls", "--from-sync-log", str(log), "--base-url", BASE, "--strip-prefix", "site"
+    )
+    assert code == 0
+    assert out == f"{BASE}a.html\n"
+    assert "1 path(s) not under --strip-prefix 'site/' skipped" in err
+    assert f"1 failed upload(s) in the sync log; skipped:\n  {log}:2: upload failed" in err
+    assert f"1 sync-log line(s) not understood; ignored:\n  {log}:4: something else" in err
+
+
+def test_urls_that_resolve_to_nothing_are_an_empty_list(prewarm: Run, tmp_path: Path) -> None:
+    log = tmp_path / "sync.log"
+    log.write_text("delete: s3://b/old.html\n")
+    code, out, err = prewarm("urls", "--from-sync-log", str(log), "--base-url", BASE)
+    assert (code, out) == (0, "")
+    assert "resolve to no URL" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--from-dir", "dist", "--base-url", "cdn.example.com"), "not an absolute http(s) URL"),
+        (("--from-dir", "nope", "--base-url", BASE), "--from-dir nope: no such directory"),
+        (("--from-dir", "dist"), "need --base-url"),
+        (("--paths", "missing.txt", "--base-url", BASE), "path list not found: missing.txt"),
+        (("--exclude", "*.js", "x"), "--exclude and --no-default-excludes apply to --from-dir"),
+        ((), "no URLs given"),
+    ],
+)
+def test_urls_usage_and_input_errors_exit_2(
+    prewarm: Run, tmp_path: Path, monkeypatch, args: tuple[str, ...], message: str
+) -> None:
+    site(tmp_path / "dist", "a.js")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = prewarm("urls", *args)
+    assert code == 2
+    assert out == ""  # piped or not, an error of `urls` stays off stdout
+    assert message in err
+
+
+def test_urls_lists_invalid_lines_with_file_and_line(prewarm: Run, tmp_path: Path) -> None:
+    listing = tmp_path / "changed.txt"
+    listing.write_text("".join(f"../up{n}.html\n" for n in range(60)) + "ok.html\n")
+    code, out, err = prewarm("urls", "--paths", str(listing), "--base-url", BASE)
+    assert code == 2 and out == ""
+    assert "60 invalid input line(s); nothing was listed:" in err
+    assert f"{listing}:1: ../up0.html: a path with '..' would leave the base URL" in err
+    assert "... and 10 more" in err
+
+
+# --------------------------------------------------------------------------- submit, verify
+
+
+def test_submit_from_a_sync_log(prewarm: Run, fake_config, fake_cdn: FakeCdn, tmp_path) -> None:
+    log = tmp_path / "sync.log"
+    log.write_text(
+        "(dryrun) upload: dist/index.html to s3://bkt/index.html\n"
+        "upload: dist/app.js to s3://bkt/app.js\n"
+        "upload failed: dist/x.js to s3://bkt/x.js denied\n"
+    )
+    code, out, err = prewarm("submit", "--from-sync-log", str(log), "--base-url", BASE)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["accepted"] == 2 and result["urls"] == 2
+    assert fake_cdn.accepted_urls() == {BASE, f"{BASE}app.js"}
+    assert f"{log}:3: upload failed: dist/x.js" in err
+
+
+def test_submit_invalid_deploy_input_sends_nothing(
+    prewarm: Run, fake_config, fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    code, out, err = prewarm("submit", "--paths", "-", "--base-url", BASE, stdin="a.js\n../b.js\n")
+    assert code == 2
+    assert json.loads(out)["error"]["code"] == "invalid_input"
+    assert "1 invalid input line(s); nothing was sent:\n  <stdin>:2: ../b.js" in err
+    assert fake_cdn.submits == []
+
+
+def test_submit_dry_run_and_resume_with_deploy_sources(
+    prewarm: Run, fake_config, fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    dist = site(tmp_path / "dist", "a.js", "b/index.html", ".env")
+    code, out, err = prewarm("submit", "--dry-run", "--from-dir", dist, "--base-url", BASE)
+    assert code == 0, err
+    assert json.loads(out)["total"] == 2 and fake_cdn.submits == []
+    code, out, err = prewarm("submit", "--resume", "01J0", "--from-dir", dist, "--base-url", BASE)
+    assert code == 2 and "--resume takes no new URLs" in err
+
+
+def test_verify_from_dir(prewarm: Run, tmp_path: Path) -> None:
+    with CacheServer() as edge:
+        # The fake edge answers /cloudfront/hit as a CloudFront hit.
+        dist = site(tmp_path / "dist", "cloudfront/hit")
+        code, out, err = prewarm("verify", "--from-dir", dist, "--base-url", edge.url, "-o", "json")
+        assert code == 0, err
+        (result,) = json.loads(out)["results"]
+        assert result["url"] == f"{edge.url}/cloudfront/hit" and result["cache"] == "hit"
+        code, out, err = prewarm("verify", "--from-dir", dist, "--base-url", "127.0.0.1")
+        assert code == 2 and "--base-url '127.0.0.1' is not an absolute http(s) URL" in err
