@@ -19,9 +19,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from prewarm_cli.errors import UnsupportedError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from prewarm_cli.verify.classify import Classification
 
 __all__ = [
     "BatchResult",
@@ -37,6 +42,10 @@ __all__ = [
     "SubmitOptions",
     "TaskStatus",
     "UrlStatus",
+    "classify_cache",
+    "describe_http_error",
+    "parse_resolve",
+    "pinned_client",
     "state_dir",
     "url_to_ascii",
 ]
@@ -96,6 +105,7 @@ class SubmitOption:
     type: type = str  # bool makes a flag
     choices: tuple[str, ...] | None = None
     default: Any = None
+    multiple: bool = False  # repeatable: the value is a tuple of what was given
 
     @property
     def key(self) -> str:
@@ -284,6 +294,54 @@ def url_to_ascii(url: str) -> str:
     from prewarm_cli.urls import to_ascii
 
     return to_ascii(url)
+
+
+# --- HTTP helpers shared with `verify` (imported on first use: this module stays light) ---
+
+
+def parse_resolve(spec: str) -> tuple[str, int | None, str]:
+    """curl's --resolve HOST[:PORT]:IP as (host, port or None, ip); UsageError when malformed."""
+    from prewarm_cli.verify.probe import parse_resolve as _parse
+
+    return tuple(_parse(spec))  # type: ignore[return-value]
+
+
+def pinned_client(
+    pins: Sequence[tuple[str, int | None, str]] = (),
+    *,
+    timeout: float,
+    max_connections: int,
+    ca_bundle: str | None = None,
+    user_agent: str | None = None,
+) -> httpx.Client:
+    """verify's httpx client: connects as ``pins`` say (curl's --resolve, Host and SNI kept),
+    never follows redirects, TLS always verified. Send Accept-Encoding explicitly per request
+    and read bodies with ``iter_raw()``; the caller closes the client."""
+    from prewarm_cli.verify.probe import Pin
+    from prewarm_cli.verify.probe import pinned_client as _client
+
+    kw: dict[str, Any] = {"user_agent": user_agent} if user_agent else {}
+    return _client(
+        [Pin(*p) for p in pins],
+        timeout=timeout,
+        ca_bundle=ca_bundle,
+        max_connections=max_connections,
+        **kw,
+    )
+
+
+def classify_cache(headers: Mapping[str, str], status_code: int | None) -> Classification:
+    """verify's reading of a response's cache headers: hit, miss, revalidated, bypass, unknown."""
+    from prewarm_cli.verify.classify import classify
+
+    return classify(headers, status_code)
+
+
+def describe_http_error(exc: BaseException, timeout: float) -> str:
+    """verify's one-line description of a failed request (which phase timed out, ...)."""
+    from prewarm_cli.verify.probe import describe_error
+
+    return describe_error(exc, timeout)
 
 
 # The method each capability needs a subclass to implement.

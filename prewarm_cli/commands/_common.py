@@ -305,7 +305,15 @@ def provider_options(ctx: click.Context) -> ProviderOptions:
                 params[opt.key] = click.Option([flag], is_flag=True, default=None, help=help_text)
             else:
                 kind: Any = click.Choice(opt.choices) if opt.choices else opt.type
-                params[opt.key] = click.Option([flag], type=kind, default=None, help=help_text)
+                params[opt.key] = click.Option(
+                    [flag],
+                    type=kind,
+                    default=None,
+                    multiple=opt.multiple,
+                    # a repeatable option not given is None, like any option not given
+                    callback=(lambda _c, _p, v: v or None) if opt.multiple else None,
+                    help=help_text + (" Repeatable." if opt.multiple else ""),
+                )
     found = ProviderOptions(
         params=tuple(params.values()),
         owners={key: frozenset(types) for key, types in owners.items()},

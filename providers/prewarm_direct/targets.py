@@ -1,0 +1,130 @@
+"""PoP targets: where each warm request connects (DESIGN §9).
+
+A target is one edge a URL is warmed through: an IP from ``--resolve``, a CloudFront PoP code
+resolved through ``<first label of cf_domain>.<CODE>.cloudfront.net``, the edge a client subnet
+is sent to (``--ecs``), or, when none applies to the URL, the edge this machine's own DNS
+gives (``nearest``). A target's label names it in results and stays the same across runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from prewarm_cli.errors import ConfigError
+from prewarm_cli.plugin import parse_resolve
+from prewarm_direct import dns
+
+NEAREST = "nearest"  # no pinning: the edge the system resolver gives this machine
+POP_NOT_FOUND = "PoP not found"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One edge for one URL: connect to ``ip`` (None: resolve as usual), or ``error``."""
+
+    label: str
+    ip: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What the user asked for: pins, PoP codes and client subnets (config or options)."""
+
+    resolve: tuple[str, ...] = ()
+    pops: tuple[str, ...] = ()
+    ecs: tuple[str, ...] = ()
+    cf_domain: str | None = None
+    resolver: str = dns.DEFAULT_RESOLVER
+
+    def count(self, url: str) -> int:
+        """How many targets a URL gets, without any DNS lookup (for --dry-run)."""
+        host, port = host_port(url)
+        n = sum(1 for p in self._pins() if p[0] == host and p[1] in (None, port))
+        n += len(self.pops) + len(self.ecs)
+        return n or 1
+
+    def _pins(self) -> list[tuple[str, int | None, str]]:
+        return [parse_resolve(spec) for spec in self.resolve]
+
+
+def host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    return host, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+class Targets:
+    """The targets of every URL of a run; DNS answers are looked up once and kept."""
+
+    def __init__(self, spec: TargetSpec, warn: Callable[[str], None]) -> None:
+        if spec.pops and not spec.cf_domain:
+            raise ConfigError(
+                "PoP codes need cf_domain (the distribution's d….cloudfront.net name)",
+                hint="set cf_domain in the direct provider's table",
+            )
+        try:
+            self._resolver = dns.parse_resolver(spec.resolver)
+        except ValueError as exc:
+            raise ConfigError(f"resolver {spec.resolver!r} is not IP[:PORT]: {exc}") from exc
+        for cidr in spec.ecs:
+            _check_cidr(cidr)
+        self.spec = spec
+        self._pins = spec._pins()
+        self._warn = warn
+        self._lock = threading.Lock()
+        self._pops: dict[str, Target] = {}
+        self._ecs: dict[tuple[str, str], Target] = {}
+
+    def for_url(self, url: str) -> list[Target]:
+        host, port = host_port(url)
+        found = [
+            Target(label=ip, ip=ip)
+            for pin_host, pin_port, ip in self._pins
+            if pin_host == host and pin_port in (None, port)
+        ]
+        found += [self._pop(code) for code in self.spec.pops]
+        found += [self._subnet(host, cidr) for cidr in self.spec.ecs]
+        return found or [Target(label=NEAREST)]
+
+    def _pop(self, code: str) -> Target:
+        with self._lock:
+            if code not in self._pops:
+                assert self.spec.cf_domain is not None
+                name = dns.pop_name(self.spec.cf_domain, code)
+                try:
+                    ip = dns.resolve_a(name, self._resolver)[0]
+                    self._pops[code] = Target(label=code, ip=ip)
+                except dns.LookupFailed as exc:
+                    self._warn(f"{POP_NOT_FOUND}: {code} ({exc}); its requests fail")
+                    self._pops[code] = Target(label=code, error=f"{POP_NOT_FOUND}: {code}")
+            return self._pops[code]
+
+    def _subnet(self, host: str, cidr: str) -> Target:
+        key = (host, cidr)
+        with self._lock:
+            if key not in self._ecs:
+                label = f"ecs:{cidr}"
+                try:
+                    ip = dns.resolve_a(host, self._resolver, ecs=cidr)[0]
+                    self._ecs[key] = Target(label=label, ip=ip)
+                except dns.LookupFailed as exc:
+                    self._warn(f"no edge for client subnet {cidr}: {exc}; its requests fail")
+                    self._ecs[key] = Target(label=label, error=f"{POP_NOT_FOUND}: {exc}")
+            return self._ecs[key]
+
+
+def _check_cidr(cidr: str) -> None:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(cidr, strict=False)
+    except ValueError as exc:
+        raise ConfigError(f"ecs {cidr!r} is not a network such as 203.0.113.0/24") from exc
+
+
+def labels(targets: Sequence[Target]) -> list[str]:
+    return [t.label for t in targets]

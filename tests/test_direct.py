@@ -1,0 +1,240 @@
+"""Direct warming through a real caching proxy (nginx proxy_cache, two PoPs), via the CLI.
+
+Every claim is checked from the origin's request counts and from a second request through
+each PoP (X-Cache: HIT for every variant), never from prewarm's own output alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cachebed import HOST, POPS, CacheBed, cache_bed
+
+GZIP = "gzip, deflate, br"
+IDENTITY = "identity"
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def bed(tmp_path: Path) -> Iterator[CacheBed]:
+    yield from cache_bed(tmp_path / "bed")
+
+
+@pytest.fixture
+def direct_config(write_config: Callable[[str], Path]) -> Callable[[str], Path]:
+    """Writes a config with quick retries, plus the given [providers.direct] lines."""
+
+    def write(table: str = "") -> Path:
+        return write_config(
+            "[defaults]\nretries = 3\nretry_timeout = 30\n\n"
+            '[providers.direct]\ntype = "direct"\n' + table
+        )
+
+    return write
+
+
+def submit(run_cli: Callable[..., subprocess.CompletedProcess[str]], *args: str, **kw: object):
+    r = run_cli("submit", "-p", "direct", "-o", "json", *args, **kw)
+    data = json.loads(r.stdout) if r.stdout.strip() else None
+    return r, data
+
+
+def assert_hit_everywhere(bed: CacheBed, path: str, encodings: tuple[str, ...]) -> None:
+    for pop in POPS:
+        for enc in encodings:
+            status, cache, _ = bed.nginx.probe(pop, path, enc)
+            assert (status, cache) == (200, "HIT"), (pop, path, enc)
+
+
+def test_warms_every_pop_and_variant_once(bed: CacheBed, run_cli, direct_config) -> None:
+    direct_config()
+    paths = [f"/obj/{i}.js" for i in range(3)]
+    r, data = submit(run_cli, *bed.nginx.resolve_args(), *(bed.nginx.url(p) for p in paths))
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 3 and data["state"] == "submitted"
+    assert data["rejected"] == [] and data["failed"] == []
+    assert "started" in r.stderr  # messages on stderr, data on stdout
+    for path in paths:
+        # One request per (PoP, variant), with exactly the Accept-Encoding asked for: the
+        # identity variant is sent as `identity`, not as the HTTP library's default header.
+        seen = {enc: n for (p, enc), n in bed.counts.counts.items() if p == path}
+        assert seen == {GZIP: 2, IDENTITY: 2}
+        assert_hit_everywhere(bed, path, (GZIP, IDENTITY))
+        # The variants are distinct copies: gzip for one, the plain bytes for the other.
+        assert bed.nginx.probe(POPS[0], path, GZIP)[2] == "gzip"
+        assert bed.nginx.probe(POPS[0], path, IDENTITY)[2] == ""
+
+    # status reads the record and sends nothing.
+    before = bed.counts.total()
+    st = run_cli("status", data["job_id"], "-o", "json")
+    assert st.returncode == 0, st.stderr
+    status = json.loads(st.stdout)
+    assert status["state"] == "succeeded" and status["succeeded"] == 3
+    details = status["providers"]["direct"]["details"]
+    assert details["requests"] == 12 and details["filled"] == 12 and details["already_warm"] == 0
+    assert set(details["pops"]) == set(POPS)
+    assert details["pops"][POPS[0]]["requests"] == 6
+    assert details["bytes"] > 3 * 2048  # three identity bodies of 2 KB, and gzip ones
+    assert bed.counts.total() == before
+
+    # A second job finds everything warm: hits, and the origin is asked nothing.
+    r2, data2 = submit(run_cli, *bed.nginx.resolve_args(), *(bed.nginx.url(p) for p in paths))
+    assert r2.returncode == 0, r2.stderr
+    assert bed.counts.total() == before
+    st2 = json.loads(run_cli("status", data2["job_id"], "-o", "json").stdout)
+    assert st2["providers"]["direct"]["details"]["already_warm"] == 12
+
+
+def test_encodings_option_and_headers(bed: CacheBed, run_cli, direct_config) -> None:
+    direct_config('user_agent = "warmer/1"\n')
+    path = "/obj/variants.css"
+    r, _ = submit(
+        run_cli,
+        "--resolve",
+        f"{HOST}:{bed.nginx.port}:{POPS[0]}",
+        "--accept-encoding",
+        "br",
+        "--accept-encoding",
+        IDENTITY,
+        "-H",
+        "X-Warm: yes",
+        bed.nginx.url(path),
+    )
+    assert r.returncode == 0, r.stderr
+    assert {enc: n for (p, enc), n in bed.counts.counts.items() if p == path} == {
+        "br": 1,
+        IDENTITY: 1,
+    }
+    assert bed.nginx.probe(POPS[0], path, "br")[1] == "HIT"
+    assert bed.nginx.probe(POPS[1], path, "br")[1] == "MISS"  # only the PoP asked for
+
+
+def test_outcomes_rejected_retried_failed(bed: CacheBed, run_cli, direct_config) -> None:
+    direct_config("timeout = 1.5\n")
+    paths = {
+        "missing": "/missing/a.js",
+        "flaky": "/flaky/2/b.js",
+        "stall": "/stall/c.js",
+        "close": "/close/d.js",
+        "ok": "/obj/e.js",
+    }
+    r, data = submit(
+        run_cli,
+        *bed.nginx.resolve_args(),
+        *(bed.nginx.url(p) for p in paths.values()),
+        timeout=120,
+    )
+    assert r.returncode == 4, r.stderr
+    assert data["accepted"] == 2
+    rejected = {x["url"]: x["reason"] for x in data["rejected"]}
+    failed = {x["url"]: x["reason"] for x in data["failed"]}
+    url = bed.nginx.url
+    assert set(rejected) == {url(paths["missing"])}
+    assert "HTTP 404" in rejected[url(paths["missing"])]
+    assert POPS[0] in rejected[url(paths["missing"])]
+    # A refused URL is not asked again, nor through the other PoP.
+    assert bed.counts.count(paths["missing"]) == 1
+    assert set(failed) == {url(paths["stall"]), url(paths["close"])}
+    assert "timed out" in failed[url(paths["stall"])]
+    assert "short body" in failed[url(paths["close"])]
+    # 503 twice per variant, then answered: each answered request was never sent again.
+    assert bed.counts.count(paths["flaky"], GZIP) == 4
+    assert bed.counts.count(paths["flaky"], IDENTITY) == 4
+    assert_hit_everywhere(bed, paths["flaky"], (GZIP, IDENTITY))
+    assert_hit_everywhere(bed, paths["ok"], (GZIP, IDENTITY))
+    # Stalled at both PoPs: each request sent once per attempt (retries = 3), no more.
+    assert bed.counts.count(paths["stall"], GZIP) == 2 * 3
+    assert bed.counts.count(paths["stall"], IDENTITY) == 2 * 3
+
+    rep = run_cli("report", data["job_id"], "-o", "json")
+    failures = json.loads(rep.stdout)["failures"]
+    # One line per failed (URL, PoP, variant), with its reason.
+    stalled = [f for f in failures if f["url"] == url(paths["stall"]) and f["pop"]]
+    assert sorted((f["pop"], f["reason"].split("Accept-Encoding: ")[1]) for f in stalled) == [
+        (pop, enc + ")") for pop in POPS for enc in sorted((GZIP, IDENTITY))
+    ]
+    assert all("timed out" in f["reason"] for f in stalled)
+
+
+def test_max_bytes_defers_and_resume_warms_only_the_rest(
+    bed: CacheBed, run_cli, direct_config
+) -> None:
+    direct_config('concurrency = 1\nmax_bytes = 5000\nencodings = ["identity"]\n')
+    paths = [f"/obj/budget{i}.bin?size=2048" for i in range(5)]
+    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
+    r, data = submit(run_cli, *pin, *(bed.nginx.url(p) for p in paths))
+    assert r.returncode == 5, r.stderr
+    assert data["accepted"] == 3 and data["deferred"] == 2
+    assert "--resume" in r.stderr
+    assert bed.counts.total() == 3
+    r2 = run_cli("submit", "--resume", data["job_id"], "-o", "json")
+    assert r2.returncode == 0, r2.stderr
+    assert json.loads(r2.stdout)["accepted"] == 5
+    for path in paths:
+        assert bed.counts.count(path.split("?")[0], IDENTITY) == 1
+        status, cache, _ = bed.nginx.probe(POPS[0], path, IDENTITY)
+        assert (status, cache) == (200, "HIT")
+
+
+def test_kill_and_resume_sends_only_what_was_not_answered(
+    bed: CacheBed, cli_env, run_cli, direct_config, tmp_path: Path
+) -> None:
+    direct_config("concurrency = 1\ntimeout = 60\n")
+    stall = "/stallnth/3/c.js"  # its 3rd request (PoP 2, gzip) stalls until released
+    paths = ["/obj/ka.js", "/obj/kb.js", stall, "/obj/kd.js"]
+    args = [*bed.nginx.resolve_args(), *(bed.nginx.url(p) for p in paths)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prewarm_cli", "submit", "-p", "direct", "-o", "json", *args],
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with bed.counts.cond:
+            reached = bed.counts.cond.wait_for(
+                lambda: sum(n for (p, _), n in bed.counts.counts.items() if p == stall) >= 3,
+                timeout=60,
+            )
+        assert reached, "the run never reached the stalled request"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    bed.counts.release.set()  # the origin lets the stalled request go
+    job = json.loads(run_cli("jobs", "-o", "json").stdout)[0]["job_id"]
+    r = run_cli("submit", "--resume", job, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["accepted"] == 4
+    # Answered before the kill: never asked again. The stalled request: asked once more.
+    for path in ("/obj/ka.js", "/obj/kb.js", "/obj/kd.js"):
+        assert {e: n for (p, e), n in bed.counts.counts.items() if p == path} == {
+            GZIP: 2,
+            IDENTITY: 2,
+        }
+    assert bed.counts.count(stall, GZIP) == 3  # PoP 1, PoP 2 (killed), PoP 2 again
+    assert bed.counts.count(stall, IDENTITY) == 2  # PoP 1 before the kill, PoP 2 after
+    for path in paths:
+        assert_hit_everywhere(bed, path, (GZIP, IDENTITY))
+
+
+def test_concurrency_bound_is_what_the_origin_sees(bed: CacheBed, run_cli, direct_config) -> None:
+    direct_config('concurrency = 3\nencodings = ["identity"]\n')
+    bed.counts.gate_size = 3  # each request waits until three are in flight (or 2 s)
+    paths = [f"/gate/{i}.png" for i in range(12)]
+    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
+    r, data = submit(run_cli, *pin, *(bed.nginx.url(p) for p in paths))
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 12
+    assert bed.counts.max_in_flight == 3
