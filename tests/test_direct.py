@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cachebed import HOST, POPS, CacheBed, cache_bed
+from cachebed import HOST, POPS, CacheBed, DnsServer, cache_bed
 
 GZIP = "gzip, deflate, br"
 IDENTITY = "identity"
@@ -238,3 +238,79 @@ def test_concurrency_bound_is_what_the_origin_sees(bed: CacheBed, run_cli, direc
     assert r.returncode == 0, r.stderr
     assert data["accepted"] == 12
     assert bed.counts.max_in_flight == 3
+
+
+# --------------------------------------------------------------------------- PoPs and ECS
+
+
+@pytest.fixture
+def dns_server() -> Iterator[DnsServer]:
+    server = DnsServer().start()
+    yield server
+    server.stop()
+
+
+def test_cloudfront_pop_codes_resolve_through_cf_domain(
+    bed: CacheBed, dns_server: DnsServer, run_cli, direct_config
+) -> None:
+    dns_server.names["d111abc.nrt57.cloudfront.net"] = [POPS[0]]
+    dns_server.names["d111abc.sin2.cloudfront.net"] = [POPS[1]]
+    direct_config(f'cf_domain = "d111abc.cloudfront.net"\nresolver = "{dns_server.address}"\n')
+    paths = ["/obj/pop-a.js", "/obj/pop-b.js"]
+    pops = ("--pop", "NRT57", "--pop", "SIN2")
+    r, data = submit(run_cli, *pops, *(bed.nginx.url(p) for p in paths))
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 2
+    for path in paths:
+        assert {e: n for (p, e), n in bed.counts.counts.items() if p == path} == {
+            GZIP: 2,
+            IDENTITY: 2,
+        }
+        assert_hit_everywhere(bed, path, (GZIP, IDENTITY))
+    status = json.loads(run_cli("status", data["job_id"], "-o", "json").stdout)
+    assert set(status["providers"]["direct"]["details"]["pops"]) == {"NRT57", "SIN2"}
+    # Each PoP name was asked once for the whole run.
+    assert sorted(q for q, _ in dns_server.queries) == [
+        "d111abc.nrt57.cloudfront.net",
+        "d111abc.sin2.cloudfront.net",
+    ]
+
+
+def test_an_unresolvable_pop_is_named_once_and_its_requests_fail(
+    bed: CacheBed, dns_server: DnsServer, run_cli, direct_config
+) -> None:
+    dns_server.names["d111abc.nrt57.cloudfront.net"] = [POPS[0]]
+    direct_config(f'cf_domain = "d111abc.cloudfront.net"\nresolver = "{dns_server.address}"\n')
+    paths = ["/obj/nf-a.js", "/obj/nf-b.js", "/obj/nf-c.js"]
+    r, data = submit(run_cli, "--pop", "NRT57", "--pop", "XYZ9", *(bed.nginx.url(p) for p in paths))
+    assert r.returncode == 1, r.stderr  # no URL warmed everywhere: the job failed as a whole
+    assert data["state"] == "failed"
+    assert r.stderr.count("PoP not found: XYZ9") == 1
+    assert {f["url"] for f in data["failed"]} == {bed.nginx.url(p) for p in paths}
+    assert all("PoP not found at XYZ9" in f["reason"] for f in data["failed"])
+    # The PoP that exists was warmed; the other was never tried.
+    for path in paths:
+        assert bed.counts.count(path) == 2
+        for enc in (GZIP, IDENTITY):
+            assert bed.nginx.probe(POPS[0], path, enc)[1] == "HIT"
+            assert bed.nginx.probe(POPS[1], path, enc)[1] == "MISS"
+
+
+def test_ecs_warms_the_edge_each_client_subnet_gets(
+    bed: CacheBed, dns_server: DnsServer, run_cli, direct_config
+) -> None:
+    dns_server.subnets[HOST] = [("198.51.100.0/24", POPS[0]), ("203.0.113.0/24", POPS[1])]
+    direct_config(f'resolver = "{dns_server.address}"\n')
+    path = "/obj/ecs.js"
+    r, data = submit(
+        run_cli, "--ecs", "198.51.100.7/24", "--ecs", "203.0.113.0/24", bed.nginx.url(path)
+    )
+    assert r.returncode == 0, r.stderr
+    assert bed.counts.count(path, GZIP) == 2 and bed.counts.count(path, IDENTITY) == 2
+    assert_hit_everywhere(bed, path, (GZIP, IDENTITY))
+    assert sorted(dns_server.queries) == [(HOST, "198.51.100.0/24"), (HOST, "203.0.113.0/24")]
+    status = json.loads(run_cli("status", data["job_id"], "-o", "json").stdout)
+    assert set(status["providers"]["direct"]["details"]["pops"]) == {
+        "ecs:198.51.100.7/24",
+        "ecs:203.0.113.0/24",
+    }

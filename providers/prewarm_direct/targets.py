@@ -100,7 +100,7 @@ class Targets:
                     self._pops[code] = Target(label=code, ip=ip)
                 except dns.LookupFailed as exc:
                     self._warn(f"{POP_NOT_FOUND}: {code} ({exc}); its requests fail")
-                    self._pops[code] = Target(label=code, error=f"{POP_NOT_FOUND}: {code}")
+                    self._pops[code] = Target(label=code, error=POP_NOT_FOUND)
             return self._pops[code]
 
     def _subnet(self, host: str, cidr: str) -> Target:
@@ -113,7 +113,7 @@ class Targets:
                     self._ecs[key] = Target(label=label, ip=ip)
                 except dns.LookupFailed as exc:
                     self._warn(f"no edge for client subnet {cidr}: {exc}; its requests fail")
-                    self._ecs[key] = Target(label=label, error=f"{POP_NOT_FOUND}: {exc}")
+                    self._ecs[key] = Target(label=label, error=POP_NOT_FOUND)
             return self._ecs[key]
 
 
