@@ -170,3 +170,45 @@ def test_action_yml_maps_every_input_to_the_script() -> None:
     for name, output in action["outputs"].items():
         assert output["value"] == "${{ steps.prewarm.outputs." + name + " }}"
     assert {"job-id", "accepted", "failed", "state"} <= set(action["outputs"])
+
+
+def test_from_dir_with_base_url(
+    action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    dist = tmp_path / "dist"
+    (dist / "about").mkdir(parents=True)
+    (dist / "about" / "index.html").write_text("x")
+    (dist / "app.js").write_text("x")
+    (dist / "app.js.map").write_text("x")
+    proc, outputs, _ = run_action(
+        action_env,
+        tmp_path,
+        from_dir="dist",
+        base_url="https://www.example.com/",
+        config=INLINE_CONFIG.format(endpoint=fake_cdn.url),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert outputs["accepted"] == "2"
+    assert fake_cdn.accepted_urls() == {
+        "https://www.example.com/about/",
+        "https://www.example.com/app.js",
+    }
+
+
+def test_verify_implies_wait(action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path) -> None:
+    from fakes.cache_server import CacheServer
+
+    with CacheServer() as edge:
+        proc, outputs, summary = run_action(
+            action_env,
+            tmp_path,
+            urls=f"{edge.url}/cloudfront/hit",
+            config=INLINE_CONFIG.format(endpoint=fake_cdn.url),
+            verify="true",
+            extra_args="--interval 0.1",
+        )
+        assert edge.paths("/cloudfront/hit"), "the warmed URL was probed"
+    assert proc.returncode == 0, proc.stderr
+    assert "--wait --verify" in proc.stderr
+    assert outputs["state"] == "succeeded"
+    assert "| succeeded |" in summary

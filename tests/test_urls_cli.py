@@ -3,7 +3,6 @@ stdout (data) and stderr (messages) apart, and every exit code."""
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -11,8 +10,7 @@ from pathlib import Path
 import pytest
 from fakes.cache_server import CacheServer
 from fakes.generic import FakeCdn
-
-from prewarm_cli.cli import main
+from helpers import invoke
 
 BASE = "https://cdn.example.com/"
 
@@ -20,17 +18,12 @@ Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def prewarm(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch) -> Run:
+def prewarm(cli_env: dict[str, str]) -> Run:
     """Runs `prewarm ARGS` in this process: (exit code, stdout, stderr)."""
 
     def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
-        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as info:
-            main(list(args))
-        out = capsys.readouterr()
-        code = info.value.code
-        return (code if isinstance(code, int) else 1), out.out, out.err
+        result = invoke(*args, input=stdin)
+        return result.returncode, result.stdout, result.stderr
 
     return run
 
