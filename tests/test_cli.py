@@ -101,8 +101,10 @@ def test_table_is_default_only_on_a_terminal_and_messages_go_to_stderr(fake_conf
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
-def test_no_provider_at_all_is_one_clear_usage_error(cli_env, monkeypatch) -> None:
-    monkeypatch.delenv("PREWARM_CONFIG")  # a fresh machine: no config file anywhere
+def test_providers_but_no_default_is_one_clear_usage_error(write_config) -> None:
+    # (With no provider configured at all, submit warms directly: tests/test_direct.py.)
+    table = 'type = "fake"\nendpoint = "http://127.0.0.1:9"\n'
+    write_config(f"[providers.one]\n{table}\n[providers.two]\n{table}")
     r = invoke("submit", "https://static.example.com/a.js")
     assert r.returncode == 2
     assert "no provider selected" in r.stderr and "prewarm config init" in r.stderr

@@ -314,3 +314,37 @@ def test_ecs_warms_the_edge_each_client_subnet_gets(
         "ecs:198.51.100.7/24",
         "ecs:203.0.113.0/24",
     }
+
+
+# --------------------------------------------------------------------------- no config needed
+
+
+def test_with_no_config_at_all_submit_warms_directly(
+    bed: CacheBed, cli_env: dict[str, str], run_cli
+) -> None:
+    del cli_env["PREWARM_CONFIG"]  # a fresh machine: no config file anywhere
+    path = "/obj/fresh.js"
+    r = run_cli("submit", "-o", "json", *bed.nginx.resolve_args(), bed.nginx.url(path))
+    assert r.returncode == 0, r.stderr
+    notice = (
+        "no provider configured: warming directly through the CDN edge; see prewarm config init"
+    )
+    assert r.stderr.count(notice) == 1
+    data = json.loads(r.stdout)
+    assert data["accepted"] == 1 and data["tasks"][0]["provider"] == "direct"
+    assert_hit_everywhere(bed, path, (GZIP, IDENTITY))
+
+
+def test_p_direct_works_beside_other_providers_without_a_table(
+    bed: CacheBed, run_cli, write_config
+) -> None:
+    write_config(
+        '[defaults]\nprovider = "one"\n\n[providers.one]\ntype = "fake"\n'
+        'endpoint = "http://127.0.0.1:9"\n'
+    )
+    path = "/obj/implicit.js"
+    r, data = submit(run_cli, *bed.nginx.resolve_args(), bed.nginx.url(path))
+    assert r.returncode == 0, r.stderr
+    assert "no provider configured" not in r.stderr
+    assert data["accepted"] == 1
+    assert_hit_everywhere(bed, path, (GZIP, IDENTITY))

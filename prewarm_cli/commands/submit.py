@@ -171,7 +171,10 @@ def _check_extra_options(
     """An extra option no selected provider declares is a usage error."""
     if not given:
         return
-    aliases = [ws.alias(n) for n in names] if names else ws.config.aliases()
+    from prewarm_cli.engine.workspace import IMPLICIT_PROVIDER
+
+    # With no provider configured, submit warms directly (DESIGN §9).
+    aliases = [ws.alias(n) for n in names] if names else ws.config.aliases() or [IMPLICIT_PROVIDER]
     types = {ws.config.provider_type(a) for a in aliases}
     for key in given:
         declared_by = owners.get(key, frozenset())

@@ -28,6 +28,9 @@ from prewarm_cli.plugin import (
 
 T = TypeVar("T")
 
+# What `submit` uses when no provider is configured at all: the one that needs no account.
+IMPLICIT_PROVIDER = "direct"
+
 
 def build_provider(config: config_mod.Config, alias: str, warn: Callable[[str], None]) -> Provider:
     """The provider instance behind an alias, resolving only its own secrets.
@@ -210,6 +213,13 @@ class Router:
         ]
         self.default = ws.config.default_provider() if not selected else None
         self._by_host: dict[str, list[str] | None] = {}
+        if not (self.selected or self.routes or self.default or ws.config.aliases()):
+            # A fresh machine: the built-in direct provider needs no account (DESIGN §9).
+            ws.out.info(
+                "no provider configured: warming directly through the CDN edge;"
+                " see prewarm config init"
+            )
+            self.selected = [ws.alias(IMPLICIT_PROVIDER)]
         if not (self.selected or self.routes or self.default):
             raise UsageError(
                 "no provider selected and none configured as the default",
