@@ -123,7 +123,8 @@ def bed(tmp_path: Path, cli_env: dict[str, str], fake_cdn: FakeCdn) -> Bed:
 
 def test_every_recipe_is_tested() -> None:
     tested = {name.removeprefix("test_").replace("_", "-") for name in globals()}
-    assert set(recipes()) <= tested
+    # A NAME-config snippet is the config its recipe's test runs with.
+    assert {name.removesuffix("-config") for name in recipes()} <= tested
 
 
 def test_s3_sync(bed: Bed) -> None:
@@ -382,3 +383,36 @@ def test_exit_codes(bed: Bed) -> None:
     assert "some URLs were not warmed" in proc.stderr
     (bed.work / "urls.txt").write_text("not a url\n")
     assert bed.run(script).returncode == 2
+
+
+def test_s3_direct(bed: Bed, tmp_path: Path) -> None:
+    """The sync log warmed through two CloudFront PoPs by `direct`: a real caching proxy
+    (nginx, one cache per PoP address) and a DNS server answering the PoP names."""
+    from cachebed import HOST, POPS, DnsServer, cache_bed
+
+    edge_bed = cache_bed(tmp_path / "edge")
+    edge = next(edge_bed)
+    dns = DnsServer().start()
+    try:
+        dns.names["d111111abcdef8.iad89.cloudfront.net"] = [POPS[0]]
+        dns.names["d111111abcdef8.nrt57.cloudfront.net"] = [POPS[1]]
+        config = Path(bed.env["PREWARM_CONFIG"])
+        # The recipe's table, with the test's DNS server as the resolver.
+        config.write_text(recipes()["s3-direct-config"] + f'resolver = "{dns.address}"\n')
+        (bed.work / "sync.log").write_text(
+            "upload: dist/index.html to s3://www-example-com/index.html\n"
+            "upload: dist/app.js to s3://www-example-com/app.js\n"
+        )
+        # The site's name and port are the test edge's.
+        base = f"http://{HOST}:{edge.nginx.port}/"
+        script = recipes()["s3-direct"].replace("https://www.example.com/", base)
+        proc = bed.run(script)
+        assert proc.returncode == 0, proc.stderr
+        for path in ("/", "/app.js"):
+            for pop in POPS:
+                for encoding in ("gzip, deflate, br", "identity"):
+                    assert edge.nginx.probe(pop, path, encoding)[1] == "HIT", (pop, path)
+            assert edge.counts.count(path) == 4  # 2 PoPs x 2 variants, each filled once
+    finally:
+        dns.stop()
+        edge_bed.close()
