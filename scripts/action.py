@@ -167,6 +167,14 @@ def _append(path: str | None, text: str) -> None:
             handle.write(text)
 
 
+def _report(env: Mapping[str, str], result: Mapping[str, Any], code: int) -> None:
+    """The step's outputs and its summary."""
+    outputs = outputs_of(result, code)
+    written = {**outputs, "exit-code": str(code)}
+    _append(env.get("GITHUB_OUTPUT"), "".join(f"{k}={v}\n" for k, v in written.items()))
+    _append(env.get("GITHUB_STEP_SUMMARY"), summary_markdown(result, outputs, code))
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     prewarm = list(argv) if argv else [sys.executable, "-m", "prewarm_cli"]
@@ -175,6 +183,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             args = build_command(env, Path(tmp))
         except ValueError as exc:
             print(f"::error title=prewarm::{exc}", file=sys.stderr)
+            _report(env, {"error": {"message": str(exc)}}, 2)
             return 2
         print("prewarm " + shlex.join(args), file=sys.stderr)
         # stderr (progress, warnings, errors) goes straight to the log; stdout is the JSON.
@@ -185,12 +194,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         result = {}
     if not isinstance(result, dict):
         result = {}
-    outputs = outputs_of(result, proc.returncode)
-    _append(
-        env.get("GITHUB_OUTPUT"),
-        "".join(f"{k}={v}\n" for k, v in {**outputs, "exit-code": str(proc.returncode)}.items()),
-    )
-    _append(env.get("GITHUB_STEP_SUMMARY"), summary_markdown(result, outputs, proc.returncode))
+    _report(env, result, proc.returncode)
     if proc.stdout:
         print(proc.stdout, end="")  # the JSON stays visible in the log
     return proc.returncode

@@ -149,10 +149,13 @@ def test_an_error_is_the_steps_result_and_summary(
 
 
 def test_a_bad_boolean_input_is_a_usage_error(action_env: dict[str, str], tmp_path: Path) -> None:
-    proc, outputs, _ = run_action(action_env, tmp_path, urls="https://a.example/", wait="maybe")
+    proc, outputs, summary = run_action(
+        action_env, tmp_path, urls="https://a.example/", wait="maybe"
+    )
     assert proc.returncode == 2
     assert "input wait must be true or false" in proc.stderr
-    assert outputs == {}
+    assert outputs["state"] == "error" and outputs["exit-code"] == "2"
+    assert "**input wait must be true or false, not 'maybe'**" in summary
 
 
 def test_action_yml_maps_every_input_to_the_script() -> None:
