@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from enum import IntEnum
+from collections.abc import Iterable, Mapping
+from enum import IntEnum, StrEnum
 from typing import Any
 
 
@@ -36,6 +37,47 @@ def worst_exit(codes: list[ExitCode] | set[ExitCode]) -> ExitCode:
         if code in codes:
             return code
     return ExitCode.OK
+
+
+class Outcome(StrEnum):
+    """What a command found, as far as its exit code goes: a job's state (the values of
+    plugin.State), or what became of its targets, or of a verification."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    TARGETS_FAILED = "targets_failed"  # some targets rejected or failed
+    TARGETS_UNKNOWN = "targets_unknown"  # some outcomes unknown
+    TARGETS_DEFERRED = "targets_deferred"  # quota or rate limit: --resume later
+    NOTHING_ACCEPTED = "nothing_accepted"
+    NOT_WARM = "not_warm"  # verify found a URL cold, or not as the vendor claims
+
+
+# The one mapping from outcomes to exit codes (DESIGN.md §6). A job still pending or
+# running is 0: `status` of a running job succeeds.
+OUTCOME_EXIT: Mapping[Outcome, ExitCode] = {
+    Outcome.PENDING: ExitCode.OK,
+    Outcome.RUNNING: ExitCode.OK,
+    Outcome.SUCCEEDED: ExitCode.OK,
+    Outcome.PARTIAL: ExitCode.INCOMPLETE,
+    Outcome.CANCELLED: ExitCode.INCOMPLETE,
+    Outcome.TIMED_OUT: ExitCode.INCOMPLETE,
+    Outcome.FAILED: ExitCode.FAILED,
+    Outcome.TARGETS_FAILED: ExitCode.INCOMPLETE,
+    Outcome.TARGETS_UNKNOWN: ExitCode.INCOMPLETE,
+    Outcome.TARGETS_DEFERRED: ExitCode.QUOTA,
+    Outcome.NOTHING_ACCEPTED: ExitCode.FAILED,
+    Outcome.NOT_WARM: ExitCode.INCOMPLETE,
+}
+
+
+def exit_for(outcomes: Iterable[str]) -> ExitCode:
+    """The exit code of everything a command found (the worst one wins)."""
+    return worst_exit({OUTCOME_EXIT[Outcome(o)] for o in outcomes})
 
 
 class PrewarmError(Exception):

@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from prewarm_cli.engine import Workspace
     from prewarm_cli.errors import ExitCode
     from prewarm_cli.output import Output
+    from prewarm_cli.results import JobReport, JobStatus, Plan, SubmitSummary
 
 MAX_LISTED_FAILURES = 20  # per kind, in the submit table; `prewarm report` lists them all
 
@@ -28,43 +29,41 @@ def verify_table(out: Output, result: dict[str, Any]) -> None:
     verify_mod.render_table(out, result)
 
 
-def submit_table(out: Output, d: dict[str, Any]) -> None:
+def submit_table(out: Output, summary: SubmitSummary) -> None:
     rows = [
-        (alias, p["total"], p["accepted"], p["rejected"], p["failed"], p["deferred"], p["unknown"])
-        for alias, p in d["providers"].items()
+        (alias, c.total, c.accepted, c.rejected, c.failed, c.deferred, c.unknown)
+        for alias, c in summary.providers.items()
     ]
     out.table(
         ("provider", "targets", "accepted", "rejected", "failed", "deferred", "unknown"),
         rows,
-        title=f"job {d['job_id']}: {d['state']}",
+        title=f"job {summary.job_id}: {summary.state}",
     )
     listed = [
-        *(("rejected", r) for r in d["rejected"][:MAX_LISTED_FAILURES]),
-        *(("failed  ", r) for r in d["failed"][:MAX_LISTED_FAILURES]),
+        *(("rejected", r) for r in summary.rejected[:MAX_LISTED_FAILURES]),
+        *(("failed  ", r) for r in summary.failed[:MAX_LISTED_FAILURES]),
     ]
     for kind, r in listed:
-        out.line(f"{kind}  {r['provider']}  {r['url']}  {r['reason']}")
-    more = len(d["rejected"]) + len(d["failed"]) - len(listed)
+        out.line(f"{kind}  {r.provider}  {r.url}  {r.reason}")
+    more = len(summary.rejected) + len(summary.failed) - len(listed)
     if more > 0:
-        out.line(f"... and {more} more: prewarm report {d['job_id']}")
+        out.line(f"... and {more} more: prewarm report {summary.job_id}")
 
 
-def plan_table(out: Output, d: dict[str, Any]) -> None:
-    rows = []
-    for alias, p in d["providers"].items():
-        q = p["quota"] or {}
-        rows.append(
-            (
-                alias,
-                p["urls"],
-                p["batch_size"],
-                p["batches"],
-                p["requests"],
-                p["estimated_seconds"],
-                q.get("remaining"),
-                p["would_defer"],
-            )
+def plan_table(out: Output, plan: Plan) -> None:
+    rows = [
+        (
+            alias,
+            p.n_urls,
+            p.batch_size,
+            p.batches,
+            p.requests,
+            p.estimated_seconds,
+            (p.quota or {}).get("remaining"),
+            p.would_defer,
         )
+        for alias, p in plan.providers.items()
+    ]
     out.table(
         (
             "provider",
@@ -77,27 +76,27 @@ def plan_table(out: Output, d: dict[str, Any]) -> None:
             "would defer",
         ),
         rows,
-        title=f"dry run: {d['urls']} URLs, nothing sent",
+        title=f"dry run: {plan.n_urls} URLs, nothing sent",
     )
-    for alias, p in d["providers"].items():
-        for note in p["notes"]:
+    for alias, p in plan.providers.items():
+        for note in p.notes:
             out.line(f"note  {alias}: {note}")
 
 
-def status_table(out: Output, d: dict[str, Any]) -> None:
+def status_table(out: Output, status: JobStatus) -> None:
     rows = [
         (
             alias,
-            p["state"],
-            p["raw_state"],
-            p["total"],
-            p["succeeded"],
-            p["failed"],
-            p["in_progress"],
-            p["pending"],
-            p["not_sent"],
+            p.state,
+            p.raw_state,
+            p.total,
+            p.succeeded,
+            p.failed,
+            p.in_progress,
+            p.pending,
+            p.not_sent,
         )
-        for alias, p in d["providers"].items()
+        for alias, p in status.providers.items()
     ]
     out.table(
         (
@@ -112,15 +111,15 @@ def status_table(out: Output, d: dict[str, Any]) -> None:
             "not sent",
         ),
         rows,
-        title=f"job {d['job_id'] or '(vendor tasks)'}: {d['state']}",
+        title=f"job {status.job_id or '(vendor tasks)'}: {status.state}",
     )
 
 
-def report_table(out: Output, d: dict[str, Any]) -> None:
+def report_table(out: Output, report: JobReport) -> None:
     out.table(
         ("provider", "url", "pop", "reason"),
-        [(f["provider"], f["url"], f["pop"], f["reason"]) for f in d["failures"]],
-        title=f"job {d['job_id'] or '(vendor tasks)'}: {len(d['failures'])} failure(s)",
+        [(f.provider, f.url, f.pop, f.reason) for f in report.failures],
+        title=f"job {report.job_id or '(vendor tasks)'}: {len(report.failures)} failure(s)",
     )
-    for alias, url in d.get("report_urls", {}).items():
+    for alias, url in report.report_urls.items():
         out.info(f"{alias} report: {url}")

@@ -15,7 +15,8 @@ from prewarm_cli.commands._common import (
     workspace,
 )
 from prewarm_cli.commands._render import report_table, status_table, verify_claims, verify_table
-from prewarm_cli.errors import ExitCode, worst_exit
+from prewarm_cli.errors import exit_for, worst_exit
+from prewarm_cli.results import JobState
 
 
 @click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("status"))
@@ -45,17 +46,20 @@ def status(
             )
         else:
             result, claims = engine.status_with_claims(ws, ref)
-        codes = {engine.status_exit(result["state"])}
+        data = result.to_dict()
+        codes = {exit_for(result.outcomes())}
         if verify:
-            result["verify"], verify_code = verify_claims(ws, claims)
+            data["verify"], verify_code = verify_claims(ws, claims)
             codes.add(verify_code)
 
         def table(d: dict[str, Any]) -> None:
-            status_table(ws.out, d)
+            status_table(ws.out, result)
             if "verify" in d:
                 verify_table(ws.out, d["verify"])
 
-        ws.out.emit(result, table=table, records=lambda d: list(d["providers"].values()))
+        ws.out.emit(
+            data, table=table, records=lambda _d: [p.to_dict() for p in result.providers.values()]
+        )
         exit_with(worst_exit(codes))
 
 
@@ -75,9 +79,11 @@ def report(job: str | None, download: str | None) -> None:
         if download:
             engine.download_report(ws, result, download)
         ws.out.emit(
-            result, table=lambda d: report_table(ws.out, d), records=lambda d: d["failures"]
+            result.to_dict(),
+            table=lambda _d: report_table(ws.out, result),
+            records=lambda _d: [f.to_dict() for f in result.failures],
         )
-        exit_with(ExitCode.INCOMPLETE if result["failures"] else ExitCode.OK)
+        exit_with(exit_for(result.outcomes()))
 
 
 @click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("cancel"))
@@ -94,16 +100,21 @@ def cancel(job: str) -> None:
 
 @click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("jobs"))
 @click.option("--limit", type=int, default=20, show_default=True, help="How many jobs.")
-@click.option("--state", help="Only jobs in this state.")
+@click.option(
+    "--state",
+    type=click.Choice([str(s) for s in JobState]),
+    metavar="STATE",
+    help=f"Only jobs in this state: {', '.join(JobState)}.",
+)
 @global_options
 def jobs(limit: int, state: str | None) -> None:
     """List recent local jobs, newest first."""
     from prewarm_cli import engine
 
     with workspace() as ws:
-        rows = engine.recent_jobs(ws, limit, state)
+        rows = engine.recent_jobs(ws, limit, JobState(state) if state else None)
         ws.out.emit(
-            rows,
+            [row.to_dict() for row in rows],
             table=lambda d: ws.out.records(
                 d,
                 [

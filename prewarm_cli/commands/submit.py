@@ -23,7 +23,7 @@ from prewarm_cli.commands._render import (
     verify_claims,
     verify_table,
 )
-from prewarm_cli.errors import UsageError, worst_exit
+from prewarm_cli.errors import UsageError, exit_for, worst_exit
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -133,23 +133,26 @@ def submit(
                 raise UsageError("--dry-run cannot be combined with --resume")
             plan = engine.plan(ws, req)
             ws.out.emit(
-                plan,
-                table=lambda d: plan_table(ws.out, d),
-                records=lambda d: list(d["providers"].values()),
+                plan.to_dict(),
+                table=lambda _d: plan_table(ws.out, plan),
+                records=lambda _d: [p.to_dict() for p in plan.providers.values()],
             )
             return
         summary, code = engine.submit(ws, req, resume=resume)
+        tasks = [t.to_dict() for t in summary.tasks]
         if not wait_:
             ws.out.emit(
-                summary, table=lambda d: submit_table(ws.out, d), records=lambda d: d["tasks"]
+                summary.to_dict(),
+                table=lambda _d: submit_table(ws.out, summary),
+                records=lambda _d: tasks,
             )
             exit_with(code)
         if ws.out.fmt == "table":
             submit_table(ws.out, summary)
-        ref = engine.parse_job_ref(ws, summary["job_id"], lambda: "")
+        ref = engine.parse_job_ref(ws, summary.job_id, lambda: "")
         status, claims = engine.wait_with_claims(ws, ref, interval=interval, timeout=wait_timeout)
-        result: dict[str, Any] = {**summary, "status": status}
-        codes = {code, engine.status_exit(status["state"])}
+        result: dict[str, Any] = {**summary.to_dict(), "status": status.to_dict()}
+        codes = {code, exit_for(status.outcomes())}
         if verify:
             result["verify"], verify_code = verify_claims(ws, claims)
             codes.add(verify_code)
@@ -158,7 +161,7 @@ def submit(
             if verify:
                 verify_table(ws.out, result["verify"])
         else:
-            ws.out.emit(result, records=lambda d: d["tasks"])
+            ws.out.emit(result, records=lambda _d: tasks)
         exit_with(worst_exit(codes))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from prewarm_cli import journal as jr
@@ -15,23 +15,16 @@ from prewarm_cli.errors import (
 from prewarm_cli.plugin import (
     Capability,
 )
+from prewarm_cli.results import JobReport, JobRow, JobState, ReportFailure
 
 
-def report(ws: Workspace, ref: JobRef) -> dict[str, Any]:
+def report(ws: Workspace, ref: JobRef) -> JobReport:
     """Every target that failed or was rejected, from the journal and the vendors."""
-    failures: list[dict[str, Any]] = []
+    failures: list[ReportFailure] = []
     report_urls: dict[str, str] = {}
     if ref.job_id:
         for r in ws.journal.targets(ref.job_id, [jr.REJECTED, jr.FAILED]):
-            failures.append(
-                {
-                    "url": r["url"],
-                    "provider": r["provider"],
-                    "pop": None,
-                    "reason": r["reason"],
-                    "stage": "submit",
-                }
-            )
+            failures.append(ReportFailure(r["url"], r["provider"], None, r["reason"], "submit"))
     for alias, task_ids in ref.tasks.items():
         if not task_ids:
             continue
@@ -40,24 +33,20 @@ def report(ws: Workspace, ref: JobRef) -> dict[str, Any]:
             session.require(Capability.STATUS)
         rep = session.call(session.provider.report, task_ids)
         for f in rep.failures:
-            failures.append({**f.to_dict(), "provider": alias, "stage": "vendor"})
+            failures.append(ReportFailure(f.url, alias, f.pop, f.reason, "vendor"))
         if rep.report_url:
             report_urls[alias] = rep.report_url
     state = ws.journal.job(ref.job_id).state if ref.job_id else None
-    return {
-        "job_id": ref.job_id,
-        "state": state,
-        "failures": failures,
-        "report_url": next(iter(report_urls.values())) if len(report_urls) == 1 else None,
-        "report_urls": report_urls,
-    }
+    return JobReport(
+        job_id=ref.job_id, state=state, failures=tuple(failures), report_urls=report_urls
+    )
 
 
-def download_report(ws: Workspace, result: Mapping[str, Any], path: str) -> None:
+def download_report(ws: Workspace, result: JobReport, path: str) -> None:
     """Saves the vendor's report file now: vendors' report links expire within minutes."""
     import httpx
 
-    links = result.get("report_urls") or {}
+    links = result.report_urls
     if not links:
         raise UsageError("the vendor offers no report file for this job")
     if len(links) > 1:
@@ -80,7 +69,7 @@ def download_report(ws: Workspace, result: Mapping[str, Any], path: str) -> None
 # --------------------------------------------------------------------------- misc commands
 
 
-def recent_jobs(ws: Workspace, limit: int, state: str | None) -> list[dict[str, Any]]:
+def recent_jobs(ws: Workspace, limit: int, state: JobState | None) -> list[JobRow]:
     """`prewarm jobs`: the newest local jobs with their target counts."""
     rows = []
     for job in ws.journal.jobs(limit, state):
@@ -88,17 +77,17 @@ def recent_jobs(ws: Workspace, limit: int, state: str | None) -> list[dict[str, 
         for counts in ws.journal.counts(job.id).values():
             total.add(counts)
         rows.append(
-            {
-                "job_id": job.id,
-                "state": job.state,
-                "created_at": job.created_at,
-                "providers": list(job.providers),
-                "urls": job.urls,
-                "total": total.total,
-                "accepted": total[jr.ACCEPTED],
-                "rejected": total[jr.REJECTED],
-                "deferred": total[jr.DEFERRED] + total[jr.UNSENT],
-            }
+            JobRow(
+                job_id=job.id,
+                state=job.state,
+                created_at=job.created_at,
+                providers=tuple(job.providers),
+                n_urls=job.urls,
+                total=total.total,
+                accepted=total[jr.ACCEPTED],
+                rejected=total[jr.REJECTED],
+                deferred=total[jr.DEFERRED] + total[jr.UNSENT],
+            )
         )
     return rows
 
@@ -128,5 +117,5 @@ def cancel(ws: Workspace, ref: JobRef) -> list[dict[str, Any]]:
             answer = session.call(session.provider.cancel, task_ids)
             results.append({"provider": alias, **answer})
     if ref.job_id:
-        ws.journal.set_state(ref.job_id, "cancelled")
+        ws.journal.set_state(ref.job_id, JobState.CANCELLED)
     return results

@@ -16,9 +16,10 @@ from prewarm_cli.plugin import (
     Capability,
     SubmitOptions,
 )
+from prewarm_cli.results import Plan, ProviderPlan
 
 
-def plan(ws: Workspace, req: SubmitRequest) -> dict[str, Any]:
+def plan(ws: Workspace, req: SubmitRequest) -> Plan:
     """What a submit would send, without sending anything (quota lookups are read-only)."""
     import tempfile
 
@@ -29,18 +30,17 @@ def plan(ws: Workspace, req: SubmitRequest) -> dict[str, Any]:
         job_id = intake(ws, journal, req)
         job = journal.job(job_id)
         counts = journal.counts(job_id)
-        providers: dict[str, Any] = {}
+        providers: dict[str, ProviderPlan] = {}
         for alias, c in counts.items():
             session = ws.session(alias)
             session.require(Capability.SUBMIT)
             providers[alias] = _plan_provider(ws, session, c.total, req.options)
-        return {
-            "dry_run": True,
-            "urls": job.urls,
-            "total": sum(c.total for c in counts.values()),
-            "skipped": list(job.skipped),
-            "providers": providers,
-        }
+        return Plan(
+            n_urls=job.urls,
+            total=sum(c.total for c in counts.values()),
+            skipped=tuple(job.skipped),
+            providers=providers,
+        )
     finally:
         journal.close()
         scratch.cleanup()
@@ -48,7 +48,7 @@ def plan(ws: Workspace, req: SubmitRequest) -> dict[str, Any]:
 
 def _plan_provider(
     ws: Workspace, session: ProviderSession, n: int, options: SubmitOptions
-) -> dict[str, Any]:
+) -> ProviderPlan:
     limits = session.limits()
     batches = math.ceil(n / session.batch_size)
     requests = batches
@@ -85,16 +85,16 @@ def _plan_provider(
     if in_submit:
         notes.append("the vendor purges each URL within its prefetch request")
     notes.extend(session.provider.plan_notes(options))
-    return {
-        "provider": session.alias,
-        "type": session.provider.name,
-        "urls": n,
-        "batch_size": session.batch_size,
-        "batches": batches,
-        "requests": requests,
-        "invalidate": invalidate,
-        "estimated_seconds": round(seconds, 1),
-        "quota": quota,
-        "would_defer": would_defer,
-        "notes": notes,
-    }
+    return ProviderPlan(
+        provider=session.alias,
+        type=session.provider.name,
+        n_urls=n,
+        batch_size=session.batch_size,
+        batches=batches,
+        requests=requests,
+        invalidate=invalidate,
+        estimated_seconds=round(seconds, 1),
+        quota=quota,
+        would_defer=would_defer,
+        notes=tuple(notes),
+    )

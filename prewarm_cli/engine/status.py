@@ -14,12 +14,14 @@ from prewarm_cli.errors import (
     PrewarmError,
     UsageError,
     WaitTimeout,
+    exit_for,
 )
 from prewarm_cli.plugin import (
     Capability,
     State,
     TaskStatus,
 )
+from prewarm_cli.results import JobStatus, ProviderStatus
 
 
 @dataclass
@@ -89,18 +91,18 @@ def combine_states(states: Iterable[State]) -> State:
     return State.PARTIAL
 
 
-def job_status(ws: Workspace, ref: JobRef) -> dict[str, Any]:
+def job_status(ws: Workspace, ref: JobRef) -> JobStatus:
     """Asks each provider about its tasks and sums per target (DESIGN.md §5)."""
     return _job_status(ws, ref)[0]
 
 
-def _job_status(ws: Workspace, ref: JobRef) -> tuple[dict[str, Any], dict[str, list[TaskStatus]]]:
+def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[TaskStatus]]]:
     counts = ws.journal.counts(ref.job_id) if ref.job_id else {}
     mine: dict[tuple[str, str], set[str]] = {}  # (alias, task) -> this job's URLs in it
     if ref.job_id:
         for row in ws.journal.targets(ref.job_id, [jr.ACCEPTED]):
             mine.setdefault((row["provider"], row["task_id"]), set()).add(row["url"])
-    providers: dict[str, Any] = {}
+    providers: dict[str, ProviderStatus] = {}
     seen: dict[str, list[TaskStatus]] = {}
     for alias, task_ids in ref.tasks.items():
         session = ws.session(alias)
@@ -116,17 +118,21 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[dict[str, Any], dict[str, l
             ws.journal.save_task_states(
                 ref.job_id, alias, [(s.task_id, str(s.state), s.raw_state) for s in statuses]
             )
-    fields = ("total", "succeeded", "failed", "in_progress", "pending", "not_sent")
-    totals = {f: sum(p[f] for p in providers.values()) for f in fields}
-    raws = {p["raw_state"] for p in providers.values()}
-    state = combine_states(State(p["state"]) for p in providers.values())
-    result = {
-        "job_id": ref.job_id,
-        "state": str(state),
-        "raw_state": raws.pop() if len(raws) == 1 else None,
-        **totals,
-        "providers": providers,
-    }
+    parts = providers.values()
+    raws = {p.raw_state for p in parts}
+    state = combine_states(State(p.state) for p in parts)
+    result = JobStatus(
+        job_id=ref.job_id,
+        state=str(state),
+        raw_state=raws.pop() if len(raws) == 1 else None,
+        total=sum(p.total for p in parts),
+        succeeded=sum(p.succeeded for p in parts),
+        failed=sum(p.failed for p in parts),
+        in_progress=sum(p.in_progress for p in parts),
+        pending=sum(p.pending for p in parts),
+        not_sent=sum(p.not_sent for p in parts),
+        providers=providers,
+    )
     if ref.job_id:
         ws.journal.set_state(ref.job_id, str(state))
     return result, seen
@@ -163,7 +169,7 @@ def _only_urls(status: TaskStatus, urls: set[str] | None) -> TaskStatus:
     )
 
 
-def status_with_claims(ws: Workspace, ref: JobRef) -> tuple[dict[str, Any], dict[str, str]]:
+def status_with_claims(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, str]]:
     """job_status(), also returning each URL's vendor state (for --verify)."""
     status, statuses = _job_status(ws, ref)
     return status, url_claims(ws, ref, statuses)
@@ -197,7 +203,7 @@ def url_claims(
 
 def _provider_status(
     alias: str, statuses: Sequence[TaskStatus], counts: jr.Counts | None
-) -> dict[str, Any]:
+) -> ProviderStatus:
     succeeded = sum(s.succeeded for s in statuses)
     failed = sum(s.failed for s in statuses)
     in_progress = sum(s.in_progress for s in statuses)
@@ -225,29 +231,24 @@ def _provider_status(
     for s in statuses:
         for k, v in s.details.items():
             details.setdefault(k, v)
-    return {
-        "provider": alias,
-        "state": str(state),
-        "raw_state": raws.pop() if len(raws) == 1 else None,
-        "total": total,
-        "succeeded": succeeded,
-        "failed": failed,
-        "in_progress": in_progress,
-        "pending": pending,
-        "not_sent": not_sent,
-        "tasks": [s.to_dict() for s in statuses],
-        "details": details,
-    }
+    return ProviderStatus(
+        provider=alias,
+        state=str(state),
+        raw_state=raws.pop() if len(raws) == 1 else None,
+        total=total,
+        succeeded=succeeded,
+        failed=failed,
+        in_progress=in_progress,
+        pending=pending,
+        not_sent=not_sent,
+        tasks=tuple(s.to_dict() for s in statuses),
+        details=details,
+    )
 
 
 def status_exit(state: str) -> ExitCode:
-    return {
-        "succeeded": ExitCode.OK,
-        "partial": ExitCode.INCOMPLETE,
-        "cancelled": ExitCode.INCOMPLETE,
-        "timed_out": ExitCode.INCOMPLETE,
-        "failed": ExitCode.FAILED,
-    }.get(state, ExitCode.OK)
+    """A job's exit code from its state: 0 while it runs, else as it ended (DESIGN.md §6)."""
+    return exit_for([state])
 
 
 def poll_interval(ws: Workspace, ref: JobRef, wanted: float | None) -> float:
@@ -271,7 +272,7 @@ def wait_with_claims(
     timeout: float | None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-) -> tuple[dict[str, Any], dict[str, str]]:
+) -> tuple[JobStatus, dict[str, str]]:
     """Polls until the job is finished or --wait-timeout expires; also each URL's final state."""
     every = poll_interval(ws, ref, interval)
     if timeout is None:
@@ -281,11 +282,11 @@ def wait_with_claims(
         while True:
             status, statuses = _job_status(ws, ref)
             progress.update(
-                completed=status["succeeded"] + status["failed"],
-                total=status["total"],
-                description=status["state"],
+                completed=status.succeeded + status.failed,
+                total=status.total,
+                description=status.state,
             )
-            if State(status["state"]).finished:
+            if State(status.state).finished:
                 return status, url_claims(ws, ref, statuses)
             if deadline is None:
                 sleep(every)
@@ -293,7 +294,7 @@ def wait_with_claims(
             left = deadline - clock()
             if left <= 0:
                 raise WaitTimeout(
-                    f"job {ref.job_id or ''} is still {status['state']} after {timeout:g}s",
+                    f"job {ref.job_id or ''} is still {status.state} after {timeout:g}s",
                     hint="check again later with `prewarm status`",
                 )
             sleep(min(every, left))

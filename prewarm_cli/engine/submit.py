@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from prewarm_cli import journal as jr
 from prewarm_cli.engine.intake import SubmitRequest, intake
@@ -23,6 +22,7 @@ from prewarm_cli.errors import (
     StackBusy,
     UnknownOutcome,
     UsageError,
+    exit_for,
     worst_exit,
 )
 from prewarm_cli.output import Progress
@@ -32,18 +32,19 @@ from prewarm_cli.plugin import (
     State,
     SubmitOptions,
 )
+from prewarm_cli.results import JobState, ProviderCounts, SubmitSummary, TargetFailure, TaskRow
 
 PURGE_WAIT_SECONDS = 600.0  # how long --invalidate waits for purges before prefetching
 
 
 def submit(
     ws: Workspace, req: SubmitRequest, *, resume: str | None = None
-) -> tuple[dict[str, Any], ExitCode]:
+) -> tuple[SubmitSummary, ExitCode]:
     """Runs (or resumes) a job; returns the submit summary and its exit code."""
     journal = ws.journal
     if resume:
         job = journal.job(resume)
-        if job.state == "created":
+        if job.state == JobState.CREATED:
             raise UsageError(
                 f"job {job.id} never finished reading its input; submit the URLs again"
             )
@@ -69,7 +70,7 @@ def submit(
             journal.delete_job(job_id)  # nothing was sent: leave no job behind
             raise
     ws.out.info(f"job {job_id} started ({job.urls} URLs, {', '.join(aliases)})")
-    journal.set_state(job_id, "submitting")
+    journal.set_state(job_id, JobState.SUBMITTING)
     counts = journal.counts(job_id)
     to_send = sum(c[jr.UNSENT] + c[jr.UNKNOWN] for c in counts.values())
     run: SubmitRun | None = None
@@ -80,7 +81,7 @@ def submit(
             run = SubmitRun(ws, job_id, options, progress)
             run.run(aliases)
     except KeyboardInterrupt:
-        journal.set_state(job_id, "interrupted")
+        journal.set_state(job_id, JobState.INTERRUPTED)
         ws.out.error(
             f"interrupted; job {job_id} is saved",
             hint=f"prewarm submit --resume {job_id} sends what was not accepted",
@@ -90,20 +91,20 @@ def submit(
         journal.set_state(job_id, _submit_state(journal.counts(job_id)))
         raise
     summary = submit_summary(ws, job_id)
-    journal.set_state(job_id, summary["state"])
+    journal.set_state(job_id, summary.state)
     errors = run.errors if run else {}
     for alias, exc in errors.items():
         ws.out.warn(f"{alias}: {exc}")
         if exc.hint:
             ws.out.info(f"hint: {exc.hint}")
-    if summary["deferred"]:
+    if summary.deferred:
         ws.out.info(
-            f"{summary['deferred']} URL(s) deferred: send them later with"
+            f"{summary.deferred} URL(s) deferred: send them later with"
             f" `prewarm submit --resume {job_id}`"
         )
-    if summary["unknown"]:
+    if summary.unknown:
         ws.out.info(
-            f"{summary['unknown']} URL(s) with an unknown outcome: check the vendor's console,"
+            f"{summary.unknown} URL(s) with an unknown outcome: check the vendor's console,"
             f" then `prewarm submit --resume {job_id} --force` resends them"
         )
     return summary, submit_exit(summary, errors)
@@ -120,7 +121,7 @@ def _check_busy(ws: Workspace, job_id: str, aliases: Sequence[str]) -> None:
             if not ref.tasks.get(alias):
                 continue  # that job never reached the vendor
             # The journal only knows what was last seen: ask the vendor before refusing.
-            state = State(job_status(ws, ref)["state"])
+            state = State(job_status(ws, ref).state)
             if not state.finished:
                 raise StackBusy(
                     f"{alias} runs one job at a time and job {job.id} is still {state}",
@@ -220,18 +221,18 @@ def _fail_purge(ws: Workspace, job_id: str, alias: str, failed: Mapping[str, str
         ws.journal.set_outcome(job_id, alias, [url], jr.FAILED, f"purge failed: {reason}")
 
 
-def _submit_state(counts: Mapping[str, jr.Counts]) -> str:
+def _submit_state(counts: Mapping[str, jr.Counts]) -> JobState:
     total = jr.Counts()
     for c in counts.values():
         total.add(c)
     if total[jr.UNSENT] + total[jr.DEFERRED] + total[jr.UNKNOWN] + total[jr.SENDING]:
-        return "incomplete"
+        return JobState.INCOMPLETE
     if total[jr.ACCEPTED] == 0:
-        return "failed"
-    return "submitted"
+        return JobState.FAILED
+    return JobState.SUBMITTED
 
 
-def submit_summary(ws: Workspace, job_id: str) -> dict[str, Any]:
+def submit_summary(ws: Workspace, job_id: str) -> SubmitSummary:
     """The submit JSON of DESIGN.md §5, from the journal."""
     journal = ws.journal
     job = journal.job(job_id)
@@ -240,51 +241,47 @@ def submit_summary(ws: Workspace, job_id: str) -> dict[str, Any]:
     for c in counts.values():
         total.add(c)
     failures = journal.targets(job_id, [jr.REJECTED, jr.FAILED])
-    return {
-        "job_id": job.id,
-        "state": _submit_state(counts),
-        "urls": job.urls,
-        "total": total.total,
-        "accepted": total[jr.ACCEPTED],
-        "rejected": [
-            {"url": r["url"], "provider": r["provider"], "reason": r["reason"]}
+    return SubmitSummary(
+        job_id=job.id,
+        state=_submit_state(counts),
+        n_urls=job.urls,
+        total=total.total,
+        accepted=total[jr.ACCEPTED],
+        rejected=tuple(
+            TargetFailure(r["url"], r["provider"], r["reason"])
             for r in failures
             if r["outcome"] == jr.REJECTED
-        ],
-        "failed": [
-            {"url": r["url"], "provider": r["provider"], "reason": r["reason"]}
+        ),
+        failed=tuple(
+            TargetFailure(r["url"], r["provider"], r["reason"])
             for r in failures
             if r["outcome"] == jr.FAILED
-        ],
-        "deferred": total[jr.DEFERRED] + total[jr.UNSENT],
-        "unknown": total[jr.UNKNOWN] + total[jr.SENDING],
-        "skipped": list(job.skipped),
-        "tasks": [
-            {"provider": t.provider, "task_id": t.task_id, "urls": t.urls}
-            for t in journal.tasks(job_id)
-        ],
-        "providers": {
-            alias: {
-                "total": c.total,
-                "accepted": c[jr.ACCEPTED],
-                "rejected": c[jr.REJECTED],
-                "failed": c[jr.FAILED],
-                "deferred": c[jr.DEFERRED] + c[jr.UNSENT],
-                "unknown": c[jr.UNKNOWN] + c[jr.SENDING],
-            }
+        ),
+        deferred=total[jr.DEFERRED] + total[jr.UNSENT],
+        unknown=total[jr.UNKNOWN] + total[jr.SENDING],
+        skipped=tuple(job.skipped),
+        tasks=tuple(TaskRow(t.provider, t.task_id, t.urls) for t in journal.tasks(job_id)),
+        providers={
+            alias: ProviderCounts(
+                total=c.total,
+                accepted=c[jr.ACCEPTED],
+                rejected=c[jr.REJECTED],
+                failed=c[jr.FAILED],
+                deferred=c[jr.DEFERRED] + c[jr.UNSENT],
+                unknown=c[jr.UNKNOWN] + c[jr.SENDING],
+            )
             for alias, c in sorted(counts.items())
         },
-        "created_at": job.created_at,
+        created_at=job.created_at,
+    )
+
+
+def submit_exit(summary: SubmitSummary, errors: Mapping[str, PrewarmError]) -> ExitCode:
+    """The summary's outcomes, and the errors that stopped a provider: a quota error is
+    already its deferred targets, and a vendor refusal after our validation is a rejection
+    (DESIGN.md §6), not a usage error."""
+    codes: set[ExitCode] = {
+        e.exit_code for e in errors.values() if e.exit_code not in (ExitCode.QUOTA, ExitCode.USAGE)
     }
-
-
-def submit_exit(summary: Mapping[str, Any], errors: Mapping[str, PrewarmError]) -> ExitCode:
-    codes: set[ExitCode] = {e.exit_code for e in errors.values() if e.exit_code != ExitCode.QUOTA}
-    if summary["deferred"]:
-        codes.add(ExitCode.QUOTA)
-    if summary["total"] and not (summary["accepted"] or summary["deferred"] or summary["unknown"]):
-        codes.add(ExitCode.FAILED)
-    if summary["rejected"] or summary["failed"] or summary["unknown"]:
-        codes.add(ExitCode.INCOMPLETE)
-    codes.discard(ExitCode.USAGE)  # vendor refusals after validation are rejections (§6)
+    codes.add(exit_for(summary.outcomes()))
     return worst_exit(codes)

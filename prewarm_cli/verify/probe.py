@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from prewarm_cli import __version__
-from prewarm_cli.errors import ExitCode, UsageError
+from prewarm_cli.errors import ExitCode, Outcome, UsageError, exit_for
 from prewarm_cli.verify.classify import CACHE_VALUES, HIT, UNKNOWN, classify, is_warm
 
 if TYPE_CHECKING:
@@ -231,11 +231,9 @@ def exit_code(result: Mapping[str, Any], expect_hit: bool = False) -> ExitCode:
     """4 when a request failed, a vendor's "succeeded" was contradicted, or (expect_hit) a
     URL is not warm; else 0."""
     results = result["results"]
-    if any(r.get("error") for r in results) or result["summary"].get("mismatches"):
-        return ExitCode.INCOMPLETE
-    if expect_hit and not all(is_warm(r) for r in results):
-        return ExitCode.INCOMPLETE
-    return ExitCode.OK
+    failed = any(r.get("error") for r in results) or result["summary"].get("mismatches")
+    cold = expect_hit and not all(is_warm(r) for r in results)
+    return exit_for([Outcome.NOT_WARM] if failed or cold else [])
 
 
 def read_urls(inputs: InputSpec, notes: InputNotes | None = None) -> list[str]:
