@@ -388,7 +388,11 @@ def test_jobs_filters_and_limits(fake_config) -> None:
     assert len(jobs) == 2
     assert jobs[0]["created_at"] >= jobs[1]["created_at"]
     assert set(jobs[0]) >= {"job_id", "state", "created_at", "providers", "total", "accepted"}
-    assert json.loads(invoke("jobs", "--state", "nosuch", "-o", "json").stdout) == []
+    assert json.loads(invoke("jobs", "--state", "submitted", "-o", "json").stdout)
+    assert json.loads(invoke("jobs", "--state", "running", "-o", "json").stdout) == []
+    r = invoke("jobs", "--state", "nosuch")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "'nosuch' is not one of" in r.stderr and "'incomplete'" in r.stderr
 
 
 def test_no_color_and_plain_stderr(fake_config) -> None:
@@ -400,3 +404,104 @@ def test_no_color_and_plain_stderr(fake_config) -> None:
 
 def test_plugins_dir_is_on_the_path() -> None:
     assert str(PLUGINS_DIR) in sys.path
+
+
+def test_every_state_has_one_exit_code() -> None:
+    from prewarm_cli.errors import OUTCOME_EXIT, Outcome, exit_for
+    from prewarm_cli.plugin import State
+    from prewarm_cli.results import JobState
+
+    assert set(OUTCOME_EXIT) == set(Outcome)
+    assert (
+        {str(s) for s in State}
+        <= {str(o) for o in Outcome}
+        <= {str(s) for s in JobState}
+        | {
+            "targets_failed",
+            "targets_unknown",
+            "targets_deferred",
+            "nothing_accepted",
+            "not_warm",
+        }
+    )
+    # DESIGN.md §6: a finished job's state decides; a running job is 0
+    expected = {"succeeded": 0, "partial": 4, "cancelled": 4, "timed_out": 4, "failed": 1}
+    assert {s: int(exit_for([s])) for s in expected} == expected
+    assert exit_for(["running"]) == exit_for(["pending"]) == ExitCode.OK
+    assert exit_for(["targets_deferred", "targets_failed"]) == ExitCode.QUOTA
+
+
+# ---------------------------------------------------------------- the JSON contract
+
+
+def test_json_of_submit_status_report_jobs_and_plan_is_the_documented_one(
+    fake_config, fake_cdn: FakeCdn
+) -> None:
+    """Key names and order of docs/json-output.md, produced through results.py."""
+    r = invoke("submit", "https://a.example.com/ok", "https://a.example.com/reject-1")
+    assert r.returncode == 4, r.stderr
+    submit = json.loads(r.stdout)
+    assert list(submit) == [
+        "job_id", "state", "urls", "total", "accepted", "rejected", "failed", "deferred",
+        "unknown", "skipped", "tasks", "providers", "created_at",
+    ]  # fmt: skip
+    assert submit["state"] == "submitted" and submit["urls"] == submit["total"] == 2
+    assert submit["accepted"] == 1 and submit["deferred"] == submit["unknown"] == 0
+    assert submit["rejected"] == [
+        {"url": "https://a.example.com/reject-1", "provider": "fake", "reason": ANY_TEXT}
+    ]
+    assert submit["failed"] == [] and submit["skipped"] == []
+    assert [list(t) for t in submit["tasks"]] == [["provider", "task_id", "urls"]]
+    assert submit["tasks"][0]["urls"] == 1
+    assert submit["providers"] == {
+        "fake": {"total": 2, "accepted": 1, "rejected": 1, "failed": 0, "deferred": 0, "unknown": 0}
+    }
+
+    status = json.loads(invoke("status", submit["job_id"]).stdout)
+    assert list(status) == [
+        "job_id", "state", "raw_state", "total", "succeeded", "failed", "in_progress",
+        "pending", "not_sent", "providers",
+    ]  # fmt: skip
+    assert list(status["providers"]["fake"]) == [
+        "provider", "state", "raw_state", "total", "succeeded", "failed", "in_progress",
+        "pending", "not_sent", "tasks", "details",
+    ]  # fmt: skip
+    assert status["total"] == 2 and status["providers"]["fake"]["failed"] >= 1
+
+    report = invoke("report", submit["job_id"])
+    assert report.returncode == 4
+    data = json.loads(report.stdout)
+    assert list(data) == ["job_id", "state", "failures", "report_url", "report_urls"]
+    assert data["failures"][0] == {
+        "url": "https://a.example.com/reject-1",
+        "provider": "fake",
+        "pop": None,
+        "reason": ANY_TEXT,
+        "stage": "submit",
+    }
+
+    (row,) = json.loads(invoke("jobs").stdout)
+    assert list(row) == [
+        "job_id", "state", "created_at", "providers", "urls", "total", "accepted", "rejected",
+        "deferred",
+    ]  # fmt: skip
+    assert row["providers"] == ["fake"] and (row["urls"], row["accepted"]) == (2, 1)
+
+    plan = json.loads(invoke("submit", "--dry-run", "https://a.example.com/p").stdout)
+    assert list(plan) == ["dry_run", "urls", "total", "skipped", "providers"]
+    assert plan["dry_run"] is True
+    assert list(plan["providers"]["fake"]) == [
+        "provider", "type", "urls", "batch_size", "batches", "requests", "invalidate",
+        "estimated_seconds", "quota", "would_defer", "notes",
+    ]  # fmt: skip
+
+
+class _AnyText:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and bool(other)
+
+    def __repr__(self) -> str:
+        return "<any text>"
+
+
+ANY_TEXT = _AnyText()
