@@ -12,11 +12,13 @@ a second, whichever thread is waiting.
 
 from __future__ import annotations
 
+import math
 import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,10 +29,6 @@ from prewarm_cli.plugin import Limits
 T = TypeVar("T")
 
 _DAY_SECONDS = 86_400.0
-# Tokens are taken before a request leaves, but vendors count arrivals: a request delayed
-# on its way (a new connection, a busy thread) lands later than its token says. Windows
-# are kept this much longer than the vendor's so that the delay never makes two windows one.
-WINDOW_MARGIN_MS = 20
 _POLL_SECONDS = 0.2  # how often a wait looks at the stop event
 
 
@@ -117,7 +115,13 @@ def _retry_later(exc: RetryableError) -> RateLimited:
 
 
 class Pacer:
-    """Waits before each request so that a provider's limits are never exceeded."""
+    """Waits before each request so that a provider's limits are never exceeded.
+
+    Each request books a slot in the shared log, then sleeps until it. Windows are kept
+    longer than the vendor's by the jitter measured on the way (JitterMargin), not by a
+    fixed margin. Booking and sleeping are separate, so workers wait side by side, in
+    order, and a stop event ends any wait within _POLL_SECONDS.
+    """
 
     def __init__(
         self,
@@ -126,13 +130,25 @@ class Pacer:
         store: Path | None,
         *,
         stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.limits = limits
-        self.stop = stop
-        self._lock = threading.Lock()
+        self._stop = stop
+        self._clock = clock
+        self._sleep = sleep
+        self._jitter = JitterMargin()
+        # Everything is created here, once, before any worker thread can ask: never lazily.
         try:
-            self._requests = _limiter(store, f"req_{key}", limits.requests_per_second)
-            self._urls = _limiter(store, f"url_{key}", limits.urls_per_second)
+            self._store = _Store(store, stop)
+            self._schedules: list[_Schedule] = []
+            rps = limits.requests_per_second
+            if rps:
+                self._schedules.append(_Schedule(self._store, f"req_us_{key}", rps))
+            ups = limits.urls_per_second
+            self._urls: _Schedule | None = None
+            if ups:
+                self._urls = _Schedule(self._store, f"url_us_{key}", ups)
             self._daily = (
                 DailyBudget(store.with_name("budgets.sqlite3") if store else None, key)
                 if limits.requests_per_day
@@ -141,39 +157,213 @@ class Pacer:
         except (sqlite3.Error, OSError) as exc:
             raise _store_error(store, exc) from exc
 
-    def acquire(self, urls: int = 0) -> None:
-        """Blocks until one request carrying ``urls`` URLs may be sent."""
+    def acquire(self, n_urls: int = 0) -> None:
+        """Blocks until one request carrying ``n_urls`` URLs may be sent."""
         try:
-            if self._daily is not None and not self._daily.take(self.limits.requests_per_day):
-                raise QuotaExhausted(
-                    f"the daily budget of {self.limits.requests_per_day} requests is used up",
-                    hint="resume later with `prewarm submit --resume JOB`",
-                )
-            with self._lock:  # one waiter at a time keeps requests in order and fair
-                if self._requests is not None:
-                    self._wait_for(self._requests, "req", 1)
-                if self._urls is not None and urls:
-                    cap = max(1, int(self.limits.urls_per_second or urls))
-                    remaining = urls
-                    while remaining > 0:  # a batch larger than one second's worth waits in slices
-                        step = min(remaining, cap)
-                        self._wait_for(self._urls, "url", step)
-                        remaining -= step
+            self._acquire(n_urls)
         except (sqlite3.Error, OSError) as exc:
             raise _store_error(None, exc) from exc
 
-    def _wait_for(self, limiter: Any, name: str, weight: int) -> None:
-        # Short bounded waits, so that a stop request is seen within _POLL_SECONDS.
-        while not limiter.try_acquire(name, weight, blocking=True, timeout=_POLL_SECONDS):
-            if self.stop is not None and self.stop.is_set():
-                raise Interrupted
+    def _acquire(self, n_urls: int) -> None:
+        per_day = self.limits.requests_per_day
+        if self._daily is not None and not self._daily.take(per_day, self._clock()):
+            raise QuotaExhausted(
+                f"the daily budget of {per_day} requests is used up",
+                hint="resume later with `prewarm submit --resume JOB`",
+            )
+        # A batch larger than one slot's worth of URLs takes several slots and leaves at the
+        # last (a vendor whose batch is larger than its per-second rate needs this).
+        slices = self._urls.slices(n_urls) if self._urls is not None and n_urls else [0]
+        for i, n_units in enumerate(slices):
+            # The request counts once against the request rate, each slice against URLs.
+            wanted = [(s, 1) for s in self._schedules] if i == 0 else []
+            if n_units:
+                assert self._urls is not None
+                wanted.append((self._urls, n_units))
+            if not wanted:
+                continue
+            with self._store.locked():
+                now = int(self._clock() * _US)
+                margin = self._jitter.margin()
+                # One slot for every limit the request counts against: it leaves once.
+                slot = now
+                for schedule, weight in wanted:
+                    slot = max(slot, schedule.earliest(slot, weight, margin))
+                for schedule, weight in wanted:
+                    schedule.book(slot, weight, now)
+            self._wait_until(slot / _US)
+
+    def _wait_until(self, slot: float) -> None:
+        while True:
+            if self._stop is not None and self._stop.is_set():
+                raise Interrupted("stopped while pacing")
+            left = slot - self._clock()
+            if left <= 0:
+                break
+            if self._sleep is not None:
+                self._sleep(left)
+            else:
+                sleep(left, self._stop)
+        self._jitter.observe(self._clock() - slot)
 
     def close(self) -> None:
-        for limiter in (self._requests, self._urls):
-            if limiter is not None:
-                limiter.close()
+        self._store.close()
         if self._daily is not None:
             self._daily.close()
+
+
+class JitterMargin:
+    """How much later than their slot our requests leave, learned from the last waits.
+
+    Vendors count arrivals, and a request that leaves late (a loaded machine, a busy GIL)
+    lands closer to the one a window later than their slots say. Rather than one fixed
+    margin, windows are stretched by twice the worst lateness seen lately (the send path
+    after the wait is as jittery as the wait, and is not seen here): 1 % on a quiet machine,
+    at most 3 % on a loaded one, so that pacing stays at 97 % of the vendor's rate or more.
+    The fakes, like vendors, allow arrivals 50 ms of jitter on top.
+    """
+
+    MIN_MARGIN = 0.01  # a fraction of every interval: 10 ms per second of vendor window
+    MAX_MARGIN = 0.03
+    WINDOW = 100  # lateness samples kept: 10 s at 10 requests/s
+
+    def __init__(self) -> None:
+        self._late: list[float] = []
+        self._lock = threading.Lock()
+
+    def observe(self, lateness: float) -> None:
+        with self._lock:
+            self._late.append(max(0.0, lateness))
+            del self._late[: -self.WINDOW]
+
+    def margin(self) -> float:
+        with self._lock:
+            worst = max(self._late, default=0.0)
+        return min(self.MAX_MARGIN, max(self.MIN_MARGIN, 2 * worst))
+
+
+class _Store:
+    """The SQLite file the buckets live in, with the file lock every process takes around it."""
+
+    def __init__(self, path: Path | None, stop: threading.Event | None) -> None:
+        self._stop = stop
+        self._thread_lock = threading.Lock()
+        self._file_lock: Any = None
+        if path is None:
+            self.conn = sqlite3.connect(":memory:", check_same_thread=False)
+            return
+        from filelock import FileLock
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file_lock = FileLock(str(path) + ".lock")
+        with self.locked():
+            self.conn = sqlite3.connect(
+                str(path), isolation_level="DEFERRED", check_same_thread=False
+            )
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Holds this process's and every other process's lock; waits are interruptible.
+
+        Contention only ever delays: it never reads as a limit reached.
+        """
+        while not self._thread_lock.acquire(timeout=_POLL_SECONDS):
+            self._check_stop()
+        try:
+            if self._file_lock is not None:
+                from filelock import Timeout
+
+                while True:
+                    try:
+                        self._file_lock.acquire(timeout=_POLL_SECONDS)
+                        break
+                    except Timeout:
+                        self._check_stop()
+            try:
+                yield
+            finally:
+                if self._file_lock is not None:
+                    self._file_lock.release()
+        finally:
+            self._thread_lock.release()
+
+    def _check_stop(self) -> None:
+        if self._stop is not None and self._stop.is_set():
+            raise Interrupted("stopped while waiting for the rate-limit store")
+
+    def bucket(self, table: str, rates: list[Any]) -> Any:
+        from pyrate_limiter import SQLiteBucket
+        from pyrate_limiter.buckets.sqlite_bucket import Queries
+
+        with self.locked():
+            self.conn.execute(Queries.CREATE_BUCKET_TABLE.format(table=table))
+            self.conn.execute(
+                Queries.CREATE_INDEX_ON_TIMESTAMP.format(
+                    index_name=f"idx_{table}_rate_item_timestamp", table_name=table
+                )
+            )
+            self.conn.commit()
+        return SQLiteBucket(rates, self.conn, table)
+
+    def close(self) -> None:
+        with self._thread_lock:
+            self.conn.close()
+
+
+_US = 1_000_000  # per-second schedules keep microseconds: a millisecond is 2 % of 50 ms
+_LEAK_EVERY = 64  # bookings between clean-ups of entries older than every window
+
+
+class _Schedule:
+    """Slots for one per-second limit, booked in a shared sliding-window log (pyrate-limiter's).
+
+    The rule is pyrate-limiter's sliding window: never more than ``rate`` units in any
+    second, so that a quiet limiter lets a burst of up to ``rate`` through at once (what
+    API Gateway's burst and the vendors' windows allow). What differs is the booking:
+    a slot is taken in the future rather than retried until it is free, so waiters are
+    served in order without polling, and windows are stretched by the measured jitter
+    (JitterMargin) instead of a fixed margin. Slots are booked in time order, so the
+    earliest free slot is read off the newest entries. Microseconds: at 20 requests/s a
+    millisecond of rounding per window would be a tenth of the margin.
+    """
+
+    def __init__(self, store: _Store, table: str, rate: float) -> None:
+        from pyrate_limiter import Rate
+
+        self.rate = rate
+        # Below 1/s, e.g. 0.5 requests/s, the window is 1 request per 2 s.
+        self.window = Rate(int(rate), _US) if rate >= 1 else Rate(1, math.ceil(_US / rate))
+        self._bucket = store.bucket(table, [self.window])
+        self._booked = 0
+
+    def slices(self, weight: int) -> list[int]:
+        """A batch larger than the window holds is booked in parts; it leaves after the last."""
+        full, rest = divmod(weight, self.window.limit)
+        return [self.window.limit] * full + ([rest] if rest else [])
+
+    def earliest(self, not_before: int, weight: int, margin: float) -> int:
+        """The first time (µs) from ``not_before`` when ``weight`` more units may leave."""
+        slot = not_before
+        newest = self._bucket.peek(0)
+        if newest is not None:
+            slot = max(slot, newest.timestamp)  # in time order
+        blocking = self._bucket.peek(self.window.limit - weight)
+        if blocking is not None:
+            # +1: the log's windows include their lower bound.
+            stretched = math.ceil(self.window.interval * (1 + margin))
+            slot = max(slot, blocking.timestamp + stretched + 1)
+        return slot
+
+    def book(self, slot: int, weight: int, now: int) -> None:
+        from pyrate_limiter import RateItem
+
+        if not self._bucket.put(RateItem("slot", slot, weight)):
+            raise AssertionError("a slot found free was refused")  # pragma: no cover
+        self._booked += 1
+        if self._booked % _LEAK_EVERY == 1:
+            self._bucket.leak(now)
 
 
 class DailyBudget:
@@ -233,20 +423,3 @@ def _store_error(store: Path | None, exc: BaseException) -> PacingError:
         f"the rate-limit store in the state directory{where} failed: {exc}",
         hint="check that the state directory (PREWARM_STATE_DIR) is writable; nothing was sent",
     )
-
-
-def _limiter(store: Path | None, table: str, per_second: float | None) -> Any:
-    if not per_second:
-        return None
-    from pyrate_limiter import Limiter, Rate, SQLiteBucket
-
-    if per_second >= 1:
-        rate = Rate(int(per_second), 1000 + WINDOW_MARGIN_MS)
-    else:  # e.g. 0.5 requests/s = 1 request per 2 s
-        rate = Rate(1, int(1000 / per_second) + WINDOW_MARGIN_MS)
-    if store is None:
-        return Limiter([rate], buffer_ms=5)
-    bucket = SQLiteBucket.init_from_file(
-        [rate], table=table, db_path=str(store), create_new_table=True, use_file_lock=True
-    )
-    return Limiter(bucket, buffer_ms=5)

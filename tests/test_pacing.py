@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from prewarm_cli import pacing
 from prewarm_cli.errors import QuotaExhausted, RateLimited, RetryableError
 from prewarm_cli.pacing import (
     DailyBudget,
@@ -210,3 +212,224 @@ def test_eight_processes_share_one_daily_budget_exactly(tmp_path: Path) -> None:
         proc.join(30)
         assert proc.exitcode == 0
     assert sum(taken) == 40
+
+
+# --------------------------------------------------------------------------- more bounds
+
+
+class FakeTime:
+    """A clock that moves only when the code under test sleeps."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.start = start
+        self.now = start
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_retry_after_longer_than_what_is_left_of_the_timeout_defers_at_once() -> None:
+    fake = FakeTime()
+    stop = RecordingStop()
+    vendor_error = RateLimited("throttled", retry_after=30.0, request_id="req-1")
+
+    def slow_then_throttled() -> str:
+        fake.now += 100.0  # the attempt itself took 100 s of the 120 s
+        raise vendor_error
+
+    with pytest.raises(RateLimited) as caught:
+        call_with_retries(
+            RetryPolicy(attempts=5, timeout=120), slow_then_throttled, stop=stop, clock=fake.clock
+        )
+    assert stop.waits == []
+    assert caught.value.__cause__ is vendor_error
+    assert caught.value.request_id == "req-1"
+    assert caught.value.retry_after == 30.0
+
+
+def test_stop_ends_a_pacer_wait_that_has_begun(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same as above, but stop is set only once the worker is inside its wait."""
+    stop = threading.Event()
+    in_wait = threading.Event()
+    real_sleep = pacing.sleep
+
+    def signalling_sleep(seconds: float, event: threading.Event | None) -> None:
+        in_wait.set()
+        real_sleep(seconds, event)
+
+    monkeypatch.setattr(pacing, "sleep", signalling_sleep)
+    pacer = Pacer(Limits(max_batch=1, requests_per_second=0.01), "k", None, stop=stop)
+    pacer.acquire()  # the next slot is 100 s away
+    outcome: list[BaseException | None] = []
+
+    def second() -> None:
+        try:
+            pacer.acquire()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=second, daemon=True)
+    worker.start()
+    assert in_wait.wait(30)
+    stopped_at = time.monotonic()
+    stop.set()
+    worker.join(60)
+    assert not worker.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], Interrupted)
+    # Generous for a loaded 2-core machine, far below the 100 s the wait had left.
+    assert time.monotonic() - stopped_at < 3.0
+    pacer.close()
+
+
+def _acquire_n(path: str, n: int, start: object, results: object) -> None:
+    pacer = Pacer(Limits(max_batch=1, requests_per_day=40), "shared", Path(path))
+    start.wait()  # type: ignore[attr-defined]
+    outcomes = []
+    for _ in range(n):
+        try:
+            pacer.acquire()
+            outcomes.append("ok")
+        except QuotaExhausted:
+            outcomes.append("exhausted")
+    results.put(outcomes)  # type: ignore[attr-defined]
+    pacer.close()
+
+
+def test_eight_processes_never_read_contention_as_an_exhausted_budget(tmp_path: Path) -> None:
+    # Exactly as many requests as the budget: every one must be granted, so a single lock
+    # wait read as "used up" would show as an "exhausted" here.
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    results = ctx.Queue()
+    store = str(tmp_path / "ratelimits.sqlite3")
+    procs = [ctx.Process(target=_acquire_n, args=(store, 5, start, results)) for _ in range(8)]
+    for proc in procs:
+        proc.start()
+    start.set()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+        assert proc.exitcode == 0
+    assert [o for per_process in outcomes for o in per_process] == ["ok"] * 40
+    pacer = Pacer(Limits(max_batch=1, requests_per_day=40), "shared", Path(store))
+    with pytest.raises(QuotaExhausted):
+        pacer.acquire()  # the 41st
+    pacer.close()
+
+
+# --------------------------------------------------------------------------- at the limit
+
+
+def _most_in_any_window(departures: list[tuple[float, int]], window: float) -> int:
+    """The most units that leave within any ``window`` seconds (a vendor's sliding count)."""
+    most = total = 0
+    first = 0
+    for t, units in departures:
+        total += units
+        while departures[first][0] <= t - window:
+            total -= departures[first][1]
+            first += 1
+        most = max(most, total)
+    return most
+
+
+def _run_paced(
+    pacers: list[Pacer], fake: FakeTime, weights: list[int], rng: random.Random
+) -> list[tuple[float, int]]:
+    departures = []
+    for weight in weights:
+        rng.choice(pacers).acquire(weight)
+        departures.append((fake.now, weight))
+    return departures
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_no_vendor_window_ever_holds_more_than_the_limit(tmp_path: Path, seed: int) -> None:
+    # Two processes' pacers sharing one store (same credential), one fake clock; mixed
+    # batch sizes. Vendors count in sliding 1 s windows (the Qiniu and EdgeOne fakes,
+    # without their 50 ms slack) or a token bucket (API Gateway): both must hold, exactly.
+    rng = random.Random(seed)
+    fake = FakeTime()
+    limits = Limits(max_batch=60, requests_per_second=20, urls_per_second=240)
+    store = tmp_path / "ratelimits.sqlite3"
+    pacers = [
+        Pacer(limits, "key", store, clock=fake.clock, sleep=fake.sleep),
+        Pacer(limits, "key", store, clock=fake.clock, sleep=fake.sleep),
+    ]
+    weights = [rng.choice([1, 5, 60, 60, 60, 37]) for _ in range(400)]
+    departures = _run_paced(pacers, fake, weights, rng)
+    for pacer in pacers:
+        pacer.close()
+
+    assert _most_in_any_window([(t, 1) for t, _ in departures], 1.0) <= 20
+    assert _most_in_any_window(departures, 1.0) <= 240
+    tokens, last = 20.0, departures[0][0]  # API Gateway: a burst of 20, refilled at 20/s
+    for t, _ in departures:
+        tokens = min(20.0, tokens + (t - last) * 20)
+        last = t
+        assert tokens >= 1.0 - 1e-9
+        tokens -= 1.0
+
+
+@pytest.mark.parametrize(
+    ("limits", "weight", "fraction_of"),
+    [
+        (Limits(max_batch=60, urls_per_second=240), 60, 240),  # Qiniu
+        (Limits(max_batch=50, requests_per_second=20), 50, 20),  # EdgeOne
+        (Limits(max_batch=100, requests_per_second=10, requests_per_day=1000), 0, 10),  # AWS
+    ],
+)
+def test_full_batches_leave_at_99_percent_of_the_limit_without_jitter(
+    tmp_path: Path, limits: Limits, weight: int, fraction_of: float
+) -> None:
+    fake = FakeTime()
+    store = tmp_path / "ratelimits.sqlite3"
+    pacers = [Pacer(limits, "key", store, clock=fake.clock, sleep=fake.sleep) for _ in range(2)]
+    departures = _run_paced(pacers, fake, [weight] * 200, random.Random(0))
+    for pacer in pacers:
+        pacer.close()
+    if not limits.urls_per_second:  # the vendor counts requests
+        departures = [(t, 1) for t, _ in departures]
+    assert _most_in_any_window(departures, 1.0) <= fraction_of
+    # A window's worth of units later, the vendor's window has turned over once: how long
+    # that takes is the rate the vendor sees (for bursts and even spacing alike).
+    per_window = int(fraction_of) // departures[0][1]
+    turns = [b[0] - a[0] for a, b in zip(departures, departures[per_window:], strict=False)]
+    achieved = fraction_of / (sum(turns) / len(turns))
+    # With no jitter on the clock, only the smallest margin (1 %) is left.
+    assert 0.985 <= achieved / fraction_of <= 1.0
+
+
+def test_measured_lateness_stretches_the_windows_within_bounds() -> None:
+    fake = FakeTime()
+    late = [0.0]
+
+    def oversleeping(seconds: float) -> None:
+        fake.sleep(seconds + late[0])
+
+    pacer = Pacer(
+        Limits(max_batch=1, requests_per_second=20), "k", None, clock=fake.clock, sleep=oversleeping
+    )
+
+    def seconds_for(n_requests: int) -> float:
+        start = fake.now
+        for _ in range(n_requests):
+            pacer.acquire()
+        return fake.now - start
+
+    seconds_for(40)
+    # Five windows of 20 requests: 1 s each, plus the 1 % floor on a quiet machine...
+    assert seconds_for(100) == pytest.approx(5.05, abs=0.002)
+    late[0] = 0.010  # every wake-up 10 ms late, as on a loaded machine
+    seconds_for(100)
+    # ...twice the lateness seen (2 %) on a loaded one...
+    assert seconds_for(100) == pytest.approx(5.10, abs=0.002)
+    late[0] = 0.050
+    seconds_for(100)
+    # ...and never more than 3 %, whatever the lateness (here 5 x 50 ms late wake-ups on top).
+    assert seconds_for(100) == pytest.approx(5 * 1.03 + 5 * 0.05, abs=0.002)
+    pacer.close()
