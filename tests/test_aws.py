@@ -90,7 +90,7 @@ def test_submit_sends_every_field_then_status_wait_and_report(
     run_cli, configure, api: FakePrewarmApi, tmp_path: Path, cli_env
 ) -> None:
     configure(instance_count=2, timeout_minutes=15)
-    api.report_delay = 0.3  # the CSV is written after FINISHED: the first fetch gets a 404
+    api.report_misses = 1  # the CSV is written after FINISHED: the first fetch gets a 404
     items = [
         *urls(3),
         "https://static.example.com/dlfail.js",

@@ -200,6 +200,9 @@ class FakePrewarmApi(LoopbackServer):
         self.step_seconds = step_seconds
         self.download_seconds = download_seconds
         self.report_delay = report_delay
+        # Downloads of each job's CSV answered 404 before it appears (written after FINISHED).
+        self.report_misses = 0
+        self._csv_misses: dict[str, int] = {}
         self.report_ttl = report_ttl
         self.purge_cooldown = purge_cooldown
         self.clock = clock
@@ -606,6 +609,10 @@ class FakePrewarmApi(LoopbackServer):
         job = self._jobs[req_id]
         self._status(job, now)
         end = job.stopped_at if job.stopped_at is not None else job.finished_at
+        missed = self._csv_misses.get(req_id, 0)
+        if end is not None and now >= end + self.report_delay and missed < self.report_misses:
+            self._csv_misses[req_id] = missed + 1
+            end = None
         if end is None or now < end + self.report_delay:
             return self._csv_reply(404, _s3_error("NoSuchKey", "The specified key does not exist."))
         headers = " ".join(f"-H '{h}'" for h in job.body.get("header", []))
