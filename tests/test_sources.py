@@ -179,6 +179,9 @@ def test_from_dir_exclude_globs_match_the_relative_path(tmp_path: Path) -> None:
         "img/p.png",
         "img/sub/q.png",
     ]
+    assert list(iter_tree(str(root), excludes=("drafts/",))) == list(
+        iter_tree(str(root), excludes=("drafts",))
+    )
     assert list(iter_tree(str(root), excludes=("*.png", "*.txt"))) == ["a.html", "drafts/x.html"]
     assert list(iter_tree(str(root), excludes=("img/sub/*",))) == [
         "a.html",

@@ -55,7 +55,9 @@ def iter_tree(
             stack.pop()
             continue
         rel = prefix + entry.name
-        if any(fnmatchcase(rel, pattern) for pattern in excludes):
+        # A directory matches as "drafts" and as "drafts/", as users write it both ways.
+        names = (rel, rel + "/") if entry.is_dir else (rel,)
+        if any(fnmatchcase(name, pattern) for name in names for pattern in excludes):
             continue
         if entry.is_dir:
             stack.append((rel + "/", _entries(os.path.join(root, rel), default_excludes)))
