@@ -34,6 +34,7 @@ __all__ = [
     "ConfigField",
     "Failure",
     "Limits",
+    "ProbeTarget",
     "Provider",
     "Quota",
     "Report",
@@ -243,6 +244,16 @@ class Failure:
 
     def to_dict(self) -> dict[str, Any]:
         return {"url": self.url, "pop": self.pop, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """One request `--verify` should repeat: a URL with one Accept-Encoding, through one IP."""
+
+    url: str
+    accept_encoding: str
+    ip: str | None = None  # None: wherever the URL's host resolves
+    label: str | None = None  # the PoP target's name in results
 
 
 @dataclass(frozen=True)
@@ -479,6 +490,15 @@ class Provider:
             if u.state in (State.FAILED, State.TIMED_OUT, State.CANCELLED)
         ]
         return Report(failures=tuple(failures))
+
+    # How many requests one URL costs, for `submit --dry-run`, where that is not one per batch
+    # (direct: PoP targets times variants); None: one request per batch.
+    requests_per_url: Callable[[str, SubmitOptions], int] | None = None
+
+    def probe_targets(self, task_ids: Sequence[str]) -> list[ProbeTarget] | None:
+        """What `--verify` probes for these tasks, where a provider warmed specific edges and
+        variants (direct); None: each URL once, as `verify` does by default."""
+        return None
 
     def find_submitted(self, urls: Sequence[str], since: datetime) -> dict[str, str]:
         """Which of these URLs the vendor holds a task for since ``since``: {url: task_id}."""

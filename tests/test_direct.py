@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -348,3 +349,56 @@ def test_p_direct_works_beside_other_providers_without_a_table(
     assert "no provider configured" not in r.stderr
     assert data["accepted"] == 1
     assert_hit_everywhere(bed, path, (GZIP, IDENTITY))
+
+
+# --------------------------------------------------------------------------- --wait --verify
+
+
+def test_wait_verify_probes_every_warmed_pop_and_variant(
+    bed: CacheBed, run_cli, direct_config
+) -> None:
+    direct_config()
+    paths = ["/obj/v1.js", "/obj/v2.js"]
+    urls = [bed.nginx.url(p) for p in paths]
+    r, data = submit(run_cli, "--wait", "--verify", *bed.nginx.resolve_args(), *urls)
+    assert r.returncode == 0, r.stderr
+    assert data["status"]["state"] == "succeeded"
+    results = data["verify"]["results"]
+    # Every (URL, PoP, variant) was probed again through its PoP, and is a hit there.
+    assert sorted((x["url"], x["target"], x["accept_encoding"]) for x in results) == sorted(
+        (u, pop, enc) for u in urls for pop in POPS for enc in (GZIP, IDENTITY)
+    )
+    assert all(x["cache"] == "hit" and not x["mismatch"] for x in results)
+    assert data["verify"]["summary"]["mismatches"] == 0
+    # The probes reached nginx only: the origin saw each variant once per PoP, as warmed.
+    for path in paths:
+        assert bed.counts.count(path, GZIP) == 2 and bed.counts.count(path, IDENTITY) == 2
+
+
+def test_wait_verify_reports_a_variant_that_is_not_warm(
+    bed: CacheBed, run_cli, direct_config, tmp_path: Path
+) -> None:
+    direct_config()
+    path = "/obj/evicted.js"
+    r, data = submit(run_cli, *bed.nginx.resolve_args(), bed.nginx.url(path))
+    assert r.returncode == 0, r.stderr
+    # The second PoP loses its copies (as an eviction would): verify must say so.
+    shutil.rmtree(bed.nginx.dir / "cache" / "1")
+    (bed.nginx.dir / "cache" / "1").mkdir()
+    st = run_cli("status", data["job_id"], "--verify", "-o", "json")
+    assert st.returncode == 4, st.stderr
+    results = json.loads(st.stdout)["verify"]["results"]
+    cold = sorted((x["target"], x["accept_encoding"]) for x in results if x["mismatch"])
+    assert cold == [(POPS[1], GZIP), (POPS[1], IDENTITY)]
+
+
+def test_dry_run_plans_urls_times_pops_times_variants(bed: CacheBed, run_cli, direct_config):
+    direct_config()
+    urls = [bed.nginx.url(f"/obj/plan{i}.js") for i in range(3)]
+    r = run_cli(
+        "submit", "-p", "direct", "--dry-run", "-o", "json", *bed.nginx.resolve_args(), *urls
+    )
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)["providers"]["direct"]
+    assert plan["urls"] == 3 and plan["requests"] == 3 * 2 * 2
+    assert bed.counts.total() == 0  # nothing sent

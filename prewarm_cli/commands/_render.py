@@ -5,22 +5,58 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from prewarm_cli.engine import Workspace
+    from prewarm_cli.engine import JobRef, Workspace
     from prewarm_cli.errors import ExitCode
     from prewarm_cli.output import Output
+    from prewarm_cli.plugin import ProbeTarget
     from prewarm_cli.results import JobReport, JobStatus, Plan, SubmitSummary
 
 MAX_LISTED_FAILURES = 20  # per kind, in the submit table; `prewarm report` lists them all
 
 
-def verify_claims(ws: Workspace, claims: dict[str, str]) -> tuple[dict[str, Any], ExitCode]:
-    """--verify: probe the job's URLs and set the vendors' claims beside what was seen."""
+def verify_claims(
+    ws: Workspace, claims: dict[str, str], ref: JobRef | None = None
+) -> tuple[dict[str, Any], ExitCode]:
+    """--verify: probe the job's URLs and set the vendors' claims beside what was seen.
+
+    A provider that warmed given edges and variants (direct) names them: each is probed
+    through its own IP with its own Accept-Encoding; other URLs are probed once, as `verify`.
+    """
     from prewarm_cli import verify as verify_mod
 
     options = verify_mod.VerifyOptions()
-    with ws.out.progress(verify_mod.planned_requests(len(claims), options), "verifying") as bar:
-        result = verify_mod.verify_against_claims(list(claims), claims, options, bar.advance)
+    pinned = _probe_targets(ws, ref)
+    rest = [u for u in claims if u not in {t.url for t in pinned}]
+    total = verify_mod.planned_requests(len(rest), options) + len(pinned)
+    with ws.out.progress(total, "verifying") as bar:
+        result = verify_mod.verify_against_claims(rest, claims, options, bar.advance)
+        groups: dict[tuple[str | None, str, str | None], list[str]] = {}
+        for t in pinned:
+            groups.setdefault((t.ip, t.accept_encoding, t.label), []).append(t.url)
+        for (ip, encoding, label), urls in groups.items():
+            from prewarm_cli.urls import host_of
+
+            pins = tuple(sorted({f"{host_of(u)}:{ip}" for u in urls})) if ip else ()
+            more = verify_mod.verify_against_claims(
+                urls,
+                claims,
+                verify_mod.VerifyOptions(resolve=pins, encodings=(encoding,)),
+                bar.advance,
+            )
+            result["results"].extend({**r, "target": label} for r in more["results"])
+    result["summary"] = {
+        **verify_mod.summarize(result["results"]),
+        "mismatches": sum(1 for r in result["results"] if r["mismatch"]),
+    }
     return result, verify_mod.exit_code(result)
+
+
+def _probe_targets(ws: Workspace, ref: JobRef | None) -> list[ProbeTarget]:
+    found: list[ProbeTarget] = []
+    for alias, task_ids in (ref.tasks if ref else {}).items():
+        if task_ids:
+            found.extend(ws.session(alias).provider.probe_targets(task_ids) or [])
+    return found
 
 
 def verify_table(out: Output, result: dict[str, Any]) -> None:

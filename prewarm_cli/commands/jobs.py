@@ -49,7 +49,7 @@ def status(
         data = result.to_dict()
         codes = {exit_for(result.outcomes())}
         if verify:
-            data["verify"], verify_code = verify_claims(ws, claims)
+            data["verify"], verify_code = verify_claims(ws, claims, ref)
             codes.add(verify_code)
 
         def table(d: dict[str, Any]) -> None:

@@ -154,7 +154,7 @@ def submit(
         result: dict[str, Any] = {**summary.to_dict(), "status": status.to_dict()}
         codes = {code, exit_for(status.outcomes())}
         if verify:
-            result["verify"], verify_code = verify_claims(ws, claims)
+            result["verify"], verify_code = verify_claims(ws, claims, ref)
             codes.add(verify_code)
         if ws.out.fmt == "table":
             status_table(ws.out, status)

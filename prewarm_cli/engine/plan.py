@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,13 @@ def plan(ws: Workspace, req: SubmitRequest) -> Plan:
             session = ws.session(alias)
             session.require(Capability.SUBMIT)
             providers[alias] = _plan_provider(ws, session, c.total, req.options)
+            # A provider whose requests are per URL and edge (direct) counts them itself.
+            per_url = session.provider.requests_per_url
+            if per_url is not None:
+                rows = journal.targets(job_id, [jr.UNSENT])
+                urls = (r["url"] for r in rows if r["provider"] == alias)
+                n_requests = sum(per_url(u, req.options) for u in urls)
+                providers[alias] = replace(providers[alias], requests=n_requests)
         return Plan(
             n_urls=job.urls,
             total=sum(c.total for c in counts.values()),

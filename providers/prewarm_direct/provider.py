@@ -24,6 +24,7 @@ from prewarm_cli.plugin import (
     ConfigField,
     Failure,
     Limits,
+    ProbeTarget,
     Provider,
     Report,
     State,
@@ -257,7 +258,7 @@ class DirectProvider(Provider):
             client = self._client(url, target)
             self.pace()
             answer = warm(client, url, headers, self.timeout)
-        self.store.save(self.run_id, self.alias, url, target.label, variant, answer)
+        self.store.save(self.run_id, self.alias, url, target.label, target.ip, variant, answer)
         with self._lock:
             if answer.answered:
                 self._answered[(url, target.label, variant)] = answer
@@ -305,6 +306,14 @@ class DirectProvider(Provider):
                 )
             )
         return statuses
+
+    def probe_targets(self, task_ids: Sequence[str]) -> list[ProbeTarget] | None:
+        """Every (URL, PoP, variant) these runs warmed, to be probed again through that PoP."""
+        return [
+            ProbeTarget(url=r.url, accept_encoding=r.variant, ip=r.ip, label=r.target)
+            for r in self.store.of_runs(task_ids)
+            if r.outcome == OK
+        ]
 
     def report(self, task_ids: Sequence[str]) -> Report:
         """Each (URL, PoP, variant) request that was refused or failed last time it was sent."""

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS requests (
     bytes INTEGER NOT NULL DEFAULT 0,
     reason TEXT,
     pop TEXT,
+    ip TEXT,
     at TEXT NOT NULL,
     PRIMARY KEY (run_id, url, target, variant)
 );
@@ -50,6 +51,7 @@ class Record:
     bytes: int
     reason: str | None
     pop: str | None
+    ip: str | None
     at: str
 
 
@@ -84,7 +86,14 @@ class Store:
             self._db.close()
 
     def save(
-        self, run_id: str, alias: str, url: str, target: str, variant: str, answer: Answer
+        self,
+        run_id: str,
+        alias: str,
+        url: str,
+        target: str,
+        ip: str | None,
+        variant: str,
+        answer: Answer,
     ) -> None:
         self._write(
             [
@@ -100,6 +109,7 @@ class Store:
                     answer.bytes,
                     answer.reason,
                     answer.pop,
+                    ip,
                     utcnow(),
                 )
             ]
@@ -121,6 +131,7 @@ class Store:
                     r.bytes,
                     r.reason,
                     r.pop,
+                    r.ip,
                     r.at,
                 )
                 for r in records
@@ -132,8 +143,8 @@ class Store:
             try:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO requests (run_id, alias, url, target, variant,"
-                    " outcome, status_code, cache, bytes, reason, pop, at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " outcome, status_code, cache, bytes, reason, pop, ip, at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
             except sqlite3.Error as exc:
@@ -144,7 +155,7 @@ class Store:
         with self._lock:
             rows = self._db.execute(
                 "SELECT run_id, url, target, variant, outcome, status_code, cache, bytes,"
-                " reason, pop, at FROM requests WHERE alias = ? AND at >= ?"
+                " reason, pop, ip, at FROM requests WHERE alias = ? AND at >= ?"
                 " AND url IN (SELECT value FROM json_each(?)) ORDER BY at",
                 (alias, since, _json(urls)),
             ).fetchall()
@@ -155,8 +166,8 @@ class Store:
         with self._lock:
             rows = self._db.execute(
                 "SELECT run_id, url, target, variant, outcome, status_code, cache, bytes,"
-                " reason, pop, at FROM requests WHERE run_id IN (SELECT value FROM json_each(?))"
-                " ORDER BY at",
+                " reason, pop, ip, at FROM requests"
+                " WHERE run_id IN (SELECT value FROM json_each(?)) ORDER BY at",
                 (_json(run_ids),),
             ).fetchall()
         latest: dict[tuple[str, str, str], Record] = {}
