@@ -43,6 +43,27 @@ class PrewarmGroup(click.Group):
             return super().get_command(ctx, cmd_name)
         return _import_command(entry.target)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args:  # `prewarm` alone: the help, and success
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        known = self.list_commands(ctx)
+        if name in known or name.startswith("-") or ctx.resilient_parsing:
+            return super().resolve_command(ctx, args)
+        import difflib
+
+        message = f"No such command {name!r}."
+        close = difflib.get_close_matches(name, known, n=1)
+        if close:
+            message += f" Did you mean {close[0]!r}?"
+        raise click.UsageError(message, ctx)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, entry.short_help) for name, entry in self.lazy_commands.items()]
         rows += [
@@ -53,6 +74,34 @@ class PrewarmGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+def _print_version(ctx: click.Context) -> None:
+    """What a bug report needs: versions of prewarm, Python, the platform and each plugin
+    with the SDK it uses, read from metadata (no plugin is imported)."""
+    import platform
+
+    from prewarm_cli import registry
+
+    lines = [
+        f"prewarm, version {__version__}",
+        f"Python {platform.python_version()} ({platform.python_implementation()}),"
+        f" {platform.platform(terse=True)}",
+        "provider plugins:",
+    ]
+    names = registry.names()
+    width = max((len(n) for n in names), default=0)
+    for name in names:
+        info = registry.plugin_info(name)
+        source = "built-in" if info.source == "built-in" else f"{info.source} {info.version}"
+        sdks = ", ".join(
+            f"{dist} {ver or '(not installed)'}" for dist, ver in registry.plugin_sdks(name)
+        )
+        lines.append(f"  {name:<{width}}  {source}" + (f"; {sdks}" if sdks else ""))
+    if not names:
+        lines.append("  none")
+    click.echo("\n".join(lines))
+    ctx.exit(0)
 
 
 def _import_command(target: str) -> click.Command:
@@ -66,7 +115,15 @@ def _import_command(target: str) -> click.Command:
 
 
 @click.group(cls=PrewarmGroup, lazy_commands=COMMANDS, context_settings=CONTEXT_SETTINGS)
-@click.version_option(__version__, "-V", "--version", prog_name="prewarm")
+@click.option(
+    "-V",
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _print_version(ctx) if value else None,
+    help="Show the version, Python, the platform and the provider plugins, and exit.",
+)
 @global_options
 def cli() -> None:
     """Pre-warm CDN caches across several CDNs with one command set.

@@ -20,7 +20,7 @@ import secrets
 import shlex
 import stat
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,8 +153,13 @@ class Config:
         """The aliases whose type is ``ptype``."""
         return [a for a in self.providers if self.provider_type(a) == ptype]
 
-    def resolve_alias(self, name: str) -> str:
-        """An alias for ``name``: an alias, the one alias of that type, or ``name`` itself."""
+    def resolve_alias(self, name: str, installed_types: Collection[str] | None = None) -> str:
+        """An alias for ``name``: an alias, the one alias of that type, or ``name`` itself
+        (a type name is an implicit alias with default settings).
+
+        With ``installed_types``, a name that is neither an alias nor an installed type is a
+        usage error with the nearest alias or type as a suggestion.
+        """
         if name in self.providers:
             return name
         matches = self.aliases_of_type(name)
@@ -164,6 +169,16 @@ class Config:
             raise UsageError(
                 f"{name!r} is the type of several configured providers ({', '.join(matches)}); "
                 f"name one of them, e.g. -p {matches[0]}"
+            )
+        if installed_types is not None and name not in installed_types:
+            configured = ", ".join(self.aliases()) or "none"
+            message = f"no alias {name!r} (configured: {configured})"
+            close = difflib.get_close_matches(name, [*self.aliases(), *installed_types], n=1)
+            if close:
+                message += f"; did you mean {close[0]}?"
+            raise UsageError(
+                message,
+                hint=f"installed provider types: {', '.join(sorted(installed_types)) or 'none'}",
             )
         return name
 

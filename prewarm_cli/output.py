@@ -16,6 +16,11 @@ from typing import Any, TextIO
 FORMATS = ("table", "json", "ndjson")
 
 
+def counted(n: int, singular: str, plural: str | None = None) -> str:
+    """`1 URL`, `2 URLs`: a count with its noun in the right number."""
+    return f"{n} {singular if n == 1 else (plural or singular + 's')}"
+
+
 def _is_tty(stream: TextIO) -> bool:
     try:
         return stream.isatty()

@@ -6,13 +6,16 @@ A plugin that fails to load is reported as a warning and skipped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points, version
+from typing import TYPE_CHECKING, Any
 
 from prewarm_cli.errors import ConfigError
-from prewarm_cli.plugin import Provider
+
+if TYPE_CHECKING:  # imported when a plugin is loaded: `prewarm --version` needs only metadata
+    from prewarm_cli.plugin import Provider
 
 GROUP = "prewarm.providers"
 BUILTIN_DISTRIBUTION = "prewarm-cli"
@@ -76,6 +79,8 @@ def load(name: str) -> type[Provider]:
             f"provider plugin {name!r} ({ep.value}) failed to load: {exc}",
             hint="reinstall or upgrade the plugin's package",
         ) from exc
+    from prewarm_cli.plugin import Provider
+
     if not (isinstance(cls, type) and issubclass(cls, Provider)):
         raise ConfigError(f"provider plugin {name!r} ({ep.value}) is not a prewarm Provider class")
     if cls.name != name:
@@ -96,6 +101,38 @@ def load_all(warn: Callable[[str], None]) -> dict[str, type[Provider]]:
         except ConfigError as exc:
             warn(str(exc))
     return classes
+
+
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def plugin_sdks(name: str) -> list[tuple[str, str | None]]:
+    """The packages a provider type needs, with their installed versions (None: missing).
+
+    Read from metadata, without importing the plugin: for a built-in type the requirements
+    of prewarm-cli's extra of that name (`prewarm-cli[qiniu]`), for a third-party plugin its
+    distribution's own requirements.
+    """
+    ep = _entry_points().get(name)
+    dist = ep.dist if ep is not None else None
+    if dist is None:
+        return []
+    builtin = dist.metadata["Name"] == BUILTIN_DISTRIBUTION
+    found: list[tuple[str, str | None]] = []
+    for requirement in dist.requires or []:
+        spec, _, marker = requirement.partition(";")
+        if builtin != (f'extra == "{name}"' in marker.replace("'", '"')):
+            continue
+        if not builtin and "extra ==" in marker:
+            continue  # a plugin's own optional extras
+        match = _REQUIREMENT_NAME.match(spec)
+        if match is None or match.group(1).lower().replace("_", "-") == BUILTIN_DISTRIBUTION:
+            continue
+        try:
+            found.append((match.group(1), version(match.group(1))))
+        except PackageNotFoundError:
+            found.append((match.group(1), None))
+    return found
 
 
 def _unknown(name: str) -> ConfigError:

@@ -505,3 +505,61 @@ class _AnyText:
 
 
 ANY_TEXT = _AnyText()
+
+
+# ---------------------------------------------------------------- what a newcomer meets
+
+
+def test_prewarm_alone_prints_the_help_and_succeeds() -> None:
+    r = invoke()
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout.startswith("Usage: prewarm") and "Commands:" in r.stdout
+
+
+def test_a_mistyped_command_gets_a_suggestion() -> None:
+    r = invoke("sumbit", "https://a.example.com/x")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "No such command 'sumbit'. Did you mean 'submit'?" in r.stderr
+    r = invoke("config", "chek")
+    assert r.returncode == 2 and "Did you mean 'check'?" in r.stderr
+    r = invoke("zzz")
+    assert r.returncode == 2 and "No such command 'zzz'." in r.stderr
+    assert "Did you mean" not in r.stderr
+
+
+def test_an_unknown_alias_is_a_usage_error_with_a_suggestion(fake_config) -> None:
+    r = invoke("submit", "-p", "fak", "https://a.example.com/x")
+    assert r.returncode == 2, r.stderr
+    assert "error: no alias 'fak' (configured: fake); did you mean fake?" in r.stderr
+    assert "install" not in r.stderr.split("hint:")[0]
+    r = invoke("quota", "-p", "zzzz")
+    assert r.returncode == 2 and "no alias 'zzzz' (configured: fake)" in r.stderr
+    assert "did you mean" not in r.stderr
+    # an installed type is still an implicit alias with default settings
+    assert invoke("submit", "-p", "direct", "--dry-run", "https://a.example.com/x").returncode == 0
+
+
+def test_version_names_python_the_platform_and_each_plugin_with_its_sdk() -> None:
+    import platform
+    from importlib.metadata import version
+
+    r = invoke("--version")
+    assert r.returncode == 0 and r.stderr == ""
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("prewarm, version ")
+    assert f"Python {platform.python_version()}" in lines[1] and platform.system() in lines[1]
+    plugins = {line.split()[0]: line for line in lines[3:]}
+    assert plugins["qiniu"].split(None, 1)[1] == f"built-in; qiniu {version('qiniu')}"
+    assert f"boto3 {version('boto3')}" in plugins["aws"]
+    assert plugins["fake"].split(None, 1)[1] == "prewarm-fake-plugin 0.1.0"
+
+
+def test_counts_name_their_noun_in_the_right_number(fake_config) -> None:
+    r = invoke("submit", "https://a.example.com/one")
+    assert r.returncode == 0 and "started (1 URL, fake)" in r.stderr
+    r = invoke("submit", "--dry-run", "-o", "table", "https://a.example.com/x")
+    assert "dry run: 1 URL, nothing sent" in r.stdout
+    r = invoke(
+        "submit", "--dry-run", "-o", "table", "https://a.example.com/x", "https://a.example.com/y"
+    )
+    assert "dry run: 2 URLs, nothing sent" in r.stdout

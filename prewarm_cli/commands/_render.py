@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from prewarm_cli.output import counted
+
 if TYPE_CHECKING:
     from prewarm_cli.engine import JobRef, Workspace
     from prewarm_cli.errors import ExitCode
@@ -112,7 +114,7 @@ def plan_table(out: Output, plan: Plan) -> None:
             "would defer",
         ),
         rows,
-        title=f"dry run: {plan.n_urls} URLs, nothing sent",
+        title=f"dry run: {counted(plan.n_urls, 'URL')}, nothing sent",
     )
     for alias, p in plan.providers.items():
         for note in p.notes:
@@ -152,10 +154,11 @@ def status_table(out: Output, status: JobStatus) -> None:
 
 
 def report_table(out: Output, report: JobReport) -> None:
+    failures = counted(len(report.failures), "failure")
     out.table(
         ("provider", "url", "pop", "reason"),
         [(f.provider, f.url, f.pop, f.reason) for f in report.failures],
-        title=f"job {report.job_id or '(vendor tasks)'}: {len(report.failures)} failure(s)",
+        title=f"job {report.job_id or '(vendor tasks)'}: {failures}",
     )
     for alias, url in report.report_urls.items():
         out.info(f"{alias} report: {url}")

@@ -110,13 +110,15 @@ def quota(providers: tuple[str, ...]) -> None:
 def scale(count: int | None, provider: str | None, yes: bool) -> None:
     """Show or set the number of warming instances (providers that have them)."""
     from prewarm_cli import engine
+    from prewarm_cli.output import counted
 
     with workspace() as ws:
         alias = ws.selected([provider] if provider else [])[0]
         if count is not None and not yes:
             if not sys.stdin.isatty():
                 raise UsageError("setting the scale needs --yes when not on a terminal")
-            click.confirm(f"Set {alias} to {count} instance(s)?", abort=True, err=True)
+            instances = counted(count, "instance")
+            click.confirm(f"Set {alias} to {instances}?", abort=True, err=True)
         result = engine.scale(ws, alias, count)
         ws.out.emit(result)
 

@@ -185,5 +185,5 @@ def _check_extra_options(
             flag = "--" + key.replace("_", "-")
             raise UsageError(
                 f"{flag} is an option of {', '.join(sorted(declared_by))}, not of the selected"
-                f" provider(s) {', '.join(aliases)}"
+                f" {'provider' if len(aliases) == 1 else 'providers'} {', '.join(aliases)}"
             )

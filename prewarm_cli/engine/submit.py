@@ -25,7 +25,7 @@ from prewarm_cli.errors import (
     exit_for,
     worst_exit,
 )
-from prewarm_cli.output import Progress
+from prewarm_cli.output import Progress, counted
 from prewarm_cli.plugin import (
     BatchResult,
     Capability,
@@ -69,7 +69,7 @@ def submit(
         except BaseException:
             journal.delete_job(job_id)  # nothing was sent: leave no job behind
             raise
-    ws.out.info(f"job {job_id} started ({job.urls} URLs, {', '.join(aliases)})")
+    ws.out.info(f"job {job_id} started ({counted(job.urls, 'URL')}, {', '.join(aliases)})")
     journal.set_state(job_id, JobState.SUBMITTING)
     counts = journal.counts(job_id)
     to_send = sum(c[jr.UNSENT] + c[jr.UNKNOWN] for c in counts.values())
@@ -99,13 +99,13 @@ def submit(
             ws.out.info(f"hint: {exc.hint}")
     if summary.deferred:
         ws.out.info(
-            f"{summary.deferred} URL(s) deferred: send them later with"
+            f"{counted(summary.deferred, 'URL')} deferred: send them later with"
             f" `prewarm submit --resume {job_id}`"
         )
     if summary.unknown:
         ws.out.info(
-            f"{summary.unknown} URL(s) with an unknown outcome: check the vendor's console,"
-            f" then `prewarm submit --resume {job_id} --force` resends them"
+            f"{counted(summary.unknown, 'URL')} with an unknown outcome: check the vendor's"
+            f" console, then `prewarm submit --resume {job_id} --force` resends them"
         )
     return summary, submit_exit(summary, errors)
 

@@ -70,7 +70,9 @@ class Workspace:
         return self._journal
 
     def alias(self, name: str) -> str:
-        return self.config.resolve_alias(name)
+        from prewarm_cli import registry
+
+        return self.config.resolve_alias(name, registry.names())
 
     def session(self, alias: str) -> ProviderSession:
         """The configured provider behind an alias (resolving only its own secrets)."""
