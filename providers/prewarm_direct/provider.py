@@ -130,7 +130,9 @@ class DirectProvider(Provider):
         self._clients: dict[tuple[str, str | None], httpx.Client] = {}
         self._store: Store | None = None
         # (url, target, variant) -> final answer, this run's and those carried from a killed one
-        self._answered: dict[tuple[str, str, str], Answer] = {}
+        # url -> (target, variant) -> final answer, while the URL may still be sent again (a
+        # retry, a resend after a kill); dropped once its outcome is final, so memory stays flat.
+        self._answered: dict[str, dict[tuple[str, str], Answer]] = {}
         self._carried: dict[str, list[Record]] = {}
         self.bytes_sent = 0  # body bytes read this run, against max_bytes
         self.stats: dict[str, dict[str, int]] = {}  # per target label
@@ -217,6 +219,9 @@ class DirectProvider(Provider):
             refused = [(k, a) for k, a in answers if a.outcome == REJECTED]
             transient = [(k, a) for k, a in answers if a.outcome == TRANSIENT]
             missing = [(k, a) for k, a in answers if a.outcome == NOT_FOUND]
+            if not transient:
+                with self._lock:
+                    self._answered.pop(url, None)  # final: never asked again in this run
             if refused:
                 rejected[url] = _describe(refused)
             elif transient:
@@ -241,7 +246,7 @@ class DirectProvider(Provider):
         for target in targets:
             for variant in plan.variants:
                 key = (url, target.label, variant)
-                answer = self._answered.get(key)
+                answer = self._answered.get(url, {}).get(key[1:])
                 if answer is None:
                     answer = self._request(url, target, variant, plan)
                 answers.append(((target.label, variant), answer))
@@ -261,7 +266,7 @@ class DirectProvider(Provider):
         self.store.save(self.run_id, self.alias, url, target.label, target.ip, variant, answer)
         with self._lock:
             if answer.answered:
-                self._answered[(url, target.label, variant)] = answer
+                self._answered.setdefault(url, {})[(target.label, variant)] = answer
             self.bytes_sent += answer.bytes
             _count(self.stats.setdefault(target.label, {}), answer)
         return answer
@@ -278,7 +283,8 @@ class DirectProvider(Provider):
         with self._lock:
             for record in records:
                 if record.outcome in (OK, REJECTED):
-                    self._answered[(record.url, record.target, record.variant)] = _answer(record)
+                    answers = self._answered.setdefault(record.url, {})
+                    answers[(record.target, record.variant)] = _answer(record)
                     self._carried.setdefault(record.url, []).append(record)
         return {}
 
