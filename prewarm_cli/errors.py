@@ -151,6 +151,35 @@ class WaitTimeout(PrewarmError):
     code = "wait_timeout"
 
 
+class JournalError(PrewarmError):
+    """The local journal cannot be read or written; the message names the file."""
+
+    code = "journal"
+
+    def __init__(self, message: str, *, exit_code: ExitCode = ExitCode.FAILED, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.exit_code = exit_code
+
+
+class JobInUse(UsageError):
+    """Another process is working on the job."""
+
+    code = "job_in_use"
+
+
+class RateStoreError(PrewarmError):
+    """The shared rate-limit store failed before a request was sent (nothing was sent)."""
+
+    code = "rate_store"
+
+
+class UserInterrupt(PrewarmError):
+    """The user pressed Ctrl-C; what was recorded stays in the journal."""
+
+    exit_code = ExitCode.INTERRUPTED
+    code = "interrupted"
+
+
 # --- errors a provider raises; the engine decides retry, defer or stop (DESIGN.md §8) ---
 
 

@@ -3,25 +3,32 @@
 SQLite in WAL mode; every change is one transaction, so a process killed at any
 point leaves a consistent journal. A batch is recorded as *sending* before its
 request goes out and its result after, which is how ``--resume`` knows what may
-have reached the vendor (DESIGN.md §8).
+have reached the vendor (DESIGN.md §8). The part of a split batch is a batch of its
+own, and every change to a batch's targets is limited to that batch's rows, so what
+happens to one part never changes another.
+
+The journal is the user's record: its files are private (they can hold ``-H`` values)
+and any failure to read or write it is a :class:`JournalError` naming the file.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prewarm_cli.errors import NotFoundError
+from prewarm_cli.errors import ExitCode, JournalError, NotFoundError
 from prewarm_cli.plugin import BatchResult
 
-SCHEMA_VERSION = 1
+# 2: targets.transient (whether a failure may be resent by --resume)
+SCHEMA_VERSION = 2
 
 # Target outcomes. The first four are final; the rest can still change.
 ACCEPTED = "accepted"
@@ -54,6 +61,7 @@ CREATE TABLE IF NOT EXISTS targets (
     batch_id INTEGER,
     task_id TEXT,
     reason TEXT,
+    transient INTEGER NOT NULL DEFAULT 1,  -- a failure --resume sends again
     PRIMARY KEY (job_id, provider, url)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS targets_by_outcome ON targets (job_id, provider, outcome, seq);
@@ -63,7 +71,7 @@ CREATE TABLE IF NOT EXISTS batches (
     job_id TEXT NOT NULL,
     provider TEXT NOT NULL,
     kind TEXT NOT NULL DEFAULT 'prefetch',
-    state TEXT NOT NULL,              -- sending | done | unknown
+    state TEXT NOT NULL,              -- sending | done | unknown (a part of a split: its own row)
     task_id TEXT,
     request_id TEXT,
     created_at TEXT NOT NULL,
@@ -150,18 +158,36 @@ class Journal:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._db.row_factory = sqlite3.Row
         if self.path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL survives a killed process; only power loss can drop the last commits.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
+            _create_private(Path(self.path))
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        self._db.row_factory = sqlite3.Row
+        try:
+            self._check_version()  # before any statement that could change the schema
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL survives a killed process; only power loss can drop the last commits.
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise self._error(exc) from exc
+        except JournalError:
+            self._db.close()
+            raise
 
     @classmethod
     def in_state_dir(cls, state_dir: Path) -> Journal:
+        try:  # the state dir holds the journal: private, whoever created it
+            if state_dir.stat().st_mode & 0o077:
+                state_dir.chmod(0o700)
+        except OSError:
+            pass  # not ours to change; the files themselves are still 0600
         return cls(state_dir / "journal.sqlite3")
 
     def close(self) -> None:
@@ -170,37 +196,96 @@ class Journal:
 
     # --- plumbing ---
 
+    def _error(self, exc: sqlite3.Error) -> JournalError:
+        """One line naming the file and what to do, for any SQLite failure."""
+        text = str(exc)
+        lowered = text.lower()
+        if "not a database" in lowered or "malformed" in lowered:
+            return JournalError(
+                f"the journal {self.path} is damaged ({text})",
+                hint=f"move it aside (mv {self.path} {self.path}.bad) to start a new one;"
+                " the jobs in it can no longer be resumed",
+            )
+        if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+            return JournalError(
+                f"cannot write the journal {self.path} ({text})",
+                hint="make its directory writable, or set PREWARM_STATE_DIR to one that is",
+                exit_code=ExitCode.CONFIG,
+            )
+        if "disk" in lowered and "full" in lowered:
+            return JournalError(
+                f"cannot write the journal {self.path}: the disk is full",
+                hint="free some space, then `prewarm submit --resume JOB` continues the job",
+            )
+        return JournalError(
+            f"the journal {self.path} failed: {text}",
+            hint="if this persists, move the file aside to start a new journal",
+        )
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                # The transaction may be gone already (closed, or rolled back by SQLite).
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise self._error(exc) from exc
                 raise
             else:
-                self._db.execute("COMMIT")
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    with suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                    raise self._error(exc) from exc
 
     def _query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._db.execute(sql, params).fetchall()
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+
+    def _check_version(self) -> None:
+        """Refuses a journal written by a newer prewarm, before touching its schema."""
+        has_meta = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if not has_meta:
+            return
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
+            raise JournalError(
+                f"the journal {self.path} has schema {row[0]}, newer than this prewarm"
+                f" understands ({SCHEMA_VERSION})",
+                hint="upgrade prewarm (pip install -U prewarm-cli), or set PREWARM_STATE_DIR"
+                " to another directory",
+                exit_code=ExitCode.CONFIG,
+            )
 
     def _migrate(self) -> None:
         with self._lock:
             self._db.executescript(_SCHEMA)  # idempotent: CREATE ... IF NOT EXISTS
         with self.transaction() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"journal {self.path} has schema {row[0]}, newer than this prewarm "
-                    f"understands ({SCHEMA_VERSION}); upgrade prewarm"
-                )
+            if row is not None and int(row[0]) < 2:
+                columns = {r[1] for r in db.execute("PRAGMA table_info(targets)")}
+                if "transient" not in columns:
+                    db.execute(
+                        "ALTER TABLE targets ADD COLUMN transient INTEGER NOT NULL DEFAULT 1"
+                    )
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
 
     # --- jobs ---
 
@@ -344,96 +429,140 @@ class Journal:
         return Batch(batch_id, provider, tuple(urls), now)
 
     def record_result(self, job_id: str, batch: Batch, result: BatchResult) -> None:
-        """Stores the vendor's answer for a batch: one transaction, all or nothing."""
+        """Stores the vendor's answer for a batch: one transaction, all or nothing.
+
+        Only this batch's rows change. A URL the provider left out of every list cannot be
+        known to be sent or not: it becomes unknown, and so does the batch, for --resume.
+        """
         now = utcnow()
+        mine = " WHERE batch_id = ? AND url = ? AND outcome IN ('sending', 'unknown')"
         with self.transaction() as db:
-            if result.accepted:
-                db.executemany(
-                    "UPDATE targets SET outcome = 'accepted', task_id = ?, reason = NULL"
-                    " WHERE job_id = ? AND provider = ? AND url = ?",
-                    [(result.task_of(u), job_id, batch.provider, u) for u in result.accepted],
-                )
-            if result.rejected:
-                db.executemany(
-                    "UPDATE targets SET outcome = 'rejected', reason = ?"
-                    " WHERE job_id = ? AND provider = ? AND url = ?",
-                    [(r, job_id, batch.provider, u) for u, r in result.rejected.items()],
-                )
-            if result.resend:
-                db.executemany(
-                    "UPDATE targets SET outcome = 'unsent', batch_id = NULL"
-                    " WHERE job_id = ? AND provider = ? AND url = ?",
-                    [(job_id, batch.provider, u) for u in result.resend],
-                )
-            db.execute(
-                "UPDATE batches SET state = 'done', task_id = ?, request_id = ?, updated_at = ?"
-                " WHERE id = ?",
-                (result.task_id, result.request_id, now, batch.id),
+            db.executemany(
+                "UPDATE targets SET outcome = 'accepted', task_id = ?, reason = NULL" + mine,
+                [(result.task_of(u), batch.id, u) for u in result.accepted],
             )
-            # A URL the provider left out of every list cannot be known to be sent or not.
+            db.executemany(
+                "UPDATE targets SET outcome = 'rejected', reason = ?" + mine,
+                [(r, batch.id, u) for u, r in result.rejected.items()],
+            )
+            db.executemany(
+                "UPDATE targets SET outcome = 'unsent', batch_id = NULL" + mine,
+                [(batch.id, u) for u in result.resend],
+            )
             db.execute(
-                "UPDATE targets SET outcome = 'unknown' WHERE batch_id = ? AND outcome = 'sending'"
-                " AND url IN (SELECT value FROM json_each(?))",
-                (batch.id, json.dumps(list(batch.urls))),
+                "UPDATE targets SET outcome = 'unknown' WHERE batch_id = ? AND outcome = 'sending'",
+                (batch.id,),
+            )
+            self._close_batch(
+                db, batch.id, now, task_id=result.task_id, request_id=result.request_id
             )
             per_task: dict[str, int] = {}
             for url in result.accepted:
                 task_id = result.task_of(url)
                 if task_id:
                     per_task[task_id] = per_task.get(task_id, 0) + 1
-            for task_id, n in per_task.items():
-                db.execute(
-                    "INSERT INTO tasks (job_id, provider, task_id, urls, created_at)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, provider, task_id)"
-                    " DO UPDATE SET urls = urls + excluded.urls",
-                    (job_id, batch.provider, task_id, n, now),
-                )
+            self._add_tasks(db, job_id, batch.provider, per_task, now)
 
-    def record_found(self, job_id: str, provider: str, found: Mapping[str, str]) -> None:
-        """URLs a lookup found at the vendor: accepted under the task that holds them."""
-        by_task: dict[str, int] = {}
-        for task_id in found.values():
-            by_task[task_id] = by_task.get(task_id, 0) + 1
+    def record_found(self, job_id: str, batch: Batch, found: Mapping[str, str]) -> None:
+        """A lookup's answer for an unknown batch: found URLs accepted, the rest to send again."""
         now = utcnow()
+        by_task: dict[str, int] = {}
         with self.transaction() as db:
-            db.executemany(
-                "UPDATE targets SET outcome = 'accepted', task_id = ?, reason = NULL"
-                " WHERE job_id = ? AND provider = ? AND url = ?",
-                [(t, job_id, provider, u) for u, t in found.items()],
-            )
-            for task_id, n in by_task.items():
-                db.execute(
-                    "INSERT INTO tasks (job_id, provider, task_id, urls, created_at)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, provider, task_id)"
-                    " DO UPDATE SET urls = urls + excluded.urls",
-                    (job_id, provider, task_id, n, now),
+            for url, task_id in found.items():
+                cur = db.execute(
+                    "UPDATE targets SET outcome = 'accepted', task_id = ?, reason = NULL"
+                    " WHERE batch_id = ? AND url = ? AND outcome IN ('sending', 'unknown')",
+                    (task_id, batch.id, url),
                 )
+                if cur.rowcount:
+                    by_task[task_id] = by_task.get(task_id, 0) + 1
+            db.execute(
+                "UPDATE targets SET outcome = 'unsent', reason = NULL, batch_id = NULL"
+                " WHERE batch_id = ? AND outcome IN ('sending', 'unknown')",
+                (batch.id,),
+            )
+            self._close_batch(db, batch.id, now)
+            self._add_tasks(db, job_id, batch.provider, by_task, now)
 
     def release_batch(
-        self, job_id: str, batch: Batch, outcome: str, reason: str | None = None
+        self,
+        job_id: str,
+        batch: Batch,
+        outcome: str,
+        reason: str | None = None,
+        *,
+        transient: bool = True,
     ) -> None:
-        """Ends a batch that got no vendor result: its still-sending targets take ``outcome``."""
-        batch_state = UNKNOWN if outcome == UNKNOWN else "done"
+        """Ends a batch that got no vendor result: its undecided targets take ``outcome``."""
         with self.transaction() as db:
             db.execute(
-                "UPDATE targets SET outcome = ?, reason = ?,"
+                "UPDATE targets SET outcome = ?, reason = ?, transient = ?,"
                 " batch_id = CASE WHEN ? = 'unsent' THEN NULL ELSE batch_id END"
                 " WHERE batch_id = ? AND outcome IN ('sending', 'unknown')",
-                (outcome, reason, outcome, batch.id),
+                (outcome, reason, int(transient), outcome, batch.id),
             )
             db.execute(
                 "UPDATE batches SET state = ?, error = ?, updated_at = ? WHERE id = ?",
-                (batch_state, reason, utcnow(), batch.id),
+                (UNKNOWN if outcome == UNKNOWN else "done", reason, utcnow(), batch.id),
             )
 
+    def mark_unknown(self, batch: Batch, reason: str) -> None:
+        """The batch's request got no clear answer: recorded before anyone looks it up."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE targets SET outcome = 'unknown', reason = ?"
+                " WHERE batch_id = ? AND outcome = 'sending'",
+                (reason, batch.id),
+            )
+            db.execute(
+                "UPDATE batches SET state = 'unknown', error = ?, updated_at = ? WHERE id = ?",
+                (reason, utcnow(), batch.id),
+            )
+
+    def split_batch(self, job_id: str, batch: Batch, part: Sequence[str]) -> tuple[Batch, Batch]:
+        """Moves ``part`` of a batch not yet answered into a batch of its own, still *sending*.
+
+        Returns (the new part, what stays in ``batch``): each is answered, looked up or
+        released on its own from now on.
+        """
+        now = utcnow()
+        wanted = set(part)
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO batches (job_id, provider, state, created_at, updated_at)"
+                " VALUES (?, ?, 'sending', ?, ?)",
+                (job_id, batch.provider, now, now),
+            )
+            new_id = int(cur.lastrowid or 0)
+            db.executemany(
+                "UPDATE targets SET batch_id = ? WHERE batch_id = ? AND url = ?",
+                [(new_id, batch.id, u) for u in part],
+            )
+        return (
+            Batch(new_id, batch.provider, tuple(part), now),
+            Batch(
+                batch.id,
+                batch.provider,
+                tuple(u for u in batch.urls if u not in wanted),
+                batch.created_at,
+            ),
+        )
+
     def set_outcome(
-        self, job_id: str, provider: str, urls: Iterable[str], outcome: str, reason: str | None
+        self,
+        job_id: str,
+        provider: str,
+        urls: Iterable[str],
+        outcome: str,
+        reason: str | None,
+        *,
+        transient: bool = True,
     ) -> None:
         with self.transaction() as db:
             db.executemany(
-                "UPDATE targets SET outcome = ?, reason = ?"
+                "UPDATE targets SET outcome = ?, reason = ?, transient = ?"
                 " WHERE job_id = ? AND provider = ? AND url = ?",
-                [(outcome, reason, job_id, provider, u) for u in urls],
+                [(outcome, reason, int(transient), job_id, provider, u) for u in urls],
             )
 
     def defer_unsent(self, job_id: str, provider: str, reason: str) -> int:
@@ -458,7 +587,7 @@ class Journal:
             return cur.rowcount
 
     def unknown_batches(self, job_id: str, provider: str) -> list[Batch]:
-        """Batches whose outcome is unknown, with their still-undecided URLs."""
+        """Batches (whole or parts of a split) that may have reached the vendor unanswered."""
         batches = self._query(
             "SELECT id, created_at FROM batches WHERE job_id = ? AND provider = ?"
             " AND state IN ('unknown', 'sending') ORDER BY id",
@@ -492,8 +621,41 @@ class Journal:
             )
             db.execute(
                 "UPDATE targets SET outcome = 'unsent', reason = NULL, batch_id = NULL"
-                " WHERE job_id = ? AND outcome IN ('deferred', 'failed')",
+                " WHERE job_id = ?"
+                " AND (outcome = 'deferred' OR (outcome = 'failed' AND transient = 1))",
                 (job_id,),
+            )
+
+    @staticmethod
+    def _close_batch(
+        db: sqlite3.Connection,
+        batch_id: int,
+        now: str,
+        *,
+        task_id: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        """Done, unless some of its targets are still undecided (then unknown, for --resume)."""
+        (open_targets,) = db.execute(
+            "SELECT COUNT(*) FROM targets WHERE batch_id = ? AND outcome IN ('sending', 'unknown')",
+            (batch_id,),
+        ).fetchone()
+        db.execute(
+            "UPDATE batches SET state = ?, task_id = COALESCE(?, task_id),"
+            " request_id = COALESCE(?, request_id), updated_at = ? WHERE id = ?",
+            ("unknown" if open_targets else "done", task_id, request_id, now, batch_id),
+        )
+
+    @staticmethod
+    def _add_tasks(
+        db: sqlite3.Connection, job_id: str, provider: str, per_task: Mapping[str, int], now: str
+    ) -> None:
+        for task_id, n in per_task.items():
+            db.execute(
+                "INSERT INTO tasks (job_id, provider, task_id, urls, created_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, provider, task_id)"
+                " DO UPDATE SET urls = urls + excluded.urls",
+                (job_id, provider, task_id, n, now),
             )
 
     # --- tasks ---
@@ -543,6 +705,26 @@ class Journal:
             (exclude or "",),
         )
         return [j for j in map(_job, rows) if provider_key in j.providers]
+
+
+def _create_private(path: Path) -> None:
+    """The journal file exists with mode 0600 before SQLite opens it (its -wal/-shm follow)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return  # SQLite's own error names the problem (read-only directory, ...)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        try:
+            extra = Path(f"{path}{suffix}")
+            if extra.exists() and extra.stat().st_mode & 0o077:
+                extra.chmod(0o600)
+        except OSError:
+            pass
 
 
 def _fit_bytes(urls: list[str], max_bytes: int) -> list[str]:

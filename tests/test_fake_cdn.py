@@ -192,7 +192,7 @@ def test_quota_without_daily_limit(provider: FakeProvider) -> None:
 @pytest.mark.parametrize(
     ("kind", "error", "accepted"),
     [
-        ("503", RetryableError, False),
+        ("503", UnknownOutcome, False),  # a 5xx to a submit: the outcome is unknown
         ("500", UnknownOutcome, True),
         ("drop_before", UnknownOutcome, False),
         ("drop_after", UnknownOutcome, True),
@@ -228,7 +228,7 @@ def test_429_with_retry_after(cdn: FakeCdn, provider: FakeProvider) -> None:
 def test_fault_count(cdn: FakeCdn, provider: FakeProvider) -> None:
     cdn.fail_next("503", 2)
     for _ in range(2):
-        with pytest.raises(RetryableError):
+        with pytest.raises(UnknownOutcome):
             provider.submit_batch(urls("a"), NO_OPTIONS)
     provider.submit_batch(urls("a"), NO_OPTIONS)
     assert cdn.accepted_counts() == {urls("a")[0]: 1}

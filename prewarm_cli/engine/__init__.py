@@ -9,6 +9,7 @@ intake and plan, the batch sender, submit, status and wait, and the smaller acti
 from prewarm_cli.engine.actions import cancel, download_report, quota, recent_jobs, report, scale
 from prewarm_cli.engine.intake import SubmitRequest, intake
 from prewarm_cli.engine.plan import plan
+from prewarm_cli.engine.purge import PURGE_WAIT_SECONDS
 from prewarm_cli.engine.status import (
     JobRef,
     combine_states,
@@ -20,7 +21,7 @@ from prewarm_cli.engine.status import (
     url_claims,
     wait_with_claims,
 )
-from prewarm_cli.engine.submit import PURGE_WAIT_SECONDS, submit, submit_exit, submit_summary
+from prewarm_cli.engine.submit import submit, submit_exit, submit_summary
 from prewarm_cli.engine.workspace import ProviderSession, Router, Workspace, build_provider
 
 __all__ = [

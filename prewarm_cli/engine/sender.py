@@ -1,263 +1,366 @@
-"""Sending a job's batches to the vendors: concurrency, splits, retries, unknown outcomes."""
+"""The one batch sender, for prefetch and purge alike (DESIGN.md §8).
+
+A batch goes out through :meth:`BatchSender.send`, which decides what the vendor's
+answer means: accepted, rejected URLs (named, or found by splitting the batch),
+a smaller batch size, a deferral, a failure after retries, or an unknown outcome
+to be looked up. Where the answer is written is a :class:`Ledger`: the journal for
+prefetch (each part of a split is a batch of its own there), memory for purges.
+When ``send`` returns, the batch it was given is settled in the ledger; when it
+raises, too, except where the journal itself failed (the batch then stays
+*sending*, for ``--resume`` to look up).
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
 from prewarm_cli import journal as jr
-from prewarm_cli.engine.workspace import ProviderSession, Workspace
+from prewarm_cli.engine.workspace import ProviderSession
 from prewarm_cli.errors import (
     AuthError,
     BatchTooLarge,
     ConfigError,
     InvalidRequest,
+    JournalError,
     PrewarmError,
     ProviderError,
     QuotaExhausted,
     RateLimited,
+    RateStoreError,
     RetryableError,
     StackBusy,
     UnknownOutcome,
 )
-from prewarm_cli.output import Progress
-from prewarm_cli.plugin import (
-    BatchResult,
-    Capability,
-    SubmitOptions,
-)
+from prewarm_cli.output import Output
+from prewarm_cli.pacing import Interrupted
+from prewarm_cli.plugin import BatchResult, Capability, Quota
+
+# How far before a batch's own record a vendor's task may be dated (clock skew).
+LOOKUP_SKEW = timedelta(minutes=5)
 
 
-class _Halt(Exception):
-    """Stops one provider's workers (quota, auth); the error is kept for the summary."""
+class Halt(Exception):
+    """Stops sending: one provider's (a deferral) or everyone's (auth, config, the journal)."""
+
+    def __init__(self, error: PrewarmError, *, defer: bool = False) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.defer = defer  # the provider's unsent targets are deferred, others go on
 
 
-class SubmitRun:
-    """Sends one job's unsent targets for every provider, concurrently and paced."""
+class Ledger:
+    """Where the sender writes what became of a batch."""
+
+    def answered(self, batch: jr.Batch, result: BatchResult) -> None:
+        raise NotImplementedError
+
+    def split(self, batch: jr.Batch, part: Sequence[str]) -> tuple[jr.Batch, jr.Batch]:
+        """(``part`` as a batch of its own, the rest of ``batch``); neither is sent yet."""
+        raise NotImplementedError
+
+    def release(
+        self, batch: jr.Batch, outcome: str, reason: str | None = None, *, transient: bool = True
+    ) -> None:
+        raise NotImplementedError
+
+    def unknown(self, batch: jr.Batch, reason: str) -> None:
+        raise NotImplementedError
+
+    def found(self, batch: jr.Batch, found: Mapping[str, str]) -> None:
+        raise NotImplementedError
+
+
+class JournalLedger(Ledger):
+    """A job's prefetch batches in the journal."""
+
+    def __init__(self, journal: jr.Journal, job_id: str) -> None:
+        self.journal = journal
+        self.job_id = job_id
+
+    def answered(self, batch: jr.Batch, result: BatchResult) -> None:
+        self.journal.record_result(self.job_id, batch, result)
+
+    def split(self, batch: jr.Batch, part: Sequence[str]) -> tuple[jr.Batch, jr.Batch]:
+        return self.journal.split_batch(self.job_id, batch, part)
+
+    def release(
+        self, batch: jr.Batch, outcome: str, reason: str | None = None, *, transient: bool = True
+    ) -> None:
+        self.journal.release_batch(self.job_id, batch, outcome, reason, transient=transient)
+
+    def unknown(self, batch: jr.Batch, reason: str) -> None:
+        self.journal.mark_unknown(batch, reason)
+
+    def found(self, batch: jr.Batch, found: Mapping[str, str]) -> None:
+        self.journal.record_found(self.job_id, batch, found)
+
+
+class QuotaGate:
+    """Never more URLs in flight than the vendor's daily quota is known to allow.
+
+    The remaining quota comes from a quota lookup before the run or from the vendor's
+    replies (Qiniu's ``surplusDay``). While it is not known yet, a provider that has a
+    quota sends one request at a time until a reply tells.
+    """
+
+    def __init__(self, remaining: int | None, *, probe: bool) -> None:
+        self.remaining = remaining
+        self._probe = probe and remaining is None
+        self._in_flight = 0
+        self._cond = threading.Condition()
+
+    def admit(self, wanted: int, stop: threading.Event) -> int:
+        """How many URLs may go out now (at most ``wanted``); 0 when the quota is spent."""
+        with self._cond:
+            while not stop.is_set():
+                if self.remaining is None and not self._probe:
+                    self._in_flight += wanted
+                    return wanted
+                if self.remaining is None:  # probing: one request until a reply tells
+                    if self._in_flight == 0:
+                        self._in_flight += wanted
+                        return wanted
+                else:
+                    free = self.remaining - self._in_flight
+                    if free > 0:
+                        n = min(wanted, free)
+                        self._in_flight += n
+                        return n
+                    if self._in_flight == 0:
+                        return 0
+                self._cond.wait(0.2)
+            return 0
+
+    def settle(self, admitted: int, quota: Quota | None = None) -> None:
+        """``admitted`` URLs are no longer in flight; ``quota`` is what the reply said."""
+        with self._cond:
+            self._in_flight = max(0, self._in_flight - admitted)
+            if quota is not None and quota.remaining is not None:
+                known = self.remaining
+                # Replies can arrive out of order: the lowest figure is the latest at the vendor.
+                self.remaining = quota.remaining if known is None else min(known, quota.remaining)
+            self._probe = False
+            self._cond.notify_all()
+
+
+class BatchSender:
+    """Sends batches for one provider alias; safe to share between worker threads."""
 
     def __init__(
-        self, ws: Workspace, job_id: str, options: SubmitOptions, progress: Progress
+        self,
+        session: ProviderSession,
+        ledger: Ledger,
+        request: Callable[[list[str]], BatchResult],
+        *,
+        out: Output,
+        advance: Callable[[int], None],
+        stop: threading.Event,
+        purge: bool = False,
+        force: bool = False,
+        gate: QuotaGate | None = None,
     ) -> None:
-        self.ws = ws
-        self.journal = ws.journal
-        self.job_id = job_id
-        self.options = options
-        self.progress = progress
-        self.stop = threading.Event()
-        self.errors: dict[str, PrewarmError] = {}
-        self.fatal: PrewarmError | None = None
-        self._halted: set[str] = set()
+        self.session = session
+        self.alias = session.alias
+        self.ledger = ledger
+        self.request = request
+        self.out = out
+        self.advance = advance
+        self.stop = stop
+        self.purge = purge
+        self.force = force
+        self.gate = gate
+        self.cap: int | None = None  # lowered when the vendor refuses a batch size
+        self.errors: list[PrewarmError] = []  # failures noted on the way (the first is shown)
         self._lock = threading.Lock()
 
-    def run(self, aliases: Sequence[str]) -> None:
-        sessions = [self.ws.session(a) for a in aliases]
-        for session in sessions:
-            session.require(Capability.SUBMIT)
-        workers: list[tuple[ProviderSession, int]] = []
-        for session in sessions:
-            self._resolve_unknown_batches(session)
-            self._check_quota(session)
-            workers.extend((session, i) for i in range(session.limits().concurrency))
-        pool = ThreadPoolExecutor(max_workers=max(1, len(workers)), thread_name_prefix="submit")
-        futures = [pool.submit(self._worker, session) for session, _ in workers]
-        try:
-            for fut in futures:
-                while True:
-                    try:
-                        fut.result(timeout=0.2)  # short waits keep Ctrl-C responsive
-                        break
-                    except TimeoutError:
-                        continue
-        except BaseException:
-            self.stop.set()  # workers finish the request in flight, record it, and stop
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
-        if self.fatal is not None:
-            raise self.fatal
+    @property
+    def batch_size(self) -> int:
+        size = self.session.batch_size
+        return min(size, self.cap) if self.cap else size
 
-    # -- one worker thread --
+    # -- one batch --
 
-    def _worker(self, session: ProviderSession) -> None:
-        while not self.stop.is_set() and session.alias not in self._halted:
-            batch = self.journal.claim_batch(
-                self.job_id, session.alias, session.batch_size, session.limits().max_batch_bytes
-            )
-            if batch is None:
-                return
-            try:
-                self._send(session, batch, list(batch.urls))
-            except _Halt:
-                return
-            except BaseException as exc:
-                # A bug or an unexpected error after the request may have left: unknown.
-                self.journal.release_batch(self.job_id, batch, jr.UNKNOWN, f"internal error: {exc}")
-                self._halt_all(
-                    exc
-                    if isinstance(exc, PrewarmError)
-                    else PrewarmError(f"{session.alias}: unexpected error: {exc!r}")
-                )
-                raise
-
-    def _send(self, session: ProviderSession, batch: jr.Batch, urls: list[str]) -> None:
-        alias = session.alias
-        try:
-            result = session.call(session.provider.submit_batch, urls, self.options, urls=len(urls))
-        except (QuotaExhausted, RateLimited, StackBusy) as exc:
-            self.journal.release_batch(self.job_id, batch, jr.UNSENT)
-            deferred = self.journal.defer_unsent(self.job_id, alias, str(exc))
-            self.progress.advance(deferred)
-            self._halt(session, exc)
-        except UnknownOutcome as exc:
-            self._resolve_unknown(session, replace(batch, urls=tuple(urls)), exc)
-        except InvalidRequest as exc:
-            self._split_invalid(session, batch, urls, exc)
-        except BatchTooLarge as exc:
-            with self._lock:
-                new = exc.limit or max(1, len(urls) // 2)
-                session.batch_size_cap = min(session.batch_size_cap or new, new)
-            self.ws.out.detail(f"{alias}: batch size lowered to {session.batch_size}: {exc}")
-            self.journal.release_batch(self.job_id, batch, jr.UNSENT)
-        except (AuthError, ConfigError) as exc:
-            self.journal.release_batch(self.job_id, batch, jr.UNSENT)
-            self._halt_all(exc)
-            raise _Halt from exc
-        except RetryableError as exc:
-            self.journal.release_batch(self.job_id, batch, jr.FAILED, f"gave up: {exc}")
-            self.progress.advance(len(urls))
-            self._note(session, exc)
-        except ProviderError as exc:
-            self.journal.release_batch(self.job_id, batch, jr.FAILED, str(exc))
-            self.progress.advance(len(urls))
-            self._note(session, exc)
-        else:
-            self._record(session, batch, urls, result)
-
-    def _record(
-        self, session: ProviderSession, batch: jr.Batch, urls: Sequence[str], result: BatchResult
-    ) -> None:
-        self.journal.record_result(self.job_id, replace(batch, urls=tuple(urls)), result)
-        self.progress.advance(len(result.accepted) + len(result.rejected))
-
-    def _split_invalid(
-        self, session: ProviderSession, batch: jr.Batch, urls: list[str], exc: InvalidRequest
-    ) -> None:
-        """Rejects only the URLs the vendor names; unnamed, halves the batch to find them."""
-        if exc.urls:
-            named = {u: r for u, r in exc.urls.items() if u in urls}
-            if named:
-                self._record(
-                    session,
-                    batch,
-                    urls,
-                    BatchResult(
-                        task_id=None,
-                        accepted=(),
-                        rejected=named,
-                        resend=tuple(u for u in urls if u not in named),
-                    ),
-                )
-                return
-        if len(urls) == 1:
-            self._record(
-                session,
-                batch,
-                urls,
-                BatchResult(task_id=None, accepted=(), rejected={urls[0]: exc.message}),
-            )
-            return
-        mid = len(urls) // 2
-        for half in (urls[:mid], urls[mid:]):
-            if self.stop.is_set():
-                break
-            self._send(session, batch, half)
-        if self.stop.is_set():
-            self.journal.release_batch(self.job_id, batch, jr.UNSENT)
-
-    def _check_quota(self, session: ProviderSession) -> None:
-        """Sends only what the vendor's daily quota still allows; the rest is deferred now."""
-        if Capability.QUOTA not in session.capabilities:
-            return
-        try:
-            q = session.call(session.provider.quota)
-        except PrewarmError as exc:
-            self.ws.out.detail(f"{session.alias}: quota unknown ({exc}); sending")
-            return
-        if q.source != "api" or q.remaining is None:
-            return  # a remembered figure may be stale: let the vendor decide
-        deferred = self.journal.defer_beyond(
-            self.job_id,
-            session.alias,
-            q.remaining,
-            f"daily quota: {q.remaining} URL(s) left"
-            + (f", resets {q.resets_at}" if q.resets_at else ""),
-        )
-        if deferred:
-            self.progress.advance(deferred)
-            self.errors[session.alias] = QuotaExhausted(
-                f"the daily quota allows {q.remaining} more URL(s); {deferred} deferred",
-                provider=session.alias,
-                resets_at=q.resets_at,
-            )
-
-    # -- unknown outcomes (DESIGN.md §8) --
-
-    def _resolve_unknown_batches(self, session: ProviderSession) -> None:
-        for batch in self.journal.unknown_batches(self.job_id, session.alias):
-            if batch.urls:
-                self._resolve_unknown(session, batch, None)
-
-    def _resolve_unknown(
-        self, session: ProviderSession, batch: jr.Batch, exc: UnknownOutcome | None
-    ) -> None:
+    def send(self, batch: jr.Batch) -> None:
+        """Sends one batch (already recorded *sending*) and settles it in the ledger."""
         urls = list(batch.urls)
-        reason = f"no reply from the vendor ({exc})" if exc else "the run ended mid-request"
-        if Capability.LOOKUP in session.capabilities:
-            created = datetime.strptime(batch.created_at, "%Y-%m-%dT%H:%M:%S.%fZ")
-            since = created.replace(tzinfo=UTC) - timedelta(minutes=5)
+        try:
+            result = self.session.call(
+                self.request, urls, n_urls=len(urls), on_retry=self._retry_note(len(urls))
+            )
+        except Interrupted:
+            self.ledger.release(batch, jr.UNSENT)  # stopped while waiting: nothing went out
+            raise
+        except RateStoreError as exc:
+            self.ledger.release(batch, jr.UNSENT)
+            raise Halt(exc) from exc
+        except (QuotaExhausted, RateLimited, StackBusy) as exc:
+            self.ledger.release(batch, jr.UNSENT)
+            raise Halt(exc, defer=True) from exc
+        except UnknownOutcome as exc:
+            self._unknown(batch, exc)
+        except InvalidRequest as exc:
+            self._invalid(batch, exc)
+        except BatchTooLarge as exc:
+            size = exc.limit if exc.limit and exc.limit < len(urls) else max(1, len(urls) // 2)
+            with self._lock:
+                self.cap = min(self.cap or size, size)
+            self.out.detail(f"{self.alias}: batch size lowered to {size}: {exc}")
+            self._send_in_parts(batch, size)
+        except (AuthError, ConfigError) as exc:
+            self.ledger.release(batch, jr.UNSENT)
+            raise Halt(exc) from exc
+        except RetryableError as exc:
+            self._fail(batch, f"gave up: {exc}", exc)
+        except ProviderError as exc:
+            self._fail(batch, str(exc), exc)
+        else:
+            self.ledger.answered(batch, result)
+            self.advance(len(result.accepted) + len(result.rejected))
+            if self.gate is not None:
+                self.gate.settle(0, result.quota)
+
+    def _retry_note(self, n_urls: int) -> Callable[[Exception, float], None]:
+        told = False
+
+        def note(exc: Exception, wait: float) -> None:
+            nonlocal told
+            if not told:  # once per batch: -v shows that prewarm is retrying, not each try
+                told = True
+                what = "purge" if self.purge else "request"
+                self.out.detail(
+                    f"{self.alias}: retrying a {what} of {n_urls} URL(s) in {wait:.1f}s: {exc}"
+                )
+
+        return note
+
+    def _fail(self, batch: jr.Batch, reason: str, exc: PrewarmError) -> None:
+        self.ledger.release(batch, jr.FAILED, reason, transient=True)
+        self.advance(len(batch.urls))
+        with self._lock:
+            self.errors.append(exc)
+
+    def _send_in_parts(self, batch: jr.Batch, size: int) -> None:
+        """Sends ``batch`` as parts of ``size`` URLs, each a batch of its own."""
+        rest = batch
+        try:
+            while len(rest.urls) > size and not self.stop.is_set():
+                part, rest = self.ledger.split(rest, rest.urls[:size])
+                self.send(part)
+        except BaseException:
+            self._release_quietly(rest)
+            raise
+        if self.stop.is_set():
+            self.ledger.release(rest, jr.UNSENT)  # recorded, never sent: safe to send later
+            return
+        self.send(rest)
+
+    def _release_quietly(self, batch: jr.Batch) -> None:
+        # If the journal fails too, the batch stays *sending*: --resume looks it up.
+        with suppress(JournalError):
+            self.ledger.release(batch, jr.UNSENT)
+
+    def _invalid(self, batch: jr.Batch, exc: InvalidRequest) -> None:
+        """Rejects only the URLs the vendor names; unnamed, halves the batch to find them."""
+        urls = list(batch.urls)
+        named = {u: r for u, r in (exc.urls or {}).items() if u in set(urls)}
+        if named:
+            resend = tuple(u for u in urls if u not in named)
+            self.ledger.answered(batch, BatchResult(None, (), rejected=named, resend=resend))
+            self.advance(len(named))
+        elif len(urls) == 1:
+            self.ledger.answered(batch, BatchResult(None, (), rejected={urls[0]: exc.message}))
+            self.advance(1)
+        else:
+            self._send_in_parts(batch, (len(urls) + 1) // 2)
+
+    # -- unknown outcomes --
+
+    def _unknown(self, batch: jr.Batch, exc: UnknownOutcome) -> None:
+        if self.purge:
+            self._resend_purge(batch, exc)
+            return
+        self.ledger.unknown(batch, f"no reply from the vendor ({exc})")
+        self.resolve(batch, f"no reply from the vendor ({exc})")
+
+    def _resend_purge(self, batch: jr.Batch, exc: UnknownOutcome) -> None:
+        """Purging twice only costs quota: an unanswered purge is sent once more."""
+        try:
+            result = self.session.call(self.request, list(batch.urls), n_urls=len(batch.urls))
+        except Interrupted:
+            self.ledger.release(batch, jr.UNSENT)
+            raise
+        except PrewarmError as again:
+            self._fail(batch, f"no answer to the purge: {again}", again)
+        else:
+            self.ledger.answered(batch, result)
+
+    def resolve(self, batch: jr.Batch, reason: str) -> None:
+        """An unknown batch: looked up where the vendor can; found URLs accepted, the rest resent.
+
+        Without a lookup it stays unknown, unless --force sends it again.
+        """
+        if not batch.urls:
+            self.ledger.found(batch, {})
+            return
+        if Capability.LOOKUP in self.session.capabilities:
             try:
-                found = session.call(session.provider.find_submitted, urls, since)
+                found = self._look_up(batch)
+            except Interrupted:
+                raise  # still unknown in the ledger: the next --resume looks again
             except PrewarmError as lookup_exc:
-                self.ws.out.warn(f"{session.alias}: lookup failed: {lookup_exc}")
+                self.out.warn(f"{self.alias}: lookup failed: {lookup_exc}")
             else:
-                found = {u: t for u, t in found.items() if u in set(urls)}
-                self.journal.record_found(self.job_id, session.alias, found)
-                self.journal.release_batch(self.job_id, batch, jr.UNSENT)
-                self.progress.advance(len(found))
+                self.ledger.found(batch, found)
+                self.advance(len(found))
                 if found:
-                    self.ws.out.detail(
-                        f"{session.alias}: {len(found)} URL(s) of an unanswered request"
+                    self.out.detail(
+                        f"{self.alias}: {len(found)} URL(s) of an unanswered request"
                         " were found at the vendor"
                     )
                 return
-        if session.force:
-            self.journal.release_batch(self.job_id, batch, jr.UNSENT)
+        if self.force:
+            self.ledger.release(batch, jr.UNSENT)
             return
-        self.journal.release_batch(
-            self.job_id,
+        self.ledger.release(
             batch,
             jr.UNKNOWN,
             f"{reason}; check the vendor's console, then resend with --resume --force",
         )
-        self.progress.advance(len(urls))
+        self.advance(len(batch.urls))
 
-    # -- stopping --
+    def _look_up(self, batch: jr.Batch) -> dict[str, str]:
+        """Which of the batch's URLs the vendor holds; asks again once the vendor's lists settle.
 
-    def _note(self, session: ProviderSession, exc: PrewarmError) -> None:
-        with self._lock:
-            self.errors.setdefault(session.alias, exc)
+        A vendor may list an accepted request only seconds later: what a first lookup
+        misses is looked up again after ``Limits.lookup_settle`` seconds from the send.
+        """
+        created = datetime.strptime(batch.created_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        since = created - LOOKUP_SKEW
+        wanted = list(batch.urls)
+        find = self.session.provider.find_submitted
+        found = {u: t for u, t in self.session.call(find, wanted, since).items() if u in wanted}
+        missing = [u for u in wanted if u not in found]
+        settle = self.session.limits().lookup_settle
+        if missing and settle > 0:
+            age = (datetime.now(UTC) - created).total_seconds()
+            if age < settle:
+                if self.stop.wait(settle - age):
+                    raise Interrupted("stopped while waiting for the vendor's lists")
+                again = self.session.call(find, missing, since)
+                found.update({u: t for u, t in again.items() if u in set(missing)})
+        return found
 
-    def _halt(self, session: ProviderSession, exc: PrewarmError) -> None:
-        with self._lock:
-            self.errors[session.alias] = exc
-            self._halted.add(session.alias)
-        raise _Halt
 
-    def _halt_all(self, exc: BaseException) -> None:
-        with self._lock:
-            if self.fatal is None and isinstance(exc, PrewarmError):
-                self.fatal = exc
-        self.stop.set()
+def wait_for(stop: threading.Event, seconds: float) -> None:
+    """Sleeps ``seconds`` unless stopped; raises pacing's Interrupted when stopped."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        if stop.wait(min(left, 0.2)):
+            raise Interrupted("stopped")

@@ -2,45 +2,40 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 
 from prewarm_cli import journal as jr
 from prewarm_cli.engine.intake import SubmitRequest, intake
-from prewarm_cli.engine.sender import SubmitRun
+from prewarm_cli.engine.lock import JobLock
+from prewarm_cli.engine.prefetch import SubmitRun
+from prewarm_cli.engine.purge import invalidate
 from prewarm_cli.engine.status import job_status, journal_ref
-from prewarm_cli.engine.workspace import ProviderSession, Workspace
+from prewarm_cli.engine.workspace import Workspace
 from prewarm_cli.errors import (
-    AuthError,
-    BatchTooLarge,
-    ConfigError,
     ExitCode,
-    InvalidRequest,
     PrewarmError,
-    ProviderError,
-    QuotaExhausted,
     StackBusy,
-    UnknownOutcome,
     UsageError,
+    UserInterrupt,
     exit_for,
     worst_exit,
 )
-from prewarm_cli.output import Progress, counted
+from prewarm_cli.output import counted
 from prewarm_cli.plugin import (
-    BatchResult,
-    Capability,
     State,
     SubmitOptions,
 )
 from prewarm_cli.results import JobState, ProviderCounts, SubmitSummary, TargetFailure, TaskRow
 
-PURGE_WAIT_SECONDS = 600.0  # how long --invalidate waits for purges before prefetching
-
 
 def submit(
     ws: Workspace, req: SubmitRequest, *, resume: str | None = None
 ) -> tuple[SubmitSummary, ExitCode]:
-    """Runs (or resumes) a job; returns the submit summary and its exit code."""
+    """Runs (or resumes) a job; returns the submit summary and its exit code.
+
+    The job is locked for this process while it sends (DESIGN.md §8: one process per job).
+    """
     journal = ws.journal
     if resume:
         job = journal.job(resume)
@@ -48,17 +43,23 @@ def submit(
             raise UsageError(
                 f"job {job.id} never finished reading its input; submit the URLs again"
             )
+        lock = JobLock(ws.state_dir, job.id)
+        lock.acquire()  # before anything of the job changes
         options = SubmitOptions(
             headers=tuple((str(h[0]), str(h[1])) for h in job.options.get("headers", [])),
             invalidate=bool(job.options.get("invalidate")),
             force=req.options.force,
             extra=job.options.get("extra", {}),
         )
-        journal.prepare_resume(job.id)
         job_id = job.id
         aliases = list(job.providers)
-        for alias in aliases:
-            ws.session(alias)
+        try:
+            for alias in aliases:
+                ws.session(alias)
+            journal.prepare_resume(job.id)
+        except BaseException:
+            lock.release()
+            raise
     else:
         job_id = intake(ws, journal, req)
         job = journal.job(job_id)
@@ -66,10 +67,22 @@ def submit(
         aliases = list(job.providers)
         try:
             _check_busy(ws, job_id, aliases)
+            lock = JobLock(ws.state_dir, job_id)
+            lock.acquire()
         except BaseException:
             journal.delete_job(job_id)  # nothing was sent: leave no job behind
             raise
-    ws.out.info(f"job {job_id} started ({counted(job.urls, 'URL')}, {', '.join(aliases)})")
+    try:
+        return _run(ws, job_id, job.urls, aliases, options)
+    finally:
+        lock.release()
+
+
+def _run(
+    ws: Workspace, job_id: str, n_urls: int, aliases: Sequence[str], options: SubmitOptions
+) -> tuple[SubmitSummary, ExitCode]:
+    journal = ws.journal
+    ws.out.info(f"job {job_id} started ({counted(n_urls, 'URL')}, {', '.join(aliases)})")
     journal.set_state(job_id, JobState.SUBMITTING)
     counts = journal.counts(job_id)
     to_send = sum(c[jr.UNSENT] + c[jr.UNKNOWN] for c in counts.values())
@@ -81,14 +94,18 @@ def submit(
             run = SubmitRun(ws, job_id, options, progress)
             run.run(aliases)
     except KeyboardInterrupt:
-        journal.set_state(job_id, JobState.INTERRUPTED)
-        ws.out.error(
+        ws.stop.set()
+        # The state of each batch in the journal is what --resume reads; this is a label.
+        with suppress(PrewarmError):
+            journal.set_state(job_id, JobState.INTERRUPTED)
+        raise UserInterrupt(
             f"interrupted; job {job_id} is saved",
-            hint=f"prewarm submit --resume {job_id} sends what was not accepted",
-        )
-        raise
+            hint=f"prewarm submit --resume {job_id} sends what was not accepted"
+            " (requests that were in flight are looked up first)",
+        ) from None
     except PrewarmError:
-        journal.set_state(job_id, _submit_state(journal.counts(job_id)))
+        with suppress(PrewarmError):
+            journal.set_state(job_id, _submit_state(journal.counts(job_id)))
         raise
     summary = submit_summary(ws, job_id)
     journal.set_state(job_id, summary.state)
@@ -135,90 +152,6 @@ def _check_busy(ws: Workspace, job_id: str, aliases: Sequence[str]) -> None:
                 hint="wait until it finishes, or pass --force",
                 provider=alias,
             )
-
-
-def invalidate(
-    ws: Workspace,
-    job_id: str,
-    aliases: Sequence[str],
-    options: SubmitOptions,
-    progress: Progress,
-) -> None:
-    """Purges the job's URLs first and waits (bounded) until each purge is done.
-
-    A URL whose purge failed is not prefetched: a late purge would evict the warm copy.
-    """
-    for alias in aliases:
-        session = ws.session(alias)
-        if session.provider.invalidates_in_submit:
-            continue  # the prefetch request carries options.invalidate
-        if Capability.INVALIDATE not in session.capabilities:
-            ws.out.warn(f"{alias} cannot invalidate; its URLs are prefetched only")
-            continue
-        pending = [r["url"] for r in ws.journal.targets(job_id, [jr.UNSENT]) if r[0] == alias]
-        size = min(session.limits().invalidate_batch or session.batch_size, session.batch_size)
-        purge_tasks: dict[str, list[str]] = {}
-        while pending:
-            chunk, pending = pending[:size], pending[size:]
-            try:
-                result = _purge(session, chunk, options)
-            except BatchTooLarge as exc:
-                size = exc.limit or max(1, len(chunk) // 2)
-                pending = chunk + pending
-                continue
-            except (AuthError, ConfigError, QuotaExhausted):
-                raise
-            except InvalidRequest as exc:
-                named = {u: r for u, r in (exc.urls or {}).items() if u in chunk}
-                if not named and len(chunk) > 1:  # halve until the culprit is alone
-                    size = max(1, len(chunk) // 2)
-                    pending = chunk + pending
-                    continue
-                named = named or {chunk[0]: exc.message}
-                _fail_purge(ws, job_id, alias, named)
-                pending = [u for u in chunk if u not in named] + pending
-                continue
-            except ProviderError as exc:
-                _fail_purge(ws, job_id, alias, dict.fromkeys(chunk, str(exc)))
-                continue
-            if result.rejected:
-                _fail_purge(ws, job_id, alias, result.rejected)
-            if result.resend:
-                pending = list(result.resend) + pending
-            if result.task_id:
-                purge_tasks[result.task_id] = list(result.accepted)
-                ws.journal.add_task(job_id, alias, result.task_id, len(result.accepted), "purge")
-        deadline = time.monotonic() + PURGE_WAIT_SECONDS
-        while purge_tasks and time.monotonic() < deadline:
-            statuses = session.call(session.provider.fetch_invalidation_status, list(purge_tasks))
-            for st in statuses:
-                if st.state.finished:
-                    urls = purge_tasks.pop(st.task_id, [])
-                    failed = {
-                        u.url: u.reason or str(u.state)
-                        for u in st.urls
-                        if u.state != State.SUCCEEDED
-                    }
-                    if st.state != State.SUCCEEDED and not failed:
-                        failed = dict.fromkeys(urls, st.raw_state or str(st.state))
-                    _fail_purge(ws, job_id, alias, failed)
-            if purge_tasks:
-                time.sleep(session.limits().poll_interval)
-        for urls in purge_tasks.values():
-            _fail_purge(ws, job_id, alias, dict.fromkeys(urls, "did not finish in time"))
-
-
-def _purge(session: ProviderSession, urls: list[str], options: SubmitOptions) -> BatchResult:
-    """One purge request; purging twice only costs quota, so an unknown outcome is resent."""
-    try:
-        return session.call(session.provider.invalidate_batch, urls, options, urls=len(urls))
-    except UnknownOutcome:
-        return session.call(session.provider.invalidate_batch, urls, options, urls=len(urls))
-
-
-def _fail_purge(ws: Workspace, job_id: str, alias: str, failed: Mapping[str, str]) -> None:
-    for url, reason in failed.items():
-        ws.journal.set_outcome(job_id, alias, [url], jr.FAILED, f"purge failed: {reason}")
 
 
 def _submit_state(counts: Mapping[str, jr.Counts]) -> JobState:

@@ -6,6 +6,7 @@ are chosen (``Router``).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,10 +17,11 @@ from prewarm_cli import journal as jr
 from prewarm_cli.errors import (
     ConfigError,
     PrewarmError,
+    RateStoreError,
     UsageError,
 )
 from prewarm_cli.output import Output
-from prewarm_cli.pacing import Pacer, RetryPolicy, call_with_retries
+from prewarm_cli.pacing import Interrupted, Pacer, RetryPolicy, call_with_retries
 from prewarm_cli.plugin import (
     Capability,
     Limits,
@@ -54,6 +56,8 @@ class Workspace:
         self.force = force
         self._journal: jr.Journal | None = None
         self._sessions: dict[str, ProviderSession] = {}
+        # Set on Ctrl-C: every wait in pacing, retries and polling ends within a second.
+        self.stop = threading.Event()
         self.policy = RetryPolicy(
             attempts=int(config.defaults.get("retries") or 5),
             timeout=float(config.defaults.get("retry_timeout") or 120.0),
@@ -79,7 +83,7 @@ class Workspace:
         if alias not in self._sessions:
             provider = build_provider(self.config, alias, self.out.warn)
             self._sessions[alias] = ProviderSession(
-                provider, provider.settings, self.policy, self.state_dir, self.force
+                provider, provider.settings, self.policy, self.state_dir, self.force, self.stop
             )
         return self._sessions[alias]
 
@@ -116,16 +120,18 @@ class ProviderSession:
         policy: RetryPolicy,
         state_dir: Path | None,
         force: bool,
+        stop: threading.Event,
     ) -> None:
         self.provider = provider
         self.alias = provider.alias
         self.settings = settings
         self.policy = policy
         self.force = force
-        self._state_dir = state_dir
+        self.stop = stop
+        self._rate_store = state_dir / "ratelimits.sqlite3" if state_dir else None
         self._limits: Limits | None = None
         self._pacer: Pacer | None = None
-        self.batch_size_cap: int | None = None  # lowered when the vendor refuses a size
+        self._pacer_lock = threading.Lock()
 
     @property
     def capabilities(self) -> frozenset[Capability]:
@@ -172,27 +178,51 @@ class ProviderSession:
 
     @property
     def batch_size(self) -> int:
-        size = self.limits().max_batch
-        return min(size, self.batch_size_cap) if self.batch_size_cap else size
+        return self.limits().max_batch
 
     @property
     def pacer(self) -> Pacer:
-        if self._pacer is None:
-            self.provider.prepare()
-            store = self._state_dir / "ratelimits.sqlite3" if self._state_dir else None
-            self._pacer = Pacer(self.limits(), self.provider.rate_key(), store)
-            self.provider.attach_pacer(self._pacer.acquire)
-        return self._pacer
+        with self._pacer_lock:  # worker threads start together: one pacer, built once
+            if self._pacer is None:
+                self.provider.prepare()
+                self._pacer = Pacer(
+                    self.limits(), self.provider.rate_key(), self._rate_store, stop=self.stop
+                )
+                self.provider.attach_pacer(self._pacer.acquire)
+            return self._pacer
 
-    def call(self, fn: Callable[..., T], *args: Any, urls: int = 0) -> T:
-        """One vendor call, paced and retried while the vendor clearly did not accept it."""
+    def call(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        n_urls: int = 0,
+        on_retry: Callable[[Exception, float], None] | None = None,
+    ) -> T:
+        """One vendor call, paced and retried while the vendor clearly did not accept it.
+
+        Raises pacing's ``Interrupted`` when the stop event is set during any wait, and
+        RateStoreError when the rate-limit store fails: in both cases nothing was sent.
+        """
 
         def attempt() -> T:
             with self.provider.engine_call():
                 return fn(*args)
 
+        def before_attempt() -> None:
+            try:
+                self.pacer.acquire(n_urls)
+            except (PrewarmError, Interrupted):
+                raise
+            except Exception as exc:  # e.g. sqlite3.OperationalError from the shared store
+                raise RateStoreError(
+                    f"the rate-limit store {self._rate_store} failed: {exc}",
+                    hint="check that the state directory is writable and not full",
+                ) from exc
+
         try:
-            return call_with_retries(self.policy, attempt, lambda: self.pacer.acquire(urls))
+            return call_with_retries(
+                self.policy, attempt, before_attempt, stop=self.stop, on_retry=on_retry
+            )
         except PrewarmError as exc:
             if exc.provider is None:
                 exc.provider = self.alias

@@ -60,9 +60,26 @@ class _Fault:
     path: str
     remaining: int  # -1: forever
     retry_after: float | None
+    urls_with: str | None = None  # only requests holding a URL that contains this
 
-    def matches(self, path: str) -> bool:
+    def matches(self, path: str, urls: list[str]) -> bool:
+        if self.urls_with is not None and not any(self.urls_with in u for u in urls):
+            return False
         return path == self.path or (self.path.endswith("/") and path.startswith(self.path))
+
+
+@dataclass
+class _Hold:
+    urls_with: str
+    max_urls: int | None
+    holding: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+    answered: threading.Event = field(default_factory=threading.Event)
+
+    def matches(self, urls: list[str]) -> bool:
+        if self.max_urls is not None and len(urls) > self.max_urls:
+            return False
+        return any(self.urls_with in u for u in urls)
 
 
 @dataclass
@@ -117,6 +134,11 @@ class FakeCdn(LoopbackServer):
         self._tasks: dict[str, FakeTask] = {}
         self._purges: dict[str, _Purge] = {}
         self._faults: list[_Fault] = []
+        self._holds: list[_Hold] = []
+        self._all_holds: list[_Hold] = []
+        # A task shows in lookups only this many seconds after it was accepted (vendors'
+        # lists lag behind their submit APIs).
+        self.lookup_lag = 0.0
         self._arrivals: deque[tuple[float, int]] = deque()  # (time, urls) of prefetch requests
         self._task_seq = 0
         self._purge_seq = 0
@@ -136,19 +158,39 @@ class FakeCdn(LoopbackServer):
         *,
         path: str = PREFETCH,
         retry_after: float | None = None,
+        urls_with: str | None = None,
     ) -> None:
         """Queue a fault for the next ``count`` requests to ``path`` (-1: every one).
 
         ``path`` matches exactly, or as a prefix when it ends with "/" ("/v1/tasks/").
-        An "invalid_unnamed" fault applies only to batches holding a URL containing "poison";
-        other batches pass it by without using it up.
+        With ``urls_with``, only requests holding a URL that contains it match. An
+        "invalid_unnamed" fault applies only to batches holding a URL containing "poison";
+        other batches pass it by without using it up. Faults are matched in the order queued.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; one of {sorted(FAULT_KINDS)}")
         if count == 0 or count < -1:
             raise ValueError("count must be positive, or -1 for every request")
         with self._lock:
-            self._faults.append(_Fault(kind, path, count, retry_after))
+            self._faults.append(_Fault(kind, path, count, retry_after, urls_with))
+
+    def hold_next(self, urls_with: str, *, max_urls: int | None = None) -> _Hold:
+        """Holds the next prefetch holding a URL with ``urls_with`` until ``release()``.
+
+        The held request is answered normally once released (the vendor takes it, even if
+        the client is gone by then). ``hold.holding`` is set while the request is held,
+        ``hold.answered`` once it was processed: tests synchronise on these, not on time.
+        """
+        hold = _Hold(urls_with, max_urls)
+        with self._lock:
+            self._holds.append(hold)
+        return hold
+
+    def release_holds(self) -> None:
+        with self._lock:
+            holds = list(self._all_holds)
+        for hold in holds:
+            hold.released.set()
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -267,9 +309,20 @@ class FakeCdn(LoopbackServer):
             reply.delay += self.slow_seconds
         return reply
 
+    def _take_hold(self, method: str, path: str, urls: list[str]) -> _Hold | None:
+        if method != "POST" or path != PREFETCH:
+            return None
+        with self._lock:
+            for hold in self._holds:
+                if hold.matches(urls):
+                    self._holds.remove(hold)
+                    self._all_holds.append(hold)
+                    return hold
+        return None
+
     def _take_fault(self, path: str, urls: list[str]) -> _Fault | None:
         for fault in self._faults:
-            if not fault.matches(path):
+            if not fault.matches(path, urls):
                 continue
             if fault.kind == "invalid_unnamed" and not any("poison" in u for u in urls):
                 continue
@@ -331,6 +384,8 @@ class FakeCdn(LoopbackServer):
             wanted = set(urls)
             found: dict[str, str] = {}
             for task in self._tasks.values():  # in creation order: the latest task wins
+                if now - task.created < self.lookup_lag:
+                    continue  # not listed yet
                 for u in task.urls:
                     if u in wanted:
                         found[u] = task.task_id
@@ -455,7 +510,16 @@ class _Handler(BaseHTTPRequestHandler):
                 body_ok = False
         headers = {k.lower(): v for k, v in self.headers.items()}
         path = urlsplit(self.path).path
+        urls = body.get("urls") if isinstance(body, dict) else None
+        hold = self.server.cdn._take_hold(
+            method, path, [u for u in urls if isinstance(u, str)] if isinstance(urls, list) else []
+        )
+        if hold is not None:
+            hold.holding.set()
+            hold.released.wait(60)
         reply = self.server.cdn._handle(method, path, headers, body, body_ok)
+        if hold is not None:
+            hold.answered.set()
         if reply.delay > 0:
             time.sleep(reply.delay)
         if reply.drop:

@@ -79,6 +79,7 @@ class FakeProvider(Provider):
         ConfigField("ups", float, "vendor limit: URLs per second"),
         ConfigField("per_day", int, "vendor limit: requests per day"),
         ConfigField("lookup", bool, "whether the vendor can look URLs up", default=True),
+        ConfigField("lookup_settle", float, "seconds the vendor takes to list a task", default=0.0),
     )
     submit_options = (
         SubmitOption("fake-mode", "processing mode", choices=("fast", "thorough")),
@@ -101,6 +102,7 @@ class FakeProvider(Provider):
             requests_per_day=None if s.get("per_day") is None else int(s["per_day"]),
             concurrency=4,
             poll_interval=0.2,
+            lookup_settle=float(s.get("lookup_settle") or 0.0),
         )
 
     def active_capabilities(self) -> frozenset[Capability]:
@@ -291,7 +293,7 @@ class FakeProvider(Provider):
             raise QuotaExhausted(text, **kw)
         if status == 403:
             raise AuthError(text, **kw)
-        if status == 503:
+        if status == 503 and not submit:
             raise RetryableError(text, retry_after=retry_after, **kw)
         if status >= 500:
             if submit:

@@ -1,0 +1,61 @@
+"""One process per job: an advisory lock on a file in the state directory.
+
+The lock is the operating system's (``flock``), so it is released when the process
+ends in any way, kill -9 included: a lock file left by a dead process is simply
+taken over. The file holds the pid of its holder, to name it in the refusal.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+
+from prewarm_cli.errors import JobInUse
+
+
+class JobLock:
+    """Held while a process sends for a job; ``with JobLock(dir, job): ...``."""
+
+    def __init__(self, state_dir: Path, job_id: str) -> None:
+        self.path = state_dir / "locks" / f"{job_id}.lock"
+        self.job_id = job_id
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory locks here
+            self._fd = fd
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise JobInUse(
+                f"job {self.job_id} is in use by process {holder}",
+                hint="wait for that process to finish (or stop it), then run the command again",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None
+
+    def __enter__(self) -> JobLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

@@ -1,0 +1,217 @@
+"""Sending a job's unsent targets: worker threads per provider, each batch through the sender.
+
+Workers are daemon threads: on Ctrl-C the main thread stops waiting at once, and a
+request in flight stays *sending* in the journal, for ``--resume`` to look up.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+from prewarm_cli.engine.sender import BatchSender, Halt, JournalLedger, QuotaGate
+from prewarm_cli.engine.workspace import ProviderSession, Workspace
+from prewarm_cli.errors import JournalError, PrewarmError, QuotaExhausted
+from prewarm_cli.output import Progress
+from prewarm_cli.pacing import Interrupted
+from prewarm_cli.plugin import BatchResult, Capability, Provider, SubmitOptions
+
+# How long the main thread lets workers settle after Ctrl-C before it returns anyway:
+# a worker in a wait records its batch as unsent at once; one in a request cannot.
+SETTLE_ON_INTERRUPT = 0.7
+
+
+class SubmitRun:
+    """Sends one job's unsent targets for every provider, concurrently and paced."""
+
+    def __init__(
+        self, ws: Workspace, job_id: str, options: SubmitOptions, progress: Progress
+    ) -> None:
+        self.ws = ws
+        self.journal = ws.journal
+        self.job_id = job_id
+        self.options = options
+        self.progress = progress
+        self.stop = ws.stop
+        self.errors: dict[str, PrewarmError] = {}
+        self.fatal: BaseException | None = None
+        self._halted: set[str] = set()
+        self._lock = threading.Lock()
+        self._running = 0
+        self._all_done = threading.Event()
+
+    def run(self, aliases: Sequence[str]) -> None:
+        sessions = [self.ws.session(a) for a in aliases]
+        for session in sessions:
+            session.require(Capability.SUBMIT)
+        threads: list[threading.Thread] = []
+        senders: list[BatchSender] = []
+        for session in sessions:
+            gate = self._quota_gate(session)
+            sender = BatchSender(
+                session,
+                JournalLedger(self.journal, self.job_id),
+                _prefetch(session.provider, self.options),
+                out=self.ws.out,
+                advance=self.progress.advance,
+                stop=self.stop,
+                force=session.force,
+                gate=gate,
+            )
+            senders.append(sender)
+            self._resolve_unknown_batches(sender)
+            for i in range(session.limits().concurrency):
+                threads.append(
+                    threading.Thread(
+                        target=self._worker,
+                        args=(sender,),
+                        name=f"submit-{session.alias}-{i}",
+                        daemon=True,
+                    )
+                )
+        self._running = len(threads)
+        for thread in threads:
+            thread.start()
+        try:
+            # An Event, not Thread.join: a join interrupted by Ctrl-C can leave the thread
+            # looking finished (CPython 3.11), and the short waits keep Ctrl-C responsive.
+            while threads and not self._all_done.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            self.stop.set()  # every wait ends; requests in flight stay *sending*
+            self._all_done.wait(SETTLE_ON_INTERRUPT)  # waiting workers record their release
+            raise
+        for sender in senders:
+            if sender.errors and sender.alias not in self.errors:
+                self.errors[sender.alias] = sender.errors[0]
+        if self.fatal is not None:
+            raise self.fatal
+
+    # -- before the workers --
+
+    def _resolve_unknown_batches(self, sender: BatchSender) -> None:
+        """Batches a previous run left unanswered (or a part of a split): looked up first."""
+        for batch in self.journal.unknown_batches(self.job_id, sender.alias):
+            try:
+                sender.resolve(batch, "the run ended mid-request")
+            except Interrupted as exc:
+                raise KeyboardInterrupt from exc
+
+    def _quota_gate(self, session: ProviderSession) -> QuotaGate | None:
+        """Defers now what the vendor's daily quota cannot take; the gate keeps the rest safe."""
+        if Capability.QUOTA not in session.capabilities:
+            return None
+        try:
+            q = session.call(session.provider.quota)
+        except Interrupted as exc:
+            raise KeyboardInterrupt from exc
+        except PrewarmError as exc:
+            self.ws.out.detail(f"{session.alias}: quota unknown ({exc}); sending")
+            return QuotaGate(None, probe=True)
+        if q.source != "api":
+            return QuotaGate(None, probe=True)  # a remembered figure may be stale: ask the vendor
+        if q.remaining is None:
+            return None  # no daily quota
+        deferred = self.journal.defer_beyond(
+            self.job_id,
+            session.alias,
+            q.remaining,
+            f"daily quota: {q.remaining} URL(s) left"
+            + (f", resets {q.resets_at}" if q.resets_at else ""),
+        )
+        if deferred:
+            self.progress.advance(deferred)
+            self.errors[session.alias] = QuotaExhausted(
+                f"the daily quota allows {q.remaining} more URL(s); {deferred} deferred",
+                provider=session.alias,
+                resets_at=q.resets_at,
+            )
+        return QuotaGate(q.remaining, probe=False)
+
+    # -- one worker thread --
+
+    def _worker(self, sender: BatchSender) -> None:
+        try:
+            self._work(sender)
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    self._all_done.set()
+
+    def _work(self, sender: BatchSender) -> None:
+        alias = sender.alias
+        while not self.stop.is_set() and alias not in self._halted:
+            wanted = sender.batch_size
+            admitted = sender.gate.admit(wanted, self.stop) if sender.gate else wanted
+            if admitted <= 0:
+                if not self.stop.is_set():
+                    self._quota_spent(sender)
+                return
+            try:
+                try:
+                    batch = self.journal.claim_batch(
+                        self.job_id, alias, admitted, sender.session.limits().max_batch_bytes
+                    )
+                    if batch is None:
+                        return
+                    sender.send(batch)
+                finally:
+                    if sender.gate is not None:
+                        sender.gate.settle(admitted)
+            except Halt as halt:
+                self._halt(sender, halt)
+                return
+            except Interrupted:
+                return  # the sender released the batch: nothing went out
+            except JournalError as exc:
+                # The vendor may have taken the batch: it stays *sending* for --resume.
+                self._stop_all(exc)
+                return
+            except BaseException as exc:
+                if self.stop.is_set():
+                    return  # shutting down (Ctrl-C): what is in flight stays *sending*
+                self._stop_all(
+                    exc
+                    if isinstance(exc, PrewarmError)
+                    else PrewarmError(f"{alias}: unexpected error: {exc!r}")
+                )
+                return
+
+    def _quota_spent(self, sender: BatchSender) -> None:
+        deferred = self.journal.defer_unsent(self.job_id, sender.alias, "daily quota used up")
+        self.progress.advance(deferred)
+        with self._lock:
+            self._halted.add(sender.alias)
+            if deferred:
+                self.errors.setdefault(
+                    sender.alias,
+                    QuotaExhausted(
+                        f"the vendor's daily quota is used up; {deferred} URL(s) deferred",
+                        provider=sender.alias,
+                        hint=f"prewarm submit --resume {self.job_id} after the quota resets",
+                    ),
+                )
+
+    def _halt(self, sender: BatchSender, halt: Halt) -> None:
+        if not halt.defer:
+            self._stop_all(halt.error)
+            return
+        with self._lock:
+            self._halted.add(sender.alias)
+            self.errors[sender.alias] = halt.error
+        deferred = self.journal.defer_unsent(self.job_id, sender.alias, str(halt.error))
+        self.progress.advance(deferred)
+
+    def _stop_all(self, exc: BaseException) -> None:
+        with self._lock:
+            if self.fatal is None:
+                self.fatal = exc
+        self.stop.set()
+
+
+def _prefetch(provider: Provider, options: SubmitOptions) -> Callable[[list[str]], BatchResult]:
+    def request(urls: list[str]) -> BatchResult:
+        return provider.submit_batch(urls, options)
+
+    return request

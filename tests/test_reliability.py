@@ -1,0 +1,384 @@
+"""Never twice, never stranded: the engine under combined faults, through the CLI.
+
+Kills are synchronised on the fake server holding a request open, never on timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fakes.generic import FakeCdn
+
+
+def urls(n: int, prefix: str = "https://static.example.com/r") -> list[str]:
+    return [f"{prefix}{i}.css" for i in range(n)]
+
+
+def marked(n: int, **marks: int) -> list[str]:
+    """n URLs; URL number i of each ``name=i`` contains ``name`` (e.g. poison=30)."""
+    items = urls(n)
+    for name, i in marks.items():
+        items[i] = f"https://static.example.com/{name}{i}.css"
+    return items
+
+
+def popen(cli_env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "prewarm_cli", *args],
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def latest_job(run_cli) -> str:
+    jobs = json.loads(run_cli("jobs", "-o", "json").stdout)
+    return str(jobs[0]["job_id"])
+
+
+def journal_rows(cli_env: dict[str, str], sql: str) -> list[tuple[Any, ...]]:
+    db = sqlite3.connect(Path(cli_env["PREWARM_STATE_DIR"]) / "journal.sqlite3")
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def assert_each_accepted_once(cdn: FakeCdn) -> None:
+    twice = {u: n for u, n in cdn.accepted_counts().items() if n > 1}
+    assert twice == {}, f"{len(twice)} URL(s) accepted more than once"
+
+
+def lookups(cdn: FakeCdn) -> int:
+    return sum(1 for q in cdn.requests if q["path"] == "/v1/lookup")
+
+
+# --- bug 1: a split part's fault must not release its sibling ---
+
+
+def test_split_part_answered_500_after_accepting_sends_nothing_twice(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    # The first batch holds an invalid URL the vendor does not name: it is split. Its first
+    # half (with "mark") is accepted but answered 500, so it is looked up, while the other
+    # half is still to be sent and three more workers are claiming batches.
+    items = marked(400, mark=5, poison=30)
+    fake_cdn.fail_next("invalid_unnamed", -1)
+    fake_cdn.fail_next("500", 1, urls_with="mark")
+    r = run_cli("submit", "-o", "json", *items)
+    data = json.loads(r.stdout)
+    assert r.returncode == 4, r.stderr
+    assert_each_accepted_once(fake_cdn)
+    assert lookups(fake_cdn) >= 1  # the unanswered part was looked up, not resent blindly
+    assert data["accepted"] == 399 and data["unknown"] == 0 and data["deferred"] == 0
+    assert [x["url"] for x in data["rejected"]] == [items[30]]
+    assert fake_cdn.accepted_urls() == set(items) - {items[30]}
+
+
+# --- bug 2: a kill while one part is in flight must leave that part resumable ---
+
+
+def test_kill_mid_split_then_resume_strands_nothing(
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env, tmp_path
+) -> None:
+    # First half of the split batch (with "poison") is split again and answered; the second
+    # half (with "mark") is held open at the vendor while the process is killed.
+    items = marked(100, poison=10, mark=40)
+    fake_cdn.fail_next("invalid_unnamed", -1)
+    hold = fake_cdn.hold_next("mark", max_urls=25)
+    proc = popen(cli_env, tmp_path, "submit", "-o", "json", *items)
+    try:
+        assert hold.holding.wait(60), "the split part never reached the vendor"
+        # the poison half was answered before the held half went out
+        rejected_before = journal_rows(cli_env, "SELECT url FROM targets WHERE outcome='rejected'")
+        assert rejected_before == [(items[10],)]
+        proc.kill()
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        fake_cdn.release_holds()
+    assert proc.returncode == -signal.SIGKILL
+    # the part in flight was recorded *sending*, in a batch of its own that is still open
+    rows = journal_rows(
+        cli_env,
+        "SELECT t.outcome, b.state FROM targets t JOIN batches b ON b.id = t.batch_id"
+        f" WHERE t.url = '{items[40]}'",
+    )
+    assert rows == [("sending", "sending")]
+    assert hold.answered.wait(30)  # the vendor took the held request after the client died
+    job_id = latest_job(run_cli)
+    before = lookups(fake_cdn)
+    r = run_cli("submit", "--resume", job_id, "-o", "json")
+    data = json.loads(r.stdout)
+    assert r.returncode == 4, r.stderr  # the poison URL is rejected
+    assert lookups(fake_cdn) > before  # resume looked the open part up
+    assert_each_accepted_once(fake_cdn)
+    assert data["unknown"] == 0 and data["deferred"] == 0 and data["failed"] == []
+    assert data["accepted"] == 99
+    assert fake_cdn.accepted_urls() == set(items) - {items[10]}
+
+
+def test_resume_force_resends_a_part_left_unknown_without_lookup(
+    run_cli, write_config, fake_config, fake_cdn: FakeCdn, cli_env, tmp_path
+) -> None:
+    """AWS-like: no lookup. A part killed in flight stays unknown until --resume --force."""
+    write_config(fake_config.read_text() + "lookup = false\n")
+    items = marked(100, poison=10, mark=40)
+    fake_cdn.fail_next("invalid_unnamed", -1)
+    hold = fake_cdn.hold_next("mark", max_urls=25)
+    proc = popen(cli_env, tmp_path, "submit", "-o", "json", *items)
+    try:
+        assert hold.holding.wait(60)
+        proc.kill()
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    job_id = latest_job(run_cli)
+    r = run_cli("submit", "--resume", job_id, "-o", "json")
+    data = json.loads(r.stdout)
+    assert r.returncode == 4, r.stderr
+    assert data["unknown"] == 25  # exactly the held part, nothing of its siblings
+    assert "--force" in r.stderr
+    fake_cdn.release_holds()  # the vendor never saw it complete: it answers, late
+    assert hold.answered.wait(30)
+    fake_cdn.clear_faults()
+    r = run_cli("submit", "--resume", job_id, "--force", "-o", "json")
+    data = json.loads(r.stdout)
+    assert data["unknown"] == 0 and data["accepted"] + len(data["rejected"]) == 100
+    # --force resent the unknown part knowingly: the only URLs the vendor holds twice
+    twice = {u for u, n in fake_cdn.accepted_counts().items() if n > 1}
+    assert twice <= set(items[25:50])
+
+
+# --- a 5xx to a submit is looked up before anything is resent ---
+
+
+def test_503_to_a_submit_is_looked_up_before_any_resend(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    fake_cdn.fail_next("503", 1)
+    r = run_cli("submit", "-o", "json", *urls(10))
+    assert r.returncode == 0, r.stderr
+    paths = [(q["path"], q["status"]) for q in fake_cdn.requests if q["method"] == "POST"]
+    assert paths == [("/v1/prefetch", 503), ("/v1/lookup", 200), ("/v1/prefetch", 200)]
+    assert_each_accepted_once(fake_cdn)
+
+
+def test_lookup_lag_is_waited_out_before_a_resend(
+    run_cli, write_config, fake_config, fake_cdn: FakeCdn
+) -> None:
+    """A vendor that lists a task only later: the second lookup finds it, nothing resent."""
+    write_config(fake_config.read_text() + "lookup_settle = 1.0\n")
+    fake_cdn.lookup_lag = 0.4
+    fake_cdn.fail_next("500", 1)  # accepted, answered 500
+    r = run_cli("submit", "-o", "json", *urls(10))
+    data = json.loads(r.stdout)
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 10
+    assert lookups(fake_cdn) == 2
+    assert_each_accepted_once(fake_cdn)
+
+
+# --- one process per job ---
+
+
+def test_a_second_process_on_a_job_in_use_is_refused_naming_it(
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env, tmp_path
+) -> None:
+    items = urls(60)
+    fake_cdn.fail_next("429", -1, retry_after=0.01)  # the first run defers everything
+    r = run_cli("submit", "-o", "json", *items)
+    assert r.returncode == 5, r.stderr
+    job_id = json.loads(r.stdout)["job_id"]
+    fake_cdn.clear_faults()
+    hold = fake_cdn.hold_next("r1.css")
+    first = popen(cli_env, tmp_path, "submit", "--resume", job_id, "-o", "json")
+    try:
+        assert hold.holding.wait(60)
+        second = run_cli("submit", "--resume", job_id, "-o", "json")
+        assert second.returncode == 2, second.stderr
+        assert f"job {job_id} is in use by process {first.pid}" in second.stderr
+        assert json.loads(second.stdout)["error"]["code"] == "job_in_use"
+    finally:
+        fake_cdn.release_holds()
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert json.loads(out)["accepted"] == 60
+    assert_each_accepted_once(fake_cdn)
+
+
+def test_a_lock_of_a_killed_process_is_taken_over(
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env, tmp_path
+) -> None:
+    hold = fake_cdn.hold_next("r3.css")
+    proc = popen(cli_env, tmp_path, "submit", "-o", "json", *urls(10))
+    try:
+        assert hold.holding.wait(60)
+        proc.kill()
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        fake_cdn.release_holds()
+    assert hold.answered.wait(30)
+    job_id = latest_job(run_cli)
+    r = run_cli("submit", "--resume", job_id, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["accepted"] == 10
+    assert_each_accepted_once(fake_cdn)
+
+
+# --- Ctrl-C ---
+
+
+def test_ctrl_c_stops_at_once_and_leaves_the_batch_in_flight_resumable(
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env, tmp_path
+) -> None:
+    hold = fake_cdn.hold_next("r0.css")
+    proc = popen(cli_env, tmp_path, "submit", "-o", "json", *urls(10))
+    try:
+        assert hold.holding.wait(60)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        fake_cdn.release_holds()
+    assert proc.returncode == 130, err
+    assert took < 5  # a held request never answers: only an immediate stop gets out
+    assert err.count("interrupted") == 1 and "aborted" not in err
+    assert "Traceback" not in err
+    job_id = json.loads(out)["error"]["message"].split()[2]
+    rows = journal_rows(cli_env, "SELECT outcome, COUNT(*) FROM targets GROUP BY outcome")
+    assert dict(rows) == {"sending": 10}  # the request in flight: neither lost nor resent
+    assert hold.answered.wait(30)
+    r = run_cli("submit", "--resume", job_id, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert lookups(fake_cdn) == 1
+    assert_each_accepted_once(fake_cdn)
+
+
+def test_ctrl_c_during_a_long_retry_after_exits_130_within_a_second(
+    run_cli, write_config, fake_config, fake_cdn: FakeCdn, cli_env, tmp_path
+) -> None:
+    write_config(fake_config.read_text().replace("retry_timeout = 10", "retry_timeout = 600"))
+    fake_cdn.fail_next("429", -1, retry_after=300)
+    proc = popen(cli_env, tmp_path, "submit", "-o", "json", *urls(3))
+    try:
+        deadline = time.monotonic() + 60
+        while not any(q["status"] == 429 for q in fake_cdn.requests):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert took < 3  # far less than the 300 s the vendor asked for
+    rows = journal_rows(cli_env, "SELECT outcome, COUNT(*) FROM targets GROUP BY outcome")
+    assert dict(rows) == {"unsent": 3}  # throttled, so clearly not sent: nothing unknown
+
+
+# --- bounded Retry-After ---
+
+
+def test_retry_after_beyond_the_retry_timeout_defers_at_once(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    fake_cdn.fail_next("429", -1, retry_after=3600)
+    started = time.monotonic()
+    r = run_cli("submit", "-o", "json", *urls(5))
+    took = time.monotonic() - started
+    data = json.loads(r.stdout)
+    assert r.returncode == 5, r.stderr
+    assert data["deferred"] == 5
+    assert took < 10 + 5  # retry_timeout is 10 s: never the 3600 s asked for
+    prefetches = [q for q in fake_cdn.requests if q["path"] == "/v1/prefetch"]
+    assert len(prefetches) == 1  # no sleep, no second try: the wait cannot fit
+    assert "--resume" in r.stderr
+
+
+# --- the journal as the user's record ---
+
+
+def test_journal_files_are_private(run_cli, fake_config, fake_cdn: FakeCdn, cli_env) -> None:
+    state = Path(cli_env["PREWARM_STATE_DIR"])
+    state.mkdir(mode=0o755, exist_ok=True)
+    state.chmod(0o755)
+    r = run_cli("submit", "-H", "Authorization: Bearer s3cret", *urls(2))
+    assert r.returncode == 0, r.stderr
+    assert state.stat().st_mode & 0o777 == 0o700
+    for name in ("journal.sqlite3", "journal.sqlite3-wal", "journal.sqlite3-shm"):
+        path = state / name
+        if path.exists():
+            assert path.stat().st_mode & 0o777 == 0o600, name
+
+
+def test_a_damaged_journal_is_one_line_naming_the_file(
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env
+) -> None:
+    state = Path(cli_env["PREWARM_STATE_DIR"])
+    state.mkdir(mode=0o700, exist_ok=True)
+    (state / "journal.sqlite3").write_bytes(b"this is not a database at all" * 200)
+    r = run_cli("jobs")
+    assert r.returncode == 1
+    assert str(state / "journal.sqlite3") in r.stderr and "move it aside" in r.stderr
+    assert "unexpected" not in r.stderr and "Traceback" not in r.stderr
+    assert fake_cdn.requests == []
+
+
+def test_a_journal_of_a_newer_schema_is_refused_before_any_change(
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env
+) -> None:
+    state = Path(cli_env["PREWARM_STATE_DIR"])
+    state.mkdir(mode=0o700, exist_ok=True)
+    path = state / "journal.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO meta VALUES ('schema_version', '99')")
+    db.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, future TEXT)")
+    db.commit()
+    db.close()
+    r = run_cli("submit", *urls(2))
+    assert r.returncode == 3
+    assert str(path) in r.stderr and "newer" in r.stderr and "upgrade" in r.stderr
+    assert fake_cdn.requests == []
+    db = sqlite3.connect(path)
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    db.close()
+    assert tables == {"meta", "jobs"}  # no schema statement ran
+
+
+def test_a_read_only_state_dir_is_a_clear_error(
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env
+) -> None:
+    if os.geteuid() == 0:
+        # root writes anywhere: make the journal itself unopenable instead
+        state = Path(cli_env["PREWARM_STATE_DIR"])
+        state.mkdir(mode=0o700, exist_ok=True)
+        (state / "journal.sqlite3").mkdir()
+    else:
+        state = Path(cli_env["PREWARM_STATE_DIR"])
+        state.mkdir(mode=0o500, exist_ok=True)
+    r = run_cli("submit", *urls(2))
+    assert r.returncode in (1, 3), r.stderr
+    assert "journal" in r.stderr and str(state) in r.stderr
+    assert "unexpected" not in r.stderr and "Traceback" not in r.stderr
+    assert fake_cdn.requests == []
