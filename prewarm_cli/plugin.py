@@ -127,9 +127,9 @@ class Limits:
     requests_per_day: int | None = None
     concurrency: int = 4  # requests in flight at once
     poll_interval: float = 10.0  # seconds between status polls when waiting
-    # Seconds a vendor may take to list an accepted request in find_submitted: a lookup
-    # that misses URLs of a request younger than this asks once more when it has passed.
-    lookup_settle: float = 3.0
+    # Seconds a vendor may take to list an accepted request in find_submitted: the engine's
+    # lookup that misses URLs of a request younger than this asks again once it has passed.
+    lookup_settle: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:

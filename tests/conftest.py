@@ -25,7 +25,7 @@ for _path in (TESTS_DIR, ROOT):  # `fakes.*` and (when not installed) `prewarm_c
 from fakes.generic import FakeCdn  # noqa: E402
 
 _DROPPED_PREFIXES = ("PREWARM_", "XDG_")
-_DROPPED_NAMES = ("NO_COLOR", "FAKE_API_KEY")
+_DROPPED_NAMES = ("NO_COLOR", "FAKE_API_KEY", "FAKE_LOOKUP_SETTLE")
 
 RunCli = Callable[..., "subprocess.CompletedProcess[str]"]
 

@@ -177,10 +177,10 @@ def test_503_to_a_submit_is_looked_up_before_any_resend(
 
 
 def test_lookup_lag_is_waited_out_before_a_resend(
-    run_cli, write_config, fake_config, fake_cdn: FakeCdn
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env
 ) -> None:
     """A vendor that lists a task only later: the second lookup finds it, nothing resent."""
-    write_config(fake_config.read_text() + "lookup_settle = 1.0\n")
+    cli_env["FAKE_LOOKUP_SETTLE"] = "1.0"
     fake_cdn.lookup_lag = 0.4
     fake_cdn.fail_next("500", 1)  # accepted, answered 500
     r = run_cli("submit", "-o", "json", *urls(10))
@@ -285,7 +285,7 @@ def test_ctrl_c_during_a_long_retry_after_exits_130_within_a_second(
             time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
         sent = time.monotonic()
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
         took = time.monotonic() - sent
     finally:
         if proc.poll() is None:
@@ -382,3 +382,191 @@ def test_a_read_only_state_dir_is_a_clear_error(
     assert "journal" in r.stderr and str(state) in r.stderr
     assert "unexpected" not in r.stderr and "Traceback" not in r.stderr
     assert fake_cdn.requests == []
+
+
+# --- in-process: failures of our own stores ---
+
+
+def workspace(config_path: Path) -> Any:
+    import io
+
+    from prewarm_cli import config as config_mod
+    from prewarm_cli.engine import Workspace
+    from prewarm_cli.output import Output
+
+    return Workspace(config_mod.load_config(str(config_path)), Output("json", stderr=io.StringIO()))
+
+
+def test_a_journal_write_failing_after_the_vendor_accepted_leaves_the_batch_resumable(
+    fake_config, fake_cdn: FakeCdn, monkeypatch
+) -> None:
+    import pytest
+
+    from prewarm_cli import engine
+    from prewarm_cli import journal as jr
+    from prewarm_cli.errors import JournalError
+
+    items = urls(10)
+
+    def disk_full(self: jr.Journal, job_id: str, batch: jr.Batch, result: Any) -> None:
+        raise JournalError(f"cannot write the journal {self.path}: the disk is full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(jr.Journal, "record_result", disk_full)
+        ws = workspace(fake_config)
+        try:
+            with pytest.raises(JournalError, match="disk is full"):
+                engine.submit(ws, engine.SubmitRequest(urls=items))
+            job_id = ws.journal.latest_job().id
+            assert fake_cdn.accepted_urls() == set(items)  # the vendor has them
+            counts = ws.journal.counts(job_id)["fake"]
+            assert counts[jr.SENDING] == 10  # neither lost nor marked for a blind resend
+        finally:
+            ws.close()
+    ws = workspace(fake_config)
+    try:
+        summary, code = engine.submit(ws, engine.SubmitRequest(), resume=job_id)
+    finally:
+        ws.close()
+    assert code == 0 and summary["accepted"] == 10
+    assert lookups(fake_cdn) == 1
+    assert_each_accepted_once(fake_cdn)
+
+
+def test_a_failing_rate_limit_store_before_a_send_marks_nothing_unknown(
+    fake_config, fake_cdn: FakeCdn, monkeypatch
+) -> None:
+    import pytest
+
+    from prewarm_cli import engine, pacing
+    from prewarm_cli import journal as jr
+    from prewarm_cli.errors import RateStoreError
+
+    def broken(self: Any, n_urls: int = 0) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(pacing.Pacer, "acquire", broken)
+    ws = workspace(fake_config)
+    try:
+        with pytest.raises(RateStoreError, match="rate-limit store"):
+            engine.submit(ws, engine.SubmitRequest(urls=urls(10)))
+        counts = ws.journal.counts(ws.journal.latest_job().id)["fake"]
+    finally:
+        ws.close()
+    assert counts[jr.UNKNOWN] == 0 and counts[jr.SENDING] == 0
+    assert counts[jr.UNSENT] == 10
+    assert not any(q["path"] == "/v1/prefetch" for q in fake_cdn.requests)
+
+
+# --- retries reported once per batch with -v, never by the retry library ---
+
+
+def test_retries_are_reported_once_per_batch_with_v(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    fake_cdn.fail_next("429", 3, retry_after=0.01)
+    r = run_cli("-v", "submit", "-o", "json", *urls(3))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("retrying a request of 3 URL(s)") == 1
+    assert "stamina" not in r.stderr
+    fake_cdn.fail_next("429", 3, retry_after=0.01)
+    r = run_cli("-q", "submit", "-o", "json", *urls(3, "https://static.example.com/q"))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+
+
+# --- --resume sends again only what may succeed now ---
+
+
+def test_resume_does_not_resend_failures_that_are_the_vendors_verdict(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    fake_cdn.task_seconds = 0.05
+    items = [*urls(3), "https://static.example.com/purgefail.css"]
+    r = run_cli("submit", "--invalidate", "-o", "json", *items)
+    assert r.returncode == 4, r.stderr
+    job_id = json.loads(r.stdout)["job_id"]
+    purged = [q for q in fake_cdn.requests if q["path"] == "/v1/purge"]
+    r = run_cli("submit", "--resume", job_id, "-o", "json")
+    data = json.loads(r.stdout)
+    assert r.returncode == 4, r.stderr
+    assert [f["url"] for f in data["failed"]] == [items[3]]
+    # the refused purge was not tried again, nor was its URL prefetched
+    assert [q for q in fake_cdn.requests if q["path"] == "/v1/purge"] == purged
+    assert items[3] not in fake_cdn.accepted_urls()
+
+
+def test_kill_mid_invalidate_then_resume_purges_and_prefetches_each_once(
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env, tmp_path
+) -> None:
+    fake_cdn.task_seconds = 0.05
+    items = urls(20)
+    hold = fake_cdn.hold_next("r0.css", path="/v1/purge")
+    proc = popen(cli_env, tmp_path, "submit", "--invalidate", "-o", "json", *items)
+    try:
+        assert hold.holding.wait(60)
+        proc.kill()
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        fake_cdn.release_holds()
+    assert hold.answered.wait(30)
+    assert fake_cdn.accepted_urls() == set()  # killed before any prefetch
+    job_id = latest_job(run_cli)
+    r = run_cli("submit", "--resume", job_id, "-o", "json")
+    data = json.loads(r.stdout)
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 20 and data["failed"] == []
+    paths = [q["path"] for q in fake_cdn.requests]
+    assert paths.index("/v1/prefetch") > max(i for i, p in enumerate(paths) if p == "/v1/purge")
+    assert_each_accepted_once(fake_cdn)
+
+
+def test_eight_processes_share_one_daily_budget(
+    write_config, fake_config, fake_cdn: FakeCdn, cli_env, tmp_path
+) -> None:
+    # 8 processes x (1 quota lookup + 2 batches) = 24 requests against a budget of 20:
+    # exactly 20 requests reach the vendor, and the rest of the URLs are deferred.
+    write_config(fake_config.read_text() + "per_day = 20\nmax_batch = 5\n")
+    procs = [
+        popen(cli_env, tmp_path, "submit", "-o", "json",
+              *urls(10, f"https://static.example.com/p{n}-"))
+        for n in range(8)
+    ]  # fmt: skip
+    accepted = deferred = 0
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode in (0, 5), err
+        assert "Traceback" not in err
+        data = json.loads(out)
+        accepted += data["accepted"]
+        deferred += data["deferred"]
+        assert data["unknown"] == 0 and data["failed"] == []
+    assert len(fake_cdn.requests) == 20
+    prefetched = sum(q["urls"] for q in fake_cdn.requests if q["path"] == "/v1/prefetch")
+    assert accepted == prefetched and accepted + deferred == 80
+    assert_each_accepted_once(fake_cdn)
+
+
+def test_ctrl_c_while_waiting_for_status_exits_130(
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env, tmp_path
+) -> None:
+    fake_cdn.task_seconds = 3600
+    job_id = json.loads(run_cli("submit", "-o", "json", *urls(2)).stdout)["job_id"]
+    proc = popen(cli_env, tmp_path, "status", job_id, "--wait", "--interval", "300")
+    try:
+        deadline = time.monotonic() + 60
+        while not any(q["path"].startswith("/v1/tasks/") for q in fake_cdn.requests):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert took < 3  # not the 300 s interval
+    assert "Traceback" not in err

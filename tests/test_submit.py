@@ -127,9 +127,9 @@ def test_retries_on_throttling_and_5xx_honouring_retry_after(
     assert data["accepted"] == 10
     prefetches = [q for q in fake_cdn.requests if q["path"] == "/v1/prefetch"]
     assert [q["status"] for q in prefetches] == [429, 429, 503, 200]
-    gaps = [b["t"] - a["t"] for a, b in zip(prefetches, prefetches[1:2], strict=False)]
+    gap = prefetches[1]["t"] - prefetches[0]["t"]
     # honoured: at least what the vendor asked; and not far beyond it (no backoff added)
-    assert 1.2 <= gaps[0] < 1.2 + 2.0
+    assert 1.2 <= gap < 1.2 + 2.0
     # a 503 to a submit may have been taken: looked up before the resend
     paths = [q["path"] for q in fake_cdn.requests if q["method"] == "POST"]
     assert paths[paths.index("/v1/prefetch", 2) + 1] == "/v1/lookup"

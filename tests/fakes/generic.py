@@ -72,6 +72,8 @@ class _Fault:
 class _Hold:
     urls_with: str
     max_urls: int | None
+    path: str = PREFETCH
+    discard: bool = False  # once released, drop the request unprocessed
     holding: threading.Event = field(default_factory=threading.Event)
     released: threading.Event = field(default_factory=threading.Event)
     answered: threading.Event = field(default_factory=threading.Event)
@@ -174,14 +176,22 @@ class FakeCdn(LoopbackServer):
         with self._lock:
             self._faults.append(_Fault(kind, path, count, retry_after, urls_with))
 
-    def hold_next(self, urls_with: str, *, max_urls: int | None = None) -> _Hold:
-        """Holds the next prefetch holding a URL with ``urls_with`` until ``release()``.
+    def hold_next(
+        self,
+        urls_with: str,
+        *,
+        max_urls: int | None = None,
+        path: str = PREFETCH,
+        discard: bool = False,
+    ) -> _Hold:
+        """Holds the next POST to ``path`` holding a URL with ``urls_with`` until released.
 
         The held request is answered normally once released (the vendor takes it, even if
-        the client is gone by then). ``hold.holding`` is set while the request is held,
+        the client is gone by then), or with ``discard`` dropped unprocessed (it never
+        reached the vendor). ``hold.holding`` is set while the request is held,
         ``hold.answered`` once it was processed: tests synchronise on these, not on time.
         """
-        hold = _Hold(urls_with, max_urls)
+        hold = _Hold(urls_with, max_urls, path, discard)
         with self._lock:
             self._holds.append(hold)
         return hold
@@ -310,11 +320,11 @@ class FakeCdn(LoopbackServer):
         return reply
 
     def _take_hold(self, method: str, path: str, urls: list[str]) -> _Hold | None:
-        if method != "POST" or path != PREFETCH:
+        if method != "POST":
             return None
         with self._lock:
             for hold in self._holds:
-                if hold.matches(urls):
+                if hold.path == path and hold.matches(urls):
                     self._holds.remove(hold)
                     self._all_holds.append(hold)
                     return hold
@@ -517,6 +527,10 @@ class _Handler(BaseHTTPRequestHandler):
         if hold is not None:
             hold.holding.set()
             hold.released.wait(60)
+            if hold.discard:
+                hold.answered.set()
+                self.close_connection = True
+                return
         reply = self.server.cdn._handle(method, path, headers, body, body_ok)
         if hold is not None:
             hold.answered.set()

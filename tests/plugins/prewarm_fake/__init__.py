@@ -6,6 +6,7 @@ It is discovered like any third-party plugin, through the entry point declared i
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -79,7 +80,6 @@ class FakeProvider(Provider):
         ConfigField("ups", float, "vendor limit: URLs per second"),
         ConfigField("per_day", int, "vendor limit: requests per day"),
         ConfigField("lookup", bool, "whether the vendor can look URLs up", default=True),
-        ConfigField("lookup_settle", float, "seconds the vendor takes to list a task", default=0.0),
     )
     submit_options = (
         SubmitOption("fake-mode", "processing mode", choices=("fast", "thorough")),
@@ -102,7 +102,8 @@ class FakeProvider(Provider):
             requests_per_day=None if s.get("per_day") is None else int(s["per_day"]),
             concurrency=4,
             poll_interval=0.2,
-            lookup_settle=float(s.get("lookup_settle") or 0.0),
+            # how long the fake vendor may take to list a task (FakeCdn.lookup_lag)
+            lookup_settle=float(os.environ.get("FAKE_LOOKUP_SETTLE") or 0.0),
         )
 
     def active_capabilities(self) -> frozenset[Capability]:
