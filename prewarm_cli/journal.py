@@ -14,7 +14,6 @@ and any failure to read or write it is a :class:`JournalError` naming the file.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -24,11 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prewarm_cli.errors import ExitCode, JournalError, NotFoundError
+from prewarm_cli import journal_db
+from prewarm_cli.errors import JournalError, NotFoundError
 from prewarm_cli.plugin import BatchResult
-
-# 2: targets.transient (whether a failure may be resent by --resume)
-SCHEMA_VERSION = 2
 
 # Target outcomes. The first four are final; the rest can still change.
 ACCEPTED = "accepted"
@@ -39,58 +36,6 @@ UNKNOWN = "unknown"
 SENDING = "sending"
 UNSENT = "unsent"
 OUTCOMES = (ACCEPTED, REJECTED, FAILED, DEFERRED, UNKNOWN, SENDING, UNSENT)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    state TEXT NOT NULL,
-    providers TEXT NOT NULL,          -- JSON list of aliases
-    options TEXT NOT NULL,            -- JSON: headers, extra, invalidate
-    urls INTEGER NOT NULL DEFAULT 0,  -- distinct input URLs
-    skipped TEXT NOT NULL DEFAULT '[]'
-);
-CREATE TABLE IF NOT EXISTS targets (
-    job_id TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    url TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    outcome TEXT NOT NULL DEFAULT 'unsent',
-    batch_id INTEGER,
-    task_id TEXT,
-    reason TEXT,
-    transient INTEGER NOT NULL DEFAULT 1,  -- a failure --resume sends again
-    PRIMARY KEY (job_id, provider, url)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS targets_by_outcome ON targets (job_id, provider, outcome, seq);
-CREATE INDEX IF NOT EXISTS targets_by_batch ON targets (batch_id);
-CREATE TABLE IF NOT EXISTS batches (
-    id INTEGER PRIMARY KEY,
-    job_id TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'prefetch',
-    state TEXT NOT NULL,              -- sending | done | unknown (a part of a split: its own row)
-    task_id TEXT,
-    request_id TEXT,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS batches_by_job ON batches (job_id, provider, state);
-CREATE TABLE IF NOT EXISTS tasks (
-    job_id TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    task_id TEXT NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'prefetch',
-    urls INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL,
-    state TEXT,
-    raw_state TEXT,
-    PRIMARY KEY (job_id, provider, task_id)
-);
-"""
 
 
 def utcnow() -> str:
@@ -159,7 +104,7 @@ class Journal:
         self.path = str(path)
         self._lock = threading.RLock()
         if self.path != ":memory:":
-            _create_private(Path(self.path))
+            journal_db.create_private(Path(self.path))
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
@@ -168,12 +113,14 @@ class Journal:
             raise self._error(exc) from exc
         self._db.row_factory = sqlite3.Row
         try:
-            self._check_version()  # before any statement that could change the schema
+            # before any statement that could change the schema
+            journal_db.check_version(self._db, self.path)
             if self.path != ":memory:":
                 self._db.execute("PRAGMA journal_mode=WAL")
                 # WAL + NORMAL survives a killed process; only power loss can drop the last commits.
                 self._db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
+            with self._lock:
+                journal_db.migrate(self._db)
         except sqlite3.Error as exc:
             self._db.close()
             raise self._error(exc) from exc
@@ -197,30 +144,7 @@ class Journal:
     # --- plumbing ---
 
     def _error(self, exc: sqlite3.Error) -> JournalError:
-        """One line naming the file and what to do, for any SQLite failure."""
-        text = str(exc)
-        lowered = text.lower()
-        if "not a database" in lowered or "malformed" in lowered:
-            return JournalError(
-                f"the journal {self.path} is damaged ({text})",
-                hint=f"move it aside (mv {self.path} {self.path}.bad) to start a new one;"
-                " the jobs in it can no longer be resumed",
-            )
-        if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
-            return JournalError(
-                f"cannot write the journal {self.path} ({text})",
-                hint="make its directory writable, or set PREWARM_STATE_DIR to one that is",
-                exit_code=ExitCode.CONFIG,
-            )
-        if "disk" in lowered and "full" in lowered:
-            return JournalError(
-                f"cannot write the journal {self.path}: the disk is full",
-                hint="free some space, then `prewarm submit --resume JOB` continues the job",
-            )
-        return JournalError(
-            f"the journal {self.path} failed: {text}",
-            hint="if this persists, move the file aside to start a new journal",
-        )
+        return journal_db.error(self.path, exc)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -252,40 +176,6 @@ class Journal:
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
-
-    def _check_version(self) -> None:
-        """Refuses a journal written by a newer prewarm, before touching its schema."""
-        has_meta = self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-        ).fetchone()
-        if not has_meta:
-            return
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is not None and int(row[0]) > SCHEMA_VERSION:
-            raise JournalError(
-                f"the journal {self.path} has schema {row[0]}, newer than this prewarm"
-                f" understands ({SCHEMA_VERSION})",
-                hint="upgrade prewarm (pip install -U prewarm-cli), or set PREWARM_STATE_DIR"
-                " to another directory",
-                exit_code=ExitCode.CONFIG,
-            )
-
-    def _migrate(self) -> None:
-        with self._lock:
-            self._db.executescript(_SCHEMA)  # idempotent: CREATE ... IF NOT EXISTS
-        with self.transaction() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is not None and int(row[0]) < 2:
-                columns = {r[1] for r in db.execute("PRAGMA table_info(targets)")}
-                if "transient" not in columns:
-                    db.execute(
-                        "ALTER TABLE targets ADD COLUMN transient INTEGER NOT NULL DEFAULT 1"
-                    )
-            db.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(SCHEMA_VERSION),),
-            )
 
     # --- jobs ---
 
@@ -705,26 +595,6 @@ class Journal:
             (exclude or "",),
         )
         return [j for j in map(_job, rows) if provider_key in j.providers]
-
-
-def _create_private(path: Path) -> None:
-    """The journal file exists with mode 0600 before SQLite opens it (its -wal/-shm follow)."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:
-        return  # SQLite's own error names the problem (read-only directory, ...)
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    for suffix in ("-wal", "-shm"):
-        try:
-            extra = Path(f"{path}{suffix}")
-            if extra.exists() and extra.stat().st_mode & 0o077:
-                extra.chmod(0o600)
-        except OSError:
-            pass
 
 
 def _fit_bytes(urls: list[str], max_bytes: int) -> list[str]:

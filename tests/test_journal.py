@@ -91,3 +91,29 @@ def test_status_is_narrowed_to_the_jobs_urls() -> None:
         0,
     )
     assert _only_urls(vendor, None) is vendor
+
+
+def test_a_schema_1_journal_is_migrated_and_its_failures_stay_resendable(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema_version', '1');"
+        "CREATE TABLE targets (job_id TEXT NOT NULL, provider TEXT NOT NULL, url TEXT NOT NULL,"
+        " seq INTEGER NOT NULL, outcome TEXT NOT NULL DEFAULT 'unsent', batch_id INTEGER,"
+        " task_id TEXT, reason TEXT, PRIMARY KEY (job_id, provider, url)) WITHOUT ROWID;"
+        "INSERT INTO targets VALUES ('j', 'a', 'u1', 0, 'failed', NULL, NULL, 'gave up');"
+    )
+    db.commit()
+    db.close()
+    journal = jr.Journal(path)
+    try:
+        journal.prepare_resume("j")
+        assert [(r["url"], r["outcome"]) for r in journal.targets("j", jr.OUTCOMES)] == [
+            ("u1", "unsent")
+        ]
+    finally:
+        journal.close()
+    assert (path.stat().st_mode & 0o777) == 0o600

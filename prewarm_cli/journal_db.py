@@ -1,0 +1,154 @@
+"""The journal's SQLite file: its schema and migrations, privacy, and errors that name it.
+
+Kept apart from journal.py (what is stored) so that each reads on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from prewarm_cli.errors import ExitCode, JournalError
+
+# 2: targets.transient (whether a failure may be resent by --resume)
+SCHEMA_VERSION = 2
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    state TEXT NOT NULL,
+    providers TEXT NOT NULL,          -- JSON list of aliases
+    options TEXT NOT NULL,            -- JSON: headers, extra, invalidate
+    urls INTEGER NOT NULL DEFAULT 0,  -- distinct input URLs
+    skipped TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS targets (
+    job_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    url TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    outcome TEXT NOT NULL DEFAULT 'unsent',
+    batch_id INTEGER,
+    task_id TEXT,
+    reason TEXT,
+    transient INTEGER NOT NULL DEFAULT 1,  -- a failure --resume sends again
+    PRIMARY KEY (job_id, provider, url)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS targets_by_outcome ON targets (job_id, provider, outcome, seq);
+CREATE INDEX IF NOT EXISTS targets_by_batch ON targets (batch_id);
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'prefetch',
+    state TEXT NOT NULL,              -- sending | done | unknown (a part of a split: its own row)
+    task_id TEXT,
+    request_id TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS batches_by_job ON batches (job_id, provider, state);
+CREATE TABLE IF NOT EXISTS tasks (
+    job_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'prefetch',
+    urls INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    state TEXT,
+    raw_state TEXT,
+    PRIMARY KEY (job_id, provider, task_id)
+);
+"""
+
+
+def error(path: str, exc: sqlite3.Error) -> JournalError:
+    """One line naming the file and what to do, for any SQLite failure."""
+    text = str(exc)
+    lowered = text.lower()
+    if "not a database" in lowered or "malformed" in lowered:
+        return JournalError(
+            f"the journal {path} is damaged ({text})",
+            hint=f"move it aside (mv {path} {path}.bad) to start a new one;"
+            " the jobs in it can no longer be resumed",
+        )
+    if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+        return JournalError(
+            f"cannot write the journal {path} ({text})",
+            hint="make its directory writable, or set PREWARM_STATE_DIR to one that is",
+            exit_code=ExitCode.CONFIG,
+        )
+    if "disk" in lowered and "full" in lowered:
+        return JournalError(
+            f"cannot write the journal {path}: the disk is full",
+            hint="free some space, then `prewarm submit --resume JOB` continues the job",
+        )
+    return JournalError(
+        f"the journal {path} failed: {text}",
+        hint="if this persists, move the file aside to start a new journal",
+    )
+
+
+def check_version(db: sqlite3.Connection, path: str) -> None:
+    """Refuses a journal written by a newer prewarm, before touching its schema."""
+    has_meta = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    if not has_meta:
+        return
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is not None and int(row[0]) > SCHEMA_VERSION:
+        raise JournalError(
+            f"the journal {path} has schema {row[0]}, newer than this prewarm"
+            f" understands ({SCHEMA_VERSION})",
+            hint="upgrade prewarm (pip install -U prewarm-cli), or set PREWARM_STATE_DIR"
+            " to another directory",
+            exit_code=ExitCode.CONFIG,
+        )
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Creates the tables, or brings an older journal's up to this version (one transaction)."""
+    db.executescript(_SCHEMA)  # idempotent: CREATE ... IF NOT EXISTS
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is not None and int(row[0]) < 2:
+            columns = {r[1] for r in db.execute("PRAGMA table_info(targets)")}
+            if "transient" not in columns:
+                db.execute("ALTER TABLE targets ADD COLUMN transient INTEGER NOT NULL DEFAULT 1")
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def create_private(path: Path) -> None:
+    """The journal file exists with mode 0600 before SQLite opens it (its -wal/-shm follow)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return  # SQLite's own error names the problem (read-only directory, ...)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        try:
+            extra = Path(f"{path}{suffix}")
+            if extra.exists() and extra.stat().st_mode & 0o077:
+                extra.chmod(0o600)
+        except OSError:
+            pass
