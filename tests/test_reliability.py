@@ -397,6 +397,13 @@ def workspace(config_path: Path) -> Any:
     return Workspace(config_mod.load_config(str(config_path)), Output("json", stderr=io.StringIO()))
 
 
+def submit_request(items: list[str]) -> Any:
+    from prewarm_cli.engine import SubmitRequest
+    from prewarm_cli.inputs.spec import InputSpec
+
+    return SubmitRequest(inputs=InputSpec(urls=tuple(items)))
+
+
 def test_a_journal_write_failing_after_the_vendor_accepted_leaves_the_batch_resumable(
     fake_config, fake_cdn: FakeCdn, monkeypatch
 ) -> None:
@@ -416,7 +423,7 @@ def test_a_journal_write_failing_after_the_vendor_accepted_leaves_the_batch_resu
         ws = workspace(fake_config)
         try:
             with pytest.raises(JournalError, match="disk is full"):
-                engine.submit(ws, engine.SubmitRequest(urls=items))
+                engine.submit(ws, submit_request(items))
             job_id = ws.journal.latest_job().id
             assert fake_cdn.accepted_urls() == set(items)  # the vendor has them
             counts = ws.journal.counts(job_id)["fake"]
@@ -428,7 +435,7 @@ def test_a_journal_write_failing_after_the_vendor_accepted_leaves_the_batch_resu
         summary, code = engine.submit(ws, engine.SubmitRequest(), resume=job_id)
     finally:
         ws.close()
-    assert code == 0 and summary["accepted"] == 10
+    assert code == 0 and summary.accepted == 10
     assert lookups(fake_cdn) == 1
     assert_each_accepted_once(fake_cdn)
 
@@ -449,7 +456,7 @@ def test_a_failing_rate_limit_store_before_a_send_marks_nothing_unknown(
     ws = workspace(fake_config)
     try:
         with pytest.raises(RateStoreError, match="rate-limit store"):
-            engine.submit(ws, engine.SubmitRequest(urls=urls(10)))
+            engine.submit(ws, submit_request(urls(10)))
         counts = ws.journal.counts(ws.journal.latest_job().id)["fake"]
     finally:
         ws.close()
