@@ -474,7 +474,7 @@ def test_retries_are_reported_once_per_batch_with_v(
     fake_cdn.fail_next("429", 3, retry_after=0.01)
     r = run_cli("-v", "submit", "-o", "json", *urls(3))
     assert r.returncode == 0, r.stderr
-    assert r.stderr.count("retrying a request of 3 URL(s)") == 1
+    assert r.stderr.count("retrying a request of 3 URLs") == 1
     assert "stamina" not in r.stderr
     fake_cdn.fail_next("429", 3, retry_after=0.01)
     r = run_cli("-q", "submit", "-o", "json", *urls(3, "https://static.example.com/q"))

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from prewarm_cli.engine.sender import BatchSender, Halt, JournalLedger, QuotaGate
 from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import JournalError, PrewarmError, QuotaExhausted
-from prewarm_cli.output import Progress
+from prewarm_cli.output import Progress, counted
 from prewarm_cli.pacing import Interrupted
 from prewarm_cli.plugin import BatchResult, Capability, Provider, SubmitOptions
 
@@ -116,13 +116,13 @@ class SubmitRun:
             self.job_id,
             session.alias,
             q.remaining,
-            f"daily quota: {q.remaining} URL(s) left"
+            f"daily quota: {counted(q.remaining, 'URL')} left"
             + (f", resets {q.resets_at}" if q.resets_at else ""),
         )
         if deferred:
             self.progress.advance(deferred)
             self.errors[session.alias] = QuotaExhausted(
-                f"the daily quota allows {q.remaining} more URL(s); {deferred} deferred",
+                f"the daily quota allows {q.remaining} more; {counted(deferred, 'URL')} deferred",
                 provider=session.alias,
                 resets_at=q.resets_at,
             )
@@ -187,7 +187,7 @@ class SubmitRun:
                 self.errors.setdefault(
                     sender.alias,
                     QuotaExhausted(
-                        f"the vendor's daily quota is used up; {deferred} URL(s) deferred",
+                        f"the vendor's daily quota is used up; {counted(deferred, 'URL')} deferred",
                         provider=sender.alias,
                         hint=f"prewarm submit --resume {self.job_id} after the quota resets",
                     ),

@@ -35,7 +35,7 @@ from prewarm_cli.errors import (
     StackBusy,
     UnknownOutcome,
 )
-from prewarm_cli.output import Output
+from prewarm_cli.output import Output, counted
 from prewarm_cli.pacing import Interrupted
 from prewarm_cli.plugin import BatchResult, Capability, Quota
 
@@ -232,7 +232,8 @@ class BatchSender:
                 told = True
                 what = "purge" if self.purge else "request"
                 self.out.detail(
-                    f"{self.alias}: retrying a {what} of {n_urls} URL(s) in {wait:.1f}s: {exc}"
+                    f"{self.alias}: retrying a {what} of {counted(n_urls, 'URL')}"
+                    f" in {wait:.1f}s: {exc}"
                 )
 
         return note
@@ -318,7 +319,7 @@ class BatchSender:
                 self.advance(len(found))
                 if found:
                     self.out.detail(
-                        f"{self.alias}: {len(found)} URL(s) of an unanswered request"
+                        f"{self.alias}: {counted(len(found), 'URL')} of an unanswered request"
                         " were found at the vendor"
                     )
                 return
