@@ -222,6 +222,7 @@ class FakePrewarmApi(LoopbackServer):
         self._tokens = float(burst)
         self._bucket_at: float | None = None
         self._faults: list[_Fault] = []
+        self._prewarm_holds: list[tuple[threading.Event, threading.Event, threading.Event]] = []
         self._links: dict[str, tuple[str, float]] = {}  # signature -> (req_id, issued)
         self._last_purge: float | None = None
         self.cf_requests: list[dict[str, Any]] = []
@@ -253,6 +254,24 @@ class FakePrewarmApi(LoopbackServer):
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+
+    def hold_next_prewarm(self) -> tuple[threading.Event, threading.Event, threading.Event]:
+        """Holds the next POST /prewarm open until ``release`` is set, then answers it.
+
+        Returns (holding, release, answered): tests synchronise a kill on ``holding``.
+        """
+        events = (threading.Event(), threading.Event(), threading.Event())
+        with self._lock:
+            self._prewarm_holds.append(events)
+        return events
+
+    def _take_prewarm_hold(
+        self, method: str, path: str
+    ) -> tuple[threading.Event, threading.Event, threading.Event] | None:
+        if method != "POST" or not urlsplit(path).path.rstrip("/").endswith("/prewarm"):
+            return None
+        with self._lock:
+            return self._prewarm_holds.pop(0) if self._prewarm_holds else None
 
     def expire(self, req_id: str) -> None:
         """The timeout rule fires: like a force stop, and only while IN-PROGRESS."""
@@ -788,7 +807,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length > 0 else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
+        hold = self.server.api._take_prewarm_hold(method, self.path)
+        if hold is not None:
+            holding, release, _ = hold
+            holding.set()
+            release.wait(60)
         reply = self.server.api._handle(method, self.path, headers, raw)
+        if hold is not None:
+            hold[2].set()
         if reply.drop:
             self.close_connection = True
             return
