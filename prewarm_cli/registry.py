@@ -6,7 +6,9 @@ A plugin that fails to load is reported as a warning and skipped.
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points, version
@@ -15,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 from prewarm_cli.errors import ConfigError
 
 if TYPE_CHECKING:  # imported when a plugin is loaded: `prewarm --version` needs only metadata
-    from prewarm_cli.plugin import Provider
+    from prewarm_cli.plugin import Provider, SubmitOption
 
 GROUP = "prewarm.providers"
+OPTIONS_GROUP = "prewarm.submit_options"  # type name -> "module:TUPLE" of SubmitOption
+NO_SUBMIT_OPTIONS: tuple[SubmitOption, ...] = ()  # what a provider without extras declares
 BUILTIN_DISTRIBUTION = "prewarm-cli"
 
 
@@ -31,10 +35,20 @@ class PluginInfo:
     target: str  # "module:Class"
 
 
-def _entry_points() -> dict[str, EntryPoint]:
-    found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=GROUP):
-        found.setdefault(ep.name, ep)  # the first one on sys.path wins, as for imports
+def _entry_points(group: str = GROUP) -> dict[str, EntryPoint]:
+    """The group's entry points by name; the first one on sys.path wins, as for imports."""
+    return _scan(tuple(sys.path))[group]
+
+
+@functools.cache
+def _scan(_path: tuple[str, ...]) -> dict[str, dict[str, EntryPoint]]:
+    """Both groups from one pass over the installed distributions (the slow part of
+    `prewarm --version`), again only when sys.path changes."""
+    found: dict[str, dict[str, EntryPoint]] = {GROUP: {}, OPTIONS_GROUP: {}}
+    installed = entry_points()
+    for group, by_name in found.items():
+        for ep in installed.select(group=group):
+            by_name.setdefault(ep.name, ep)
     return found
 
 
@@ -101,6 +115,34 @@ def load_all(warn: Callable[[str], None]) -> dict[str, type[Provider]]:
         except ConfigError as exc:
             warn(str(exc))
     return classes
+
+
+def submit_options(warn: Callable[[str], None]) -> dict[str, tuple[SubmitOption, ...]]:
+    """Each installed type's extra submit options, without importing the providers that
+    declare them through the `prewarm.submit_options` entry-point group (the others are
+    loaded to read their class). Each plugin that fails is one warning."""
+    from prewarm_cli.plugin import SubmitOption
+
+    declared = _entry_points(OPTIONS_GROUP)
+    found: dict[str, tuple[SubmitOption, ...]] = {}
+    for name in names():
+        ep = declared.get(name)
+        if ep is None:
+            try:
+                found[name] = tuple(load(name).submit_options)
+            except ConfigError as exc:
+                warn(str(exc))
+            continue
+        try:
+            options = tuple(ep.load())
+        except Exception as exc:  # a broken plugin must not crash prewarm
+            warn(f"provider plugin {name!r}: its submit options ({ep.value}) failed to load: {exc}")
+            continue
+        if not all(isinstance(o, SubmitOption) for o in options):
+            warn(f"provider plugin {name!r}: {ep.value} is not a tuple of SubmitOption")
+            continue
+        found[name] = options
+    return found
 
 
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")

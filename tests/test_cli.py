@@ -37,6 +37,9 @@ HEAVY = (
 )
 
 
+SDKS = ("httpx", "rich", "sqlite3", "qiniu", "tencentcloud", "boto3", "dns")
+
+
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["-V"]])
 def test_help_and_version_import_nothing_heavy(cli_env, args) -> None:
     probe = (
@@ -75,6 +78,46 @@ def test_each_command_has_one_short_help(name: str) -> None:
     assert (command.help or "").splitlines()[0] == line
     listing = CliRunner().invoke(cli, ["--help"], terminal_width=200).output
     assert f"  {name} " in listing and line in " ".join(listing.split())
+
+
+def test_submit_help_lists_plugin_options_without_importing_providers(cli_env) -> None:
+    """Options are declared through `prewarm.submit_options`: help imports no provider or SDK."""
+    env = dict(cli_env)
+    env.pop("PYTHONPATH", None)  # only the built-in plugins
+    probe = (
+        "import sys\n"
+        "from prewarm_cli.cli import main\n"
+        "sys.argv = ['prewarm', 'submit', '--help']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "plugins = sorted(m for m in sys.modules\n"
+        "                 if m.startswith('prewarm_') and m.split('.')[0] != 'prewarm_cli'\n"
+        "                 and m.split('.')[-1] != 'options' and '.' in m)\n"
+        f"heavy = [m for m in {SDKS!r} if m in sys.modules]\n"
+        "print('LOADED', plugins, heavy, file=sys.stderr)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert r.returncode == 0, r.stderr
+    assert "LOADED [] []" in r.stderr
+    assert "[edgeone]" in r.stdout and "--mode" in r.stdout and "[direct]" in r.stdout
+
+
+def test_declared_submit_options_are_the_provider_classes_own() -> None:
+    from prewarm_cli import registry
+
+    warnings: list[str] = []
+    declared = registry.submit_options(warnings.append)
+    assert warnings == []
+    for name in ("aws", "direct", "edgeone", "qiniu"):
+        assert name in registry._entry_points(registry.OPTIONS_GROUP), name
+        assert declared[name] == tuple(registry.load(name).submit_options), name
+    assert [o.name for o in declared["edgeone"]] == ["mode", "media-segments"]
+    # a plugin that declares none is loaded to read its class (the test plugin)
+    assert "fake-mode" in [o.name for o in declared["fake"]]
 
 
 def test_global_options_before_and_after_the_subcommand(fake_config) -> None:

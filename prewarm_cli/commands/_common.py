@@ -292,8 +292,8 @@ def provider_options(ctx: click.Context) -> ProviderOptions:
     warnings: list[str] = []
     params: dict[str, click.Option] = {}
     owners: dict[str, set[str]] = {}
-    for ptype, cls in registry.load_all(warnings.append).items():
-        for opt in cls.submit_options:
+    for ptype, declared in registry.submit_options(warnings.append).items():
+        for opt in declared:
             flag = f"--{opt.name}"
             if flag in taken:
                 continue

@@ -28,12 +28,12 @@ from prewarm_cli.plugin import (
     Provider,
     Report,
     State,
-    SubmitOption,
     SubmitOptions,
     TaskStatus,
     state_dir,
 )
 from prewarm_direct import dns
+from prewarm_direct.options import SUBMIT_OPTIONS
 from prewarm_direct.store import Record, Store
 from prewarm_direct.targets import Target, Targets, TargetSpec, host_port
 from prewarm_direct.warm import HIT_VALUES, NOT_FOUND, OK, REJECTED, TRANSIENT, Answer, warm
@@ -103,20 +103,7 @@ class DirectProvider(Provider):
         ConfigField("user_agent", str, "User-Agent of the warm requests"),
         ConfigField("max_bytes", int, "byte budget of one run; the rest is deferred"),
     )
-    submit_options = (
-        SubmitOption(
-            "accept-encoding",
-            "Accept-Encoding to warm (one request per value; e.g. identity).",
-            multiple=True,
-        ),
-        SubmitOption(
-            "resolve", "HOST[:PORT]:IP: warm through that IP, keeping Host and SNI.", multiple=True
-        ),
-        SubmitOption("pop", "CloudFront PoP code to warm (with cf_domain).", multiple=True),
-        SubmitOption(
-            "ecs", "Warm the edge a client in this CIDR gets (EDNS Client Subnet).", multiple=True
-        ),
-    )
+    submit_options = SUBMIT_OPTIONS
 
     def __init__(self, alias: str, settings: Mapping[str, Any]) -> None:
         super().__init__(alias, settings)

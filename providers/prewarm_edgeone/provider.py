@@ -28,7 +28,6 @@ from prewarm_cli.plugin import (
     Limits,
     Provider,
     Quota,
-    SubmitOption,
     SubmitOptions,
     TaskStatus,
     url_to_ascii,
@@ -43,6 +42,7 @@ from prewarm_edgeone.client import (
     parse_endpoint,
 )
 from prewarm_edgeone.error_codes import is_auth, is_cam_denial, is_zone, translate
+from prewarm_edgeone.options import SUBMIT_OPTIONS
 from prewarm_edgeone.quota import PREFETCH_TYPE, PURGE_TYPE, QuotaCache, QuotaRead, entries
 from prewarm_edgeone.tasks import created_at, iso, job_status, probes
 
@@ -115,20 +115,7 @@ class EdgeOneProvider(Provider):
             default=2.0,
         ),
     )
-    submit_options = (
-        SubmitOption(
-            "mode",
-            "prefetch to the middle tier only (default) or to the edge too (edge: an"
-            " allow-listed feature with its own 1000 URLs/day)",
-            choices=("default", "edge"),
-        ),
-        SubmitOption(
-            "media-segments",
-            "also prefetch the TS segments of M3U8 playlists (allow-listed feature)",
-            type=bool,
-            default=False,
-        ),
-    )
+    submit_options = SUBMIT_OPTIONS
 
     def __init__(self, alias: str, settings: Mapping[str, Any]) -> None:
         super().__init__(alias, settings)
