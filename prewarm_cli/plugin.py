@@ -409,6 +409,7 @@ class Provider:
         self.settings = dict(settings)
         self._pace: Callable[[int], None] | None = None
         self._warn: Callable[[str], None] | None = None
+        self._info: Callable[[str], None] | None = None
         self._paid = threading.local()  # the engine paid for this call's first request
 
     def attach_pacer(self, pace: Callable[[int], None]) -> None:
@@ -418,6 +419,20 @@ class Provider:
     def attach_warn(self, warn: Callable[[str], None]) -> None:
         """The engine hands over its warning channel (stderr, quiet with -q)."""
         self._warn = warn
+
+    def attach_info(self, info: Callable[[str], None]) -> None:
+        """The engine hands over its message channel (stderr, quiet with -q)."""
+        self._info = info
+
+    def info(self, message: str) -> None:
+        """A one-line message for the user (not a warning), prefixed with the alias."""
+        text = f"{self.alias}: {message}"
+        if self._info is not None:
+            self._info(text)
+        else:
+            import sys
+
+            print(text, file=sys.stderr)
 
     def warn(self, message: str) -> None:
         """A one-line warning for the user, prefixed with the alias."""

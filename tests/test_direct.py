@@ -63,6 +63,10 @@ def test_warms_every_pop_and_variant_once(bed: CacheBed, run_cli, direct_config)
     assert data["accepted"] == 3 and data["state"] == "submitted"
     assert data["rejected"] == [] and data["failed"] == []
     assert "started" in r.stderr  # messages on stderr, data on stdout
+    for pop in POPS:  # one summary line per PoP
+        assert r.stderr.count(f"direct: {pop}: 6 requests,") == 1
+        assert f"direct: {pop}: 6 requests," not in r.stdout
+    assert "0 already warm, 6 filled" in r.stderr
     for path in paths:
         # One request per (PoP, variant), with exactly the Accept-Encoding asked for: the
         # identity variant is sent as `identity`, not as the HTTP library's default header.

@@ -82,6 +82,7 @@ class Workspace:
         """The configured provider behind an alias (resolving only its own secrets)."""
         if alias not in self._sessions:
             provider = build_provider(self.config, alias, self.out.warn)
+            provider.attach_info(self.out.info)
             self._sessions[alias] = ProviderSession(
                 provider, provider.settings, self.policy, self.state_dir, self.force, self.stop
             )
