@@ -163,7 +163,14 @@ def config_init(
                 "config init needs --type when not on a terminal",
                 hint=f"installed types: {', '.join(classes) or 'none'}",
             )
-        ptype = click.prompt("Provider type", type=click.Choice(sorted(classes)), err=True)
+        # Direct warming first: it needs no account (DESIGN §9).
+        choices = sorted(classes, key=lambda t: (t != "direct", t))
+        ptype = click.prompt(
+            "Provider type" + (" (direct: no account needed)" if "direct" in classes else ""),
+            type=click.Choice(choices),
+            default="direct" if "direct" in classes else None,
+            err=True,
+        )
     if ptype not in classes:
         registry.load(ptype)  # raises the one-line error naming what is installed
     cls = classes[ptype]
