@@ -64,6 +64,7 @@ def body_of(path: str, size: int) -> bytes:
 @dataclass
 class OriginState:
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)  # path -> the last request's
     in_flight: int = 0
     max_in_flight: int = 0
     gate_size: int = 0  # /gate/ requests wait until this many are in flight (or 2 s)
@@ -100,6 +101,7 @@ class _OriginHandler(BaseHTTPRequestHandler):
         encoding = self.headers.get("Accept-Encoding", "")
         with state.cond:
             state.counts[(path, encoding)] += 1
+            state.headers[path] = {k.lower(): v for k, v in self.headers.items()}
             n_seen = state.counts[(path, encoding)]
             n_path = sum(c for (p, _), c in state.counts.items() if p == path)
             state.in_flight += 1

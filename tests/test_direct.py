@@ -118,6 +118,9 @@ def test_encodings_option_and_headers(bed: CacheBed, run_cli, direct_config) -> 
         "br": 1,
         IDENTITY: 1,
     }
+    # -H headers and user_agent on every warm request (nginx passes them to the origin).
+    assert bed.counts.headers[path]["x-warm"] == "yes"
+    assert bed.counts.headers[path]["user-agent"] == "warmer/1"
     assert bed.nginx.probe(POPS[0], path, "br")[1] == "HIT"
     assert bed.nginx.probe(POPS[1], path, "br")[1] == "MISS"  # only the PoP asked for
 

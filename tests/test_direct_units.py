@@ -78,3 +78,16 @@ def test_bad_target_settings_are_clear_errors() -> None:
         Targets(TargetSpec(resolver="dns.google"), print)
     with pytest.raises(UsageError):
         provider().requests_per_url("https://a.example/", SubmitOptions(extra={"resolve": ("x",)}))
+
+
+def test_without_nginx_the_bed_skips_locally_and_fails_under_ci(monkeypatch) -> None:
+    import cachebed
+
+    monkeypatch.setattr(cachebed, "NGINX", "/nonexistent/nginx")
+    monkeypatch.setattr(cachebed.shutil, "which", lambda _name: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y nginx-light"):
+        cachebed.require_nginx()
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the nginx tests"):
+        cachebed.require_nginx()
