@@ -14,7 +14,7 @@ import click
 
 from prewarm_cli import __version__
 from prewarm_cli.commands import COMMANDS, CommandEntry
-from prewarm_cli.commands._common import (
+from prewarm_cli.commands._globals import (
     CONTEXT_SETTINGS,
     GlobalOptions,
     global_options,

@@ -34,6 +34,7 @@ HEAVY = (
     # the command modules: --help lists them from the index without importing them
     *sorted({entry.target.partition(":")[0] for entry in COMMANDS.values()}),
     "prewarm_cli.commands._render",
+    "prewarm_cli.commands._common",  # the root needs only commands._globals
 )
 
 

@@ -5,14 +5,18 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
 
+class CommandEntry:
+    """Where a command lives, and the line `prewarm --help` lists it with.
 
-class CommandEntry(NamedTuple):
-    """Where a command lives, and the line `prewarm --help` lists it with."""
+    A plain class, not a NamedTuple or dataclass: it is built on every start-up.
+    """
 
-    target: str  # "module:attribute" of the click command
-    short_help: str  # also the command's own short help, and the first line of its docstring
+    __slots__ = ("short_help", "target")
+
+    def __init__(self, target: str, short_help: str) -> None:
+        self.target = target  # "module:attribute" of the click command
+        self.short_help = short_help  # also the command's short help and first docstring line
 
 
 COMMANDS: dict[str, CommandEntry] = {

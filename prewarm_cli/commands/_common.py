@@ -1,7 +1,7 @@
-"""What every command uses: global options, command output, the workspace, shared inputs.
+"""What every command uses: global options, command output, the workspace, shared inputs,
+and which provider owns which extra submit option.
 
-Imported for `prewarm --help` (the root group carries the global options), so it imports
-only click and the standard library at module level.
+Click and the standard library only at module level; the core is imported inside functions.
 """
 
 from __future__ import annotations
@@ -9,83 +9,38 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from prewarm_cli.commands._globals import (  # re-exported: commands import them from here
+    CONTEXT_SETTINGS,
+    GlobalOptions,
+    global_options,
+    global_values,
+    output_format,
+)
 from prewarm_cli.errors import ExitCode, PrewarmError, UsageError
 
 if TYPE_CHECKING:
     from prewarm_cli.engine import Workspace
     from prewarm_cli.output import Output
 
-CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-# --------------------------------------------------------------------------- global options
-# They work before and after the subcommand: `prewarm -o json submit` == `prewarm submit -o json`.
-
-
-class GlobalOptions(dict[str, Any]):
-    """The global options given so far, by name; the context's `obj`, shared by the root
-    group and its subcommand. `main()` passes its own so that it can still read `--json`
-    when it reports an error after the context is gone."""
-
-
-def _store(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
-    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
-        given = ctx.ensure_object(GlobalOptions)
-        if value is None or value is False or value == 0 or value == ():
-            return
-        given[name] = value
-
-    return callback
-
-
-# (name kept in GlobalOptions, option declarations, click keyword arguments)
-_GLOBAL_OPTIONS: tuple[tuple[str, tuple[str, ...], dict[str, Any]], ...] = (
-    (
-        "output",
-        ("-o", "--output"),
-        {
-            "type": click.Choice(["table", "json", "ndjson"]),
-            "help": "Output format (default: table on a terminal, json otherwise).",
-        },
-    ),
-    ("json", ("--json",), {"is_flag": True, "help": "Shortcut for -o json."}),
-    ("quiet", ("-q", "--quiet"), {"is_flag": True, "help": "Only data and errors."}),
-    ("verbose", ("-v", "--verbose"), {"count": True, "help": "More detail on stderr."}),
-    ("debug", ("--debug",), {"is_flag": True, "help": "Tracebacks on errors."}),
-    ("no_color", ("--no-color",), {"is_flag": True, "help": "No colours (also NO_COLOR=1)."}),
-    (
-        "config",
-        ("--config", "config_file"),
-        {
-            "metavar": "PATH",
-            "help": "Config file (default: $PREWARM_CONFIG, then ~/.config/prewarm/config.toml).",
-        },
-    ),
-)
-
-
-def global_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Adds the global options to a command (they set GlobalOptions, not parameters)."""
-    for name, decls, kwargs in reversed(_GLOBAL_OPTIONS):
-        f = click.option(*decls, callback=_store(name), expose_value=False, **kwargs)(f)
-    return f
-
-
-def global_values() -> Mapping[str, Any]:
-    ctx = click.get_current_context()
-    return dict(ctx.find_object(GlobalOptions) or {})
-
-
-def output_format(given: Mapping[str, Any]) -> str | None:
-    """The format the global options ask for, or None for the default."""
-    if given.get("json"):
-        return "json"
-    fmt: str | None = given.get("output")
-    return fmt
+__all__ = [
+    "CONTEXT_SETTINGS",
+    "GlobalOptions",
+    "ProviderOptions",
+    "command_output",
+    "exit_with",
+    "global_options",
+    "global_values",
+    "output_format",
+    "parse_header",
+    "provider_options",
+    "stdin_text",
+    "url_inputs",
+    "workspace",
+]
 
 
 # --------------------------------------------------------------------------- what commands use
@@ -266,12 +221,23 @@ _URL_SOURCE_OPTIONS: tuple[Callable[[Callable[..., Any]], Callable[..., Any]], .
 # --------------------------------------------------------------------------- provider options
 
 
-class ProviderOptions(NamedTuple):
-    """The installed plugins' extra `submit` options (e.g. EdgeOne's --mode), and who owns them."""
+class ProviderOptions:
+    """The installed plugins' extra `submit` options (e.g. EdgeOne's --mode), and who owns them.
 
-    params: tuple[click.Option, ...]
-    owners: Mapping[str, frozenset[str]]  # option key -> the provider types that declare it
-    warnings: tuple[str, ...]  # plugins that failed to load
+    A plain class (no NamedTuple or dataclass): this module is imported on every start-up.
+    """
+
+    __slots__ = ("owners", "params", "warnings")
+
+    def __init__(
+        self,
+        params: tuple[click.Option, ...],
+        owners: Mapping[str, frozenset[str]],  # option key -> the provider types declaring it
+        warnings: tuple[str, ...],  # plugins that failed to load
+    ) -> None:
+        self.params = params
+        self.owners = owners
+        self.warnings = warnings
 
 
 _PROVIDER_OPTIONS_KEY = "prewarm.provider_options"
