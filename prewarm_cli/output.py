@@ -11,7 +11,8 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TextIO
+from dataclasses import dataclass
+from typing import Any, Literal, TextIO
 
 FORMATS = ("table", "json", "ndjson")
 
@@ -19,6 +20,98 @@ FORMATS = ("table", "json", "ndjson")
 def counted(n: int, singular: str, plural: str | None = None) -> str:
     """`1 URL`, `2 URLs`: a count with its noun in the right number."""
     return f"{n} {singular if n == 1 else (plural or singular + 's')}"
+
+
+@dataclass(frozen=True)
+class Column:
+    """How a table column behaves when the terminal is narrow.
+
+    ``kind``: ``text`` wraps between words; ``id`` (job ids, keys, states, numbers) never
+    wraps; ``url`` stays on one line and loses its middle (the full value is in ``-o json``).
+    ``drop``: 0 is always shown; when even the narrowest layout is wider than the terminal,
+    the column with the highest ``drop`` goes first.
+    """
+
+    header: str
+    kind: Literal["text", "id", "url"] = "text"
+    drop: int = 0
+
+
+ColumnSpec = str | Column
+
+_MIN_TEXT_WIDTH = 16  # a text column is wrapped, but not into a ribbon narrower than this
+_MIN_URL_WIDTH = 24  # enough to keep a URL's host and its last path segment apart
+
+
+def ellipsize_middle(text: str, width: int) -> str:
+    """``https://cdn.example.com/…/app.js``: the start and the end of ``text`` in ``width``."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    tail = (width - 1) // 2
+    return text[: width - 1 - tail] + "…" + (text[-tail:] if tail else "")
+
+
+def _cell_text(value: Any) -> str:
+    return "" if value is None else str(getattr(value, "plain", value))
+
+
+def _as_column(spec: ColumnSpec, cells: Sequence[Any]) -> Column:
+    if isinstance(spec, Column):
+        return spec
+    # A bare header: numbers never wrap, anything else wraps between words.
+    numeric = bool(cells) and all(isinstance(v, int | float) or v is None for v in cells)
+    return Column(spec, "id" if numeric else "text")
+
+
+def _table_overhead(n_columns: int) -> int:
+    # rich's SIMPLE_HEAD box: one space of padding each side of a cell, one rule between
+    # columns and one at each edge: 3 per column plus 1.
+    return 3 * n_columns + 1
+
+
+def fit_columns(
+    columns: Sequence[Column], rows: Sequence[Sequence[Any]], width: int
+) -> list[tuple[int, int]]:
+    """Which columns to show and how wide, so that the table fits in ``width``.
+
+    Returns (column index, content width) pairs. A header is never split: no column is
+    narrower than its header. Columns are dropped by ``drop`` until the narrowest layout fits;
+    the room left goes to the url and text columns, the narrowest wants first.
+    """
+    natural = []
+    floor = []
+    for i, col in enumerate(columns):
+        longest = max((len(_cell_text(r[i])) for r in rows), default=0)
+        natural.append(max(len(col.header), longest, 1))
+        if col.kind == "id":
+            floor.append(natural[i])
+        else:
+            least = _MIN_URL_WIDTH if col.kind == "url" else _MIN_TEXT_WIDTH
+            floor.append(max(len(col.header), min(natural[i], least)))
+    shown = list(range(len(columns)))
+
+    def room() -> int:
+        return width - _table_overhead(len(shown))
+
+    while sum(floor[i] for i in shown) > room():
+        droppable = [i for i in shown if columns[i].drop > 0]
+        if not droppable:
+            break
+        shown.remove(max(droppable, key=lambda i: (columns[i].drop, i)))
+    widths = {i: floor[i] for i in shown}
+    spare = room() - sum(widths.values())
+    flexible = sorted(
+        (i for i in shown if columns[i].kind != "id"), key=lambda i: natural[i] - floor[i]
+    )
+    for n, i in enumerate(flexible):
+        if spare <= 0:
+            break
+        give = min(natural[i] - widths[i], spare // (len(flexible) - n))
+        widths[i] += give
+        spare -= give
+    return [(i, widths[i]) for i in shown]
 
 
 def _is_tty(stream: TextIO) -> bool:
@@ -124,30 +217,58 @@ class Output:
 
     def table(
         self,
-        columns: Sequence[str],
+        columns: Sequence[ColumnSpec],
         rows: Sequence[Sequence[Any]],
         *,
         title: str | None = None,
         caption: str | None = None,
     ) -> None:
+        """A table that fits the terminal: see `Column` and `fit_columns`."""
         from rich import box
         from rich.markup import escape
         from rich.table import Table
 
-        tbl = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, title_justify="left")
-        for col in columns:
-            tbl.add_column(col, overflow="fold")
-        for row in rows:
-            # Plain values are escaped (a "[" in a URL is not markup); rich Text keeps its style.
-            tbl.add_row(
-                *("" if v is None else v if hasattr(v, "stylize") else escape(str(v)) for v in row)
+        console = self._out_console()
+        specs = [_as_column(c, [r[i] for r in rows]) for i, c in enumerate(columns)]
+        fitted = fit_columns(specs, rows, console.width)
+        # A title wider than the table would wrap inside it (and split a job id).
+        title_width = min(len(title or ""), console.width)
+        tbl = Table(
+            title=title,
+            caption=caption,
+            box=box.SIMPLE_HEAD,
+            title_justify="left",
+            min_width=title_width,
+        )
+        for i, width in fitted:
+            col = specs[i]
+            tbl.add_column(
+                col.header,
+                width=width,
+                no_wrap=col.kind != "text",
+                overflow="fold" if col.kind == "text" else "ellipsis",
             )
-        self._out_console().print(tbl)
+        for row in rows:
+            cells = []
+            for i, width in fitted:
+                v = row[i]
+                if v is None:
+                    cells.append("")
+                elif hasattr(v, "stylize"):  # rich Text keeps its style
+                    cells.append(v)
+                else:
+                    text = str(v)
+                    if specs[i].kind == "url":
+                        text = ellipsize_middle(text, width)
+                    # Plain values are escaped (a "[" in a URL is not markup).
+                    cells.append(escape(text))
+            tbl.add_row(*cells)
+        console.print(tbl)
 
     def records(
         self,
         records: Sequence[Mapping[str, Any]],
-        columns: Sequence[tuple[str, str | Callable[[Mapping[str, Any]], Any]]],
+        columns: Sequence[tuple[ColumnSpec, str | Callable[[Mapping[str, Any]], Any]]],
         *,
         title: str | None = None,
     ) -> None:
@@ -165,7 +286,7 @@ class Output:
             if isinstance(value, dict | list):
                 value = json.dumps(value, ensure_ascii=False, default=str)
             rows.append((key, value))
-        self.table(("key", "value"), rows, title=title)
+        self.table((Column("key", "id"), "value"), rows, title=title)
 
     def line(self, text: str) -> None:
         """A plain line of data on stdout (table mode summaries)."""

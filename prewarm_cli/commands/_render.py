@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from prewarm_cli.output import counted
+from prewarm_cli.output import Column, counted
 
 if TYPE_CHECKING:
     from prewarm_cli.engine import JobRef, Workspace
@@ -73,7 +73,15 @@ def submit_table(out: Output, summary: SubmitSummary) -> None:
         for alias, c in summary.providers.items()
     ]
     out.table(
-        ("provider", "targets", "accepted", "rejected", "failed", "deferred", "unknown"),
+        (
+            Column("provider", "id"),
+            Column("targets", "id"),
+            Column("accepted", "id"),
+            Column("rejected", "id"),
+            Column("failed", "id"),
+            Column("deferred", "id", drop=1),
+            Column("unknown", "id", drop=1),
+        ),
         rows,
         title=f"job {summary.job_id}: {summary.state}",
     )
@@ -104,14 +112,14 @@ def plan_table(out: Output, plan: Plan) -> None:
     ]
     out.table(
         (
-            "provider",
-            "urls",
-            "batch",
-            "batches",
-            "requests",
-            "est. seconds",
-            "quota left",
-            "would defer",
+            Column("provider", "id"),
+            Column("urls", "id"),
+            Column("batch", "id", drop=2),
+            Column("batches", "id", drop=1),
+            Column("requests", "id"),
+            Column("est. seconds", "id"),
+            Column("quota left", "id", drop=3),
+            Column("would defer", "id"),
         ),
         rows,
         title=f"dry run: {counted(plan.n_urls, 'URL')}, nothing sent",
@@ -138,15 +146,15 @@ def status_table(out: Output, status: JobStatus) -> None:
     ]
     out.table(
         (
-            "provider",
-            "state",
-            "vendor state",
-            "total",
-            "succeeded",
-            "failed",
-            "in progress",
-            "pending",
-            "not sent",
+            Column("provider", "id"),
+            Column("state", "id"),
+            Column("vendor state", "id", drop=3),
+            Column("total", "id"),
+            Column("succeeded", "id"),
+            Column("failed", "id"),
+            Column("in progress", "id", drop=1),
+            Column("pending", "id", drop=2),
+            Column("not sent", "id", drop=4),
         ),
         rows,
         title=f"job {status.job_id or '(vendor tasks)'}: {status.state}",
@@ -156,7 +164,7 @@ def status_table(out: Output, status: JobStatus) -> None:
 def report_table(out: Output, report: JobReport) -> None:
     failures = counted(len(report.failures), "failure")
     out.table(
-        ("provider", "url", "pop", "reason"),
+        (Column("provider", "id"), Column("url", "url"), Column("pop", "id", drop=1), "reason"),
         [(f.provider, f.url, f.pop, f.reason) for f in report.failures],
         title=f"job {report.job_id or '(vendor tasks)'}: {failures}",
     )

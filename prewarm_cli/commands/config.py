@@ -64,6 +64,7 @@ def config_show() -> None:
     """Show every setting, where it came from; secrets redacted."""
     from prewarm_cli import config as config_mod
     from prewarm_cli import registry
+    from prewarm_cli.output import Column
 
     out = command_output()
     cfg = config_mod.load_config(global_values().get("config"))
@@ -71,7 +72,7 @@ def config_show() -> None:
     out.emit(
         {"path": str(cfg.path), "exists": cfg.exists, "settings": rows},
         table=lambda d: out.table(
-            ("key", "value", "source"),
+            (Column("key", "id"), Column("value", "url"), Column("source", drop=1)),
             [(r["key"], r["value"], r["source"]) for r in d["settings"]],
             title=f"{cfg.path}" + ("" if cfg.exists else " (missing)"),
         ),

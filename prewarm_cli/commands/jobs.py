@@ -16,6 +16,7 @@ from prewarm_cli.commands._common import (
 )
 from prewarm_cli.commands._render import report_table, status_table, verify_claims, verify_table
 from prewarm_cli.errors import exit_for, worst_exit
+from prewarm_cli.output import Column
 from prewarm_cli.results import JobState
 
 
@@ -118,14 +119,14 @@ def jobs(limit: int, state: str | None) -> None:
             table=lambda d: ws.out.records(
                 d,
                 [
-                    ("job", "job_id"),
-                    ("state", "state"),
-                    ("created", lambda r: r["created_at"][:19]),
-                    ("providers", lambda r: ",".join(r["providers"])),
-                    ("urls", "urls"),
-                    ("accepted", "accepted"),
-                    ("rejected", "rejected"),
-                    ("deferred", "deferred"),
+                    (Column("job", "id"), "job_id"),
+                    (Column("state", "id"), "state"),
+                    (Column("created", "id", drop=3), lambda r: r["created_at"][:19]),
+                    (Column("providers", drop=4), lambda r: ",".join(r["providers"])),
+                    (Column("urls", "id"), "urls"),
+                    (Column("accepted", "id"), "accepted"),
+                    (Column("rejected", "id", drop=1), "rejected"),
+                    (Column("deferred", "id", drop=2), "deferred"),
                 ],
             ),
         )

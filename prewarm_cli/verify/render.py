@@ -54,13 +54,16 @@ def render_table(out: Output, result: Mapping[str, Any]) -> None:
     show_enc = len({r["accept_encoding"] for r in rows_in}) > 1
     show_bytes = any(r["bytes"] is not None for r in rows_in)
     show_vendor = any("vendor" in r for r in rows_in)
-    columns = ["url"]
-    columns += ["accept-encoding"] if show_enc else []
-    columns += ["status", "cache", "pop", "age"]
-    columns += ["bytes"] if show_bytes else []
-    columns += ["ms"]
-    columns += ["vendor"] if show_vendor else []
-    columns += ["note"]
+    from prewarm_cli.output import Column
+
+    columns = [Column("url", "url")]
+    columns += [Column("accept-encoding", "id", drop=3)] if show_enc else []
+    columns += [Column("status", "id"), Column("cache", "id"), Column("pop", "id", drop=2)]
+    columns += [Column("age", "id", drop=4)]
+    columns += [Column("bytes", "id", drop=5)] if show_bytes else []
+    columns += [Column("ms", "id", drop=6)]
+    columns += [Column("vendor", "id")] if show_vendor else []
+    columns += [Column("note", drop=1)]
     rows = []
     for r in rows_in:
         code = r["status_code"]
