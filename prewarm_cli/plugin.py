@@ -513,6 +513,11 @@ class Provider:
     # (direct: PoP targets times variants); None: one request per batch.
     requests_per_url: Callable[[str, SubmitOptions], int] | None = None
 
+    def submit_details(self) -> Mapping[str, Any]:
+        """What this run did beyond the outcomes, for the submit summary (direct: requests,
+        bytes, per PoP); empty by default."""
+        return {}
+
     def probe_targets(self, task_ids: Sequence[str]) -> list[ProbeTarget] | None:
         """What `--verify` probes for these tasks, where a provider warmed specific edges and
         variants (direct); None: each URL once, as `verify` does by default."""

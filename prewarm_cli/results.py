@@ -75,9 +75,10 @@ class ProviderCounts:
     failed: int
     deferred: int
     unknown: int
+    details: Mapping[str, Any] = field(default_factory=dict)  # what the provider adds (direct)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "total": self.total,
             "accepted": self.accepted,
             "rejected": self.rejected,
@@ -85,6 +86,9 @@ class ProviderCounts:
             "deferred": self.deferred,
             "unknown": self.unknown,
         }
+        if self.details:
+            found["details"] = dict(self.details)
+        return found
 
 
 @dataclass(frozen=True)

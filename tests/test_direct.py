@@ -67,6 +67,9 @@ def test_warms_every_pop_and_variant_once(bed: CacheBed, run_cli, direct_config)
         assert r.stderr.count(f"direct: {pop}: 6 requests,") == 1
         assert f"direct: {pop}: 6 requests," not in r.stdout
     assert "0 already warm, 6 filled" in r.stderr
+    details = data["providers"]["direct"]["details"]  # this run's figures, in the submit JSON
+    assert (details["requests"], details["filled"], details["already_warm"]) == (12, 12, 0)
+    assert details["pops"][POPS[1]]["requests"] == 6
     for path in paths:
         # One request per (PoP, variant), with exactly the Accept-Encoding asked for: the
         # identity variant is sent as `identity`, not as the HTTP library's default header.

@@ -202,6 +202,7 @@ def submit_summary(ws: Workspace, job_id: str) -> SubmitSummary:
                 failed=c[jr.FAILED],
                 deferred=c[jr.DEFERRED] + c[jr.UNSENT],
                 unknown=c[jr.UNKNOWN] + c[jr.SENDING],
+                details=ws.session(alias).provider.submit_details(),
             )
             for alias, c in sorted(counts.items())
         },

@@ -341,6 +341,17 @@ class DirectProvider(Provider):
             notes.append(f"max_bytes {self.max_bytes}: the rest is deferred once it is spent")
         return notes
 
+    def submit_details(self) -> Mapping[str, Any]:
+        """This run's requests, bytes, already_warm, filled, rejected, failed, and per PoP."""
+        keys = ("requests", "bytes", "already_warm", "filled", "rejected", "failed")
+        with self._lock:
+            pops = {
+                label: {k: s.get(k, 0) for k in keys} for label, s in sorted(self.stats.items())
+            }
+        if not pops:
+            return {}
+        return {**{k: sum(p[k] for p in pops.values()) for k in keys}, "pops": pops}
+
     def summary_lines(self) -> list[str]:
         """One line per PoP target for the user (stderr)."""
         return [
