@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -111,7 +111,8 @@ class EdgeOneProvider(Provider):
         ConfigField(
             "lookup_settle",
             float,
-            "seconds to wait before a second lookup of a request whose outcome is unknown",
+            "seconds EdgeOne may take to list a new task: a lookup after an unknown outcome"
+            " that misses URLs asks again once this long has passed since the send",
             default=2.0,
         ),
     )
@@ -139,10 +140,13 @@ class EdgeOneProvider(Provider):
 
     def limits(self) -> Limits:
         """Batch sizes from DescribeContentQuota, read once per run."""
+        # New tasks take a moment to be listed: the engine's lookup after an unknown
+        # outcome asks again once this long has passed since the send.
+        settle = float(self.settings.get("lookup_settle") or 0.0)
         read = self._run_quota()
         prefetch = read.prefetch.get(PREFETCH_TYPE) if read else None
         if read is None or prefetch is None or not prefetch.batch or prefetch.batch < 1:
-            return self.default_limits
+            return replace(self.default_limits, lookup_settle=settle)
         purge = read.purge.get(PURGE_TYPE)
         purge_batch = purge.batch if purge and purge.batch and purge.batch > 0 else None
         return Limits(
@@ -152,6 +156,7 @@ class EdgeOneProvider(Provider):
             requests_per_second=VENDOR_REQUESTS_PER_SECOND,
             concurrency=self.default_limits.concurrency,
             poll_interval=POLL_INTERVAL,
+            lookup_settle=settle,
         )
 
     # --- the work ---
@@ -222,37 +227,30 @@ class EdgeOneProvider(Provider):
         since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
         found: dict[str, str] = {}
         listed: set[str] = set()
-        settle = float(self.settings.get("lookup_settle") or 0.0)
-        for attempt in range(2):
-            for probe in probes(list(sent)):
-                if sent[probe] in found:
+        for probe in probes(list(sent)):
+            if sent[probe] in found:
+                continue
+            end = datetime.now(UTC) + LOOKUP_CLOCK_MARGIN
+            tasks = self._list_tasks("prefetch", "target", probe, window=(since, end))
+            # Newest first: a URL also warmed by an earlier run maps to this run's job.
+            recent = sorted(
+                ((created_at(t) or since, t) for t in tasks),
+                key=lambda pair: pair[0],
+                reverse=True,
+            )
+            for created, task in recent:
+                if created < since:
                     continue
-                end = datetime.now(UTC) + LOOKUP_CLOCK_MARGIN
-                tasks = self._list_tasks("prefetch", "target", probe, window=(since, end))
-                # Newest first: a URL also warmed by an earlier run maps to this run's job.
-                recent = sorted(
-                    ((created_at(t) or since, t) for t in tasks),
-                    key=lambda pair: pair[0],
-                    reverse=True,
-                )
-                for created, task in recent:
-                    if created < since:
-                        continue
-                    job = str(task.JobId or "")
-                    if not job or job in listed:
-                        continue
-                    listed.add(job)
-                    for item in self._list_tasks("prefetch", "job-id", job):
-                        ours = sent.get(str(item.Target))
-                        if ours is not None:
-                            found.setdefault(ours, job)
-                if len(found) == len(sent):
-                    return found
-            if found or attempt or settle <= 0:
+                job = str(task.JobId or "")
+                if not job or job in listed:
+                    continue
+                listed.add(job)
+                for item in self._list_tasks("prefetch", "job-id", job):
+                    ours = sent.get(str(item.Target))
+                    if ours is not None:
+                        found.setdefault(ours, job)
+            if len(found) == len(sent):
                 break
-            # New tasks may take a moment to be listed: look once more before the engine
-            # sends the batch again.
-            time.sleep(settle)
         return found
 
     def quota(self) -> Quota:
