@@ -5,8 +5,7 @@ a provider's table is checked against its schema, and its ``env:VAR`` references
 are resolved, when :meth:`Config.resolve` is called, i.e. only for the providers
 a command uses. Every error is one line naming the file, the key path and the fix.
 This module knows no provider: callers pass provider classes in. Where the file and
-the state directory are is prewarm_cli.paths (``config_path`` and ``state_dir`` are
-re-exported here for the callers that have not moved yet).
+the state directory are is prewarm_cli.paths.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from prewarm_cli.errors import ConfigError, UsageError
-from prewarm_cli.paths import config_path, make_private_dirs, state_dir
+from prewarm_cli.paths import config_path, make_private_dirs
 from prewarm_cli.plugin import CORE_FIELDS, ConfigField, Provider
 
 __all__ = [
@@ -34,12 +33,10 @@ __all__ = [
     "Config",
     "ResolvedSettings",
     "Route",
-    "config_path",
     "load_config",
     "permission_warning",
     "provider_table",
     "show_rows",
-    "state_dir",
     "write_config",
 ]
 

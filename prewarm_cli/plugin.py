@@ -305,7 +305,7 @@ def url_to_ascii(url: str) -> str:
 
     For a vendor that wants URLs encoded by the client; an ASCII URL comes back unchanged.
     """
-    from prewarm_cli.urls import to_ascii
+    from prewarm_cli.inputs import to_ascii
 
     return to_ascii(url)
 

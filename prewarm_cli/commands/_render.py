@@ -36,7 +36,7 @@ def verify_claims(
         for t in pinned:
             groups.setdefault((t.ip, t.accept_encoding, t.label), []).append(t.url)
         for (ip, encoding, label), urls in groups.items():
-            from prewarm_cli.urls import host_of
+            from prewarm_cli.inputs import host_of
 
             pins = tuple(sorted({f"{host_of(u)}:{ip}" for u in urls})) if ip else ()
             more = verify_mod.verify_against_claims(

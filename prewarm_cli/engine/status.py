@@ -142,7 +142,7 @@ def _only_urls(status: TaskStatus, urls: set[str] | None) -> TaskStatus:
     """A vendor task narrowed to this job's URLs (a task found by lookup may hold others)."""
     if not status.urls or urls is None or {u.url for u in status.urls} <= urls:
         return status
-    from prewarm_cli.urls import to_ascii
+    from prewarm_cli.inputs import to_ascii
 
     # Vendors may list a URL in its encoded form (IDNA host, percent-encoded path).
     wanted = urls | {to_ascii(u) for u in urls}

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from prewarm_cli import config as config_mod
 from prewarm_cli import journal as jr
+from prewarm_cli import paths
 from prewarm_cli.errors import (
     ConfigError,
     PrewarmError,
@@ -65,7 +66,7 @@ class Workspace:
 
     @property
     def state_dir(self) -> Path:
-        return config_mod.state_dir()
+        return paths.state_dir()
 
     @property
     def journal(self) -> jr.Journal:
@@ -263,7 +264,7 @@ class Router:
     def __call__(self, url: str) -> list[str] | None:
         if self.selected:
             return self.selected
-        from prewarm_cli.urls import host_of
+        from prewarm_cli.inputs import host_of
 
         host = host_of(url)
         if host not in self._by_host:
