@@ -171,12 +171,13 @@ class Pacer:
                 f"the daily budget of {per_day} requests is used up",
                 hint="resume later with `prewarm submit --resume JOB`",
             )
-        # A batch larger than one slot's worth of URLs takes several slots and leaves at the
-        # last (a vendor whose batch is larger than its per-second rate needs this).
+        # A batch larger than a window's worth of URLs takes several windows and leaves
+        # with the last part (for a vendor whose batch is larger than its per-second rate).
         slices = self._urls.slices(n_urls) if self._urls is not None and n_urls else [0]
         for i, n_units in enumerate(slices):
-            # The request counts once against the request rate, each slice against URLs.
-            wanted = [(s, 1) for s in self._schedules] if i == 0 else []
+            # The request counts once against the request rate, when it leaves (with the
+            # last slice); each slice counts against URLs.
+            wanted = [(s, 1) for s in self._schedules] if i == len(slices) - 1 else []
             if n_units:
                 assert self._urls is not None
                 wanted.append((self._urls, n_units))
@@ -189,11 +190,17 @@ class Pacer:
                 slot = now
                 for schedule, weight in wanted:
                     slot = max(slot, schedule.earliest(slot, weight, margin))
-                for schedule, weight in wanted:
-                    schedule.book(slot, weight, now)
-            self._wait_until(slot / _US)
+                booked = [
+                    (schedule, schedule.book(slot, weight, now)) for schedule, weight in wanted
+                ]
+            left_at = int(self._wait_until(slot / _US) * _US)
+            if left_at - slot > _RESTAMP_US:
+                with self._store.locked():
+                    for schedule, rows in booked:
+                        schedule.restamp(rows, left_at)
 
-    def _wait_until(self, slot: float) -> None:
+    def _wait_until(self, slot: float) -> float:
+        """Sleeps until ``slot``; returns when the wait really ended."""
         while True:
             if self._stop is not None and self._stop.is_set():
                 raise Interrupted("stopped while pacing")
@@ -204,7 +211,9 @@ class Pacer:
                 self._sleep(left)
             else:
                 sleep(left, self._stop)
-        self._jitter.observe(self._clock() - slot)
+        left_at = self._clock()
+        self._jitter.observe(left_at - slot)
+        return left_at
 
     def close(self) -> None:
         self._store.close()
@@ -313,6 +322,7 @@ class _Store:
 
 
 _US = 1_000_000  # per-second schedules keep microseconds: a millisecond is 2 % of 50 ms
+_RESTAMP_US = 1_000  # a request this much later than its slot moves its booking
 _LEAK_EVERY = 64  # bookings between clean-ups of entries older than every window
 
 
@@ -336,6 +346,8 @@ class _Schedule:
         # Below 1/s, e.g. 0.5 requests/s, the window is 1 request per 2 s.
         self.window = Rate(int(rate), _US) if rate >= 1 else Rate(1, math.ceil(_US / rate))
         self._bucket = store.bucket(table, [self.window])
+        self._conn = store.conn
+        self._table = table
         self._booked = 0
 
     def slices(self, weight: int) -> list[int]:
@@ -356,14 +368,32 @@ class _Schedule:
             slot = max(slot, blocking.timestamp + stretched + 1)
         return slot
 
-    def book(self, slot: int, weight: int, now: int) -> None:
+    def book(self, slot: int, weight: int, now: int) -> list[int]:
+        """Books ``weight`` units at ``slot``; returns their rows, for restamp()."""
         from pyrate_limiter import RateItem
 
         if not self._bucket.put(RateItem("slot", slot, weight)):
             raise AssertionError("a slot found free was refused")  # pragma: no cover
+        rows = self._conn.execute(
+            f"SELECT rowid FROM '{self._table}' WHERE item_timestamp = ?"
+            " ORDER BY rowid DESC LIMIT ?",
+            (slot, weight),
+        ).fetchall()
         self._booked += 1
         if self._booked % _LEAK_EVERY == 1:
-            self._bucket.leak(now)
+            # Entries a stretched window still counts must stay: keep two windows.
+            self._bucket.leak(now - self.window.interval)
+        return [row for (row,) in rows]
+
+    def restamp(self, rows: list[int], left_at: int) -> None:
+        """Moves a booking to when its request really left, so that the next window counts
+        from there: a request that left late must not let the one a window later early."""
+        marks = ",".join("?" * len(rows))
+        self._conn.execute(
+            f"UPDATE '{self._table}' SET item_timestamp = ? WHERE rowid IN ({marks})",
+            (left_at, *rows),
+        )
+        self._conn.commit()
 
 
 class DailyBudget:

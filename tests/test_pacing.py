@@ -426,10 +426,49 @@ def test_measured_lateness_stretches_the_windows_within_bounds() -> None:
     assert seconds_for(100) == pytest.approx(5.05, abs=0.002)
     late[0] = 0.010  # every wake-up 10 ms late, as on a loaded machine
     seconds_for(100)
-    # ...twice the lateness seen (2 %) on a loaded one...
-    assert seconds_for(100) == pytest.approx(5.10, abs=0.002)
+    # ...twice the lateness seen (2 %) on a loaded one, and the late wake-ups themselves:
+    # a booking moves to when its request really left, the next window counts from there...
+    assert seconds_for(100) == pytest.approx(5 * 1.02 + 5 * 0.01, abs=0.015)
     late[0] = 0.050
     seconds_for(100)
     # ...and never more than 3 %, whatever the lateness (here 5 x 50 ms late wake-ups on top).
     assert seconds_for(100) == pytest.approx(5 * 1.03 + 5 * 0.05, abs=0.002)
     pacer.close()
+
+
+def test_a_batch_larger_than_a_window_waits_for_its_parts() -> None:
+    fake = FakeTime()
+    limits = Limits(max_batch=500, requests_per_second=5, urls_per_second=240)
+    pacer = Pacer(limits, "k", None, clock=fake.clock, sleep=fake.sleep)
+    pacer.acquire(500)  # 240 + 240 + 20: leaves once two windows have turned over
+    assert fake.now - fake.start >= 2.0
+    left_at = fake.now
+    pacer.acquire(1)  # the request rate counted the batch when it left: 1/5 s later at most
+    assert fake.now - left_at <= 1.02
+    pacer.close()
+
+
+def test_a_request_that_leaves_late_moves_the_next_window(tmp_path: Path) -> None:
+    fake = FakeTime()
+    store = tmp_path / "ratelimits.sqlite3"
+    late = [0.0]
+
+    def oversleeping(seconds: float) -> None:
+        fake.sleep(seconds + late[0])
+
+    pacer = Pacer(
+        Limits(max_batch=1, requests_per_second=2), "k", store, clock=fake.clock, sleep=oversleeping
+    )
+    pacer.acquire()
+    pacer.acquire()
+    late[0] = 0.2  # the third request's wake-up is 200 ms late (a stalled process)
+    pacer.acquire()
+    third = fake.now
+    late[0] = 0.0
+    pacer.acquire()  # the fourth fits the same window
+    pacer.acquire()
+    fifth = fake.now
+    pacer.close()
+    # Two a second: the fifth waits a full window after the third really left, not after
+    # its slot; counting from the slot would send it 200 ms early, three in 0.8 s.
+    assert fifth - third >= 1.0
