@@ -296,8 +296,12 @@ class Output:
 
     @contextmanager
     def progress(self, total: int | None, description: str) -> Iterator[Progress]:
-        if self.quiet or not _is_tty(self.stderr):
+        if self.quiet:
             yield Progress(None, None)
+            return
+        if not _is_tty(self.stderr):
+            # No bar in a CI log: what a bar would show comes as lines (`Progress.note`).
+            yield Progress(None, None, note=self._say)
             return
         from rich.progress import (
             BarColumn,
@@ -323,11 +327,17 @@ class Output:
 
 
 class Progress:
-    """A progress handle; does nothing when there is no terminal to draw on."""
+    """A progress handle; without a terminal to draw on, only `note` shows anything."""
 
-    def __init__(self, bar: Any, task: Any) -> None:
+    def __init__(self, bar: Any, task: Any, *, note: Callable[[str], None] | None = None) -> None:
         self._bar = bar
         self._task = task
+        self._note = note
+
+    def note(self, text: str) -> None:
+        """A line for a log that has no bar (stderr not a terminal); nothing under a bar."""
+        if self._note is not None:
+            self._note(text)
 
     def advance(self, n: int = 1) -> None:
         if self._bar is not None:

@@ -287,14 +287,28 @@ def wait_with_claims(
                 description=status.state,
             )
             if State(status.state).finished:
+                progress.note(_poll_line(status))
                 return status, url_claims(ws, ref, statuses)
             if deadline is None:
+                progress.note(_poll_line(status, every))
                 sleep(every)
                 continue
             left = deadline - clock()
             if left <= 0:
+                progress.note(_poll_line(status))
                 raise WaitTimeout(
                     f"job {ref.job_id or ''} is still {status.state} after {timeout:g}s",
                     hint="check again later with `prewarm status`",
                 )
+            progress.note(_poll_line(status, min(every, left)))
             sleep(min(every, left))
+
+
+def _poll_line(status: JobStatus, next_poll: float | None = None) -> str:
+    """One line per poll for a log without a progress bar (CI): state, counts, next poll."""
+    line = (
+        f"job {status.job_id or '(vendor tasks)'}: {status.state}, "
+        f"{status.succeeded} succeeded, {status.failed} failed, "
+        f"{status.in_progress} in progress, {status.pending} pending of {status.total}"
+    )
+    return line if next_poll is None else f"{line}; next poll in {round(next_poll, 1):g} s"
