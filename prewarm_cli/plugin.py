@@ -294,7 +294,10 @@ class Quota:
 
 
 def state_dir() -> Path:
-    """A directory where a provider may keep small files (e.g. the last quota it was told)."""
+    """prewarm's state directory, for code that runs outside an engine-built provider.
+
+    A provider uses ``self.state_dir``, which the engine hands over (attach_state_dir).
+    """
     from prewarm_cli.paths import state_dir as _state_dir
 
     return _state_dir()
@@ -410,7 +413,23 @@ class Provider:
         self._pace: Callable[[int], None] | None = None
         self._warn: Callable[[str], None] | None = None
         self._info: Callable[[str], None] | None = None
+        self._state_dir: Path | None = None
         self._paid = threading.local()  # the engine paid for this call's first request
+
+    @property
+    def state_dir(self) -> Path:
+        """A directory where the provider may keep small files (e.g. the last quota it was told).
+
+        The engine hands it over (attach_state_dir); a provider built by hand (a test, a
+        script) gets prewarm's own state directory.
+        """
+        if self._state_dir is None:
+            self._state_dir = state_dir()
+        return self._state_dir
+
+    def attach_state_dir(self, path: Path) -> None:
+        """The engine hands over the state directory, as it does the pacer."""
+        self._state_dir = path
 
     def attach_pacer(self, pace: Callable[[int], None]) -> None:
         """The engine hands over its rate limiter (shared across processes and runs)."""

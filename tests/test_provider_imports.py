@@ -101,3 +101,18 @@ def test_importing_a_provider_loads_no_other_part(package: str) -> None:
         )
     ]
     assert reached == []
+
+
+def test_the_engine_hands_providers_their_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prewarm_cli.config import load_config
+    from prewarm_cli.engine.workspace import build_provider
+
+    monkeypatch.setenv("PREWARM_STATE_DIR", str(tmp_path / "state"))
+    config = tmp_path / "config.toml"
+    config.write_text('[providers.q]\ntype = "qiniu"\naccess_key = "a"\nsecret_key = "b"\n')
+    provider = build_provider(load_config(str(config)), "q", lambda message: None)
+    assert provider.state_dir == tmp_path / "state"
+    provider.attach_state_dir(tmp_path / "elsewhere")
+    assert provider.state_dir == tmp_path / "elsewhere"

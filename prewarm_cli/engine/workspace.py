@@ -38,13 +38,15 @@ IMPLICIT_PROVIDER = "direct"
 def build_provider(config: config_mod.Config, alias: str, warn: Callable[[str], None]) -> Provider:
     """The provider instance behind an alias, resolving only its own secrets.
 
-    Every command builds providers here, so that each gets its warning channel.
+    Every command builds providers here, so that each gets its warning channel and the
+    state directory.
     """
     from prewarm_cli import registry
 
     cls = registry.load(config.provider_type(alias))
     provider = cls(alias, config.resolve(alias, cls).values)
     provider.attach_warn(warn)
+    provider.attach_state_dir(paths.state_dir())
     return provider
 
 

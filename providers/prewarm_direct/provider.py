@@ -30,7 +30,6 @@ from prewarm_cli.plugin import (
     State,
     SubmitOptions,
     TaskStatus,
-    state_dir,
 )
 from prewarm_direct import dns
 from prewarm_direct.options import SUBMIT_OPTIONS
@@ -164,7 +163,7 @@ class DirectProvider(Provider):
     def store(self) -> Store:
         with self._lock:
             if self._store is None:
-                self._store = Store(state_dir() / "direct.sqlite3")
+                self._store = Store(self.state_dir / "direct.sqlite3")
             return self._store
 
     def _client(self, url: str, target: Target) -> httpx.Client:

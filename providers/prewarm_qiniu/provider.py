@@ -474,7 +474,7 @@ class QiniuProvider(Provider):
 
     def _quota_store(self) -> QuotaStore:
         if self._store is None:
-            self._store = QuotaStore.in_state_dir(self.rate_key())
+            self._store = QuotaStore.in_state_dir(self.state_dir, self.rate_key())
         return self._store
 
     def _remember(self, reply: Reply, kind: BatchKind) -> Quota | None:

@@ -31,12 +31,9 @@ class QuotaStore:
         self.key = key
 
     @classmethod
-    def in_state_dir(cls, key: str) -> QuotaStore:
-        """The store in prewarm's state directory (``PREWARM_STATE_DIR`` > XDG > home)."""
-        # The core owns the state dir's location; asking it keeps one rule for every file.
-        from prewarm_cli.plugin import state_dir
-
-        return cls(state_dir() / FILE_NAME, key)
+    def in_state_dir(cls, state_dir: Path, key: str) -> QuotaStore:
+        """The store in the state directory the engine handed the provider."""
+        return cls(state_dir / FILE_NAME, key)
 
     def load(self) -> dict[str, Any]:
         """This credential's entry: ``{prefetch: {...}, refresh: {...}}`` (empty when none)."""
