@@ -161,6 +161,13 @@ class JournalError(PrewarmError):
         self.exit_code = exit_code
 
 
+class NotYetCancellable(UsageError):
+    """The vendor cannot cancel the job in its present state but will once it runs:
+    `cancel --wait` tries again."""
+
+    code = "not_cancellable_yet"
+
+
 class JobInUse(UsageError):
     """Another process is working on the job."""
 

@@ -19,6 +19,10 @@ from prewarm_cli.errors import exit_for, worst_exit
 from prewarm_cli.output import Column
 from prewarm_cli.results import JobState
 
+# An AWS job takes minutes to get from CREATED through CHECK_POP and INSERT_TASK to a state
+# that can be cancelled; ten minutes covers a large job without hanging a CI step for long.
+CANCEL_WAIT_TIMEOUT = 600.0
+
 
 @click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("status"))
 @click.argument("job", required=False)
@@ -89,14 +93,28 @@ def report(job: str | None, download: str | None) -> None:
 
 @click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("cancel"))
 @click.argument("job")
+@click.option(
+    "--wait",
+    "wait_",
+    is_flag=True,
+    help="If the job cannot be cancelled yet (still being set up), try again until it can.",
+)
+@click.option(
+    "--wait-timeout",
+    type=float,
+    default=CANCEL_WAIT_TIMEOUT,
+    show_default=True,
+    metavar="S",
+    help="With --wait: give up after S seconds (exit 6).",
+)
 @global_options
-def cancel(job: str) -> None:
+def cancel(job: str, wait_: bool, wait_timeout: float) -> None:
     """Stop a running job at the vendor (providers that can)."""
     from prewarm_cli import engine
 
     with workspace() as ws:
         ref = engine.parse_job_ref(ws, job, stdin_text)
-        ws.out.emit(engine.cancel(ws, ref))
+        ws.out.emit(engine.cancel(ws, ref, wait_timeout=wait_timeout if wait_ else None))
 
 
 @click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("jobs"))

@@ -2,20 +2,52 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prewarm_cli import journal as jr
-from prewarm_cli.engine.status import JobRef
-from prewarm_cli.engine.workspace import Workspace
+from prewarm_cli.engine.status import JobRef, poll_interval
+from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import (
+    NotYetCancellable,
     ProviderError,
     UsageError,
+    WaitTimeout,
 )
 from prewarm_cli.plugin import (
     Capability,
 )
 from prewarm_cli.results import JobReport, JobRow, JobState, ReportFailure
+
+
+def _cancel_pause(
+    ws: Workspace,
+    ref: JobRef,
+    session: ProviderSession,
+    refused: NotYetCancellable,
+    deadline: float | None,
+    wait_timeout: float | None,
+    clock: Callable[[], float],
+) -> float:
+    """How long to wait before asking again, or the error that ends the waiting."""
+    job = ref.job_id or f"{session.alias}:{','.join(ref.tasks[session.alias])}"
+    if deadline is None:
+        hint = f"wait until it can be: prewarm cancel --wait {job}"
+        raise NotYetCancellable(
+            refused.message,
+            hint=f"{refused.hint}; or {hint}" if refused.hint else hint,
+            provider=refused.provider,
+            request_id=refused.request_id,
+        ) from refused
+    left = deadline - clock()
+    if left <= 0:
+        raise WaitTimeout(
+            f"{refused.message} (still, after {wait_timeout:g}s)",
+            hint=f"try again later: prewarm cancel --wait {job}",
+            provider=refused.provider,
+        ) from refused
+    return min(poll_interval(ws, ref, None), left)
 
 
 def report(ws: Workspace, ref: JobRef) -> JobReport:
@@ -108,13 +140,30 @@ def scale(ws: Workspace, alias: str, count: int | None) -> dict[str, Any]:
     return {"provider": alias, **session.call(session.provider.scale, count)}
 
 
-def cancel(ws: Workspace, ref: JobRef) -> list[dict[str, Any]]:
+def cancel(
+    ws: Workspace,
+    ref: JobRef,
+    *,
+    wait_timeout: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[dict[str, Any]]:
+    """Stops the job's tasks; with ``wait_timeout``, tries again (for at most that many
+    seconds) while a vendor answers that a task cannot be cancelled yet."""
+    deadline = None if wait_timeout is None else clock() + wait_timeout
     results = []
     for alias, task_ids in ref.tasks.items():
         session = ws.session(alias)
         session.require(Capability.CANCEL)
         if task_ids:
-            answer = session.call(session.provider.cancel, task_ids)
+            while True:
+                try:
+                    answer = session.call(session.provider.cancel, task_ids)
+                    break
+                except NotYetCancellable as e:
+                    pause = _cancel_pause(ws, ref, session, e, deadline, wait_timeout, clock)
+                    ws.out.info(f"{alias}: {e}; trying again in {round(pause, 1):g} s")
+                    sleep(pause)
             results.append({"provider": alias, **answer})
     if ref.job_id:
         ws.journal.set_state(ref.job_id, JobState.CANCELLED)

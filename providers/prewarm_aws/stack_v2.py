@@ -30,6 +30,7 @@ from prewarm_aws.transport import NoSuchRoute
 from prewarm_cli.errors import (
     ConfigError,
     InvalidRequest,
+    NotYetCancellable,
     ProviderError,
     StackBusy,
     UnknownOutcome,
@@ -381,7 +382,9 @@ class StackV2:
             message = self._api.set_capacity(0, stop=task_id)
             stopped.append({"task_id": task_id, "raw_state": "STOPPED", "message": message})
         if not stopped:
-            raise UsageError(
+            # A job still being set up (CREATED, CHECK_POP, INSERT_TASK) can be stopped later.
+            not_yet = any(not _has_ended(raw) for raw in refused.values())
+            raise (NotYetCancellable if not_yet else UsageError)(
                 "; ".join(_why_not_cancelled(t, raw) for t, raw in refused.items()),
                 hint=f"to stop the stack's instances anyway: prewarm scale -p {self.ctx.alias}"
                 " 0 --yes",
@@ -425,9 +428,13 @@ class StackV2:
         self._transport.close()
 
 
-def _why_not_cancelled(task_id: str, raw: str) -> str:
+def _has_ended(raw: str) -> bool:
     key = raw.upper()
-    if key in FINISHED_STATES or key in ("STOPPED", "TIMEOUT", "FAILED"):
+    return key in FINISHED_STATES or key in ("STOPPED", "TIMEOUT", "FAILED")
+
+
+def _why_not_cancelled(task_id: str, raw: str) -> str:
+    if _has_ended(raw):
         return f"job {task_id} has already ended ({raw}): there is nothing to cancel"
     return (
         f"job {task_id} is {raw or 'in an unknown state'}: the prewarm API can stop a job only"
