@@ -400,6 +400,9 @@ class Provider:
     # The vendor purges as part of the prefetch request itself (options.invalidate tells it):
     # --invalidate then needs no separate purge step.
     invalidates_in_submit: ClassVar[bool] = False
+    # The vendor's request has a place for -H request headers. A provider whose API has none
+    # says False: the engine warns at submit and notes it in --dry-run (`unhonoured_options`).
+    sends_headers: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -583,6 +586,15 @@ class Provider:
 
     def close(self) -> None:
         """Release connections."""
+
+
+def unhonoured_options(provider: Provider, options: SubmitOptions) -> list[str]:
+    """What of ``options`` the provider cannot do: one rule for the submit warning and the
+    --dry-run note, so that an option is never dropped silently."""
+    if options.headers and not provider.sends_headers:
+        names = ", ".join(name for name, _ in options.headers)  # names only: values may be secret
+        return [f"{provider.name} cannot send request headers: -H {names} is not sent"]
+    return []
 
 
 def _check_provider_class(cls: type[Provider]) -> list[str]:

@@ -16,6 +16,7 @@ from prewarm_cli.errors import (
 from prewarm_cli.plugin import (
     Capability,
     SubmitOptions,
+    unhonoured_options,
 )
 from prewarm_cli.results import Plan, ProviderPlan
 
@@ -92,6 +93,7 @@ def _plan_provider(
         notes.append(f"{session.provider.name} cannot invalidate: URLs would be prefetched only")
     if in_submit:
         notes.append("the vendor purges each URL within its prefetch request")
+    notes.extend(unhonoured_options(session.provider, options))
     notes.extend(session.provider.plan_notes(options))
     return ProviderPlan(
         provider=session.alias,

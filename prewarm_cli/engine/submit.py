@@ -25,6 +25,7 @@ from prewarm_cli.output import counted
 from prewarm_cli.plugin import (
     State,
     SubmitOptions,
+    unhonoured_options,
 )
 from prewarm_cli.results import JobState, ProviderCounts, SubmitSummary, TargetFailure, TaskRow
 
@@ -73,6 +74,9 @@ def submit(
             journal.delete_job(job_id)  # nothing was sent: leave no job behind
             raise
     try:
+        for alias in aliases:  # an option a provider cannot honour is said, not dropped
+            for note in unhonoured_options(ws.session(alias).provider, options):
+                ws.out.warn(f"{alias}: {note}")
         return _run(ws, job_id, job.urls, aliases, options)
     finally:
         lock.release()

@@ -106,6 +106,7 @@ class QiniuProvider(Provider):
             Capability.LOOKUP,
         }
     )
+    sends_headers = False  # the prefetch API takes URLs only
     default_limits = Limits(
         max_batch=MAX_BATCH,
         invalidate_batch=MAX_BATCH,
@@ -160,7 +161,8 @@ class QiniuProvider(Provider):
     # --- submit ---
 
     def submit_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
-        # Qiniu's prefetch takes no request headers: -H is not sent (see docs/providers/qiniu.md).
+        # Qiniu's prefetch takes no request headers: -H is not sent; the engine warns
+        # (sends_headers = False, see docs/providers/qiniu.md).
         return self._post_batch(PREFETCH_KIND, urls)
 
     def invalidate_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
