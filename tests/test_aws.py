@@ -412,9 +412,9 @@ def test_400_invalid_urls_are_mapped_back_through_the_rewriting(
 
     def refuse_parens(body: Any, now: float) -> Any:
         if any("(" in u for u in body["url_list"]):
-            from fakes.aws import _Reply
+            from fakes.base import Reply
 
-            return _Reply(
+            return Reply(
                 400,
                 {
                     "status": "Failed",

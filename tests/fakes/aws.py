@@ -32,14 +32,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import escape
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from fakes.base import LoopbackServer, QuietServer
+from fakes.base import JsonHandler, LoopbackServer, QuietServer, Reply
 
 __all__ = ["FAULT_KINDS", "FakeDistribution", "FakeJob", "FakePrewarmApi"]
 
@@ -150,15 +149,6 @@ class _Fault:
     method: str
     route: str
     remaining: int
-
-
-@dataclass
-class _Reply:
-    status: int = 200
-    body: Any = None  # dict → JSON; str → as is
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-    drop: bool = False
 
 
 def config_toml(values: dict[str, Any]) -> str:
@@ -376,7 +366,7 @@ class FakePrewarmApi(LoopbackServer):
         raw_path: str,
         headers: dict[str, str],
         raw_body: bytes,
-    ) -> _Reply:
+    ) -> Reply:
         parts = urlsplit(raw_path)
         if parts.path == _CF_PATH or parts.path.startswith("/s3/"):
             with self._lock:
@@ -409,22 +399,22 @@ class FakePrewarmApi(LoopbackServer):
         raw_body: bytes,
         now: float,
         entry: dict[str, Any],
-    ) -> _Reply:
+    ) -> Reply:
         """API Gateway: route, API key, usage plan; then the Lambda (proxy integration)."""
         if (method, route) not in _ROUTES:
-            return _Reply(403, {"message": "Missing Authentication Token"})
+            return Reply(403, {"message": "Missing Authentication Token"})
         if headers.get("x-api-key") != self.api_key:
-            return _Reply(403, {"message": "Forbidden"})
+            return Reply(403, {"message": "Forbidden"})
         if self._throttled(now):
-            return _Reply(429, {"message": "Too Many Requests"})
+            return Reply(429, {"message": "Too Many Requests"})
         fault = self._take_fault(method, route)
         if fault is not None and fault.kind == "429":
-            return _Reply(429, {"message": "Too Many Requests"})
+            return Reply(429, {"message": "Too Many Requests"})
         if self.daily_used >= self.daily_quota or (fault is not None and fault.kind == "limit"):
-            return _Reply(429, {"message": "Limit Exceeded"})
+            return Reply(429, {"message": "Limit Exceeded"})
         self.daily_used += 1
         if fault is not None and fault.kind in ("502", "500"):
-            return _Reply(int(fault.kind), {"message": "Internal server error"})
+            return Reply(int(fault.kind), {"message": "Internal server error"})
         try:
             body: Any = json.loads(raw_body) if raw_body else None
         except ValueError:
@@ -433,9 +423,9 @@ class FakePrewarmApi(LoopbackServer):
         params = dict(parse_qsl(query))
         reply = self._lambda(method, route, params, body, now)
         if fault is not None and fault.kind == "504":
-            return _Reply(504, {"message": "Endpoint request timed out"})
+            return Reply(504, {"message": "Endpoint request timed out"})
         if fault is not None and fault.kind == "drop":
-            return _Reply(drop=True)
+            return Reply(drop=True)
         return reply
 
     def _throttled(self, now: float) -> bool:
@@ -461,7 +451,7 @@ class FakePrewarmApi(LoopbackServer):
 
     def _lambda(
         self, method: str, route: str, params: dict[str, str], body: Any, now: float
-    ) -> _Reply:
+    ) -> Reply:
         try:
             if (method, route) == ("POST", "prewarm"):
                 return self._post_prewarm(body, now)
@@ -474,9 +464,9 @@ class FakePrewarmApi(LoopbackServer):
             return _ok({"message": "query success", "desiredcapacity": self.capacity})
         except (KeyError, TypeError, AttributeError, ValueError):
             # An unhandled exception in a proxy Lambda: API Gateway's 502.
-            return _Reply(502, {"message": "Internal server error"})
+            return Reply(502, {"message": "Internal server error"})
 
-    def _post_prewarm(self, body: Any, now: float) -> _Reply:
+    def _post_prewarm(self, body: Any, now: float) -> Reply:
         if body is _NOT_JSON or body is None:
             raise ValueError("json.loads")
         url_list = body["url_list"]
@@ -490,7 +480,7 @@ class FakePrewarmApi(LoopbackServer):
         stamp = datetime.now(UTC)
         bad = [u for u in urls if not _URL_RE.match(u)]
         if bad:
-            return _Reply(
+            return Reply(
                 400,
                 {
                     "status": "Failed",
@@ -536,7 +526,7 @@ class FakePrewarmApi(LoopbackServer):
             }
         )
 
-    def _get_prewarm(self, params: dict[str, str], now: float) -> _Reply:
+    def _get_prewarm(self, params: dict[str, str], now: float) -> Reply:
         req_id = params.get("req_id", "")
         if not req_id:
             return _failure("req_id is empty!")
@@ -545,7 +535,7 @@ class FakePrewarmApi(LoopbackServer):
             return _failure("The reqeust id is invalid.")
         return _ok(self._progress(job, now))
 
-    def _get_summary(self, params: dict[str, str], now: float) -> _Reply:
+    def _get_summary(self, params: dict[str, str], now: float) -> Reply:
         req_id = params.get("req_id", "")
         if not req_id:
             return _failure("req_id is empty!")
@@ -580,7 +570,7 @@ class FakePrewarmApi(LoopbackServer):
             }
         )
 
-    def _post_instances(self, body: Any, now: float) -> _Reply:
+    def _post_instances(self, body: Any, now: float) -> Reply:
         if not isinstance(body, dict):
             return _failure("Expecting value: line 1 column 1 (char 0)")
         if "DesiredCapacity" not in body:
@@ -616,7 +606,7 @@ class FakePrewarmApi(LoopbackServer):
 
     # --- the report CSV behind the presigned link ---
 
-    def _report_csv(self, path: str, query: str) -> _Reply:
+    def _report_csv(self, path: str, query: str) -> Reply:
         params = dict(parse_qsl(query))
         link = self._links.get(params.get("X-Amz-Signature", ""))
         now = self.clock()
@@ -642,25 +632,25 @@ class FakePrewarmApi(LoopbackServer):
         ]
         return self._csv_reply(200, "".join(line + "\n" for line in lines), "text/csv")
 
-    def _csv_reply(self, status: int, text: str, content_type: str = "application/xml") -> _Reply:
+    def _csv_reply(self, status: int, text: str, content_type: str = "application/xml") -> Reply:
         self.csv_requests.append(status)
-        return _Reply(status, text, content_type)
+        return Reply(status, text, content_type)
 
     # --- CloudFront ListDistributions (REST-XML, SigV4) ---
 
     def _cloudfront(
         self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
-    ) -> _Reply:
+    ) -> Reply:
         params = dict(parse_qsl(query, keep_blank_values=True))
         entry = {"method": method, "params": params, "status": 200}
         self.cf_requests.append(entry)
         problem = self._sigv4_problem(method, path, query, headers, body)
         if problem is not None:
             entry["status"] = 403
-            return _Reply(403, _cf_error(*problem), "text/xml")
+            return Reply(403, _cf_error(*problem), "text/xml")
         if method != "GET":
             entry["status"] = 405
-            return _Reply(405, _cf_error("MethodNotAllowed", method), "text/xml")
+            return Reply(405, _cf_error("MethodNotAllowed", method), "text/xml")
         start = int(params.get("Marker") or 0)
         asked = int(params.get("MaxItems") or 100)
         size = min(asked, self.cf_page_size)  # fewer than asked, as a server may return
@@ -694,7 +684,7 @@ class FakePrewarmApi(LoopbackServer):
             + (f"<Items>{items}</Items>" if page else "")
             + "</DistributionList>"
         )
-        return _Reply(200, xml, "text/xml")
+        return Reply(200, xml, "text/xml")
 
     def _sigv4_problem(
         self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
@@ -761,12 +751,12 @@ def _expand(keys: Any, table: dict[str, list[str]]) -> list[str]:
     return pops
 
 
-def _ok(body: dict[str, Any]) -> _Reply:
-    return _Reply(200, {"status": "success", "timestamp": _stamp(datetime.now(UTC)), **body})
+def _ok(body: dict[str, Any]) -> Reply:
+    return Reply(200, {"status": "success", "timestamp": _stamp(datetime.now(UTC)), **body})
 
 
-def _failure(message: str) -> _Reply:
-    return _Reply(
+def _failure(message: str) -> Reply:
+    return Reply(
         200, {"status": "failure", "timestamp": _stamp(datetime.now(UTC)), "message": message}
     )
 
@@ -793,43 +783,16 @@ class _Server(QuietServer):
         super().__init__(("127.0.0.1", 0), _Handler)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"
+class _Handler(JsonHandler):
     server: _Server
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length > 0 else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        hold = self.server.api._take_prewarm_hold(method, self.path)
+    def answer(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Reply:
+        hold = self.server.api._take_prewarm_hold(method, path)
         if hold is not None:
             holding, release, _ = hold
             holding.set()
             release.wait(60)
-        reply = self.server.api._handle(method, self.path, headers, raw)
+        reply = self.server.api._handle(method, path, headers, raw)
         if hold is not None:
             hold[2].set()
-        if reply.drop:
-            self.close_connection = True
-            return
-        if isinstance(reply.body, str):
-            payload = reply.body.encode()
-        else:
-            payload = json.dumps(reply.body if reply.body is not None else {}).encode()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Connection", "close")
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        return reply

@@ -37,13 +37,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fakes.aws import _COUNTRIES, _REGIONS, FakeDistribution
-from fakes.base import QuietServer
+from fakes.base import JsonHandler, QuietServer, Reply
 
 __all__ = ["FAULT_KINDS", "FakeV1Job", "FakeV1Stack"]
 
@@ -81,15 +80,6 @@ class _Fault:
     route: str
     remaining: int
     message: str | None
-
-
-@dataclass
-class _Reply:
-    status: int = 200
-    body: Any = None  # dict → JSON; str → as is
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-    drop: bool = False
 
 
 class _Crash(Exception):
@@ -237,7 +227,7 @@ class FakeV1Stack:
 
     def _handle(
         self, api: str, method: str, raw_path: str, headers: dict[str, str], raw_body: bytes
-    ) -> _Reply:
+    ) -> Reply:
         parts = urlsplit(raw_path)
         with self._lock:
             now = self.clock()
@@ -271,39 +261,39 @@ class FakeV1Stack:
         headers: dict[str, str],
         raw_body: bytes,
         now: float,
-    ) -> _Reply:
+    ) -> Reply:
         """API Gateway: route, API key, usage plan, validator; then the proxy Lambda."""
         if (method, route) != _ROUTES[api]:
-            return _Reply(403, {"message": "Missing Authentication Token"})
+            return Reply(403, {"message": "Missing Authentication Token"})
         if headers.get("x-api-key") != self.api_key:
-            return _Reply(403, {"message": "Forbidden"})
+            return Reply(403, {"message": "Forbidden"})
         if self._throttled(now, api):
-            return _Reply(429, {"message": "Too Many Requests"})
+            return Reply(429, {"message": "Too Many Requests"})
         fault = self._take_fault(method, route)
         if fault is not None and fault.kind == "429":
-            return _Reply(429, {"message": "Too Many Requests"})
+            return Reply(429, {"message": "Too Many Requests"})
         over = self.daily_quota is not None and self.daily_used >= self.daily_quota
         if over or (fault is not None and fault.kind == "limit"):
-            return _Reply(429, {"message": "Limit Exceeded"})
+            return Reply(429, {"message": "Limit Exceeded"})
         self.daily_used += 1
         if api == "status" and not params.get("requestID"):
             # The route's request validator; a requestID in a JSON body does not count.
-            return _Reply(400, {"message": "Missing required request parameters: [requestID]"})
+            return Reply(400, {"message": "Missing required request parameters: [requestID]"})
         if fault is not None and fault.kind == "502":
-            return _Reply(502, {"message": "Internal server error"})
+            return Reply(502, {"message": "Internal server error"})
         if fault is not None and fault.kind == "400":
-            return _Reply(400, {"message": fault.message or "Invalid region"})
+            return Reply(400, {"message": fault.message or "Invalid region"})
         try:
             if api == "prewarm":
                 reply = self._scheduler(raw_body, now, fault)
             else:
                 reply = self._status_fetcher(params["requestID"], now, fault)
         except _Crash:
-            return _Reply(502, {"message": "Internal server error"})
+            return Reply(502, {"message": "Internal server error"})
         if fault is not None and fault.kind == "504":
-            return _Reply(504, {"message": "Endpoint request timed out"})
+            return Reply(504, {"message": "Endpoint request timed out"})
         if fault is not None and fault.kind == "drop":
-            return _Reply(drop=True)
+            return Reply(drop=True)
         return reply
 
     def _throttled(self, now: float, api: str) -> bool:
@@ -329,7 +319,7 @@ class FakeV1Stack:
 
     # --- the scheduler (POST /prewarm) ---
 
-    def _scheduler(self, raw_body: bytes, now: float, fault: _Fault | None) -> _Reply:
+    def _scheduler(self, raw_body: bytes, now: float, fault: _Fault | None) -> Reply:
         try:
             body = json.loads(raw_body)
         except ValueError:
@@ -388,9 +378,9 @@ class FakeV1Stack:
         )
         self._jobs[req_id] = job  # write_in_ddb: before the invalidator is started
         if fault is not None and fault.kind == "500":
-            return _Reply(500, INVALIDATOR_FAILED)
+            return Reply(500, INVALIDATOR_FAILED)
         self._invalidator(job)
-        return _Reply(200, {"requestID": req_id})
+        return Reply(200, {"requestID": req_id})
 
     def _invalidator(self, job: FakeV1Job) -> None:
         """Invalidates each distinct URL, then enqueues it; stops at a host it cannot place."""
@@ -463,13 +453,13 @@ class FakeV1Stack:
             data["successUrl"] = success
         return data
 
-    def _status_fetcher(self, req_id: str, now: float, fault: _Fault | None) -> _Reply:
+    def _status_fetcher(self, req_id: str, now: float, fault: _Fault | None) -> Reply:
         if fault is not None and fault.kind == "500":
-            return _Reply(500, STATUS_EXCEPTION)  # str(error), under the JSON content type
+            return Reply(500, STATUS_EXCEPTION)  # str(error), under the JSON content type
         job = self._jobs.get(req_id)
         if job is None:
-            return _Reply(200, {"message": NOT_FOUND})
-        return _Reply(200, self._status(job, now))
+            return Reply(200, {"message": NOT_FOUND})
+        return Reply(200, self._status(job, now))
 
 
 def _invalidation_path(url: str) -> str:
@@ -478,8 +468,8 @@ def _invalidation_path(url: str) -> str:
     return parts.path + parts.query + parts.fragment
 
 
-def _error(message: str) -> _Reply:
-    return _Reply(400, {"message": message})
+def _error(message: str) -> Reply:
+    return Reply(400, {"message": message})
 
 
 class _Server(QuietServer):
@@ -489,36 +479,8 @@ class _Server(QuietServer):
         super().__init__(("127.0.0.1", 0), _Handler)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"
+class _Handler(JsonHandler):
     server: _Server
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length > 0 else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        reply = self.server.stack._handle(self.server.api, method, self.path, headers, raw)
-        if reply.drop:
-            self.close_connection = True
-            return
-        if isinstance(reply.body, str):
-            payload = reply.body.encode()
-        else:
-            payload = json.dumps(reply.body if reply.body is not None else {}).encode()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Connection", "close")
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    def answer(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Reply:
+        return self.server.stack._handle(self.server.api, method, path, headers, raw)

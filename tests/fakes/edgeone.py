@@ -21,12 +21,11 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from fakes.base import LoopbackServer, QuietServer
+from fakes.base import JsonHandler, LoopbackServer, QuietServer, Reply
 
 __all__ = [
     "ACTIONS",
@@ -135,14 +134,8 @@ class _Fault:
 
 
 @dataclass
-class _Reply:
-    body: dict[str, Any] | None = None
-    status: int = 200
-    content_type: str = "application/json"
-    drop: bool = False
-    delay: float = 0.0
+class _Reply(Reply):
     code: str | None = None  # the error code, for the request log
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ApiFault(Exception):
@@ -308,7 +301,7 @@ class FakeEdgeOne(LoopbackServer):
                 )
             entry["code"] = reply.code
             entry["dropped"] = reply.drop
-            if reply.body is not None:
+            if isinstance(reply.body, dict):
                 reply.body = {"Response": {**reply.body, "RequestId": request_id}}
                 entry["request_id"] = request_id
             return reply
@@ -418,9 +411,9 @@ class FakeEdgeOne(LoopbackServer):
         if fault.kind == "http_502":
             return _Reply(
                 status=502,
+                body=b"<html>502 Bad Gateway</html>",
                 content_type="text/html",
                 code="http_502",
-                extra={"raw": b"<html>502 Bad Gateway</html>"},
             )
         return _Reply(
             code=fault.kind,
@@ -653,34 +646,8 @@ class _Server(QuietServer):
         super().__init__(("127.0.0.1", 0), _Handler)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    # HTTP/1.0: one request per connection, so no client reuses a connection we dropped.
-    protocol_version = "HTTP/1.0"
+class _Handler(JsonHandler):
     server: _Server
 
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        reply = self.server.api.handle(method, self.path, headers, body)
-        if reply.delay:
-            time.sleep(reply.delay)
-        if reply.drop:
-            self.close_connection = True
-            return
-        payload = reply.extra.get("raw") or json.dumps(reply.body or {}).encode()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # FakeEdgeOne.log records every request
+    def answer(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Reply:
+        return self.server.api.handle(method, path, headers, raw)

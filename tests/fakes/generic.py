@@ -15,11 +15,10 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from fakes.base import LoopbackServer, QuietServer
+from fakes.base import JsonHandler, LoopbackServer, QuietServer, Reply
 
 __all__ = ["FAULT_KINDS", "FakeCdn", "FakeTask"]
 
@@ -82,15 +81,6 @@ class _Hold:
         if self.max_urls is not None and len(urls) > self.max_urls:
             return False
         return any(self.urls_with in u for u in urls)
-
-
-@dataclass
-class _Reply:
-    status: int = 200
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    drop: bool = False  # close the connection without any response
-    delay: float = 0.0  # seconds to sleep before answering (outside the lock)
 
 
 class FakeCdn(LoopbackServer):
@@ -265,7 +255,7 @@ class FakeCdn(LoopbackServer):
 
     def _handle(
         self, method: str, path: str, headers: dict[str, str], body: Any, body_ok: bool
-    ) -> _Reply:
+    ) -> Reply:
         with self._lock:
             now = self.clock()
             urls = body.get("urls") if isinstance(body, dict) else None
@@ -300,21 +290,21 @@ class FakeCdn(LoopbackServer):
         body_ok: bool,
         urls: list[str],
         now: float,
-    ) -> _Reply:
+    ) -> Reply:
         if headers.get("x-api-key") != self.api_key:
-            return _Reply(401, {"error": "auth", "message": "invalid api key"})
+            return Reply(401, {"error": "auth", "message": "invalid api key"})
         fault = self._take_fault(path, urls)
         if fault is not None and fault.kind in _PRE_FAULTS:
             return self._pre_fault(fault, urls)
         if not body_ok:
-            return _Reply(400, {"error": "invalid", "message": "body is not JSON"})
+            return Reply(400, {"error": "invalid", "message": "body is not JSON"})
         reply = self._route(method, path, body, urls, now)
         if fault is None:
             return reply
         if fault.kind == "500":
-            return _Reply(500, {"error": "internal", "message": "internal server error"})
+            return Reply(500, {"error": "internal", "message": "internal server error"})
         if fault.kind == "drop_after":
-            return _Reply(drop=True)
+            return Reply(drop=True)
         if fault.kind == "slow":
             reply.delay += self.slow_seconds
         return reply
@@ -344,23 +334,23 @@ class FakeCdn(LoopbackServer):
         return None
 
     @staticmethod
-    def _pre_fault(fault: _Fault, urls: list[str]) -> _Reply:
+    def _pre_fault(fault: _Fault, urls: list[str]) -> Reply:
         if fault.kind == "429":
-            reply = _Reply(429, {"error": "throttled", "message": "too many requests"})
+            reply = Reply(429, {"error": "throttled", "message": "too many requests"})
             if fault.retry_after is not None:
                 reply.headers["Retry-After"] = f"{fault.retry_after:g}"
             return reply
         if fault.kind == "503":
-            reply = _Reply(503, {"error": "unavailable", "message": "service unavailable"})
+            reply = Reply(503, {"error": "unavailable", "message": "service unavailable"})
             if fault.retry_after is not None:
                 reply.headers["Retry-After"] = f"{fault.retry_after:g}"
             return reply
         if fault.kind == "drop_before":
-            return _Reply(drop=True)
+            return Reply(drop=True)
         if fault.kind == "invalid":
             named = {urls[0]: "malformed url"} if urls else {}
-            return _Reply(400, {"error": "invalid", "urls": named})
-        return _Reply(400, {"error": "invalid"})  # invalid_unnamed
+            return Reply(400, {"error": "invalid", "urls": named})
+        return Reply(400, {"error": "invalid"})  # invalid_unnamed
 
     def _check_rates(self, now: float, n_urls: int) -> None:
         self._arrivals.append((now, n_urls))
@@ -377,18 +367,18 @@ class FakeCdn(LoopbackServer):
                 {"t": now, "kind": "ups", "count": url_count, "limit": self.ups}
             )
 
-    def _route(self, method: str, path: str, body: Any, urls: list[str], now: float) -> _Reply:
+    def _route(self, method: str, path: str, body: Any, urls: list[str], now: float) -> Reply:
         parts = [p for p in path.split("/") if p]
         if method == "POST" and path == PREFETCH:
             return self._prefetch(body, urls, now)
         if method == "GET" and len(parts) == 3 and parts[:2] == ["v1", "tasks"]:
             task = self._tasks.get(parts[2])
             if task is None:
-                return _Reply(404, {"error": "not_found"})
-            return _Reply(200, self._task_json(task, now))
+                return Reply(404, {"error": "not_found"})
+            return Reply(200, self._task_json(task, now))
         if method == "POST" and len(parts) == 4 and parts[:2] == ["v1", "tasks"]:
             if parts[3] != "cancel":
-                return _Reply(404, {"error": "not_found"})
+                return Reply(404, {"error": "not_found"})
             return self._cancel(parts[2], now)
         if method == "POST" and path == "/v1/lookup":
             wanted = set(urls)
@@ -399,22 +389,22 @@ class FakeCdn(LoopbackServer):
                 for u in task.urls:
                     if u in wanted:
                         found[u] = task.task_id
-            return _Reply(200, {"found": found})
+            return Reply(200, {"found": found})
         if method == "GET" and path == "/v1/quota":
-            return _Reply(200, {"daily": self.daily_quota, "remaining": self.quota_remaining()})
+            return Reply(200, {"daily": self.daily_quota, "remaining": self.quota_remaining()})
         if method == "POST" and path == "/v1/purge":
             if not urls:
-                return _Reply(400, {"error": "invalid", "message": "urls must be a list"})
+                return Reply(400, {"error": "invalid", "message": "urls must be a list"})
             self._purge_seq += 1
             new = _Purge(f"p-{self._purge_seq}", list(urls), now)
             self._purges[new.task_id] = new
-            return _Reply(200, {"task_id": new.task_id})
+            return Reply(200, {"task_id": new.task_id})
         if method == "GET" and len(parts) == 3 and parts[:2] == ["v1", "purges"]:
             purge = self._purges.get(parts[2])
             if purge is None:
-                return _Reply(404, {"error": "not_found"})
+                return Reply(404, {"error": "not_found"})
             done = now - purge.created + _EPSILON >= self.task_seconds
-            return _Reply(
+            return Reply(
                 200,
                 {
                     "task_id": purge.task_id,
@@ -424,19 +414,19 @@ class FakeCdn(LoopbackServer):
                     "failed": [u for u in purge.urls if done and "purgefail" in u],
                 },
             )
-        return _Reply(404, {"error": "not_found"})
+        return Reply(404, {"error": "not_found"})
 
-    def _prefetch(self, body: Any, urls: list[str], now: float) -> _Reply:
+    def _prefetch(self, body: Any, urls: list[str], now: float) -> Reply:
         raw = body.get("urls") if isinstance(body, dict) else None
         if not isinstance(raw, list) or not raw or len(urls) != len(raw):
-            return _Reply(400, {"error": "invalid", "message": "urls must be a list of strings"})
+            return Reply(400, {"error": "invalid", "message": "urls must be a list of strings"})
         if len(urls) > self.max_batch:
-            return _Reply(400, {"error": "batch_too_large", "limit": self.max_batch})
+            return Reply(400, {"error": "batch_too_large", "limit": self.max_batch})
         rejected = [{"url": u, "reason": REJECT_REASON} for u in urls if "reject" in u]
         accept = [u for u in urls if "reject" not in u]
         remaining = self.quota_remaining()
         if remaining is not None and len(accept) > remaining:
-            return _Reply(403, {"error": "quota_exhausted", "message": "daily quota exhausted"})
+            return Reply(403, {"error": "quota_exhausted", "message": "daily quota exhausted"})
         task_id: str | None = None
         if accept:
             self._task_seq += 1
@@ -447,19 +437,19 @@ class FakeCdn(LoopbackServer):
             self.daily_used += len(accept)
             self._submits.append(accept)
             self._submit_bodies.append(dict(body))
-        return _Reply(
+        return Reply(
             200, {"task_id": task_id, "rejected": rejected, "remaining": self.quota_remaining()}
         )
 
-    def _cancel(self, task_id: str, now: float) -> _Reply:
+    def _cancel(self, task_id: str, now: float) -> Reply:
         task = self._tasks.get(task_id)
         if task is None:
-            return _Reply(404, {"error": "not_found"})
+            return Reply(404, {"error": "not_found"})
         if self._task_state(task, now) == "DONE":
-            return _Reply(409, {"error": "conflict", "message": "task already finished"})
+            return Reply(409, {"error": "conflict", "message": "task already finished"})
         if task.cancelled_at is None:
             task.cancelled_at = now
-        return _Reply(200, {"task_id": task_id, "state": "CANCELLED"})
+        return Reply(200, {"task_id": task_id, "state": "CANCELLED"})
 
     def _task_state(self, task: FakeTask, now: float) -> str:
         if task.cancelled_at is not None:
@@ -497,20 +487,10 @@ class _Server(QuietServer):
         super().__init__(("127.0.0.1", 0), _Handler)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    # HTTP/1.0: one request per connection, so no client ever reuses a connection we closed.
-    protocol_version = "HTTP/1.0"
+class _Handler(JsonHandler):
     server: _Server
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length > 0 else b""
+    def answer(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Reply:
         body: Any = None
         body_ok = True
         if raw:
@@ -518,8 +498,7 @@ class _Handler(BaseHTTPRequestHandler):
                 body = json.loads(raw)
             except ValueError:
                 body_ok = False
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        path = urlsplit(self.path).path
+        path = urlsplit(path).path
         urls = body.get("urls") if isinstance(body, dict) else None
         hold = self.server.cdn._take_hold(
             method, path, [u for u in urls if isinstance(u, str)] if isinstance(urls, list) else []
@@ -529,25 +508,8 @@ class _Handler(BaseHTTPRequestHandler):
             hold.released.wait(60)
             if hold.discard:
                 hold.answered.set()
-                self.close_connection = True
-                return
+                return Reply(drop=True)
         reply = self.server.cdn._handle(method, path, headers, body, body_ok)
         if hold is not None:
             hold.answered.set()
-        if reply.delay > 0:
-            time.sleep(reply.delay)
-        if reply.drop:
-            self.close_connection = True
-            return
-        payload = json.dumps(reply.body if reply.body is not None else {}).encode()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Connection", "close")
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keep test output quiet; FakeCdn.requests records every request
+        return reply

@@ -22,13 +22,12 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from fakes.base import LoopbackServer, QuietServer
+from fakes.base import JsonHandler, LoopbackServer, QuietServer, Reply
 
 __all__ = ["FAIL_DETAIL", "FAULT_KINDS", "PREFETCH", "REFRESH", "FakeQiniu", "qbox_sign"]
 
@@ -100,15 +99,6 @@ class _Fault:
     path: str
     remaining: int  # -1: forever
     retry_after: float | None
-
-
-@dataclass
-class _Reply:
-    status: int = 200
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    drop: bool = False
-    raw: bytes | None = None  # a non-JSON body (a gateway page)
 
 
 class FakeQiniu(LoopbackServer):
@@ -287,7 +277,7 @@ class FakeQiniu(LoopbackServer):
 
     # --- request handling ---
 
-    def _handle(self, target: str, headers: dict[str, str], raw: bytes) -> _Reply:
+    def _handle(self, target: str, headers: dict[str, str], raw: bytes) -> Reply:
         path = urlsplit(target).path
         with self._lock:
             now = self.clock()
@@ -310,10 +300,10 @@ class FakeQiniu(LoopbackServer):
             self._seq += 1
             reply.headers.setdefault("X-Reqid", f"fake{self._seq:012x}")
             if not reply.drop:
-                if reply.body is not None and self.errors_as_200:
+                if isinstance(reply.body, dict) and self.errors_as_200:
                     reply.status = 200
                 entry["status"] = reply.status
-                entry["code"] = (reply.body or {}).get("code")
+                entry["code"] = reply.body.get("code") if isinstance(reply.body, dict) else None
             return reply
 
     def _process(
@@ -325,10 +315,10 @@ class FakeQiniu(LoopbackServer):
         body: Any,
         n_urls: int,
         now: float,
-    ) -> _Reply:
+    ) -> Reply:
         if not self._signed(target, headers, raw):
             self._auth_failures += 1
-            return _Reply(
+            return Reply(
                 401,
                 {
                     "error": "bad token",
@@ -344,9 +334,9 @@ class FakeQiniu(LoopbackServer):
                 reply.headers["Retry-After"] = f"{fault.retry_after:g}"
             return reply
         if fault is not None and fault.kind == "drop_before":
-            return _Reply(drop=True)
+            return Reply(drop=True)
         if fault is not None and fault.kind == "gateway_502":
-            return _Reply(502, raw=b"<html><body>502 Bad Gateway</body></html>")
+            return Reply(502, b"<html><body>502 Bad Gateway</body></html>", "text/html")
         if path in (PREFETCH, REFRESH) and not self._rate_ok(now, n_urls):
             return self._error(403024)
         if not isinstance(body, dict):
@@ -360,11 +350,11 @@ class FakeQiniu(LoopbackServer):
         elif path == REFRESH_LIST:
             reply = self._list("refresh", body, now)
         else:
-            return _Reply(404, {"code": 404, "error": "no such entry"})
+            return Reply(404, {"code": 404, "error": "no such entry"})
         if fault is not None and fault.kind == "500000_accepted":
             return self._error(500000)
         if fault is not None and fault.kind == "drop_after":
-            return _Reply(drop=True)
+            return Reply(drop=True)
         return reply
 
     def _signed(self, target: str, headers: dict[str, str], raw: bytes) -> bool:
@@ -400,13 +390,13 @@ class FakeQiniu(LoopbackServer):
         self._arrivals.append((now, units))
         return True
 
-    def _error(self, code: int, **extra: Any) -> _Reply:
+    def _error(self, code: int, **extra: Any) -> Reply:
         body = {"code": code, "error": _ERRORS.get(code, "error"), **extra}
-        return _Reply(int(str(code)[:3]), body)
+        return Reply(int(str(code)[:3]), body)
 
     # --- prefetch and refresh ---
 
-    def _submit(self, kind: str, body: dict[str, Any], now: float) -> _Reply:
+    def _submit(self, kind: str, body: dict[str, Any], now: float) -> Reply:
         raw = body.get("urls")
         if not isinstance(raw, list) or not raw or not all(isinstance(u, str) for u in raw):
             return self._error(400000)
@@ -464,7 +454,7 @@ class FakeQiniu(LoopbackServer):
                 dirQuotaDay=10,
                 dirSurplusDay=10,
             )
-        return _Reply(200, answer)
+        return Reply(200, answer)
 
     def _quota(self, kind: str) -> tuple[int, int]:
         if kind == "prefetch":
@@ -505,7 +495,7 @@ class FakeQiniu(LoopbackServer):
 
     # --- list calls ---
 
-    def _list(self, kind: str, body: dict[str, Any], now: float) -> _Reply:
+    def _list(self, kind: str, body: dict[str, Any], now: float) -> Reply:
         request_id = body.get("requestId")
         urls = body.get("urls")
         state = body.get("state")
@@ -555,7 +545,7 @@ class FakeQiniu(LoopbackServer):
                     continue
                 items.append(self._item(task, url, item_state, made))
         page = items[page_no * size : (page_no + 1) * size]
-        return _Reply(
+        return Reply(
             200,
             {
                 "code": 200,
@@ -614,36 +604,10 @@ class _Server(QuietServer):
         super().__init__(("127.0.0.1", 0), _Handler)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    # HTTP/1.0: one request per connection, so no client reuses a connection we dropped.
-    protocol_version = "HTTP/1.0"
+class _Handler(JsonHandler):
     server: _Server
 
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length > 0 else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        reply = self.server.fake._handle(self.path, headers, raw)
-        if reply.drop:
-            self.close_connection = True
-            return
-        if reply.raw is not None:
-            payload, ctype = reply.raw, "text/html"
-        else:
-            payload, ctype = json.dumps(reply.body or {}).encode(), "application/json"
-        self.send_response(reply.status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Connection", "close")
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def do_GET(self) -> None:
-        self.send_response(405)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # FakeQiniu.requests records every request
+    def answer(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Reply:
+        if method != "POST":
+            return Reply(405, b"", "text/plain")
+        return self.server.fake._handle(path, headers, raw)
