@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from fakes.base import JsonHandler, LoopbackServer, QuietServer, Reply
+from fakes.gateway import ApiGateway, missing_token
 
 __all__ = ["FAULT_KINDS", "FakeDistribution", "FakeJob", "FakePrewarmApi"]
 
@@ -159,7 +160,7 @@ def config_toml(values: dict[str, Any]) -> str:
     )
 
 
-class FakePrewarmApi(LoopbackServer):
+class FakePrewarmApi(ApiGateway, LoopbackServer):
     thread_name = "fake-aws-prewarm"
 
     """The fake stack; use as a context manager or call start() / stop()."""
@@ -183,10 +184,8 @@ class FakePrewarmApi(LoopbackServer):
         distributions: list[FakeDistribution] | None = None,
         cf_page_size: int = 2,
     ) -> None:
-        self.api_key = api_key
+        self.init_usage_plan(api_key, rps, burst, daily_quota)
         self.stage = stage
-        self.rps = rps
-        self.daily_quota = daily_quota
         self.step_seconds = step_seconds
         self.download_seconds = download_seconds
         self.report_delay = report_delay
@@ -200,17 +199,12 @@ class FakePrewarmApi(LoopbackServer):
         self.aws_secret_access_key = aws_secret_access_key
         self.distributions = list(distributions or [])
         self.cf_page_size = cf_page_size
-        self.burst = burst
         self.dead_pops: set[str] = set()
         self.capacity = 0
-        self.daily_used = 0
 
         self._lock = threading.RLock()
         self._jobs: dict[str, FakeJob] = {}
         self._requests: list[dict[str, Any]] = []
-        self._violations: list[dict[str, Any]] = []
-        self._tokens = float(burst)
-        self._bucket_at: float | None = None
         self._faults: list[_Fault] = []
         self._prewarm_holds: list[tuple[threading.Event, threading.Event, threading.Event]] = []
         self._links: dict[str, tuple[str, float]] = {}  # signature -> (req_id, issued)
@@ -402,17 +396,10 @@ class FakePrewarmApi(LoopbackServer):
     ) -> Reply:
         """API Gateway: route, API key, usage plan; then the Lambda (proxy integration)."""
         if (method, route) not in _ROUTES:
-            return Reply(403, {"message": "Missing Authentication Token"})
-        if headers.get("x-api-key") != self.api_key:
-            return Reply(403, {"message": "Forbidden"})
-        if self._throttled(now):
-            return Reply(429, {"message": "Too Many Requests"})
-        fault = self._take_fault(method, route)
-        if fault is not None and fault.kind == "429":
-            return Reply(429, {"message": "Too Many Requests"})
-        if self.daily_used >= self.daily_quota or (fault is not None and fault.kind == "limit"):
-            return Reply(429, {"message": "Limit Exceeded"})
-        self.daily_used += 1
+            return missing_token()
+        refusal, fault = self.admit(headers, now, lambda: self._take_fault(method, route))
+        if refusal is not None:
+            return refusal
         if fault is not None and fault.kind in ("502", "500"):
             return Reply(int(fault.kind), {"message": "Internal server error"})
         try:
@@ -427,17 +414,6 @@ class FakePrewarmApi(LoopbackServer):
         if fault is not None and fault.kind == "drop":
             return Reply(drop=True)
         return reply
-
-    def _throttled(self, now: float) -> bool:
-        """API Gateway's token bucket: ``burst`` tokens, refilled at ``rps`` per second."""
-        if self._bucket_at is not None:
-            self._tokens = min(self.burst, self._tokens + (now - self._bucket_at) * self.rps)
-        self._bucket_at = now
-        if self._tokens < 1:
-            self._violations.append({"t": now, "tokens": self._tokens, "rps": self.rps})
-            return True
-        self._tokens -= 1
-        return False
 
     def _take_fault(self, method: str, route: str) -> _Fault | None:
         for fault in self._faults:

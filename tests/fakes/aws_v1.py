@@ -43,6 +43,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fakes.aws import _COUNTRIES, _REGIONS, FakeDistribution
 from fakes.base import JsonHandler, QuietServer, Reply
+from fakes.gateway import ApiGateway, missing_token
 
 __all__ = ["FAULT_KINDS", "FakeV1Job", "FakeV1Stack"]
 
@@ -86,7 +87,7 @@ class _Crash(Exception):
     """An unhandled exception in a proxy Lambda: API Gateway answers 502."""
 
 
-class FakeV1Stack:
+class FakeV1Stack(ApiGateway):
     """The fake first-generation stack; use as a context manager or call start() / stop()."""
 
     def __init__(
@@ -106,27 +107,20 @@ class FakeV1Stack:
     ) -> None:
         if field not in ("target_type", "region_type"):
             raise ValueError("field is target_type or region_type")
-        self.api_key = api_key
+        self.init_usage_plan(api_key, rps, burst, daily_quota)
         self.stage = stage
         self.field = field
         self.show_success_urls = show_success_urls
-        self.rps = rps
-        self.burst = burst
-        self.daily_quota = daily_quota
         self.step_seconds = step_seconds
         self.download_seconds = download_seconds
         self.distributions = list(distributions or [])
         self.clock = clock
         self.dead_pops: set[str] = set()
-        self.daily_used = 0
         self.invalidations: list[tuple[str, str]] = []  # (distribution id, path)
 
         self._lock = threading.RLock()
         self._jobs: dict[str, FakeV1Job] = {}
         self._requests: list[dict[str, Any]] = []
-        self._violations: list[dict[str, Any]] = []
-        self._tokens = float(burst)
-        self._bucket_at: float | None = None
         self._faults: list[_Fault] = []
         self._servers: dict[str, _Server] = {}
         self._threads: list[threading.Thread] = []
@@ -264,18 +258,10 @@ class FakeV1Stack:
     ) -> Reply:
         """API Gateway: route, API key, usage plan, validator; then the proxy Lambda."""
         if (method, route) != _ROUTES[api]:
-            return Reply(403, {"message": "Missing Authentication Token"})
-        if headers.get("x-api-key") != self.api_key:
-            return Reply(403, {"message": "Forbidden"})
-        if self._throttled(now, api):
-            return Reply(429, {"message": "Too Many Requests"})
-        fault = self._take_fault(method, route)
-        if fault is not None and fault.kind == "429":
-            return Reply(429, {"message": "Too Many Requests"})
-        over = self.daily_quota is not None and self.daily_used >= self.daily_quota
-        if over or (fault is not None and fault.kind == "limit"):
-            return Reply(429, {"message": "Limit Exceeded"})
-        self.daily_used += 1
+            return missing_token()
+        refusal, fault = self.admit(headers, now, lambda: self._take_fault(method, route), api=api)
+        if refusal is not None:
+            return refusal
         if api == "status" and not params.get("requestID"):
             # The route's request validator; a requestID in a JSON body does not count.
             return Reply(400, {"message": "Missing required request parameters: [requestID]"})
@@ -295,17 +281,6 @@ class FakeV1Stack:
         if fault is not None and fault.kind == "drop":
             return Reply(drop=True)
         return reply
-
-    def _throttled(self, now: float, api: str) -> bool:
-        """The usage plan's token bucket, shared by both APIs."""
-        if self._bucket_at is not None:
-            self._tokens = min(self.burst, self._tokens + (now - self._bucket_at) * self.rps)
-        self._bucket_at = now
-        if self._tokens < 1:
-            self._violations.append({"t": now, "api": api, "tokens": self._tokens})
-            return True
-        self._tokens -= 1
-        return False
 
     def _take_fault(self, method: str, route: str) -> _Fault | None:
         for fault in self._faults:
