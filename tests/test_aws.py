@@ -189,8 +189,12 @@ def test_scale_shows_and_sets_desired_capacity(run_cli, configure, api: FakePrew
 
 def test_cancel_in_progress_and_not(run_cli, configure, api: FakePrewarmApi) -> None:
     configure()
-    api.step_seconds = 0.4  # long enough to catch the job before IN-PROGRESS
-    api.download_seconds = 60
+    # Each setup step lasts 30 s, so the job is caught before IN-PROGRESS however slow the
+    # machine is; the test then moves the fake's clock on instead of waiting.
+    offset = [0.0]
+    api.clock = lambda: time.monotonic() + offset[0]
+    api.step_seconds = 30
+    api.download_seconds = 600
     r, sub = cli_json(run_cli, "submit", *urls(3))
     task = sub["tasks"][0]["task_id"]
     assert api.job_status(task) in ("CREATED", "CHECK_POP")
@@ -201,7 +205,8 @@ def test_cancel_in_progress_and_not(run_cli, configure, api: FakePrewarmApi) -> 
     r = run_cli("report", sub["job_id"])
     assert r.returncode == 2 and "FINISHED or STOPPED" in r.stderr
 
-    wait_for(lambda: api.job_status(task) == "IN-PROGRESS")
+    offset[0] = 100.0  # past the three setup steps, well within the download
+    assert api.job_status(task) == "IN-PROGRESS"
     r, data = cli_json(run_cli, "cancel", sub["job_id"])
     assert r.returncode == 0, r.stderr
     assert data[0]["tasks"][0]["task_id"] == task

@@ -309,11 +309,16 @@ def _make_handler(server: CacheServer) -> type[BaseHTTPRequestHandler]:
         def _serve(self, method: str) -> None:
             headers = {k.lower(): v for k, v in self.headers.items()}
             route = server.begin(method, self.path, headers, self.request_version)
+            ended = False
             try:
                 if route.drop:
                     self.close_connection = True
                     return
                 out, body = server.answer(route, method, headers)
+                # The client may send its next request as soon as this answer reaches it:
+                # the request leaves the in-flight count before the answer goes out.
+                server.end()
+                ended = True
                 self.send_response(route.status)
                 for name, value in out.items():
                     self.send_header(name, value)
@@ -325,7 +330,8 @@ def _make_handler(server: CacheServer) -> type[BaseHTTPRequestHandler]:
                         self.close_connection = True
                     self.wfile.write(body)
             finally:
-                server.end()
+                if not ended:
+                    server.end()
 
         def do_GET(self) -> None:
             self._serve("GET")
@@ -361,8 +367,11 @@ def _serve_h2(server: CacheServer, sock: Any) -> None:
                 headers = {k.lower(): v for k, v in raw.items() if not k.startswith(":")}
                 headers["host"] = raw.get(":authority", "")
                 route = server.begin(method, target, headers, "HTTP/2")
+                ended = False
                 try:
                     out, body = server.answer(route, method, headers)
+                    server.end()  # before the answer goes out, as for HTTP/1.1
+                    ended = True
                     response = [(":status", str(route.status))]
                     response += [(k.lower(), v) for k, v in out.items()]
                     response.append(("content-length", str(len(body))))
@@ -371,7 +380,8 @@ def _serve_h2(server: CacheServer, sock: Any) -> None:
                     if send_body:
                         conn.send_data(event.stream_id, body, end_stream=True)
                 finally:
-                    server.end()
+                    if not ended:
+                        server.end()
             elif isinstance(event, h2.events.ConnectionTerminated):
                 sock.sendall(conn.data_to_send())
                 return
