@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import pytest
 from fakes.aws import FakeDistribution, FakePrewarmApi, config_toml
+from helpers import cli_json, urls, wait_for
 
 SECRET_HEADER = "Authorization: Bearer s3cr3t-token-value"
 POPS = ["IAD89-P1", "NRT57-P3"]
@@ -20,10 +20,6 @@ DISTRIBUTIONS = [
     FakeDistribution("E4DDDD", "d4dddd.cloudfront.net", ["*.img.example.com"]),
     FakeDistribution("E5EEEE", "d5eeee.cloudfront.net", ["media.example.com"]),
 ]
-
-
-def urls(n: int, prefix: str = "https://static.example.com/f") -> list[str]:
-    return [f"{prefix}{i}.js" for i in range(n)]
 
 
 @pytest.fixture
@@ -69,18 +65,6 @@ def configure(
         return write_config(config_toml(values))
 
     return write
-
-
-def cli_json(run_cli: Callable[..., Any], *args: str, **kw: Any) -> tuple[Any, Any]:
-    r = run_cli(*args, "-o", "json", **kw)
-    return r, (json.loads(r.stdout) if r.stdout.strip() else None)
-
-
-def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 # --------------------------------------------------------------------------- the happy path

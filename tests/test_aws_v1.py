@@ -7,7 +7,6 @@ request body.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import httpx
 import pytest
 from fakes.aws import FakeDistribution, FakePrewarmApi, config_toml
 from fakes.aws_v1 import INVALIDATOR_FAILED, NOT_FOUND, STATUS_EXCEPTION, FakeV1Stack
+from helpers import cli_json, urls, wait_for
 from prewarm_aws import AwsProvider
 from prewarm_aws.api_v1 import FAILED_AT_POPS, JobStatus, derive_status, request_body
 from prewarm_aws.stack_v1 import StackV1
@@ -32,10 +32,6 @@ DISTRIBUTIONS = [
     FakeDistribution("E3CCCC", "d3cccc.cloudfront.net", ["static.example.com"]),
     FakeDistribution("E4DDDD", "d4dddd.cloudfront.net", ["*.img.example.com"]),
 ]
-
-
-def urls(n: int, prefix: str = "https://static.example.com/f") -> list[str]:
-    return [f"{prefix}{i}.js" for i in range(n)]
 
 
 @pytest.fixture
@@ -68,18 +64,6 @@ def configure(
         return write_config(config_toml(values))
 
     return write
-
-
-def cli_json(run_cli: Callable[..., Any], *args: str, **kw: Any) -> tuple[Any, Any]:
-    r = run_cli(*args, "-o", "json", **kw)
-    return r, (json.loads(r.stdout) if r.stdout.strip() else None)
-
-
-def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 # --------------------------------------------------------------------------- the happy path

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import ROOT
 from fakes.edgeone import FAIL_MESSAGE, REJECT_REASON, FakeEdgeOne, canonical_request, tc3_signature
+from helpers import urls
 
 from prewarm_cli.errors import (
     AuthError,
@@ -55,10 +56,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
-
-
-def urls(n: int, prefix: str = "https://static.example.com/f") -> list[str]:
-    return [f"{prefix}{i}.js" for i in range(n)]
 
 
 @pytest.fixture

@@ -6,11 +6,12 @@ import json
 import subprocess
 import sys
 
+import helpers
 from fakes.generic import FakeCdn
 
 
 def urls(n: int, prefix: str = "https://static.example.com/e") -> list[str]:
-    return [f"{prefix}{i}.css" for i in range(n)]
+    return helpers.urls(n, prefix, ".css")
 
 
 def test_invalidate_purges_first_and_skips_urls_whose_purge_failed(

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from fakes.qiniu import FAIL_DETAIL, PREFETCH, REFRESH, FakeQiniu, qbox_sign
+from helpers import urls
 
 from prewarm_cli.errors import ConfigError, NotFoundError
 from prewarm_cli.plugin import State, SubmitOptions
@@ -23,10 +24,6 @@ from prewarm_cli.plugin import State, SubmitOptions
 PREFETCH_LIST = "/v2/tune/prefetch/list"
 REFRESH_LIST = "/v2/tune/refresh/list"
 DAY = 86_400.0
-
-
-def urls(n: int, prefix: str = "https://static.example.com/f") -> list[str]:
-    return [f"{prefix}{i}.js" for i in range(n)]
 
 
 def as_input(items: list[str]) -> str:

@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import helpers
 from fakes.generic import FakeCdn
 
 
 def urls(n: int, prefix: str = "https://static.example.com/r") -> list[str]:
-    return [f"{prefix}{i}.css" for i in range(n)]
+    return helpers.urls(n, prefix, ".css")
 
 
 def marked(n: int, **marks: int) -> list[str]:

@@ -13,10 +13,7 @@ from pathlib import Path
 
 import pytest
 from fakes.generic import FakeCdn
-
-
-def urls(n: int, prefix: str = "https://static.example.com/f") -> list[str]:
-    return [f"{prefix}{i}.js" for i in range(n)]
+from helpers import urls
 
 
 def as_input(items: list[str]) -> str:
