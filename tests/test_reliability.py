@@ -42,6 +42,19 @@ def popen(cli_env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.Pop
     )
 
 
+def kill_while_held(proc: subprocess.Popen[str], hold: Any, fake_cdn: FakeCdn) -> None:
+    """kill -9 the run while the fake holds its request open, then let the fake answer it."""
+    try:
+        assert hold.holding.wait(60)
+        proc.kill()
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        fake_cdn.release_holds()
+    assert hold.answered.wait(30)
+
+
 def latest_job(run_cli) -> str:
     jobs = json.loads(run_cli("jobs", "-o", "json").stdout)
     return str(jobs[0]["job_id"])
@@ -225,15 +238,7 @@ def test_a_lock_of_a_killed_process_is_taken_over(
 ) -> None:
     hold = fake_cdn.hold_next("r3.css")
     proc = popen(cli_env, tmp_path, "submit", "-o", "json", *urls(10))
-    try:
-        assert hold.holding.wait(60)
-        proc.kill()
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        fake_cdn.release_holds()
-    assert hold.answered.wait(30)
+    kill_while_held(proc, hold, fake_cdn)
     job_id = latest_job(run_cli)
     r = run_cli("submit", "--resume", job_id, "-o", "json")
     assert r.returncode == 0, r.stderr
@@ -511,15 +516,7 @@ def test_kill_mid_invalidate_then_resume_purges_and_prefetches_each_once(
     items = urls(20)
     hold = fake_cdn.hold_next("r0.css", path="/v1/purge")
     proc = popen(cli_env, tmp_path, "submit", "--invalidate", "-o", "json", *items)
-    try:
-        assert hold.holding.wait(60)
-        proc.kill()
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        fake_cdn.release_holds()
-    assert hold.answered.wait(30)
+    kill_while_held(proc, hold, fake_cdn)
     assert fake_cdn.accepted_urls() == set()  # killed before any prefetch
     job_id = latest_job(run_cli)
     r = run_cli("submit", "--resume", job_id, "-o", "json")
