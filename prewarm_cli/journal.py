@@ -116,7 +116,7 @@ class Journal:
             # before any statement that could change the schema
             journal_db.check_version(self._db, self.path)
             if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
+                journal_db.use_wal(self._db)
                 # WAL + NORMAL survives a killed process; only power loss can drop the last commits.
                 self._db.execute("PRAGMA synchronous=NORMAL")
             with self._lock:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 from prewarm_cli.errors import ExitCode, JournalError
@@ -93,6 +94,23 @@ def error(path: str, exc: sqlite3.Error) -> JournalError:
         f"the journal {path} failed: {text}",
         hint="if this persists, move the file aside to start a new journal",
     )
+
+
+def use_wal(db: sqlite3.Connection, timeout: float = 30.0) -> None:
+    """Switches the file to WAL, waiting while another process holds it.
+
+    Two runs opening a new journal at once race for the switch, and SQLite answers the loser
+    "database is locked" at once, without its busy timeout: that is contention, not failure.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def check_version(db: sqlite3.Connection, path: str) -> None:
