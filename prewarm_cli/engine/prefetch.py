@@ -201,7 +201,7 @@ class SubmitRun:
             self._halted.add(sender.alias)
             self.errors[sender.alias] = halt.error
         deferred = self.journal.defer_unsent(self.job_id, sender.alias, str(halt.error))
-        self.progress.advance(deferred)
+        self.progress.advance(deferred + halt.n_deferred)
 
     def _stop_all(self, exc: BaseException) -> None:
         with self._lock:

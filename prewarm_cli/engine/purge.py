@@ -55,7 +55,7 @@ class PurgeLedger(Ledger):
     def release(
         self, batch: jr.Batch, outcome: str, reason: str | None = None, *, transient: bool = True
     ) -> None:
-        if outcome == jr.UNSENT:
+        if outcome in (jr.UNSENT, jr.DEFERRED):  # purges are not resumed: sent again later
             self.pending.extendleft(reversed(batch.urls))
         else:
             self.fail(dict.fromkeys(batch.urls, reason or outcome), transient=transient)

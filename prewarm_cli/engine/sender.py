@@ -46,10 +46,11 @@ LOOKUP_SKEW = timedelta(minutes=5)
 class Halt(Exception):
     """Stops sending: one provider's (a deferral) or everyone's (auth, config, the journal)."""
 
-    def __init__(self, error: PrewarmError, *, defer: bool = False) -> None:
+    def __init__(self, error: PrewarmError, *, defer: bool = False, n_deferred: int = 0) -> None:
         super().__init__(str(error))
         self.error = error
         self.defer = defer  # the provider's unsent targets are deferred, others go on
+        self.n_deferred = n_deferred  # URLs of the halted batch, deferred already
 
 
 class Ledger:
@@ -198,8 +199,10 @@ class BatchSender:
             self.ledger.release(batch, jr.UNSENT)
             raise Halt(exc) from exc
         except (QuotaExhausted, RateLimited, StackBusy) as exc:
-            self.ledger.release(batch, jr.UNSENT)
-            raise Halt(exc, defer=True) from exc
+            # Deferred at once, never unsent: another worker could claim and send it
+            # again before the halt reaches the run.
+            self.ledger.release(batch, jr.DEFERRED, str(exc))
+            raise Halt(exc, defer=True, n_deferred=len(urls)) from exc
         except UnknownOutcome as exc:
             self._unknown(batch, exc)
         except InvalidRequest as exc:
