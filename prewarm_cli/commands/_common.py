@@ -57,19 +57,31 @@ def command_output() -> Output:
 
 
 @contextmanager
-def workspace(force: bool = False) -> Iterator[Workspace]:
-    """Loads config and opens the journal for one command."""
+def workspace(
+    force: bool = False, *, config_optional: bool = False, sends_nothing: bool = False
+) -> Iterator[Workspace]:
+    """Loads config and opens the journal for one command.
+
+    ``config_optional``: a config file that cannot be read or is invalid is a warning naming
+    it, and the command goes on without it (`jobs`, `status` of a finished job).
+    ``sends_nothing``: a dry run, which plans for a provider whose secrets are not set.
+    """
     from prewarm_cli import config as config_mod
     from prewarm_cli.engine import Workspace
+    from prewarm_cli.engine.workspace import load_config_leniently
 
     g = global_values()
-    cfg = config_mod.load_config(g.get("config"))
     out = command_output()
+    problem = None
+    if config_optional:
+        cfg, problem = load_config_leniently(g.get("config"), out.warn)
+    else:
+        cfg = config_mod.load_config(g.get("config"))
     if out.fmt == "table" and output_format(g) is None:
         wanted = cfg.defaults.get("output")
         if wanted:
             out.fmt = wanted
-    ws = Workspace(cfg, out, force=force)
+    ws = Workspace(cfg, out, force=force, sends_nothing=sends_nothing, config_problem=problem)
     _warn_permissions(ws)
     try:
         yield ws

@@ -43,7 +43,7 @@ def status(
     """Show a job's state: JOB, ALIAS:TASK_ID[,...], - (a submit JSON on stdin), or the latest."""
     from prewarm_cli import engine
 
-    with workspace(force=force) as ws:
+    with workspace(force=force, config_optional=True) as ws:
         ref = engine.parse_job_ref(ws, job, stdin_text)
         if wait_:
             result, claims = engine.wait_with_claims(
@@ -130,7 +130,7 @@ def jobs(limit: int, state: str | None) -> None:
     """List recent local jobs, newest first."""
     from prewarm_cli import engine
 
-    with workspace() as ws:
+    with workspace(config_optional=True) as ws:
         rows = engine.recent_jobs(ws, limit, JobState(state) if state else None)
         ws.out.emit(
             [row.to_dict() for row in rows],

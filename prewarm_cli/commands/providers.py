@@ -27,12 +27,12 @@ if TYPE_CHECKING:
 @global_options
 def providers() -> None:
     """List installed provider types and configured aliases, with capabilities."""
-    from prewarm_cli import config as config_mod
     from prewarm_cli import registry
+    from prewarm_cli.engine.workspace import load_config_leniently
 
     out = command_output()
     classes = registry.load_all(out.warn)
-    cfg = config_mod.load_config(global_values().get("config"))
+    cfg, _ = load_config_leniently(global_values().get("config"), out.warn)
     rows = []
     for alias in cfg.aliases():
         ptype = cfg.provider_type(alias)

@@ -123,7 +123,7 @@ def submit(
         options=options,
         skip_invalid=skip_invalid,
     )
-    with workspace(force=force) as ws:
+    with workspace(force=force, sends_nothing=dry_run) as ws:
         for warning in extra_options.warnings:
             ws.out.warn(warning)
         if not resume:

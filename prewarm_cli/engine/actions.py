@@ -60,9 +60,8 @@ def report(ws: Workspace, ref: JobRef) -> JobReport:
     for alias, task_ids in ref.tasks.items():
         if not task_ids:
             continue
-        session = ws.session(alias)
-        if Capability.REPORT not in session.capabilities:
-            session.require(Capability.STATUS)
+        # The vendor's report, or the failures its status lists.
+        session = ws.session(alias, needs=(Capability.REPORT, Capability.STATUS))
         rep = session.call(session.provider.report, task_ids)
         for f in rep.failures:
             failures.append(ReportFailure(f.url, alias, f.pop, f.reason, "vendor"))
@@ -153,8 +152,7 @@ def cancel(
     deadline = None if wait_timeout is None else clock() + wait_timeout
     results = []
     for alias, task_ids in ref.tasks.items():
-        session = ws.session(alias)
-        session.require(Capability.CANCEL)
+        session = ws.session(alias, needs=Capability.CANCEL)
         if task_ids:
             while True:
                 try:

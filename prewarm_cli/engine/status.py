@@ -42,6 +42,8 @@ def parse_job_ref(ws: Workspace, ref: str | None, stdin_text: Callable[[], str])
             data = json.loads(text)
         except ValueError as exc:
             raise UsageError(f"stdin is not a prewarm submit JSON: {exc}") from exc
+        if isinstance(data, dict) and isinstance(data.get("error"), dict):
+            raise PipedError(data["error"])  # the submit failed: say why, not "no tasks"
         if not isinstance(data, dict) or "tasks" not in data:
             raise UsageError("stdin JSON has no `tasks`: pipe `prewarm submit -o json` into it")
         job_id = data.get("job_id")
@@ -105,16 +107,27 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
     providers: dict[str, ProviderStatus] = {}
     seen: dict[str, list[TaskStatus]] = {}
     for alias, task_ids in ref.tasks.items():
-        session = ws.session(alias)
         statuses: list[TaskStatus] = []
+        recorded = None
         if task_ids:
-            session.require(Capability.STATUS)
-            statuses = session.call(session.provider.fetch_status, task_ids)
-            if ref.job_id:
-                statuses = [_only_urls(s, mine.get((alias, s.task_id))) for s in statuses]
+            try:
+                session = ws.session(alias, needs=Capability.STATUS)
+            except PrewarmError as exc:
+                recorded = _recorded_statuses(ws, ref.job_id, alias)
+                if recorded is None:
+                    raise
+                ws.out.warn(
+                    f"{alias}: showing the state recorded when the job finished; the vendor"
+                    f" was not asked ({exc})"
+                )
+                statuses = recorded
+            else:
+                statuses = session.call(session.provider.fetch_status, task_ids)
+                if ref.job_id:
+                    statuses = [_only_urls(s, mine.get((alias, s.task_id))) for s in statuses]
         seen[alias] = statuses
         providers[alias] = _provider_status(alias, statuses, counts.get(alias))
-        if ref.job_id:
+        if ref.job_id and recorded is None:
             ws.journal.save_task_states(
                 ref.job_id, alias, [(s.task_id, str(s.state), s.raw_state) for s in statuses]
             )
@@ -136,6 +149,75 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
     if ref.job_id:
         ws.journal.set_state(ref.job_id, str(state))
     return result, seen
+
+
+def _recorded_statuses(ws: Workspace, job_id: str | None, alias: str) -> list[TaskStatus] | None:
+    """The task states a finished job's last `status` recorded, where the vendor cannot be
+    asked here (no config, no secrets); None unless the job and each of its tasks finished.
+
+    A task that ended partial counts neither as succeeded nor failed: which of its URLs
+    failed is the vendor's to say.
+    """
+    if job_id is None:
+        return None
+    states = {str(s): s for s in State}
+    job_state = states.get(ws.journal.job(job_id).state)
+    if job_state is None or not job_state.finished:
+        return None
+    tasks = [t for t in ws.journal.tasks(job_id) if t.provider == alias]
+    if not tasks or any(t.state not in states for t in tasks):
+        return None
+    statuses = []
+    for task in tasks:
+        task_state = states[str(task.state)]
+        statuses.append(
+            TaskStatus(
+                task_id=task.task_id,
+                state=task_state,
+                raw_state=task.raw_state,
+                total=task.urls,
+                succeeded=task.urls if task_state == State.SUCCEEDED else 0,
+                failed=task.urls if task_state in _ENDED_BADLY else 0,
+                details={"source": "journal"},
+            )
+        )
+    return statuses
+
+
+_ENDED_BADLY = frozenset({State.FAILED, State.CANCELLED, State.TIMED_OUT})
+
+
+def _exit_code_of(code: str) -> ExitCode:
+    """The exit code of an error by its JSON `code` (the class that has it)."""
+    pending: list[type[PrewarmError]] = [PrewarmError]
+    while pending:
+        cls = pending.pop()
+        if cls.code == code:
+            return cls.exit_code
+        pending.extend(cls.__subclasses__())
+    return ExitCode.FAILED
+
+
+class PipedError(PrewarmError):
+    """The error of a failed submit piped into `status -`, passed on: the same message,
+    code and exit code."""
+
+    def __init__(self, error: Mapping[str, Any]) -> None:
+        def text(key: str) -> str | None:
+            value = error.get(key)
+            return str(value) if value is not None else None
+
+        super().__init__(
+            text("message") or "the piped submit failed",
+            hint=text("hint"),
+            provider=text("provider"),
+            request_id=text("request_id"),
+        )
+        self.code = text("code") or PrewarmError.code
+        self.exit_code = _exit_code_of(self.code)
+
+    def __str__(self) -> str:
+        return self.message  # as the submit printed it, request id included
 
 
 def _only_urls(status: TaskStatus, urls: set[str] | None) -> TaskStatus:

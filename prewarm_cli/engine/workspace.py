@@ -50,13 +50,70 @@ def build_provider(config: config_mod.Config, alias: str, warn: Callable[[str], 
     return provider
 
 
+def build_provider_without_secrets(
+    config: config_mod.Config, alias: str, warn: Callable[[str], None], missing: ConfigError
+) -> Provider:
+    """The provider behind an alias whose secrets are not set here, for work that sends
+    nothing (a dry-run plan, a capability check).
+
+    Any request it would send stops at its pacer with ``missing``, the error that names the
+    variables to set; so does a setting other than a secret that cannot be resolved.
+    """
+    from prewarm_cli import registry
+
+    cls = registry.load(config.provider_type(alias))
+    settings, unset = config._resolve(alias, cls, strict=False)  # unset secrets left out
+    if set(unset) - settings.secret_keys:
+        raise missing
+    try:
+        provider = cls(alias, settings.values)
+    except PrewarmError:
+        raise missing from None
+
+    def refuse(_urls: int) -> None:
+        raise missing
+
+    provider.attach_warn(warn)
+    provider.attach_state_dir(paths.state_dir())
+    provider.attach_pacer(refuse)
+    return provider
+
+
+def load_config_leniently(
+    explicit: str | None, warn: Callable[[str], None]
+) -> tuple[config_mod.Config, ConfigError | None]:
+    """The config, or the empty one and why (with a warning naming the file) when the file
+    cannot be read or is invalid: for commands that need no provider settings, or not
+    always (`jobs`, `providers`, `status` of a finished job)."""
+    try:
+        return config_mod.load_config(explicit), None
+    except ConfigError as exc:
+        path, how = paths.config_path(explicit)
+        warn(f"{exc}; going on without the config file")
+        return config_mod.Config(path, how, False, {}, {}, ()), exc
+
+
 class Workspace:
     """What one command works with: config, journal, output and the providers it uses."""
 
-    def __init__(self, config: config_mod.Config, output: Output, *, force: bool = False) -> None:
+    def __init__(
+        self,
+        config: config_mod.Config,
+        output: Output,
+        *,
+        force: bool = False,
+        sends_nothing: bool = False,
+        config_problem: ConfigError | None = None,
+    ) -> None:
         self.config = config
+        # Why the config file was set aside (see load_config_leniently): a provider is then
+        # not built from defaults that might point elsewhere than the file says.
+        self.config_problem = config_problem
         self.out = output
         self.force = force
+        # A dry run: a provider whose secrets are not set is built without them, and only
+        # a request it would need (a vendor-reported limit) asks for them.
+        self.sends_nothing = sends_nothing
         self._journal: jr.Journal | None = None
         self._sessions: dict[str, ProviderSession] = {}
         # Set on Ctrl-C: every wait in pacing, retries and polling ends within a second.
@@ -81,15 +138,50 @@ class Workspace:
 
         return self.config.resolve_alias(name, registry.names())
 
-    def session(self, alias: str) -> ProviderSession:
-        """The configured provider behind an alias (resolving only its own secrets)."""
+    def session(
+        self, alias: str, needs: Capability | tuple[Capability, ...] = ()
+    ) -> ProviderSession:
+        """The configured provider behind an alias (resolving only its own secrets).
+
+        ``needs``: capabilities of which the provider must have one; one it lacks is said
+        before its secrets are asked for (`cancel` on Qiniu is unsupported, not a missing key).
+        """
+        wanted = (needs,) if isinstance(needs, Capability) else needs
         if alias not in self._sessions:
-            provider = build_provider(self.config, alias, self.out.warn)
+            if self.config_problem is not None:
+                raise self.config_problem
+            missing: ConfigError | None = None
+            try:
+                provider = build_provider(self.config, alias, self.out.warn)
+            except ConfigError as exc:
+                if not (wanted or self.sends_nothing):
+                    raise
+                provider = build_provider_without_secrets(self.config, alias, self.out.warn, exc)
+                missing = exc
+            if missing is not None and not self.sends_nothing:
+                try:
+                    _require_one(provider, wanted)
+                finally:
+                    provider.close()
+                raise missing
+            if missing is not None:
+                self.out.info(
+                    f"{alias}: planning without its secrets, which are not set here"
+                    " (nothing is sent; a submit needs them)"
+                )
             provider.attach_info(self.out.info)
             self._sessions[alias] = ProviderSession(
-                provider, provider.settings, self.policy, self.state_dir, self.force, self.stop
+                provider,
+                provider.settings,
+                self.policy,
+                self.state_dir,
+                self.force,
+                self.stop,
+                missing_secrets=missing,
             )
-        return self._sessions[alias]
+        session = self._sessions[alias]
+        _require_one(session.provider, wanted)
+        return session
 
     def selected(self, names: Sequence[str]) -> list[str]:
         """Aliases named with -p, or the default provider."""
@@ -114,6 +206,12 @@ class Workspace:
             self._journal.close()
 
 
+def _require_one(provider: Provider, capabilities: tuple[Capability, ...]) -> None:
+    """Unsupported (naming the first) unless the provider has one of ``capabilities``."""
+    if capabilities and not set(capabilities) & provider.active_capabilities():
+        provider.require(capabilities[0])
+
+
 class ProviderSession:
     """One provider alias at work: its effective limits, pacing and retries."""
 
@@ -125,8 +223,12 @@ class ProviderSession:
         state_dir: Path | None,
         force: bool,
         stop: threading.Event,
+        *,
+        missing_secrets: ConfigError | None = None,
     ) -> None:
         self.provider = provider
+        # Built without its secrets (a dry run): every request it would send raises this.
+        self.missing_secrets = missing_secrets
         self.alias = provider.alias
         self.settings = settings
         self.policy = policy
@@ -147,7 +249,7 @@ class ProviderSession:
     def limits(self) -> Limits:
         """The vendor's limits with the config's overrides (raising one needs --force)."""
         if self._limits is None:
-            vendor = self.provider.limits()
+            vendor = self._without_secrets(self.provider.limits)
             limits = vendor
             wanted_batch = self.settings.get("batch_size")
             if wanted_batch is not None:
@@ -188,6 +290,8 @@ class ProviderSession:
     def pacer(self) -> Pacer:
         with self._pacer_lock:  # worker threads start together: one pacer, built once
             if self._pacer is None:
+                if self.missing_secrets is not None:
+                    raise self.missing_secrets
                 self.provider.prepare()
                 self._pacer = Pacer(
                     self.limits(), self.provider.rate_key(), self._rate_store, stop=self.stop
@@ -207,6 +311,10 @@ class ProviderSession:
         Raises pacing's ``Interrupted`` when the stop event is set during any wait, and
         RateStoreError when the rate-limit store fails: in both cases nothing was sent.
         """
+
+        if self.missing_secrets is not None:
+            # No pacing and no retries: the provider's own pacer refuses any request.
+            return self._without_secrets(fn, *args)
 
         def attempt() -> T:
             with self.provider.engine_call():
@@ -231,6 +339,18 @@ class ProviderSession:
             if exc.provider is None:
                 exc.provider = self.alias
             raise
+
+    def _without_secrets(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``; for a provider built without its secrets, a failure that is not
+        the refusal of a request is reported as the missing secrets (its likely cause)."""
+        if self.missing_secrets is None:
+            return fn(*args)
+        try:
+            return fn(*args)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise self.missing_secrets from exc
 
     def close(self) -> None:
         if self._pacer is not None:
