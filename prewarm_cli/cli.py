@@ -152,8 +152,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
         cli.main(args=argv, prog_name="prewarm", standalone_mode=False, obj=given)
     except SystemExit:
         raise
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as exc:
+        # Click turns Ctrl-C into Abort: one message, the same as everywhere else.
+        ctrl_c = isinstance(exc.__context__, KeyboardInterrupt)
+        click.echo("interrupted" if ctrl_c else "aborted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()

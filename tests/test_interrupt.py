@@ -1,0 +1,109 @@
+"""Ctrl-C while waiting for a job: exactly one message on stderr, and exit 130."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fakes.generic import FakeCdn
+from helpers import cli_json, invoke, wait_for
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# The lines a wait prints while it runs (one per poll in a log, a progress bar on a terminal).
+PROGRESS = re.compile(r"^(job \S+( started|: )|waiting|running|pending|\s*$)")
+
+
+def _polls(fake_cdn: FakeCdn) -> int:
+    """Status polls the fake has answered (GET /v1/tasks/ID)."""
+    return sum(
+        1
+        for r in fake_cdn.requests
+        if r.get("method") == "GET" and str(r.get("path", "")).startswith("/v1/tasks/")
+    )
+
+
+def _wait_args(command: str, job_id: str) -> list[str]:
+    if command == "submit":
+        return ["submit", "--wait", "--interval", "0.2", "https://static.example.com/b.js"]
+    return ["status", "--wait", "--interval", "0.2", job_id]
+
+
+@pytest.fixture
+def long_job(fake_config: Path, fake_cdn: FakeCdn) -> str:
+    """A job whose vendor task runs for ten minutes."""
+    fake_cdn.task_seconds = 600
+    r, data = cli_json(invoke, "submit", "https://static.example.com/a.js")
+    assert r.returncode == 0, r.stderr
+    return str(data["job_id"])
+
+
+def _messages(stderr: str) -> list[str]:
+    text = ANSI.sub("", stderr).replace("\r", "\n")
+    return [line for line in text.splitlines() if line.strip() and not PROGRESS.match(line)]
+
+
+@pytest.mark.parametrize("command", ["submit", "status"])
+def test_ctrl_c_while_waiting_in_a_log(
+    command: str, long_job: str, fake_cdn: FakeCdn, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    polls = _polls(fake_cdn)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prewarm_cli", *_wait_args(command, long_job)],
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: _polls(fake_cdn) > polls, 30)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert _messages(err) == ["interrupted"], err
+
+
+@pytest.mark.parametrize("command", ["submit", "status"])
+def test_ctrl_c_while_waiting_on_a_terminal(
+    command: str, long_job: str, fake_cdn: FakeCdn, cli_env: dict[str, str]
+) -> None:
+    polls = _polls(fake_cdn)
+    env = {**cli_env, "NO_COLOR": "1"}
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "prewarm_cli", *_wait_args(command, long_job)],
+            env,
+        )
+    seen = b""
+    try:
+        wait_for(lambda: _polls(fake_cdn) > polls, 30)
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    text = ANSI.sub("", seen.decode(errors="replace")).replace("\r", "\n")
+    assert os.waitstatus_to_exitcode(status) == 130, text
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    assert lines[-1] == "interrupted", text
+    assert text.count("interrupted") == 1 and "aborted" not in text, text
