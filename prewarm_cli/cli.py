@@ -44,7 +44,8 @@ class PrewarmGroup(click.Group):
         return _import_command(entry.target)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args:  # `prewarm` alone: the help, and success
+        if not args and not ctx.resilient_parsing:  # `prewarm` alone: the help, and success
+            # (shell completion parses `prewarm` with no arguments too: it wants no help)
             click.echo(ctx.get_help(), color=ctx.color)
             ctx.exit(0)
         return super().parse_args(ctx, args)
@@ -152,6 +153,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         cli.main(args=argv, prog_name="prewarm", standalone_mode=False, obj=given)
     except SystemExit:
         raise
+    except click.exceptions.Exit as exc:  # ctx.exit() outside a command, e.g. in completion
+        sys.exit(exc.exit_code)
     except click.exceptions.Abort as exc:
         # Click turns Ctrl-C into Abort: one message, the same as everywhere else.
         ctrl_c = isinstance(exc.__context__, KeyboardInterrupt)

@@ -57,3 +57,14 @@ def test_example_config_documents_every_provider_key() -> None:
     for name in ("aws", "edgeone", "qiniu"):
         for field in registry.load(name).config_schema:
             assert f"# {field.name} = " in text, f"{name}.{field.name}"
+
+
+def test_man_page_has_every_command_of_the_cli_reference() -> None:
+    import re
+
+    reference = (ROOT / "docs" / "cli.md").read_text()
+    man = (ROOT / "docs" / "prewarm.1").read_text()
+    commands = re.findall(r"^## `prewarm (.+)`$", reference, re.MULTILINE)
+    assert "submit" in commands and "config init" in commands
+    assert re.findall(r'^\.SS "prewarm (.+)"$', man, re.MULTILINE) == commands
+    assert man.startswith(".TH PREWARM 1 ")
