@@ -221,6 +221,12 @@ class QuotaExhausted(ProviderError):
         self.resets_at = resets_at
 
 
+class TargetsFailed(ProviderError):
+    """Some targets did not go through after retries; the run itself went on (exit 4)."""
+
+    exit_code = ExitCode.INCOMPLETE
+
+
 class RetryableError(ProviderError):
     """The vendor clearly did not accept the request; sending it again is safe."""
 

@@ -339,6 +339,10 @@ class Journal:
                 "UPDATE targets SET outcome = 'unsent', batch_id = NULL" + mine,
                 [(batch.id, u) for u in result.resend],
             )
+            db.executemany(
+                "UPDATE targets SET outcome = 'failed', reason = ?, transient = 1" + mine,
+                [(r, batch.id, u) for u, r in result.failed.items()],
+            )
             db.execute(
                 "UPDATE targets SET outcome = 'unknown' WHERE batch_id = ? AND outcome = 'sending'",
                 (batch.id,),

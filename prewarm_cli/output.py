@@ -318,11 +318,12 @@ class Output:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[note]}"),
             console=self._console(),
             transient=True,
         )
         with bar:
-            task = bar.add_task(description, total=total)
+            task = bar.add_task(description, total=total, note="")
             yield Progress(bar, task)
 
 
@@ -342,6 +343,11 @@ class Progress:
     def advance(self, n: int = 1) -> None:
         if self._bar is not None:
             self._bar.advance(self._task, n)
+
+    def set_note(self, text: str) -> None:
+        """A figure beside the bar (e.g. requests and bytes so far); nothing without a bar."""
+        if self._bar is not None:
+            self._bar.update(self._task, note=text)
 
     def update(self, *, completed: int | None = None, total: int | None = None, **kw: Any) -> None:
         if self._bar is not None:

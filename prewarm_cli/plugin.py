@@ -43,6 +43,7 @@ __all__ = [
     "SubmitOptions",
     "TaskStatus",
     "UrlStatus",
+    "cache_verdict",
     "classify_cache",
     "describe_http_error",
     "parse_resolve",
@@ -130,6 +131,9 @@ class Limits:
     # Seconds a vendor may take to list an accepted request in find_submitted: the engine's
     # lookup that misses URLs of a request younger than this asks again once it has passed.
     lookup_settle: float = 0.0
+    # The cost is per URL, not per request (direct warming): batches are cut so that every
+    # worker gets a share of a small job instead of a few workers taking it all.
+    spread_batches: bool = False
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -149,6 +153,7 @@ class SubmitOptions:
     invalidate: bool = False
     force: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
+    job_id: str | None = None  # the job being sent (set by the engine; same on --resume)
 
 
 @dataclass(frozen=True)
@@ -156,8 +161,11 @@ class BatchResult:
     """The vendor's answer to one submitted batch.
 
     Every URL of the batch is in exactly one of ``accepted``, ``rejected``
-    (the vendor refused that URL, with its reason) or ``resend`` (neither:
-    the engine sends it again).
+    (the vendor refused that URL, with its reason), ``resend`` (neither:
+    the engine sends it again) or ``failed`` (it did not go through this time, with the
+    reason: the engine sends those URLs again, alone, within its retry policy, waiting at
+    least ``retry_after`` seconds; what still fails is recorded failed and a --resume sends
+    it again). A provider that retries on its own says ``retry=False``.
     """
 
     task_id: str | None
@@ -170,6 +178,9 @@ class BatchResult:
     quota: Quota | None = None
     request_id: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    failed: Mapping[str, str] = field(default_factory=dict)
+    retry_after: float | None = None
+    retry: bool = True
 
     @classmethod
     def from_response(
@@ -181,7 +192,8 @@ class BatchResult:
     ) -> BatchResult:
         """All URLs accepted except those the vendor rejected."""
         rejected = dict(rejected or {})
-        accepted = tuple(u for u in urls if u not in rejected)
+        failed = kw.get("failed") or {}
+        accepted = tuple(u for u in urls if u not in rejected and u not in failed)
         return cls(task_id=task_id, accepted=accepted, rejected=rejected, **kw)
 
     def task_of(self, url: str) -> str | None:
@@ -193,6 +205,7 @@ class BatchResult:
             "accepted": len(self.accepted),
             "rejected": [{"url": u, "reason": r} for u, r in self.rejected.items()],
             "resend": len(self.resend),
+            "failed": [{"url": u, "reason": r} for u, r in self.failed.items()],
             "request_id": self.request_id,
             "quota": self.quota.to_dict() if self.quota else None,
             "details": dict(self.details),
@@ -352,6 +365,14 @@ def classify_cache(headers: Mapping[str, str], status_code: int | None) -> Class
     from prewarm_cli.verify.classify import classify
 
     return classify(headers, status_code)
+
+
+def cache_verdict(headers: Mapping[str, str]) -> tuple[str, str | None]:
+    """classify_cache's (cache, pop) for headers with lower-case names, remembered for the
+    values of the headers that decide: for a provider that reads every response (direct)."""
+    from prewarm_cli.verify.classify import cache_verdict as _verdict
+
+    return _verdict(headers)
 
 
 def describe_http_error(exc: BaseException, timeout: float) -> str:
@@ -539,6 +560,11 @@ class Provider:
         """What this run did beyond the outcomes, for the submit summary (direct: requests,
         bytes, per PoP); empty by default."""
         return {}
+
+    def progress_note(self) -> str | None:
+        """A short figure for the progress bar beside the URL count (direct: requests and
+        bytes so far); None by default. Called after every batch: keep it cheap."""
+        return None
 
     def probe_targets(self, task_ids: Sequence[str]) -> list[ProbeTarget] | None:
         """What `--verify` probes for these tasks, where a provider warmed specific edges and

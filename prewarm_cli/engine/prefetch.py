@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
+from prewarm_cli import journal as jr
 from prewarm_cli.engine.sender import BatchSender, Halt, JournalLedger, QuotaGate
 from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import JournalError, PrewarmError, QuotaExhausted
@@ -30,7 +32,7 @@ class SubmitRun:
         self.ws = ws
         self.journal = ws.journal
         self.job_id = job_id
-        self.options = options
+        self.options = replace(options, job_id=job_id)
         self.progress = progress
         self.stop = ws.stop
         self.errors: dict[str, PrewarmError] = {}
@@ -60,7 +62,11 @@ class SubmitRun:
             )
             senders.append(sender)
             self._resolve_unknown_batches(sender)
-            for i in range(session.limits().concurrency):
+            n_workers = session.limits().concurrency
+            if session.limits().spread_batches:  # a small job still keeps every worker busy
+                unsent = self.journal.counts(self.job_id).get(session.alias, jr.Counts())
+                sender.cap = min(sender.batch_size, max(1, -(-unsent[jr.UNSENT] // n_workers)))
+            for i in range(n_workers):
                 threads.append(
                     threading.Thread(
                         target=self._worker,
@@ -156,6 +162,9 @@ class SubmitRun:
                     if batch is None:
                         return
                     sender.send(batch)
+                    note = sender.session.provider.progress_note()
+                    if note:
+                        self.progress.set_note(note)
                 finally:
                     if sender.gate is not None:
                         sender.gate.settle(admitted)

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from prewarm_cli import journal as jr
@@ -33,10 +34,11 @@ from prewarm_cli.errors import (
     RateStoreError,
     RetryableError,
     StackBusy,
+    TargetsFailed,
     UnknownOutcome,
 )
 from prewarm_cli.output import Output, counted
-from prewarm_cli.pacing import Interrupted
+from prewarm_cli.pacing import Interrupted, RetryPolicy
 from prewarm_cli.plugin import BatchResult, Capability, Quota
 
 # How far before a batch's own record a vendor's task may be dated (clock skew).
@@ -51,6 +53,29 @@ class Halt(Exception):
         self.error = error
         self.defer = defer  # the provider's unsent targets are deferred, others go on
         self.n_deferred = n_deferred  # URLs of the halted batch, deferred already
+
+
+@dataclass
+class RetryBudget:
+    """What is left of the retry policy for a batch's URLs that failed (BatchResult.failed)."""
+
+    policy: RetryPolicy
+    deadline: float = field(default=0.0)
+    n_retries: int = 0
+
+    def __post_init__(self) -> None:
+        self.deadline = self.deadline or time.monotonic() + self.policy.timeout
+
+    def next_wait(self, retry_after: float | None) -> float | None:
+        """Seconds to wait before the next try; None when no try or time is left for one."""
+        retry = self.n_retries + 1
+        if retry >= max(1, self.policy.attempts):
+            return None
+        wait = retry_after if retry_after is not None else self.policy.backoff(retry)
+        if wait > self.deadline - time.monotonic():
+            return None
+        self.n_retries = retry
+        return wait
 
 
 class Ledger:
@@ -185,8 +210,11 @@ class BatchSender:
 
     # -- one batch --
 
-    def send(self, batch: jr.Batch) -> None:
-        """Sends one batch (already recorded *sending*) and settles it in the ledger."""
+    def send(self, batch: jr.Batch, retries: RetryBudget | None = None) -> None:
+        """Sends one batch (already recorded *sending*) and settles it in the ledger.
+
+        ``retries``: what is left of the retry policy when ``batch`` holds URLs that failed.
+        """
         urls = list(batch.urls)
         try:
             result = self.session.call(
@@ -221,10 +249,43 @@ class BatchSender:
         except ProviderError as exc:
             self._fail(batch, str(exc), exc)
         else:
-            self.ledger.answered(batch, result)
-            self.advance(len(result.accepted) + len(result.rejected))
             if self.gate is not None:
                 self.gate.settle(0, result.quota)
+            if result.failed and result.retry:
+                self._failed(batch, result, retries or RetryBudget(self.session.policy))
+                return
+            self.ledger.answered(batch, result)
+            self.advance(len(result.accepted) + len(result.rejected) + len(result.failed))
+
+    def _failed(self, batch: jr.Batch, result: BatchResult, retries: RetryBudget) -> None:
+        """Some URLs did not go through: the rest is recorded, those are sent again, alone,
+        within the retry policy; what still fails then is recorded failed."""
+        n_failed = len(result.failed)
+        first = next(iter(result.failed.values()))
+        wait = retries.next_wait(result.retry_after)
+        if wait is None:
+            self.ledger.answered(batch, result)
+            self.advance(len(result.accepted) + len(result.rejected) + n_failed)
+            with self._lock:
+                self.errors.append(
+                    TargetsFailed(
+                        f"{counted(n_failed, 'URL')} failed after retries: {first}",
+                        provider=self.alias,
+                    )
+                )
+            return
+        part, rest = self.ledger.split(batch, list(result.failed))
+        self.ledger.answered(rest, replace(result, failed={}))
+        self.advance(len(result.accepted) + len(result.rejected))
+        self.out.detail(
+            f"{self.alias}: retrying {counted(n_failed, 'URL')} in {wait:.1f}s: {first}"
+        )
+        try:
+            wait_for(self.stop, wait)
+        except Interrupted:
+            self.ledger.release(part, jr.UNSENT)  # nothing of it went out again
+            raise
+        self.send(part, retries)
 
     def _retry_note(self, n_urls: int) -> Callable[[Exception, float], None]:
         told = False

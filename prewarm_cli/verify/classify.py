@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 HIT = "hit"
@@ -305,6 +306,30 @@ def cache_headers(
         if key in wanted or key in _CONTEXT_HEADERS or "cache" in key:
             seen[key] = value
     return seen
+
+
+def _rule_headers(rules: Sequence[HeaderRule]) -> tuple[str, ...]:
+    wanted = {r.header for r in rules}
+    for rule in rules:
+        if isinstance(rule, Rule):
+            wanted.update(name for name, _ in rule.pop if name)
+    return tuple(sorted(wanted))
+
+
+_RULE_HEADERS = _rule_headers(RULES)
+
+
+def cache_verdict(headers: Mapping[str, str]) -> tuple[str, str | None]:
+    """classify()'s (cache, pop) for headers with lower-case names, remembered for the values
+    of the headers the rules read: cheap enough to call once per warm request."""
+    return _verdict(tuple(headers.get(name) for name in _RULE_HEADERS))
+
+
+@lru_cache(maxsize=4096)
+def _verdict(values: tuple[str | None, ...]) -> tuple[str, str | None]:
+    seen = {n: v for n, v in zip(_RULE_HEADERS, values, strict=True) if v is not None}
+    result = classify(seen)
+    return result.cache, result.pop
 
 
 def parse_age(value: str | None) -> int | None:

@@ -1,11 +1,12 @@
 """The direct provider: warm any CDN by GETting each URL through its edge (DESIGN §9).
 
 No vendor API and no account: one GET per (URL, PoP target, encoding variant), the body read
-to its end, never repeated once answered. The engine sends one URL per batch, so a URL's
-outcome (accepted, rejected, failed, deferred) is the engine's like any provider's; its
-requests run in the engine's worker thread one after another, so ``concurrency`` bounds the
-requests in flight. Every answer is recorded at once in the state directory (``store``), which
-is what ``status``, ``report`` and a ``--resume`` after a kill read.
+to its end, never repeated once answered in the job. A batch holds several URLs; each is
+accepted, rejected or failed on its own (``BatchResult.failed``: the engine retries those
+alone, within its retry policy). A URL's requests run one after another in the engine's
+worker thread, so ``concurrency`` bounds the requests in flight. Every answer goes to the
+record in the state directory (``store``), which is what ``status``, ``report`` and a
+``--resume`` read: a resumed job asks only what its earlier runs left unanswered.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from prewarm_cli.errors import ExitCode, ProviderError, QuotaExhausted, RetryableError
+from prewarm_cli import __version__
+from prewarm_cli.errors import ProviderError, QuotaExhausted
 from prewarm_cli.plugin import (
     BatchResult,
     Capability,
@@ -34,11 +36,16 @@ from prewarm_cli.plugin import (
 from prewarm_direct import dns
 from prewarm_direct.options import SUBMIT_OPTIONS
 from prewarm_direct.store import Record, Store
-from prewarm_direct.targets import Target, Targets, TargetSpec, host_port
-from prewarm_direct.warm import HIT_VALUES, NOT_FOUND, OK, REJECTED, TRANSIENT, Answer, warm
-
-if TYPE_CHECKING:
-    import httpx
+from prewarm_direct.targets import Target, Targets, TargetSpec
+from prewarm_direct.warm import (
+    HIT_VALUES,
+    NOT_FOUND,
+    OK,
+    REJECTED,
+    TRANSIENT,
+    Answer,
+    Edge,
+)
 
 __all__ = ["DEFAULT_ENCODINGS", "DirectProvider"]
 
@@ -47,19 +54,8 @@ __all__ = ["DEFAULT_ENCODINGS", "DirectProvider"]
 # warm a compressed variant a second time and leave the identity one cold.
 DEFAULT_ENCODINGS = ("gzip, deflate, br", "identity")
 DEFAULT_CONCURRENCY = 8
-
-
-class WarmFailed(RetryableError):
-    """Some requests of a URL got no whole answer: retried, then the URL is failed (exit 4,
-    like any target that did not warm, not 1: the run itself went on)."""
-
-    exit_code = ExitCode.INCOMPLETE
-
-
-class PopNotFound(ProviderError):
-    """A PoP target has no address: its requests cannot be sent; the URL is failed."""
-
-    exit_code = ExitCode.INCOMPLETE
+MAX_BATCH = 32  # URLs per batch: the journal writes twice per batch, not per URL
+USER_AGENT = f"prewarm-cli/{__version__}"
 
 
 @dataclass(frozen=True)
@@ -70,6 +66,13 @@ class RunPlan:
     spec: TargetSpec
     headers: tuple[tuple[str, str], ...]
 
+    def header_lines(self) -> dict[str, tuple[str, ...]]:
+        """Per variant, the request's header lines: -H headers and its Accept-Encoding."""
+        return {
+            v: (*(f"{n}: {value}" for n, value in self.headers), f"Accept-Encoding: {v}")
+            for v in self.variants
+        }
+
 
 class DirectProvider(Provider):
     name = "direct"
@@ -77,10 +80,13 @@ class DirectProvider(Provider):
     capabilities = frozenset(
         {Capability.SUBMIT, Capability.STATUS, Capability.REPORT, Capability.LOOKUP}
     )
-    # One URL per batch: a URL's requests may fail while another URL's succeed, and the
-    # engine records outcomes per batch. The limit is fixed, so --force cannot raise it.
+    # The limit is fixed, so --force cannot raise it; batches are spread over the workers.
     default_limits = Limits(
-        max_batch=1, vendor_reported=True, concurrency=DEFAULT_CONCURRENCY, poll_interval=1.0
+        max_batch=MAX_BATCH,
+        vendor_reported=True,
+        concurrency=DEFAULT_CONCURRENCY,
+        poll_interval=1.0,
+        spread_batches=True,
     )
     config_schema = (
         ConfigField(
@@ -113,17 +119,15 @@ class DirectProvider(Provider):
         self._lock = threading.Lock()
         self._plan: RunPlan | None = None
         self._targets: Targets | None = None
-        # One client per worker thread and edge: each worker sends one request at a time, and
-        # a pool shared by the workers costs them two thirds of their speed in lock contention.
+        self._header_lines: dict[str, tuple[str, ...]] = {}  # per variant
+        # A libcurl handle per worker thread and edge: each keeps its connection open.
         self._local = threading.local()
-        self._clients: list[httpx.Client] = []  # every client made, to close them all
+        self._edges: list[Edge] = []  # every handle made, to close them all
         self._store: Store | None = None
-        # (url, target, variant) -> final answer, this run's and those carried from a killed one
-        # url -> (target, variant) -> final answer, while the URL may still be sent again (a
-        # retry, a resend after a kill); dropped once its outcome is final, so memory stays flat.
-        self._answered: dict[str, dict[tuple[str, str], Answer]] = {}
-        self._carried: dict[str, list[Record]] = {}
+        self._earlier_runs: bool | None = None  # the job has answers from an earlier run
+        self._failed_urls: set[str] = set()  # URLs that failed in this run: asked again
         self.bytes_sent = 0  # body bytes read this run, against max_bytes
+        self.n_requests = 0
         self.stats: dict[str, dict[str, int]] = {}  # per target label
 
     # --- what a run sends ---
@@ -157,6 +161,7 @@ class DirectProvider(Provider):
             if self._plan is None or self._targets is None:
                 self._plan = self.plan_for(options)
                 self._targets = Targets(self._plan.spec, self.warn)
+                self._header_lines = self._plan.header_lines()
             return self._plan, self._targets
 
     @property
@@ -166,29 +171,23 @@ class DirectProvider(Provider):
                 self._store = Store(self.state_dir / "direct.sqlite3")
             return self._store
 
-    def _client(self, url: str, target: Target) -> httpx.Client:
-        host, _ = host_port(url)
-        key = (host, target.ip) if target.ip else ("", None)
-        mine: dict[tuple[str, str | None], httpx.Client] | None = getattr(
-            self._local, "clients", None
-        )
+    def _edge(self, target: Target) -> Edge:
+        pin = target.pin
+        mine: dict[str | None, Edge] | None = getattr(self._local, "edges", None)
         if mine is None:
-            mine = self._local.clients = {}
-        client = mine.get(key)
-        if client is None:
-            from prewarm_cli.plugin import pinned_client
-
-            client = pinned_client(
-                [(host, None, target.ip)] if target.ip else [],
+            mine = self._local.edges = {}
+        edge = mine.get(pin)
+        if edge is None:
+            edge = Edge(
+                pin,
                 timeout=self.timeout,
-                max_connections=1,
+                user_agent=str(self.settings.get("user_agent") or USER_AGENT),
                 ca_bundle=self.settings.get("ca_bundle"),
-                user_agent=self.settings.get("user_agent"),
             )
-            mine[key] = client
+            mine[pin] = edge
             with self._lock:
-                self._clients.append(client)
-        return client
+                self._edges.append(edge)
+        return edge
 
     def limits(self) -> Limits:
         return self.default_limits
@@ -202,85 +201,122 @@ class DirectProvider(Provider):
 
     def submit_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
         plan, targets = self._setup(options)
+        known = self._known(options.job_id, urls)
         accepted: list[str] = []
         rejected: dict[str, str] = {}
-        for url in urls:
+        failed: dict[str, str] = {}
+        resend: tuple[str, ...] = ()
+        waits: list[float] = []
+        retry = False
+        for i, url in enumerate(urls):
             if self.max_bytes is not None and self.bytes_sent >= self.max_bytes:
-                raise QuotaExhausted(
-                    f"max_bytes ({self.max_bytes}) is spent: {self.bytes_sent} bytes read",
-                    hint="send the rest with `prewarm submit --resume JOB`",
-                )
-            answers = self._warm_url(url, plan, targets.for_url(url))
+                if i == 0:
+                    raise QuotaExhausted(
+                        f"max_bytes ({self.max_bytes}) is spent: {self.bytes_sent} bytes read",
+                        hint="send the rest with `prewarm submit --resume JOB`",
+                    )
+                resend = tuple(urls[i:])  # not started: the next batch defers them
+                break
+            answers = self._warm_url(url, plan, targets.for_url(url), known.get(url, {}), options)
             refused = [(k, a) for k, a in answers if a.outcome == REJECTED]
             transient = [(k, a) for k, a in answers if a.outcome == TRANSIENT]
             missing = [(k, a) for k, a in answers if a.outcome == NOT_FOUND]
-            if not transient:
-                with self._lock:
-                    self._answered.pop(url, None)  # final: never asked again in this run
             if refused:
                 rejected[url] = _describe(refused)
-            elif transient:
-                waits = [a.retry_after for _, a in transient if a.retry_after is not None]
-                raise WarmFailed(
-                    _describe(transient + missing), retry_after=max(waits) if waits else None
-                )
-            elif missing:
-                raise PopNotFound(_describe(missing))
+            elif transient or missing:
+                failed[url] = _describe(transient + missing)
+                with self._lock:
+                    self._failed_urls.add(url)
+                retry = retry or bool(transient)  # a PoP not found stays so: no retry
+                waits += [a.retry_after for _, a in transient if a.retry_after is not None]
             else:
                 accepted.append(url)
-        return BatchResult.from_response(self.run_id, urls, rejected)
+        self.store.flush()  # recorded before the engine's journal says so
+        return BatchResult(
+            task_id=self.run_id,
+            accepted=tuple(accepted),
+            rejected=rejected,
+            failed=failed,
+            resend=resend,
+            retry_after=max(waits) if waits else None,
+            retry=retry,
+        )
+
+    def _known(
+        self, job_id: str | None, urls: Sequence[str]
+    ) -> dict[str, dict[tuple[str, str], Record]]:
+        """Final answers the job already has for these URLs: from a retry, or earlier runs."""
+        known: dict[str, dict[tuple[str, str], Record]] = {}
+        if job_id is None:
+            return known
+        store = self.store
+        with self._lock:
+            if self._earlier_runs is None:
+                self._earlier_runs = store.has_job(job_id, self.alias)
+            wanted = urls if self._earlier_runs else [u for u in urls if u in self._failed_urls]
+        if not wanted:
+            return known  # a first run's first try: nothing to look up
+        for record in store.answered(job_id, self.alias, wanted):
+            known.setdefault(record.url, {})[(record.target, record.variant)] = record
+        return known
 
     def _warm_url(
-        self, url: str, plan: RunPlan, targets: Sequence[Target]
+        self,
+        url: str,
+        plan: RunPlan,
+        targets: Sequence[Target],
+        known: Mapping[tuple[str, str], Record],
+        options: SubmitOptions,
     ) -> list[tuple[tuple[str, str], Answer]]:
         """Each (target, variant) request of a URL not answered yet; stops at a refusal."""
-        carried = self._carried.pop(url, [])
-        if carried:
-            self.store.copy(self.run_id, self.alias, carried)
         answers: list[tuple[tuple[str, str], Answer]] = []
+        carried = [r for r in known.values() if r.run_id != self.run_id]
+        if carried:  # this run's record holds the whole job's answers for the URL
+            self.store.copy(options.job_id, self.run_id, self.alias, carried)
+        mark = 0
         for target in targets:
             for variant in plan.variants:
-                key = (url, target.label, variant)
-                answer = self._answered.get(url, {}).get(key[1:])
-                if answer is None:
-                    answer = self._request(url, target, variant, plan)
+                record = known.get((target.label, variant))
+                if record is not None:
+                    answer = _answer(record)
+                else:
+                    if mark:
+                        self.store.flush(mark)  # the URL's earlier answers are kept first
+                    answer, mark = self._request(url, target, variant, plan, options)
                 answers.append(((target.label, variant), answer))
                 if answer.outcome == REJECTED:
                     return answers  # the URL is refused: the other requests would not change it
         return answers
 
-    def _request(self, url: str, target: Target, variant: str, plan: RunPlan) -> Answer:
+    def _request(
+        self, url: str, target: Target, variant: str, plan: RunPlan, options: SubmitOptions
+    ) -> tuple[Answer, int]:
         if target.error:
             answer = Answer(NOT_FOUND, reason=target.error)
         else:
-            headers = dict(plan.headers)
-            headers["Accept-Encoding"] = variant
-            client = self._client(url, target)
+            edge = self._edge(target)
             self.pace()
-            answer = warm(client, url, headers, self.timeout)
-        self.store.save(self.run_id, self.alias, url, target.label, target.ip, variant, answer)
+            answer = edge.warm(url, self._header_lines[variant])
+        mark = self.store.save(
+            options.job_id, self.run_id, self.alias, url, target.label, target.ip, variant, answer
+        )
         with self._lock:
-            if answer.answered:
-                self._answered.setdefault(url, {})[(target.label, variant)] = answer
             self.bytes_sent += answer.bytes
+            if answer.outcome != NOT_FOUND:
+                self.n_requests += 1
             _count(self.stats.setdefault(target.label, {}), answer)
-        return answer
+        return answer, mark
+
+    def progress_note(self) -> str | None:
+        with self._lock:
+            return f"{self.n_requests:,} requests, {_size(self.bytes_sent)}"
 
     def find_submitted(self, urls: Sequence[str], since: datetime) -> dict[str, str]:
-        """Called at --resume for a batch a killed run left unanswered: finds nothing "sent",
-        but keeps every request that run answered, so that the resend asks only the rest.
+        """Called at --resume for a batch a killed run left unanswered: finds nothing "sent".
 
-        Found URLs would need the run's targets, which are known only once the resend brings
-        its options; a URL whose every request was answered is resent and makes no request.
+        The resend asks only the requests the job's record does not hold (``_known``), so a
+        URL whose every request was answered before the kill makes no request at all.
         """
-        stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        records = self.store.since(self.alias, urls, stamp)
-        with self._lock:
-            for record in records:
-                if record.outcome in (OK, REJECTED):
-                    answers = self._answered.setdefault(record.url, {})
-                    answers[(record.target, record.variant)] = _answer(record)
-                    self._carried.setdefault(record.url, []).append(record)
         return {}
 
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
@@ -364,10 +400,10 @@ class DirectProvider(Provider):
         for line in self.summary_lines():  # after a run: one line per PoP target
             self.info(line)
         with self._lock:
-            clients, self._clients = self._clients, []
+            edges, self._edges = self._edges, []
             store, self._store = self._store, None
-        for client in clients:
-            client.close()
+        for edge in edges:
+            edge.close()
         if store is not None:
             store.close()
 

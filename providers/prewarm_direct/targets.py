@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from prewarm_cli.errors import ConfigError
@@ -28,6 +28,7 @@ class Target:
     label: str
     ip: str | None = None
     error: str | None = None
+    pin: str | None = None  # curl's --resolve entry for the URL's host: HOST:PORT:IP
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,17 @@ class Targets:
         self._lock = threading.Lock()
         self._pops: dict[str, Target] = {}
         self._ecs: dict[tuple[str, str], Target] = {}
+        self._by_origin: dict[str, list[Target]] = {}  # scheme://host:port -> its targets
 
     def for_url(self, url: str) -> list[Target]:
-        host, port = host_port(url)
+        slash = url.find("/", url.find("//") + 2)  # the end of scheme://host:port
+        origin = url if slash < 0 else url[:slash]
+        found = self._by_origin.get(origin)
+        if found is None:
+            found = self._by_origin[origin] = self._for_host(*host_port(url))
+        return found
+
+    def _for_host(self, host: str, port: int) -> list[Target]:
         found = [
             Target(label=ip, ip=ip)
             for pin_host, pin_port, ip in self._pins
@@ -88,7 +97,10 @@ class Targets:
         ]
         found += [self._pop(code) for code in self.spec.pops]
         found += [self._subnet(host, cidr) for cidr in self.spec.ecs]
-        return found or [Target(label=NEAREST)]
+        return [
+            replace(t, pin=pin_for(host, port, t.ip)) if t.ip else t
+            for t in found or [Target(label=NEAREST)]
+        ]
 
     def _pop(self, code: str) -> Target:
         with self._lock:
@@ -124,6 +136,11 @@ def _check_cidr(cidr: str) -> None:
         ipaddress.ip_network(cidr, strict=False)
     except ValueError as exc:
         raise ConfigError(f"ecs {cidr!r} is not a network such as 203.0.113.0/24") from exc
+
+
+def pin_for(host: str, port: int, ip: str) -> str:
+    """curl's --resolve entry: HOST:PORT:IP, an IPv6 address in brackets."""
+    return f"{host}:{port}:[{ip}]" if ":" in ip else f"{host}:{port}:{ip}"
 
 
 def labels(targets: Sequence[Target]) -> list[str]:
