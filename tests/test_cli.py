@@ -267,7 +267,9 @@ def test_config_init_with_flags_writes_0600_and_loads(cli_env) -> None:
         "endpoint": "https://cdn.example.com",
         "max_batch": 20,
     }
-    again = invoke("config", "init", "--type", "fake", "--set", "endpoint=https://x.example")
+    again = invoke(
+        "config", "init", "--type", "fake", "--alias", "cdn1", "--set", "endpoint=https://x.example"
+    )  # fmt: skip
     assert again.returncode == 3 and "--force" in again.stderr
     r = invoke("config", "init", "--type", "nosuch", "--set", "a=1")
     assert r.returncode == 3 and "unknown provider type 'nosuch'" in r.stderr

@@ -20,10 +20,9 @@ from prewarm_cli.config import (
     Route,
     load_config,
     permission_warning,
-    provider_table,
-    show_rows,
-    write_config,
 )
+from prewarm_cli.config_file import provider_table, write_config_text
+from prewarm_cli.config_show import show_rows
 from prewarm_cli.errors import ConfigError, ExitCode, UsageError
 from prewarm_cli.paths import config_path, state_dir
 from prewarm_cli.plugin import (
@@ -593,11 +592,11 @@ def test_permission_warning_unknown_type_uses_key_names(tmp_path: Path) -> None:
 # --- writing ---
 
 
-def test_write_config(tmp_path: Path) -> None:
+def test_write_config_text(tmp_path: Path) -> None:
     path = tmp_path / "new" / "dir" / "config.toml"
-    data = {"defaults": {"provider": "d"}, "providers": {"d": {"type": "demo", "rate": 1.5}}}
-    write_config(path, data)
-    assert tomllib.loads(path.read_text()) == data
+    text = '[defaults]\nprovider = "d"\n\n[providers.d]\ntype = "demo"\nrate = 1.5\n'
+    write_config_text(path, text)
+    assert path.read_text() == text
     assert load_config(str(path)).providers["d"]["rate"] == 1.5
     if os.name == "posix":
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -606,17 +605,17 @@ def test_write_config(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["config.toml"]  # no temp file left
 
     with pytest.raises(ConfigError) as info:
-        write_config(path, {"defaults": {}})
+        write_config_text(path, "[defaults]\n")
     assert "--force" in assert_one_line(info.value, path)
-    assert tomllib.loads(path.read_text()) == data  # untouched
+    assert path.read_text() == text  # untouched
 
-    write_config(path, {"defaults": {"retries": 2}}, overwrite=True)
+    write_config_text(path, "[defaults]\nretries = 2\n", overwrite=True)
     assert tomllib.loads(path.read_text()) == {"defaults": {"retries": 2}}
     if os.name == "posix":
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_write_config_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_write_config_text_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "config.toml"
     path.write_text("[defaults]\nretries = 3\n")
     created: list[tuple[str, int]] = []
@@ -632,7 +631,7 @@ def test_write_config_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(os, "open", spy_open)
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(ConfigError) as info:
-        write_config(path, {"defaults": {"retries": 9}}, overwrite=True)
+        write_config_text(path, "[defaults]\nretries = 9\n", overwrite=True)
     assert_one_line(info.value, path)
     assert path.read_text() == "[defaults]\nretries = 3\n"  # old file intact
     assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]  # temp file removed
@@ -660,9 +659,13 @@ def test_provider_table() -> None:
 
 
 def test_provider_table_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prewarm_cli.config_file import ConfigDocument
+
     path = tmp_path / "config.toml"
     table = provider_table(DemoProvider, {"endpoint": "http://e", "tags": ("x",)})
-    write_config(path, {"providers": {"demo": table}})
+    document = ConfigDocument.new()
+    document.set_provider("demo", table)
+    write_config_text(path, document.text())
     monkeypatch.setenv("DEMO_AK", "a")
     monkeypatch.setenv("DEMO_SK", "b")
     settings = load_config(str(path)).resolve("demo", DemoProvider)
@@ -763,9 +766,14 @@ def test_module_imports_only_light_modules() -> None:
     modules = [
         line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))
     ]
-    assert "tomli_w" not in modules and "platformdirs" not in modules
+    assert "tomlkit" not in modules and "platformdirs" not in modules
     ours = {m for m in modules if m.startswith("prewarm")}
-    assert ours <= {"prewarm_cli.errors", "prewarm_cli.paths", "prewarm_cli.plugin"}
+    light = {"prewarm_cli.errors", "prewarm_cli.paths", "prewarm_cli.plugin"}
+    assert ours <= light | {"prewarm_cli.config_values"}
+    values = Path(cfg.__file__).with_name("config_values.py").read_text(encoding="utf-8")
+    assert {
+        line.split()[1] for line in values.splitlines() if line.startswith("from prewarm")
+    } <= light
 
 
 def test_config_and_the_plugin_api_do_not_need_each_other() -> None:

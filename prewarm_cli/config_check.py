@@ -1,0 +1,212 @@
+"""`config check`: every check that loading the file and building its providers runs, with
+every error found at once instead of the first.
+
+Per alias: the table's keys against the provider's schema, its env: references, the rules the
+provider checks when it is built (endpoint URLs, keys required with another key's value),
+and `batch_size`/`rate` against the vendor's limits. With ``online``, each provider also makes
+its one cheap request, and the limits are the ones the vendor reports.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prewarm_cli import config as config_mod
+from prewarm_cli.errors import ConfigError, ExitCode, PrewarmError, worst_exit
+from prewarm_cli.plugin import Limits, Provider
+
+__all__ = ["ConfigCheck", "Problem", "ProviderCheck", "check_config", "check_provider"]
+
+_FORCE_HINT = "pass --force to submit if the vendor raised your limit"
+_KEY_PATH_RE = re.compile(r"\b((?:defaults|providers|routes)(?:\.[A-Za-z0-9_\"-]+|\[\d+\])*)")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One error: the key path it is about (when there is one), the message and the fix."""
+
+    key: str | None
+    message: str
+    hint: str | None
+    exit_code: ExitCode = ExitCode.CONFIG
+
+    @classmethod
+    def from_error(cls, error: PrewarmError, path: str) -> Problem:
+        text = str(error)
+        bare = text[len(path) + 2 :] if text.startswith(f"{path}: ") else text
+        match = _KEY_PATH_RE.match(bare) or _KEY_PATH_RE.search(bare)
+        return cls(match.group(1) if match else None, text, error.hint, error.exit_code)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "message": self.message, "hint": self.hint}
+
+
+@dataclass(frozen=True)
+class ProviderCheck:
+    """What checking one alias found."""
+
+    alias: str
+    type: str
+    errors: tuple[Problem, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "provider": self.alias,
+            "type": self.type,
+            "ok": self.ok,
+            "notes": list(self.notes),
+            "errors": [p.to_dict() for p in self.errors],
+        }
+        if self.errors:  # the first one, as before lists of errors
+            data.update(error=self.errors[0].message, hint=self.errors[0].hint)
+        return data
+
+
+@dataclass(frozen=True)
+class ConfigCheck:
+    """What `config check` found: the file's own errors, each alias's, and warnings."""
+
+    path: str
+    errors: tuple[Problem, ...] = ()  # not about one alias: syntax, [defaults], [[routes]]
+    providers: tuple[ProviderCheck, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def all_errors(self) -> list[tuple[str | None, Problem]]:
+        """Every error, with the alias it belongs to (None for the file's own)."""
+        found: list[tuple[str | None, Problem]] = [(None, p) for p in self.errors]
+        for entry in self.providers:
+            found.extend((entry.alias, p) for p in entry.errors)
+        return found
+
+    @property
+    def ok(self) -> bool:
+        return not self.all_errors()
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return worst_exit({p.exit_code for _, p in self.all_errors()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "errors": [{"provider": alias, **p.to_dict()} for alias, p in self.all_errors()],
+            "warnings": list(self.warnings),
+            "providers": [entry.to_dict() for entry in self.providers],
+        }
+
+
+def check_config(
+    explicit: str | None, *, online: bool = False
+) -> tuple[config_mod.Config | None, ConfigCheck]:
+    """Checks the config file in use; the Config is None when it cannot be read or parsed."""
+    from prewarm_cli import paths
+
+    config, found = config_mod.check_structure(explicit)
+    path = str(config.path if config else paths.config_path(explicit)[0])
+    errors = [Problem.from_error(e, path) for e in found]
+    if config is None:
+        return None, ConfigCheck(path, tuple(errors))
+    warnings: list[str] = []
+    classes = _provider_classes(config, errors, path)
+    secret_keys = {t: [f.name for f in c.config_schema if f.secret] for t, c in classes.items()}
+    permission = config_mod.permission_warning(config, secret_keys)
+    if permission:
+        warnings.append(permission)
+    providers = tuple(
+        check_provider(config, alias, classes[ptype], online=online, warn=warnings.append)
+        for alias in config.aliases()
+        if (ptype := config.provider_type(alias)) in classes
+    )
+    return config, ConfigCheck(path, tuple(errors), providers, tuple(warnings))
+
+
+def _provider_classes(
+    config: config_mod.Config, errors: list[Problem], path: str
+) -> dict[str, type[Provider]]:
+    """The installed provider class of each type the file names; an error for the others."""
+    from prewarm_cli import registry
+
+    classes: dict[str, type[Provider]] = {}
+    for alias in config.aliases():
+        ptype = config.provider_type(alias)
+        if ptype in classes:
+            continue
+        try:
+            classes[ptype] = registry.load(ptype)
+        except PrewarmError as exc:
+            key = f"providers.{alias}.type"
+            errors.append(Problem(key, f"{path}: {key}: {exc}", exc.hint, exc.exit_code))
+    return classes
+
+
+def check_provider(
+    config: config_mod.Config,
+    alias: str,
+    cls: type[Provider],
+    *,
+    online: bool = False,
+    warn: Callable[[str], None] = lambda _: None,
+) -> ProviderCheck:
+    """Every error of one alias: its keys, then (when those are fine) building the provider,
+    its limits, and with ``online`` its one cheap request."""
+    from prewarm_cli import paths
+
+    path = str(config.path)
+    ptype = config.provider_type(alias)
+    settings, found = config.problems(alias, cls)
+    if found:
+        return ProviderCheck(alias, ptype, tuple(Problem.from_error(e, path) for e in found))
+    try:
+        provider = cls(alias, settings.values)
+    except PrewarmError as exc:
+        return ProviderCheck(alias, ptype, (Problem.from_error(exc, path),))
+    provider.attach_warn(warn)
+    provider.attach_state_dir(paths.state_dir())
+    errors: list[Problem] = []
+    notes: list[str] = []
+    try:
+        try:
+            if online:
+                notes = list(provider.check())
+            # Offline, the limits the provider declares; online, the ones the vendor reports.
+            vendor = provider.limits() if online else type(provider).default_limits
+            errors.extend(Problem.from_error(e, path) for e in limit_problems(provider, vendor))
+        except PrewarmError as exc:
+            errors.append(Problem.from_error(exc, path))
+    finally:
+        provider.close()
+    return ProviderCheck(alias, ptype, tuple(errors), tuple(notes))
+
+
+def limit_problems(provider: Provider, vendor: Limits) -> list[ConfigError]:
+    """`batch_size` and `rate` above the vendor's limits: what a run without --force refuses."""
+    section = f"providers.{provider.alias}"
+    found: list[ConfigError] = []
+    batch_size = provider.settings.get("batch_size")
+    if batch_size is not None and batch_size > vendor.max_batch:
+        found.append(
+            ConfigError(
+                f"{section}.batch_size = {batch_size} is above the vendor limit of "
+                f"{vendor.max_batch} URLs per request",
+                hint="lower it" + ("" if vendor.vendor_reported else f", or {_FORCE_HINT}"),
+            )
+        )
+    rate = provider.settings.get("rate")
+    vendor_rate = vendor.requests_per_second
+    if rate is not None and vendor_rate is not None and rate > vendor_rate:
+        found.append(
+            ConfigError(
+                f"{section}.rate = {rate} is above the vendor limit of {vendor_rate} requests/s",
+                hint=f"lower it, or {_FORCE_HINT}",
+            )
+        )
+    return found
