@@ -188,11 +188,12 @@ class InitTarget:
         self, cls: type[Provider], alias: str, answers: Mapping[str, Any], default: str | None
     ) -> str:
         """The file's text with [providers.ALIAS] added or replaced, and defaults.provider
-        set to ``default`` when it is not already that."""
-        if default is not None and self.document.default_provider() != default:
-            self.document.set_default_provider(default)  # first: a new file starts with it
-        self.document.set_provider(alias, provider_table(cls, answers))
-        return self.document.text()
+        set to ``default`` when it is not already that; the document itself is left as is."""
+        document = ConfigDocument.parse(self.path, self.document.text())
+        if default is not None and document.default_provider() != default:
+            document.set_default_provider(default)  # first: a new file starts with it
+        document.set_provider(alias, provider_table(cls, answers))
+        return document.text()
 
 
 def check_new_text(

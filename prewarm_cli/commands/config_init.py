@@ -12,11 +12,10 @@ from prewarm_cli import paths
 from prewarm_cli.commands._common import (
     CONTEXT_SETTINGS,
     command_output,
-    exit_with,
     global_options,
     global_values,
 )
-from prewarm_cli.errors import ConfigError, ExitCode, UsageError
+from prewarm_cli.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from prewarm_cli.config_init import InitTarget
@@ -87,10 +86,14 @@ def config_init(
     text = target.text_with(cls, alias, answers, default)
     problems, unset = check_new_text(path, text, cls, alias)
     if problems:
-        for problem in problems:
+        *others, last = problems
+        for problem in others:
             out.error(problem.message, problem.hint)
-        out.info(f"nothing written to {path}: fix the settings above (--set KEY=VALUE)")
-        exit_with(ExitCode.CONFIG)
+        raise ConfigError(
+            last.message,
+            hint=(f"{last.hint}; " if last.hint else "")
+            + f"nothing was written to {path}: fix the settings (--set KEY=VALUE)",
+        )
     write_config_text(path, text, overwrite=True)
     action = "replaced" if replacing else "added"
     out.info(f"wrote {path} (mode 600): {action} [providers.{alias}]")
@@ -104,7 +107,7 @@ def config_init(
                 "provider": alias,
                 "type": ptype,
                 "replaced": replacing,
-                "default_provider": target.document.default_provider(),
+                "default_provider": default or target.effective_default(),
                 "unset_env": unset,
             }
         )

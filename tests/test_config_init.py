@@ -1,0 +1,316 @@
+"""`config init`: answers checked and asked again, follow-up questions, credentials found in the
+environment, an existing file edited with its comments kept, defaults.provider never changed
+unasked, and a written file that passes `config check`."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import sys
+import time
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import CliRun, invoke
+
+AWS_ENDPOINT = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
+
+COMMENTED = """\
+# Team CDN settings: reviewed by ops, keep these comments.
+[defaults]
+provider = "main"   # the account we warm by default
+retries = 3
+
+# Production account.
+[providers.main]
+type = "fake"
+endpoint = "https://cdn.example.com"  # the vendor's API
+max_batch = 20
+
+[[routes]]   # images go to the main account
+hosts = ["img.example.com"]
+providers = ["main"]
+"""
+
+
+def converse(
+    env: dict[str, str], args: Sequence[str], script: Sequence[tuple[str, str]]
+) -> tuple[int, str]:
+    """Runs `prewarm ARGS` on a pseudo-terminal and answers each prompt of ``script`` once its
+    text appears (after what the previous answer made it print); returns the exit code and
+    everything the terminal showed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: prewarm on a terminal
+        os.execve(sys.executable, [sys.executable, "-m", "prewarm_cli", *args], env)
+    shown = b""
+    fresh = b""
+    deadline = time.monotonic() + 30
+
+    def read_some() -> bool:
+        nonlocal shown, fresh
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            return True
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child has exited
+            return False
+        shown += chunk
+        fresh += chunk
+        return bool(chunk)
+
+    try:
+        for prompt, answer in script:
+            while prompt.encode() not in fresh and time.monotonic() < deadline:
+                if not read_some():
+                    break
+            assert prompt.encode() in fresh, (
+                f"no prompt {prompt!r}; the terminal showed:\n{shown.decode(errors='replace')}"
+            )
+            fresh = b""
+            os.write(fd, answer.encode() + b"\r")
+        while time.monotonic() < deadline and read_some():
+            pass
+    except BaseException:  # it may be waiting for an answer the script does not give
+        os.kill(pid, signal.SIGKILL)
+        raise
+    finally:
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace").replace("\r\n", "\n")
+
+
+def config_file(cli_env: dict[str, str]) -> Path:
+    return Path(cli_env["PREWARM_CONFIG"])
+
+
+# --------------------------------------------------------------------------- on a terminal
+
+
+def test_answers_are_checked_asked_again_and_required_lists_asked_for(cli_env) -> None:
+    env = {**cli_env, "PREWARM_AWS_API_KEY": "key-from-the-environment"}
+    code, shown = converse(
+        env,
+        ["config", "init"],
+        [
+            ("Provider type", "aws"),
+            ("endpoint (", "abc123.execute-api.us-east-1.amazonaws.com/prod"),
+            ("endpoint (", AWS_ENDPOINT),  # asked again: no scheme
+            ("api_key (", ""),  # Enter: the env: reference offered
+            ("target_type (", "everywhere"),
+            ("target_type (", "region"),  # asked again: not an allowed value
+            ("regions (", "apac, us"),  # what target_type = "region" requires
+            ("api_version (", ""),
+            ("instance_count (", "two"),
+            ("instance_count (", "2"),  # asked again: not an integer
+            ("timeout_minutes (", ""),
+        ],
+    )
+    assert code == 0, shown
+    assert "is not a URL with scheme and host" in shown
+    assert "found PREWARM_AWS_API_KEY in the environment" in shown
+    assert "'everywhere' is not allowed" in shown
+    assert "providers.aws.regions: required with target_type = 'region'" in shown
+    assert "expected an integer" in shown
+    assert "key-from-the-environment" not in shown
+    data = tomllib.loads(config_file(cli_env).read_text())
+    assert data["providers"]["aws"] == {
+        "type": "aws",
+        "endpoint": AWS_ENDPOINT,
+        "api_key": "env:PREWARM_AWS_API_KEY",
+        "api_version": 2,
+        "target_type": "region",
+        "regions": ["apac", "us"],
+        "instance_count": 2,
+        "timeout_minutes": 60,
+    }
+    assert data["defaults"] == {"provider": "aws"}  # a new file: its only alias
+    check = invoke("config", "check", env_extra={"PREWARM_AWS_API_KEY": "k"})
+    assert check.returncode == 0, check.stderr
+
+
+def test_an_unset_credential_is_offered_as_env_reference_all_the_same(cli_env) -> None:
+    code, shown = converse(
+        cli_env,
+        ["config", "init", "--type", "qiniu"],
+        [("access_key (", ""), ("secret_key (", ""), ("product (", ""), ("endpoint (", "")],
+    )
+    assert code == 0, shown
+    assert "QINIU_ACCESS_KEY is not set" in shown and "export QINIU_ACCESS_KEY" in shown
+    table = tomllib.loads(config_file(cli_env).read_text())["providers"]["qiniu"]
+    assert table["access_key"] == "env:QINIU_ACCESS_KEY"
+    assert table["secret_key"] == "env:QINIU_SECRET_KEY"
+
+
+def test_adding_an_alias_asks_before_changing_the_default(cli_env, write_config) -> None:
+    path = write_config(COMMENTED)
+    script = [("endpoint (", "https://backup.example.com"), ("max_batch (", ""), ("lookup (", "")]
+    code, shown = converse(
+        cli_env,
+        ["config", "init", "--type", "fake", "--alias", "backup"],
+        [*script, ("Make backup the default provider (now: main)?", "")],  # Enter: no
+    )
+    assert code == 0, shown
+    text = path.read_text()
+    assert text.startswith(COMMENTED.split("[[routes]]")[0])  # untouched, comments and all
+    assert "[[routes]]   # images go to the main account" in text
+    data = tomllib.loads(text)
+    assert data["defaults"]["provider"] == "main"
+    assert data["providers"]["backup"]["endpoint"] == "https://backup.example.com"
+
+    code, shown = converse(
+        cli_env,
+        ["config", "init", "--type", "fake", "--alias", "third"],
+        [*script, ("Make third the default provider (now: main)?", "y")],
+    )
+    assert code == 0, shown
+    text = path.read_text()
+    assert tomllib.loads(text)["defaults"]["provider"] == "third"
+    assert 'provider = "third"   # the account we warm by default' in text
+
+
+def test_an_existing_alias_is_replaced_only_when_confirmed(cli_env, write_config) -> None:
+    path = write_config(COMMENTED)
+    code, shown = converse(
+        cli_env,
+        ["config", "init", "--type", "fake", "--alias", "main"],
+        [
+            ("replace it?", "n"),
+            ("Alias for the new provider", "main"),  # taken: asked again
+            ("Alias for the new provider", "spare"),
+            ("endpoint (", "https://spare.example.com"),
+            ("max_batch (", ""),
+            ("lookup (", ""),
+            ("default provider", "n"),
+        ],
+    )
+    assert code == 0, shown
+    assert "already in the file" in shown
+    data = tomllib.loads(path.read_text())
+    assert data["providers"]["main"]["endpoint"] == "https://cdn.example.com"
+    assert data["providers"]["spare"]["endpoint"] == "https://spare.example.com"
+
+
+# --------------------------------------------------------------------------- with flags
+
+
+def test_set_typo_is_exit_3_with_did_you_mean_and_writes_nothing(cli_env) -> None:
+    r = invoke(
+        "config", "init", "--type", "fake",
+        "--set", "endpoint=https://cdn.example.com", "--set", "max_btach=20",
+    )  # fmt: skip
+    assert r.returncode == 3
+    assert "--set max_btach: fake has no key 'max_btach' (did you mean max_batch?)" in r.stderr
+    assert not config_file(cli_env).exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "needle"),
+    [
+        ("endpoint=cdn.example.com", "is not a URL with scheme and host"),
+        ("endpoint=ftp://cdn.example.com", "is not a URL with scheme and host"),
+        ("max_batch=many", "expected an integer"),
+        ("batch_size=0", "must be greater than 0"),
+    ],
+)
+def test_set_values_are_checked(cli_env, setting: str, needle: str) -> None:
+    r = invoke("config", "init", "--type", "fake", "--set", setting)
+    assert r.returncode == 3 and needle in r.stderr, r.stderr
+    assert not config_file(cli_env).exists()
+
+
+def test_a_rule_of_the_provider_is_exit_3_and_writes_nothing(cli_env) -> None:
+    r, out = _init_json(
+        "--type", "aws", "--set", f"endpoint={AWS_ENDPOINT}", "--set", "target_type=country"
+    )
+    assert r.returncode == 3
+    assert "providers.aws.countries: required with target_type = 'country'" in r.stderr
+    assert "nothing was written" in r.stderr
+    assert out["error"]["code"] == "config" and "providers.aws.countries" in out["error"]["message"]
+    assert not config_file(cli_env).exists()
+
+
+def test_written_file_passes_config_check(cli_env) -> None:
+    r, out = _init_json(
+        "--type", "aws", "--alias", "cf", "--set", f"endpoint={AWS_ENDPOINT}",
+        "--set", "target_type=pop", "--set", "pops=IAD89-P1,NRT57-P3",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert out == {
+        "path": str(config_file(cli_env)),
+        "provider": "cf",
+        "type": "aws",
+        "replaced": False,
+        "default_provider": "cf",
+        "unset_env": ["PREWARM_AWS_API_KEY"],
+    }
+    assert "export PREWARM_AWS_API_KEY=... before using cf" in r.stderr
+    check = invoke("config", "check", "-o", "json", env_extra={"PREWARM_AWS_API_KEY": "k"})
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout)["ok"] is True
+
+
+def test_default_provider_is_kept_without_a_flag_and_set_with_one(cli_env, write_config) -> None:
+    path = write_config(COMMENTED)
+    r, out = _init_json("--type", "fake", "--alias", "b", "--set", "endpoint=https://b.example")
+    assert r.returncode == 0, r.stderr
+    assert out["default_provider"] == "main"
+    assert "defaults.provider stays main (pass --default to make it b)" in r.stderr
+    text = path.read_text()
+    assert text.startswith(COMMENTED.split("[[routes]]")[0])
+    assert text.count("[providers.b]") == 1
+
+    r, out = _init_json(
+        "--type", "fake", "--alias", "c", "--set", "endpoint=https://c.example", "--default"
+    )
+    assert r.returncode == 0, r.stderr
+    assert tomllib.loads(path.read_text())["defaults"]["provider"] == "c"
+    r, out = _init_json(
+        "--type", "fake", "--alias", "d", "--set", "endpoint=https://d.example", "--no-default"
+    )
+    assert r.returncode == 0 and out["default_provider"] == "c"
+
+
+def test_the_only_alias_stays_the_default_when_a_second_is_added(cli_env, write_config) -> None:
+    path = write_config(
+        '# mine\n[providers.one]\ntype = "fake"\nendpoint = "https://one.example"\n'
+    )
+    r, out = _init_json("--type", "fake", "--alias", "two", "--set", "endpoint=https://t.example")
+    assert r.returncode == 0, r.stderr
+    assert "defaults.provider = 'one' written" in r.stderr
+    assert out["default_provider"] == "one"
+    assert tomllib.loads(path.read_text())["defaults"]["provider"] == "one"
+    assert path.read_text().startswith("# mine\n")
+
+
+def test_an_existing_alias_needs_force_and_is_replaced_in_place(cli_env, write_config) -> None:
+    path = write_config(COMMENTED)
+    args = ("--type", "fake", "--alias", "main", "--set", "endpoint=https://new.example.com")
+    r, _ = _init_json(*args)
+    assert r.returncode == 3
+    assert "providers.main already exists (pass --force to replace it" in r.stderr
+    assert path.read_text() == COMMENTED
+
+    r, out = _init_json(*args, "--force")
+    assert r.returncode == 0, r.stderr
+    assert out["replaced"] is True and out["default_provider"] == "main"
+    text = path.read_text()
+    assert text.startswith("# Team CDN settings") and "# Production account.\n" in text
+    data = tomllib.loads(text)
+    assert data["providers"]["main"] == {"type": "fake", "endpoint": "https://new.example.com"}
+    assert list(data) == ["defaults", "providers", "routes"]  # the table stayed where it was
+
+
+def test_bad_alias_is_a_usage_error(cli_env) -> None:
+    r = invoke("config", "init", "--type", "fake", "--alias", "a b", "--set", "endpoint=https://x")
+    assert r.returncode == 2 and "not a valid alias" in r.stderr
+
+
+def _init_json(*args: str) -> tuple[CliRun, dict[str, Any]]:
+    r = invoke("config", "init", *args, "-o", "json")
+    return r, (json.loads(r.stdout) if r.stdout.strip() else {})
