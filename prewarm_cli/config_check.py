@@ -22,6 +22,7 @@ __all__ = ["ConfigCheck", "Problem", "ProviderCheck", "check_config", "check_pro
 
 _FORCE_HINT = "pass --force to submit if the vendor raised your limit"
 _KEY_PATH_RE = re.compile(r"\b((?:defaults|providers|routes)(?:\.[A-Za-z0-9_\"-]+|\[\d+\])*)")
+_TOP_LEVEL_KEY_RE = re.compile(r"([A-Za-z0-9_-]+): ")
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,20 @@ class Problem:
     def from_error(cls, error: PrewarmError, path: str) -> Problem:
         text = str(error)
         bare = text[len(path) + 2 :] if text.startswith(f"{path}: ") else text
-        match = _KEY_PATH_RE.match(bare) or _KEY_PATH_RE.search(bare)
-        return cls(match.group(1) if match else None, text, error.hint, error.exit_code)
+        return cls(_key_path(bare), text, error.hint, error.exit_code)
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "message": self.message, "hint": self.hint}
+
+
+def _key_path(message: str) -> str | None:
+    """The key path a message (without the file's path) is about: where it starts, or, for a
+    provider's own message, the first one it names."""
+    if "invalid TOML" in message:
+        return None
+    match = _KEY_PATH_RE.match(message) or _TOP_LEVEL_KEY_RE.match(message)
+    match = match or _KEY_PATH_RE.search(message)
+    return match.group(1) if match else None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,183 @@
+"""`config check`: every check loading runs, every error at once with its key path and fix, on
+stderr and in the JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import CliRun, invoke
+
+AWS_ENDPOINT = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
+
+MANY_ERRORS = f"""\
+colour = "blue"
+
+[defaults]
+retries = "five"
+provder = "main"
+
+[providers.main]
+type = "fake"
+endpoint = "https://cdn.example.com"
+max_btach = 20
+lookup = "yes"
+
+[providers.cf]
+type = "aws"
+endpoint = "{AWS_ENDPOINT}"
+api_key = "env:UNSET_AWS_KEY_FOR_TEST"
+target_type = "region"
+
+[providers.v1]
+type = "aws"
+endpoint = "{AWS_ENDPOINT}"
+api_key = "literal"
+api_version = 1
+target_type = "pop"
+pops = ["IAD89-P1"]
+
+[providers.big]
+type = "fake"
+endpoint = "https://big.example.com"
+batch_size = 100
+
+[providers.odd]
+type = "nosuch"
+
+[[routes]]
+hosts = ["img.example.com/path"]
+providers = ["mian"]
+"""
+
+# Every error of MANY_ERRORS, by key path: what the user has to fix, all in one run.
+EXPECTED_KEYS = {
+    "colour": "unknown key",
+    "defaults.retries": "expected an integer",
+    "defaults.provder": "did you mean provider?",
+    "routes[0].hosts[0]": "is not a host pattern",
+    "routes[0].providers[0]": "'mian' is not a configured provider",
+    "providers.odd.type": "unknown provider type 'nosuch'",
+    "providers.main.max_btach": "did you mean max_batch?",
+    "providers.main.lookup": "expected true or false",
+    "providers.cf.api_key": "environment variable UNSET_AWS_KEY_FOR_TEST is not set",
+    "providers.v1.status_endpoint": "required with api_version = 1",
+    "providers.big.batch_size": "is above the vendor limit of 50 URLs per request",
+}
+
+
+def check_json(*args: str) -> tuple[CliRun, dict[str, Any]]:
+    r = invoke("config", "check", *args, "-o", "json")
+    return r, json.loads(r.stdout)
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error: ")]
+
+
+def test_every_error_at_once_with_key_path_on_stderr_and_in_json(write_config) -> None:
+    path = write_config(MANY_ERRORS)
+    r, data = check_json()
+    assert r.returncode == 3
+    assert data["ok"] is False
+    found = {e["key"]: e for e in data["errors"]}
+    assert set(found) == set(EXPECTED_KEYS), sorted(found)
+    for key, needle in EXPECTED_KEYS.items():
+        assert needle in found[key]["message"], (key, found[key])
+        assert key in found[key]["message"]
+    assert "--force" in found["providers.big.batch_size"]["hint"]
+    assert str(path) in found["providers.main.lookup"]["message"]
+    # the same errors on stderr, one line each (with the hint on the next line where there is one)
+    lines = error_lines(r.stderr)
+    assert len(lines) == len(EXPECTED_KEYS)
+    for error in data["errors"]:
+        assert f"error: {error['message']}" in lines
+    # per alias as well; a valid alias next to broken ones is ok
+    by_alias = {p["provider"]: p for p in data["providers"]}
+    assert [e["key"] for e in by_alias["main"]["errors"]] == [
+        "providers.main.max_btach",
+        "providers.main.lookup",
+    ]
+    assert by_alias["main"]["error"] == by_alias["main"]["errors"][0]["message"]
+    assert {e["provider"] for e in data["errors"]} == {None, "main", "cf", "v1", "big"}
+
+
+def test_table_lists_each_alias_and_the_keys_to_fix(write_config) -> None:
+    write_config(MANY_ERRORS.replace('[providers.odd]\ntype = "nosuch"\n', ""))
+    r = invoke("config", "check", "-o", "table")
+    assert r.returncode == 3
+    assert "error  main (fake): providers.main.max_btach, providers.main.lookup" in r.stdout
+    assert "error  big (fake): providers.big.batch_size" in r.stdout
+    assert f": {len(EXPECTED_KEYS) - 1} errors" in r.stderr
+    assert len(error_lines(r.stderr)) == len(EXPECTED_KEYS) - 1
+
+
+def test_unreadable_toml_is_one_error_with_its_line(write_config) -> None:
+    write_config('[defaults]\nretries = 3\n[providers.main\ntype = "fake"\n')
+    r, data = check_json()
+    assert r.returncode == 3
+    (error,) = data["errors"]
+    assert "line 3" in error["message"] and "invalid TOML" in error["message"]
+    assert error_lines(r.stderr) == [f"error: {error['message']}"]
+
+
+def test_a_valid_file_is_ok_and_lists_no_errors(fake_config: Path) -> None:
+    r, data = check_json()
+    assert r.returncode == 0, r.stderr
+    assert data["ok"] is True and data["errors"] == [] and data["warnings"] == []
+    assert data["providers"][0]["errors"] == [] and "error" not in data["providers"][0]
+    assert "error" not in r.stderr
+
+
+def test_permission_warning(write_config) -> None:
+    path = write_config(
+        '[providers.main]\ntype = "fake"\nendpoint = "https://cdn.example.com"\n'
+        'api_key = "literal-secret-value"\n'
+    )
+    path.chmod(0o644)
+    r, data = check_json()
+    assert r.returncode == 0, r.stderr
+    (warning,) = data["warnings"]
+    assert "providers.main.api_key" in warning and "chmod 600" in warning
+    assert f"warning: {warning}" in r.stderr
+    path.chmod(0o600)
+    r, data = check_json()
+    assert data["warnings"] == [] and "warning" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "needle"),
+    [
+        ("batch_size = 51", "batch_size = 51 is above the vendor limit of 50 URLs per request"),
+        ("rate = 100.0", "rate = 100.0 is above the vendor limit of 20.0 requests/s"),
+    ],
+)
+def test_limits_above_the_vendors(
+    write_config, monkeypatch: pytest.MonkeyPatch, setting: str, needle: str
+) -> None:
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", "AKIDexample")
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "example")
+    write_config(
+        '[providers.teo]\ntype = "edgeone"\nzone_id = "zone-2o0example"\n'
+        f"{setting}\n"
+        '[providers.fake]\ntype = "fake"\nendpoint = "https://cdn.example.com"\n'
+        f"{setting}\n"
+    )
+    r, data = check_json()
+    messages = [e["message"] for e in data["errors"]]
+    assert r.returncode == 3
+    if setting.startswith("batch_size"):  # the fake's vendor limit is 50 URLs, EdgeOne's 100
+        assert messages == [f"providers.fake.{needle}"]
+    else:  # the fake declares no request rate
+        assert messages == [f"providers.teo.{needle}"]
+
+
+def test_lower_limits_are_fine(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(
+        '[providers.fake]\ntype = "fake"\nendpoint = "https://cdn.example.com"\n'
+        "batch_size = 50\nrate = 2.0\n"
+    )
+    r, data = check_json()
+    assert r.returncode == 0 and data["ok"], r.stderr
