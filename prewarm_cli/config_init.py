@@ -146,8 +146,8 @@ def default_answer(cls: type[Provider], fld: ConfigField) -> Any:
 def shown_default(value: Any) -> str | None:
     if value is None:
         return None
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
+    if isinstance(value, list):  # as TOML: an item may hold a comma ("gzip, deflate, br")
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
     if isinstance(value, bool):
         return toml_literal(value)
     return str(value)

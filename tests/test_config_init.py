@@ -314,3 +314,14 @@ def test_bad_alias_is_a_usage_error(cli_env) -> None:
 def _init_json(*args: str) -> tuple[CliRun, dict[str, Any]]:
     r = invoke("config", "init", *args, "-o", "json")
     return r, (json.loads(r.stdout) if r.stdout.strip() else {})
+
+
+def test_enter_keeps_a_list_default_whose_items_hold_commas(cli_env) -> None:
+    code, shown = converse(
+        cli_env,
+        ["config", "init"],
+        [("Provider type", ""), ("encodings (", ""), ("resolver (", "")],
+    )
+    assert code == 0, shown
+    table = tomllib.loads(config_file(cli_env).read_text())["providers"]["direct"]
+    assert table["encodings"] == ["gzip, deflate, br", "identity"]
