@@ -793,3 +793,41 @@ def test_config_and_the_plugin_api_do_not_need_each_other() -> None:
     assert "prewarm_cli.config" not in imported(plugin)
     assert imported(paths) & {"prewarm_cli.config", "prewarm_cli.plugin"} == set()
     assert plugin.state_dir() == state_dir()
+
+
+def test_check_structure_finds_every_error_load_raises_the_first(tmp_path: Path) -> None:
+    text = """
+    stray = 1
+    [defaults]
+    retries = "x"
+    [providers.d]
+    type = "demo"
+    [providers."bad alias"]
+    type = "demo"
+    [[routes]]
+    hosts = ["a.example.com"]
+    providers = ["nobody"]
+    """
+    path = write(tmp_path, text)
+    config, errors = cfg.check_structure(str(path))
+    keys = [str(e).split(": ")[1] for e in errors]
+    assert keys == ["stray", "defaults.retries", 'providers."bad alias"', "routes[0].providers[0]"]
+    assert config is not None and config.aliases() == ["d"]  # what is valid is kept
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert str(info.value) == str(errors[0])
+
+
+def test_problems_lists_every_key_resolve_raises_the_first(tmp_path: Path) -> None:
+    config = load(tmp_path, DEMO + 'batch_sise = 1\nregion = "mars"\nrate = 0\n')
+    settings, errors = config.problems("d", DemoProvider)
+    messages = [assert_one_line(e, config.path) for e in errors]
+    assert [m.split(": ")[1] for m in messages] == [
+        "providers.d.batch_sise",
+        "providers.d.region",
+        "providers.d.rate",
+    ]
+    assert settings.values["endpoint"] == "http://127.0.0.1:9"  # the valid keys are resolved
+    with pytest.raises(ConfigError) as info:
+        config.resolve("d", DemoProvider)
+    assert str(info.value) == messages[0]
