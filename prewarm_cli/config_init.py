@@ -25,11 +25,15 @@ __all__ = [
     "InitTarget",
     "alias_problem",
     "check_answer",
+    "check_new_text",
     "credential_in_environment",
+    "default_answer",
     "field_for",
     "fields_to_ask",
     "parse_answer",
     "parse_set_option",
+    "settable_fields",
+    "shown_default",
 ]
 
 # What an unset credential variable holds while the new file is checked: its absence is
@@ -159,7 +163,6 @@ class InitTarget:
 
     path: Path
     document: ConfigDocument
-    exists: bool
     aliases: list[str] = field(default_factory=list)
 
     @classmethod
@@ -167,7 +170,7 @@ class InitTarget:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return cls(path, ConfigDocument.new(), False)
+            return cls(path, ConfigDocument.new())
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(
                 f"{path}: cannot read the config file: {exc} (check it, or pass --config PATH)"
@@ -175,7 +178,7 @@ class InitTarget:
         document = ConfigDocument.parse(path, text)
         providers = document.doc.get("providers")
         aliases = [str(a) for a in providers] if isinstance(providers, Mapping) else []
-        return cls(path, document, True, aliases)
+        return cls(path, document, aliases)
 
     def effective_default(self) -> str | None:
         """The default provider today: defaults.provider, or the only alias."""
@@ -217,7 +220,8 @@ def check_new_text(
             env[var] = _PLACEHOLDER
             unset.append(var)
     config.env = env
-    mine = [e for e in structural if f"providers.{alias}" in str(e)]
+    about_alias = re.compile(rf"\bproviders\.{re.escape(alias)}(?![A-Za-z0-9_-])")
+    mine = [e for e in structural if about_alias.search(str(e))]
     problems = [Problem.from_error(e, str(path)) for e in mine]
     problems += check_provider(config, alias, cls).errors
     return problems, unset
