@@ -325,23 +325,28 @@ class Journal:
         known to be sent or not: it becomes unknown, and so does the batch, for --resume.
         """
         now = utcnow()
-        mine = " WHERE batch_id = ? AND url = ? AND outcome IN ('sending', 'unknown')"
+        # By primary key (the batch's index alone would scan the batch for every URL).
+        mine = (
+            " WHERE job_id = ? AND provider = ? AND url = ? AND batch_id = ?"
+            " AND outcome IN ('sending', 'unknown')"
+        )
+        key = (job_id, batch.provider)
         with self.transaction() as db:
             db.executemany(
                 "UPDATE targets SET outcome = 'accepted', task_id = ?, reason = NULL" + mine,
-                [(result.task_of(u), batch.id, u) for u in result.accepted],
+                [(result.task_of(u), *key, u, batch.id) for u in result.accepted],
             )
             db.executemany(
                 "UPDATE targets SET outcome = 'rejected', reason = ?" + mine,
-                [(r, batch.id, u) for u, r in result.rejected.items()],
+                [(r, *key, u, batch.id) for u, r in result.rejected.items()],
             )
             db.executemany(
                 "UPDATE targets SET outcome = 'unsent', batch_id = NULL" + mine,
-                [(batch.id, u) for u in result.resend],
+                [(*key, u, batch.id) for u in result.resend],
             )
             db.executemany(
                 "UPDATE targets SET outcome = 'failed', reason = ?, transient = 1" + mine,
-                [(r, batch.id, u) for u, r in result.failed.items()],
+                [(r, *key, u, batch.id) for u, r in result.failed.items()],
             )
             db.execute(
                 "UPDATE targets SET outcome = 'unknown' WHERE batch_id = ? AND outcome = 'sending'",
@@ -365,8 +370,9 @@ class Journal:
             for url, task_id in found.items():
                 cur = db.execute(
                     "UPDATE targets SET outcome = 'accepted', task_id = ?, reason = NULL"
-                    " WHERE batch_id = ? AND url = ? AND outcome IN ('sending', 'unknown')",
-                    (task_id, batch.id, url),
+                    " WHERE job_id = ? AND provider = ? AND url = ? AND batch_id = ?"
+                    " AND outcome IN ('sending', 'unknown')",
+                    (task_id, job_id, batch.provider, url, batch.id),
                 )
                 if cur.rowcount:
                     by_task[task_id] = by_task.get(task_id, 0) + 1
@@ -429,8 +435,9 @@ class Journal:
             )
             new_id = int(cur.lastrowid or 0)
             db.executemany(
-                "UPDATE targets SET batch_id = ? WHERE batch_id = ? AND url = ?",
-                [(new_id, batch.id, u) for u in part],
+                "UPDATE targets SET batch_id = ?"
+                " WHERE job_id = ? AND provider = ? AND url = ? AND batch_id = ?",
+                [(new_id, job_id, batch.provider, u, batch.id) for u in part],
             )
         return (
             Batch(new_id, batch.provider, tuple(part), now),

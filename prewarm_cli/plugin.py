@@ -131,9 +131,9 @@ class Limits:
     # Seconds a vendor may take to list an accepted request in find_submitted: the engine's
     # lookup that misses URLs of a request younger than this asks again once it has passed.
     lookup_settle: float = 0.0
-    # The cost is per URL, not per request (direct warming): batches are cut so that every
-    # worker gets a share of a small job instead of a few workers taking it all.
-    spread_batches: bool = False
+    # The provider sends a batch's requests concurrently itself, up to `concurrency` at once
+    # (direct warming: libcurl's multi interface); the engine then sends one batch at a time.
+    parallel_in_batch: bool = False
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -563,7 +563,8 @@ class Provider:
 
     def progress_note(self) -> str | None:
         """A short figure for the progress bar beside the URL count (direct: requests and
-        bytes so far); None by default. Called after every batch: keep it cheap."""
+        bytes so far); None by default. Called a few times a second while a run sends, from
+        another thread than the one sending: keep it cheap and thread-safe."""
         return None
 
     def probe_targets(self, task_ids: Sequence[str]) -> list[ProbeTarget] | None:

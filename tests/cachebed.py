@@ -193,7 +193,8 @@ error_log {dir}/error.log warn;
 {user}
 events {{ worker_connections 1024; }}
 http {{
-    access_log off;
+    log_format edge '$server_addr|$uri|$http_accept_encoding|$status';
+    {access_log}
     client_body_temp_path {dir}/tmp/body;
     proxy_temp_path {dir}/tmp/proxy;
     fastcgi_temp_path {dir}/tmp/fastcgi;
@@ -225,8 +226,16 @@ _SERVER = """
 class Nginx:
     """nginx with one proxy cache per PoP address, all on one port."""
 
-    def __init__(self, workdir: Path, origin_port: int, pops: tuple[str, ...] = POPS) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        origin_port: int,
+        pops: tuple[str, ...] = POPS,
+        *,
+        log_requests: bool = True,
+    ) -> None:
         self.dir = workdir
+        self.log_requests = log_requests  # every request the edges get (off for benchmarks)
         self.origin_port = origin_port
         self.pops = pops
         self.port = 0
@@ -249,7 +258,14 @@ class Nginx:
         conf = self.dir / "nginx.conf"
         # As root the workers would run as nobody, who cannot enter a private test directory.
         user = "user root;" if os.geteuid() == 0 else ""
-        conf.write_text(_NGINX_CONF.format(dir=self.dir, user=user, caches=caches, servers=servers))
+        access_log = (
+            f"access_log {self.dir}/access.log edge;" if self.log_requests else "access_log off;"
+        )
+        conf.write_text(
+            _NGINX_CONF.format(
+                dir=self.dir, user=user, caches=caches, servers=servers, access_log=access_log
+            )
+        )
         self._proc = subprocess.Popen(
             [binary, "-p", str(self.dir), "-c", str(conf), "-e", str(self.dir / "error.log")],
             stdout=subprocess.DEVNULL,
@@ -281,6 +297,17 @@ class Nginx:
             if self._proc.stderr:
                 self._proc.stderr.close()
             self._proc = None
+
+    def edge_requests(self, path: str) -> Counter[tuple[str, str]]:
+        """How many requests for ``path`` each (PoP, Accept-Encoding) got, answered or not:
+        what the clients sent, whether the cache or the origin answered it."""
+        log = self.dir / "access.log"
+        seen: Counter[tuple[str, str]] = Counter()
+        for line in log.read_text().splitlines() if log.exists() else ():
+            pop, uri, encoding, _status = line.split("|")
+            if uri == path:
+                seen[(pop, encoding)] += 1
+        return seen
 
     def url(self, path: str, host: str = HOST) -> str:
         return f"http://{host}:{self.port}{path}"

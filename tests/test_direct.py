@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from cachebed import HOST, POPS, CacheBed, DnsServer, cache_bed
+from helpers import wait_for
 
 GZIP = "gzip, deflate, br"
 IDENTITY = "identity"
@@ -195,6 +196,26 @@ def test_max_bytes_defers_and_resume_warms_only_the_rest(
         assert (status, cache) == (200, "HIT")
 
 
+def test_resume_of_a_failed_url_asks_only_its_unanswered_requests(
+    bed: CacheBed, run_cli, direct_config
+) -> None:
+    direct_config()
+    dead = "127.0.0.9"  # no edge listens there: its requests fail, the real PoP's succeed
+    pins = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
+    pins += ("--resolve", f"{HOST}:{bed.nginx.port}:{dead}")
+    paths = ["/obj/half-a.js", "/obj/half-b.js"]
+    r, data = submit(run_cli, *pins, *(bed.nginx.url(p) for p in paths))
+    assert r.returncode == 1, r.stderr  # nothing warmed everywhere
+    assert {f["url"] for f in data["failed"]} == {bed.nginx.url(p) for p in paths}
+    assert all(dead in f["reason"] for f in data["failed"])
+    r2 = run_cli("submit", "--resume", data["job_id"], "-o", "json")
+    assert r2.returncode == 1, r2.stderr
+    assert json.loads(r2.stdout)["providers"]["direct"]["details"]["pops"].keys() == {dead}
+    # The real PoP's answers are the job's: the resume never asked them again.
+    for path in paths:
+        assert bed.nginx.edge_requests(path) == {(POPS[0], GZIP): 1, (POPS[0], IDENTITY): 1}
+
+
 def test_kill_and_resume_sends_only_what_was_not_answered(
     bed: CacheBed, cli_env, run_cli, direct_config, tmp_path: Path
 ) -> None:
@@ -217,6 +238,10 @@ def test_kill_and_resume_sends_only_what_was_not_answered(
                 timeout=60,
             )
         assert reached, "the run never reached the stalled request"
+        # The two answers of the stalled URL before it are in the record (committed by the
+        # record's writer while the third request hangs): what a resume must not ask again.
+        record = Path(cli_env["PREWARM_STATE_DIR"]) / "direct.sqlite3"
+        wait_for(lambda: recorded(record, stall) == 2, 30)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -228,16 +253,35 @@ def test_kill_and_resume_sends_only_what_was_not_answered(
     r = run_cli("submit", "--resume", job, "-o", "json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["accepted"] == 4
-    # Answered before the kill: never asked again. The stalled request: asked once more.
+    # Answered before the kill: never asked again, as the edges' own logs show.
+    once = {(pop, enc): 1 for pop in POPS for enc in (GZIP, IDENTITY)}
     for path in ("/obj/ka.js", "/obj/kb.js", "/obj/kd.js"):
-        assert {e: n for (p, e), n in bed.counts.counts.items() if p == path} == {
-            GZIP: 2,
-            IDENTITY: 2,
-        }
+        assert bed.nginx.edge_requests(path) == once, path
+    sent = bed.nginx.edge_requests(stall)
+    assert sent[(POPS[0], GZIP)] == sent[(POPS[0], IDENTITY)] == 1  # answered before the kill
+    assert sent[(POPS[1], GZIP)] >= 1  # the killed one (logged once nginx sees it gone), again
+    assert sent[(POPS[1], IDENTITY)] == 1  # never reached before the kill
     assert bed.counts.count(stall, GZIP) == 3  # PoP 1, PoP 2 (killed), PoP 2 again
     assert bed.counts.count(stall, IDENTITY) == 2  # PoP 1 before the kill, PoP 2 after
     for path in paths:
         assert_hit_everywhere(bed, path, (GZIP, IDENTITY))
+
+
+def recorded(record: Path, path: str) -> int:
+    """How many answers the direct provider's record holds for URLs ending in ``path``."""
+    import sqlite3
+
+    if not record.exists():
+        return 0
+    db = sqlite3.connect(f"file:{record}?mode=ro", uri=True)
+    try:
+        query = "SELECT COUNT(*) FROM requests WHERE url LIKE ?"
+        (n,) = db.execute(query, (f"%{path}",)).fetchone()
+    except sqlite3.OperationalError:  # the table is not there yet
+        n = 0
+    finally:
+        db.close()
+    return int(n)
 
 
 def test_concurrency_bound_is_what_the_origin_sees(bed: CacheBed, run_cli, direct_config) -> None:
@@ -412,3 +456,41 @@ def test_dry_run_plans_urls_times_pops_times_variants(bed: CacheBed, run_cli, di
     plan = json.loads(r.stdout)["providers"]["direct"]
     assert plan["urls"] == 3 and plan["requests"] == 3 * 2 * 2
     assert bed.counts.total() == 0  # nothing sent
+
+
+def test_progress_bar_shows_requests_and_bytes_on_a_terminal(
+    bed: CacheBed, cli_env: dict[str, str], direct_config
+) -> None:
+    import pty
+    import re
+    import time
+
+    direct_config('encodings = ["identity"]\n')
+    paths = [f"/obj/bar{i}.js" for i in range(5)] + ["/stallnth/1/bar.js"]  # then answers
+    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
+    args = ["submit", "-p", "direct", *pin, *(bed.nginx.url(p) for p in paths)]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: prewarm with its stderr on a terminal
+        os.execve(sys.executable, [sys.executable, "-m", "prewarm_cli", *args], cli_env)
+    ansi = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+    seen = ""
+    try:
+        deadline = time.monotonic() + 60
+        # While the stalled URL holds the run, the bar shows what was sent so far.
+        while "5 requests, 10.0 KB" not in ansi.sub("", seen):
+            assert time.monotonic() < deadline, seen
+            seen += os.read(fd, 65536).decode(errors="replace")
+        bed.counts.release.set()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk.decode(errors="replace")
+    finally:
+        bed.counts.release.set()
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, seen

@@ -54,7 +54,7 @@ def test_example_config_documents_every_provider_key() -> None:
     from prewarm_cli import registry
 
     text = (ROOT / "config.example.toml").read_text()
-    for name in ("aws", "edgeone", "qiniu"):
+    for name in ("aws", "direct", "edgeone", "qiniu"):
         for field in registry.load(name).config_schema:
             assert f"# {field.name} = " in text, f"{name}.{field.name}"
 

@@ -10,7 +10,6 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from prewarm_cli import journal as jr
 from prewarm_cli.engine.sender import BatchSender, Halt, JournalLedger, QuotaGate
 from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import JournalError, PrewarmError, QuotaExhausted
@@ -62,10 +61,8 @@ class SubmitRun:
             )
             senders.append(sender)
             self._resolve_unknown_batches(sender)
-            n_workers = session.limits().concurrency
-            if session.limits().spread_batches:  # a small job still keeps every worker busy
-                unsent = self.journal.counts(self.job_id).get(session.alias, jr.Counts())
-                sender.cap = min(sender.batch_size, max(1, -(-unsent[jr.UNSENT] // n_workers)))
+            limits = session.limits()
+            n_workers = 1 if limits.parallel_in_batch else limits.concurrency
             for i in range(n_workers):
                 threads.append(
                     threading.Thread(
@@ -82,7 +79,7 @@ class SubmitRun:
             # An Event, not Thread.join: a join interrupted by Ctrl-C can leave the thread
             # looking finished (CPython 3.11), and the short waits keep Ctrl-C responsive.
             while threads and not self._all_done.wait(0.2):
-                pass
+                self._show_notes(sessions)
         except KeyboardInterrupt:
             self.stop.set()  # every wait ends; requests in flight stay *sending*
             self._all_done.wait(SETTLE_ON_INTERRUPT)  # waiting workers record their release
@@ -92,6 +89,13 @@ class SubmitRun:
                 self.errors[sender.alias] = sender.errors[0]
         if self.fatal is not None:
             raise self.fatal
+
+    def _show_notes(self, sessions: Sequence[ProviderSession]) -> None:
+        """The providers' own figures beside the bar (direct: requests and bytes so far)."""
+        notes = [(s.alias, s.provider.progress_note()) for s in sessions]
+        shown = [f"{alias}: {note}" if len(notes) > 1 else note for alias, note in notes if note]
+        if shown:
+            self.progress.set_note("; ".join(shown))
 
     # -- before the workers --
 
@@ -162,9 +166,6 @@ class SubmitRun:
                     if batch is None:
                         return
                     sender.send(batch)
-                    note = sender.session.provider.progress_note()
-                    if note:
-                        self.progress.set_note(note)
                 finally:
                     if sender.gate is not None:
                         sender.gate.settle(admitted)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,7 +45,8 @@ from prewarm_direct.warm import (
     REJECTED,
     TRANSIENT,
     Answer,
-    Edge,
+    Request,
+    Warmer,
 )
 
 __all__ = ["DEFAULT_ENCODINGS", "DirectProvider"]
@@ -54,7 +56,7 @@ __all__ = ["DEFAULT_ENCODINGS", "DirectProvider"]
 # warm a compressed variant a second time and leave the identity one cold.
 DEFAULT_ENCODINGS = ("gzip, deflate, br", "identity")
 DEFAULT_CONCURRENCY = 8
-MAX_BATCH = 32  # URLs per batch: the journal writes twice per batch, not per URL
+MAX_BATCH = 256  # URLs per batch: the journal writes twice per batch, not per URL
 USER_AGENT = f"prewarm-cli/{__version__}"
 
 
@@ -80,13 +82,14 @@ class DirectProvider(Provider):
     capabilities = frozenset(
         {Capability.SUBMIT, Capability.STATUS, Capability.REPORT, Capability.LOOKUP}
     )
-    # The limit is fixed, so --force cannot raise it; batches are spread over the workers.
+    # The limit is fixed, so --force cannot raise it. A batch's requests go out concurrently
+    # from one engine worker (libcurl's multi interface), up to `concurrency` at once.
     default_limits = Limits(
         max_batch=MAX_BATCH,
         vendor_reported=True,
         concurrency=DEFAULT_CONCURRENCY,
         poll_interval=1.0,
-        spread_batches=True,
+        parallel_in_batch=True,
     )
     config_schema = (
         ConfigField(
@@ -120,9 +123,9 @@ class DirectProvider(Provider):
         self._plan: RunPlan | None = None
         self._targets: Targets | None = None
         self._header_lines: dict[str, tuple[str, ...]] = {}  # per variant
-        # A libcurl handle per worker thread and edge: each keeps its connection open.
-        self._local = threading.local()
-        self._edges: list[Edge] = []  # every handle made, to close them all
+        self.concurrency = int(settings.get("concurrency") or DEFAULT_CONCURRENCY)
+        self._local = threading.local()  # a Warmer per thread that sends
+        self._warmers: list[Warmer] = []  # every one made, to close them all
         self._store: Store | None = None
         self._earlier_runs: bool | None = None  # the job has answers from an earlier run
         self._failed_urls: set[str] = set()  # URLs that failed in this run: asked again
@@ -171,23 +174,18 @@ class DirectProvider(Provider):
                 self._store = Store(self.state_dir / "direct.sqlite3")
             return self._store
 
-    def _edge(self, target: Target) -> Edge:
-        pin = target.pin
-        mine: dict[str | None, Edge] | None = getattr(self._local, "edges", None)
-        if mine is None:
-            mine = self._local.edges = {}
-        edge = mine.get(pin)
-        if edge is None:
-            edge = Edge(
-                pin,
+    def _warmer(self) -> Warmer:
+        warmer: Warmer | None = getattr(self._local, "warmer", None)
+        if warmer is None:
+            warmer = self._local.warmer = Warmer(
+                concurrency=self.concurrency,
                 timeout=self.timeout,
                 user_agent=str(self.settings.get("user_agent") or USER_AGENT),
                 ca_bundle=self.settings.get("ca_bundle"),
             )
-            mine[pin] = edge
             with self._lock:
-                self._edges.append(edge)
-        return edge
+                self._warmers.append(warmer)
+        return warmer
 
     def limits(self) -> Limits:
         return self.default_limits
@@ -201,26 +199,94 @@ class DirectProvider(Provider):
 
     def submit_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
         plan, targets = self._setup(options)
+        if self._budget_spent():
+            raise QuotaExhausted(
+                f"max_bytes ({self.max_bytes}) is spent: {self.bytes_sent} bytes read",
+                hint="send the rest with `prewarm submit --resume JOB`",
+            )
         known = self._known(options.job_id, urls)
+        answers: dict[str, list[tuple[tuple[str, str], Answer]]] = {}
+        unstarted: list[str] = []
+        next_urls = iter(urls)
+        ready: deque[Request] = deque()  # a URL's further requests, once its first answered
+        held: dict[str, list[Request]] = {}  # until then
+
+        def take() -> Request | None:
+            """The next request: a started URL's further ones first, then the next URL's
+            first; none for a URL once the budget is spent (the next batch defers it)."""
+            while not ready:
+                url = next(next_urls, None)
+                if url is None:
+                    return None
+                if self._budget_spent():
+                    unstarted.extend([url, *next_urls])
+                    return None
+                pending = self._pending(url, plan, targets, known.get(url, {}), options, answers)
+                if pending:
+                    ready.append(pending[0])
+                    held[url] = pending[1:]
+            self.pace()
+            return ready.popleft()
+
+        def on_answer(request: Request, answer: Answer) -> None:
+            target = targets.target(request.url, request.target)
+            self._record(options, request.url, target, request.variant, answer)
+            answers[request.url].append(((request.target, request.variant), answer))
+            further = held.pop(request.url, [])
+            if answer.outcome != REJECTED:  # refused: the others would not change that
+                ready.extend(further)
+
+        self._warmer().run(take, on_answer)
+        self.store.flush()  # recorded before the engine's journal says so
+        return self._result(answers, unstarted)
+
+    def _pending(
+        self,
+        url: str,
+        plan: RunPlan,
+        targets: Targets,
+        known: Mapping[tuple[str, str], Record],
+        options: SubmitOptions,
+        answers: dict[str, list[tuple[tuple[str, str], Answer]]],
+    ) -> list[Request]:
+        """A URL's requests not answered in the job yet; answers known already are noted."""
+        mine = answers[url] = []
+        carried = [r for r in known.values() if r.run_id != self.run_id]
+        if carried:  # this run's record holds the whole job's answers for the URL
+            self.store.copy(options.job_id, self.run_id, self.alias, carried)
+        pending = []
+        for target in targets.for_url(url):
+            for variant in plan.variants:
+                record = known.get((target.label, variant))
+                if record is not None:
+                    mine.append(((target.label, variant), _answer(record)))
+                elif target.error:
+                    missing = Answer(NOT_FOUND, reason=target.error)
+                    self._record(options, url, target, variant, missing)
+                    mine.append(((target.label, variant), missing))
+                else:
+                    lines = self._header_lines[variant]
+                    pending.append(Request(url, target.label, target.connect_to, variant, lines))
+        if any(a.outcome == REJECTED for _, a in mine):
+            return []  # refused in an earlier run: nothing more to ask
+        return pending
+
+    def _budget_spent(self) -> bool:
+        return self.max_bytes is not None and self.bytes_sent >= self.max_bytes
+
+    def _result(
+        self, answers: Mapping[str, list[tuple[tuple[str, str], Answer]]], unstarted: list[str]
+    ) -> BatchResult:
+        """Each URL's outcome from its requests' answers."""
         accepted: list[str] = []
         rejected: dict[str, str] = {}
         failed: dict[str, str] = {}
-        resend: tuple[str, ...] = ()
         waits: list[float] = []
         retry = False
-        for i, url in enumerate(urls):
-            if self.max_bytes is not None and self.bytes_sent >= self.max_bytes:
-                if i == 0:
-                    raise QuotaExhausted(
-                        f"max_bytes ({self.max_bytes}) is spent: {self.bytes_sent} bytes read",
-                        hint="send the rest with `prewarm submit --resume JOB`",
-                    )
-                resend = tuple(urls[i:])  # not started: the next batch defers them
-                break
-            answers = self._warm_url(url, plan, targets.for_url(url), known.get(url, {}), options)
-            refused = [(k, a) for k, a in answers if a.outcome == REJECTED]
-            transient = [(k, a) for k, a in answers if a.outcome == TRANSIENT]
-            missing = [(k, a) for k, a in answers if a.outcome == NOT_FOUND]
+        for url, url_answers in answers.items():
+            refused = [(k, a) for k, a in url_answers if a.outcome == REJECTED]
+            transient = [(k, a) for k, a in url_answers if a.outcome == TRANSIENT]
+            missing = [(k, a) for k, a in url_answers if a.outcome == NOT_FOUND]
             if refused:
                 rejected[url] = _describe(refused)
             elif transient or missing:
@@ -231,13 +297,12 @@ class DirectProvider(Provider):
                 waits += [a.retry_after for _, a in transient if a.retry_after is not None]
             else:
                 accepted.append(url)
-        self.store.flush()  # recorded before the engine's journal says so
         return BatchResult(
             task_id=self.run_id,
             accepted=tuple(accepted),
             rejected=rejected,
             failed=failed,
-            resend=resend,
+            resend=tuple(unstarted),
             retry_after=max(waits) if waits else None,
             retry=retry,
         )
@@ -260,44 +325,10 @@ class DirectProvider(Provider):
             known.setdefault(record.url, {})[(record.target, record.variant)] = record
         return known
 
-    def _warm_url(
-        self,
-        url: str,
-        plan: RunPlan,
-        targets: Sequence[Target],
-        known: Mapping[tuple[str, str], Record],
-        options: SubmitOptions,
-    ) -> list[tuple[tuple[str, str], Answer]]:
-        """Each (target, variant) request of a URL not answered yet; stops at a refusal."""
-        answers: list[tuple[tuple[str, str], Answer]] = []
-        carried = [r for r in known.values() if r.run_id != self.run_id]
-        if carried:  # this run's record holds the whole job's answers for the URL
-            self.store.copy(options.job_id, self.run_id, self.alias, carried)
-        mark = 0
-        for target in targets:
-            for variant in plan.variants:
-                record = known.get((target.label, variant))
-                if record is not None:
-                    answer = _answer(record)
-                else:
-                    if mark:
-                        self.store.flush(mark)  # the URL's earlier answers are kept first
-                    answer, mark = self._request(url, target, variant, plan, options)
-                answers.append(((target.label, variant), answer))
-                if answer.outcome == REJECTED:
-                    return answers  # the URL is refused: the other requests would not change it
-        return answers
-
-    def _request(
-        self, url: str, target: Target, variant: str, plan: RunPlan, options: SubmitOptions
-    ) -> tuple[Answer, int]:
-        if target.error:
-            answer = Answer(NOT_FOUND, reason=target.error)
-        else:
-            edge = self._edge(target)
-            self.pace()
-            answer = edge.warm(url, self._header_lines[variant])
-        mark = self.store.save(
+    def _record(
+        self, options: SubmitOptions, url: str, target: Target, variant: str, answer: Answer
+    ) -> None:
+        self.store.save(
             options.job_id, self.run_id, self.alias, url, target.label, target.ip, variant, answer
         )
         with self._lock:
@@ -305,7 +336,6 @@ class DirectProvider(Provider):
             if answer.outcome != NOT_FOUND:
                 self.n_requests += 1
             _count(self.stats.setdefault(target.label, {}), answer)
-        return answer, mark
 
     def progress_note(self) -> str | None:
         with self._lock:
@@ -400,10 +430,10 @@ class DirectProvider(Provider):
         for line in self.summary_lines():  # after a run: one line per PoP target
             self.info(line)
         with self._lock:
-            edges, self._edges = self._edges, []
+            warmers, self._warmers = self._warmers, []
             store, self._store = self._store, None
-        for edge in edges:
-            edge.close()
+        for warmer in warmers:
+            warmer.close()
         if store is not None:
             store.close()
 

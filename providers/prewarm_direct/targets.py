@@ -28,7 +28,7 @@ class Target:
     label: str
     ip: str | None = None
     error: str | None = None
-    pin: str | None = None  # curl's --resolve entry for the URL's host: HOST:PORT:IP
+    connect_to: str | None = None  # curl's --connect-to entry for the URL's host and port
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,10 @@ class Targets:
             found = self._by_origin[origin] = self._for_host(*host_port(url))
         return found
 
+    def target(self, url: str, label: str) -> Target:
+        """The URL's target of that label."""
+        return next(t for t in self.for_url(url) if t.label == label)
+
     def _for_host(self, host: str, port: int) -> list[Target]:
         found = [
             Target(label=ip, ip=ip)
@@ -98,7 +102,7 @@ class Targets:
         found += [self._pop(code) for code in self.spec.pops]
         found += [self._subnet(host, cidr) for cidr in self.spec.ecs]
         return [
-            replace(t, pin=pin_for(host, port, t.ip)) if t.ip else t
+            replace(t, connect_to=connect_to(host, port, t.ip)) if t.ip else t
             for t in found or [Target(label=NEAREST)]
         ]
 
@@ -138,9 +142,10 @@ def _check_cidr(cidr: str) -> None:
         raise ConfigError(f"ecs {cidr!r} is not a network such as 203.0.113.0/24") from exc
 
 
-def pin_for(host: str, port: int, ip: str) -> str:
-    """curl's --resolve entry: HOST:PORT:IP, an IPv6 address in brackets."""
-    return f"{host}:{port}:[{ip}]" if ":" in ip else f"{host}:{port}:{ip}"
+def connect_to(host: str, port: int, ip: str) -> str:
+    """curl's --connect-to entry, HOST:PORT:IP:PORT (an IPv6 address in brackets): connect to
+    the IP, keep the host for Host and SNI, as --resolve does."""
+    return f"{host}:{port}:[{ip}]:{port}" if ":" in ip else f"{host}:{port}:{ip}:{port}"
 
 
 def labels(targets: Sequence[Target]) -> list[str]:

@@ -1,9 +1,11 @@
-"""One warm request: GET through an edge, the body read to its end undecoded, and its verdict.
+"""Warm requests: GET through an edge, each body read to its end undecoded, and its verdict.
 
-The transfers are libcurl's (pycurl): a handle per worker thread and edge keeps its
-connection open between requests, and the body is counted in C, so a warm costs little more
-than `curl --parallel` would. Pinning is curl's own ``--resolve`` (CURLOPT_RESOLVE): connect to
-the edge's IP, keep the URL's host for Host and SNI.
+The transfers are libcurl's (pycurl), driven by its multi interface from the one thread that
+calls :meth:`Warmer.run`: up to ``concurrency`` requests in flight, connections kept open
+between requests, bodies counted in C. Threads would each have to take Python's lock back
+for every answer, and would spend more time waiting for it than sending. Pinning is curl's
+``--connect-to`` (connect to the edge's IP, keep the URL's host for Host and SNI), which,
+unlike ``--resolve``, keeps connections to two PoPs of one host apart in the shared pool.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -48,18 +50,39 @@ class Answer:
         return self.outcome in (OK, REJECTED)
 
 
-class Edge:
-    """A libcurl handle for one worker thread and one edge: its connection is kept open.
+@dataclass(frozen=True)
+class Request:
+    """One warm request: the URL, where to connect, and its request header lines."""
 
-    ``pin`` is curl's ``--resolve`` entry (HOST:PORT:IP), or None to resolve as usual.
-    Redirects are not followed, no Accept-Encoding is added (the caller sends the exact
-    value) and nothing is decoded; TLS is always verified.
+    url: str
+    target: str  # the target's label
+    connect_to: str | None  # curl's --connect-to entry, HOST:PORT:IP:PORT; None: as usual
+    variant: str  # its Accept-Encoding
+    header_lines: tuple[str, ...]  # "Name: value", Accept-Encoding included
+
+
+class _Slot:
+    """A libcurl handle and what it was last set to (settings are kept between requests)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.received: list[bytes] = []  # the answer's header lines
+        self.request: Request | None = None
+        self.connect_to: str | None = None
+        self.header_lines: tuple[str, ...] = ()
+
+
+class Warmer:
+    """Sends warm requests, up to ``concurrency`` at once, from the calling thread.
+
+    Redirects are not followed, no Accept-Encoding is added (each request carries its exact
+    value) and nothing is decoded; TLS is always verified. Not thread-safe: one per thread.
     """
 
     def __init__(
         self,
-        pin: str | None,
         *,
+        concurrency: int,
         timeout: float,
         user_agent: str,
         ca_bundle: str | None = None,
@@ -67,62 +90,117 @@ class Edge:
         import pycurl
 
         self.timeout = timeout
-        self._header_lines: list[bytes] = []
-        self._sent_lines: Sequence[str] | None = None
-        handle = pycurl.Curl()
-        # Both callbacks are C functions: no Python runs per chunk or header line.
-        handle.setopt(pycurl.WRITEFUNCTION, len)  # the body's bytes, counted by libcurl
-        handle.setopt(pycurl.HEADERFUNCTION, self._header_lines.append)
-        handle.setopt(pycurl.FOLLOWLOCATION, 0)
-        handle.setopt(pycurl.NOSIGNAL, 1)
-        handle.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(timeout * 1000)))
-        # Stalled for `timeout` seconds (no byte at all): given up, as a read timeout would.
-        handle.setopt(pycurl.LOW_SPEED_LIMIT, 1)
-        handle.setopt(pycurl.LOW_SPEED_TIME, max(1, math.ceil(timeout)))
-        handle.setopt(pycurl.USERAGENT, user_agent)
-        handle.setopt(pycurl.SSL_VERIFYPEER, 1)
-        handle.setopt(pycurl.SSL_VERIFYHOST, 2)
-        handle.setopt(pycurl.CAINFO, ca_bundle or os.environ.get("SSL_CERT_FILE") or _certifi())
-        if not ca_bundle and os.environ.get("SSL_CERT_DIR"):
-            handle.setopt(pycurl.CAPATH, os.environ["SSL_CERT_DIR"])
-        if pin:
-            handle.setopt(pycurl.RESOLVE, [pin])
-            handle.setopt(pycurl.PROXY, "")  # a proxy would choose the edge: never when pinned
-        self._handle = handle
+        self._multi = pycurl.CurlMulti()
+        self._slots: dict[int, _Slot] = {}
+        self._free: list[_Slot] = []
+        cafile = ca_bundle or os.environ.get("SSL_CERT_FILE") or _certifi()
+        for _ in range(max(1, concurrency)):
+            handle = pycurl.Curl()
+            slot = _Slot(handle)
+            # Both callbacks are C functions: no Python runs per chunk or header line.
+            handle.setopt(pycurl.WRITEFUNCTION, len)  # the body's bytes, counted by libcurl
+            handle.setopt(pycurl.HEADERFUNCTION, slot.received.append)
+            handle.setopt(pycurl.FOLLOWLOCATION, 0)
+            handle.setopt(pycurl.NOSIGNAL, 1)
+            handle.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(timeout * 1000)))
+            # Stalled for `timeout` seconds (no byte at all): given up, as a read timeout would.
+            handle.setopt(pycurl.LOW_SPEED_LIMIT, 1)
+            handle.setopt(pycurl.LOW_SPEED_TIME, max(1, math.ceil(timeout)))
+            handle.setopt(pycurl.USERAGENT, user_agent)
+            handle.setopt(pycurl.SSL_VERIFYPEER, 1)
+            handle.setopt(pycurl.SSL_VERIFYHOST, 2)
+            handle.setopt(pycurl.CAINFO, cafile)
+            if not ca_bundle and os.environ.get("SSL_CERT_DIR"):
+                handle.setopt(pycurl.CAPATH, os.environ["SSL_CERT_DIR"])
+            self._slots[id(handle)] = slot
+            self._free.append(slot)
 
-    def _headers(self) -> dict[str, str]:
-        """The last response's headers (after any 1xx), names in lower case; repeated ones
-        joined with ", " as one value."""
-        headers: dict[str, str] = {}
-        for line in self._header_lines:
-            if line.startswith(b"HTTP/"):
-                headers = {}  # a new response: only the last one counts
-                continue
-            name, colon, value = line.decode("latin-1").partition(":")
-            if colon:
-                key, text = name.strip().lower(), value.strip()
-                seen = headers.get(key)
-                headers[key] = text if seen is None else f"{seen}, {text}"
-        return headers
+    def run(
+        self,
+        take: Callable[[], Request | None],
+        on_answer: Callable[[Request, Answer], None],
+    ) -> None:
+        """Sends requests until ``take`` has none and every one sent is answered.
 
-    def warm(self, url: str, header_lines: Sequence[str]) -> Answer:
-        """GETs ``url`` once with these request headers ("Name: value"), reading the whole
-        body as sent; never raises for HTTP trouble."""
+        ``take`` is asked whenever a slot is free: the next request, or None when none is
+        ready (an answer may make more ready: ``on_answer`` is called for each as it comes).
+        """
         import pycurl
 
-        handle = self._handle
-        handle.setopt(pycurl.URL, url)
-        if header_lines is not self._sent_lines:  # one list per variant: set when it changes
-            handle.setopt(pycurl.HTTPHEADER, list(header_lines))
-            self._sent_lines = header_lines
-        self._header_lines.clear()
-        try:
-            handle.perform()
-        except pycurl.error as exc:
-            return self._failed(exc)
-        code = int(handle.getinfo(pycurl.RESPONSE_CODE))
-        size = int(handle.getinfo(pycurl.SIZE_DOWNLOAD_T))
-        received = self._headers()
+        multi = self._multi
+        in_flight = 0
+        while True:
+            while self._free:
+                request = take()
+                if request is None:
+                    break
+                slot = self._free.pop()
+                self._prepare(slot, request)
+                multi.add_handle(slot.handle)
+                in_flight += 1
+            if not in_flight:
+                return
+            while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                pass
+            n_done = 0
+            while True:
+                n_queued, ok, failed = multi.info_read()
+                for handle in ok:
+                    self._done(handle, None, on_answer)
+                for handle, errno, message in failed:
+                    self._done(handle, (errno, message), on_answer)
+                n_done += len(ok) + len(failed)
+                if not n_queued:
+                    break
+            in_flight -= n_done
+            if in_flight and not n_done:
+                # Until a socket is ready or libcurl's next timer (a connect, a retry) is due.
+                wait = multi.timeout()
+                wait_s = 1.0 if wait < 0 else min(wait / 1000, 1.0)
+                if wait_s > 0 and multi.select(wait_s) < 0:
+                    time.sleep(min(wait_s, 0.001))  # no socket to wait on yet
+
+    def _prepare(self, slot: _Slot, request: Request) -> None:
+        import pycurl
+
+        handle = slot.handle
+        handle.setopt(pycurl.URL, request.url)
+        if request.connect_to != slot.connect_to:
+            if request.connect_to:
+                handle.setopt(pycurl.CONNECT_TO, [request.connect_to])
+                handle.setopt(pycurl.PROXY, "")  # a proxy would choose the edge
+            else:
+                handle.unsetopt(pycurl.CONNECT_TO)
+                handle.unsetopt(pycurl.PROXY)
+            slot.connect_to = request.connect_to
+        if request.header_lines != slot.header_lines:
+            handle.setopt(pycurl.HTTPHEADER, list(request.header_lines))
+            slot.header_lines = request.header_lines
+        slot.received.clear()
+        slot.request = request
+
+    def _done(
+        self,
+        handle: Any,
+        error: tuple[int, str] | None,
+        on_answer: Callable[[Request, Answer], None],
+    ) -> None:
+        self._multi.remove_handle(handle)
+        slot = self._slots[id(handle)]
+        request, slot.request = slot.request, None
+        self._free.append(slot)
+        assert request is not None
+        on_answer(request, self._answer(slot, error))
+
+    def _answer(self, slot: _Slot, error: tuple[int, str] | None) -> Answer:
+        import pycurl
+
+        code = int(slot.handle.getinfo(pycurl.RESPONSE_CODE)) or None
+        size = int(slot.handle.getinfo(pycurl.SIZE_DOWNLOAD_T))
+        received = _headers(slot.received)
+        if error is not None:
+            return self._failed(error, code, size, received)
+        assert code is not None
         cache, pop = cache_verdict(received)
         if code in (408, 429) or code >= 500:
             return Answer(
@@ -138,18 +216,14 @@ class Edge:
             return Answer(REJECTED, code, cache, size, f"HTTP {code}", pop=pop)
         return Answer(OK, code, cache, size, pop=pop)
 
-    def _failed(self, exc: Any) -> Answer:
-        import pycurl
-
-        errno, message = exc.args[0], str(exc.args[1])
-        code = int(self._handle.getinfo(pycurl.RESPONSE_CODE)) or None
-        size = int(self._handle.getinfo(pycurl.SIZE_DOWNLOAD_T))
+    def _failed(
+        self, error: tuple[int, str], code: int | None, size: int, received: dict[str, str]
+    ) -> Answer:
+        errno, message = error
         if code is not None and errno in _CUT_SHORT:
-            expected = _content_length(self._headers().get("content-length"))
+            expected = _content_length(received.get("content-length"))
             of = f" of {expected}" if expected is not None else ""
-            why = _CUT_SHORT[errno]
-            if errno == 28:
-                why = f"no data for {self.timeout:g}s"
+            why = f"no data for {self.timeout:g}s" if errno == 28 else _CUT_SHORT[errno]
             reason = f"short body: {size}{of} bytes ({why})"
             return Answer(TRANSIENT, code, bytes=size, reason=reason)
         if errno == 28:
@@ -157,7 +231,25 @@ class Edge:
         return Answer(TRANSIENT, reason=message or f"libcurl error {errno}")
 
     def close(self) -> None:
-        self._handle.close()
+        for slot in self._slots.values():
+            slot.handle.close()
+        self._multi.close()
+
+
+def _headers(lines: Sequence[bytes]) -> dict[str, str]:
+    """The last response's headers (after any 1xx), names in lower case; repeated ones
+    joined with ", " as one value."""
+    headers: dict[str, str] = {}
+    for line in lines:
+        if line.startswith(b"HTTP/"):
+            headers = {}  # a new response: only the last one counts
+            continue
+        name, colon, value = line.decode("latin-1").partition(":")
+        if colon:
+            key, text = name.strip().lower(), value.strip()
+            seen = headers.get(key)
+            headers[key] = text if seen is None else f"{seen}, {text}"
+    return headers
 
 
 def _certifi() -> str:
