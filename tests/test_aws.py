@@ -163,7 +163,7 @@ def test_scale_shows_and_sets_desired_capacity(run_cli, configure, api: FakePrew
     r, data = cli_json(run_cli, "scale", "3", "--yes")
     assert r.returncode == 0, r.stderr
     assert data["desired_capacity"] == 3 and api.capacity == 3
-    assert "cost money" in data["note"]
+    assert "costing money" in data["note"]
     # force_stop is acted on by its presence: it is never sent when only scaling
     assert api.requests_to("POST", "instances")[-1]["body"] == {"DesiredCapacity": 3}
     r = run_cli("scale", "301", "--yes")

@@ -374,7 +374,7 @@ def test_a_resumed_run_checks_the_stack_itself(fake: FakePrewarmApi) -> None:
     p = AwsProvider("cf", settings(endpoint=fake.endpoint, api_key=fake.api_key))
     with pytest.raises(StackBusy) as info:
         p.submit_batch(["https://h.example.com/a.js"], SubmitOptions())
-    assert "2 instance(s)" in info.value.message
+    assert "2 instances" in info.value.message
     result = p.submit_batch(["https://h.example.com/a.js"], SubmitOptions(force=True))
     assert result.task_id in fake.jobs
     p.close()

@@ -70,7 +70,7 @@ def journal_rows(cli_env: dict[str, str], sql: str) -> list[tuple[Any, ...]]:
 
 def assert_each_accepted_once(cdn: FakeCdn) -> None:
     twice = {u: n for u, n in cdn.accepted_counts().items() if n > 1}
-    assert twice == {}, f"{len(twice)} URL(s) accepted more than once"
+    assert twice == {}, f"{len(twice)} URLs accepted more than once"
 
 
 def lookups(cdn: FakeCdn) -> int:

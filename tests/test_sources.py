@@ -283,7 +283,7 @@ def test_paths_from_stdin_with_strip_prefix_and_one_note(tmp_path: Path) -> None
     got = urls_of(spec, stdin=diff, notes=notes)
     assert got == [BASE, BASE + "caf%C3%A9%202.png", BASE + "blog/"]
     assert notes.outside_prefix == 2
-    assert notes.messages() == ["2 path(s) not under --strip-prefix 'public/' skipped"]
+    assert notes.messages() == ["2 paths not under --strip-prefix 'public/' skipped"]
 
 
 def test_paths_index_rule_applies(tmp_path: Path) -> None:
@@ -327,7 +327,7 @@ def test_aws_s3_sync_log(tmp_path: Path) -> None:
     assert got == [BASE, BASE + "assets/app.3f2a.js", BASE + "a%20b.html", BASE + "x.css"]
     assert notes.failed.count == 1 and notes.failed.listed[0].line == 4
     (message,) = notes.messages()
-    assert message.startswith("1 failed upload(s) in the sync log; skipped:\n  ")
+    assert message.startswith("1 failed upload in the sync log; skipped:\n  ")
     assert f"{log}:4: upload failed: dist/big.bin" in message
 
 
@@ -359,7 +359,7 @@ def test_gsutil_and_gcloud_rsync_logs() -> None:
     assert got == [BASE + "a.css", BASE + "js/b.js", BASE + "img/c.png"]
     # gsutil's own "Copying" line names no destination: reported, not guessed.
     assert notes.unrecognised.count == 1 and notes.unrecognised.listed[0].line == 3
-    assert "sync-log line(s) not understood; ignored" in notes.messages()[0]
+    assert "sync-log line not understood; ignored" in notes.messages()[0]
 
 
 def test_a_log_in_no_known_format_is_an_input_error(tmp_path: Path) -> None:
@@ -423,7 +423,7 @@ def test_invalid_list_counts_all_and_lists_the_first() -> None:
         "... and 3 more",
     ]
     error = invalid.error("nothing was sent", hint="fix them")
-    assert str(error).startswith("5 invalid input line(s); nothing was sent:\n  f.txt:1: bad0")
+    assert str(error).startswith("5 invalid input lines; nothing was sent:\n  f.txt:1: bad0")
     assert error.hint == "fix them" and error.exit_code == ExitCode.USAGE
 
 

@@ -97,9 +97,9 @@ def test_urls_notes_go_to_stderr(prewarm: Run, tmp_path: Path) -> None:
     )
     assert code == 0
     assert out == f"{BASE}a.html\n"
-    assert "1 path(s) not under --strip-prefix 'site/' skipped" in err
-    assert f"1 failed upload(s) in the sync log; skipped:\n  {log}:2: upload failed" in err
-    assert f"1 sync-log line(s) not understood; ignored:\n  {log}:4: something else" in err
+    assert "1 path not under --strip-prefix 'site/' skipped" in err
+    assert f"1 failed upload in the sync log; skipped:\n  {log}:2: upload failed" in err
+    assert f"1 sync-log line not understood; ignored:\n  {log}:4: something else" in err
 
 
 def test_urls_that_resolve_to_nothing_are_an_empty_list(prewarm: Run, tmp_path: Path) -> None:
@@ -137,7 +137,7 @@ def test_urls_lists_invalid_lines_with_file_and_line(prewarm: Run, tmp_path: Pat
     listing.write_text("".join(f"../up{n}.html\n" for n in range(60)) + "ok.html\n")
     code, out, err = prewarm("urls", "--paths", str(listing), "--base-url", BASE)
     assert code == 2 and out == ""
-    assert "60 invalid input line(s); nothing was listed:" in err
+    assert "60 invalid input lines; nothing was listed:" in err
     assert f"{listing}:1: ../up0.html: a path with '..' would leave the base URL" in err
     assert "... and 10 more" in err
 
@@ -166,7 +166,7 @@ def test_submit_invalid_deploy_input_sends_nothing(
     code, out, err = prewarm("submit", "--paths", "-", "--base-url", BASE, stdin="a.js\n../b.js\n")
     assert code == 2
     assert json.loads(out)["error"]["code"] == "invalid_input"
-    assert "1 invalid input line(s); nothing was sent:\n  <stdin>:2: ../b.js" in err
+    assert "1 invalid input line; nothing was sent:\n  <stdin>:2: ../b.js" in err
     assert fake_cdn.submits == []
 
 

@@ -85,11 +85,14 @@ class InputNotes:
         out = []
         if self.outside_prefix:
             where = f"--strip-prefix {self.strip_prefix!r}"
-            out.append(f"{self.outside_prefix} path(s) not under {where} skipped")
+            paths = "path" if self.outside_prefix == 1 else "paths"
+            out.append(f"{self.outside_prefix} {paths} not under {where} skipped")
         if self.failed:
-            out.append(self.failed.message("skipped", what="failed upload(s) in the sync log"))
+            uploads = ("failed upload in the sync log", "failed uploads in the sync log")
+            out.append(self.failed.message("skipped", what=uploads))
         if self.unrecognised:
-            out.append(self.unrecognised.message("ignored", what="sync-log line(s) not understood"))
+            lines = ("sync-log line not understood", "sync-log lines not understood")
+            out.append(self.unrecognised.message("ignored", what=lines))
         return out
 
 

@@ -268,9 +268,15 @@ class InvalidList:
             lines.append(f"... and {self.count - len(self.listed)} more")
         return lines
 
-    def message(self, consequence: str, what: str = "invalid input line(s)") -> str:
-        """``N invalid input line(s); <consequence>:`` and the indented list."""
-        return f"{self.count} {what}; {consequence}:\n  " + "\n  ".join(self.lines())
+    def message(
+        self,
+        consequence: str,
+        what: tuple[str, str] = ("invalid input line", "invalid input lines"),
+    ) -> str:
+        """``N invalid input lines; <consequence>:`` and the indented list; ``what`` is the
+        noun (singular, plural)."""
+        noun = what[0] if self.count == 1 else what[1]
+        return f"{self.count} {noun}; {consequence}:\n  " + "\n  ".join(self.lines())
 
     def error(self, consequence: str, hint: str | None = None) -> InputError:
         """The InputError (exit 2) listing them, e.g. ``error("nothing was sent")``."""

@@ -75,8 +75,9 @@ class StackContext:
         if self.target.unknown_pops:
             self.warn_once(
                 "pops",
-                f"PoP code(s) {', '.join(self.target.unknown_pops)} are in none of the"
-                f" solution's tables; {consequence}",
+                f"{'PoP code' if len(self.target.unknown_pops) == 1 else 'PoP codes'}"
+                f" {', '.join(self.target.unknown_pops)} in none of the solution's tables;"
+                f" {consequence}",
             )
 
     def setup_notes(self) -> list[str]:

@@ -240,7 +240,8 @@ class StackV1:
             if not status.state.finished:
                 running.append(status.task_id)
         if running:
-            self.ctx.warn(f"job(s) {', '.join(running)} still in progress: more URLs may fail")
+            jobs = "job" if len(running) == 1 else "jobs"
+            self.ctx.warn(f"{jobs} {', '.join(running)} still in progress: more URLs may fail")
         return Report(failures=tuple(failures), details={"running": running})
 
     # --- the stack ---

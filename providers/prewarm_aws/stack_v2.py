@@ -341,7 +341,7 @@ class StackV2:
         self._busy_checked = True
         if capacity > 0:
             return (
-                f"its Auto Scaling group runs {capacity} instance(s), so a job is probably in"
+                f"its Auto Scaling group runs {_instances(capacity)}, so a job is probably in"
                 f" progress (if none is, stop them: prewarm scale -p {self.ctx.alias} 0 --yes)"
             )
         return None
@@ -353,7 +353,7 @@ class StackV2:
             result: dict[str, Any] = {"desired_capacity": capacity}
             if capacity > 0:
                 result["note"] = (
-                    f"{capacity} EC2 instance(s) are running and cost money until the job ends"
+                    f"{_instances(capacity, 'EC2 ')} running, costing money until the job ends"
                     f" or you stop them: prewarm scale -p {alias} 0 --yes"
                 )
             return result
@@ -365,8 +365,8 @@ class StackV2:
         result = {"desired_capacity": count, "message": message}
         if count > 0:
             result["note"] = (
-                f"{count} EC2 instance(s) now run and cost money until a job ends (which scales"
-                f" the stack to 0) or you stop them: prewarm scale -p {alias} 0 --yes"
+                f"{_instances(count, 'EC2 ')} running now, costing money until a job ends"
+                f" (which scales the stack to 0) or you stop them: prewarm scale -p {alias} 0 --yes"
             )
         return result
 
@@ -418,7 +418,7 @@ class StackV2:
                 provider=self.ctx.alias,
                 request_id=exc.request_id,
             ) from None
-        notes.append(f"API reachable, key accepted; the stack runs {capacity} instance(s)")
+        notes.append(f"API reachable, key accepted; the stack runs {_instances(capacity)}")
         return notes
 
     def prepare(self) -> None:
@@ -440,3 +440,8 @@ def _why_not_cancelled(task_id: str, raw: str) -> str:
         f"job {task_id} is {raw or 'in an unknown state'}: the prewarm API can stop a job only"
         " while it is IN-PROGRESS (its tasks queued); try again once it is"
     )
+
+
+def _instances(n: int, kind: str = "") -> str:
+    """`1 instance`, `2 EC2 instances`."""
+    return f"{n} {kind}instance{'' if n == 1 else 's'}"

@@ -244,7 +244,8 @@ class QiniuProvider(Provider):
         kw: dict[str, Any] = {"provider": self.alias, "request_id": reply.request_id}
         if left is not None and 0 < left < len(urls):
             raise BatchTooLarge(
-                f"Qiniu's daily prefetch quota has {left} URL(s) left; sending that many",
+                f"Qiniu's daily prefetch quota has {left} URL{'' if left == 1 else 's'} left;"
+                " sending that many",
                 limit=left,
                 **kw,
             )
