@@ -205,11 +205,11 @@ class Config:
         settings, _ = self._resolve(alias, cls, strict=True, report=found.append)
         return settings, found
 
-    def resolve_for_show(
+    def resolve_partly(
         self, alias: str, cls: type[Provider]
     ) -> tuple[ResolvedSettings, dict[str, str]]:
-        """Like ``resolve``, but a variable that is not set is no error: it is returned as
-        {key: where it was looked for}."""
+        """Like ``resolve``, but a variable that is not set is no error: it is left out and
+        returned as {key: where it was looked for} (`config show`, a dry run without secrets)."""
         return self._resolve(alias, cls, strict=False)
 
     def _environ(self) -> Mapping[str, str]:

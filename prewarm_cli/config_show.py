@@ -41,7 +41,7 @@ def show_rows(config: Config, classes: Mapping[str, type[Provider]]) -> list[dic
                     }
                 )
             continue
-        settings, unset = config.resolve_for_show(alias, cls)
+        settings, unset = config.resolve_partly(alias, cls)
         shown_rows = {key: (value, source) for key, value, source in settings.display()}
         for fld in (*CORE_FIELDS[:1], *cls.config_schema, *CORE_FIELDS[1:]):
             if fld.name in shown_rows:

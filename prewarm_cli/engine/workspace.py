@@ -62,7 +62,7 @@ def build_provider_without_secrets(
     from prewarm_cli import registry
 
     cls = registry.load(config.provider_type(alias))
-    settings, unset = config._resolve(alias, cls, strict=False)  # unset secrets left out
+    settings, unset = config.resolve_partly(alias, cls)  # unset secrets left out
     if set(unset) - settings.secret_keys:
         raise missing
     try:
