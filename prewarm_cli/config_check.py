@@ -197,12 +197,17 @@ def check_provider(
     return ProviderCheck(alias, ptype, tuple(errors), tuple(notes))
 
 
-def limit_problems(provider: Provider, vendor: Limits) -> list[ConfigError]:
-    """`batch_size` and `rate` above the vendor's limits: what a run without --force refuses."""
+def limit_problems(provider: Provider, vendor: Limits, *, force: bool = False) -> list[ConfigError]:
+    """`batch_size` and `rate` above the vendor's limits: what a run refuses. With ``force``
+    only a limit the vendor reported at run time is kept to."""
     section = f"providers.{provider.alias}"
     found: list[ConfigError] = []
     batch_size = provider.settings.get("batch_size")
-    if batch_size is not None and batch_size > vendor.max_batch:
+    if (
+        batch_size is not None
+        and batch_size > vendor.max_batch
+        and (vendor.vendor_reported or not force)
+    ):
         found.append(
             ConfigError(
                 f"{section}.batch_size = {batch_size} is above the vendor limit of "
@@ -212,7 +217,7 @@ def limit_problems(provider: Provider, vendor: Limits) -> list[ConfigError]:
         )
     rate = provider.settings.get("rate")
     vendor_rate = vendor.requests_per_second
-    if rate is not None and vendor_rate is not None and rate > vendor_rate:
+    if rate is not None and vendor_rate is not None and rate > vendor_rate and not force:
         found.append(
             ConfigError(
                 f"{section}.rate = {rate} is above the vendor limit of {vendor_rate} requests/s",

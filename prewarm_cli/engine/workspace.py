@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from prewarm_cli import config as config_mod
 from prewarm_cli import journal as jr
 from prewarm_cli import paths
+from prewarm_cli.config_check import limit_problems
 from prewarm_cli.errors import (
     ConfigError,
     PrewarmError,
@@ -250,31 +251,14 @@ class ProviderSession:
         """The vendor's limits with the config's overrides (raising one needs --force)."""
         if self._limits is None:
             vendor = self._without_secrets(self.provider.limits)
+            problems = limit_problems(self.provider, vendor, force=self.force)
+            if problems:
+                raise problems[0]
             limits = vendor
-            wanted_batch = self.settings.get("batch_size")
-            if wanted_batch is not None:
-                if wanted_batch > vendor.max_batch and (vendor.vendor_reported or not self.force):
-                    raise ConfigError(
-                        f"providers.{self.alias}.batch_size = {wanted_batch} is above the vendor"
-                        f" limit of {vendor.max_batch} URLs per request",
-                        hint="lower it"
-                        + (
-                            ""
-                            if vendor.vendor_reported
-                            else ", or pass --force if the vendor raised your limit"
-                        ),
-                    )
-                limits = replace(limits, max_batch=int(wanted_batch))
-            wanted_rate = self.settings.get("rate")
-            if wanted_rate is not None:
-                vendor_rate = vendor.requests_per_second
-                if vendor_rate is not None and wanted_rate > vendor_rate and not self.force:
-                    raise ConfigError(
-                        f"providers.{self.alias}.rate = {wanted_rate} is above the vendor"
-                        f" limit of {vendor_rate} requests/s",
-                        hint="lower it, or pass --force if the vendor raised your limit",
-                    )
-                limits = replace(limits, requests_per_second=float(wanted_rate))
+            if self.settings.get("batch_size") is not None:
+                limits = replace(limits, max_batch=int(self.settings["batch_size"]))
+            if self.settings.get("rate") is not None:
+                limits = replace(limits, requests_per_second=float(self.settings["rate"]))
             if self.settings.get("concurrency"):
                 limits = replace(limits, concurrency=int(self.settings["concurrency"]))
             if self.settings.get("poll_interval"):
