@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -22,7 +23,9 @@ for _path in (TESTS_DIR, ROOT):  # `fakes.*` and (when not installed) `prewarm_c
     if str(_path) not in sys.path:
         sys.path.append(str(_path))
 
+from fakes.cache_server import CacheServer  # noqa: E402
 from fakes.generic import FakeCdn  # noqa: E402
+from fakes.tls import tls_files  # noqa: E402
 
 _DROPPED_PREFIXES = ("PREWARM_", "XDG_")
 _DROPPED_NAMES = ("NO_COLOR", "FAKE_API_KEY", "FAKE_LOOKUP_SETTLE")
@@ -135,3 +138,13 @@ endpoint = "{fake_cdn.url}"
 api_key = "env:FAKE_API_KEY"
 """
     )
+
+
+@pytest.fixture
+def tls_edge(tmp_path: Path) -> Iterator[tuple[CacheServer, Path]]:
+    """A cache-like HTTPS server for pinned.test on 127.0.0.1, and the CA that signed it."""
+    ca, cert, key = tls_files(tmp_path, "pinned.test")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with CacheServer(ssl_context=context) as server:
+        yield server, ca

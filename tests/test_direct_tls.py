@@ -1,0 +1,41 @@
+"""Direct warming over HTTPS: TLS always verified, a custom CA through ca_bundle, SNI kept."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from fakes.cache_server import CacheServer
+
+
+def test_warms_over_tls_with_the_configured_ca_and_keeps_host_and_sni(
+    tls_edge: tuple[CacheServer, Path], run_cli, write_config: Callable[[str], Path]
+) -> None:
+    edge, ca = tls_edge
+    write_config(
+        f'[providers.direct]\ntype = "direct"\nca_bundle = "{ca}"\nencodings = ["identity"]\n'
+    )
+    url = f"https://pinned.test:{edge.port}/cloudfront/hit"
+    pin = f"pinned.test:{edge.port}:127.0.0.1"
+    r = run_cli("submit", "-p", "direct", "-o", "json", "--resolve", pin, url)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["accepted"] == 1
+    assert set(edge.sni) == {"pinned.test"}  # connected to 127.0.0.1, named pinned.test
+    assert [(q["host"], q["headers"]["accept-encoding"]) for q in edge.requests] == [
+        (f"pinned.test:{edge.port}", "identity")
+    ]
+
+
+def test_an_edge_the_ca_does_not_vouch_for_gets_no_request(
+    tls_edge: tuple[CacheServer, Path], run_cli, write_config: Callable[[str], Path]
+) -> None:
+    edge, _ca = tls_edge
+    write_config('[defaults]\nretries = 1\n\n[providers.direct]\ntype = "direct"\n')
+    url = f"https://pinned.test:{edge.port}/cloudfront/hit"
+    pin = f"pinned.test:{edge.port}:127.0.0.1"
+    r = run_cli("submit", "-p", "direct", "-o", "json", "--resolve", pin, url)
+    assert r.returncode == 1, r.stderr  # nothing warmed
+    reason = json.loads(r.stdout)["failed"][0]["reason"]
+    assert "certificate" in reason.lower(), reason
+    assert edge.requests == []  # the handshake failed: no request was sent
