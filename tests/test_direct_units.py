@@ -1,4 +1,4 @@
-"""Direct warming's parts without a network: targets, DNS names, Retry-After, the plan."""
+"""Direct warming's parts: targets, DNS names, Retry-After, the plan, the Warmer on loopback."""
 
 from __future__ import annotations
 
@@ -16,14 +16,6 @@ def provider(**settings: object):
     from prewarm_direct import DirectProvider
 
     return DirectProvider("direct", settings)
-
-
-def test_example_config_documents_every_direct_key() -> None:
-    from prewarm_cli import registry
-
-    text = (ROOT / "config.example.toml").read_text()
-    for field in registry.load("direct").config_schema:
-        assert f"# {field.name} = " in text, field.name
 
 
 def test_pop_name_uses_the_first_label_of_cf_domain() -> None:
@@ -91,3 +83,34 @@ def test_without_nginx_the_bed_skips_locally_and_fails_under_ci(monkeypatch) -> 
     monkeypatch.setenv("CI", "1")
     with pytest.raises(pytest.fail.Exception, match="CI must run the nginx tests"):
         cachebed.require_nginx()
+
+
+def test_a_warmer_stopped_midway_drops_what_was_in_flight_and_runs_again() -> None:
+    from fakes.cache_server import CacheServer
+    from prewarm_direct.warm import Request, Warmer
+
+    with CacheServer() as edge:
+        warmer = Warmer(concurrency=2, timeout=5.0, user_agent="test")
+        lines = ("Accept-Encoding: identity",)
+        url = f"http://127.0.0.1:{edge.port}/cloudfront/hit"
+        taken = 0
+
+        def take_then_stop() -> Request | None:
+            nonlocal taken
+            taken += 1
+            if taken == 2:  # one request added, not yet sent: then Ctrl-C in a pacing wait
+                raise KeyboardInterrupt
+            return Request(url, "nearest", None, "identity", lines)
+
+        with pytest.raises(KeyboardInterrupt):
+            warmer.run(take_then_stop, lambda request, answer: None)
+        queue = [Request(f"{url}?n={i}", "nearest", None, "identity", lines) for i in range(4)]
+        answered = {}
+        warmer.run(
+            lambda: queue.pop() if queue else None,
+            lambda request, answer: answered.update({request.url: answer}),
+        )
+        warmer.close()
+    # Exactly the second run's requests, each answered: nothing of the first run left over.
+    assert sorted(answered) == sorted(f"{url}?n={i}" for i in range(4))
+    assert {(a.outcome, a.status_code) for a in answered.values()} == {("ok", 200)}

@@ -124,7 +124,19 @@ class Warmer:
 
         ``take`` is asked whenever a slot is free: the next request, or None when none is
         ready (an answer may make more ready: ``on_answer`` is called for each as it comes).
+        When either raises (Ctrl-C in a pacing wait, a record that cannot be written), what is
+        in flight is dropped unanswered, and the Warmer is ready for the next run.
         """
+        try:
+            self._run(take, on_answer)
+        finally:
+            self._drop_in_flight()
+
+    def _run(
+        self,
+        take: Callable[[], Request | None],
+        on_answer: Callable[[Request, Answer], None],
+    ) -> None:
         import pycurl
 
         multi = self._multi
@@ -159,6 +171,13 @@ class Warmer:
                 wait_s = 1.0 if wait < 0 else min(wait / 1000, 1.0)
                 if wait_s > 0 and multi.select(wait_s) < 0:
                     time.sleep(min(wait_s, 0.001))  # no socket to wait on yet
+
+    def _drop_in_flight(self) -> None:
+        for slot in self._slots.values():
+            if slot.request is not None:
+                self._multi.remove_handle(slot.handle)
+                slot.request = None
+                self._free.append(slot)
 
     def _prepare(self, slot: _Slot, request: Request) -> None:
         import pycurl
