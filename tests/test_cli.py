@@ -596,6 +596,7 @@ def test_version_names_python_the_platform_and_each_plugin_with_its_sdk() -> Non
     assert f"Python {platform.python_version()}" in lines[1] and platform.system() in lines[1]
     plugins = {line.split()[0]: line for line in lines[3:]}
     assert plugins["qiniu"].split(None, 1)[1] == f"built-in; qiniu {version('qiniu')}"
+    assert plugins["direct"].split(None, 1)[1] == f"built-in; pycurl {version('pycurl')}"
     assert f"boto3 {version('boto3')}" in plugins["aws"]
     assert plugins["fake"].split(None, 1)[1] == "prewarm-fake-plugin 0.1.0"
 
