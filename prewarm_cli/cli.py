@@ -1,7 +1,8 @@
-"""The root group: the lazy command map, the global options, and main()'s exit ladder.
+"""The root group: the lazy command map, the global options, and main().
 
 Only click and the standard library are imported at start-up; the commands live in
-prewarm_cli.commands, one module per family, imported when they run.
+prewarm_cli.commands, one module per family, imported when they run, and what turns an
+error into its line and exit code (prewarm_cli.exits) only when one ends the run.
 """
 
 from __future__ import annotations
@@ -12,15 +13,8 @@ from typing import Any, NoReturn
 
 import click
 
-from prewarm_cli import __version__
 from prewarm_cli.commands import COMMANDS, CommandEntry
-from prewarm_cli.commands._globals import (
-    CONTEXT_SETTINGS,
-    GlobalOptions,
-    global_options,
-    output_format,
-)
-from prewarm_cli.errors import ExitCode, PrewarmError
+from prewarm_cli.commands._globals import CONTEXT_SETTINGS, GlobalOptions, global_options
 
 
 class PrewarmGroup(click.Group):
@@ -78,30 +72,9 @@ class PrewarmGroup(click.Group):
 
 
 def _print_version(ctx: click.Context) -> None:
-    """What a bug report needs: versions of prewarm, Python, the platform and each plugin
-    with the SDK it uses, read from metadata (no plugin is imported)."""
-    import platform
+    from prewarm_cli.registry import version_text
 
-    from prewarm_cli import registry
-
-    lines = [
-        f"prewarm, version {__version__}",
-        f"Python {platform.python_version()} ({platform.python_implementation()}),"
-        f" {platform.platform(terse=True)}",
-        "provider plugins:",
-    ]
-    names = registry.names()
-    width = max((len(n) for n in names), default=0)
-    for name in names:
-        info = registry.plugin_info(name)
-        source = "built-in" if info.source == "built-in" else f"{info.source} {info.version}"
-        sdks = ", ".join(
-            f"{dist} {ver or '(not installed)'}" for dist, ver in registry.plugin_sdks(name)
-        )
-        lines.append(f"  {name:<{width}}  {source}" + (f"; {sdks}" if sdks else ""))
-    if not names:
-        lines.append("  none")
-    click.echo("\n".join(lines))
+    click.echo(version_text())
     ctx.exit(0)
 
 
@@ -155,51 +128,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         raise
     except click.exceptions.Exit as exc:  # ctx.exit() outside a command, e.g. in completion
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort as exc:
-        # Click turns Ctrl-C into Abort: one message, the same as everywhere else.
-        ctrl_c = isinstance(exc.__context__, KeyboardInterrupt)
-        click.echo("interrupted" if ctrl_c else "aborted", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(ExitCode.USAGE)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
-    except PrewarmError as exc:
-        _report_error(exc, given, debug)
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # the one place that turns a bug into one clear line
-        if debug:
-            raise
-        click.echo(
-            f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-            err=True,
-        )
-        sys.exit(ExitCode.FAILED)
-    sys.exit(ExitCode.OK)
+    except (Exception, KeyboardInterrupt) as exc:
+        from prewarm_cli.exits import exit_for  # only when something went wrong
 
-
-def _report_error(exc: PrewarmError, given: Mapping[str, Any], debug: bool) -> None:
-    import json
-
-    if debug:
-        import traceback
-
-        traceback.print_exception(exc, file=sys.stderr)
-    fmt = output_format(given)
-    if fmt is None and not _stdout_is_tty():
-        fmt = "json"
-    if fmt in ("json", "ndjson"):
-        sys.stdout.write(json.dumps(exc.to_dict(), ensure_ascii=False) + "\n")
-        sys.stdout.flush()
-    click.echo(f"error: {exc}", err=True)
-    if exc.hint:
-        click.echo(f"hint: {exc.hint}", err=True)
-
-
-def _stdout_is_tty() -> bool:
-    try:
-        return sys.stdout.isatty()
-    except (AttributeError, ValueError):
-        return False
+        sys.exit(exit_for(exc, given, debug))
+    sys.exit(0)

@@ -114,7 +114,8 @@ def fit_columns(
     return [(i, widths[i]) for i in shown]
 
 
-def _is_tty(stream: TextIO) -> bool:
+def is_tty(stream: TextIO) -> bool:
+    """Whether ``stream`` is a terminal (False for a closed or replaced stream)."""
     try:
         return stream.isatty()
     except (AttributeError, ValueError):
@@ -136,9 +137,9 @@ class Output:
     ) -> None:
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
-        self.fmt = fmt or ("table" if _is_tty(self.stdout) else "json")
+        self.fmt = fmt or ("table" if is_tty(self.stdout) else "json")
         if color is None:
-            color = not os.environ.get("NO_COLOR") and _is_tty(self.stderr)
+            color = not os.environ.get("NO_COLOR") and is_tty(self.stderr)
         self.color = color
         self.quiet = quiet
         self.verbose = verbose
@@ -210,7 +211,7 @@ class Output:
 
         no_color = not (os.environ.get("NO_COLOR") is None and self.color)
         # Piped tables (an explicit -o table) are not cut to 80 columns.
-        width = None if _is_tty(self.stdout) or os.environ.get("COLUMNS") else 160
+        width = None if is_tty(self.stdout) or os.environ.get("COLUMNS") else 160
         return Console(
             file=self.stdout, no_color=no_color, highlight=False, soft_wrap=False, width=width
         )
@@ -299,7 +300,7 @@ class Output:
         if self.quiet:
             yield Progress(None, None)
             return
-        if not _is_tty(self.stderr):
+        if not is_tty(self.stderr):
             # No bar in a CI log: what a bar would show comes as lines (`Progress.note`).
             yield Progress(None, None, note=self._say)
             return

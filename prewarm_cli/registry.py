@@ -183,3 +183,28 @@ def _unknown(name: str) -> ConfigError:
         f"unknown provider type {name!r} (installed: {installed})",
         hint="install the plugin that provides it, e.g. pip install 'prewarm-cli[all]'",
     )
+
+
+def version_text() -> str:
+    """What a bug report needs: versions of prewarm, Python, the platform and each plugin
+    with the SDK it uses, read from metadata (no plugin is imported)."""
+    import platform
+
+    from prewarm_cli import __version__
+
+    lines = [
+        f"prewarm, version {__version__}",
+        f"Python {platform.python_version()} ({platform.python_implementation()}),"
+        f" {platform.platform(terse=True)}",
+        "provider plugins:",
+    ]
+    installed = names()
+    width = max((len(n) for n in installed), default=0)
+    for name in installed:
+        info = plugin_info(name)
+        source = "built-in" if info.source == "built-in" else f"{info.source} {info.version}"
+        sdks = ", ".join(f"{dist} {ver or '(not installed)'}" for dist, ver in plugin_sdks(name))
+        lines.append(f"  {name:<{width}}  {source}" + (f"; {sdks}" if sdks else ""))
+    if not installed:
+        lines.append("  none")
+    return "\n".join(lines)

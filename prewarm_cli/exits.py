@@ -1,0 +1,57 @@
+"""How a run that went wrong ends: one line on stderr (and the error as JSON on stdout when
+the output is JSON), and the exit code of DESIGN.md §6. Imported only when a run ends so."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from prewarm_cli.commands._globals import output_format
+from prewarm_cli.errors import ExitCode, PrewarmError
+from prewarm_cli.output import is_tty
+
+
+def exit_for(exc: BaseException, given: Mapping[str, Any], debug: bool) -> ExitCode:
+    """The one line (or JSON) for what ended the run, and its exit code."""
+    if isinstance(exc, click.exceptions.Abort):
+        # Click turns Ctrl-C into Abort: one message, the same as everywhere else.
+        ctrl_c = isinstance(exc.__context__, KeyboardInterrupt)
+        click.echo("interrupted" if ctrl_c else "aborted", err=True)
+        return ExitCode.INTERRUPTED
+    if isinstance(exc, click.ClickException):
+        exc.show()
+        return ExitCode.USAGE
+    if isinstance(exc, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        return ExitCode.INTERRUPTED
+    if isinstance(exc, PrewarmError):
+        report_error(exc, given, debug)
+        return exc.exit_code
+    if debug:  # the one place that turns a bug into one clear line
+        raise exc
+    click.echo(
+        f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+        err=True,
+    )
+    return ExitCode.FAILED
+
+
+def report_error(exc: PrewarmError, given: Mapping[str, Any], debug: bool) -> None:
+    import json
+
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    fmt = output_format(given)
+    if fmt is None and not is_tty(sys.stdout):
+        fmt = "json"
+    if fmt in ("json", "ndjson"):
+        sys.stdout.write(json.dumps(exc.to_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    click.echo(f"error: {exc}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
