@@ -65,6 +65,29 @@ class RetryPolicy:
         return min(self.wait_max, exponential) + random.uniform(0, self.wait_initial)
 
 
+class RetryBudget:
+    """What is left of a retry policy: tries and time, counted from its creation."""
+
+    def __init__(self, policy: RetryPolicy, clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.deadline = clock() + policy.timeout
+        self.n_retries = 0
+
+    def left(self) -> float:
+        return self.deadline - self.clock()
+
+    def next_wait(self, retry_after: float | None) -> float | None:
+        """Seconds to wait before the next try (the vendor's Retry-After, else the backoff);
+        None when no try is left, or no time for that wait."""
+        retry = self.n_retries + 1
+        wait = retry_after if retry_after is not None else self.policy.backoff(retry)
+        if retry >= max(1, self.policy.attempts) or wait > self.left():
+            return None
+        self.n_retries = retry
+        return wait
+
+
 def call_with_retries(
     policy: RetryPolicy,
     fn: Callable[[], T],
@@ -79,9 +102,7 @@ def call_with_retries(
     A Retry-After longer than the time left ends the retries at once with RateLimited:
     what was not sent is deferred, to be resumed once the vendor is ready.
     """
-    deadline = clock() + policy.timeout
-    attempts = max(1, policy.attempts)
-    retry = 0
+    retries = RetryBudget(policy, clock)
     while True:
         if stop is not None and stop.is_set():
             raise Interrupted
@@ -90,12 +111,10 @@ def call_with_retries(
         try:
             return fn()
         except RetryableError as exc:
-            retry += 1
-            left = deadline - clock()
-            wait = exc.retry_after if exc.retry_after is not None else policy.backoff(retry)
-            if exc.retry_after is not None and exc.retry_after > left:
+            if exc.retry_after is not None and exc.retry_after > retries.left():
                 raise _retry_later(exc) from exc
-            if retry >= attempts or wait > left:
+            wait = retries.next_wait(exc.retry_after)
+            if wait is None:
                 raise
             if on_retry is not None:
                 on_retry(exc, wait)

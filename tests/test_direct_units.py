@@ -87,6 +87,7 @@ def test_without_nginx_the_bed_skips_locally_and_fails_under_ci(monkeypatch) -> 
 
 def test_a_warmer_stopped_midway_drops_what_was_in_flight_and_runs_again() -> None:
     from fakes.cache_server import CacheServer
+    from prewarm_direct.targets import Target
     from prewarm_direct.warm import Request, Warmer
 
     with CacheServer() as edge:
@@ -100,11 +101,11 @@ def test_a_warmer_stopped_midway_drops_what_was_in_flight_and_runs_again() -> No
             taken += 1
             if taken == 2:  # one request added, not yet sent: then Ctrl-C in a pacing wait
                 raise KeyboardInterrupt
-            return Request(url, "nearest", None, "identity", lines)
+            return Request(url, Target("nearest"), "identity", lines)
 
         with pytest.raises(KeyboardInterrupt):
             warmer.run(take_then_stop, lambda request, answer: None)
-        queue = [Request(f"{url}?n={i}", "nearest", None, "identity", lines) for i in range(4)]
+        queue = [Request(f"{url}?n={i}", Target("nearest"), "identity", lines) for i in range(4)]
         answered = {}
         warmer.run(
             lambda: queue.pop() if queue else None,

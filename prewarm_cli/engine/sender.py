@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from prewarm_cli import journal as jr
@@ -38,7 +38,7 @@ from prewarm_cli.errors import (
     UnknownOutcome,
 )
 from prewarm_cli.output import Output, counted
-from prewarm_cli.pacing import Interrupted, RetryPolicy
+from prewarm_cli.pacing import Interrupted, RetryBudget
 from prewarm_cli.plugin import BatchResult, Capability, Quota
 
 # How far before a batch's own record a vendor's task may be dated (clock skew).
@@ -53,29 +53,6 @@ class Halt(Exception):
         self.error = error
         self.defer = defer  # the provider's unsent targets are deferred, others go on
         self.n_deferred = n_deferred  # URLs of the halted batch, deferred already
-
-
-@dataclass
-class RetryBudget:
-    """What is left of the retry policy for a batch's URLs that failed (BatchResult.failed)."""
-
-    policy: RetryPolicy
-    deadline: float = field(default=0.0)
-    n_retries: int = 0
-
-    def __post_init__(self) -> None:
-        self.deadline = self.deadline or time.monotonic() + self.policy.timeout
-
-    def next_wait(self, retry_after: float | None) -> float | None:
-        """Seconds to wait before the next try; None when no try or time is left for one."""
-        retry = self.n_retries + 1
-        if retry >= max(1, self.policy.attempts):
-            return None
-        wait = retry_after if retry_after is not None else self.policy.backoff(retry)
-        if wait > self.deadline - time.monotonic():
-            return None
-        self.n_retries = retry
-        return wait
 
 
 class Ledger:

@@ -229,9 +229,8 @@ class DirectProvider(Provider):
             return ready.popleft()
 
         def on_answer(request: Request, answer: Answer) -> None:
-            target = targets.target(request.url, request.target)
-            self._record(options, request.url, target, request.variant, answer)
-            answers[request.url].append(((request.target, request.variant), answer))
+            self._record(options, request.url, request.target, request.variant, answer)
+            answers[request.url].append(((request.target.label, request.variant), answer))
             further = held.pop(request.url, [])
             if answer.outcome != REJECTED:  # refused: the others would not change that
                 ready.extend(further)
@@ -266,7 +265,7 @@ class DirectProvider(Provider):
                     mine.append(((target.label, variant), missing))
                 else:
                     lines = self._header_lines[variant]
-                    pending.append(Request(url, target.label, target.connect_to, variant, lines))
+                    pending.append(Request(url, target, variant, lines))
         if any(a.outcome == REJECTED for _, a in mine):
             return []  # refused in an earlier run: nothing more to ask
         return pending

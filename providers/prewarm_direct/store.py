@@ -16,9 +16,9 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from prewarm_cli.errors import ProviderError
 from prewarm_direct.warm import OK, REJECTED, Answer
@@ -47,8 +47,9 @@ _INDEXES = "CREATE INDEX IF NOT EXISTS requests_by_job ON requests (job_id, url)
 _COLUMNS = "run_id, url, target, variant, outcome, status_code, cache, bytes, reason, pop, ip, at"
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
+    """One answer as the record keeps it (a row of SELECT {_COLUMNS})."""
+
     run_id: str
     url: str
     target: str
@@ -116,46 +117,16 @@ class Store:
         answer: Answer,
     ) -> int:
         """Queues one answer for the writer; returns the mark to wait for with ``flush``."""
-        row = (
-            run_id,
-            alias,
-            url,
-            target,
-            variant,
-            answer.outcome,
-            answer.status_code,
-            answer.cache,
-            answer.bytes,
-            answer.reason,
-            answer.pop,
-            ip,
-            utcnow(),
-            job_id,
-        )
-        return self._enqueue([row])
+        a = answer
+        record = Record(
+            run_id, url, target, variant, a.outcome, a.status_code, a.cache, a.bytes, a.reason,
+            a.pop, ip, utcnow(),
+        )  # fmt: skip
+        return self._enqueue([_row(record, job_id, alias)])
 
     def copy(self, job_id: str | None, run_id: str, alias: str, records: Iterable[Record]) -> int:
         """Records of an earlier run of the job carried into this one (answered before)."""
-        rows = [
-            (
-                run_id,
-                alias,
-                r.url,
-                r.target,
-                r.variant,
-                r.outcome,
-                r.status_code,
-                r.cache,
-                r.bytes,
-                r.reason,
-                r.pop,
-                r.ip,
-                r.at,
-                job_id,
-            )
-            for r in records
-        ]
-        return self._enqueue(rows)
+        return self._enqueue([_row(r._replace(run_id=run_id), job_id, alias) for r in records])
 
     def _enqueue(self, rows: Sequence[tuple[object, ...]]) -> int:
         with self._cond:
@@ -196,9 +167,8 @@ class Store:
                 with self._lock:
                     self._db.execute("BEGIN")
                     self._db.executemany(
-                        "INSERT OR REPLACE INTO requests (run_id, alias, url, target, variant,"
-                        " outcome, status_code, cache, bytes, reason, pop, ip, at, job_id)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        f"INSERT OR REPLACE INTO requests ({_COLUMNS}, alias, job_id)"
+                        f" VALUES ({', '.join('?' * 14)})",
                         rows,
                     )
                     self._db.execute("COMMIT")
@@ -259,6 +229,11 @@ class Store:
             if previous is None or previous.outcome != OK or record.outcome == OK:
                 latest[key] = record
         return list(latest.values())
+
+
+def _row(record: Record, job_id: str | None, alias: str) -> tuple[object, ...]:
+    """A record as the writer inserts it: its columns in _COLUMNS order, then alias, job."""
+    return (*record, alias, job_id)
 
 
 def _json(items: Sequence[str]) -> str:

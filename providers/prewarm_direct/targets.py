@@ -89,10 +89,6 @@ class Targets:
             found = self._by_origin[origin] = self._for_host(*host_port(url))
         return found
 
-    def target(self, url: str, label: str) -> Target:
-        """The URL's target of that label."""
-        return next(t for t in self.for_url(url) if t.label == label)
-
     def _for_host(self, host: str, port: int) -> list[Target]:
         found = [
             Target(label=ip, ip=ip)

@@ -19,6 +19,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from prewarm_cli.plugin import cache_verdict
+from prewarm_direct.targets import Target
 
 # Outcomes of one request.
 OK = "ok"  # 2xx or 3xx, whole body: this (PoP, variant) is warm
@@ -55,8 +56,7 @@ class Request:
     """One warm request: the URL, where to connect, and its request header lines."""
 
     url: str
-    target: str  # the target's label
-    connect_to: str | None  # curl's --connect-to entry, HOST:PORT:IP:PORT; None: as usual
+    target: Target  # the edge: its label, and where to connect (connect_to)
     variant: str  # its Accept-Encoding
     header_lines: tuple[str, ...]  # "Name: value", Accept-Encoding included
 
@@ -184,14 +184,15 @@ class Warmer:
 
         handle = slot.handle
         handle.setopt(pycurl.URL, request.url)
-        if request.connect_to != slot.connect_to:
-            if request.connect_to:
-                handle.setopt(pycurl.CONNECT_TO, [request.connect_to])
+        connect_to = request.target.connect_to
+        if connect_to != slot.connect_to:
+            if connect_to:
+                handle.setopt(pycurl.CONNECT_TO, [connect_to])
                 handle.setopt(pycurl.PROXY, "")  # a proxy would choose the edge
             else:
                 handle.unsetopt(pycurl.CONNECT_TO)
                 handle.unsetopt(pycurl.PROXY)
-            slot.connect_to = request.connect_to
+            slot.connect_to = connect_to
         if request.header_lines != slot.header_lines:
             handle.setopt(pycurl.HTTPHEADER, list(request.header_lines))
             slot.header_lines = request.header_lines
