@@ -44,6 +44,7 @@ __all__ = [
     "TaskStatus",
     "UrlStatus",
     "cache_verdict",
+    "cache_verdict_headers",
     "classify_cache",
     "describe_http_error",
     "parse_resolve",
@@ -373,6 +374,14 @@ def cache_verdict(headers: Mapping[str, str]) -> tuple[str, str | None]:
     from prewarm_cli.verify.classify import cache_verdict as _verdict
 
     return _verdict(headers)
+
+
+def cache_verdict_headers() -> tuple[str, ...]:
+    """The header names (lower case) cache_verdict reads: all a provider that reads every
+    response needs to pick out of it."""
+    from prewarm_cli.verify.classify import VERDICT_HEADERS
+
+    return VERDICT_HEADERS
 
 
 def describe_http_error(exc: BaseException, timeout: float) -> str:

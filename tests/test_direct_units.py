@@ -40,6 +40,27 @@ def test_retry_after_seconds_and_dates() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
 
 
+def test_header_reader_picks_the_named_headers_of_the_last_response() -> None:
+    from prewarm_direct.warm import HeaderReader
+
+    read = HeaderReader(("x-cache", "age", "content-length"))
+    lines = [
+        b"HTTP/1.1 100 Continue\r\n",
+        b"X-Cache: from the interim answer\r\n",
+        b"\r\n",
+        b"HTTP/1.1 200 OK\r\n",
+        b"X-Cache-Hits: 3\r\n",  # a longer name that starts with a wanted one
+        b"X-Cache:  HIT from edge-1 \r\n",
+        b"x-cache: MISS\r\n",
+        b"Age:5\r\n",
+        b"Content-Length: 2048\r\n",
+        b"Date: Sat, 05 Dec 2026 21:00:00 GMT\r\n",
+        b"\r\n",
+    ]
+    assert read(lines) == {"x-cache": "HIT from edge-1, MISS", "age": "5", "content-length": "2048"}
+    assert read([b"HTTP/1.1 204 No Content\r\n", b"\r\n"]) == {}
+
+
 def test_requests_per_url_is_targets_times_variants() -> None:
     p = provider()
     url = "https://cdn.example.com/app.js"

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prewarm_cli.errors import InputError
 from prewarm_cli.inputs import (
@@ -30,6 +32,7 @@ from prewarm_cli.inputs import (
     unique,
     validate_url,
 )
+from prewarm_cli.inputs.validate import is_plain_url, url_problem
 
 NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
 
@@ -168,6 +171,23 @@ def test_invalid_urls(url: str, reason: str) -> None:
     got = validate_url(url)
     assert got is not None
     assert reason in got
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.tuples(
+        st.sampled_from(["http://", "https://", "HTTP://", "ftp://", "http:/", ""]),
+        st.from_regex(r"[a-zA-Z0-9][a-zA-Z0-9.@*\\[\]:-]{0,6}", fullmatch=True)
+        | st.text(alphabet="aZ09.-*@[]\\ é:%<", max_size=8),
+        st.sampled_from(["", ":", ":0", ":8", ":65535", ":65536", ":123456", ":x"]),
+        st.from_regex(r"[/?#][!-~]{0,8}", fullmatch=True)
+        | st.text(alphabet="/?#a*@ é\\%\x00[]:", max_size=8),
+    ).map("".join)
+)
+def test_the_fast_path_accepts_only_what_every_check_accepts(url: str) -> None:
+    if is_plain_url(url):
+        assert url_problem(url) is None, url
+    assert validate_url(url) == (None if is_plain_url(url) else url_problem(url))
 
 
 def test_max_url_length_is_documented_value() -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from prewarm_cli.plugin import cache_verdict
+from prewarm_cli.plugin import cache_verdict, cache_verdict_headers
 from prewarm_direct.targets import Target
 
 # Outcomes of one request.
@@ -90,6 +91,9 @@ class Warmer:
         import pycurl
 
         self.timeout = timeout
+        self._read_headers = HeaderReader(
+            (*cache_verdict_headers(), "content-length", "retry-after")
+        )
         self._multi = pycurl.CurlMulti()
         self._slots: dict[int, _Slot] = {}
         self._free: list[_Slot] = []
@@ -217,7 +221,7 @@ class Warmer:
 
         code = int(slot.handle.getinfo(pycurl.RESPONSE_CODE)) or None
         size = int(slot.handle.getinfo(pycurl.SIZE_DOWNLOAD_T))
-        received = _headers(slot.received)
+        received = self._read_headers(slot.received)
         if error is not None:
             return self._failed(error, code, size, received)
         assert code is not None
@@ -256,20 +260,28 @@ class Warmer:
         self._multi.close()
 
 
-def _headers(lines: Sequence[bytes]) -> dict[str, str]:
-    """The last response's headers (after any 1xx), names in lower case; repeated ones
-    joined with ", " as one value."""
-    headers: dict[str, str] = {}
-    for line in lines:
-        if line.startswith(b"HTTP/"):
-            headers = {}  # a new response: only the last one counts
-            continue
-        name, colon, value = line.decode("latin-1").partition(":")
-        if colon:
-            key, text = name.strip().lower(), value.strip()
+class HeaderReader:
+    """Picks the named headers out of an answer's header lines, in one pass of a regular
+    expression over them: names in lower case, repeated ones joined with ", " as one value;
+    only the last response counts (after any 1xx)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        alternatives = b"|".join(re.escape(name.encode("ascii")) for name in names)
+        self._pattern = re.compile(
+            rb"^(" + alternatives + rb")[ \t]*:[ \t]*(.*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE
+        )
+
+    def __call__(self, lines: Sequence[bytes]) -> dict[str, str]:
+        block = b"".join(lines)
+        last = block.rfind(b"\nHTTP/")  # a header name cannot hold "/": a status line
+        if last >= 0:
+            block = block[last + 1 :]
+        headers: dict[str, str] = {}
+        for name, value in self._pattern.findall(block):
+            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
             seen = headers.get(key)
             headers[key] = text if seen is None else f"{seen}, {text}"
-    return headers
+        return headers
 
 
 def _certifi() -> str:
