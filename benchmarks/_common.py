@@ -8,6 +8,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
@@ -21,6 +22,9 @@ def isolated_env(config: str) -> tuple[dict[str, str], Path]:
     cfg.write_text(config)
     cfg.chmod(0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREWARM_", "XDG_"))}
+    # As installed: pip compiles the modules once; a checkout run without bytecode caches
+    # would compile them again at every start.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(
         PREWARM_CONFIG=str(cfg),
         PREWARM_STATE_DIR=str(tmp / "state"),
@@ -29,9 +33,16 @@ def isolated_env(config: str) -> tuple[dict[str, str], Path]:
     return env, tmp
 
 
-def run(args: list[str], env: dict[str, str], **kw: object) -> tuple[float, int, str]:
-    """Runs `python -m prewarm_cli ARGS` under /usr/bin/time; returns seconds, peak KiB, stdout."""
-    timer = ["/usr/bin/time", "-f", "%M"] if Path("/usr/bin/time").exists() else []
+class Run(NamedTuple):
+    seconds: float
+    peak_kib: int  # peak RSS (0 without /usr/bin/time)
+    cpu_s: float  # user + system time (0 without /usr/bin/time)
+    stdout: str
+
+
+def run(args: list[str], env: dict[str, str], **kw: object) -> Run:
+    """Runs `python -m prewarm_cli ARGS` under /usr/bin/time: time, peak RSS, CPU, stdout."""
+    timer = ["/usr/bin/time", "-f", "%M %U %S"] if Path("/usr/bin/time").exists() else []
     start = time.perf_counter()
     r = subprocess.run(
         [*timer, sys.executable, "-m", "prewarm_cli", *args],
@@ -42,7 +53,7 @@ def run(args: list[str], env: dict[str, str], **kw: object) -> tuple[float, int,
         **kw,  # type: ignore[arg-type]
     )
     elapsed = time.perf_counter() - start
-    peak = int(r.stderr.strip().splitlines()[-1]) if timer else 0
+    peak, user, system = r.stderr.strip().splitlines()[-1].split() if timer else (0, 0, 0)
     if r.returncode not in (0, 4, 5):
         raise SystemExit(f"prewarm {' '.join(args)} failed ({r.returncode}):\n{r.stderr}")
-    return elapsed, peak, r.stdout
+    return Run(elapsed, int(peak), float(user) + float(system), r.stdout)

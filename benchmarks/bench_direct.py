@@ -10,6 +10,9 @@ for prewarm's journal, records and checks over the command they would write inst
 
 prewarm's time includes its start-up, reading and checking the URLs and its journal; a run of
 one URL gives that fixed cost, and the rate without it is shown beside the whole-run ratio.
+For reference, the same transfers from Python with nothing else: pycurl's multi interface in a
+bare loop (what prewarm's Warmer drives, without the journal, the record or any check).
+CPU is user + system time per request, from the kernel's accounting of each process.
 Peak RSS of `prewarm submit` is read for several URL counts (it should not grow with them).
 
     .venv/bin/python benchmarks/bench_direct.py [--concurrency 8] [--small 20000]
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
 import subprocess
@@ -27,8 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import isolated_env, run
+from _common import Run, isolated_env, run
 from cachebed import HOST, Nginx, Origin
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def curl_config(urls: list[str], path: Path) -> Path:
@@ -36,8 +45,10 @@ def curl_config(urls: list[str], path: Path) -> Path:
     return path
 
 
-def run_curl(urls: list[str], nginx: Nginx, concurrency: int, workdir: Path) -> float:
+def run_curl(urls: list[str], nginx: Nginx, concurrency: int, workdir: Path) -> tuple[float, float]:
+    """curl's seconds and CPU seconds."""
     cfg = curl_config(urls, workdir / "urls.curl")
+    cpu = children_cpu()
     start = time.perf_counter()
     subprocess.run(
         [
@@ -58,12 +69,51 @@ def run_curl(urls: list[str], nginx: Nginx, concurrency: int, workdir: Path) -> 
         ],
         check=True,
     )
-    return time.perf_counter() - start
+    return time.perf_counter() - start, children_cpu() - cpu
 
 
-def run_prewarm(
-    urls: list[str], nginx: Nginx, concurrency: int, workdir: Path
-) -> tuple[float, int, dict[str, object]]:
+def run_pycurl(urls: list[str], nginx: Nginx, concurrency: int) -> tuple[float, float]:
+    """The same transfers from a bare pycurl multi loop in this process: seconds, CPU seconds."""
+    import pycurl
+
+    multi = pycurl.CurlMulti()
+    free = []
+    for _ in range(concurrency):
+        handle = pycurl.Curl()
+        handle.setopt(pycurl.CONNECT_TO, [f"{HOST}:{nginx.port}:{nginx.pops[0]}:{nginx.port}"])
+        handle.setopt(pycurl.HTTPHEADER, ["Accept-Encoding: identity"])
+        handle.setopt(pycurl.WRITEFUNCTION, len)
+        free.append(handle)
+    todo, in_flight = iter(urls), 0
+    cpu, start = time.process_time(), time.perf_counter()
+    while True:
+        while free and (url := next(todo, None)) is not None:
+            handle = free.pop()
+            handle.setopt(pycurl.URL, url)
+            multi.add_handle(handle)
+            in_flight += 1
+        if not in_flight:
+            break
+        while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+            pass
+        n_queued = 1
+        while n_queued:
+            n_queued, ok, failed = multi.info_read()
+            for handle in [*ok, *(f[0] for f in failed)]:
+                if handle.getinfo(pycurl.RESPONSE_CODE) != 200:
+                    raise SystemExit(f"pycurl: {handle.getinfo(pycurl.EFFECTIVE_URL)} failed")
+                multi.remove_handle(handle)
+                free.append(handle)
+                in_flight -= 1
+        multi.select(0.1)
+    seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    for handle in free:
+        handle.close()
+    multi.close()
+    return seconds, cpu_s
+
+
+def run_prewarm(urls: list[str], nginx: Nginx, concurrency: int, workdir: Path) -> Run:
     env, tmp = isolated_env(
         f'[providers.direct]\ntype = "direct"\nconcurrency = {concurrency}\n'
         'encodings = ["identity"]\n'
@@ -71,7 +121,7 @@ def run_prewarm(
     listing = workdir / "urls.txt"
     listing.write_text("".join(u + "\n" for u in urls))
     try:
-        seconds, peak_kib, out = run(
+        result = run(
             [
                 "submit",
                 "-p",
@@ -87,32 +137,44 @@ def run_prewarm(
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    summary = json.loads(out)
+    summary = json.loads(result.stdout)
     if summary["accepted"] != len(urls):
         raise SystemExit(f"prewarm warmed {summary['accepted']} of {len(urls)}")
-    return seconds, peak_kib, summary
+    return result
 
 
 def compare(name: str, urls: list[str], nginx: Nginx, args: argparse.Namespace, size: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-direct-"))
     run_curl(urls, nginx, args.concurrency, work)  # fills the cache: every later pass hits
-    curl_times, prewarm_times = [], []
+    run_prewarm(urls[:1], nginx, args.concurrency, work)  # compiles prewarm's modules once
+    curl, bare, prewarm = [], [], []
     for _ in range(args.repeat):
-        curl_times.append(run_curl(urls, nginx, args.concurrency, work))
-        prewarm_times.append(run_prewarm(urls, nginx, args.concurrency, work)[0])
+        curl.append(run_curl(urls, nginx, args.concurrency, work))
+        bare.append(run_pycurl(urls, nginx, args.concurrency))
+        prewarm.append(run_prewarm(urls, nginx, args.concurrency, work))
     fixed_s = statistics.median(
-        run_prewarm(urls[:1], nginx, args.concurrency, work)[0] for _ in range(args.repeat)
+        run_prewarm(urls[:1], nginx, args.concurrency, work).seconds for _ in range(args.repeat)
     )
-    curl_s, prewarm_s = statistics.median(curl_times), statistics.median(prewarm_times)
     n = len(urls)
+    curl_s = statistics.median(s for s, _ in curl)
+    bare_s = statistics.median(s for s, _ in bare)
+    prewarm_s = statistics.median(r.seconds for r in prewarm)
     sending_s = max(prewarm_s - fixed_s, 1e-9)
+
+    def cpu_us(cpu_seconds: list[float]) -> str:
+        return f"{statistics.median(cpu_seconds) / n * 1e6:.0f} µs CPU/request"
+
     print(
         f"{name}: {n} URLs x {size} B, concurrency {args.concurrency}, median of {args.repeat}:"
-        f" curl {n / curl_s:,.0f} req/s {n * size / curl_s / 1e6:,.1f} MB/s;"
-        f" prewarm {n / prewarm_s:,.0f} req/s {n * size / prewarm_s / 1e6:,.1f} MB/s;"
-        f" ratio {curl_s / prewarm_s:.2f};"
+        f"\n  curl      {n / curl_s:9,.0f} req/s {n * size / curl_s / 1e6:8,.1f} MB/s"
+        f"  {cpu_us([c for _, c in curl])}"
+        f"\n  pycurl    {n / bare_s:9,.0f} req/s {n * size / bare_s / 1e6:8,.1f} MB/s"
+        f"  {cpu_us([c for _, c in bare])}  (bare multi loop, no bookkeeping)"
+        f"\n  prewarm   {n / prewarm_s:9,.0f} req/s {n * size / prewarm_s / 1e6:8,.1f} MB/s"
+        f"  {cpu_us([r.cpu_s for r in prewarm])}"
+        f"\n  prewarm / curl {curl_s / prewarm_s:.2f};"
         f" without prewarm's fixed {fixed_s:.2f} s: {n / sending_s:,.0f} req/s,"
-        f" ratio {curl_s / sending_s:.2f}"
+        f" {curl_s / sending_s:.2f}"
     )
     shutil.rmtree(work, ignore_errors=True)
 
@@ -138,8 +200,10 @@ def main() -> None:
             urls = [url(f"/obj/r{i}.js?size=2048") for i in range(count)]
             work = Path(tempfile.mkdtemp(prefix="bench-direct-"))
             run_curl(urls, nginx, args.concurrency, work)
-            seconds, peak_kib, _ = run_prewarm(urls, nginx, args.concurrency, work)
-            print(f"peak RSS, {count} URLs: {peak_kib / 1024:.1f} MiB ({seconds:.1f} s)")
+            result = run_prewarm(urls, nginx, args.concurrency, work)
+            print(
+                f"peak RSS, {count} URLs: {result.peak_kib / 1024:.1f} MiB ({result.seconds:.1f} s)"
+            )
             shutil.rmtree(work, ignore_errors=True)
     finally:
         nginx.stop()

@@ -29,14 +29,14 @@ def main() -> None:
             f" (written in {time.perf_counter() - start:.1f} s)"
         )
 
-        seconds, peak, out = run(["submit", "--dry-run", "-o", "json", "-i", str(listing)], env)
+        seconds, peak, _, out = run(["submit", "--dry-run", "-o", "json", "-i", str(listing)], env)
         plan = json.loads(out)
         print(
             f"dry run : {seconds:6.1f} s  peak RSS {peak / 1024:6.0f} MiB"
             f"  ({plan['providers']['fake']['batches']} batches planned)"
         )
 
-        seconds, peak, out = run(["submit", "-o", "json", "-i", str(listing)], env)
+        seconds, peak, _, out = run(["submit", "-o", "json", "-i", str(listing)], env)
         result = json.loads(out)
         print(
             f"submit  : {seconds:6.1f} s  peak RSS {peak / 1024:6.0f} MiB"

@@ -15,9 +15,8 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from prewarm_cli.plugin import cache_verdict, cache_verdict_headers
 from prewarm_direct.targets import Target
@@ -34,9 +33,8 @@ HIT_VALUES = frozenset({"hit", "revalidated"})  # the object was already in that
 _CUT_SHORT = {18: "connection closed", 28: "stalled", 56: "connection reset"}
 
 
-@dataclass(frozen=True)
-class Answer:
-    """What one (URL, target, variant) request came to."""
+class Answer(NamedTuple):
+    """What one (URL, target, variant) request came to (a tuple: one is made per request)."""
 
     outcome: str
     status_code: int | None = None
@@ -52,8 +50,7 @@ class Answer:
         return self.outcome in (OK, REJECTED)
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """One warm request: the URL, where to connect, and its request header lines."""
 
     url: str
