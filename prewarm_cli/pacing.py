@@ -23,7 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prewarm_cli.errors import PrewarmError, QuotaExhausted, RateLimited, RetryableError
+from prewarm_cli.errors import (
+    QuotaExhausted,
+    RateLimited,
+    RateStoreError,
+    RetryableError,
+)
 from prewarm_cli.plugin import Limits
 
 T = TypeVar("T")
@@ -36,7 +41,7 @@ class Interrupted(Exception):
     """A wait was cut short because the run is stopping (Ctrl-C)."""
 
 
-class PacingError(PrewarmError):
+class PacingError(RateStoreError):
     """The rate-limit store in the state directory failed: nothing was sent."""
 
     code = "pacing"

@@ -205,6 +205,22 @@ def test_lookup_lag_is_waited_out_before_a_resend(
     assert_each_accepted_once(fake_cdn)
 
 
+def test_lookup_lag_is_counted_from_when_the_request_left(
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env
+) -> None:
+    """A request held back by a throttle for longer than the vendor's lag, then answered 500
+    after it was accepted: the lag is waited out from its departure, not from the claim."""
+    cli_env["FAKE_LOOKUP_SETTLE"] = "1.0"
+    fake_cdn.lookup_lag = 0.4
+    fake_cdn.fail_next("429", 1, retry_after=1.5)  # the retry leaves 1.5 s after the claim
+    fake_cdn.fail_next("500", 1)  # that retry is accepted, answered 500
+    r = run_cli("submit", "-o", "json", *urls(10))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["accepted"] == 10
+    assert lookups(fake_cdn) == 2
+    assert_each_accepted_once(fake_cdn)
+
+
 # --- one process per job ---
 
 
@@ -458,7 +474,8 @@ def test_a_failing_rate_limit_store_before_a_send_marks_nothing_unknown(
     def broken(self: Any, n_urls: int = 0) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(pacing.Pacer, "acquire", broken)
+    # Below the Pacer's own handling of store errors, as a full disk would fail it.
+    monkeypatch.setattr(pacing.Pacer, "_acquire", broken)
     ws = workspace(fake_config)
     try:
         with pytest.raises(RateStoreError, match="rate-limit store"):

@@ -178,6 +178,7 @@ class BatchSender:
         self.gate = gate
         self.cap: int | None = None  # lowered when the vendor refuses a batch size
         self.errors: list[PrewarmError] = []  # failures noted on the way (the first is shown)
+        self.started = datetime.now(UTC)
         self._lock = threading.Lock()
 
     @property
@@ -326,7 +327,8 @@ class BatchSender:
             self._resend_purge(batch, exc)
             return
         self.ledger.unknown(batch, f"no reply from the vendor ({exc})")
-        self.resolve(batch, f"no reply from the vendor ({exc})")
+        # Its request left before this reply, however long retries or pacing delayed it.
+        self.resolve(batch, f"no reply from the vendor ({exc})", last_sent=datetime.now(UTC))
 
     def _resend_purge(self, batch: jr.Batch, exc: UnknownOutcome) -> None:
         """Purging twice only costs quota: an unanswered purge is sent once more."""
@@ -340,17 +342,19 @@ class BatchSender:
         else:
             self.ledger.answered(batch, result)
 
-    def resolve(self, batch: jr.Batch, reason: str) -> None:
+    def resolve(self, batch: jr.Batch, reason: str, *, last_sent: datetime | None = None) -> None:
         """An unknown batch: looked up where the vendor can; found URLs accepted, the rest resent.
 
-        Without a lookup it stays unknown, unless --force sends it again.
+        Without a lookup it stays unknown, unless --force sends it again. ``last_sent``: when
+        its request left, at the latest; by default when this sender began (a batch left
+        unknown by an earlier run was sent before that run stopped).
         """
         if not batch.urls:
             self.ledger.found(batch, {})
             return
         if Capability.LOOKUP in self.session.capabilities:
             try:
-                found = self._look_up(batch)
+                found = self._look_up(batch, last_sent or self.started)
             except Interrupted:
                 raise  # still unknown in the ledger: the next --resume looks again
             except PrewarmError as lookup_exc:
@@ -374,11 +378,11 @@ class BatchSender:
         )
         self.advance(len(batch.urls))
 
-    def _look_up(self, batch: jr.Batch) -> dict[str, str]:
+    def _look_up(self, batch: jr.Batch, last_sent: datetime) -> dict[str, str]:
         """Which of the batch's URLs the vendor holds; asks again once the vendor's lists settle.
 
         A vendor may list an accepted request only seconds later: what a first lookup
-        misses is looked up again after ``Limits.lookup_settle`` seconds from the send.
+        misses is looked up again ``Limits.lookup_settle`` seconds after ``last_sent``.
         """
         created = datetime.strptime(batch.created_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
         since = created - LOOKUP_SKEW
@@ -388,7 +392,7 @@ class BatchSender:
         missing = [u for u in wanted if u not in found]
         settle = self.session.limits().lookup_settle
         if missing and settle > 0:
-            age = (datetime.now(UTC) - created).total_seconds()
+            age = (datetime.now(UTC) - max(created, last_sent)).total_seconds()
             if age < settle:
                 if self.stop.wait(settle - age):
                     raise Interrupted("stopped while waiting for the vendor's lists")
