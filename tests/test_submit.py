@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fakes.generic import FakeCdn
-from helpers import urls
+from helpers import invoke, urls
 
 
 def as_input(items: list[str]) -> str:
@@ -268,6 +268,42 @@ def test_batch_too_large_shrinks(run_cli, write_config, fake_config, fake_cdn: F
     assert data["accepted"] == 100
     assert all(len(s) <= 30 for s in fake_cdn.submits)
     assert fake_cdn.accepted_counts() == {u: 1 for u in urls(100)}
+
+
+def test_a_url_refused_as_too_large_even_alone_fails_once(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    fake_cdn.max_batch = 0  # the vendor refuses even one URL per request
+    r, data = submit_json(run_cli, *urls(3))
+    assert r.returncode == 1, r.stderr  # nothing accepted: the job failed as a whole
+    assert sorted(x["url"] for x in data["failed"]) == urls(3)
+    assert "refused even alone" in data["failed"][0]["reason"]
+    sent = [q for q in fake_cdn.requests if q["path"] == "/v1/prefetch"]
+    assert len(sent) == 4  # 3 URLs, then each alone, once
+
+
+def test_a_batch_given_up_after_retries_among_accepted_ones_exits_4(
+    cli_env, fake_config, fake_cdn: FakeCdn, monkeypatch
+) -> None:
+    import prewarm_fake
+
+    from prewarm_cli.errors import RetryableError
+
+    real = prewarm_fake.FakeProvider.submit_batch
+
+    def submit_batch(self, batch_urls, options):
+        if any("bad" in u for u in batch_urls):
+            raise RetryableError("connection refused", provider=self.alias)
+        return real(self, batch_urls, options)
+
+    monkeypatch.setattr(prewarm_fake.FakeProvider, "submit_batch", submit_batch)
+    items = urls(200)
+    items[120] = "https://static.example.com/bad120.css"
+    r = invoke("submit", "-o", "json", *items)
+    data = json.loads(r.stdout)
+    assert r.returncode == 4, r.stderr  # some targets failed; not the job as a whole
+    assert data["state"] == "submitted" and data["accepted"] + len(data["failed"]) == 200
+    assert all("gave up: connection refused" in x["reason"] for x in data["failed"])
 
 
 def test_auth_error_exit_3_and_nothing_lost(run_cli, fake_config, fake_cdn: FakeCdn) -> None:

@@ -214,6 +214,9 @@ class BatchSender:
         except InvalidRequest as exc:
             self._invalid(batch, exc)
         except BatchTooLarge as exc:
+            if len(urls) == 1:  # refused even alone: no smaller batch to send
+                self._fail(batch, f"refused even alone: {exc}", exc)
+                return
             size = exc.limit if exc.limit and exc.limit < len(urls) else max(1, len(urls) // 2)
             with self._lock:
                 self.cap = min(self.cap or size, size)
@@ -281,10 +284,18 @@ class BatchSender:
         return note
 
     def _fail(self, batch: jr.Batch, reason: str, exc: PrewarmError) -> None:
+        """The batch failed after retries: its URLs failed, the run goes on (exit 4 unless
+        nothing at all was accepted)."""
         self.ledger.release(batch, jr.FAILED, reason, transient=True)
         self.advance(len(batch.urls))
+        failed = TargetsFailed(
+            f"{counted(len(batch.urls), 'URL')} failed: {reason}",
+            hint=exc.hint,
+            provider=exc.provider or self.alias,
+            request_id=exc.request_id,
+        )
         with self._lock:
-            self.errors.append(exc)
+            self.errors.append(failed)
 
     def _send_in_parts(self, batch: jr.Batch, size: int) -> None:
         """Sends ``batch`` as parts of ``size`` URLs, each a batch of its own."""
