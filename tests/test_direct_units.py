@@ -136,3 +136,43 @@ def test_a_warmer_stopped_midway_drops_what_was_in_flight_and_runs_again() -> No
     # Exactly the second run's requests, each answered: nothing of the first run left over.
     assert sorted(answered) == sorted(f"{url}?n={i}" for i in range(4))
     assert {(a.outcome, a.status_code) for a in answered.values()} == {("ok", 200)}
+
+
+def test_a_record_that_cannot_be_written_stops_the_run(write_config, monkeypatch) -> None:
+    """A disk that fills up after the first commit: the run stops there, as it would for the
+    journal, instead of sending batch after batch whose answers are thrown away."""
+    import sqlite3
+
+    import prewarm_direct.store as store_mod
+    from fakes.cache_server import CacheServer
+    from helpers import invoke
+
+    class FillingUp:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self._db, self._n_ok = db, 1
+
+        def execute(self, sql: str, *args: object) -> object:
+            if sql == "BEGIN":
+                if self._n_ok <= 0:
+                    raise sqlite3.OperationalError("database or disk is full")
+                self._n_ok -= 1
+            return self._db.execute(sql, *args)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._db, name)
+
+    opened = store_mod.Store.__init__
+
+    def open_filling_up(self: store_mod.Store, path: Path) -> None:
+        opened(self, path)
+        self._db = FillingUp(self._db)  # type: ignore[assignment]
+
+    monkeypatch.setattr(store_mod.Store, "__init__", open_filling_up)
+    write_config('[providers.direct]\ntype = "direct"\nconcurrency = 4\nencodings = ["identity"]\n')
+    with CacheServer() as edge:
+        items = [f"{edge.url}/o{i}.js" for i in range(1024)]  # 4 batches of 256
+        r = invoke("submit", "-p", "direct", "-o", "json", *items)
+        n_answered = len(edge.requests)
+    assert r.returncode == 1
+    assert "cannot write the direct warming record" in r.stderr
+    assert 0 < n_answered <= 256  # the first batch at most: no batch after the failure

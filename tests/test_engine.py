@@ -41,6 +41,32 @@ def test_invalidate_purges_first_and_skips_urls_whose_purge_failed(
     assert plan["providers"]["fake"]["requests"] == 2
 
 
+def test_a_url_a_purge_answered_as_failed_is_not_prefetched(
+    cli_env, fake_config, fake_cdn: FakeCdn, monkeypatch
+) -> None:
+    """A provider may answer some URLs of a purge as failed (BatchResult.failed)."""
+    from dataclasses import replace
+
+    import prewarm_fake
+
+    real = prewarm_fake.FakeProvider.invalidate_batch
+
+    def invalidate_batch(self, batch_urls, options):
+        result = real(self, batch_urls, options)
+        failed = {u: "edge unreachable" for u in batch_urls if "purgeflaky" in u}
+        accepted = tuple(u for u in result.accepted if u not in failed)
+        return replace(result, accepted=accepted, failed=failed)
+
+    monkeypatch.setattr(prewarm_fake.FakeProvider, "invalidate_batch", invalidate_batch)
+    flaky = "https://static.example.com/purgeflaky.css"
+    r = helpers.invoke("submit", "--invalidate", "-o", "json", *urls(3), flaky)
+    data = json.loads(r.stdout)
+    assert r.returncode == 4, r.stderr
+    assert data["accepted"] == 3
+    assert [x["url"] for x in data["failed"]] == [flaky]
+    assert flaky not in fake_cdn.accepted_urls()  # a late purge would evict the warm copy
+
+
 def test_daily_request_budget_is_counted_across_runs(
     run_cli, write_config, fake_config, fake_cdn: FakeCdn
 ) -> None:

@@ -337,6 +337,28 @@ def test_retry_after_beyond_the_retry_timeout_defers_at_once(
     assert "--resume" in r.stderr
 
 
+def test_a_journal_failing_while_deferring_stops_the_run_with_its_error(
+    fake_config, fake_cdn: FakeCdn, monkeypatch
+) -> None:
+    import pytest
+
+    from prewarm_cli import engine
+    from prewarm_cli import journal as jr
+    from prewarm_cli.errors import JournalError
+
+    def disk_full(self: jr.Journal, *args: Any) -> int:
+        raise JournalError(f"cannot write the journal {self.path}: the disk is full")
+
+    fake_cdn.fail_next("429", -1, retry_after=3600)  # defers the rest at once
+    monkeypatch.setattr(jr.Journal, "defer_unsent", disk_full)
+    ws = workspace(fake_config)
+    try:
+        with pytest.raises(JournalError, match="disk is full"):  # not lost in a worker thread
+            engine.submit(ws, submit_request(urls(5)))
+    finally:
+        ws.close()
+
+
 # --- the journal as the user's record ---
 
 

@@ -189,7 +189,11 @@ class SubmitRun:
                 return
 
     def _quota_spent(self, sender: BatchSender) -> None:
-        deferred = self.journal.defer_unsent(self.job_id, sender.alias, "daily quota used up")
+        try:
+            deferred = self.journal.defer_unsent(self.job_id, sender.alias, "daily quota used up")
+        except JournalError as exc:
+            self._stop_all(exc)
+            return
         self.progress.advance(deferred)
         with self._lock:
             self._halted.add(sender.alias)
@@ -210,7 +214,11 @@ class SubmitRun:
         with self._lock:
             self._halted.add(sender.alias)
             self.errors[sender.alias] = halt.error
-        deferred = self.journal.defer_unsent(self.job_id, sender.alias, str(halt.error))
+        try:
+            deferred = self.journal.defer_unsent(self.job_id, sender.alias, str(halt.error))
+        except JournalError as exc:  # unsent targets stay unsent: --resume sends them
+            self._stop_all(exc)
+            return
         self.progress.advance(deferred + halt.n_deferred)
 
     def _stop_all(self, exc: BaseException) -> None:

@@ -34,6 +34,8 @@ class PurgeLedger(Ledger):
     def answered(self, batch: jr.Batch, result: BatchResult) -> None:
         if result.rejected:
             self.fail(result.rejected, transient=False)
+        if result.failed:
+            self.fail(result.failed, transient=True)
         self.pending.extendleft(reversed(result.resend))
         per_task: dict[str, list[str]] = {}
         for url in result.accepted:

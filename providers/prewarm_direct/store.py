@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
-from prewarm_cli.errors import ProviderError
+from prewarm_cli.errors import JournalError
 from prewarm_direct.warm import OK, REJECTED, Answer
 
 _SCHEMA = """
@@ -88,7 +88,7 @@ class Store:
                 self._db.execute("ALTER TABLE requests ADD COLUMN job_id TEXT")
             self._db.executescript(_INDEXES)
         except (OSError, sqlite3.Error) as exc:
-            raise ProviderError(
+            raise JournalError(
                 f"cannot open the direct warming record {path}: {exc}",
                 hint="move the file aside, or check the state directory's permissions",
             ) from exc
@@ -99,7 +99,9 @@ class Store:
         self._n_queued = 0  # rows ever queued
         self._n_written = 0  # rows ever committed (or given up on: see _error)
         self._n_wanted = 0  # rows someone waits to see committed
-        self._error: ProviderError | None = None
+        # A record that cannot be written stops the run, as the journal would: answers would
+        # be lost, and asked again at --resume.
+        self._error: JournalError | None = None
         self._closing = False
         self._writer: threading.Thread | None = None
 
@@ -174,7 +176,11 @@ class Store:
                     self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 with self._cond:
-                    self._error = ProviderError(f"cannot write {self.path}: {exc}")
+                    self._error = JournalError(
+                        f"cannot write the direct warming record {self.path}: {exc}",
+                        hint="free space in the state directory, then"
+                        " `prewarm submit --resume JOB` asks only what was not recorded",
+                    )
                     self._cond.notify_all()
                 return
             with self._cond:
