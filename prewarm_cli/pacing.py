@@ -182,7 +182,10 @@ class Pacer:
             raise _store_error(store, exc) from exc
 
     def acquire(self, n_urls: int = 0) -> None:
-        """Blocks until one request carrying ``n_urls`` URLs may be sent."""
+        """Blocks until one request carrying ``n_urls`` URLs may be sent; raises Interrupted
+        once the run is stopping, also when no limit would make it wait."""
+        if self._stop is not None and self._stop.is_set():
+            raise Interrupted("stopped")
         try:
             self._acquire(n_urls)
         except (sqlite3.Error, OSError) as exc:

@@ -161,6 +161,16 @@ def test_stop_ends_a_pacer_wait_within_a_second(tmp_path: Path) -> None:
     pacer.close()
 
 
+def test_a_stopping_run_gets_no_request_even_without_limits() -> None:
+    """Direct warming asks the pacer before each request of a batch: after Ctrl-C, none."""
+    stop = threading.Event()
+    pacer = Pacer(Limits(max_batch=1), "k", None, stop=stop)
+    pacer.acquire()  # no limit: at once
+    stop.set()
+    with pytest.raises(pacing.Interrupted):
+        pacer.acquire()
+
+
 def test_a_broken_rate_limit_store_is_a_pacing_error(tmp_path: Path) -> None:
     store = tmp_path / "ratelimits.sqlite3"
     store.write_bytes(b"not a database, " * 100)
