@@ -184,16 +184,42 @@ def test_max_bytes_defers_and_resume_warms_only_the_rest(
     pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
     r, data = submit(run_cli, *pin, *(bed.nginx.url(p) for p in paths))
     assert r.returncode == 5, r.stderr
-    assert data["accepted"] == 3 and data["deferred"] == 2
-    assert "--resume" in r.stderr
-    assert bed.counts.total() == 3
-    r2 = run_cli("submit", "--resume", data["job_id"], "-o", "json")
-    assert r2.returncode == 0, r2.stderr
-    assert json.loads(r2.stdout)["accepted"] == 5
+    # Two bodies fit; the third is cut short once the budget runs out: it waits, with the rest.
+    assert data["accepted"] == 2 and data["deferred"] == 3
+    assert f"--resume {data['job_id']}" in r.stderr
+    assert data["providers"]["direct"]["details"]["requests"] == 3
+    # Each resume has a budget of its own: two more bodies, and one cut short.
+    resume = ("submit", "--resume", data["job_id"], "-o", "json")
+    r2 = run_cli(*resume)
+    data2 = json.loads(r2.stdout)
+    assert r2.returncode == 5 and data2["accepted"] == 4, r2.stderr
+    r3 = run_cli(*resume)
+    data3 = json.loads(r3.stdout)
+    assert r3.returncode == 0 and data3["accepted"] == 5, r3.stderr
+    # Only what was not answered was asked again: the two cut short, and the last.
+    n_requests = [d["providers"]["direct"]["details"]["requests"] for d in (data2, data3)]
+    assert n_requests == [3, 1]
     for path in paths:
-        assert bed.counts.count(path.split("?")[0], IDENTITY) == 1
         status, cache, _ = bed.nginx.probe(POPS[0], path, IDENTITY)
         assert (status, cache) == (200, "HIT")
+
+
+def test_max_bytes_cuts_the_bodies_in_flight_short(bed: CacheBed, run_cli, direct_config) -> None:
+    """Eight 100 KB bodies in flight when 5,000 bytes are spent: none is read to its end."""
+    direct_config('concurrency = 8\nmax_bytes = 5000\nencodings = ["identity"]\n')
+    paths = [f"/obj/big{i}.bin?size=102400" for i in range(20)]
+    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
+    r, data = submit(run_cli, *pin, *(bed.nginx.url(p) for p in paths))
+    assert r.returncode == 5, r.stderr
+    assert data["accepted"] == 0 and data["deferred"] == 20
+    details = data["providers"]["direct"]["details"]
+    assert details["requests"] <= 8  # the first of each slot, and no other
+    # Past the budget by at most what libcurl had read when it last reported (one buffer of
+    # 16 KiB per request in flight); reading every body in flight would be 800 KB.
+    assert details["bytes"] <= 5000 + 8 * 16384
+    assert details["failed"] == 0 and details["rejected"] == 0
+    rep = json.loads(run_cli("report", data["job_id"], "-o", "json").stdout)
+    assert not [f for f in rep["failures"] if f["pop"]]  # cut short is not a failure
 
 
 def test_resume_of_a_failed_url_asks_only_its_unanswered_requests(

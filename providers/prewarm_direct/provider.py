@@ -43,6 +43,7 @@ from prewarm_direct.warm import (
     NOT_FOUND,
     OK,
     REJECTED,
+    STOPPED,
     TRANSIENT,
     Answer,
     Request,
@@ -202,7 +203,7 @@ class DirectProvider(Provider):
         if self._budget_spent():
             raise QuotaExhausted(
                 f"max_bytes ({self.max_bytes}) is spent: {self.bytes_sent} bytes read",
-                hint="send the rest with `prewarm submit --resume JOB`",
+                hint=f"send the rest with `prewarm submit --resume {options.job_id or 'JOB'}`",
             )
         known = self._known(options.job_id, urls)
         answers: dict[str, list[tuple[tuple[str, str], Answer]]] = {}
@@ -210,21 +211,23 @@ class DirectProvider(Provider):
         next_urls = iter(urls)
         ready: deque[Request] = deque()  # a URL's further requests, once its first answered
         held: dict[str, list[Request]] = {}  # until then
+        n_unanswered: dict[str, int] = {}  # per started URL: its requests not answered yet
 
         def take() -> Request | None:
             """The next request: a started URL's further ones first, then the next URL's
-            first; none for a URL once the budget is spent (the next batch defers it)."""
+            first; none once the byte budget is spent (the next batch defers the rest)."""
+            if self._budget_spent():
+                unstarted.extend(next_urls)
+                return None
             while not ready:
                 url = next(next_urls, None)
                 if url is None:
-                    return None
-                if self._budget_spent():
-                    unstarted.extend([url, *next_urls])
                     return None
                 pending = self._pending(url, plan, targets, known.get(url, {}), options, answers)
                 if pending:
                     ready.append(pending[0])
                     held[url] = pending[1:]
+                    n_unanswered[url] = len(pending)
             self.pace()
             return ready.popleft()
 
@@ -232,12 +235,22 @@ class DirectProvider(Provider):
             self._record(options, request.url, request.target, request.variant, answer)
             answers[request.url].append(((request.target.label, request.variant), answer))
             further = held.pop(request.url, [])
-            if answer.outcome != REJECTED:  # refused: the others would not change that
-                ready.extend(further)
+            if answer.outcome == REJECTED:  # refused: the others would not change that
+                del n_unanswered[request.url]
+                return
+            if answer.outcome != STOPPED:
+                n_unanswered[request.url] -= 1
+            ready.extend(further)
 
-        self._warmer().run(take, on_answer)
+        budget = None if self.max_bytes is None else max(0, self.max_bytes - self.bytes_sent)
+        self._warmer().run(take, on_answer, byte_budget=budget)
         self.store.flush()  # recorded before the engine's journal says so
-        return self._result(answers, unstarted)
+        # A URL with requests not answered (the budget ran out) is sent again later: its
+        # answers are recorded, so a later run asks only the rest.
+        unfinished = [url for url, n in n_unanswered.items() if n]
+        for url in unfinished:
+            del answers[url]
+        return self._result(answers, [*unfinished, *unstarted])
 
     def _pending(
         self,
@@ -390,7 +403,7 @@ class DirectProvider(Provider):
                 reason=f"{r.reason or r.outcome} (Accept-Encoding: {r.variant})",
             )
             for r in self.store.of_runs(task_ids)
-            if r.outcome != OK
+            if r.outcome not in (OK, STOPPED)  # cut short by the budget: deferred, not failed
         ]
         return Report(failures=tuple(failures))
 
@@ -450,6 +463,8 @@ def _count(stats: dict[str, int], answer: Answer) -> None:
         return
     stats["requests"] = stats.get("requests", 0) + 1
     stats["bytes"] = stats.get("bytes", 0) + answer.bytes
+    if answer.outcome == STOPPED:
+        return  # asked again in a later run
     if answer.outcome != OK:
         stats["failed" if answer.outcome == TRANSIENT else "rejected"] = (
             stats.get("failed" if answer.outcome == TRANSIENT else "rejected", 0) + 1

@@ -26,11 +26,13 @@ OK = "ok"  # 2xx or 3xx, whole body: this (PoP, variant) is warm
 REJECTED = "rejected"  # 4xx other than 408 and 429: final, never sent again
 TRANSIENT = "transient"  # 5xx, 408, 429, timeout, connection error, short body: retried
 NOT_FOUND = "not_found"  # the PoP has no address: nothing was sent
+STOPPED = "stopped"  # cut short when the run's byte budget ran out: asked again later
 
 HIT_VALUES = frozenset({"hit", "revalidated"})  # the object was already in that cache
 
 # libcurl's error codes that mean the body was cut short once the answer had begun.
 _CUT_SHORT = {18: "connection closed", 28: "stalled", 56: "connection reset"}
+_ABORTED_BY_CALLBACK = 42  # our progress function stopped it: the byte budget is spent
 
 
 class Answer(NamedTuple):
@@ -68,6 +70,7 @@ class _Slot:
         self.request: Request | None = None
         self.connect_to: str | None = None
         self.header_lines: tuple[str, ...] = ()
+        self.n_received = 0  # body bytes so far, while a byte budget is kept
 
 
 class Warmer:
@@ -88,6 +91,8 @@ class Warmer:
         import pycurl
 
         self.timeout = timeout
+        self._budget: int | None = None  # body bytes this run may still read
+        self._n_received = 0  # body bytes read this run, in flight included
         self._read_headers = HeaderReader(
             (*cache_verdict_headers(), "content-length", "retry-after")
         )
@@ -113,6 +118,7 @@ class Warmer:
             handle.setopt(pycurl.CAINFO, cafile)
             if not ca_bundle and os.environ.get("SSL_CERT_DIR"):
                 handle.setopt(pycurl.CAPATH, os.environ["SSL_CERT_DIR"])
+            handle.setopt(pycurl.XFERINFOFUNCTION, self._progress_of(slot))
             self._slots[id(handle)] = slot
             self._free.append(slot)
 
@@ -120,6 +126,8 @@ class Warmer:
         self,
         take: Callable[[], Request | None],
         on_answer: Callable[[Request, Answer], None],
+        *,
+        byte_budget: int | None = None,
     ) -> None:
         """Sends requests until ``take`` has none and every one sent is answered.
 
@@ -127,11 +135,27 @@ class Warmer:
         ready (an answer may make more ready: ``on_answer`` is called for each as it comes).
         When either raises (Ctrl-C in a pacing wait, a record that cannot be written), what is
         in flight is dropped unanswered, and the Warmer is ready for the next run.
+        With ``byte_budget``, the bodies read stop there: requests in flight when it runs out
+        are cut short and answered STOPPED (a body is never read past the budget by more
+        than what libcurl had received when it last reported progress).
         """
+        import pycurl
+
+        self._budget, self._n_received = byte_budget, 0
+        for slot in self._slots.values():
+            slot.handle.setopt(pycurl.NOPROGRESS, 0 if byte_budget is not None else 1)
         try:
             self._run(take, on_answer)
         finally:
             self._drop_in_flight()
+
+    def _progress_of(self, slot: _Slot) -> Callable[[int, int, int, int], int]:
+        def progress(_dltotal: int, dlnow: int, _ultotal: int, _ulnow: int) -> int:
+            self._n_received += dlnow - slot.n_received
+            slot.n_received = dlnow
+            return 1 if self._budget is not None and self._n_received > self._budget else 0
+
+        return progress
 
     def _run(
         self,
@@ -198,6 +222,7 @@ class Warmer:
             handle.setopt(pycurl.HTTPHEADER, list(request.header_lines))
             slot.header_lines = request.header_lines
         slot.received.clear()
+        slot.n_received = 0
         slot.request = request
 
     def _done(
@@ -218,7 +243,12 @@ class Warmer:
 
         code = int(slot.handle.getinfo(pycurl.RESPONSE_CODE)) or None
         size = int(slot.handle.getinfo(pycurl.SIZE_DOWNLOAD_T))
+        self._n_received += size - slot.n_received  # what progress had not told yet
+        slot.n_received = 0
         received = self._read_headers(slot.received)
+        if error is not None and error[0] == _ABORTED_BY_CALLBACK:
+            reason = f"cut short after {size} bytes: the run's byte budget is spent"
+            return Answer(STOPPED, code, bytes=size, reason=reason)
         if error is not None:
             return self._failed(error, code, size, received)
         assert code is not None
