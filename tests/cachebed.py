@@ -5,7 +5,8 @@
   404, a burst of 503s, a stall, a body cut short, or a gate that holds requests until N are
   in flight (to see the concurrency a client really uses).
 - ``Nginx``: two PoPs, 127.0.0.2 and 127.0.0.3 on one port, each with a cache of its own,
-  the cache key including Accept-Encoding (one variant per value, as CDNs keep them), and
+  the cache key including Accept-Encoding (one variant per value, as CDNs keep them) and any
+  request headers asked for (``cache_key_headers``: a CDN keyed on a device header), and
   ``X-Cache: HIT|MISS`` on every answer.
 - ``DnsServer``: a dnspython UDP server answering A queries from a table, and for names with
   EDNS Client Subnet entries, by the client subnet in the query.
@@ -65,6 +66,7 @@ def body_of(path: str, size: int) -> bytes:
 class OriginState:
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     headers: dict[str, dict[str, str]] = field(default_factory=dict)  # path -> the last request's
+    seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (path, headers) each
     in_flight: int = 0
     max_in_flight: int = 0
     gate_size: int = 0  # /gate/ requests wait until this many are in flight (or 2 s)
@@ -81,6 +83,11 @@ class OriginState:
             if encoding is not None:
                 return self.counts[(path, encoding)]
             return sum(n for (p, _), n in self.counts.items() if p == path)
+
+    def count_with(self, path: str, name: str, value: str | None) -> int:
+        """Requests seen for a path whose header ``name`` had ``value`` (None: absent)."""
+        with self.lock:
+            return sum(1 for p, h in self.seen if p == path and h.get(name.lower()) == value)
 
     def total(self) -> int:
         with self.lock:
@@ -102,6 +109,7 @@ class _OriginHandler(BaseHTTPRequestHandler):
         with state.cond:
             state.counts[(path, encoding)] += 1
             state.headers[path] = {k.lower(): v for k, v in self.headers.items()}
+            state.seen.append((path, state.headers[path]))
             n_seen = state.counts[(path, encoding)]
             n_path = sum(c for (p, _), c in state.counts.items() if p == path)
             state.in_flight += 1
@@ -213,7 +221,7 @@ _SERVER = """
             proxy_pass http://127.0.0.1:{origin};
             proxy_cache {zone};
             # One copy per Accept-Encoding value, as CDNs keep variants.
-            proxy_cache_key "$request_uri|$http_accept_encoding";
+            proxy_cache_key "$request_uri|$http_accept_encoding{key_headers}";
             proxy_cache_valid 200 301 302 10m;
             proxy_read_timeout 60s;
             add_header X-Cache $upstream_cache_status always;
@@ -233,8 +241,10 @@ class Nginx:
         pops: tuple[str, ...] = POPS,
         *,
         log_requests: bool = True,
+        cache_key_headers: tuple[str, ...] = (),
     ) -> None:
         self.dir = workdir
+        self.cache_key_headers = cache_key_headers  # request headers in the cache key
         self.log_requests = log_requests  # every request the edges get (off for benchmarks)
         self.origin_port = origin_port
         self.pops = pops
@@ -251,8 +261,17 @@ class Nginx:
             " max_size=2g inactive=1h use_temp_path=off;"
             for i in range(len(self.pops))
         )
+        key_headers = "".join(
+            f"|$http_{name.lower().replace('-', '_')}" for name in self.cache_key_headers
+        )
         servers = "\n".join(
-            _SERVER.format(ip=ip, port=self.port, origin=self.origin_port, zone=f"pop{i}")
+            _SERVER.format(
+                ip=ip,
+                port=self.port,
+                origin=self.origin_port,
+                zone=f"pop{i}",
+                key_headers=key_headers,
+            )
             for i, ip in enumerate(self.pops)
         )
         conf = self.dir / "nginx.conf"
@@ -316,27 +335,35 @@ class Nginx:
         """--resolve options pinning ``host`` to every PoP."""
         return [arg for ip in self.pops for arg in ("--resolve", f"{host}:{self.port}:{ip}")]
 
-    def probe(self, pop: str, path: str, encoding: str, host: str = HOST) -> tuple[int, str, str]:
+    def probe(
+        self,
+        pop: str,
+        path: str,
+        encoding: str,
+        host: str = HOST,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str, str]:
         """(status, X-Cache, Content-Encoding) of a GET through one PoP, with raw sockets so that
-        no client library adds headers of its own."""
+        no client library adds headers of its own; ``headers`` are sent as well."""
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         with socket.create_connection((pop, self.port), timeout=10) as sock:
             request = (
                 f"GET {path} HTTP/1.1\r\nHost: {host}:{self.port}\r\n"
-                f"Accept-Encoding: {encoding}\r\nConnection: close\r\n\r\n"
+                f"Accept-Encoding: {encoding}\r\n{extra}Connection: close\r\n\r\n"
             )
             sock.sendall(request.encode())
             data = b""
             while chunk := sock.recv(65536):
                 data += chunk
         head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-        headers = {}
+        answer = {}
         for line in head[1:]:
             name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+            answer[name.strip().lower()] = value.strip()
         return (
             int(head[0].split()[1]),
-            headers.get("x-cache", ""),
-            headers.get("content-encoding", ""),
+            answer.get("x-cache", ""),
+            answer.get("content-encoding", ""),
         )
 
 
@@ -452,11 +479,14 @@ class CacheBed:
         return self.origin.state
 
 
-def cache_bed(workdir: Path) -> Iterator[CacheBed]:
-    """Origin and nginx, started; stopped when the generator is closed (a fixture body)."""
+def cache_bed(workdir: Path, *, cache_key_headers: tuple[str, ...] = ()) -> Iterator[CacheBed]:
+    """Origin and nginx, started; stopped when the generator is closed (a fixture body).
+
+    ``cache_key_headers``: request headers nginx adds to its cache key (e.g. ``X-Device``).
+    """
     require_nginx()
     origin = Origin().start()
-    nginx = Nginx(workdir, origin.port)
+    nginx = Nginx(workdir, origin.port, cache_key_headers=cache_key_headers)
     try:
         nginx.start()
         yield CacheBed(origin, nginx)

@@ -31,6 +31,18 @@ def bed(tmp_path: Path) -> Iterator[CacheBed]:
 
 
 @pytest.fixture
+def device_bed(tmp_path: Path) -> Iterator[CacheBed]:
+    """The bed with X-Device in nginx's cache key: one copy per device, as a CDN keyed on it."""
+    yield from cache_bed(tmp_path / "bed", cache_key_headers=("X-Device",))
+
+
+@pytest.fixture
+def agent_bed(tmp_path: Path) -> Iterator[CacheBed]:
+    """The bed with User-Agent in nginx's cache key."""
+    yield from cache_bed(tmp_path / "bed", cache_key_headers=("User-Agent",))
+
+
+@pytest.fixture
 def direct_config(write_config: Callable[[str], Path]) -> Callable[[str], Path]:
     """Writes a config with quick retries, plus the given [providers.direct] lines."""
 
@@ -470,6 +482,99 @@ def test_wait_verify_reports_a_variant_that_is_not_warm(
     results = json.loads(st.stdout)["verify"]["results"]
     cold = sorted((x["target"], x["accept_encoding"]) for x in results if x["mismatch"])
     assert cold == [(POPS[1], GZIP), (POPS[1], IDENTITY)]
+
+
+def test_wait_verify_probes_the_entry_the_headers_warmed(
+    device_bed: CacheBed, run_cli, direct_config
+) -> None:
+    direct_config()
+    bed, path = device_bed, "/obj/device.js"
+    r, data = submit(
+        run_cli, "-H", "X-Device: mobile", "--wait", "--verify", *bed.nginx.resolve_args(),
+        bed.nginx.url(path),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    results = data["verify"]["results"]
+    assert len(results) == 4 and all(x["cache"] == "hit" and not x["mismatch"] for x in results)
+    # The origin saw the warm's requests only, each with the header: no probe missed an
+    # entry without it (and filled that one instead).
+    assert bed.counts.count(path) == 4
+    assert bed.counts.count_with(path, "X-Device", "mobile") == 4
+    for pop in POPS:
+        for enc in (GZIP, IDENTITY):
+            answer = bed.nginx.probe(pop, path, enc, headers={"X-Device": "mobile"})
+            assert answer[:2] == (200, "HIT"), (pop, enc)
+
+
+def test_wait_verify_probes_with_the_user_agent_the_warm_sent(
+    agent_bed: CacheBed, run_cli, direct_config
+) -> None:
+    bed = agent_bed
+    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
+    for table, header, path, agent in (
+        ('user_agent = "warmer/1"\n', (), "/obj/agent-set.js", "warmer/1"),
+        ('user_agent = "warmer/1"\n', ("-H", "User-Agent: tv/2"), "/obj/agent-h.js", "tv/2"),
+        ("", (), "/obj/agent-default.js", None),
+    ):
+        direct_config(table + 'encodings = ["identity"]\n')
+        r, data = submit(run_cli, *header, "--wait", "--verify", *pin, bed.nginx.url(path))
+        assert r.returncode == 0, (path, r.stderr)
+        (result,) = data["verify"]["results"]
+        assert result["cache"] == "hit" and not result["mismatch"], path
+        # One request reached the origin, the warm's: the probe asked for the entry it filled.
+        assert bed.counts.count(path) == 1, path
+        if agent is not None:
+            assert bed.counts.count_with(path, "User-Agent", agent) == 1, path
+
+
+def test_wait_verify_table_names_the_pop_target_of_each_row(
+    bed: CacheBed, run_cli, direct_config
+) -> None:
+    direct_config('encodings = ["identity"]\n')
+    url = bed.nginx.url("/obj/table.js")
+    r = run_cli(
+        "submit", "-p", "direct", "--wait", "--verify", "-o", "table",
+        *bed.nginx.resolve_args(), url,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    verify_at = next(i for i, line in enumerate(lines) if "target" in line.split())
+    rows = [line.split() for line in lines[verify_at:] if url in line]
+    assert sorted(pop for row in rows for pop in POPS if pop in row) == sorted(POPS)
+
+
+def test_resume_refuses_options_and_keeps_the_jobs_own(
+    device_bed: CacheBed, run_cli, direct_config
+) -> None:
+    direct_config('concurrency = 1\nmax_bytes = 5000\nencodings = ["identity"]\n')
+    bed = device_bed
+    paths = [f"/obj/keep{i}.bin" for i in range(5)]
+    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
+    r, data = submit(run_cli, "-H", "X-Device: mobile", *pin, *(bed.nginx.url(p) for p in paths))
+    assert r.returncode == 5 and data["deferred"], r.stderr
+    job = data["job_id"]
+    sent = bed.counts.total()
+    other = ("--accept-encoding", "gzip", "--resolve", f"{HOST}:{bed.nginx.port}:{POPS[1]}")
+    r = run_cli("submit", "--resume", job, *other, "-H", "X-Device: tv", "-o", "json")
+    assert r.returncode == 2, r.stderr
+    assert json.loads(r.stdout)["error"]["code"] == "usage"
+    for name in ("--header", "--accept-encoding", "--resolve"):
+        assert name in r.stderr
+    assert bed.counts.total() == sent  # nothing was sent
+    # The run's own options are welcome; the job's recorded ones are used, -H included.
+    direct_config('concurrency = 1\nencodings = ["identity"]\n')
+    r = run_cli("submit", "--resume", job, "--force", "--wait", "--verify", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    again = json.loads(r.stdout)
+    assert again["accepted"] == 5
+    results = again["verify"]["results"]
+    assert len(results) == 5
+    assert {(x["target"], x["cache"]) for x in results} == {(POPS[0], "hit")}
+    # Every request that reached the origin (warms, and probes had they missed) was the
+    # job's: X-Device mobile, no other device, no other PoP.
+    for path in paths:
+        assert bed.counts.count_with(path, "X-Device", "mobile") == bed.counts.count(path) >= 1
+    assert bed.nginx.edge_requests(paths[0]).keys() <= {(POPS[0], IDENTITY)}
 
 
 def test_dry_run_plans_urls_times_pops_times_variants(bed: CacheBed, run_cli, direct_config):

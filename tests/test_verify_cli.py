@@ -53,3 +53,54 @@ def test_submit_wait_verify_sets_the_vendor_claim_beside_the_truth(
     r = invoke("status", data["job_id"], "--verify", "-o", "json")
     again = json.loads(r.stdout)
     assert again["verify"]["summary"]["mismatches"] == 1 and r.returncode == 4
+
+
+def test_wait_verify_probes_send_the_job_headers(fake_config, fake_cdn: FakeCdn, edge) -> None:
+    # A CDN keyed on a request header holds the copy the prefetch asked for under that
+    # header: the probes must ask for the same entry, as `verify -H` would.
+    url = f"{edge.url}/cloudfront/hit"
+    wait = ("--wait", "--interval", "0.2", "--verify")
+    r = invoke("submit", "-H", "X-Device: mobile", *wait, "-o", "json", url)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    (probe,) = edge.paths("/cloudfront/hit")
+    assert probe["headers"].get("x-device") == "mobile"
+    # status --verify reads the headers from the job, as the submit recorded them.
+    r = invoke("status", data["job_id"], "--verify", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert [p["headers"].get("x-device") for p in edge.paths("/cloudfront/hit")] == [
+        "mobile",
+        "mobile",
+    ]
+
+
+def test_wait_verify_ndjson_has_the_results_and_the_job(
+    fake_config, fake_cdn: FakeCdn, edge
+) -> None:
+    hit, miss = f"{edge.url}/cloudfront/hit", f"{edge.url}/cloudfront/miss"
+    r = invoke("submit", "--wait", "--interval", "0.2", "--verify", "-o", "ndjson", hit, miss)
+    assert r.returncode == 4  # the vendor says done, but one URL is not warm
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    job_id = lines[0]["job_id"]
+    assert job_id and all(line["job_id"] == job_id for line in lines)
+    by_kind: dict[str, list[dict]] = {}
+    for line in lines:
+        by_kind.setdefault(line["record"], []).append(line)
+    assert set(by_kind) == {"task", "status", "verify"}
+    assert by_kind["task"][0]["task_id"] and by_kind["task"][0]["provider"] == "fake"
+    assert [s["state"] for s in by_kind["status"]] == ["succeeded"]
+    verdicts = {v["url"]: (v["cache"], v["mismatch"]) for v in by_kind["verify"]}
+    assert verdicts == {hit: ("hit", False), miss: ("miss", True)}
+    # Why the exit is 4, in words, where messages go.
+    assert "1 not warm although the vendor says succeeded" in r.stderr
+
+    r = invoke("status", job_id, "--verify", "-o", "ndjson")
+    assert r.returncode == 4
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [line["record"] for line in lines] == ["status", "verify", "verify"]
+    assert all(line["job_id"] == job_id for line in lines)
+    assert sum(1 for line in lines if line.get("mismatch")) == 1
+    # Without --wait, the task lines name their job as well.
+    r = invoke("submit", "-o", "ndjson", hit)
+    (task,) = [json.loads(line) for line in r.stdout.splitlines()]
+    assert task["record"] == "task" and task["job_id"] and task["task_id"]

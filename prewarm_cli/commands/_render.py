@@ -21,28 +21,37 @@ def verify_claims(
 ) -> tuple[dict[str, Any], ExitCode]:
     """--verify: probe the job's URLs and set the vendors' claims beside what was seen.
 
-    A provider that warmed given edges and variants (direct) names them: each is probed
-    through its own IP with its own Accept-Encoding; other URLs are probed once, as `verify`.
+    The probes send the job's -H headers: a cache keyed on one of them (a device header) is
+    checked in the entry that was warmed. A provider that warmed given edges and variants
+    (direct) names them: each is probed through its own IP with its own Accept-Encoding and
+    the User-Agent the provider sent; other URLs are probed once, as `verify`.
     """
     from prewarm_cli import verify as verify_mod
+    from prewarm_cli.inputs import host_of
 
-    options = verify_mod.VerifyOptions()
+    headers = _job_headers(ws, ref)
+    options = verify_mod.VerifyOptions(headers=headers)
     pinned = _probe_targets(ws, ref)
-    rest = [u for u in claims if u not in {t.url for t in pinned}]
+    rest = [u for u in claims if u not in {t.url for _, t in pinned}]
     total = verify_mod.planned_requests(len(rest), options) + len(pinned)
+    # Each target is probed with its own Accept-Encoding; a -H one was not sent (direct).
+    own_headers = tuple((n, v) for n, v in headers if n.lower() != "accept-encoding")
     with ws.out.progress(total, "verifying") as bar:
         result = verify_mod.verify_against_claims(rest, claims, options, bar.advance)
-        groups: dict[tuple[str | None, str, str | None], list[str]] = {}
-        for t in pinned:
-            groups.setdefault((t.ip, t.accept_encoding, t.label), []).append(t.url)
-        for (ip, encoding, label), urls in groups.items():
-            from prewarm_cli.inputs import host_of
-
+        groups: dict[tuple[str, str | None, str, str | None], list[str]] = {}
+        for alias, t in pinned:
+            groups.setdefault((alias, t.ip, t.accept_encoding, t.label), []).append(t.url)
+        for (alias, ip, encoding, label), urls in groups.items():
             pins = tuple(sorted({f"{host_of(u)}:{ip}" for u in urls})) if ip else ()
             more = verify_mod.verify_against_claims(
                 urls,
                 claims,
-                verify_mod.VerifyOptions(resolve=pins, encodings=(encoding,)),
+                verify_mod.VerifyOptions(
+                    headers=own_headers,
+                    resolve=pins,
+                    encodings=(encoding,),
+                    user_agent=_user_agent(ws, alias),
+                ),
                 bar.advance,
             )
             result["results"].extend({**r, "target": label} for r in more["results"])
@@ -53,11 +62,29 @@ def verify_claims(
     return result, verify_mod.exit_code(result)
 
 
-def _probe_targets(ws: Workspace, ref: JobRef | None) -> list[ProbeTarget]:
-    found: list[ProbeTarget] = []
+def _job_headers(ws: Workspace, ref: JobRef | None) -> tuple[tuple[str, str], ...]:
+    """The -H headers the job was submitted with (none for bare vendor tasks)."""
+    if ref is None or ref.job_id is None:
+        return ()
+    recorded = ws.journal.job(ref.job_id).options.get("headers") or []
+    return tuple((str(h[0]), str(h[1])) for h in recorded)
+
+
+def _user_agent(ws: Workspace, alias: str) -> str:
+    """The User-Agent the provider's own requests sent: its `user_agent` setting, else
+    prewarm's (a -H User-Agent replaces either, as it did when warming)."""
+    from prewarm_cli import verify as verify_mod
+
+    configured = ws.session(alias).provider.settings.get("user_agent")
+    return str(configured or verify_mod.USER_AGENT)
+
+
+def _probe_targets(ws: Workspace, ref: JobRef | None) -> list[tuple[str, ProbeTarget]]:
+    found: list[tuple[str, ProbeTarget]] = []
     for alias, task_ids in (ref.tasks if ref else {}).items():
         if task_ids:
-            found.extend(ws.session(alias).provider.probe_targets(task_ids) or [])
+            targets = ws.session(alias).provider.probe_targets(task_ids) or []
+            found.extend((alias, t) for t in targets)
     return found
 
 
@@ -65,6 +92,34 @@ def verify_table(out: Output, result: dict[str, Any]) -> None:
     from prewarm_cli import verify as verify_mod
 
     verify_mod.render_table(out, result)
+
+
+def verify_note(out: Output, result: dict[str, Any]) -> None:
+    """Beside JSON data, the verify summary on stderr: the reason for an exit 4 in words."""
+    from prewarm_cli import verify as verify_mod
+
+    out.info(f"verify: {verify_mod.summary_line(result['summary'])}")
+
+
+def job_records(
+    job_id: str | None,
+    *,
+    summary: SubmitSummary | None = None,
+    status: JobStatus | None = None,
+    verify: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The -o ndjson lines of submit and status: one per vendor task, one per provider's
+    status, one per verify request; each says which (`record`) and names its job."""
+    lines: list[dict[str, Any]] = []
+    if summary is not None:
+        lines += [{"record": "task", "job_id": job_id, **t.to_dict()} for t in summary.tasks]
+    if status is not None:
+        lines += [
+            {"record": "status", "job_id": job_id, **p.to_dict()} for p in status.providers.values()
+        ]
+    if verify is not None:
+        lines += [{"record": "verify", "job_id": job_id, **r} for r in verify["results"]]
+    return lines
 
 
 def submit_table(out: Output, summary: SubmitSummary) -> None:

@@ -14,7 +14,14 @@ from prewarm_cli.commands._common import (
     stdin_text,
     workspace,
 )
-from prewarm_cli.commands._render import report_table, status_table, verify_claims, verify_table
+from prewarm_cli.commands._render import (
+    job_records,
+    report_table,
+    status_table,
+    verify_claims,
+    verify_note,
+    verify_table,
+)
 from prewarm_cli.errors import exit_for, worst_exit
 from prewarm_cli.output import Column
 from prewarm_cli.results import JobState
@@ -63,8 +70,12 @@ def status(
                 verify_table(ws.out, d["verify"])
 
         ws.out.emit(
-            data, table=table, records=lambda _d: [p.to_dict() for p in result.providers.values()]
+            data,
+            table=table,
+            records=lambda d: job_records(result.job_id, status=result, verify=d.get("verify")),
         )
+        if verify and ws.out.fmt != "table":
+            verify_note(ws.out, data["verify"])
         exit_with(worst_exit(codes))
 
 

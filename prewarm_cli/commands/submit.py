@@ -17,10 +17,12 @@ from prewarm_cli.commands._common import (
     workspace,
 )
 from prewarm_cli.commands._render import (
+    job_records,
     plan_table,
     status_table,
     submit_table,
     verify_claims,
+    verify_note,
     verify_table,
 )
 from prewarm_cli.errors import UsageError, exit_for, worst_exit
@@ -60,7 +62,8 @@ class SubmitCommand(click.Command):
     "headers",
     multiple=True,
     metavar="'Name: value'",
-    help="Header the CDN sends to the origin when prefetching. Repeatable.",
+    help="Header of the prefetch (the CDN sends it to the origin; direct, to the edge) and of"
+    " --verify's probes. Repeatable.",
 )
 @click.option("--invalidate", is_flag=True, help="Purge the URLs first, then prefetch them.")
 @click.option("--skip-invalid", is_flag=True, help="Send the valid URLs and list the invalid ones.")
@@ -77,7 +80,11 @@ class SubmitCommand(click.Command):
     help="Allow limits above defaults, resending unknown batches, a 2nd job on a busy stack.",
 )
 @click.option(
-    "--resume", metavar="JOB", help="Continue JOB: send what is deferred, unsent or failed."
+    "--resume",
+    metavar="JOB",
+    help="Continue JOB: send what is deferred, unsent or failed, with the job's own URLs,"
+    " providers and options (giving others is a usage error; --force, --wait and its options"
+    " are this run's).",
 )
 @global_options
 def submit(
@@ -107,8 +114,8 @@ def submit(
 
     if (verify or interval or wait_timeout) and not wait_:
         raise UsageError("--interval, --wait-timeout and --verify need --wait")
-    if resume and (inputs.has_input() or providers):
-        raise UsageError("--resume takes no new URLs or providers; it continues the job as it was")
+    if resume:
+        _check_resume(click.get_current_context())
     extra_options = provider_options(click.get_current_context())
     given_extra = {k: v for k, v in extra.items() if v is not None}
     options = SubmitOptions(
@@ -139,12 +146,11 @@ def submit(
             )
             return
         summary, code = engine.submit(ws, req, resume=resume)
-        tasks = [t.to_dict() for t in summary.tasks]
         if not wait_:
             ws.out.emit(
                 summary.to_dict(),
                 table=lambda _d: submit_table(ws.out, summary),
-                records=lambda _d: tasks,
+                records=lambda _d: job_records(summary.job_id, summary=summary),
             )
             exit_with(code)
         if ws.out.fmt == "table":
@@ -161,8 +167,43 @@ def submit(
             if verify:
                 verify_table(ws.out, result["verify"])
         else:
-            ws.out.emit(result, records=lambda _d: tasks)
+            ws.out.emit(
+                result,
+                records=lambda d: job_records(
+                    summary.job_id, summary=summary, status=status, verify=d.get("verify")
+                ),
+            )
+            if verify:
+                verify_note(ws.out, result["verify"])
         exit_with(worst_exit(codes))
+
+
+# What a resumed run may set for itself; every other option is the job's, fixed when it began.
+_RESUME_RUN_OPTIONS = frozenset({"resume", "force", "wait_", "interval", "wait_timeout", "verify"})
+
+
+def _check_resume(ctx: click.Context) -> None:
+    """--resume continues the job as it was started: URLs, providers and options given with it
+    are a usage error (never silently replaced by the job's own), naming each."""
+    from click.core import ParameterSource
+
+    given = [
+        param
+        for param in ctx.command.get_params(ctx)
+        if param.expose_value
+        and param.name not in _RESUME_RUN_OPTIONS
+        and ctx.get_parameter_source(param.name or "")
+        in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    ]
+    if given:
+        names = ", ".join(
+            "URL arguments" if isinstance(p, click.Argument) else "/".join(p.opts) for p in given
+        )
+        raise UsageError(
+            f"--resume takes no new URLs, providers or options: it continues the job with those"
+            f" it was started with (given: {names})",
+            hint="submit again without --resume to warm with other options",
+        )
 
 
 def _check_extra_options(

@@ -35,6 +35,9 @@ DEFAULT_ACCEPT_ENCODING = "gzip, deflate, br"
 DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 2
+# What prewarm's own requests send; a probe says it is one, unless it must match a warm request.
+USER_AGENT = f"prewarm-cli/{__version__}"
+VERIFY_USER_AGENT = f"{USER_AGENT} (verify)"
 _RETRY_BACKOFF = 0.1  # seconds; doubled per attempt (connection errors only)
 
 
@@ -97,6 +100,7 @@ class VerifyOptions:
     retries: int = DEFAULT_RETRIES  # extra attempts after a connection error, nothing else
     ca_bundle: str | None = None
     expect_hit: bool = False
+    user_agent: str = VERIFY_USER_AGENT  # a -H User-Agent replaces it
 
     def __post_init__(self) -> None:
         method = self.method.upper()
@@ -258,7 +262,7 @@ def _run(
         timeout=options.timeout,
         ca_bundle=options.ca_bundle,
         max_connections=options.concurrency,
-        user_agent=f"prewarm-cli/{__version__} (verify)",
+        user_agent=options.user_agent,
     )
     pool = ThreadPoolExecutor(
         max_workers=min(options.concurrency, len(work)), thread_name_prefix="prewarm-verify"
@@ -414,7 +418,7 @@ def pinned_client(
     ca_bundle: str | None = None,
     http2: bool = True,
     max_connections: int = DEFAULT_CONCURRENCY,
-    user_agent: str = f"prewarm-cli/{__version__}",
+    user_agent: str = USER_AGENT,
 ) -> httpx.Client:
     """An httpx client for probing or warming a CDN edge, connecting as ``pins`` say.
 

@@ -54,9 +54,12 @@ def render_table(out: Output, result: Mapping[str, Any]) -> None:
     show_enc = len({r["accept_encoding"] for r in rows_in}) > 1
     show_bytes = any(r["bytes"] is not None for r in rows_in)
     show_vendor = any("vendor" in r for r in rows_in)
+    # The edge a direct warm was pinned to: what tells two PoPs' rows of one URL apart.
+    show_target = any(r.get("target") for r in rows_in)
     from prewarm_cli.output import Column
 
     columns = [Column("url", "url")]
+    columns += [Column("target", "id")] if show_target else []
     columns += [Column("accept-encoding", "id", drop=3)] if show_enc else []
     columns += [Column("status", "id"), Column("cache", "id"), Column("pop", "id", drop=2)]
     columns += [Column("age", "id", drop=4)]
@@ -73,6 +76,7 @@ def render_table(out: Output, result: Mapping[str, Any]) -> None:
         cache = Text(r["cache"], style=_CACHE_STYLE.get(r["cache"], "default"))
         note = r["error"] or ("" if is_warm(r) else r.get("detail") or "")
         row: list[Any] = [r["url"]]
+        row += [r.get("target") or ""] if show_target else []
         row += [r["accept_encoding"] or ""] if show_enc else []
         row += [status, cache, r["pop"] or "", r["age"]]
         row += [r["bytes"]] if show_bytes else []
