@@ -32,7 +32,7 @@ HIT_VALUES = frozenset({"hit", "revalidated"})  # the object was already in that
 
 # libcurl's error codes that mean the body was cut short once the answer had begun.
 _CUT_SHORT = {18: "connection closed", 28: "stalled", 56: "connection reset"}
-_ABORTED_BY_CALLBACK = 42  # our progress function stopped it: the byte budget is spent
+_WRITE_ERROR = 23  # our write function refused a chunk: the byte budget is spent
 
 
 class Answer(NamedTuple):
@@ -70,7 +70,8 @@ class _Slot:
         self.request: Request | None = None
         self.connect_to: str | None = None
         self.header_lines: tuple[str, ...] = ()
-        self.n_received = 0  # body bytes so far, while a byte budget is kept
+        self.n_refused = 0  # body bytes received but refused: the run's byte budget is spent
+        self.count_against_budget: Callable[[bytes], int] = len
 
 
 class Warmer:
@@ -92,7 +93,7 @@ class Warmer:
 
         self.timeout = timeout
         self._budget: int | None = None  # body bytes this run may still read
-        self._n_received = 0  # body bytes read this run, in flight included
+        self._n_received = 0  # body bytes read this run, while a budget is kept
         self._read_headers = HeaderReader(
             (*cache_verdict_headers(), "content-length", "retry-after")
         )
@@ -118,7 +119,7 @@ class Warmer:
             handle.setopt(pycurl.CAINFO, cafile)
             if not ca_bundle and os.environ.get("SSL_CERT_DIR"):
                 handle.setopt(pycurl.CAPATH, os.environ["SSL_CERT_DIR"])
-            handle.setopt(pycurl.XFERINFOFUNCTION, self._progress_of(slot))
+            slot.count_against_budget = self._budget_writer(slot)
             self._slots[id(handle)] = slot
             self._free.append(slot)
 
@@ -136,26 +137,30 @@ class Warmer:
         When either raises (Ctrl-C in a pacing wait, a record that cannot be written), what is
         in flight is dropped unanswered, and the Warmer is ready for the next run.
         With ``byte_budget``, the bodies read stop there: requests in flight when it runs out
-        are cut short and answered STOPPED (a body is never read past the budget by more
-        than what libcurl had received when it last reported progress).
+        are cut short and answered STOPPED (past the budget by at most the chunk each had
+        just received). Without one, bodies are counted in C; with one, each chunk passes
+        through Python.
         """
         import pycurl
 
         self._budget, self._n_received = byte_budget, 0
         for slot in self._slots.values():
-            slot.handle.setopt(pycurl.NOPROGRESS, 0 if byte_budget is not None else 1)
+            write = len if byte_budget is None else slot.count_against_budget
+            slot.handle.setopt(pycurl.WRITEFUNCTION, write)
         try:
             self._run(take, on_answer)
         finally:
             self._drop_in_flight()
 
-    def _progress_of(self, slot: _Slot) -> Callable[[int, int, int, int], int]:
-        def progress(_dltotal: int, dlnow: int, _ultotal: int, _ulnow: int) -> int:
-            self._n_received += dlnow - slot.n_received
-            slot.n_received = dlnow
-            return 1 if self._budget is not None and self._n_received > self._budget else 0
+    def _budget_writer(self, slot: _Slot) -> Callable[[bytes], int]:
+        def write(chunk: bytes) -> int:
+            self._n_received += len(chunk)
+            if self._budget is not None and self._n_received > self._budget:
+                slot.n_refused = len(chunk)  # received all the same
+                return 0  # libcurl stops the transfer
+            return len(chunk)
 
-        return progress
+        return write
 
     def _run(
         self,
@@ -222,7 +227,7 @@ class Warmer:
             handle.setopt(pycurl.HTTPHEADER, list(request.header_lines))
             slot.header_lines = request.header_lines
         slot.received.clear()
-        slot.n_received = 0
+        slot.n_refused = 0
         slot.request = request
 
     def _done(
@@ -243,10 +248,9 @@ class Warmer:
 
         code = int(slot.handle.getinfo(pycurl.RESPONSE_CODE)) or None
         size = int(slot.handle.getinfo(pycurl.SIZE_DOWNLOAD_T))
-        self._n_received += size - slot.n_received  # what progress had not told yet
-        slot.n_received = 0
         received = self._read_headers(slot.received)
-        if error is not None and error[0] == _ABORTED_BY_CALLBACK:
+        if error is not None and error[0] == _WRITE_ERROR and slot.n_refused:
+            size += slot.n_refused
             reason = f"cut short after {size} bytes: the run's byte budget is spent"
             return Answer(STOPPED, code, bytes=size, reason=reason)
         if error is not None:
