@@ -176,3 +176,26 @@ def test_a_record_that_cannot_be_written_stops_the_run(write_config, monkeypatch
     assert r.returncode == 1
     assert "cannot write the direct warming record" in r.stderr
     assert 0 < n_answered <= 256  # the first batch at most: no batch after the failure
+
+
+def test_a_retry_after_longer_than_the_retries_defers_instead_of_failing(
+    write_config, run_cli
+) -> None:
+    """An edge that asks for an hour: the URLs wait for --resume (exit 5), including one of
+    the same batch that only timed out, rather than failing with their retries unspent."""
+    import json
+
+    from fakes.cache_server import CacheServer, Route
+
+    write_config('[providers.direct]\ntype = "direct"\nencodings = ["identity"]\n')
+    with CacheServer() as edge:
+        edge.routes["/later"] = Route(status=429, headers={"Retry-After": "3600"})
+        edge.routes["/timeout"] = Route(status=408)
+        items = [f"{edge.url}/later", f"{edge.url}/timeout", f"{edge.url}/ok"]
+        r = run_cli("submit", "-p", "direct", "-o", "json", *items)
+        n_asked = {path: len(edge.paths(path)) for path in ("/later", "/timeout", "/ok")}
+    data = json.loads(r.stdout)
+    assert r.returncode == 5, r.stderr
+    assert data["accepted"] == 1 and data["deferred"] == 2 and data["failed"] == []
+    assert n_asked == {"/later": 1, "/timeout": 1, "/ok": 1}  # no retry into the hour
+    assert "3600" in r.stderr and f"--resume {data['job_id']}" in r.stderr

@@ -243,6 +243,8 @@ class BatchSender:
         within the retry policy; what still fails then is recorded failed."""
         n_failed = len(result.failed)
         first = next(iter(result.failed.values()))
+        if result.retry_after is not None and result.retry_after > retries.left():
+            self._defer_failed(batch, result, first)
         wait = retries.next_wait(result.retry_after)
         if wait is None:
             self.ledger.answered(batch, result)
@@ -267,6 +269,20 @@ class BatchSender:
             self.ledger.release(part, jr.UNSENT)  # nothing of it went out again
             raise
         self.send(part, retries)
+
+    def _defer_failed(self, batch: jr.Batch, result: BatchResult, first: str) -> None:
+        """Asked to wait longer than the retries have left (a Retry-After of an hour): the
+        rest is recorded, the failed URLs and the provider's unsent ones wait for --resume."""
+        part, rest = self.ledger.split(batch, list(result.failed))
+        self.ledger.answered(rest, replace(result, failed={}))
+        self.advance(len(result.accepted) + len(result.rejected))
+        exc = RateLimited(
+            f"asked to wait {result.retry_after:g}s, longer than the retries have left: {first}",
+            provider=self.alias,
+            retry_after=result.retry_after,
+        )
+        self.ledger.release(part, jr.DEFERRED, str(exc))
+        raise Halt(exc, defer=True, n_deferred=len(part.urls))
 
     def _retry_note(self, n_urls: int) -> Callable[[Exception, float], None]:
         told = False
