@@ -616,6 +616,10 @@ class Provider:
         """What `submit --dry-run` should tell the user about this provider (e.g. side effects)."""
         return []
 
+    def check_options(self, options: SubmitOptions) -> None:
+        """Refuses submit options it cannot use, before a job is made or a plan shown:
+        UsageError for a command-line option, ConfigError for a setting. Sends nothing."""
+
     def check(self) -> list[str]:
         """Extra checks for ``config check`` (may make one cheap request); returns notes."""
         return []

@@ -199,3 +199,33 @@ def test_a_retry_after_longer_than_the_retries_defers_instead_of_failing(
     assert data["accepted"] == 1 and data["deferred"] == 2 and data["failed"] == []
     assert n_asked == {"/later": 1, "/timeout": 1, "/ok": 1}  # no retry into the hour
     assert "3600" in r.stderr and f"--resume {data['job_id']}" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--ecs", "notacidr"), "is not a network"),
+        (("--pop", "NRT57"), "PoP codes need cf_domain"),
+        (("--accept-encoding", " "), "--accept-encoding value is empty"),
+    ],
+)
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_options_direct_cannot_use_are_refused_before_any_job(
+    write_config, args: tuple[str, ...], message: str, dry_run: bool
+) -> None:
+    from helpers import invoke
+
+    write_config('[providers.direct]\ntype = "direct"\n')
+    r = invoke("submit", "-p", "direct", *args, *(["--dry-run"] * dry_run), "http://a.test/x")
+    assert r.returncode == 2, r.output
+    assert message in r.stderr
+    assert invoke("jobs", "-o", "json").stdout.strip() == "[]"  # no job left behind
+
+
+def test_a_setting_direct_cannot_use_is_a_configuration_error(write_config) -> None:
+    from helpers import invoke
+
+    write_config('[providers.direct]\ntype = "direct"\necs = ["notacidr"]\n')
+    r = invoke("submit", "-p", "direct", "http://a.test/x")
+    assert r.returncode == 3, r.output
+    assert "is not a network" in r.stderr

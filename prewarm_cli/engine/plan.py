@@ -36,6 +36,7 @@ def plan(ws: Workspace, req: SubmitRequest) -> Plan:
         for alias, c in counts.items():
             session = ws.session(alias)
             session.require(Capability.SUBMIT)
+            session.provider.check_options(req.options)
             providers[alias] = _plan_provider(ws, session, c.total, req.options)
             # A provider whose requests are per URL and edge (direct) counts them itself.
             per_url = session.provider.requests_per_url

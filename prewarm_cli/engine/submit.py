@@ -67,6 +67,8 @@ def submit(
         options = req.options
         aliases = list(job.providers)
         try:
+            for alias in aliases:
+                ws.session(alias).provider.check_options(options)
             _check_busy(ws, job_id, aliases)
             lock = JobLock(ws.state_dir, job_id)
             lock.acquire()

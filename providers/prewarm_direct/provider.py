@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prewarm_cli import __version__
-from prewarm_cli.errors import ProviderError, QuotaExhausted
+from prewarm_cli.errors import ConfigError, ProviderError, QuotaExhausted, UsageError
 from prewarm_cli.plugin import (
     BatchResult,
     Capability,
@@ -37,7 +37,7 @@ from prewarm_cli.plugin import (
 from prewarm_direct import dns
 from prewarm_direct.options import SUBMIT_OPTIONS
 from prewarm_direct.store import Record, Store
-from prewarm_direct.targets import Target, Targets, TargetSpec
+from prewarm_direct.targets import Target, Targets, TargetSpec, check_spec
 from prewarm_direct.warm import (
     HIT_VALUES,
     NOT_FOUND,
@@ -147,7 +147,7 @@ class DirectProvider(Provider):
         variants = tuple(dict.fromkeys(v.strip() for v in pick("accept_encoding", "encodings")))
         variants = variants or DEFAULT_ENCODINGS
         if any(not v for v in variants):
-            raise ProviderError("an Accept-Encoding value is empty (e.g. gzip, br, identity)")
+            raise ConfigError("an Accept-Encoding value in encodings is empty (e.g. gzip, br)")
         headers = tuple((n, v) for n, v in options.headers if n.lower() != "accept-encoding")
         if len(headers) != len(options.headers):
             self.warn("-H Accept-Encoding is ignored: give variants with --accept-encoding")
@@ -159,6 +159,23 @@ class DirectProvider(Provider):
             resolver=str(self.settings.get("resolver") or dns.DEFAULT_RESOLVER),
         )
         return RunPlan(variants, spec, headers)
+
+    def check_options(self, options: SubmitOptions) -> None:
+        """--accept-encoding, --pop and --ecs values it cannot use are refused before the job
+        starts (exit 2); the same in the config's table are configuration errors (exit 3)."""
+        extra = options.extra
+        try:
+            if any(not str(v).strip() for v in extra.get("accept_encoding") or ()):
+                raise ConfigError("an --accept-encoding value is empty (e.g. gzip, br, identity)")
+            given = TargetSpec(
+                pops=tuple(extra.get("pop") or ()),
+                ecs=tuple(extra.get("ecs") or ()),
+                cf_domain=self.settings.get("cf_domain"),
+            )
+            check_spec(given)
+        except ConfigError as exc:
+            raise UsageError(exc.message, hint=exc.hint, provider=self.alias) from exc
+        check_spec(self.plan_for(options).spec)
 
     def _setup(self, options: SubmitOptions) -> tuple[RunPlan, Targets]:
         with self._lock:

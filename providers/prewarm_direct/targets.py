@@ -62,17 +62,8 @@ class Targets:
     """The targets of every URL of a run; DNS answers are looked up once and kept."""
 
     def __init__(self, spec: TargetSpec, warn: Callable[[str], None]) -> None:
-        if spec.pops and not spec.cf_domain:
-            raise ConfigError(
-                "PoP codes need cf_domain (the distribution's d….cloudfront.net name)",
-                hint="set cf_domain in the direct provider's table",
-            )
-        try:
-            self._resolver = dns.parse_resolver(spec.resolver)
-        except ValueError as exc:
-            raise ConfigError(f"resolver {spec.resolver!r} is not IP[:PORT]: {exc}") from exc
-        for cidr in spec.ecs:
-            _check_cidr(cidr)
+        check_spec(spec)
+        self._resolver = dns.parse_resolver(spec.resolver)
         self.spec = spec
         self._pins = spec._pins()
         self._warn = warn
@@ -146,3 +137,19 @@ def connect_to(host: str, port: int, ip: str) -> str:
 
 def labels(targets: Sequence[Target]) -> list[str]:
     return [t.label for t in targets]
+
+
+def check_spec(spec: TargetSpec) -> None:
+    """What is wrong with a spec without any DNS lookup: PoP codes without cf_domain, a
+    resolver or a client subnet that cannot be read (ConfigError)."""
+    if spec.pops and not spec.cf_domain:
+        raise ConfigError(
+            "PoP codes need cf_domain (the distribution's d….cloudfront.net name)",
+            hint="set cf_domain in the direct provider's table",
+        )
+    try:
+        dns.parse_resolver(spec.resolver)
+    except ValueError as exc:
+        raise ConfigError(f"resolver {spec.resolver!r} is not IP[:PORT]: {exc}") from exc
+    for cidr in spec.ecs:
+        _check_cidr(cidr)
