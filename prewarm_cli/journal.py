@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prewarm_cli import journal_db
+from prewarm_cli import journal_db, paths
 from prewarm_cli.errors import JournalError, NotFoundError
 from prewarm_cli.plugin import BatchResult
 
@@ -104,7 +104,7 @@ class Journal:
         self.path = str(path)
         self._lock = threading.RLock()
         if self.path != ":memory:":
-            journal_db.create_private(Path(self.path))
+            paths.create_private(Path(self.path))
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False

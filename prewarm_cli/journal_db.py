@@ -5,10 +5,8 @@ Kept apart from journal.py (what is stored) so that each reads on its own.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
-from pathlib import Path
 
 from prewarm_cli.errors import ExitCode, JournalError
 
@@ -150,23 +148,3 @@ def migrate(db: sqlite3.Connection) -> None:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
-
-
-def create_private(path: Path) -> None:
-    """The journal file exists with mode 0600 before SQLite opens it (its -wal/-shm follow)."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:
-        return  # SQLite's own error names the problem (read-only directory, ...)
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    for suffix in ("-wal", "-shm"):
-        try:
-            extra = Path(f"{path}{suffix}")
-            if extra.exists() and extra.stat().st_mode & 0o077:
-                extra.chmod(0o600)
-        except OSError:
-            pass

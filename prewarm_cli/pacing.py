@@ -29,6 +29,7 @@ from prewarm_cli.errors import (
     RateStoreError,
     RetryableError,
 )
+from prewarm_cli.paths import create_private
 from prewarm_cli.plugin import Limits
 
 T = TypeVar("T")
@@ -291,8 +292,9 @@ class _Store:
         from filelock import FileLock
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file_lock = FileLock(str(path) + ".lock")
+        self._file_lock = FileLock(str(path) + ".lock", mode=0o600)
         with self.locked():
+            create_private(path)
             self.conn = sqlite3.connect(
                 str(path), isolation_level="DEFERRED", check_same_thread=False
             )
@@ -432,6 +434,8 @@ class DailyBudget:
 
     def __init__(self, path: Path | None, key: str) -> None:
         self.key = key
+        if path is not None:
+            create_private(path)
         self._db = sqlite3.connect(
             str(path) if path else ":memory:",
             timeout=60.0,

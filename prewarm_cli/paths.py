@@ -94,3 +94,23 @@ def make_private_dirs(path: Path) -> None:
             os.mkdir(directory, 0o700)
     if not path.is_dir():
         raise NotADirectoryError(20, "Not a directory", str(path))
+
+
+def create_private(path: Path) -> None:
+    """A state file exists with mode 0600 before SQLite opens it (its -wal/-shm follow)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return  # SQLite's own error names the problem (read-only directory, ...)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        try:
+            extra = Path(f"{path}{suffix}")
+            if extra.exists() and extra.stat().st_mode & 0o077:
+                extra.chmod(0o600)
+        except OSError:
+            pass

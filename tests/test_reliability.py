@@ -362,17 +362,26 @@ def test_a_journal_failing_while_deferring_stops_the_run_with_its_error(
 # --- the journal as the user's record ---
 
 
-def test_journal_files_are_private(run_cli, fake_config, fake_cdn: FakeCdn, cli_env) -> None:
+def test_state_files_are_private(
+    run_cli, write_config, fake_config, fake_cdn: FakeCdn, cli_env
+) -> None:
+    """The journal, the rate-limit log, the daily budgets and the locks: 0600 in 0700."""
+    write_config(fake_config.read_text() + "rps = 50\nper_day = 100\n")
     state = Path(cli_env["PREWARM_STATE_DIR"])
     state.mkdir(mode=0o755, exist_ok=True)
     state.chmod(0o755)
-    r = run_cli("submit", "-H", "Authorization: Bearer s3cret", *urls(2))
+    old_umask = os.umask(0o022)  # the usual one: files would be 0644 unless made private
+    try:
+        r = run_cli("submit", "-H", "Authorization: Bearer s3cret", *urls(2))
+    finally:
+        os.umask(old_umask)
     assert r.returncode == 0, r.stderr
     assert state.stat().st_mode & 0o777 == 0o700
-    for name in ("journal.sqlite3", "journal.sqlite3-wal", "journal.sqlite3-shm"):
-        path = state / name
-        if path.exists():
-            assert path.stat().st_mode & 0o777 == 0o600, name
+    names = {p.name for p in state.rglob("*")}
+    assert {"journal.sqlite3", "ratelimits.sqlite3", "budgets.sqlite3"} <= names
+    for path in state.rglob("*"):
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o700 if path.is_dir() else 0o600), (path.name, oct(mode))
 
 
 def test_a_damaged_journal_is_one_line_naming_the_file(
