@@ -39,3 +39,19 @@ def test_an_edge_the_ca_does_not_vouch_for_gets_no_request(
     reason = json.loads(r.stdout)["failed"][0]["reason"]
     assert "certificate" in reason.lower(), reason
     assert edge.requests == []  # the handshake failed: no request was sent
+
+
+def test_wait_verify_probes_trust_the_configured_ca_too(
+    tls_edge: tuple[CacheServer, Path], run_cli, write_config: Callable[[str], Path]
+) -> None:
+    edge, ca = tls_edge
+    write_config(
+        f'[providers.direct]\ntype = "direct"\nca_bundle = "{ca}"\nencodings = ["identity"]\n'
+    )
+    url = f"https://pinned.test:{edge.port}/cloudfront/hit"
+    pin = f"pinned.test:{edge.port}:127.0.0.1"
+    r = run_cli("submit", "-p", "direct", "-o", "json", "--resolve", pin, url, "--wait", "--verify")
+    assert r.returncode == 0, r.stderr
+    [probe] = json.loads(r.stdout)["verify"]["results"]
+    assert probe["cache"] == "hit" and not probe["mismatch"], probe
+    assert [q["method"] for q in edge.requests] == ["GET", "HEAD"]  # the warm, then the probe

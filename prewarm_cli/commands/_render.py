@@ -23,8 +23,8 @@ def verify_claims(
 
     The probes send the job's -H headers: a cache keyed on one of them (a device header) is
     checked in the entry that was warmed. A provider that warmed given edges and variants
-    (direct) names them: each is probed through its own IP with its own Accept-Encoding and
-    the User-Agent the provider sent; other URLs are probed once, as `verify`.
+    (direct) names them: each is probed through its own IP with its own Accept-Encoding, the
+    User-Agent the provider sent and its ca_bundle; other URLs are probed once, as `verify`.
     """
     from prewarm_cli import verify as verify_mod
     from prewarm_cli.inputs import host_of
@@ -51,6 +51,7 @@ def verify_claims(
                     resolve=pins,
                     encodings=(encoding,),
                     user_agent=_user_agent(ws, alias),
+                    ca_bundle=ws.session(alias).provider.settings.get("ca_bundle"),
                 ),
                 bar.advance,
             )
