@@ -202,7 +202,7 @@ class ProviderStatus:
     """One provider's part of a job: counts of targets, never of vendor tasks or bytes."""
 
     provider: str
-    state: str  # a plugin.State value
+    state: str  # a plugin.State value, or JobState.INCOMPLETE
     raw_state: str | None
     total: int
     succeeded: int
@@ -212,6 +212,7 @@ class ProviderStatus:
     not_sent: int
     tasks: tuple[Mapping[str, Any], ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
+    deferred: int = 0  # of not_sent, deferred by a quota or limit (not in the JSON)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -231,10 +232,14 @@ class ProviderStatus:
 
 @dataclass(frozen=True)
 class JobStatus:
-    """What `status` prints: the providers' states combined, and their counts summed."""
+    """What `status` prints: the providers' states combined, and their counts summed.
+
+    ``incomplete``: targets are left unsent and no process is sending them (only
+    `submit --resume` will); exit 5 when some are deferred, else 4 (DESIGN.md §6).
+    """
 
     job_id: str | None  # None for vendor tasks named as ALIAS:TASK_ID
-    state: str  # a plugin.State value
+    state: str  # a plugin.State value, or JobState.INCOMPLETE
     raw_state: str | None  # None when the providers differ
     total: int
     succeeded: int
@@ -243,9 +248,17 @@ class JobStatus:
     pending: int
     not_sent: int
     providers: Mapping[str, ProviderStatus]
+    deferred: int = 0  # of not_sent, deferred by a quota or limit (not in the JSON)
 
     def outcomes(self) -> set[Outcome]:
-        return {Outcome(self.state)}
+        if self.state != JobState.INCOMPLETE:
+            return {Outcome(self.state)}
+        found = {Outcome.TARGETS_DEFERRED} if self.deferred else set()
+        if self.not_sent > self.deferred:
+            found.add(Outcome.TARGETS_UNKNOWN)  # unsent, or sent with no known answer
+        if self.failed:
+            found.add(Outcome.TARGETS_FAILED)
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,13 +1,20 @@
-"""`status` and waiting: vendor task states summed per target, and polling until done."""
+"""`status` and waiting: vendor task states summed per target, and polling until done.
+
+A job some of whose targets were never sent (deferred, unsent, of unknown outcome) and that
+no process is working on is `incomplete`: nothing but `submit --resume` will send them, so
+waiting is for the vendor's part only, and the state the job's run recorded is kept.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from prewarm_cli import journal as jr
+from prewarm_cli.engine.lock import JobLock
 from prewarm_cli.engine.workspace import Workspace
 from prewarm_cli.errors import (
     ExitCode,
@@ -16,12 +23,25 @@ from prewarm_cli.errors import (
     WaitTimeout,
     exit_for,
 )
+from prewarm_cli.output import counted
 from prewarm_cli.plugin import (
     Capability,
     State,
     TaskStatus,
 )
-from prewarm_cli.results import JobStatus, ProviderStatus
+from prewarm_cli.results import JobState, JobStatus, ProviderStatus
+
+# What a job's run records while it sends, or when it stops before every target was sent:
+# `status` leaves these alone while targets are left for `submit --resume`.
+_RESUMABLE = frozenset(
+    {
+        JobState.CREATED,
+        JobState.READY,
+        JobState.SUBMITTING,
+        JobState.INTERRUPTED,
+        JobState.INCOMPLETE,
+    }
+)
 
 
 @dataclass
@@ -99,7 +119,12 @@ def job_status(ws: Workspace, ref: JobRef) -> JobStatus:
 
 
 def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[TaskStatus]]]:
+    # Asked before the journal is read: a run that ends after this has recorded its
+    # outcomes by then, so what it was still sending never looks abandoned.
+    holder = _job_holder(ws, ref.job_id) if ref.job_id else None
     counts = ws.journal.counts(ref.job_id) if ref.job_id else {}
+    if ref.job_id and counts:  # a journal job: with the tasks a run still sending added since
+        ref = journal_ref(ws, ref.job_id)
     mine: dict[tuple[str, str], set[str]] = {}  # (alias, task) -> this job's URLs in it
     if ref.job_id:
         for row in ws.journal.targets(ref.job_id, [jr.ACCEPTED]):
@@ -126,29 +151,76 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
                 if ref.job_id:
                     statuses = [_only_urls(s, mine.get((alias, s.task_id))) for s in statuses]
         seen[alias] = statuses
-        providers[alias] = _provider_status(alias, statuses, counts.get(alias))
+        providers[alias] = _provider_status(
+            alias, statuses, counts.get(alias), sending=holder is not None
+        )
         if ref.job_id and recorded is None:
             ws.journal.save_task_states(
                 ref.job_id, alias, [(s.task_id, str(s.state), s.raw_state) for s in statuses]
             )
     parts = providers.values()
     raws = {p.raw_state for p in parts}
-    state = combine_states(State(p.state) for p in parts)
+    not_sent = sum(p.not_sent for p in parts)
+    if not_sent and holder is None:
+        state = str(JobState.INCOMPLETE)  # only `submit --resume` sends the rest
+    else:
+        state = str(combine_states(State(p.state) for p in parts))
     result = JobStatus(
         job_id=ref.job_id,
-        state=str(state),
+        state=state,
         raw_state=raws.pop() if len(raws) == 1 else None,
         total=sum(p.total for p in parts),
         succeeded=sum(p.succeeded for p in parts),
         failed=sum(p.failed for p in parts),
         in_progress=sum(p.in_progress for p in parts),
         pending=sum(p.pending for p in parts),
-        not_sent=sum(p.not_sent for p in parts),
+        not_sent=not_sent,
         providers=providers,
+        deferred=sum(p.deferred for p in parts),
     )
     if ref.job_id:
-        ws.journal.set_state(ref.job_id, str(state))
+        _record_state(ws, ref.job_id, result, holder)
     return result, seen
+
+
+def _record_state(ws: Workspace, job_id: str, status: JobStatus, holder: str | None) -> None:
+    """The vendors' combined state becomes the job's once every target was sent.
+
+    Before that the job's state is its run's (submitting, interrupted, incomplete): a job
+    with targets left for `submit --resume` never looks finished in `jobs`.
+    """
+    if not status.not_sent:
+        ws.journal.set_state(job_id, status.state)
+    elif holder is None and ws.journal.job(job_id).state not in _RESUMABLE:
+        ws.journal.set_state(job_id, JobState.INCOMPLETE)  # a vendor state recorded earlier
+
+
+def _job_holder(ws: Workspace, job_id: str) -> str | None:
+    """The process working on a job (holding its lock, see engine/lock.py), or None.
+
+    The lock is taken shared and let go at once: a `submit --resume` starting in that
+    instant is refused as if another run held the job, which a second try gets past.
+    """
+    path = JobLock(ws.state_dir, job_id).path
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None  # no run ever locked it
+    except OSError:
+        return "another process"  # cannot tell: as if one held it (status waits, as before)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory locks here
+            return "another process"
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return os.read(fd, 64).decode(errors="replace").strip() or "another process"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def _recorded_statuses(ws: Workspace, job_id: str | None, alias: str) -> list[TaskStatus] | None:
@@ -254,6 +326,7 @@ def _only_urls(status: TaskStatus, urls: set[str] | None) -> TaskStatus:
 def status_with_claims(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, str]]:
     """job_status(), also returning each URL's vendor state (for --verify)."""
     status, statuses = _job_status(ws, ref)
+    _say_resume(ws, status)
     return status, url_claims(ws, ref, statuses)
 
 
@@ -284,30 +357,41 @@ def url_claims(
 
 
 def _provider_status(
-    alias: str, statuses: Sequence[TaskStatus], counts: jr.Counts | None
+    alias: str, statuses: Sequence[TaskStatus], counts: jr.Counts | None, *, sending: bool
 ) -> ProviderStatus:
+    """One provider's part; ``sending``: a live process is still sending the job."""
     succeeded = sum(s.succeeded for s in statuses)
     failed = sum(s.failed for s in statuses)
     in_progress = sum(s.in_progress for s in statuses)
     pending = sum(s.pending for s in statuses)
     vendor_total = sum(s.total for s in statuses)
-    not_sent = 0
+    not_sent = deferred = 0
     if counts is not None:
         # Targets the vendor never took count too: rejected and failed at submit are
         # failures; deferred and unknown are not sent (yet).
         failed += counts[jr.REJECTED] + counts[jr.FAILED]
         not_sent = counts[jr.DEFERRED] + counts[jr.UNSENT] + counts[jr.UNKNOWN] + counts[jr.SENDING]
+        deferred = counts[jr.DEFERRED]
         total = counts.total
         # A vendor that counts fewer URLs than were accepted (not yet listed) leaves them pending.
         pending += max(0, counts[jr.ACCEPTED] - vendor_total)
     else:
         total = vendor_total
     states = [s.state for s in statuses]
-    state = combine_states(states) if states else State.PENDING
-    if state == State.SUCCEEDED and (failed or not_sent):
-        state = State.PARTIAL  # the vendor finished its part, but not every target got there
-    if not statuses and counts is not None and counts.total and not counts[jr.ACCEPTED]:
-        state = State.FAILED if not not_sent else State.PENDING
+    vendor_state = combine_states(states) if states else State.PENDING
+    state = str(vendor_state)
+    if not_sent:
+        if vendor_state.finished or not states:
+            # The vendor is done with what it got: the rest waits for the process sending
+            # it or, with none, for `submit --resume`.
+            if sending:
+                state = str(State.RUNNING if states else State.PENDING)
+            else:
+                state = str(JobState.INCOMPLETE)
+    elif vendor_state == State.SUCCEEDED and failed:
+        state = str(State.PARTIAL)  # the vendor finished its part, but not every target got there
+    elif not statuses and counts is not None and counts.total and not counts[jr.ACCEPTED]:
+        state = str(State.FAILED)
     raws = {s.raw_state for s in statuses}
     details: dict[str, Any] = {}
     for s in statuses:
@@ -315,7 +399,7 @@ def _provider_status(
             details.setdefault(k, v)
     return ProviderStatus(
         provider=alias,
-        state=str(state),
+        state=state,
         raw_state=raws.pop() if len(raws) == 1 else None,
         total=total,
         succeeded=succeeded,
@@ -325,6 +409,28 @@ def _provider_status(
         not_sent=not_sent,
         tasks=tuple(s.to_dict() for s in statuses),
         details=details,
+        deferred=deferred,
+    )
+
+
+def settled(status: JobStatus) -> bool:
+    """Whether waiting is over: the job finished, or it is incomplete and the vendors are
+    done with what they got (the rest waits for `submit --resume`, not for time)."""
+    if status.state == JobState.INCOMPLETE:
+        return all(p.state not in (State.PENDING, State.RUNNING) for p in status.providers.values())
+    return State(status.state).finished
+
+
+def _say_resume(ws: Workspace, status: JobStatus) -> None:
+    if status.state != JobState.INCOMPLETE or status.job_id is None:
+        return
+    left = [f"{status.deferred} deferred"] if status.deferred else []
+    if status.not_sent > status.deferred:
+        left.append(f"{status.not_sent - status.deferred} unsent or of unknown outcome")
+    ws.out.info(
+        f"job {status.job_id} is incomplete and no process is sending it"
+        f" ({counted(status.not_sent, 'target')} not sent: {', '.join(left)}):"
+        f" `prewarm submit --resume {status.job_id}` sends them"
     )
 
 
@@ -368,8 +474,9 @@ def wait_with_claims(
                 total=status.total,
                 description=status.state,
             )
-            if State(status.state).finished:
+            if settled(status):
                 progress.note(_poll_line(status))
+                _say_resume(ws, status)
                 return status, url_claims(ws, ref, statuses)
             if deadline is None:
                 progress.note(_poll_line(status, every))

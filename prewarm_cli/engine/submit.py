@@ -10,7 +10,7 @@ from prewarm_cli.engine.intake import SubmitRequest, intake
 from prewarm_cli.engine.lock import JobLock
 from prewarm_cli.engine.prefetch import SubmitRun
 from prewarm_cli.engine.purge import invalidate
-from prewarm_cli.engine.status import job_status, journal_ref
+from prewarm_cli.engine.status import job_status, journal_ref, settled
 from prewarm_cli.engine.workspace import Workspace
 from prewarm_cli.errors import (
     ExitCode,
@@ -23,7 +23,6 @@ from prewarm_cli.errors import (
 )
 from prewarm_cli.output import counted
 from prewarm_cli.plugin import (
-    State,
     SubmitOptions,
     unhonoured_options,
 )
@@ -144,10 +143,10 @@ def _check_busy(ws: Workspace, job_id: str, aliases: Sequence[str]) -> None:
             if not ref.tasks.get(alias):
                 continue  # that job never reached the vendor
             # The journal only knows what was last seen: ask the vendor before refusing.
-            state = State(job_status(ws, ref).state)
-            if not state.finished:
+            status = job_status(ws, ref)
+            if not settled(status):
                 raise StackBusy(
-                    f"{alias} runs one job at a time and job {job.id} is still {state}",
+                    f"{alias} runs one job at a time and job {job.id} is still {status.state}",
                     hint=f"wait with `prewarm status {job.id} --wait`, or pass --force",
                     provider=alias,
                 )

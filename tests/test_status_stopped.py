@@ -1,0 +1,290 @@
+"""`status` of a job nobody works on any more: killed, interrupted, or deferred by a quota.
+
+Such a job moves only with `submit --resume`: status says so (incomplete, exit 4, or 5 when
+targets are deferred), `--wait` waits only for what the vendor still does, and the job's
+recorded state stays resumable. A job a live process still sends is waited for.
+Kills are synchronised on the fake server holding a request open, never on timing.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import helpers
+import pytest
+from cachebed import HOST, POPS, CacheBed, cache_bed
+from fakes.generic import FakeCdn
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def urls(n: int) -> list[str]:
+    return helpers.urls(n, "https://static.example.com/s", ".css")
+
+
+def popen(cli_env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "prewarm_cli", *args],
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def outcomes(cli_env: dict[str, str]) -> dict[str, int]:
+    db = sqlite3.connect(Path(cli_env["PREWARM_STATE_DIR"]) / "journal.sqlite3")
+    try:
+        return dict(db.execute("SELECT outcome, COUNT(*) FROM targets GROUP BY outcome"))
+    finally:
+        db.close()
+
+
+def jobs_in(run_cli: Callable[..., Any], state: str) -> list[str]:
+    r = run_cli("jobs", "--state", state, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    return [j["job_id"] for j in json.loads(r.stdout)]
+
+
+def status(run_cli: Callable[..., Any], *args: str) -> tuple[Any, dict[str, Any]]:
+    r = run_cli("status", *args, "-o", "json")
+    return r, json.loads(r.stdout)
+
+
+def kill_after_first_batch(
+    run_cli: Callable[..., Any], cli_env: dict[str, str], tmp_path: Path, fake_cdn: FakeCdn
+) -> str:
+    """A run of 60 URLs killed (-9) with 50 accepted and the batch of 10 still in flight."""
+    hold = fake_cdn.hold_next("s55.css")
+    proc = popen(cli_env, tmp_path, "submit", "-o", "json", *urls(60))
+    try:
+        assert hold.holding.wait(60)
+        helpers.wait_for(lambda: outcomes(cli_env).get("accepted") == 50, 30)
+        proc.kill()
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+        fake_cdn.release_holds()  # the vendor takes the held batch: the client never knew
+    assert hold.answered.wait(30)
+    assert outcomes(cli_env) == {"accepted": 50, "sending": 10}
+    return str(json.loads(run_cli("jobs", "-o", "json").stdout)[0]["job_id"])
+
+
+def test_status_of_a_killed_run_is_incomplete_and_keeps_its_state(
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env, tmp_path
+) -> None:
+    job_id = kill_after_first_batch(run_cli, cli_env, tmp_path, fake_cdn)
+    r, data = status(run_cli, job_id)
+    assert r.returncode == 4, r.stderr  # not "pending", exit 0: nothing will send the rest
+    assert data["state"] == "incomplete"
+    assert data["not_sent"] == 10 and data["total"] == 60
+    assert data["providers"]["fake"]["state"] in ("pending", "running", "incomplete")
+    assert f"prewarm submit --resume {job_id}" in r.stderr
+    assert jobs_in(run_cli, "submitting") == [job_id]  # what the killed run left, untouched
+    r2 = run_cli("submit", "--resume", job_id, "-o", "json")
+    assert r2.returncode == 0, r2.stderr
+    assert fake_cdn.accepted_counts() == {u: 1 for u in urls(60)}
+    r3, data3 = status(run_cli, job_id, "--wait", "--interval", "0.2", "--wait-timeout", "30")
+    assert r3.returncode == 0, r3.stderr
+    assert data3["state"] == "succeeded" and data3["succeeded"] == 60
+
+
+def test_status_wait_of_a_killed_run_waits_for_the_vendor_only(
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env, tmp_path
+) -> None:
+    fake_cdn.task_seconds = 1.5  # the accepted task is still running when status starts
+    job_id = kill_after_first_batch(run_cli, cli_env, tmp_path, fake_cdn)
+    r, data = status(run_cli, job_id, "--wait", "--interval", "0.2", "--wait-timeout", "60")
+    assert r.returncode == 4, r.stderr  # not 6 after polling a minute for targets nobody sends
+    assert data["state"] == "incomplete"
+    fake = data["providers"]["fake"]
+    assert (fake["succeeded"], fake["in_progress"], fake["pending"]) == (50, 0, 0)
+    assert fake["not_sent"] == 10
+    assert f"prewarm submit --resume {job_id}" in r.stderr
+    assert jobs_in(run_cli, "submitting") == [job_id]
+
+
+def test_status_of_an_interrupted_run_is_incomplete_and_stays_interrupted(
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env, tmp_path
+) -> None:
+    hold = fake_cdn.hold_next("s0.css")
+    proc = popen(cli_env, tmp_path, "submit", "-o", "json", *urls(10))
+    try:
+        assert hold.holding.wait(60)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        fake_cdn.release_holds()
+    assert proc.returncode == 130, err
+    job_id = json.loads(out)["error"]["message"].split()[2]
+    for args in ((), ("--wait", "--interval", "0.2", "--wait-timeout", "30")):
+        r, data = status(run_cli, job_id, *args)
+        assert r.returncode == 4, r.stderr
+        assert data["state"] == "incomplete" and data["not_sent"] == 10
+        assert f"prewarm submit --resume {job_id}" in r.stderr
+        assert jobs_in(run_cli, "interrupted") == [job_id]
+
+
+def test_status_of_a_job_deferred_by_quota_stays_incomplete_exit_5(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    fake_cdn.daily_quota = 40
+    r = run_cli("submit", "-o", "json", *urls(60))
+    assert r.returncode == 5, r.stderr
+    job_id = json.loads(r.stdout)["job_id"]
+    for args in ((), ("--wait", "--interval", "0.2", "--wait-timeout", "30"), ()):
+        r, data = status(run_cli, job_id, *args)
+        assert r.returncode == 5, r.stderr  # deferred: --resume later (DESIGN.md §6)
+        assert data["state"] == "incomplete"
+        assert data["not_sent"] == 20
+        assert f"prewarm submit --resume {job_id}" in r.stderr
+        assert jobs_in(run_cli, "incomplete") == [job_id]
+    assert data["succeeded"] == 40  # the waited one saw the vendor finish its part
+    fake_cdn.daily_quota = None  # a new day
+    r = run_cli("submit", "--resume", job_id, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    r, data = status(run_cli, job_id, "--wait", "--interval", "0.2", "--wait-timeout", "30")
+    assert r.returncode == 0, r.stderr
+    assert data["state"] == "succeeded" and data["not_sent"] == 0
+    assert jobs_in(run_cli, "succeeded") == [job_id]
+    assert jobs_in(run_cli, "incomplete") == []
+
+
+def test_status_waits_for_a_job_a_live_process_still_sends(
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env, tmp_path
+) -> None:
+    hold = fake_cdn.hold_next("s55.css")
+    proc = popen(cli_env, tmp_path, "submit", "-o", "json", *urls(60))
+    waiter: subprocess.Popen[str] | None = None
+    try:
+        assert hold.holding.wait(60)
+        helpers.wait_for(lambda: outcomes(cli_env).get("accepted") == 50, 30)
+        job_id = str(json.loads(run_cli("jobs", "-o", "json").stdout)[0]["job_id"])
+        r, data = status(run_cli, job_id)
+        assert r.returncode == 0, r.stderr  # still being sent: neither incomplete nor partial
+        assert data["state"] in ("pending", "running")
+        assert "--resume" not in r.stderr
+        assert jobs_in(run_cli, "submitting") == [job_id]  # the sender's to change
+        args = ("status", job_id, "--wait", "--interval", "0.2", "--wait-timeout", "60")
+        waiter = popen(cli_env, tmp_path, *args, "-o", "json")
+        assert waiter.stderr is not None
+        first = waiter.stderr.readline()  # its first poll, made while the run still holds
+        assert first.startswith(f"job {job_id}: ") and "next poll in" in first, first
+    finally:
+        fake_cdn.release_holds()
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert waiter is not None
+    wout, werr = waiter.communicate(timeout=60)
+    assert waiter.returncode == 0, werr
+    final = json.loads(wout)
+    assert final["state"] == "succeeded" and final["succeeded"] == 60
+
+
+# --------------------------------------------------------------------------- direct
+
+
+@pytest.fixture
+def bed(tmp_path: Path) -> Iterator[CacheBed]:
+    yield from cache_bed(tmp_path / "bed")
+
+
+def test_status_of_a_direct_job_deferred_by_max_bytes_stays_incomplete(
+    bed: CacheBed, run_cli, write_config
+) -> None:
+    table = '[providers.direct]\ntype = "direct"\nconcurrency = 1\nencodings = ["identity"]\n'
+    write_config(table + "max_bytes = 5000\n")
+    paths = [f"/obj/st{i}.bin?size=2048" for i in range(5)]
+    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
+    r = run_cli("submit", "-p", "direct", "-o", "json", *pin, *(bed.nginx.url(p) for p in paths))
+    assert r.returncode == 5, r.stderr
+    sub = json.loads(r.stdout)
+    job_id = sub["job_id"]
+    assert sub["accepted"] and sub["deferred"]
+    for args in ((), ("--wait", "--wait-timeout", "30")):
+        r, data = status(run_cli, job_id, *args)
+        assert r.returncode == 5, r.stderr  # was "partial", exit 4, and the job lost its state
+        assert data["state"] == "incomplete"
+        assert (data["succeeded"], data["not_sent"]) == (sub["accepted"], sub["deferred"])
+        assert f"prewarm submit --resume {job_id}" in r.stderr
+        assert jobs_in(run_cli, "incomplete") == [job_id]
+    write_config(table)  # no budget any more: the resume warms the rest
+    r = run_cli("submit", "--resume", job_id, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    r, data = status(run_cli, job_id)
+    assert r.returncode == 0, r.stderr
+    assert data["state"] == "succeeded" and data["succeeded"] == 5
+    assert jobs_in(run_cli, "incomplete") == []
+
+
+# --------------------------------------------------------------------------- aws
+
+
+def test_an_incomplete_aws_job_holds_the_stack_only_while_it_runs(
+    write_config, cli_env, run_cli, tmp_path
+) -> None:
+    from fakes.aws import FakeDistribution, FakePrewarmApi, config_toml
+
+    now = [1000.0]  # the stack's clock: its job runs until the test moves time on
+    with FakePrewarmApi(
+        distributions=[
+            FakeDistribution("E3CCCC", "d3cccc.cloudfront.net", ["static.example.com"]),
+            FakeDistribution("E4DDDD", "d4dddd.cloudfront.net", ["*.img.example.com"]),
+        ],
+        clock=lambda: now[0],
+    ) as api:
+        cli_env.update(
+            {
+                "PREWARM_AWS_API_KEY": api.api_key,
+                "AWS_ACCESS_KEY_ID": api.aws_access_key_id,
+                "AWS_SECRET_ACCESS_KEY": api.aws_secret_access_key,
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_ENDPOINT_URL_CLOUDFRONT": api.url,
+                "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+                "AWS_EC2_METADATA_DISABLED": "true",
+            }
+        )
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
+            cli_env.pop(name, None)
+        write_config(
+            config_toml(
+                {
+                    "type": "aws",
+                    "endpoint": api.endpoint,
+                    "target_type": "pop",
+                    "pops": ["IAD89-P1"],
+                    "poll_interval": 0.1,
+                }
+            )
+        )
+        # Two distributions: the stack takes one job at a time, the second one's URL waits.
+        items = ["https://static.example.com/a.js", "https://cdn1.img.example.com/b.png"]
+        r = run_cli("submit", "-o", "json", *items)
+        assert r.returncode == 5, r.stderr
+        sub = json.loads(r.stdout)
+        task = sub["tasks"][0]["task_id"]
+        assert api.job_status(task) != "FINISHED"
+        other = run_cli("submit", "-o", "json", "https://static.example.com/c.js")
+        assert other.returncode == 2, other.stderr  # its vendor part still runs
+        assert f"job {sub['job_id']} is still" in other.stderr
+        now[0] += 3600
+        assert api.job_status(task) == "FINISHED"
+        r, data = status(run_cli, sub["job_id"], "--wait", "--wait-timeout", "30")
+        assert r.returncode == 5, r.stderr
+        assert data["state"] == "incomplete" and data["not_sent"] == 1
+        r = run_cli("submit", "-o", "json", "https://static.example.com/c.js")
+        assert "unexpected" not in r.stderr
+        assert f"job {sub['job_id']}" not in r.stderr  # done at the vendor: not in the way
