@@ -363,8 +363,9 @@ def _read_document(path: Path, how: str) -> dict[str, Any] | None:
             return None
         origin = "--config" if how == "--config" else "$PREWARM_CONFIG"
         raise ConfigError(
-            f"{path}: config file not found (given by {origin}; fix the path, "
-            f"or create it with `prewarm config init --config {shlex.quote(str(path))}`)"
+            f"{path}: config file not found (given by {origin})",
+            hint="fix the path, or create it with"
+            f" `prewarm config init --config {shlex.quote(str(path))}`",
         ) from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory (give the path of a config.toml file)") from None

@@ -205,6 +205,7 @@ def test_a_retry_after_longer_than_the_retries_defers_instead_of_failing(
     ("args", "message"),
     [
         (("--ecs", "notacidr"), "is not a network"),
+        (("--resolve", "bad"), "is not HOST[:PORT]:IP"),
         (("--pop", "NRT57"), "PoP codes need cf_domain"),
         (("--accept-encoding", " "), "--accept-encoding value is empty"),
     ],

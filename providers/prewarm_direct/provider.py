@@ -161,13 +161,14 @@ class DirectProvider(Provider):
         return RunPlan(variants, spec, headers)
 
     def check_options(self, options: SubmitOptions) -> None:
-        """--accept-encoding, --pop and --ecs values it cannot use are refused before the job
-        starts (exit 2); the same in the config's table are configuration errors (exit 3)."""
+        """--accept-encoding, --resolve, --pop and --ecs values it cannot use are refused before
+        the job starts (exit 2); the same in the config's table are configuration errors (3)."""
         extra = options.extra
         try:
             if any(not str(v).strip() for v in extra.get("accept_encoding") or ()):
                 raise ConfigError("an --accept-encoding value is empty (e.g. gzip, br, identity)")
             given = TargetSpec(
+                resolve=tuple(extra.get("resolve") or ()),
                 pops=tuple(extra.get("pop") or ()),
                 ecs=tuple(extra.get("ecs") or ()),
                 cf_domain=self.settings.get("cf_domain"),

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-from prewarm_cli.errors import ConfigError
+from prewarm_cli.errors import ConfigError, UsageError
 from prewarm_cli.plugin import parse_resolve
 from prewarm_direct import dns
 
@@ -140,8 +140,13 @@ def labels(targets: Sequence[Target]) -> list[str]:
 
 
 def check_spec(spec: TargetSpec) -> None:
-    """What is wrong with a spec without any DNS lookup: PoP codes without cf_domain, a
-    resolver or a client subnet that cannot be read (ConfigError)."""
+    """What is wrong with a spec without any DNS lookup: a pin, a resolver or a client subnet
+    that cannot be read, PoP codes without cf_domain (ConfigError)."""
+    for pin in spec.resolve:
+        try:
+            parse_resolve(pin)
+        except UsageError as exc:
+            raise ConfigError(exc.message, hint=exc.hint) from exc
     if spec.pops and not spec.cf_domain:
         raise ConfigError(
             "PoP codes need cf_domain (the distribution's d….cloudfront.net name)",
