@@ -9,6 +9,7 @@ Kills are synchronised on the fake server holding a request open, never on timin
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -288,3 +289,31 @@ def test_an_incomplete_aws_job_holds_the_stack_only_while_it_runs(
         r = run_cli("submit", "-o", "json", "https://static.example.com/c.js")
         assert "unexpected" not in r.stderr
         assert f"job {sub['job_id']}" not in r.stderr  # done at the vendor: not in the way
+
+
+def test_a_run_waits_out_a_status_peeking_at_the_job_lock(tmp_path, monkeypatch) -> None:
+    """status takes the lock shared for an instant: a run starting then is not refused."""
+    import fcntl
+
+    from prewarm_cli.engine import lock as lock_mod
+
+    peek = lock_mod.JobLock(tmp_path, "J1")
+    assert peek.holder() is None  # never locked
+    run = lock_mod.JobLock(tmp_path, "J1")
+    run.acquire()
+    assert peek.holder() == str(os.getpid())
+    run.release()
+    assert peek.holder() is None
+
+    fd = os.open(run.path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # a status peeking, as the run starts
+    waited = []
+
+    def status_lets_go(seconds: float) -> None:  # the run's first wait: the peek ends
+        waited.append(seconds)
+        os.close(fd)
+
+    monkeypatch.setattr(lock_mod.time, "sleep", status_lets_go)
+    run.acquire()
+    run.release()
+    assert len(waited) == 1

@@ -3,15 +3,19 @@
 The lock is the operating system's (``flock``), so it is released when the process
 ends in any way, kill -9 included: a lock file left by a dead process is simply
 taken over. The file holds the pid of its holder, to name it in the refusal.
+`status` asks whether anyone holds it by taking it shared for an instant (``holder``).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
 from prewarm_cli.errors import JobInUse
+
+PEEK_GRACE = 0.5  # seconds a run waits for a `status` that peeks at the lock to let go
 
 
 class JobLock:
@@ -30,9 +34,16 @@ class JobLock:
         except ImportError:  # pragma: no cover - Windows: no advisory locks here
             self._fd = fd
             return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        # A `status` that peeks holds it shared for an instant: that is waited out.
+        deadline = time.monotonic() + PEEK_GRACE
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
             holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise JobInUse(
@@ -42,6 +53,29 @@ class JobLock:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
+
+    def holder(self) -> str | None:
+        """The process working on the job (its pid, as the file says), or None when nobody
+        holds the lock. Taken shared and let go at once: a run starting meanwhile waits."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None  # no run ever locked it
+        except OSError:
+            return "another process"  # cannot tell: as if one held it
+        try:
+            try:
+                import fcntl
+            except ImportError:  # pragma: no cover - Windows: no advisory locks here
+                return "another process"
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return os.read(fd, 64).decode(errors="replace").strip() or "another process"
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         if self._fd is not None:

@@ -7,7 +7,6 @@ waiting is for the vendor's part only, and the state the job's run recorded is k
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -121,7 +120,7 @@ def job_status(ws: Workspace, ref: JobRef) -> JobStatus:
 def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[TaskStatus]]]:
     # Asked before the journal is read: a run that ends after this has recorded its
     # outcomes by then, so what it was still sending never looks abandoned.
-    holder = _job_holder(ws, ref.job_id) if ref.job_id else None
+    holder = JobLock(ws.state_dir, ref.job_id).holder() if ref.job_id else None
     counts = ws.journal.counts(ref.job_id) if ref.job_id else {}
     if ref.job_id and counts:  # a journal job: with the tasks a run still sending added since
         ref = journal_ref(ws, ref.job_id)
@@ -193,34 +192,6 @@ def _record_state(ws: Workspace, job_id: str, status: JobStatus, holder: str | N
         ws.journal.set_state(job_id, status.state)
     elif holder is None and ws.journal.job(job_id).state not in _RESUMABLE:
         ws.journal.set_state(job_id, JobState.INCOMPLETE)  # a vendor state recorded earlier
-
-
-def _job_holder(ws: Workspace, job_id: str) -> str | None:
-    """The process working on a job (holding its lock, see engine/lock.py), or None.
-
-    The lock is taken shared and let go at once: a `submit --resume` starting in that
-    instant is refused as if another run held the job, which a second try gets past.
-    """
-    path = JobLock(ws.state_dir, job_id).path
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None  # no run ever locked it
-    except OSError:
-        return "another process"  # cannot tell: as if one held it (status waits, as before)
-    try:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no advisory locks here
-            return "another process"
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return os.read(fd, 64).decode(errors="replace").strip() or "another process"
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
 
 
 def _recorded_statuses(ws: Workspace, job_id: str | None, alias: str) -> list[TaskStatus] | None:
