@@ -35,7 +35,8 @@ _MAX_FOLLOW_UPS = 10
     "values",
     multiple=True,
     metavar="KEY=VALUE",
-    help="A provider setting (repeatable); secrets are best given as env:VAR.",
+    help="A provider setting (repeatable); secrets are best given as env:VAR. A list is"
+    " a, b, or TOML where an item holds commas: encodings=['gzip, br', 'identity'].",
 )
 @click.option(
     "--default/--no-default",
