@@ -104,3 +104,19 @@ def test_wait_verify_ndjson_has_the_results_and_the_job(
     r = invoke("submit", "-o", "ndjson", hit)
     (task,) = [json.loads(line) for line in r.stdout.splitlines()]
     assert task["record"] == "task" and task["job_id"] and task["task_id"]
+
+
+def test_piped_status_verify_on_a_machine_without_the_job(
+    fake_config, fake_cdn: FakeCdn, edge, cli_env, tmp_path, monkeypatch
+) -> None:
+    """`submit -o json | status --wait --verify -` where the status side has no journal of
+    that job (another CI machine): the wait's result stands (it was lost to a not-found)."""
+    url = f"{edge.url}/cloudfront/hit"
+    r = invoke("submit", "-o", "json", url)
+    assert r.returncode == 0, r.stderr
+    monkeypatch.setenv("PREWARM_STATE_DIR", str(tmp_path / "other-machine"))
+    wait = ("--wait", "--interval", "0.2", "--wait-timeout", "20")
+    s = invoke("status", *wait, "--verify", "-", "-o", "json", input=r.stdout)
+    assert s.returncode == 0, s.stderr
+    data = json.loads(s.stdout)
+    assert data["state"] == "succeeded" and "verify" in data

@@ -65,9 +65,14 @@ def verify_claims(
 
 def _job_headers(ws: Workspace, ref: JobRef | None) -> tuple[tuple[str, str], ...]:
     """The -H headers the job was submitted with (none for bare vendor tasks)."""
+    from prewarm_cli.errors import NotFoundError
+
     if ref is None or ref.job_id is None:
         return ()
-    recorded = ws.journal.job(ref.job_id).options.get("headers") or []
+    try:
+        recorded = ws.journal.job(ref.job_id).options.get("headers") or []
+    except NotFoundError:  # a submit's JSON piped from another machine: its tasks only
+        return ()
     return tuple((str(h[0]), str(h[1])) for h in recorded)
 
 
