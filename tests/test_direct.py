@@ -216,19 +216,35 @@ def test_max_bytes_defers_and_resume_warms_only_the_rest(
         assert (status, cache) == (200, "HIT")
 
 
+def test_a_body_larger_than_max_bytes_is_warmed_by_a_run_of_its_own(
+    bed: CacheBed, run_cli, direct_config
+) -> None:
+    direct_config('concurrency = 1\nmax_bytes = 5000\nencodings = ["identity"]\n')
+    paths = ["/obj/huge0.bin?size=20000", "/obj/huge1.bin?size=20000"]
+    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
+    r, data = submit(run_cli, *pin, *(bed.nginx.url(p) for p in paths))
+    assert r.returncode == 5 and data["accepted"] == 1, r.stderr  # the second is cut short
+    r2 = run_cli("submit", "--resume", data["job_id"], "-o", "json")
+    assert r2.returncode == 0 and json.loads(r2.stdout)["accepted"] == 2, r2.stderr
+    for path in paths:
+        status, cache, _ = bed.nginx.probe(POPS[0], path, IDENTITY)
+        assert (status, cache) == (200, "HIT")
+
+
 def test_max_bytes_cuts_the_bodies_in_flight_short(bed: CacheBed, run_cli, direct_config) -> None:
-    """Eight 100 KB bodies in flight when 5,000 bytes are spent: none is read to its end."""
+    """Eight 100 KB bodies in flight when 5,000 bytes are spent: only the run's first is read
+    to its end (each run warms at least one body, however large)."""
     direct_config('concurrency = 8\nmax_bytes = 5000\nencodings = ["identity"]\n')
     paths = [f"/obj/big{i}.bin?size=102400" for i in range(20)]
     pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
     r, data = submit(run_cli, *pin, *(bed.nginx.url(p) for p in paths))
     assert r.returncode == 5, r.stderr
-    assert data["accepted"] == 0 and data["deferred"] == 20
+    assert data["accepted"] == 1 and data["deferred"] == 19
     details = data["providers"]["direct"]["details"]
     assert details["requests"] <= 8  # the first of each slot, and no other
-    # Past the budget by at most what libcurl had read when it last reported (one buffer of
-    # 16 KiB per request in flight); reading every body in flight would be 800 KB.
-    assert details["bytes"] <= 5000 + 8 * 16384
+    # The first body whole, the others cut after at most one chunk each (libcurl's buffer,
+    # 16 KiB); reading every body in flight would be 800 KB.
+    assert details["bytes"] <= 102400 + 7 * 16384
     assert details["failed"] == 0 and details["rejected"] == 0
     rep = json.loads(run_cli("report", data["job_id"], "-o", "json").stdout)
     assert not [f for f in rep["failures"] if f["pop"]]  # cut short is not a failure

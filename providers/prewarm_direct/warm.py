@@ -71,6 +71,7 @@ class _Slot:
         self.connect_to: str | None = None
         self.header_lines: tuple[str, ...] = ()
         self.n_refused = 0  # body bytes received but refused: the run's byte budget is spent
+        self.read_whole = False  # the run's first request: never cut short
         self.count_against_budget: Callable[[bytes], int] = len
 
 
@@ -93,6 +94,7 @@ class Warmer:
 
         self.timeout = timeout
         self._budget: int | None = None  # body bytes this run may still read
+        self._n_started = 0  # requests started this run
         self._n_received = 0  # body bytes read this run, while a budget is kept
         self._read_headers = HeaderReader(
             (*cache_verdict_headers(), "content-length", "retry-after")
@@ -138,12 +140,13 @@ class Warmer:
         in flight is dropped unanswered, and the Warmer is ready for the next run.
         With ``byte_budget``, the bodies read stop there: requests in flight when it runs out
         are cut short and answered STOPPED (past the budget by at most the chunk each had
-        just received). Without one, bodies are counted in C; with one, each chunk passes
-        through Python.
+        just received), except the run's first: each run warms at least one body whole, so a
+        body larger than the budget is warmed too, by a run of its own. Without a budget,
+        bodies are counted in C; with one, each chunk passes through Python.
         """
         import pycurl
 
-        self._budget, self._n_received = byte_budget, 0
+        self._budget, self._n_received, self._n_started = byte_budget, 0, 0
         for slot in self._slots.values():
             write = len if byte_budget is None else slot.count_against_budget
             slot.handle.setopt(pycurl.WRITEFUNCTION, write)
@@ -155,7 +158,8 @@ class Warmer:
     def _budget_writer(self, slot: _Slot) -> Callable[[bytes], int]:
         def write(chunk: bytes) -> int:
             self._n_received += len(chunk)
-            if self._budget is not None and self._n_received > self._budget:
+            over = self._budget is not None and self._n_received > self._budget
+            if over and not slot.read_whole:
                 slot.n_refused = len(chunk)  # received all the same
                 return 0  # libcurl stops the transfer
             return len(chunk)
@@ -228,6 +232,8 @@ class Warmer:
             slot.header_lines = request.header_lines
         slot.received.clear()
         slot.n_refused = 0
+        slot.read_whole = self._n_started == 0
+        self._n_started += 1
         slot.request = request
 
     def _done(
