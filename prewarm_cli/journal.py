@@ -179,8 +179,10 @@ class Journal:
 
     # --- jobs ---
 
-    def create_job(self, providers: Sequence[str], options: Mapping[str, Any]) -> str:
-        job_id = new_job_id()
+    def create_job(
+        self, providers: Sequence[str], options: Mapping[str, Any], job_id: str | None = None
+    ) -> str:
+        job_id = job_id or new_job_id()
         now = utcnow()
         with self.transaction() as db:
             db.execute(

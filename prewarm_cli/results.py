@@ -254,6 +254,12 @@ class JobStatus:
         if self.state != JobState.INCOMPLETE:
             return {Outcome(self.state)}
         found = {Outcome.TARGETS_DEFERRED} if self.deferred else set()
+        # A vendor that ended its part badly counts too (failed: 1 before 4).
+        found |= {
+            Outcome(p.state)
+            for p in self.providers.values()
+            if p.state in (JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT)
+        }
         if self.not_sent > self.deferred:
             found.add(Outcome.TARGETS_UNKNOWN)  # unsent, or sent with no known answer
         if self.failed:

@@ -317,3 +317,52 @@ def test_a_run_waits_out_a_status_peeking_at_the_job_lock(tmp_path, monkeypatch)
     run.acquire()
     run.release()
     assert len(waited) == 1
+
+
+def test_status_of_a_job_whose_intake_died_says_to_submit_again(
+    run_cli, fake_config, cli_env
+) -> None:
+    """Killed while reading its input (state `created`, no lock held): `--resume` refuses
+    such a job, so status does not point at it."""
+    from prewarm_cli import journal as jr
+
+    run_cli("jobs")  # the state directory
+    journal = jr.Journal(Path(cli_env["PREWARM_STATE_DIR"]) / "journal.sqlite3")
+    job_id = journal.create_job(["fake"], {"headers": [], "invalidate": False, "extra": {}})
+    journal.add_targets(job_id, [(i, u, ["fake"]) for i, u in enumerate(helpers.urls(5))])
+    journal.close()
+    r = run_cli("status", job_id, "-o", "json")
+    assert r.returncode == 1, r.stderr
+    assert json.loads(r.stdout)["state"] == "failed"
+    assert "submit the URLs again" in r.stderr and "--resume" not in r.stderr
+    waited = run_cli("status", job_id, "--wait", "--interval", "0.2", "-o", "json")
+    assert waited.returncode == 1  # nothing to wait for
+    assert [j["state"] for j in json.loads(run_cli("jobs", "-o", "json").stdout)] == ["created"]
+
+
+def test_status_keeps_a_cancelled_job_cancelled(run_cli, fake_config, fake_cdn: FakeCdn) -> None:
+    fake_cdn.daily_quota = 40
+    fake_cdn.task_seconds = 30  # still running when cancelled
+    r = run_cli("submit", "-o", "json", *helpers.urls(60))
+    assert r.returncode == 5, r.stderr
+    job_id = json.loads(r.stdout)["job_id"]
+    assert run_cli("cancel", job_id, "-o", "json").returncode == 0
+    s = run_cli("status", job_id, "-o", "json")
+    assert json.loads(s.stdout)["state"] == "cancelled" and s.returncode == 4, s.stderr
+    assert "--resume" not in s.stderr  # the user stopped it
+    listed = json.loads(run_cli("jobs", "--state", "cancelled", "-o", "json").stdout)
+    assert [j["job_id"] for j in listed] == [job_id]
+
+
+def test_an_incomplete_job_whose_vendor_failed_its_part_exits_1() -> None:
+    """Where several exit codes apply, 1 (failed) comes before 4 (DESIGN.md §6)."""
+    from prewarm_cli.errors import exit_for
+    from prewarm_cli.results import JobStatus, ProviderStatus
+
+    def job(vendor_state: str) -> JobStatus:
+        counts = {"total": 10, "succeeded": 0, "failed": 6, "in_progress": 0, "pending": 0}
+        part = ProviderStatus("fake", vendor_state, None, **counts, not_sent=4)
+        return JobStatus("J", "incomplete", None, **counts, not_sent=4, providers={"fake": part})
+
+    assert exit_for(job("failed").outcomes()) == 1
+    assert exit_for(job("succeeded").outcomes()) == 4  # unsent targets, and failed ones

@@ -34,15 +34,18 @@ class SubmitRequest:
     skip_invalid: bool = False
 
 
-def intake(ws: Workspace, journal: jr.Journal, req: SubmitRequest) -> str:
-    """Reads, validates, routes and de-duplicates the input into a new job; sends nothing."""
+def intake(
+    ws: Workspace, journal: jr.Journal, req: SubmitRequest, job_id: str | None = None
+) -> str:
+    """Reads, validates, routes and de-duplicates the input into a new job (``job_id``, or a
+    new one); sends nothing."""
     router = Router(ws, req.providers)
     options = {
         "headers": [list(h) for h in req.options.headers],
         "invalidate": req.options.invalidate,
         "extra": dict(req.options.extra),
     }
-    job_id = journal.create_job(router.selected, options)
+    job_id = journal.create_job(router.selected, options, job_id)
     invalid = InvalidList()
     skipped: list[dict[str, Any]] = []
     notes = InputNotes()

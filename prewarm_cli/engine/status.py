@@ -160,7 +160,12 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
     parts = providers.values()
     raws = {p.raw_state for p in parts}
     not_sent = sum(p.not_sent for p in parts)
-    if not_sent and holder is None:
+    recorded_state = ws.journal.job(ref.job_id).state if ref.job_id and counts else None
+    if not_sent and holder is None and recorded_state == JobState.CANCELLED:
+        state = str(JobState.CANCELLED)  # the user stopped it: not to be resumed
+    elif not_sent and holder is None and recorded_state == JobState.CREATED:
+        state = str(JobState.FAILED)  # its input was never read whole: --resume refuses it
+    elif not_sent and holder is None:
         state = str(JobState.INCOMPLETE)  # only `submit --resume` sends the rest
     else:
         state = str(combine_states(State(p.state) for p in parts))
@@ -190,7 +195,7 @@ def _record_state(ws: Workspace, job_id: str, status: JobStatus, holder: str | N
     """
     if not status.not_sent:
         ws.journal.set_state(job_id, status.state)
-    elif holder is None and ws.journal.job(job_id).state not in _RESUMABLE:
+    elif status.state == JobState.INCOMPLETE and ws.journal.job(job_id).state not in _RESUMABLE:
         ws.journal.set_state(job_id, JobState.INCOMPLETE)  # a vendor state recorded earlier
 
 
@@ -393,7 +398,15 @@ def settled(status: JobStatus) -> bool:
 
 
 def _say_resume(ws: Workspace, status: JobStatus) -> None:
-    if status.state != JobState.INCOMPLETE or status.job_id is None:
+    if status.job_id is None or not status.not_sent:
+        return
+    if status.state == JobState.FAILED:
+        ws.out.info(
+            f"job {status.job_id} never finished reading its input and no process is working"
+            " on it: submit the URLs again"
+        )
+        return
+    if status.state != JobState.INCOMPLETE:
         return
     left = [f"{status.deferred} deferred"] if status.deferred else []
     if status.not_sent > status.deferred:

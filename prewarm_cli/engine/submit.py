@@ -61,18 +61,24 @@ def submit(
             lock.release()
             raise
     else:
-        job_id = intake(ws, journal, req)
-        job = journal.job(job_id)
-        options = req.options
-        aliases = list(job.providers)
+        # Locked before the job exists: a `status` meanwhile sees it worked on, not abandoned.
+        job_id = jr.new_job_id()
+        lock = JobLock(ws.state_dir, job_id)
+        lock.acquire()
         try:
-            for alias in aliases:
-                ws.session(alias).provider.check_options(options)
-            _check_busy(ws, job_id, aliases)
-            lock = JobLock(ws.state_dir, job_id)
-            lock.acquire()
+            intake(ws, journal, req, job_id)
+            job = journal.job(job_id)
+            options = req.options
+            aliases = list(job.providers)
+            try:
+                for alias in aliases:
+                    ws.session(alias).provider.check_options(options)
+                _check_busy(ws, job_id, aliases)
+            except BaseException:
+                journal.delete_job(job_id)  # nothing was sent: leave no job behind
+                raise
         except BaseException:
-            journal.delete_job(job_id)  # nothing was sent: leave no job behind
+            lock.release()
             raise
     try:
         for alias in aliases:  # an option a provider cannot honour is said, not dropped
