@@ -366,3 +366,40 @@ def test_an_incomplete_job_whose_vendor_failed_its_part_exits_1() -> None:
 
     assert exit_for(job("failed").outcomes()) == 1
     assert exit_for(job("succeeded").outcomes()) == 4  # unsent targets, and failed ones
+
+
+def test_a_job_still_reading_its_input_is_being_worked_on(
+    run_cli, fake_config, cli_env, tmp_path
+) -> None:
+    """The submit holds the job's lock from before its intake: a status while it still reads
+    a long input sees the job pending, not abandoned."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prewarm_cli", "submit", "-p", "fake", "-o", "json", "-i", "-"],
+        env=cli_env,
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write("".join(u + "\n" for u in urls(20_001)))  # one chunk is journaled
+        proc.stdin.flush()  # and the input goes on: intake waits for the rest
+
+        def journaled() -> bool:
+            try:
+                return sum(outcomes(cli_env).values()) >= 20_000
+            except sqlite3.Error:
+                return False
+
+        helpers.wait_for(journaled, 60)
+        db = sqlite3.connect(Path(cli_env["PREWARM_STATE_DIR"]) / "journal.sqlite3")
+        [(job_id, state)] = db.execute("SELECT id, state FROM jobs").fetchall()
+        db.close()
+        assert state == "created"
+        r, data = status(run_cli, job_id)
+        assert r.returncode == 0 and data["state"] == "pending", r.stderr
+    finally:
+        proc.kill()
+        proc.wait()
