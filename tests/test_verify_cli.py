@@ -86,7 +86,21 @@ def test_wait_verify_ndjson_has_the_results_and_the_job(
     by_kind: dict[str, list[dict]] = {}
     for line in lines:
         by_kind.setdefault(line["record"], []).append(line)
-    assert set(by_kind) == {"task", "status", "verify"}
+    assert set(by_kind) == {"submit", "task", "status", "verify"}
+    assert by_kind["submit"] == [
+        {
+            "record": "submit",
+            "job_id": job_id,
+            "state": "submitted",
+            "urls": 2,
+            "total": 2,
+            "accepted": 2,
+            "rejected": 0,
+            "failed": 0,
+            "deferred": 0,
+            "unknown": 0,
+        }
+    ]
     assert by_kind["task"][0]["task_id"] and by_kind["task"][0]["provider"] == "fake"
     assert [s["state"] for s in by_kind["status"]] == ["succeeded"]
     verdicts = {v["url"]: (v["cache"], v["mismatch"]) for v in by_kind["verify"]}
@@ -102,7 +116,8 @@ def test_wait_verify_ndjson_has_the_results_and_the_job(
     assert sum(1 for line in lines if line.get("mismatch")) == 1
     # Without --wait, the task lines name their job as well.
     r = invoke("submit", "-o", "ndjson", hit)
-    (task,) = [json.loads(line) for line in r.stdout.splitlines()]
+    (submitted, task) = [json.loads(line) for line in r.stdout.splitlines()]
+    assert submitted["record"] == "submit" and submitted["job_id"] == task["job_id"]
     assert task["record"] == "task" and task["job_id"] and task["task_id"]
 
 
@@ -120,3 +135,14 @@ def test_piped_status_verify_on_a_machine_without_the_job(
     assert s.returncode == 0, s.stderr
     data = json.loads(s.stdout)
     assert data["state"] == "succeeded" and "verify" in data
+
+
+def test_ndjson_of_a_submit_that_made_no_task_names_the_job(fake_config, fake_cdn: FakeCdn):
+    fake_cdn.daily_quota = 0  # everything deferred: no vendor task at all
+    r = invoke(
+        "submit", "-o", "ndjson", *(f"https://static.example.com/n{i}.css" for i in range(5))
+    )
+    assert r.returncode == 5, r.stderr
+    (line,) = [json.loads(text) for text in r.stdout.splitlines()]
+    assert line["record"] == "submit" and line["deferred"] == 5
+    assert f"--resume {line['job_id']}" in r.stderr

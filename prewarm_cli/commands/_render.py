@@ -114,10 +114,18 @@ def job_records(
     status: JobStatus | None = None,
     verify: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The -o ndjson lines of submit and status: one per vendor task, one per provider's
-    status, one per verify request; each says which (`record`) and names its job."""
+    """The -o ndjson lines of submit and status: the submit's counts, one per vendor task,
+    one per provider's status, one per verify request; each says which (`record`) and names
+    its job (a submit with no task, all deferred, still says which job to resume)."""
     lines: list[dict[str, Any]] = []
     if summary is not None:
+        counts = {
+            k: len(v) if isinstance(v, list) else v
+            for k, v in summary.to_dict().items()
+            if k
+            in ("state", "urls", "total", "accepted", "rejected", "failed", "deferred", "unknown")
+        }
+        lines.append({"record": "submit", "job_id": job_id, **counts})
         lines += [{"record": "task", "job_id": job_id, **t.to_dict()} for t in summary.tasks]
     if status is not None:
         lines += [
