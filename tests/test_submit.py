@@ -78,7 +78,7 @@ def test_duplicates_removed_in_order_and_rejections_exit_4(
 
 
 def test_invalid_input_lists_lines_and_sends_nothing(
-    run_cli, fake_config, fake_cdn: FakeCdn, tmp_path: Path
+    run_cli, fake_config, fake_cdn: FakeCdn, tmp_path: Path, cli_env
 ) -> None:
     f = tmp_path / "list.txt"
     f.write_text("# comment\nhttps://ok.example.com/a\nftp://bad.example.com/x\n\nnot a url\n")
@@ -88,8 +88,9 @@ def test_invalid_input_lists_lines_and_sends_nothing(
     assert "--skip-invalid" in r.stderr
     assert fake_cdn.submits == []
     assert json.loads(r.stdout)["error"]["code"] == "invalid_input"
-    # nothing recorded as a job either
+    # nothing recorded as a job either, nor a lock file for it
     assert json.loads(run_cli("jobs", "-o", "json").stdout) == []
+    assert not list((Path(cli_env["PREWARM_STATE_DIR"]) / "locks").glob("*"))
 
     r, data = submit_json(run_cli, "--skip-invalid", "-i", str(f))
     assert r.returncode == 0, r.stderr

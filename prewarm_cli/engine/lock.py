@@ -82,6 +82,12 @@ class JobLock:
             os.close(self._fd)  # closing the descriptor releases the lock
             self._fd = None
 
+    def discard(self) -> None:
+        """Releases the lock of a job that was never made, and removes its file: nobody
+        else knows the job's id."""
+        self.release()
+        self.path.unlink(missing_ok=True)
+
     def __enter__(self) -> JobLock:
         self.acquire()
         return self
