@@ -400,7 +400,7 @@ def settled(status: JobStatus) -> bool:
 def _say_resume(ws: Workspace, status: JobStatus) -> None:
     if status.job_id is None or not status.not_sent:
         return
-    if status.state == JobState.FAILED:
+    if status.state == JobState.FAILED and ws.journal.job(status.job_id).state == JobState.CREATED:
         ws.out.info(
             f"job {status.job_id} never finished reading its input and no process is working"
             " on it: submit the URLs again"
