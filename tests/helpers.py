@@ -3,13 +3,46 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
+
+
+def popen(
+    cli_env: Mapping[str, str], cwd: Path, *args: str, stdin: int | None = None
+) -> subprocess.Popen[str]:
+    """`python -m prewarm_cli ARGS` started in the background, stdout and stderr piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "prewarm_cli", *args],
+        env=dict(cli_env),
+        cwd=cwd,
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_until_closed(fd: int, deadline: float | None = None) -> bytes:
+    """What a pseudo-terminal's child writes until it closes it (or ``deadline`` passes)."""
+    import os
+
+    seen = b""
+    while deadline is None or time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
 
 
 def urls(n: int, prefix: str = "https://static.example.com/f", ext: str = ".js") -> list[str]:

@@ -36,21 +36,7 @@ def configure(
     tmp_path: Path,
 ) -> Callable[..., Path]:
     """Writes a config for alias "cf" at the fake; keyword arguments replace or drop keys."""
-    cli_env.update(
-        {
-            "PREWARM_AWS_API_KEY": api.api_key,
-            # boto3 talks to the fake's CloudFront, with fake credentials and no real config.
-            "AWS_ACCESS_KEY_ID": api.aws_access_key_id,
-            "AWS_SECRET_ACCESS_KEY": api.aws_secret_access_key,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL_CLOUDFRONT": api.url,
-            "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
-    )
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
-        cli_env.pop(name, None)
+    api.point_cli_at(cli_env, tmp_path)
 
     def write(**keys: Any) -> Path:
         values: dict[str, Any] = {

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from cachebed import HOST, POPS, CacheBed, DnsServer, cache_bed
-from helpers import wait_for
+from helpers import read_until_closed, wait_for
 
 GZIP = "gzip, deflate, br"
 IDENTITY = "identity"
@@ -628,14 +628,7 @@ def test_progress_bar_shows_requests_and_bytes_on_a_terminal(
             assert time.monotonic() < deadline, seen
             seen += os.read(fd, 65536).decode(errors="replace")
         bed.counts.release.set()
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk.decode(errors="replace")
+        seen += read_until_closed(fd).decode(errors="replace")
     finally:
         bed.counts.release.set()
         _, status = os.waitpid(pid, 0)

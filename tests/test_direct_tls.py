@@ -9,15 +9,25 @@ from pathlib import Path
 from fakes.cache_server import CacheServer
 
 
-def test_warms_over_tls_with_the_configured_ca_and_keeps_host_and_sni(
-    tls_edge: tuple[CacheServer, Path], run_cli, write_config: Callable[[str], Path]
-) -> None:
+def trusting_its_ca(
+    tls_edge: tuple[CacheServer, Path], write_config: Callable[[str], Path]
+) -> tuple[CacheServer, str, str]:
+    """The edge, a URL on it, and its pin, with direct configured to trust its CA."""
     edge, ca = tls_edge
     write_config(
         f'[providers.direct]\ntype = "direct"\nca_bundle = "{ca}"\nencodings = ["identity"]\n'
     )
-    url = f"https://pinned.test:{edge.port}/cloudfront/hit"
-    pin = f"pinned.test:{edge.port}:127.0.0.1"
+    return (
+        edge,
+        f"https://pinned.test:{edge.port}/cloudfront/hit",
+        f"pinned.test:{edge.port}:127.0.0.1",
+    )
+
+
+def test_warms_over_tls_with_the_configured_ca_and_keeps_host_and_sni(
+    tls_edge: tuple[CacheServer, Path], run_cli, write_config: Callable[[str], Path]
+) -> None:
+    edge, url, pin = trusting_its_ca(tls_edge, write_config)
     r = run_cli("submit", "-p", "direct", "-o", "json", "--resolve", pin, url)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["accepted"] == 1
@@ -44,12 +54,7 @@ def test_an_edge_the_ca_does_not_vouch_for_gets_no_request(
 def test_wait_verify_probes_trust_the_configured_ca_too(
     tls_edge: tuple[CacheServer, Path], run_cli, write_config: Callable[[str], Path]
 ) -> None:
-    edge, ca = tls_edge
-    write_config(
-        f'[providers.direct]\ntype = "direct"\nca_bundle = "{ca}"\nencodings = ["identity"]\n'
-    )
-    url = f"https://pinned.test:{edge.port}/cloudfront/hit"
-    pin = f"pinned.test:{edge.port}:127.0.0.1"
+    edge, url, pin = trusting_its_ca(tls_edge, write_config)
     r = run_cli("submit", "-p", "direct", "-o", "json", "--resolve", pin, url, "--wait", "--verify")
     assert r.returncode == 0, r.stderr
     [probe] = json.loads(r.stdout)["verify"]["results"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from fakes.generic import FakeCdn
-from helpers import cli_json
+from helpers import cli_json, read_until_closed
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 LONG = "https://static.example.com/assets/releases/2026/12/very/long/path/to/a/bundle"
@@ -28,17 +28,8 @@ def run_on_terminal(env: dict[str, str], columns: int, *args: str) -> tuple[int,
     if pid == 0:  # the child: prewarm on a terminal of that size
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
         os.execve(sys.executable, [sys.executable, "-m", "prewarm_cli", *args], child_env)
-    seen = b""
-    deadline = time.monotonic() + 60
     try:
-        while time.monotonic() < deadline:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
+        seen = read_until_closed(fd, time.monotonic() + 60)
     finally:
         _, status = os.waitpid(pid, 0)
         os.close(fd)

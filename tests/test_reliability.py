@@ -10,13 +10,13 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import helpers
 from fakes.generic import FakeCdn
+from helpers import popen
 
 
 def urls(n: int, prefix: str = "https://static.example.com/r") -> list[str]:
@@ -29,17 +29,6 @@ def marked(n: int, **marks: int) -> list[str]:
     for name, i in marks.items():
         items[i] = f"https://static.example.com/{name}{i}.css"
     return items
-
-
-def popen(cli_env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "prewarm_cli", *args],
-        env=cli_env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def kill_while_held(proc: subprocess.Popen[str], hold: Any, fake_cdn: FakeCdn) -> None:

@@ -13,7 +13,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,23 +21,13 @@ import helpers
 import pytest
 from cachebed import HOST, POPS, CacheBed, cache_bed
 from fakes.generic import FakeCdn
+from helpers import popen
 
 pytestmark = pytest.mark.timeout(180)
 
 
 def urls(n: int) -> list[str]:
     return helpers.urls(n, "https://static.example.com/s", ".css")
-
-
-def popen(cli_env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "prewarm_cli", *args],
-        env=cli_env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def outcomes(cli_env: dict[str, str]) -> dict[str, int]:
@@ -246,20 +235,7 @@ def test_an_incomplete_aws_job_holds_the_stack_only_while_it_runs(
         ],
         clock=lambda: now[0],
     ) as api:
-        cli_env.update(
-            {
-                "PREWARM_AWS_API_KEY": api.api_key,
-                "AWS_ACCESS_KEY_ID": api.aws_access_key_id,
-                "AWS_SECRET_ACCESS_KEY": api.aws_secret_access_key,
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_ENDPOINT_URL_CLOUDFRONT": api.url,
-                "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-                "AWS_EC2_METADATA_DISABLED": "true",
-            }
-        )
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
-            cli_env.pop(name, None)
+        api.point_cli_at(cli_env, tmp_path)
         write_config(
             config_toml(
                 {
@@ -373,15 +349,8 @@ def test_a_job_still_reading_its_input_is_being_worked_on(
 ) -> None:
     """The submit holds the job's lock from before its intake: a status while it still reads
     a long input sees the job pending, not abandoned."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prewarm_cli", "submit", "-p", "fake", "-o", "json", "-i", "-"],
-        env=cli_env,
-        cwd=tmp_path,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    submit = ("submit", "-p", "fake", "-o", "json", "-i", "-")
+    proc = popen(cli_env, tmp_path, *submit, stdin=subprocess.PIPE)
     try:
         assert proc.stdin is not None
         proc.stdin.write("".join(u + "\n" for u in urls(20_001)))  # one chunk is journaled
