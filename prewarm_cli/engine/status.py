@@ -43,6 +43,15 @@ _RESUMABLE = frozenset(
 )
 
 
+# A job with targets left that nobody sends is incomplete (`submit --resume` sends them),
+# unless its run says otherwise: cancelled by the user, or its input never read whole (a
+# job --resume refuses: it failed).
+_LEFT_ALONE: dict[str | None, JobState] = {
+    JobState.CANCELLED: JobState.CANCELLED,
+    JobState.CREATED: JobState.FAILED,
+}
+
+
 @dataclass
 class JobRef:
     """What `status`/`report` work on: a journal job, or bare vendor tasks."""
@@ -160,13 +169,9 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
     parts = providers.values()
     raws = {p.raw_state for p in parts}
     not_sent = sum(p.not_sent for p in parts)
-    recorded_state = ws.journal.job(ref.job_id).state if ref.job_id and counts else None
-    if not_sent and holder is None and recorded_state == JobState.CANCELLED:
-        state = str(JobState.CANCELLED)  # the user stopped it: not to be resumed
-    elif not_sent and holder is None and recorded_state == JobState.CREATED:
-        state = str(JobState.FAILED)  # its input was never read whole: --resume refuses it
-    elif not_sent and holder is None:
-        state = str(JobState.INCOMPLETE)  # only `submit --resume` sends the rest
+    job_state = ws.journal.job(ref.job_id).state if ref.job_id and counts else None
+    if not_sent and holder is None:  # nobody sends the rest
+        state = str(_LEFT_ALONE.get(job_state, JobState.INCOMPLETE))
     else:
         state = str(combine_states(State(p.state) for p in parts))
     result = JobStatus(
@@ -183,11 +188,11 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
         deferred=sum(p.deferred for p in parts),
     )
     if ref.job_id:
-        _record_state(ws, ref.job_id, result, holder)
+        _record_state(ws, ref.job_id, result, job_state)
     return result, seen
 
 
-def _record_state(ws: Workspace, job_id: str, status: JobStatus, holder: str | None) -> None:
+def _record_state(ws: Workspace, job_id: str, status: JobStatus, was: str | None) -> None:
     """The vendors' combined state becomes the job's once every target was sent.
 
     Before that the job's state is its run's (submitting, interrupted, incomplete): a job
@@ -195,7 +200,7 @@ def _record_state(ws: Workspace, job_id: str, status: JobStatus, holder: str | N
     """
     if not status.not_sent:
         ws.journal.set_state(job_id, status.state)
-    elif status.state == JobState.INCOMPLETE and ws.journal.job(job_id).state not in _RESUMABLE:
+    elif status.state == JobState.INCOMPLETE and was not in _RESUMABLE:
         ws.journal.set_state(job_id, JobState.INCOMPLETE)  # a vendor state recorded earlier
 
 
