@@ -271,6 +271,7 @@ class ProbeTarget:
     accept_encoding: str
     ip: str | None = None  # None: wherever the URL's host resolves
     label: str | None = None  # the PoP target's name in results
+    user_agent: str | None = None  # the one the warm request sent (a -H User-Agent wins)
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,11 @@ def verify_claims(
     own_headers = tuple((n, v) for n, v in headers if n.lower() != "accept-encoding")
     with ws.out.progress(total, "verifying") as bar:
         result = verify_mod.verify_against_claims(rest, claims, options, bar.advance)
-        groups: dict[tuple[str, str | None, str, str | None], list[str]] = {}
+        groups: dict[tuple[str, str | None, str, str | None, str | None], list[str]] = {}
         for alias, t in pinned:
-            groups.setdefault((alias, t.ip, t.accept_encoding, t.label), []).append(t.url)
-        for (alias, ip, encoding, label), urls in groups.items():
+            key = (alias, t.ip, t.accept_encoding, t.label, t.user_agent)
+            groups.setdefault(key, []).append(t.url)
+        for (alias, ip, encoding, label, user_agent), urls in groups.items():
             pins = tuple(sorted({f"{host_of(u)}:{ip}" for u in urls})) if ip else ()
             more = verify_mod.verify_against_claims(
                 urls,
@@ -50,7 +51,7 @@ def verify_claims(
                     headers=own_headers,
                     resolve=pins,
                     encodings=(encoding,),
-                    user_agent=_user_agent(ws, alias),
+                    user_agent=user_agent or verify_mod.USER_AGENT,
                     ca_bundle=ws.session(alias).provider.settings.get("ca_bundle"),
                 ),
                 bar.advance,
@@ -74,15 +75,6 @@ def _job_headers(ws: Workspace, ref: JobRef | None) -> tuple[tuple[str, str], ..
     except NotFoundError:  # a submit's JSON piped from another machine: its tasks only
         return ()
     return tuple((str(h[0]), str(h[1])) for h in recorded)
-
-
-def _user_agent(ws: Workspace, alias: str) -> str:
-    """The User-Agent the provider's own requests sent: its `user_agent` setting, else
-    prewarm's (a -H User-Agent replaces either, as it did when warming)."""
-    from prewarm_cli import verify as verify_mod
-
-    configured = ws.session(alias).provider.settings.get("user_agent")
-    return str(configured or verify_mod.USER_AGENT)
 
 
 def _probe_targets(ws: Workspace, ref: JobRef | None) -> list[tuple[str, ProbeTarget]]:

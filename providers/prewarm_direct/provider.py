@@ -125,6 +125,7 @@ class DirectProvider(Provider):
         self._targets: Targets | None = None
         self._header_lines: dict[str, tuple[str, ...]] = {}  # per variant
         self.concurrency = int(settings.get("concurrency") or DEFAULT_CONCURRENCY)
+        self.user_agent = str(settings.get("user_agent") or USER_AGENT)
         self._local = threading.local()  # a Warmer per thread that sends
         self._warmers: list[Warmer] = []  # every one made, to close them all
         self._store: Store | None = None
@@ -199,7 +200,7 @@ class DirectProvider(Provider):
             warmer = self._local.warmer = Warmer(
                 concurrency=self.concurrency,
                 timeout=self.timeout,
-                user_agent=str(self.settings.get("user_agent") or USER_AGENT),
+                user_agent=self.user_agent,
                 ca_bundle=self.settings.get("ca_bundle"),
             )
             with self._lock:
@@ -407,7 +408,7 @@ class DirectProvider(Provider):
     def probe_targets(self, task_ids: Sequence[str]) -> list[ProbeTarget] | None:
         """Every (URL, PoP, variant) these runs warmed, to be probed again through that PoP."""
         return [
-            ProbeTarget(url=r.url, accept_encoding=r.variant, ip=r.ip, label=r.target)
+            ProbeTarget(r.url, r.variant, r.ip, r.target, user_agent=self.user_agent)
             for r in self.store.of_runs(task_ids)
             if r.outcome == OK
         ]
