@@ -181,12 +181,16 @@ class Pacer:
             )
         except (sqlite3.Error, OSError) as exc:
             raise _store_error(store, exc) from exc
+        # No limit to keep (direct warming without `rate`): each request only checks the stop.
+        self._unlimited = not self._schedules and self._urls is None and self._daily is None
 
     def acquire(self, n_urls: int = 0) -> None:
         """Blocks until one request carrying ``n_urls`` URLs may be sent; raises Interrupted
         once the run is stopping, also when no limit would make it wait."""
         if self._stop is not None and self._stop.is_set():
             raise Interrupted("stopped")
+        if self._unlimited:
+            return
         try:
             self._acquire(n_urls)
         except (sqlite3.Error, OSError) as exc:

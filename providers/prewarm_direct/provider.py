@@ -224,6 +224,7 @@ class DirectProvider(Provider):
                 f"max_bytes ({self.max_bytes}) is spent: {self.bytes_sent} bytes read",
                 hint=f"send the rest with `prewarm submit --resume {options.job_id or 'JOB'}`",
             )
+        store = self.store
         known = self._known(options.job_id, urls)
         answers: dict[str, list[tuple[tuple[str, str], Answer]]] = {}
         unstarted: list[str] = []
@@ -231,39 +232,43 @@ class DirectProvider(Provider):
         ready: deque[Request] = deque()  # a URL's further requests, once its first answered
         held: dict[str, list[Request]] = {}  # until then
         n_unanswered: dict[str, int] = {}  # per started URL: its requests not answered yet
+        keeps_budget = self.max_bytes is not None
 
         def take() -> Request | None:
             """The next request: a started URL's further ones first, then the next URL's
             first; none once the byte budget is spent (the next batch defers the rest)."""
-            if self._budget_spent():
+            if keeps_budget and self._budget_spent():
                 unstarted.extend(next_urls)
                 return None
             while not ready:
                 url = next(next_urls, None)
                 if url is None:
                     return None
-                pending = self._pending(url, plan, targets, known.get(url, {}), options, answers)
+                pending = self._pending(store, url, plan, targets, known.get(url), options, answers)
                 if pending:
                     ready.append(pending[0])
-                    held[url] = pending[1:]
+                    if len(pending) > 1:
+                        held[url] = pending[1:]
                     n_unanswered[url] = len(pending)
             self.pace()
             return ready.popleft()
 
         def on_answer(request: Request, answer: Answer) -> None:
-            self._record(options, request.url, request.target, request.variant, answer)
-            answers[request.url].append(((request.target.label, request.variant), answer))
-            further = held.pop(request.url, [])
+            url = request.url
+            self._record(store, options, url, request.target, request.variant, answer)
+            answers[url].append(((request.target.label, request.variant), answer))
+            further = held.pop(url, None)
             if answer.outcome == REJECTED:  # refused: the others would not change that
-                del n_unanswered[request.url]
+                del n_unanswered[url]
                 return
             if answer.outcome != STOPPED:
-                n_unanswered[request.url] -= 1
-            ready.extend(further)
+                n_unanswered[url] -= 1
+            if further:
+                ready.extend(further)
 
         budget = None if self.max_bytes is None else max(0, self.max_bytes - self.bytes_sent)
         self._warmer().run(take, on_answer, byte_budget=budget)
-        self.store.flush()  # recorded before the engine's journal says so
+        store.flush()  # recorded before the engine's journal says so
         # A URL with requests not answered (the budget ran out) is sent again later: its
         # answers are recorded, so a later run asks only the rest.
         unfinished = [url for url, n in n_unanswered.items() if n]
@@ -273,32 +278,35 @@ class DirectProvider(Provider):
 
     def _pending(
         self,
+        store: Store,
         url: str,
         plan: RunPlan,
         targets: Targets,
-        known: Mapping[tuple[str, str], Record],
+        known: Mapping[tuple[str, str], Record] | None,
         options: SubmitOptions,
         answers: dict[str, list[tuple[tuple[str, str], Answer]]],
     ) -> list[Request]:
         """A URL's requests not answered in the job yet; answers known already are noted."""
-        mine = answers[url] = []
-        carried = [r for r in known.values() if r.run_id != self.run_id]
-        if carried:  # this run's record holds the whole job's answers for the URL
-            self.store.copy(options.job_id, self.run_id, self.alias, carried)
+        mine: list[tuple[tuple[str, str], Answer]] = []
+        answers[url] = mine
+        if known:
+            carried = [r for r in known.values() if r.run_id != self.run_id]
+            if carried:  # this run's record holds the whole job's answers for the URL
+                store.copy(options.job_id, self.run_id, self.alias, carried)
         pending = []
+        header_lines = self._header_lines
         for target in targets.for_url(url):
             for variant in plan.variants:
-                record = known.get((target.label, variant))
+                record = known.get((target.label, variant)) if known else None
                 if record is not None:
                     mine.append(((target.label, variant), _answer(record)))
                 elif target.error:
                     missing = Answer(NOT_FOUND, reason=target.error)
-                    self._record(options, url, target, variant, missing)
+                    self._record(store, options, url, target, variant, missing)
                     mine.append(((target.label, variant), missing))
                 else:
-                    lines = self._header_lines[variant]
-                    pending.append(Request(url, target, variant, lines))
-        if any(a.outcome == REJECTED for _, a in mine):
+                    pending.append(Request(url, target, variant, header_lines[variant]))
+        if known and any(a.outcome == REJECTED for _, a in mine):
             return []  # refused in an earlier run: nothing more to ask
         return pending
 
@@ -315,6 +323,9 @@ class DirectProvider(Provider):
         waits: list[float] = []
         retry = False
         for url, url_answers in answers.items():
+            if all(a.outcome == OK for _, a in url_answers):
+                accepted.append(url)
+                continue
             refused = [(k, a) for k, a in url_answers if a.outcome == REJECTED]
             transient = [(k, a) for k, a in url_answers if a.outcome == TRANSIENT]
             missing = [(k, a) for k, a in url_answers if a.outcome == NOT_FOUND]
@@ -357,9 +368,15 @@ class DirectProvider(Provider):
         return known
 
     def _record(
-        self, options: SubmitOptions, url: str, target: Target, variant: str, answer: Answer
+        self,
+        store: Store,
+        options: SubmitOptions,
+        url: str,
+        target: Target,
+        variant: str,
+        answer: Answer,
     ) -> None:
-        self.store.save(
+        store.save(
             options.job_id, self.run_id, self.alias, url, target.label, target.ip, variant, answer
         )
         with self._lock:

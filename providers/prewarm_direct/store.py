@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -64,9 +64,18 @@ class Record(NamedTuple):
     at: str
 
 
+_this_second: tuple[int, str] = (0, "")  # a second since the epoch, and its text
+
+
 def utcnow() -> str:
-    """2026-12-05T19:00:00.000000Z (isoformat is several times cheaper than strftime)."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    """2026-12-05T19:00:00.000000Z; called for every answer, so the text up to the second is
+    made once a second (three times cheaper than datetime's isoformat)."""
+    global _this_second
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    known = _this_second
+    if known[0] != second:
+        known = _this_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{known[1]}.{micro:06d}Z"
 
 
 class Store:
@@ -120,11 +129,28 @@ class Store:
     ) -> int:
         """Queues one answer for the writer; returns the mark to wait for with ``flush``."""
         a = answer
-        record = Record(
-            run_id, url, target, variant, a.outcome, a.status_code, a.cache, a.bytes, a.reason,
-            a.pop, ip, utcnow(),
-        )  # fmt: skip
-        return self._enqueue([_row(record, job_id, alias)])
+        row = (
+            run_id,
+            url,
+            target,
+            variant,
+            a.outcome,
+            a.status_code,
+            a.cache,
+            a.bytes,
+            a.reason,
+            a.pop,
+            ip,
+            utcnow(),
+            alias,
+            job_id,
+        )  # fmt: skip  (a Record's fields, then alias and job: as _row makes them)
+        with self._cond:
+            if self._error is not None or self._writer is None:
+                return self._enqueue([row])
+            self._queue.append(row)
+            self._n_queued += 1
+            return self._n_queued
 
     def copy(self, job_id: str | None, run_id: str, alias: str, records: Iterable[Record]) -> int:
         """Records of an earlier run of the job carried into this one (answered before)."""
