@@ -232,3 +232,24 @@ def test_a_setting_direct_cannot_use_is_a_configuration_error(write_config) -> N
     r = invoke("submit", "-p", "direct", "http://a.test/x")
     assert r.returncode == 3, r.output
     assert "is not a network" in r.stderr
+
+
+def test_the_verdict_remembered_per_header_lines_follows_each_answer() -> None:
+    from prewarm_direct import warm
+
+    warmer = warm.Warmer(concurrency=1, timeout=1.0, user_agent="t")
+    try:
+        hit = bytearray(
+            b"HTTP/1.1 200 OK\r\nX-Cache: Hit from cloudfront\r\nX-Amz-Cf-Pop: NRT57-C1\r\n\r\n"
+        )
+        miss = bytearray(b"HTTP/1.1 200 OK\r\nx-cache: Miss from cloudfront\r\n\r\n")
+        for _ in range(2):  # the second time from what was remembered
+            assert warmer._verdict(hit) == ("hit", "NRT57-C1")
+            assert warmer._verdict(miss) == ("miss", None)
+        # Headers unique to each answer (a request id) do not grow the memory without bound.
+        for i in range(warm._MAX_VERDICTS + 10):
+            warmer._verdict(bytearray(b"HTTP/1.1 200 OK\r\nCF-Ray: %d-NRT\r\n\r\n" % i))
+        assert len(warmer._verdicts) <= warm._MAX_VERDICTS
+        assert warmer._verdict(hit) == ("hit", "NRT57-C1")
+    finally:
+        warmer.close()

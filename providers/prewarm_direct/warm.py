@@ -33,6 +33,7 @@ HIT_VALUES = frozenset({"hit", "revalidated"})  # the object was already in that
 # libcurl's error codes that mean the body was cut short once the answer had begun.
 _CUT_SHORT = {18: "connection closed", 28: "stalled", 56: "connection reset"}
 _WRITE_ERROR = 23  # our write function refused a chunk: the byte budget is spent
+_MAX_VERDICTS = 4096  # verdicts kept per Warmer
 
 
 class Answer(NamedTuple):
@@ -97,9 +98,11 @@ class Warmer:
         self._budget: int | None = None  # body bytes this run may still read
         self._n_started = 0  # requests started this run
         self._n_received = 0  # body bytes read this run, while a budget is kept
-        self._read_headers = HeaderReader(
-            (*cache_verdict_headers(), "content-length", "retry-after")
-        )
+        self._read_verdict_headers = HeaderReader(cache_verdict_headers())
+        self._read_other_headers = HeaderReader(("content-length", "retry-after"))
+        # The verdict per the verdict headers' lines as they came: one edge answers with a few
+        # combinations only, so a warm request rarely runs the classifier (bounded, see _verdict).
+        self._verdicts: dict[tuple[tuple[bytes, bytes], ...], tuple[str, str | None]] = {}
         self._multi = pycurl.CurlMulti()
         self._slots: dict[int, _Slot] = {}
         self._free: list[_Slot] = []
@@ -250,28 +253,39 @@ class Warmer:
         getinfo = slot.handle.getinfo
         code = getinfo(self._pycurl.RESPONSE_CODE) or None
         size = getinfo(self._pycurl.SIZE_DOWNLOAD_T)
-        received = self._read_headers(slot.received)
         if error is not None and error[0] == _WRITE_ERROR and slot.n_refused:
             size += slot.n_refused
             reason = f"cut short after {size} bytes: the run's byte budget is spent"
             return Answer(STOPPED, code, bytes=size, reason=reason)
         if error is not None:
-            return self._failed(error, code, size, received)
+            return self._failed(error, code, size, self._read_other_headers(slot.received))
         assert code is not None
-        cache, pop = cache_verdict(received)
+        cache, pop = self._verdict(slot.received)
         if code in (408, 429) or code >= 500:
+            retry_after = self._read_other_headers(slot.received).get("retry-after")
             return Answer(
                 TRANSIENT,
                 code,
                 cache,
                 size,
                 f"HTTP {code}",
-                retry_after=parse_retry_after(received.get("retry-after")),
+                retry_after=parse_retry_after(retry_after),
                 pop=pop,
             )
         if code >= 400:
             return Answer(REJECTED, code, cache, size, f"HTTP {code}", pop=pop)
         return Answer(OK, code, cache, size, None, None, pop)
+
+    def _verdict(self, block: bytearray) -> tuple[str, str | None]:
+        """verify's (cache, pop) for an answer's header block."""
+        lines = self._read_verdict_headers.lines(block)
+        verdict = self._verdicts.get(lines)
+        if verdict is None:
+            verdict = cache_verdict(HeaderReader.joined(lines))
+            if len(self._verdicts) >= _MAX_VERDICTS:  # headers unique per answer (a request id)
+                self._verdicts.clear()
+            self._verdicts[lines] = verdict
+        return verdict
 
     def _failed(
         self, error: tuple[int, str], code: int | None, size: int, received: dict[str, str]
@@ -307,9 +321,18 @@ class HeaderReader:
         )
 
     def __call__(self, block: bytes | bytearray) -> dict[str, str]:
+        return self.joined(self.lines(block))
+
+    def lines(self, block: bytes | bytearray) -> tuple[tuple[bytes, bytes], ...]:
+        """The named headers' (name, value) as they came, in order."""
         last = block.rfind(b"\nHTTP/")  # a header name cannot hold "/": a status line
+        return tuple(self._pattern.findall(block, last + 1 if last >= 0 else 0))
+
+    @staticmethod
+    def joined(lines: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
+        """Lower-case names; a repeated header's values joined with ", "."""
         headers: dict[str, str] = {}
-        for name, value in self._pattern.findall(block, last + 1 if last >= 0 else 0):
+        for name, value in lines:
             key, text = name.decode("latin-1").lower(), value.decode("latin-1")
             seen = headers.get(key)
             headers[key] = text if seen is None else f"{seen}, {text}"
