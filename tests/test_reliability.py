@@ -494,8 +494,10 @@ def test_a_failing_rate_limit_store_before_a_send_marks_nothing_unknown(
     def broken(self: Any, n_urls: int = 0) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
-    # Below the Pacer's own handling of store errors, as a full disk would fail it.
+    # Below the Pacer's own handling of store errors, as a full disk would fail it; with a
+    # rate to keep (without one, the pacer never opens its store).
     monkeypatch.setattr(pacing.Pacer, "_acquire", broken)
+    fake_config.write_text(fake_config.read_text() + "rps = 1000\n")
     ws = workspace(fake_config)
     try:
         with pytest.raises(RateStoreError, match="rate-limit store"):

@@ -1,13 +1,12 @@
 """The provider's record of every warm request, in its state directory.
 
-Answers are written by one writer thread that commits whatever has arrived in one
-transaction, when a worker asks for it or at the latest every ``COMMIT_EVERY`` seconds, so
-that the workers do not pay a transaction per request. A worker waits for its earlier answers
-to be committed before it sends another request for the same URL and before it hands a batch
-back to the engine: a kill loses at most the answers of the last moments, and ``--resume``
-asks only what the record does not hold (``answered``). ``status`` and ``report`` read it
-and send nothing. A run (one provider instance at work) is one vendor task; the job's id ties
-the runs of one job together.
+Answers are queued, and a writer thread commits whatever has arrived in one transaction
+every ``COMMIT_EVERY`` seconds, so that the workers do not pay a transaction per request.
+Before it hands a batch back to the engine, a worker flushes: it commits what is still
+queued itself and waits for what the writer is committing. A kill loses at most the answers
+of the last moments, and ``--resume`` asks only what the record does not hold (``answered``).
+``status`` and ``report`` read it and send nothing. A run (one provider instance at work) is
+one vendor task; the job's id ties the runs of one job together.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import NamedTuple
 
@@ -107,7 +107,6 @@ class Store:
         self._queue: list[tuple[object, ...]] = []
         self._n_queued = 0  # rows ever queued
         self._n_written = 0  # rows ever committed (or given up on: see _error)
-        self._n_wanted = 0  # rows someone waits to see committed
         # A record that cannot be written stops the run, as the journal would: answers would
         # be lost, and asked again at --resume.
         self._error: JournalError | None = None
@@ -170,12 +169,19 @@ class Store:
             return self._n_queued
 
     def flush(self, mark: int | None = None) -> None:
-        """Waits until every row queued up to ``mark`` (default: all so far) is committed."""
+        """Waits until every row queued up to ``mark`` (default: all so far) is committed.
+
+        What the writer has not taken yet is written by the caller, who would only wait for
+        the writer to wake up and do it.
+        """
         with self._cond:
             wanted = self._n_queued if mark is None else mark
-            if wanted > self._n_written:
-                self._n_wanted = max(self._n_wanted, wanted)
-                self._cond.notify_all()
+            rows: list[tuple[object, ...]] = []
+            if wanted > self._n_written and self._error is None:
+                rows, self._queue = self._queue, []
+        if rows:
+            self._write(rows)
+        with self._cond:
             self._cond.wait_for(lambda: self._n_written >= wanted or self._error is not None)
             if self._error is not None:
                 raise self._error
@@ -183,35 +189,41 @@ class Store:
     def _write_loop(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(
-                    lambda: self._closing or self._n_wanted > self._n_written, COMMIT_EVERY
-                )
+                self._cond.wait_for(lambda: self._closing, COMMIT_EVERY)
                 rows, self._queue = self._queue, []
                 if not rows:
                     if self._closing:
                         return
                     continue
-            try:
-                with self._lock:
-                    self._db.execute("BEGIN")
-                    self._db.executemany(
-                        f"INSERT OR REPLACE INTO requests ({_COLUMNS}, alias, job_id)"
-                        f" VALUES ({', '.join('?' * 14)})",
-                        rows,
-                    )
-                    self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                with self._cond:
-                    self._error = JournalError(
-                        f"cannot write the direct warming record {self.path}: {exc}",
-                        hint="free space in the state directory, then"
-                        " `prewarm submit --resume JOB` asks only what was not recorded",
-                    )
-                    self._cond.notify_all()
+            if not self._write(rows):
                 return
+
+    def _write(self, rows: list[tuple[object, ...]]) -> bool:
+        """Commits ``rows`` in one transaction; False (and the error kept) if it failed."""
+        try:
+            with self._lock:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    f"INSERT OR REPLACE INTO requests ({_COLUMNS}, alias, job_id)"
+                    f" VALUES ({', '.join('?' * 14)})",
+                    rows,
+                )
+                self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with self._lock, suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
             with self._cond:
-                self._n_written += len(rows)
+                self._error = JournalError(
+                    f"cannot write the direct warming record {self.path}: {exc}",
+                    hint="free space in the state directory, then"
+                    " `prewarm submit --resume JOB` asks only what was not recorded",
+                )
                 self._cond.notify_all()
+            return False
+        with self._cond:
+            self._n_written += len(rows)
+            self._cond.notify_all()
+        return True
 
     def close(self) -> None:
         with self._cond:
