@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -327,42 +327,113 @@ class Journal:
         known to be sent or not: it becomes unknown, and so does the batch, for --resume.
         """
         now = utcnow()
-        # By primary key (the batch's index alone would scan the batch for every URL).
-        mine = (
-            " WHERE job_id = ? AND provider = ? AND url = ? AND batch_id = ?"
-            " AND outcome IN ('sending', 'unknown')"
-        )
-        key = (job_id, batch.provider)
-        with self.transaction() as db:
-            db.executemany(
-                "UPDATE targets SET outcome = 'accepted', task_id = ?, reason = NULL" + mine,
-                [(result.task_of(u), *key, u, batch.id) for u in result.accepted],
-            )
-            db.executemany(
-                "UPDATE targets SET outcome = 'rejected', reason = ?" + mine,
-                [(r, *key, u, batch.id) for u, r in result.rejected.items()],
-            )
-            db.executemany(
-                "UPDATE targets SET outcome = 'unsent', batch_id = NULL" + mine,
-                [(*key, u, batch.id) for u in result.resend],
-            )
-            db.executemany(
-                "UPDATE targets SET outcome = 'failed', reason = ?, transient = 1" + mine,
-                [(r, *key, u, batch.id) for u, r in result.failed.items()],
-            )
-            db.execute(
-                "UPDATE targets SET outcome = 'unknown' WHERE batch_id = ? AND outcome = 'sending'",
-                (batch.id,),
-            )
-            self._close_batch(
-                db, batch.id, now, task_id=result.task_id, request_id=result.request_id
-            )
-            per_task: dict[str, int] = {}
+        per_task: dict[str, int] = {}
+        if not result.task_ids:  # then task_of(url) is task_id for every URL
+            if result.task_id and result.accepted:
+                per_task[result.task_id] = len(result.accepted)
+        else:
             for url in result.accepted:
                 task_id = result.task_of(url)
                 if task_id:
                     per_task[task_id] = per_task.get(task_id, 0) + 1
+        with self.transaction() as db:
+            whole = self._record_whole_batch(db, job_id, batch, result)
+            if not whole:
+                self._record_by_url(db, job_id, batch, result)
+            self._close_batch(
+                db,
+                batch.id,
+                now,
+                task_id=result.task_id,
+                request_id=result.request_id,
+                open_targets=0 if whole else None,
+            )
             self._add_tasks(db, job_id, batch.provider, per_task, now)
+
+    # By primary key (the batch's index alone would scan the batch for every URL).
+    _MINE = (
+        " WHERE job_id = ? AND provider = ? AND url = ? AND batch_id = ?"
+        " AND outcome IN ('sending', 'unknown')"
+    )
+
+    def _record_by_url(
+        self, db: sqlite3.Connection, job_id: str, batch: Batch, result: BatchResult
+    ) -> None:
+        """Each listed URL of the batch by itself; the first list naming a URL decides."""
+        mine = self._MINE
+        key = (job_id, batch.provider)
+        db.executemany(
+            "UPDATE targets SET outcome = 'accepted', task_id = ?, reason = NULL" + mine,
+            [(result.task_of(u), *key, u, batch.id) for u in result.accepted],
+        )
+        self._record_not_accepted(db, job_id, batch, result, frozenset())
+        db.execute(
+            "UPDATE targets SET outcome = 'unknown' WHERE batch_id = ? AND outcome = 'sending'",
+            (batch.id,),
+        )
+
+    def _record_not_accepted(
+        self,
+        db: sqlite3.Connection,
+        job_id: str,
+        batch: Batch,
+        result: BatchResult,
+        accepted: Set[str],
+    ) -> None:
+        """The rejected, resend and failed lists, in that order, leaving out ``accepted``."""
+        mine = self._MINE
+        key = (job_id, batch.provider)
+        db.executemany(
+            "UPDATE targets SET outcome = 'rejected', reason = ?" + mine,
+            [(r, *key, u, batch.id) for u, r in result.rejected.items() if u not in accepted],
+        )
+        db.executemany(
+            "UPDATE targets SET outcome = 'unsent', batch_id = NULL" + mine,
+            [(*key, u, batch.id) for u in result.resend if u not in accepted],
+        )
+        db.executemany(
+            "UPDATE targets SET outcome = 'failed', reason = ?, transient = 1" + mine,
+            [(r, *key, u, batch.id) for u, r in result.failed.items() if u not in accepted],
+        )
+
+    def _record_whole_batch(
+        self, db: sqlite3.Connection, job_id: str, batch: Batch, result: BatchResult
+    ) -> bool:
+        """The common answer in one statement, when it provably ends as ``_record_by_url``.
+
+        That is when every target of the batch is this job's and provider's and is named in
+        some list, and the accepted URLs share one task id. Then the other lists go first, by
+        primary key and without the accepted URLs (the accepted list decides those), and what
+        is left undecided in the batch is exactly the accepted URLs of the batch: one UPDATE
+        by batch takes them all, and nothing is left unknown. False, with nothing changed,
+        when that does not hold.
+        """
+        task_id = result.task_id
+        if result.task_ids:
+            task_ids = {result.task_of(u) for u in result.accepted}
+            if len(task_ids) > 1:
+                return False
+            if task_ids:
+                (task_id,) = task_ids
+        accepted = set(result.accepted)
+        cur = db.cursor()
+        cur.row_factory = None
+        rows = cur.execute(
+            "SELECT url, job_id = ? AND provider = ? FROM targets WHERE batch_id = ?",
+            (job_id, batch.provider, batch.id),
+        ).fetchall()
+        in_batch = {url for url, mine in rows if mine}
+        if len(in_batch) < len(rows):  # another job's or provider's target (unique otherwise)
+            return False
+        if in_batch.difference(accepted, result.rejected, result.resend, result.failed):
+            return False
+        self._record_not_accepted(db, job_id, batch, result, accepted)
+        db.execute(
+            "UPDATE targets SET outcome = 'accepted', task_id = ?, reason = NULL"
+            " WHERE batch_id = ? AND outcome IN ('sending', 'unknown')",
+            (task_id, batch.id),
+        )
+        return True
 
     def record_found(self, job_id: str, batch: Batch, found: Mapping[str, str]) -> None:
         """A lookup's answer for an unknown batch: found URLs accepted, the rest to send again."""
@@ -537,12 +608,18 @@ class Journal:
         *,
         task_id: str | None = None,
         request_id: str | None = None,
+        open_targets: int | None = None,
     ) -> None:
-        """Done, unless some of its targets are still undecided (then unknown, for --resume)."""
-        (open_targets,) = db.execute(
-            "SELECT COUNT(*) FROM targets WHERE batch_id = ? AND outcome IN ('sending', 'unknown')",
-            (batch_id,),
-        ).fetchone()
+        """Done, unless some of its targets are still undecided (then unknown, for --resume).
+
+        ``open_targets``: how many are, when the caller knows; counted otherwise.
+        """
+        if open_targets is None:
+            (open_targets,) = db.execute(
+                "SELECT COUNT(*) FROM targets WHERE batch_id = ?"
+                " AND outcome IN ('sending', 'unknown')",
+                (batch_id,),
+            ).fetchone()
         db.execute(
             "UPDATE batches SET state = ?, task_id = COALESCE(?, task_id),"
             " request_id = COALESCE(?, request_id), updated_at = ? WHERE id = ?",

@@ -1,0 +1,170 @@
+"""The journal's bulk statements end exactly as the row-by-row ones they stand for.
+
+The property builds the same journal twice and compares every stored column but the clocks:
+record_result's one-statement answer against its by-URL path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from prewarm_cli import journal as jr
+from prewarm_cli.plugin import BatchResult
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+POOL = [f"u{i}" for i in range(8)]
+ALIASES = ("a", "b")
+
+
+def dump(journal: jr.Journal) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row, without the timestamps."""
+    db = journal._db
+    return {
+        "targets": [
+            tuple(r)
+            for r in db.execute(
+                "SELECT job_id, provider, url, seq, outcome, batch_id, task_id, reason, transient"
+                " FROM targets ORDER BY job_id, provider, url"
+            )
+        ],
+        "batches": [
+            tuple(r)
+            for r in db.execute(
+                "SELECT id, job_id, provider, kind, state, task_id, request_id, error"
+                " FROM batches ORDER BY id"
+            )
+        ],
+        "tasks": [
+            tuple(r)
+            for r in db.execute(
+                "SELECT job_id, provider, task_id, kind, urls, state FROM tasks"
+                " ORDER BY job_id, provider, task_id"
+            )
+        ],
+        "jobs": [tuple(r) for r in db.execute("SELECT id, state, urls FROM jobs ORDER BY id")],
+    }
+
+
+# --- record_result ---
+
+urls_st = st.lists(st.sampled_from([*POOL, "elsewhere"]), max_size=10)
+reasons_st = st.dictionaries(st.sampled_from([*POOL, "elsewhere"]), st.sampled_from(["r1", "r2"]))
+task_st = st.sampled_from([None, "", "t1", "t2"])
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "first": draw(st.integers(1, 8)),
+        "second": draw(st.integers(0, 4)),
+        "split": draw(st.none() | st.lists(st.sampled_from(POOL), max_size=4)),
+        "answer": draw(st.sampled_from(["whole", "part", "rest", "stale", "second"])),
+        "unknown": draw(st.booleans()),
+        "decided": draw(st.lists(st.sampled_from(POOL), max_size=2)),
+        "wrong_job": draw(st.booleans()),  # a caller's mistake: changes nothing of the batch
+        "results": draw(
+            st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "task_id": task_st,
+                        "accepted": urls_st,
+                        "all": st.booleans(),  # the common answer: every URL of the batch
+                        "rejected": reasons_st,
+                        "resend": urls_st,
+                        "failed": reasons_st,
+                        "task_ids": st.dictionaries(st.sampled_from(POOL), task_st),
+                        "request_id": st.none() | st.just("req"),
+                    }
+                ),
+                min_size=1,
+                max_size=2,
+            )
+        ),
+    }
+
+
+def play(scenario: dict[str, Any], whole_batch: bool) -> tuple[dict[str, Any], int]:
+    """Runs the scenario; returns the journal's rows and how often the whole-batch path ran."""
+    journal = jr.Journal(":memory:")
+    taken = 0
+    if not whole_batch:
+        journal._record_whole_batch = lambda *a: False  # type: ignore[method-assign]
+    else:
+        real = journal._record_whole_batch
+
+        def counting(*args: Any) -> bool:
+            nonlocal taken
+            done = real(*args)
+            taken += done
+            return done
+
+        journal._record_whole_batch = counting  # type: ignore[method-assign]
+    other = journal.create_job(["a"], {}, "job-0")
+    journal.add_targets(other, [(i, u, ["a"]) for i, u in enumerate(POOL)])
+    job = journal.create_job(list(ALIASES), {}, "job-1")
+    journal.add_targets(job, [(i, u, list(ALIASES)) for i, u in enumerate(POOL)])
+    first = journal.claim_batch(job, "a", scenario["first"])
+    assert first is not None
+    journal.claim_batch(job, "b", scenario["first"])  # the same URLs for another provider
+    journal.claim_batch(other, "a", 8)  # and in another job
+    second = journal.claim_batch(job, "a", scenario["second"])
+    batch = first
+    if scenario["split"] is not None:
+        part, rest = journal.split_batch(job, first, scenario["split"])
+        batch = {"part": part, "rest": rest, "stale": first}.get(scenario["answer"], first)
+    if scenario["answer"] == "second" and second is not None:
+        batch = second
+    if scenario["unknown"]:
+        journal.mark_unknown(batch, "timed out")
+    if scenario["decided"]:
+        journal.set_outcome(job, "a", scenario["decided"], jr.REJECTED, "decided elsewhere")
+    for r in scenario["results"]:
+        accepted = tuple(batch.urls) + tuple(r["accepted"]) if r["all"] else tuple(r["accepted"])
+        result = BatchResult(
+            task_id=r["task_id"],
+            accepted=accepted,
+            rejected=r["rejected"],
+            resend=tuple(r["resend"]),
+            failed=r["failed"],
+            task_ids=r["task_ids"],
+            request_id=r["request_id"],
+        )
+        journal.record_result(other if scenario["wrong_job"] else job, batch, result)
+    return dump(journal), taken
+
+
+@settings(max_examples=400, deadline=None)
+@given(scenarios())
+def test_record_result_in_one_statement_ends_as_url_by_url(scenario: dict[str, Any]) -> None:
+    assert play(scenario, whole_batch=True)[0] == play(scenario, whole_batch=False)[0]
+
+
+def test_the_common_answers_take_the_one_statement_path() -> None:
+    common = {
+        "first": 8,
+        "second": 0,
+        "split": None,
+        "answer": "whole",
+        "unknown": False,
+        "decided": [],
+        "wrong_job": False,
+    }
+    answer = {"accepted": [], "rejected": {}, "resend": [], "failed": {}, "task_ids": {}}
+    every = {**answer, "task_id": "t1", "all": True, "request_id": None}
+    # all accepted but a few named elsewhere, one of them also accepted (accepted decides)
+    most = {**every, "rejected": {"u1": "bad", "u2": "bad"}, "resend": ["u3"], "failed": {}}
+    # a URL the vendor filed under an older task that is this one's too
+    same_task = {**every, "task_ids": {"u4": "t1"}}
+    for result in (every, most, same_task):
+        rows, taken = play({**common, "results": [result]}, whole_batch=True)
+        assert taken == 1
+        assert rows == play({**common, "results": [result]}, whole_batch=False)[0]
+    left_out = {**answer, "task_id": "t1", "all": False, "accepted": POOL[:7], "request_id": None}
+    assert play({**common, "results": [left_out]}, whole_batch=True)[1] == 0
+    two_tasks = {**every, "task_ids": {"u4": "t-old"}}
+    assert play({**common, "results": [two_tasks]}, whole_batch=True)[1] == 0
