@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
@@ -295,13 +296,15 @@ class Journal:
         self, job_id: str, provider: str, size: int, max_bytes: int | None = None
     ) -> Batch | None:
         """Marks the next unsent targets *sending* in a new batch, before any request."""
+        # In input order; url after seq makes the order total, as the index reads it anyway.
+        unsent = (
+            "SELECT url FROM targets WHERE job_id = ? AND provider = ? AND outcome = 'unsent'"
+            " ORDER BY seq, url LIMIT ?"
+        )
         with self.transaction() as db:
-            rows = db.execute(
-                "SELECT url FROM targets WHERE job_id = ? AND provider = ? AND outcome = 'unsent'"
-                " ORDER BY seq LIMIT ?",
-                (job_id, provider, size),
-            ).fetchall()
-            urls = [r[0] for r in rows]
+            cur = db.cursor()
+            cur.row_factory = None
+            urls = [url for (url,) in cur.execute(unsent, (job_id, provider, size))]
             if max_bytes is not None:
                 urls = _fit_bytes(urls, max_bytes)
             if not urls:
@@ -313,10 +316,11 @@ class Journal:
                 (job_id, provider, now, now),
             )
             batch_id = int(cur.lastrowid or 0)
-            db.executemany(
+            # The same query in the same transaction: exactly the first len(urls) of them.
+            db.execute(
                 "UPDATE targets SET outcome = 'sending', batch_id = ?"
-                " WHERE job_id = ? AND provider = ? AND url = ?",
-                [(batch_id, job_id, provider, u) for u in urls],
+                f" WHERE job_id = ? AND provider = ? AND url IN ({unsent})",
+                (batch_id, job_id, provider, job_id, provider, len(urls)),
             )
         return Batch(batch_id, provider, tuple(urls), now)
 
@@ -691,7 +695,8 @@ def _fit_bytes(urls: list[str], max_bytes: int) -> list[str]:
     """The longest prefix of ``urls`` whose JSON encoding fits ``max_bytes`` (at least one URL)."""
     total = 2
     for i, url in enumerate(urls):
-        total += len(json.dumps(url).encode()) + 1
+        # json.dumps(url) is this, and ASCII: as many bytes as characters
+        total += len(encode_basestring_ascii(url)) + 1
         if total > max_bytes and i > 0:
             return urls[:i]
     return urls

@@ -1,11 +1,13 @@
 """The journal's bulk statements end exactly as the row-by-row ones they stand for.
 
-The property builds the same journal twice and compares every stored column but the clocks:
-record_result's one-statement answer against its by-URL path.
+Each property builds the same journal twice (or against a plain reference) and compares every
+stored column but the clocks: record_result's one-statement answer against its by-URL path,
+claim_batch against the first unsent targets by seq cut to max_bytes.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -168,3 +170,65 @@ def test_the_common_answers_take_the_one_statement_path() -> None:
     assert play({**common, "results": [left_out]}, whole_batch=True)[1] == 0
     two_tasks = {**every, "task_ids": {"u4": "t-old"}}
     assert play({**common, "results": [two_tasks]}, whole_batch=True)[1] == 0
+
+
+# --- claim_batch ---
+
+
+def old_fit_bytes(urls: list[str], max_bytes: int) -> list[str]:
+    total = 2
+    for i, url in enumerate(urls):
+        total += len(json.dumps(url).encode()) + 1
+        if total > max_bytes and i > 0:
+            return urls[:i]
+    return urls
+
+
+@given(st.lists(st.text(max_size=6), max_size=8), st.integers(0, 40))
+def test_fit_bytes_counts_the_json_encoding(urls: list[str], max_bytes: int) -> None:
+    assert jr._fit_bytes(list(urls), max_bytes) == old_fit_bytes(list(urls), max_bytes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 20), st.sampled_from(jr.OUTCOMES)),
+        min_size=1,
+        max_size=20,
+        unique_by=lambda t: t[0],
+    ),
+    st.integers(-1, 12),
+    st.none() | st.integers(0, 60),
+    st.integers(0, 2),
+)
+def test_claim_batch_takes_the_first_unsent_by_seq(
+    targets: list[tuple[int, str]], size: int, max_bytes: int | None, claims: int
+) -> None:
+    journal = jr.Journal(":memory:")
+    job = journal.create_job(["a"], {})
+    other = journal.create_job(["a"], {})
+    names = {n: f"https://h/{'x' * (n % 5)}{n}" for n, _ in targets}
+    # seq order differs from URL order; the other job and provider have the same URLs unsent
+    journal.add_targets(job, [(100 - n, names[n], ["a", "b"]) for n, _ in targets])
+    journal.add_targets(other, [(n, names[n], ["a"]) for n, _ in targets])
+    for n, outcome in targets:
+        journal.set_outcome(job, "a", [names[n]], outcome, None)
+    for _ in range(claims + 1):
+        before = dump(journal)
+        unsent = sorted(
+            (t[3], t[2]) for t in before["targets"] if t[:2] == (job, "a") and t[4] == jr.UNSENT
+        )
+        wanted = [url for _, url in (unsent[:size] if size >= 0 else unsent)]  # LIMIT -1: all
+        if max_bytes is not None:
+            wanted = old_fit_bytes(wanted, max_bytes)
+        batch = journal.claim_batch(job, "a", size, max_bytes)
+        if not wanted:
+            assert batch is None
+            assert dump(journal) == before
+            continue
+        assert batch is not None and list(batch.urls) == wanted
+        after = dump(journal)
+        changed = [t for t in after["targets"] if t not in before["targets"]]
+        assert sorted(t[2] for t in changed) == sorted(wanted)
+        assert all(t[4] == jr.SENDING and t[5] == batch.id for t in changed)
+        assert len(after["targets"]) == len(before["targets"])
