@@ -122,6 +122,7 @@ class Journal:
                 self._db.execute("PRAGMA synchronous=NORMAL")
             with self._lock:
                 journal_db.migrate(self._db)
+            self._json = _has_json(self._db)
         except sqlite3.Error as exc:
             self._db.close()
             raise self._error(exc) from exc
@@ -197,29 +198,58 @@ class Journal:
         self, job_id: str, items: Iterable[tuple[int, str, Sequence[str]]], chunk: int = 20000
     ) -> None:
         """Record (seq, url, aliases) items; a repeated URL keeps its first position."""
-        rows: list[tuple[str, str, str, int]] = []
-
-        def flush() -> None:
-            with self.transaction() as db:
-                db.executemany(
-                    "INSERT OR IGNORE INTO targets (job_id, provider, url, seq) VALUES (?,?,?,?)",
-                    rows,
-                )
-            rows.clear()
-
+        # Per alias, each URL with its first seq; ``chunk`` rows at most per transaction.
+        pending: dict[str, dict[str, int]] = {}
+        rows = 0
         for seq, url, aliases in items:
-            rows.extend((job_id, alias, url, seq) for alias in aliases)
-            if len(rows) >= chunk:
-                flush()
+            for alias in aliases:
+                urls = pending.get(alias)
+                if urls is None:
+                    urls = pending[alias] = {}
+                if url not in urls:
+                    urls[url] = seq
+                    rows += 1
+            if rows >= chunk:
+                self._insert_targets(job_id, pending)
+                pending = {}
+                rows = 0
         if rows:
-            flush()
+            self._insert_targets(job_id, pending)
+
+    def _insert_targets(self, job_id: str, pending: Mapping[str, Mapping[str, int]]) -> None:
+        """One transaction; rows already there (a repeated URL) keep their position."""
+        insert = "INSERT OR IGNORE INTO targets (job_id, provider, url, seq)"
+        with self.transaction() as db:
+            for alias, urls in pending.items():
+                # In primary-key order, which makes the B-tree work much cheaper than input
+                # order (and changes nothing else: no two of them have the same key).
+                rows = sorted(urls.items())
+                # One statement for all the URLs, as a JSON object {url: seq}: binding a row
+                # at a time costs more than the insert itself. SQLite's JSON text ends at a
+                # NUL character, so text with one (never a valid URL) goes row by row.
+                text = json.dumps(dict(rows), ensure_ascii=False) if self._json else ""
+                if text and "\\u0000" not in text:
+                    db.execute(
+                        insert + " SELECT ?, ?, key, value FROM json_each(?)", (job_id, alias, text)
+                    )
+                else:
+                    db.executemany(
+                        insert + " VALUES (?, ?, ?, ?)",
+                        [(job_id, alias, url, seq) for url, seq in rows],
+                    )
 
     def finish_intake(self, job_id: str, skipped: Sequence[Mapping[str, Any]]) -> None:
         """Counts the distinct URLs once input is complete."""
         with self.transaction() as db:
-            (urls,) = db.execute(
-                "SELECT COUNT(DISTINCT url) FROM targets WHERE job_id = ?", (job_id,)
-            ).fetchone()
+            per_provider = db.execute(
+                "SELECT COUNT(*) FROM targets WHERE job_id = ? GROUP BY provider", (job_id,)
+            ).fetchall()
+            if len(per_provider) > 1:
+                (urls,) = db.execute(
+                    "SELECT COUNT(DISTINCT url) FROM targets WHERE job_id = ?", (job_id,)
+                ).fetchone()
+            else:  # one provider: its URLs are distinct already (the primary key)
+                urls = per_provider[0][0] if per_provider else 0
             db.execute(
                 "UPDATE jobs SET urls = ?, skipped = ?, state = 'ready', updated_at = ?"
                 " WHERE id = ?",
@@ -689,6 +719,15 @@ class Journal:
             (exclude or "",),
         )
         return [j for j in map(_job, rows) if provider_key in j.providers]
+
+
+def _has_json(db: sqlite3.Connection) -> bool:
+    """Whether this SQLite has json_each (built in since 3.38, an option before)."""
+    try:
+        db.execute("SELECT value FROM json_each('[1]')").fetchall()
+    except sqlite3.Error:
+        return False
+    return True
 
 
 def _fit_bytes(urls: list[str], max_bytes: int) -> list[str]:

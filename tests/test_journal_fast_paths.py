@@ -2,12 +2,14 @@
 
 Each property builds the same journal twice (or against a plain reference) and compares every
 stored column but the clocks: record_result's one-statement answer against its by-URL path,
-claim_batch against the first unsent targets by seq cut to max_bytes.
+add_targets' JSON insert against one INSERT OR IGNORE per row in input order, claim_batch against
+the first unsent targets by seq cut to max_bytes.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -170,6 +172,72 @@ def test_the_common_answers_take_the_one_statement_path() -> None:
     assert play({**common, "results": [left_out]}, whole_batch=True)[1] == 0
     two_tasks = {**every, "task_ids": {"u4": "t-old"}}
     assert play({**common, "results": [two_tasks]}, whole_batch=True)[1] == 0
+
+
+# --- add_targets ---
+
+url_st = st.sampled_from(
+    ["u1", "u2", "u3", 'q"uote', "back\\slash", "caf\u00e9", "\U0001f600", "n\x00ul", "\\u0000"]
+)
+items_st = st.lists(
+    st.tuples(st.integers(0, 3), url_st, st.lists(st.sampled_from(["a", "b", "c"]), max_size=3)),
+    max_size=25,
+)
+
+
+def reference_add(
+    journal: jr.Journal, job: str, items: Sequence[tuple[int, str, Sequence[str]]]
+) -> None:
+    """add_targets as it was: one INSERT OR IGNORE per (URL, alias), in input order."""
+    with journal.transaction() as db:
+        for seq, url, aliases in items:
+            for alias in aliases:
+                db.execute(
+                    "INSERT OR IGNORE INTO targets (job_id, provider, url, seq) VALUES (?,?,?,?)",
+                    (job, alias, url, seq),
+                )
+
+
+@settings(max_examples=300, deadline=None)
+@given(items_st, items_st, st.integers(1, 6), st.booleans())
+def test_add_targets_stores_what_one_insert_per_row_would(
+    earlier: list[tuple[int, str, list[str]]],
+    gaps: list[tuple[int, str, list[str]]],
+    chunk: int,
+    with_json: bool,
+) -> None:
+    # seqs increase with gaps (an invalid line takes a number too); a second call adds more
+    items = []
+    seq = 0
+    for step, url, aliases in gaps:
+        seq += step
+        items.append((seq, url, aliases))
+    stores = []
+    for add in ("journal", "reference"):
+        journal = jr.Journal(":memory:")
+        journal._json = with_json and journal._json
+        job = journal.create_job(["a"], {}, "job")
+        for batch in ([(i, u, a) for i, (_, u, a) in enumerate(earlier)], items):
+            if add == "journal":
+                journal.add_targets(job, iter(batch), chunk=chunk)
+            else:
+                reference_add(journal, job, batch)
+        journal.finish_intake(job, [])
+        stores.append(dump(journal))
+    assert stores[0] == stores[1]
+
+
+def test_finish_intake_counts_distinct_urls_over_providers() -> None:
+    journal = jr.Journal(":memory:")
+    one = journal.create_job(["a"], {})
+    journal.add_targets(one, [(0, "u1", ["a"]), (1, "u2", ["a"]), (2, "u1", ["a"])])
+    journal.finish_intake(one, [])
+    two = journal.create_job(["a", "b"], {})
+    journal.add_targets(two, [(0, "u1", ["a", "b"]), (1, "u2", ["b"]), (2, "u3", ["a"])])
+    journal.finish_intake(two, [])
+    empty = journal.create_job(["a"], {})
+    journal.finish_intake(empty, [])
+    assert [journal.job(j).urls for j in (one, two, empty)] == [2, 3, 0]
 
 
 # --- claim_batch ---
