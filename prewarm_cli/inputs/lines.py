@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Iterable, Iterator, Sequence
-from typing import NamedTuple, TextIO
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import NamedTuple, TextIO, TypeVar
 
 from prewarm_cli.errors import InputError
 from prewarm_cli.inputs.validate import ARGUMENT_SOURCE, STDIN_SOURCE, InputUrl
+
+T = TypeVar("T")
 
 
 class Line(NamedTuple):
@@ -29,8 +31,9 @@ def iter_arguments(args: Sequence[str]) -> Iterator[InputUrl]:
 
 def iter_url_file(path: str, stdin: TextIO | None = None) -> Iterator[InputUrl]:
     """The URLs of a file ('-' is stdin), one per line, with their line numbers."""
-    for line in iter_lines(path, "URL file", stdin):
-        yield InputUrl(line.text, line.source, line.number)
+    # Made from each line directly, with no Line in between: a URL file can be millions
+    # of lines long.
+    return _lines_as(InputUrl, path, "URL file", stdin)
 
 
 def check_readable(path: str, what: str) -> None:
@@ -53,44 +56,60 @@ def check_readable(path: str, what: str) -> None:
 
 def iter_lines(path: str, what: str, stdin: TextIO | None = None) -> Iterator[Line]:
     """The meaningful lines of a file, or of stdin for '-', decoded as UTF-8 line by line."""
+    return _lines_as(Line, path, what, stdin)
+
+
+def _lines_as(
+    make: Callable[[str, str, int], T], path: str, what: str, stdin: TextIO | None
+) -> Iterator[T]:
+    """iter_lines, each line made into ``make(text, source, number)``."""
     if path == "-":
         if stdin is not None:
-            yield from _meaningful(stdin, STDIN_SOURCE)
+            yield from _meaningful(stdin, STDIN_SOURCE, make)
             return
         if sys.stdin is None:
             raise InputError(f"cannot read the {what} from stdin: there is none")
         buffer = getattr(sys.stdin, "buffer", None)
         if buffer is not None:
-            yield from _meaningful(_decoded_lines(buffer, STDIN_SOURCE), STDIN_SOURCE)
+            yield from _meaningful_bytes(buffer, STDIN_SOURCE, make)
         else:
-            yield from _meaningful(sys.stdin, STDIN_SOURCE)
+            yield from _meaningful(sys.stdin, STDIN_SOURCE, make)
         return
     try:
         # Binary, decoded line by line, so a bad byte is reported with its exact line.
         with open(path, "rb") as handle:
-            yield from _meaningful(_decoded_lines(handle, path), path)
+            yield from _meaningful_bytes(handle, path, make)
     except OSError as exc:
         raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
 
 
-def _decoded_lines(lines: Iterable[bytes], source: str) -> Iterator[str]:
+def _meaningful_bytes(
+    lines: Iterable[bytes], source: str, make: Callable[[str, str, int], T]
+) -> Iterator[T]:
+    """_meaningful for lines of bytes, each decoded as UTF-8 (one loop: this is per line)."""
     for number, raw in enumerate(lines, 1):
         try:
-            yield raw.decode("utf-8")
+            line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InputError(
                 f"{source}:{number}: not UTF-8 text (byte 0x{raw[exc.start]:02x})",
                 hint="save the file as UTF-8",
             ) from exc
+        # Universal newlines are not assumed: strip() drops the '\r' of CRLF files too.
+        text = (line.removeprefix("\ufeff") if number == 1 else line).strip()
+        if text and not text.startswith("#"):
+            yield make(text, source, number)
 
 
-def _meaningful(lines: Iterable[str], source: str) -> Iterator[Line]:
+def _meaningful(
+    lines: Iterable[str], source: str, make: Callable[[str, str, int], T]
+) -> Iterator[T]:
     number = 0
     try:
         for number, raw in enumerate(lines, 1):
             # Universal newlines are not assumed: strip() drops the '\r' of CRLF files too.
             text = (raw.removeprefix("\ufeff") if number == 1 else raw).strip()
             if text and not text.startswith("#"):
-                yield Line(text, source, number)
+                yield make(text, source, number)
     except UnicodeDecodeError as exc:
         raise InputError(f"{source}: not UTF-8 text after line {number}") from exc
