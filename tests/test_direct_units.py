@@ -61,6 +61,8 @@ def test_header_reader_picks_the_named_headers_of_the_last_response() -> None:
     assert read(b"".join(lines)) == expected
     assert read(bytearray(b"".join(lines))) == expected  # as libcurl's header callback fills it
     assert read(b"HTTP/1.1 204 No Content\r\n\r\n") == {}
+    assert read(b"HTTP/1.1 200 OK\nAGE: 5\n\n") == {"age": "5"}  # LF alone, any case
+    assert read(b"HTTP/1.1 200 OK\r\nX-Cache: a\rb\r\n\r\n") == {"x-cache": "a\rb"}
 
 
 def test_requests_per_url_is_targets_times_variants() -> None:
@@ -253,3 +255,63 @@ def test_the_verdict_remembered_per_header_lines_follows_each_answer() -> None:
         assert warmer._verdict(hit) == ("hit", "NRT57-C1")
     finally:
         warmer.close()
+
+
+def test_a_flush_returns_only_once_the_rows_queued_before_it_are_committed(tmp_path) -> None:
+    """The writer thread is held just after it took A's rows; another thread then saves and
+    flushes B's: A's flush must not return (its rows are not in the file yet), and B's rows
+    must not be committed before A's (an older answer would replace a newer one)."""
+    import sqlite3
+    import threading
+
+    from prewarm_direct.store import Store
+    from prewarm_direct.warm import OK, Answer
+
+    path = tmp_path / "direct.sqlite3"
+    store = Store(path)
+    taken, release = threading.Event(), threading.Event()
+
+    class HeldAfterTaking(threading.Condition):
+        def __exit__(self, *exc: object) -> None:
+            super().__exit__(*exc)  # type: ignore[arg-type]
+            took = not store._queue and store._n_queued > store._n_written
+            if threading.current_thread().name == "direct-record" and took and not taken.is_set():
+                taken.set()
+                release.wait(10)
+
+    store._cond = HeldAfterTaking()
+
+    def save(tag: str) -> None:
+        for i in range(3):
+            url = f"https://h/{tag}{i}"
+            store.save("job", "run", "direct", url, "edge", None, "identity", Answer(OK))
+
+    def committed(tag: str) -> int:
+        with sqlite3.connect(path) as db:
+            query = "SELECT COUNT(*) FROM requests WHERE url LIKE ?"
+            return int(db.execute(query, (f"https://h/{tag}%",)).fetchone()[0])
+
+    try:
+        save("A")
+        assert taken.wait(10)  # the writer holds A's rows
+        a_done = threading.Event()
+        a = threading.Thread(target=lambda: (store.flush(), a_done.set()))
+        a.start()
+
+        def save_and_flush_b() -> None:
+            save("B")
+            store.flush()
+
+        b = threading.Thread(target=save_and_flush_b)
+        b.start()
+        returned_early = a_done.wait(1.0)  # it can only return once A's rows are committed
+        a_rows_then, b_rows_then = committed("A"), committed("B")
+        release.set()
+        a.join(10)
+        b.join(10)
+        assert not (returned_early and a_rows_then < 3), "flush returned before its rows"
+        assert not (b_rows_then and a_rows_then < 3), "B's rows were committed before A's"
+        assert committed("A") == 3 and committed("B") == 3
+    finally:
+        release.set()
+        store.close()

@@ -171,16 +171,14 @@ class Store:
     def flush(self, mark: int | None = None) -> None:
         """Waits until every row queued up to ``mark`` (default: all so far) is committed.
 
-        What the writer has not taken yet is written by the caller, who would only wait for
+        What the writer has not taken yet is committed by the caller, who would only wait for
         the writer to wake up and do it.
         """
         with self._cond:
             wanted = self._n_queued if mark is None else mark
-            rows: list[tuple[object, ...]] = []
-            if wanted > self._n_written and self._error is None:
-                rows, self._queue = self._queue, []
-        if rows:
-            self._write(rows)
+            behind = wanted > self._n_written and self._error is None
+        if behind:
+            self._commit_queued()
         with self._cond:
             self._cond.wait_for(lambda: self._n_written >= wanted or self._error is not None)
             if self._error is not None:
@@ -190,18 +188,23 @@ class Store:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._closing, COMMIT_EVERY)
-                rows, self._queue = self._queue, []
-                if not rows:
-                    if self._closing:
-                        return
-                    continue
-            if not self._write(rows):
+                closing = self._closing
+            if not self._commit_queued() or closing:
                 return
 
-    def _write(self, rows: list[tuple[object, ...]]) -> bool:
-        """Commits ``rows`` in one transaction; False (and the error kept) if it failed."""
-        try:
-            with self._lock:
+    def _commit_queued(self) -> bool:
+        """Commits every row queued so far in one transaction; False (the error kept) if that
+        failed. Rows are committed in the order they were queued: the connection is taken
+        before the queue, so whoever commits takes the oldest rows, and ``_n_written`` always
+        counts the first rows queued (a newer answer is never replaced by an older one)."""
+        with self._lock:
+            with self._cond:
+                rows, self._queue = self._queue, []
+                if self._error is not None:
+                    return False
+            if not rows:
+                return True
+            try:
                 self._db.execute("BEGIN")
                 self._db.executemany(
                     f"INSERT OR REPLACE INTO requests ({_COLUMNS}, alias, job_id)"
@@ -209,21 +212,21 @@ class Store:
                     rows,
                 )
                 self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with self._lock, suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                with self._cond:
+                    self._error = JournalError(
+                        f"cannot write the direct warming record {self.path}: {exc}",
+                        hint="free space in the state directory, then"
+                        " `prewarm submit --resume JOB` asks only what was not recorded",
+                    )
+                    self._cond.notify_all()
+                return False
             with self._cond:
-                self._error = JournalError(
-                    f"cannot write the direct warming record {self.path}: {exc}",
-                    hint="free space in the state directory, then"
-                    " `prewarm submit --resume JOB` asks only what was not recorded",
-                )
+                self._n_written += len(rows)
                 self._cond.notify_all()
-            return False
-        with self._cond:
-            self._n_written += len(rows)
-            self._cond.notify_all()
-        return True
+            return True
 
     def close(self) -> None:
         with self._cond:

@@ -317,7 +317,7 @@ class HeaderReader:
         # with a literal newline, which the engine skips to at C speed.
         alternatives = b"|".join(_any_case(name) for name in names)
         self._pattern = re.compile(
-            rb"\n(" + alternatives + rb")[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?(?=\n)"
+            rb"\n(" + alternatives + rb")[ \t]*:[ \t]*([^\n]*?)[ \t]*\r?(?=\n)"
         )
 
     def __call__(self, block: bytes | bytearray) -> dict[str, str]:
