@@ -16,7 +16,7 @@ CPU is user + system time per request, from the kernel's accounting of each proc
 Peak RSS of `prewarm submit` is read for several URL counts (it should not grow with them).
 
     .venv/bin/python benchmarks/bench_direct.py [--concurrency 8] [--small 20000]
-        [--large 200] [--rss 1000,10000] [--repeat 3]
+        [--large 2000] [--rss 1000,10000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--small", type=int, default=20000, help="URLs of 2 KB")
-    parser.add_argument("--large", type=int, default=200, help="URLs of 1 MB")
+    parser.add_argument("--large", type=int, default=2000, help="URLs of 1 MB")
     parser.add_argument("--rss", default="1000,10000", help="URL counts for peak RSS")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
