@@ -29,6 +29,31 @@ def popen(
     )
 
 
+@dataclass(frozen=True)
+class Stopped:
+    """What a process interrupted by `interrupt` wrote, and how long it took to end."""
+
+    out: str
+    err: str
+    seconds: float  # from Ctrl-C to its exit
+
+
+def interrupt(proc: subprocess.Popen[str], ready: Callable[[], object]) -> Stopped:
+    """Ctrl-C (SIGINT) to `proc` once `ready()` returns (it waits; False fails the test), then
+    its output; the process is killed if anything fails on the way."""
+    import signal
+
+    try:
+        assert ready() is not False, "the process never got there"
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        return Stopped(out, err, time.monotonic() - sent)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def read_until_closed(fd: int, deadline: float | None = None) -> bytes:
     """What a pseudo-terminal's child writes until it closes it (or ``deadline`` passes)."""
     import os

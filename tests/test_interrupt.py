@@ -6,14 +6,13 @@ import os
 import pty
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 from fakes.generic import FakeCdn
-from helpers import cli_json, invoke, wait_for
+from helpers import cli_json, interrupt, invoke, popen, wait_for
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # The lines a wait prints while it runs (one per poll in a log, a progress bar on a terminal).
@@ -54,23 +53,10 @@ def test_ctrl_c_while_waiting_in_a_log(
     command: str, long_job: str, fake_cdn: FakeCdn, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     polls = _polls(fake_cdn)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prewarm_cli", *_wait_args(command, long_job)],
-        env=cli_env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for(lambda: _polls(fake_cdn) > polls, 30)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
-    assert _messages(err) == ["interrupted"], err
+    proc = popen(cli_env, tmp_path, *_wait_args(command, long_job))
+    stopped = interrupt(proc, lambda: wait_for(lambda: _polls(fake_cdn) > polls, 30))
+    assert proc.returncode == 130, stopped.err
+    assert _messages(stopped.err) == ["interrupted"], stopped.err
 
 
 @pytest.mark.parametrize("command", ["submit", "status"])

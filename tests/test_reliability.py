@@ -260,15 +260,10 @@ def test_ctrl_c_stops_at_once_and_leaves_the_batch_in_flight_resumable(
     hold = fake_cdn.hold_next("r0.css")
     proc = popen(cli_env, tmp_path, "submit", "-o", "json", *urls(10))
     try:
-        assert hold.holding.wait(60)
-        proc.send_signal(signal.SIGINT)
-        sent = time.monotonic()
-        out, err = proc.communicate(timeout=30)
-        took = time.monotonic() - sent
+        stopped = helpers.interrupt(proc, lambda: hold.holding.wait(60))
     finally:
-        if proc.poll() is None:
-            proc.kill()
         fake_cdn.release_holds()
+    out, err, took = stopped.out, stopped.err, stopped.seconds
     assert proc.returncode == 130, err
     assert took < 5  # a held request never answers: only an immediate stop gets out
     assert err.count("interrupted") == 1 and "aborted" not in err
@@ -289,20 +284,13 @@ def test_ctrl_c_during_a_long_retry_after_exits_130_within_a_second(
     write_config(fake_config.read_text().replace("retry_timeout = 10", "retry_timeout = 600"))
     fake_cdn.fail_next("429", -1, retry_after=300)
     proc = popen(cli_env, tmp_path, "submit", "-o", "json", *urls(3))
-    try:
-        deadline = time.monotonic() + 60
-        while not any(q["status"] == 429 for q in fake_cdn.requests):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        sent = time.monotonic()
-        _, err = proc.communicate(timeout=30)
-        took = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
-    assert took < 3  # far less than the 300 s the vendor asked for
+
+    def throttled() -> bool:  # or the run ended, which the exit code tells
+        return proc.poll() is not None or any(q["status"] == 429 for q in fake_cdn.requests)
+
+    stopped = helpers.interrupt(proc, lambda: helpers.wait_for(throttled, 60))
+    assert proc.returncode == 130, stopped.err
+    assert stopped.seconds < 3  # far less than the 300 s the vendor asked for
     rows = journal_rows(cli_env, "SELECT outcome, COUNT(*) FROM targets GROUP BY outcome")
     assert dict(rows) == {"unsent": 3}  # throttled, so clearly not sent: nothing unknown
 
@@ -599,18 +587,13 @@ def test_ctrl_c_while_waiting_for_status_exits_130(
     fake_cdn.task_seconds = 3600
     job_id = json.loads(run_cli("submit", "-o", "json", *urls(2)).stdout)["job_id"]
     proc = popen(cli_env, tmp_path, "status", job_id, "--wait", "--interval", "300")
-    try:
-        deadline = time.monotonic() + 60
-        while not any(q["path"].startswith("/v1/tasks/") for q in fake_cdn.requests):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        sent = time.monotonic()
-        _, err = proc.communicate(timeout=30)
-        took = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    def polled() -> bool:  # or the run ended, which the exit code tells
+        return proc.poll() is not None or any(
+            q["path"].startswith("/v1/tasks/") for q in fake_cdn.requests
+        )
+
+    stopped = helpers.interrupt(proc, lambda: helpers.wait_for(polled, 60))
     assert proc.returncode == 130
-    assert took < 3  # not the 300 s interval
-    assert "Traceback" not in err
+    assert stopped.seconds < 3  # not the 300 s interval
+    assert "Traceback" not in stopped.err

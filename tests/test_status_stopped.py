@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
@@ -110,15 +109,11 @@ def test_status_of_an_interrupted_run_is_incomplete_and_stays_interrupted(
     hold = fake_cdn.hold_next("s0.css")
     proc = popen(cli_env, tmp_path, "submit", "-o", "json", *urls(10))
     try:
-        assert hold.holding.wait(60)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        stopped = helpers.interrupt(proc, lambda: hold.holding.wait(60))
     finally:
-        if proc.poll() is None:
-            proc.kill()
         fake_cdn.release_holds()
-    assert proc.returncode == 130, err
-    job_id = json.loads(out)["error"]["message"].split()[2]
+    assert proc.returncode == 130, stopped.err
+    job_id = json.loads(stopped.out)["error"]["message"].split()[2]
     for args in ((), ("--wait", "--interval", "0.2", "--wait-timeout", "30")):
         r, data = status(run_cli, job_id, *args)
         assert r.returncode == 4, r.stderr
