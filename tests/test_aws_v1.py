@@ -393,17 +393,7 @@ def test_cf_domain_found_from_the_hosts_one_job_per_distribution(
     run_cli, configure, stack: FakeV1Stack, cli_env, tmp_path: Path
 ) -> None:
     with FakePrewarmApi(distributions=DISTRIBUTIONS) as cloudfront:  # ListDistributions, SigV4
-        cli_env.update(
-            {
-                "AWS_ACCESS_KEY_ID": cloudfront.aws_access_key_id,
-                "AWS_SECRET_ACCESS_KEY": cloudfront.aws_secret_access_key,
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_ENDPOINT_URL_CLOUDFRONT": cloudfront.url,
-                "AWS_CONFIG_FILE": str(tmp_path / "none"),
-                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-                "AWS_EC2_METADATA_DISABLED": "true",
-            }
-        )
+        cli_env.update(cloudfront.boto3_env(tmp_path))  # its API key stays the v1 stack's
         configure(cf_domain=None, target_type="country", pops=None, countries=["all"])
         items = [
             "https://static.example.com/a.js",

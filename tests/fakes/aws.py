@@ -225,22 +225,23 @@ class FakePrewarmApi(ApiGateway, LoopbackServer):
 
     def point_cli_at(self, env: dict[str, str], scratch: Path) -> None:
         """Sets ``env`` for a prewarm run against this fake: its API key, and boto3 talking
-        to its CloudFront with fake credentials and no real AWS config (``scratch``: a
-        directory where the config files it looks for do not exist)."""
-        env.update(
-            {
-                "PREWARM_AWS_API_KEY": self.api_key,
-                "AWS_ACCESS_KEY_ID": self.aws_access_key_id,
-                "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key,
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_ENDPOINT_URL_CLOUDFRONT": self.url,
-                "AWS_CONFIG_FILE": str(scratch / "no-aws-config"),
-                "AWS_SHARED_CREDENTIALS_FILE": str(scratch / "no-aws-credentials"),
-                "AWS_EC2_METADATA_DISABLED": "true",
-            }
-        )
+        to its CloudFront (``boto3_env``)."""
+        env.update({"PREWARM_AWS_API_KEY": self.api_key, **self.boto3_env(scratch)})
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
             env.pop(name, None)
+
+    def boto3_env(self, scratch: Path) -> dict[str, str]:
+        """boto3 talking to this fake's CloudFront with fake credentials and no real AWS
+        config (``scratch``: a directory where the config files it looks for do not exist)."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.aws_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_CLOUDFRONT": self.url,
+            "AWS_CONFIG_FILE": str(scratch / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(scratch / "no-aws-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
 
     # --- fault injection and test hooks ---
 
