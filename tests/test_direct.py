@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cachebed import HOST, POPS, CacheBed, DnsServer, cache_bed
@@ -59,6 +60,21 @@ def submit(run_cli: Callable[..., subprocess.CompletedProcess[str]], *args: str,
     r = run_cli("submit", "-p", "direct", "-o", "json", *args, **kw)
     data = json.loads(r.stdout) if r.stdout.strip() else None
     return r, data
+
+
+def submit_with_max_bytes(
+    bed: CacheBed, run_cli, direct_config, paths: list[str], *, concurrency: int
+) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """A submit through the first PoP alone, identity only, with max_bytes = 5000."""
+    direct_config(f'concurrency = {concurrency}\nmax_bytes = 5000\nencodings = ["identity"]\n')
+    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
+    return submit(run_cli, *pin, *(bed.nginx.url(p) for p in paths))
+
+
+def assert_hit_at_first_pop(bed: CacheBed, paths: list[str]) -> None:
+    for path in paths:
+        status, cache, _ = bed.nginx.probe(POPS[0], path, IDENTITY)
+        assert (status, cache) == (200, "HIT"), path
 
 
 def assert_hit_everywhere(bed: CacheBed, path: str, encodings: tuple[str, ...]) -> None:
@@ -191,10 +207,8 @@ def test_outcomes_rejected_retried_failed(bed: CacheBed, run_cli, direct_config)
 def test_max_bytes_defers_and_resume_warms_only_the_rest(
     bed: CacheBed, run_cli, direct_config
 ) -> None:
-    direct_config('concurrency = 1\nmax_bytes = 5000\nencodings = ["identity"]\n')
     paths = [f"/obj/budget{i}.bin?size=2048" for i in range(5)]
-    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
-    r, data = submit(run_cli, *pin, *(bed.nginx.url(p) for p in paths))
+    r, data = submit_with_max_bytes(bed, run_cli, direct_config, paths, concurrency=1)
     assert r.returncode == 5, r.stderr
     # Two bodies fit; the third is cut short once the budget runs out: it waits, with the rest.
     assert data["accepted"] == 2 and data["deferred"] == 3
@@ -211,33 +225,25 @@ def test_max_bytes_defers_and_resume_warms_only_the_rest(
     # Only what was not answered was asked again: the two cut short, and the last.
     n_requests = [d["providers"]["direct"]["details"]["requests"] for d in (data2, data3)]
     assert n_requests == [3, 1]
-    for path in paths:
-        status, cache, _ = bed.nginx.probe(POPS[0], path, IDENTITY)
-        assert (status, cache) == (200, "HIT")
+    assert_hit_at_first_pop(bed, paths)
 
 
 def test_a_body_larger_than_max_bytes_is_warmed_by_a_run_of_its_own(
     bed: CacheBed, run_cli, direct_config
 ) -> None:
-    direct_config('concurrency = 1\nmax_bytes = 5000\nencodings = ["identity"]\n')
     paths = ["/obj/huge0.bin?size=20000", "/obj/huge1.bin?size=20000"]
-    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
-    r, data = submit(run_cli, *pin, *(bed.nginx.url(p) for p in paths))
+    r, data = submit_with_max_bytes(bed, run_cli, direct_config, paths, concurrency=1)
     assert r.returncode == 5 and data["accepted"] == 1, r.stderr  # the second is cut short
     r2 = run_cli("submit", "--resume", data["job_id"], "-o", "json")
     assert r2.returncode == 0 and json.loads(r2.stdout)["accepted"] == 2, r2.stderr
-    for path in paths:
-        status, cache, _ = bed.nginx.probe(POPS[0], path, IDENTITY)
-        assert (status, cache) == (200, "HIT")
+    assert_hit_at_first_pop(bed, paths)
 
 
 def test_max_bytes_cuts_the_bodies_in_flight_short(bed: CacheBed, run_cli, direct_config) -> None:
     """Eight 100 KB bodies in flight when 5,000 bytes are spent: only the run's first is read
     to its end (each run warms at least one body, however large)."""
-    direct_config('concurrency = 8\nmax_bytes = 5000\nencodings = ["identity"]\n')
     paths = [f"/obj/big{i}.bin?size=102400" for i in range(20)]
-    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
-    r, data = submit(run_cli, *pin, *(bed.nginx.url(p) for p in paths))
+    r, data = submit_with_max_bytes(bed, run_cli, direct_config, paths, concurrency=8)
     assert r.returncode == 5, r.stderr
     assert data["accepted"] == 1 and data["deferred"] == 19
     details = data["providers"]["direct"]["details"]
