@@ -164,16 +164,18 @@ class Pacer:
         self._sleep = sleep
         self._jitter = JitterMargin()
         # Everything is created here, once, before any worker thread can ask: never lazily.
+        # The rate store only where a rate is kept (direct warming without `rate` has none).
+        rps, ups = limits.requests_per_second, limits.urls_per_second
+        self._store: _Store | None = None
+        self._schedules: list[_Schedule] = []
+        self._urls: _Schedule | None = None
         try:
-            self._store = _Store(store, stop)
-            self._schedules: list[_Schedule] = []
-            rps = limits.requests_per_second
-            if rps:
-                self._schedules.append(_Schedule(self._store, f"req_us_{key}", rps))
-            ups = limits.urls_per_second
-            self._urls: _Schedule | None = None
-            if ups:
-                self._urls = _Schedule(self._store, f"url_us_{key}", ups)
+            if rps or ups:
+                self._store = rate_store = _Store(store, stop)
+                if rps:
+                    self._schedules.append(_Schedule(rate_store, f"req_us_{key}", rps))
+                if ups:
+                    self._urls = _Schedule(rate_store, f"url_us_{key}", ups)
             self._daily = (
                 DailyBudget(store.with_name("budgets.sqlite3") if store else None, key)
                 if limits.requests_per_day
@@ -181,8 +183,8 @@ class Pacer:
             )
         except (sqlite3.Error, OSError) as exc:
             raise _store_error(store, exc) from exc
-        # No limit to keep (direct warming without `rate`): each request only checks the stop.
-        self._unlimited = not self._schedules and self._urls is None and self._daily is None
+        # No limit to keep: each request only checks the stop.
+        self._unlimited = self._store is None and self._daily is None
 
     def acquire(self, n_urls: int = 0) -> None:
         """Blocks until one request carrying ``n_urls`` URLs may be sent; raises Interrupted
@@ -215,6 +217,7 @@ class Pacer:
                 wanted.append((self._urls, n_units))
             if not wanted:
                 continue
+            assert self._store is not None  # a schedule is wanted: a rate is kept
             with self._store.locked():
                 now = int(self._clock() * _US)
                 margin = self._jitter.margin()
@@ -248,7 +251,8 @@ class Pacer:
         return left_at
 
     def close(self) -> None:
-        self._store.close()
+        if self._store is not None:
+            self._store.close()
         if self._daily is not None:
             self._daily.close()
 

@@ -171,6 +171,16 @@ def test_a_stopping_run_gets_no_request_even_without_limits() -> None:
         pacer.acquire()
 
 
+def test_without_a_rate_the_pacer_opens_no_store(tmp_path: Path) -> None:
+    store = tmp_path / "ratelimits.sqlite3"
+    pacer = Pacer(Limits(max_batch=1), "k", store)
+    pacer.acquire()
+    pacer.close()
+    assert list(tmp_path.iterdir()) == []  # nothing to keep, nothing opened
+    Pacer(Limits(max_batch=1, requests_per_second=5), "k", store).close()
+    assert store.exists()
+
+
 def test_a_broken_rate_limit_store_is_a_pacing_error(tmp_path: Path) -> None:
     store = tmp_path / "ratelimits.sqlite3"
     store.write_bytes(b"not a database, " * 100)
