@@ -164,7 +164,7 @@ class Pacer:
         self._sleep = sleep
         self._jitter = JitterMargin()
         # Everything is created here, once, before any worker thread can ask: never lazily.
-        # The rate store only where a rate is kept (direct warming without `rate` has none).
+        # The rate store only where a rate is kept (a provider without `rate` needs none).
         rps, ups = limits.requests_per_second, limits.urls_per_second
         self._store: _Store | None = None
         self._schedules: list[_Schedule] = []

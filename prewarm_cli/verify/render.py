@@ -54,7 +54,7 @@ def render_table(out: Output, result: Mapping[str, Any]) -> None:
     show_enc = len({r["accept_encoding"] for r in rows_in}) > 1
     show_bytes = any(r["bytes"] is not None for r in rows_in)
     show_vendor = any("vendor" in r for r in rows_in)
-    # The edge a direct warm was pinned to: what tells two PoPs' rows of one URL apart.
+    # The edge a warm request was pinned to: what tells two PoPs' rows of one URL apart.
     show_target = any(r.get("target") for r in rows_in)
     from prewarm_cli.output import Column
 
