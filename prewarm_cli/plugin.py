@@ -11,7 +11,6 @@ vendor SDK inside its methods.
 from __future__ import annotations
 
 import builtins
-import hashlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -535,6 +534,8 @@ class Provider:
         for fld in self.config_schema:
             if fld.secret and fld.name in self.credential_env:
                 parts.append(str(self.settings.get(fld.name, "")))
+        import hashlib  # OpenSSL's loading is 3 ms of start-up that most commands do not need
+
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
     def require(self, capability: Capability) -> None:

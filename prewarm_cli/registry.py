@@ -2,27 +2,41 @@
 
 Built-in providers register through the same group as third-party plugins.
 A plugin that fails to load is reported as a warning and skipped.
+
+Reading the installed distributions' metadata costs a command about 30 ms (importing
+``importlib.metadata`` is most of it), so what the two groups hold is kept in the state
+directory (``plugins.json``) with the modification times of the ``sys.path`` directories it
+was read from: installing or removing a distribution changes its directory's time, and the
+next command reads the metadata again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
+import json
+import os
 import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points, version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prewarm_cli.errors import ConfigError
 
 if TYPE_CHECKING:  # imported when a plugin is loaded: `prewarm --version` needs only metadata
+    from importlib.metadata import EntryPoint
+
     from prewarm_cli.plugin import Provider, SubmitOption
 
 GROUP = "prewarm.providers"
 OPTIONS_GROUP = "prewarm.submit_options"  # type name -> "module:TUPLE" of SubmitOption
 NO_SUBMIT_OPTIONS: tuple[SubmitOption, ...] = ()  # what a provider without extras declares
 BUILTIN_DISTRIBUTION = "prewarm-cli"
+CACHE_FILENAME = "plugins.json"
+_CACHE_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -35,21 +49,104 @@ class PluginInfo:
     target: str  # "module:Class"
 
 
-def _entry_points(group: str = GROUP) -> dict[str, EntryPoint]:
-    """The group's entry points by name; the first one on sys.path wins, as for imports."""
-    return _scan(tuple(sys.path))[group]
+def _entry_points(group: str = GROUP) -> dict[str, str]:
+    """The group's entry points, name -> "module:attr"; the first one on sys.path wins, as for
+    imports."""
+    return _targets(tuple(sys.path))[group]
 
 
 @functools.cache
-def _scan(_path: tuple[str, ...]) -> dict[str, dict[str, EntryPoint]]:
-    """Both groups from one pass over the installed distributions (the slow part of
-    `prewarm --version`), again only when sys.path changes."""
+def _targets(path: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """Both groups, from the state directory's copy when sys.path's directories are as they
+    were when it was written, else from the metadata (and the copy written again)."""
+    key = _path_key(path)
+    cache = _cache_file()
+    if cache is not None:
+        try:
+            kept = json.loads(cache.read_text(encoding="utf-8"))
+            if kept.get("format") == _CACHE_FORMAT and kept.get("path") == key:
+                return {group: dict(kept["groups"][group]) for group in (GROUP, OPTIONS_GROUP)}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # no copy yet, or one that cannot be read: the metadata decides
+    found = {
+        group: {name: ep.value for name, ep in by_name.items()}
+        for group, by_name in _installed(path).items()
+    }
+    if cache is not None:
+        _write_cache(cache, {"format": _CACHE_FORMAT, "path": key, "groups": found})
+    return found
+
+
+@functools.cache
+def _installed(_path: tuple[str, ...]) -> dict[str, dict[str, EntryPoint]]:
+    """Both groups from one pass over the installed distributions' metadata (what
+    `prewarm --version` and `providers` show comes from the distributions), again only when
+    sys.path changes."""
+    from importlib.metadata import entry_points
+
     found: dict[str, dict[str, EntryPoint]] = {GROUP: {}, OPTIONS_GROUP: {}}
     installed = entry_points()
     for group, by_name in found.items():
         for ep in installed.select(group=group):
             by_name.setdefault(ep.name, ep)
     return found
+
+
+def _path_key(path: tuple[str, ...]) -> list[list[Any]]:
+    """Each sys.path entry with its modification time (None: absent, or not a directory)."""
+    key: list[list[Any]] = []
+    for entry in path:
+        try:
+            mtime: int | None = os.stat(entry or ".").st_mtime_ns
+        except OSError:
+            mtime = None
+        key.append([entry, mtime])
+    return key
+
+
+def _cache_file() -> Path | None:
+    """plugins.json in the state directory, when that directory exists (it is not created
+    for this: `prewarm submit --help` on a new machine writes nothing)."""
+    from prewarm_cli import paths
+
+    try:
+        directory = paths.state_dir(create=False)
+    except Exception:  # an unusable state directory is reported by the commands that need it
+        return None
+    return directory / CACHE_FILENAME if directory.is_dir() else None
+
+
+def _write_cache(cache: Path, content: dict[str, Any]) -> None:
+    """Replaces the copy at once (a reader never sees half of it), private to the user; a
+    directory that cannot be written only means the metadata is read again next time."""
+    temporary = cache.with_name(f".{cache.name}.{os.getpid()}")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(content, f)
+        os.replace(temporary, cache)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+
+
+_TARGET = re.compile(r"^(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?(\[.*\]\s*)?$")
+
+
+def _load_target(target: str) -> Any:
+    """The object an entry point's "module:attr" names (what EntryPoint.load does)."""
+    match = _TARGET.match(target)
+    if match is None:
+        raise ValueError(f"{target!r} is not module:attribute")
+    found: Any = importlib.import_module(match.group("module"))
+    for attr in filter(None, (match.group("attr") or "").split(".")):
+        found = getattr(found, attr)
+    return found
+
+
+def _distributions() -> dict[str, EntryPoint]:
+    """The provider group's entry points with their distributions (for versions)."""
+    return _installed(tuple(sys.path))[GROUP]
 
 
 def _info(ep: EntryPoint) -> PluginInfo:
@@ -70,7 +167,7 @@ def names() -> list[str]:
 
 
 def plugin_info(name: str) -> PluginInfo:
-    ep = _entry_points().get(name)
+    ep = _distributions().get(name)
     if ep is None:
         raise _unknown(name)
     return _info(ep)
@@ -83,23 +180,23 @@ def load(name: str) -> type[Provider]:
     """The provider class of a type name; a clear config error when it is unknown or broken."""
     if name in _loaded:
         return _loaded[name]
-    ep = _entry_points().get(name)
-    if ep is None:
+    target = _entry_points().get(name)
+    if target is None:
         raise _unknown(name)
     try:
-        cls: Any = ep.load()
+        cls: Any = _load_target(target)
     except Exception as exc:  # a broken plugin must not crash prewarm
         raise ConfigError(
-            f"provider plugin {name!r} ({ep.value}) failed to load: {exc}",
+            f"provider plugin {name!r} ({target}) failed to load: {exc}",
             hint="reinstall or upgrade the plugin's package",
         ) from exc
     from prewarm_cli.plugin import Provider
 
     if not (isinstance(cls, type) and issubclass(cls, Provider)):
-        raise ConfigError(f"provider plugin {name!r} ({ep.value}) is not a prewarm Provider class")
+        raise ConfigError(f"provider plugin {name!r} ({target}) is not a prewarm Provider class")
     if cls.name != name:
         raise ConfigError(
-            f"provider plugin {name!r} ({ep.value}) declares the name {cls.name!r}; "
+            f"provider plugin {name!r} ({target}) declares the name {cls.name!r}; "
             "the entry point and the class must agree"
         )
     _loaded[name] = cls
@@ -126,20 +223,20 @@ def submit_options(warn: Callable[[str], None]) -> dict[str, tuple[SubmitOption,
     declared = _entry_points(OPTIONS_GROUP)
     found: dict[str, tuple[SubmitOption, ...]] = {}
     for name in names():
-        ep = declared.get(name)
-        if ep is None:
+        target = declared.get(name)
+        if target is None:
             try:
                 found[name] = tuple(load(name).submit_options)
             except ConfigError as exc:
                 warn(str(exc))
             continue
         try:
-            options = tuple(ep.load())
+            options = tuple(_load_target(target))
         except Exception as exc:  # a broken plugin must not crash prewarm
-            warn(f"provider plugin {name!r}: its submit options ({ep.value}) failed to load: {exc}")
+            warn(f"provider plugin {name!r}: its submit options ({target}) failed to load: {exc}")
             continue
         if not all(isinstance(o, SubmitOption) for o in options):
-            warn(f"provider plugin {name!r}: {ep.value} is not a tuple of SubmitOption")
+            warn(f"provider plugin {name!r}: {target} is not a tuple of SubmitOption")
             continue
         found[name] = options
     return found
@@ -155,7 +252,9 @@ def plugin_sdks(name: str) -> list[tuple[str, str | None]]:
     of prewarm-cli's extra of that name (`prewarm-cli[qiniu]`), for a third-party plugin its
     distribution's own requirements.
     """
-    ep = _entry_points().get(name)
+    from importlib.metadata import PackageNotFoundError, version
+
+    ep = _distributions().get(name)
     dist = ep.dist if ep is not None else None
     if dist is None:
         return []

@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import select
+import stat
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from conftest import BROKEN_PLUGINS_DIR, PLUGINS_DIR
 from fakes.generic import FakeCdn
 from helpers import invoke
 
+from prewarm_cli import registry
 from prewarm_cli.commands import COMMANDS
 from prewarm_cli.errors import EXIT_PRIORITY, ExitCode, worst_exit
 
@@ -190,24 +192,69 @@ def test_extra_provider_options(fake_config, fake_cdn: FakeCdn) -> None:
     assert r.returncode == 2
 
 
-def test_extra_option_of_an_unselected_provider_is_a_usage_error(
-    run_cli, write_config, cli_env, fake_cdn: FakeCdn, tmp_path: Path
-) -> None:
-    # a second plugin type without --fake-mode: copy the fake plugin under another name
-    other = tmp_path / "plugins2"
-    (other / "prewarm_other").mkdir(parents=True)
-    (other / "prewarm_other" / "__init__.py").write_text(
+def install_other_plugin(directory: Path) -> None:
+    """Installs into ``directory`` (a sys.path entry) a provider type "other": the fake
+    plugin's class under another name, without its extra submit options."""
+    (directory / "prewarm_other").mkdir(parents=True)
+    (directory / "prewarm_other" / "__init__.py").write_text(
         "from prewarm_fake import FakeProvider\n"
         "class OtherProvider(FakeProvider):\n"
         "    name = 'other'\n"
         "    submit_options = ()\n"
     )
-    dist = other / "prewarm_other-1.0.dist-info"
+    dist = directory / "prewarm_other-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: prewarm-other\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
         "[prewarm.providers]\nother = prewarm_other:OtherProvider\n"
     )
+
+
+_REGISTRY_NAMES = (
+    "import sys; from prewarm_cli import registry; names = registry.names();"
+    " registry.load('other' if 'other' in names else 'fake');"
+    " print(' '.join(names)); print('importlib.metadata' in sys.modules)"
+)
+
+
+def test_installed_plugins_are_read_from_the_state_directory_until_one_is_installed(
+    cli_env, tmp_path: Path
+) -> None:
+    plugins = tmp_path / "site"
+    plugins.mkdir()
+    cli_env["PYTHONPATH"] = f"{plugins}{os.pathsep}{cli_env['PYTHONPATH']}"
+    state = Path(cli_env["PREWARM_STATE_DIR"])
+    state.mkdir()
+
+    def names() -> tuple[set[str], bool]:
+        r = subprocess.run(
+            [sys.executable, "-c", _REGISTRY_NAMES], env=cli_env, capture_output=True, text=True
+        )
+        assert r.returncode == 0, r.stderr
+        listed, read_metadata = r.stdout.splitlines()
+        return set(listed.split()), read_metadata == "True"
+
+    assert names() == ({"direct", "fake", "aws", "edgeone", "qiniu"}, True)
+    cache = state / registry.CACHE_FILENAME
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    # Nothing changed on sys.path: the next command does not read the metadata.
+    assert names() == ({"direct", "fake", "aws", "edgeone", "qiniu"}, False)
+    install_other_plugin(plugins)  # its directory changes: the metadata is read again
+    assert names() == ({"direct", "fake", "aws", "edgeone", "qiniu", "other"}, True)
+    assert names() == ({"direct", "fake", "aws", "edgeone", "qiniu", "other"}, False)
+    cache.write_text('{"format": 1, "path": ')  # damaged: read again and written whole
+    assert names() == ({"direct", "fake", "aws", "edgeone", "qiniu", "other"}, True)
+    assert json.loads(cache.read_text())["groups"]["prewarm.providers"]["other"] == (
+        "prewarm_other:OtherProvider"
+    )
+
+
+def test_extra_option_of_an_unselected_provider_is_a_usage_error(
+    run_cli, write_config, cli_env, fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    # a second plugin type without --fake-mode: the fake plugin under another name
+    other = tmp_path / "plugins2"
+    install_other_plugin(other)
     cli_env["PYTHONPATH"] = f"{other}{os.pathsep}{cli_env['PYTHONPATH']}"
     cli_env["FAKE_API_KEY"] = fake_cdn.api_key
     write_config(f'[providers.o]\ntype = "other"\nendpoint = "{fake_cdn.url}"\n')

@@ -117,3 +117,31 @@ def test_a_schema_1_journal_is_migrated_and_its_failures_stay_resendable(tmp_pat
     finally:
         journal.close()
     assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def _decode_crockford(text: str) -> int:
+    return int(text.translate(str.maketrans("ABCDEFGHJKMNPQRSTVWXYZ", "abcdefghijklmnopqrstuv")), 32)
+
+
+def test_job_ids_are_ulids_of_their_time(monkeypatch) -> None:
+    # The spec's example 01ARZ3NDEKTSV4RRFFQ69G5FAV has the time 1469922850259 ms.
+    monkeypatch.setattr(jr.time, "time_ns", lambda: 1469922850259 * 1_000_000 + 999_999)
+    monkeypatch.setattr(jr.os, "urandom", lambda n: b"\xff" * n)
+    assert jr.new_job_id() == "01ARZ3NDEK" + "Z" * 16
+    monkeypatch.setattr(jr.os, "urandom", lambda n: b"\x00" * n)
+    assert jr.new_job_id() == "01ARZ3NDEK" + "0" * 16
+
+
+def test_job_ids_sort_by_time_and_differ() -> None:
+    import time
+
+    ids = []
+    for _ in range(3):
+        ids.append(jr.new_job_id())
+        time.sleep(0.002)
+    ids += [jr.new_job_id() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    assert ids[:3] == sorted(ids[:3])
+    for job_id in ids:
+        assert len(job_id) == 26 and set(job_id) <= set(jr._CROCKFORD)
+        assert abs((_decode_crockford(job_id) >> 80) - time.time() * 1000) < 60_000

@@ -5,16 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from prewarm_cli.errors import InputError, UsageError
 from prewarm_cli.inputs.baseurl import INDEX_RULES, BaseUrl, IndexRule, RelPath
 from prewarm_cli.inputs.lines import check_readable, iter_arguments, iter_url_file
-from prewarm_cli.inputs.pathlist import iter_path_list
-from prewarm_cli.inputs.sitemap import check_sitemaps, iter_sitemaps
-from prewarm_cli.inputs.synclog import LogNote, iter_sync_log
-from prewarm_cli.inputs.tree import check_directory, iter_tree
 from prewarm_cli.inputs.validate import InputUrl, InvalidInput, InvalidList, check_inputs, unique
+
+if TYPE_CHECKING:  # each source's reader is imported when a spec uses it
+    from prewarm_cli.inputs.synclog import LogNote
 
 DEFAULT_SITEMAP_TIMEOUT = 30.0
 
@@ -105,9 +104,15 @@ def iter_inputs(
     for path in spec.files:
         if path != "-":
             check_readable(path, "URL file")
-    check_sitemaps(spec.sitemaps)
-    for root in spec.from_dirs:
-        check_directory(root)
+    if spec.sitemaps:
+        from prewarm_cli.inputs.sitemap import check_sitemaps
+
+        check_sitemaps(spec.sitemaps)
+    if spec.from_dirs:
+        from prewarm_cli.inputs.tree import check_directory
+
+        for root in spec.from_dirs:
+            check_directory(root)
     for path in spec.paths:
         if path != "-":
             check_readable(path, "path list")
@@ -123,9 +128,16 @@ def _generate(
     yield from iter_arguments(spec.urls)
     for path in spec.files:
         yield from iter_url_file(path, stdin)
-    yield from iter_sitemaps(spec.sitemaps, spec.sitemap_timeout)
+    if spec.sitemaps:
+        from prewarm_cli.inputs.sitemap import iter_sitemaps
+
+        yield from iter_sitemaps(spec.sitemaps, spec.sitemap_timeout)
     if not spec.base_url:
         return
+    from prewarm_cli.inputs.pathlist import iter_path_list
+    from prewarm_cli.inputs.synclog import iter_sync_log
+    from prewarm_cli.inputs.tree import iter_tree
+
     base = BaseUrl.parse(spec.base_url)
     notes.strip_prefix = spec.prefix()
     for root in spec.from_dirs:
@@ -147,6 +159,8 @@ def _map(
     prefix: str,
     notes: InputNotes,
 ) -> Iterator[InputUrl | InvalidInput]:
+    from prewarm_cli.inputs.synclog import LogNote
+
     for item in items:
         if isinstance(item, InvalidInput):
             yield item

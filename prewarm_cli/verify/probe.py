@@ -14,7 +14,6 @@ import ipaddress
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -24,6 +23,7 @@ from prewarm_cli.verify.classify import CACHE_VALUES, HIT, UNKNOWN, classify, is
 
 if TYPE_CHECKING:
     import ssl
+    from concurrent.futures import Future
 
     import httpx
 
@@ -264,6 +264,8 @@ def _run(
         max_connections=options.concurrency,
         user_agent=options.user_agent,
     )
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait  # 4 ms: here
+
     pool = ThreadPoolExecutor(
         max_workers=min(options.concurrency, len(work)), thread_name_prefix="prewarm-verify"
     )

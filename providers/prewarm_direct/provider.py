@@ -11,7 +11,7 @@ record in the state directory (``store``), which is what ``status``, ``report`` 
 
 from __future__ import annotations
 
-import secrets
+import os
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -119,7 +119,7 @@ class DirectProvider(Provider):
         self.timeout = float(settings.get("timeout") or 30.0)
         max_bytes = settings.get("max_bytes")
         self.max_bytes = int(max_bytes) if max_bytes is not None else None
-        self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(4)
+        self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + os.urandom(4).hex()
         self._lock = threading.Lock()
         self._plan: RunPlan | None = None
         self._targets: Targets | None = None

@@ -15,7 +15,6 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
 from prewarm_cli.plugin import cache_verdict, cache_verdict_headers
@@ -368,6 +367,8 @@ def parse_retry_after(value: str | None) -> float | None:
     text = value.strip()
     if text.isdigit():
         return float(text)
+    from email.utils import parsedate_to_datetime  # an HTTP date: rare, and email is slow to load
+
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError):
