@@ -8,7 +8,8 @@ for prewarm's journal, records and checks over the command they would write inst
 
     curl --parallel --parallel-max N -K urls.curl   (url = ..., output = /dev/null each)
 
-prewarm's time includes its start-up, reading and checking the URLs and its journal; a run of
+prewarm's time includes its start-up, reading and checking the URLs and its journal (its state
+directory kept from one run to the next, as a user's is); a run of
 one URL gives that fixed cost, and the rate without it is shown beside the whole-run ratio.
 For reference, the same transfers from Python with nothing else: pycurl's multi interface in a
 bare loop (what prewarm's Warmer drives, without the journal, the record or any check).
@@ -113,30 +114,32 @@ def run_pycurl(urls: list[str], nginx: Nginx, concurrency: int) -> tuple[float, 
     return seconds, cpu_s
 
 
-def run_prewarm(urls: list[str], nginx: Nginx, concurrency: int, workdir: Path) -> Run:
-    env, tmp = isolated_env(
+def prewarm_env(concurrency: int) -> tuple[dict[str, str], Path]:
+    """A config for the direct provider, and a state directory that is kept from one run to
+    the next, as a user's is."""
+    return isolated_env(
         f'[providers.direct]\ntype = "direct"\nconcurrency = {concurrency}\n'
         'encodings = ["identity"]\n'
     )
+
+
+def run_prewarm(urls: list[str], nginx: Nginx, env: dict[str, str], workdir: Path) -> Run:
     listing = workdir / "urls.txt"
     listing.write_text("".join(u + "\n" for u in urls))
-    try:
-        result = run(
-            [
-                "submit",
-                "-p",
-                "direct",
-                "-o",
-                "json",
-                "--resolve",
-                f"{HOST}:{nginx.port}:{nginx.pops[0]}",
-                "-i",
-                str(listing),
-            ],
-            env,
-        )
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    result = run(
+        [
+            "submit",
+            "-p",
+            "direct",
+            "-o",
+            "json",
+            "--resolve",
+            f"{HOST}:{nginx.port}:{nginx.pops[0]}",
+            "-i",
+            str(listing),
+        ],
+        env,
+    )
     summary = json.loads(result.stdout)
     if summary["accepted"] != len(urls):
         raise SystemExit(f"prewarm warmed {summary['accepted']} of {len(urls)}")
@@ -145,15 +148,16 @@ def run_prewarm(urls: list[str], nginx: Nginx, concurrency: int, workdir: Path) 
 
 def compare(name: str, urls: list[str], nginx: Nginx, args: argparse.Namespace, size: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-direct-"))
+    env, state = prewarm_env(args.concurrency)
     run_curl(urls, nginx, args.concurrency, work)  # fills the cache: every later pass hits
-    run_prewarm(urls[:1], nginx, args.concurrency, work)  # compiles prewarm's modules once
+    run_prewarm(urls[:1], nginx, env, work)  # compiles prewarm's modules once
     curl, bare, prewarm = [], [], []
     for _ in range(args.repeat):
         curl.append(run_curl(urls, nginx, args.concurrency, work))
         bare.append(run_pycurl(urls, nginx, args.concurrency))
-        prewarm.append(run_prewarm(urls, nginx, args.concurrency, work))
+        prewarm.append(run_prewarm(urls, nginx, env, work))
     fixed_s = statistics.median(
-        run_prewarm(urls[:1], nginx, args.concurrency, work).seconds for _ in range(args.repeat)
+        run_prewarm(urls[:1], nginx, env, work).seconds for _ in range(args.repeat)
     )
     n = len(urls)
     curl_s = statistics.median(s for s, _ in curl)
@@ -177,6 +181,7 @@ def compare(name: str, urls: list[str], nginx: Nginx, args: argparse.Namespace, 
         f" {curl_s / sending_s:.2f}"
     )
     shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(state, ignore_errors=True)
 
 
 def main() -> None:
@@ -199,12 +204,14 @@ def main() -> None:
         for count in (int(c) for c in args.rss.split(",")):
             urls = [url(f"/obj/r{i}.js?size=2048") for i in range(count)]
             work = Path(tempfile.mkdtemp(prefix="bench-direct-"))
+            env, state = prewarm_env(args.concurrency)
             run_curl(urls, nginx, args.concurrency, work)
-            result = run_prewarm(urls, nginx, args.concurrency, work)
+            result = run_prewarm(urls, nginx, env, work)
             print(
                 f"peak RSS, {count} URLs: {result.peak_kib / 1024:.1f} MiB ({result.seconds:.1f} s)"
             )
             shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(state, ignore_errors=True)
     finally:
         nginx.stop()
         origin.stop()
