@@ -337,7 +337,7 @@ class Journal:
         # In input order; url after seq makes the order total, as the index reads it anyway.
         unsent = (
             "SELECT url FROM targets WHERE job_id = ? AND provider = ? AND outcome = 'unsent'"
-            " ORDER BY seq, url LIMIT ?"
+            " AND batch_id IS NULL ORDER BY seq, url LIMIT ?"
         )
         with self.transaction() as db:
             cur = db.cursor()
@@ -384,7 +384,8 @@ class Journal:
                 self._record_by_url(db, job_id, batch, result)
             self._close_batch(
                 db,
-                batch.id,
+                job_id,
+                batch,
                 now,
                 task_id=result.task_id,
                 request_id=result.request_id,
@@ -397,6 +398,12 @@ class Journal:
         " WHERE job_id = ? AND provider = ? AND url = ? AND batch_id = ?"
         " AND outcome IN ('sending', 'unknown')"
     )
+    # A batch's targets still undecided, and those sent and not answered: (job, provider,
+    # batch) through the targets' index (journal_db), which has no entry for a batch alone.
+    _OPEN = (
+        " WHERE job_id = ? AND provider = ? AND outcome IN ('sending', 'unknown') AND batch_id = ?"
+    )
+    _SENDING = " WHERE job_id = ? AND provider = ? AND outcome = 'sending' AND batch_id = ?"
 
     def _record_by_url(
         self, db: sqlite3.Connection, job_id: str, batch: Batch, result: BatchResult
@@ -409,10 +416,7 @@ class Journal:
             [(result.task_of(u), *key, u, batch.id) for u in result.accepted],
         )
         self._record_not_accepted(db, job_id, batch, result, frozenset())
-        db.execute(
-            "UPDATE targets SET outcome = 'unknown' WHERE batch_id = ? AND outcome = 'sending'",
-            (batch.id,),
-        )
+        db.execute("UPDATE targets SET outcome = 'unknown'" + self._SENDING, (*key, batch.id))
 
     def _record_not_accepted(
         self,
@@ -443,8 +447,8 @@ class Journal:
     ) -> bool:
         """The common answer in one statement, when it provably ends as ``_record_by_url``.
 
-        That is when every target of the batch is this job's and provider's and is named in
-        some list, and the accepted URLs share one task id. Then the other lists go first, by
+        That is when every undecided target of the batch is named in some list, and the
+        accepted URLs share one task id. Then the other lists go first, by
         primary key and without the accepted URLs (the accepted list decides those), and what
         is left undecided in the batch is exactly the accepted URLs of the batch: one UPDATE
         by batch takes them all, and nothing is left unknown. False, with nothing changed,
@@ -460,20 +464,14 @@ class Journal:
         accepted = set(result.accepted)
         cur = db.cursor()
         cur.row_factory = None
-        rows = cur.execute(
-            "SELECT url, job_id = ? AND provider = ? FROM targets WHERE batch_id = ?",
-            (job_id, batch.provider, batch.id),
-        ).fetchall()
-        in_batch = {url for url, mine in rows if mine}
-        if len(in_batch) < len(rows):  # another job's or provider's target (unique otherwise)
-            return False
+        key = (job_id, batch.provider, batch.id)
+        in_batch = {url for (url,) in cur.execute("SELECT url FROM targets" + self._OPEN, key)}
         if in_batch.difference(accepted, result.rejected, result.resend, result.failed):
             return False
         self._record_not_accepted(db, job_id, batch, result, accepted)
         db.execute(
-            "UPDATE targets SET outcome = 'accepted', task_id = ?, reason = NULL"
-            " WHERE batch_id = ? AND outcome IN ('sending', 'unknown')",
-            (task_id, batch.id),
+            "UPDATE targets SET outcome = 'accepted', task_id = ?, reason = NULL" + self._OPEN,
+            (task_id, *key),
         )
         return True
 
@@ -493,10 +491,10 @@ class Journal:
                     by_task[task_id] = by_task.get(task_id, 0) + 1
             db.execute(
                 "UPDATE targets SET outcome = 'unsent', reason = NULL, batch_id = NULL"
-                " WHERE batch_id = ? AND outcome IN ('sending', 'unknown')",
-                (batch.id,),
+                + self._OPEN,
+                (job_id, batch.provider, batch.id),
             )
-            self._close_batch(db, batch.id, now)
+            self._close_batch(db, job_id, batch, now)
             self._add_tasks(db, job_id, batch.provider, by_task, now)
 
     def release_batch(
@@ -512,9 +510,8 @@ class Journal:
         with self.transaction() as db:
             db.execute(
                 "UPDATE targets SET outcome = ?, reason = ?, transient = ?,"
-                " batch_id = CASE WHEN ? = 'unsent' THEN NULL ELSE batch_id END"
-                " WHERE batch_id = ? AND outcome IN ('sending', 'unknown')",
-                (outcome, reason, int(transient), outcome, batch.id),
+                " batch_id = CASE WHEN ? = 'unsent' THEN NULL ELSE batch_id END" + self._OPEN,
+                (outcome, reason, int(transient), outcome, job_id, batch.provider, batch.id),
             )
             db.execute(
                 "UPDATE batches SET state = ?, error = ?, updated_at = ? WHERE id = ?",
@@ -526,8 +523,9 @@ class Journal:
         with self.transaction() as db:
             db.execute(
                 "UPDATE targets SET outcome = 'unknown', reason = ?"
-                " WHERE batch_id = ? AND outcome = 'sending'",
-                (reason, batch.id),
+                " WHERE job_id = (SELECT job_id FROM batches WHERE id = ?)"
+                " AND provider = ? AND outcome = 'sending' AND batch_id = ?",
+                (reason, batch.id, batch.provider, batch.id),
             )
             db.execute(
                 "UPDATE batches SET state = 'unknown', error = ?, updated_at = ? WHERE id = ?",
@@ -597,7 +595,7 @@ class Journal:
                 "UPDATE targets SET outcome = 'deferred', reason = ?"
                 " WHERE job_id = ? AND provider = ? AND url IN ("
                 "  SELECT url FROM targets WHERE job_id = ? AND provider = ? AND outcome = 'unsent'"
-                "  ORDER BY seq LIMIT -1 OFFSET ?)",
+                "  AND batch_id IS NULL ORDER BY seq LIMIT -1 OFFSET ?)",
                 (reason, job_id, provider, job_id, provider, max(0, keep)),
             )
             return cur.rowcount
@@ -612,9 +610,8 @@ class Journal:
         result = []
         for b in batches:
             urls = self._query(
-                "SELECT url FROM targets WHERE batch_id = ? AND outcome IN ('unknown', 'sending')"
-                " ORDER BY seq",
-                (b["id"],),
+                "SELECT url FROM targets" + self._OPEN + " ORDER BY seq",
+                (job_id, provider, b["id"]),
             )
             result.append(Batch(b["id"], provider, tuple(r[0] for r in urls), b["created_at"]))
         return result
@@ -642,10 +639,11 @@ class Journal:
                 (job_id,),
             )
 
-    @staticmethod
     def _close_batch(
+        self,
         db: sqlite3.Connection,
-        batch_id: int,
+        job_id: str,
+        batch: Batch,
         now: str,
         *,
         task_id: str | None = None,
@@ -658,14 +656,12 @@ class Journal:
         """
         if open_targets is None:
             (open_targets,) = db.execute(
-                "SELECT COUNT(*) FROM targets WHERE batch_id = ?"
-                " AND outcome IN ('sending', 'unknown')",
-                (batch_id,),
+                "SELECT COUNT(*) FROM targets" + self._OPEN, (job_id, batch.provider, batch.id)
             ).fetchone()
         db.execute(
             "UPDATE batches SET state = ?, task_id = COALESCE(?, task_id),"
             " request_id = COALESCE(?, request_id), updated_at = ? WHERE id = ?",
-            ("unknown" if open_targets else "done", task_id, request_id, now, batch_id),
+            ("unknown" if open_targets else "done", task_id, request_id, now, batch.id),
         )
 
     @staticmethod

@@ -11,6 +11,7 @@ import time
 from prewarm_cli.errors import ExitCode, JournalError
 
 # 2: targets.transient (whether a failure may be resent by --resume)
+# (The targets' index changed without a version: each prewarm reads the other's journal.)
 SCHEMA_VERSION = 2
 
 
@@ -38,8 +39,6 @@ CREATE TABLE IF NOT EXISTS targets (
     transient INTEGER NOT NULL DEFAULT 1,  -- a failure --resume sends again
     PRIMARY KEY (job_id, provider, url)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS targets_by_outcome ON targets (job_id, provider, outcome, seq);
-CREATE INDEX IF NOT EXISTS targets_by_batch ON targets (batch_id);
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY,
     job_id TEXT NOT NULL,
@@ -129,6 +128,32 @@ def check_version(db: sqlite3.Connection, path: str) -> None:
         )
 
 
+# The one index of the targets besides their key. A target's batch comes after its outcome:
+# a batch's open targets (sending, unknown) are found by (job, provider, outcome, batch), and
+# the unsent ones, whose batch is always NULL, in input order. One index, not one per
+# purpose: every claimed or answered URL moves in each index it is in.
+_TARGETS_INDEX = (
+    "CREATE INDEX targets_by_state ON targets (job_id, provider, outcome, batch_id, seq)"
+)
+_FORMER_INDEXES = ("targets_by_outcome", "targets_by_batch")
+
+
+def _index_targets(db: sqlite3.Connection) -> None:
+    """Creates the targets' index where it is missing (a new journal, or one written by a
+    prewarm that kept an index per purpose, whose indexes it replaces)."""
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'targets_by_state'"
+    ).fetchone()
+    if not exists:
+        # Unsent targets are found by a NULL batch; a journal from before might hold others.
+        db.execute(
+            "UPDATE targets SET batch_id = NULL WHERE outcome = 'unsent' AND batch_id IS NOT NULL"
+        )
+        db.execute(_TARGETS_INDEX)
+    for name in _FORMER_INDEXES:  # also when an older prewarm made them again
+        db.execute(f"DROP INDEX IF EXISTS {name}")
+
+
 def migrate(db: sqlite3.Connection) -> None:
     """Creates the tables, or brings an older journal's up to this version (one transaction)."""
     db.executescript(_SCHEMA)  # idempotent: CREATE ... IF NOT EXISTS
@@ -139,6 +164,7 @@ def migrate(db: sqlite3.Connection) -> None:
             columns = {r[1] for r in db.execute("PRAGMA table_info(targets)")}
             if "transient" not in columns:
                 db.execute("ALTER TABLE targets ADD COLUMN transient INTEGER NOT NULL DEFAULT 1")
+        _index_targets(db)
         db.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",

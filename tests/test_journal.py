@@ -119,8 +119,60 @@ def test_a_schema_1_journal_is_migrated_and_its_failures_stay_resendable(tmp_pat
     assert (path.stat().st_mode & 0o777) == 0o600
 
 
+def _indexes(path: Path) -> set[str]:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'targets'"
+            " AND sql IS NOT NULL"
+        )
+        return {name for (name,) in rows}
+    finally:
+        db.close()
+
+
+def test_a_journal_with_an_index_per_purpose_gets_the_one_index_and_loses_no_unsent_url(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    journal, job = new_job(tmp_path, ["u1", "u2", "u3"])
+    journal.close()
+    path = tmp_path / "j.sqlite3"
+    db = sqlite3.connect(path)
+    # As the previous prewarm kept it, with an unsent target that still names a batch.
+    db.executescript(
+        "DROP INDEX targets_by_state;"
+        "CREATE INDEX targets_by_outcome ON targets (job_id, provider, outcome, seq);"
+        "CREATE INDEX targets_by_batch ON targets (batch_id);"
+        "UPDATE targets SET batch_id = 7 WHERE url = 'u2';"
+    )
+    db.commit()
+    db.close()
+    assert _indexes(path) == {"targets_by_outcome", "targets_by_batch"}
+    journal = jr.Journal(path)
+    try:
+        assert _indexes(path) == {"targets_by_state"}
+        batch = journal.claim_batch(job, "a", 10)
+        assert batch is not None and batch.urls == ("u1", "u2", "u3")
+        journal.record_result(job, batch, BatchResult(task_id="t", accepted=batch.urls))
+        assert journal.counts(job)["a"][jr.ACCEPTED] == 3
+    finally:
+        journal.close()
+    # An older prewarm made its indexes again: the next open drops them, and keeps the one.
+    db = sqlite3.connect(path)
+    db.execute("CREATE INDEX targets_by_batch ON targets (batch_id)")
+    db.commit()
+    db.close()
+    jr.Journal(path).close()
+    assert _indexes(path) == {"targets_by_state"}
+
+
 def _decode_crockford(text: str) -> int:
-    return int(text.translate(str.maketrans("ABCDEFGHJKMNPQRSTVWXYZ", "abcdefghijklmnopqrstuv")), 32)
+    digits = str.maketrans("ABCDEFGHJKMNPQRSTVWXYZ", "abcdefghijklmnopqrstuv")
+    return int(text.translate(digits), 32)
 
 
 def test_job_ids_are_ulids_of_their_time(monkeypatch) -> None:
