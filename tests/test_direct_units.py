@@ -315,3 +315,64 @@ def test_a_flush_returns_only_once_the_rows_queued_before_it_are_committed(tmp_p
     finally:
         release.set()
         store.close()
+
+
+@pytest.mark.parametrize("with_job", [True, False], ids=["keyed-by-run", "before-jobs"])
+def test_an_earlier_record_is_moved_to_the_table_keyed_by_job(tmp_path, with_job) -> None:
+    import sqlite3
+
+    from prewarm_direct.store import Store
+    from prewarm_direct.warm import OK, REJECTED, Answer
+
+    path = tmp_path / "direct.sqlite3"
+    job = ", job_id TEXT" if with_job else ""
+    with sqlite3.connect(path) as db:  # as the previous layouts had it
+        db.execute(
+            "CREATE TABLE requests (run_id TEXT NOT NULL, alias TEXT NOT NULL,"
+            " url TEXT NOT NULL, target TEXT NOT NULL, variant TEXT NOT NULL,"
+            " outcome TEXT NOT NULL, status_code INTEGER, cache TEXT,"
+            " bytes INTEGER NOT NULL DEFAULT 0, reason TEXT, pop TEXT, ip TEXT, at TEXT NOT NULL"
+            f"{job}, PRIMARY KEY (run_id, url, target, variant)) WITHOUT ROWID"
+        )
+        values = "?, " * 12 + ("?, ?" if with_job else "?")
+        rows = [
+            ("r1", "direct", "https://h/a", "edge", "gzip", OK, 200, "miss", 10, None, None, None),
+            ("r1", "direct", "https://h/b", "edge", "gzip", REJECTED, 404, None, 0, "HTTP 404",
+             None, None),
+            ("r2", "direct", "https://h/a", "edge", "br", OK, 200, "hit", 9, None, None, None),
+        ]  # fmt: skip
+        for i, row in enumerate(rows):
+            db.execute(
+                f"INSERT INTO requests VALUES ({values})",
+                (*row, f"2026-12-06T00:00:0{i}Z", *(["job1"] if with_job else [])),
+            )
+    store = Store(path)
+    try:
+        runs = sorted((r.run_id, r.url, r.variant, r.outcome) for r in store.of_runs(["r1", "r2"]))
+        assert runs == [
+            ("r1", "https://h/a", "gzip", OK),
+            ("r1", "https://h/b", "gzip", REJECTED),
+            ("r2", "https://h/a", "br", OK),
+        ]
+        assert [r.run_id for r in store.of_runs(["r2"])] == ["r2"]
+        if with_job:
+            assert store.has_job("job1", "direct")
+            answered = store.answered("job1", "direct", ["https://h/a"])
+            assert sorted(r.variant for r in answered) == ["br", "gzip"]
+        store.save("job2", "r3", "direct", "https://h/c", "edge", None, "gzip", Answer(OK))
+        store.flush()
+        assert [r.url for r in store.of_runs(["r3"])] == ["https://h/c"]
+        assert [r.url for r in store.answered("job2", "direct", ["https://h/c"])] == ["https://h/c"]
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        key = [
+            row[1]
+            for row in sorted(db.execute("PRAGMA table_info(requests)"), key=lambda r: r[5])
+            if row[5]
+        ]
+        assert key == ["job_id", "url", "target", "variant", "run_id"]
+        indexes = db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        )
+        assert indexes.fetchall() == []

@@ -23,13 +23,17 @@ from typing import NamedTuple
 from prewarm_cli.errors import JournalError
 from prewarm_direct.warm import OK, REJECTED, Answer
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (
-    run_id TEXT NOT NULL,
-    alias TEXT NOT NULL,
+# One table, keyed by job first: what `--resume` asks (a job's answers for some URLs) is a
+# range of the key, and a row costs one B-tree (a second index made each answer 60 % dearer).
+# `runs` names each run's job, for `status` and `report`, which know the runs.
+_REQUESTS = """
+CREATE TABLE {name} (
+    job_id TEXT NOT NULL,  -- '' for a run outside a journal job
     url TEXT NOT NULL,
     target TEXT NOT NULL,
     variant TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    alias TEXT NOT NULL,
     outcome TEXT NOT NULL,
     status_code INTEGER,
     cache TEXT,
@@ -38,13 +42,15 @@ CREATE TABLE IF NOT EXISTS requests (
     pop TEXT,
     ip TEXT,
     at TEXT NOT NULL,
-    job_id TEXT,
-    PRIMARY KEY (run_id, url, target, variant)
-);
+    PRIMARY KEY (job_id, url, target, variant, run_id)
+) WITHOUT ROWID
 """
+_RUNS = "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, job_id TEXT NOT NULL)"
 COMMIT_EVERY = 0.05  # seconds: the most a kill can lose of answers nobody waited for
-_INDEXES = "CREATE INDEX IF NOT EXISTS requests_by_job ON requests (job_id, url);"
 _COLUMNS = "run_id, url, target, variant, outcome, status_code, cache, bytes, reason, pop, ip, at"
+_INSERT = (
+    f"INSERT OR REPLACE INTO requests ({_COLUMNS}, alias, job_id) VALUES ({', '.join('?' * 14)})"
+)
 
 
 class Record(NamedTuple):
@@ -91,11 +97,7 @@ class Store:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # survives a killed process
-            self._db.executescript(_SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
-            if "job_id" not in columns:  # a record from before runs were tied to their job
-                self._db.execute("ALTER TABLE requests ADD COLUMN job_id TEXT")
-            self._db.executescript(_INDEXES)
+            _migrate(self._db)
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(
                 f"cannot open the direct warming record {path}: {exc}",
@@ -112,6 +114,7 @@ class Store:
         self._error: JournalError | None = None
         self._closing = False
         self._writer: threading.Thread | None = None
+        self._runs: set[tuple[object, object]] = set()  # (run, job) pairs written to `runs`
 
     # --- writing ---
 
@@ -142,7 +145,7 @@ class Store:
             ip,
             utcnow(),
             alias,
-            job_id,
+            job_id or "",
         )  # fmt: skip  (a Record's fields, then alias and job: as _row makes them)
         with self._cond:
             if self._error is not None or self._writer is None:
@@ -204,13 +207,11 @@ class Store:
                     return False
             if not rows:
                 return True
+            runs = {(row[0], row[13]) for row in rows}.difference(self._runs)
             try:
                 self._db.execute("BEGIN")
-                self._db.executemany(
-                    f"INSERT OR REPLACE INTO requests ({_COLUMNS}, alias, job_id)"
-                    f" VALUES ({', '.join('?' * 14)})",
-                    rows,
-                )
+                self._db.executemany("INSERT OR IGNORE INTO runs VALUES (?, ?)", runs)
+                self._db.executemany(_INSERT, rows)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 with suppress(sqlite3.Error):
@@ -223,6 +224,7 @@ class Store:
                     )
                     self._cond.notify_all()
                 return False
+            self._runs.update(runs)
             with self._cond:
                 self._n_written += len(rows)
                 self._cond.notify_all()
@@ -263,9 +265,10 @@ class Store:
         """The latest answer per (URL, target, variant) over these runs."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM requests"
-                " WHERE run_id IN (SELECT value FROM json_each(?)) ORDER BY at",
-                (_json(run_ids),),
+                f"SELECT {_COLUMNS} FROM requests WHERE job_id IN"
+                " (SELECT job_id FROM runs WHERE run_id IN (SELECT value FROM json_each(?)))"
+                " AND run_id IN (SELECT value FROM json_each(?)) ORDER BY at",
+                (_json(run_ids), _json(run_ids)),
             ).fetchall()
         latest: dict[tuple[str, str, str], Record] = {}
         for row in rows:
@@ -280,7 +283,40 @@ class Store:
 
 def _row(record: Record, job_id: str | None, alias: str) -> tuple[object, ...]:
     """A record as the writer inserts it: its columns in _COLUMNS order, then alias, job."""
-    return (*record, alias, job_id)
+    return (*record, alias, job_id or "")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Creates the tables, or moves a record keyed by run (with an index by job, and before
+    that without a job) into today's table, in one transaction."""
+    db.execute(_RUNS)
+    if _keyed_by_job(db):
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+        if not columns:
+            db.execute(_REQUESTS.format(name="requests"))
+        elif not _keyed_by_job(db):  # another process may have moved it meanwhile
+            job = "COALESCE(job_id, '')" if "job_id" in columns else "''"
+            db.execute(_REQUESTS.format(name="requests_by_job"))
+            db.execute(
+                f"INSERT OR REPLACE INTO requests_by_job ({_COLUMNS}, alias, job_id)"
+                f" SELECT {_COLUMNS}, alias, {job} FROM requests ORDER BY at"
+            )
+            db.execute(f"INSERT OR IGNORE INTO runs SELECT DISTINCT run_id, {job} FROM requests")
+            db.execute("DROP TABLE requests")
+            db.execute("ALTER TABLE requests_by_job RENAME TO requests")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _keyed_by_job(db: sqlite3.Connection) -> bool:
+    """Whether the requests table exists with today's key (the job first)."""
+    key = {row[1]: row[5] for row in db.execute("PRAGMA table_info(requests)")}
+    return key.get("job_id") == 1
 
 
 def _json(items: Sequence[str]) -> str:
