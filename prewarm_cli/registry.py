@@ -130,16 +130,12 @@ def _write_cache(cache: Path, content: dict[str, Any]) -> None:
             os.unlink(temporary)
 
 
-_TARGET = re.compile(r"^(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?(\[.*\]\s*)?$")
-
-
 def _load_target(target: str) -> Any:
-    """The object an entry point's "module:attr" names (what EntryPoint.load does)."""
-    match = _TARGET.match(target)
-    if match is None:
-        raise ValueError(f"{target!r} is not module:attribute")
-    found: Any = importlib.import_module(match.group("module"))
-    for attr in filter(None, (match.group("attr") or "").split(".")):
+    """The object an entry point's "module:attr.attr [extras]" names, as EntryPoint.load
+    finds it."""
+    module, _, attrs = target.partition("[")[0].partition(":")
+    found: Any = importlib.import_module(module.strip())
+    for attr in filter(None, attrs.strip().split(".")):
         found = getattr(found, attr)
     return found
 
@@ -297,7 +293,7 @@ def version_text() -> str:
         f" {platform.platform(terse=True)}",
         "provider plugins:",
     ]
-    installed = names()
+    installed = sorted(_distributions())  # the metadata is read for the versions anyway
     width = max((len(n) for n in installed), default=0)
     for name in installed:
         info = plugin_info(name)
