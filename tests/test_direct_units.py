@@ -317,6 +317,40 @@ def test_a_flush_returns_only_once_the_rows_queued_before_it_are_committed(tmp_p
         store.close()
 
 
+_EARLIER_RECORD = """
+CREATE TABLE IF NOT EXISTS requests (
+    run_id TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    url TEXT NOT NULL,
+    target TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    status_code INTEGER,
+    cache TEXT,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    reason TEXT,
+    pop TEXT,
+    ip TEXT,
+    at TEXT NOT NULL,{job}
+    PRIMARY KEY (run_id, url, target, variant)
+);
+"""  # the layout before the record was keyed by job (and, before that, without a job)
+_EARLIER_INDEX = "CREATE INDEX IF NOT EXISTS requests_by_job ON requests (job_id, url);"
+_EARLIER_INSERT = (
+    "INSERT OR REPLACE INTO requests (run_id, url, target, variant, outcome, status_code,"
+    " cache, bytes, reason, pop, ip, at, alias, job_id) VALUES ({})".format(", ".join("?" * 14))
+)
+
+
+def _write_as_earlier_prewarm(path: Path, rows: list[tuple[object, ...]]) -> None:
+    """What the previous version did when it opened the record and saved answers."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.executescript(_EARLIER_RECORD.format(job="\n    job_id TEXT,") + _EARLIER_INDEX)
+        db.executemany(_EARLIER_INSERT, rows)
+
+
 @pytest.mark.parametrize("with_job", [True, False], ids=["keyed-by-run", "before-jobs"])
 def test_an_earlier_record_is_moved_to_the_table_keyed_by_job(tmp_path, with_job) -> None:
     import sqlite3
@@ -325,27 +359,20 @@ def test_an_earlier_record_is_moved_to_the_table_keyed_by_job(tmp_path, with_job
     from prewarm_direct.warm import OK, REJECTED, Answer
 
     path = tmp_path / "direct.sqlite3"
-    job = ", job_id TEXT" if with_job else ""
-    with sqlite3.connect(path) as db:  # as the previous layouts had it
-        db.execute(
-            "CREATE TABLE requests (run_id TEXT NOT NULL, alias TEXT NOT NULL,"
-            " url TEXT NOT NULL, target TEXT NOT NULL, variant TEXT NOT NULL,"
-            " outcome TEXT NOT NULL, status_code INTEGER, cache TEXT,"
-            " bytes INTEGER NOT NULL DEFAULT 0, reason TEXT, pop TEXT, ip TEXT, at TEXT NOT NULL"
-            f"{job}, PRIMARY KEY (run_id, url, target, variant)) WITHOUT ROWID"
-        )
-        values = "?, " * 12 + ("?, ?" if with_job else "?")
-        rows = [
-            ("r1", "direct", "https://h/a", "edge", "gzip", OK, 200, "miss", 10, None, None, None),
-            ("r1", "direct", "https://h/b", "edge", "gzip", REJECTED, 404, None, 0, "HTTP 404",
-             None, None),
-            ("r2", "direct", "https://h/a", "edge", "br", OK, 200, "hit", 9, None, None, None),
-        ]  # fmt: skip
-        for i, row in enumerate(rows):
-            db.execute(
-                f"INSERT INTO requests VALUES ({values})",
-                (*row, f"2026-12-06T00:00:0{i}Z", *(["job1"] if with_job else [])),
-            )
+    rows = [
+        ("r1", "https://h/a", "edge", "gzip", OK, 200, "miss", 10, None, None, None),
+        ("r1", "https://h/b", "edge", "gzip", REJECTED, 404, None, 0, "HTTP 404", None, None),
+        ("r2", "https://h/a", "edge", "br", OK, 200, "hit", 9, None, None, None),
+    ]
+    rows = [(*r, f"2026-12-06T00:00:0{i}Z", "direct", "job1") for i, r in enumerate(rows)]
+    if with_job:
+        _write_as_earlier_prewarm(path, rows)
+    else:
+        with sqlite3.connect(path) as db:
+            db.executescript(_EARLIER_RECORD.format(job=""))
+            db.executemany(_EARLIER_INSERT.replace(", job_id", "").replace(", ?)", ")"), [
+                r[:-1] for r in rows
+            ])  # fmt: skip
     store = Store(path)
     try:
         runs = sorted((r.run_id, r.url, r.variant, r.outcome) for r in store.of_runs(["r1", "r2"]))
@@ -366,13 +393,31 @@ def test_an_earlier_record_is_moved_to_the_table_keyed_by_job(tmp_path, with_job
     finally:
         store.close()
     with sqlite3.connect(path) as db:
-        key = [
-            row[1]
-            for row in sorted(db.execute("PRAGMA table_info(requests)"), key=lambda r: r[5])
-            if row[5]
-        ]
-        assert key == ["job_id", "url", "target", "variant", "run_id"]
-        indexes = db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
-        )
-        assert indexes.fetchall() == []
+        columns = sorted(db.execute("PRAGMA table_info(requests)"), key=lambda r: r[5])
+        assert [c[1] for c in columns if c[5]] == ["job_id", "url", "target", "variant", "run_id"]
+        indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        assert db.execute(indexes).fetchall() == []
+
+
+def test_answers_an_earlier_prewarm_wrote_into_the_new_table_are_found(tmp_path) -> None:
+    """Two versions taking turns on one state directory: the earlier one makes its index
+    again and writes runs the `runs` table does not name."""
+    import sqlite3
+
+    from prewarm_direct.store import Store
+    from prewarm_direct.warm import OK
+
+    path = tmp_path / "direct.sqlite3"
+    Store(path).close()
+    row = ("r9", "https://h/z", "edge", "gzip", OK, 200, "hit", 5, None, None, None)
+    _write_as_earlier_prewarm(path, [(*row, "2026-12-06T00:00:00Z", "direct", "job9")])
+    store = Store(path)
+    try:
+        assert [(r.run_id, r.url) for r in store.of_runs(["r9"])] == [("r9", "https://h/z")]
+        assert [r.url for r in store.answered("job9", "direct", ["https://h/z"])] == ["https://h/z"]
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT run_id, job_id FROM runs").fetchall() == [("r9", "job9")]
+        indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        assert db.execute(indexes).fetchall() == []

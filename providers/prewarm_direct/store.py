@@ -99,6 +99,8 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")  # survives a killed process
             _migrate(self._db)
         except (OSError, sqlite3.Error) as exc:
+            with suppress(AttributeError, sqlite3.Error):
+                self._db.close()
             raise JournalError(
                 f"cannot open the direct warming record {path}: {exc}",
                 hint="move the file aside, or check the state directory's permissions",
@@ -263,12 +265,25 @@ class Store:
 
     def of_runs(self, run_ids: Sequence[str]) -> list[Record]:
         """The latest answer per (URL, target, variant) over these runs."""
+        runs = _json(run_ids)
         with self._lock:
+            named = self._db.execute(
+                "SELECT COUNT(*) FROM runs WHERE run_id IN (SELECT value FROM json_each(?))",
+                (runs,),
+            ).fetchone()[0]
+            if named < len(set(run_ids)):
+                # A run `runs` does not name (an earlier prewarm wrote it into this table), or
+                # none at all: looked for in every row, and named for next time.
+                self._db.execute(
+                    "INSERT OR IGNORE INTO runs SELECT DISTINCT run_id, job_id FROM requests"
+                    " WHERE run_id IN (SELECT value FROM json_each(?))",
+                    (runs,),
+                )
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM requests WHERE job_id IN"
                 " (SELECT job_id FROM runs WHERE run_id IN (SELECT value FROM json_each(?)))"
                 " AND run_id IN (SELECT value FROM json_each(?)) ORDER BY at",
-                (_json(run_ids), _json(run_ids)),
+                (runs, runs),
             ).fetchall()
         latest: dict[tuple[str, str, str], Record] = {}
         for row in rows:
@@ -290,6 +305,9 @@ def _migrate(db: sqlite3.Connection) -> None:
     """Creates the tables, or moves a record keyed by run (with an index by job, and before
     that without a job) into today's table, in one transaction."""
     db.execute(_RUNS)
+    # An earlier prewarm indexed its table by job, and makes that index again on this table
+    # when it opens the file: each answer would pay for it.
+    db.execute("DROP INDEX IF EXISTS requests_by_job")
     if _keyed_by_job(db):
         return
     db.execute("BEGIN IMMEDIATE")
@@ -299,16 +317,17 @@ def _migrate(db: sqlite3.Connection) -> None:
             db.execute(_REQUESTS.format(name="requests"))
         elif not _keyed_by_job(db):  # another process may have moved it meanwhile
             job = "COALESCE(job_id, '')" if "job_id" in columns else "''"
-            db.execute(_REQUESTS.format(name="requests_by_job"))
+            db.execute(_REQUESTS.format(name="requests_keyed_by_job"))
             db.execute(
-                f"INSERT OR REPLACE INTO requests_by_job ({_COLUMNS}, alias, job_id)"
+                f"INSERT OR REPLACE INTO requests_keyed_by_job ({_COLUMNS}, alias, job_id)"
                 f" SELECT {_COLUMNS}, alias, {job} FROM requests ORDER BY at"
             )
             db.execute(f"INSERT OR IGNORE INTO runs SELECT DISTINCT run_id, {job} FROM requests")
             db.execute("DROP TABLE requests")
-            db.execute("ALTER TABLE requests_by_job RENAME TO requests")
+            db.execute("ALTER TABLE requests_keyed_by_job RENAME TO requests")
     except BaseException:
-        db.execute("ROLLBACK")
+        with suppress(sqlite3.Error):  # SQLite may have rolled back already (a full disk)
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
 
