@@ -379,6 +379,11 @@ class Journal:
                 if task_id:
                     per_task[task_id] = per_task.get(task_id, 0) + 1
         with self.transaction() as db:
+            owner = db.execute(
+                "SELECT job_id, provider FROM batches WHERE id = ?", (batch.id,)
+            ).fetchone()
+            if owner is not None and tuple(owner) != (job_id, batch.provider):
+                raise ValueError(f"batch {batch.id} is {owner[0]}'s for {owner[1]}, not {job_id}'s")
             whole = self._record_whole_batch(db, job_id, batch, result)
             if not whole:
                 self._record_by_url(db, job_id, batch, result)
@@ -574,9 +579,10 @@ class Journal:
     ) -> None:
         with self.transaction() as db:
             db.executemany(
-                "UPDATE targets SET outcome = ?, reason = ?, transient = ?"
+                "UPDATE targets SET outcome = ?, reason = ?, transient = ?,"
+                " batch_id = CASE WHEN ? = 'unsent' THEN NULL ELSE batch_id END"  # see _OPEN
                 " WHERE job_id = ? AND provider = ? AND url = ?",
-                [(outcome, reason, int(transient), job_id, provider, u) for u in urls],
+                [(outcome, reason, int(transient), outcome, job_id, provider, u) for u in urls],
             )
 
     def defer_unsent(self, job_id: str, provider: str, reason: str) -> int:

@@ -70,7 +70,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         "answer": draw(st.sampled_from(["whole", "part", "rest", "stale", "second"])),
         "unknown": draw(st.booleans()),
         "decided": draw(st.lists(st.sampled_from(POOL), max_size=2)),
-        "wrong_job": draw(st.booleans()),  # a caller's mistake: changes nothing of the batch
+        "wrong_job": draw(st.booleans()),  # a caller's mistake: refused, nothing changes
         "results": draw(
             st.lists(
                 st.fixed_dictionaries(
@@ -138,7 +138,13 @@ def play(scenario: dict[str, Any], whole_batch: bool) -> tuple[dict[str, Any], i
             task_ids=r["task_ids"],
             request_id=r["request_id"],
         )
-        journal.record_result(other if scenario["wrong_job"] else job, batch, result)
+        if scenario["wrong_job"]:
+            before = dump(journal)
+            with pytest.raises(ValueError):
+                journal.record_result(other, batch, result)
+            assert dump(journal) == before
+        else:
+            journal.record_result(job, batch, result)
     return dump(journal), taken
 
 
