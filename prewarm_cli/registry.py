@@ -5,9 +5,10 @@ A plugin that fails to load is reported as a warning and skipped.
 
 Reading the installed distributions' metadata costs a command about 30 ms (importing
 ``importlib.metadata`` is most of it), so what the two groups hold is kept in the state
-directory (``plugins.json``) with the modification times of the ``sys.path`` directories it
-was read from: installing or removing a distribution changes its directory's time, and the
-next command reads the metadata again.
+directory (``plugins.json``) with what it was read from: the metadata directories on each
+``sys.path`` entry and the modification time of each one's entry_points.txt. Installing,
+removing or reinstalling a distribution changes that, and the next command reads the
+metadata again.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ OPTIONS_GROUP = "prewarm.submit_options"  # type name -> "module:TUPLE" of Submi
 NO_SUBMIT_OPTIONS: tuple[SubmitOption, ...] = ()  # what a provider without extras declares
 BUILTIN_DISTRIBUTION = "prewarm-cli"
 CACHE_FILENAME = "plugins.json"
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -93,15 +94,33 @@ def _installed(_path: tuple[str, ...]) -> dict[str, dict[str, EntryPoint]]:
 
 
 def _path_key(path: tuple[str, ...]) -> list[list[Any]]:
-    """Each sys.path entry with its modification time (None: absent, or not a directory)."""
+    """What decides the entry points found on ``path``: for each entry, its distributions'
+    metadata directories and when each one's entry_points.txt last changed (None: absent, or
+    the entry is not a directory). An installation, a removal or an entry_points.txt
+    rewritten in place changes it; other files in those directories do not."""
     key: list[list[Any]] = []
     for entry in path:
         try:
-            mtime: int | None = os.stat(entry or ".").st_mtime_ns
-        except OSError:
-            mtime = None
-        key.append([entry, mtime])
+            with os.scandir(entry or ".") as children:
+                found: list[list[Any]] | None = sorted(
+                    [child.name, _mtime(os.path.join(child.path, "entry_points.txt"))]
+                    for child in children
+                    if child.name.endswith(_METADATA_DIRS)
+                )
+        except OSError:  # absent, a zip file, or unreadable
+            found = None
+        key.append([entry, found])
     return key
+
+
+_METADATA_DIRS = (".dist-info", ".egg-info", "EGG-INFO")
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 def _cache_file() -> Path | None:

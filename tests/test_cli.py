@@ -239,11 +239,17 @@ def test_installed_plugins_are_read_from_the_state_directory_until_one_is_instal
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600
     # Nothing changed on sys.path: the next command does not read the metadata.
     assert names() == ({"direct", "fake", "aws", "edgeone", "qiniu"}, False)
-    install_other_plugin(plugins)  # its directory changes: the metadata is read again
+    install_other_plugin(plugins)  # a distribution more: the metadata is read again
     assert names() == ({"direct", "fake", "aws", "edgeone", "qiniu", "other"}, True)
+    (plugins / "notes.txt").write_text("not metadata")  # changes the directory, not a plugin
     assert names() == ({"direct", "fake", "aws", "edgeone", "qiniu", "other"}, False)
-    cache.write_text('{"format": 1, "path": ')  # damaged: read again and written whole
-    assert names() == ({"direct", "fake", "aws", "edgeone", "qiniu", "other"}, True)
+    # Its entry points rewritten in place (as a legacy `setup.py develop` does): read again.
+    entry_points = plugins / "prewarm_other-1.0.dist-info" / "entry_points.txt"
+    entry_points.write_text(entry_points.read_text() + "third = prewarm_other:OtherProvider\n")
+    assert names() == ({"direct", "fake", "aws", "edgeone", "qiniu", "other", "third"}, True)
+    assert names() == ({"direct", "fake", "aws", "edgeone", "qiniu", "other", "third"}, False)
+    cache.write_text('{"format": 2, "path": ')  # damaged: read again and written whole
+    assert names() == ({"direct", "fake", "aws", "edgeone", "qiniu", "other", "third"}, True)
     assert json.loads(cache.read_text())["groups"]["prewarm.providers"]["other"] == (
         "prewarm_other:OtherProvider"
     )
