@@ -12,7 +12,6 @@ it is (and the state directory) is prewarm_cli.paths.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import json
 import os
@@ -173,6 +172,8 @@ class Config:
         if installed_types is not None and name not in installed_types:
             configured = ", ".join(self.aliases()) or "none"
             message = f"no alias {name!r} (configured: {configured})"
+            import difflib  # for the error only
+
             close = difflib.get_close_matches(name, [*self.aliases(), *installed_types], n=1)
             if close:
                 message += f"; did you mean {close[0]}?"

@@ -5,7 +5,6 @@ Every error is a ConfigError of one line naming the file, the key path and the f
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Iterable
@@ -178,6 +177,8 @@ def unknown_key(path: Path, section: str, key: str, known: Iterable[str]) -> Con
     """The error for an unknown key, with a suggestion."""
     names = sorted(known)
     keypath = f"{section}.{key}" if section else key
+    import difflib  # for the error only
+
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     if close:
         fix = f"did you mean {close[0]}?"

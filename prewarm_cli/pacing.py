@@ -13,7 +13,6 @@ a second, whichever thread is waiting.
 from __future__ import annotations
 
 import math
-import random
 import sqlite3
 import threading
 import time
@@ -67,6 +66,8 @@ class RetryPolicy:
 
     def backoff(self, retry: int) -> float:
         """Exponential backoff with jitter before retry number ``retry`` (1-based)."""
+        import random  # only once a request is retried
+
         exponential: float = self.wait_initial * 2.0 ** (retry - 1)
         return min(self.wait_max, exponential) + random.uniform(0, self.wait_initial)
 

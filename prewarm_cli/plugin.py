@@ -332,7 +332,7 @@ def url_to_ascii(url: str) -> str:
 
 def parse_resolve(spec: str) -> tuple[str, int | None, str]:
     """curl's --resolve HOST[:PORT]:IP as (host, port or None, ip); UsageError when malformed."""
-    from prewarm_cli.verify.probe import parse_resolve as _parse
+    from prewarm_cli.verify.pins import parse_resolve as _parse
 
     return tuple(_parse(spec))  # type: ignore[return-value]
 
@@ -348,7 +348,7 @@ def pinned_client(
     """verify's httpx client: connects as ``pins`` say (curl's --resolve, Host and SNI kept),
     never follows redirects, TLS always verified. Send Accept-Encoding explicitly per request
     and read bodies with ``iter_raw()``; the caller closes the client."""
-    from prewarm_cli.verify.probe import Pin
+    from prewarm_cli.verify.pins import Pin
     from prewarm_cli.verify.probe import pinned_client as _client
 
     kw: dict[str, Any] = {"user_agent": user_agent} if user_agent else {}

@@ -18,27 +18,27 @@ from fakes.cache_server import VENDOR_ROUTES, CacheServer, Route
 from prewarm_cli.errors import ExitCode, InputError, UsageError
 from prewarm_cli.inputs import InputSpec
 from prewarm_cli.output import Output
-from prewarm_cli.verify import (
+from prewarm_cli.verify.classify import (
     BYPASS,
-    DEFAULT_ACCEPT_ENCODING,
     HIT,
     MISS,
     REVALIDATED,
     UNKNOWN,
-    Pin,
-    VerifyOptions,
     classify,
-    exit_code,
     is_warm,
     parse_cache_status,
-    parse_resolve,
+)
+from prewarm_cli.verify.pins import Pin, parse_resolve
+from prewarm_cli.verify.probe import (
+    DEFAULT_ACCEPT_ENCODING,
+    VerifyOptions,
+    exit_code,
     read_urls,
-    records,
-    render_table,
     summarize,
     verify,
     verify_against_claims,
 )
+from prewarm_cli.verify.render import records, render_table
 
 FAST = VerifyOptions(timeout=2.0)
 

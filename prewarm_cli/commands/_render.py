@@ -26,42 +26,42 @@ def verify_claims(
     (direct) names them: each is probed through its own IP with its own Accept-Encoding, the
     User-Agent the provider sent and its ca_bundle; other URLs are probed once, as `verify`.
     """
-    from prewarm_cli import verify as verify_mod
     from prewarm_cli.inputs import host_of
+    from prewarm_cli.verify import probe
 
     headers = _job_headers(ws, ref)
-    options = verify_mod.VerifyOptions(headers=headers)
+    options = probe.VerifyOptions(headers=headers)
     pinned = _probe_targets(ws, ref)
     rest = [u for u in claims if u not in {t.url for _, t in pinned}]
-    total = verify_mod.planned_requests(len(rest), options) + len(pinned)
+    total = probe.planned_requests(len(rest), options) + len(pinned)
     # Each target is probed with its own Accept-Encoding; a -H one was not sent (direct).
     own_headers = tuple((n, v) for n, v in headers if n.lower() != "accept-encoding")
     with ws.out.progress(total, "verifying") as bar:
-        result = verify_mod.verify_against_claims(rest, claims, options, bar.advance)
+        result = probe.verify_against_claims(rest, claims, options, bar.advance)
         groups: dict[tuple[str, str | None, str, str | None, str | None], list[str]] = {}
         for alias, t in pinned:
             key = (alias, t.ip, t.accept_encoding, t.label, t.user_agent)
             groups.setdefault(key, []).append(t.url)
         for (alias, ip, encoding, label, user_agent), urls in groups.items():
             pins = tuple(sorted({f"{host_of(u)}:{ip}" for u in urls})) if ip else ()
-            more = verify_mod.verify_against_claims(
+            more = probe.verify_against_claims(
                 urls,
                 claims,
-                verify_mod.VerifyOptions(
+                probe.VerifyOptions(
                     headers=own_headers,
                     resolve=pins,
                     encodings=(encoding,),
-                    user_agent=user_agent or verify_mod.USER_AGENT,
+                    user_agent=user_agent or probe.USER_AGENT,
                     ca_bundle=ws.session(alias).provider.settings.get("ca_bundle"),
                 ),
                 bar.advance,
             )
             result["results"].extend({**r, "target": label} for r in more["results"])
     result["summary"] = {
-        **verify_mod.summarize(result["results"]),
+        **probe.summarize(result["results"]),
         "mismatches": sum(1 for r in result["results"] if r["mismatch"]),
     }
-    return result, verify_mod.exit_code(result)
+    return result, probe.exit_code(result)
 
 
 def _job_headers(ws: Workspace, ref: JobRef | None) -> tuple[tuple[str, str], ...]:
@@ -87,16 +87,16 @@ def _probe_targets(ws: Workspace, ref: JobRef | None) -> list[tuple[str, ProbeTa
 
 
 def verify_table(out: Output, result: dict[str, Any]) -> None:
-    from prewarm_cli import verify as verify_mod
+    from prewarm_cli.verify import render
 
-    verify_mod.render_table(out, result)
+    render.render_table(out, result)
 
 
 def verify_note(out: Output, result: dict[str, Any]) -> None:
     """Beside JSON data, the verify summary on stderr: the reason for an exit 4 in words."""
-    from prewarm_cli import verify as verify_mod
+    from prewarm_cli.verify import render
 
-    out.info(f"verify: {verify_mod.summary_line(result['summary'])}")
+    out.info(f"verify: {render.summary_line(result['summary'])}")
 
 
 def job_records(

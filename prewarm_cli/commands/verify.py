@@ -105,10 +105,10 @@ def verify(
     X-Qnm-Cache, RFC 9211 Cache-Status and generic X-Cache. Age alone proves
     nothing. Redirects are reported, not followed. See docs/verify.md.
     """
-    from prewarm_cli import verify as verify_mod
     from prewarm_cli.inputs import InputNotes
+    from prewarm_cli.verify import probe, render
 
-    options = verify_mod.VerifyOptions(
+    options = probe.VerifyOptions(
         method="GET" if use_get else "HEAD",
         headers=tuple(parse_header(h) for h in headers),
         encodings=encodings,
@@ -121,11 +121,11 @@ def verify(
     )
     out = command_output()
     notes = InputNotes()
-    targets = verify_mod.read_urls(inputs, notes=notes)
+    targets = probe.read_urls(inputs, notes=notes)
     for message in notes.messages():
         out.warn(message)
-    total = verify_mod.planned_requests(len(targets), options)
+    total = probe.planned_requests(len(targets), options)
     with out.progress(total, "verifying") as bar:
-        result = verify_mod.verify(targets, options, progress=bar.advance)
-    out.emit(result, table=lambda d: verify_mod.render_table(out, d), records=verify_mod.records)
-    exit_with(verify_mod.exit_code(result, expect_hit))
+        result = probe.verify(targets, options, progress=bar.advance)
+    out.emit(result, table=lambda d: render.render_table(out, d), records=render.records)
+    exit_with(probe.exit_code(result, expect_hit))
