@@ -152,7 +152,7 @@ class Pacer:
     def __init__(
         self,
         limits: Limits,
-        key: str,
+        key: str | Callable[[], str],
         store: Path | None,
         *,
         stop: threading.Event | None = None,
@@ -170,15 +170,18 @@ class Pacer:
         self._store: _Store | None = None
         self._schedules: list[_Schedule] = []
         self._urls: _Schedule | None = None
+        # The credential's hash (``key`` may make it) names the limits kept: only if any is.
+        keeps = bool(rps or ups or limits.requests_per_day)
+        name = (key() if callable(key) else key) if keeps else ""
         try:
             if rps or ups:
                 self._store = rate_store = _Store(store, stop)
                 if rps:
-                    self._schedules.append(_Schedule(rate_store, f"req_us_{key}", rps))
+                    self._schedules.append(_Schedule(rate_store, f"req_us_{name}", rps))
                 if ups:
-                    self._urls = _Schedule(rate_store, f"url_us_{key}", ups)
+                    self._urls = _Schedule(rate_store, f"url_us_{name}", ups)
             self._daily = (
-                DailyBudget(store.with_name("budgets.sqlite3") if store else None, key)
+                DailyBudget(store.with_name("budgets.sqlite3") if store else None, name)
                 if limits.requests_per_day
                 else None
             )

@@ -278,7 +278,7 @@ class ProviderSession:
                     raise self.missing_secrets
                 self.provider.prepare()
                 self._pacer = Pacer(
-                    self.limits(), self.provider.rate_key(), self._rate_store, stop=self.stop
+                    self.limits(), self.provider.rate_key, self._rate_store, stop=self.stop
                 )
                 self.provider.attach_pacer(self._pacer.acquire)
             return self._pacer
