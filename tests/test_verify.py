@@ -612,6 +612,21 @@ def _render(result: dict[str, Any]) -> str:
     return stdout.getvalue()
 
 
+def test_a_narrow_table_keeps_what_tells_a_urls_rows_apart(
+    edge: CacheServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two variants of one URL through one edge, with the vendor's claim, on 80 columns."""
+    monkeypatch.setenv("COLUMNS", "80")
+    options = VerifyOptions(timeout=2.0, encodings=("gzip, deflate, br", "identity"))
+    result = verify([edge.url + "/cloudfront/hit"], options)
+    for r in result["results"]:
+        r.update(target="127.0.0.2", vendor="succeeded")
+    lines = [line for line in _render(result).splitlines() if line.strip()]
+    assert "target" in lines[0] and "accept-encoding" in lines[0]
+    assert "gzip, deflate, br" in lines[2] and "identity" in lines[3]
+    assert all(len(line) <= 80 for line in lines[:-1])
+
+
 def test_table_and_records(edge: CacheServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "250")
     paths = ["/cloudfront/hit", "/404-hit", "/unknown-cdn", "/cloudfront/hit?[x]"]

@@ -60,12 +60,13 @@ def render_table(out: Output, result: Mapping[str, Any]) -> None:
 
     columns = [Column("url", "url")]
     columns += [Column("target", "id")] if show_target else []
-    columns += [Column("accept-encoding", "id", drop=3)] if show_enc else []
+    # With the target, what tells a URL's rows apart: kept however narrow the terminal.
+    columns += [Column("accept-encoding", "id")] if show_enc else []
     columns += [Column("status", "id"), Column("cache", "id"), Column("pop", "id", drop=2)]
     columns += [Column("age", "id", drop=4)]
     columns += [Column("bytes", "id", drop=5)] if show_bytes else []
     columns += [Column("ms", "id", drop=6)]
-    columns += [Column("vendor", "id")] if show_vendor else []
+    columns += [Column("vendor", "id", drop=3)] if show_vendor else []  # also in the summary
     columns += [Column("note", drop=1)]
     rows = []
     for r in rows_in:
