@@ -453,11 +453,11 @@ class Journal:
         """The common answer in one statement, when it provably ends as ``_record_by_url``.
 
         That is when every undecided target of the batch is named in some list, and the
-        accepted URLs share one task id. Then the other lists go first, by
-        primary key and without the accepted URLs (the accepted list decides those), and what
-        is left undecided in the batch is exactly the accepted URLs of the batch: one UPDATE
-        by batch takes them all, and nothing is left unknown. False, with nothing changed,
-        when that does not hold.
+        accepted URLs share one task id. Then the other lists go first, by primary key and
+        without the accepted URLs (the accepted list decides those), and what is left
+        undecided in the batch is exactly the accepted URLs of the batch: one UPDATE by batch
+        takes them all, and nothing is left unknown. False, with nothing changed, when that
+        does not hold.
         """
         task_id = result.task_id
         if result.task_ids:

@@ -58,8 +58,8 @@ def _entry_points(group: str = GROUP) -> dict[str, str]:
 
 @functools.cache
 def _targets(path: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    """Both groups, from the state directory's copy when sys.path's directories are as they
-    were when it was written, else from the metadata (and the copy written again)."""
+    """Both groups, from the state directory's copy when the metadata on sys.path is as it
+    was when the copy was written (``_path_key``), else from the metadata, copied again."""
     key = _path_key(path)
     cache = _cache_file()
     if cache is not None:
@@ -93,6 +93,9 @@ def _installed(_path: tuple[str, ...]) -> dict[str, dict[str, EntryPoint]]:
     return found
 
 
+_METADATA_DIRS = (".dist-info", ".egg-info", "EGG-INFO")
+
+
 def _path_key(path: tuple[str, ...]) -> list[list[Any]]:
     """What decides the entry points found on ``path``: for each entry, its distributions'
     metadata directories and when each one's entry_points.txt last changed (None: absent, or
@@ -111,9 +114,6 @@ def _path_key(path: tuple[str, ...]) -> list[list[Any]]:
             found = None
         key.append([entry, found])
     return key
-
-
-_METADATA_DIRS = (".dist-info", ".egg-info", "EGG-INFO")
 
 
 def _mtime(path: str) -> int | None:

@@ -24,7 +24,7 @@ from prewarm_cli.errors import JournalError
 from prewarm_direct.warm import OK, REJECTED, Answer
 
 # One table, keyed by job first: what `--resume` asks (a job's answers for some URLs) is a
-# range of the key, and a row costs one B-tree (a second index made each answer 60 % dearer).
+# range of the key, and a row costs one B-tree (a second index made each answer 70 % dearer).
 # `runs` names each run's job, for `status` and `report`, which know the runs.
 _REQUESTS = """
 CREATE TABLE {name} (
