@@ -22,6 +22,8 @@ from cachebed import HOST, POPS, CacheBed, cache_bed
 from fakes.generic import FakeCdn
 from helpers import popen
 
+from prewarm_cli.errors import JobInUse
+
 pytestmark = pytest.mark.timeout(180)
 
 
@@ -275,8 +277,9 @@ def test_a_run_waits_out_a_status_peeking_at_the_job_lock(tmp_path, monkeypatch)
     assert peek.holder() == str(os.getpid())
     run.release()
     assert peek.holder() is None
+    assert not run.path.exists()  # no file left per job
 
-    fd = os.open(run.path, os.O_RDONLY)
+    fd = os.open(run.path, os.O_RDONLY | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_SH)  # a status peeking, as the run starts
     waited = []
 
@@ -288,6 +291,38 @@ def test_a_run_waits_out_a_status_peeking_at_the_job_lock(tmp_path, monkeypatch)
     run.acquire()
     run.release()
     assert len(waited) == 1
+
+
+def test_a_run_that_locks_the_file_its_holder_removed_takes_the_new_one(
+    tmp_path, monkeypatch
+) -> None:
+    """The file a run opened can be removed by its holder before the run locks it: the run
+    then holds a file nobody else will open, and must lock the one at the path instead."""
+    import fcntl
+
+    from prewarm_cli.engine import lock as lock_mod
+
+    first = lock_mod.JobLock(tmp_path, "J1")
+    first.acquire()
+    real_flock = fcntl.flock
+    calls = []
+
+    def first_lets_go_just_before(fd: int, operation: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            first.release()  # the file the second run opened is removed and let go
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", first_lets_go_just_before)
+    second = lock_mod.JobLock(tmp_path, "J1")
+    second.acquire()
+    monkeypatch.setattr(fcntl, "flock", real_flock)
+    assert len(calls) == 2  # locked the removed file, then the one at the path
+    assert second.path.read_text() == str(os.getpid())
+    with pytest.raises(JobInUse):  # a third run sees the second one's lock
+        lock_mod.JobLock(tmp_path, "J1").acquire()
+    second.release()
+    assert not second.path.exists()
 
 
 def test_status_of_a_job_whose_intake_died_says_to_submit_again(

@@ -4,10 +4,14 @@ The lock is the operating system's (``flock``), so it is released when the proce
 ends in any way, kill -9 included: a lock file left by a dead process is simply
 taken over. The file holds the pid of its holder, to name it in the refusal.
 `status` asks whether anyone holds it by taking it shared for an instant (``holder``).
+The holder removes the file when it lets go, so that the state directory keeps no file
+per job; whoever takes the lock then checks that the file it locked is still the one
+at the path (another process may have removed it meanwhile), and opens it again if not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -28,28 +32,31 @@ class JobLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no advisory locks here
-            self._fd = fd
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             return
         # A `status` that peeks holds it shared for an instant: that is waited out.
         deadline = time.monotonic() + PEEK_GRACE
         while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except OSError:
                 if time.monotonic() < deadline:
+                    os.close(fd)
                     time.sleep(0.01)
                     continue
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise JobInUse(
-                f"job {self.job_id} is in use by process {holder}",
-                hint="wait for that process to finish (or stop it), then run the command again",
-            ) from None
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise JobInUse(
+                    f"job {self.job_id} is in use by process {holder}",
+                    hint="wait for that process to finish (or stop it), then run the command again",
+                ) from None
+            if _is_at(fd, self.path):
+                break
+            os.close(fd)  # its holder removed it as we locked it: the path's file decides
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
@@ -60,7 +67,7 @@ class JobLock:
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
-            return None  # no run ever locked it
+            return None  # nobody holds it: the holder removes it as it lets go
         except OSError:
             return "another process"  # cannot tell: as if one held it
         try:
@@ -78,15 +85,19 @@ class JobLock:
             os.close(fd)
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor releases the lock
-            self._fd = None
-
-    def discard(self) -> None:
-        """Releases the lock of a job that was never made, and removes its file: nobody
-        else knows the job's id."""
-        self.release()
-        self.path.unlink(missing_ok=True)
+        """Removes the file while the lock is still held (after closing, another process
+        could lock it and lose it to the removal), then lets go by closing it."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:  # Windows removes no open file (and keeps no lock): once closed
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
+            return
+        os.close(fd)
 
     def __enter__(self) -> JobLock:
         self.acquire()
@@ -99,3 +110,13 @@ class JobLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is the one at ``path`` now."""
+    try:
+        at_path = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (at_path.st_dev, at_path.st_ino)

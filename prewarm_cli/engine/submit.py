@@ -78,7 +78,7 @@ def submit(
                 journal.delete_job(job_id)  # nothing was sent: leave no job behind
                 raise
         except BaseException:
-            lock.discard()  # the job is gone (intake deletes it on its own errors too)
+            lock.release()  # the job is gone (intake deletes it on its own errors too)
             raise
     try:
         for alias in aliases:  # an option a provider cannot honour is said, not dropped
