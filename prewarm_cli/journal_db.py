@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from contextlib import suppress
 
 from prewarm_cli.errors import ExitCode, JournalError
 
@@ -171,6 +172,7 @@ def migrate(db: sqlite3.Connection) -> None:
             (str(SCHEMA_VERSION),),
         )
     except BaseException:
-        db.execute("ROLLBACK")
+        with suppress(sqlite3.Error):  # SQLite may have rolled back already (a full disk)
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
