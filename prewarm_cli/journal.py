@@ -382,8 +382,9 @@ class Journal:
             owner = db.execute(
                 "SELECT job_id, provider FROM batches WHERE id = ?", (batch.id,)
             ).fetchone()
-            if owner is not None and tuple(owner) != (job_id, batch.provider):
-                raise ValueError(f"batch {batch.id} is {owner[0]}'s for {owner[1]}, not {job_id}'s")
+            if owner is None or tuple(owner) != (job_id, batch.provider):
+                whose = f"{owner[0]}'s for {owner[1]}" if owner else "no batch of the journal"
+                raise ValueError(f"batch {batch.id} is {whose}, not {job_id}'s")
             whole = self._record_whole_batch(db, job_id, batch, result)
             if not whole:
                 self._record_by_url(db, job_id, batch, result)

@@ -6,9 +6,9 @@ A plugin that fails to load is reported as a warning and skipped.
 Reading the installed distributions' metadata costs a command about 30 ms (importing
 ``importlib.metadata`` is most of it), so what the two groups hold is kept in the state
 directory (``plugins.json``) with what it was read from: the metadata directories on each
-``sys.path`` entry and the modification time of each one's entry_points.txt. Installing,
-removing or reinstalling a distribution changes that, and the next command reads the
-metadata again.
+``sys.path`` entry and the identity of each one's entry_points.txt (or of a zip on the path).
+Installing, removing or reinstalling a distribution changes that, and the next command reads
+the metadata again.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ OPTIONS_GROUP = "prewarm.submit_options"  # type name -> "module:TUPLE" of Submi
 NO_SUBMIT_OPTIONS: tuple[SubmitOption, ...] = ()  # what a provider without extras declares
 BUILTIN_DISTRIBUTION = "prewarm-cli"
 CACHE_FILENAME = "plugins.json"
-_CACHE_FORMAT = 2
+_CACHE_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -97,30 +97,36 @@ _METADATA_DIRS = (".dist-info", ".egg-info", "EGG-INFO")
 
 
 def _path_key(path: tuple[str, ...]) -> list[list[Any]]:
-    """What decides the entry points found on ``path``: for each entry, its distributions'
-    metadata directories and when each one's entry_points.txt last changed (None: absent, or
-    the entry is not a directory). An installation, a removal or an entry_points.txt
-    rewritten in place changes it; other files in those directories do not."""
+    """What decides the entry points found on ``path``. For a directory, its distributions'
+    metadata directories and the identity of each one's entry_points.txt (an installation,
+    a removal, a reinstall or an edit in place changes it; other files in the directory do
+    not); for a file on the path (a zip), the file's own identity; None when absent."""
     key: list[list[Any]] = []
     for entry in path:
         try:
             with os.scandir(entry or ".") as children:
-                found: list[list[Any]] | None = sorted(
-                    [child.name, _mtime(os.path.join(child.path, "entry_points.txt"))]
+                found: Any = sorted(
+                    [child.name, _identity(os.path.join(child.path, "entry_points.txt"))]
                     for child in children
                     if child.name.endswith(_METADATA_DIRS)
                 )
-        except OSError:  # absent, a zip file, or unreadable
+        except NotADirectoryError:  # a zip: its distributions change with the file
+            found = _identity(entry)
+        except OSError:  # absent, or unreadable
             found = None
         key.append([entry, found])
     return key
 
 
-def _mtime(path: str) -> int | None:
+def _identity(path: str) -> list[int] | None:
+    """A file's modification and change times, inode and size (None: absent). The change
+    time and inode are the operating system's: an installer that keeps an archive's
+    modification times still changes them."""
     try:
-        return os.stat(path).st_mtime_ns
+        st = os.stat(path)
     except OSError:
         return None
+    return [st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_size]
 
 
 def _cache_file() -> Path | None:

@@ -248,11 +248,26 @@ def test_installed_plugins_are_read_from_the_state_directory_until_one_is_instal
     entry_points.write_text(entry_points.read_text() + "third = prewarm_other:OtherProvider\n")
     assert names() == ({"direct", "fake", "aws", "edgeone", "qiniu", "other", "third"}, True)
     assert names() == ({"direct", "fake", "aws", "edgeone", "qiniu", "other", "third"}, False)
-    cache.write_text('{"format": 2, "path": ')  # damaged: read again and written whole
+    cache.write_text('{"format": 3, "path": ')  # damaged: read again and written whole
     assert names() == ({"direct", "fake", "aws", "edgeone", "qiniu", "other", "third"}, True)
     assert json.loads(cache.read_text())["groups"]["prewarm.providers"]["other"] == (
         "prewarm_other:OtherProvider"
     )
+
+
+def test_a_zip_on_sys_path_is_known_by_its_file(tmp_path: Path) -> None:
+    import zipfile
+
+    archive = tmp_path / "plugins.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("a-1.0.dist-info/entry_points.txt", "[prewarm.providers]\n")
+    before = registry._path_key((str(archive),))
+    with zipfile.ZipFile(archive, "w") as z:  # rebuilt with another plugin
+        z.writestr("a-1.0.dist-info/entry_points.txt", "[prewarm.providers]\nb = b:B\n")
+    assert registry._path_key((str(archive),)) != before
+    assert registry._path_key((str(tmp_path / "absent.zip"),)) == [
+        [str(tmp_path / "absent.zip"), None]
+    ]
 
 
 def test_extra_option_of_an_unselected_provider_is_a_usage_error(

@@ -174,3 +174,15 @@ def test_a_target_set_back_to_unsent_is_claimed_again() -> None:
     journal.set_outcome("job", "a", ["u0"], jr.UNSENT, None)
     again = journal.claim_batch("job", "a", 10)
     assert again is not None and again.urls == ("u0",)
+
+
+def test_an_answer_for_a_batch_the_journal_does_not_hold_is_refused() -> None:
+    journal = jr.Journal(":memory:")
+    journal.create_job(["a"], {}, "job")
+    journal.add_targets("job", [(0, "u0", ["a"])])
+    before = journal.counts("job")
+    with pytest.raises(ValueError, match="no batch"):
+        journal.record_result(
+            "job", jr.Batch(999, "a", ("u0",), "2026-12-06T00:00:00Z"), BatchResult("t", ("u0",))
+        )
+    assert journal.counts("job") == before and journal.tasks("job") == []

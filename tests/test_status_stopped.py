@@ -325,6 +325,24 @@ def test_a_run_that_locks_the_file_its_holder_removed_takes_the_new_one(
     assert not second.path.exists()
 
 
+def test_a_run_lets_go_without_removing_another_runs_lock_file(tmp_path) -> None:
+    """Something else removed the first run's file: a second run locked a new one, which the
+    first must leave as it lets go, or a third would get in beside the second."""
+    from prewarm_cli.engine import lock as lock_mod
+
+    first = lock_mod.JobLock(tmp_path, "J1")
+    first.acquire()
+    first.path.unlink()
+    second = lock_mod.JobLock(tmp_path, "J1")
+    second.acquire()
+    first.release()
+    assert second.path.read_text() == str(os.getpid())
+    with pytest.raises(JobInUse):
+        lock_mod.JobLock(tmp_path, "J1").acquire()
+    second.release()
+    assert not second.path.exists()
+
+
 def test_status_of_a_job_whose_intake_died_says_to_submit_again(
     run_cli, fake_config, cli_env
 ) -> None:

@@ -31,35 +31,53 @@ class JobLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no advisory locks here
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             return
-        # A `status` that peeks holds it shared for an instant: that is waited out.
+        # A `status` that peeks holds it shared for an instant: that is waited out. So is a
+        # file its holder removed as this run locked it (the path's file decides); every
+        # such loss is another run's turn, so both end by the same deadline.
         deadline = time.monotonic() + PEEK_GRACE
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except FileNotFoundError:  # the directory was removed meanwhile: made again
+                if time.monotonic() >= deadline:
+                    raise
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
             except OSError:
-                if time.monotonic() < deadline:
-                    os.close(fd)
-                    time.sleep(0.01)
-                    continue
-                holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+                locked = False
+            try:
+                if locked and _is_at(fd, self.path):
+                    os.ftruncate(fd, 0)
+                    os.write(fd, str(os.getpid()).encode())
+                    self._fd = fd
+                    return
+                in_use = not locked and time.monotonic() >= deadline
+                holder = os.read(fd, 64).decode(errors="replace").strip() if in_use else ""
+            except BaseException:
                 os.close(fd)
+                raise
+            os.close(fd)
+            if in_use:
                 raise JobInUse(
-                    f"job {self.job_id} is in use by process {holder}",
+                    f"job {self.job_id} is in use by process {holder or 'another process'}",
                     hint="wait for that process to finish (or stop it), then run the command again",
-                ) from None
-            if _is_at(fd, self.path):
-                break
-            os.close(fd)  # its holder removed it as we locked it: the path's file decides
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
+                )
+            if time.monotonic() >= deadline:  # the path's file keeps changing under this run
+                raise JobInUse(
+                    f"job {self.job_id} is in use by another process",
+                    hint="wait for the other runs of this job to finish, then run the command"
+                    " again",
+                )
+            time.sleep(0.01 if not locked else 0)
 
     def holder(self) -> str | None:
         """The process working on the job (its pid, as the file says), or None when nobody
@@ -91,12 +109,17 @@ class JobLock:
         if fd is None:
             return
         try:
-            self.path.unlink(missing_ok=True)
-        except OSError:  # Windows removes no open file (and keeps no lock): once closed
+            import fcntl  # noqa: F401  (whether there is a lock to keep while removing)
+        except ImportError:  # pragma: no cover - Windows: no lock, and no open file removed
             os.close(fd)
             with contextlib.suppress(OSError):
                 self.path.unlink(missing_ok=True)
             return
+        # Only the file this run locked: if something else removed it, the path's file may
+        # be another run's. A file system that cannot remove it leaves it (taken over later).
+        with contextlib.suppress(OSError):
+            if _is_at(fd, self.path):
+                self.path.unlink()
         os.close(fd)
 
     def __enter__(self) -> JobLock:
@@ -116,7 +139,7 @@ def _is_at(fd: int, path: Path) -> bool:
     """Whether the open file ``fd`` is the one at ``path`` now."""
     try:
         at_path = os.stat(path)
-    except FileNotFoundError:
+    except OSError:  # gone (or its directory), or unreadable: not it
         return False
     mine = os.fstat(fd)
     return (mine.st_dev, mine.st_ino) == (at_path.st_dev, at_path.st_ino)
