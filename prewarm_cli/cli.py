@@ -7,6 +7,7 @@ error into its line and exit code (prewarm_cli.exits) only when one ends the run
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any, NoReturn
@@ -119,11 +120,31 @@ def cli() -> None:
 # --------------------------------------------------------------------------- entry point
 
 
+def _help_width() -> int:
+    """The width click gives help text, found as click would find it but without importing
+    shutil for it (4 ms of `prewarm --help`, for the compressors shutil loads): $COLUMNS, else
+    the terminal's width, else 80 (shutil.get_terminal_size's order), at most the context's
+    max_content_width."""
+    columns = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return max(min(columns or 80, int(CONTEXT_SETTINGS["max_content_width"])) - 2, 50)
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     given = GlobalOptions()  # filled while parsing; still readable when an error ends the run
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="prewarm", standalone_mode=False, obj=given)
+        cli.main(
+            args=argv,
+            prog_name="prewarm",
+            standalone_mode=False,
+            obj=given,
+            terminal_width=_help_width(),
+        )
     except SystemExit:
         raise
     except click.exceptions.Exit as exc:  # ctx.exit() outside a command, e.g. in completion
