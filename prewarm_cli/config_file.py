@@ -6,14 +6,12 @@ user wrote them; the result is written atomically, mode 0600 from creation.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prewarm_cli.errors import ConfigError
-from prewarm_cli.paths import make_private_dirs
+from prewarm_cli.paths import make_private_dirs, replace_private
 from prewarm_cli.plugin import CORE_FIELDS, Provider
 
 if TYPE_CHECKING:
@@ -127,24 +125,10 @@ def write_config_text(path: Path, text: str, *, overwrite: bool = False) -> None
     """Write ``text`` atomically, mode 0600 from creation; parents are made 0700."""
     if path.exists() and not overwrite:
         raise ConfigError(f"{path}: already exists (use --force to overwrite it)")
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
         make_private_dirs(path.parent)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-        fd = os.open(tmp, flags, 0o600)
-        try:
-            if hasattr(os, "fchmod"):
-                os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(text.encode("utf-8"))
-                handle.flush()
-                os.fsync(handle.fileno())
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, path)
+        replace_private(path, text.encode("utf-8"))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ConfigError(
             f"{path}: cannot write the config file: {exc.strerror or exc} "
             "(check the directory's permissions, or pass --config PATH)"

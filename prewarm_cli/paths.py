@@ -96,6 +96,30 @@ def make_private_dirs(path: Path) -> None:
         raise NotADirectoryError(20, "Not a directory", str(path))
 
 
+def replace_private(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` at once: a reader sees the old file or the new one, never
+    half of it. The file is 0600 from its creation (it may hold secrets); OSError as the
+    system gives it, with nothing left behind."""
+    tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        fd = os.open(tmp, flags, 0o600)
+        try:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def create_private(path: Path) -> None:
     """A state file exists with mode 0600 before SQLite opens it (its -wal/-shm follow)."""
     try:

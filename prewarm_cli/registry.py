@@ -142,17 +142,12 @@ def _cache_file() -> Path | None:
 
 
 def _write_cache(cache: Path, content: dict[str, Any]) -> None:
-    """Replaces the copy at once (a reader never sees half of it), private to the user; a
-    directory that cannot be written only means the metadata is read again next time."""
-    temporary = cache.with_name(f".{cache.name}.{os.getpid()}")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(content, f)
-        os.replace(temporary, cache)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
+    """Replaces the copy at once, private to the user; a directory that cannot be written
+    only means the metadata is read again next time."""
+    from prewarm_cli import paths
+
+    with contextlib.suppress(OSError):
+        paths.replace_private(cache, json.dumps(content).encode("utf-8"))
 
 
 def _load_target(target: str) -> Any:
