@@ -229,9 +229,8 @@ class Journal:
         insert = "INSERT OR IGNORE INTO targets (job_id, provider, url, seq)"
         with self.transaction() as db:
             for alias, urls in pending.items():
-                # In primary-key order, which makes the B-tree work much cheaper than input
-                # order (and changes nothing else: no two of them have the same key).
-                rows = sorted(urls.items())
+                # In input order, the table's order (journal_db): a batch's rows side by side.
+                rows = urls.items()
                 # One statement for all the URLs, as a JSON object {url: seq}: binding a row
                 # at a time costs more than the insert itself. SQLite's JSON text ends at a
                 # NUL character, so text with one (never a valid URL) goes row by row.
@@ -334,15 +333,15 @@ class Journal:
         self, job_id: str, provider: str, size: int, max_bytes: int | None = None
     ) -> Batch | None:
         """Marks the next unsent targets *sending* in a new batch, before any request."""
-        # In input order; url after seq makes the order total, as the index reads it anyway.
+        # In input order; the row after seq makes the order total, as the index reads it anyway.
         unsent = (
-            "SELECT url FROM targets WHERE job_id = ? AND provider = ? AND outcome = 'unsent'"
-            " AND batch_id IS NULL ORDER BY seq, url LIMIT ?"
+            "FROM targets WHERE job_id = ? AND provider = ? AND outcome = 'unsent'"
+            " AND batch_id IS NULL ORDER BY seq, rowid LIMIT ?"
         )
         with self.transaction() as db:
             cur = db.cursor()
             cur.row_factory = None
-            urls = [url for (url,) in cur.execute(unsent, (job_id, provider, size))]
+            urls = [url for (url,) in cur.execute("SELECT url " + unsent, (job_id, provider, size))]
             if max_bytes is not None:
                 urls = _fit_bytes(urls, max_bytes)
             if not urls:
@@ -357,8 +356,8 @@ class Journal:
             # The same query in the same transaction: exactly the first len(urls) of them.
             db.execute(
                 "UPDATE targets SET outcome = 'sending', batch_id = ?"
-                f" WHERE job_id = ? AND provider = ? AND url IN ({unsent})",
-                (batch_id, job_id, provider, job_id, provider, len(urls)),
+                f" WHERE rowid IN (SELECT rowid {unsent})",
+                (batch_id, job_id, provider, len(urls)),
             )
         return Batch(batch_id, provider, tuple(urls), now)
 
@@ -600,10 +599,10 @@ class Journal:
         with self.transaction() as db:
             cur = db.execute(
                 "UPDATE targets SET outcome = 'deferred', reason = ?"
-                " WHERE job_id = ? AND provider = ? AND url IN ("
-                "  SELECT url FROM targets WHERE job_id = ? AND provider = ? AND outcome = 'unsent'"
-                "  AND batch_id IS NULL ORDER BY seq LIMIT -1 OFFSET ?)",
-                (reason, job_id, provider, job_id, provider, max(0, keep)),
+                " WHERE rowid IN (SELECT rowid FROM targets WHERE job_id = ? AND provider = ?"
+                "  AND outcome = 'unsent' AND batch_id IS NULL ORDER BY seq, rowid"
+                "  LIMIT -1 OFFSET ?)",
+                (reason, job_id, provider, max(0, keep)),
             )
             return cur.rowcount
 

@@ -12,9 +12,26 @@ from contextlib import suppress
 from prewarm_cli.errors import ExitCode, JournalError
 
 # 2: targets.transient (whether a failure may be resent by --resume)
-# (The targets' index changed without a version: each prewarm reads the other's journal.)
-SCHEMA_VERSION = 2
+# 3: targets kept in the order they came, their key (job, provider, URL) a unique index
+SCHEMA_VERSION = 3
 
+
+# A target's row is where it came in: a batch's targets, claimed in input order, lie side by
+# side, and claiming or answering them rewrites a few pages instead of one per URL (keyed by
+# URL, as up to schema 2, the rows of a batch were scattered across the table).
+_TARGETS = """
+CREATE TABLE IF NOT EXISTS {name} (
+    job_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    url TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    outcome TEXT NOT NULL DEFAULT 'unsent',
+    batch_id INTEGER,
+    task_id TEXT,
+    reason TEXT,
+    transient INTEGER NOT NULL DEFAULT 1  -- a failure --resume sends again
+)"""
+_TARGET_COLUMNS = "job_id, provider, url, seq, outcome, batch_id, task_id, reason, transient"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -28,18 +45,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     urls INTEGER NOT NULL DEFAULT 0,  -- distinct input URLs
     skipped TEXT NOT NULL DEFAULT '[]'
 );
-CREATE TABLE IF NOT EXISTS targets (
-    job_id TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    url TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    outcome TEXT NOT NULL DEFAULT 'unsent',
-    batch_id INTEGER,
-    task_id TEXT,
-    reason TEXT,
-    transient INTEGER NOT NULL DEFAULT 1,  -- a failure --resume sends again
-    PRIMARY KEY (job_id, provider, url)
-) WITHOUT ROWID;
+{targets};
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY,
     job_id TEXT NOT NULL,
@@ -64,7 +70,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     raw_state TEXT,
     PRIMARY KEY (job_id, provider, task_id)
 );
-"""
+""".format(targets=_TARGETS.format(name="targets"))
 
 
 def error(path: str, exc: sqlite3.Error) -> JournalError:
@@ -129,30 +135,36 @@ def check_version(db: sqlite3.Connection, path: str) -> None:
         )
 
 
-# The one index of the targets besides their key. A target's batch comes after its outcome:
-# a batch's open targets (sending, unknown) are found by (job, provider, outcome, batch), and
-# the unsent ones, whose batch is always NULL, in input order. One index, not one per
-# purpose: every claimed or answered URL moves in each index it is in.
-_TARGETS_INDEX = (
-    "CREATE INDEX targets_by_state ON targets (job_id, provider, outcome, batch_id, seq)"
+# The targets' indexes: their key, and their state. In the second a target's batch comes
+# after its outcome: a batch's open targets (sending, unknown) are found by (job, provider,
+# outcome, batch), and the unsent ones, whose batch is always NULL, in input order. One
+# index for both purposes: every claimed or answered URL moves in each index it is in.
+_TARGETS_INDEXES = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS targets_by_url ON targets (job_id, provider, url)",
+    "CREATE INDEX IF NOT EXISTS targets_by_state"
+    " ON targets (job_id, provider, outcome, batch_id, seq)",
 )
-_FORMER_INDEXES = ("targets_by_outcome", "targets_by_batch")
 
 
-def _index_targets(db: sqlite3.Connection) -> None:
-    """Creates the targets' index where it is missing (a new journal, or one written by a
-    prewarm that kept an index per purpose, whose indexes it replaces)."""
-    exists = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'targets_by_state'"
-    ).fetchone()
-    if not exists:
-        # Unsent targets are found by a NULL batch; a journal from before might hold others.
-        db.execute(
-            "UPDATE targets SET batch_id = NULL WHERE outcome = 'unsent' AND batch_id IS NOT NULL"
-        )
-        db.execute(_TARGETS_INDEX)
-    for name in _FORMER_INDEXES:  # also when an older prewarm made them again
-        db.execute(f"DROP INDEX IF EXISTS {name}")
+def _keyed_by_url(db: sqlite3.Connection) -> bool:
+    """Whether the targets are a table keyed by URL (schema 2 and before)."""
+    row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'targets'")
+    return "WITHOUT ROWID" in row.fetchone()[0].upper()
+
+
+def _put_targets_in_order(db: sqlite3.Connection) -> None:
+    """Moves the targets of an earlier journal into a table in input order (per job and
+    provider), with today's indexes; those of before go with their table. An unsent target
+    names no batch, which a journal from before may not have kept."""
+    db.execute(_TARGETS.format(name="targets_in_order"))
+    db.execute(
+        f"INSERT INTO targets_in_order ({_TARGET_COLUMNS})"
+        " SELECT job_id, provider, url, seq, outcome,"
+        " CASE WHEN outcome = 'unsent' THEN NULL ELSE batch_id END,"
+        " task_id, reason, transient FROM targets ORDER BY job_id, provider, seq, url"
+    )
+    db.execute("DROP TABLE targets")
+    db.execute("ALTER TABLE targets_in_order RENAME TO targets")
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -165,7 +177,10 @@ def migrate(db: sqlite3.Connection) -> None:
             columns = {r[1] for r in db.execute("PRAGMA table_info(targets)")}
             if "transient" not in columns:
                 db.execute("ALTER TABLE targets ADD COLUMN transient INTEGER NOT NULL DEFAULT 1")
-        _index_targets(db)
+        if _keyed_by_url(db):
+            _put_targets_in_order(db)
+        for index in _TARGETS_INDEXES:
+            db.execute(index)
         db.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from prewarm_cli import journal as jr
+from prewarm_cli import journal_db
 from prewarm_cli.engine.status import _only_urls
 from prewarm_cli.plugin import BatchResult, State, TaskStatus, UrlStatus
 
@@ -133,41 +136,81 @@ def _indexes(path: Path) -> set[str]:
         db.close()
 
 
-def test_a_journal_with_an_index_per_purpose_gets_the_one_index_and_loses_no_unsent_url(
-    tmp_path: Path,
+# The targets as schema 2 kept them, spelled as they were: keyed by URL.
+_SCHEMA_2_TARGETS = (
+    "CREATE TABLE targets (job_id TEXT NOT NULL, provider TEXT NOT NULL, url TEXT NOT NULL,"
+    " seq INTEGER NOT NULL, outcome TEXT NOT NULL DEFAULT 'unsent', batch_id INTEGER,"
+    " task_id TEXT, reason TEXT, transient INTEGER NOT NULL DEFAULT 1,"
+    " PRIMARY KEY (job_id, provider, url)) WITHOUT ROWID;"
+)
+
+
+@pytest.mark.parametrize(
+    "indexes",
+    [
+        "CREATE INDEX targets_by_state ON targets (job_id, provider, outcome, batch_id, seq);",
+        # before that, an index per purpose
+        "CREATE INDEX targets_by_outcome ON targets (job_id, provider, outcome, seq);"
+        "CREATE INDEX targets_by_batch ON targets (batch_id);",
+    ],
+)
+def test_a_schema_2_journal_gets_its_targets_in_input_order_and_loses_none(
+    tmp_path: Path, indexes: str
 ) -> None:
     import sqlite3
 
-    journal, job = new_job(tmp_path, ["u1", "u2", "u3"])
+    journal, job = new_job(tmp_path, ["z1", "a2", "m3", "b4"])
     journal.close()
     path = tmp_path / "j.sqlite3"
     db = sqlite3.connect(path)
-    # As the previous prewarm kept it, with an unsent target that still names a batch.
+    columns = "job_id, provider, url, seq, outcome, batch_id, task_id, reason, transient"
+    rows = db.execute(f"SELECT {columns} FROM targets").fetchall()
     db.executescript(
-        "DROP INDEX targets_by_state;"
-        "CREATE INDEX targets_by_outcome ON targets (job_id, provider, outcome, seq);"
-        "CREATE INDEX targets_by_batch ON targets (batch_id);"
-        "UPDATE targets SET batch_id = 7 WHERE url = 'u2';"
+        "DROP TABLE targets;"
+        + _SCHEMA_2_TARGETS
+        + indexes
+        + "UPDATE meta SET value = '2' WHERE key = 'schema_version';"
     )
+    db.executemany(f"INSERT INTO targets ({columns}) VALUES ({', '.join('?' * 9)})", rows)
+    # An accepted one, and an unsent one that still names a batch (a journal from before).
+    db.execute(
+        "UPDATE targets SET outcome = 'accepted', batch_id = 3, task_id = 't' WHERE url = 'a2'"
+    )
+    db.execute("UPDATE targets SET batch_id = 7 WHERE url = 'm3'")
     db.commit()
+    before = sorted(db.execute(f"SELECT {columns} FROM targets"))
     db.close()
-    assert _indexes(path) == {"targets_by_outcome", "targets_by_batch"}
+
     journal = jr.Journal(path)
     try:
-        assert _indexes(path) == {"targets_by_state"}
+        db = journal._db
+        after = sorted(tuple(r) for r in db.execute(f"SELECT {columns} FROM targets"))
+        assert [r[:5] for r in after] == [r[:5] for r in before]  # no URL lost or changed
+        assert dict(db.execute("SELECT url, batch_id FROM targets")) == {
+            "z1": None,
+            "a2": 3,
+            "m3": None,  # unsent: no batch
+            "b4": None,
+        }
+        # In the table's order, input order: the order of the rows themselves.
+        assert [r[0] for r in db.execute("SELECT url FROM targets ORDER BY rowid")] == [
+            "z1",
+            "a2",
+            "m3",
+            "b4",
+        ]
+        assert _indexes(path) == {"targets_by_url", "targets_by_state"}
+        (version,) = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        assert version == str(journal_db.SCHEMA_VERSION) == "3"
+        journal.add_targets(job, [(9, "b4", ("a",)), (10, "c5", ("a",))])  # b4 is there
         batch = journal.claim_batch(job, "a", 10)
-        assert batch is not None and batch.urls == ("u1", "u2", "u3")
+        assert batch is not None and batch.urls == ("z1", "m3", "b4", "c5")
         journal.record_result(job, batch, BatchResult(task_id="t", accepted=batch.urls))
-        assert journal.counts(job)["a"][jr.ACCEPTED] == 3
+        assert journal.counts(job)["a"][jr.ACCEPTED] == 5
     finally:
         journal.close()
-    # An older prewarm made its indexes again: the next open drops them, and keeps the one.
-    db = sqlite3.connect(path)
-    db.execute("CREATE INDEX targets_by_batch ON targets (batch_id)")
-    db.commit()
-    db.close()
-    jr.Journal(path).close()
-    assert _indexes(path) == {"targets_by_state"}
+    jr.Journal(path).close()  # opened again: nothing left to move
+    assert _indexes(path) == {"targets_by_url", "targets_by_state"}
 
 
 def _decode_crockford(text: str) -> int:
