@@ -1,8 +1,15 @@
-"""A million input URLs: time and peak memory of a dry run and of a real submit (fake CDN)."""
+"""A million input URLs: time and peak memory of a dry run and of a real submit (fake CDN).
+
+    .venv/bin/python benchmarks/bench_million.py [N] [--shuffled]
+
+The URLs come in sorted order, as a build directory lists them; with --shuffled in random
+order, as a sitemap or a sync log may (the same URLs, a fixed shuffle).
+"""
 
 from __future__ import annotations
 
 import json
+import random
 import sys
 import time
 from pathlib import Path
@@ -10,7 +17,9 @@ from pathlib import Path
 from _common import isolated_env, run
 from fakes.generic import FakeCdn
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
+N = int(ARGS[0]) if ARGS else 1_000_000
+SHUFFLED = "--shuffled" in sys.argv[1:]
 
 
 def main() -> None:
@@ -21,11 +30,15 @@ def main() -> None:
         )
         listing = Path(tmp) / "urls.txt"
         start = time.perf_counter()
+        order = list(range(N))
+        if SHUFFLED:
+            random.Random(2026).shuffle(order)
         with listing.open("w") as fh:
-            for i in range(N):
+            for i in order:
                 fh.write(f"https://static.example.com/assets/2026/chunk-{i:07d}.js\n")
         print(
-            f"{N} URLs, {listing.stat().st_size / 1e6:.0f} MB file"
+            f"{N} URLs{' in random order' if SHUFFLED else ''},"
+            f" {listing.stat().st_size / 1e6:.0f} MB file"
             f" (written in {time.perf_counter() - start:.1f} s)"
         )
 

@@ -128,6 +128,9 @@ class Journal:
                 journal_db.use_wal(self._db)
                 # WAL + NORMAL survives a killed process; only power loss can drop the last commits.
                 self._db.execute("PRAGMA synchronous=NORMAL")
+            # The small temporary tables of IN (...) lists in memory, not a file made and
+            # removed for each (in /var/tmp).
+            self._db.execute("PRAGMA temp_store=MEMORY")
             with self._lock:
                 journal_db.migrate(self._db)
             self._json = _has_json(self._db)

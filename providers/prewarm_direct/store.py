@@ -97,6 +97,7 @@ class Store:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # survives a killed process
+            self._db.execute("PRAGMA temp_store=MEMORY")  # not a file per IN (...) list
             _migrate(self._db)
         except (OSError, sqlite3.Error) as exc:
             with suppress(AttributeError, sqlite3.Error):
