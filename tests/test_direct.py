@@ -327,6 +327,38 @@ def test_kill_and_resume_sends_only_what_was_not_answered(
         assert_hit_everywhere(bed, path, (GZIP, IDENTITY))
 
 
+def test_a_batch_warmed_whole_before_the_journal_said_so_is_found_at_resume(
+    bed: CacheBed, cli_env, run_cli, direct_config
+) -> None:
+    """A kill after the record took a batch's answers, before the journal took its result:
+    ``--resume`` looks the batch up, finds its URLs warmed, and sends nothing again."""
+    import sqlite3
+
+    direct_config()
+    paths = ["/obj/wa.js", "/obj/wb.js"]
+    r, data = submit(run_cli, *bed.nginx.resolve_args(), *(bed.nginx.url(p) for p in paths))
+    assert r.returncode == 0 and data["accepted"] == 2, r.stderr
+    job = data["job_id"]
+    once = {(pop, enc): 1 for pop in POPS for enc in (GZIP, IDENTITY)}
+    assert all(bed.nginx.edge_requests(p) == once for p in paths)
+    # The journal as that kill leaves it: the batch sent, no result, the run's task unknown.
+    journal = Path(cli_env["PREWARM_STATE_DIR"]) / "journal.sqlite3"
+    with sqlite3.connect(journal) as db:
+        db.execute(
+            "UPDATE targets SET outcome = 'sending', task_id = NULL WHERE job_id = ?", (job,)
+        )
+        db.execute("UPDATE batches SET state = 'sending' WHERE job_id = ?", (job,))
+        db.execute("UPDATE jobs SET state = 'submitting' WHERE id = ?", (job,))
+        db.execute("DELETE FROM tasks WHERE job_id = ?", (job,))
+    r = run_cli("submit", "--resume", job, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["accepted"] == 2
+    for path in paths:  # not one request more, as the edges' own logs show
+        assert bed.nginx.edge_requests(path) == once, path
+    status = json.loads(run_cli("status", job, "-o", "json").stdout)
+    assert status["providers"]["direct"]["details"]["requests"] == 8  # 2 URLs, 2 PoPs, 2 variants
+
+
 def recorded(record: Path, path: str) -> int:
     """How many answers the direct provider's record holds for URLs ending in ``path``."""
     import sqlite3

@@ -395,7 +395,10 @@ def test_an_earlier_record_is_moved_to_the_table_keyed_by_job(tmp_path, with_job
     with sqlite3.connect(path) as db:
         columns = sorted(db.execute("PRAGMA table_info(requests)"), key=lambda r: r[5])
         assert [c[1] for c in columns if c[5]] == ["job_id", "url", "target", "variant", "run_id"]
-        indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        indexes = (
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'requests'"
+            " AND sql IS NOT NULL"
+        )
         assert db.execute(indexes).fetchall() == []
 
 
@@ -419,5 +422,52 @@ def test_answers_an_earlier_prewarm_wrote_into_the_new_table_are_found(tmp_path)
         store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT run_id, job_id FROM runs").fetchall() == [("r9", "job9")]
-        indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        indexes = (
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'requests'"
+            " AND sql IS NOT NULL"
+        )
         assert db.execute(indexes).fetchall() == []
+
+
+def test_the_answers_of_urls_warmed_whole_make_one_row_and_are_read_back(tmp_path) -> None:
+    import sqlite3
+
+    from prewarm_direct.store import Store
+    from prewarm_direct.warm import OK, TRANSIENT, Answer
+
+    path = tmp_path / "direct.sqlite3"
+    store = Store(path)
+    whole, half = "https://h/whole", "https://h/half"
+    try:
+        before = "2026-01-01T00:00:00.000000Z"
+        for variant in ("gzip", "identity"):
+            store.save("job1", "r1", "direct", whole, "edge", "192.0.2.1", variant, Answer(OK))
+        store.save("job1", "r1", "direct", half, "edge", "192.0.2.1", "gzip", Answer(OK))
+        failed = Answer(TRANSIENT, 503, reason="HTTP 503")
+        store.save("job1", "r1", "direct", half, "edge", "192.0.2.1", "identity", failed)
+        # `half` named too: only OK answers of a URL go in the row, as the caller promises.
+        store.flush(warm={whole})
+        with sqlite3.connect(path) as db:
+            by_url = db.execute("SELECT url, variant FROM requests ORDER BY variant").fetchall()
+            (n_warmed,) = db.execute("SELECT COUNT(*) FROM warmed").fetchone()
+        assert by_url == [(half, "gzip"), (half, "identity")] and n_warmed == 1
+        records = {(r.url, r.variant): r for r in store.of_runs(["r1"])}
+        assert records.keys() == {
+            (whole, "gzip"),
+            (whole, "identity"),
+            (half, "gzip"),
+            (half, "identity"),
+        }
+        assert records[(whole, "gzip")].ip == "192.0.2.1" and records[(whole, "gzip")].outcome == OK
+        assert records[(half, "identity")].reason == "HTTP 503"
+        # Looked up by URL: only what a resend may ask; the whole URL is found by time.
+        assert {r.url for r in store.answered("job1", "direct", [whole, half])} == {half}
+        assert store.warmed_since("direct", [whole, half], before) == {whole: "r1"}
+        assert store.warmed_since("other", [whole], before) == {}
+        assert store.warmed_since("direct", [whole], "2999-01-01T00:00:00.000000Z") == {}
+        store.save("job2", "r2", "direct", whole, "edge", None, "gzip", Answer(OK))
+        store.flush(warm={whole})
+        assert store.has_job("job2", "direct") and not store.has_job("job2", "other")
+        assert [r.run_id for r in store.of_runs(["r2"])] == ["r2"]
+    finally:
+        store.close()

@@ -268,13 +268,14 @@ class DirectProvider(Provider):
 
         budget = None if self.max_bytes is None else max(0, self.max_bytes - self.bytes_sent)
         self._warmer().run(take, on_answer, byte_budget=budget)
-        store.flush()  # recorded before the engine's journal says so
         # A URL with requests not answered (the budget ran out) is sent again later: its
         # answers are recorded, so a later run asks only the rest.
         unfinished = [url for url, n in n_unanswered.items() if n]
         for url in unfinished:
             del answers[url]
-        return self._result(answers, [*unfinished, *unstarted])
+        result = self._result(answers, [*unfinished, *unstarted])
+        store.flush(warm=set(result.accepted))  # recorded before the engine's journal says so
+        return result
 
     def _pending(
         self,
@@ -390,12 +391,14 @@ class DirectProvider(Provider):
             return f"{self.n_requests:,} requests, {_size(self.bytes_sent)}"
 
     def find_submitted(self, urls: Sequence[str], since: datetime) -> dict[str, str]:
-        """Called at --resume for a batch a killed run left unanswered: finds nothing "sent".
+        """Called at --resume for a batch a killed run left unanswered: the URLs it warmed
+        whole (recorded before the journal could say so) are found, with their run.
 
-        The resend asks only the requests the job's record does not hold (``_known``), so a
-        URL whose every request was answered before the kill makes no request at all.
+        The others are sent again, asking only the requests the job's record holds no answer
+        to (``_known``): a URL whose every request was answered makes no request at all.
         """
-        return {}
+        moment = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # the record's format
+        return self.store.warmed_since(self.alias, urls, moment)
 
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
         """From the record alone: a run is finished when submit returns."""

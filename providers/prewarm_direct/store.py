@@ -7,6 +7,13 @@ queued itself and waits for what the writer is committing. A kill loses at most 
 of the last moments, and ``--resume`` asks only what the record does not hold (``answered``).
 ``status`` and ``report`` read it and send nothing. A run (one provider instance at work) is
 one vendor task; the job's id ties the runs of one job together.
+
+The answers of the URLs a batch warmed whole (every request answered OK), which the journal
+records accepted and nothing sends again, go in one row per batch (``warmed``) when the
+worker flushes: a row per answer, at its place by URL, cost each answer a page written once
+a job's URLs came in random order (27 µs per answer at 100,000 URLs, against 6 in order).
+Only a resume after a kill between that flush and the journal's answer looks them up by URL
+(``warmed_since``); every other answer keeps its row by URL.
 """
 
 from __future__ import annotations
@@ -15,10 +22,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from contextlib import suppress
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from prewarm_cli.errors import JournalError
 from prewarm_direct.warm import OK, REJECTED, Answer
@@ -46,6 +53,14 @@ CREATE TABLE {name} (
 ) WITHOUT ROWID
 """
 _RUNS = "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, job_id TEXT NOT NULL)"
+# The answers of a batch's URLs warmed whole: a JSON list of Records, one row per flush.
+_WARMED = (
+    "CREATE TABLE IF NOT EXISTS warmed (run_id TEXT NOT NULL, job_id TEXT NOT NULL,"
+    " alias TEXT NOT NULL, at TEXT NOT NULL, answers TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS warmed_by_run ON warmed (run_id)",
+    "CREATE INDEX IF NOT EXISTS warmed_by_job ON warmed (job_id, alias)",
+    "CREATE INDEX IF NOT EXISTS warmed_by_time ON warmed (at)",
+)
 COMMIT_EVERY = 0.05  # seconds: the most a kill can lose of answers nobody waited for
 _COLUMNS = "run_id, url, target, variant, outcome, status_code, cache, bytes, reason, pop, ip, at"
 _INSERT = (
@@ -131,8 +146,8 @@ class Store:
         ip: str | None,
         variant: str,
         answer: Answer,
-    ) -> int:
-        """Queues one answer for the writer; returns the mark to wait for with ``flush``."""
+    ) -> None:
+        """Queues one answer for the writer."""
         a = answer
         row = (
             run_id,
@@ -152,16 +167,16 @@ class Store:
         )  # fmt: skip  (a Record's fields, then alias and job: as _row makes them)
         with self._cond:
             if self._error is not None or self._writer is None:
-                return self._enqueue([row])
+                self._enqueue([row])
+                return
             self._queue.append(row)
             self._n_queued += 1
-            return self._n_queued
 
-    def copy(self, job_id: str | None, run_id: str, alias: str, records: Iterable[Record]) -> int:
+    def copy(self, job_id: str | None, run_id: str, alias: str, records: Iterable[Record]) -> None:
         """Records of an earlier run of the job carried into this one (answered before)."""
-        return self._enqueue([_row(r._replace(run_id=run_id), job_id, alias) for r in records])
+        self._enqueue([_row(r._replace(run_id=run_id), job_id, alias) for r in records])
 
-    def _enqueue(self, rows: Sequence[tuple[object, ...]]) -> int:
+    def _enqueue(self, rows: Sequence[tuple[object, ...]]) -> None:
         with self._cond:
             if self._error is not None:
                 raise self._error
@@ -172,19 +187,19 @@ class Store:
                 self._writer.start()
             self._queue.extend(rows)
             self._n_queued += len(rows)
-            return self._n_queued
 
-    def flush(self, mark: int | None = None) -> None:
-        """Waits until every row queued up to ``mark`` (default: all so far) is committed.
+    def flush(self, warm: Set[str] = frozenset()) -> None:
+        """Waits until every answer queued so far is committed.
 
         What the writer has not taken yet is committed by the caller, who would only wait for
-        the writer to wake up and do it.
+        the writer to wake up and do it. ``warm``: URLs whose every request answered OK (the
+        batch warmed them whole); those of their answers still queued go in one ``warmed`` row.
         """
         with self._cond:
-            wanted = self._n_queued if mark is None else mark
+            wanted = self._n_queued
             behind = wanted > self._n_written and self._error is None
         if behind:
-            self._commit_queued()
+            self._commit_queued(warm)
         with self._cond:
             self._cond.wait_for(lambda: self._n_written >= wanted or self._error is not None)
             if self._error is not None:
@@ -198,11 +213,12 @@ class Store:
             if not self._commit_queued() or closing:
                 return
 
-    def _commit_queued(self) -> bool:
+    def _commit_queued(self, warm: Set[str] = frozenset()) -> bool:
         """Commits every row queued so far in one transaction; False (the error kept) if that
         failed. Rows are committed in the order they were queued: the connection is taken
         before the queue, so whoever commits takes the oldest rows, and ``_n_written`` always
-        counts the first rows queued (a newer answer is never replaced by an older one)."""
+        counts the first rows queued (a newer answer is never replaced by an older one).
+        The OK answers of ``warm`` URLs make one ``warmed`` row per run."""
         with self._lock:
             with self._cond:
                 rows, self._queue = self._queue, []
@@ -210,11 +226,28 @@ class Store:
                     return False
             if not rows:
                 return True
+            n_rows = len(rows)
             runs = {(row[0], row[13]) for row in rows}.difference(self._runs)
+            warmed: dict[tuple[object, ...], list[tuple[object, ...]]] = {}
+            if warm:
+                by_url = []
+                for row in rows:
+                    if row[4] == OK and row[1] in warm:  # (run, job, alias): the row's own
+                        warmed.setdefault((row[0], row[13], row[12]), []).append(row[:12])
+                    else:
+                        by_url.append(row)
+                rows = by_url
             try:
                 self._db.execute("BEGIN")
                 self._db.executemany("INSERT OR IGNORE INTO runs VALUES (?, ?)", runs)
                 self._db.executemany(_INSERT, rows)
+                if warmed:
+                    at = utcnow()
+                    self._db.executemany(
+                        "INSERT INTO warmed (run_id, job_id, alias, at, answers)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        [(*key, at, _dumps(answers)) for key, answers in warmed.items()],
+                    )
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 with suppress(sqlite3.Error):
@@ -229,7 +262,7 @@ class Store:
                 return False
             self._runs.update(runs)
             with self._cond:
-                self._n_written += len(rows)
+                self._n_written += n_rows
                 self._cond.notify_all()
             return True
 
@@ -249,12 +282,18 @@ class Store:
         """Whether the record holds any answer of this job."""
         with self._lock:
             row = self._db.execute(
-                "SELECT 1 FROM requests WHERE job_id = ? AND alias = ? LIMIT 1", (job_id, alias)
+                "SELECT EXISTS (SELECT 1 FROM requests WHERE job_id = ?1 AND alias = ?2)"
+                " OR EXISTS (SELECT 1 FROM warmed WHERE job_id = ?1 AND alias = ?2)",
+                (job_id, alias),
             ).fetchone()
-        return row is not None
+        return bool(row[0])
 
     def answered(self, job_id: str, alias: str, urls: Sequence[str]) -> list[Record]:
-        """The final answers (ok, rejected) this job already has for these URLs, any run."""
+        """The final answers (ok, rejected) this job already has for these URLs, any run.
+
+        Not those of URLs a batch warmed whole (``warmed``): the journal has them accepted,
+        and never sends them again; where a kill came before it could, ``warmed_since``
+        finds them."""
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM requests WHERE job_id = ? AND alias = ?"
@@ -286,15 +325,38 @@ class Store:
                 " AND run_id IN (SELECT value FROM json_each(?)) ORDER BY at",
                 (runs, runs),
             ).fetchall()
+            warmed = self._db.execute(
+                "SELECT answers FROM warmed WHERE run_id IN (SELECT value FROM json_each(?))"
+                " ORDER BY at",
+                (runs,),
+            ).fetchall()
+        records = [Record(*row) for row in rows]
+        for (answers,) in warmed:
+            records += [Record(*answer) for answer in _loads(answers)]
         latest: dict[tuple[str, str, str], Record] = {}
-        for row in rows:
-            record = Record(*row)
+        for record in records:
             key = (record.url, record.target, record.variant)
             previous = latest.get(key)
             # An answer is never replaced by a later failure of the same request.
             if previous is None or previous.outcome != OK or record.outcome == OK:
                 latest[key] = record
         return list(latest.values())
+
+    def warmed_since(self, alias: str, urls: Sequence[str], since: str) -> dict[str, str]:
+        """Which of these URLs a batch warmed whole through ``alias`` since ``since`` (the
+        record's time format): {url: run_id}. For a resume's lookup of a batch cut short."""
+        wanted = set(urls)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT answers FROM warmed WHERE at >= ? AND alias = ?", (since, alias)
+            ).fetchall()
+        found: dict[str, str] = {}
+        for (answers,) in rows:
+            for answer in _loads(answers):
+                record = Record(*answer)
+                if record.url in wanted:
+                    found[record.url] = record.run_id
+        return found
 
 
 def _row(record: Record, job_id: str | None, alias: str) -> tuple[object, ...]:
@@ -306,6 +368,8 @@ def _migrate(db: sqlite3.Connection) -> None:
     """Creates the tables, or moves a record keyed by run (with an index by job, and before
     that without a job) into today's table, in one transaction."""
     db.execute(_RUNS)
+    for statement in _WARMED:
+        db.execute(statement)
     # An earlier prewarm indexed its table by job, and makes that index again on this table
     # when it opens the file: each answer would pay for it.
     db.execute("DROP INDEX IF EXISTS requests_by_job")
@@ -340,6 +404,17 @@ def _keyed_by_job(db: sqlite3.Connection) -> bool:
 
 
 def _json(items: Sequence[str]) -> str:
+    return _dumps(list(items))
+
+
+def _dumps(value: object) -> str:
     import json
 
-    return json.dumps(list(items))
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _loads(text: str) -> list[list[Any]]:
+    import json
+
+    loaded: list[list[Any]] = json.loads(text)
+    return loaded
