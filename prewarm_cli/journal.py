@@ -258,7 +258,7 @@ class Journal:
                 (urls,) = db.execute(
                     "SELECT COUNT(DISTINCT url) FROM targets WHERE job_id = ?", (job_id,)
                 ).fetchone()
-            else:  # one provider: its URLs are distinct already (the primary key)
+            else:  # one provider: its URLs are distinct already (the unique index by URL)
                 urls = per_provider[0][0] if per_provider else 0
             db.execute(
                 "UPDATE jobs SET urls = ?, skipped = ?, state = 'ready', updated_at = ?"
@@ -401,7 +401,8 @@ class Journal:
             )
             self._add_tasks(db, job_id, batch.provider, per_task, now)
 
-    # By primary key (the batch's index alone would scan the batch for every URL).
+    # By (job, provider, URL), the unique index: the batch's index alone would scan the batch
+    # for every URL.
     _MINE = (
         " WHERE job_id = ? AND provider = ? AND url = ? AND batch_id = ?"
         " AND outcome IN ('sending', 'unknown')"
@@ -456,7 +457,7 @@ class Journal:
         """The common answer in one statement, when it provably ends as ``_record_by_url``.
 
         That is when every undecided target of the batch is named in some list, and the
-        accepted URLs share one task id. Then the other lists go first, by primary key and
+        accepted URLs share one task id. Then the other lists go first, by URL and
         without the accepted URLs (the accepted list decides those), and what is left
         undecided in the batch is exactly the accepted URLs of the batch: one UPDATE by batch
         takes them all, and nothing is left unknown. False, with nothing changed, when that

@@ -447,6 +447,7 @@ class Provider:
         self._warn: Callable[[str], None] | None = None
         self._info: Callable[[str], None] | None = None
         self._state_dir: Path | None = None
+        self._job_id: str | None = None
         self._paid = threading.local()  # the engine paid for this call's first request
 
     @property
@@ -463,6 +464,16 @@ class Provider:
     def attach_state_dir(self, path: Path) -> None:
         """The engine hands over the state directory, as it does the pacer."""
         self._state_dir = path
+
+    @property
+    def job_id(self) -> str | None:
+        """The job the engine is sending (a submit or its --resume), whose batches a lookup
+        (find_submitted) is about; None outside one (a test, a script, status)."""
+        return self._job_id
+
+    def attach_job(self, job_id: str) -> None:
+        """The engine names the job it sends, as it hands over the state directory."""
+        self._job_id = job_id
 
     def attach_pacer(self, pace: Callable[[int], None]) -> None:
         """The engine hands over its rate limiter (shared across processes and runs)."""

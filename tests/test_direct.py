@@ -359,6 +359,55 @@ def test_a_batch_warmed_whole_before_the_journal_said_so_is_found_at_resume(
     assert status["providers"]["direct"]["details"]["requests"] == 8  # 2 URLs, 2 PoPs, 2 variants
 
 
+def test_a_resumed_job_is_not_answered_by_another_jobs_warm_of_its_url(
+    bed: CacheBed, cli_env, run_cli, direct_config, tmp_path: Path
+) -> None:
+    """Job A warms a URL through one PoP; job B, for the same URL through the other PoP, is
+    killed on its first request: its --resume warms B's own PoP, A's answers are not B's."""
+    direct_config("concurrency = 1\ntimeout = 60\n")
+    path = "/stallnth/3/u.js"  # A's two requests are answered, B's first one stalls
+    url = bed.nginx.url(path)
+    pop_a = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
+    pop_b = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[1]}")
+    ra, data_a = submit(run_cli, *pop_a, url, bed.nginx.url("/obj/other.js"))
+    assert ra.returncode == 0 and data_a["accepted"] == 2, ra.stderr
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prewarm_cli", "submit", "-p", "direct", "-o", "json", *pop_b, url],
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with bed.counts.cond:
+            reached = bed.counts.cond.wait_for(
+                lambda: sum(n for (p, _), n in bed.counts.counts.items() if p == path) >= 3,
+                timeout=60,
+            )
+        assert reached, "job B never reached its stalled request"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    bed.counts.release.set()
+    jobs = json.loads(run_cli("jobs", "-o", "json").stdout)
+    (job_b,) = [j["job_id"] for j in jobs if j["job_id"] != data_a["job_id"]]
+    r = run_cli("submit", "--resume", job_b, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert {t["task_id"] for t in json.loads(r.stdout)["tasks"]}.isdisjoint(
+        t["task_id"] for t in data_a["tasks"]
+    )
+    sent = bed.nginx.edge_requests(path)
+    assert sent[(POPS[1], IDENTITY)] == 1  # B's own PoP, both variants
+    assert sent[(POPS[1], GZIP)] >= 1
+    assert_hit_everywhere(bed, path, (GZIP, IDENTITY))
+    status = json.loads(run_cli("status", job_b, "-o", "json").stdout)
+    assert status["providers"]["direct"]["details"]["pops"].keys() == {POPS[1]}
+
+
 def recorded(record: Path, path: str) -> int:
     """How many answers the direct provider's record holds for URLs ending in ``path``."""
     import sqlite3

@@ -462,12 +462,40 @@ def test_the_answers_of_urls_warmed_whole_make_one_row_and_are_read_back(tmp_pat
         assert records[(half, "identity")].reason == "HTTP 503"
         # Looked up by URL: only what a resend may ask; the whole URL is found by time.
         assert {r.url for r in store.answered("job1", "direct", [whole, half])} == {half}
-        assert store.warmed_since("direct", [whole, half], before) == {whole: "r1"}
-        assert store.warmed_since("other", [whole], before) == {}
-        assert store.warmed_since("direct", [whole], "2999-01-01T00:00:00.000000Z") == {}
+        assert store.warmed_since("job1", "direct", [whole, half], before) == {whole: "r1"}
+        assert store.warmed_since("job1", "other", [whole], before) == {}
+        later = "2999-01-01T00:00:00.000000Z"
+        assert store.warmed_since("job1", "direct", [whole], later) == {}
+        # Another job warming the same URL is not this job's answer.
         store.save("job2", "r2", "direct", whole, "edge", None, "gzip", Answer(OK))
         store.flush(warm={whole})
+        assert store.warmed_since("job1", "direct", [whole], before) == {whole: "r1"}
+        assert store.warmed_since("job2", "direct", [whole], before) == {whole: "r2"}
+        assert store.warmed_since("job3", "direct", [whole], before) == {}
         assert store.has_job("job2", "direct") and not store.has_job("job2", "other")
         assert [r.run_id for r in store.of_runs(["r2"])] == ["r2"]
     finally:
         store.close()
+
+
+def test_a_lookup_finds_only_what_the_job_being_sent_warmed_whole(tmp_path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from prewarm_direct.provider import DirectProvider
+    from prewarm_direct.warm import OK, Answer
+
+    provider = DirectProvider("direct", {})
+    provider.attach_state_dir(tmp_path)
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    try:
+        store = provider.store
+        for job, url in (("job1", "https://h/mine"), ("job2", "https://h/theirs")):
+            store.save(job, f"run-{job}", "direct", url, "edge", None, "identity", Answer(OK))
+            store.flush(warm={url})
+        urls = ["https://h/mine", "https://h/theirs"]
+        assert provider.find_submitted(urls, since) == {}  # no job being sent
+        provider.attach_job("job1")
+        assert provider.find_submitted(urls, since) == {"https://h/mine": "run-job1"}
+        assert provider.find_submitted(urls, datetime.now(UTC) + timedelta(minutes=1)) == {}
+    finally:
+        provider.close()

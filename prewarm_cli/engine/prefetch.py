@@ -45,6 +45,7 @@ class SubmitRun:
         sessions = [self.ws.session(a) for a in aliases]
         for session in sessions:
             session.require(Capability.SUBMIT)
+            session.provider.attach_job(self.job_id)
         threads: list[threading.Thread] = []
         senders: list[BatchSender] = []
         for session in sessions:

@@ -13,7 +13,8 @@ records accepted and nothing sends again, go in one row per batch (``warmed``) w
 worker flushes: a row per answer, at its place by URL, cost each answer a page written once
 a job's URLs came in random order (27 µs per answer at 100,000 URLs, against 6 in order).
 Only a resume after a kill between that flush and the journal's answer looks them up by URL
-(``warmed_since``); every other answer keeps its row by URL.
+(``warmed_since``, in the job's rows since the batch was sent); every other answer keeps its
+row by URL.
 """
 
 from __future__ import annotations
@@ -58,8 +59,7 @@ _WARMED = (
     "CREATE TABLE IF NOT EXISTS warmed (run_id TEXT NOT NULL, job_id TEXT NOT NULL,"
     " alias TEXT NOT NULL, at TEXT NOT NULL, answers TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS warmed_by_run ON warmed (run_id)",
-    "CREATE INDEX IF NOT EXISTS warmed_by_job ON warmed (job_id, alias)",
-    "CREATE INDEX IF NOT EXISTS warmed_by_time ON warmed (at)",
+    "CREATE INDEX IF NOT EXISTS warmed_by_job ON warmed (job_id, alias, at)",
 )
 COMMIT_EVERY = 0.05  # seconds: the most a kill can lose of answers nobody waited for
 _COLUMNS = "run_id, url, target, variant, outcome, status_code, cache, bytes, reason, pop, ip, at"
@@ -342,13 +342,17 @@ class Store:
                 latest[key] = record
         return list(latest.values())
 
-    def warmed_since(self, alias: str, urls: Sequence[str], since: str) -> dict[str, str]:
-        """Which of these URLs a batch warmed whole through ``alias`` since ``since`` (the
-        record's time format): {url: run_id}. For a resume's lookup of a batch cut short."""
+    def warmed_since(
+        self, job_id: str, alias: str, urls: Sequence[str], since: str
+    ) -> dict[str, str]:
+        """Which of these URLs a batch of this job warmed whole through ``alias`` since
+        ``since`` (the record's time format): {url: run_id}. For a resume's lookup of a batch
+        cut short. Only the job's own: another job's PoPs, variants or headers may differ."""
         wanted = set(urls)
         with self._lock:
             rows = self._db.execute(
-                "SELECT answers FROM warmed WHERE at >= ? AND alias = ?", (since, alias)
+                "SELECT answers FROM warmed WHERE job_id = ? AND alias = ? AND at >= ? ORDER BY at",
+                (job_id, alias, since),
             ).fetchall()
         found: dict[str, str] = {}
         for (answers,) in rows:
