@@ -17,13 +17,16 @@ CPU is user + system time per request, from the kernel's accounting of each proc
 Peak RSS of `prewarm submit` is read for several URL counts (it should not grow with them).
 
     .venv/bin/python benchmarks/bench_direct.py [--concurrency 8] [--small 20000]
-        [--large 2000] [--rss 1000,10000] [--repeat 3]
+        [--large 2000] [--rss 1000,10000] [--repeat 3] [--shuffled]
+
+With --shuffled the URLs come in random order, as a sitemap may list them (0 skips a part).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import resource
 import shutil
 import statistics
@@ -191,6 +194,11 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=2000, help="URLs of 1 MB")
     parser.add_argument("--rss", default="1000,10000", help="URL counts for peak RSS")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--shuffled",
+        action="store_true",
+        help="the URLs in random order, as a sitemap may list them",
+    )
     args = parser.parse_args()
     origin = Origin().start()
     workdir = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
@@ -199,9 +207,14 @@ def main() -> None:
         url = nginx.url
         small = [url(f"/obj/s{i}.js?size=2048") for i in range(args.small)]
         large = [url(f"/obj/l{i}.bin?size=1048576") for i in range(args.large)]
-        compare("2 KB", small, nginx, args, 2048)
-        compare("1 MB", large, nginx, args, 1048576)
-        for count in (int(c) for c in args.rss.split(",")):
+        if args.shuffled:  # the same shuffle every run
+            random.Random(2026).shuffle(small)
+            random.Random(2026).shuffle(large)
+        if small:
+            compare("2 KB", small, nginx, args, 2048)
+        if large:
+            compare("1 MB", large, nginx, args, 1048576)
+        for count in (int(c) for c in args.rss.split(",") if c):
             urls = [url(f"/obj/r{i}.js?size=2048") for i in range(count)]
             work = Path(tempfile.mkdtemp(prefix="bench-direct-"))
             env, state = prewarm_env(args.concurrency)
