@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -109,7 +109,8 @@ class Counts:
 class Journal:
     """The SQLite job store; safe to share between threads of one process."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, note: Callable[[str], None] | None = None) -> None:
+        """``note``: where to tell the user of a long migration (the journal is locked)."""
         self.path = str(path)
         self._lock = threading.RLock()
         if self.path != ":memory:":
@@ -132,7 +133,7 @@ class Journal:
             # removed for each (in /var/tmp).
             self._db.execute("PRAGMA temp_store=MEMORY")
             with self._lock:
-                journal_db.migrate(self._db)
+                journal_db.migrate(self._db, note)
             self._json = _has_json(self._db)
         except sqlite3.Error as exc:
             self._db.close()
@@ -142,13 +143,13 @@ class Journal:
             raise
 
     @classmethod
-    def in_state_dir(cls, state_dir: Path) -> Journal:
+    def in_state_dir(cls, state_dir: Path, note: Callable[[str], None] | None = None) -> Journal:
         try:  # the state dir holds the journal: private, whoever created it
             if state_dir.stat().st_mode & 0o077:
                 state_dir.chmod(0o700)
         except OSError:
             pass  # not ours to change; the files themselves are still 0600
-        return cls(state_dir / "journal.sqlite3")
+        return cls(state_dir / "journal.sqlite3", note)
 
     def close(self) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from contextlib import suppress
 
 from prewarm_cli.errors import ExitCode, JournalError
@@ -152,10 +153,22 @@ def _keyed_by_url(db: sqlite3.Connection) -> bool:
     return "WITHOUT ROWID" in row.fetchone()[0].upper()
 
 
-def _put_targets_in_order(db: sqlite3.Connection) -> None:
+# Targets from which moving a journal's targets is worth a word: about 4 s.
+_MOVE_NOTED = 1_000_000
+
+
+def _put_targets_in_order(db: sqlite3.Connection, note: Callable[[str], None] | None) -> None:
     """Moves the targets of an earlier journal into a table in input order (per job and
     provider), with today's indexes; those of before go with their table. An unsent target
-    names no batch, which a journal from before may not have kept."""
+    names no batch, which a journal from before may not have kept. A long move is announced
+    (``note``): the journal is locked meanwhile."""
+    if note is not None:
+        (n_targets,) = db.execute("SELECT COUNT(*) FROM targets").fetchone()
+        if n_targets >= _MOVE_NOTED:
+            note(
+                f"the journal moves its {n_targets:,} targets to this version's layout, once"
+                f" (about {n_targets // 250_000} s)"
+            )
     db.execute(_TARGETS.format(name="targets_in_order"))
     db.execute(
         f"INSERT INTO targets_in_order ({_TARGET_COLUMNS})"
@@ -167,8 +180,9 @@ def _put_targets_in_order(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE targets_in_order RENAME TO targets")
 
 
-def migrate(db: sqlite3.Connection) -> None:
-    """Creates the tables, or brings an older journal's up to this version (one transaction)."""
+def migrate(db: sqlite3.Connection, note: Callable[[str], None] | None = None) -> None:
+    """Creates the tables, or brings an older journal's up to this version (one transaction);
+    ``note`` tells the user of a long move."""
     db.executescript(_SCHEMA)  # idempotent: CREATE ... IF NOT EXISTS
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -178,7 +192,7 @@ def migrate(db: sqlite3.Connection) -> None:
             if "transient" not in columns:
                 db.execute("ALTER TABLE targets ADD COLUMN transient INTEGER NOT NULL DEFAULT 1")
         if _keyed_by_url(db):
-            _put_targets_in_order(db)
+            _put_targets_in_order(db, note)
         for index in _TARGETS_INDEXES:
             db.execute(index)
         db.execute(

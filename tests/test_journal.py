@@ -155,7 +155,7 @@ _SCHEMA_2_TARGETS = (
     ],
 )
 def test_a_schema_2_journal_gets_its_targets_in_input_order_and_loses_none(
-    tmp_path: Path, indexes: str
+    tmp_path: Path, indexes: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import sqlite3
 
@@ -181,8 +181,11 @@ def test_a_schema_2_journal_gets_its_targets_in_input_order_and_loses_none(
     before = sorted(db.execute(f"SELECT {columns} FROM targets"))
     db.close()
 
-    journal = jr.Journal(path)
+    monkeypatch.setattr(journal_db, "_MOVE_NOTED", 4)  # a long move is announced: here, 4
+    notes: list[str] = []
+    journal = jr.Journal(path, notes.append)
     try:
+        assert len(notes) == 1 and "moves its 4 targets" in notes[0], notes
         db = journal._db
         after = sorted(tuple(r) for r in db.execute(f"SELECT {columns} FROM targets"))
         assert [r[:5] for r in after] == [r[:5] for r in before]  # no URL lost or changed
@@ -209,8 +212,8 @@ def test_a_schema_2_journal_gets_its_targets_in_input_order_and_loses_none(
         assert journal.counts(job)["a"][jr.ACCEPTED] == 5
     finally:
         journal.close()
-    jr.Journal(path).close()  # opened again: nothing left to move
-    assert _indexes(path) == {"targets_by_url", "targets_by_state"}
+    jr.Journal(path, notes.append).close()  # opened again: nothing left to move
+    assert _indexes(path) == {"targets_by_url", "targets_by_state"} and len(notes) == 1
 
 
 def _decode_crockford(text: str) -> int:

@@ -131,7 +131,7 @@ class Workspace:
     @property
     def journal(self) -> jr.Journal:
         if self._journal is None:
-            self._journal = jr.Journal.in_state_dir(self.state_dir)
+            self._journal = jr.Journal.in_state_dir(self.state_dir, self.out.info)
         return self._journal
 
     def alias(self, name: str) -> str:
