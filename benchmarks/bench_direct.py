@@ -19,7 +19,8 @@ Peak RSS of `prewarm submit` is read for several URL counts (it should not grow 
     .venv/bin/python benchmarks/bench_direct.py [--concurrency 8] [--small 20000]
         [--large 2000] [--rss 1000,10000] [--repeat 3] [--shuffled]
 
-With --shuffled the URLs come in random order, as a sitemap may list them (0 skips a part).
+With --shuffled the URLs come in random order, as a sitemap may list them. --small 0 or
+--large 0 leaves that comparison out, --rss "" the peak RSS runs.
 """
 
 from __future__ import annotations

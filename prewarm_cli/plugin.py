@@ -447,7 +447,7 @@ class Provider:
         self._warn: Callable[[str], None] | None = None
         self._info: Callable[[str], None] | None = None
         self._state_dir: Path | None = None
-        self._job_id: str | None = None
+        self._sending_job_id: str | None = None
         self._paid = threading.local()  # the engine paid for this call's first request
 
     @property
@@ -466,14 +466,15 @@ class Provider:
         self._state_dir = path
 
     @property
-    def job_id(self) -> str | None:
+    def sending_job_id(self) -> str | None:
         """The job the engine is sending (a submit or its --resume), whose batches a lookup
-        (find_submitted) is about; None outside one (a test, a script, status)."""
-        return self._job_id
+        (find_submitted) is about: ``SubmitOptions.job_id`` of the calls that send it. None
+        outside such a run (status, a test, a script)."""
+        return self._sending_job_id
 
-    def attach_job(self, job_id: str) -> None:
-        """The engine names the job it sends, as it hands over the state directory."""
-        self._job_id = job_id
+    def attach_job(self, job_id: str | None) -> None:
+        """The engine names the job it starts sending, and None once it is done."""
+        self._sending_job_id = job_id
 
     def attach_pacer(self, pace: Callable[[int], None]) -> None:
         """The engine hands over its rate limiter (shared across processes and runs)."""

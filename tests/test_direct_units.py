@@ -429,11 +429,17 @@ def test_answers_an_earlier_prewarm_wrote_into_the_new_table_are_found(tmp_path)
         assert db.execute(indexes).fetchall() == []
 
 
-def test_the_answers_of_urls_warmed_whole_make_one_row_and_are_read_back(tmp_path) -> None:
+def test_the_answers_of_urls_warmed_whole_make_one_row_and_are_read_back(
+    tmp_path, monkeypatch
+) -> None:
     import sqlite3
 
+    from prewarm_direct import store as store_module
     from prewarm_direct.store import Store
     from prewarm_direct.warm import OK, TRANSIENT, Answer
+
+    # The writer takes nothing before the flush, however slow the machine.
+    monkeypatch.setattr(store_module, "COMMIT_EVERY", 3600)
 
     path = tmp_path / "direct.sqlite3"
     store = Store(path)
@@ -446,7 +452,7 @@ def test_the_answers_of_urls_warmed_whole_make_one_row_and_are_read_back(tmp_pat
         failed = Answer(TRANSIENT, 503, reason="HTTP 503")
         store.save("job1", "r1", "direct", half, "edge", "192.0.2.1", "identity", failed)
         # `half` named too: only OK answers of a URL go in the row, as the caller promises.
-        store.flush(warm={whole})
+        store.flush(warmed_urls={whole})
         with sqlite3.connect(path) as db:
             by_url = db.execute("SELECT url, variant FROM requests ORDER BY variant").fetchall()
             (n_warmed,) = db.execute("SELECT COUNT(*) FROM warmed").fetchone()
@@ -468,7 +474,7 @@ def test_the_answers_of_urls_warmed_whole_make_one_row_and_are_read_back(tmp_pat
         assert store.warmed_since("job1", "direct", [whole], later) == {}
         # Another job warming the same URL is not this job's answer.
         store.save("job2", "r2", "direct", whole, "edge", None, "gzip", Answer(OK))
-        store.flush(warm={whole})
+        store.flush(warmed_urls={whole})
         assert store.warmed_since("job1", "direct", [whole], before) == {whole: "r1"}
         assert store.warmed_since("job2", "direct", [whole], before) == {whole: "r2"}
         assert store.warmed_since("job3", "direct", [whole], before) == {}
@@ -478,11 +484,14 @@ def test_the_answers_of_urls_warmed_whole_make_one_row_and_are_read_back(tmp_pat
         store.close()
 
 
-def test_a_lookup_finds_only_what_the_job_being_sent_warmed_whole(tmp_path) -> None:
+def test_a_lookup_finds_only_what_the_job_being_sent_warmed_whole(tmp_path, monkeypatch) -> None:
     from datetime import UTC, datetime, timedelta
 
+    from prewarm_direct import store as store_module
     from prewarm_direct.provider import DirectProvider
     from prewarm_direct.warm import OK, Answer
+
+    monkeypatch.setattr(store_module, "COMMIT_EVERY", 3600)  # all answers wait for the flush
 
     provider = DirectProvider("direct", {})
     provider.attach_state_dir(tmp_path)
@@ -491,11 +500,34 @@ def test_a_lookup_finds_only_what_the_job_being_sent_warmed_whole(tmp_path) -> N
         store = provider.store
         for job, url in (("job1", "https://h/mine"), ("job2", "https://h/theirs")):
             store.save(job, f"run-{job}", "direct", url, "edge", None, "identity", Answer(OK))
-            store.flush(warm={url})
+            store.flush(warmed_urls={url})
         urls = ["https://h/mine", "https://h/theirs"]
         assert provider.find_submitted(urls, since) == {}  # no job being sent
         provider.attach_job("job1")
         assert provider.find_submitted(urls, since) == {"https://h/mine": "run-job1"}
         assert provider.find_submitted(urls, datetime.now(UTC) + timedelta(minutes=1)) == {}
+        provider.attach_job(None)  # the run is over
+        assert provider.find_submitted(urls, since) == {}
     finally:
         provider.close()
+
+
+def test_the_latest_answer_wins_across_the_record_s_two_tables(tmp_path, monkeypatch) -> None:
+    """A URL warmed whole, then asked again (a lookup missed it): the newer answer is the one
+    status and verify read, whichever table holds it."""
+    from prewarm_direct import store as store_module
+    from prewarm_direct.store import Store
+    from prewarm_direct.warm import OK, Answer
+
+    monkeypatch.setattr(store_module, "COMMIT_EVERY", 3600)
+    store = Store(tmp_path / "direct.sqlite3")
+    url = "https://h/again"
+    try:
+        store.save("job1", "r1", "direct", url, "edge", None, "gzip", Answer(OK, 200, "miss"))
+        store.flush(warmed_urls={url})
+        store.save("job1", "r2", "direct", url, "edge", None, "gzip", Answer(OK, 200, "hit"))
+        store.flush()
+        (record,) = store.of_runs(["r1", "r2"])
+        assert (record.run_id, record.cache) == ("r2", "hit")
+    finally:
+        store.close()

@@ -45,7 +45,15 @@ class SubmitRun:
         sessions = [self.ws.session(a) for a in aliases]
         for session in sessions:
             session.require(Capability.SUBMIT)
-            session.provider.attach_job(self.job_id)
+        try:
+            for session in sessions:
+                session.provider.attach_job(self.job_id)
+            self._send(sessions)
+        finally:
+            for session in sessions:
+                session.provider.attach_job(None)
+
+    def _send(self, sessions: Sequence[ProviderSession]) -> None:
         threads: list[threading.Thread] = []
         senders: list[BatchSender] = []
         for session in sessions:

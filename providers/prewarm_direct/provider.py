@@ -274,7 +274,9 @@ class DirectProvider(Provider):
         for url in unfinished:
             del answers[url]
         result = self._result(answers, [*unfinished, *unstarted])
-        store.flush(warm=set(result.accepted))  # recorded before the engine's journal says so
+        store.flush(
+            warmed_urls=set(result.accepted)
+        )  # recorded before the engine's journal says so
         return result
 
     def _pending(
@@ -397,10 +399,11 @@ class DirectProvider(Provider):
         The others are sent again, asking only the requests the job's record holds no answer
         to (``_known``): a URL whose every request was answered makes no request at all.
         """
-        if self.job_id is None:  # not sending a job: nothing of it to find
+        job_id = self.sending_job_id
+        if job_id is None:  # not sending a job: nothing of it to find
             return {}
         moment = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # the record's format
-        return self.store.warmed_since(self.job_id, self.alias, urls, moment)
+        return self.store.warmed_since(job_id, self.alias, urls, moment)
 
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
         """From the record alone: a run is finished when submit returns."""

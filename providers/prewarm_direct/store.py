@@ -10,11 +10,12 @@ one vendor task; the job's id ties the runs of one job together.
 
 The answers of the URLs a batch warmed whole (every request answered OK), which the journal
 records accepted and nothing sends again, go in one row per batch (``warmed``) when the
-worker flushes: a row per answer, at its place by URL, cost each answer a page written once
-a job's URLs came in random order (27 µs per answer at 100,000 URLs, against 6 in order).
-Only a resume after a kill between that flush and the journal's answer looks them up by URL
-(``warmed_since``, in the job's rows since the batch was sent); every other answer keeps its
-row by URL.
+worker flushes, those the writer has not taken yet: on a fast edge, where a batch takes less
+than a tick, nearly all of them. A row per answer, at its place by URL, cost each answer a
+page written once a job's URLs came in random order (27 µs per answer at 100,000 answers,
+against 6 in order), which is felt only at such rates. Only a resume after a kill between
+that flush and the journal's answer looks them up by URL (``warmed_since``, in the job's rows
+since the batch was sent); every other answer keeps its row by URL.
 """
 
 from __future__ import annotations
@@ -188,18 +189,19 @@ class Store:
             self._queue.extend(rows)
             self._n_queued += len(rows)
 
-    def flush(self, warm: Set[str] = frozenset()) -> None:
+    def flush(self, warmed_urls: Set[str] = frozenset()) -> None:
         """Waits until every answer queued so far is committed.
 
         What the writer has not taken yet is committed by the caller, who would only wait for
-        the writer to wake up and do it. ``warm``: URLs whose every request answered OK (the
-        batch warmed them whole); those of their answers still queued go in one ``warmed`` row.
+        the writer to wake up and do it. ``warmed_urls``: URLs whose every request answered OK
+        (the batch warmed them whole); those of their answers still queued go in one
+        ``warmed`` row.
         """
         with self._cond:
             wanted = self._n_queued
             behind = wanted > self._n_written and self._error is None
         if behind:
-            self._commit_queued(warm)
+            self._commit_queued(warmed_urls)
         with self._cond:
             self._cond.wait_for(lambda: self._n_written >= wanted or self._error is not None)
             if self._error is not None:
@@ -213,12 +215,12 @@ class Store:
             if not self._commit_queued() or closing:
                 return
 
-    def _commit_queued(self, warm: Set[str] = frozenset()) -> bool:
+    def _commit_queued(self, warmed_urls: Set[str] = frozenset()) -> bool:
         """Commits every row queued so far in one transaction; False (the error kept) if that
         failed. Rows are committed in the order they were queued: the connection is taken
         before the queue, so whoever commits takes the oldest rows, and ``_n_written`` always
         counts the first rows queued (a newer answer is never replaced by an older one).
-        The OK answers of ``warm`` URLs make one ``warmed`` row per run."""
+        The OK answers of ``warmed_urls`` make one ``warmed`` row per run."""
         with self._lock:
             with self._cond:
                 rows, self._queue = self._queue, []
@@ -227,16 +229,8 @@ class Store:
             if not rows:
                 return True
             n_rows = len(rows)
-            runs = {(row[0], row[13]) for row in rows}.difference(self._runs)
-            warmed: dict[tuple[object, ...], list[tuple[object, ...]]] = {}
-            if warm:
-                by_url = []
-                for row in rows:
-                    if row[4] == OK and row[1] in warm:  # (run, job, alias): the row's own
-                        warmed.setdefault((row[0], row[13], row[12]), []).append(row[:12])
-                    else:
-                        by_url.append(row)
-                rows = by_url
+            runs = {(row[_RUN], row[_JOB]) for row in rows}.difference(self._runs)
+            rows, warmed = _take_warmed(rows, warmed_urls)
             try:
                 self._db.execute("BEGIN")
                 self._db.executemany("INSERT OR IGNORE INTO runs VALUES (?, ?)", runs)
@@ -333,6 +327,7 @@ class Store:
         records = [Record(*row) for row in rows]
         for (answers,) in warmed:
             records += [Record(*answer) for answer in _loads(answers)]
+        records.sort(key=lambda r: r.at)  # the two tables' answers in the order they came
         latest: dict[tuple[str, str, str], Record] = {}
         for record in records:
             key = (record.url, record.target, record.variant)
@@ -348,24 +343,44 @@ class Store:
         """Which of these URLs a batch of this job warmed whole through ``alias`` since
         ``since`` (the record's time format): {url: run_id}. For a resume's lookup of a batch
         cut short. Only the job's own: another job's PoPs, variants or headers may differ."""
-        wanted = set(urls)
+        # SQLite reads the rows' answers and keeps only the URLs asked: a resume long after
+        # the batch reads much, and holds little.
         with self._lock:
             rows = self._db.execute(
-                "SELECT answers FROM warmed WHERE job_id = ? AND alias = ? AND at >= ? ORDER BY at",
-                (job_id, alias, since),
+                f"SELECT json_extract(answer.value, '$[{_URL}]') AS url, warmed.run_id"
+                " FROM warmed, json_each(warmed.answers) AS answer"
+                " WHERE warmed.job_id = ? AND warmed.alias = ? AND warmed.at >= ?"
+                " AND url IN (SELECT value FROM json_each(?)) ORDER BY warmed.at",
+                (job_id, alias, since, _json(urls)),
             ).fetchall()
-        found: dict[str, str] = {}
-        for (answers,) in rows:
-            for answer in _loads(answers):
-                record = Record(*answer)
-                if record.url in wanted:
-                    found[record.url] = record.run_id
-        return found
+        return dict(rows)
 
 
 def _row(record: Record, job_id: str | None, alias: str) -> tuple[object, ...]:
     """A record as the writer inserts it: its columns in _COLUMNS order, then alias, job."""
     return (*record, alias, job_id or "")
+
+
+# Places in such a row.
+_RUN, _URL, _OUTCOME, _ALIAS, _JOB = 0, 1, 4, 12, 13
+
+
+def _take_warmed(
+    rows: list[tuple[object, ...]], warmed_urls: Set[str]
+) -> tuple[list[tuple[object, ...]], dict[tuple[object, ...], list[tuple[object, ...]]]]:
+    """The rows to keep by URL, and per (run, job, alias) the Records of the OK answers of
+    ``warmed_urls``, for their ``warmed`` row."""
+    if not warmed_urls:
+        return rows, {}
+    by_url = []
+    warmed: dict[tuple[object, ...], list[tuple[object, ...]]] = {}
+    for row in rows:
+        if row[_OUTCOME] == OK and row[_URL] in warmed_urls:
+            key = (row[_RUN], row[_JOB], row[_ALIAS])
+            warmed.setdefault(key, []).append(row[:_ALIAS])
+        else:
+            by_url.append(row)
+    return by_url, warmed
 
 
 def _migrate(db: sqlite3.Connection) -> None:
