@@ -531,3 +531,20 @@ def test_the_latest_answer_wins_across_the_record_s_two_tables(tmp_path, monkeyp
         assert (record.run_id, record.cache) == ("r2", "hit")
     finally:
         store.close()
+
+
+def test_a_url_no_resolve_pin_matches_is_named_once(tmp_path) -> None:
+    from prewarm_direct.targets import NEAREST, Targets, TargetSpec
+
+    warnings: list[str] = []
+    targets = Targets(TargetSpec(resolve=("h.test:8443:192.0.2.1",)), warnings.append)
+    assert [t.label for t in targets.for_url("https://h.test:8443/a")] == ["192.0.2.1"]
+    assert warnings == []
+    for url in ("https://h.test/a", "https://h.test/b", "https://other.test/c"):
+        assert [t.label for t in targets.for_url(url)] == [NEAREST]
+    assert warnings == [
+        "no --resolve pin for h.test:443 (--resolve h.test:8443:192.0.2.1 is for another port):"
+        " its URLs are warmed through the edge this machine's DNS gives",
+        "no --resolve pin for other.test:443: its URLs are warmed through the edge this"
+        " machine's DNS gives",
+    ]

@@ -86,6 +86,16 @@ class Targets:
             for pin_host, pin_port, ip in self._pins
             if pin_host == host and pin_port in (None, port)
         ]
+        if self._pins and not found and not self.spec.pops and not self.spec.ecs:
+            # Said once per host and port: a pin with a mistyped port would otherwise warm
+            # the edge this machine's DNS gives, while the user thinks of the pinned one.
+            pins = zip(self.spec.resolve, self._pins, strict=True)
+            same_host = [given for given, pin in pins if pin[0] == host]
+            why = f" (--resolve {same_host[0]} is for another port)" if same_host else ""
+            self._warn(
+                f"no --resolve pin for {host}:{port}{why}: its URLs are warmed through"
+                " the edge this machine's DNS gives"
+            )
         found += [self._pop(code) for code in self.spec.pops]
         found += [self._subnet(host, cidr) for cidr in self.spec.ecs]
         return [
