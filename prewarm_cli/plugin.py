@@ -46,6 +46,7 @@ __all__ = [
     "cache_verdict_headers",
     "classify_cache",
     "describe_http_error",
+    "no_pin_for",
     "parse_resolve",
     "pinned_client",
     "state_dir",
@@ -335,6 +336,16 @@ def parse_resolve(spec: str) -> tuple[str, int | None, str]:
     from prewarm_cli.verify.pins import parse_resolve as _parse
 
     return tuple(_parse(spec))  # type: ignore[return-value]
+
+
+def no_pin_for(
+    host: str, port: int, pins: Sequence[tuple[str, tuple[str, int | None, str]]]
+) -> str | None:
+    """What to say of a host and port no --resolve pin applies to, or None; ``pins`` are
+    (the option's text, parse_resolve of it)."""
+    from prewarm_cli.verify.pins import no_pin_for as _no_pin_for
+
+    return _no_pin_for(host, port, pins)
 
 
 def pinned_client(

@@ -146,3 +146,23 @@ def test_ndjson_of_a_submit_that_made_no_task_names_the_job(fake_config, fake_cd
     (line,) = [json.loads(text) for text in r.stdout.splitlines()]
     assert line["record"] == "submit" and line["deferred"] == 5
     assert f"--resume {line['job_id']}" in r.stderr
+
+
+def test_verify_names_each_host_and_port_no_resolve_pin_applies_to(cli_env, edge) -> None:
+    from urllib.parse import urlsplit
+
+    hit, miss = f"{edge.url}/cloudfront/hit", f"{edge.url}/cloudfront/miss"
+    parts = urlsplit(edge.url)
+    host, port = parts.hostname, parts.port
+    assert host and port
+    mistyped = f"{host}:{port + 1}:{host}"
+    r = invoke("verify", "--resolve", mistyped, hit, miss, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    warning = (
+        f"no --resolve pin for {host}:{port} (--resolve {mistyped} is for another port):"
+        " probed through the edge DNS gives"
+    )
+    assert r.stderr.count(warning) == 1, r.stderr  # once for the two URLs of that host
+    assert len(json.loads(r.stdout)["results"]) == 2
+    r = invoke("verify", "--resolve", f"{host}:{port}:{host}", hit, "-o", "json")
+    assert r.returncode == 0 and "no --resolve pin" not in r.stderr, r.stderr

@@ -124,6 +124,8 @@ def verify(
     targets = probe.read_urls(inputs, notes=notes)
     for message in notes.messages():
         out.warn(message)
+    for message in probe.unpinned(targets, options):
+        out.warn(message)
     total = probe.planned_requests(len(targets), options)
     with out.progress(total, "verifying") as bar:
         result = probe.verify(targets, options, progress=bar.advance)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from prewarm_cli.errors import UsageError
@@ -16,6 +17,19 @@ class Pin(NamedTuple):
     host: str
     port: int | None
     ip: str
+
+
+def no_pin_for(
+    host: str, port: int, pins: Sequence[tuple[str, tuple[str, int | None, str]]]
+) -> str | None:
+    """None when a pin (given as the option's text and its (host, port, ip)) applies to host
+    and port; else what to say of them, naming a pin for the same host and another port: a
+    mistyped port leaves requests going where DNS sends them, unnoticed."""
+    if any(pin[0] == host and pin[1] in (None, port) for _, pin in pins):
+        return None
+    same_host = [given for given, pin in pins if pin[0] == host]
+    why = f" (--resolve {same_host[0]} is for another port)" if same_host else ""
+    return f"no --resolve pin for {host}:{port}{why}"
 
 
 def parse_resolve(spec: str) -> Pin:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from prewarm_cli import __version__
 from prewarm_cli.errors import ExitCode, Outcome, UsageError, exit_for
 from prewarm_cli.verify.classify import CACHE_VALUES, HIT, UNKNOWN, classify, is_warm
-from prewarm_cli.verify.pins import Pin, parse_resolve
+from prewarm_cli.verify.pins import Pin, no_pin_for, parse_resolve
 
 if TYPE_CHECKING:
     import ssl
@@ -118,6 +118,23 @@ class ProbeResult:
             "detail": self.detail,
             "http_version": self.http_version,
         }
+
+
+def unpinned(urls: Iterable[str], options: VerifyOptions) -> list[str]:
+    """A line per host and port of the URLs that none of the --resolve pins applies to
+    (none when no pin was given): those are probed where DNS sends them."""
+    pins = list(zip(options.resolve, options.pins(), strict=True))
+    if not pins:
+        return []
+    from urllib.parse import urlsplit
+
+    origins: dict[tuple[str, int], None] = {}
+    for url in urls:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower().rstrip(".")
+        origins[host, parts.port or (443 if parts.scheme == "https" else 80)] = None
+    notes = (no_pin_for(host, port, pins) for host, port in origins)
+    return [f"{note}: probed through the edge DNS gives" for note in notes if note]
 
 
 def planned_requests(n_urls: int, options: VerifyOptions) -> int:

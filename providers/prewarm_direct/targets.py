@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from prewarm_cli.errors import ConfigError, UsageError
-from prewarm_cli.plugin import parse_resolve
+from prewarm_cli.plugin import no_pin_for, parse_resolve
 from prewarm_direct import dns
 
 NEAREST = "nearest"  # no pinning: the edge the system resolver gives this machine
@@ -89,12 +89,10 @@ class Targets:
         if self._pins and not found and not self.spec.pops and not self.spec.ecs:
             # Said once per host and port: a pin with a mistyped port would otherwise warm
             # the edge this machine's DNS gives, while the user thinks of the pinned one.
-            pins = zip(self.spec.resolve, self._pins, strict=True)
-            same_host = [given for given, pin in pins if pin[0] == host]
-            why = f" (--resolve {same_host[0]} is for another port)" if same_host else ""
+            pins = list(zip(self.spec.resolve, self._pins, strict=True))
             self._warn(
-                f"no --resolve pin for {host}:{port}{why}: its URLs are warmed through"
-                " the edge this machine's DNS gives"
+                f"{no_pin_for(host, port, pins)}: its URLs are warmed through the edge this"
+                " machine's DNS gives"
             )
         found += [self._pop(code) for code in self.spec.pops]
         found += [self._subnet(host, cidr) for cidr in self.spec.ecs]
