@@ -283,32 +283,10 @@ def test_kill_and_resume_sends_only_what_was_not_answered(
     stall = "/stallnth/3/c.js"  # its 3rd request (PoP 2, gzip) stalls until released
     paths = ["/obj/ka.js", "/obj/kb.js", stall, "/obj/kd.js"]
     args = [*bed.nginx.resolve_args(), *(bed.nginx.url(p) for p in paths)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prewarm_cli", "submit", "-p", "direct", "-o", "json", *args],
-        env=cli_env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        with bed.counts.cond:
-            reached = bed.counts.cond.wait_for(
-                lambda: sum(n for (p, _), n in bed.counts.counts.items() if p == stall) >= 3,
-                timeout=60,
-            )
-        assert reached, "the run never reached the stalled request"
-        # The two answers of the stalled URL before it are in the record (committed by the
-        # record's writer while the third request hangs): what a resume must not ask again.
-        record = Path(cli_env["PREWARM_STATE_DIR"]) / "direct.sqlite3"
-        wait_for(lambda: recorded(record, stall) == 2, 30)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-    bed.counts.release.set()  # the origin lets the stalled request go
+    record = Path(cli_env["PREWARM_STATE_DIR"]) / "direct.sqlite3"
+    # The two answers of the stalled URL before it are in the record (committed by the
+    # record's writer while the third request hangs): what a resume must not ask again.
+    kill_at_stall(bed, cli_env, tmp_path, args, stall, lambda: recorded(record, stall) == 2)
     job = json.loads(run_cli("jobs", "-o", "json").stdout)[0]["job_id"]
     r = run_cli("submit", "--resume", job, "-o", "json")
     assert r.returncode == 0, r.stderr
@@ -371,28 +349,7 @@ def test_a_resumed_job_is_not_answered_by_another_jobs_warm_of_its_url(
     pop_b = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[1]}")
     ra, data_a = submit(run_cli, *pop_a, url, bed.nginx.url("/obj/other.js"))
     assert ra.returncode == 0 and data_a["accepted"] == 2, ra.stderr
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prewarm_cli", "submit", "-p", "direct", "-o", "json", *pop_b, url],
-        env=cli_env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        with bed.counts.cond:
-            reached = bed.counts.cond.wait_for(
-                lambda: sum(n for (p, _), n in bed.counts.counts.items() if p == path) >= 3,
-                timeout=60,
-            )
-        assert reached, "job B never reached its stalled request"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-    bed.counts.release.set()
+    kill_at_stall(bed, cli_env, tmp_path, [*pop_b, url], path)  # job B
     jobs = json.loads(run_cli("jobs", "-o", "json").stdout)
     (job_b,) = [j["job_id"] for j in jobs if j["job_id"] != data_a["job_id"]]
     r = run_cli("submit", "--resume", job_b, "-o", "json")
@@ -406,6 +363,42 @@ def test_a_resumed_job_is_not_answered_by_another_jobs_warm_of_its_url(
     assert_hit_everywhere(bed, path, (GZIP, IDENTITY))
     status = json.loads(run_cli("status", job_b, "-o", "json").stdout)
     assert status["providers"]["direct"]["details"]["pops"].keys() == {POPS[1]}
+
+
+def kill_at_stall(
+    bed: CacheBed,
+    cli_env: dict[str, str],
+    cwd: Path,
+    args: list[str],
+    stall: str,
+    ready: Callable[[], bool] = lambda: True,
+) -> None:
+    """Runs `submit -p direct ARGS` until the origin holds the 3rd request for ``stall``
+    (``/stallnth/3/...``) and ``ready()`` holds, kills it with SIGKILL, then lets the origin
+    answer the stalled request."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prewarm_cli", "submit", "-p", "direct", "-o", "json", *args],
+        env=cli_env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with bed.counts.cond:
+            reached = bed.counts.cond.wait_for(
+                lambda: sum(n for (p, _), n in bed.counts.counts.items() if p == stall) >= 3,
+                timeout=60,
+            )
+        assert reached, "the run never reached the stalled request"
+        wait_for(ready, 30)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    bed.counts.release.set()  # the origin lets the stalled request go
 
 
 def recorded(record: Path, path: str) -> int:
