@@ -46,6 +46,7 @@ __all__ = [
     "cache_verdict_headers",
     "classify_cache",
     "describe_http_error",
+    "host_port",
     "no_pin_for",
     "parse_resolve",
     "pinned_client",
@@ -336,6 +337,13 @@ def parse_resolve(spec: str) -> tuple[str, int | None, str]:
     from prewarm_cli.verify.pins import parse_resolve as _parse
 
     return tuple(_parse(spec))  # type: ignore[return-value]
+
+
+def host_port(url: str) -> tuple[str, int]:
+    """The host (lower case) and port a URL connects to, as --resolve pins name them."""
+    from prewarm_cli.verify.pins import host_port as _host_port
+
+    return _host_port(url)
 
 
 def no_pin_for(

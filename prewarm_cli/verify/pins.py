@@ -19,6 +19,15 @@ class Pin(NamedTuple):
     ip: str
 
 
+def host_port(url: str) -> tuple[str, int]:
+    """The host (lower case, no final dot) and port a URL connects to, as pins name them."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    return host, parts.port or (443 if parts.scheme == "https" else 80)
+
+
 def no_pin_for(
     host: str, port: int, pins: Sequence[tuple[str, tuple[str, int | None, str]]]
 ) -> str | None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from prewarm_cli import __version__
 from prewarm_cli.errors import ExitCode, Outcome, UsageError, exit_for
 from prewarm_cli.verify.classify import CACHE_VALUES, HIT, UNKNOWN, classify, is_warm
-from prewarm_cli.verify.pins import Pin, no_pin_for, parse_resolve
+from prewarm_cli.verify.pins import Pin, host_port, no_pin_for, parse_resolve
 
 if TYPE_CHECKING:
     import ssl
@@ -126,13 +126,7 @@ def unpinned(urls: Iterable[str], options: VerifyOptions) -> list[str]:
     pins = list(zip(options.resolve, options.pins(), strict=True))
     if not pins:
         return []
-    from urllib.parse import urlsplit
-
-    origins: dict[tuple[str, int], None] = {}
-    for url in urls:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower().rstrip(".")
-        origins[host, parts.port or (443 if parts.scheme == "https" else 80)] = None
+    origins = dict.fromkeys(host_port(url) for url in urls)
     notes = (no_pin_for(host, port, pins) for host, port in origins)
     return [f"{note}: probed through the edge DNS gives" for note in notes if note]
 

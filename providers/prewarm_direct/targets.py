@@ -11,10 +11,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
 
 from prewarm_cli.errors import ConfigError, UsageError
-from prewarm_cli.plugin import no_pin_for, parse_resolve
+from prewarm_cli.plugin import host_port, no_pin_for, parse_resolve
 from prewarm_direct import dns
 
 NEAREST = "nearest"  # no pinning: the edge the system resolver gives this machine
@@ -50,12 +49,6 @@ class TargetSpec:
 
     def _pins(self) -> list[tuple[str, int | None, str]]:
         return [parse_resolve(spec) for spec in self.resolve]
-
-
-def host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower().rstrip(".")
-    return host, parts.port or (443 if parts.scheme == "https" else 80)
 
 
 class Targets:
