@@ -284,7 +284,7 @@ def test_a_flush_returns_only_once_the_rows_queued_before_it_are_committed(tmp_p
     def save(tag: str) -> None:
         for i in range(3):
             url = f"https://h/{tag}{i}"
-            store.save("job", "run", "direct", url, "edge", None, "identity", Answer(OK))
+            store.save("job", "run", "direct", [(url, "edge", None, "identity", Answer(OK))])
 
     def committed(tag: str) -> int:
         with sqlite3.connect(path) as db:
@@ -386,7 +386,7 @@ def test_an_earlier_record_is_moved_to_the_table_keyed_by_job(tmp_path, with_job
             assert store.has_job("job1", "direct")
             answered = store.answered("job1", "direct", ["https://h/a"])
             assert sorted(r.variant for r in answered) == ["br", "gzip"]
-        store.save("job2", "r3", "direct", "https://h/c", "edge", None, "gzip", Answer(OK))
+        store.save("job2", "r3", "direct", [("https://h/c", "edge", None, "gzip", Answer(OK))])
         store.flush()
         assert [r.url for r in store.of_runs(["r3"])] == ["https://h/c"]
         assert [r.url for r in store.answered("job2", "direct", ["https://h/c"])] == ["https://h/c"]
@@ -447,10 +447,10 @@ def test_the_answers_of_urls_warmed_whole_make_one_row_and_are_read_back(
     try:
         before = "2026-01-01T00:00:00.000000Z"
         for variant in ("gzip", "identity"):
-            store.save("job1", "r1", "direct", whole, "edge", "192.0.2.1", variant, Answer(OK))
-        store.save("job1", "r1", "direct", half, "edge", "192.0.2.1", "gzip", Answer(OK))
+            store.save("job1", "r1", "direct", [(whole, "edge", "192.0.2.1", variant, Answer(OK))])
+        store.save("job1", "r1", "direct", [(half, "edge", "192.0.2.1", "gzip", Answer(OK))])
         failed = Answer(TRANSIENT, 503, reason="HTTP 503")
-        store.save("job1", "r1", "direct", half, "edge", "192.0.2.1", "identity", failed)
+        store.save("job1", "r1", "direct", [(half, "edge", "192.0.2.1", "identity", failed)])
         # `half` named too: only OK answers of a URL go in the row, as the caller promises.
         store.flush(warmed_urls={whole})
         with sqlite3.connect(path) as db:
@@ -473,7 +473,7 @@ def test_the_answers_of_urls_warmed_whole_make_one_row_and_are_read_back(
         later = "2999-01-01T00:00:00.000000Z"
         assert store.warmed_since("job1", "direct", [whole], later) == {}
         # Another job warming the same URL is not this job's answer.
-        store.save("job2", "r2", "direct", whole, "edge", None, "gzip", Answer(OK))
+        store.save("job2", "r2", "direct", [(whole, "edge", None, "gzip", Answer(OK))])
         store.flush(warmed_urls={whole})
         assert store.warmed_since("job1", "direct", [whole], before) == {whole: "r1"}
         assert store.warmed_since("job2", "direct", [whole], before) == {whole: "r2"}
@@ -499,7 +499,7 @@ def test_a_lookup_finds_only_what_the_job_being_sent_warmed_whole(tmp_path, monk
     try:
         store = provider.store
         for job, url in (("job1", "https://h/mine"), ("job2", "https://h/theirs")):
-            store.save(job, f"run-{job}", "direct", url, "edge", None, "identity", Answer(OK))
+            store.save(job, f"run-{job}", "direct", [(url, "edge", None, "identity", Answer(OK))])
             store.flush(warmed_urls={url})
         urls = ["https://h/mine", "https://h/theirs"]
         assert provider.find_submitted(urls, since) == {}  # no job being sent
@@ -523,9 +523,9 @@ def test_the_latest_answer_wins_across_the_record_s_two_tables(tmp_path, monkeyp
     store = Store(tmp_path / "direct.sqlite3")
     url = "https://h/again"
     try:
-        store.save("job1", "r1", "direct", url, "edge", None, "gzip", Answer(OK, 200, "miss"))
+        store.save("job1", "r1", "direct", [(url, "edge", None, "gzip", Answer(OK, 200, "miss"))])
         store.flush(warmed_urls={url})
-        store.save("job1", "r2", "direct", url, "edge", None, "gzip", Answer(OK, 200, "hit"))
+        store.save("job1", "r2", "direct", [(url, "edge", None, "gzip", Answer(OK, 200, "hit"))])
         store.flush()
         (record,) = store.of_runs(["r1", "r2"])
         assert (record.run_id, record.cache) == ("r2", "hit")

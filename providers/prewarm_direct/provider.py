@@ -36,8 +36,8 @@ from prewarm_cli.plugin import (
 )
 from prewarm_direct import dns
 from prewarm_direct.options import SUBMIT_OPTIONS
-from prewarm_direct.store import Record, Store
-from prewarm_direct.targets import Target, Targets, TargetSpec, check_spec
+from prewarm_direct.store import COMMIT_EVERY, Answered, Record, Store
+from prewarm_direct.targets import Targets, TargetSpec, check_spec
 from prewarm_direct.warm import (
     HIT_VALUES,
     NOT_FOUND,
@@ -227,24 +227,28 @@ class DirectProvider(Provider):
         store = self.store
         known = self._known(options.job_id, urls)
         answers: dict[str, list[tuple[tuple[str, str], Answer]]] = {}
+        fresh: list[Answered] = []  # answers not handed to the record yet
         unstarted: list[str] = []
         next_urls = iter(urls)
         ready: deque[Request] = deque()  # a URL's further requests, once its first answered
         held: dict[str, list[Request]] = {}  # until then
         n_unanswered: dict[str, int] = {}  # per started URL: its requests not answered yet
         keeps_budget = self.max_bytes is not None
+        warmer = self._warmer()
 
         def take() -> Request | None:
             """The next request: a started URL's further ones first, then the next URL's
             first; none once the byte budget is spent (the next batch defers the rest)."""
-            if keeps_budget and self._budget_spent():
+            if keeps_budget and warmer.budget_spent:
                 unstarted.extend(next_urls)
                 return None
             while not ready:
                 url = next(next_urls, None)
                 if url is None:
                     return None
-                pending = self._pending(store, url, plan, targets, known.get(url), options, answers)
+                pending = self._pending(
+                    store, url, plan, targets, known.get(url), options, answers, fresh
+                )
                 if pending:
                     ready.append(pending[0])
                     if len(pending) > 1:
@@ -254,9 +258,9 @@ class DirectProvider(Provider):
             return ready.popleft()
 
         def on_answer(request: Request, answer: Answer) -> None:
-            url = request.url
-            self._record(store, options, url, request.target, request.variant, answer)
-            answers[url].append(((request.target.label, request.variant), answer))
+            url, target, variant = request.url, request.target, request.variant
+            fresh.append((url, target.label, target.ip, variant, answer))
+            answers[url].append(((target.label, variant), answer))
             further = held.pop(url, None)
             if answer.outcome == REJECTED:  # refused: the others would not change that
                 del n_unanswered[url]
@@ -267,7 +271,18 @@ class DirectProvider(Provider):
                 ready.extend(further)
 
         budget = None if self.max_bytes is None else max(0, self.max_bytes - self.bytes_sent)
-        self._warmer().run(take, on_answer, byte_budget=budget)
+        # The answers go to the record every COMMIT_EVERY seconds (a slow edge), and at the
+        # end, stopped or not: one hand-over, and one time, for many answers.
+        try:
+            warmer.run(
+                take,
+                on_answer,
+                byte_budget=budget,
+                on_tick=lambda: self._hand_over(store, options.job_id, fresh),
+                tick_every=COMMIT_EVERY,
+            )
+        finally:
+            self._hand_over(store, options.job_id, fresh)
         # A URL with requests not answered (the budget ran out) is sent again later: its
         # answers are recorded, so a later run asks only the rest.
         unfinished = [url for url, n in n_unanswered.items() if n]
@@ -288,8 +303,10 @@ class DirectProvider(Provider):
         known: Mapping[tuple[str, str], Record] | None,
         options: SubmitOptions,
         answers: dict[str, list[tuple[tuple[str, str], Answer]]],
+        fresh: list[Answered],
     ) -> list[Request]:
-        """A URL's requests not answered in the job yet; answers known already are noted."""
+        """A URL's requests not answered in the job yet; answers known already are noted, and
+        a PoP without an address is answered at once (in ``fresh``)."""
         mine: list[tuple[tuple[str, str], Answer]] = []
         answers[url] = mine
         if known:
@@ -305,7 +322,7 @@ class DirectProvider(Provider):
                     mine.append(((target.label, variant), _answer(record)))
                 elif target.error:
                     missing = Answer(NOT_FOUND, reason=target.error)
-                    self._record(store, options, url, target, variant, missing)
+                    fresh.append((url, target.label, target.ip, variant, missing))
                     mine.append(((target.label, variant), missing))
                 else:
                     pending.append(Request(url, target, variant, header_lines[variant]))
@@ -370,23 +387,19 @@ class DirectProvider(Provider):
             known.setdefault(record.url, {})[(record.target, record.variant)] = record
         return known
 
-    def _record(
-        self,
-        store: Store,
-        options: SubmitOptions,
-        url: str,
-        target: Target,
-        variant: str,
-        answer: Answer,
-    ) -> None:
-        store.save(
-            options.job_id, self.run_id, self.alias, url, target.label, target.ip, variant, answer
-        )
+    def _hand_over(self, store: Store, job_id: str | None, fresh: list[Answered]) -> None:
+        """The answers given since the last hand-over go to the record and into the run's
+        counts; ``fresh`` is emptied."""
+        if not fresh:
+            return
+        store.save(job_id, self.run_id, self.alias, fresh)
         with self._lock:
-            self.bytes_sent += answer.bytes
-            if answer.outcome != NOT_FOUND:
-                self.n_requests += 1
-            _count(self.stats.setdefault(target.label, {}), answer)
+            for _, label, _, _, answer in fresh:
+                self.bytes_sent += answer.bytes
+                if answer.outcome != NOT_FOUND:
+                    self.n_requests += 1
+                _count(self.stats.setdefault(label, {}), answer)
+        fresh.clear()
 
     def progress_note(self) -> str | None:
         with self._lock:

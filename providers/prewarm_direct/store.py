@@ -1,10 +1,12 @@
 """The provider's record of every warm request, in its state directory.
 
-Answers are queued, and a writer thread commits whatever has arrived in one transaction
-every ``COMMIT_EVERY`` seconds, so that the workers do not pay a transaction per request.
-Before it hands a batch back to the engine, a worker flushes: it commits what is still
-queued itself and waits for what the writer is committing. A kill loses at most the answers
-of the last moments, and ``--resume`` asks only what the record does not hold (``answered``).
+A worker hands its answers over every ``COMMIT_EVERY`` seconds and at the end of a batch,
+many at a time, and a writer thread commits whatever has arrived in one transaction every
+``COMMIT_EVERY`` seconds, so that the workers do not pay a transaction, or a hand-over, per
+request. Before it hands a batch back to the engine, a worker flushes: it commits what is
+still queued itself and waits for what the writer is committing. A kill loses at most the
+answers of the last moments, and ``--resume`` asks only what the record does not hold
+(``answered``).
 ``status`` and ``report`` read it and send nothing. A run (one provider instance at work) is
 one vendor task; the job's id ties the runs of one job together.
 
@@ -31,6 +33,9 @@ from typing import Any, NamedTuple
 
 from prewarm_cli.errors import JournalError
 from prewarm_direct.warm import OK, REJECTED, Answer
+
+# One answer as a worker hands it over: URL, target label, target IP, variant, the answer.
+Answered = tuple[str, str, str | None, str, Answer]
 
 # One table, keyed by job first: what `--resume` asks (a job's answers for some URLs) is a
 # range of the key, and a row costs one B-tree (a second index made each answer 70 % dearer).
@@ -138,40 +143,35 @@ class Store:
     # --- writing ---
 
     def save(
-        self,
-        job_id: str | None,
-        run_id: str,
-        alias: str,
-        url: str,
-        target: str,
-        ip: str | None,
-        variant: str,
-        answer: Answer,
+        self, job_id: str | None, run_id: str, alias: str, answers: Iterable[Answered]
     ) -> None:
-        """Queues one answer for the writer."""
-        a = answer
-        row = (
-            run_id,
-            url,
-            target,
-            variant,
-            a.outcome,
-            a.status_code,
-            a.cache,
-            a.bytes,
-            a.reason,
-            a.pop,
-            ip,
-            utcnow(),
-            alias,
-            job_id or "",
-        )  # fmt: skip  (a Record's fields, then alias and job: as _row makes them)
-        with self._cond:
-            if self._error is not None or self._writer is None:
-                self._enqueue([row])
-                return
-            self._queue.append(row)
-            self._n_queued += 1
+        """Queues answers given just now for the writer, all with the same time: a worker
+        hands its answers over every ``COMMIT_EVERY`` seconds and at the end of each batch,
+        rather than one at a time."""
+        at = utcnow()
+        job = job_id or ""
+        # A Record's fields, then alias and job: as _row makes them.
+        rows = [
+            (
+                run_id,
+                url,
+                target,
+                variant,
+                a.outcome,
+                a.status_code,
+                a.cache,
+                a.bytes,
+                a.reason,
+                a.pop,
+                ip,
+                at,
+                alias,
+                job,
+            )
+            for url, target, ip, variant, a in answers
+        ]
+        if rows:
+            self._enqueue(rows)
 
     def copy(self, job_id: str | None, run_id: str, alias: str, records: Iterable[Record]) -> None:
         """Records of an earlier run of the job carried into this one (answered before)."""

@@ -134,6 +134,8 @@ class Warmer:
         on_answer: Callable[[Request, Answer], None],
         *,
         byte_budget: int | None = None,
+        on_tick: Callable[[], None] | None = None,
+        tick_every: float = 0.05,
     ) -> None:
         """Sends requests until ``take`` has none and every one sent is answered.
 
@@ -146,15 +148,22 @@ class Warmer:
         just received), except the run's first: each run warms at least one body whole, so a
         body larger than the budget is warmed too, by a run of its own. Without a budget,
         bodies are counted in C; with one, each chunk passes through Python.
+        ``on_tick`` is called every ``tick_every`` seconds while the run lasts, answers or
+        not (a stalled edge): the caller records the answers it holds.
         """
         self._budget, self._n_received, self._n_started = byte_budget, 0, 0
         for slot in self._slots.values():
             write = len if byte_budget is None else slot.count_against_budget
             slot.handle.setopt(self._pycurl.WRITEFUNCTION, write)
         try:
-            self._run(take, on_answer)
+            self._run(take, on_answer, on_tick, tick_every)
         finally:
             self._drop_in_flight()
+
+    @property
+    def budget_spent(self) -> bool:
+        """Whether the run's byte budget is read to its end (never, without one)."""
+        return self._budget is not None and self._n_received >= self._budget
 
     def _budget_writer(self, slot: _Slot) -> Callable[[bytes], int]:
         def write(chunk: bytes) -> int:
@@ -171,10 +180,13 @@ class Warmer:
         self,
         take: Callable[[], Request | None],
         on_answer: Callable[[Request, Answer], None],
+        on_tick: Callable[[], None] | None,
+        tick_every: float,
     ) -> None:
         pycurl = self._pycurl
         multi = self._multi
         in_flight = 0
+        next_tick = time.monotonic() + tick_every if on_tick else math.inf
         while True:
             while self._free:
                 request = take()
@@ -199,10 +211,15 @@ class Warmer:
                 if not n_queued:
                     break
             in_flight -= n_done
+            now = time.monotonic()
+            if now >= next_tick and on_tick is not None:
+                on_tick()
+                next_tick = now + tick_every
             if in_flight and not n_done:
-                # Until a socket is ready or libcurl's next timer (a connect, a retry) is due.
+                # Until a socket is ready, libcurl's next timer (a connect, a retry) is due, or
+                # the next tick.
                 wait = multi.timeout()
-                wait_s = 1.0 if wait < 0 else min(wait / 1000, 1.0)
+                wait_s = min(1.0 if wait < 0 else wait / 1000, 1.0, next_tick - now)
                 if wait_s > 0 and multi.select(wait_s) < 0:
                     time.sleep(min(wait_s, 0.001))  # no socket to wait on yet
 
