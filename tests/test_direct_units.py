@@ -150,6 +150,7 @@ def test_a_record_that_cannot_be_written_stops_the_run(write_config, monkeypatch
     import prewarm_direct.store as store_mod
     from fakes.cache_server import CacheServer
     from helpers import invoke
+    from prewarm_direct.provider import MAX_BATCH
 
     class FillingUp:
         def __init__(self, db: sqlite3.Connection) -> None:
@@ -174,12 +175,12 @@ def test_a_record_that_cannot_be_written_stops_the_run(write_config, monkeypatch
     monkeypatch.setattr(store_mod.Store, "__init__", open_filling_up)
     write_config('[providers.direct]\ntype = "direct"\nconcurrency = 4\nencodings = ["identity"]\n')
     with CacheServer() as edge:
-        items = [f"{edge.url}/o{i}.js" for i in range(1024)]  # 4 batches of 256
+        items = [f"{edge.url}/o{i}.js" for i in range(4 * MAX_BATCH)]  # 4 batches
         r = invoke("submit", "-p", "direct", "-o", "json", *items)
         n_answered = len(edge.requests)
     assert r.returncode == 1
     assert "cannot write the direct warming record" in r.stderr
-    assert 0 < n_answered <= 256  # the first batch at most: no batch after the failure
+    assert 0 < n_answered <= MAX_BATCH  # the first batch at most: no batch after the failure
 
 
 def test_a_retry_after_longer_than_the_retries_defers_instead_of_failing(

@@ -57,7 +57,7 @@ __all__ = ["DEFAULT_ENCODINGS", "DirectProvider"]
 # warm a compressed variant a second time and leave the identity one cold.
 DEFAULT_ENCODINGS = ("gzip, deflate, br", "identity")
 DEFAULT_CONCURRENCY = 8
-MAX_BATCH = 256  # URLs per batch: the journal writes twice per batch, not per URL
+MAX_BATCH = 1024  # URLs per batch: the journal and the record write per batch, not per URL
 USER_AGENT = f"prewarm-cli/{__version__}"
 
 
