@@ -63,6 +63,19 @@ def test_header_reader_picks_the_named_headers_of_the_last_response() -> None:
     assert read(b"HTTP/1.1 204 No Content\r\n\r\n") == {}
     assert read(b"HTTP/1.1 200 OK\nAGE: 5\n\n") == {"age": "5"}  # LF alone, any case
     assert read(b"HTTP/1.1 200 OK\r\nX-Cache: a\rb\r\n\r\n") == {"x-cache": "a\rb"}
+    # Names that share a beginning, one of them whole in another: each read for itself.
+    read = HeaderReader(("x-cache", "x-cache-hits", "x-served-by", "cf-cache-status", "a"))
+    block = (
+        b"HTTP/1.1 200 OK\r\nX-Cache-Hits: 3\r\nx-cache: HIT\r\nX-Served-By: e1\r\n"
+        b"X-Cache-Hit: no\r\nX-Served: no\r\nCF-Cache-Status: MISS\r\nAge: 1\r\nA: z\r\n\r\n"
+    )
+    assert read(block) == {
+        "x-cache-hits": "3",
+        "x-cache": "HIT",
+        "x-served-by": "e1",
+        "cf-cache-status": "MISS",
+        "a": "z",
+    }
 
 
 def test_requests_per_url_is_targets_times_variants() -> None:
