@@ -67,7 +67,9 @@ _WARMED = (
     "CREATE INDEX IF NOT EXISTS warmed_by_run ON warmed (run_id)",
     "CREATE INDEX IF NOT EXISTS warmed_by_job ON warmed (job_id, alias, at)",
 )
-COMMIT_EVERY = 0.05  # seconds: the most a kill can lose of answers nobody waited for
+# Seconds between hand-overs of a worker's answers, and between the writer's commits: a kill
+# loses at most the answers of the last two.
+COMMIT_EVERY = 0.05
 _COLUMNS = "run_id, url, target, variant, outcome, status_code, cache, bytes, reason, pop, ip, at"
 _INSERT = (
     f"INSERT OR REPLACE INTO requests ({_COLUMNS}, alias, job_id) VALUES ({', '.join('?' * 14)})"
