@@ -190,6 +190,11 @@ class Pacer:
         # No limit to keep: each request only checks the stop.
         self._unlimited = self._store is None and self._daily is None
 
+    @property
+    def waits(self) -> bool:
+        """Whether acquire() may wait: a rate or a daily budget is kept."""
+        return not self._unlimited
+
     def acquire(self, n_urls: int = 0) -> None:
         """Blocks until one request carrying ``n_urls`` URLs may be sent; raises Interrupted
         once the run is stopping, also when no limit would make it wait."""

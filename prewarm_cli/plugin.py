@@ -463,6 +463,7 @@ class Provider:
         self.alias = alias
         self.settings = dict(settings)
         self._pace: Callable[[int], None] | None = None
+        self._pace_waits = True
         self._warn: Callable[[str], None] | None = None
         self._info: Callable[[str], None] | None = None
         self._state_dir: Path | None = None
@@ -495,9 +496,17 @@ class Provider:
         """The engine names the job it starts sending, and None once it is done."""
         self._sending_job_id = job_id
 
-    def attach_pacer(self, pace: Callable[[int], None]) -> None:
-        """The engine hands over its rate limiter (shared across processes and runs)."""
+    def attach_pacer(self, pace: Callable[[int], None], *, waits: bool = True) -> None:
+        """The engine hands over its rate limiter (shared across processes and runs);
+        ``waits`` is False when it keeps no limit (``pace()`` then only checks the stop)."""
         self._pace = pace
+        self._pace_waits = waits
+
+    @property
+    def pace_waits(self) -> bool:
+        """Whether ``pace()`` may wait: a provider holding results in memory between requests
+        records them before it paces."""
+        return self._pace is not None and self._pace_waits
 
     def attach_warn(self, warn: Callable[[str], None]) -> None:
         """The engine hands over its warning channel (stderr, quiet with -q)."""

@@ -562,3 +562,40 @@ def test_a_url_no_resolve_pin_matches_is_named_once(tmp_path) -> None:
         "no --resolve pin for other.test:443: its URLs are warmed through the edge this"
         " machine's DNS gives",
     ]
+
+
+@pytest.mark.parametrize("waits", [True, False])
+def test_answers_are_recorded_before_a_pacing_wait(tmp_path, monkeypatch, waits: bool) -> None:
+    """A rate's wait may be long (a kill in it would lose what the run holds): with a limit
+    kept, the answers given so far are in the record before each wait begins; without one,
+    they go every 50 ms and at the batch's end, as pacing then never waits."""
+    import sqlite3
+
+    from fakes.cache_server import CacheServer
+    from prewarm_direct import provider as provider_module
+
+    monkeypatch.setattr(provider_module, "COMMIT_EVERY", 3600)  # no hand-over by the clock
+    p = provider(encodings=["identity"], concurrency=1)
+    p.attach_state_dir(tmp_path)
+    p.attach_job("job1")
+    n_paced = 0
+    seen_in_record: list[int] = []
+
+    def pace(_n_urls: int) -> None:
+        nonlocal n_paced
+        n_paced += 1
+        if n_paced > 1:  # before the second request and the third (one at a time)
+            p.store.flush()  # commits whatever the run has handed over by now
+            with sqlite3.connect(tmp_path / "direct.sqlite3") as db:
+                (n,) = db.execute("SELECT COUNT(*) FROM requests").fetchone()
+            seen_in_record.append(n)
+
+    p.attach_pacer(pace, waits=waits)
+    try:
+        with CacheServer() as edge:
+            urls = [f"{edge.url}/cloudfront/hit?{i}" for i in range(3)]
+            result = p.submit_batch(urls, SubmitOptions(job_id="job1"))
+        assert result.accepted == tuple(urls)
+    finally:
+        p.close()
+    assert seen_in_record == ([1, 2] if waits else [0, 0])

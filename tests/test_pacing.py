@@ -176,9 +176,15 @@ def test_without_a_rate_the_pacer_opens_no_store(tmp_path: Path) -> None:
     pacer = Pacer(Limits(max_batch=1), "k", store)
     pacer.acquire()
     pacer.close()
+    assert not pacer.waits  # what providers are told: pace() never waits
     assert list(tmp_path.iterdir()) == []  # nothing to keep, nothing opened
-    Pacer(Limits(max_batch=1, requests_per_second=5), "k", store).close()
+    limited = Pacer(Limits(max_batch=1, requests_per_second=5), "k", store)
+    limited.close()
+    assert limited.waits
     assert store.exists()
+    daily = Pacer(Limits(max_batch=1, requests_per_day=9), "k", store)
+    daily.close()
+    assert daily.waits
 
 
 def test_a_broken_rate_limit_store_is_a_pacing_error(tmp_path: Path) -> None:
@@ -492,3 +498,27 @@ def test_a_request_that_leaves_late_moves_the_next_window(tmp_path: Path) -> Non
     # Two a second: the fifth waits a full window after the third really left, not after
     # its slot; counting from the slot would send it 200 ms early, three in 0.8 s.
     assert fifth - third >= 1.0
+
+
+@pytest.mark.parametrize(("rate", "waits"), [("", False), ("rate = 5\n", True)])
+def test_a_provider_is_told_whether_its_pacing_can_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rate: str, waits: bool
+) -> None:
+    """Direct warming records its answers before a wait only where one can come."""
+    import io
+
+    from prewarm_cli import config as config_mod
+    from prewarm_cli.engine import Workspace
+    from prewarm_cli.output import Output
+
+    monkeypatch.setenv("PREWARM_STATE_DIR", str(tmp_path / "state"))
+    config = tmp_path / "config.toml"
+    config.write_text(f'[providers.direct]\ntype = "direct"\n{rate}')
+    config.chmod(0o600)
+    ws = Workspace(config_mod.load_config(str(config)), Output("json", stderr=io.StringIO()))
+    try:
+        session = ws.session("direct")
+        assert session.pacer is not None
+        assert session.provider.pace_waits is waits
+    finally:
+        ws.close()

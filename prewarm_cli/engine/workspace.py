@@ -280,7 +280,7 @@ class ProviderSession:
                 self._pacer = Pacer(
                     self.limits(), self.provider.rate_key, self._rate_store, stop=self.stop
                 )
-                self.provider.attach_pacer(self._pacer.acquire)
+                self.provider.attach_pacer(self._pacer.acquire, waits=self._pacer.waits)
             return self._pacer
 
     def call(

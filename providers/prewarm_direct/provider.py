@@ -254,6 +254,8 @@ class DirectProvider(Provider):
                     if len(pending) > 1:
                         held[url] = pending[1:]
                     n_unanswered[url] = len(pending)
+            if fresh and self.pace_waits:  # a rate's wait may be long: the answers first
+                self._hand_over(store, options.job_id, fresh)
             self.pace()
             return ready.popleft()
 
