@@ -599,3 +599,59 @@ def test_answers_are_recorded_before_a_pacing_wait(tmp_path, monkeypatch, waits:
     finally:
         p.close()
     assert seen_in_record == ([1, 2] if waits else [0, 0])
+
+
+def test_an_answer_after_its_url_was_refused_is_recorded_and_ends_nothing(tmp_path) -> None:
+    """A URL's variants go out together once its first is answered: one refused (404) while
+    another is still in flight. The late answer is recorded, and the URL is rejected; the
+    run goes on (the late answer raised KeyError, which stopped the whole run)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from prewarm_direct.warm import Warmer
+
+    refused = threading.Event()  # the client has taken the 404 in
+
+    class Edge(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            encoding = self.headers.get("Accept-Encoding")
+            if encoding == "br":
+                refused.wait(10)
+            self.send_response(404 if encoding == "gzip" else 200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    done = Warmer._done
+
+    def done_then_tell(self: Warmer, handle: object, error: object, on_answer: object) -> None:
+        request = self._slots[id(handle)].request
+        done(self, handle, error, on_answer)  # type: ignore[arg-type]
+        if request is not None and request.variant == "gzip":
+            refused.set()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Edge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    p = provider(encodings=["identity", "gzip", "br"], concurrency=4)
+    p.attach_state_dir(tmp_path)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(Warmer, "_done", done_then_tell)
+    try:
+        url, other = (f"http://127.0.0.1:{server.server_port}/{name}" for name in ("x", "y"))
+        result = p.submit_batch([url], SubmitOptions(job_id="job1"))
+        assert refused.is_set()
+        assert url in result.rejected and "HTTP 404" in result.rejected[url]
+        assert not result.accepted and not result.failed
+        # Each answer is in the run's counts and the record, the late one too.
+        assert p.submit_details()["requests"] == 3
+        assert {r.variant for r in p.store.of_runs([p.run_id])} == {"identity", "gzip", "br"}
+        # The run goes on: the next batch (its br no longer waits).
+        assert p.submit_batch([other], SubmitOptions(job_id="job1")).rejected.keys() == {other}
+    finally:
+        mp.undo()
+        p.close()
+        server.shutdown()
+        server.server_close()

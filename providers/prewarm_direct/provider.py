@@ -264,6 +264,8 @@ class DirectProvider(Provider):
             fresh.append((url, target.label, target.ip, variant, answer))
             answers[url].append(((target.label, variant), answer))
             further = held.pop(url, None)
+            if url not in n_unanswered:
+                return  # refused meanwhile by another of its requests, in flight with this one
             if answer.outcome == REJECTED:  # refused: the others would not change that
                 del n_unanswered[url]
                 return
