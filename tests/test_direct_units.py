@@ -655,3 +655,36 @@ def test_an_answer_after_its_url_was_refused_is_recorded_and_ends_nothing(tmp_pa
         p.close()
         server.shutdown()
         server.server_close()
+
+
+def test_answers_are_recorded_before_a_dns_lookup_of_a_new_host(tmp_path, monkeypatch) -> None:
+    """A client subnet's edge is asked per host, and a DNS answer may take seconds: the
+    answers given so far are in the record before the query goes out."""
+    import sqlite3
+
+    from fakes.cache_server import CacheServer
+    from prewarm_direct import dns
+    from prewarm_direct import provider as provider_module
+
+    monkeypatch.setattr(provider_module, "COMMIT_EVERY", 3600)  # no hand-over by the clock
+    p = provider(encodings=["identity"], concurrency=1, ecs=["192.0.2.0/24"])
+    p.attach_state_dir(tmp_path)
+    in_record_at_lookup: dict[str, int] = {}
+
+    def resolve_a(name: str, _resolver: object, ecs: str | None = None) -> list[str]:
+        if name != "a.test":  # the first host's answer came before this query
+            p.store.flush()  # commits whatever the run has handed over by now
+            with sqlite3.connect(tmp_path / "direct.sqlite3") as db:
+                (n,) = db.execute("SELECT COUNT(*) FROM requests").fetchone()
+            in_record_at_lookup[name] = n
+        return ["127.0.0.1"]
+
+    monkeypatch.setattr(dns, "resolve_a", resolve_a)
+    try:
+        with CacheServer() as edge:
+            urls = [f"http://{host}:{edge.port}/cloudfront/hit" for host in ("a.test", "b.test")]
+            result = p.submit_batch(urls, SubmitOptions(job_id="job1"))
+        assert result.accepted == tuple(urls)
+    finally:
+        p.close()
+    assert in_record_at_lookup == {"b.test": 1}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -236,6 +236,9 @@ class DirectProvider(Provider):
         keeps_budget = self.max_bytes is not None
         warmer = self._warmer()
 
+        def hand_over() -> None:
+            self._hand_over(store, options.job_id, fresh)
+
         def take() -> Request | None:
             """The next request: a started URL's further ones first, then the next URL's
             first; none once the byte budget is spent (the next batch defers the rest)."""
@@ -247,7 +250,7 @@ class DirectProvider(Provider):
                 if url is None:
                     return None
                 pending = self._pending(
-                    store, url, plan, targets, known.get(url), options, answers, fresh
+                    store, url, plan, targets, known.get(url), options, answers, fresh, hand_over
                 )
                 if pending:
                     ready.append(pending[0])
@@ -255,7 +258,7 @@ class DirectProvider(Provider):
                         held[url] = pending[1:]
                     n_unanswered[url] = len(pending)
             if fresh and self.pace_waits:  # a rate's wait may be long: the answers first
-                self._hand_over(store, options.job_id, fresh)
+                hand_over()
             self.pace()
             return ready.popleft()
 
@@ -282,11 +285,11 @@ class DirectProvider(Provider):
                 take,
                 on_answer,
                 byte_budget=budget,
-                on_tick=lambda: self._hand_over(store, options.job_id, fresh),
+                on_tick=hand_over,
                 tick_every=COMMIT_EVERY,
             )
         finally:
-            self._hand_over(store, options.job_id, fresh)
+            hand_over()
         # A URL with requests not answered (the budget ran out) is sent again later: its
         # answers are recorded, so a later run asks only the rest.
         unfinished = [url for url, n in n_unanswered.items() if n]
@@ -308,9 +311,11 @@ class DirectProvider(Provider):
         options: SubmitOptions,
         answers: dict[str, list[tuple[tuple[str, str], Answer]]],
         fresh: list[Answered],
+        hand_over: Callable[[], None],
     ) -> list[Request]:
         """A URL's requests not answered in the job yet; answers known already are noted, and
-        a PoP without an address is answered at once (in ``fresh``)."""
+        a PoP without an address is answered at once (in ``fresh``). The answers so far are
+        handed over before a DNS lookup of its targets, which may take seconds."""
         mine: list[tuple[tuple[str, str], Answer]] = []
         answers[url] = mine
         if known:
@@ -319,7 +324,7 @@ class DirectProvider(Provider):
                 store.copy(options.job_id, self.run_id, self.alias, carried)
         pending = []
         header_lines = self._header_lines
-        for target in targets.for_url(url):
+        for target in targets.for_url(url, before_lookup=hand_over):
             for variant in plan.variants:
                 record = known.get((target.label, variant)) if known else None
                 if record is not None:

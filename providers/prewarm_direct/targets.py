@@ -65,11 +65,15 @@ class Targets:
         self._ecs: dict[tuple[str, str], Target] = {}
         self._by_origin: dict[str, list[Target]] = {}  # scheme://host:port -> its targets
 
-    def for_url(self, url: str) -> list[Target]:
+    def for_url(self, url: str, before_lookup: Callable[[], None] | None = None) -> list[Target]:
+        """The URL's targets; ``before_lookup`` is called before the DNS queries a new host
+        may need (PoP codes, client subnets), which can take seconds."""
         slash = url.find("/", url.find("//") + 2)  # the end of scheme://host:port
         origin = url if slash < 0 else url[:slash]
         found = self._by_origin.get(origin)
         if found is None:
+            if before_lookup is not None and (self.spec.pops or self.spec.ecs):
+                before_lookup()
             found = self._by_origin[origin] = self._for_host(*host_port(url))
         return found
 

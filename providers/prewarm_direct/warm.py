@@ -151,6 +151,8 @@ class Warmer:
         ``on_tick`` is called every ``tick_every`` seconds while the run lasts, answers or
         not (a stalled edge): the caller records the answers it holds.
         """
+        if on_tick is not None and tick_every <= 0:
+            raise ValueError("tick_every must be positive")  # the loop would never wait
         self._budget, self._n_received, self._n_started = byte_budget, 0, 0
         for slot in self._slots.values():
             write = len if byte_budget is None else slot.count_against_budget
