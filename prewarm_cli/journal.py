@@ -374,7 +374,7 @@ class Journal:
         now = utcnow()
         per_task: dict[str, int] = {}
         if not result.task_ids:  # then task_of(url) is task_id for every URL
-            if result.task_id and result.accepted:
+            if result.task_id and (result.accepted or result.task_keeps_all):
                 per_task[result.task_id] = len(result.accepted)
         else:
             for url in result.accepted:

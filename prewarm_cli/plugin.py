@@ -183,6 +183,9 @@ class BatchResult:
     failed: Mapping[str, str] = field(default_factory=dict)
     retry_after: float | None = None
     retry: bool = True
+    # task_id keeps the whole batch, its refused and failed URLs too (direct warming's run,
+    # whose record status and report read): the task is recorded even when it accepted none.
+    task_keeps_all: bool = False
 
     @classmethod
     def from_response(

@@ -196,12 +196,38 @@ def test_outcomes_rejected_retried_failed(bed: CacheBed, run_cli, direct_config)
 
     rep = run_cli("report", data["job_id"], "-o", "json")
     failures = json.loads(rep.stdout)["failures"]
-    # One line per failed (URL, PoP, variant), with its reason.
-    stalled = [f for f in failures if f["url"] == url(paths["stall"]) and f["pop"]]
+    # One line per failed (URL, PoP, variant), with its reason; the journal's line per URL
+    # is not listed a second time.
+    assert all(f["pop"] in POPS for f in failures), failures
+    refused = [f for f in failures if f["url"] == url(paths["missing"])]
+    assert [(f["pop"], f["reason"].split(" (")[0]) for f in refused] == [(POPS[0], "HTTP 404")]
+    stalled = [f for f in failures if f["url"] == url(paths["stall"])]
     assert sorted((f["pop"], f["reason"].split("Accept-Encoding: ")[1]) for f in stalled) == [
         (pop, enc + ")") for pop in POPS for enc in sorted((GZIP, IDENTITY))
     ]
     assert all("timed out" in f["reason"] for f in stalled)
+
+
+def test_a_job_that_warmed_nothing_has_its_details_and_report_per_pop(
+    bed: CacheBed, run_cli, direct_config
+) -> None:
+    direct_config('encodings = ["identity"]\n')
+    paths = ["/missing/x.js", "/missing/y.js"]
+    r, data = submit(run_cli, *bed.nginx.resolve_args(), *(bed.nginx.url(p) for p in paths))
+    assert r.returncode == 1, r.stderr
+    assert (data["state"], data["accepted"], len(data["rejected"])) == ("failed", 0, 2)
+    assert sum(bed.counts.count(p) for p in paths) == 2  # each refused once, at one PoP
+
+    status = run_cli("status", data["job_id"], "-o", "json")
+    assert status.returncode == 1, status.stderr
+    part = json.loads(status.stdout)["providers"]["direct"]
+    assert (part["state"], part["succeeded"], part["failed"]) == ("failed", 0, 2)
+    assert part["details"]["rejected"] == 2
+    assert sum(p["rejected"] for p in part["details"]["pops"].values()) == 2
+
+    rep = json.loads(run_cli("report", data["job_id"], "-o", "json").stdout)
+    assert sorted(f["url"] for f in rep["failures"]) == sorted(bed.nginx.url(p) for p in paths)
+    assert all(f["pop"] in POPS and "HTTP 404" in f["reason"] for f in rep["failures"])
 
 
 def test_max_bytes_defers_and_resume_warms_only_the_rest(

@@ -45,6 +45,24 @@ def test_per_url_task_ids_and_left_out_urls_are_unknown(tmp_path: Path) -> None:
     assert sorted((t.task_id, t.urls) for t in journal.tasks(job)) == [("t-new", 1), ("t-old", 1)]
 
 
+@pytest.mark.parametrize(("keeps_all", "tasks"), [(False, []), (True, [("run-1", 0)])])
+def test_a_task_that_accepted_nothing_is_recorded_only_where_it_keeps_every_url(
+    tmp_path: Path, keeps_all: bool, tasks: list[tuple[str, int]]
+) -> None:
+    journal, job = new_job(tmp_path, ["u1", "u2"])
+    batch = journal.claim_batch(job, "a", 10)
+    assert batch is not None
+    result = BatchResult(
+        task_id="run-1",
+        accepted=(),
+        rejected={"u1": "HTTP 404"},
+        failed={"u2": "HTTP 503"},
+        task_keeps_all=keeps_all,
+    )
+    journal.record_result(job, batch, result)
+    assert [(t.task_id, t.urls) for t in journal.tasks(job)] == tasks
+
+
 def test_prepare_resume(tmp_path: Path) -> None:
     journal, job = new_job(tmp_path, ["u1", "u2", "u3", "u4", "u5"])
     b1 = journal.claim_batch(job, "a", 2)

@@ -52,11 +52,8 @@ def _cancel_pause(
 
 def report(ws: Workspace, ref: JobRef) -> JobReport:
     """Every target that failed or was rejected, from the journal and the vendors."""
-    failures: list[ReportFailure] = []
+    from_vendors: list[ReportFailure] = []
     report_urls: dict[str, str] = {}
-    if ref.job_id:
-        for r in ws.journal.targets(ref.job_id, [jr.REJECTED, jr.FAILED]):
-            failures.append(ReportFailure(r["url"], r["provider"], None, r["reason"], "submit"))
     for alias, task_ids in ref.tasks.items():
         if not task_ids:
             continue
@@ -64,12 +61,23 @@ def report(ws: Workspace, ref: JobRef) -> JobReport:
         session = ws.session(alias, needs=(Capability.REPORT, Capability.STATUS))
         rep = session.call(session.provider.report, task_ids)
         for f in rep.failures:
-            failures.append(ReportFailure(f.url, alias, f.pop, f.reason, "vendor"))
+            from_vendors.append(ReportFailure(f.url, alias, f.pop, f.reason, "vendor"))
         if rep.report_url:
             report_urls[alias] = rep.report_url
+    failures: list[ReportFailure] = []
+    if ref.job_id:
+        # A URL the provider's own report names is listed there, in its detail (direct
+        # warming's record: per PoP and variant), not a second time from the journal.
+        named = {(f.provider, f.url) for f in from_vendors}
+        for r in ws.journal.targets(ref.job_id, [jr.REJECTED, jr.FAILED]):
+            if (r["provider"], r["url"]) not in named:
+                failures.append(ReportFailure(r["url"], r["provider"], None, r["reason"], "submit"))
     state = ws.journal.job(ref.job_id).state if ref.job_id else None
     return JobReport(
-        job_id=ref.job_id, state=state, failures=tuple(failures), report_urls=report_urls
+        job_id=ref.job_id,
+        state=state,
+        failures=(*failures, *from_vendors),
+        report_urls=report_urls,
     )
 
 

@@ -370,7 +370,10 @@ def _provider_status(
             else:
                 state = str(JobState.INCOMPLETE)
     elif vendor_state == State.SUCCEEDED and failed:
-        state = str(State.PARTIAL)  # the vendor finished its part, but not every target got there
+        # The vendor finished its part, but not every target got there; where none was
+        # accepted (a direct run that warmed none), the job failed.
+        none_accepted = counts is not None and not counts[jr.ACCEPTED]
+        state = str(State.FAILED if none_accepted else State.PARTIAL)
     elif not statuses and counts is not None and counts.total and not counts[jr.ACCEPTED]:
         state = str(State.FAILED)
     raws = {s.raw_state for s in statuses}

@@ -376,6 +376,8 @@ class DirectProvider(Provider):
             resend=tuple(unstarted),
             retry_after=max(waits) if waits else None,
             retry=retry,
+            # The run's record holds every answer: status and report read it, accepted or not.
+            task_keeps_all=bool(accepted or rejected or failed),
         )
 
     def _known(
