@@ -208,6 +208,29 @@ def test_outcomes_rejected_retried_failed(bed: CacheBed, run_cli, direct_config)
     assert all("timed out" in f["reason"] for f in stalled)
 
 
+def test_a_request_asked_again_is_counted_once_by_its_latest_answer(
+    bed: CacheBed, run_cli, direct_config
+) -> None:
+    direct_config('encodings = ["identity"]\n')
+    path = "/flaky/1/f.js"  # a 503, then the object
+    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
+    r, data = submit(run_cli, *pin, bed.nginx.url(path))
+    assert r.returncode == 0, r.stderr
+    assert bed.counts.count(path, IDENTITY) == 2  # sent twice: the 503 was asked again
+    details = data["providers"]["direct"]["details"]
+    assert details["pops"][POPS[0]] == {
+        "requests": 1,
+        "bytes": 2048,
+        "already_warm": 0,
+        "filled": 1,
+        "rejected": 0,
+        "failed": 0,
+    }
+    assert f"{POPS[0]}: 1 requests, 2.0 KB, 0 already warm, 1 filled\n" in r.stderr
+    status = json.loads(run_cli("status", data["job_id"], "-o", "json").stdout)
+    assert status["providers"]["direct"]["details"] == details  # submit and status agree
+
+
 def test_a_job_that_warmed_nothing_has_its_details_and_report_per_pop(
     bed: CacheBed, run_cli, direct_config
 ) -> None:

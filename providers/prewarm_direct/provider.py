@@ -134,6 +134,9 @@ class DirectProvider(Provider):
         self.bytes_sent = 0  # body bytes read this run, against max_bytes
         self.n_requests = 0
         self.stats: dict[str, dict[str, int]] = {}  # per target label
+        # Per (URL, target label, variant), an answer the request may still replace (failed, so
+        # asked again): the counts keep each request's latest answer, as the record does.
+        self._replaceable: dict[tuple[str, str, str], Answer] = {}
 
     # --- what a run sends ---
 
@@ -405,11 +408,19 @@ class DirectProvider(Provider):
             return
         store.save(job_id, self.run_id, self.alias, fresh)
         with self._lock:
-            for _, label, _, _, answer in fresh:
+            replaceable = self._replaceable
+            for url, label, _, variant, answer in fresh:
                 self.bytes_sent += answer.bytes
                 if answer.outcome != NOT_FOUND:
                     self.n_requests += 1
-                _count(self.stats.setdefault(label, {}), answer)
+                stats = self.stats.setdefault(label, {})
+                if replaceable:
+                    earlier = replaceable.pop((url, label, variant), None)
+                    if earlier is not None:  # the same request asked again: its latest counts
+                        _count(stats, earlier, -1)
+                _count(stats, answer)
+                if not answer.answered:
+                    replaceable[(url, label, variant)] = answer
         fresh.clear()
 
     def progress_note(self) -> str | None:
@@ -525,22 +536,22 @@ def _describe(items: Sequence[tuple[tuple[str, str], Answer]]) -> str:
     )
 
 
-def _count(stats: dict[str, int], answer: Answer) -> None:
+def _count(stats: dict[str, int], answer: Answer, by: int = 1) -> None:
+    """Adds an answer to a target's counts (``by=-1`` takes a replaced answer out)."""
     if answer.outcome == NOT_FOUND:
-        stats["failed"] = stats.get("failed", 0) + 1
+        stats["failed"] = stats.get("failed", 0) + by
         return
-    stats["requests"] = stats.get("requests", 0) + 1
-    stats["bytes"] = stats.get("bytes", 0) + answer.bytes
+    stats["requests"] = stats.get("requests", 0) + by
+    stats["bytes"] = stats.get("bytes", 0) + answer.bytes * by
     if answer.outcome == STOPPED:
         return  # asked again in a later run
     if answer.outcome != OK:
-        stats["failed" if answer.outcome == TRANSIENT else "rejected"] = (
-            stats.get("failed" if answer.outcome == TRANSIENT else "rejected", 0) + 1
-        )
+        key = "failed" if answer.outcome == TRANSIENT else "rejected"
+        stats[key] = stats.get(key, 0) + by
     elif answer.cache in HIT_VALUES:
-        stats["already_warm"] = stats.get("already_warm", 0) + 1
+        stats["already_warm"] = stats.get("already_warm", 0) + by
     elif answer.cache == "miss":
-        stats["filled"] = stats.get("filled", 0) + 1
+        stats["filled"] = stats.get("filled", 0) + by
 
 
 def _answer(record: Record) -> Answer:
