@@ -230,6 +230,11 @@ class Output:
         from rich.table import Table
 
         console = self._out_console()
+        if not rows and title:  # its title says what there is: no header over nothing
+            from rich.text import Text
+
+            console.print(Text(title))
+            return
         specs = [_as_column(c, [r[i] for r in rows]) for i, c in enumerate(columns)]
         fitted = fit_columns(specs, rows, console.width)
         # A title wider than the table would wrap inside it (and split a job id).

@@ -509,6 +509,21 @@ def test_jobs_filters_and_limits(fake_config) -> None:
     assert "'nosuch' is not one of" in r.stderr and "'incomplete'" in r.stderr
 
 
+def test_empty_listings_say_so_instead_of_a_header_over_nothing(fake_config) -> None:
+    r = invoke("jobs", "-o", "table")
+    assert (r.returncode, r.stdout) == (0, "")
+    assert "no jobs in the journal yet" in r.stderr and "prewarm submit" in r.stderr
+    r = invoke("jobs", "--state", "failed", "-o", "table")
+    assert (r.stdout, r.stderr.strip()) == ("", "no failed jobs in the journal")
+    assert json.loads(invoke("jobs", "-o", "json").stdout) == []
+
+    submitted = invoke("submit", "https://a.example.com/x.js", "-o", "json")
+    job_id = json.loads(submitted.stdout)["job_id"]
+    r = invoke("report", job_id, "-o", "table")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"job {job_id}: 0 failures"  # the title alone
+
+
 def test_no_color_and_plain_stderr(fake_config) -> None:
     r = invoke("--no-color", "status", "nosuch")
     assert "\x1b[" not in r.stderr

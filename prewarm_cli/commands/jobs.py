@@ -143,10 +143,17 @@ def jobs(limit: int, state: str | None) -> None:
 
     with workspace(config_optional=True) as ws:
         rows = engine.recent_jobs(ws, limit, JobState(state) if state else None)
-        ws.out.emit(
-            [row.to_dict() for row in rows],
-            table=lambda d: ws.out.records(
-                d,
+
+        def table(listed: list[dict[str, Any]]) -> None:
+            if not listed:  # a line that says so, not a header over nothing
+                ws.out.info(
+                    f"no {state} jobs in the journal"
+                    if state
+                    else "no jobs in the journal yet: `prewarm submit URL...` starts one"
+                )
+                return
+            ws.out.records(
+                listed,
                 [
                     (Column("job", "id"), "job_id"),
                     (Column("state", "id"), "state"),
@@ -157,5 +164,6 @@ def jobs(limit: int, state: str | None) -> None:
                     (Column("rejected", "id", drop=1), "rejected"),
                     (Column("deferred", "id", drop=2), "deferred"),
                 ],
-            ),
-        )
+            )
+
+        ws.out.emit([row.to_dict() for row in rows], table=table)
