@@ -732,6 +732,8 @@ def test_dry_run_plans_urls_times_pops_times_variants(bed: CacheBed, run_cli, di
     plan = json.loads(r.stdout)["providers"]["direct"]
     assert plan["urls"] == 3 and plan["requests"] == 3 * 2 * 2
     assert bed.counts.total() == 0  # nothing sent
+    # Each variant quoted whole: the first holds commas of its own.
+    assert "('gzip, deflate, br', 'identity')" in " ".join(plan["notes"]), plan["notes"]
 
 
 def test_progress_bar_shows_requests_and_bytes_on_a_terminal(

@@ -488,10 +488,11 @@ class DirectProvider(Provider):
 
     def plan_notes(self, options: SubmitOptions) -> list[str]:
         plan = self.plan_for(options)
+        # Each value quoted: one holds commas itself ("gzip, deflate, br").
         notes = [
-            "GET through the edge: "
-            + ", ".join(f"Accept-Encoding: {v}" for v in plan.variants)
-            + "; warm traffic is billed as CDN egress"
+            "GET through the edge, one request per PoP target and Accept-Encoding ("
+            + ", ".join(f"'{v}'" for v in plan.variants)
+            + "); warm traffic is billed as CDN egress"
         ]
         if self.max_bytes is not None:
             notes.append(f"max_bytes {self.max_bytes}: the rest is deferred once it is spent")
