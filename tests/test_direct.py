@@ -268,6 +268,7 @@ def test_max_bytes_defers_and_resume_warms_only_the_rest(
     r2 = run_cli(*resume)
     data2 = json.loads(r2.stdout)
     assert r2.returncode == 5 and data2["accepted"] == 4, r2.stderr
+    assert f"job {data['job_id']}: resumed, 3 of 5 URLs to send (direct)" in r2.stderr
     r3 = run_cli(*resume)
     data3 = json.loads(r3.stdout)
     assert r3.returncode == 0 and data3["accepted"] == 5, r3.stderr
@@ -275,6 +276,9 @@ def test_max_bytes_defers_and_resume_warms_only_the_rest(
     n_requests = [d["providers"]["direct"]["details"]["requests"] for d in (data2, data3)]
     assert n_requests == [3, 1]
     assert_hit_at_first_pop(bed, paths)
+    r4 = run_cli(*resume)
+    assert r4.returncode == 0, r4.stderr
+    assert f"job {data['job_id']}: nothing left to send (5 URLs, direct)" in r4.stderr
 
 
 def test_a_body_larger_than_max_bytes_is_warmed_by_a_run_of_its_own(

@@ -84,19 +84,33 @@ def submit(
         for alias in aliases:  # an option a provider cannot honour is said, not dropped
             for note in unhonoured_options(ws.session(alias).provider, options):
                 ws.out.warn(f"{alias}: {note}")
-        return _run(ws, job_id, job.urls, aliases, options)
+        return _run(ws, job_id, job.urls, aliases, options, resumed=bool(resume))
     finally:
         lock.release()
 
 
 def _run(
-    ws: Workspace, job_id: str, n_urls: int, aliases: Sequence[str], options: SubmitOptions
+    ws: Workspace,
+    job_id: str,
+    n_urls: int,
+    aliases: Sequence[str],
+    options: SubmitOptions,
+    *,
+    resumed: bool,
 ) -> tuple[SubmitSummary, ExitCode]:
     journal = ws.journal
-    ws.out.info(f"job {job_id} started ({counted(n_urls, 'URL')}, {', '.join(aliases)})")
-    journal.set_state(job_id, JobState.SUBMITTING)
     counts = journal.counts(job_id)
     to_send = sum(c[jr.UNSENT] + c[jr.UNKNOWN] for c in counts.values())
+    to = ", ".join(aliases)
+    if not resumed:
+        ws.out.info(f"job {job_id} started ({counted(n_urls, 'URL')}, {to})")
+    elif to_send:
+        ws.out.info(
+            f"job {job_id}: resumed, {to_send:,} of {counted(n_urls, 'URL')} to send ({to})"
+        )
+    else:
+        ws.out.info(f"job {job_id}: nothing left to send ({counted(n_urls, 'URL')}, {to})")
+    journal.set_state(job_id, JobState.SUBMITTING)
     run: SubmitRun | None = None
     try:
         with ws.out.progress(to_send, "submitting") as progress:
