@@ -256,29 +256,30 @@ def test_a_job_that_warmed_nothing_has_its_details_and_report_per_pop(
 def test_max_bytes_defers_and_resume_warms_only_the_rest(
     bed: CacheBed, run_cli, direct_config
 ) -> None:
-    paths = [f"/obj/budget{i}.bin?size=2048" for i in range(5)]
+    paths = [f"/obj/budget{i}.bin?size=2048" for i in range(7)]
     r, data = submit_with_max_bytes(bed, run_cli, direct_config, paths, concurrency=1)
     assert r.returncode == 5, r.stderr
-    # Two bodies fit; the third is cut short once the budget runs out: it waits, with the rest.
-    assert data["accepted"] == 2 and data["deferred"] == 3
+    # Two bodies fit; the third runs past the budget, but in one chunk, whole: it is warm
+    # (and never asked again). The rest waits.
+    assert data["accepted"] == 3 and data["deferred"] == 4
     assert f"--resume {data['job_id']}" in r.stderr
     assert data["providers"]["direct"]["details"]["requests"] == 3
-    # Each resume has a budget of its own: two more bodies, and one cut short.
+    # Each resume has a budget of its own: three more bodies.
     resume = ("submit", "--resume", data["job_id"], "-o", "json")
     r2 = run_cli(*resume)
     data2 = json.loads(r2.stdout)
-    assert r2.returncode == 5 and data2["accepted"] == 4, r2.stderr
-    assert f"job {data['job_id']}: resumed, 3 of 5 URLs to send (direct)" in r2.stderr
+    assert r2.returncode == 5 and data2["accepted"] == 6, r2.stderr
+    assert f"job {data['job_id']}: resumed, 4 of 7 URLs to send (direct)" in r2.stderr
     r3 = run_cli(*resume)
     data3 = json.loads(r3.stdout)
-    assert r3.returncode == 0 and data3["accepted"] == 5, r3.stderr
-    # Only what was not answered was asked again: the two cut short, and the last.
+    assert r3.returncode == 0 and data3["accepted"] == 7, r3.stderr
+    # Only what was not answered was asked again: each URL once in all.
     n_requests = [d["providers"]["direct"]["details"]["requests"] for d in (data2, data3)]
     assert n_requests == [3, 1]
     assert_hit_at_first_pop(bed, paths)
     r4 = run_cli(*resume)
     assert r4.returncode == 0, r4.stderr
-    assert f"job {data['job_id']}: nothing left to send (5 URLs, direct)" in r4.stderr
+    assert f"job {data['job_id']}: nothing left to send (7 URLs, direct)" in r4.stderr
 
 
 def test_a_body_larger_than_max_bytes_is_warmed_by_a_run_of_its_own(
@@ -290,6 +291,23 @@ def test_a_body_larger_than_max_bytes_is_warmed_by_a_run_of_its_own(
     r2 = run_cli("submit", "--resume", data["job_id"], "-o", "json")
     assert r2.returncode == 0 and json.loads(r2.stdout)["accepted"] == 2, r2.stderr
     assert_hit_at_first_pop(bed, paths)
+
+
+def test_a_run_that_accepted_nothing_before_its_budget_ran_out_has_its_details(
+    bed: CacheBed, run_cli, direct_config
+) -> None:
+    """The first PoP's body is read whole and spends the budget: the URL waits for its second
+    PoP, nothing is accepted, and status still reads the run's record."""
+    direct_config('concurrency = 1\nmax_bytes = 5000\nencodings = ["identity"]\n')
+    path = "/obj/twopops.bin?size=102400"
+    r, data = submit(run_cli, *bed.nginx.resolve_args(), bed.nginx.url(path))
+    assert r.returncode == 5, r.stderr
+    assert (data["accepted"], data["deferred"]) == (0, 1)
+    status = run_cli("status", data["job_id"], "-o", "json")
+    assert status.returncode == 5, status.stderr
+    details = json.loads(status.stdout)["providers"]["direct"]["details"]
+    assert (details["requests"], details["bytes"]) == (1, 102400)
+    assert details == data["providers"]["direct"]["details"]
 
 
 def test_max_bytes_cuts_the_bodies_in_flight_short(bed: CacheBed, run_cli, direct_config) -> None:

@@ -295,10 +295,13 @@ class DirectProvider(Provider):
             hand_over()
         # A URL with requests not answered (the budget ran out) is sent again later: its
         # answers are recorded, so a later run asks only the rest.
+        # The run's record holds the batch's answers, those cut short too: status and report
+        # read it, whether the batch's URLs were accepted or not.
+        recorded = any(answers.values())
         unfinished = [url for url, n in n_unanswered.items() if n]
         for url in unfinished:
             del answers[url]
-        result = self._result(answers, [*unfinished, *unstarted])
+        result = self._result(answers, [*unfinished, *unstarted], recorded=recorded)
         store.flush(
             warmed_urls=set(result.accepted)
         )  # recorded before the engine's journal says so
@@ -346,9 +349,14 @@ class DirectProvider(Provider):
         return self.max_bytes is not None and self.bytes_sent >= self.max_bytes
 
     def _result(
-        self, answers: Mapping[str, list[tuple[tuple[str, str], Answer]]], unstarted: list[str]
+        self,
+        answers: Mapping[str, list[tuple[tuple[str, str], Answer]]],
+        unstarted: list[str],
+        *,
+        recorded: bool,
     ) -> BatchResult:
-        """Each URL's outcome from its requests' answers."""
+        """Each URL's outcome from its requests' answers; ``recorded``: the record holds
+        answers of the batch (the run is a task even if it accepted none of it)."""
         accepted: list[str] = []
         rejected: dict[str, str] = {}
         failed: dict[str, str] = {}
@@ -379,8 +387,7 @@ class DirectProvider(Provider):
             resend=tuple(unstarted),
             retry_after=max(waits) if waits else None,
             retry=retry,
-            # The run's record holds every answer: status and report read it, accepted or not.
-            task_keeps_all=bool(accepted or rejected or failed),
+            task_keeps_all=recorded,
         )
 
     def _known(

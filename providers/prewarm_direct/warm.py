@@ -273,8 +273,11 @@ class Warmer:
         size = getinfo(self._pycurl.SIZE_DOWNLOAD_T)
         if error is not None and error[0] == _WRITE_ERROR and slot.n_refused:
             size += slot.n_refused
-            reason = f"cut short after {size} bytes: the run's byte budget is spent"
-            return Answer(STOPPED, code, bytes=size, reason=reason)
+            expected = getinfo(self._pycurl.CONTENT_LENGTH_DOWNLOAD_T)  # -1: not said
+            if not 0 <= expected <= size:
+                reason = f"cut short after {size} bytes: the run's byte budget is spent"
+                return Answer(STOPPED, code, bytes=size, reason=reason)
+            error = None  # the chunk refused was the body's last: it came whole, and is warm
         if error is not None:
             return self._failed(error, code, size, self._read_other_headers(slot.received))
         assert code is not None
