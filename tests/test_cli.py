@@ -162,6 +162,14 @@ def test_usage_errors_exit_2(fake_config) -> None:
     assert r.returncode == 2 and "No such option" in r.stderr
     r = invoke("submit", "-H", "no colon", "https://a.example.com/x")
     assert r.returncode == 2 and "'Name: value'" in r.stderr
+    # A line break in a value would start a header of its own: refused, before any job.
+    for bad in ("X-Warm: 1\nHost: evil.example", "X-Warm: 1\r\nX-Other: 2", "X-Warm: a\x00b"):
+        for command in ("submit", "verify"):
+            r = invoke(command, "-H", bad, "https://a.example.com/x")
+            assert r.returncode == 2 and "control character" in r.stderr, (command, bad)
+    r = invoke("submit", "-H", "X(Warm): 1", "https://a.example.com/x")
+    assert r.returncode == 2 and "'Name: value'" in r.stderr  # not a header name
+    assert json.loads(invoke("jobs", "-o", "json").stdout) == []
     r = invoke("submit", "--interval", "3", "https://a.example.com/x")
     assert r.returncode == 2 and "need --wait" in r.stderr
     r = invoke("submit")

@@ -117,12 +117,25 @@ def stdin_text() -> str:
     return sys.stdin.read()
 
 
+# What a header name may hold (RFC 9110's token).
+_NAME_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
 def parse_header(text: str) -> tuple[str, str]:
-    """`-H "Name: value"` as a (name, value) pair; a usage error otherwise."""
+    """`-H "Name: value"` as a (name, value) pair; a usage error otherwise. A line break or
+    other control character in the value is refused: it would start a header of its own."""
     name, sep, value = text.partition(":")
-    if not sep or not name.strip() or any(c in name for c in " \t"):
+    name, value = name.strip(), value.strip()
+    if not sep or not name or not _NAME_CHARS.issuperset(name):
         raise UsageError(f"header {text!r} is not 'Name: value'")
-    return name.strip(), value.strip()
+    if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
+        raise UsageError(
+            f"header {name}'s value holds a line break or another control character",
+            hint="give each header with a -H of its own",
+        )
+    return name, value
 
 
 # --------------------------------------------------------------------------- shared inputs
