@@ -143,9 +143,12 @@ def test_encodings_option_and_headers(bed: CacheBed, run_cli, direct_config) -> 
         IDENTITY,
         "-H",
         "X-Warm: yes",
+        "-H",
+        "Accept-Encoding: gzip",  # the variants set it: said once, and left out
         bed.nginx.url(path),
     )
     assert r.returncode == 0, r.stderr
+    assert r.stderr.count("-H Accept-Encoding is ignored") == 1, r.stderr
     assert {enc: n for (p, enc), n in bed.counts.counts.items() if p == path} == {
         "br": 1,
         IDENTITY: 1,
@@ -226,9 +229,17 @@ def test_a_request_asked_again_is_counted_once_by_its_latest_answer(
         "rejected": 0,
         "failed": 0,
     }
-    assert f"{POPS[0]}: 1 requests, 2.0 KB, 0 already warm, 1 filled\n" in r.stderr
+    assert f"{POPS[0]}: 1 request, 2.0 KB, 0 already warm, 1 filled\n" in r.stderr
     status = json.loads(run_cli("status", data["job_id"], "-o", "json").stdout)
     assert status["providers"]["direct"]["details"] == details  # submit and status agree
+
+
+def test_a_run_this_machine_has_no_record_of_is_not_found(run_cli, direct_config) -> None:
+    direct_config()
+    r = run_cli("status", "direct:20261206T080000Z-0badf00d", "-o", "json")
+    assert r.returncode == 2, r.stderr  # as a job the journal does not hold, not "failed"
+    error = json.loads(r.stdout)["error"]
+    assert error["code"] == "not_found" and "on the machine that ran it" in error["hint"]
 
 
 def test_a_job_that_warmed_nothing_has_its_details_and_report_per_pop(

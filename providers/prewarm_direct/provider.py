@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prewarm_cli import __version__
-from prewarm_cli.errors import ConfigError, ProviderError, QuotaExhausted, UsageError
+from prewarm_cli.errors import ConfigError, NotFoundError, QuotaExhausted, UsageError
 from prewarm_cli.plugin import (
     BatchResult,
     Capability,
@@ -152,9 +152,8 @@ class DirectProvider(Provider):
         variants = variants or DEFAULT_ENCODINGS
         if any(not v for v in variants):
             raise ConfigError("an Accept-Encoding value in encodings is empty (e.g. gzip, br)")
+        # -H Accept-Encoding is left out (check_options says so): the variants set it.
         headers = tuple((n, v) for n, v in options.headers if n.lower() != "accept-encoding")
-        if len(headers) != len(options.headers):
-            self.warn("-H Accept-Encoding is ignored: give variants with --accept-encoding")
         spec = TargetSpec(
             resolve=pick("resolve", "resolve"),
             pops=pick("pop", "pops"),
@@ -168,6 +167,8 @@ class DirectProvider(Provider):
         """--accept-encoding, --resolve, --pop and --ecs values it cannot use are refused before
         the job starts (exit 2); the same in the config's table are configuration errors (3)."""
         extra = options.extra
+        if any(name.lower() == "accept-encoding" for name, _ in options.headers):
+            self.warn("-H Accept-Encoding is ignored: give variants with --accept-encoding")
         try:
             if any(not str(v).strip() for v in extra.get("accept_encoding") or ()):
                 raise ConfigError("an --accept-encoding value is empty (e.g. gzip, br, identity)")
@@ -432,7 +433,7 @@ class DirectProvider(Provider):
 
     def progress_note(self) -> str | None:
         with self._lock:
-            return f"{self.n_requests:,} requests, {_size(self.bytes_sent)}"
+            return f"{_requests(self.n_requests)}, {_size(self.bytes_sent)}"
 
     def find_submitted(self, urls: Sequence[str], since: datetime) -> dict[str, str]:
         """Called at --resume for a batch a killed run left unanswered: the URLs it warmed
@@ -450,10 +451,12 @@ class DirectProvider(Provider):
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
         """From the record alone: a run is finished when submit returns."""
         records = self.store.of_runs(task_ids)
-        if not records:
-            raise ProviderError(
+        if not records:  # as a job the journal does not hold: not found here
+            raise NotFoundError(
                 f"no record of {', '.join(task_ids)} in {self.store.path}",
-                hint="direct warming keeps its results on the machine that ran it",
+                hint="direct warming keeps its results on the machine that ran it;"
+                " ask `prewarm status` there",
+                provider=self.alias,
             )
         details = summarize(records)
         statuses = []
@@ -519,7 +522,7 @@ class DirectProvider(Provider):
     def summary_lines(self) -> list[str]:
         """One line per PoP target for the user (stderr)."""
         return [
-            f"{label}: {s.get('requests', 0)} requests, {_size(s.get('bytes', 0))},"
+            f"{label}: {_requests(s.get('requests', 0))}, {_size(s.get('bytes', 0))},"
             f" {s.get('already_warm', 0)} already warm, {s.get('filled', 0)} filled"
             + "".join(f", {s[k]} {k}" for k in ("rejected", "failed") if s.get(k))
             for label, s in sorted(self.stats.items())
@@ -590,6 +593,10 @@ def summarize(records: Sequence[Record]) -> dict[str, Any]:
     per_pop = {label: {k: s.get(k, 0) for k in keys} for label, s in sorted(pops.items())}
     totals = {k: sum(s[k] for s in per_pop.values()) for k in keys}
     return {**totals, "pops": per_pop}
+
+
+def _requests(n: int) -> str:
+    return f"{n:,} request" if n == 1 else f"{n:,} requests"
 
 
 def _size(n: int) -> str:

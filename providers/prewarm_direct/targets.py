@@ -131,7 +131,9 @@ def _check_cidr(cidr: str) -> None:
     try:
         ipaddress.ip_network(cidr, strict=False)
     except ValueError as exc:
-        raise ConfigError(f"ecs {cidr!r} is not a network such as 203.0.113.0/24") from exc
+        raise ConfigError(
+            f"client subnet {cidr!r} (ecs) is not a network such as 203.0.113.0/24"
+        ) from exc
 
 
 def connect_to(host: str, port: int, ip: str) -> str:
