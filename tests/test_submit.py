@@ -97,6 +97,13 @@ def test_invalid_input_lists_lines_and_sends_nothing(
     assert data["accepted"] == 1
     assert [s["line"] for s in data["skipped"]] == [3, 5]
     assert fake_cdn.submits == [["https://ok.example.com/a"]]
+    # Listed on stderr whatever the format, and counted in ndjson's first line.
+    for output in ("table", "ndjson"):
+        r = run_cli("submit", "--skip-invalid", "-i", str(f), "-o", output)
+        assert r.returncode == 0, r.stderr
+        assert "2 invalid input lines; skipped (--skip-invalid):" in r.stderr
+        assert "list.txt:3: ftp://bad.example.com/x:" in r.stderr and "list.txt:5" in r.stderr
+    assert json.loads(r.stdout.splitlines()[0])["skipped"] == 2
 
 
 def test_rate_limits_are_respected(run_cli, write_config, fake_config, fake_cdn: FakeCdn) -> None:

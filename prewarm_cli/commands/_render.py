@@ -115,7 +115,17 @@ def job_records(
             k: len(v) if isinstance(v, list) else v
             for k, v in summary.to_dict().items()
             if k
-            in ("state", "urls", "total", "accepted", "rejected", "failed", "deferred", "unknown")
+            in (
+                "state",
+                "urls",
+                "total",
+                "accepted",
+                "rejected",
+                "failed",
+                "deferred",
+                "unknown",
+                "skipped",
+            )
         }
         lines.append({"record": "submit", "job_id": job_id, **counts})
         lines += [{"record": "task", "job_id": job_id, **t.to_dict()} for t in summary.tasks]

@@ -48,6 +48,7 @@ def intake(
     job_id = journal.create_job(router.selected, options, job_id)
     invalid = InvalidList()
     skipped: list[dict[str, Any]] = []
+    skipped_listed = InvalidList()  # the same, as said on stderr
     notes = InputNotes()
 
     def items() -> Iterator[tuple[int, str, Sequence[str]]]:
@@ -66,6 +67,7 @@ def intake(
                 )
             if req.skip_invalid:
                 skipped.append(item.to_dict())
+                skipped_listed.add(item)
             else:
                 invalid.add(item)
 
@@ -76,6 +78,8 @@ def intake(
         raise
     for message in notes.messages():
         ws.out.warn(message)
+    if skipped_listed:
+        ws.out.warn(skipped_listed.message("skipped (--skip-invalid)"))
     if invalid:
         journal.delete_job(job_id)
         raise invalid.error(
