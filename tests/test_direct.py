@@ -197,6 +197,11 @@ def test_outcomes_rejected_retried_failed(bed: CacheBed, run_cli, direct_config)
     assert bed.counts.count(paths["stall"], GZIP) == 2 * 3
     assert bed.counts.count(paths["stall"], IDENTITY) == 2 * 3
 
+    assert (
+        "3 URLs not accepted (1 rejected, 2 failed): `prewarm report"
+        f" {data['job_id']}` lists why; `prewarm submit --resume {data['job_id']}` sends the"
+        " failed again"
+    ) in r.stderr
     rep = run_cli("report", data["job_id"], "-o", "json")
     failures = json.loads(rep.stdout)["failures"]
     # One line per failed (URL, PoP, variant), with its reason; the journal's line per URL
@@ -250,6 +255,10 @@ def test_a_job_that_warmed_nothing_has_its_details_and_report_per_pop(
     r, data = submit(run_cli, *bed.nginx.resolve_args(), *(bed.nginx.url(p) for p in paths))
     assert r.returncode == 1, r.stderr
     assert (data["state"], data["accepted"], len(data["rejected"])) == ("failed", 0, 2)
+    # One line says what became of them, and where to see why.
+    assert f"2 URLs not accepted (2 rejected): `prewarm report {data['job_id']}` lists why\n" in (
+        r.stderr
+    )
     assert sum(bed.counts.count(p) for p in paths) == 2  # each refused once, at one PoP
 
     status = run_cli("status", data["job_id"], "-o", "json")

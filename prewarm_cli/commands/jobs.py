@@ -129,7 +129,9 @@ def cancel(job: str, wait_: bool, wait_timeout: float) -> None:
 
 
 @click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("jobs"))
-@click.option("--limit", type=int, default=20, show_default=True, help="How many jobs.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many jobs."
+)
 @click.option(
     "--state",
     type=click.Choice([str(s) for s in JobState]),

@@ -14,6 +14,7 @@ from prewarm_cli.engine.status import job_status, journal_ref, settled
 from prewarm_cli.engine.workspace import Workspace
 from prewarm_cli.errors import (
     ExitCode,
+    NotFoundError,
     PrewarmError,
     StackBusy,
     UsageError,
@@ -38,7 +39,10 @@ def submit(
     """
     journal = ws.journal
     if resume:
-        job = journal.job(resume)
+        try:
+            job = journal.job(resume)
+        except NotFoundError as exc:  # a vendor's task cannot be resumed: only a job
+            raise NotFoundError(exc.message, hint="`prewarm jobs` lists recent jobs") from None
         if job.state == JobState.CREATED:
             raise UsageError(
                 f"job {job.id} never finished reading its input; submit the URLs again"
@@ -139,6 +143,16 @@ def _run(
         ws.out.warn(f"{alias}: {exc}")
         if exc.hint:
             ws.out.info(f"hint: {exc.hint}")
+    n_rejected, n_failed = len(summary.rejected), len(summary.failed)
+    if n_rejected or n_failed:  # what became of them, and where to see why, in every format
+        what = ", ".join(
+            f"{n:,} {word}" for n, word in ((n_rejected, "rejected"), (n_failed, "failed")) if n
+        )
+        again = f"; `prewarm submit --resume {job_id}` sends the failed again" if n_failed else ""
+        ws.out.info(
+            f"{counted(n_rejected + n_failed, 'URL')} not accepted ({what}):"
+            f" `prewarm report {job_id}` lists why{again}"
+        )
     if summary.deferred:
         ws.out.info(
             f"{counted(summary.deferred, 'URL')} deferred: send them later with"

@@ -224,9 +224,9 @@ class DirectProvider(Provider):
     def submit_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
         plan, targets = self._setup(options)
         if self._budget_spent():
+            # The engine defers the rest, and its line names the --resume to send it with.
             raise QuotaExhausted(
-                f"max_bytes ({self.max_bytes}) is spent: {self.bytes_sent} bytes read",
-                hint=f"send the rest with `prewarm submit --resume {options.job_id or 'JOB'}`",
+                f"max_bytes ({self.max_bytes}) is spent: {self.bytes_sent} bytes read"
             )
         store = self.store
         known = self._known(options.job_id, urls)
