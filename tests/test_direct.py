@@ -187,6 +187,10 @@ def test_outcomes_rejected_retried_failed(bed: CacheBed, run_cli, direct_config)
     assert bed.counts.count(paths["missing"]) == 1
     assert set(failed) == {url(paths["stall"]), url(paths["close"])}
     assert "timed out" in failed[url(paths["stall"])]
+    # libcurl's words for the wait that ran out, no byte for 2 whole seconds (timeout 1.5),
+    # not a figure of its own that says otherwise.
+    assert "the last 2 seconds" in failed[url(paths["stall"])]
+    assert "1.5s" not in failed[url(paths["stall"])]
     assert "short body" in failed[url(paths["close"])]
     # 503 twice per variant, then answered: each answered request was never sent again.
     assert bed.counts.count(paths["flaky"], GZIP) == 4

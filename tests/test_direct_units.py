@@ -688,3 +688,20 @@ def test_answers_are_recorded_before_a_dns_lookup_of_a_new_host(tmp_path, monkey
     finally:
         p.close()
     assert in_record_at_lookup == {"b.test": 1}
+
+
+def test_a_urls_reasons_are_in_the_order_of_pop_target_and_variant() -> None:
+    """Whatever order the answers came in (it varies from run to run)."""
+    from prewarm_direct.provider import _describe
+    from prewarm_direct.warm import TRANSIENT, Answer
+
+    came = [
+        (("b", "identity"), Answer(TRANSIENT, reason="HTTP 503")),
+        (("a", "identity"), Answer(TRANSIENT, reason="HTTP 502")),
+        (("b", "gzip"), Answer(TRANSIENT, reason="HTTP 504")),
+        (("a", "gzip"), Answer(TRANSIENT, reason="HTTP 500")),
+    ]
+    assert _describe(came) == (
+        "HTTP 500 at a (Accept-Encoding: gzip); HTTP 502 at a (Accept-Encoding: identity);"
+        " HTTP 504 at b (Accept-Encoding: gzip); HTTP 503 at b (Accept-Encoding: identity)"
+    )

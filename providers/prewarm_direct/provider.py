@@ -541,9 +541,11 @@ class DirectProvider(Provider):
 
 
 def _describe(items: Sequence[tuple[tuple[str, str], Answer]]) -> str:
+    """The answers' reasons by PoP target and variant, in that order (not the order in which
+    they came, which varies from run to run)."""
     return "; ".join(
         f"{a.reason or a.outcome} at {label} (Accept-Encoding: {variant})"
-        for (label, variant), a in items
+        for (label, variant), a in sorted(items, key=lambda item: item[0])
     )
 
 

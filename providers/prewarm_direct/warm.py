@@ -94,6 +94,7 @@ class Warmer:
 
         self._pycurl = pycurl  # imported here, not with the module: `prewarm --help` stays fast
         self.timeout = timeout
+        self._stall_s = max(1, math.ceil(timeout))  # libcurl counts a stall in whole seconds
         self._budget: int | None = None  # body bytes this run may still read
         self._n_started = 0  # requests started this run
         self._n_received = 0  # body bytes read this run, while a budget is kept
@@ -117,7 +118,7 @@ class Warmer:
             handle.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(timeout * 1000)))
             # Stalled for `timeout` seconds (no byte at all): given up, as a read timeout would.
             handle.setopt(pycurl.LOW_SPEED_LIMIT, 1)
-            handle.setopt(pycurl.LOW_SPEED_TIME, max(1, math.ceil(timeout)))
+            handle.setopt(pycurl.LOW_SPEED_TIME, self._stall_s)
             handle.setopt(pycurl.USERAGENT, user_agent)
             handle.setopt(pycurl.SSL_VERIFYPEER, 1)
             handle.setopt(pycurl.SSL_VERIFYHOST, 2)
@@ -315,11 +316,13 @@ class Warmer:
         if code is not None and errno in _CUT_SHORT:
             expected = _content_length(received.get("content-length"))
             of = f" of {expected}" if expected is not None else ""
-            why = f"no data for {self.timeout:g}s" if errno == 28 else _CUT_SHORT[errno]
+            why = f"no data for {self._stall_s}s" if errno == 28 else _CUT_SHORT[errno]
             reason = f"short body: {size}{of} bytes ({why})"
             return Answer(TRANSIENT, code, bytes=size, reason=reason)
         if errno == 28:
-            return Answer(TRANSIENT, reason=f"timed out after {self.timeout:g}s ({message})")
+            # libcurl's words say which wait ran out, and after how long (a connection, or
+            # no byte for whole seconds).
+            return Answer(TRANSIENT, reason=f"timed out ({message})")
         return Answer(TRANSIENT, reason=message or f"libcurl error {errno}")
 
     def close(self) -> None:
