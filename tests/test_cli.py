@@ -631,6 +631,9 @@ def test_json_of_submit_status_report_jobs_and_plan_is_the_documented_one(
         "provider", "type", "urls", "batch_size", "batches", "requests", "invalidate",
         "estimated_seconds", "quota", "would_defer", "notes",
     ]  # fmt: skip
+    lines = invoke("submit", "--dry-run", "-o", "ndjson", "https://a.example.com/p").stdout
+    (line,) = [json.loads(text) for text in lines.splitlines()]
+    assert line == {"record": "plan", **plan["providers"]["fake"]}
 
 
 class _AnyText:

@@ -142,7 +142,9 @@ def submit(
             ws.out.emit(
                 plan.to_dict(),
                 table=lambda _d: plan_table(ws.out, plan),
-                records=lambda _d: [p.to_dict() for p in plan.providers.values()],
+                records=lambda _d: [
+                    {"record": "plan", **p.to_dict()} for p in plan.providers.values()
+                ],
             )
             return
         summary, code = engine.submit(ws, req, resume=resume)
