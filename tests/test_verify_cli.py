@@ -99,6 +99,7 @@ def test_wait_verify_ndjson_has_the_results_and_the_job(
             "failed": 0,
             "deferred": 0,
             "unknown": 0,
+            "skipped": 0,
         }
     ]
     assert by_kind["task"][0]["task_id"] and by_kind["task"][0]["provider"] == "fake"
