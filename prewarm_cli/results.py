@@ -347,6 +347,7 @@ class JobRow:
     accepted: int
     rejected: int
     deferred: int
+    failed: int  # after retries: `submit --resume` sends them again
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -359,4 +360,5 @@ class JobRow:
             "accepted": self.accepted,
             "rejected": self.rejected,
             "deferred": self.deferred,
+            "failed": self.failed,
         }

@@ -206,6 +206,8 @@ def test_outcomes_rejected_retried_failed(bed: CacheBed, run_cli, direct_config)
         f" {data['job_id']}` lists why; `prewarm submit --resume {data['job_id']}` sends the"
         " failed again"
     ) in r.stderr
+    (job,) = json.loads(run_cli("jobs", "-o", "json").stdout)
+    assert (job["accepted"], job["rejected"], job["failed"]) == (2, 1, 2)
     rep = run_cli("report", data["job_id"], "-o", "json")
     failures = json.loads(rep.stdout)["failures"]
     # One line per failed (URL, PoP, variant), with its reason; the journal's line per URL

@@ -164,6 +164,7 @@ def jobs(limit: int, state: str | None) -> None:
                     (Column("urls", "id"), "urls"),
                     (Column("accepted", "id"), "accepted"),
                     (Column("rejected", "id", drop=1), "rejected"),
+                    (Column("failed", "id", drop=1), "failed"),
                     (Column("deferred", "id", drop=2), "deferred"),
                 ],
             )

@@ -126,6 +126,7 @@ def recent_jobs(ws: Workspace, limit: int, state: JobState | None) -> list[JobRo
                 accepted=total[jr.ACCEPTED],
                 rejected=total[jr.REJECTED],
                 deferred=total[jr.DEFERRED] + total[jr.UNSENT],
+                failed=total[jr.FAILED],
             )
         )
     return rows
