@@ -245,6 +245,20 @@ def test_a_request_asked_again_is_counted_once_by_its_latest_answer(
     assert status["providers"]["direct"]["details"] == details  # submit and status agree
 
 
+def test_a_url_with_non_ascii_characters_is_warmed_in_its_encoded_form(
+    bed: CacheBed, run_cli, direct_config
+) -> None:
+    direct_config('encodings = ["identity"]\n')
+    url = bed.nginx.url("/obj/café.js")
+    r, data = submit(run_cli, "--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}", url)
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 1
+    assert bed.counts.count("/obj/caf%C3%A9.js", IDENTITY) == 1  # as RFC 3986 has it
+    assert bed.nginx.probe(POPS[0], "/obj/caf%C3%A9.js", IDENTITY)[1] == "HIT"
+    rep = json.loads(run_cli("report", data["job_id"], "-o", "json").stdout)
+    assert rep["failures"] == []
+
+
 def test_a_run_this_machine_has_no_record_of_is_not_found(run_cli, direct_config) -> None:
     direct_config()
     r = run_cli("status", "direct:20261206T080000Z-0badf00d", "-o", "json")

@@ -705,3 +705,15 @@ def test_a_urls_reasons_are_in_the_order_of_pop_target_and_variant() -> None:
         "HTTP 500 at a (Accept-Encoding: gzip); HTTP 502 at a (Accept-Encoding: identity);"
         " HTTP 504 at b (Accept-Encoding: gzip); HTTP 503 at b (Accept-Encoding: identity)"
     )
+
+
+def test_an_idn_hosts_pin_is_found_by_the_name_sent() -> None:
+    """libcurl is given the URL in IDNA form: the pin, and curl's --connect-to entry, name the
+    host as sent, not as typed."""
+    from prewarm_direct.targets import Targets, TargetSpec
+
+    warned: list[str] = []
+    targets = Targets(TargetSpec(resolve=("xn--caf-dma.test:80:127.0.0.9",)), warned.append)
+    (target,) = targets.for_url("http://café.test/menu.png")
+    assert (target.ip, target.connect_to) == ("127.0.0.9", "xn--caf-dma.test:80:127.0.0.9:80")
+    assert warned == []

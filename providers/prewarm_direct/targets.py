@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from prewarm_cli.errors import ConfigError, UsageError
-from prewarm_cli.plugin import host_port, no_pin_for, parse_resolve
+from prewarm_cli.plugin import host_port, no_pin_for, parse_resolve, url_to_ascii
 from prewarm_direct import dns
 
 NEAREST = "nearest"  # no pinning: the edge the system resolver gives this machine
@@ -74,7 +74,9 @@ class Targets:
         if found is None:
             if before_lookup is not None and (self.spec.pops or self.spec.ecs):
                 before_lookup()
-            found = self._by_origin[origin] = self._for_host(*host_port(url))
+            # The host as it is sent (an IDN host in IDNA form), which a pin must name.
+            sent = origin if origin.isascii() else url_to_ascii(origin)
+            found = self._by_origin[origin] = self._for_host(*host_port(sent))
         return found
 
     def _for_host(self, host: str, port: int) -> list[Target]:

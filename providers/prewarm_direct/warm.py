@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from prewarm_cli.plugin import cache_verdict, cache_verdict_headers
+from prewarm_cli.plugin import cache_verdict, cache_verdict_headers, url_to_ascii
 from prewarm_direct.targets import Target
 
 # Outcomes of one request.
@@ -236,7 +236,8 @@ class Warmer:
     def _prepare(self, slot: _Slot, request: Request) -> None:
         pycurl = self._pycurl
         handle = slot.handle
-        handle.setopt(pycurl.URL, request.url)
+        url = request.url  # as the journal has it: sent in RFC 3986 form (libcurl needs ASCII)
+        handle.setopt(pycurl.URL, url if url.isascii() else url_to_ascii(url))
         connect_to = request.target.connect_to
         if connect_to != slot.connect_to:
             if connect_to:
