@@ -35,12 +35,12 @@ EXIT_MEANINGS = {
 MAX_LISTED_FAILURES = 20
 
 
-def read_input(env: Mapping[str, str], name: str) -> str:
+def read_input(env: Mapping[str, str], name: str, *, strip: bool = True) -> str:
     """An action input as GitHub passes it: INPUT_<NAME>, '-' kept or made '_'."""
     upper = name.upper()
     for key in (f"INPUT_{upper.replace('-', '_')}", f"INPUT_{upper}"):
         if key in env:
-            return env[key].strip()
+            return env[key].strip() if strip else env[key]
     return ""
 
 
@@ -74,10 +74,11 @@ def build_command(env: Mapping[str, str], workdir: Path) -> list[str]:
     for name in re.split(r"[\s,]+", read_input(env, "provider")):
         if name:
             args += ["-p", name]
-    urls = read_list(env, "urls")
-    if urls:
-        path = workdir / "prewarm-urls.txt"
-        path.write_text("\n".join(urls) + "\n", encoding="utf-8")
+    if read_list(env, "urls"):
+        # As given, blank lines and comments too (-i skips them): an invalid URL is named by
+        # its line in the input.
+        path = workdir / "urls-input.txt"
+        path.write_text(read_input(env, "urls", strip=False) + "\n", encoding="utf-8")
         args += ["-i", str(path)]
     for sitemap in read_list(env, "sitemap"):
         args += ["--sitemap", sitemap]

@@ -146,6 +146,15 @@ def test_an_error_is_the_steps_result_and_summary(
     }
     assert "invalid input" in summary and "exit code 2: usage error or invalid input" in summary
     assert "scheme must be http or https" in proc.stderr
+    # Named by its line in the input, blank lines and comments counted.
+    proc, _, _ = run_action(
+        action_env,
+        tmp_path,
+        urls="\n# warm these\nhttps://cdn.example.com/a.js\n\nhttps://cdn.example.com/a b.js\n",
+        config=INLINE_CONFIG.format(endpoint="http://127.0.0.1:9"),
+    )
+    assert proc.returncode == 2
+    assert "urls-input.txt:5: https://cdn.example.com/a b.js: contains whitespace" in proc.stderr
 
 
 def test_a_bad_boolean_input_is_a_usage_error(action_env: dict[str, str], tmp_path: Path) -> None:

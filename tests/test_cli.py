@@ -157,7 +157,7 @@ def test_providers_but_no_default_is_one_clear_usage_error(write_config) -> None
     assert "--skip-invalid" not in r.stderr
 
 
-def test_usage_errors_exit_2(fake_config) -> None:
+def test_usage_errors_exit_2(fake_config, tmp_path: Path) -> None:
     r = invoke("submit", "--bogus")
     assert r.returncode == 2 and "No such option" in r.stderr
     r = invoke("submit", "-H", "no colon", "https://a.example.com/x")
@@ -173,7 +173,13 @@ def test_usage_errors_exit_2(fake_config) -> None:
     r = invoke("submit", "--interval", "3", "https://a.example.com/x")
     assert r.returncode == 2 and "need --wait" in r.stderr
     r = invoke("submit")
-    assert r.returncode == 2 and "no URLs" in r.stderr
+    assert r.returncode == 2 and "no URLs" in r.stderr and "--from-dir" in r.stderr
+    # Inputs that resolve to nothing: the hint is to look at what they resolve to.
+    empty = tmp_path / "dist"
+    empty.mkdir()
+    r = invoke("submit", "--from-dir", str(empty), "--base-url", "https://a.example.com/")
+    assert r.returncode == 2 and "no URLs to send" in r.stderr
+    assert "`prewarm urls` with the same inputs" in r.stderr
     r = invoke("status", "nosuchjob")
     assert r.returncode == 2 and "no job 'nosuchjob'" in r.stderr
     # a capability the provider lacks: clear error, exit 2

@@ -68,6 +68,7 @@ def test_base_url_joins_a_path_as_a_directory_and_keeps_its_query() -> None:
         ("100%.html", BASE + "100%25.html"),  # a file name is not a URL
         ("q?.html", BASE + "q%3F.html"),
         ("h#1.html", BASE + "h%231.html"),
+        ("a*b.png", BASE + "a%2Ab.png"),  # not a wildcard, which a URL input would refuse
         ("a+b=c,d.js", BASE + "a+b=c,d.js"),  # sub-delims stay, as browsers send them
         ("./x//y.js", BASE + "x/y.js"),
     ],
@@ -284,6 +285,13 @@ def test_paths_from_stdin_with_strip_prefix_and_one_note(tmp_path: Path) -> None
     assert got == [BASE, BASE + "caf%C3%A9%202.png", BASE + "blog/"]
     assert notes.outside_prefix == 2
     assert notes.messages() == ["2 paths not under --strip-prefix 'public/' skipped"]
+
+
+@pytest.mark.parametrize("prefix", ["public", "public/", "./public/", "/public/"])
+def test_strip_prefix_is_a_directory_however_it_is_written(prefix: str) -> None:
+    spec = InputSpec(base_url=BASE, paths=("-",), strip_prefix=prefix)
+    got = urls_of(spec, stdin="./public/a.css\npublic/b/c.js\n", notes=InputNotes())
+    assert got == [BASE + "a.css", BASE + "b/c.js"]
 
 
 def test_paths_index_rule_applies(tmp_path: Path) -> None:

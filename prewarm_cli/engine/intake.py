@@ -91,7 +91,11 @@ def intake(
         journal.delete_job(job_id)
         raise InputError(
             "no URLs to send" + (f" ({len(skipped)} skipped as invalid)" if skipped else ""),
-            hint=NO_INPUT_HINT,
+            # Inputs that gave nothing (an empty directory, no path under --strip-prefix):
+            # what they resolve to is for `urls` to show.
+            hint="`prewarm urls` with the same inputs shows what they resolve to"
+            if req.inputs.has_input()
+            else NO_INPUT_HINT,
         )
     journal.set_providers(job_id, sorted(counts))
     return job_id

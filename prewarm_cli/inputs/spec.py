@@ -65,8 +65,9 @@ class InputSpec:
         )
 
     def prefix(self) -> str:
-        """The --strip-prefix as a directory ('public/'), '' when none."""
-        text = (self.strip_prefix or "").strip("/")
+        """The --strip-prefix as a directory ('public/'), '' when none; './public' is
+        'public/', as a path './public/a.css' is 'public/a.css'."""
+        text = "/".join(p for p in (self.strip_prefix or "").split("/") if p not in ("", "."))
         return text + "/" if text else ""
 
 
