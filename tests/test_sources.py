@@ -362,12 +362,15 @@ def test_gsutil_and_gcloud_rsync_logs() -> None:
         "Operation completed over 3 objects/1.2 KiB.\n"
         "Completed files 3/3 | 1.2kiB/1.2kiB\n"
     )
-    notes = InputNotes()
-    got = urls_of(InputSpec(base_url=BASE, sync_logs=("-",)), stdin=log, notes=notes)
-    assert got == [BASE + "a.css", BASE + "js/b.js", BASE + "img/c.png"]
-    # gsutil's own "Copying" line names no destination: reported, not guessed.
-    assert notes.unrecognised.count == 1 and notes.unrecognised.listed[0].line == 3
-    assert "sync-log line not understood; ignored" in notes.messages()[0]
+    # gsutil's own "Copying" line names only the local file: without the synced directory
+    # to take off, it is invalid input, not a guess.
+    with pytest.raises(InputError) as info:
+        read_urls(InputSpec(base_url=BASE, sync_logs=("-",)), stdin=io.StringIO(log))
+    assert "<stdin>:3:" in str(info.value) and "--strip-prefix" in str(info.value)
+    # With it, the local path under it is the key.
+    spec = InputSpec(base_url=BASE, sync_logs=("-",), strip_prefix="public/")
+    got = urls_of(spec, stdin=log.replace("gs://www-bucket/", "gs://www-bucket/public/"))
+    assert got == [BASE, BASE + "a.css", BASE + "js/b.js", BASE + "img/c.png"]
 
 
 def test_a_log_in_no_known_format_is_an_input_error(tmp_path: Path) -> None:

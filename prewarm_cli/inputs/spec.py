@@ -150,7 +150,8 @@ def _generate(
     for path in spec.paths:
         yield from _map(iter_path_list(path, stdin), base, spec.index, spec.prefix(), notes)
     for path in spec.sync_logs:
-        yield from _map(iter_sync_log(path, stdin), base, spec.index, spec.prefix(), notes)
+        log = iter_sync_log(path, stdin, strips_prefix=bool(spec.prefix()))
+        yield from _map(log, base, spec.index, spec.prefix(), notes)
 
 
 def _map(

@@ -2,7 +2,8 @@
 
 Understood: ``aws s3 sync``/``cp --recursive``/``mv`` (``upload:``, ``copy:``, ``move:``,
 also after ``(dryrun) ``), rclone ``--combined`` (``+`` new, ``*`` changed), and
-``gsutil rsync``/``gcloud storage rsync`` (``Copying SRC to gs://BUCKET/KEY``, ``Would copy``).
+``gsutil rsync``/``gcloud storage rsync`` (``Copying SRC to gs://BUCKET/KEY``, ``Would copy``;
+gsutil's ``Copying file://PATH [Content-Type=...]...``, PATH under the synced directory).
 The object key is the path under the base URL. Deletions, downloads, unchanged files and
 progress lines are ignored; failures (``upload failed:``, rclone ``!``) are skipped and
 reported; any other line is reported as not understood, with its line number.
@@ -24,11 +25,13 @@ FORMATS = "aws s3 sync/cp, rclone --combined, gsutil or gcloud storage rsync"
 _OBJECT_LINES = (
     # aws s3: the source may be a local path or s3://; the key is everything after the bucket.
     re.compile(r"(?:\(dryrun\) )?(?:upload|copy|move): .+? to s3://[^/\s]+/(?P<key>.+)"),
-    # gsutil prints "[Content-Type=...]..." after the destination; gcloud storage does not.
+    # gcloud storage, and gsutil's dry run, name the destination.
     re.compile(
         r"(?:Copying|Would copy) .+? to gs://[^/\s]+/(?P<key>.+?)"
         r"(?: \[Content-Type=[^\]]*\]\.\.\.)?"
     ),
+    # gsutil names only the local file it copies (_LOCAL_ONLY).
+    re.compile(r"Copying file://(?P<local>.+?)(?: \[Content-Type=[^\]]*\])?\.\.\."),
     # rclone --combined: '+' missing on the destination (copied), '*' different (updated).
     re.compile(r"[+*] (?P<key>.+)"),
 )
@@ -55,8 +58,19 @@ class LogNote(NamedTuple):
     item: InvalidInput
 
 
-def iter_sync_log(path: str, stdin: TextIO | None = None) -> Iterator[RelPath | LogNote]:
-    """The keys uploaded, and the lines to report; InputError for a log in no known format."""
+# A local path is the key only once the synced directory is taken off (--strip-prefix):
+# dist/index.html is index.html. Without it, the line is invalid input, not a guess.
+_LOCAL_ONLY = (
+    "gsutil names the local file, not the object: give the synced directory as --strip-prefix"
+    " (e.g. --strip-prefix dist/)"
+)
+
+
+def iter_sync_log(
+    path: str, stdin: TextIO | None = None, *, strips_prefix: bool = False
+) -> Iterator[RelPath | LogNote | InvalidInput]:
+    """The keys uploaded, and the lines to report; InputError for a log in no known format.
+    ``strips_prefix``: a --strip-prefix is given, so a local path can be read as a key."""
     n_known = 0
     first_unknown: list[str] = []
     for line in iter_lines(path, "sync log", stdin):
@@ -69,7 +83,11 @@ def iter_sync_log(path: str, stdin: TextIO | None = None) -> Iterator[RelPath | 
                 match = pattern.fullmatch(text)
                 if match:
                     n_known += 1
-                    yield RelPath(match.group("key"), line.source, line.number)
+                    key = match.groupdict().get("key")
+                    if key is not None or strips_prefix:
+                        yield RelPath(key or match["local"], line.source, line.number)
+                    else:
+                        yield InvalidInput(text, line.source, line.number, _LOCAL_ONLY)
                     break
             else:
                 if any(p.fullmatch(text) for p in _FAILED_LINES):
