@@ -208,6 +208,10 @@ def test_outcomes_rejected_retried_failed(bed: CacheBed, run_cli, direct_config)
     ) in r.stderr
     (job,) = json.loads(run_cli("jobs", "-o", "json").stdout)
     assert (job["accepted"], job["rejected"], job["failed"]) == (2, 1, 2)
+    # The run warmed some URLs and not others: partial, asked by its task alone too.
+    (task,) = data["tasks"]
+    by_task = run_cli("status", f"direct:{task['task_id']}", "-o", "json")
+    assert by_task.returncode == 4 and json.loads(by_task.stdout)["state"] == "partial"
     rep = run_cli("report", data["job_id"], "-o", "json")
     failures = json.loads(rep.stdout)["failures"]
     # One line per failed (URL, PoP, variant), with its reason; the journal's line per URL
@@ -285,6 +289,10 @@ def test_a_job_that_warmed_nothing_has_its_details_and_report_per_pop(
     assert status.returncode == 1, status.stderr
     part = json.loads(status.stdout)["providers"]["direct"]
     assert (part["state"], part["succeeded"], part["failed"]) == ("failed", 0, 2)
+    (task,) = part["tasks"]  # the run: it warmed nothing
+    assert (task["state"], task["total"]) == ("failed", 0)
+    by_task = run_cli("status", f"direct:{task['task_id']}", "-o", "json")
+    assert by_task.returncode == 1 and json.loads(by_task.stdout)["state"] == "failed"
     assert part["details"]["rejected"] == 2
     assert sum(p["rejected"] for p in part["details"]["pops"].values()) == 2
 

@@ -463,10 +463,16 @@ class DirectProvider(Provider):
         for run_id in task_ids:
             mine = [r for r in records if r.run_id == run_id]
             n_warm = len(_warm_urls(mine))
+            # The URLs it warmed are counted (the journal counts the others for a job); its
+            # state says whether any was refused or failed, and whether it warmed none.
+            ended_badly = any(r.outcome in (REJECTED, TRANSIENT, NOT_FOUND) for r in mine)
+            state = State.SUCCEEDED
+            if ended_badly:
+                state = State.PARTIAL if n_warm else State.FAILED
             statuses.append(
                 TaskStatus(
                     task_id=run_id,
-                    state=State.SUCCEEDED,
+                    state=state,
                     raw_state="finished",
                     total=n_warm,
                     succeeded=n_warm,
