@@ -183,6 +183,22 @@ class Config:
             )
         return name
 
+    def default_problem(self, installed_types: Collection[str]) -> ConfigError | None:
+        """defaults.provider naming neither an alias nor an installed type (a typo)."""
+        name = self.defaults.get("provider")
+        if not isinstance(name, str) or name in self.providers or name in installed_types:
+            return None
+        if self.aliases_of_type(name):
+            return None  # the type of configured aliases (several: said when loading)
+        try:
+            self.resolve_alias(name, installed_types)
+        except UsageError as exc:
+            return ConfigError(
+                f"{self.path}: defaults.provider: {exc.message}",
+                hint="name a [providers.NAME] alias or an installed type (`prewarm providers`)",
+            )
+        return None
+
     def default_provider(self) -> str | None:
         """defaults.provider resolved, or the only alias when exactly one is configured."""
         name = self.defaults.get("provider")

@@ -127,6 +127,11 @@ def check_config(
         return None, ConfigCheck(path, tuple(errors))
     warnings: list[str] = []
     classes = _provider_classes(config, errors, path)
+    from prewarm_cli import registry
+
+    default = config.default_problem(registry.names())
+    if default is not None:
+        errors.append(Problem.from_error(default, path))
     secret_keys = {t: [f.name for f in c.config_schema if f.secret] for t, c in classes.items()}
     permission = config_mod.permission_warning(config, secret_keys)
     if permission:

@@ -123,6 +123,25 @@ def test_unreadable_toml_is_one_error_with_its_line(write_config) -> None:
     assert error_lines(r.stderr) == [f"error: {error['message']}"]
 
 
+def test_a_mistyped_default_provider_is_caught_by_check_and_named_by_submit(
+    write_config,
+) -> None:
+    write_config(
+        '[defaults]\nprovider = "mian"\n\n[providers.main]\ntype = "fake"\n'
+        'endpoint = "https://cdn.example.com"\n'
+    )
+    r, data = check_json()
+    assert r.returncode == 3
+    (error,) = data["errors"]
+    assert error["key"] == "defaults.provider" and "did you mean main?" in error["message"]
+    r = invoke("submit", "--dry-run", "https://a.example.com/x")
+    assert r.returncode == 3
+    assert "defaults.provider: no alias 'mian'" in r.stderr and "did you mean main?" in r.stderr
+    # A type name is a default too: the alias of that type, or the built-in one.
+    write_config('[defaults]\nprovider = "direct"\n')
+    assert check_json()[0].returncode == 0
+
+
 def test_a_valid_file_is_ok_and_lists_no_errors(fake_config: Path) -> None:
     r, data = check_json()
     assert r.returncode == 0, r.stderr

@@ -139,6 +139,16 @@ class Workspace:
 
         return self.config.resolve_alias(name, registry.names())
 
+    def default_alias(self) -> str | None:
+        """defaults.provider resolved (a name that is neither an alias nor an installed type
+        is a configuration error naming the key), or the only alias."""
+        from prewarm_cli import registry
+
+        problem = self.config.default_problem(registry.names())
+        if problem is not None:
+            raise problem
+        return self.config.default_provider()
+
     def session(
         self, alias: str, needs: Capability | tuple[Capability, ...] = ()
     ) -> ProviderSession:
@@ -189,7 +199,7 @@ class Workspace:
         if names:
             aliases = list(dict.fromkeys(self.alias(n) for n in names))
         else:
-            default = self.config.default_provider()
+            default = self.default_alias()
             if default is None:
                 raise UsageError(
                     "no provider selected and no default configured",
@@ -351,7 +361,7 @@ class Router:
         self.routes = [
             (route, [ws.alias(p) for p in route.providers]) for route in ws.config.routes
         ]
-        self.default = ws.config.default_provider() if not selected else None
+        self.default = ws.default_alias() if not selected else None
         self._by_host: dict[str, list[str] | None] = {}
         if not (self.selected or self.routes or self.default or ws.config.aliases()):
             # A fresh machine: the built-in direct provider needs no account (DESIGN §9).
