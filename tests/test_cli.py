@@ -685,6 +685,21 @@ def test_an_unknown_alias_is_a_usage_error_with_a_suggestion(fake_config) -> Non
     assert invoke("submit", "-p", "direct", "--dry-run", "https://a.example.com/x").returncode == 0
 
 
+def test_quota_with_no_usable_provider_says_what_stops_it(write_config) -> None:
+    write_config(
+        '[providers.q]\ntype = "qiniu"\naccess_key = "env:UNSET_QK_FOR_TEST"\n'
+        'secret_key = "env:UNSET_QS_FOR_TEST"\n'
+    )
+    r = invoke("quota")
+    assert r.returncode == 3, r.stderr  # its credentials, not a usage error
+    assert "UNSET_QK_FOR_TEST is not set" in r.stderr and "skipping" not in r.stderr
+    write_config('[providers.edge]\ntype = "direct"\n')
+    r = invoke("quota")
+    assert r.returncode == 2
+    assert "no configured provider reports a quota (configured: edge)" in r.stderr
+    assert "prewarm providers" in r.stderr
+
+
 def test_version_names_python_the_platform_and_each_plugin_with_its_sdk() -> None:
     import platform
     from importlib.metadata import version

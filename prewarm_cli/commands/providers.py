@@ -76,14 +76,23 @@ def quota(providers: tuple[str, ...]) -> None:
             aliases = [ws.alias(p) for p in providers]
         else:
             aliases = []
+            unusable: list[tuple[str, ConfigError]] = []
             for alias in ws.config.aliases():
                 try:
                     if Capability.QUOTA in ws.session(alias).capabilities:
                         aliases.append(alias)
                 except ConfigError as exc:  # e.g. its secret's variable is not set here
-                    ws.out.warn(f"skipping {alias}: {exc}")
+                    unusable.append((alias, exc))
+            if not aliases and unusable:
+                raise unusable[0][1]  # the configuration is what stops it (exit 3)
+            for alias, exc in unusable:
+                ws.out.warn(f"skipping {alias}: {exc}")
             if not aliases:
-                raise UsageError("no configured provider reports a quota; pass -p NAME")
+                configured = ", ".join(ws.config.aliases()) or "none"
+                raise UsageError(
+                    f"no configured provider reports a quota (configured: {configured})",
+                    hint="`prewarm providers` lists what each type can do",
+                )
         rows = engine.quota(ws, aliases)
         ws.out.emit(
             rows,
