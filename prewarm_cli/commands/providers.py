@@ -85,8 +85,8 @@ def quota(providers: tuple[str, ...]) -> None:
                     unusable.append((alias, exc))
             if not aliases and unusable:
                 raise unusable[0][1]  # the configuration is what stops it (exit 3)
-            for alias, exc in unusable:
-                ws.out.warn(f"skipping {alias}: {exc}")
+            for alias, error in unusable:
+                ws.out.warn(f"skipping {alias}: {error}")
             if not aliases:
                 configured = ", ".join(ws.config.aliases()) or "none"
                 raise UsageError(
