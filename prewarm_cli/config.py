@@ -581,11 +581,12 @@ def _route(config: Config, where: str, entry: Any, report: Report) -> Route | No
                 )
             )
             continue
-        known = ", ".join(config.aliases()) or "none"
+        known = ", ".join(config.aliases())
+        instead = f", or use one of: {known}" if known else ""
         report(
             ConfigError(
                 f"{path}: {where}.providers[{j}]: {name!r} is not a configured provider "
-                f"(add a [providers.{name}] table, or use one of: {known})"
+                f"(add a [providers.{name}] table{instead})"
             )
         )
     return Route(tuple(hosts), tuple(names)) if hosts else None

@@ -142,6 +142,16 @@ def test_a_mistyped_default_provider_is_caught_by_check_and_named_by_submit(
     assert check_json()[0].returncode == 0
 
 
+def test_a_route_to_an_alias_with_none_configured_names_no_list(write_config) -> None:
+    write_config('[[routes]]\nhosts = ["img.example.com"]\nproviders = ["cdn"]\n')
+    r, data = check_json()
+    assert r.returncode == 3
+    (error,) = data["errors"]
+    assert error["message"].endswith(
+        "'cdn' is not a configured provider (add a [providers.cdn] table)"
+    )
+
+
 def test_a_valid_file_is_ok_and_lists_no_errors(fake_config: Path) -> None:
     r, data = check_json()
     assert r.returncode == 0, r.stderr

@@ -253,6 +253,14 @@ def test_written_file_passes_config_check(cli_env) -> None:
     check = invoke("config", "check", "-o", "json", env_extra={"PREWARM_AWS_API_KEY": "k"})
     assert check.returncode == 0, check.stderr
     assert json.loads(check.stdout)["ok"] is True
+    assert "check it with `prewarm config check`" in r.stderr
+
+
+def test_a_file_named_with_config_is_the_one_to_check(cli_env, tmp_path: Path) -> None:
+    named = tmp_path / "my dir" / "cdn.toml"
+    r = invoke("--config", str(named), "config", "init", "--type", "direct", "--alias", "edge")
+    assert r.returncode == 0, r.stderr
+    assert f"check it with `prewarm --config '{named}' config check`" in r.stderr
 
 
 def test_default_provider_is_kept_without_a_flag_and_set_with_one(cli_env, write_config) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +101,9 @@ def config_init(
     out.info(f"wrote {path} (mode 600): {action} [providers.{alias}]")
     for var in unset:
         out.info(f"{var} is not set: export {var}=... before using {alias}")
-    out.info("check it with `prewarm config check`")
+    explicit = global_values().get("config")  # the file named, where it is not the default
+    option = f" --config {shlex.quote(explicit)}" if explicit else ""
+    out.info(f"check it with `prewarm{option} config check`")
     if out.fmt != "table":
         out.emit(
             {
