@@ -22,7 +22,10 @@ def exit_for(exc: BaseException, given: Mapping[str, Any], debug: bool) -> ExitC
         click.echo("interrupted" if ctrl_c else "aborted", err=True)
         return ExitCode.INTERRUPTED
     if isinstance(exc, click.ClickException):
-        exc.show()
+        exc.show()  # click's usage line and message, on stderr
+        from prewarm_cli.errors import UsageError
+
+        _json_error(UsageError(exc.format_message()), given)  # as any error, in JSON mode
         return ExitCode.USAGE
     if isinstance(exc, KeyboardInterrupt):
         click.echo("interrupted", err=True)
@@ -40,18 +43,23 @@ def exit_for(exc: BaseException, given: Mapping[str, Any], debug: bool) -> ExitC
 
 
 def report_error(exc: PrewarmError, given: Mapping[str, Any], debug: bool) -> None:
-    import json
-
     if debug:
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
+    _json_error(exc, given)
+    click.echo(f"error: {exc}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
+
+
+def _json_error(exc: PrewarmError, given: Mapping[str, Any]) -> None:
+    """The error as JSON on stdout when the output is JSON (asked for, or stdout piped)."""
+    import json
+
     fmt = output_format(given)
     if fmt is None and not is_tty(sys.stdout):
         fmt = "json"
     if fmt in ("json", "ndjson"):
         sys.stdout.write(json.dumps(exc.to_dict(), ensure_ascii=False) + "\n")
         sys.stdout.flush()
-    click.echo(f"error: {exc}", err=True)
-    if exc.hint:
-        click.echo(f"hint: {exc.hint}", err=True)

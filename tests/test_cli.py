@@ -519,7 +519,7 @@ def test_jobs_filters_and_limits(fake_config) -> None:
     assert json.loads(invoke("jobs", "--state", "submitted", "-o", "json").stdout)
     assert json.loads(invoke("jobs", "--state", "running", "-o", "json").stdout) == []
     r = invoke("jobs", "--state", "nosuch")
-    assert r.returncode == 2 and r.stdout == ""
+    assert r.returncode == 2 and json.loads(r.stdout)["error"]["code"] == "usage"
     assert "'nosuch' is not one of" in r.stderr and "'incomplete'" in r.stderr
 
 
@@ -664,8 +664,13 @@ def test_prewarm_alone_prints_the_help_and_succeeds() -> None:
 
 def test_a_mistyped_command_gets_a_suggestion() -> None:
     r = invoke("sumbit", "https://a.example.com/x")
-    assert r.returncode == 2 and r.stdout == ""
+    assert r.returncode == 2
     assert "No such command 'sumbit'. Did you mean 'submit'?" in r.stderr
+    # stdout is piped: JSON mode, where every error is also an object on stdout (DESIGN §5)
+    error = json.loads(r.stdout)["error"]
+    assert error["code"] == "usage" and "No such command 'sumbit'" in error["message"]
+    r = invoke("-o", "table", "sumbit")
+    assert r.returncode == 2 and r.stdout == ""  # not JSON mode: stderr alone
     r = invoke("config", "chek")
     assert r.returncode == 2 and "Did you mean 'check'?" in r.stderr
     r = invoke("zzz")
