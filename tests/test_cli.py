@@ -133,6 +133,10 @@ def test_global_options_before_and_after_the_subcommand(fake_config) -> None:
     assert nd.returncode == 0
     lines = [json.loads(x) for x in nd.stdout.splitlines()]
     assert any(x["provider"] == "fake" and x["type"] == "fake" for x in lines)
+    # --json is -o json: whichever is typed last wins.
+    assert "capabilities" in invoke("--json", "providers", "-o", "table").stdout.splitlines()[1]
+    assert json.loads(invoke("-o", "table", "providers", "--json").stdout)
+    assert json.loads(invoke("providers", "-o", "ndjson", "--json").stdout)
 
 
 def test_table_is_default_only_on_a_terminal_and_messages_go_to_stderr(fake_config) -> None:

@@ -24,12 +24,18 @@ class GlobalOptions(dict[str, Any]):
     when it reports an error after the context is gone."""
 
 
-def _store(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+def _store(
+    name: str, value_given: Any = None
+) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """A callback keeping the option's value as ``name`` (``value_given`` in its place, for
+    a flag that sets another option: --json is -o json). Click calls callbacks in the order
+    the options were typed, so the last of -o and --json wins."""
+
     def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
         given = ctx.ensure_object(GlobalOptions)
         if value is None or value is False or value == 0 or value == ():
             return
-        given[name] = value
+        given[name] = value if value_given is None else value_given
 
     return callback
 
@@ -44,7 +50,7 @@ _GLOBAL_OPTIONS: tuple[tuple[str, tuple[str, ...], dict[str, Any]], ...] = (
             "help": "Output format (default: table on a terminal, json otherwise).",
         },
     ),
-    ("json", ("--json",), {"is_flag": True, "help": "Shortcut for -o json."}),
+    ("json", ("--json",), {"is_flag": True, "help": "Shortcut for -o json (the last one wins)."}),
     ("quiet", ("-q", "--quiet"), {"is_flag": True, "help": "Only data and errors."}),
     ("verbose", ("-v", "--verbose"), {"count": True, "help": "More detail on stderr."}),
     ("debug", ("--debug",), {"is_flag": True, "help": "Tracebacks on errors."}),
@@ -54,7 +60,8 @@ _GLOBAL_OPTIONS: tuple[tuple[str, tuple[str, ...], dict[str, Any]], ...] = (
         ("--config", "config_file"),
         {
             "metavar": "PATH",
-            "help": "Config file (default: $PREWARM_CONFIG, then ~/.config/prewarm/config.toml).",
+            "help": "Config file (default: $PREWARM_CONFIG, then"
+            " $XDG_CONFIG_HOME/prewarm/config.toml, ~/.config/prewarm/config.toml).",
         },
     ),
 )
@@ -63,7 +70,8 @@ _GLOBAL_OPTIONS: tuple[tuple[str, tuple[str, ...], dict[str, Any]], ...] = (
 def global_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Adds the global options to a command (they set GlobalOptions, not parameters)."""
     for name, decls, kwargs in reversed(_GLOBAL_OPTIONS):
-        f = click.option(*decls, callback=_store(name), expose_value=False, **kwargs)(f)
+        store = _store("output", "json") if name == "json" else _store(name)
+        f = click.option(*decls, callback=store, expose_value=False, **kwargs)(f)
     return f
 
 
@@ -74,7 +82,5 @@ def global_values() -> Mapping[str, Any]:
 
 def output_format(given: Mapping[str, Any]) -> str | None:
     """The format the global options ask for, or None for the default."""
-    if given.get("json"):
-        return "json"
     fmt: str | None = given.get("output")
     return fmt
