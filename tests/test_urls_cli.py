@@ -158,6 +158,10 @@ def test_submit_from_a_sync_log(prewarm: Run, fake_config, fake_cdn: FakeCdn, tm
     assert result["accepted"] == 2 and result["urls"] == 2
     assert fake_cdn.accepted_urls() == {BASE, f"{BASE}app.js"}
     assert f"{log}:3: upload failed: dist/x.js" in err
+    # Listed as skipped in the JSON too, with its line (DESIGN §4).
+    (skipped,) = result["skipped"]
+    assert (skipped["source"], skipped["line"]) == (str(log), 3)
+    assert skipped["input"].startswith("upload failed: dist/x.js")
 
 
 def test_submit_invalid_deploy_input_sends_nothing(

@@ -85,12 +85,14 @@ def intake(
         raise invalid.error(
             "nothing was sent", hint="fix them, or pass --skip-invalid to send the rest"
         )
+    # A sync log's failed uploads are skipped too (DESIGN §4), with their line.
+    skipped += [item.to_dict() for item in notes.failed_uploads]
     journal.finish_intake(job_id, skipped)
     counts = journal.counts(job_id)
     if not counts:
         journal.delete_job(job_id)
         raise InputError(
-            "no URLs to send" + (f" ({len(skipped)} skipped as invalid)" if skipped else ""),
+            "no URLs to send" + (f" ({len(skipped)} skipped)" if skipped else ""),
             # Inputs that gave nothing (an empty directory, no path under --strip-prefix):
             # what they resolve to is for `urls` to show.
             hint="`prewarm urls` with the same inputs shows what they resolve to"

@@ -79,6 +79,8 @@ class InputNotes:
     outside_prefix: int = 0  # paths not under --strip-prefix
     failed: InvalidList = field(default_factory=InvalidList)  # failed uploads in a sync log
     unrecognised: InvalidList = field(default_factory=InvalidList)  # sync-log lines not understood
+    # Every failed upload (a few in a log, as a rule): the submit JSON lists them as skipped.
+    failed_uploads: list[InvalidInput] = field(default_factory=list)
 
     def messages(self) -> list[str]:
         """The warnings to print, one string each (a list indented below its first line)."""
@@ -169,6 +171,8 @@ def _map(
             continue
         if isinstance(item, LogNote):
             (notes.failed if item.kind == "failed" else notes.unrecognised).add(item.item)
+            if item.kind == "failed":
+                notes.failed_uploads.append(item.item)
             continue
         path = item.path.lstrip("/").removeprefix("./")
         if prefix:
