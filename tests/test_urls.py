@@ -617,6 +617,17 @@ def test_sitemap_index_with_nested_local_files(tmp_path: Path) -> None:
     ]
 
 
+def test_a_local_indexs_relative_path_is_relative_to_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    (site / "maps").mkdir(parents=True)
+    (site / "maps" / "pages.xml").write_bytes(urlset("https://example.com/p"))
+    index = write(site / "index.xml", sitemapindex("maps/pages.xml"))
+    monkeypatch.chdir(tmp_path)  # not where the index is
+    assert url_list(collect(sitemaps=[index])) == ["https://example.com/p"]
+
+
 def test_sitemap_index_accepts_file_urls(tmp_path: Path) -> None:
     child = tmp_path / "child map.xml"
     child.write_bytes(urlset("https://example.com/1"))

@@ -234,6 +234,9 @@ def _iter_sitemap(
             hint="pass the nested sitemaps with --sitemap directly",
         )
     for child in children:
+        if not _is_http(ref) and not _is_http(child) and child[:7].lower() != "file://":
+            # A local index's relative path is relative to the index, not to where prewarm runs.
+            child = os.path.join(os.path.dirname(_local_path(ref)), child)
         yield from _iter_sitemap(child, depth + 1, state, parent=ref)
 
 
