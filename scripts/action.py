@@ -66,7 +66,7 @@ def build_command(env: Mapping[str, str], workdir: Path) -> list[str]:
     if config:
         if "\n" in config or "[" in config:
             # Inline TOML: written privately (it may hold literal keys; env:VAR is better).
-            path = workdir / "prewarm-config.toml"
+            path = workdir / "config-input.toml"  # an error names it: the `config` input
             path.write_text(config + "\n", encoding="utf-8")
             path.chmod(0o600)
             config = str(path)
@@ -107,6 +107,8 @@ def outputs_of(result: Mapping[str, Any], exit_code: int) -> dict[str, str]:
     """The step outputs from prewarm's JSON (submit, or submit --wait with its status)."""
     if "error" in result or not result:
         return {"job-id": "", "accepted": "0", "failed": "0", "state": "error"}
+    if result.get("dry_run"):  # extra-args: --dry-run: a plan, no job
+        return {"job-id": "", "accepted": "0", "failed": "0", "state": "dry_run"}
     status = result.get("status")
     if isinstance(status, Mapping):
         state, failed = status.get("state"), status.get("failed", 0)
@@ -126,8 +128,22 @@ def summary_markdown(result: Mapping[str, Any], outputs: Mapping[str, str], code
     meaning = EXIT_MEANINGS.get(code, "unexpected exit code")
     lines = ["### prewarm", ""]
     error = result.get("error")
+    plans = result.get("providers") if result.get("dry_run") else None
     if isinstance(error, Mapping):
         lines += [f"**{_cell(str(error.get('message', 'error')))}**", ""]
+    elif isinstance(plans, Mapping):
+        meaning = "dry run: the plan, nothing was sent" if code == 0 else meaning
+        lines += [
+            "| provider | URLs | requests | batches | est. seconds | would defer |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            *(
+                f"| {_cell(alias)} | {p.get('urls', '')} | {p.get('requests', '')} "
+                f"| {p.get('batches', '')} | {p.get('estimated_seconds', '')} "
+                f"| {p.get('would_defer', '')} |"
+                for alias, p in plans.items()
+            ),
+            "",
+        ]
     else:
         lines += [
             "| job | state | URLs | accepted | failed | deferred | unknown |",

@@ -167,6 +167,25 @@ def test_a_bad_boolean_input_is_a_usage_error(action_env: dict[str, str], tmp_pa
     assert "**input wait must be true or false, not 'maybe'**" in summary
 
 
+def test_a_dry_run_is_a_plan_in_the_outputs_and_summary(
+    action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    proc, outputs, summary = run_action(
+        action_env,
+        tmp_path,
+        urls="https://cdn.example.com/a.js\nhttps://cdn.example.com/b.css\n",
+        config=INLINE_CONFIG.format(endpoint=fake_cdn.url),
+        provider="fake",
+        extra_args="--dry-run",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (outputs["state"], outputs["job-id"], outputs["accepted"]) == ("dry_run", "", "0")
+    assert "| fake | 2 | 1 | 1 |" in summary
+    assert "exit code 0: dry run: the plan, nothing was sent" in summary
+    assert "every URL accepted" not in summary
+    assert fake_cdn.accepted_urls() == set()
+
+
 def test_action_yml_maps_every_input_to_the_script() -> None:
     yaml = pytest.importorskip("yaml")
     action = yaml.safe_load((ROOT / "action.yml").read_text())
