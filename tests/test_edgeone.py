@@ -520,7 +520,10 @@ def test_config_check_online(run_cli, configure, fake: FakeEdgeOne) -> None:
         f"zone {fake.zone_id}: 10000 of 10000 prefetch URLs left today, 50 per request"
     ]
     r = run_cli("config", "show", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    # Neither half of the key pair is shown: the SecretId is kept as Qiniu's AccessKey is.
     assert fake.secret_key not in r.stdout + r.stderr
+    assert fake.secret_id not in r.stdout + r.stderr
 
 
 def test_config_init_then_check(run_cli, configure, fake: FakeEdgeOne, tmp_path: Path) -> None:
@@ -540,6 +543,7 @@ def test_config_init_then_check(run_cli, configure, fake: FakeEdgeOne, tmp_path:
     assert r.returncode == 0, r.stderr
     text = target.read_text()
     assert 'secret_key = "env:TENCENTCLOUD_SECRET_KEY"' in text
+    assert 'secret_id = "env:TENCENTCLOUD_SECRET_ID"' in text  # never literal in the file
     assert "token" not in text  # permanent keys need no session token
     r = run_cli("config", "check", "--online", "--config", str(target))
     assert r.returncode == 0, r.stdout + r.stderr

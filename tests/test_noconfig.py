@@ -173,17 +173,27 @@ def test_dry_run_plans_qiniu_without_its_secrets(
     assert qiniu.requests == []
 
 
+@pytest.mark.parametrize(
+    ("given", "unset"),
+    [
+        ({}, "TENCENTCLOUD_SECRET_ID"),
+        ({"TENCENTCLOUD_SECRET_ID": "AKIDx"}, "TENCENTCLOUD_SECRET_KEY"),
+    ],
+)
 def test_dry_run_of_a_plan_that_asks_the_vendor_asks_for_the_secrets(
-    write_config: WriteConfig,
+    write_config: WriteConfig, given: dict[str, str], unset: str
 ) -> None:
     with FakeEdgeOne() as teo:
         write_config(
             f'[providers.eo]\ntype = "edgeone"\nzone_id = "zone-1"\nendpoint = "{teo.url}"\n'
         )
         # EdgeOne's batch size is what DescribeContentQuota says: the plan needs a request.
-        r, error = cli_json(invoke, "submit", "-p", "eo", "--dry-run", "https://a.example/x")
+        # The variable not set is named, not the SDK's words for an empty key.
+        r, error = cli_json(
+            invoke, "submit", "-p", "eo", "--dry-run", "https://a.example/x", env_extra=given
+        )
         assert r.returncode == 3, r.stderr
-        assert "TENCENTCLOUD_SECRET_ID is not set" in error["error"]["message"]
+        assert f"{unset} is not set" in error["error"]["message"]
         assert teo.log == []
 
 

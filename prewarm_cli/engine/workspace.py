@@ -341,9 +341,10 @@ class ProviderSession:
             return fn(*args)
         try:
             return fn(*args)
-        except ConfigError:
-            raise
         except Exception as exc:
+            if exc is self.missing_secrets:  # its pacer refused the request
+                raise
+            # Anything else, the SDK's "no key given" too, comes of the missing secrets.
             raise self.missing_secrets from exc
 
     def close(self) -> None:

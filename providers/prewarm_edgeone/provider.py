@@ -93,7 +93,8 @@ class EdgeOneProvider(Provider):
         "secret_key": "TENCENTCLOUD_SECRET_KEY",
     }
     config_schema = (
-        ConfigField("secret_id", str, "API SecretId (AKID...)", required=True),
+        # The key pair's id half, kept as Qiniu's AccessKey is: never printed, env: by default.
+        ConfigField("secret_id", str, "API SecretId (AKID...)", required=True, secret=True),
         ConfigField("secret_key", str, "API SecretKey", required=True, secret=True),
         ConfigField(
             "token",
