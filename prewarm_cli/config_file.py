@@ -95,7 +95,25 @@ class ConfigDocument:
         if defaults is None:
             defaults = tomlkit.table()
             self.doc.add("defaults", defaults)
-        defaults["provider"] = alias
+        if "provider" in defaults:
+            defaults["provider"] = alias
+            return
+        # After the table's last key, not after the comments that follow it: those may be
+        # commented-out tables ("# [[routes]]") that the key would end up under once a user
+        # uncomments them. The table is rebuilt in its place, its comments kept.
+        body = list(defaults.value.body)
+        last = max((i for i, (key, _) in enumerate(body) if key is not None), default=-1)
+        rebuilt = tomlkit.table()
+        if last < 0:
+            rebuilt.add("provider", alias)
+        for i, (key, item) in enumerate(body):
+            if key is None:  # a comment or a blank line
+                rebuilt.add(item)
+            else:
+                rebuilt.add(key, item)
+            if i == last:
+                rebuilt.add("provider", alias)
+        self.doc["defaults"] = rebuilt
 
 
 def _ends_with_blank_line(doc: TOMLDocument) -> bool:

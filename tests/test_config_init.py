@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ROOT
 from helpers import CliRun, invoke
 
 AWS_ENDPOINT = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
@@ -254,6 +255,24 @@ def test_written_file_passes_config_check(cli_env) -> None:
     assert check.returncode == 0, check.stderr
     assert json.loads(check.stdout)["ok"] is True
     assert "check it with `prewarm config check`" in r.stderr
+
+
+def test_the_default_goes_after_the_last_key_of_defaults_not_after_its_comments(
+    cli_env, tmp_path: Path
+) -> None:
+    """In the shipped example, [defaults] is followed by commented-out tables: the key must
+    not land under '# [[routes]]', where uncommenting a route would take it."""
+    example = tmp_path / "config.toml"
+    example.write_text((ROOT / "config.example.toml").read_text())
+    example.chmod(0o600)
+    r = invoke("--config", str(example), "config", "init", "--type", "direct", "--alias", "d1")
+    assert r.returncode == 0, r.stderr
+    lines = example.read_text().splitlines()
+    at = lines.index('provider = "d1"')
+    assert lines[at - 1].startswith("retry_timeout = ")  # the last key of [defaults]
+    # Every comment kept, in its place.
+    original = (ROOT / "config.example.toml").read_text().splitlines()
+    assert [x for x in lines[: at + 1] if x != 'provider = "d1"'] == original[:at]
 
 
 def test_a_file_named_with_config_is_the_one_to_check(cli_env, tmp_path: Path) -> None:
