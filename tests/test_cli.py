@@ -694,6 +694,18 @@ def test_an_unknown_alias_is_a_usage_error_with_a_suggestion(fake_config) -> Non
     assert invoke("submit", "-p", "direct", "--dry-run", "https://a.example.com/x").returncode == 0
 
 
+def test_unset_credentials_come_before_invalid_input(write_config) -> None:
+    """DESIGN §6: where several apply, 3 (configuration) wins over 2 (input)."""
+    write_config(
+        '[providers.q]\ntype = "qiniu"\naccess_key = "env:UNSET_QK_FOR_TEST"\n'
+        'secret_key = "env:UNSET_QS_FOR_TEST"\n'
+    )
+    r = invoke("submit", "not a url")
+    assert r.returncode == 3 and "UNSET_QK_FOR_TEST is not set" in r.stderr
+    r = invoke("submit", "--dry-run", "not a url")  # a plan needs no secrets: the input's turn
+    assert r.returncode == 2 and "1 invalid input line" in r.stderr
+
+
 def test_quota_with_no_usable_provider_says_what_stops_it(write_config) -> None:
     write_config(
         '[providers.q]\ntype = "qiniu"\naccess_key = "env:UNSET_QK_FOR_TEST"\n'

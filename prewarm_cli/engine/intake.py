@@ -82,6 +82,10 @@ def intake(
         ws.out.warn(skipped_listed.message("skipped (--skip-invalid)"))
     if invalid:
         journal.delete_job(job_id)
+        # A provider that cannot be used here (its credentials unset) is said first: of the
+        # two errors, configuration comes before input (DESIGN §6: 3 before 2).
+        for alias in dict.fromkeys([*router.selected, *filter(None, [router.default])]):
+            ws.session(alias)
         raise invalid.error(
             "nothing was sent", hint="fix them, or pass --skip-invalid to send the rest"
         )
