@@ -249,7 +249,7 @@ def test_a_capable_provider_still_asks_for_its_secrets(
 @pytest.mark.parametrize(
     ("args", "code"),
     [
-        (["submit", "not a url"], 2),
+        (["submit", "-p", "direct", "not a url"], 2),  # a provider without credentials
         (["submit", "-p", "qiniu", "https://a.example/x"], 3),
     ],
 )
