@@ -323,8 +323,10 @@ def test_api_gateway_errors_map_to_typed_errors(
 )
 def test_transport_failures(exc: Exception, submit: bool, error: type[Exception]) -> None:
     t = transport_answering(200, {}, exc=exc)
-    with pytest.raises(error):
+    with pytest.raises(error) as info:
         t.call("POST", "prewarm", submit=submit)
+    if isinstance(exc, httpx.ConnectError):  # where it could not get to, named
+        assert f"cannot reach the prewarm API at {ENDPOINT} for POST /prewarm" in str(info.value)
 
 
 @pytest.mark.parametrize(

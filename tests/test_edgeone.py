@@ -658,6 +658,11 @@ def test_connection_refused_is_retryable_read_timeout_is_unknown(fake: FakeEdgeO
     with pytest.raises(RetryableError) as info:
         provider.submit_batch(urls(1), SubmitOptions())
     assert not isinstance(info.value, UnknownOutcome)  # nothing left: safe to resend
+    # The host and the reason, in one line, not the SDK's chain of reprs.
+    assert str(info.value) == (
+        "EdgeOne CreatePrefetchTask: cannot reach 127.0.0.1: Failed to establish a new"
+        " connection: [Errno 111] Connection refused"
+    )
 
     slow = _provider(
         endpoint=fake.url,

@@ -176,7 +176,8 @@ class Transport:
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing reached the API: safe to send again.
             raise RetryableError(
-                f"cannot reach the prewarm API for {what}: {exc}", provider=self.alias
+                f"cannot reach the prewarm API at {self.endpoint} for {what}: {exc}",
+                provider=self.alias,
             ) from exc
         except httpx.TransportError as exc:
             message = f"no answer to {what}: {type(exc).__name__}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import threading
 import warnings
 from collections.abc import Callable
@@ -206,7 +207,11 @@ class TeoApi:
         if code == "ClientNetworkError":
             if _tls_verify_failed(exc):
                 return ApiError(action, "TLSVerifyFailed", message, transport=True, reached=False)
-            return ApiError(action, code, message, transport=True, reached=not _never_sent(exc))
+            if _never_sent(exc):
+                return ApiError(
+                    action, code, _unreachable(exc, message), transport=True, reached=False
+                )
+            return ApiError(action, code, message, transport=True, reached=True)
         if code == "ServerNetworkError":
             # A non-200 reply: its body may still be an envelope naming the real error.
             try:
@@ -296,6 +301,19 @@ def _never_sent(exc: BaseException) -> bool:
         or type(e).__name__ == "ConnectTimeout"
         for e in _chain(exc)
     )
+
+
+def _unreachable(exc: BaseException, message: str) -> str:
+    """ "cannot reach HOST: why", from urllib3's connect error in the SDK's exception (its own
+    text is the whole chain of reprs)."""
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    for e in _chain(exc):
+        if isinstance(e, ConnectTimeoutError | NewConnectionError):
+            host = getattr(getattr(e, "conn", None), "host", None) or "the API"
+            why = re.sub(r"^\S+\(host=[^)]*\): |^<[^>]*>: ", "", str(e))
+            return f"cannot reach {host}: {why}"
+    return message
 
 
 def _tls_verify_failed(exc: BaseException) -> bool:

@@ -89,6 +89,8 @@ def translate(
                 **kw,
             )
         text = f"EdgeOne {err.action}: no usable answer ({code}: {err.message})"
+        if not err.reached:  # never sent: the message names the host and the reason
+            text = f"EdgeOne {err.action}: {err.message}"
         if submit and err.reached:
             return UnknownOutcome(text, **kw)
         return RetryableError(text, **kw)
