@@ -664,6 +664,9 @@ def test_prewarm_alone_prints_the_help_and_succeeds() -> None:
     r = invoke()
     assert r.returncode == 0 and r.stderr == ""
     assert r.stdout.startswith("Usage: prewarm") and "Commands:" in r.stdout
+    r = invoke("config")  # a group alone: its help, and success, as `prewarm` alone
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout.startswith("Usage: prewarm config") and "init" in r.stdout
 
 
 def test_a_mistyped_command_gets_a_suggestion() -> None:

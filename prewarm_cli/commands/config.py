@@ -23,6 +23,12 @@ class _InOrder(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:  # `prewarm config` alone: as `prewarm`
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
 
 @click.group(cls=_InOrder, context_settings=CONTEXT_SETTINGS, short_help=short_help("config"))
 @global_options
