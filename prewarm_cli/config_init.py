@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from prewarm_cli import config as config_mod
 from prewarm_cli.config_check import Problem, check_provider
 from prewarm_cli.config_file import ConfigDocument, provider_table
-from prewarm_cli.config_values import check_value, toml_literal
+from prewarm_cli.config_values import TYPE_NAMES, check_value, example_value, toml_literal
 from prewarm_cli.errors import ConfigError
 from prewarm_cli.plugin import CORE_FIELDS, ConfigField, Provider
 
@@ -94,6 +94,10 @@ def check_answer(alias: str, fld: ConfigField, value: Any) -> Any:
         return value
     if isinstance(value, str) and fld.type is str and not value.strip() and fld.required:
         raise ConfigError(f"{keypath}: required (type a value)")
+    if isinstance(value, str) and fld.type in (int, float, bool):
+        # Typed, not quoted: the file's advice ("remove the quotes") would not fit.
+        expected = TYPE_NAMES[fld.type]
+        raise ConfigError(f"{keypath}: {value!r} is not {expected} (e.g. {example_value(fld)})")
     try:
         checked = check_value(_NO_FILE, keypath, fld, value)
     except ConfigError as exc:

@@ -117,7 +117,7 @@ def test_answers_are_checked_asked_again_and_required_lists_asked_for(cli_env) -
     assert "found PREWARM_AWS_API_KEY in the environment" in shown
     assert "'everywhere' is not allowed" in shown
     assert "providers.aws.regions: required with target_type = 'region'" in shown
-    assert "expected an integer" in shown
+    assert "'two' is not an integer" in shown
     assert "key-from-the-environment" not in shown
     data = tomllib.loads(config_file(cli_env).read_text())
     assert data["providers"]["aws"] == {
@@ -215,7 +215,8 @@ def test_set_typo_is_exit_3_with_did_you_mean_and_writes_nothing(cli_env) -> Non
     [
         ("endpoint=cdn.example.com", "is not a URL with scheme and host"),
         ("endpoint=ftp://cdn.example.com", "is not a URL with scheme and host"),
-        ("max_batch=many", "expected an integer"),
+        ("max_batch=many", "'many' is not an integer (e.g. "),  # typed: no quotes to remove
+        ("max_batch=1.5", "expected an integer, got a number (write a whole number"),
         ("batch_size=0", "must be greater than 0"),
     ],
 )
