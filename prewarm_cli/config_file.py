@@ -95,7 +95,11 @@ class ConfigDocument:
         if defaults is None:
             defaults = tomlkit.table()
             self.doc.add("defaults", defaults)
-        if "provider" in defaults:
+        from tomlkit.items import Comment, Table, Whitespace
+
+        if "provider" in defaults or not isinstance(defaults, Table):
+            # Set in place: an inline table, or [defaults] split around other tables (which
+            # tomlkit hands back as a proxy, with no body to place the key in).
             defaults["provider"] = alias
             return
         # After the table's last key, not after the comments that follow it: those may be
@@ -107,10 +111,10 @@ class ConfigDocument:
         if last < 0:
             rebuilt.add("provider", alias)
         for i, (key, item) in enumerate(body):
-            if key is None:  # a comment or a blank line
-                rebuilt.add(item)
-            else:
+            if key is not None:
                 rebuilt.add(key, item)
+            elif isinstance(item, Comment | Whitespace):  # what a body holds without a key
+                rebuilt.add(item)
             if i == last:
                 rebuilt.add("provider", alias)
         self.doc["defaults"] = rebuilt

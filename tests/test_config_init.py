@@ -353,3 +353,19 @@ def test_enter_keeps_a_list_default_whose_items_hold_commas(cli_env) -> None:
     assert code == 0, shown
     table = tomllib.loads(config_file(cli_env).read_text())["providers"]["direct"]
     assert table["encodings"] == ["gzip, deflate, br", "identity"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[defaults]\nretries = 3\n\n[providers.x]\ntype = "direct"\n\n[defaults.more]\na = "b"\n',
+        'defaults = { retries = 3 }\n\n[providers.x]\ntype = "direct"\n',
+    ],
+)
+def test_the_default_is_set_in_a_split_or_inline_defaults_table(text: str) -> None:
+    from prewarm_cli.config_file import ConfigDocument
+
+    doc = ConfigDocument.parse(Path("config.toml"), text)
+    doc.set_default_provider("x")
+    assert tomllib.loads(doc.text())["defaults"]["provider"] == "x"
+    assert tomllib.loads(doc.text())["defaults"]["retries"] == 3

@@ -15,9 +15,9 @@ INDEX_FILE = "index.html"
 
 # RFC 3986 pchar minus pct-encoded: what may stay as is inside one path segment. Sub-delims
 # such as '+' and '=' stay, as browsers send them; '%' is encoded, since a file name is not
-# a URL ('100%.html' is served at '100%25.html'), and so is '*', which prewarm reads as a
-# wildcard in a URL ('a*b.png' is served at 'a%2Ab.png').
-_SEGMENT_SAFE = "!$&'()+,;=:@~-._"
+# a URL ('100%.html' is served at '100%25.html'). '*' stays too, as browsers send it (a CDN
+# keyed on the raw path would keep 'a%2Ab.png' apart): such a name is refused as a wildcard.
+_SEGMENT_SAFE = "!$&'()*+,;=:@~-._"
 
 
 class RelPath(NamedTuple):
