@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from prewarm_cli import journal as jr
 from prewarm_cli.engine.workspace import Router, Workspace
@@ -47,8 +46,7 @@ def intake(
     }
     job_id = journal.create_job(router.selected, options, job_id)
     invalid = InvalidList()
-    skipped: list[dict[str, Any]] = []
-    skipped_listed = InvalidList()  # the same, as said on stderr
+    skipped: list[InvalidInput] = []
     notes = InputNotes()
 
     def items() -> Iterator[tuple[int, str, Sequence[str]]]:
@@ -66,8 +64,7 @@ def intake(
                     " (add a [[routes]] entry, set defaults.provider or pass -p)",
                 )
             if req.skip_invalid:
-                skipped.append(item.to_dict())
-                skipped_listed.add(item)
+                skipped.append(item)
             else:
                 invalid.add(item)
 
@@ -78,8 +75,8 @@ def intake(
         raise
     for message in notes.messages():
         ws.out.warn(message)
-    if skipped_listed:
-        ws.out.warn(skipped_listed.message("skipped (--skip-invalid)"))
+    if skipped:
+        ws.out.warn(InvalidList.of(skipped).message("skipped (--skip-invalid)"))
     if invalid:
         journal.delete_job(job_id)
         # A provider that cannot be used here (its credentials unset) is said first: of the
@@ -90,8 +87,8 @@ def intake(
             "nothing was sent", hint="fix them, or pass --skip-invalid to send the rest"
         )
     # A sync log's failed uploads are skipped too (DESIGN §4), with their line.
-    skipped += [item.to_dict() for item in notes.failed_uploads]
-    journal.finish_intake(job_id, skipped)
+    skipped += notes.failed_uploads
+    journal.finish_intake(job_id, [item.to_dict() for item in skipped])
     counts = journal.counts(job_id)
     if not counts:
         journal.delete_job(job_id)

@@ -77,10 +77,14 @@ class InputNotes:
 
     strip_prefix: str = ""
     outside_prefix: int = 0  # paths not under --strip-prefix
-    failed: InvalidList = field(default_factory=InvalidList)  # failed uploads in a sync log
     unrecognised: InvalidList = field(default_factory=InvalidList)  # sync-log lines not understood
-    # Every failed upload (a few in a log, as a rule): the submit JSON lists them as skipped.
+    # Every failed upload in a sync log (a few, as a rule): the submit JSON lists them all.
     failed_uploads: list[InvalidInput] = field(default_factory=list)
+
+    @property
+    def failed(self) -> InvalidList:
+        """The failed uploads as stderr lists them."""
+        return InvalidList.of(self.failed_uploads)
 
     def messages(self) -> list[str]:
         """The warnings to print, one string each (a list indented below its first line)."""
@@ -170,9 +174,10 @@ def _map(
             yield item
             continue
         if isinstance(item, LogNote):
-            (notes.failed if item.kind == "failed" else notes.unrecognised).add(item.item)
             if item.kind == "failed":
                 notes.failed_uploads.append(item.item)
+            else:
+                notes.unrecognised.add(item.item)
             continue
         path = item.path.lstrip("/").removeprefix("./")
         if prefix:
