@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from prewarm_cli import DOCS_URL
 from prewarm_cli.config_values import (
     check_value,
     env_var_name,
@@ -407,7 +408,7 @@ def _read_document(path: Path, how: str) -> dict[str, Any] | None:
             text = text.replace(" (at end of document)", "")
         raise ConfigError(
             f"{path}: {where}: invalid TOML: {text} "
-            "(fix the syntax; see config.example.toml for the format)"
+            f"(fix the syntax; see {DOCS_URL}/config.example.toml for the format)"
         ) from None
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prewarm_cli import DOCS_URL
 from prewarm_cli.errors import ConfigError
 from prewarm_cli.paths import make_private_dirs, replace_private
 from prewarm_cli.plugin import CORE_FIELDS, Provider
@@ -25,7 +26,7 @@ __all__ = [
 
 NEW_FILE_HEADER = (
     "prewarm configuration (written by `prewarm config init`).",
-    "Every key is described in config.example.toml and docs/configuration.md;",
+    f"Every key is described in {DOCS_URL}/docs/configuration.md;",
     "`prewarm config check` validates this file.",
 )
 

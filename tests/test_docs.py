@@ -68,3 +68,20 @@ def test_man_page_has_every_command_of_the_cli_reference() -> None:
     assert "submit" in commands and "config init" in commands
     assert re.findall(r'^\.SS "prewarm (.+)"$', man, re.MULTILINE) == commands
     assert man.startswith(".TH PREWARM 1 ")
+
+
+def test_messages_point_to_files_the_repository_has(write_config) -> None:
+    """A wheel ships neither config.example.toml nor docs/: messages link to the repository."""
+    import re
+
+    from prewarm_cli import DOCS_URL
+
+    write_config("[defaults\n")
+    r = invoke("config", "check")
+    sources = "".join(p.read_text() for p in (ROOT / "prewarm_cli").rglob("*.py"))
+    link = "(?:" + re.escape(DOCS_URL) + "|{DOCS_URL})" + r"/([\w./-]+\w)"
+    links = set(re.findall(link, r.stdout + r.stderr + sources))
+    assert f"{DOCS_URL}/config.example.toml" in r.stdout + r.stderr, r.stderr
+    assert {"config.example.toml", "docs/configuration.md", "docs/verify.md"} <= links, links
+    for path in links:
+        assert (ROOT / path).is_file(), path

@@ -103,7 +103,8 @@ def verify(
     \b
     Reads CloudFront X-Cache / X-Amz-Cf-Pop, EdgeOne EO-Cache-Status, Qiniu
     X-Qnm-Cache, RFC 9211 Cache-Status and generic X-Cache. Age alone proves
-    nothing. Redirects are reported, not followed. See docs/verify.md.
+    nothing. Redirects are reported, not followed. See
+    https://github.com/prewarm/prewarm-cli/blob/main/docs/verify.md
     """
     from prewarm_cli.inputs import InputNotes
     from prewarm_cli.verify import probe, render
