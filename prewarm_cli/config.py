@@ -145,6 +145,17 @@ class Config:
         ptype = table.get("type", alias)
         return ptype if isinstance(ptype, str) else alias
 
+    def build(self, cls: type[Provider], alias: str, values: Mapping[str, Any]) -> Provider:
+        """The provider behind ``alias`` made from its settings; a rule its table breaks
+        (checked as it is made) is named with this file, as every other error in it is."""
+        try:
+            return cls(alias, values)
+        except ConfigError as exc:
+            if not self.exists or exc.message.startswith(f"{self.path}: "):
+                raise
+            message = f"{self.path}: {exc.message}"
+            raise ConfigError(message, hint=exc.hint, provider=alias) from None
+
     def aliases(self) -> list[str]:
         """The configured provider aliases, in file order."""
         return list(self.providers)

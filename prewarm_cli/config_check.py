@@ -181,7 +181,7 @@ def check_provider(
     if found:
         return ProviderCheck(alias, ptype, tuple(Problem.from_error(e, path) for e in found))
     try:
-        provider = cls(alias, settings.values)
+        provider = config.build(cls, alias, settings.values)
     except PrewarmError as exc:
         return ProviderCheck(alias, ptype, (Problem.from_error(exc, path),))
     provider.attach_warn(warn)

@@ -210,3 +210,19 @@ def test_lower_limits_are_fine(write_config, monkeypatch: pytest.MonkeyPatch) ->
     )
     r, data = check_json()
     assert r.returncode == 0 and data["ok"], r.stderr
+
+
+def test_a_rule_a_provider_checks_as_it_is_made_names_the_file(write_config) -> None:
+    path = write_config(
+        '[providers.eo]\ntype = "edgeone"\nzone_id = "*"\nsecret_id = "a"\nsecret_key = "b"\n'
+    )
+    r, data = check_json()
+    assert r.returncode == 3
+    (error,) = data["errors"]
+    assert error["message"] == f"{path}: providers.eo.zone_id: '*' is not a site id"
+    assert error["key"] == "providers.eo.zone_id"
+    r = invoke("submit", "-p", "eo", "https://a.example.com/x")
+    assert r.returncode == 3
+    error = json.loads(r.stdout)["error"]
+    assert error["message"] == f"{path}: providers.eo.zone_id: '*' is not a site id"
+    assert error["provider"] == "eo" and "zone id" in error["hint"]

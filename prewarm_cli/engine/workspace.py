@@ -45,7 +45,7 @@ def build_provider(config: config_mod.Config, alias: str, warn: Callable[[str], 
     from prewarm_cli import registry
 
     cls = registry.load(config.provider_type(alias))
-    provider = cls(alias, config.resolve(alias, cls).values)
+    provider = config.build(cls, alias, config.resolve(alias, cls).values)
     provider.attach_warn(warn)
     provider.attach_state_dir(paths.state_dir())
     return provider
@@ -67,7 +67,7 @@ def build_provider_without_secrets(
     if set(unset) - settings.secret_keys:
         raise missing
     try:
-        provider = cls(alias, settings.values)
+        provider = config.build(cls, alias, settings.values)
     except PrewarmError:
         raise missing from None
 
