@@ -4,6 +4,7 @@ stdout (data) and stderr (messages) apart, and every exit code."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -195,3 +196,27 @@ def test_verify_from_dir(prewarm: Run, tmp_path: Path) -> None:
         assert result["url"] == f"{edge.url}/cloudfront/hit" and result["cache"] == "hit"
         code, out, err = prewarm("verify", "--from-dir", dist, "--base-url", "127.0.0.1")
         assert code == 2 and "--base-url '127.0.0.1' is not an absolute http(s) URL" in err
+
+
+def test_a_file_name_that_is_not_utf8_is_invalid_input_shown_as_text(
+    run_cli, write_config, tmp_path
+) -> None:
+    write_config('[providers.edge]\ntype = "direct"\n')
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "ok.js").write_text("x")
+    try:
+        (dist / os.fsdecode(b"\xff\xfe.js")).write_text("x")
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses a file name that is not UTF-8")
+    args = ("--from-dir", "dist", "--base-url", BASE)
+    r = run_cli("urls", "-o", "json", *args)  # stdout decoded as strict UTF-8
+    assert r.returncode == 2
+    message = json.loads(r.stdout)["error"]["message"]
+    assert "dist/\\xff\\xfe.js: \ufffd\ufffd.js: the file name is not UTF-8 text" in message
+    r = run_cli("submit", "--dry-run", "--skip-invalid", "-o", "json", *args)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["urls"] == 1
+    (skipped,) = data["skipped"]
+    assert skipped["source"] == "dist/\\xff\\xfe.js" and skipped["input"] == "\ufffd\ufffd.js"

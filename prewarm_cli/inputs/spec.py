@@ -148,16 +148,28 @@ def _generate(
     base = BaseUrl.parse(spec.base_url)
     notes.strip_prefix = spec.prefix()
     for root in spec.from_dirs:
-        rels = (
-            RelPath(rel, os.path.join(root, rel), None)
-            for rel in iter_tree(root, spec.excludes, spec.default_excludes)
-        )
+        rels = _tree_paths(iter_tree(root, spec.excludes, spec.default_excludes), root)
         yield from _map(rels, base, spec.index, "", notes)
     for path in spec.paths:
         yield from _map(iter_path_list(path, stdin), base, spec.index, spec.prefix(), notes)
     for path in spec.sync_logs:
         log = iter_sync_log(path, stdin, strips_prefix=bool(spec.prefix()))
         yield from _map(log, base, spec.index, spec.prefix(), notes)
+
+
+def _tree_paths(rels: Iterable[str], root: str) -> Iterator[RelPath | InvalidInput]:
+    from prewarm_cli.inputs.tree import readable_name
+
+    for rel in rels:
+        path = os.path.join(root, rel)
+        shown = readable_name(path)
+        if shown is None:
+            yield RelPath(rel, path, None)
+        else:
+            # The source shows the bytes; the input, as a terminal would show the name.
+            name = os.fsencode(rel).decode("utf-8", "replace")
+            reason = "the file name is not UTF-8 text, so no URL names it: rename the file"
+            yield InvalidInput(name, shown, None, reason)
 
 
 def _map(

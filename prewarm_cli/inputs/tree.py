@@ -93,3 +93,17 @@ def _excluded_by_default(entry: _Entry, files: set[str]) -> bool:
         return True
     base, dot, suffix = name.rpartition(".")
     return bool(dot) and f".{suffix}" in PRECOMPRESSED_SUFFIXES and base in files
+
+
+def readable_name(name: str) -> str | None:
+    """A file name that is not UTF-8 (its undecodable bytes are lone surrogates in ``str``)
+    with those bytes written as ``\\xff``, or None for a UTF-8 name: no URL names the file,
+    and the name must be shown in valid text (the JSON, the terminal)."""
+    if name.isascii():
+        return None
+    encoded = os.fsencode(name)
+    try:
+        encoded.decode("utf-8")
+    except UnicodeDecodeError:
+        return encoded.decode("utf-8", "backslashreplace")
+    return None
