@@ -157,6 +157,23 @@ def test_scale_shows_and_sets_desired_capacity(run_cli, configure, api: FakePrew
     assert len(api.requests_to("POST", "instances")) == 1
 
 
+def test_scale_without_p_takes_the_one_alias_that_can_scale(
+    run_cli, configure, api: FakePrewarmApi, tmp_path: Path
+) -> None:
+    path = configure()
+    qiniu = '[providers.qn]\ntype = "qiniu"\naccess_key = "env:UNSET_QN_AK"\n'
+    path.write_text(path.read_text().replace('provider = "cf"', 'provider = "qn"') + qiniu)
+    r, data = cli_json(run_cli, "scale")
+    assert r.returncode == 0, r.stderr
+    assert data == {"provider": "cf", "desired_capacity": 0}
+    r = run_cli("scale", "-p", "qn")
+    assert r.returncode == 2 and "qn (qiniu) does not support scale" in r.stderr
+    path.write_text(path.read_text() + qiniu.replace("qn", "cf2").replace("qiniu", "aws"))
+    r = run_cli("scale")  # two can: the default is said to lack it, and which can
+    assert r.returncode == 2 and "qn cannot scale; cf and cf2 can: pass -p NAME" in r.stderr
+    assert len(api.requests_to("GET", "instances")) == 1
+
+
 def test_cancel_in_progress_and_not(run_cli, configure, api: FakePrewarmApi) -> None:
     configure()
     # Each setup step lasts 30 s, so the job is caught before IN-PROGRESS however slow the

@@ -113,7 +113,12 @@ def quota(providers: tuple[str, ...]) -> None:
 
 @click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("scale"))
 @click.argument("count", type=click.IntRange(min=0), required=False)
-@click.option("-p", "--provider", metavar="NAME", help="Provider alias.")
+@click.option(
+    "-p",
+    "--provider",
+    metavar="NAME",
+    help="Provider alias (default: the default provider, or the one alias that can scale).",
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @global_options
 def scale(count: int | None, provider: str | None, yes: bool) -> None:
@@ -122,7 +127,7 @@ def scale(count: int | None, provider: str | None, yes: bool) -> None:
     from prewarm_cli.output import counted
 
     with workspace() as ws:
-        alias = ws.selected([provider] if provider else [])[0]
+        alias = engine.scale_alias(ws, provider)
         if count is not None and not yes:
             if not sys.stdin.isatty():
                 raise UsageError("setting the scale needs --yes when not on a terminal")

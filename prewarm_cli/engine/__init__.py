@@ -6,7 +6,15 @@ pacing, retries, concurrency, multi-provider fan-out, the journal and resume
 intake and plan, the batch sender, submit, status and wait, and the smaller actions.
 """
 
-from prewarm_cli.engine.actions import cancel, download_report, quota, recent_jobs, report, scale
+from prewarm_cli.engine.actions import (
+    cancel,
+    download_report,
+    quota,
+    recent_jobs,
+    report,
+    scale,
+    scale_alias,
+)
 from prewarm_cli.engine.intake import SubmitRequest, intake
 from prewarm_cli.engine.plan import plan
 from prewarm_cli.engine.purge import PURGE_WAIT_SECONDS
@@ -44,6 +52,7 @@ __all__ = [
     "recent_jobs",
     "report",
     "scale",
+    "scale_alias",
     "status_exit",
     "status_with_claims",
     "submit",

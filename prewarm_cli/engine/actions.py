@@ -142,9 +142,34 @@ def quota(ws: Workspace, aliases: Sequence[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def scale_alias(ws: Workspace, name: str | None) -> str:
+    """The alias `scale` works on: the one named, else the default provider when its type
+    can scale, else the one configured alias whose type can (only the AWS prewarm stack has
+    instances; a Qiniu default should not make `prewarm scale` fail beside it)."""
+    from prewarm_cli import registry
+    from prewarm_cli.errors import PrewarmError
+
+    if name:
+        return ws.alias(name)
+    default = ws.default_alias()
+    capable = []
+    for alias in ws.config.aliases():
+        try:
+            if Capability.SCALE in registry.load(ws.config.provider_type(alias)).capabilities:
+                capable.append(alias)
+        except PrewarmError:
+            continue  # not installed: said when it is used
+    if default not in capable and len(capable) == 1:
+        return capable[0]
+    if default is None:
+        return ws.selected([])[0]  # no provider selected: that error, with its hint
+    if default not in capable and capable:
+        ws.out.info(f"{default} cannot scale; {' and '.join(capable)} can: pass -p NAME")
+    return default
+
+
 def scale(ws: Workspace, alias: str, count: int | None) -> dict[str, Any]:
-    session = ws.session(alias)
-    session.require(Capability.SCALE)
+    session = ws.session(alias, needs=Capability.SCALE)
     return {"provider": alias, **session.call(session.provider.scale, count)}
 
 
