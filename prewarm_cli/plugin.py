@@ -257,6 +257,15 @@ class TaskStatus:
         }
 
 
+def first_details(statuses: Sequence[TaskStatus]) -> dict[str, Any]:
+    """Each key of the tasks' details as the first task that has it gives it."""
+    details: dict[str, Any] = {}
+    for status in statuses:
+        for key, value in status.details.items():
+            details.setdefault(key, value)
+    return details
+
+
 @dataclass(frozen=True)
 class Failure:
     url: str
@@ -595,6 +604,13 @@ class Provider:
 
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
         raise UnsupportedError(f"{self.name} does not support status", provider=self.alias)
+
+    def job_details(self, statuses: Sequence[TaskStatus]) -> dict[str, Any]:
+        """The ``details`` of this provider's part of a job, from its tasks' (status's
+        ``providers.ALIAS.details``). By default each key as the first task that has it gives
+        it: a vendor's quota or zone is the same in every task. A provider whose tasks count
+        their own work adds them up here."""
+        return first_details(statuses)
 
     def report(self, task_ids: Sequence[str]) -> Report:
         """Failed URLs; by default read from the per-URL results of fetch_status."""

@@ -395,6 +395,32 @@ def test_resume_of_a_failed_url_asks_only_its_unanswered_requests(
         assert bed.nginx.edge_requests(path) == {(POPS[0], GZIP): 1, (POPS[0], IDENTITY): 1}
 
 
+def test_each_run_s_details_are_its_own_and_add_up_to_the_job_s(
+    bed: CacheBed, run_cli, write_config
+) -> None:
+    write_config(
+        "[defaults]\nretries = 1\nretry_timeout = 30\n\n"
+        '[providers.direct]\ntype = "direct"\nencodings = ["identity"]\n'
+    )
+    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
+    paths = ["/obj/run-a.js", "/obj/run-b.js", "/flaky/1/run-c.js"]  # a 503, then the object
+    r, data = submit(run_cli, *pin, *(bed.nginx.url(p) for p in paths))
+    assert r.returncode == 4, r.stderr
+    r2 = run_cli("submit", "--resume", data["job_id"], "-o", "json")
+    assert r2.returncode == 0, r2.stderr
+    assert bed.counts.count(paths[2], IDENTITY) == 2
+    r3 = run_cli("status", data["job_id"], "-o", "json")
+    assert r3.returncode == 0, r3.stderr
+    part = json.loads(r3.stdout)["providers"]["direct"]
+    first, second = part["tasks"]
+    # The 503 was answered again by the resume: each request counts in its latest run.
+    assert (first["total"], first["details"]["requests"], first["details"]["failed"]) == (2, 2, 0)
+    assert (second["total"], second["details"]["requests"]) == (1, 1)
+    assert part["details"]["requests"] == part["details"]["filled"] == 3
+    assert part["details"]["pops"][POPS[0]]["requests"] == 3
+    assert second["details"]["bytes"] + first["details"]["bytes"] == part["details"]["bytes"]
+
+
 def test_kill_and_resume_sends_only_what_was_not_answered(
     bed: CacheBed, cli_env, run_cli, direct_config, tmp_path: Path
 ) -> None:

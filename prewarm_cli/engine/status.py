@@ -27,6 +27,7 @@ from prewarm_cli.plugin import (
     Capability,
     State,
     TaskStatus,
+    first_details,
 )
 from prewarm_cli.results import JobState, JobStatus, ProviderStatus
 
@@ -142,6 +143,7 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
     for alias, task_ids in ref.tasks.items():
         statuses: list[TaskStatus] = []
         recorded = None
+        details: Mapping[str, Any] = {}
         if task_ids:
             try:
                 session = ws.session(alias, needs=Capability.STATUS)
@@ -154,13 +156,15 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
                     f" was not asked ({exc})"
                 )
                 statuses = recorded
+                details = first_details(recorded)
             else:
                 statuses = session.call(session.provider.fetch_status, task_ids)
                 if ref.job_id:
                     statuses = [_only_urls(s, mine.get((alias, s.task_id))) for s in statuses]
+                details = session.provider.job_details(statuses)
         seen[alias] = statuses
         providers[alias] = _provider_status(
-            alias, statuses, counts.get(alias), sending=holder is not None
+            alias, statuses, counts.get(alias), details, sending=holder is not None
         )
         if ref.job_id and recorded is None:
             ws.journal.save_task_states(
@@ -338,7 +342,12 @@ def url_claims(
 
 
 def _provider_status(
-    alias: str, statuses: Sequence[TaskStatus], counts: jr.Counts | None, *, sending: bool
+    alias: str,
+    statuses: Sequence[TaskStatus],
+    counts: jr.Counts | None,
+    details: Mapping[str, Any],
+    *,
+    sending: bool,
 ) -> ProviderStatus:
     """One provider's part; ``sending``: a live process is still sending the job."""
     succeeded = sum(s.succeeded for s in statuses)
@@ -377,10 +386,6 @@ def _provider_status(
     elif not statuses and counts is not None and counts.total and not counts[jr.ACCEPTED]:
         state = str(State.FAILED)
     raws = {s.raw_state for s in statuses}
-    details: dict[str, Any] = {}
-    for s in statuses:
-        for k, v in s.details.items():
-            details.setdefault(k, v)
     return ProviderStatus(
         provider=alias,
         state=state,
@@ -392,7 +397,7 @@ def _provider_status(
         pending=pending,
         not_sent=not_sent,
         tasks=tuple(s.to_dict() for s in statuses),
-        details=details,
+        details=dict(details),
         deferred=deferred,
     )
 

@@ -59,6 +59,8 @@ DEFAULT_ENCODINGS = ("gzip, deflate, br", "identity")
 DEFAULT_CONCURRENCY = 8
 MAX_BATCH = 1024  # URLs per batch: the journal and the record write per batch, not per URL
 USER_AGENT = f"prewarm-cli/{__version__}"
+# The counts of a run's details, per PoP and in all.
+DETAIL_KEYS = ("requests", "bytes", "already_warm", "filled", "rejected", "failed")
 
 
 @dataclass(frozen=True)
@@ -458,9 +460,10 @@ class DirectProvider(Provider):
                 " ask `prewarm status` there",
                 provider=self.alias,
             )
-        details = summarize(records)
         statuses = []
         for run_id in task_ids:
+            # Each request counted in the run that gave its latest answer: the runs' details
+            # add up to the job's (job_details).
             mine = [r for r in records if r.run_id == run_id]
             n_warm = len(_warm_urls(mine))
             # The URLs it warmed are counted (the journal counts the others for a job); its
@@ -476,10 +479,20 @@ class DirectProvider(Provider):
                     raw_state="finished",
                     total=n_warm,
                     succeeded=n_warm,
-                    details=details,
+                    details=summarize(mine),
                 )
             )
         return statuses
+
+    def job_details(self, statuses: Sequence[TaskStatus]) -> dict[str, Any]:
+        """The runs' counts added up, per PoP and in all."""
+        per_pop: dict[str, dict[str, int]] = {}
+        for status in statuses:
+            for label, counts in status.details.get("pops", {}).items():
+                mine = per_pop.setdefault(label, dict.fromkeys(DETAIL_KEYS, 0))
+                for key in DETAIL_KEYS:
+                    mine[key] += counts.get(key, 0)
+        return _with_totals(per_pop)
 
     def probe_targets(self, task_ids: Sequence[str]) -> list[ProbeTarget] | None:
         """Every (URL, PoP, variant) these runs warmed, to be probed again through that PoP."""
@@ -516,14 +529,8 @@ class DirectProvider(Provider):
 
     def submit_details(self) -> Mapping[str, Any]:
         """This run's requests, bytes, already_warm, filled, rejected, failed, and per PoP."""
-        keys = ("requests", "bytes", "already_warm", "filled", "rejected", "failed")
         with self._lock:
-            pops = {
-                label: {k: s.get(k, 0) for k in keys} for label, s in sorted(self.stats.items())
-            }
-        if not pops:
-            return {}
-        return {**{k: sum(p[k] for p in pops.values()) for k in keys}, "pops": pops}
+            return _with_totals({label: dict(s) for label, s in self.stats.items()})
 
     def summary_lines(self) -> list[str]:
         """One line per PoP target for the user (stderr)."""
@@ -597,9 +604,15 @@ def summarize(records: Sequence[Record]) -> dict[str, Any]:
     pops: dict[str, dict[str, int]] = {}
     for r in records:
         _count(pops.setdefault(r.target, {}), _answer(r))
-    keys = ("requests", "bytes", "already_warm", "filled", "rejected", "failed")
-    per_pop = {label: {k: s.get(k, 0) for k in keys} for label, s in sorted(pops.items())}
-    totals = {k: sum(s[k] for s in per_pop.values()) for k in keys}
+    return _with_totals(pops)
+
+
+def _with_totals(pops: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+    """Details from counts per PoP: each count in all, and per PoP in PoP order ({} for none)."""
+    if not pops:
+        return {}
+    per_pop = {label: {k: s.get(k, 0) for k in DETAIL_KEYS} for label, s in sorted(pops.items())}
+    totals = {k: sum(s[k] for s in per_pop.values()) for k in DETAIL_KEYS}
     return {**totals, "pops": per_pop}
 
 
