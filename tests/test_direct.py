@@ -725,6 +725,25 @@ def test_wait_verify_reports_a_variant_that_is_not_warm(
     assert cold == [(POPS[1], GZIP), (POPS[1], IDENTITY)]
 
 
+def test_verify_of_a_partial_job_holds_each_warmed_url_to_its_claim(
+    bed: CacheBed, run_cli, direct_config
+) -> None:
+    direct_config('encodings = ["identity"]\n')
+    paths = ["/obj/kept.js", "/missing/gone.js"]  # the second is a 404: the run is partial
+    r, data = submit(run_cli, *bed.nginx.resolve_args(), *(bed.nginx.url(p) for p in paths))
+    assert r.returncode == 4, r.stderr
+    shutil.rmtree(bed.nginx.dir / "cache" / "1")  # the second PoP loses what was warmed
+    (bed.nginx.dir / "cache" / "1").mkdir()
+    st = run_cli("status", data["job_id"], "--verify", "-o", "json")
+    assert st.returncode == 4, st.stderr
+    verify = json.loads(st.stdout)["verify"]
+    by_target = {x["target"]: x for x in verify["results"]}
+    assert by_target.keys() == set(POPS)  # the warmed URL only, at each PoP
+    assert by_target[POPS[0]]["vendor"] == "succeeded" and not by_target[POPS[0]]["mismatch"]
+    assert by_target[POPS[1]]["vendor"] == "succeeded" and by_target[POPS[1]]["mismatch"]
+    assert verify["summary"]["mismatches"] == 1
+
+
 def test_wait_verify_probes_the_entry_the_headers_warmed(
     device_bed: CacheBed, run_cli, direct_config
 ) -> None:

@@ -33,6 +33,7 @@ from prewarm_cli.plugin import (
     State,
     SubmitOptions,
     TaskStatus,
+    UrlStatus,
 )
 from prewarm_direct import dns
 from prewarm_direct.options import SUBMIT_OPTIONS
@@ -465,7 +466,8 @@ class DirectProvider(Provider):
             # Each request counted in the run that gave its latest answer: the runs' details
             # add up to the job's (job_details).
             mine = [r for r in records if r.run_id == run_id]
-            n_warm = len(_warm_urls(mine))
+            warm = _warm_urls(mine)
+            n_warm = len(warm)
             # The URLs it warmed are counted (the journal counts the others for a job); its
             # state says whether any was refused or failed, and whether it warmed none.
             ended_badly = any(r.outcome in (REJECTED, TRANSIENT, NOT_FOUND) for r in mine)
@@ -479,6 +481,9 @@ class DirectProvider(Provider):
                     raw_state="finished",
                     total=n_warm,
                     succeeded=n_warm,
+                    # Per URL: a run that was partial still vouches for each URL it warmed
+                    # (status --verify holds each to its own claim).
+                    urls=tuple(UrlStatus(url, State.SUCCEEDED) for url in warm),
                     details=summarize(mine),
                 )
             )
@@ -591,12 +596,12 @@ def _answer(record: Record) -> Answer:
     )
 
 
-def _warm_urls(records: Sequence[Record]) -> set[str]:
-    """URLs every recorded request of which answered OK."""
+def _warm_urls(records: Sequence[Record]) -> list[str]:
+    """URLs every recorded request of which answered OK, in the order they were answered."""
     ok: dict[str, bool] = {}
     for r in records:
         ok[r.url] = ok.get(r.url, True) and r.outcome == OK
-    return {u for u, good in ok.items() if good}
+    return [u for u, good in ok.items() if good]
 
 
 def summarize(records: Sequence[Record]) -> dict[str, Any]:
