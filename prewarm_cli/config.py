@@ -149,6 +149,8 @@ class Config:
         """The provider behind ``alias`` made from its settings; a rule its table breaks
         (checked as it is made) is named with this file, as every other error in it is."""
         try:
+            for problem in cls.config_problems(alias, values):
+                raise problem
             return cls(alias, values)
         except ConfigError as exc:
             if not self.exists or exc.message.startswith(f"{self.path}: "):

@@ -10,7 +10,7 @@ its one cheap request, and the limits are the ones the vendor reports.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,36 +178,49 @@ def check_provider(
     path = str(config.path)
     ptype = config.provider_type(alias)
     settings, found = config.problems(alias, cls)
+    found = found or cls.config_problems(alias, settings.values)
+    # Offline, the limits the provider declares; online, those the vendor reports (below).
+    limits = [] if online else limit_problems(alias, settings.values, cls.default_limits)
+    errors = [_in_file(e, path, alias) for e in found + limits]
     if found:
-        return ProviderCheck(alias, ptype, tuple(Problem.from_error(e, path) for e in found))
+        return ProviderCheck(alias, ptype, tuple(errors))
     try:
         provider = config.build(cls, alias, settings.values)
     except PrewarmError as exc:
-        return ProviderCheck(alias, ptype, (Problem.from_error(exc, path),))
+        return ProviderCheck(alias, ptype, (_in_file(exc, path, alias), *errors))
     provider.attach_warn(warn)
     provider.attach_state_dir(paths.state_dir())
-    errors: list[Problem] = []
     notes: list[str] = []
     try:
         try:
             if online:
                 notes = list(provider.check())
-            # Offline, the limits the provider declares; online, the ones the vendor reports.
-            vendor = provider.limits() if online else type(provider).default_limits
-            errors.extend(Problem.from_error(e, path) for e in limit_problems(provider, vendor))
+                vendor = provider.limits()
+                errors += [
+                    _in_file(e, path, alias) for e in limit_problems(alias, settings.values, vendor)
+                ]
         except PrewarmError as exc:
-            errors.append(Problem.from_error(exc, path))
+            errors.append(_in_file(exc, path, alias))
     finally:
         provider.close()
     return ProviderCheck(alias, ptype, tuple(errors), tuple(notes))
 
 
-def limit_problems(provider: Provider, vendor: Limits, *, force: bool = False) -> list[ConfigError]:
+def _in_file(error: PrewarmError, path: str, alias: str) -> Problem:
+    """A problem; a configuration error's message names the file, as every other does."""
+    if isinstance(error, ConfigError) and not str(error).startswith(f"{path}: "):
+        error = ConfigError(f"{path}: {error.message}", hint=error.hint, provider=alias)
+    return Problem.from_error(error, path)
+
+
+def limit_problems(
+    alias: str, settings: Mapping[str, Any], vendor: Limits, *, force: bool = False
+) -> list[ConfigError]:
     """`batch_size` and `rate` above the vendor's limits: what a run refuses. With ``force``
     only a limit the vendor reported at run time is kept to."""
-    section = f"providers.{provider.alias}"
+    section = f"providers.{alias}"
     found: list[ConfigError] = []
-    batch_size = provider.settings.get("batch_size")
+    batch_size = settings.get("batch_size")
     if (
         batch_size is not None
         and batch_size > vendor.max_batch
@@ -220,7 +233,7 @@ def limit_problems(provider: Provider, vendor: Limits, *, force: bool = False) -
                 hint="lower it" + ("" if vendor.vendor_reported else f", or {_FORCE_HINT}"),
             )
         )
-    rate = provider.settings.get("rate")
+    rate = settings.get("rate")
     vendor_rate = vendor.requests_per_second
     if rate is not None and vendor_rate is not None and rate > vendor_rate and not force:
         found.append(

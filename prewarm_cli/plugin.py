@@ -20,7 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from prewarm_cli.errors import UnsupportedError
+from prewarm_cli.errors import ConfigError, UnsupportedError
 
 if TYPE_CHECKING:
     import httpx
@@ -255,6 +255,18 @@ class TaskStatus:
             "pending": self.pending,
             "details": dict(self.details),
         }
+
+
+def config_errors(*checks: Callable[[], object]) -> list[ConfigError]:
+    """The ConfigError each check raises, for ``Provider.config_problems``: each check runs,
+    whether or not one before it failed."""
+    found = []
+    for check in checks:
+        try:
+            check()
+        except ConfigError as exc:
+            found.append(exc)
+    return found
 
 
 def first_details(statuses: Sequence[TaskStatus]) -> dict[str, Any]:
@@ -604,6 +616,15 @@ class Provider:
 
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
         raise UnsupportedError(f"{self.name} does not support status", provider=self.alias)
+
+    @classmethod
+    def config_problems(cls, alias: str, settings: Mapping[str, Any]) -> list[ConfigError]:
+        """Every rule of the alias's table that ``settings`` break, beyond what the schema
+        says (types, required keys, choices): an endpoint that is not a base URL, a key another
+        key's value requires. Each message starts with the key path (``providers.ALIAS.KEY:``).
+        `config check` lists them all; any command stops at the first, before the provider is
+        made. Nothing is sent. The default finds none."""
+        return []
 
     def job_details(self, statuses: Sequence[TaskStatus]) -> dict[str, Any]:
         """The ``details`` of this provider's part of a job, from its tasks' (status's

@@ -188,7 +188,7 @@ def test_limits_above_the_vendors(
 ) -> None:
     monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", "AKIDexample")
     monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "example")
-    write_config(
+    path = write_config(
         '[providers.teo]\ntype = "edgeone"\nzone_id = "zone-2o0example"\n'
         f"{setting}\n"
         '[providers.fake]\ntype = "fake"\nendpoint = "https://cdn.example.com"\n'
@@ -198,9 +198,9 @@ def test_limits_above_the_vendors(
     messages = [e["message"] for e in data["errors"]]
     assert r.returncode == 3
     if setting.startswith("batch_size"):  # the fake's vendor limit is 50 URLs, EdgeOne's 100
-        assert messages == [f"providers.fake.{needle}"]
+        assert messages == [f"{path}: providers.fake.{needle}"]
     else:  # the fake declares no request rate
-        assert messages == [f"providers.teo.{needle}"]
+        assert messages == [f"{path}: providers.teo.{needle}"]
 
 
 def test_lower_limits_are_fine(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -226,3 +226,38 @@ def test_a_rule_a_provider_checks_as_it_is_made_names_the_file(write_config) -> 
     error = json.loads(r.stdout)["error"]
     assert error["message"] == f"{path}: providers.eo.zone_id: '*' is not a site id"
     assert error["provider"] == "eo" and "zone id" in error["hint"]
+
+
+def test_every_rule_a_provider_checks_is_listed_at_once(write_config) -> None:
+    path = write_config(
+        '[providers.a2]\ntype = "aws"\n'
+        'endpoint = "https://abc.execute-api.us-east-1.amazonaws.com"\napi_key = "k"\n'
+        'target_type = "pop"\npops = []\ncf_domain = "static.example.com"\n\n'
+        '[providers.q1]\ntype = "qiniu"\naccess_key = "a"\nsecret_key = "b"\n'
+        'product = "x"\nbatch_size = 61\n\n'
+        '[providers.e1]\ntype = "edgeone"\nzone_id = "*"\nendpoint = "http://teo.example.com"\n'
+        'secret_id = "a"\nsecret_key = "b"\n\n'
+        '[providers.d]\ntype = "direct"\npops = ["IAD89"]\nresolver = "notanip"\necs = ["nope"]\n'
+    )
+    r, data = check_json()
+    assert r.returncode == 3
+    keys = [(e["provider"], e["key"]) for e in data["errors"]]
+    assert keys == [
+        ("a2", "providers.a2.endpoint"),
+        ("a2", "providers.a2.pops"),
+        ("a2", "providers.a2.cf_domain"),
+        ("q1", "providers.q1.product"),
+        ("q1", "providers.q1.batch_size"),
+        ("e1", "providers.e1.zone_id"),
+        ("e1", "providers.e1.endpoint"),
+        ("d", "providers.d.pops"),
+        ("d", "providers.d.resolver"),
+        ("d", "providers.d.ecs"),
+    ]
+    assert all(e["message"].startswith(f"{path}: ") for e in data["errors"])
+    # What check finds, a command stops at (the first of the alias's), before sending.
+    r = invoke("submit", "-p", "d", "https://a.example.com/x")
+    assert r.returncode == 3
+    assert json.loads(r.stdout)["error"]["message"].startswith(f"{path}: providers.d.pops: ")
+    r = invoke("config", "init", "--type", "direct", "--alias", "d2", "--set", "resolver=x")
+    assert r.returncode == 3 and "providers.d2.resolver: resolver 'x' is not IP" in r.stderr

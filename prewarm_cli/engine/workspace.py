@@ -189,6 +189,7 @@ class Workspace:
                 self.force,
                 self.stop,
                 missing_secrets=missing,
+                config_file=self.config.path if self.config.exists else None,
             )
         session = self._sessions[alias]
         _require_one(session.provider, wanted)
@@ -236,8 +237,10 @@ class ProviderSession:
         stop: threading.Event,
         *,
         missing_secrets: ConfigError | None = None,
+        config_file: Path | None = None,
     ) -> None:
         self.provider = provider
+        self.config_file = config_file  # where the settings come from, for their errors
         # Built without its secrets (a dry run): every request it would send raises this.
         self.missing_secrets = missing_secrets
         self.alias = provider.alias
@@ -261,9 +264,10 @@ class ProviderSession:
         """The vendor's limits with the config's overrides (raising one needs --force)."""
         if self._limits is None:
             vendor = self._without_secrets(self.provider.limits)
-            problems = limit_problems(self.provider, vendor, force=self.force)
+            problems = limit_problems(self.alias, self.settings, vendor, force=self.force)
             if problems:
-                raise problems[0]
+                where = f"{self.config_file}: " if self.config_file else ""
+                raise ConfigError(f"{where}{problems[0].message}", hint=problems[0].hint)
             limits = vendor
             if self.settings.get("batch_size") is not None:
                 limits = replace(limits, max_batch=int(self.settings["batch_size"]))

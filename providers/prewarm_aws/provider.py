@@ -22,7 +22,7 @@ from prewarm_aws.stack_v1 import StackV1
 from prewarm_aws.stack_v2 import StackV2
 from prewarm_aws.tables import resolve_target
 from prewarm_aws.transport import check_endpoint
-from prewarm_cli.errors import UnsupportedError
+from prewarm_cli.errors import ConfigError, UnsupportedError
 from prewarm_cli.plugin import (
     BatchResult,
     Capability,
@@ -32,6 +32,7 @@ from prewarm_cli.plugin import (
     Report,
     SubmitOptions,
     TaskStatus,
+    config_errors,
 )
 
 __all__ = ["AwsProvider", "api_version"]
@@ -93,6 +94,20 @@ class AwsProvider(Provider):
     # Both generations purge within the prefetch job (a 2024 stack with need_invalidate, a
     # first-generation one always): --invalidate needs no separate purge step.
     invalidates_in_submit = True
+
+    @classmethod
+    def config_problems(cls, alias: str, settings: Mapping[str, Any]) -> list[ConfigError]:
+        """The endpoint, the target (type and lists) and cf_domain, each checked on its own;
+        a stack generation's own keys are checked as the provider is made."""
+        endpoint = str(settings.get("endpoint") or "")
+        china = (urlsplit(endpoint).hostname or "").endswith(".amazonaws.com.cn")
+        target_lists = {k: settings.get(k) for k in ("pops", "regions", "countries")}
+        target_type = str(settings.get("target_type") or "")
+        return config_errors(
+            lambda: check_endpoint(alias, endpoint),
+            lambda: resolve_target(alias, target_type, target_lists, china_stack=china),
+            lambda: configured_cf_domain(alias, settings.get("cf_domain"), china=china),
+        )
 
     def __init__(self, alias: str, settings: Mapping[str, Any]) -> None:
         super().__init__(alias, settings)

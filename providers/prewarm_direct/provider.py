@@ -38,7 +38,7 @@ from prewarm_cli.plugin import (
 from prewarm_direct import dns
 from prewarm_direct.options import SUBMIT_OPTIONS
 from prewarm_direct.store import COMMIT_EVERY, Answered, Record, Store
-from prewarm_direct.targets import Targets, TargetSpec, check_spec
+from prewarm_direct.targets import Targets, TargetSpec, check_spec, spec_problems
 from prewarm_direct.warm import (
     HIT_VALUES,
     NOT_FOUND,
@@ -140,6 +140,23 @@ class DirectProvider(Provider):
         # Per (URL, target label, variant), an answer the request may still replace (failed, so
         # asked again): the counts keep each request's latest answer, as the record does.
         self._replaceable: dict[tuple[str, str, str], Answer] = {}
+
+    @classmethod
+    def config_problems(cls, alias: str, settings: Mapping[str, Any]) -> list[ConfigError]:
+        key = f"providers.{alias}"
+        found = []
+        if any(not str(v).strip() for v in settings.get("encodings") or ()):
+            found.append(ConfigError(f"{key}.encodings: an Accept-Encoding value is empty"))
+        spec = TargetSpec(
+            resolve=tuple(settings.get("resolve") or ()),
+            pops=tuple(settings.get("pops") or ()),
+            ecs=tuple(settings.get("ecs") or ()),
+            cf_domain=settings.get("cf_domain"),
+            resolver=str(settings.get("resolver") or dns.DEFAULT_RESOLVER),
+        )
+        for name, problem in spec_problems(spec):
+            found.append(ConfigError(f"{key}.{name}: {problem.message}", hint=problem.hint))
+        return found
 
     # --- what a run sends ---
 

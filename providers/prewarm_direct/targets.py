@@ -149,21 +149,34 @@ def labels(targets: Sequence[Target]) -> list[str]:
 
 
 def check_spec(spec: TargetSpec) -> None:
-    """What is wrong with a spec without any DNS lookup: a pin, a resolver or a client subnet
-    that cannot be read, PoP codes without cf_domain (ConfigError)."""
+    """The first thing wrong with a spec, without any DNS lookup (ConfigError)."""
+    for _field, problem in spec_problems(spec):
+        raise problem
+
+
+def spec_problems(spec: TargetSpec) -> list[tuple[str, ConfigError]]:
+    """Everything wrong with a spec without any DNS lookup, each with the field it is about: a
+    pin, a resolver or a client subnet that cannot be read, PoP codes without cf_domain."""
+    found: list[tuple[str, ConfigError]] = []
     for pin in spec.resolve:
         try:
             parse_resolve(pin)
         except UsageError as exc:
-            raise ConfigError(exc.message, hint=exc.hint) from exc
+            found.append(("resolve", ConfigError(exc.message, hint=exc.hint)))
     if spec.pops and not spec.cf_domain:
-        raise ConfigError(
+        problem = ConfigError(
             "PoP codes need cf_domain (the distribution's d….cloudfront.net name)",
             hint="set cf_domain in the direct provider's table",
         )
+        found.append(("pops", problem))
     try:
         dns.parse_resolver(spec.resolver)
     except ValueError as exc:
-        raise ConfigError(f"resolver {spec.resolver!r} is not IP[:PORT]: {exc}") from exc
+        problem = ConfigError(f"resolver {spec.resolver!r} is not IP[:PORT]: {exc}")
+        found.append(("resolver", problem))
     for cidr in spec.ecs:
-        _check_cidr(cidr)
+        try:
+            _check_cidr(cidr)
+        except ConfigError as exc:
+            found.append(("ecs", exc))
+    return found

@@ -30,6 +30,7 @@ from prewarm_cli.plugin import (
     Quota,
     SubmitOptions,
     TaskStatus,
+    config_errors,
     url_to_ascii,
 )
 from prewarm_edgeone.client import (
@@ -119,18 +120,14 @@ class EdgeOneProvider(Provider):
     )
     submit_options = SUBMIT_OPTIONS
 
+    @classmethod
+    def config_problems(cls, alias: str, settings: Mapping[str, Any]) -> list[ConfigError]:
+        return config_errors(lambda: _zone_id(alias, settings), lambda: _endpoint(alias, settings))
+
     def __init__(self, alias: str, settings: Mapping[str, Any]) -> None:
         super().__init__(alias, settings)
-        self.zone_id = str(settings.get("zone_id") or "").strip()
-        if not self.zone_id or self.zone_id == "*" or any(c.isspace() for c in self.zone_id):
-            raise ConfigError(
-                f"providers.{alias}.zone_id: {self.zone_id!r} is not a site id",
-                hint="give the site's zone id (zone-...); '*' cannot be used, as quotas"
-                " and task listings are per site",
-            )
-        self.endpoint: Endpoint = parse_endpoint(
-            str(settings.get("endpoint") or CHINA_ENDPOINT), f"providers.{alias}.endpoint"
-        )
+        self.zone_id = _zone_id(alias, settings)
+        self.endpoint: Endpoint = _endpoint(alias, settings)
         self._api_obj: TeoApi | None = None
         self._lock = threading.Lock()
         self._quota = QuotaCache(self._describe_quota)
@@ -483,3 +480,19 @@ class EdgeOneProvider(Provider):
         with self._lock:
             ours = dict(self._ours)
         return job_status(job_id, tasks, ours, self.zone_id)
+
+
+def _zone_id(alias: str, settings: Mapping[str, Any]) -> str:
+    zone_id = str(settings.get("zone_id") or "").strip()
+    if not zone_id or zone_id == "*" or any(c.isspace() for c in zone_id):
+        raise ConfigError(
+            f"providers.{alias}.zone_id: {zone_id!r} is not a site id",
+            hint="give the site's zone id (zone-...); '*' cannot be used, as quotas"
+            " and task listings are per site",
+        )
+    return zone_id
+
+
+def _endpoint(alias: str, settings: Mapping[str, Any]) -> Endpoint:
+    value = str(settings.get("endpoint") or CHINA_ENDPOINT)
+    return parse_endpoint(value, f"providers.{alias}.endpoint")
