@@ -597,3 +597,28 @@ def test_ctrl_c_while_waiting_for_status_exits_130(
     assert proc.returncode == 130
     assert stopped.seconds < 3  # not the 300 s interval
     assert "Traceback" not in stopped.err
+
+
+def test_a_job_killed_while_reading_its_input_stays_unresumable_after_status(
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env
+) -> None:
+    """A kill -9 during intake leaves a job `created`, with some targets and no provider
+    entry yet: status says it failed and must not record a state that lets --resume send
+    the part that was read as if it were the whole input."""
+    from prewarm_cli import journal as jr
+
+    state = Path(cli_env["PREWARM_STATE_DIR"])
+    state.mkdir(parents=True, exist_ok=True)
+    journal = jr.Journal(state / "journal.sqlite3")
+    job = journal.create_job([], {})  # as intake leaves it before the providers are known
+    journal.add_targets(job, ((i, u, ["fake"]) for i, u in enumerate(urls(30))))
+    journal.close()
+    r = run_cli("status", job, "-o", "json")
+    assert r.returncode == 1, r.stderr
+    assert json.loads(r.stdout)["state"] == "failed"
+    assert json.loads(r.stdout)["total"] == 30
+    assert "never finished reading its input" in r.stderr
+    assert journal_rows(cli_env, "SELECT state FROM jobs") == [("created",)]
+    r = run_cli("submit", "--resume", job, "-o", "json")
+    assert r.returncode == 2 and "never finished reading its input" in r.stderr
+    assert not fake_cdn.requests

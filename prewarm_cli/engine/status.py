@@ -134,6 +134,8 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
     counts = ws.journal.counts(ref.job_id) if ref.job_id else {}
     if ref.job_id and counts:  # a journal job: with the tasks a run still sending added since
         ref = journal_ref(ws, ref.job_id)
+        for alias in counts:  # a provider with targets but no task or job entry yet (intake)
+            ref.tasks.setdefault(alias, [])
     mine: dict[tuple[str, str], set[str]] = {}  # (alias, task) -> this job's URLs in it
     if ref.job_id:
         for row in ws.journal.targets(ref.job_id, [jr.ACCEPTED]):
@@ -202,6 +204,8 @@ def _record_state(ws: Workspace, job_id: str, status: JobStatus, was: str | None
     Before that the job's state is its run's (submitting, interrupted, incomplete): a job
     with targets left for `submit --resume` never looks finished in `jobs`.
     """
+    if was == JobState.CREATED:
+        return  # its input is still being read, or never was to its end: its run says
     if not status.not_sent:
         ws.journal.set_state(job_id, status.state)
     elif status.state == JobState.INCOMPLETE and was not in _RESUMABLE:
