@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -688,6 +688,17 @@ class Journal:
             )
 
     # --- tasks ---
+
+    def tasks_of_other_jobs(self, job_id: str, task_ids: Collection[str]) -> set[str]:
+        """Which of these vendor task ids a job other than ``job_id`` recorded."""
+        if not task_ids:
+            return set()
+        rows = self._query(
+            "SELECT DISTINCT task_id FROM tasks WHERE job_id != ?"
+            " AND task_id IN (SELECT value FROM json_each(?))",
+            (job_id, json.dumps(sorted(task_ids))),
+        )
+        return {row["task_id"] for row in rows}
 
     def tasks(self, job_id: str, kind: str = "prefetch") -> list[Task]:
         rows = self._query(

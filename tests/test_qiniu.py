@@ -561,6 +561,26 @@ def test_not_accepted_after_500000_is_found_missing_and_resent(
     assert len(fake.calls(PREFETCH)) == 2
 
 
+def test_an_unanswered_batch_is_not_settled_by_another_jobs_task(
+    run_cli, qiniu_config, fake: FakeQiniu
+) -> None:
+    """Another job warmed the same URLs a moment ago; this one purges them first and its
+    prefetch gets 500000 without being accepted: the lookup finds the other job's task, which
+    is not this batch's, so the URLs are sent again (they were counted accepted, and stayed
+    cold after the purge)."""
+    fake.task_seconds = 0.0  # the first job's task is finished: no 400037 for a resend
+    r, first = submit(run_cli, *urls(10))
+    assert r.returncode == 0, r.stderr
+    fake.fail_next("500000")
+    r, data = submit(run_cli, "--invalidate", *urls(10))
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 10
+    (task,) = data["tasks"]
+    assert task["task_id"] != first["tasks"][0]["task_id"]
+    assert fake.accepted_counts() == {u: 2 for u in urls(10)}  # warmed again after the purge
+    assert [c["code"] for c in fake.calls(PREFETCH)] == [200, 500000, 200]
+
+
 def test_5xx_on_a_read_is_retried(run_cli, qiniu_config, fake: FakeQiniu) -> None:
     request_id = fake.add_task(urls(2), seconds=0)
     fake.fail_next("500000", 2, path=PREFETCH_LIST, retry_after=0.01)

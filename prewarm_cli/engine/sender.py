@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -76,6 +76,10 @@ class Ledger:
     def found(self, batch: jr.Batch, found: Mapping[str, str]) -> None:
         raise NotImplementedError
 
+    def tasks_of_other_jobs(self, task_ids: Collection[str]) -> set[str]:
+        """Which of these vendor tasks other jobs recorded as theirs: none of this batch's."""
+        return set()
+
 
 class JournalLedger(Ledger):
     """A job's prefetch batches in the journal."""
@@ -100,6 +104,9 @@ class JournalLedger(Ledger):
 
     def found(self, batch: jr.Batch, found: Mapping[str, str]) -> None:
         self.journal.record_found(self.job_id, batch, found)
+
+    def tasks_of_other_jobs(self, task_ids: Collection[str]) -> set[str]:
+        return self.journal.tasks_of_other_jobs(self.job_id, task_ids)
 
 
 class QuotaGate:
@@ -425,7 +432,11 @@ class BatchSender:
                     raise Interrupted("stopped while waiting for the vendor's lists")
                 again = self.session.call(find, missing, since)
                 found.update({u: t for u, t in again.items() if u in set(missing)})
-        return found
+        # A task another job recorded holds its URLs from before this batch (a run minutes
+        # ago that warmed them, then purged by this job's --invalidate): this batch's URLs
+        # are not in it, and are sent again.
+        theirs = self.ledger.tasks_of_other_jobs(set(found.values()))
+        return {u: t for u, t in found.items() if t not in theirs}
 
 
 def wait_for(stop: threading.Event, seconds: float) -> None:
