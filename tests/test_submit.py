@@ -506,3 +506,19 @@ def test_killed_run_resumes_exactly_what_was_not_accepted(
     assert r.returncode == 0, r.stderr
     assert data["accepted"] == 400
     assert fake_cdn.accepted_counts() == {u: 1 for u in items}  # nothing sent twice
+
+
+def test_batches_never_hold_more_urls_than_a_second_allows(
+    run_cli, fake_config: Path, fake_cdn: FakeCdn
+) -> None:
+    """A batch larger than the per-second URL rate breaks the vendor's window by itself,
+    however it is paced: batches are cut to the rate (the fake's batch is 50, its rate 20)."""
+    fake_cdn.ups = 20
+    fake_config.write_text(fake_config.read_text() + "ups = 20\n")
+    r = run_cli("submit", "-o", "json", *(f"https://static.example.com/u{i}.js" for i in range(45)))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["accepted"] == 45
+    assert "batches of 20 URLs, the vendor's rate of 20 URLs/s" in r.stderr
+    sizes = [q["urls"] for q in fake_cdn.requests if q["path"] == "/v1/prefetch"]
+    assert sizes == [20, 20, 5]
+    assert fake_cdn.violations == []

@@ -277,6 +277,15 @@ class ProviderSession:
                 limits = replace(limits, concurrency=int(self.settings["concurrency"]))
             if self.settings.get("poll_interval"):
                 limits = replace(limits, poll_interval=float(self.settings["poll_interval"]))
+            per_second = limits.urls_per_second
+            if per_second and limits.max_batch > max(1, int(per_second)):
+                # A request of more URLs than a second allows breaks a per-second URL limit
+                # by itself, however it is paced.
+                limits = replace(limits, max_batch=max(1, int(per_second)))
+                self.provider.warn(
+                    f"{self.alias}: batches of {limits.max_batch} URLs, the vendor's rate of"
+                    f" {per_second:g} URLs/s (batch_size is larger)"
+                )
             self._limits = limits
         return self._limits
 
