@@ -581,6 +581,23 @@ def test_an_unanswered_batch_is_not_settled_by_another_jobs_task(
     assert [c["code"] for c in fake.calls(PREFETCH)] == [200, 500000, 200]
 
 
+@pytest.mark.parametrize("fault", ["500000", "gateway_502"])
+def test_a_vendor_that_never_answers_is_asked_within_the_retry_policy(
+    run_cli, qiniu_config, fake: FakeQiniu, fault: str
+) -> None:
+    """Every prefetch gets a 5xx and is not accepted: each lookup finds nothing, and the URLs
+    are sent again after the policy's waits, then recorded failed (they were resent at once,
+    without end)."""
+    qiniu_config()
+    fake.fail_next(fault, -1)
+    r, data = submit(run_cli, *urls(3))
+    assert r.returncode == 1, r.stderr
+    assert data["accepted"] == 0 and len(data["failed"]) == 3
+    assert "not found at the vendor, after retries" in data["failed"][0]["reason"]
+    assert len(fake.calls(PREFETCH)) == 4  # retries = 4: four tries in all
+    assert fake.accepted_counts() == {}
+
+
 def test_5xx_on_a_read_is_retried(run_cli, qiniu_config, fake: FakeQiniu) -> None:
     request_id = fake.add_task(urls(2), seconds=0)
     fake.fail_next("500000", 2, path=PREFETCH_LIST, retry_after=0.01)

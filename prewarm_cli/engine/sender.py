@@ -217,7 +217,7 @@ class BatchSender:
             self.ledger.release(batch, jr.DEFERRED, str(exc))
             raise Halt(exc, defer=True, n_deferred=len(urls)) from exc
         except UnknownOutcome as exc:
-            self._unknown(batch, exc)
+            self._unknown(batch, exc, retries or RetryBudget(self.session.policy))
         except InvalidRequest as exc:
             self._invalid(batch, exc)
         except BatchTooLarge as exc:
@@ -356,13 +356,14 @@ class BatchSender:
 
     # -- unknown outcomes --
 
-    def _unknown(self, batch: jr.Batch, exc: UnknownOutcome) -> None:
+    def _unknown(self, batch: jr.Batch, exc: UnknownOutcome, retries: RetryBudget) -> None:
         if self.purge:
             self._resend_purge(batch, exc)
             return
-        self.ledger.unknown(batch, f"no reply from the vendor ({exc})")
+        reason = f"no reply from the vendor ({exc})"
+        self.ledger.unknown(batch, reason)
         # Its request left before this reply, however long retries or pacing delayed it.
-        self.resolve(batch, f"no reply from the vendor ({exc})", last_sent=datetime.now(UTC))
+        self.resolve(batch, reason, last_sent=datetime.now(UTC), retries=(retries, exc))
 
     def _resend_purge(self, batch: jr.Batch, exc: UnknownOutcome) -> None:
         """Purging twice only costs quota: an unanswered purge is sent once more."""
@@ -376,12 +377,22 @@ class BatchSender:
         else:
             self.ledger.answered(batch, result)
 
-    def resolve(self, batch: jr.Batch, reason: str, *, last_sent: datetime | None = None) -> None:
+    def resolve(
+        self,
+        batch: jr.Batch,
+        reason: str,
+        *,
+        last_sent: datetime | None = None,
+        retries: tuple[RetryBudget, PrewarmError] | None = None,
+    ) -> None:
         """An unknown batch: looked up where the vendor can; found URLs accepted, the rest resent.
 
         Without a lookup it stays unknown, unless --force sends it again. ``last_sent``: when
         its request left, at the latest; by default when this sender began (a batch left
-        unknown by an earlier run was sent before that run stopped).
+        unknown by an earlier run was sent before that run stopped). ``retries``: for a
+        request this run sent, the retry policy's budget left and the error; the URLs not
+        found are sent again within it (a vendor answering every request with a 5xx would
+        otherwise be asked again and again), then recorded failed.
         """
         if not batch.urls:
             self.ledger.found(batch, {})
@@ -394,6 +405,10 @@ class BatchSender:
             except PrewarmError as lookup_exc:
                 self.out.warn(f"{self.alias}: lookup failed: {lookup_exc}")
             else:
+                missing = [u for u in batch.urls if u not in found]
+                part = None
+                if missing and retries is not None:
+                    part, batch = self.ledger.split(batch, missing)
                 self.ledger.found(batch, found)
                 self.advance(len(found))
                 if found:
@@ -401,6 +416,8 @@ class BatchSender:
                         f"{self.alias}: {counted(len(found), 'URL')} of an unanswered request"
                         " were found at the vendor"
                     )
+                if part is not None and retries is not None:
+                    self._send_again(part, reason, *retries)
                 return
         if self.force:
             self.ledger.release(batch, jr.UNSENT)
@@ -411,6 +428,26 @@ class BatchSender:
             f"{reason}; check the vendor's console, then resend with --resume --force",
         )
         self.advance(len(batch.urls))
+
+    def _send_again(
+        self, part: jr.Batch, reason: str, retries: RetryBudget, cause: PrewarmError
+    ) -> None:
+        """Sends the URLs of an unanswered request that the vendor does not hold again, after
+        the retry policy's next wait; failed once the policy is spent."""
+        wait = retries.next_wait(None)
+        if wait is None:
+            self._fail(part, f"{reason}, and not found at the vendor, after retries", cause)
+            return
+        self.out.detail(
+            f"{self.alias}: sending {counted(len(part.urls), 'URL')} of an unanswered request"
+            f" again in {wait:.1f}s: the vendor does not hold them"
+        )
+        try:
+            wait_for(self.stop, wait)
+        except Interrupted:
+            self.ledger.release(part, jr.UNSENT)  # nothing of it went out again
+            raise
+        self.send(part, retries)
 
     def _look_up(self, batch: jr.Batch, last_sent: datetime) -> dict[str, str]:
         """Which of the batch's URLs the vendor holds; asks again once the vendor's lists settle.
