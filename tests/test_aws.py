@@ -138,6 +138,24 @@ def test_unknown_task_id_is_not_found(run_cli, configure) -> None:
     assert "has no job 0000-not-a-job" in r.stderr
 
 
+def test_a_url_the_server_rewrites_keeps_its_outcome_in_a_later_process(
+    run_cli, configure, api: FakePrewarmApi
+) -> None:
+    """The server writes ( ) as %28 %29: another process's status and report still match the
+    job's URL (status said succeeded, exit 0, for a URL that failed, and recorded it)."""
+    configure()
+    url = "https://static.example.com/dlfail(2).js"
+    r, sub = cli_json(run_cli, "submit", "--wait", url)
+    assert r.returncode == 1, r.stderr
+    r, st = cli_json(run_cli, "status", sub["job_id"])
+    assert r.returncode == 1, r.stderr
+    assert (st["state"], st["failed"], st["succeeded"]) == ("failed", 1, 0)
+    r, rep = cli_json(run_cli, "report", sub["job_id"])
+    assert {f["url"] for f in rep["failures"]} == {url}
+    r, jobs = cli_json(run_cli, "jobs")
+    assert jobs[0]["state"] == "failed"
+
+
 # --------------------------------------------------------------------------- the stack
 
 

@@ -66,6 +66,7 @@ def report(ws: Workspace, ref: JobRef) -> JobReport:
             report_urls[alias] = rep.report_url
     failures: list[ReportFailure] = []
     if ref.job_id:
+        from_vendors = _as_the_job_has_them(ws, ref.job_id, from_vendors)
         # A URL the provider's own report names is listed there, in its detail (direct
         # warming's record: per PoP and variant), not a second time from the journal.
         named = {(f.provider, f.url) for f in from_vendors}
@@ -79,6 +80,23 @@ def report(ws: Workspace, ref: JobRef) -> JobReport:
         failures=(*failures, *from_vendors),
         report_urls=report_urls,
     )
+
+
+def _as_the_job_has_them(
+    ws: Workspace, job_id: str, failures: list[ReportFailure]
+) -> list[ReportFailure]:
+    """The vendors' failures with each URL as the job has it, where a vendor lists it in an
+    encoded form of its own (AWS's prewarm API writes ( ) as %28 %29)."""
+    from dataclasses import replace
+
+    from prewarm_cli.inputs import match_key
+
+    if not any("%" in f.url for f in failures):  # only an escape makes a form of its own
+        return failures
+    ours: dict[str, str] = {}
+    for row in ws.journal.targets(job_id, [jr.ACCEPTED]):  # what the vendors were given
+        ours.setdefault(match_key(row["url"]), row["url"])
+    return [replace(f, url=ours.get(match_key(f.url), f.url)) for f in failures]
 
 
 def download_report(ws: Workspace, result: JobReport, path: str) -> None:

@@ -282,14 +282,19 @@ class PipedError(PrewarmError):
 
 
 def _only_urls(status: TaskStatus, urls: set[str] | None) -> TaskStatus:
-    """A vendor task narrowed to this job's URLs (a task found by lookup may hold others)."""
+    """A vendor task narrowed to this job's URLs (a task found by lookup may hold others),
+    each named as the job has it."""
     if not status.urls or urls is None or {u.url for u in status.urls} <= urls:
         return status
-    from prewarm_cli.inputs import to_ascii
+    from prewarm_cli.inputs import match_key
 
-    # Vendors may list a URL in its encoded form (IDNA host, percent-encoded path).
-    wanted = urls | {to_ascii(u) for u in urls}
-    kept = tuple(u for u in status.urls if u.url in wanted or to_ascii(u.url) in wanted)
+    # Vendors may list a URL in an encoded form (IDNA host, percent-encoded path).
+    ours: dict[str, str] = {}
+    for url in urls:
+        ours.setdefault(match_key(url), url)
+    kept = tuple(
+        replace(u, url=ours[key]) for u in status.urls if (key := match_key(u.url)) in ours
+    )
     by_state = {state: sum(1 for u in kept if u.state == state) for state in State}
     failed = by_state[State.FAILED] + by_state[State.TIMED_OUT] + by_state[State.CANCELLED]
     state = status.state

@@ -226,6 +226,25 @@ def _idna(host: str) -> str:
         return host
 
 
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_STRUCTURAL = frozenset("/?#%")  # characters whose escape means something else than they do
+
+
+def match_key(url: str) -> str:
+    """A URL as compared with the form a vendor lists it in: RFC 3986 form (to_ascii), every
+    escape of a printable ASCII character but / ? # % decoded, the others in upper case.
+    Vendors encode what the client sent as is (AWS's prewarm API writes ( ) and spaces as
+    %28 %29 %20), and a listing must still be matched to the job's URL."""
+
+    def decode(match: re.Match[str]) -> str:
+        code = int(match.group(1), 16)
+        if 0x20 <= code < 0x7F and chr(code) not in _STRUCTURAL:
+            return chr(code)
+        return match.group(0).upper()
+
+    return _ESCAPE.sub(decode, to_ascii(url))
+
+
 def to_ascii(url: str) -> str:
     """RFC 3986 form: IDNA host, non-ASCII and spaces percent-encoded, escapes kept."""
     if url.isascii():
