@@ -19,8 +19,7 @@ def exit_for(exc: BaseException, given: Mapping[str, Any], debug: bool) -> ExitC
     if isinstance(exc, click.exceptions.Abort):
         # Click turns Ctrl-C into Abort: one message, the same as everywhere else.
         ctrl_c = isinstance(exc.__context__, KeyboardInterrupt)
-        click.echo("interrupted" if ctrl_c else "aborted", err=True)
-        return ExitCode.INTERRUPTED
+        return _interrupted(given, "interrupted" if ctrl_c else "aborted")
     if isinstance(exc, click.ClickException):
         exc.show()  # click's usage line and message, on stderr
         from prewarm_cli.errors import UsageError
@@ -28,8 +27,7 @@ def exit_for(exc: BaseException, given: Mapping[str, Any], debug: bool) -> ExitC
         _json_error(UsageError(exc.format_message()), given)  # as any error, in JSON mode
         return ExitCode.USAGE
     if isinstance(exc, KeyboardInterrupt):
-        click.echo("interrupted", err=True)
-        return ExitCode.INTERRUPTED
+        return _interrupted(given, "interrupted")
     if isinstance(exc, PrewarmError):
         report_error(exc, given, debug)
         return exc.exit_code
@@ -51,6 +49,16 @@ def report_error(exc: PrewarmError, given: Mapping[str, Any], debug: bool) -> No
     click.echo(f"error: {exc}", err=True)
     if exc.hint:
         click.echo(f"hint: {exc.hint}", err=True)
+
+
+def _interrupted(given: Mapping[str, Any], word: str) -> ExitCode:
+    """Ctrl-C (or a prompt given up) where nothing was left to save: one word on stderr, and
+    in JSON mode the error on stdout as for any other."""
+    from prewarm_cli.errors import UserInterrupt
+
+    _json_error(UserInterrupt(word), given)
+    click.echo(word, err=True)
+    return ExitCode.INTERRUPTED
 
 
 def _json_error(exc: PrewarmError, given: Mapping[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -56,7 +57,30 @@ def test_ctrl_c_while_waiting_in_a_log(
     proc = popen(cli_env, tmp_path, *_wait_args(command, long_job))
     stopped = interrupt(proc, lambda: wait_for(lambda: _polls(fake_cdn) > polls, 30))
     assert proc.returncode == 130, stopped.err
-    assert _messages(stopped.err) == ["interrupted"], stopped.err
+    if command == "status":
+        assert _messages(stopped.err) == ["interrupted"], stopped.err
+    else:  # the job is named: with -q nothing else on stderr names it
+        *_started, error, hint = _messages(stopped.err)
+        job = error.split()[5]
+        assert error == f"error: interrupted while waiting; job {job} goes on at the vendors"
+        assert hint == f"hint: `prewarm status --wait {job}` waits again"
+
+
+@pytest.mark.parametrize("command", ["submit", "status"])
+def test_ctrl_c_while_waiting_gives_the_error_in_json_and_ndjson(
+    command: str, long_job: str, fake_cdn: FakeCdn, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    for fmt in ("json", "ndjson"):
+        polls = _polls(fake_cdn)
+        proc = popen(cli_env, tmp_path, *_wait_args(command, long_job), "-o", fmt)
+        stopped = interrupt(proc, lambda: wait_for(lambda: _polls(fake_cdn) > polls, 30))
+        assert proc.returncode == 130, stopped.err
+        lines = [json.loads(line) for line in stopped.out.splitlines()]
+        assert lines[-1]["error"]["code"] == "interrupted"
+        if command == "submit" and fmt == "ndjson":  # the job was named before the wait
+            assert lines[0]["record"] == "submit" and lines[0]["job_id"]
+        else:
+            assert len(lines) == 1
 
 
 @pytest.mark.parametrize("command", ["submit", "status"])
@@ -91,5 +115,19 @@ def test_ctrl_c_while_waiting_on_a_terminal(
     text = ANSI.sub("", seen.decode(errors="replace")).replace("\r", "\n")
     assert os.waitstatus_to_exitcode(status) == 130, text
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    assert lines[-1] == "interrupted", text
+    if command == "status":
+        assert lines[-1] == "interrupted", text
+    else:
+        assert lines[-2].startswith("error: interrupted while waiting; job "), text
+        assert lines[-1].startswith("hint: `prewarm status --wait "), text
     assert text.count("interrupted") == 1 and "aborted" not in text, text
+
+
+def test_wait_timeout_in_ndjson_names_the_job_first(long_job: str, run_cli) -> None:
+    r = run_cli(
+        "submit", "--wait", "--wait-timeout", "0.3", "-o", "ndjson", "https://a.example.com/c.js"
+    )
+    assert r.returncode == 6, r.stderr
+    first, *_, last = [json.loads(line) for line in r.stdout.splitlines()]
+    assert first["record"] == "submit" and first["job_id"]
+    assert last["error"]["code"] == "wait_timeout" and first["job_id"] in last["error"]["message"]

@@ -25,7 +25,7 @@ from prewarm_cli.commands._render import (
     verify_note,
     verify_table,
 )
-from prewarm_cli.errors import UsageError, exit_for, worst_exit
+from prewarm_cli.errors import UsageError, UserInterrupt, exit_for, worst_exit
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -157,8 +157,18 @@ def submit(
             exit_with(code)
         if ws.out.fmt == "table":
             submit_table(ws.out, summary)
+        elif ws.out.fmt == "ndjson":  # the job is named before the wait, which may not end well
+            ws.out.emit(summary, records=lambda _d: job_records(summary.job_id, summary=summary))
         ref = engine.parse_job_ref(ws, summary.job_id, lambda: "")
-        status, claims = engine.wait_with_claims(ws, ref, interval=interval, timeout=wait_timeout)
+        try:
+            status, claims = engine.wait_with_claims(
+                ws, ref, interval=interval, timeout=wait_timeout
+            )
+        except KeyboardInterrupt:
+            raise UserInterrupt(
+                f"interrupted while waiting; job {summary.job_id} goes on at the vendors",
+                hint=f"`prewarm status --wait {summary.job_id}` waits again",
+            ) from None
         result: dict[str, Any] = {**summary.to_dict(), "status": status.to_dict()}
         codes = {code, exit_for(status.outcomes())}
         if verify:
@@ -172,7 +182,7 @@ def submit(
             ws.out.emit(
                 result,
                 records=lambda d: job_records(
-                    summary.job_id, summary=summary, status=status, verify=d.get("verify")
+                    summary.job_id, status=status, verify=d.get("verify")
                 ),
             )
             if verify:
