@@ -73,7 +73,7 @@ def test_ctrl_c_while_waiting_gives_the_error_in_json_and_ndjson(
     for fmt in ("json", "ndjson"):
         polls = _polls(fake_cdn)
         proc = popen(cli_env, tmp_path, *_wait_args(command, long_job), "-o", fmt)
-        stopped = interrupt(proc, lambda: wait_for(lambda: _polls(fake_cdn) > polls, 30))
+        stopped = interrupt(proc, lambda n=polls: wait_for(lambda: _polls(fake_cdn) > n, 30))
         assert proc.returncode == 130, stopped.err
         lines = [json.loads(line) for line in stopped.out.splitlines()]
         assert lines[-1]["error"]["code"] == "interrupted"

@@ -469,8 +469,11 @@ def test_refresh_quota_used_up_stops_before_any_prefetch(
     fake.refresh_quota_day = 2
     r, data = submit(run_cli, "--invalidate", *urls(5))
     assert r.returncode == 5
-    assert data["error"]["code"] == "quota_exhausted"
-    assert "daily refresh quota" in r.stderr and "--resume" in r.stderr
+    # The job's JSON, its URLs deferred (it was an error object, and the hint said "JOB").
+    assert (data["state"], data["deferred"], data["accepted"]) == ("incomplete", 5, 0)
+    assert "daily refresh quota" in r.stderr
+    assert f"prewarm submit --resume {data['job_id']} after " in r.stderr
+    assert "--resume JOB" not in r.stderr
     assert [c["code"] for c in fake.calls(REFRESH)] == [400034]
     assert fake.calls(PREFETCH) == []
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from prewarm_cli import journal as jr
 from prewarm_cli.engine.sender import BatchSender, Halt, Ledger, wait_for
 from prewarm_cli.engine.workspace import Workspace
+from prewarm_cli.errors import PrewarmError
 from prewarm_cli.output import Progress
 from prewarm_cli.pacing import Interrupted
 from prewarm_cli.plugin import BatchResult, Capability, Provider, State, SubmitOptions
@@ -82,8 +83,14 @@ def invalidate(
     aliases: Sequence[str],
     options: SubmitOptions,
     progress: Progress,
-) -> None:
-    """Purges the job's unsent URLs first and waits (bounded) until each purge is done."""
+) -> dict[str, PrewarmError]:
+    """Purges the job's unsent URLs first and waits (bounded) until each purge is done.
+
+    A provider whose purges are deferred (its purge quota is spent, it is rate limited
+    beyond the retries) has its URLs deferred, not prefetched: a late purge would evict the
+    warm copy. Returns why, per alias; the other providers go on.
+    """
+    deferred: dict[str, PrewarmError] = {}
     for alias in aliases:
         session = ws.session(alias)
         if session.provider.invalidates_in_submit:
@@ -110,9 +117,13 @@ def invalidate(
                 size = min(size, sender.batch_size)
             _wait_for_purges(ws, sender, ledger)
         except Halt as halt:
-            raise halt.error from halt
+            if not halt.defer:
+                raise halt.error from halt
+            deferred[alias] = halt.error
+            progress.advance(ws.journal.defer_unsent(job_id, alias, str(halt.error)))
         except Interrupted as exc:
             raise KeyboardInterrupt from exc
+    return deferred
 
 
 def _purge(provider: Provider, options: SubmitOptions) -> Callable[[list[str]], BatchResult]:

@@ -116,10 +116,11 @@ def _run(
         ws.out.info(f"job {job_id}: nothing left to send ({counted(n_urls, 'URL')}, {to})")
     journal.set_state(job_id, JobState.SUBMITTING)
     run: SubmitRun | None = None
+    errors: dict[str, PrewarmError] = {}
     try:
         with ws.out.progress(to_send, "submitting") as progress:
             if options.invalidate:
-                invalidate(ws, job_id, aliases, options, progress)
+                errors.update(invalidate(ws, job_id, aliases, options, progress))
             run = SubmitRun(ws, job_id, options, progress)
             run.run(aliases)
     except KeyboardInterrupt:
@@ -132,17 +133,18 @@ def _run(
             hint=f"prewarm submit --resume {job_id} sends what was not accepted"
             " (requests that were in flight are looked up first)",
         ) from None
-    except PrewarmError:
+    except PrewarmError as exc:
         with suppress(PrewarmError):
             journal.set_state(job_id, _submit_state(journal.counts(job_id)))
-        raise
+        raise naming_job(exc, job_id) from None
     summary = submit_summary(ws, job_id)
     journal.set_state(job_id, summary.state)
-    errors = run.errors if run else {}
-    for alias, exc in errors.items():
-        ws.out.warn(f"{alias}: {exc}")
-        if exc.hint:
-            ws.out.info(f"hint: {exc.hint}")
+    errors.update(run.errors if run else {})
+    for alias, error in errors.items():
+        error = naming_job(error, job_id)
+        ws.out.warn(f"{alias}: {error}")
+        if error.hint:
+            ws.out.info(f"hint: {error.hint}")
     n_rejected, n_failed = len(summary.rejected), len(summary.failed)
     if n_rejected or n_failed:  # what became of them, and where to see why, in every format
         what = ", ".join(
@@ -164,6 +166,17 @@ def _run(
             f" console, then `prewarm submit --resume {job_id} --force` resends them"
         )
     return summary, submit_exit(summary, errors)
+
+
+def naming_job(exc: PrewarmError, job_id: str) -> PrewarmError:
+    """The error with the job's id where its words say ``--resume JOB`` (a provider or the
+    pacer, which do not know which job they work for, name the command that way)."""
+    placeholder = "--resume JOB"
+    if placeholder in exc.message or placeholder in (exc.hint or ""):
+        exc.message = exc.message.replace(placeholder, f"--resume {job_id}")
+        exc.hint = exc.hint.replace(placeholder, f"--resume {job_id}") if exc.hint else None
+        exc.args = (exc.message,)
+    return exc
 
 
 def _check_busy(ws: Workspace, job_id: str, aliases: Sequence[str]) -> None:
