@@ -239,6 +239,12 @@ def test_second_submit_refused_while_a_job_runs_unless_force(
     r = run_cli("submit", *urls(2, "https://static.example.com/g"))
     assert r.returncode == 2
     assert "one job at a time" in r.stderr and first["job_id"] in r.stderr
+    r, plan = cli_json(run_cli, "submit", "--dry-run", *urls(2, "https://static.example.com/g"))
+    assert r.returncode == 0, r.stderr
+    assert plan["providers"]["cf"]["would_defer"] == 2  # the plan says so too
+    assert any(
+        "would be refused (exit 2) unless --force" in n for n in plan["providers"]["cf"]["notes"]
+    )
     # no journal (another machine): the stack's running instances tell
     fresh = {"PREWARM_STATE_DIR": str(Path(cli_env["PREWARM_STATE_DIR"]).parent / "other")}
     r = run_cli("submit", *urls(2, "https://static.example.com/g"), env_extra=fresh)
@@ -468,3 +474,10 @@ def test_dry_run_and_config_check(run_cli, configure, api: FakePrewarmApi) -> No
     assert any("pop IAD89-P1, NRT57-P3 (2 PoPs)" in n for n in notes)
     assert any("key accepted" in n for n in notes)
     assert api.jobs == {}
+    configure(batch_size=2)  # more URLs than one job takes: the rest is deferred, as a run does
+    r, plan = cli_json(run_cli, "submit", "--dry-run", *urls(5))
+    p = plan["providers"]["cf"]
+    assert (p["batches"], p["would_defer"]) == (3, 3)
+    assert any("the first 2 URLs become its job, the other 3 are deferred" in n for n in p["notes"])
+    r, sub = cli_json(run_cli, "submit", *urls(5))
+    assert r.returncode == 5 and (sub["accepted"], sub["deferred"]) == (2, 3)

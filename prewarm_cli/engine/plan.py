@@ -10,9 +10,7 @@ from typing import Any
 from prewarm_cli import journal as jr
 from prewarm_cli.engine.intake import SubmitRequest, intake
 from prewarm_cli.engine.workspace import ProviderSession, Workspace
-from prewarm_cli.errors import (
-    PrewarmError,
-)
+from prewarm_cli.errors import PrewarmError, StackBusy
 from prewarm_cli.plugin import (
     Capability,
     SubmitOptions,
@@ -85,6 +83,8 @@ def _plan_provider(
                 would_defer = n - q.remaining
         except PrewarmError as exc:
             notes.append(f"quota unknown: {exc}")
+    if session.provider.one_job_at_a_time:
+        would_defer = max(would_defer, _one_job_deferral(ws, session, n, notes))
     if limits.requests_per_day and requests > limits.requests_per_day:
         notes.append(
             f"{requests} requests exceed the daily budget of {limits.requests_per_day}:"
@@ -109,3 +109,25 @@ def _plan_provider(
         would_defer=would_defer,
         notes=tuple(notes),
     )
+
+
+def _one_job_deferral(ws: Workspace, session: ProviderSession, n: int, notes: list[str]) -> int:
+    """What a vendor that runs one job at a time would not take now: all of it while it is
+    busy (the submit is refused unless --force), else what exceeds one job."""
+    from prewarm_cli.engine.submit import check_busy
+
+    try:
+        check_busy(ws, "", [session.alias])
+    except StackBusy as exc:
+        notes.append(f"{exc}: the submit would be refused (exit 2) unless --force")
+        return n
+    except PrewarmError as exc:
+        notes.append(f"whether {session.alias} is busy is unknown: {exc}")
+    if n <= session.batch_size:
+        return 0
+    notes.append(
+        f"{session.alias} runs one job at a time: the first {session.batch_size:,} URLs"
+        f" become its job, the other {n - session.batch_size:,} are deferred"
+        " (`prewarm submit --resume JOB` once it is done)"
+    )
+    return n - session.batch_size

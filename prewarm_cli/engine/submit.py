@@ -77,7 +77,7 @@ def submit(
             try:
                 for alias in aliases:
                     ws.session(alias).provider.check_options(options)
-                _check_busy(ws, job_id, aliases)
+                check_busy(ws, job_id, aliases)
             except BaseException:
                 journal.delete_job(job_id)  # nothing was sent: leave no job behind
                 raise
@@ -179,7 +179,7 @@ def naming_job(exc: PrewarmError, job_id: str) -> PrewarmError:
     return exc
 
 
-def _check_busy(ws: Workspace, job_id: str, aliases: Sequence[str]) -> None:
+def check_busy(ws: Workspace, job_id: str, aliases: Sequence[str]) -> None:
     """Refuses a second job on a provider that runs one job at a time, unless --force."""
     for alias in aliases:
         session = ws.session(alias)
