@@ -186,6 +186,8 @@ def test_scale_without_p_takes_the_one_alias_that_can_scale(
     assert data == {"provider": "cf", "desired_capacity": 0}
     r = run_cli("scale", "-p", "qn")
     assert r.returncode == 2 and "qn (qiniu) does not support scale" in r.stderr
+    r = run_cli("scale", "-p", "qn", "3")  # said before asking for --yes
+    assert r.returncode == 2 and "qn (qiniu) does not support scale" in r.stderr
     path.write_text(path.read_text() + qiniu.replace("qn", "cf2").replace("qiniu", "aws"))
     r = run_cli("scale")  # two can: the default is said to lack it, and which can
     assert r.returncode == 2 and "qn cannot scale; cf and cf2 can: pass -p NAME" in r.stderr

@@ -163,7 +163,14 @@ def quota(ws: Workspace, aliases: Sequence[str]) -> list[dict[str, Any]]:
 def scale_alias(ws: Workspace, name: str | None) -> str:
     """The alias `scale` works on: the one named, else the default provider when its type
     can scale, else the one configured alias whose type can (only the AWS prewarm stack has
-    instances; a Qiniu default should not make `prewarm scale` fail beside it)."""
+    instances; a Qiniu default should not make `prewarm scale` fail beside it). One that
+    cannot scale is said here, before anything is asked (a confirmation, its secrets)."""
+    alias = _scale_alias(ws, name)
+    ws.session(alias, needs=Capability.SCALE)
+    return alias
+
+
+def _scale_alias(ws: Workspace, name: str | None) -> str:
     from prewarm_cli import registry
     from prewarm_cli.errors import PrewarmError
 
