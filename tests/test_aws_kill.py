@@ -43,3 +43,5 @@ def test_kill_mid_request_leaves_the_batch_unknown_and_never_resends_it(
     assert data["unknown"] == 20 and data["accepted"] == 0
     assert "--force" in r.stderr
     assert len(api.requests_to("POST", "prewarm")) == 1  # not resent: it may be running
+    r = run_cli("status", job_id)  # says what a --resume would and would not do
+    assert "the 20 of unknown outcome only with --force" in r.stderr, r.stderr

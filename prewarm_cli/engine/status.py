@@ -433,11 +433,37 @@ def _say_resume(ws: Workspace, status: JobStatus) -> None:
     left = [f"{status.deferred} deferred"] if status.deferred else []
     if status.not_sent > status.deferred:
         left.append(f"{status.not_sent - status.deferred} unsent or of unknown outcome")
-    ws.out.info(
-        f"job {status.job_id} is incomplete and no process is sending it"
-        f" ({counted(status.not_sent, 'target')} not sent: {', '.join(left)}):"
-        f" `prewarm submit --resume {status.job_id}` sends them"
+    job = status.job_id
+    forced = _unknown_without_lookup(ws, job)
+    also = (
+        f"; the {forced:,} of unknown outcome only with --force, once the vendor's console"
+        " shows they were not taken"
+        if forced
+        else ""
     )
+    ws.out.info(
+        f"job {job} is incomplete and no process is sending it"
+        f" ({counted(status.not_sent, 'target')} not sent: {', '.join(left)}):"
+        f" `prewarm submit --resume {job}` sends them{also}"
+    )
+
+
+def _unknown_without_lookup(ws: Workspace, job_id: str) -> int:
+    """Targets of unknown outcome at providers that cannot be asked whether they took them
+    (no LOOKUP): a --resume leaves those alone unless --force."""
+    from prewarm_cli import registry
+
+    n = 0
+    for alias, counts in ws.journal.counts(job_id).items():
+        if not counts[jr.UNKNOWN]:
+            continue
+        try:
+            cls = registry.load(ws.config.provider_type(alias))
+        except PrewarmError:
+            continue
+        if Capability.LOOKUP not in cls.capabilities:
+            n += counts[jr.UNKNOWN]
+    return n
 
 
 def status_exit(state: str) -> ExitCode:
