@@ -249,28 +249,40 @@ class Journal:
                         [(job_id, alias, url, seq) for url, seq in rows],
                     )
 
-    def finish_intake(self, job_id: str, skipped: Sequence[Mapping[str, Any]]) -> None:
-        """Counts the distinct URLs once input is complete."""
+    def finish_intake(
+        self,
+        job_id: str,
+        skipped: Sequence[Mapping[str, Any]],
+        vendor_of: Callable[[str], str] = str,
+    ) -> None:
+        """Counts the distinct URLs once input is complete, and names the job's providers (those
+        its targets went to) with the vendor each sends to (``vendor_of``), in one
+        transaction: a job is either still reading its input or ready with its providers."""
         with self.transaction() as db:
             per_provider = db.execute(
-                "SELECT COUNT(*) FROM targets WHERE job_id = ? GROUP BY provider", (job_id,)
+                "SELECT provider, COUNT(*) FROM targets WHERE job_id = ? GROUP BY provider"
+                " ORDER BY provider",
+                (job_id,),
             ).fetchall()
             if len(per_provider) > 1:
                 (urls,) = db.execute(
                     "SELECT COUNT(DISTINCT url) FROM targets WHERE job_id = ?", (job_id,)
                 ).fetchone()
             else:  # one provider: its URLs are distinct already (the unique index by URL)
-                urls = per_provider[0][0] if per_provider else 0
+                urls = per_provider[0][1] if per_provider else 0
+            providers = [row[0] for row in per_provider]
+            vendors = {alias: vendor_of(alias) for alias in providers}
             db.execute(
-                "UPDATE jobs SET urls = ?, skipped = ?, state = 'ready', updated_at = ?"
-                " WHERE id = ?",
-                (urls, json.dumps(list(skipped)), utcnow(), job_id),
-            )
-
-    def set_providers(self, job_id: str, providers: Sequence[str]) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE jobs SET providers = ? WHERE id = ?", (json.dumps(list(providers)), job_id)
+                "UPDATE jobs SET urls = ?, skipped = ?, state = 'ready', updated_at = ?,"
+                " providers = ?, options = json_set(options, '$.vendors', json(?)) WHERE id = ?",
+                (
+                    urls,
+                    json.dumps(list(skipped)),
+                    utcnow(),
+                    json.dumps(providers),
+                    json.dumps(vendors),
+                    job_id,
+                ),
             )
 
     def delete_job(self, job_id: str) -> None:

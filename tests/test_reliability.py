@@ -622,3 +622,23 @@ def test_a_job_killed_while_reading_its_input_stays_unresumable_after_status(
     r = run_cli("submit", "--resume", job, "-o", "json")
     assert r.returncode == 2 and "never finished reading its input" in r.stderr
     assert not fake_cdn.requests
+
+
+def test_a_job_resumes_only_at_the_vendor_it_began_with(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    fake_cdn.fail_next("429", 1, retry_after=3600)  # deferred: the job waits for --resume
+    r = run_cli("submit", "-o", "json", *urls(5))
+    assert r.returncode == 5, r.stderr
+    job = json.loads(r.stdout)["job_id"]
+    text = fake_config.read_text()
+    moved = text.replace(f'endpoint = "{fake_cdn.url}"', 'endpoint = "https://other.example.com"')
+    fake_config.write_text(moved)
+    r = run_cli("submit", "--resume", job, "-o", "json")
+    assert r.returncode == 2, r.stderr
+    assert f"job {job} was sent to fake as fake at {fake_cdn.url}" in r.stderr
+    assert "now makes it fake at https://other.example.com" in r.stderr
+    fake_config.write_text(text)
+    r = run_cli("submit", "--resume", job, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert_each_accepted_once(fake_cdn)

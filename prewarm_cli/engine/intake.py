@@ -33,6 +33,14 @@ class SubmitRequest:
     skip_invalid: bool = False
 
 
+def vendor_of(ws: Workspace, alias: str) -> str:
+    """Which vendor an alias sends to: its type and configured endpoint. A job remembers it,
+    so that a --resume does not send the rest, and look its unanswered batches up, elsewhere."""
+    endpoint = ws.config.providers.get(alias, {}).get("endpoint")
+    ptype = ws.config.provider_type(alias)
+    return f"{ptype} at {str(endpoint).rstrip('/')}" if endpoint else ptype
+
+
 def intake(
     ws: Workspace, journal: jr.Journal, req: SubmitRequest, job_id: str | None = None
 ) -> str:
@@ -88,7 +96,9 @@ def intake(
         )
     # A sync log's failed uploads are skipped too (DESIGN §4), with their line.
     skipped += notes.failed_uploads
-    journal.finish_intake(job_id, [item.to_dict() for item in skipped])
+    journal.finish_intake(
+        job_id, [item.to_dict() for item in skipped], lambda alias: vendor_of(ws, alias)
+    )
     counts = journal.counts(job_id)
     if not counts:
         journal.delete_job(job_id)
@@ -100,5 +110,4 @@ def intake(
             if req.inputs.has_input()
             else NO_INPUT_HINT,
         )
-    journal.set_providers(job_id, sorted(counts))
     return job_id

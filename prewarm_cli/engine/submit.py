@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 
 from prewarm_cli import journal as jr
-from prewarm_cli.engine.intake import SubmitRequest, intake
+from prewarm_cli.engine.intake import SubmitRequest, intake, vendor_of
 from prewarm_cli.engine.lock import JobLock
 from prewarm_cli.engine.prefetch import SubmitRun
 from prewarm_cli.engine.purge import invalidate
@@ -59,6 +59,7 @@ def submit(
         aliases = list(job.providers)
         try:
             for alias in aliases:
+                _check_same_vendor(ws, job, alias)
                 ws.session(alias)
             journal.prepare_resume(job.id)
         except BaseException:
@@ -166,6 +167,20 @@ def _run(
             f" console, then `prewarm submit --resume {job_id} --force` resends them"
         )
     return summary, submit_exit(summary, errors)
+
+
+def _check_same_vendor(ws: Workspace, job: jr.Job, alias: str) -> None:
+    """A job resumes where it began: an alias now of another type or endpoint would be sent
+    the rest, and asked about batches the first vendor may have taken (jobs made before the
+    job remembered its vendors are not checked)."""
+    was = job.options.get("vendors", {}).get(alias)
+    now = vendor_of(ws, alias)
+    if was is not None and was != now:
+        raise UsageError(
+            f"job {job.id} was sent to {alias} as {was}; the config now makes it {now}",
+            hint="resume it with the configuration it began with, or submit the URLs"
+            " again as a new job",
+        )
 
 
 def naming_job(exc: PrewarmError, job_id: str) -> PrewarmError:
