@@ -163,6 +163,11 @@ class Journal:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            if self._db.in_transaction:
+                # Left open by a Ctrl-C that came between a BEGIN and its end (or during the
+                # ROLLBACK below): what it wrote was never committed.
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:

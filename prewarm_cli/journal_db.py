@@ -93,7 +93,14 @@ def error(path: str, exc: sqlite3.Error) -> JournalError:
     if "disk" in lowered and "full" in lowered:
         return JournalError(
             f"cannot write the journal {path}: the disk is full",
-            hint="free some space, then `prewarm submit --resume JOB` continues the job",
+            hint="free some space, then run the command again (a job it was sending:"
+            " `prewarm submit --resume JOB`)",
+        )
+    if "disk i/o" in lowered:  # SQLite's word for a write the system refused (often space)
+        return JournalError(
+            f"the journal {path} failed: {text}",
+            hint="check the disk under it (free space, errors), then run the command again;"
+            " the journal is kept",
         )
     return JournalError(
         f"the journal {path} failed: {text}",

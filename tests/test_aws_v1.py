@@ -212,6 +212,8 @@ def test_scale_and_cancel_are_not_capabilities(run_cli, configure, stack: FakeV1
     r, data = cli_json(run_cli, "cancel", sub["job_id"])
     assert r.returncode == 2
     assert data["error"]["code"] == "unsupported" and "cancel" in data["error"]["message"]
+    r = run_cli("quota")  # no stack has a quota: not the reason a first-generation one lacks
+    assert r.returncode == 2 and "queue's depth" not in r.stderr, r.stderr
     assert [q["route"] for q in stack.requests] == ["prewarm"]
     r, providers = cli_json(run_cli, "providers")
     caps = next(p["capabilities"] for p in providers if p["provider"])

@@ -261,3 +261,17 @@ def test_job_ids_sort_by_time_and_differ() -> None:
     for job_id in ids:
         assert len(job_id) == 26 and set(job_id) <= set(jr._CROCKFORD)
         assert abs((_decode_crockford(job_id) >> 80) - time.time() * 1000) < 60_000
+
+
+def test_a_transaction_left_open_by_a_ctrl_c_is_rolled_back_by_the_next(tmp_path: Path) -> None:
+    """A KeyboardInterrupt between a BEGIN and its end (a second Ctrl-C during the rollback)
+    left the connection in a transaction: the next one said "cannot start a transaction
+    within a transaction", and what the first wrote must not be committed."""
+    journal = jr.Journal(tmp_path / "j.sqlite3")
+    job = journal.create_job(["a"], {})
+    journal._db.execute("BEGIN IMMEDIATE")  # as an interrupted transaction leaves it
+    journal._db.execute("UPDATE jobs SET state = 'half-written' WHERE id = ?", (job,))
+    journal.set_state(job, "interrupted")
+    assert journal.job(job).state == "interrupted"
+    journal.close()
+    assert jr.Journal(tmp_path / "j.sqlite3").job(job).state == "interrupted"

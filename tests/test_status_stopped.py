@@ -420,3 +420,34 @@ def test_a_job_still_reading_its_input_is_being_worked_on(
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_job_lock_the_state_directory_cannot_take_names_the_file(tmp_path, monkeypatch) -> None:
+    """A full disk (ENOSPC) when the lock is written: the file and what to do, not an
+    unexpected OSError."""
+    import errno
+
+    from prewarm_cli.engine import lock as lock_mod
+    from prewarm_cli.errors import JournalError
+
+    def full(*_args: object, **_kw: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(lock_mod.os, "open", full)
+    run = lock_mod.JobLock(tmp_path, "J1")
+    with pytest.raises(JournalError) as caught:
+        run.acquire()
+    assert str(run.path) in str(caught.value) and "No space left on device" in str(caught.value)
+    assert "free some space" in (caught.value.hint or "")
+
+
+def test_journal_errors_say_what_to_do_for_each_cause() -> None:
+    """A write the system refused is not a damaged file: the journal is kept."""
+    from prewarm_cli.journal_db import error
+
+    io = error("/s/journal.sqlite3", sqlite3.OperationalError("disk I/O error"))
+    assert "journal is kept" in (io.hint or "") and "move" not in (io.hint or "")
+    full = error("/s/journal.sqlite3", sqlite3.OperationalError("database or disk is full"))
+    assert "the disk is full" in str(full) and "run the command again" in (full.hint or "")
+    bad = error("/s/journal.sqlite3", sqlite3.DatabaseError("file is not a database"))
+    assert "damaged" in str(bad) and "mv /s/journal.sqlite3" in (bad.hint or "")

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from prewarm_cli.errors import JobInUse
+from prewarm_cli.errors import JobInUse, JournalError
 
 PEEK_GRACE = 0.5  # seconds a run waits for a `status` that peeks at the lock to let go
 
@@ -31,6 +31,16 @@ class JobLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        try:
+            self._acquire()
+        except OSError as exc:  # the state directory cannot take the file (full, read-only)
+            raise JournalError(
+                f"cannot write the job lock {self.path}: {exc.strerror or exc}",
+                hint=f"free some space in {self.path.parent}, or set PREWARM_STATE_DIR to a"
+                " directory that can take it",
+            ) from exc
+
+    def _acquire(self) -> None:
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no advisory locks here
