@@ -199,6 +199,20 @@ def test_mixed_http_and_https_become_two_jobs(run_cli, configure, stack: FakeV1S
     assert {t["raw_state"] for t in st["providers"]["cf"]["tasks"]} == {"COMPLETED", "FAILED"}
 
 
+def test_headers_are_said_to_be_ignored_at_submit_and_in_the_plan(
+    run_cli, configure, stack: FakeV1Stack
+) -> None:
+    configure()
+    r, plan = cli_json(run_cli, "submit", "--dry-run", "-H", "X-Warm: 1", *urls(1))
+    assert r.returncode == 0, r.stderr
+    assert (
+        "aws cannot send request headers: -H X-Warm is not sent" in plan["providers"]["cf"]["notes"]
+    )
+    r = run_cli("submit", "-H", "X-Warm: 1", *urls(1))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("aws cannot send request headers: -H X-Warm is not sent") == 1
+
+
 # --------------------------------------------------------------------------- capabilities
 
 

@@ -171,9 +171,12 @@ def test_permission_warning(write_config) -> None:
     (warning,) = data["warnings"]
     assert "providers.main.api_key" in warning and "chmod 600" in warning
     assert f"warning: {warning}" in r.stderr
+    shown = invoke("config", "show")  # every command that reads the file says so
+    assert f"warning: {warning}" in shown.stderr and "literal-secret-value" not in shown.stdout
     path.chmod(0o600)
     r, data = check_json()
     assert data["warnings"] == [] and "warning" not in r.stderr
+    assert "warning" not in invoke("config", "show").stderr
 
 
 @pytest.mark.parametrize(

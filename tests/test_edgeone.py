@@ -310,6 +310,10 @@ def test_unknown_zone_is_a_config_error(
     assert r.returncode == 3
     assert "zone 'zone-nosuchsite'" in r.stderr and code in r.stderr
     assert "hint: check zone_id in [providers.edgeone]" in r.stderr
+    r = run_cli("config", "check", "--online", "-o", "table")
+    assert r.returncode == 3
+    (line,) = [x for x in r.stdout.splitlines() if x.startswith("error  edgeone")]
+    assert "zone 'zone-nosuchsite'" in line and "?" not in line  # what is wrong, not "?"
 
 
 def test_throttling_is_retried_and_sends_each_url_once(

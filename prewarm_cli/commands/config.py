@@ -70,7 +70,12 @@ def config_show() -> None:
 
     out = command_output()
     cfg = config_mod.load_config(global_values().get("config"))
-    rows = show_rows(cfg, registry.load_all(out.warn))
+    classes = registry.load_all(out.warn)
+    secret_keys = {t: [f.name for f in c.config_schema if f.secret] for t, c in classes.items()}
+    permission = config_mod.permission_warning(cfg, secret_keys)
+    if permission:  # as every command that reads the file says
+        out.warn(permission)
+    rows = show_rows(cfg, classes)
     out.emit(
         {"path": str(cfg.path), "exists": cfg.exists, "settings": rows},
         table=lambda d: out.table(
@@ -105,7 +110,12 @@ def config_check(online: bool) -> None:
                 for note in entry.notes:
                     out.line(f"       {note}")
             else:
-                keys = ", ".join(dict.fromkeys(p.key or "?" for p in entry.errors))
+                # The key of each, or what the vendor said where no key is to blame.
+                keys = ", ".join(
+                    dict.fromkeys(
+                        p.key or p.message.removeprefix(f"{found.path}: ") for p in entry.errors
+                    )
+                )
                 out.line(f"error  {entry.alias} ({entry.type}): {keys}")
         count = len(errors)
         out.info(f"{found.path}: " + ("ok" if not count else f"{count} error{'s' * (count > 1)}"))

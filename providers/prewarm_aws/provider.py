@@ -136,6 +136,7 @@ class AwsProvider(Provider):
         self.stack: StackV1 | StackV2 = StackV1(ctx) if api_version(s) == 1 else StackV2(ctx)
         # Per alias, as the plugin API allows (declared a ClassVar there).
         self.one_job_at_a_time = self.stack.one_job_at_a_time  # type: ignore[misc]
+        self.sends_headers = self.stack.sends_headers  # type: ignore[misc]
         self._lock = threading.Lock()  # one job request at a time
 
     # --- declared facts: the stack's ---

@@ -81,6 +81,9 @@ class StackV1:
     # Jobs share the queue but do not disturb each other: no timeout rule, no force stop,
     # no "last job scales the group to 0".
     one_job_at_a_time = False
+    # Its agents send Accept-Encoding: gzip, deflate, br and nothing of the user's: -H is
+    # said to be ignored at submit and in the plan (unhonoured_options).
+    sends_headers = False
     # Why scale and cancel are missing, for the error that says so.
     unsupported_note: str | None = (
         "a first-generation stack has no such route (its instances scale on its queue's"
@@ -214,12 +217,6 @@ class StackV1:
                 "query",
                 "the stack invalidates a URL with a query string under a wrong path (it drops"
                 " the '?'): those objects may not be invalidated",
-            )
-        if options.headers:
-            warn_once(
-                "headers",
-                "a first-generation stack sends no request headers of yours: -H is ignored"
-                " (its agents send Accept-Encoding: gzip, deflate, br)",
             )
 
     # --- status and report ---

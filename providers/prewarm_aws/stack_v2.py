@@ -80,6 +80,7 @@ class StackV2:
     )
     limits = LIMITS
     one_job_at_a_time = True
+    sends_headers = True
     unsupported_note: str | None = None
 
     def __init__(self, ctx: StackContext) -> None:
