@@ -178,7 +178,12 @@ def check_provider(
     path = str(config.path)
     ptype = config.provider_type(alias)
     settings, found = config.problems(alias, cls)
-    found = found or cls.config_problems(alias, settings.values)
+    # The table's rules too, but not a second word on a key the schema already faulted (an
+    # endpoint that is missing is not also "not a URL").
+    faulted = {_key_path(str(e)) for e in found}
+    found += [
+        e for e in cls.config_problems(alias, settings.values) if _key_path(str(e)) not in faulted
+    ]
     # Offline, the limits the provider declares; online, those the vendor reports (below).
     limits = [] if online else limit_problems(alias, settings.values, cls.default_limits)
     errors = [_in_file(e, path, alias) for e in found + limits]

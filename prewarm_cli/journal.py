@@ -276,16 +276,17 @@ class Journal:
             else:  # one provider: its URLs are distinct already (the unique index by URL)
                 urls = per_provider[0][1] if per_provider else 0
             providers = [row[0] for row in per_provider]
-            vendors = {alias: vendor_of(alias) for alias in providers}
+            (options,) = db.execute("SELECT options FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            options = {**json.loads(options), "vendors": {a: vendor_of(a) for a in providers}}
             db.execute(
                 "UPDATE jobs SET urls = ?, skipped = ?, state = 'ready', updated_at = ?,"
-                " providers = ?, options = json_set(options, '$.vendors', json(?)) WHERE id = ?",
+                " providers = ?, options = ? WHERE id = ?",
                 (
                     urls,
                     json.dumps(list(skipped)),
                     utcnow(),
                     json.dumps(providers),
-                    json.dumps(vendors),
+                    json.dumps(options),
                     job_id,
                 ),
             )
@@ -706,16 +707,24 @@ class Journal:
 
     # --- tasks ---
 
+    def job_state(self, job_id: str) -> str | None:
+        """A job's state, or None when this journal has no such job."""
+        rows = self._query("SELECT state FROM jobs WHERE id = ?", (job_id,))
+        return str(rows[0]["state"]) if rows else None
+
     def tasks_of_other_jobs(self, job_id: str, task_ids: Collection[str]) -> set[str]:
         """Which of these vendor task ids a job other than ``job_id`` recorded."""
-        if not task_ids:
-            return set()
-        rows = self._query(
-            "SELECT DISTINCT task_id FROM tasks WHERE job_id != ?"
-            " AND task_id IN (SELECT value FROM json_each(?))",
-            (job_id, json.dumps(sorted(task_ids))),
-        )
-        return {row["task_id"] for row in rows}
+        found: set[str] = set()
+        wanted = sorted(task_ids)
+        for i in range(0, len(wanted), 500):  # a lookup finds a few tasks: bound each query
+            chunk = wanted[i : i + 500]
+            rows = self._query(
+                "SELECT DISTINCT task_id FROM tasks WHERE job_id != ?"
+                f" AND task_id IN ({','.join('?' * len(chunk))})",
+                (job_id, *chunk),
+            )
+            found.update(row["task_id"] for row in rows)
+        return found
 
     def tasks(self, job_id: str, kind: str = "prefetch") -> list[Task]:
         rows = self._query(

@@ -63,6 +63,7 @@ EXPECTED_KEYS = {
     "providers.main.max_btach": "did you mean max_batch?",
     "providers.main.lookup": "expected true or false",
     "providers.cf.api_key": "environment variable UNSET_AWS_KEY_FOR_TEST is not set",
+    "providers.cf.regions": "required with target_type = 'region'",  # beside the unset secret
     "providers.v1.status_endpoint": "required with api_version = 1",
     "providers.big.batch_size": "is above the vendor limit of 50 URLs per request",
 }

@@ -270,8 +270,13 @@ def test_a_transaction_left_open_by_a_ctrl_c_is_rolled_back_by_the_next(tmp_path
     journal = jr.Journal(tmp_path / "j.sqlite3")
     job = journal.create_job(["a"], {})
     journal._db.execute("BEGIN IMMEDIATE")  # as an interrupted transaction leaves it
-    journal._db.execute("UPDATE jobs SET state = 'half-written' WHERE id = ?", (job,))
+    half = journal._db.execute(
+        "INSERT INTO jobs (id, created_at, updated_at, state, providers, options)"
+        " VALUES ('half-written', '', '', 'created', '[]', '{}')"
+    )
+    assert half.rowcount == 1
     journal.set_state(job, "interrupted")
-    assert journal.job(job).state == "interrupted"
     journal.close()
-    assert jr.Journal(tmp_path / "j.sqlite3").job(job).state == "interrupted"
+    reopened = jr.Journal(tmp_path / "j.sqlite3")
+    assert reopened.job(job).state == "interrupted"
+    assert reopened.job_state("half-written") is None  # rolled back, not committed

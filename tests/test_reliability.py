@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import helpers
+import pytest
 from fakes.generic import FakeCdn
 from helpers import popen
 
@@ -599,8 +600,9 @@ def test_ctrl_c_while_waiting_for_status_exits_130(
     assert "Traceback" not in stopped.err
 
 
+@pytest.mark.parametrize("n_read", [30, 0])  # 0: killed before its first chunk was recorded
 def test_a_job_killed_while_reading_its_input_stays_unresumable_after_status(
-    run_cli, fake_config, fake_cdn: FakeCdn, cli_env
+    run_cli, fake_config, fake_cdn: FakeCdn, cli_env, n_read: int
 ) -> None:
     """A kill -9 during intake leaves a job `created`, with some targets and no provider
     entry yet: status says it failed and must not record a state that lets --resume send
@@ -611,12 +613,12 @@ def test_a_job_killed_while_reading_its_input_stays_unresumable_after_status(
     state.mkdir(parents=True, exist_ok=True)
     journal = jr.Journal(state / "journal.sqlite3")
     job = journal.create_job([], {})  # as intake leaves it before the providers are known
-    journal.add_targets(job, ((i, u, ["fake"]) for i, u in enumerate(urls(30))))
+    journal.add_targets(job, ((i, u, ["fake"]) for i, u in enumerate(urls(n_read))))
     journal.close()
     r = run_cli("status", job, "-o", "json")
     assert r.returncode == 1, r.stderr
     assert json.loads(r.stdout)["state"] == "failed"
-    assert json.loads(r.stdout)["total"] == 30
+    assert json.loads(r.stdout)["total"] == n_read
     assert "never finished reading its input" in r.stderr
     assert journal_rows(cli_env, "SELECT state FROM jobs") == [("created",)]
     r = run_cli("submit", "--resume", job, "-o", "json")

@@ -971,3 +971,22 @@ def test_remote_sitemap_is_not_fetched_until_reached(server: SitemapServer) -> N
     assert server.requests == []
     assert next(inputs).url == "https://example.com/1"
     assert list(inputs) == []
+
+
+def test_match_key_joins_what_is_one_url_and_keeps_apart_what_is_not() -> None:
+    from prewarm_cli.inputs import match_key
+
+    same = [
+        ("https://a.example.com/dlfail(2).js", "https://a.example.com/dlfail%282%29.js"),
+        ("https://a.example.com/~u/x", "https://a.example.com/%7Eu/x"),
+        ("https://a.example.com/café", "https://a.example.com/caf%c3%a9"),
+    ]
+    for one, other in same:
+        assert match_key(one) == match_key(other), (one, other)
+    apart = [  # an escaped delimiter is data, not the delimiter (RFC 3986 §2.2)
+        ("https://a.example.com/s?q=a&b", "https://a.example.com/s?q=a%26b"),
+        ("https://a.example.com/s?q=a+b", "https://a.example.com/s?q=a%2Bb"),
+        ("https://a.example.com/a/b", "https://a.example.com/a%2Fb"),
+    ]
+    for one, other in apart:
+        assert match_key(one) != match_key(other), (one, other)

@@ -220,3 +220,10 @@ def test_a_file_name_that_is_not_utf8_is_invalid_input_shown_as_text(
     assert data["urls"] == 1
     (skipped,) = data["skipped"]
     assert skipped["source"] == "dist/\\xff\\xfe.js" and skipped["input"] == "\ufffd\ufffd.js"
+    # Under a directory whose own name is not UTF-8, the files are mapped as usual.
+    odd = tmp_path / os.fsdecode(b"site\xe9")
+    (odd / "dist").mkdir(parents=True)
+    (odd / "dist" / "ok.js").write_text("x")
+    r = run_cli("urls", "--from-dir", os.path.join(odd, "dist"), "--base-url", BASE)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"{BASE}ok.js"]

@@ -23,6 +23,7 @@ from prewarm_cli.commands._globals import (  # re-exported: commands import them
 from prewarm_cli.errors import ExitCode, PrewarmError, UsageError
 
 if TYPE_CHECKING:
+    from prewarm_cli.config import Config
     from prewarm_cli.engine import Workspace
     from prewarm_cli.output import Output
 
@@ -82,29 +83,31 @@ def workspace(
         if wanted:
             out.fmt = wanted
     ws = Workspace(cfg, out, force=force, sends_nothing=sends_nothing, config_problem=problem)
-    _warn_permissions(ws)
+    warn_permissions(ws.config, ws.out.warn)
     try:
         yield ws
     finally:
         ws.close()
 
 
-def _warn_permissions(ws: Workspace) -> None:
+def warn_permissions(config: Config, warn: Callable[[str], None]) -> None:
+    """A config file that others can read and that holds a secret: said by every command that
+    reads it (DESIGN §3)."""
     from prewarm_cli import config as config_mod
     from prewarm_cli import registry
 
-    if not ws.config.exists:
+    if not config.exists:
         return
     secrets: dict[str, list[str]] = {}
-    for ptype in {ws.config.provider_type(a) for a in ws.config.aliases()}:
+    for ptype in {config.provider_type(a) for a in config.aliases()}:
         try:
             cls = registry.load(ptype)
         except PrewarmError:
             continue
         secrets[ptype] = [f.name for f in cls.config_schema if f.secret]
-    warning = config_mod.permission_warning(ws.config, secrets)
+    warning = config_mod.permission_warning(config, secrets)
     if warning:
-        ws.out.warn(warning)
+        warn(warning)
 
 
 def exit_with(code: ExitCode) -> NoReturn:

@@ -12,6 +12,7 @@ from prewarm_cli.commands._common import (
     exit_with,
     global_options,
     global_values,
+    warn_permissions,
 )
 from prewarm_cli.commands.config_init import config_init
 from prewarm_cli.errors import ConfigError
@@ -70,12 +71,8 @@ def config_show() -> None:
 
     out = command_output()
     cfg = config_mod.load_config(global_values().get("config"))
-    classes = registry.load_all(out.warn)
-    secret_keys = {t: [f.name for f in c.config_schema if f.secret] for t, c in classes.items()}
-    permission = config_mod.permission_warning(cfg, secret_keys)
-    if permission:  # as every command that reads the file says
-        out.warn(permission)
-    rows = show_rows(cfg, classes)
+    warn_permissions(cfg, out.warn)
+    rows = show_rows(cfg, registry.load_all(out.warn))
     out.emit(
         {"path": str(cfg.path), "exists": cfg.exists, "settings": rows},
         table=lambda d: out.table(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from prewarm_cli import journal as jr
 from prewarm_cli.engine.workspace import Router, Workspace
@@ -34,11 +35,33 @@ class SubmitRequest:
 
 
 def vendor_of(ws: Workspace, alias: str) -> str:
-    """Which vendor an alias sends to: its type and configured endpoint. A job remembers it,
-    so that a --resume does not send the rest, and look its unanswered batches up, elsewhere."""
-    endpoint = ws.config.providers.get(alias, {}).get("endpoint")
+    """Which vendor an alias sends to: its type, and its endpoint where the config names one
+    (scheme and host in lower case, without a default port or a trailing slash). A job
+    remembers it, so that a --resume does not send the rest, and look its unanswered batches
+    up, elsewhere."""
     ptype = ws.config.provider_type(alias)
-    return f"{ptype} at {str(endpoint).rstrip('/')}" if endpoint else ptype
+    endpoint = ws.config.providers.get(alias, {}).get("endpoint")
+    if not endpoint:
+        return ptype
+    parts = urlsplit(str(endpoint).strip())
+    default_port = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = (parts.hostname or "") + (f":{port}" if port and port != default_port else "")
+    return f"{ptype} at {parts.scheme.lower()}://{host}{parts.path.rstrip('/')}"
+
+
+def same_vendor(was: str, now: str) -> bool:
+    """Whether two vendor_of() values can be the same vendor: the same type, and the same
+    endpoint where both name one (an endpoint left out is the provider's default, which an
+    explicit one may equal)."""
+    type_was, _, endpoint_was = was.partition(" at ")
+    type_now, _, endpoint_now = now.partition(" at ")
+    if type_was != type_now:
+        return False
+    return endpoint_was == endpoint_now or not (endpoint_was and endpoint_now)
 
 
 def intake(

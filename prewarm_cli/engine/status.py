@@ -176,7 +176,11 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
     raws = {p.raw_state for p in parts}
     not_sent = sum(p.not_sent for p in parts)
     job_state = ws.journal.job(ref.job_id).state if ref.job_id and counts else None
-    if not_sent and holder is None:  # nobody sends the rest
+    if ref.job_id and not counts:  # none of its targets recorded yet: being read, or never
+        job_state = ws.journal.job_state(ref.job_id)
+    if job_state == JobState.CREATED and holder is None:
+        state = str(JobState.FAILED)  # its input was never read to its end
+    elif not_sent and holder is None:  # nobody sends the rest
         state = str(_LEFT_ALONE.get(job_state, JobState.INCOMPLETE))
     else:
         state = str(combine_states(State(p.state) for p in parts))
@@ -290,7 +294,7 @@ def _only_urls(status: TaskStatus, urls: set[str] | None) -> TaskStatus:
 
     # Vendors may list a URL in an encoded form (IDNA host, percent-encoded path).
     ours: dict[str, str] = {}
-    for url in urls:
+    for url in sorted(urls):  # two of the job's URLs with one key: the same one each time
         ours.setdefault(match_key(url), url)
     kept = tuple(
         replace(u, url=ours[key]) for u in status.urls if (key := match_key(u.url)) in ours
@@ -420,13 +424,15 @@ def settled(status: JobStatus) -> bool:
 
 
 def _say_resume(ws: Workspace, status: JobStatus) -> None:
-    if status.job_id is None or not status.not_sent:
+    if status.job_id is None:
         return
-    if status.state == JobState.FAILED and ws.journal.job(status.job_id).state == JobState.CREATED:
+    if status.state == JobState.FAILED and ws.journal.job_state(status.job_id) == JobState.CREATED:
         ws.out.info(
             f"job {status.job_id} never finished reading its input and no process is working"
             " on it: submit the URLs again"
         )
+        return
+    if not status.not_sent:
         return
     if status.state != JobState.INCOMPLETE:
         return

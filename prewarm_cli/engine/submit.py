@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 
 from prewarm_cli import journal as jr
-from prewarm_cli.engine.intake import SubmitRequest, intake, vendor_of
+from prewarm_cli.engine.intake import SubmitRequest, intake, same_vendor, vendor_of
 from prewarm_cli.engine.lock import JobLock
 from prewarm_cli.engine.prefetch import SubmitRun
 from prewarm_cli.engine.purge import invalidate
@@ -59,8 +59,8 @@ def submit(
         aliases = list(job.providers)
         try:
             for alias in aliases:
+                ws.session(alias)  # a config error (an alias gone) is said first, as exit 3
                 _check_same_vendor(ws, job, alias)
-                ws.session(alias)
             journal.prepare_resume(job.id)
         except BaseException:
             lock.release()
@@ -175,7 +175,7 @@ def _check_same_vendor(ws: Workspace, job: jr.Job, alias: str) -> None:
     job remembered its vendors are not checked)."""
     was = job.options.get("vendors", {}).get(alias)
     now = vendor_of(ws, alias)
-    if was is not None and was != now:
+    if was is not None and not same_vendor(was, now):
         raise UsageError(
             f"job {job.id} was sent to {alias} as {was}; the config now makes it {now}",
             hint="resume it with the configuration it began with, or submit the URLs"

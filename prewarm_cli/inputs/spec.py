@@ -162,14 +162,13 @@ def _tree_paths(rels: Iterable[str], root: str) -> Iterator[RelPath | InvalidInp
 
     for rel in rels:
         path = os.path.join(root, rel)
-        shown = readable_name(path)
-        if shown is None:
+        if readable_name(rel) is None:  # the URL is made of the path under root alone
             yield RelPath(rel, path, None)
         else:
             # The source shows the bytes; the input, as a terminal would show the name.
             name = os.fsencode(rel).decode("utf-8", "replace")
             reason = "the file name is not UTF-8 text, so no URL names it: rename the file"
-            yield InvalidInput(name, shown, None, reason)
+            yield InvalidInput(name, readable_name(path) or path, None, reason)
 
 
 def _map(

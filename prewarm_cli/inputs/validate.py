@@ -227,20 +227,22 @@ def _idna(host: str) -> str:
 
 
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
-_STRUCTURAL = frozenset("/?#%")  # characters whose escape means something else than they do
+# What an escape may stand for in the key: the unreserved characters (RFC 3986 §6.2.2.2: the
+# same URL either way), and ( ), which AWS's prewarm API escapes and which delimit nothing in
+# practice. Escapes of the other reserved characters (& = + ; , / ? #) mean something else
+# than the character does, and stay.
+_SAME_EITHER_WAY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~()")
 
 
 def match_key(url: str) -> str:
-    """A URL as compared with the form a vendor lists it in: RFC 3986 form (to_ascii), every
-    escape of a printable ASCII character but / ? # % decoded, the others in upper case.
-    Vendors encode what the client sent as is (AWS's prewarm API writes ( ) and spaces as
-    %28 %29 %20), and a listing must still be matched to the job's URL."""
+    """A URL as compared with the form a vendor lists it in: RFC 3986 form (to_ascii), the
+    escapes of characters that are the same URL either way decoded, the others in upper case.
+    Vendors encode what the client sent (AWS's prewarm API writes ( ) as %28 %29), and a
+    listing must still be matched to the job's URL."""
 
     def decode(match: re.Match[str]) -> str:
-        code = int(match.group(1), 16)
-        if 0x20 <= code < 0x7F and chr(code) not in _STRUCTURAL:
-            return chr(code)
-        return match.group(0).upper()
+        char = chr(int(match.group(1), 16))
+        return char if char in _SAME_EITHER_WAY else match.group(0).upper()
 
     return _ESCAPE.sub(decode, to_ascii(url))
 
