@@ -280,3 +280,24 @@ def test_a_transaction_left_open_by_a_ctrl_c_is_rolled_back_by_the_next(tmp_path
     reopened = jr.Journal(tmp_path / "j.sqlite3")
     assert reopened.job(job).state == "interrupted"
     assert reopened.job_state("half-written") is None  # rolled back, not committed
+
+
+def test_a_job_is_made_and_looked_up_on_an_sqlite_without_json(tmp_path: Path) -> None:
+    """JSON1 is an option before SQLite 3.38: intake and lookups must not need it."""
+    import sqlite3
+
+    journal = jr.Journal(tmp_path / "j.sqlite3")
+    journal._json = False  # as _has_json finds on such an SQLite
+
+    def no_json(action: int, _a: str | None, name: str | None, *_rest: object) -> int:
+        refused = action == sqlite3.SQLITE_FUNCTION and (name or "").startswith("json")
+        return sqlite3.SQLITE_DENY if refused else sqlite3.SQLITE_OK
+
+    journal._db.set_authorizer(no_json)
+    job = journal.create_job([], {})
+    journal.add_targets(job, ((i, u, ["a"]) for i, u in enumerate(["https://x/1", "https://x/2"])))
+    journal.finish_intake(job, [], lambda alias: f"{alias} at https://cdn.example.com")
+    made = journal.job(job)
+    assert (made.state, made.providers, made.urls) == ("ready", ("a",), 2)
+    assert made.options["vendors"] == {"a": "a at https://cdn.example.com"}
+    assert journal.tasks_of_other_jobs(job, {"t1"}) == set()

@@ -640,7 +640,14 @@ def test_a_job_resumes_only_at_the_vendor_it_began_with(
     assert r.returncode == 2, r.stderr
     assert f"job {job} was sent to fake as fake at {fake_cdn.url}" in r.stderr
     assert "now makes it fake at https://other.example.com" in r.stderr
-    fake_config.write_text(text)
+    gone = text.replace("[providers.fake]", "[providers.renamed]")
+    fake_config.write_text(gone)
+    r = run_cli("submit", "--resume", job, "-o", "json")
+    assert r.returncode == 3, r.stderr  # the config error first (DESIGN §6: 3 before 2)
+    # The same endpoint written another way is the same vendor.
+    fake_config.write_text(
+        text.replace(f'endpoint = "{fake_cdn.url}"', f'endpoint = "{fake_cdn.url}/"')
+    )
     r = run_cli("submit", "--resume", job, "-o", "json")
     assert r.returncode == 0, r.stderr
     assert_each_accepted_once(fake_cdn)
