@@ -849,6 +849,11 @@ def test_dry_run_plans_urls_times_pops_times_variants(bed: CacheBed, run_cli, di
     assert bed.counts.total() == 0  # nothing sent
     # Each variant quoted whole: the first holds commas of its own.
     assert "('gzip, deflate, br', 'identity')" in " ".join(plan["notes"]), plan["notes"]
+    direct_config("rate = 4.0\n")  # the time is the requests' at the rate, not the batches'
+    r = run_cli(
+        "submit", "-p", "direct", "--dry-run", "-o", "json", *bed.nginx.resolve_args(), *urls
+    )
+    assert json.loads(r.stdout)["providers"]["direct"]["estimated_seconds"] == 3.0
 
 
 def test_progress_bar_shows_requests_and_bytes_on_a_terminal(

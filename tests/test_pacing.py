@@ -522,3 +522,18 @@ def test_a_provider_is_told_whether_its_pacing_can_wait(
         assert session.provider.pace_waits is waits
     finally:
         ws.close()
+
+
+def test_retries_stop_before_a_try_as_long_as_the_last_would_pass_the_time_limit() -> None:
+    """A stalled edge takes its whole timeout per try: the retries end within retry_timeout,
+    not a try later (30 s tries against 120 s ran to 159 s)."""
+    from prewarm_cli.pacing import RetryBudget, RetryPolicy
+
+    now = [0.0]
+    budget = RetryBudget(RetryPolicy(attempts=10, timeout=120.0, wait_initial=1.0), lambda: now[0])
+    tries = 1  # the first try failed when the budget was made
+    while (wait := budget.next_wait(None)) is not None:
+        now[0] += wait + 30.0  # the wait, then a try that stalls for 30 s
+        tries += 1
+        assert now[0] <= 120.0, (tries, now[0])
+    assert tries == 4  # 1 + three retries fit: 31, 63, 97 s; a fourth would end near 135 s

@@ -42,7 +42,12 @@ def plan(ws: Workspace, req: SubmitRequest) -> Plan:
                 rows = journal.targets(job_id, [jr.UNSENT])
                 urls = (r["url"] for r in rows if r["provider"] == alias)
                 n_requests = sum(per_url(u, req.options) for u in urls)
-                providers[alias] = replace(providers[alias], requests=n_requests)
+                planned = providers[alias]
+                rps = session.limits().requests_per_second
+                seconds = n_requests / rps if rps else planned.estimated_seconds
+                providers[alias] = replace(
+                    planned, requests=n_requests, estimated_seconds=round(seconds, 1)
+                )
         return Plan(
             n_urls=job.urls,
             total=sum(c.total for c in counts.values()),
