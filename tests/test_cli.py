@@ -300,6 +300,7 @@ def test_extra_option_of_an_unselected_provider_is_a_usage_error(
     r = run_cli("submit", "-p", "o", "--fake-mode", "fast", "https://a.example.com/x")
     assert r.returncode == 2
     assert "--fake-mode is an option of fake" in r.stderr
+    assert "hint: pass -p fake to use it" in r.stderr
     providers = json.loads(run_cli("providers", "-o", "json").stdout)
     row = next(p for p in providers if p["type"] == "other")
     assert row["source"] == "prewarm-other" and row["version"] == "1.0"

@@ -406,6 +406,8 @@ def test_each_run_s_details_are_its_own_and_add_up_to_the_job_s(
     paths = ["/obj/run-a.js", "/obj/run-b.js", "/flaky/1/run-c.js"]  # a 503, then the object
     r, data = submit(run_cli, *pin, *(bed.nginx.url(p) for p in paths))
     assert r.returncode == 4, r.stderr
+    # The warning names the URL that failed, and why.
+    assert f"1 URL failed after retries: {bed.nginx.url(paths[2])}: HTTP 503" in r.stderr
     r2 = run_cli("submit", "--resume", data["job_id"], "-o", "json")
     assert r2.returncode == 0, r2.stderr
     assert bed.counts.count(paths[2], IDENTITY) == 2

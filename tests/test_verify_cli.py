@@ -167,3 +167,9 @@ def test_verify_names_each_host_and_port_no_resolve_pin_applies_to(cli_env, edge
     assert len(json.loads(r.stdout)["results"]) == 2
     r = invoke("verify", "--resolve", f"{host}:{port}:{host}", hit, "-o", "json")
     assert r.returncode == 0 and "no --resolve pin" not in r.stderr, r.stderr
+    # Two pins for one host and port (as submit takes two PoPs): one is probed, and said so.
+    first, last = f"{host}:{port}:127.0.0.9", f"{host}:{port}:{host}"
+    r = invoke("verify", "--resolve", first, "--resolve", last, hit, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert f"--resolve {first} is replaced by --resolve {last}" in r.stderr
+    assert len(json.loads(r.stdout)["results"]) == 1

@@ -236,7 +236,13 @@ def _check_extra_options(
         declared_by = owners.get(key, frozenset())
         if not declared_by & types:
             flag = "--" + key.replace("_", "-")
+            # The provider to pick: an alias of a type that has the option, or that type.
+            offer = next(
+                (a for t in sorted(declared_by) for a in ws.config.aliases_of_type(t)),
+                min(declared_by, default=None),
+            )
             raise UsageError(
                 f"{flag} is an option of {', '.join(sorted(declared_by))}, not of the selected"
-                f" {'provider' if len(aliases) == 1 else 'providers'} {', '.join(aliases)}"
+                f" {'provider' if len(aliases) == 1 else 'providers'} {', '.join(aliases)}",
+                hint=f"pass -p {offer} to use it" if offer else None,
             )

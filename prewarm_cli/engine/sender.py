@@ -249,7 +249,7 @@ class BatchSender:
         """Some URLs did not go through: the rest is recorded, those are sent again, alone,
         within the retry policy; what still fails then is recorded failed."""
         n_failed = len(result.failed)
-        first = next(iter(result.failed.values()))
+        first_url, first = next(iter(result.failed.items()))
         if result.retry_after is not None and result.retry_after > retries.left():
             self._defer_failed(batch, result, first)
         wait = retries.next_wait(result.retry_after)
@@ -259,7 +259,12 @@ class BatchSender:
             with self._lock:
                 self.errors.append(
                     TargetsFailed(
-                        f"{counted(n_failed, 'URL')} failed after retries: {first}",
+                        f"{counted(n_failed, 'URL')} failed after retries"
+                        + (
+                            f", {first_url} first: {first}"
+                            if n_failed > 1
+                            else f": {first_url}: {first}"
+                        ),
                         provider=self.alias,
                     )
                 )

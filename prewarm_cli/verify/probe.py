@@ -128,7 +128,17 @@ def unpinned(urls: Iterable[str], options: VerifyOptions) -> list[str]:
         return []
     origins = dict.fromkeys(host_port(url) for url in urls)
     notes = (no_pin_for(host, port, pins) for host, port in origins)
-    return [f"{note}: probed through the edge DNS gives" for note in notes if note]
+    lines = [f"{note}: probed through the edge DNS gives" for note in notes if note]
+    # Two pins for one host and port: one address is probed, the last (curl's rule).
+    last = {(pin.host, pin.port): spec for spec, pin in pins}
+    lines += [
+        f"--resolve {spec} is replaced by --resolve {last[(pin.host, pin.port)]}: verify"
+        " probes one address per host (`prewarm status JOB --verify` probes every PoP a"
+        " direct job warmed)"
+        for spec, pin in pins
+        if last[(pin.host, pin.port)] != spec
+    ]
+    return lines
 
 
 def planned_requests(n_urls: int, options: VerifyOptions) -> int:
