@@ -227,3 +227,19 @@ def test_a_file_name_that_is_not_utf8_is_invalid_input_shown_as_text(
     r = run_cli("urls", "--from-dir", os.path.join(odd, "dist"), "--base-url", BASE)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [f"{BASE}ok.js"]
+
+
+def test_ways_of_writing_one_request_are_one_url(prewarm: Run) -> None:
+    """A fragment is never sent, a host has no case, ./ and ../ are resolved by every client:
+    each pair is one request, warmed once (they were two targets, sent side by side)."""
+    pairs = [
+        ("https://cdn.example.com/x.js#top", "https://cdn.example.com/x.js"),
+        ("https://CDN.Example.com/y.js", "https://cdn.example.com/y.js"),
+        ("https://cdn.example.com/a/./z.js", "https://cdn.example.com/a/z.js"),
+        ("https://cdn.example.com/a/b/../w.js?q=/../x", "https://cdn.example.com/a/w.js?q=/../x"),
+    ]
+    code, out, err = prewarm("urls", *(u for pair in pairs for u in pair))
+    assert code == 0, err
+    assert out.splitlines() == [sent for _, sent in pairs]
+    code, out, _ = prewarm("urls", "https://cdn.example.com/Q?A=B#C")  # path and query keep case
+    assert out.splitlines() == ["https://cdn.example.com/Q?A=B"]

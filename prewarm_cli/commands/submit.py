@@ -107,7 +107,8 @@ def submit(
     \b
     URLs come from arguments, -i FILE (or - for stdin), --sitemap, and the files
     of a deploy under --base-url (--from-dir, --paths, --from-sync-log); they are
-    validated and de-duplicated before anything is sent.
+    validated and de-duplicated before anything is sent, as a client sends them
+    (no #fragment, the host in lower case, no ./ or ../ segments).
     """
     from prewarm_cli import engine
     from prewarm_cli.plugin import SubmitOptions

@@ -197,13 +197,62 @@ def url_problem(url: str) -> str | None:
 def check_inputs(
     inputs: Iterable[InputUrl | InvalidInput],
 ) -> Iterator[InputUrl | InvalidInput]:
-    """Each input as is, or as an InvalidInput with the reason (found invalid earlier, or now)."""
+    """Each input in the form a client sends (as_sent), or as an InvalidInput with the reason
+    (found invalid earlier, or now)."""
     for item in inputs:
         if isinstance(item, InvalidInput):
             yield item
             continue
         reason = validate_url(item.url)
-        yield item if reason is None else InvalidInput(item.url, item.source, item.line, reason)
+        if reason is not None:
+            yield InvalidInput(item.url, item.source, item.line, reason)
+            continue
+        sent = as_sent(item.url)
+        yield item if sent is item.url else InputUrl(sent, item.source, item.line)
+
+
+_AUTHORITY_END = re.compile(r"[/?#]")
+
+
+def as_sent(url: str) -> str:
+    """A valid URL as a client puts it on the wire, so that two ways of writing one request
+    are one input: no fragment (never sent), scheme and host in lower case, and no ``.`` or
+    ``..`` path segment (RFC 3986 §5.2.4, as curl and browsers do). The same string when it
+    is already so (the common case costs a few string searches)."""
+    cut = url.find("#")
+    start = url.find("//") + 2
+    match = _AUTHORITY_END.search(url, start)
+    authority_end = match.start() if match else len(url)
+    head = url[:authority_end]
+    dotted = "/." in url[authority_end : cut if cut >= 0 else len(url)]
+    if cut < 0 and not dotted and head == head.lower():
+        return url
+    text = url[:cut] if cut >= 0 else url
+    userinfo, at, hostport = head[start:].rpartition("@")
+    rest = text[authority_end:]
+    if dotted:
+        path, mark, query = rest.partition("?")
+        rest = _without_dot_segments(path) + mark + query
+    return head[:start].lower() + userinfo + at + hostport.lower() + rest
+
+
+def _without_dot_segments(path: str) -> str:
+    """RFC 3986 §5.2.4 remove_dot_segments, for an absolute path."""
+    out: list[str] = []
+    segments = path.split("/")
+    for i, segment in enumerate(segments[1:], 1):
+        last = i == len(segments) - 1
+        if segment == ".":
+            if last:
+                out.append("")
+        elif segment == "..":
+            if out:
+                out.pop()
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    return "/" + "/".join(out)
 
 
 def host_of(url: str) -> str:
