@@ -81,21 +81,24 @@ class RetryBudget:
         self.deadline = clock() + policy.timeout
         self.n_retries = 0
         self._tried_from: float | None = None  # when the last wait ended: a try began
-        self._longest_try = 0.0  # seconds, of the tries seen: a stalled edge takes its timeout
+        self._last_try = 0.0  # seconds the last try took: a stalled edge takes its timeout
 
     def left(self) -> float:
         return self.deadline - self.clock()
 
     def next_wait(self, retry_after: float | None) -> float | None:
         """Seconds to wait before the next try (the vendor's Retry-After, else the backoff);
-        None when no try is left, or no time for that wait and a try as long as the longest
-        seen (a request that stalls to its timeout must not run the retries past the limit)."""
+        None when no try is left, or no time for that wait. A backoff must leave time for a
+        try as long as the last one too (a request that stalls to its timeout must not run
+        the retries past the limit); a Retry-After that does not fit is the caller's to defer.
+        """
         now = self.clock()
         if self._tried_from is not None:
-            self._longest_try = max(self._longest_try, now - self._tried_from)
+            self._last_try = now - self._tried_from
         retry = self.n_retries + 1
         wait = retry_after if retry_after is not None else self.policy.backoff(retry)
-        if retry >= max(1, self.policy.attempts) or wait + self._longest_try > self.left():
+        needs = wait if retry_after is not None else wait + self._last_try
+        if retry >= max(1, self.policy.attempts) or needs > self.left():
             return None
         self.n_retries = retry
         self._tried_from = now + wait

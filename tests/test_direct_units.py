@@ -239,6 +239,8 @@ def test_options_direct_cannot_use_are_refused_before_any_job(
     assert r.returncode == 2, r.output
     assert message in r.stderr
     assert invoke("jobs", "-o", "json").stdout.strip() == "[]"  # no job left behind
+    if args[0] == "--pop":  # where to set it: the alias's table, in the file
+        assert "hint: set cf_domain in [providers.direct] of the config file" in r.stderr
 
 
 def test_a_setting_direct_cannot_use_is_a_configuration_error(write_config) -> None:

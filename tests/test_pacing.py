@@ -537,3 +537,16 @@ def test_retries_stop_before_a_try_as_long_as_the_last_would_pass_the_time_limit
         tries += 1
         assert now[0] <= 120.0, (tries, now[0])
     assert tries == 4  # 1 + three retries fit: 31, 63, 97 s; a fourth would end near 135 s
+
+
+def test_a_retry_after_that_fits_is_waited_whatever_the_tries_took() -> None:
+    """The try-length rule is for backoffs: a 429 whose Retry-After fits the time left is
+    retried (or deferred by the caller when it does not), never given up as failed."""
+    from prewarm_cli.pacing import RetryBudget, RetryPolicy
+
+    now = [0.0]
+    budget = RetryBudget(RetryPolicy(attempts=5, timeout=120.0), lambda: now[0])
+    now[0] += 10.0  # the first try, answered 429
+    assert budget.next_wait(50.0) == 50.0
+    now[0] += 50.0 + 10.0  # the wait, then a 10 s try answered 429 again
+    assert budget.next_wait(45.0) == 45.0  # 45 s fits the 50 s left

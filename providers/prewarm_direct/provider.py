@@ -200,7 +200,10 @@ class DirectProvider(Provider):
             )
             check_spec(given)
         except ConfigError as exc:
-            raise UsageError(exc.message, hint=exc.hint, provider=self.alias) from exc
+            hint = (exc.hint or "").replace(
+                "the direct provider's table", f"[providers.{self.alias}]"
+            )
+            raise UsageError(exc.message, hint=hint or None, provider=self.alias) from exc
         check_spec(self.plan_for(options).spec)
 
     def _setup(self, options: SubmitOptions) -> tuple[RunPlan, Targets]:

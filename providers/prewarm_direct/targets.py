@@ -166,8 +166,8 @@ def spec_problems(spec: TargetSpec) -> list[tuple[str, ConfigError]]:
     if spec.pops and not spec.cf_domain:
         problem = ConfigError(
             "PoP codes need cf_domain (the distribution's d….cloudfront.net name)",
-            hint="set cf_domain in the direct provider's table, e.g. `prewarm config init"
-            " --type direct --set cf_domain=d111111abcdef8.cloudfront.net`",
+            hint="set cf_domain in the direct provider's table of the config file"
+            ' (`prewarm config path` names it): cf_domain = "d111111abcdef8.cloudfront.net"',
         )
         found.append(("pops", problem))
     try:
