@@ -219,6 +219,12 @@ def as_sent(url: str) -> str:
     are one input: no fragment (never sent), scheme and host in lower case, and no ``.`` or
     ``..`` path segment (RFC 3986 §5.2.4, as curl and browsers do). The same string when it
     is already so (the common case costs a few string searches)."""
+    if "#" not in url and "/." not in url:  # the common case: only the case to look at
+        start = url.find("//") + 2
+        end = url.find("/", start)
+        head = url[:end] if end >= 0 else url
+        if "?" not in head and head == head.lower():
+            return url
     cut = url.find("#")
     start = url.find("//") + 2
     match = _AUTHORITY_END.search(url, start)
