@@ -97,6 +97,41 @@ def test_requests_per_url_is_targets_times_variants() -> None:
     assert pops.requests_per_url(url, SubmitOptions()) == 3 * 2
 
 
+def test_a_resolver_that_does_not_answer_is_asked_once_and_named(monkeypatch) -> None:
+    """Each lookup would wait its timeout: after the first silence the other PoP codes and
+    subnets fail at once, and the warnings name the resolver setting."""
+    import socket
+
+    from prewarm_direct import dns
+    from prewarm_direct.targets import POP_NOT_FOUND, Targets, TargetSpec
+
+    monkeypatch.setattr(dns, "DNS_TIMEOUT", 0.3)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))  # takes queries, never answers
+        silent.settimeout(0)
+        port = silent.getsockname()[1]
+        warnings: list[str] = []
+        spec = TargetSpec(
+            pops=("NRT57", "SIN2", "IAD89"),
+            ecs=("198.51.100.0/24",),
+            cf_domain="d1.cloudfront.net",
+            resolver=f"127.0.0.1:{port}",
+        )
+        targets = Targets(spec, warnings.append).for_url("https://cdn.example.com/a.js")
+        queries = 0
+        while True:
+            try:
+                silent.recvfrom(4096)
+            except BlockingIOError:
+                break
+            queries += 1
+    assert [t.error for t in targets] == [POP_NOT_FOUND] * 4
+    assert queries == 1
+    assert len(warnings) == 4
+    assert all(f"the resolver 127.0.0.1:{port} does not answer" in w for w in warnings)
+    assert "`resolver` setting" in warnings[-1]
+
+
 def test_bad_target_settings_are_clear_errors() -> None:
     from prewarm_direct.targets import Targets, TargetSpec
 

@@ -15,6 +15,10 @@ class LookupFailed(Exception):
     """The name has no address, or the resolver did not answer."""
 
 
+class ResolverSilent(LookupFailed):
+    """The resolver did not answer at all (timed out, or could not be reached)."""
+
+
 def parse_resolver(spec: str) -> tuple[str, int]:
     """``IP`` or ``IP:PORT`` (IPv6 in brackets with a port); ValueError when malformed."""
     text = spec.strip()
@@ -65,7 +69,9 @@ def resolve_a(name: str, resolver: tuple[str, int], ecs: str | None = None) -> l
         response = dns.query.udp(query, ip, port=port, timeout=DNS_TIMEOUT)
         if response.flags & dns.flags.TC:
             response = dns.query.tcp(query, ip, port=port, timeout=DNS_TIMEOUT)
-    except (dns.exception.DNSException, OSError) as exc:
+    except (dns.exception.Timeout, OSError) as exc:
+        raise ResolverSilent(f"{name}: no answer from {ip}:{port} ({exc})") from exc
+    except dns.exception.DNSException as exc:
         raise LookupFailed(f"{name}: no answer from {ip}:{port} ({exc})") from exc
     if response.rcode() != dns.rcode.NOERROR:
         raise LookupFailed(f"{name}: {dns.rcode.to_text(response.rcode())}")

@@ -64,6 +64,7 @@ class Targets:
         self._pops: dict[str, Target] = {}
         self._ecs: dict[tuple[str, str], Target] = {}
         self._by_origin: dict[str, list[Target]] = {}  # scheme://host:port -> its targets
+        self._silent: str | None = None  # why the resolver is not asked again this run
 
     def for_url(self, url: str, before_lookup: Callable[[], None] | None = None) -> list[Target]:
         """The URL's targets; ``before_lookup`` is called before the DNS queries a new host
@@ -100,13 +101,28 @@ class Targets:
             for t in found or [Target(label=NEAREST)]
         ]
 
+    def _resolve(self, name: str, ecs: str | None = None) -> str:
+        """The first address of ``name``; a resolver that did not answer once is not asked
+        again this run (each lookup would wait its timeout), and is named as the cause."""
+        if self._silent is not None:
+            raise dns.LookupFailed(self._silent)
+        try:
+            return dns.resolve_a(name, self._resolver, ecs=ecs)[0]
+        except dns.ResolverSilent as exc:
+            ip, port = self._resolver
+            self._silent = (
+                f"the resolver {ip}:{port} does not answer ({exc}); check the direct"
+                " provider's `resolver` setting"
+            )
+            raise dns.LookupFailed(self._silent) from exc
+
     def _pop(self, code: str) -> Target:
         with self._lock:
             if code not in self._pops:
                 assert self.spec.cf_domain is not None
                 name = dns.pop_name(self.spec.cf_domain, code)
                 try:
-                    ip = dns.resolve_a(name, self._resolver)[0]
+                    ip = self._resolve(name)
                     self._pops[code] = Target(label=code, ip=ip)
                 except dns.LookupFailed as exc:
                     self._warn(f"{POP_NOT_FOUND}: {code} ({exc}); its requests fail")
@@ -119,7 +135,7 @@ class Targets:
             if key not in self._ecs:
                 label = f"ecs:{cidr}"
                 try:
-                    ip = dns.resolve_a(host, self._resolver, ecs=cidr)[0]
+                    ip = self._resolve(host, ecs=cidr)
                     self._ecs[key] = Target(label=label, ip=ip)
                 except dns.LookupFailed as exc:
                     self._warn(f"no edge for client subnet {cidr}: {exc}; its requests fail")
