@@ -373,6 +373,9 @@ def test_max_bytes_cuts_the_bodies_in_flight_short(bed: CacheBed, run_cli, direc
     assert details["failed"] == 0 and details["rejected"] == 0
     rep = json.loads(run_cli("report", data["job_id"], "-o", "json").stdout)
     assert not [f for f in rep["failures"] if f["pop"]]  # cut short is not a failure
+    # The summary line says what became of every request: here, cut short.
+    n_cut = details["requests"] - details["filled"] - details["already_warm"]
+    assert n_cut >= 1 and f", {n_cut} cut short by max_bytes" in r.stderr, r.stderr
 
 
 def test_resume_of_a_failed_url_asks_only_its_unanswered_requests(

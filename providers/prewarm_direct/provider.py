@@ -558,11 +558,18 @@ class DirectProvider(Provider):
             return _with_totals({label: dict(s) for label, s in self.stats.items()})
 
     def summary_lines(self) -> list[str]:
-        """One line per PoP target for the user (stderr)."""
+        """One line per PoP target for the user (stderr), its counts adding up to its requests
+        (the JSON's details keep DETAIL_KEYS only)."""
+        more = (
+            ("no_verdict", "with no cache verdict (bypass, or no cache header)"),
+            ("cut_short", "cut short by max_bytes"),
+            ("rejected", "rejected"),
+            ("failed", "failed"),
+        )
         return [
             f"{label}: {_requests(s.get('requests', 0))}, {_size(s.get('bytes', 0))},"
             f" {s.get('already_warm', 0)} already warm, {s.get('filled', 0)} filled"
-            + "".join(f", {s[k]} {k}" for k in ("rejected", "failed") if s.get(k))
+            + "".join(f", {s[k]} {words}" for k, words in more if s.get(k))
             for label, s in sorted(self.stats.items())
         ]
 
@@ -594,15 +601,17 @@ def _count(stats: dict[str, int], answer: Answer, by: int = 1) -> None:
         return
     stats["requests"] = stats.get("requests", 0) + by
     stats["bytes"] = stats.get("bytes", 0) + answer.bytes * by
-    if answer.outcome == STOPPED:
-        return  # asked again in a later run
-    if answer.outcome != OK:
+    if answer.outcome == STOPPED:  # asked again in a later run
+        key = "cut_short"
+    elif answer.outcome != OK:
         key = "failed" if answer.outcome == TRANSIENT else "rejected"
-        stats[key] = stats.get(key, 0) + by
     elif answer.cache in HIT_VALUES:
-        stats["already_warm"] = stats.get("already_warm", 0) + by
+        key = "already_warm"
     elif answer.cache == "miss":
-        stats["filled"] = stats.get("filled", 0) + by
+        key = "filled"
+    else:  # warm, but the edge says it did not cache it (bypass) or says nothing
+        key = "no_verdict"
+    stats[key] = stats.get(key, 0) + by
 
 
 def _answer(record: Record) -> Answer:
