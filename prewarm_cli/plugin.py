@@ -476,6 +476,9 @@ class Provider:
     # The vendor's request has a place for -H request headers. A provider whose API has none
     # says False: the engine warns at submit and notes it in --dry-run (`unhonoured_options`).
     sends_headers: ClassVar[bool] = True
+    # What the provider accepted is done when submit_batch returns (direct warming: a URL is
+    # accepted once warmed): the job's state is final when submit ends, as `jobs` shows it.
+    finished_in_submit: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -411,8 +411,11 @@ def test_each_run_s_details_are_its_own_and_add_up_to_the_job_s(
     assert r.returncode == 4, r.stderr
     # The warning names the URL that failed, and why.
     assert f"1 URL failed after retries: {bed.nginx.url(paths[2])}: HTTP 503" in r.stderr
+    # The job is finished when submit returns: `jobs` says how it ended, as status would.
+    assert json.loads(run_cli("jobs", "-o", "json").stdout)[0]["state"] == "partial"
     r2 = run_cli("submit", "--resume", data["job_id"], "-o", "json")
     assert r2.returncode == 0, r2.stderr
+    assert json.loads(run_cli("jobs", "-o", "json").stdout)[0]["state"] == "succeeded"
     assert bed.counts.count(paths[2], IDENTITY) == 2
     r3 = run_cli("status", data["job_id"], "-o", "json")
     assert r3.returncode == 0, r3.stderr

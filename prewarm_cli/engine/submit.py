@@ -139,7 +139,7 @@ def _run(
             journal.set_state(job_id, _submit_state(journal.counts(job_id)))
         raise naming_job(exc, job_id) from None
     summary = submit_summary(ws, job_id)
-    journal.set_state(job_id, summary.state)
+    journal.set_state(job_id, _final_state(ws, summary, aliases))
     errors.update(run.errors if run else {})
     for alias, error in errors.items():
         error = naming_job(error, job_id)
@@ -167,6 +167,17 @@ def _run(
             f" console, then `prewarm submit --resume {job_id} --force` resends them"
         )
     return summary, submit_exit(summary, errors)
+
+
+def _final_state(ws: Workspace, summary: SubmitSummary, aliases: Sequence[str]) -> str:
+    """The job's state once submit ends: the submit's, or, where every provider is done with
+    what it accepted when it answers (direct warming), how the job ended, as `status` says."""
+    state = summary.state
+    if state == JobState.SUBMITTED and all(
+        ws.session(a).provider.finished_in_submit for a in aliases
+    ):
+        state = JobState.PARTIAL if summary.rejected or summary.failed else JobState.SUCCEEDED
+    return str(state)
 
 
 def _check_same_vendor(ws: Workspace, job: jr.Job, alias: str) -> None:

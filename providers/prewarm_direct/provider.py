@@ -116,6 +116,7 @@ class DirectProvider(Provider):
         ConfigField("max_bytes", int, "byte budget of one run; the rest is deferred"),
     )
     submit_options = SUBMIT_OPTIONS
+    finished_in_submit = True  # a URL is accepted once warmed: nothing is left to wait for
 
     def __init__(self, alias: str, settings: Mapping[str, Any]) -> None:
         super().__init__(alias, settings)
