@@ -520,5 +520,5 @@ def test_batches_never_hold_more_urls_than_a_second_allows(
     assert json.loads(r.stdout)["accepted"] == 45
     assert "batches of 20 URLs, the vendor's rate of 20 URLs/s" in r.stderr
     sizes = [q["urls"] for q in fake_cdn.requests if q["path"] == "/v1/prefetch"]
-    assert sizes == [20, 20, 5]
+    assert sorted(sizes) == [5, 20, 20]  # workers send side by side: in any order
     assert fake_cdn.violations == []
