@@ -153,10 +153,10 @@ class Config:
                 raise problem
             return cls(alias, values)
         except ConfigError as exc:
-            if not self.exists or exc.message.startswith(f"{self.path}: "):
+            named = in_file(self.path if self.exists else None, exc, alias)
+            if named is exc:
                 raise
-            message = f"{self.path}: {exc.message}"
-            raise ConfigError(message, hint=exc.hint, provider=alias) from None
+            raise named from None
 
     def aliases(self) -> list[str]:
         """The configured provider aliases, in file order."""
@@ -355,6 +355,14 @@ class Config:
 
 
 # --- loading ---
+
+
+def in_file(path: Path | str | None, error: ConfigError, alias: str | None = None) -> ConfigError:
+    """The error with the config file's name in front, as every error about the file has it
+    (a provider's rule or limit says only the key); itself when there is no file or it has."""
+    if path is None or error.message.startswith(f"{path}: "):
+        return error
+    return ConfigError(f"{path}: {error.message}", hint=error.hint, provider=alias)
 
 
 def load_config(explicit: str | None = None, env: Mapping[str, str] | None = None) -> Config:

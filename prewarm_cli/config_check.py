@@ -213,8 +213,8 @@ def check_provider(
 
 def _in_file(error: PrewarmError, path: str, alias: str) -> Problem:
     """A problem; a configuration error's message names the file, as every other does."""
-    if isinstance(error, ConfigError) and not str(error).startswith(f"{path}: "):
-        error = ConfigError(f"{path}: {error.message}", hint=error.hint, provider=alias)
+    if isinstance(error, ConfigError):
+        error = config_mod.in_file(path, error, alias)
     return Problem.from_error(error, path)
 
 

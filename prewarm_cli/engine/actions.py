@@ -171,19 +171,10 @@ def scale_alias(ws: Workspace, name: str | None) -> str:
 
 
 def _scale_alias(ws: Workspace, name: str | None) -> str:
-    from prewarm_cli import registry
-    from prewarm_cli.errors import PrewarmError
-
     if name:
         return ws.alias(name)
     default = ws.default_alias()
-    capable = []
-    for alias in ws.config.aliases():
-        try:
-            if Capability.SCALE in registry.load(ws.config.provider_type(alias)).capabilities:
-                capable.append(alias)
-        except PrewarmError:
-            continue  # not installed: said when it is used
+    capable = [a for a in ws.config.aliases() if Capability.SCALE in ws.declared_capabilities(a)]
     if default not in capable and len(capable) == 1:
         return capable[0]
     if default is None:

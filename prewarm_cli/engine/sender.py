@@ -275,10 +275,15 @@ class BatchSender:
         self.out.detail(
             f"{self.alias}: retrying {counted(n_failed, 'URL')} in {wait:.1f}s: {first}"
         )
+        self._send_after(part, wait, retries)
+
+    def _send_after(self, part: jr.Batch, wait: float, retries: RetryBudget) -> None:
+        """Sends ``part`` again after ``wait`` seconds, within what is left of ``retries``;
+        stopped while waiting, it is released unsent (nothing of it went out again)."""
         try:
             wait_for(self.stop, wait)
         except Interrupted:
-            self.ledger.release(part, jr.UNSENT)  # nothing of it went out again
+            self.ledger.release(part, jr.UNSENT)
             raise
         self.send(part, retries)
 
@@ -447,12 +452,7 @@ class BatchSender:
             f"{self.alias}: sending {counted(len(part.urls), 'URL')} of an unanswered request"
             f" again in {wait:.1f}s: the vendor does not hold them"
         )
-        try:
-            wait_for(self.stop, wait)
-        except Interrupted:
-            self.ledger.release(part, jr.UNSENT)  # nothing of it went out again
-            raise
-        self.send(part, retries)
+        self._send_after(part, wait, retries)
 
     def _look_up(self, batch: jr.Batch, last_sent: datetime) -> dict[str, str]:
         """Which of the batch's URLs the vendor holds; asks again once the vendor's lists settle.

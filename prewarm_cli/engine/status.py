@@ -175,9 +175,7 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
     parts = providers.values()
     raws = {p.raw_state for p in parts}
     not_sent = sum(p.not_sent for p in parts)
-    job_state = ws.journal.job(ref.job_id).state if ref.job_id and counts else None
-    if ref.job_id and not counts:  # none of its targets recorded yet: being read, or never
-        job_state = ws.journal.job_state(ref.job_id)
+    job_state = ws.journal.job_state(ref.job_id) if ref.job_id else None
     if job_state == JobState.CREATED and holder is None:
         state = str(JobState.FAILED)  # its input was never read to its end
     elif not_sent and holder is None:  # nobody sends the rest
@@ -457,19 +455,11 @@ def _say_resume(ws: Workspace, status: JobStatus) -> None:
 def _unknown_without_lookup(ws: Workspace, job_id: str) -> int:
     """Targets of unknown outcome at providers that cannot be asked whether they took them
     (no LOOKUP): a --resume leaves those alone unless --force."""
-    from prewarm_cli import registry
-
-    n = 0
-    for alias, counts in ws.journal.counts(job_id).items():
-        if not counts[jr.UNKNOWN]:
-            continue
-        try:
-            cls = registry.load(ws.config.provider_type(alias))
-        except PrewarmError:
-            continue
-        if Capability.LOOKUP not in cls.capabilities:
-            n += counts[jr.UNKNOWN]
-    return n
+    return sum(
+        counts[jr.UNKNOWN]
+        for alias, counts in ws.journal.counts(job_id).items()
+        if counts[jr.UNKNOWN] and Capability.LOOKUP not in ws.declared_capabilities(alias)
+    )
 
 
 def status_exit(state: str) -> ExitCode:

@@ -137,12 +137,12 @@ def _run(
     except PrewarmError as exc:
         with suppress(PrewarmError):
             journal.set_state(job_id, _submit_state(journal.counts(job_id)))
-        raise naming_job(exc, job_id) from None
+        raise _naming_job(exc, job_id) from None
     summary = submit_summary(ws, job_id)
     journal.set_state(job_id, _final_state(ws, summary, aliases))
     errors.update(run.errors if run else {})
     for alias, error in errors.items():
-        error = naming_job(error, job_id)
+        error = _naming_job(error, job_id)
         ws.out.warn(f"{alias}: {error}")
         if error.hint:
             ws.out.info(f"hint: {error.hint}")
@@ -194,7 +194,7 @@ def _check_same_vendor(ws: Workspace, job: jr.Job, alias: str) -> None:
         )
 
 
-def naming_job(exc: PrewarmError, job_id: str) -> PrewarmError:
+def _naming_job(exc: PrewarmError, job_id: str) -> PrewarmError:
     """The error with the job's id where its words say ``--resume JOB`` (a provider or the
     pacer, which do not know which job they work for, name the command that way)."""
     placeholder = "--resume JOB"

@@ -149,6 +149,16 @@ class Workspace:
             raise problem
         return self.config.default_provider()
 
+    def declared_capabilities(self, alias: str) -> frozenset[Capability]:
+        """What the alias's type declares, without building it (no secrets needed); none when
+        the type is not installed (said when the alias is used)."""
+        from prewarm_cli import registry
+
+        try:
+            return registry.load(self.config.provider_type(alias)).capabilities
+        except PrewarmError:
+            return frozenset()
+
     def session(
         self, alias: str, needs: Capability | tuple[Capability, ...] = ()
     ) -> ProviderSession:
@@ -266,8 +276,7 @@ class ProviderSession:
             vendor = self._without_secrets(self.provider.limits)
             problems = limit_problems(self.alias, self.settings, vendor, force=self.force)
             if problems:
-                where = f"{self.config_file}: " if self.config_file else ""
-                raise ConfigError(f"{where}{problems[0].message}", hint=problems[0].hint)
+                raise config_mod.in_file(self.config_file, problems[0])
             limits = vendor
             if self.settings.get("batch_size") is not None:
                 limits = replace(limits, max_batch=int(self.settings["batch_size"]))
