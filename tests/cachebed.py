@@ -460,7 +460,8 @@ class DnsServer:
         if subnet is not None and name in self.subnets:
             network = ipaddress.ip_network(subnet, strict=False)
             for cidr, ip in self.subnets[name]:
-                if network.subnet_of(ipaddress.ip_network(cidr)):  # type: ignore[arg-type]
+                served = ipaddress.ip_network(cidr)
+                if network.version == served.version and network.subnet_of(served):  # type: ignore[arg-type]
                     return [ip]
             return []
         return self.names.get(name, [])

@@ -658,6 +658,39 @@ def test_ecs_warms_the_edge_each_client_subnet_gets(
     }
 
 
+def test_an_ipv6_client_subnet_warms_the_edge_it_gets(
+    bed: CacheBed, dns_server: DnsServer, run_cli, direct_config
+) -> None:
+    dns_server.subnets[HOST] = [("198.51.100.0/24", POPS[0]), ("2001:db8::/48", POPS[1])]
+    direct_config(f'resolver = "{dns_server.address}"\n')
+    path = "/obj/ecs6.js"
+    r, _ = submit(run_cli, "--ecs", "2001:db8:0:100::/56", bed.nginx.url(path))
+    assert r.returncode == 0, r.stderr
+    assert dns_server.queries == [(HOST, "2001:db8:0:100::/56")]
+    assert bed.nginx.edge_requests(path) == {(POPS[1], GZIP): 1, (POPS[1], IDENTITY): 1}
+
+
+def test_targets_that_give_one_edge_warm_it_once(
+    bed: CacheBed, dns_server: DnsServer, run_cli, direct_config
+) -> None:
+    # Two client subnets the DNS sends to one edge, and a pin to that edge given twice.
+    dns_server.subnets[HOST] = [("198.51.100.0/24", POPS[0]), ("203.0.113.0/24", POPS[0])]
+    direct_config(f'resolver = "{dns_server.address}"\n')
+    path = "/obj/one-edge.js"
+    pin = f"{HOST}:{bed.nginx.port}:{POPS[0]}"
+    subnets = ("--ecs", "198.51.100.0/24", "--ecs", "203.0.113.0/24")
+    r, data = submit(run_cli, *subnets, "--resolve", pin, "--resolve", pin, bed.nginx.url(path))
+    assert r.returncode == 0, r.stderr
+    # What the edges got: one request per variant, at the one edge.
+    assert bed.nginx.edge_requests(path) == {(POPS[0], GZIP): 1, (POPS[0], IDENTITY): 1}
+    for enc in (GZIP, IDENTITY):
+        assert bed.nginx.probe(POPS[0], path, enc)[:2] == (200, "HIT")
+    for label in ("ecs:198.51.100.0/24", "ecs:203.0.113.0/24"):
+        assert r.stderr.count(f"{label} gives the edge {POPS[0]} gives") == 1, r.stderr
+    status = json.loads(run_cli("status", data["job_id"], "-o", "json").stdout)
+    assert set(status["providers"]["direct"]["details"]["pops"]) == {POPS[0]}
+
+
 # --------------------------------------------------------------------------- no config needed
 
 

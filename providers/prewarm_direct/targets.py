@@ -65,6 +65,7 @@ class Targets:
         self._ecs: dict[tuple[str, str], Target] = {}
         self._by_origin: dict[str, list[Target]] = {}  # scheme://host:port -> its targets
         self._silent: str | None = None  # why the resolver is not asked again this run
+        self._same: set[tuple[str, str]] = set()  # (label, label of the same edge) said
 
     def for_url(self, url: str, before_lookup: Callable[[], None] | None = None) -> list[Target]:
         """The URL's targets; ``before_lookup`` is called before the DNS queries a new host
@@ -98,8 +99,27 @@ class Targets:
         found += [self._subnet(host, cidr) for cidr in self.spec.ecs]
         return [
             replace(t, connect_to=connect_to(host, port, t.ip)) if t.ip else t
-            for t in found or [Target(label=NEAREST)]
+            for t in self._one_per_edge(host, port, found) or [Target(label=NEAREST)]
         ]
+
+    def _one_per_edge(self, host: str, port: int, found: list[Target]) -> list[Target]:
+        """The targets without those that connect where an earlier one does: one address is
+        one edge from this machine, and a second request there would only find the first's
+        copy. Each such target is named once (overlapping client subnets, a PoP code and a pin
+        to the same address); a pin given twice is dropped without a word."""
+        first_at: dict[str, Target] = {}
+        kept = []
+        for target in found:
+            first = first_at.setdefault(target.ip, target) if target.ip else target
+            if first is target:
+                kept.append(target)
+            elif target.label != first.label and (target.label, first.label) not in self._same:
+                self._same.add((target.label, first.label))
+                self._warn(
+                    f"{target.label} gives the edge {first.label} gives for {host}:{port}"
+                    f" ({target.ip}): warmed once, as {first.label}"
+                )
+        return kept
 
     def _resolve(self, name: str, ecs: str | None = None) -> str:
         """The first address of ``name``; a resolver that did not answer once is not asked
