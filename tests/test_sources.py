@@ -118,6 +118,32 @@ def test_a_path_leaving_the_base_is_invalid_input_with_its_line(tmp_path: Path) 
     )
 
 
+def test_a_dot_dot_that_stays_under_the_base_is_resolved(tmp_path: Path) -> None:
+    listing = tmp_path / "changed.txt"
+    listing.write_text("public/x/../y.js\na/b/../../c.css\n")
+    assert read_urls(InputSpec(base_url=BASE, paths=(str(listing),))) == [
+        BASE + "public/y.js",
+        BASE + "c.css",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("a.js\0b.js", "holds a NUL character: a NUL-separated list (git diff -z)?"),
+        ("https://www.example.com/a.js", "is a URL, not a path: give a URL list with -i"),
+    ],
+)
+def test_a_line_that_cannot_be_a_path_is_invalid_input(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    listing = tmp_path / "changed.txt"
+    listing.write_text(f"ok.js\n{line}\n")
+    with pytest.raises(InputError) as info:
+        read_urls(InputSpec(base_url=BASE, paths=(str(listing),)))
+    assert f"{listing}:2: " in str(info.value) and message in str(info.value)
+
+
 # --------------------------------------------------------------------------- usage
 
 
@@ -370,6 +396,22 @@ def test_gsutil_and_gcloud_rsync_logs() -> None:
     spec = InputSpec(base_url=BASE, sync_logs=("-",), strip_prefix="public/")
     got = urls_of(spec, stdin=log.replace("gs://www-bucket/", "gs://www-bucket/public/"))
     assert got == [BASE, BASE + "a.css", BASE + "js/b.js", BASE + "img/c.png"]
+
+
+@pytest.mark.parametrize("prefix", [".", "./"])
+def test_gsutil_run_in_the_synced_directory_takes_strip_prefix_dot(prefix: str) -> None:
+    log = "Copying file://./app.js [Content-Type=application/javascript]...\n"
+    log += "Copying file://./css/site.css [Content-Type=text/css]...\n"
+    spec = InputSpec(base_url=BASE, sync_logs=("-",), strip_prefix=prefix)
+    assert urls_of(spec, stdin=log) == [BASE + "app.js", BASE + "css/site.css"]
+
+
+def test_an_s3_access_point_destination_gives_the_key_under_it() -> None:
+    arn = "arn:aws:s3:us-east-1:123456789012:accesspoint/my-ap"
+    log = f"upload: dist/a.js to s3://{arn}/assets/a.js\n"
+    log += "upload: dist/b.js to s3://my-bucket/b.js\n"
+    spec = InputSpec(base_url=BASE, sync_logs=("-",))
+    assert urls_of(spec, stdin=log) == [BASE + "assets/a.js", BASE + "b.js"]
 
 
 def test_a_log_in_no_known_format_is_an_input_error(tmp_path: Path) -> None:

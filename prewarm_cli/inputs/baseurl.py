@@ -62,12 +62,17 @@ class BaseUrl:
     def url(self, path: str) -> str:
         """The URL of a relative path: each segment percent-encoded, case left alone.
 
-        A trailing '/' is kept (a directory URL). Raises ValueError for a path that would
-        leave the base ('..') or names nothing.
+        A trailing '/' is kept (a directory URL); ``a/../b`` is ``b``. Raises ValueError for
+        a path that would leave the base (``../x``).
         """
-        segments = [s for s in path.split("/") if s not in ("", ".")]
-        if ".." in segments:
-            raise ValueError("a path with '..' would leave the base URL")
+        segments: list[str] = []
+        for segment in path.split("/"):
+            if segment == "..":
+                if not segments:
+                    raise ValueError("a path with '..' would leave the base URL")
+                segments.pop()
+            elif segment not in ("", "."):
+                segments.append(segment)
         encoded = "/".join(quote(s, safe=_SEGMENT_SAFE) for s in segments)
         if encoded and path.endswith("/"):
             encoded += "/"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import TextIO
 
@@ -45,12 +46,27 @@ def unquote_git_path(text: str) -> str:
         raise ValueError("git's quoted path is not UTF-8") from exc
 
 
+_URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def iter_path_list(path: str, stdin: TextIO | None = None) -> Iterator[RelPath | InvalidInput]:
-    """The paths of a file ('-' is stdin): '#' comments and blank lines ignored."""
+    """The paths of a file ('-' is stdin): '#' comments and blank lines ignored. A line that
+    cannot be a relative path (a URL; a NUL, which no path holds) is invalid input, not a URL
+    made of it."""
     for line in iter_lines(path, "path list", stdin):
-        try:
-            rel = unquote_git_path(line.text)
-        except ValueError as exc:
-            yield InvalidInput(line.text, line.source, line.number, str(exc))
-            continue
-        yield RelPath(rel, line.source, line.number)
+        problem = _not_a_path(line.text)
+        if problem is None:
+            try:
+                yield RelPath(unquote_git_path(line.text), line.source, line.number)
+                continue
+            except ValueError as exc:
+                problem = str(exc)
+        yield InvalidInput(line.text, line.source, line.number, problem)
+
+
+def _not_a_path(text: str) -> str | None:
+    if "\0" in text:
+        return "holds a NUL character: a NUL-separated list (git diff -z)? give one path per line"
+    if _URL_START.match(text):
+        return "is a URL, not a path: give a URL list with -i, or paths with --paths"
+    return None

@@ -153,7 +153,8 @@ def _generate(
     for path in spec.paths:
         yield from _map(iter_path_list(path, stdin), base, spec.index, spec.prefix(), notes)
     for path in spec.sync_logs:
-        log = iter_sync_log(path, stdin, strips_prefix=bool(spec.prefix()))
+        # --strip-prefix . (or ./) is given too: the synced directory is the working one.
+        log = iter_sync_log(path, stdin, strips_prefix=spec.strip_prefix is not None)
         yield from _map(log, base, spec.index, spec.prefix(), notes)
 
 

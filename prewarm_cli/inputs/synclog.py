@@ -24,7 +24,11 @@ FORMATS = "aws s3 sync/cp, rclone --combined, gsutil or gcloud storage rsync"
 
 _OBJECT_LINES = (
     # aws s3: the source may be a local path or s3://; the key is everything after the bucket.
-    re.compile(r"(?:\(dryrun\) )?(?:upload|copy|move): .+? to s3://[^/\s]+/(?P<key>.+)"),
+    # The bucket may be an access point's ARN, whose name follows 'accesspoint/'.
+    re.compile(
+        r"(?:\(dryrun\) )?(?:upload|copy|move): .+? to"
+        r" s3://(?:arn:[^/\s]+:accesspoint/[^/\s]+|[^/\s]+)/(?P<key>.+)"
+    ),
     # gcloud storage, and gsutil's dry run, name the destination.
     re.compile(
         r"(?:Copying|Would copy) .+? to gs://[^/\s]+/(?P<key>.+?)"
@@ -62,7 +66,7 @@ class LogNote(NamedTuple):
 # dist/index.html is index.html. Without it, the line is invalid input, not a guess.
 _LOCAL_ONLY = (
     "gsutil names the local file, not the object: give the synced directory as --strip-prefix"
-    " (e.g. --strip-prefix dist/)"
+    " (e.g. --strip-prefix dist/, or --strip-prefix . for the working directory)"
 )
 
 
@@ -107,5 +111,7 @@ def iter_sync_log(
         raise InputError(
             f"{path if path != '-' else 'stdin'} is not the output of {FORMATS}:\n  "
             + "\n  ".join(first_unknown),
-            hint="pass what the sync command printed (stdout), e.g. aws s3 sync ... | tee sync.log",
+            hint="pass what the sync command printed, e.g. aws s3 sync ... | tee sync.log"
+            " (gsutil and gcloud storage print it on stderr: ... 2>&1 | tee sync.log; rclone"
+            " needs --combined -)",
         )
