@@ -59,12 +59,20 @@ def read_bool(env: Mapping[str, str], name: str) -> bool:
     raise ValueError(f"input {name} must be true or false, not {value!r}")
 
 
+def is_inline_toml(config: str) -> bool:
+    """Whether the ``config`` input is TOML rather than a path: a file of that name is a path
+    (``cfg/[prod].toml``); otherwise TOML has a ``key = value`` or a ``[table]`` line."""
+    if Path(config).is_file():
+        return False
+    return "\n" in config or "=" in config or config.startswith("[")
+
+
 def build_command(env: Mapping[str, str], workdir: Path) -> list[str]:
     """The prewarm arguments (after `prewarm`) for these inputs; files go in workdir."""
     args = ["submit", "-o", "json"]
     config = read_input(env, "config")
     if config:
-        if "\n" in config or "[" in config:
+        if is_inline_toml(config):
             # Inline TOML: written privately (it may hold literal keys; env:VAR is better).
             path = workdir / "config-input.toml"  # an error names it: the `config` input
             path.write_text(config + "\n", encoding="utf-8")

@@ -93,6 +93,54 @@ def test_urls_with_inline_config(
     assert "prewarm submit -o json --config" in proc.stderr
 
 
+def test_config_input_is_a_path_when_such_a_file_exists_else_inline_toml(
+    action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    # A file whose name holds '[' is a path; TOML on one line with no '[' is inline.
+    named = tmp_path / "cfg" / "[prod].toml"
+    named.parent.mkdir()
+    named.write_text(INLINE_CONFIG.format(endpoint=fake_cdn.url))
+    one_line = (
+        f'providers.fake = {{ type = "fake", endpoint = "{fake_cdn.url}",'
+        ' api_key = "env:FAKE_API_KEY" }'
+    )
+    for config in ("cfg/[prod].toml", one_line):
+        proc, outputs, _ = run_action(
+            action_env, tmp_path, urls="https://cdn.example.com/c.js", config=config
+        )
+        assert proc.returncode == 0, (config, proc.stderr)
+        assert outputs["accepted"] == "1"
+
+
+@pytest.mark.parametrize(("version", "exit_code"), [("Python 3.10.12", 1), ("Python 3.11.7", 0)])
+def test_the_install_step_asks_for_setup_python_on_an_older_python(
+    tmp_path: Path, version: str, exit_code: int
+) -> None:
+    yaml = pytest.importorskip("yaml")
+    install = yaml.safe_load((ROOT / "action.yml").read_text())["runs"]["steps"][0]["run"]
+    check = install.split("python3 -m venv")[0]  # what runs before anything is installed
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    minor = int(version.split(".")[1])
+    fake = bin_dir / "python3"
+    fake.write_text(
+        f'#!/bin/sh\n[ "$1" = --version ] && {{ echo "{version}"; exit 0; }}\n'
+        f"exit {int(minor < 11)}\n"
+    )
+    fake.chmod(0o755)
+    proc = subprocess.run(
+        ["bash", "-c", check],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == exit_code, proc.stdout + proc.stderr
+    if exit_code:
+        assert f"this runner's python3 is {version}" in proc.stdout
+        assert "actions/setup-python" in proc.stdout
+
+
 def test_wait_with_a_failing_url_fails_the_step_with_4(
     action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path
 ) -> None:
