@@ -24,7 +24,9 @@ def exit_for(exc: BaseException, given: Mapping[str, Any], debug: bool) -> ExitC
         exc.show()  # click's usage line and message, on stderr
         from prewarm_cli.errors import UsageError
 
-        _json_error(UsageError(exc.format_message()), given)  # as any error, in JSON mode
+        failed_in = getattr(getattr(exc, "ctx", None), "command", None)
+        if not (getattr(failed_in, "lines_unless_asked", False) and output_format(given) is None):
+            _json_error(UsageError(exc.format_message()), given)  # as any error, in JSON mode
         return ExitCode.USAGE
     if isinstance(exc, KeyboardInterrupt):
         return _interrupted(given, "interrupted")

@@ -120,6 +120,8 @@ def test_urls_that_resolve_to_nothing_are_an_empty_list(prewarm: Run, tmp_path: 
         (("--paths", "missing.txt", "--base-url", BASE), "path list not found: missing.txt"),
         (("--exclude", "*.js", "x"), "--exclude and --no-default-excludes apply to --from-dir"),
         ((), "no URLs given"),
+        (("--bad-opt",), "No such option '--bad-opt'"),
+        (("--from-dir", "dist", "--index", "none"), "Invalid value for '--index'"),
     ],
 )
 def test_urls_usage_and_input_errors_exit_2(

@@ -23,6 +23,13 @@ if TYPE_CHECKING:
     from prewarm_cli.output import Output
 
 
+class LinesCommand(click.Command):
+    """A command whose stdout is plain lines unless -o/--json asks for JSON (lines_unless_asked):
+    an error in its options stays off stdout too (exits.exit_for)."""
+
+    lines_unless_asked = True
+
+
 def lines_unless_asked(f: Callable[..., Any]) -> Callable[..., Any]:
     """Plain lines on stdout unless -o/--json asks for JSON, piped or not: the list is the
     data (`prewarm urls ... > urls.txt`), and an error then stays off stdout too."""
@@ -37,7 +44,7 @@ def lines_unless_asked(f: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("urls"))
+@click.command(cls=LinesCommand, context_settings=CONTEXT_SETTINGS, short_help=short_help("urls"))
 @lines_unless_asked
 @url_inputs
 @global_options
