@@ -135,6 +135,26 @@ def test_cancel_and_quota_commands(run_cli, fake_config, fake_cdn: FakeCdn) -> N
     ]
 
 
+def test_cancel_of_a_job_one_of_whose_providers_cannot_cancel_stops_nothing(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    # Routed to the fake CDN and to direct warming (which cannot cancel): refused before the
+    # fake CDN's task is stopped, with the command that cancels that one alone.
+    fake_cdn.task_seconds = 30
+    url = f"{fake_cdn.url}/warm-me.js"
+    data = json.loads(run_cli("submit", "-p", "fake", "-p", "direct", url).stdout)
+    (task,) = [t["task_id"] for t in data["tasks"] if t["provider"] == "fake"]
+    r = run_cli("cancel", data["job_id"], "-o", "json")
+    assert r.returncode == 2, r.stderr
+    error = json.loads(r.stdout)["error"]
+    assert error["code"] == "unsupported" and "nothing was cancelled" in error["message"]
+    assert f"prewarm cancel fake:{task}" in error["hint"]
+    assert all(t.cancelled_at is None for t in fake_cdn.tasks.values())
+    r = run_cli("cancel", f"fake:{task}", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert fake_cdn.tasks[task].cancelled_at is not None
+
+
 def test_interval_below_the_polling_budget_is_raised(
     run_cli, write_config, fake_config, fake_cdn: FakeCdn
 ) -> None:

@@ -12,6 +12,7 @@ from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import (
     NotYetCancellable,
     ProviderError,
+    UnsupportedError,
     UsageError,
     WaitTimeout,
 )
@@ -189,6 +190,28 @@ def scale(ws: Workspace, alias: str, count: int | None) -> dict[str, Any]:
     return {"provider": alias, **session.call(session.provider.scale, count)}
 
 
+def _cancel_sessions(ws: Workspace, ref: JobRef) -> dict[str, ProviderSession]:
+    """The session of each provider of the job, all able to cancel: a job routed to one that
+    cannot is refused before any of its tasks is stopped (the tasks of the others can be
+    cancelled by ALIAS:TASK)."""
+    sessions: dict[str, ProviderSession] = {}
+    unable: list[tuple[str, UnsupportedError]] = []
+    for alias in ref.tasks:
+        try:
+            sessions[alias] = ws.session(alias, needs=Capability.CANCEL)
+        except UnsupportedError as exc:
+            unable.append((alias, exc))
+    if unable:
+        alias, exc = unable[0]
+        able = [f"`prewarm cancel {a}:{','.join(ref.tasks[a])}`" for a in sessions if ref.tasks[a]]
+        if able:
+            exc.message = f"{exc.message}: nothing was cancelled"
+            exc.args = (exc.message,)
+            exc.hint = f"cancel the other providers' tasks alone: {'; '.join(able)}"
+        raise exc
+    return sessions
+
+
 def cancel(
     ws: Workspace,
     ref: JobRef,
@@ -200,9 +223,10 @@ def cancel(
     """Stops the job's tasks; with ``wait_timeout``, tries again (for at most that many
     seconds) while a vendor answers that a task cannot be cancelled yet."""
     deadline = None if wait_timeout is None else clock() + wait_timeout
+    sessions = _cancel_sessions(ws, ref)  # every provider able, before any is asked
     results = []
     for alias, task_ids in ref.tasks.items():
-        session = ws.session(alias, needs=Capability.CANCEL)
+        session = sessions[alias]
         if task_ids:
             while True:
                 try:
