@@ -195,20 +195,20 @@ def _cancel_sessions(ws: Workspace, ref: JobRef) -> dict[str, ProviderSession]:
     cannot is refused before any of its tasks is stopped (the tasks of the others can be
     cancelled by ALIAS:TASK)."""
     sessions: dict[str, ProviderSession] = {}
-    unable: list[tuple[str, UnsupportedError]] = []
+    unable: list[UnsupportedError] = []
     for alias in ref.tasks:
         try:
             sessions[alias] = ws.session(alias, needs=Capability.CANCEL)
         except UnsupportedError as exc:
-            unable.append((alias, exc))
+            unable.append(exc)
     if unable:
-        alias, exc = unable[0]
+        refused = unable[0]
         able = [f"`prewarm cancel {a}:{','.join(ref.tasks[a])}`" for a in sessions if ref.tasks[a]]
         if able:
-            exc.message = f"{exc.message}: nothing was cancelled"
-            exc.args = (exc.message,)
-            exc.hint = f"cancel the other providers' tasks alone: {'; '.join(able)}"
-        raise exc
+            refused.message = f"{refused.message}: nothing was cancelled"
+            refused.args = (refused.message,)
+            refused.hint = f"cancel the other providers' tasks alone: {'; '.join(able)}"
+        raise refused
     return sessions
 
 
