@@ -309,6 +309,19 @@ def test_quota_used_up_before_the_run_defers_everything(
     assert len(fake.calls(PREFETCH)) == 1  # QuotaExhausted is not retried
 
 
+def test_a_wait_that_times_out_on_a_job_with_deferred_targets_exits_5(
+    run_cli, qiniu_config, fake: FakeQiniu
+) -> None:
+    fake.task_seconds = 60  # still running when the wait gives up
+    fake.exhaust_quota(leave=1)
+    r = run_cli("submit", *urls(3), "--wait", "--wait-timeout", "1", "-o", "json")
+    assert r.returncode == 5, r.stderr  # DESIGN §6: 5 comes before 6
+    error = json.loads(r.stdout)["error"]
+    assert error["code"] == "wait_timeout"
+    assert "and 2 of its targets are deferred" in error["message"]
+    assert "prewarm submit --resume" in error["hint"]
+
+
 def test_status_wait_pages_through_and_report_lists_failures(
     run_cli, qiniu_config, fake: FakeQiniu
 ) -> None:

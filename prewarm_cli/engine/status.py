@@ -513,12 +513,25 @@ def wait_with_claims(
             left = deadline - clock()
             if left <= 0:
                 progress.note(_poll_line(status))
-                raise WaitTimeout(
-                    f"job {ref.job_id or ''} is still {status.state} after {timeout:g}s",
-                    hint="check again later with `prewarm status`",
-                )
+                raise _wait_timeout(ref, status, timeout)
             progress.note(_poll_line(status, min(every, left)))
             sleep(min(every, left))
+
+
+def _wait_timeout(ref: JobRef, status: JobStatus, timeout: float | None) -> WaitTimeout:
+    """--wait-timeout expired. Where targets are deferred too, that comes first (DESIGN §6: 5
+    before 6), and the hint is the --resume that sends them."""
+    job = ref.job_id or ",".join(f"{a}:{','.join(t)}" for a, t in ref.tasks.items())
+    timed_out = WaitTimeout(
+        f"job {job} is still {status.state} after {timeout or 0:g}s",
+        hint="check again later with `prewarm status`",
+    )
+    if status.deferred and ref.job_id:
+        timed_out.message += f", and {status.deferred} of its targets are deferred"
+        timed_out.args = (timed_out.message,)
+        timed_out.hint = f"`prewarm submit --resume {ref.job_id}` sends them later"
+        timed_out.exit_code = ExitCode.QUOTA
+    return timed_out
 
 
 def _poll_line(status: JobStatus, next_poll: float | None = None) -> str:
