@@ -322,6 +322,25 @@ def test_a_wait_that_times_out_on_a_job_with_deferred_targets_exits_5(
     assert "prewarm submit --resume" in error["hint"]
 
 
+@pytest.mark.parametrize("leave", [1, 0])
+def test_status_of_a_piped_submit_on_a_machine_without_its_journal_counts_what_was_deferred(
+    run_cli, qiniu_config, fake: FakeQiniu, tmp_path, leave: int
+) -> None:
+    # A CI step with no local state: `submit -o json | status --wait -`. Its deferred
+    # targets are part of the job there too (it ended succeeded with exit 0, or waited forever
+    # when no task was made).
+    fake.exhaust_quota(leave=leave)
+    r, data = submit(run_cli, *urls(3), "https://static.example.com/fail-x.js")
+    assert r.returncode == 5 and data["deferred"] == 4 - leave
+    elsewhere = {"PREWARM_STATE_DIR": str(tmp_path / "another-machine")}
+    r = run_cli("status", "--wait", "-", "-o", "json", input=json.dumps(data), env_extra=elsewhere)
+    assert r.returncode == 5, r.stderr
+    st = json.loads(r.stdout)
+    assert (st["state"], st["total"]) == ("incomplete", 4)
+    assert st["not_sent"] == data["deferred"]
+    assert st["succeeded"] + st["failed"] + st["in_progress"] + st["pending"] == data["accepted"]
+
+
 def test_status_wait_pages_through_and_report_lists_failures(
     run_cli, qiniu_config, fake: FakeQiniu
 ) -> None:

@@ -59,6 +59,11 @@ class JobRef:
 
     job_id: str | None
     tasks: dict[str, list[str]]  # alias -> task ids
+    # A piped submit JSON whose job this journal does not hold: its targets per alias, as
+    # the journal would count them, and those of no alias it names (deferred or unknown
+    # where several providers took part, or none was reached).
+    piped: dict[str, jr.Counts] | None = None
+    piped_elsewhere: jr.Counts | None = None
 
 
 def parse_job_ref(ws: Workspace, ref: str | None, stdin_text: Callable[[], str]) -> JobRef:
@@ -82,10 +87,7 @@ def parse_job_ref(ws: Workspace, ref: str | None, stdin_text: Callable[[], str])
                 return journal_ref(ws, job_id)
             except PrewarmError:
                 pass
-        tasks: dict[str, list[str]] = {}
-        for t in data["tasks"]:
-            tasks.setdefault(ws.alias(t["provider"]), []).append(str(t["task_id"]))
-        return JobRef(job_id, tasks)
+        return _piped_ref(ws, job_id, data)
     if ref and ":" in ref:
         name, _, ids = ref.partition(":")
         task_ids = [i for i in ids.split(",") if i]
@@ -94,6 +96,36 @@ def parse_job_ref(ws: Workspace, ref: str | None, stdin_text: Callable[[], str])
         return JobRef(None, {ws.alias(name): task_ids})
     job = ws.journal.job(ref) if ref else ws.journal.latest_job()
     return journal_ref(ws, job.id)
+
+
+def _piped_ref(ws: Workspace, job_id: str | None, data: Mapping[str, Any]) -> JobRef:
+    """The job of a submit JSON made elsewhere (CI with no local state): its vendor tasks, and
+    its targets no task holds (rejected, failed, deferred, unknown), so that its state and
+    counts are those `status` gives where it was submitted."""
+    tasks: dict[str, list[str]] = {}
+    piped: dict[str, jr.Counts] = {}
+
+    def count(alias: str, outcome: str, n: int = 1) -> None:
+        by_outcome = piped.setdefault(alias, jr.Counts()).by_outcome
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + n
+
+    for t in data["tasks"]:
+        alias = ws.alias(t["provider"])
+        tasks.setdefault(alias, []).append(str(t["task_id"]))
+        count(alias, jr.ACCEPTED, int(t.get("urls") or 0))
+    for outcome, listed in ((jr.REJECTED, "rejected"), (jr.FAILED, "failed")):
+        for item in data.get(listed) or []:
+            count(ws.alias(item["provider"]), outcome)
+    left = jr.Counts({jr.DEFERRED: int(data.get("deferred") or 0)})
+    left.by_outcome[jr.UNKNOWN] = int(data.get("unknown") or 0)
+    elsewhere = None
+    if len(piped) == 1:
+        piped[next(iter(piped))].add(left)
+    elif left.total:
+        elsewhere = left
+    for alias in piped:
+        tasks.setdefault(alias, [])
+    return JobRef(job_id, tasks, piped, elsewhere)
 
 
 def journal_ref(ws: Workspace, job_id: str) -> JobRef:
@@ -132,7 +164,9 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
     # outcomes by then, so what it was still sending never looks abandoned.
     holder = JobLock(ws.state_dir, ref.job_id).holder() if ref.job_id else None
     counts = ws.journal.counts(ref.job_id) if ref.job_id else {}
-    if ref.job_id and counts:  # a journal job: with the tasks a run still sending added since
+    if not counts and ref.piped is not None:
+        counts = ref.piped  # a job submitted elsewhere, as its submit JSON counted it
+    elif ref.job_id and counts:  # a journal job: with the tasks a run still sending added since
         ref = journal_ref(ws, ref.job_id)
         for alias in counts:  # a provider with targets but no task or job entry yet (intake)
             ref.tasks.setdefault(alias, [])
@@ -174,7 +208,8 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
             )
     parts = providers.values()
     raws = {p.raw_state for p in parts}
-    not_sent = sum(p.not_sent for p in parts)
+    elsewhere = ref.piped_elsewhere or jr.Counts()
+    not_sent = sum(p.not_sent for p in parts) + elsewhere.total
     job_state = ws.journal.job_state(ref.job_id) if ref.job_id else None
     if job_state == JobState.CREATED and holder is None:
         state = str(JobState.FAILED)  # its input was never read to its end
@@ -186,14 +221,14 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
         job_id=ref.job_id,
         state=state,
         raw_state=raws.pop() if len(raws) == 1 else None,
-        total=sum(p.total for p in parts),
+        total=sum(p.total for p in parts) + elsewhere.total,
         succeeded=sum(p.succeeded for p in parts),
         failed=sum(p.failed for p in parts),
         in_progress=sum(p.in_progress for p in parts),
         pending=sum(p.pending for p in parts),
         not_sent=not_sent,
         providers=providers,
-        deferred=sum(p.deferred for p in parts),
+        deferred=sum(p.deferred for p in parts) + elsewhere[jr.DEFERRED],
     )
     if ref.job_id:
         _record_state(ws, ref.job_id, result, job_state)
