@@ -93,12 +93,14 @@ class PrewarmError(Exception):
         hint: str | None = None,
         provider: str | None = None,
         request_id: str | None = None,
+        job_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.provider = provider
         self.request_id = request_id
+        self.job_id = job_id  # the job the error leaves behind, to resume or wait for
 
     def __str__(self) -> str:
         text = self.message
@@ -114,6 +116,7 @@ class PrewarmError(Exception):
                 "hint": self.hint,
                 "provider": self.provider,
                 "request_id": self.request_id,
+                "job_id": self.job_id,
             }
         }
 

@@ -319,7 +319,21 @@ def test_a_wait_that_times_out_on_a_job_with_deferred_targets_exits_5(
     error = json.loads(r.stdout)["error"]
     assert error["code"] == "wait_timeout"
     assert "and 2 of its targets are deferred" in error["message"]
-    assert "prewarm submit --resume" in error["hint"]
+    assert error["hint"] == f"`prewarm submit --resume {error['job_id']}` sends them later"
+
+
+def test_an_error_while_sending_names_the_job_it_leaves_in_its_json(
+    run_cli, qiniu_config, fake: FakeQiniu
+) -> None:
+    r = run_cli("submit", *urls(3), "-o", "json", env_extra={"QINIU_SECRET_KEY": "wrong"})
+    assert r.returncode == 3, r.stderr
+    error = json.loads(r.stdout)["error"]
+    assert error["code"] == "auth" and error["job_id"]
+    (job,) = json.loads(run_cli("jobs", "-o", "json").stdout)
+    assert job["job_id"] == error["job_id"]
+    # An error before any job was made names none.
+    r = run_cli("submit", "not a url", "-o", "json")
+    assert r.returncode == 2 and json.loads(r.stdout)["error"]["job_id"] is None
 
 
 @pytest.mark.parametrize("leave", [1, 0])

@@ -169,6 +169,7 @@ def submit(
             raise UserInterrupt(
                 f"interrupted while waiting; job {summary.job_id} goes on at the vendors",
                 hint=f"`prewarm status --wait {summary.job_id}` waits again",
+                job_id=summary.job_id,
             ) from None
         result: dict[str, Any] = {**summary.to_dict(), "status": status.to_dict()}
         codes = {code, exit_for(status.outcomes())}

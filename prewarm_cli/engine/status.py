@@ -310,6 +310,7 @@ class PipedError(PrewarmError):
             hint=text("hint"),
             provider=text("provider"),
             request_id=text("request_id"),
+            job_id=text("job_id"),
         )
         self.code = text("code") or PrewarmError.code
         self.exit_code = _exit_code_of(self.code)
@@ -561,6 +562,7 @@ def _wait_timeout(ref: JobRef, status: JobStatus, timeout: float | None) -> Wait
         f"job {job} is still {status.state} after {timeout or 0:g}s",
         hint="check again later with `prewarm status`",
     )
+    timed_out.job_id = ref.job_id
     if status.deferred and ref.job_id:
         timed_out.message += f", and {status.deferred} of its targets are deferred"
         timed_out.args = (timed_out.message,)

@@ -133,6 +133,7 @@ def _run(
             f"interrupted; job {job_id} is saved",
             hint=f"prewarm submit --resume {job_id} sends what was not accepted"
             " (requests that were in flight are looked up first)",
+            job_id=job_id,
         ) from None
     except PrewarmError as exc:
         with suppress(PrewarmError):
@@ -195,8 +196,10 @@ def _check_same_vendor(ws: Workspace, job: jr.Job, alias: str) -> None:
 
 
 def _naming_job(exc: PrewarmError, job_id: str) -> PrewarmError:
-    """The error with the job's id where its words say ``--resume JOB`` (a provider or the
-    pacer, which do not know which job they work for, name the command that way)."""
+    """The error with the job it leaves behind (``job_id``, in its JSON too), and the job's id
+    where its words say ``--resume JOB`` (a provider or the pacer, which do not know which job
+    they work for, name the command that way)."""
+    exc.job_id = job_id
     placeholder = "--resume JOB"
     if placeholder in exc.message or placeholder in (exc.hint or ""):
         exc.message = exc.message.replace(placeholder, f"--resume {job_id}")
