@@ -144,6 +144,16 @@ def test_a_line_that_cannot_be_a_path_is_invalid_input(
     assert f"{listing}:2: " in str(info.value) and message in str(info.value)
 
 
+def test_a_file_name_with_a_star_is_invalid_input_saying_how_to_leave_it_out(
+    tmp_path: Path,
+) -> None:
+    root = tree(tmp_path / "dist", "app.js", "img/star*.png")
+    with pytest.raises(InputError) as info:
+        read_urls(InputSpec(base_url=BASE, from_dirs=(str(root),)))
+    assert "img/star*.png: a name with '*' cannot be warmed" in str(info.value)
+    assert "--exclude" in str(info.value)
+
+
 # --------------------------------------------------------------------------- usage
 
 

@@ -197,6 +197,9 @@ def _map(
                 notes.outside_prefix += 1
                 continue
             path = path[len(prefix) :]
+        if "*" in path:  # kept as is in the URL (browsers send it so), where it reads as a wildcard
+            yield InvalidInput(item.path, item.source, item.line, _STAR_IN_NAME)
+            continue
         try:
             urls = base.urls(path, index)
         except ValueError as exc:
@@ -204,6 +207,12 @@ def _map(
             continue
         for url in urls:
             yield InputUrl(url, item.source, item.line)
+
+
+_STAR_IN_NAME = (
+    "a name with '*' cannot be warmed: CDNs read '*' in a URL as a wildcard;"
+    " leave it out with --exclude (--from-dir), or pass --skip-invalid to submit"
+)
 
 
 def read_urls(
