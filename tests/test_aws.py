@@ -225,6 +225,8 @@ def test_cancel_in_progress_and_not(run_cli, configure, api: FakePrewarmApi) -> 
     assert api.job_status(task) == "STOPPED" and api.capacity == 0
     r, st = cli_json(run_cli, "status", sub["job_id"])
     assert r.returncode == 4 and st["state"] == "cancelled" and st["raw_state"] == "STOPPED"
+    # Every target is in one count: none is said to be warmed by a job stopped midway.
+    assert (st["total"], st["failed"], st["succeeded"]) == (3, 3, 0)
     r = run_cli("cancel", sub["job_id"])
     assert r.returncode == 2 and "already ended (STOPPED)" in r.stderr
 

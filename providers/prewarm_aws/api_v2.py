@@ -312,8 +312,10 @@ def derive_status(
     if state is State.PENDING:
         return TaskStatus(progress.request_id, state, raw, total, pending=total, details=details)
     if state is State.CANCELLED:
+        # Stopped before its summary: which URLs were warmed by then is not said, so none
+        # counts as warmed (every target is in one count, as elsewhere).
         details["stopped_by"] = "prewarm cancel (force_stop) or the stack's timeout rule"
-        return TaskStatus(progress.request_id, state, raw, total, details=details)
+        return TaskStatus(progress.request_id, state, raw, total, failed=total, details=details)
     if state in (State.FAILED, State.TIMED_OUT):
         return TaskStatus(progress.request_id, state, raw, total, failed=total, details=details)
     # FINISHED without a summary: counted as succeeded (the caller could not fetch one).
