@@ -377,7 +377,7 @@ def test_file_keeps_unicode_line_separators_inside_a_line(tmp_path: Path) -> Non
     ]
     checked = list(check_inputs(got))
     assert isinstance(checked[0], InvalidInput)
-    assert checked[1] is got[1]
+    assert (checked[1].url, checked[1].line) == ("https://b.example/%C3%BC", 2)  # as sent
 
 
 def test_bom_is_only_stripped_on_line_one(tmp_path: Path) -> None:

@@ -239,9 +239,29 @@ def test_ways_of_writing_one_request_are_one_url(prewarm: Run) -> None:
         ("https://CDN.Example.com/y.js", "https://cdn.example.com/y.js"),
         ("https://cdn.example.com/a/./z.js", "https://cdn.example.com/a/z.js"),
         ("https://cdn.example.com/a/b/../w.js?q=/../x", "https://cdn.example.com/a/w.js?q=/../x"),
+        ("https://cdn.example.com/café.js?q=ü", "https://cdn.example.com/caf%C3%A9.js?q=%C3%BC"),
     ]
     code, out, err = prewarm("urls", *(u for pair in pairs for u in pair))
     assert code == 0, err
     assert out.splitlines() == [sent for _, sent in pairs]
     code, out, _ = prewarm("urls", "https://cdn.example.com/Q?A=B#C")  # path and query keep case
     assert out.splitlines() == ["https://cdn.example.com/Q?A=B"]
+
+
+def test_a_sitemap_and_a_build_directory_naming_one_unicode_file_give_one_url(
+    prewarm: Run, tmp_path: Path
+) -> None:
+    # The sitemap writes the name as text, the directory's file is encoded as a path: the
+    # same request, as a browser sends it (they were two URLs, warmed twice).
+    site(tmp_path / "dist", "café.js")
+    sitemap = tmp_path / "sitemap.xml"
+    sitemap.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<url><loc>{BASE}café.js</loc></url></urlset>\n",
+        encoding="utf-8",
+    )
+    args = ("--sitemap", str(sitemap), "--from-dir", str(tmp_path / "dist"), "--base-url", BASE)
+    code, out, err = prewarm("urls", *args)
+    assert code == 0, err
+    assert out.splitlines() == [f"{BASE}caf%C3%A9.js"]

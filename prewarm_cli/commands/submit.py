@@ -108,7 +108,8 @@ def submit(
     URLs come from arguments, -i FILE (or - for stdin), --sitemap, and the files
     of a deploy under --base-url (--from-dir, --paths, --from-sync-log); they are
     validated and de-duplicated before anything is sent, as a client sends them
-    (no #fragment, the host in lower case, no ./ or ../ segments).
+    (no #fragment, the host in lower case, no ./ or ../ segments, the path in
+    ASCII: café.js is caf%C3%A9.js).
     """
     from prewarm_cli import engine
     from prewarm_cli.plugin import SubmitOptions

@@ -216,10 +216,12 @@ _AUTHORITY_END = re.compile(r"[/?#]")
 
 def as_sent(url: str) -> str:
     """A valid URL as a client puts it on the wire, so that two ways of writing one request
-    are one input: no fragment (never sent), scheme and host in lower case, and no ``.`` or
-    ``..`` path segment (RFC 3986 §5.2.4, as curl and browsers do). The same string when it
-    is already so (the common case costs a few string searches)."""
-    if "#" not in url and "/." not in url:  # the common case: only the case to look at
+    are one input: no fragment (never sent), scheme and host in lower case, no ``.`` or
+    ``..`` path segment (RFC 3986 §5.2.4, as curl and browsers do), and the path and query
+    in ASCII: ``café.js`` is ``caf%C3%A9.js``, as a browser sends it and as a build
+    directory's file gives it (the host keeps its form, which routes name). The same string
+    when it is already so (the common case costs a few string searches)."""
+    if "#" not in url and "/." not in url and url.isascii():  # the common case: only the case
         start = url.find("//") + 2
         end = url.find("/", start)
         head = url[:end] if end >= 0 else url
@@ -230,15 +232,17 @@ def as_sent(url: str) -> str:
     match = _AUTHORITY_END.search(url, start)
     authority_end = match.start() if match else len(url)
     head = url[:authority_end]
-    dotted = "/." in url[authority_end : cut if cut >= 0 else len(url)]
-    if cut < 0 and not dotted and head == head.lower():
-        return url
     text = url[:cut] if cut >= 0 else url
-    userinfo, at, hostport = head[start:].rpartition("@")
     rest = text[authority_end:]
+    dotted = "/." in rest
+    if cut < 0 and not dotted and head == head.lower() and rest.isascii():
+        return url
+    userinfo, at, hostport = head[start:].rpartition("@")
     if dotted:
         path, mark, query = rest.partition("?")
         rest = _without_dot_segments(path) + mark + query
+    if not rest.isascii():
+        rest = quote(rest, safe=_SAFE)
     return head[:start].lower() + userinfo + at + hostport.lower() + rest
 
 
