@@ -647,6 +647,38 @@ def test_a_vendor_that_never_answers_is_asked_within_the_retry_policy(
     assert fake.accepted_counts() == {}
 
 
+def test_force_sends_an_unanswered_batch_again_within_the_retry_policy_when_lookups_fail(
+    run_cli, qiniu_config, fake: FakeQiniu
+) -> None:
+    """Every prefetch and every lookup gets a 502: --force sends the batch again without
+    knowing, but only as often as the retry policy allows (it went on without end, the hint
+    of an earlier run sending users there)."""
+    qiniu_config()
+    fake.fail_next("gateway_502", -1)
+    fake.fail_next("gateway_502", -1, path=PREFETCH_LIST)
+    r, data = submit(run_cli, "--force", *urls(2))
+    assert r.returncode == 1, r.stderr
+    assert data["accepted"] == 0 and len(data["failed"]) == 2
+    assert "and the lookup failed, after retries" in data["failed"][0]["reason"]
+    # retries = 4 tries at most, fewer when the failing lookups' own retries spend the time
+    assert 2 <= len(fake.calls(PREFETCH)) <= 4
+    # The gateway's HTML page is said in one line of its words.
+    assert "lookup failed: Qiniu prefetch list: 502 Bad Gateway (code 502)" in r.stderr
+    assert "<" not in r.stderr
+
+
+def test_a_reply_that_is_not_json_is_one_line_of_its_words() -> None:
+    from prewarm_qiniu.client import _in_one_line
+
+    page = (
+        "<!DOCTYPE HTML>\n<html><head><style>body { color: red }</style>\n"
+        "<title>Error response</title></head>\n<body>\n<h1>Error response</h1>\n"
+        "<p>Error code: 501</p>\n</body></html>\n"
+    )
+    assert _in_one_line(page) == "Error response Error response Error code: 501"
+    assert _in_one_line("x" * 300).endswith("…") and len(_in_one_line("x" * 300)) == 160
+
+
 def test_5xx_on_a_read_is_retried(run_cli, qiniu_config, fake: FakeQiniu) -> None:
     request_id = fake.add_task(urls(2), seconds=0)
     fake.fail_next("500000", 2, path=PREFETCH_LIST, retry_after=0.01)

@@ -407,6 +407,7 @@ class BatchSender:
         if not batch.urls:
             self.ledger.found(batch, {})
             return
+        looked_up = False
         if Capability.LOOKUP in self.session.capabilities:
             try:
                 found = self._look_up(batch, last_sent or self.started)
@@ -414,6 +415,7 @@ class BatchSender:
                 raise  # still unknown in the ledger: the next --resume looks again
             except PrewarmError as lookup_exc:
                 self.out.warn(f"{self.alias}: lookup failed: {lookup_exc}")
+                looked_up = True
             else:
                 missing = [u for u in batch.urls if u not in found]
                 part = None
@@ -427,10 +429,17 @@ class BatchSender:
                         " were found at the vendor"
                     )
                 if part is not None and retries is not None:
-                    self._send_again(part, reason, *retries)
+                    self._send_again(part, f"{reason}, and not found at the vendor", *retries)
                 return
         if self.force:
-            self.ledger.release(batch, jr.UNSENT)
+            if retries is not None:
+                # This run's request: sent again unknown, as --force asks, but within its
+                # retry policy (a vendor answering every request with a 5xx, its lookup too,
+                # would otherwise be asked again and again).
+                why = "and the lookup failed" if looked_up else "and nothing can look it up"
+                self._send_again(batch, f"{reason}, {why}", *retries)
+                return
+            self.ledger.release(batch, jr.UNSENT)  # left unknown by an earlier run: once more
             return
         self.ledger.release(
             batch,
@@ -442,15 +451,15 @@ class BatchSender:
     def _send_again(
         self, part: jr.Batch, reason: str, retries: RetryBudget, cause: PrewarmError
     ) -> None:
-        """Sends the URLs of an unanswered request that the vendor does not hold again, after
-        the retry policy's next wait; failed once the policy is spent."""
+        """Sends the URLs of an unanswered request again (``reason``: why they are not known
+        to be held), after the retry policy's next wait; failed once the policy is spent."""
         wait = retries.next_wait(None)
         if wait is None:
-            self._fail(part, f"{reason}, and not found at the vendor, after retries", cause)
+            self._fail(part, f"{reason}, after retries", cause)
             return
         self.out.detail(
             f"{self.alias}: sending {counted(len(part.urls), 'URL')} of an unanswered request"
-            f" again in {wait:.1f}s: the vendor does not hold them"
+            f" again in {wait:.1f}s ({reason})"
         )
         self._send_after(part, wait, retries)
 

@@ -8,6 +8,7 @@ for the signature only. Both are imported on first use.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -240,7 +241,7 @@ def _reply(response: httpx.Response) -> Reply:
     if not isinstance(error, str) or not error:
         error = response.reason_phrase or ""
         if not data and response.text.strip():
-            error = response.text.strip()[:200]
+            error = _in_one_line(response.text)
     return Reply(
         status=response.status_code,
         code=code if code is not None else response.status_code,
@@ -249,6 +250,16 @@ def _reply(response: httpx.Response) -> Reply:
         request_id=response.headers.get("X-Reqid"),
         retry_after=_retry_after(response.headers.get("Retry-After")),
     )
+
+
+_MARKUP = re.compile(r"<(script|style)\b.*?</\1>|<[^>]*>", re.IGNORECASE | re.DOTALL)
+
+
+def _in_one_line(text: str, limit: int = 160) -> str:
+    """A reply that is not JSON (a gateway's or proxy's error page) as one line of its words,
+    without the HTML's markup."""
+    words = " ".join(_MARKUP.sub(" ", text).split())
+    return words if len(words) <= limit else words[: limit - 1] + "…"
 
 
 def _request_id(reply: Reply) -> str | None:
