@@ -750,3 +750,20 @@ def test_counts_name_their_noun_in_the_right_number(fake_config) -> None:
         "submit", "--dry-run", "-o", "table", "https://a.example.com/x", "https://a.example.com/y"
     )
     assert "dry run: 2 URLs, nothing sent" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("submit", "--wait", "--wait-timeout", "-1"),
+        ("submit", "--wait", "--interval", "nan"),
+        ("status", "--wait-timeout", "inf"),
+        ("cancel", "JOB", "--wait-timeout", "0"),
+        ("verify", "--timeout", "1e12"),
+    ],
+)
+def test_seconds_are_above_0_and_at_most_a_year(run_cli, args: tuple[str, ...]) -> None:
+    # A negative wait ended at once with exit 6; verify --timeout inf was an OverflowError.
+    r = run_cli(*args, "https://cdn.example.com/a.js", "-o", "json")
+    assert r.returncode == 2, r.stderr
+    assert "is not a number of seconds above 0 and at most a year" in r.stderr

@@ -315,3 +315,25 @@ def provider_options(ctx: click.Context) -> ProviderOptions:
     )
     ctx.meta[_PROVIDER_OPTIONS_KEY] = found
     return found
+
+
+class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic in newer click
+    """A number of seconds above 0 and at most a year: no negative wait, no NaN or infinity
+    (which a deadline or a socket timeout cannot hold)."""
+
+    name = "seconds"
+    most = 365 * 24 * 3600.0
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not 0 < seconds <= self.most:  # False for NaN too
+            self.fail(f"{value} is not a number of seconds above 0 and at most a year", param, ctx)
+        return seconds
+
+
+SECONDS = Seconds()

@@ -9,6 +9,7 @@ import click
 from prewarm_cli.commands import short_help
 from prewarm_cli.commands._common import (
     CONTEXT_SETTINGS,
+    SECONDS,
     exit_with,
     global_options,
     stdin_text,
@@ -34,8 +35,8 @@ CANCEL_WAIT_TIMEOUT = 600.0
 @click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("status"))
 @click.argument("job", required=False)
 @click.option("--wait", "wait_", is_flag=True, help="Poll until the job is finished.")
-@click.option("--interval", type=float, metavar="S", help="Seconds between polls.")
-@click.option("--wait-timeout", type=float, metavar="S", help="Give up after S seconds (exit 6).")
+@click.option("--interval", type=SECONDS, metavar="S", help="Seconds between polls.")
+@click.option("--wait-timeout", type=SECONDS, metavar="S", help="Give up after S seconds (exit 6).")
 @click.option("--verify", is_flag=True, help="After waiting, check the URLs' cache status.")
 @click.option("--force", is_flag=True, help="Poll faster than the provider's polling budget.")
 @global_options
@@ -112,7 +113,7 @@ def report(job: str | None, download: str | None) -> None:
 )
 @click.option(
     "--wait-timeout",
-    type=float,
+    type=SECONDS,
     default=CANCEL_WAIT_TIMEOUT,
     show_default=True,
     metavar="S",

@@ -9,6 +9,7 @@ import click
 from prewarm_cli.commands import short_help
 from prewarm_cli.commands._common import (
     CONTEXT_SETTINGS,
+    SECONDS,
     exit_with,
     global_options,
     parse_header,
@@ -69,9 +70,9 @@ class SubmitCommand(click.Command):
 @click.option("--skip-invalid", is_flag=True, help="Send the valid URLs and list the invalid ones.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; send nothing.")
 @click.option("--wait", "wait_", is_flag=True, help="Wait until the vendors finish.")
-@click.option("--interval", type=float, metavar="S", help="Seconds between status polls.")
+@click.option("--interval", type=SECONDS, metavar="S", help="Seconds between status polls.")
 @click.option(
-    "--wait-timeout", type=float, metavar="S", help="Give up waiting after S seconds (exit 6)."
+    "--wait-timeout", type=SECONDS, metavar="S", help="Give up waiting after S seconds (exit 6)."
 )
 @click.option("--verify", is_flag=True, help="After waiting, check the URLs' cache status.")
 @click.option(

@@ -9,6 +9,7 @@ import click
 from prewarm_cli.commands import short_help
 from prewarm_cli.commands._common import (
     CONTEXT_SETTINGS,
+    SECONDS,
     command_output,
     exit_with,
     global_options,
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=SECONDS,
     default=10.0,
     show_default=True,
     metavar="S",

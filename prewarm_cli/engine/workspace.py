@@ -394,9 +394,13 @@ class Router:
             )
             self.selected = [ws.alias(IMPLICIT_PROVIDER)]
         if not (self.selected or self.routes or self.default):
+            configured = ws.config.aliases()
             raise UsageError(
                 "no provider selected and none configured as the default",
-                hint="pass -p NAME, or set one up with `prewarm config init`"
+                hint=f"pass -p NAME (one of {', '.join(configured)}), or name one in the"
+                " config's [defaults] provider or [[routes]] (`prewarm config path`)"
+                if configured
+                else "pass -p NAME, or set one up with `prewarm config init`"
                 " (`prewarm providers` lists the types)",
             )
 

@@ -530,13 +530,16 @@ class DirectProvider(Provider):
 
     def report(self, task_ids: Sequence[str]) -> Report:
         """Each (URL, PoP, variant) request that was refused or failed last time it was sent."""
+        records = self.store.of_runs(task_ids)
+        if not records:  # a run of another machine, or no run: not "no failures"
+            self.fetch_status(task_ids)  # raises NotFoundError, saying where to ask
         failures = [
             Failure(
                 url=r.url,
                 pop=r.target,
                 reason=f"{r.reason or r.outcome} (Accept-Encoding: {r.variant})",
             )
-            for r in self.store.of_runs(task_ids)
+            for r in records
             if r.outcome not in (OK, STOPPED)  # cut short by the budget: deferred, not failed
         ]
         return Report(failures=tuple(failures))
