@@ -157,8 +157,9 @@ def test_providers_but_no_default_is_one_clear_usage_error(write_config) -> None
     write_config(f"[providers.one]\n{table}\n[providers.two]\n{table}")
     r = invoke("submit", "https://static.example.com/a.js")
     assert r.returncode == 2
-    assert "no provider selected" in r.stderr and "prewarm config init" in r.stderr
-    assert "--skip-invalid" not in r.stderr
+    assert "no provider selected" in r.stderr and "--skip-invalid" not in r.stderr
+    # The hint names the providers there are, and where a default goes (not config init).
+    assert "pass -p NAME (one of one, two)" in r.stderr and "[defaults] provider" in r.stderr
 
 
 def test_usage_errors_exit_2(fake_config, tmp_path: Path) -> None:

@@ -155,19 +155,6 @@ def test_cancel_of_a_job_one_of_whose_providers_cannot_cancel_stops_nothing(
     assert fake_cdn.tasks[task].cancelled_at is not None
 
 
-def test_with_several_providers_and_no_default_the_hint_names_them(
-    run_cli, write_config, fake_cdn: FakeCdn
-) -> None:
-    write_config(
-        f'[providers.one]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\napi_key = "k"\n'
-        f'[providers.two]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\napi_key = "k"\n'
-    )
-    r = run_cli("submit", "https://cdn.example.com/a.js", "-o", "json")
-    assert r.returncode == 2, r.stderr
-    hint = json.loads(r.stdout)["error"]["hint"]
-    assert "pass -p NAME (one of one, two)" in hint and "[defaults] provider" in hint
-
-
 def test_interval_below_the_polling_budget_is_raised(
     run_cli, write_config, fake_config, fake_cdn: FakeCdn
 ) -> None:
