@@ -448,7 +448,12 @@ def _build(
     """Check the parsed document's structure and build the Config of what is valid."""
     for key, value in doc.items():
         if key not in _TOP_LEVEL_KEYS:
-            if isinstance(value, dict) and _NAME_RE.match(key):
+            import difflib  # for the error only
+
+            close = difflib.get_close_matches(key, _TOP_LEVEL_KEYS, n=1, cutoff=0.75)
+            if isinstance(value, dict) and close:  # [default], [route]: a name mistyped
+                report(ConfigError(f"{path}: {key}: unknown table (did you mean [{close[0]}]?)"))
+            elif isinstance(value, dict) and _NAME_RE.match(key):
                 report(
                     ConfigError(
                         f"{path}: {key}: unknown table "

@@ -489,6 +489,14 @@ def test_unknown_key_suggestion(tmp_path: Path) -> None:
     assert "endpoint" in message  # lists the known keys when nothing is close
 
 
+@pytest.mark.parametrize(("table", "meant"), [("default", "defaults"), ("route", "routes")])
+def test_a_mistyped_top_level_table_is_named_as_such(
+    tmp_path: Path, table: str, meant: str
+) -> None:
+    error = config_error(tmp_path, f'[{table}]\nprovider = "direct"\n')
+    assert f": {table}: unknown table (did you mean [{meant}]?)" in error.message
+
+
 @pytest.mark.parametrize(
     ("line", "key", "needle"),
     [

@@ -155,6 +155,15 @@ def test_cancel_of_a_job_one_of_whose_providers_cannot_cancel_stops_nothing(
     assert fake_cdn.tasks[task].cancelled_at is not None
 
 
+def test_status_of_a_piped_ndjson_submit_says_to_pipe_json(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    piped = run_cli("submit", *urls(2), "-o", "ndjson").stdout
+    r = run_cli("status", "-", "-o", "json", input=piped)
+    assert r.returncode == 2, r.stderr
+    assert "pipe `prewarm submit -o json` into it" in json.loads(r.stdout)["error"]["hint"]
+
+
 def test_interval_below_the_polling_budget_is_raised(
     run_cli, write_config, fake_config, fake_cdn: FakeCdn
 ) -> None:

@@ -75,7 +75,13 @@ def parse_job_ref(ws: Workspace, ref: str | None, stdin_text: Callable[[], str])
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise UsageError(f"stdin is not a prewarm submit JSON: {exc}") from exc
+            ndjson = text.lstrip().startswith('{"record"')
+            raise UsageError(
+                f"stdin is not a prewarm submit JSON: {exc}",
+                hint="pipe `prewarm submit -o json` into it (-o ndjson is a line per record)"
+                if ndjson
+                else None,
+            ) from exc
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             raise PipedError(data["error"])  # the submit failed: say why, not "no tasks"
         if not isinstance(data, dict) or "tasks" not in data:
