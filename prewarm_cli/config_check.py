@@ -10,7 +10,7 @@ its one cheap request, and the limits are the ones the vendor reports.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,32 +126,51 @@ def check_config(
     if config is None:
         return None, ConfigCheck(path, tuple(errors))
     warnings: list[str] = []
-    classes = _provider_classes(config, errors, path)
     from prewarm_cli import registry
 
+    aliases = _aliases_in_use(config, registry.names())
+    classes = _provider_classes(config, aliases, errors, path)
     default = config.default_problem(registry.names())
     if default is not None:
         errors.append(Problem.from_error(default, path))
+    if len(config.aliases()) > 1 and not config.defaults.get("provider") and not config.routes:
+        warnings.append(
+            "no default provider and no [[routes]]: a submit without -p NAME is refused"
+            " (set [defaults] provider, or add [[routes]])"
+        )
     secret_keys = {t: [f.name for f in c.config_schema if f.secret] for t, c in classes.items()}
     permission = config_mod.permission_warning(config, secret_keys)
     if permission:
         warnings.append(permission)
     providers = tuple(
         check_provider(config, alias, classes[ptype], online=online, warn=warnings.append)
-        for alias in config.aliases()
+        for alias in aliases
         if (ptype := config.provider_type(alias)) in classes
     )
     return config, ConfigCheck(path, tuple(errors), providers, tuple(warnings))
 
 
+def _aliases_in_use(config: config_mod.Config, installed: Collection[str]) -> list[str]:
+    """The tables' aliases, then the types that [defaults] provider or [[routes]] name
+    without a table (an implicit alias with the type's defaults, which a submit builds too)."""
+    aliases = config.aliases()
+    named = [config.defaults.get("provider"), *(p for r in config.routes for p in r.providers)]
+    for name in named:
+        if not isinstance(name, str) or name in aliases or config.aliases_of_type(name):
+            continue
+        if name in installed:
+            aliases.append(name)
+    return aliases
+
+
 def _provider_classes(
-    config: config_mod.Config, errors: list[Problem], path: str
+    config: config_mod.Config, aliases: Sequence[str], errors: list[Problem], path: str
 ) -> dict[str, type[Provider]]:
     """The installed provider class of each type the file names; an error for the others."""
     from prewarm_cli import registry
 
     classes: dict[str, type[Provider]] = {}
-    for alias in config.aliases():
+    for alias in aliases:
         ptype = config.provider_type(alias)
         if ptype in classes:
             continue

@@ -153,6 +153,33 @@ def test_a_route_to_an_alias_with_none_configured_names_no_list(write_config) ->
     )
 
 
+def test_a_default_naming_a_type_without_a_table_is_checked_as_submit_builds_it(
+    write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # submit builds the implicit alias from the environment: its missing secrets fail it.
+    monkeypatch.delenv("QINIU_ACCESS_KEY", raising=False)
+    monkeypatch.delenv("QINIU_SECRET_KEY", raising=False)
+    write_config('[defaults]\nprovider = "qiniu"\n')
+    r, data = check_json()
+    assert r.returncode == 3, r.stderr
+    assert [p["provider"] for p in data["providers"]] == ["qiniu"]
+    (qiniu,) = data["providers"]
+    assert any("QINIU_ACCESS_KEY is not set" in e["message"] for e in qiniu["errors"])
+
+
+def test_several_providers_and_no_default_is_a_warning_that_submit_needs_p(
+    write_config, fake_cdn
+) -> None:
+    table = f'type = "fake"\nendpoint = "{fake_cdn.url}"\napi_key = "k"\n'
+    write_config(f"[providers.one]\n{table}[providers.two]\n{table}")
+    r, data = check_json()
+    assert r.returncode == 0, r.stderr
+    assert data["warnings"] == [
+        "no default provider and no [[routes]]: a submit without -p NAME is refused"
+        " (set [defaults] provider, or add [[routes]])"
+    ]
+
+
 def test_a_valid_file_is_ok_and_lists_no_errors(fake_config: Path) -> None:
     r, data = check_json()
     assert r.returncode == 0, r.stderr
