@@ -92,6 +92,17 @@ def test_no_config_file_at_all_is_no_warning(cli_env: dict[str, str]) -> None:
         assert "warning" not in r.stderr
 
 
+def test_config_check_on_a_fresh_machine_is_ok_and_says_submit_warms_directly(
+    cli_env: dict[str, str],
+) -> None:
+    del os.environ["PREWARM_CONFIG"]  # no file where none was named: exit 3 before
+    r, data = cli_json(invoke, "config", "check")
+    assert r.returncode == 0, r.stderr
+    assert data["ok"] is True and data["errors"] == [] and data["providers"] == []
+    (warning,) = data["warnings"]
+    assert warning.startswith("no config file at ") and "submit warms directly" in warning
+
+
 def _finished_job(fake_config: Path, *urls: str) -> tuple[str, dict[str, object]]:
     r, data = cli_json(invoke, "submit", "--wait", "--interval", "0.2", *urls)
     assert data is not None, r.stderr

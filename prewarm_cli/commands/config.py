@@ -15,7 +15,6 @@ from prewarm_cli.commands._common import (
     warn_permissions,
 )
 from prewarm_cli.commands.config_init import config_init
-from prewarm_cli.errors import ConfigError
 
 
 class _InOrder(click.Group):
@@ -94,7 +93,14 @@ def config_check(online: bool) -> None:
     out = command_output()
     cfg, found = check_config(global_values().get("config"), online=online)
     if cfg is not None and not cfg.exists:
-        raise ConfigError(f"{cfg.path}: no config file", hint="create one: prewarm config init")
+        # Where no file was named: a fresh machine, which warms directly (DESIGN §9).
+        from dataclasses import replace
+
+        none = (
+            f"no config file at {cfg.path}: submit warms directly"
+            " (`prewarm config init` sets up a provider)"
+        )
+        found = replace(found, warnings=(none, *found.warnings))
     for warning in found.warnings:
         out.warn(warning)
     errors = found.all_errors()
