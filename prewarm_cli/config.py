@@ -325,6 +325,11 @@ class Config:
             if text:
                 return from_env_text(self.path, keypath, fld, var, text), f"env {var} (default)"
             if fld.required and strict:
+                if not self.exists:  # no file to add the key to: the variable is the fix
+                    raise ConfigError(
+                        f"{keypath}: required, and environment variable {var} is not set"
+                        f" (export {var}=...; there is no config file, {self.path})"
+                    )
                 raise ConfigError(
                     f"{self.path}: {keypath}: required, and environment variable {var} "
                     f'is not set (export {var}=..., or add {name} = "env:VAR" to '
@@ -335,6 +340,11 @@ class Config:
             default = list(fld.default) if isinstance(fld.default, list) else fld.default
             return default, "default"
         if fld.required:
+            if not self.exists:
+                raise ConfigError(
+                    f"{keypath}: required key is missing: there is no config file"
+                    f" ({self.path}); `prewarm config init --type {cls.name}` writes one"
+                )
             raise ConfigError(
                 f"{self.path}: {keypath}: required key is missing "
                 f"(add {name} = {example_value(fld)} to [{section}])"

@@ -103,6 +103,22 @@ def test_config_check_on_a_fresh_machine_is_ok_and_says_submit_warms_directly(
     assert warning.startswith("no config file at ") and "submit warms directly" in warning
 
 
+def test_a_vendor_named_by_its_type_on_a_fresh_machine_says_what_sets_it_up(
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No file to add a key to: the messages named one, and a table in it.
+    del os.environ["PREWARM_CONFIG"]
+    monkeypatch.delenv("QINIU_ACCESS_KEY", raising=False)
+    r, error = cli_json(invoke, "submit", "-p", "qiniu", "https://a.example.com/x.js")
+    assert r.returncode == 3
+    message = error["error"]["message"]
+    assert message.startswith("providers.qiniu.access_key: required")
+    assert "export QINIU_ACCESS_KEY=...; there is no config file" in message
+    r, error = cli_json(invoke, "submit", "-p", "aws", "https://a.example.com/x.js")
+    assert r.returncode == 3
+    assert "`prewarm config init --type aws` writes one" in error["error"]["message"]
+
+
 def _finished_job(fake_config: Path, *urls: str) -> tuple[str, dict[str, object]]:
     r, data = cli_json(invoke, "submit", "--wait", "--interval", "0.2", *urls)
     assert data is not None, r.stderr
