@@ -293,10 +293,16 @@ def plugin_sdks(name: str) -> list[tuple[str, str | None]]:
 
 
 def _unknown(name: str) -> ConfigError:
-    installed = ", ".join(names()) or "none"
+    import difflib  # for the error only
+
+    known = names()
+    installed = ", ".join(known) or "none"
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     return ConfigError(
         f"unknown provider type {name!r} (installed: {installed})",
-        hint="install the plugin that provides it, e.g. pip install 'prewarm-cli[all]'",
+        hint=f"did you mean {close[0]!r}?"
+        if close
+        else "install the plugin that provides it (a package whose name starts with prewarm-)",
     )
 
 

@@ -77,7 +77,10 @@ def config_init(
             )
         ptype = _ask_type(classes)
     if ptype not in classes:
-        registry.load(ptype)  # raises the one-line error naming what is installed
+        try:
+            registry.load(ptype)
+        except ConfigError as exc:  # a mistyped option: usage (2), naming what is installed
+            raise UsageError(f"--type: {exc.message}", hint=exc.hint) from None
     cls = classes[ptype]
     alias = _choose_alias(target, alias or ptype, force=force, interactive=interactive)
     replacing = alias in target.aliases
