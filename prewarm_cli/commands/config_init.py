@@ -58,7 +58,8 @@ def config_init(
     """Add a provider to the config file (created if missing), keeping its comments.
 
     On a terminal it asks for each setting, checks each answer and asks again; with --type
-    and --set it asks nothing. What it writes passes `prewarm config check`.
+    and --set it asks nothing. What it writes passes `prewarm config check` (once the
+    variables its secrets name are set).
     """
     from prewarm_cli import registry
     from prewarm_cli.config_file import write_config_text
@@ -106,7 +107,8 @@ def config_init(
         out.info(f"{var} is not set: export {var}=... before using {alias}")
     explicit = global_values().get("config")  # the file named, where it is not the default
     option = f" --config {shlex.quote(explicit)}" if explicit else ""
-    out.info(f"check it with `prewarm{option} config check`")
+    then = f"once {' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} set, " if unset else ""
+    out.info(f"{then}check it with `prewarm{option} config check`")
     if out.fmt != "table":
         out.emit(
             {
