@@ -407,7 +407,7 @@ class BatchSender:
         if not batch.urls:
             self.ledger.found(batch, {})
             return
-        looked_up = False
+        lookup_failed = False
         if Capability.LOOKUP in self.session.capabilities:
             try:
                 found = self._look_up(batch, last_sent or self.started)
@@ -415,7 +415,7 @@ class BatchSender:
                 raise  # still unknown in the ledger: the next --resume looks again
             except PrewarmError as lookup_exc:
                 self.out.warn(f"{self.alias}: lookup failed: {lookup_exc}")
-                looked_up = True
+                lookup_failed = True
             else:
                 missing = [u for u in batch.urls if u not in found]
                 part = None
@@ -436,7 +436,7 @@ class BatchSender:
                 # This run's request: sent again unknown, as --force asks, but within its
                 # retry policy (a vendor answering every request with a 5xx, its lookup too,
                 # would otherwise be asked again and again).
-                why = "and the lookup failed" if looked_up else "and nothing can look it up"
+                why = "and the lookup failed" if lookup_failed else "and nothing can look it up"
                 self._send_again(batch, f"{reason}, {why}", *retries)
                 return
             self.ledger.release(batch, jr.UNSENT)  # left unknown by an earlier run: once more

@@ -63,7 +63,7 @@ class JobRef:
     # the journal would count them, and those of no alias it names (deferred or unknown
     # where several providers took part, or none was reached).
     piped: dict[str, jr.Counts] | None = None
-    piped_elsewhere: jr.Counts | None = None
+    piped_unattributed: jr.Counts | None = None
 
 
 def parse_job_ref(ws: Workspace, ref: str | None, stdin_text: Callable[[], str]) -> JobRef:
@@ -124,14 +124,14 @@ def _piped_ref(ws: Workspace, job_id: str | None, data: Mapping[str, Any]) -> Jo
             count(ws.alias(item["provider"]), outcome)
     left = jr.Counts({jr.DEFERRED: int(data.get("deferred") or 0)})
     left.by_outcome[jr.UNKNOWN] = int(data.get("unknown") or 0)
-    elsewhere = None
+    unattributed = None
     if len(piped) == 1:
         piped[next(iter(piped))].add(left)
     elif left.total:
-        elsewhere = left
+        unattributed = left
     for alias in piped:
         tasks.setdefault(alias, [])
-    return JobRef(job_id, tasks, piped, elsewhere)
+    return JobRef(job_id, tasks, piped, unattributed)
 
 
 def journal_ref(ws: Workspace, job_id: str) -> JobRef:
@@ -214,8 +214,8 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
             )
     parts = providers.values()
     raws = {p.raw_state for p in parts}
-    elsewhere = ref.piped_elsewhere or jr.Counts()
-    not_sent = sum(p.not_sent for p in parts) + elsewhere.total
+    unattributed = ref.piped_unattributed or jr.Counts()
+    not_sent = sum(p.not_sent for p in parts) + unattributed.total
     job_state = ws.journal.job_state(ref.job_id) if ref.job_id else None
     if job_state == JobState.CREATED and holder is None:
         state = str(JobState.FAILED)  # its input was never read to its end
@@ -227,14 +227,14 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
         job_id=ref.job_id,
         state=state,
         raw_state=raws.pop() if len(raws) == 1 else None,
-        total=sum(p.total for p in parts) + elsewhere.total,
+        total=sum(p.total for p in parts) + unattributed.total,
         succeeded=sum(p.succeeded for p in parts),
         failed=sum(p.failed for p in parts),
         in_progress=sum(p.in_progress for p in parts),
         pending=sum(p.pending for p in parts),
         not_sent=not_sent,
         providers=providers,
-        deferred=sum(p.deferred for p in parts) + elsewhere[jr.DEFERRED],
+        deferred=sum(p.deferred for p in parts) + unattributed[jr.DEFERRED],
     )
     if ref.job_id:
         _record_state(ws, ref.job_id, result, job_state)

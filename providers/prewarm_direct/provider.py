@@ -476,12 +476,7 @@ class DirectProvider(Provider):
         """From the record alone: a run is finished when submit returns."""
         records = self.store.of_runs(task_ids)
         if not records:  # as a job the journal does not hold: not found here
-            raise NotFoundError(
-                f"no record of {', '.join(task_ids)} in {self.store.path}",
-                hint="direct warming keeps its results on the machine that ran it;"
-                " ask `prewarm status` there",
-                provider=self.alias,
-            )
+            raise self._not_found(task_ids)
         statuses = []
         for run_id in task_ids:
             # Each request counted in the run that gave its latest answer: the runs' details
@@ -510,6 +505,14 @@ class DirectProvider(Provider):
             )
         return statuses
 
+    def _not_found(self, task_ids: Sequence[str]) -> NotFoundError:
+        return NotFoundError(
+            f"no record of {', '.join(task_ids)} in {self.store.path}",
+            hint="direct warming keeps its results on the machine that ran it;"
+            " ask `prewarm status` there",
+            provider=self.alias,
+        )
+
     def job_details(self, statuses: Sequence[TaskStatus]) -> dict[str, Any]:
         """The runs' counts added up, per PoP and in all."""
         per_pop: dict[str, dict[str, int]] = {}
@@ -532,7 +535,7 @@ class DirectProvider(Provider):
         """Each (URL, PoP, variant) request that was refused or failed last time it was sent."""
         records = self.store.of_runs(task_ids)
         if not records:  # a run of another machine, or no run: not "no failures"
-            self.fetch_status(task_ids)  # raises NotFoundError, saying where to ask
+            raise self._not_found(task_ids)
         failures = [
             Failure(
                 url=r.url,
