@@ -62,9 +62,11 @@ def read_bool(env: Mapping[str, str], name: str) -> bool:
 def is_inline_toml(config: str) -> bool:
     """Whether the ``config`` input is TOML rather than a path: a file of that name is a path
     (``cfg/[prod].toml``); otherwise TOML has a ``key = value`` or a ``[table]`` line."""
-    if Path(config).is_file():
+    if "\n" in config:
+        return True  # a path has no newline; a long TOML line must not reach the file system
+    if os.path.isfile(config):
         return False
-    return "\n" in config or "=" in config or config.startswith("[")
+    return "=" in config or config.startswith("[")
 
 
 def build_command(env: Mapping[str, str], workdir: Path) -> list[str]:

@@ -104,7 +104,9 @@ def test_config_input_is_a_path_when_such_a_file_exists_else_inline_toml(
         f'providers.fake = {{ type = "fake", endpoint = "{fake_cdn.url}",'
         ' api_key = "env:FAKE_API_KEY" }'
     )
-    for config in ("cfg/[prod].toml", one_line):
+    # TOML over several lines is inline however long a line is (never looked up as a path).
+    long_lines = "# " + "x" * 300 + "\n" + INLINE_CONFIG.format(endpoint=fake_cdn.url)
+    for config in ("cfg/[prod].toml", one_line, long_lines):
         proc, outputs, _ = run_action(
             action_env, tmp_path, urls="https://cdn.example.com/c.js", config=config
         )
@@ -121,11 +123,15 @@ def test_the_install_step_asks_for_setup_python_on_an_older_python(
     check = install.split("python3 -m venv")[0]  # what runs before anything is installed
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    minor = int(version.split(".")[1])
+    # A python3 that runs the step's snippet itself, as this version would.
+    numbers = tuple(int(part) for part in version.split()[1].split("."))
     fake = bin_dir / "python3"
     fake.write_text(
-        f'#!/bin/sh\n[ "$1" = --version ] && {{ echo "{version}"; exit 0; }}\n'
-        f"exit {int(minor < 11)}\n"
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        f"if sys.argv[1] == '--version':\n    print({version!r})\n    sys.exit(0)\n"
+        f"sys.version_info = {numbers!r}\n"
+        "exec(sys.argv[2])\n"
     )
     fake.chmod(0o755)
     proc = subprocess.run(
