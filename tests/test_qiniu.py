@@ -652,16 +652,21 @@ def test_force_sends_an_unanswered_batch_again_within_the_retry_policy_when_look
 ) -> None:
     """Every prefetch and every lookup gets a 502: --force sends the batch again without
     knowing, but only as often as the retry policy allows (it went on without end, the hint
-    of an earlier run sending users there)."""
+    of an earlier run sending users there). The outcome stays unknown: the vendor may hold
+    the URLs, and a plain --resume must not send them again."""
     qiniu_config()
     fake.fail_next("gateway_502", -1)
     fake.fail_next("gateway_502", -1, path=PREFETCH_LIST)
     r, data = submit(run_cli, "--force", *urls(2))
-    assert r.returncode == 1, r.stderr
-    assert data["accepted"] == 0 and len(data["failed"]) == 2
-    assert "and the lookup failed, after retries" in data["failed"][0]["reason"]
+    assert r.returncode == 4, r.stderr
+    assert (data["accepted"], data["failed"], data["unknown"]) == (0, [], 2)
     # retries = 4 tries at most, fewer when the failing lookups' own retries spend the time
-    assert 2 <= len(fake.calls(PREFETCH)) <= 4
+    n_sent = len(fake.calls(PREFETCH))
+    assert 2 <= n_sent <= 4
+    assert "--force` resends them" in r.stderr
+    r, again = submit(run_cli, "--resume", data["job_id"])
+    assert r.returncode == 4 and again["unknown"] == 2, r.stderr
+    assert len(fake.calls(PREFETCH)) == n_sent  # nothing sent without --force
     # The gateway's HTML page is said in one line of its words.
     assert "lookup failed: Qiniu prefetch list: 502 Bad Gateway (code 502)" in r.stderr
     assert "<" not in r.stderr

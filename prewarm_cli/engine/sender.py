@@ -429,7 +429,8 @@ class BatchSender:
                         " were found at the vendor"
                     )
                 if part is not None and retries is not None:
-                    self._send_again(part, f"{reason}, and not found at the vendor", *retries)
+                    reason = f"{reason}, and not found at the vendor"
+                    self._send_again(part, reason, *retries, known_missing=True)
                 return
         if self.force:
             if retries is not None:
@@ -437,10 +438,14 @@ class BatchSender:
                 # retry policy (a vendor answering every request with a 5xx, its lookup too,
                 # would otherwise be asked again and again).
                 why = "and the lookup failed" if lookup_failed else "and nothing can look it up"
-                self._send_again(batch, f"{reason}, {why}", *retries)
+                self._send_again(batch, f"{reason}, {why}", *retries, known_missing=False)
                 return
             self.ledger.release(batch, jr.UNSENT)  # left unknown by an earlier run: once more
             return
+        self._leave_unknown(batch, reason)
+
+    def _leave_unknown(self, batch: jr.Batch, reason: str) -> None:
+        """Recorded unknown: the vendor may hold it; only --resume --force sends it again."""
         self.ledger.release(
             batch,
             jr.UNKNOWN,
@@ -449,13 +454,24 @@ class BatchSender:
         self.advance(len(batch.urls))
 
     def _send_again(
-        self, part: jr.Batch, reason: str, retries: RetryBudget, cause: PrewarmError
+        self,
+        part: jr.Batch,
+        reason: str,
+        retries: RetryBudget,
+        cause: PrewarmError,
+        *,
+        known_missing: bool,
     ) -> None:
         """Sends the URLs of an unanswered request again (``reason``: why they are not known
-        to be held), after the retry policy's next wait; failed once the policy is spent."""
+        to be held), after the retry policy's next wait. Once the policy is spent they are
+        failed when a lookup found them missing (``known_missing``), else still unknown: a
+        plain --resume must not send what the vendor may hold."""
         wait = retries.next_wait(None)
         if wait is None:
-            self._fail(part, f"{reason}, after retries", cause)
+            if known_missing:
+                self._fail(part, f"{reason}, after retries", cause)
+            else:
+                self._leave_unknown(part, f"{reason}, after retries")
             return
         self.out.detail(
             f"{self.alias}: sending {counted(len(part.urls), 'URL')} of an unanswered request"
