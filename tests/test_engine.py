@@ -136,13 +136,17 @@ def test_cancel_and_quota_commands(run_cli, fake_config, fake_cdn: FakeCdn) -> N
 
 
 def test_cancel_of_a_job_one_of_whose_providers_cannot_cancel_stops_nothing(
-    run_cli, fake_config, fake_cdn: FakeCdn
+    run_cli, write_config, fake_config, fake_cdn: FakeCdn
 ) -> None:
-    # Routed to the fake CDN and to direct warming (which cannot cancel): refused before the
-    # fake CDN's task is stopped, with the command that cancels that one alone.
+    # Routed to the fake CDN and to one that cannot cancel: refused before the fake CDN's
+    # task is stopped, with the command that cancels that one alone.
+    write_config(
+        fake_config.read_text()
+        + f'[providers.stuck]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n'
+        + 'api_key = "env:FAKE_API_KEY"\ncancel = false\n'
+    )
     fake_cdn.task_seconds = 30
-    url = f"{fake_cdn.url}/warm-me.js"
-    data = json.loads(run_cli("submit", "-p", "fake", "-p", "direct", url).stdout)
+    data = json.loads(run_cli("submit", "-p", "fake", "-p", "stuck", *urls(1)).stdout)
     (task,) = [t["task_id"] for t in data["tasks"] if t["provider"] == "fake"]
     r = run_cli("cancel", data["job_id"], "-o", "json")
     assert r.returncode == 2, r.stderr
@@ -153,6 +157,60 @@ def test_cancel_of_a_job_one_of_whose_providers_cannot_cancel_stops_nothing(
     r = run_cli("cancel", f"fake:{task}", "-o", "json")
     assert r.returncode == 0, r.stderr
     assert fake_cdn.tasks[task].cancelled_at is not None
+
+
+def test_cancel_of_a_job_also_warmed_directly_stops_the_vendors_tasks(
+    run_cli, fake_config, fake_cdn: FakeCdn
+) -> None:
+    # Direct warming cannot cancel, but its part ended with the submit: nothing to stop.
+    fake_cdn.task_seconds = 30
+    url = f"{fake_cdn.url}/warm-me.js"
+    data = json.loads(run_cli("submit", "-p", "fake", "-p", "direct", url).stdout)
+    (task,) = [t["task_id"] for t in data["tasks"] if t["provider"] == "fake"]
+    r = run_cli("cancel", data["job_id"], "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert [c["provider"] for c in json.loads(r.stdout)] == ["fake"]
+    assert fake_cdn.tasks[task].cancelled_at is not None
+
+
+def test_status_of_a_piped_submit_counts_each_providers_targets_as_the_submit_did(
+    run_cli, write_config, fake_config, fake_cdn: FakeCdn, tmp_path
+) -> None:
+    # A CI machine with no journal and only the alias that made tasks: the other provider's
+    # deferred targets are its own (they went to neither, or to the wrong one), and it is
+    # not asked for anything, so its alias need not exist there.
+    config = fake_config.read_text()
+    write_config(
+        config.replace('provider = "fake"\n', "")
+        + f'[providers.other]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n'
+        + 'api_key = "env:FAKE_API_KEY"\n'
+        + '[[routes]]\nhosts = ["a.example.com"]\nproviders = ["fake"]\n'
+        + '[[routes]]\nhosts = ["b.example.com"]\nproviders = ["other"]\n'
+    )
+    fake_cdn.fail_next("429", -1, retry_after=600, urls_with="b.example.com")
+    items = [*urls(2, "https://a.example.com/x"), *urls(3, "https://b.example.com/y")]
+    r = run_cli("submit", "-o", "json", *items)
+    data = json.loads(r.stdout)
+    assert r.returncode == 5, r.stderr
+    assert data["providers"]["other"]["deferred"] == 3
+    elsewhere = tmp_path / "ci-machine"
+    elsewhere.mkdir()
+    (elsewhere / "config.toml").write_text(config)  # `fake` alone
+    (elsewhere / "config.toml").chmod(0o600)
+    r = run_cli(
+        "status", "--wait", "--interval", "0.2", "-", "-o", "json",
+        input=r.stdout,
+        env_extra={
+            "PREWARM_STATE_DIR": str(elsewhere / "state"),
+            "PREWARM_CONFIG": str(elsewhere / "config.toml"),
+        },
+    )  # fmt: skip
+    assert r.returncode == 5, r.stderr
+    st = json.loads(r.stdout)
+    assert (st["state"], st["total"], st["not_sent"]) == ("incomplete", 5, 3)
+    assert (st["providers"]["fake"]["succeeded"], st["providers"]["fake"]["total"]) == (2, 2)
+    other = st["providers"]["other"]
+    assert (other["not_sent"], other["total"], other["tasks"]) == (3, 3, [])
 
 
 def test_status_of_a_piped_ndjson_submit_says_to_pipe_json(

@@ -196,7 +196,9 @@ def _cancel_sessions(ws: Workspace, ref: JobRef) -> dict[str, ProviderSession]:
     cancelled by ALIAS:TASK)."""
     sessions: dict[str, ProviderSession] = {}
     unable: list[UnsupportedError] = []
-    for alias in ref.tasks:
+    for alias, task_ids in ref.tasks.items():
+        if not task_ids or ws.finished_in_submit(alias):
+            continue  # nothing of it is left to stop
         try:
             sessions[alias] = ws.session(alias, needs=Capability.CANCEL)
         except UnsupportedError as exc:
@@ -225,8 +227,8 @@ def cancel(
     deadline = None if wait_timeout is None else clock() + wait_timeout
     sessions = _cancel_sessions(ws, ref)  # every provider able, before any is asked
     results = []
-    for alias, task_ids in ref.tasks.items():
-        session = sessions[alias]
+    for alias, session in sessions.items():
+        task_ids = ref.tasks[alias]
         if task_ids:
             while True:
                 try:

@@ -60,10 +60,8 @@ class JobRef:
     job_id: str | None
     tasks: dict[str, list[str]]  # alias -> task ids
     # A piped submit JSON whose job this journal does not hold: its targets per alias, as
-    # the journal would count them, and those of no alias it names (deferred or unknown
-    # where several providers took part, or none was reached).
+    # the journal would count them.
     piped: dict[str, jr.Counts] | None = None
-    piped_unattributed: jr.Counts | None = None
 
 
 def parse_job_ref(ws: Workspace, ref: str | None, stdin_text: Callable[[], str]) -> JobRef:
@@ -106,32 +104,34 @@ def parse_job_ref(ws: Workspace, ref: str | None, stdin_text: Callable[[], str])
 
 def _piped_ref(ws: Workspace, job_id: str | None, data: Mapping[str, Any]) -> JobRef:
     """The job of a submit JSON made elsewhere (CI with no local state): its vendor tasks, and
-    its targets no task holds (rejected, failed, deferred, unknown), so that its state and
-    counts are those `status` gives where it was submitted."""
+    its targets per provider as the submit counted them (`providers`), those no task holds
+    (rejected, failed, deferred, unknown) included, so that its state and counts are those
+    `status` gives where it was submitted. Only a provider with tasks is asked (and needs
+    its alias here)."""
     tasks: dict[str, list[str]] = {}
-    piped: dict[str, jr.Counts] = {}
-
-    def count(alias: str, outcome: str, n: int = 1) -> None:
-        by_outcome = piped.setdefault(alias, jr.Counts()).by_outcome
-        by_outcome[outcome] = by_outcome.get(outcome, 0) + n
-
     for t in data["tasks"]:
-        alias = ws.alias(t["provider"])
-        tasks.setdefault(alias, []).append(str(t["task_id"]))
-        count(alias, jr.ACCEPTED, int(t.get("urls") or 0))
-    for outcome, listed in ((jr.REJECTED, "rejected"), (jr.FAILED, "failed")):
-        for item in data.get(listed) or []:
-            count(ws.alias(item["provider"]), outcome)
-    left = jr.Counts({jr.DEFERRED: int(data.get("deferred") or 0)})
-    left.by_outcome[jr.UNKNOWN] = int(data.get("unknown") or 0)
-    unattributed = None
-    if len(piped) == 1:
-        piped[next(iter(piped))].add(left)
-    elif left.total:
-        unattributed = left
-    for alias in piped:
+        tasks.setdefault(str(t["provider"]), []).append(str(t["task_id"]))
+    piped: dict[str, jr.Counts] = {}
+    for alias, counted_there in (data.get("providers") or {}).items():
+        piped[alias] = jr.Counts(
+            {
+                outcome: int(counted_there.get(key) or 0)
+                for outcome, key in (
+                    (jr.ACCEPTED, "accepted"),
+                    (jr.REJECTED, "rejected"),
+                    (jr.FAILED, "failed"),
+                    (jr.DEFERRED, "deferred"),
+                    (jr.UNKNOWN, "unknown"),
+                )
+            }
+        )
         tasks.setdefault(alias, [])
-    return JobRef(job_id, tasks, piped, unattributed)
+    named = {alias: ws.alias(alias) for alias, task_ids in tasks.items() if task_ids}
+    return JobRef(
+        job_id,
+        {named.get(alias, alias): task_ids for alias, task_ids in tasks.items()},
+        {named.get(alias, alias): counts for alias, counts in piped.items()},
+    )
 
 
 def journal_ref(ws: Workspace, job_id: str) -> JobRef:
@@ -214,8 +214,7 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
             )
     parts = providers.values()
     raws = {p.raw_state for p in parts}
-    unattributed = ref.piped_unattributed or jr.Counts()
-    not_sent = sum(p.not_sent for p in parts) + unattributed.total
+    not_sent = sum(p.not_sent for p in parts)
     job_state = ws.journal.job_state(ref.job_id) if ref.job_id else None
     if job_state == JobState.CREATED and holder is None:
         state = str(JobState.FAILED)  # its input was never read to its end
@@ -227,14 +226,14 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
         job_id=ref.job_id,
         state=state,
         raw_state=raws.pop() if len(raws) == 1 else None,
-        total=sum(p.total for p in parts) + unattributed.total,
+        total=sum(p.total for p in parts),
         succeeded=sum(p.succeeded for p in parts),
         failed=sum(p.failed for p in parts),
         in_progress=sum(p.in_progress for p in parts),
         pending=sum(p.pending for p in parts),
         not_sent=not_sent,
         providers=providers,
-        deferred=sum(p.deferred for p in parts) + unattributed[jr.DEFERRED],
+        deferred=sum(p.deferred for p in parts),
     )
     if ref.job_id:
         _record_state(ws, ref.job_id, result, job_state)
@@ -511,7 +510,8 @@ def status_exit(state: str) -> ExitCode:
 
 def poll_interval(ws: Workspace, ref: JobRef, wanted: float | None) -> float:
     """The wait between polls: the user's choice, never below a provider's polling budget."""
-    floor = max((ws.session(a).limits().poll_interval for a in ref.tasks), default=10.0)
+    polled = [alias for alias, task_ids in ref.tasks.items() if task_ids]
+    floor = max((ws.session(a).limits().poll_interval for a in polled), default=10.0)
     configured = ws.config.defaults.get("poll_interval")
     interval = wanted if wanted is not None else (configured or floor)
     if interval < floor and not ws.force:

@@ -174,9 +174,7 @@ def _final_state(ws: Workspace, summary: SubmitSummary, aliases: Sequence[str]) 
     """The job's state once submit ends: the submit's, or, where every provider is done with
     what it accepted when it answers (direct warming), how the job ended, as `status` says."""
     state = summary.state
-    if state == JobState.SUBMITTED and all(
-        ws.session(a).provider.finished_in_submit for a in aliases
-    ):
+    if state == JobState.SUBMITTED and all(ws.finished_in_submit(a) for a in aliases):
         state = JobState.PARTIAL if summary.rejected or summary.failed else JobState.SUCCEEDED
     return str(state)
 

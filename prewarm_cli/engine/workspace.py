@@ -160,12 +160,22 @@ class Workspace:
     def declared_capabilities(self, alias: str) -> frozenset[Capability]:
         """What the alias's type declares, without building it (no secrets needed); none when
         the type is not installed (said when the alias is used)."""
+        provider_class = self._provider_class(alias)
+        return frozenset() if provider_class is None else provider_class.capabilities
+
+    def finished_in_submit(self, alias: str) -> bool:
+        """Whether the alias's type is done with a URL when `submit` returns (direct warming),
+        without building it."""
+        provider_class = self._provider_class(alias)
+        return provider_class is not None and provider_class.finished_in_submit
+
+    def _provider_class(self, alias: str) -> type[Provider] | None:
         from prewarm_cli import registry
 
         try:
-            return registry.load(self.config.provider_type(alias)).capabilities
+            return registry.load(self.config.provider_type(alias))
         except PrewarmError:
-            return frozenset()
+            return None
 
     def session(
         self, alias: str, needs: Capability | tuple[Capability, ...] = ()

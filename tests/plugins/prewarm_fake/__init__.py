@@ -80,6 +80,7 @@ class FakeProvider(Provider):
         ConfigField("ups", float, "vendor limit: URLs per second"),
         ConfigField("per_day", int, "vendor limit: requests per day"),
         ConfigField("lookup", bool, "whether the vendor can look URLs up", default=True),
+        ConfigField("cancel", bool, "whether the vendor can cancel a task", default=True),
     )
     submit_options = (
         SubmitOption("fake-mode", "processing mode", choices=("fast", "thorough")),
@@ -107,9 +108,15 @@ class FakeProvider(Provider):
         )
 
     def active_capabilities(self) -> frozenset[Capability]:
-        if self.settings.get("lookup", True) is False:
-            return self.capabilities - {Capability.LOOKUP}
-        return self.capabilities
+        absent = {
+            capability
+            for capability, setting in (
+                (Capability.LOOKUP, "lookup"),
+                (Capability.CANCEL, "cancel"),
+            )
+            if self.settings.get(setting, True) is False
+        }
+        return self.capabilities - absent
 
     # --- the work ---
 
