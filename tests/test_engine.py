@@ -213,6 +213,18 @@ def test_status_of_a_piped_submit_counts_each_providers_targets_as_the_submit_di
     assert (other["not_sent"], other["total"], other["tasks"]) == (3, 3, [])
 
 
+def test_an_error_while_waiting_names_the_job_in_its_json(
+    run_cli, write_config, fake_config, fake_cdn: FakeCdn
+) -> None:
+    write_config(fake_config.read_text().replace("retry_timeout = 10", "retry_timeout = 1"))
+    fake_cdn.fail_next("503", -1, path="/v1/tasks/")  # every status poll
+    r = run_cli("submit", "--wait", "-o", "json", *urls(2))
+    assert r.returncode not in (0, 6), r.stderr
+    error = json.loads(r.stdout)["error"]
+    (job,) = json.loads(run_cli("jobs", "-o", "json").stdout)
+    assert error["job_id"] == job["job_id"]
+
+
 def test_status_of_a_piped_ndjson_submit_says_to_pipe_json(
     run_cli, fake_config, fake_cdn: FakeCdn
 ) -> None:

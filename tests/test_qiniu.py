@@ -310,7 +310,7 @@ def test_quota_used_up_before_the_run_defers_everything(
 
 
 def test_a_wait_that_times_out_on_a_job_with_deferred_targets_exits_5(
-    run_cli, qiniu_config, fake: FakeQiniu
+    run_cli, qiniu_config, fake: FakeQiniu, tmp_path
 ) -> None:
     fake.task_seconds = 60  # still running when the wait gives up
     fake.exhaust_quota(leave=1)
@@ -320,6 +320,19 @@ def test_a_wait_that_times_out_on_a_job_with_deferred_targets_exits_5(
     assert error["code"] == "wait_timeout"
     assert "and 2 of its targets are deferred" in error["message"]
     assert error["hint"] == f"`prewarm submit --resume {error['job_id']}` sends them later"
+    # Where the job was piped to a machine without its journal, the hint says where it works.
+    elsewhere = {"PREWARM_STATE_DIR": str(tmp_path / "another-machine")}
+    fake.exhaust_quota(leave=1)
+    submitted = run_cli("submit", *urls(2, "https://static.example.com/p"), "-o", "json").stdout
+    r = run_cli(
+        "status", "--wait", "--wait-timeout", "1", "-", "-o", "json",
+        input=submitted, env_extra=elsewhere,
+    )  # fmt: skip
+    assert r.returncode == 5, r.stderr
+    hint = json.loads(r.stdout)["error"]["hint"]
+    assert hint.endswith(
+        "sends them later on the machine that submitted it (its journal is not here)"
+    )
 
 
 def test_an_error_while_sending_names_the_job_it_leaves_in_its_json(
@@ -353,6 +366,8 @@ def test_status_of_a_piped_submit_on_a_machine_without_its_journal_counts_what_w
     assert (st["state"], st["total"]) == ("incomplete", 4)
     assert st["not_sent"] == data["deferred"]
     assert st["succeeded"] + st["failed"] + st["in_progress"] + st["pending"] == data["accepted"]
+    # The --resume it gives works only where the job's journal is.
+    assert f"--resume {data['job_id']}` sends them on the machine that submitted it" in r.stderr
 
 
 def test_status_wait_pages_through_and_report_lists_failures(

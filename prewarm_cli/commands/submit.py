@@ -26,7 +26,7 @@ from prewarm_cli.commands._render import (
     verify_note,
     verify_table,
 )
-from prewarm_cli.errors import UsageError, UserInterrupt, exit_for, worst_exit
+from prewarm_cli.errors import PrewarmError, UsageError, UserInterrupt, exit_for, worst_exit
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -173,10 +173,17 @@ def submit(
                 hint=f"`prewarm status --wait {summary.job_id}` waits again",
                 job_id=summary.job_id,
             ) from None
+        except PrewarmError as exc:
+            exc.job_id = exc.job_id or summary.job_id  # the job is made: its JSON names it
+            raise
         result: dict[str, Any] = {**summary.to_dict(), "status": status.to_dict()}
         codes = {code, exit_for(status.outcomes())}
         if verify:
-            result["verify"], verify_code = verify_claims(ws, claims, ref)
+            try:
+                result["verify"], verify_code = verify_claims(ws, claims, ref)
+            except PrewarmError as exc:
+                exc.job_id = exc.job_id or summary.job_id
+                raise
             codes.add(verify_code)
         if ws.out.fmt == "table":
             status_table(ws.out, status)

@@ -486,11 +486,16 @@ def _say_resume(ws: Workspace, status: JobStatus) -> None:
         if forced
         else ""
     )
+    where = "" if ws.journal.job_state(job) else f" {ELSEWHERE}"
     ws.out.info(
         f"job {job} is incomplete and no process is sending it"
         f" ({counted(status.not_sent, 'target')} not sent: {', '.join(left)}):"
-        f" `prewarm submit --resume {job}` sends them{also}"
+        f" `prewarm submit --resume {job}` sends them{where}{also}"
     )
+
+
+# A piped submit JSON's job: only the journal of the machine that submitted it can resume it.
+ELSEWHERE = "on the machine that submitted it (its journal is not here)"
 
 
 def _unknown_without_lookup(ws: Workspace, job_id: str) -> int:
@@ -572,7 +577,9 @@ def _wait_timeout(ref: JobRef, status: JobStatus, timeout: float | None) -> Wait
     if status.deferred and ref.job_id:
         timed_out.message += f", and {status.deferred} of its targets are deferred"
         timed_out.args = (timed_out.message,)
-        timed_out.hint = f"`prewarm submit --resume {ref.job_id}` sends them later"
+        timed_out.hint = f"`prewarm submit --resume {ref.job_id}` sends them later" + (
+            f" {ELSEWHERE}" if ref.piped is not None else ""
+        )
         timed_out.exit_code = ExitCode.QUOTA
     return timed_out
 
