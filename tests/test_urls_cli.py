@@ -246,6 +246,9 @@ def test_ways_of_writing_one_request_are_one_url(prewarm: Run) -> None:
     assert out.splitlines() == [sent for _, sent in pairs]
     code, out, _ = prewarm("urls", "https://cdn.example.com/Q?A=B#C")  # path and query keep case
     assert out.splitlines() == ["https://cdn.example.com/Q?A=B"]
+    # Only what is not ASCII is encoded: `|` is kept as in an ASCII URL, so these are one.
+    code, out, _ = prewarm("urls", f"{BASE}a|é.js", f"{BASE}a|%C3%A9.js")
+    assert out.splitlines() == [f"{BASE}a|%C3%A9.js"]
 
 
 def test_a_sitemap_and_a_build_directory_naming_one_unicode_file_give_one_url(

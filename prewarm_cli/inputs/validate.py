@@ -26,6 +26,7 @@ STDIN_SOURCE = "<stdin>"
 # Characters quote() leaves alone: reserved (RFC 3986 gen-delims and sub-delims), unreserved
 # punctuation, and '%' so existing escapes survive.
 _SAFE = "/?#[]@!$&'()*+,;=:%~-._"
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _USERINFO_SAFE = "!$&'()*+,;=:%~-._"
 
 # RFC 3986 appendix B, reduced to scheme, authority and everything after it.
@@ -241,8 +242,8 @@ def as_sent(url: str) -> str:
     if dotted:
         path, mark, query = rest.partition("?")
         rest = _without_dot_segments(path) + mark + query
-    if not rest.isascii():
-        rest = quote(rest, safe=_SAFE)
+    if not rest.isascii():  # only what is not ASCII: `a|b` is the same input either way
+        rest = _NON_ASCII.sub(lambda run: quote(run[0], safe=""), rest)
     return head[:start].lower() + userinfo + at + hostport.lower() + rest
 
 
