@@ -462,7 +462,8 @@ def _build(
 
             close = difflib.get_close_matches(key, _TOP_LEVEL_KEYS, n=1, cutoff=0.75)
             if isinstance(value, dict) and close:  # [default], [route]: a name mistyped
-                report(ConfigError(f"{path}: {key}: unknown table (did you mean [{close[0]}]?)"))
+                meant = "[[routes]]" if close[0] == "routes" else f"[{close[0]}]"  # an array
+                report(ConfigError(f"{path}: {key}: unknown table (did you mean {meant}?)"))
             elif isinstance(value, dict) and _NAME_RE.match(key):
                 report(
                     ConfigError(

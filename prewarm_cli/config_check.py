@@ -151,15 +151,15 @@ def check_config(
 
 
 def _aliases_in_use(config: config_mod.Config, installed: Collection[str]) -> list[str]:
-    """The tables' aliases, then the types that [defaults] provider or [[routes]] name
-    without a table (an implicit alias with the type's defaults, which a submit builds too)."""
+    """The tables' aliases, then the type that [defaults] provider names without a table (an
+    implicit alias with the type's defaults, which a submit builds too; a route must name a
+    table's alias, which the loader checks)."""
     aliases = config.aliases()
-    named = [config.defaults.get("provider"), *(p for r in config.routes for p in r.providers)]
-    for name in named:
-        if not isinstance(name, str) or name in aliases or config.aliases_of_type(name):
-            continue
-        if name in installed:
-            aliases.append(name)
+    name = config.defaults.get("provider")
+    if not isinstance(name, str) or name in aliases or name not in installed:
+        return aliases
+    if not config.aliases_of_type(name):
+        aliases.append(name)
     return aliases
 
 
@@ -175,10 +175,9 @@ def _provider_classes(
         if ptype in classes:
             continue
         try:
-            classes[ptype] = registry.load(ptype)
-        except PrewarmError as exc:
-            key = f"providers.{alias}.type"
-            errors.append(Problem(key, f"{path}: {key}: {exc}", exc.hint, exc.exit_code))
+            classes[ptype] = registry.load_for(config, alias)
+        except ConfigError as exc:
+            errors.append(Problem.from_error(config_mod.in_file(path, exc, alias), path))
     return classes
 
 

@@ -30,6 +30,7 @@ from prewarm_cli.errors import ConfigError
 if TYPE_CHECKING:  # imported when a plugin is loaded: `prewarm --version` needs only metadata
     from importlib.metadata import EntryPoint
 
+    from prewarm_cli.config import Config
     from prewarm_cli.plugin import Provider, SubmitOption
 
 GROUP = "prewarm.providers"
@@ -219,6 +220,21 @@ def load(name: str) -> type[Provider]:
     return cls
 
 
+def load_for(config: Config, alias: str) -> type[Provider]:
+    """The provider class of an alias. An unknown or broken type of a table is a config error
+    naming its key (`providers.ALIAS.type`); a table without `type` is told to add one (its
+    alias was taken for a type)."""
+    try:
+        return load(config.provider_type(alias))
+    except ConfigError as exc:
+        if alias not in config.providers:
+            raise
+        hint = exc.hint
+        if "type" not in config.providers[alias]:
+            hint = f'add type = "TYPE" to [providers.{alias}]'
+        raise ConfigError(f"providers.{alias}.type: {exc.message}", hint=hint) from None
+
+
 def load_all(warn: Callable[[str], None]) -> dict[str, type[Provider]]:
     """Every provider class that loads; each broken plugin is one warning."""
     classes: dict[str, type[Provider]] = {}
@@ -302,7 +318,7 @@ def _unknown(name: str) -> ConfigError:
         f"unknown provider type {name!r} (installed: {installed})",
         hint=f"did you mean {close[0]!r}?"
         if close
-        else "install the plugin that provides it (a package whose name starts with prewarm-)",
+        else "install the plugin package that provides it (docs/plugins.md)",
     )
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,3 +134,52 @@ def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.02)
+
+
+def converse(
+    env: dict[str, str], args: Sequence[str], script: Sequence[tuple[str, str]]
+) -> tuple[int, str]:
+    """Runs `prewarm ARGS` on a pseudo-terminal and answers each prompt of ``script`` once its
+    text appears (after what the previous answer made it print); returns the exit code and
+    everything the terminal showed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: prewarm on a terminal
+        os.execve(sys.executable, [sys.executable, "-m", "prewarm_cli", *args], env)
+    shown = b""
+    fresh = b""
+    deadline = time.monotonic() + 30
+
+    def read_some() -> bool:
+        nonlocal shown, fresh
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            return True
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child has exited
+            return False
+        shown += chunk
+        fresh += chunk
+        return bool(chunk)
+
+    try:
+        for prompt, answer in script:
+            while prompt.encode() not in fresh and time.monotonic() < deadline:
+                if not read_some():
+                    break
+            assert prompt.encode() in fresh, (
+                f"no prompt {prompt!r}; the terminal showed:\n{shown.decode(errors='replace')}"
+            )
+            fresh = b""
+            os.write(fd, answer.encode() + b"\r")
+        while time.monotonic() < deadline and read_some():
+            pass
+        done, status = os.waitpid(pid, os.WNOHANG)
+        assert done, (
+            f"still running after 30 s; the terminal showed:\n{shown.decode(errors='replace')}"
+        )
+    except BaseException:  # it may be waiting for an answer the script does not give
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace").replace("\r\n", "\n")

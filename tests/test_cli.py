@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import stat
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 
@@ -18,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import BROKEN_PLUGINS_DIR, PLUGINS_DIR
 from fakes.generic import FakeCdn
-from helpers import invoke
+from helpers import converse, invoke
 
 from prewarm_cli import registry
 from prewarm_cli.commands import COMMANDS
@@ -367,40 +364,18 @@ def test_config_init_with_flags_writes_0600_and_loads(cli_env) -> None:
 
 def test_config_init_interactive_prompts(cli_env) -> None:
     """Answers the prompts through a real pseudo-terminal, as a person would."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: prewarm on a terminal
-        os.execve(sys.executable, [sys.executable, "-m", "prewarm_cli", "config", "init"], cli_env)
-    answers = [
-        ("Provider type", "fake"),
-        ("endpoint", "https://cdn.example.com"),
-        ("max_batch", "25"),
-        ("lookup", ""),
-    ]
-    seen = b""
-    deadline = time.monotonic() + 30
-    try:
-        for prompt, answer in answers:
-            while prompt.encode() not in seen and time.monotonic() < deadline:
-                ready, _, _ = select.select([fd], [], [], 0.5)
-                if ready:
-                    try:
-                        seen += os.read(fd, 4096)
-                    except OSError:
-                        break
-            assert prompt.encode() in seen, seen.decode(errors="replace")
-            seen = b""
-            os.write(fd, answer.encode() + b"\r")
-        while time.monotonic() < deadline:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-    finally:
-        _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, seen.decode(errors="replace")
+    code, shown = converse(
+        cli_env,
+        ["config", "init"],
+        [
+            ("Provider type", "fake"),
+            ("endpoint", "https://cdn.example.com"),
+            ("max_batch", "25"),
+            ("lookup", ""),
+            ("cancel", ""),
+        ],
+    )
+    assert code == 0, shown
     data = tomllib.loads(Path(cli_env["PREWARM_CONFIG"]).read_text())
     assert data["providers"]["fake"]["endpoint"] == "https://cdn.example.com"
     assert "api_key" not in data["providers"]["fake"]  # optional: read from FAKE_API_KEY

@@ -489,12 +489,17 @@ def test_unknown_key_suggestion(tmp_path: Path) -> None:
     assert "endpoint" in message  # lists the known keys when nothing is close
 
 
-@pytest.mark.parametrize(("table", "meant"), [("default", "defaults"), ("route", "routes")])
+@pytest.mark.parametrize(
+    ("table", "meant"), [("default", "[defaults]"), ("route", "[[routes]]"), ("routes", None)]
+)
 def test_a_mistyped_top_level_table_is_named_as_such(
-    tmp_path: Path, table: str, meant: str
+    tmp_path: Path, table: str, meant: str | None
 ) -> None:
     error = config_error(tmp_path, f'[{table}]\nprovider = "direct"\n')
-    assert f": {table}: unknown table (did you mean [{meant}]?)" in error.message
+    if meant is not None:
+        assert f": {table}: unknown table (did you mean {meant}?)" in error.message
+    else:  # [routes] for [[routes]]: a table where an array of tables goes
+        assert ": routes:" in error.message and "did you mean" not in error.message
 
 
 @pytest.mark.parametrize(

@@ -5,20 +5,13 @@ unasked, and a written file that passes `config check`."""
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
-import signal
-import sys
-import time
 import tomllib
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import ROOT
-from helpers import CliRun, invoke
+from helpers import CliRun, converse, invoke
 
 AWS_ENDPOINT = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
 
@@ -38,52 +31,6 @@ max_batch = 20
 hosts = ["img.example.com"]
 providers = ["main"]
 """
-
-
-def converse(
-    env: dict[str, str], args: Sequence[str], script: Sequence[tuple[str, str]]
-) -> tuple[int, str]:
-    """Runs `prewarm ARGS` on a pseudo-terminal and answers each prompt of ``script`` once its
-    text appears (after what the previous answer made it print); returns the exit code and
-    everything the terminal showed."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: prewarm on a terminal
-        os.execve(sys.executable, [sys.executable, "-m", "prewarm_cli", *args], env)
-    shown = b""
-    fresh = b""
-    deadline = time.monotonic() + 30
-
-    def read_some() -> bool:
-        nonlocal shown, fresh
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if not ready:
-            return True
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # the child has exited
-            return False
-        shown += chunk
-        fresh += chunk
-        return bool(chunk)
-
-    try:
-        for prompt, answer in script:
-            while prompt.encode() not in fresh and time.monotonic() < deadline:
-                if not read_some():
-                    break
-            assert prompt.encode() in fresh, (
-                f"no prompt {prompt!r}; the terminal showed:\n{shown.decode(errors='replace')}"
-            )
-            fresh = b""
-            os.write(fd, answer.encode() + b"\r")
-        while time.monotonic() < deadline and read_some():
-            pass
-    except BaseException:  # it may be waiting for an answer the script does not give
-        os.kill(pid, signal.SIGKILL)
-        raise
-    finally:
-        _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace").replace("\r\n", "\n")
 
 
 def config_file(cli_env: dict[str, str]) -> Path:
@@ -150,7 +97,12 @@ def test_an_unset_credential_is_offered_as_env_reference_all_the_same(cli_env) -
 
 def test_adding_an_alias_asks_before_changing_the_default(cli_env, write_config) -> None:
     path = write_config(COMMENTED)
-    script = [("endpoint (", "https://backup.example.com"), ("max_batch (", ""), ("lookup (", "")]
+    script = [
+        ("endpoint (", "https://backup.example.com"),
+        ("max_batch (", ""),
+        ("lookup (", ""),
+        ("cancel (", ""),
+    ]
     code, shown = converse(
         cli_env,
         ["config", "init", "--type", "fake", "--alias", "backup"],
@@ -187,6 +139,7 @@ def test_an_existing_alias_is_replaced_only_when_confirmed(cli_env, write_config
             ("endpoint (", "https://spare.example.com"),
             ("max_batch (", ""),
             ("lookup (", ""),
+            ("cancel (", ""),
             ("default provider", "n"),
         ],
     )

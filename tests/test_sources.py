@@ -420,8 +420,10 @@ def test_an_s3_access_point_destination_gives_the_key_under_it() -> None:
     arn = "arn:aws:s3:us-east-1:123456789012:accesspoint/my-ap"
     log = f"upload: dist/a.js to s3://{arn}/assets/a.js\n"
     log += "upload: dist/b.js to s3://my-bucket/b.js\n"
+    outpost = "arn:aws:s3-outposts:us-west-2:123456789012:outpost/op-01ac5d28a6a232904"
+    log += f"upload: dist/c.js to s3://{outpost}/accesspoint/my-ap/c.js\n"
     spec = InputSpec(base_url=BASE, sync_logs=("-",))
-    assert urls_of(spec, stdin=log) == [BASE + "assets/a.js", BASE + "b.js"]
+    assert urls_of(spec, stdin=log) == [BASE + "assets/a.js", BASE + "b.js", BASE + "c.js"]
 
 
 def test_a_log_in_no_known_format_is_an_input_error(tmp_path: Path) -> None:

@@ -45,13 +45,8 @@ def build_provider(config: config_mod.Config, alias: str, warn: Callable[[str], 
     from prewarm_cli import registry
 
     try:
-        cls = registry.load(config.provider_type(alias))
-    except ConfigError as exc:
-        if alias in config.providers:  # a table's type: with the file and key, as check says
-            hint = exc.hint
-            if "type" not in config.providers[alias]:  # the alias taken for a type
-                hint = f'add type = "TYPE" to [providers.{alias}]'
-            exc = ConfigError(f"providers.{alias}.type: {exc.message}", hint=hint)
+        cls = registry.load_for(config, alias)
+    except ConfigError as exc:  # with the file, as check says
         raise config_mod.in_file(config.path if config.exists else None, exc, alias) from None
     provider = config.build(cls, alias, config.resolve(alias, cls).values)
     provider.attach_warn(warn)

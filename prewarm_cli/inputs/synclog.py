@@ -24,10 +24,11 @@ FORMATS = "aws s3 sync/cp, rclone --combined, gsutil or gcloud storage rsync"
 
 _OBJECT_LINES = (
     # aws s3: the source may be a local path or s3://; the key is everything after the bucket.
-    # The bucket may be an access point's ARN, whose name follows 'accesspoint/'.
+    # The bucket may be an access point's ARN, whose name follows 'accesspoint/' (after
+    # 'outpost/ID/' on S3 on Outposts).
     re.compile(
         r"(?:\(dryrun\) )?(?:upload|copy|move): .+? to"
-        r" s3://(?:arn:[^/\s]+:accesspoint/[^/\s]+|[^/\s]+)/(?P<key>.+)"
+        r" s3://(?:arn:[^/\s]+:(?:outpost/[^/\s]+/)?accesspoint/[^/\s]+|[^/\s]+)/(?P<key>.+)"
     ),
     # gcloud storage, and gsutil's dry run, name the destination.
     re.compile(

@@ -113,13 +113,20 @@ class Targets:
             first = first_at.setdefault(target.ip, target) if target.ip else target
             if first is target:
                 kept.append(target)
-            elif target.label != first.label and (target.label, first.label) not in self._same:
-                self._same.add((target.label, first.label))
+            elif target.label != first.label and self._first_time_same(target, first):
                 self._warn(
                     f"{target.label} gives the edge {first.label} gives for {host}:{port}"
                     f" ({target.ip}): warmed once, as {first.label}"
                 )
         return kept
+
+    def _first_time_same(self, target: Target, first: Target) -> bool:
+        """Whether this pair is new (senders' threads look hosts up side by side)."""
+        pair = (target.label, first.label)
+        with self._lock:
+            new = pair not in self._same
+            self._same.add(pair)
+        return new
 
     def _resolve(self, name: str, ecs: str | None = None) -> str:
         """The first address of ``name``; a resolver that did not answer once is not asked
