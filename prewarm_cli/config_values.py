@@ -6,6 +6,7 @@ Every error is a ConfigError of one line naming the file, the key path and the f
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -100,6 +101,8 @@ def check_value(path: Path, keypath: str, fld: ConfigField, value: Any) -> Any:
         raise wrong_type(path, keypath, fld, value, fld.type)
     if fld.type is float:
         value = float(value)
+        if not math.isfinite(value):  # TOML has nan and inf; no wait or rate can hold them
+            raise ConfigError(f"{path}: {keypath}: must be a finite number, got {value}")
     if fld.type is list:
         items: list[Any] = []
         item_type = fld.item_type
@@ -109,6 +112,8 @@ def check_value(path: Path, keypath: str, fld: ConfigField, value: Any) -> Any:
                     f"{path}: {keypath}[{i}]: expected {TYPE_NAMES[item_type]}, got "
                     f"{type_name(item)} (write e.g. {fld.name} = {example_value(fld)})"
                 )
+            if item_type is float and not math.isfinite(float(item)):
+                raise ConfigError(f"{path}: {keypath}[{i}]: must be a finite number, got {item}")
             items.append(float(item) if item_type is float else item)
             check_choice(path, f"{keypath}[{i}]", fld, item)
         return items

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import helpers
+import pytest
 from fakes.generic import FakeCdn
 
 
@@ -223,6 +224,35 @@ def test_an_error_while_waiting_names_the_job_in_its_json(
     error = json.loads(r.stdout)["error"]
     (job,) = json.loads(run_cli("jobs", "-o", "json").stdout)
     assert error["job_id"] == job["job_id"]
+
+
+def test_wait_timeout_0_waits_without_the_configured_limit(
+    run_cli, write_config, fake_config, fake_cdn: FakeCdn
+) -> None:
+    write_config(
+        fake_config.read_text().replace("[providers.fake]", "wait_timeout = 1\n\n[providers.fake]")
+    )
+    fake_cdn.task_seconds = 3
+    job_id = json.loads(run_cli("submit", *urls(1)).stdout)["job_id"]
+    r = run_cli("status", job_id, "--wait", "--interval", "0.2", "-o", "json")
+    assert r.returncode == 6, r.stderr  # the config's limit
+    r = run_cli(
+        "status", job_id, "--wait", "--interval", "0.2", "--wait-timeout", "0", "-o", "json"
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["state"] == "succeeded"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_wait_in_the_config_is_a_finite_number(
+    run_cli, write_config, fake_config, value: str
+) -> None:
+    write_config(
+        fake_config.read_text().replace("retries = 4", f"retries = 4\nwait_timeout = {value}")
+    )
+    r = run_cli("config", "check", "-o", "json")
+    assert r.returncode == 3
+    assert f"defaults.wait_timeout: must be a finite number, got {value}" in r.stderr
 
 
 def test_status_of_a_piped_ndjson_submit_says_to_pipe_json(

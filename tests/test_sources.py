@@ -416,6 +416,13 @@ def test_gsutil_run_in_the_synced_directory_takes_strip_prefix_dot(prefix: str) 
     assert urls_of(spec, stdin=log) == [BASE + "app.js", BASE + "css/site.css"]
 
 
+def test_gsutil_local_paths_are_not_keys_with_an_empty_strip_prefix() -> None:
+    log = "Copying file://app.js [Content-Type=application/javascript]...\n"
+    with pytest.raises(InputError) as info:
+        urls_of(InputSpec(base_url=BASE, sync_logs=("-",), strip_prefix=""), stdin=log)
+    assert "--strip-prefix" in str(info.value)
+
+
 def test_an_s3_access_point_destination_gives_the_key_under_it() -> None:
     arn = "arn:aws:s3:us-east-1:123456789012:accesspoint/my-ap"
     log = f"upload: dist/a.js to s3://{arn}/assets/a.js\n"

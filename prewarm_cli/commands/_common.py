@@ -319,10 +319,14 @@ def provider_options(ctx: click.Context) -> ProviderOptions:
 
 class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic in newer click
     """A number of seconds above 0 and at most a year: no negative wait, no NaN or infinity
-    (which a deadline or a socket timeout cannot hold)."""
+    (which a deadline or a socket timeout cannot hold). With ``zero``, 0 is taken too (what
+    it means is the option's help: a wait without limit)."""
 
     name = "seconds"
     most = 365 * 24 * 3600.0
+
+    def __init__(self, *, zero: bool = False) -> None:
+        self.zero = zero
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
@@ -331,9 +335,13 @@ class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic in newer cl
             seconds = float(value)
         except (TypeError, ValueError):
             self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if self.zero and seconds == 0:
+            return seconds
         if not 0 < seconds <= self.most:  # False for NaN too
-            self.fail(f"{value} is not a number of seconds above 0 and at most a year", param, ctx)
+            least = "0 or more" if self.zero else "above 0"
+            self.fail(f"{value} is not a number of seconds {least} and at most a year", param, ctx)
         return seconds
 
 
 SECONDS = Seconds()
+WAIT_SECONDS = Seconds(zero=True)  # --wait-timeout: 0 waits without a limit

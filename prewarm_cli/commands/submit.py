@@ -10,6 +10,7 @@ from prewarm_cli.commands import short_help
 from prewarm_cli.commands._common import (
     CONTEXT_SETTINGS,
     SECONDS,
+    WAIT_SECONDS,
     exit_with,
     global_options,
     parse_header,
@@ -72,7 +73,10 @@ class SubmitCommand(click.Command):
 @click.option("--wait", "wait_", is_flag=True, help="Wait until the vendors finish.")
 @click.option("--interval", type=SECONDS, metavar="S", help="Seconds between status polls.")
 @click.option(
-    "--wait-timeout", type=SECONDS, metavar="S", help="Give up waiting after S seconds (exit 6)."
+    "--wait-timeout",
+    type=WAIT_SECONDS,
+    metavar="S",
+    help="Give up waiting after S seconds (exit 6); 0 waits without a limit.",
 )
 @click.option("--verify", is_flag=True, help="After waiting, check the URLs' cache status.")
 @click.option(
@@ -115,7 +119,7 @@ def submit(
     from prewarm_cli import engine
     from prewarm_cli.plugin import SubmitOptions
 
-    if (verify or interval or wait_timeout) and not wait_:
+    if (verify or interval is not None or wait_timeout is not None) and not wait_:
         raise UsageError("--interval, --wait-timeout and --verify need --wait")
     if resume:
         _check_resume(click.get_current_context())

@@ -153,8 +153,9 @@ def _generate(
     for path in spec.paths:
         yield from _map(iter_path_list(path, stdin), base, spec.index, spec.prefix(), notes)
     for path in spec.sync_logs:
-        # --strip-prefix . (or ./) is given too: the synced directory is the working one.
-        log = iter_sync_log(path, stdin, strips_prefix=spec.strip_prefix is not None)
+        # A --strip-prefix (. or ./: the synced directory is the working one) makes gsutil's
+        # local paths keys; an empty one strips nothing and does not.
+        log = iter_sync_log(path, stdin, strips_prefix=bool(spec.strip_prefix))
         yield from _map(log, base, spec.index, spec.prefix(), notes)
 
 
