@@ -8,7 +8,7 @@ import pytest
 
 from prewarm_cli import journal as jr
 from prewarm_cli import journal_db
-from prewarm_cli.engine.status import _only_urls
+from prewarm_cli.engine.status import _only_urls, _provider_status
 from prewarm_cli.plugin import BatchResult, State, TaskStatus, UrlStatus
 
 
@@ -112,6 +112,23 @@ def test_status_is_narrowed_to_the_jobs_urls() -> None:
         0,
     )
     assert _only_urls(vendor, None) is vendor
+
+
+@pytest.mark.parametrize(
+    ("state", "failed", "pending"), [(State.CANCELLED, 3, 0), (State.RUNNING, 0, 1)]
+)
+def test_accepted_urls_a_vendor_does_not_count_failed_with_a_task_that_ended_badly(
+    state: State, failed: int, pending: int
+) -> None:
+    # AWS estimates a job's URLs from its PoPs; a stopped job counted 2 of 3 as failed and
+    # left the third pending for ever.
+    n_counted = 2
+    task = TaskStatus(
+        "t", state, None, n_counted, failed=n_counted if state.finished else 0,
+        in_progress=0 if state.finished else n_counted,
+    )  # fmt: skip
+    part = _provider_status("a", [task], jr.Counts({jr.ACCEPTED: 3}), {}, sending=False)
+    assert (part.total, part.failed, part.pending) == (3, failed, pending)
 
 
 def test_a_schema_1_journal_is_migrated_and_its_failures_stay_resendable(tmp_path: Path) -> None:

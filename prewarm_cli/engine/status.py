@@ -415,12 +415,18 @@ def _provider_status(
         not_sent = counts[jr.DEFERRED] + counts[jr.UNSENT] + counts[jr.UNKNOWN] + counts[jr.SENDING]
         deferred = counts[jr.DEFERRED]
         total = counts.total
-        # A vendor that counts fewer URLs than were accepted (not yet listed) leaves them pending.
-        pending += max(0, counts[jr.ACCEPTED] - vendor_total)
     else:
         total = vendor_total
     states = [s.state for s in statuses]
     vendor_state = combine_states(states) if states else State.PENDING
+    if counts is not None:
+        # A vendor that counts fewer URLs than were accepted (not yet listed, or an estimate)
+        # leaves them pending; where it ended otherwise than succeeded, they failed with it.
+        shortfall = max(0, counts[jr.ACCEPTED] - vendor_total)
+        if vendor_state.finished and vendor_state != State.SUCCEEDED:
+            failed += shortfall
+        else:
+            pending += shortfall
     state = str(vendor_state)
     if not_sent:
         if vendor_state.finished or not states:
