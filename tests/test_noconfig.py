@@ -207,20 +207,28 @@ def test_dry_run_plans_qiniu_without_its_secrets(
         ({"TENCENTCLOUD_SECRET_ID": "AKIDx"}, "TENCENTCLOUD_SECRET_KEY"),
     ],
 )
-def test_dry_run_of_a_plan_that_asks_the_vendor_asks_for_the_secrets(
+def test_dry_run_of_a_plan_whose_batch_size_the_vendor_gives_uses_the_default_and_says_so(
     write_config: WriteConfig, given: dict[str, str], unset: str
 ) -> None:
     with FakeEdgeOne() as teo:
         write_config(
             f'[providers.eo]\ntype = "edgeone"\nzone_id = "zone-1"\nendpoint = "{teo.url}"\n'
         )
-        # EdgeOne's batch size is what DescribeContentQuota says: the plan needs a request.
-        # The variable not set is named, not the SDK's words for an empty key.
-        r, error = cli_json(
+        # EdgeOne's batch size is what DescribeContentQuota says, which needs the secrets:
+        # the plan is made with the declared default, and says so (it said "planning
+        # without its secrets", then ended with exit 3). The variable not set is named, not
+        # the SDK's words for an empty key.
+        r, plan = cli_json(
             invoke, "submit", "-p", "eo", "--dry-run", "https://a.example/x", env_extra=given
         )
-        assert r.returncode == 3, r.stderr
-        assert f"{unset} is not set" in error["error"]["message"]
+        assert r.returncode == 0, r.stderr
+        eo = plan["providers"]["eo"]
+        assert eo["batch_size"] == 100
+        assert (
+            "batches of 100, edgeone's default: the vendor's own size is read with the"
+            " secrets" in eo["notes"]
+        )
+        assert any(f"{unset} is not set" in note for note in eo["notes"])
         assert teo.log == []
 
 

@@ -80,6 +80,11 @@ def _plan_provider(
     quota: dict[str, Any] | None = None
     would_defer = 0
     notes: list[str] = []
+    if session.limits_unread:
+        notes.append(
+            f"batches of {session.batch_size}, {session.provider.name}'s default: the vendor's"
+            " own size is read with the secrets"
+        )
     if Capability.QUOTA in session.capabilities:
         try:
             q = session.call(session.provider.quota)

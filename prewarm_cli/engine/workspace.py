@@ -273,6 +273,7 @@ class ProviderSession:
         self.stop = stop
         self._rate_store = state_dir / "ratelimits.sqlite3" if state_dir else None
         self._limits: Limits | None = None
+        self.limits_unread = False  # the vendor's limits need the secrets: the declared ones
         self._pacer: Pacer | None = None
         self._pacer_lock = threading.Lock()
 
@@ -286,7 +287,7 @@ class ProviderSession:
     def limits(self) -> Limits:
         """The vendor's limits with the config's overrides (raising one needs --force)."""
         if self._limits is None:
-            vendor = self._without_secrets(self.provider.limits)
+            vendor = self._vendor_limits()
             problems = limit_problems(self.alias, self.settings, vendor, force=self.force)
             if problems:
                 raise config_mod.in_file(self.config_file, problems[0])
@@ -368,6 +369,17 @@ class ProviderSession:
             if exc.provider is None:
                 exc.provider = self.alias
             raise
+
+    def _vendor_limits(self) -> Limits:
+        """The provider's limits; for a dry run without the secrets, where they need a
+        request (EdgeOne's batch size), those it declares (``limits_unread`` says so)."""
+        try:
+            return self._without_secrets(self.provider.limits)
+        except ConfigError as exc:
+            if exc is not self.missing_secrets:
+                raise
+            self.limits_unread = True
+            return self.provider.default_limits
 
     def _without_secrets(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``; for a provider built without its secrets, a failure that is not
