@@ -7,7 +7,9 @@ error into its line and exit code (prewarm_cli.exits) only when one ends the run
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 from collections.abc import Mapping
 from typing import Any, NoReturn
@@ -134,9 +136,17 @@ def _help_width() -> int:
     return max(min(columns or 80, int(CONTEXT_SETTINGS["max_content_width"])) - 2, 50)
 
 
+def _stop_as_interrupted(_signum: int, _frame: object) -> None:
+    """SIGTERM (a CI job's time limit, `kill`, a container stopping) stops a run as Ctrl-C
+    does: what was sent is recorded, and the last line says how to resume."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     given = GlobalOptions()  # filled while parsing; still readable when an error ends the run
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    with contextlib.suppress(ValueError):  # only the main thread can (not a test's caller)
+        signal.signal(signal.SIGTERM, _stop_as_interrupted)
     try:
         cli.main(
             args=argv,

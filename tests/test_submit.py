@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fakes.generic import FakeCdn
-from helpers import invoke, urls
+from helpers import invoke, popen, urls, wait_for
 
 
 def as_input(items: list[str]) -> str:
@@ -471,7 +471,7 @@ def _journal_outcomes(state_dir: Path, job_id: str) -> dict[str, int]:
     return dict(rows)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_killed_run_resumes_exactly_what_was_not_accepted(
     fake_config, fake_cdn: FakeCdn, cli_env, tmp_path, run_cli, sig
 ) -> None:
@@ -493,7 +493,7 @@ def test_killed_run_resumes_exactly_what_was_not_accepted(
     proc.send_signal(sig)
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode in (-signal.SIGKILL, 130), err
-    if sig == signal.SIGINT:
+    if sig != signal.SIGKILL:  # stopped as by Ctrl-C: SIGTERM too (a CI job's time limit)
         assert "--resume" in err
     jobs = json.loads(run_cli("jobs", "-o", "json").stdout)
     job_id = jobs[0]["job_id"]
@@ -506,6 +506,39 @@ def test_killed_run_resumes_exactly_what_was_not_accepted(
     assert r.returncode == 0, r.stderr
     assert data["accepted"] == 400
     assert fake_cdn.accepted_counts() == {u: 1 for u in items}  # nothing sent twice
+
+
+def test_sigterm_while_reading_stdin_leaves_no_empty_job(
+    fake_config, cli_env, tmp_path, run_cli
+) -> None:
+    # A CI job's time limit sends SIGTERM: it stops as Ctrl-C does (exit 130, the error in
+    # the JSON), and the job made before reading the input is not left behind empty.
+    journal = Path(cli_env["PREWARM_STATE_DIR"]) / "journal.sqlite3"
+
+    def job_made() -> bool:
+        if not journal.exists():
+            return False
+        db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+        try:
+            return bool(db.execute("SELECT count(*) FROM jobs").fetchone()[0])
+        except sqlite3.OperationalError:  # the schema is still being made
+            return False
+        finally:
+            db.close()
+
+    proc = popen(cli_env, tmp_path, "submit", "-p", "direct", "-i", "-", "-o", "json",
+                 stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        wait_for(lambda: job_made() or proc.poll() is not None, 30)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        out, _err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert json.loads(out)["error"]["code"] == "interrupted"
+    assert json.loads(run_cli("jobs", "-o", "json").stdout) == []
 
 
 def test_batches_never_hold_more_urls_than_a_second_allows(
