@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -429,6 +430,23 @@ def test_a_task_older_than_7_days_says_so(run_cli, qiniu_config, fake: FakeQiniu
     # a malformed id is refused by Qiniu (400036)
     r = run_cli("status", "qiniu:not-a-request-id")
     assert r.returncode == 2 and "400036" in r.stderr
+
+
+def test_a_request_id_qiniu_does_not_list_is_not_found_once_it_should_be(
+    run_cli, qiniu_config, fake: FakeQiniu
+) -> None:
+    # Well formed, but never made for these keys: an hour old, it is not found (a --wait
+    # waited for ever); made a moment ago, it may not be listed yet, and is pending.
+    made_an_hour_ago = f"{int(time.time()) - 3600:08x}" + "0" * 16
+    r, data = run_json(
+        run_cli, "status", "--wait", "--wait-timeout", "30", f"qiniu:{made_an_hour_ago}"
+    )
+    assert r.returncode == 2, r.stderr
+    assert data["error"]["code"] == "not_found"
+    assert f"Qiniu lists no prefetch of request id {made_an_hour_ago}" in data["error"]["message"]
+    just_made = f"{int(time.time()):08x}" + "0" * 16
+    r, data = run_json(run_cli, "status", f"qiniu:{just_made}")
+    assert r.returncode == 0 and data["state"] == "pending", r.stderr
 
 
 def test_invalid_urls_are_rejected_with_reasons_exit_4(

@@ -7,7 +7,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from prewarm_cli.errors import (
@@ -322,13 +322,25 @@ class QiniuProvider(Provider):
         statuses: list[TaskStatus] = []
         expired: list[tuple[str, datetime]] = []
         details = self._status_details(PREFETCH_KIND)
+        unlisted: list[tuple[str, datetime]] = []
         for task_id in task_ids:
             items = self._task_items(PREFETCH_KIND, task_id)
             made = request_id_time(task_id)
             if not items and made is not None and made < window_start(self.now()):
                 expired.append((task_id, made))
                 continue
+            if not items and made is not None and self.now() - made > UNLISTED_GRACE:
+                unlisted.append((task_id, made))  # pending for ever, were it shown
+                continue
             statuses.append(task_status(task_id, items, {**_made(made), **details}))
+        if unlisted:
+            raise NotFoundError(
+                "Qiniu lists no prefetch of "
+                + ", ".join(f"request id {t} (made {format_utc(m)})" for t, m in unlisted)
+                + " for these keys: a request of another account, or never made",
+                hint="check the id and the keys; `prewarm jobs` lists the jobs of this machine",
+                provider=self.alias,
+            )
         if expired:
             raise NotFoundError(
                 "Qiniu keeps prefetch records for 7 days (today and the 6 days before, Beijing"
@@ -524,6 +536,11 @@ def _quota_details(quota: Quota | None, kind: BatchKind) -> dict[str, Any]:
         return {}
     daily_key, left_key = kind.detail_keys
     return {daily_key: quota.daily, left_key: quota.remaining}
+
+
+# How long a request id Qiniu made may go unlisted before it is taken for one it never made
+# for these keys: its records are listed at once; a stuck status would wait for ever.
+UNLISTED_GRACE = timedelta(minutes=10)
 
 
 def _made(made: datetime | None) -> dict[str, Any]:
