@@ -174,7 +174,11 @@ def converse(
             os.write(fd, answer.encode() + b"\r")
         while time.monotonic() < deadline and read_some():
             pass
+        # The terminal closed (or the time is up): the child exits, unless it still waits.
         done, status = os.waitpid(pid, os.WNOHANG)
+        while not done and time.monotonic() < deadline + 10:
+            time.sleep(0.05)
+            done, status = os.waitpid(pid, os.WNOHANG)
         assert done, (
             f"still running after 30 s; the terminal showed:\n{shown.decode(errors='replace')}"
         )
