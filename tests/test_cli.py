@@ -745,3 +745,32 @@ def test_seconds_are_above_0_and_at_most_a_year(run_cli, args: tuple[str, ...]) 
     r = run_cli(*args, "https://cdn.example.com/a.js", "-o", "json")
     assert r.returncode == 2, r.stderr
     assert "is not a number of seconds" in r.stderr and "and at most a year" in r.stderr
+
+
+def test_every_example_in_the_help_parses() -> None:
+    """Each `prewarm ...` line at the end of a command's --help is a valid command line, and
+    each command's examples show that command."""
+    import shlex
+
+    from prewarm_cli.cli import cli
+
+    ctx = click.Context(cli)
+    n_examples = 0
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        shown = set()
+        for line in (command.epilog or "").replace("\\\n", " ").splitlines():
+            words = shlex.split(line.split("#")[0])
+            while words:  # each command of a pipeline
+                part = words[: words.index("|")] if "|" in words else words
+                words = words[len(part) + 1 :]
+                if part[0] != "prewarm":
+                    continue
+                used = cli.get_command(ctx, part[1])
+                assert used is not None, line
+                used.make_context(part[1], part[2:])  # a usage error raises
+                shown.add(part[1])
+                n_examples += 1
+        assert not command.epilog or name in shown, name
+    assert n_examples >= 20

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from prewarm_cli.commands import short_help
+from prewarm_cli.commands import examples, short_help
 from prewarm_cli.commands._common import (
     CONTEXT_SETTINGS,
     SECONDS,
@@ -33,7 +33,9 @@ from prewarm_cli.results import JobState
 CANCEL_WAIT_TIMEOUT = 600.0
 
 
-@click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("status"))
+@click.command(
+    context_settings=CONTEXT_SETTINGS, short_help=short_help("status"), epilog=examples.STATUS
+)
 @click.argument("job", required=False)
 @click.option("--wait", "wait_", is_flag=True, help="Poll until the job is finished.")
 @click.option("--interval", type=SECONDS, metavar="S", help="Seconds between polls.")
@@ -86,7 +88,9 @@ def status(
         exit_with(worst_exit(codes))
 
 
-@click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("report"))
+@click.command(
+    context_settings=CONTEXT_SETTINGS, short_help=short_help("report"), epilog=examples.REPORT
+)
 @click.argument("job", required=False)
 @click.option(
     "--download", metavar="FILE", help="Save the vendor's own report file (where one exists)."
@@ -109,7 +113,9 @@ def report(job: str | None, download: str | None) -> None:
         exit_with(exit_for(result.outcomes()))
 
 
-@click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("cancel"))
+@click.command(
+    context_settings=CONTEXT_SETTINGS, short_help=short_help("cancel"), epilog=examples.CANCEL
+)
 @click.argument("job")
 @click.option(
     "--wait",
@@ -135,7 +141,9 @@ def cancel(job: str, wait_: bool, wait_timeout: float) -> None:
         ws.out.emit(engine.cancel(ws, ref, wait_timeout=wait_timeout if wait_ else None))
 
 
-@click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("jobs"))
+@click.command(
+    context_settings=CONTEXT_SETTINGS, short_help=short_help("jobs"), epilog=examples.JOBS
+)
 @click.option(
     "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many jobs."
 )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from prewarm_cli.commands import short_help
+from prewarm_cli.commands import examples, short_help
 from prewarm_cli.commands._common import (
     CONTEXT_SETTINGS,
     command_output,
@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from prewarm_cli.plugin import Provider
 
 
-@click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("providers"))
+@click.command(
+    context_settings=CONTEXT_SETTINGS, short_help=short_help("providers"), epilog=examples.PROVIDERS
+)
 @global_options
 def providers() -> None:
     """List installed provider types and configured aliases, with capabilities."""
@@ -56,7 +58,9 @@ def providers() -> None:
     )
 
 
-@click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("quota"))
+@click.command(
+    context_settings=CONTEXT_SETTINGS, short_help=short_help("quota"), epilog=examples.QUOTA
+)
 @click.option(
     "-p",
     "--provider",
@@ -111,7 +115,9 @@ def quota(providers: tuple[str, ...]) -> None:
         )
 
 
-@click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("scale"))
+@click.command(
+    context_settings=CONTEXT_SETTINGS, short_help=short_help("scale"), epilog=examples.SCALE
+)
 @click.argument("count", type=click.IntRange(min=0), required=False)
 @click.option(
     "-p",

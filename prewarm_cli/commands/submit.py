@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from prewarm_cli.commands import short_help
+from prewarm_cli.commands import examples, short_help
 from prewarm_cli.commands._common import (
     CONTEXT_SETTINGS,
     SECONDS,
@@ -47,7 +47,10 @@ class SubmitCommand(click.Command):
 
 
 @click.command(
-    cls=SubmitCommand, context_settings=CONTEXT_SETTINGS, short_help=short_help("submit")
+    cls=SubmitCommand,
+    context_settings=CONTEXT_SETTINGS,
+    short_help=short_help("submit"),
+    epilog=examples.SUBMIT,
 )
 @url_inputs
 @click.option(

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from prewarm_cli.commands import short_help
+from prewarm_cli.commands import examples, short_help
 from prewarm_cli.commands._common import (
     CONTEXT_SETTINGS,
     SECONDS,
@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from prewarm_cli.inputs import InputSpec
 
 
-@click.command(context_settings=CONTEXT_SETTINGS, short_help=short_help("verify"))
+@click.command(
+    context_settings=CONTEXT_SETTINGS, short_help=short_help("verify"), epilog=examples.VERIFY
+)
 @url_inputs
 @click.option(
     "--get",
