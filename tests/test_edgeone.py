@@ -21,13 +21,14 @@ from prewarm_cli.errors import (
     BatchTooLarge,
     ConfigError,
     InvalidRequest,
+    NotFoundError,
     ProviderError,
     QuotaExhausted,
     RateLimited,
     RetryableError,
     UnknownOutcome,
 )
-from prewarm_cli.plugin import SubmitOptions
+from prewarm_cli.plugin import State, SubmitOptions
 
 CREATE = "CreatePrefetchTask"
 DESCRIBE = "DescribePrefetchTasks"
@@ -650,6 +651,32 @@ def test_quota_denied_by_cam_falls_back_to_a_small_batch(fake: FakeEdgeOne) -> N
     assert result.task_id and len(result.accepted) == 3
     (status,) = provider.fetch_status([result.task_id])
     assert status.total == 3
+
+
+def test_a_job_edgeone_never_lists_is_not_found_after_the_grace(fake: FakeEdgeOne) -> None:
+    # Its job ids carry no time: a job unlisted for UNLISTED_GRACE seconds of this process's
+    # questions is not found (a --wait on it never ended); a new job is pending meanwhile.
+    from prewarm_edgeone.provider import UNLISTED_GRACE
+
+    provider = _provider(
+        endpoint=fake.url,
+        zone_id=fake.zone_id,
+        secret_id=fake.secret_id,
+        secret_key=fake.secret_key,
+    )
+    now = [1000.0]
+    provider.clock = lambda: now[0]
+    (status,) = provider.fetch_status(["20never0made"])
+    assert status.state == State.PENDING
+    now[0] += UNLISTED_GRACE
+    (status,) = provider.fetch_status(["20never0made"])
+    assert status.state == State.PENDING
+    now[0] += 1
+    with pytest.raises(NotFoundError, match="EdgeOne has listed no prefetch task of job"):
+        provider.fetch_status(["20never0made"])
+    result = provider.submit_batch(urls(2), SubmitOptions())  # a listed job is unaffected
+    (status,) = provider.fetch_status([result.task_id])
+    assert status.total == 2
 
 
 def test_connection_refused_is_retryable_read_timeout_is_unknown(fake: FakeEdgeOne) -> None:

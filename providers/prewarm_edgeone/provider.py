@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from prewarm_cli.errors import (
     BatchTooLarge,
     ConfigError,
+    NotFoundError,
     PrewarmError,
     ProviderError,
     QuotaExhausted,
@@ -133,6 +135,8 @@ class EdgeOneProvider(Provider):
         self._quota = QuotaCache(self._describe_quota)
         # URLs as sent (percent-encoded) -> as the user gave them, for this run's answers.
         self._ours: dict[str, str] = {}
+        self._unlisted_since: dict[tuple[str, str], float] = {}  # (kind, job id) -> clock
+        self.clock: Callable[[], float] = time.monotonic
 
     # --- declared facts ---
 
@@ -477,9 +481,33 @@ class EdgeOneProvider(Provider):
 
     def _job_status(self, kind: str, job_id: str) -> TaskStatus:
         tasks = self._list_tasks(kind, "job-id", job_id)
+        if not tasks:
+            self._check_listed(kind, job_id)
         with self._lock:
             ours = dict(self._ours)
         return job_status(job_id, tasks, ours, self.zone_id)
+
+
+    def _check_listed(self, kind: str, job_id: str) -> None:
+        """A job EdgeOne still lists no task of, UNLISTED_GRACE seconds after this process
+        first asked, is not found: a new job is listed within seconds, and a job id that
+        carries no time would otherwise be pending for ever (a --wait never ending)."""
+        now = self.clock()
+        with self._lock:
+            first = self._unlisted_since.setdefault((kind, job_id), now)
+        if now - first > UNLISTED_GRACE:
+            raise NotFoundError(
+                f"EdgeOne has listed no {kind} task of job {job_id} in zone {self.zone_id}"
+                f" for {UNLISTED_GRACE / 60:g} minutes: a job of another zone or account,"
+                " one older than EdgeOne keeps, or never made",
+                hint="check the job id and the provider's zone_id",
+                provider=self.alias,
+            )
+
+
+# How long a job id may go unlisted, from this process's first question, before it is taken
+# for one EdgeOne does not hold.
+UNLISTED_GRACE = 600.0
 
 
 def _zone_id(alias: str, settings: Mapping[str, Any]) -> str:
