@@ -172,6 +172,14 @@ def test_cancel_of_a_job_also_warmed_directly_stops_the_vendors_tasks(
     assert r.returncode == 0, r.stderr
     assert [c["provider"] for c in json.loads(r.stdout)] == ["fake"]
     assert fake_cdn.tasks[task].cancelled_at is not None
+    # A job warmed directly alone has nothing another provider can stop: direct says it
+    # cannot cancel, and the job keeps its state.
+    data = json.loads(run_cli("submit", "-p", "direct", url).stdout)
+    (before, *_) = json.loads(run_cli("jobs", "-o", "json").stdout)
+    r = run_cli("cancel", data["job_id"], "-o", "json")
+    assert r.returncode == 2 and json.loads(r.stdout)["error"]["code"] == "unsupported"
+    (after, *_) = json.loads(run_cli("jobs", "-o", "json").stdout)
+    assert after["job_id"] == data["job_id"] and after["state"] == before["state"] != "cancelled"
 
 
 def test_status_of_a_piped_submit_counts_each_providers_targets_as_the_submit_did(
@@ -227,20 +235,34 @@ def test_an_error_while_waiting_names_the_job_in_its_json(
 
 
 def test_wait_timeout_0_waits_without_the_configured_limit(
-    run_cli, write_config, fake_config, fake_cdn: FakeCdn
+    run_cli, write_config, fake_config, fake_cdn: FakeCdn, cli_env, tmp_path
 ) -> None:
     write_config(
         fake_config.read_text().replace("[providers.fake]", "wait_timeout = 1\n\n[providers.fake]")
     )
-    fake_cdn.task_seconds = 3
+    fake_cdn.task_seconds = 3600  # runs until the test ends it
     job_id = json.loads(run_cli("submit", *urls(1)).stdout)["job_id"]
     r = run_cli("status", job_id, "--wait", "--interval", "0.2", "-o", "json")
     assert r.returncode == 6, r.stderr  # the config's limit
-    r = run_cli(
-        "status", job_id, "--wait", "--interval", "0.2", "--wait-timeout", "0", "-o", "json"
-    )
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["state"] == "succeeded"
+
+    def polls() -> int:
+        return sum(1 for q in fake_cdn.requests if q["path"].startswith("/v1/tasks/"))
+
+    before = polls()
+    proc = helpers.popen(
+        cli_env, tmp_path, "status", job_id, "--wait", "--interval", "0.2",
+        "--wait-timeout", "0", "-o", "json",
+    )  # fmt: skip
+    try:
+        # Waiting past the config's second: polled again after it, then the task ends.
+        helpers.wait_for(lambda: polls() > before + 7 or proc.poll() is not None, 60)
+        fake_cdn.task_seconds = 0
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert json.loads(out)["state"] == "succeeded"
 
 
 @pytest.mark.parametrize("value", ["nan", "inf"])

@@ -224,11 +224,20 @@ def test_dry_run_of_a_plan_whose_batch_size_the_vendor_gives_uses_the_default_an
         assert r.returncode == 0, r.stderr
         eo = plan["providers"]["eo"]
         assert eo["batch_size"] == 100
-        assert (
-            "batches of 100, edgeone's default: the vendor's own size is read with the"
-            " secrets" in eo["notes"]
-        )
+        note = "batches of 100, edgeone's default: the vendor's own limit is read with the secrets"
+        assert note in eo["notes"]
         assert any(f"{unset} is not set" in note for note in eo["notes"])
+        # A batch_size of the config's is planned as given, not checked against a default.
+        write_config(
+            f'[providers.eo]\ntype = "edgeone"\nzone_id = "zone-1"\nendpoint = "{teo.url}"\n'
+            "batch_size = 200\n"
+        )
+        r, plan = cli_json(
+            invoke, "submit", "-p", "eo", "--dry-run", "https://a.example/x", env_extra=given
+        )
+        assert r.returncode == 0, r.stderr
+        note = "batches of 200 (batch_size): the vendor's own limit is read with the secrets"
+        assert note in plan["providers"]["eo"]["notes"]
         assert teo.log == []
 
 

@@ -193,16 +193,23 @@ def scale(ws: Workspace, alias: str, count: int | None) -> dict[str, Any]:
 def _cancel_sessions(ws: Workspace, ref: JobRef) -> dict[str, ProviderSession]:
     """The session of each provider of the job, all able to cancel: a job routed to one that
     cannot is refused before any of its tasks is stopped (the tasks of the others can be
-    cancelled by ALIAS:TASK)."""
+    cancelled by ALIAS:TASK). A provider with nothing left to stop (no task, or direct
+    warming, done when its submit ended) is passed over while another has tasks to cancel;
+    with none, each is asked as before (one that cannot cancel says so)."""
     sessions: dict[str, ProviderSession] = {}
     unable: list[UnsupportedError] = []
+    passed_over = []
     for alias, task_ids in ref.tasks.items():
         if not task_ids or ws.finished_in_submit(alias):
-            continue  # nothing of it is left to stop
+            passed_over.append(alias)
+            continue
         try:
             sessions[alias] = ws.session(alias, needs=Capability.CANCEL)
         except UnsupportedError as exc:
             unable.append(exc)
+    if not sessions and not unable:
+        for alias in passed_over:
+            sessions[alias] = ws.session(alias, needs=Capability.CANCEL)
     if unable:
         refused = unable[0]
         able = [f"`prewarm cancel {a}:{','.join(ref.tasks[a])}`" for a in sessions if ref.tasks[a]]

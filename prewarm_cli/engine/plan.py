@@ -81,10 +81,12 @@ def _plan_provider(
     would_defer = 0
     notes: list[str] = []
     if session.limits_unread:
-        notes.append(
-            f"batches of {session.batch_size}, {session.provider.name}'s default: the vendor's"
-            " own size is read with the secrets"
+        size = (
+            f"{session.batch_size} (batch_size)"
+            if session.settings.get("batch_size") is not None
+            else f"{session.batch_size}, {session.provider.name}'s default"
         )
+        notes.append(f"batches of {size}: the vendor's own limit is read with the secrets")
     if Capability.QUOTA in session.capabilities:
         try:
             q = session.call(session.provider.quota)

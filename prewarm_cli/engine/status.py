@@ -421,9 +421,10 @@ def _provider_status(
     vendor_state = combine_states(states) if states else State.PENDING
     if counts is not None:
         # A vendor that counts fewer URLs than were accepted (not yet listed, or an estimate)
-        # leaves them pending; where it ended otherwise than succeeded, they failed with it.
+        # leaves them pending; where its tasks ended badly (cancelled, failed, timed out),
+        # they failed with them.
         shortfall = max(0, counts[jr.ACCEPTED] - vendor_total)
-        if vendor_state.finished and vendor_state != State.SUCCEEDED:
+        if vendor_state in _ENDED_BADLY:
             failed += shortfall
         else:
             pending += shortfall
