@@ -138,15 +138,21 @@ def _help_width() -> int:
 
 def _stop_as_interrupted(_signum: int, _frame: object) -> None:
     """SIGTERM (a CI job's time limit, `kill`, a container stopping) stops a run as Ctrl-C
-    does: what was sent is recorded, and the last line says how to resume."""
+    does: what was sent is recorded, and the last line says how to resume. A second one
+    while that is done is ignored (SIGKILL still ends it)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
     given = GlobalOptions()  # filled while parsing; still readable when an error ends the run
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    with contextlib.suppress(ValueError):  # only the main thread can (not a test's caller)
-        signal.signal(signal.SIGTERM, _stop_as_interrupted)
+    # Not where SIGTERM was set aside (ignored by a parent, or a caller's own handler), nor
+    # from another thread than the main one, which cannot.
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_DFL:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, _stop_as_interrupted)
     try:
         cli.main(
             args=argv,
@@ -163,4 +169,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         from prewarm_cli.exits import exit_for  # only when something went wrong
 
         sys.exit(exit_for(exc, given, debug))
+    finally:
+        if previous is signal.SIG_DFL:  # a caller in this process (a test) keeps its own
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sys.exit(0)

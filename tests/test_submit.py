@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fakes.generic import FakeCdn
-from helpers import invoke, popen, urls, wait_for
+from helpers import invoke, urls, wait_for
 
 
 def as_input(items: list[str]) -> str:
@@ -508,11 +508,13 @@ def test_killed_run_resumes_exactly_what_was_not_accepted(
     assert fake_cdn.accepted_counts() == {u: 1 for u in items}  # nothing sent twice
 
 
+@pytest.mark.parametrize("ignored", [False, True])
 def test_sigterm_while_reading_stdin_leaves_no_empty_job(
-    fake_config, cli_env, tmp_path, run_cli
+    fake_config, cli_env, tmp_path, run_cli, ignored: bool
 ) -> None:
     # A CI job's time limit sends SIGTERM: it stops as Ctrl-C does (exit 130, the error in
-    # the JSON), and the job made before reading the input is not left behind empty.
+    # the JSON), and the job made before reading the input is not left behind empty. Where
+    # the parent set SIGTERM aside (ignored), it stays so: the run reads on.
     journal = Path(cli_env["PREWARM_STATE_DIR"]) / "journal.sqlite3"
 
     def job_made() -> bool:
@@ -526,16 +528,27 @@ def test_sigterm_while_reading_stdin_leaves_no_empty_job(
         finally:
             db.close()
 
-    proc = popen(cli_env, tmp_path, "submit", "-p", "direct", "-i", "-", "-o", "json",
-                 stdin=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prewarm_cli", "submit", "-p", "direct", "-i", "-", "-o", "json"],
+        env=cli_env,
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN)) if ignored else None,
+    )
     try:
         wait_for(lambda: job_made() or proc.poll() is not None, 30)
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGTERM)
-        out, _err = proc.communicate(timeout=30)
+        out, _err = proc.communicate(timeout=30)  # stdin closed: an empty input if it reads on
     finally:
         if proc.poll() is None:
             proc.kill()
+    if ignored:
+        assert proc.returncode == 2 and "no URLs to send" in out
+        return
     assert proc.returncode == 130
     assert json.loads(out)["error"]["code"] == "interrupted"
     assert json.loads(run_cli("jobs", "-o", "json").stdout) == []

@@ -188,6 +188,12 @@ def submit(
         if verify:
             try:
                 result["verify"], verify_code = verify_claims(ws, claims, ref)
+            except KeyboardInterrupt:
+                raise UserInterrupt(
+                    f"interrupted while verifying job {summary.job_id}",
+                    hint=f"`prewarm status --verify {summary.job_id}` verifies again",
+                    job_id=summary.job_id,
+                ) from None
             except PrewarmError as exc:
                 exc.job_id = exc.job_id or summary.job_id
                 raise

@@ -402,7 +402,8 @@ class BatchSender:
         unknown by an earlier run was sent before that run stopped). ``retries``: for a
         request this run sent, the retry policy's budget left and the error; the URLs not
         found are sent again within it (a vendor answering every request with a 5xx would
-        otherwise be asked again and again), then recorded failed.
+        otherwise be asked again and again), then recorded failed, or left unknown where no
+        lookup could tell (see ``_send_again``).
         """
         if not batch.urls:
             self.ledger.found(batch, {})
