@@ -131,3 +131,4 @@ def test_wait_timeout_in_ndjson_names_the_job_first(long_job: str, run_cli) -> N
     first, *_, last = [json.loads(line) for line in r.stdout.splitlines()]
     assert first["record"] == "submit" and first["job_id"]
     assert last["error"]["code"] == "wait_timeout" and first["job_id"] in last["error"]["message"]
+    assert last["error"]["hint"] == f"`prewarm status --wait {first['job_id']}` waits again"

@@ -575,10 +575,12 @@ def wait_with_claims(
 def _wait_timeout(ref: JobRef, status: JobStatus, timeout: float | None) -> WaitTimeout:
     """--wait-timeout expired. Where targets are deferred too, that comes first (DESIGN §6: 5
     before 6), and the hint is the --resume that sends them."""
-    job = ref.job_id or ",".join(f"{a}:{','.join(t)}" for a, t in ref.tasks.items())
+    job = ref.job_id or ",".join(f"{a}:{','.join(t)}" for a, t in ref.tasks.items() if t)
     timed_out = WaitTimeout(
         f"job {job} is still {status.state} after {timeout or 0:g}s",
-        hint="check again later with `prewarm status`",
+        hint="pipe the submit's JSON to `prewarm status --wait -` again"
+        if ref.piped is not None
+        else f"`prewarm status --wait {job}` waits again",
     )
     timed_out.job_id = ref.job_id
     if status.deferred and ref.job_id:

@@ -337,8 +337,9 @@ class QiniuProvider(Provider):
             raise NotFoundError(
                 "Qiniu lists no prefetch of "
                 + ", ".join(f"request id {t} (made {format_utc(m)})" for t, m in unlisted)
-                + " for these keys: a request of another account, or never made",
-                hint="check the id and the keys; `prewarm jobs` lists the jobs of this machine",
+                + " ten minutes on: made with other keys, or never made",
+                hint="check the id, and that the provider's keys are those of the account"
+                " that made it",
                 provider=self.alias,
             )
         if expired:
