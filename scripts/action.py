@@ -116,7 +116,11 @@ def build_command(env: Mapping[str, str], workdir: Path) -> list[str]:
 def outputs_of(result: Mapping[str, Any], exit_code: int) -> dict[str, str]:
     """The step outputs from prewarm's JSON (submit, or submit --wait with its status)."""
     if "error" in result or not result:
-        return {"job-id": "", "accepted": "0", "failed": "0", "state": "error"}
+        # An error after the job was made (interrupted, a wait's time limit) names it: a
+        # later step can resume it.
+        error = result.get("error")
+        job_id = error.get("job_id") if isinstance(error, Mapping) else None
+        return {"job-id": str(job_id or ""), "accepted": "0", "failed": "0", "state": "error"}
     if result.get("dry_run"):  # extra-args: --dry-run: a plan, no job
         return {"job-id": "", "accepted": "0", "failed": "0", "state": "dry_run"}
     status = result.get("status")
@@ -214,17 +218,38 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             return 2
         print("prewarm " + shlex.join(args), file=sys.stderr)
         # stderr (progress, warnings, errors) goes straight to the log; stdout is the JSON.
-        proc = subprocess.run([*prewarm, *args], stdout=subprocess.PIPE, text=True, check=False)
+        code, stdout = _run_forwarding_signals([*prewarm, *args])
     try:
-        result = json.loads(proc.stdout) if proc.stdout.strip() else {}
+        result = json.loads(stdout) if stdout.strip() else {}
     except json.JSONDecodeError:
         result = {}
     if not isinstance(result, dict):
         result = {}
-    _report(env, result, proc.returncode)
-    if proc.stdout:
-        print(proc.stdout, end="")  # the JSON stays visible in the log
-    return proc.returncode
+    _report(env, result, code)
+    if stdout:
+        print(stdout, end="")  # the JSON stays visible in the log
+    return code
+
+
+def _run_forwarding_signals(command: list[str]) -> tuple[int, str]:
+    """Runs prewarm, handing it the SIGTERM or SIGINT this step gets (a job's time limit, a
+    cancelled workflow): it stops as on Ctrl-C, records what it sent, and its JSON still
+    becomes the step's outputs. The exit code and stdout."""
+    import signal
+
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+    def forward(signum: int, _frame: object) -> None:
+        proc.send_signal(signum)
+
+    stops = (signal.SIGTERM, signal.SIGINT)
+    previous = {stop: signal.signal(stop, forward) for stop in stops}
+    try:
+        stdout, _ = proc.communicate()
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
+    return proc.returncode, stdout
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ variables, GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files, against the fake provide
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,11 @@ api_key = "env:FAKE_API_KEY"
 
 
 def run_action(
-    cli_env: dict[str, str], tmp_path: Path, cwd: Path | None = None, **inputs: str
+    cli_env: dict[str, str],
+    tmp_path: Path,
+    cwd: Path | None = None,
+    stop: Callable[[subprocess.Popen[str]], None] | None = None,
+    **inputs: str,
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, str], str]:
     """Runs the step script; returns the process, the outputs it wrote, and the summary.
 
@@ -44,15 +50,32 @@ def run_action(
         **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
     }
     env.pop("PREWARM_CONFIG", None)  # the action's config input decides
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT)],
-        env=env,
-        cwd=cwd or tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    if stop is not None:  # a step stopped once ``stop`` says so (a job's time limit)
+        step = subprocess.Popen(
+            [sys.executable, str(SCRIPT)],
+            env=env,
+            cwd=cwd or tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            stop(step)
+            out, err = step.communicate(timeout=120)
+        finally:
+            if step.poll() is None:
+                step.kill()
+        proc = subprocess.CompletedProcess(step.args, step.returncode, out, err)
+    else:
+        proc = subprocess.run(
+            [sys.executable, str(SCRIPT)],
+            env=env,
+            cwd=cwd or tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     written = dict(line.split("=", 1) for line in output.read_text().splitlines())
     assert list(runner_temp.iterdir()) == []  # the inline config and URL list are gone
     return proc, written, summary.read_text()
@@ -145,6 +168,32 @@ def test_the_install_step_asks_for_setup_python_on_an_older_python(
     if exit_code:
         assert f"this runner's python3 is {version}" in proc.stdout
         assert "actions/setup-python" in proc.stdout
+
+
+def test_sigterm_to_the_step_stops_prewarm_as_ctrl_c_does(
+    action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    # A job's time limit signals the step: prewarm gets it, stops, and its JSON is still the
+    # step's outputs (the step died at once and left prewarm running, orphaned).
+    hold = fake_cdn.hold_next("held.js")
+
+    def time_limit(step: subprocess.Popen[str]) -> None:
+        assert hold.holding.wait(60), "prewarm never sent its request"
+        step.send_signal(signal.SIGTERM)
+        fake_cdn.release_holds()
+
+    proc, outputs, _summary = run_action(
+        action_env,
+        tmp_path,
+        stop=time_limit,
+        urls="https://cdn.example.com/held.js",
+        config=INLINE_CONFIG.format(endpoint=fake_cdn.url),
+    )
+    assert proc.returncode == 130, proc.stderr
+    error = json.loads(proc.stdout)["error"]
+    assert error["code"] == "interrupted" and error["job_id"]
+    assert outputs["exit-code"] == "130" and outputs["job-id"] == error["job_id"]
+    assert "--resume" in proc.stderr
 
 
 def test_wait_with_a_failing_url_fails_the_step_with_4(
