@@ -136,12 +136,19 @@ def _help_width() -> int:
     return max(min(columns or 80, int(CONTEXT_SETTINGS["max_content_width"])) - 2, 50)
 
 
-def _stop_as_interrupted(_signum: int, _frame: object) -> None:
+def _stop_as_interrupted(signum: int, _frame: object) -> None:
     """SIGTERM (a CI job's time limit, `kill`, a container stopping) stops a run as Ctrl-C
-    does: what was sent is recorded, and the last line says how to resume. A second one
-    while that is done is ignored (SIGKILL still ends it)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    does: what was sent is recorded, and the last line says how to resume. A SIGTERM after
+    either (a CI runner sends SIGINT, then SIGTERM) is ignored while that is done; a second
+    Ctrl-C still stops at once, and SIGKILL ends it."""
+    global _stopping
+    if signum == signal.SIGTERM and _stopping:
+        return  # (not SIG_IGN: a SIGTERM already pending would then raise an OSError)
+    _stopping = True
     raise KeyboardInterrupt
+
+
+_stopping = False  # a run is being stopped (by a signal)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -153,6 +160,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
     if previous is signal.SIG_DFL:
         with contextlib.suppress(ValueError):
             signal.signal(signal.SIGTERM, _stop_as_interrupted)
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                signal.signal(signal.SIGINT, _stop_as_interrupted)
     try:
         cli.main(
             args=argv,
@@ -170,7 +179,11 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
         sys.exit(exit_for(exc, given, debug))
     finally:
+        global _stopping
+        _stopping = False
         if previous is signal.SIG_DFL:  # a caller in this process (a test) keeps its own
             with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                if signal.getsignal(signal.SIGINT) is _stop_as_interrupted:
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(0)

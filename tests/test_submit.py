@@ -508,9 +508,16 @@ def test_killed_run_resumes_exactly_what_was_not_accepted(
     assert fake_cdn.accepted_counts() == {u: 1 for u in items}  # nothing sent twice
 
 
-@pytest.mark.parametrize("ignored", [False, True])
+@pytest.mark.parametrize(
+    ("ignored", "signals"),
+    [
+        (False, [signal.SIGTERM]),
+        (True, [signal.SIGTERM]),
+        (False, [signal.SIGINT, signal.SIGTERM]),  # a CI runner's cancel: both, at once
+    ],
+)
 def test_sigterm_while_reading_stdin_leaves_no_empty_job(
-    fake_config, cli_env, tmp_path, run_cli, ignored: bool
+    fake_config, cli_env, tmp_path, run_cli, ignored: bool, signals: list[signal.Signals]
 ) -> None:
     # A CI job's time limit sends SIGTERM: it stops as Ctrl-C does (exit 130, the error in
     # the JSON), and the job made before reading the input is not left behind empty. Where
@@ -541,16 +548,18 @@ def test_sigterm_while_reading_stdin_leaves_no_empty_job(
     try:
         wait_for(lambda: job_made() or proc.poll() is not None, 30)
         assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGTERM)
-        out, _err = proc.communicate(timeout=30)  # stdin closed: an empty input if it reads on
+        for sig in signals:
+            proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)  # stdin closed: an empty input if it reads on
     finally:
         if proc.poll() is None:
             proc.kill()
     if ignored:
         assert proc.returncode == 2 and "no URLs to send" in out
         return
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     assert json.loads(out)["error"]["code"] == "interrupted"
+    assert err.strip().splitlines() == ["interrupted"]  # one word: no second stop, no trace
     assert json.loads(run_cli("jobs", "-o", "json").stdout) == []
 
 
