@@ -487,7 +487,6 @@ class EdgeOneProvider(Provider):
             ours = dict(self._ours)
         return job_status(job_id, tasks, ours, self.zone_id)
 
-
     def _check_listed(self, kind: str, job_id: str) -> None:
         """A job EdgeOne still lists no task of, UNLISTED_GRACE seconds after this process
         first asked, is not found: a new job is listed within seconds, and a job id that
