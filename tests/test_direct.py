@@ -263,6 +263,22 @@ def test_a_url_with_non_ascii_characters_is_warmed_in_its_encoded_form(
     assert rep["failures"] == []
 
 
+def test_a_piped_direct_submit_on_a_machine_without_its_record_is_counted_as_it_said(
+    bed: CacheBed, run_cli, direct_config, tmp_path
+) -> None:
+    # `submit -o json | status --wait -` where the run's record is not: direct warming is
+    # done when its submit returns, so the piped counts are its state (it was not_found).
+    direct_config('encodings = ["identity"]\n')
+    items = [bed.nginx.url("/obj/piped.js"), bed.nginx.url("/missing/piped.js")]
+    r, data = submit(run_cli, *bed.nginx.resolve_args(), *items)
+    assert r.returncode == 4 and data["accepted"] == 1, r.stderr
+    elsewhere = {"PREWARM_STATE_DIR": str(tmp_path / "another-machine")}
+    r = run_cli("status", "--wait", "-", "-o", "json", input=r.stdout, env_extra=elsewhere)
+    assert r.returncode == 4, r.stderr
+    st = json.loads(r.stdout)
+    assert (st["state"], st["total"], st["succeeded"], st["failed"]) == ("partial", 2, 1, 1)
+
+
 def test_a_run_this_machine_has_no_record_of_is_not_found(run_cli, direct_config) -> None:
     direct_config()
     for command in ("status", "report"):  # report said "no failures", exit 0

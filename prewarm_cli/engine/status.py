@@ -110,7 +110,10 @@ def _piped_ref(ws: Workspace, job_id: str | None, data: Mapping[str, Any]) -> Jo
     its alias here)."""
     tasks: dict[str, list[str]] = {}
     for t in data["tasks"]:
-        tasks.setdefault(str(t["provider"]), []).append(str(t["task_id"]))
+        alias = str(t["provider"])
+        if ws.finished_in_submit(alias):  # direct: its runs' record is on that machine only
+            continue
+        tasks.setdefault(alias, []).append(str(t["task_id"]))
     piped: dict[str, jr.Counts] = {}
     for alias, counted_there in (data.get("providers") or {}).items():
         piped[alias] = jr.Counts(
@@ -206,7 +209,13 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
                 details = session.provider.job_details(statuses)
         seen[alias] = statuses
         providers[alias] = _provider_status(
-            alias, statuses, counts.get(alias), details, sending=holder is not None
+            alias,
+            statuses,
+            counts.get(alias),
+            details,
+            sending=holder is not None,
+            # A piped job's direct warming: done when its submit returned, as it counted.
+            done_in_submit=not task_ids and ref.piped is not None and ws.finished_in_submit(alias),
         )
         if ref.job_id and recorded is None:
             ws.journal.save_task_states(
@@ -400,13 +409,18 @@ def _provider_status(
     details: Mapping[str, Any],
     *,
     sending: bool,
+    done_in_submit: bool = False,
 ) -> ProviderStatus:
-    """One provider's part; ``sending``: a live process is still sending the job."""
+    """One provider's part; ``sending``: a live process is still sending the job;
+    ``done_in_submit``: with no task statuses, its accepted targets are done (direct)."""
     succeeded = sum(s.succeeded for s in statuses)
     failed = sum(s.failed for s in statuses)
     in_progress = sum(s.in_progress for s in statuses)
     pending = sum(s.pending for s in statuses)
     vendor_total = sum(s.total for s in statuses)
+    if done_in_submit and counts is not None:
+        succeeded += counts[jr.ACCEPTED]
+        vendor_total += counts[jr.ACCEPTED]
     not_sent = deferred = 0
     if counts is not None:
         # Targets the vendor never took count too: rejected and failed at submit are
@@ -417,7 +431,7 @@ def _provider_status(
         total = counts.total
     else:
         total = vendor_total
-    states = [s.state for s in statuses]
+    states = [s.state for s in statuses] or ([State.SUCCEEDED] if done_in_submit else [])
     vendor_state = combine_states(states) if states else State.PENDING
     if counts is not None:
         # A vendor that counts fewer URLs than were accepted (not yet listed, or an estimate)
