@@ -316,6 +316,10 @@ def test_a_job_that_warmed_nothing_has_its_details_and_report_per_pop(
     rep = json.loads(run_cli("report", data["job_id"], "-o", "json").stdout)
     assert sorted(f["url"] for f in rep["failures"]) == sorted(bed.nginx.url(p) for p in paths)
     assert all(f["pop"] in POPS and "HTTP 404" in f["reason"] for f in rep["failures"])
+    # --verify has nothing to check: it says so, with no table over nothing.
+    verified = run_cli("status", data["job_id"], "--verify", "-o", "table")
+    assert verified.stdout.rstrip().endswith("nothing checked: no URL of the job succeeded")
+    assert "hit ratio" not in verified.stdout and "cache" not in verified.stdout
 
 
 def test_max_bytes_defers_and_resume_warms_only_the_rest(

@@ -34,6 +34,8 @@ def records(result: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def summary_line(summary: Mapping[str, Any]) -> str:
     """One line: counts, errors, hit ratio (and mismatches with vendor claims)."""
+    if not summary["total"]:  # `--verify` of a job none of whose URLs succeeded
+        return "nothing checked: no URL of the job succeeded"
     parts = [f"{summary['total']} checked"]
     parts += [f"{summary[v]} {v}" for v in CACHE_VALUES if summary.get(v)]
     if summary.get("non_2xx"):
@@ -51,6 +53,9 @@ def render_table(out: Output, result: Mapping[str, Any]) -> None:
     from rich.text import Text
 
     rows_in = result["results"]
+    if not rows_in:  # no header over nothing
+        out.line(summary_line(result["summary"]))
+        return
     show_enc = len({r["accept_encoding"] for r in rows_in}) > 1
     show_bytes = any(r["bytes"] is not None for r in rows_in)
     show_vendor = any("vendor" in r for r in rows_in)
