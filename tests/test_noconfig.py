@@ -343,3 +343,13 @@ def test_the_test_fakes_are_not_shipped(cli_env: dict[str, str]) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "fake" not in {row["type"] for row in json.loads(r.stdout)}
+
+
+def test_scale_on_a_fresh_machine_says_what_can_scale(cli_env, run_cli) -> None:
+    # It said "no provider selected", with a hint to set a default that could not scale.
+    del cli_env["PREWARM_CONFIG"]  # a fresh machine: no config file anywhere
+    r = run_cli("scale", "-o", "json")
+    assert r.returncode == 2, r.stderr
+    error = json.loads(r.stdout)["error"]
+    assert error["message"] == "no configured provider can scale (configured: none)"
+    assert "prewarm config init --type aws" in error["hint"]

@@ -178,6 +178,13 @@ def _scale_alias(ws: Workspace, name: str | None) -> str:
     capable = [a for a in ws.config.aliases() if Capability.SCALE in ws.declared_capabilities(a)]
     if default not in capable and len(capable) == 1:
         return capable[0]
+    if default is None and not capable:
+        configured = ", ".join(ws.config.aliases()) or "none"
+        raise UsageError(
+            f"no configured provider can scale (configured: {configured})",
+            hint="only the AWS prewarm stack has instances to scale: set one up with"
+            " `prewarm config init --type aws`",
+        )
     if default is None:
         return ws.selected([])[0]  # no provider selected: that error, with its hint
     if default not in capable and capable:
