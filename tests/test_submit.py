@@ -184,6 +184,12 @@ def test_without_lookup_unknown_stays_unknown_until_force(
     r, data = submit_json(run_cli, *urls(10))
     assert r.returncode == 4
     assert data["unknown"] == 10 and data["accepted"] == 0
+    # Piped to a machine without the journal, status says --force is what resends them.
+    piped = run_cli(
+        "status", "-", "-o", "json", input=json.dumps(data),
+        env_extra={"PREWARM_STATE_DIR": str(Path(fake_config).parent / "another-machine")},
+    )  # fmt: skip
+    assert "the 10 of unknown outcome only with --force" in piped.stderr
     # a plain resume does not resend what may have been accepted
     r, data2 = submit_json(run_cli, "--resume", data["job_id"])
     assert r.returncode == 4 and data2["unknown"] == 10

@@ -372,7 +372,7 @@ def _only_urls(status: TaskStatus, urls: set[str] | None) -> TaskStatus:
 def status_with_claims(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, str]]:
     """job_status(), also returning each URL's vendor state (for --verify)."""
     status, statuses = _job_status(ws, ref)
-    _say_resume(ws, status)
+    _say_resume(ws, status, ref)
     return status, url_claims(ws, ref, statuses)
 
 
@@ -483,7 +483,7 @@ def settled(status: JobStatus) -> bool:
     return State(status.state).finished
 
 
-def _say_resume(ws: Workspace, status: JobStatus) -> None:
+def _say_resume(ws: Workspace, status: JobStatus, ref: JobRef) -> None:
     if status.job_id is None:
         return
     if status.state == JobState.FAILED and ws.journal.job_state(status.job_id) == JobState.CREATED:
@@ -500,7 +500,7 @@ def _say_resume(ws: Workspace, status: JobStatus) -> None:
     if status.not_sent > status.deferred:
         left.append(f"{status.not_sent - status.deferred} unsent or of unknown outcome")
     job = status.job_id
-    forced = _unknown_without_lookup(ws, job)
+    forced = _unknown_without_lookup(ws, ws.journal.counts(job) or ref.piped or {})
     also = (
         f"; the {forced:,} of unknown outcome only with --force, once the vendor's console"
         " shows they were not taken"
@@ -519,14 +519,24 @@ def _say_resume(ws: Workspace, status: JobStatus) -> None:
 ELSEWHERE = "on the machine that submitted it (its journal is not here)"
 
 
-def _unknown_without_lookup(ws: Workspace, job_id: str) -> int:
-    """Targets of unknown outcome at providers that cannot be asked whether they took them
-    (no LOOKUP): a --resume leaves those alone unless --force."""
+def _unknown_without_lookup(ws: Workspace, counts: Mapping[str, jr.Counts]) -> int:
+    """Targets of unknown outcome (``counts``: the job's per alias, from the journal or a
+    piped submit JSON) at providers that cannot be asked whether they took them (no
+    LOOKUP): a --resume leaves those alone unless --force."""
     return sum(
-        counts[jr.UNKNOWN]
-        for alias, counts in ws.journal.counts(job_id).items()
-        if counts[jr.UNKNOWN] and Capability.LOOKUP not in ws.declared_capabilities(alias)
+        counted[jr.UNKNOWN]
+        for alias, counted in counts.items()
+        if counted[jr.UNKNOWN] and Capability.LOOKUP not in _capabilities(ws, alias)
     )
+
+
+def _capabilities(ws: Workspace, alias: str) -> frozenset[Capability]:
+    """The alias's capabilities as configured where it can be built here, else those its
+    type declares."""
+    try:
+        return ws.session(alias).capabilities
+    except PrewarmError:
+        return ws.declared_capabilities(alias)
 
 
 def status_exit(state: str) -> ExitCode:
@@ -572,7 +582,7 @@ def wait_with_claims(
             )
             if settled(status):
                 progress.note(_poll_line(status))
-                _say_resume(ws, status)
+                _say_resume(ws, status, ref)
                 return status, url_claims(ws, ref, statuses)
             if deadline is None:
                 progress.note(_poll_line(status, every))
