@@ -179,11 +179,11 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
         sys.exit(exit_for(exc, given, debug))
     finally:
-        global _stopping
-        _stopping = False
         if previous is signal.SIG_DFL:  # a caller in this process (a test) keeps its own
             with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 if signal.getsignal(signal.SIGINT) is _stop_as_interrupted:
                     signal.signal(signal.SIGINT, signal.default_int_handler)
+        global _stopping
+        _stopping = False  # once the handlers are back: a SIGTERM now cannot raise here
     sys.exit(0)

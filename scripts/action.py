@@ -237,14 +237,22 @@ def _run_forwarding_signals(command: list[str]) -> tuple[int, str]:
     becomes the step's outputs. The exit code and stdout."""
     import signal
 
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    started: list[subprocess.Popen[str]] = []
+    early: list[int] = []  # a signal that came before prewarm was started: sent once it is
 
     def forward(signum: int, _frame: object) -> None:
-        proc.send_signal(signum)
+        if started:
+            started[0].send_signal(signum)
+        else:
+            early.append(signum)
 
     stops = (signal.SIGTERM, signal.SIGINT)
     previous = {stop: signal.signal(stop, forward) for stop in stops}
     try:
+        started.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
+        proc = started[0]
+        for signum in early:
+            proc.send_signal(signum)
         stdout, _ = proc.communicate()
     finally:
         for stop, handler in previous.items():

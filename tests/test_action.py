@@ -4,6 +4,8 @@ variables, GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files, against the fake provide
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from fakes.generic import FakeCdn
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "action.py"
+ACTION_YML = ROOT / "action.yml"
 
 INLINE_CONFIG = """\
 [defaults]
@@ -51,8 +54,20 @@ def run_action(
     }
     env.pop("PREWARM_CONFIG", None)  # the action's config input decides
     if stop is not None:  # a step stopped once ``stop`` says so (a job's time limit)
+        # Through bash, as the runner runs the step (and signals bash alone), with the
+        # step's own line from action.yml; its virtualenv's python is this one.
+        (line,) = re.findall(
+            r"^\s+run: '(.*scripts/action\.py\")'$", ACTION_YML.read_text(), re.MULTILINE
+        )
+        venv_bin = runner_temp / "prewarm-venv" / "bin"
+        venv_bin.mkdir(parents=True)
+        (venv_bin / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        (venv_bin / "python").chmod(0o755)
+        env["ACTION_PATH"] = str(ROOT)
+        script = runner_temp / "prewarm-venv" / "step.sh"  # a file: `bash -c` would exec
+        script.write_text(line + "\n")
         step = subprocess.Popen(
-            [sys.executable, str(SCRIPT)],
+            ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", str(script)],
             env=env,
             cwd=cwd or tmp_path,
             stdout=subprocess.PIPE,
@@ -66,6 +81,7 @@ def run_action(
             if step.poll() is None:
                 step.kill()
         proc = subprocess.CompletedProcess(step.args, step.returncode, out, err)
+        shutil.rmtree(runner_temp / "prewarm-venv")
     else:
         proc = subprocess.run(
             [sys.executable, str(SCRIPT)],
@@ -179,16 +195,18 @@ def test_sigterm_to_the_step_stops_prewarm_as_ctrl_c_does(
 
     def time_limit(step: subprocess.Popen[str]) -> None:
         assert hold.holding.wait(60), "prewarm never sent its request"
-        step.send_signal(signal.SIGTERM)
-        fake_cdn.release_holds()
+        step.send_signal(signal.SIGTERM)  # to bash, as the runner does
 
-    proc, outputs, _summary = run_action(
-        action_env,
-        tmp_path,
-        stop=time_limit,
-        urls="https://cdn.example.com/held.js",
-        config=INLINE_CONFIG.format(endpoint=fake_cdn.url),
-    )
+    try:
+        proc, outputs, _summary = run_action(
+            action_env,
+            tmp_path,
+            stop=time_limit,
+            urls="https://cdn.example.com/held.js",
+            config=INLINE_CONFIG.format(endpoint=fake_cdn.url),
+        )
+    finally:
+        fake_cdn.release_holds()  # only now: the request must not end the run first
     assert proc.returncode == 130, proc.stderr
     error = json.loads(proc.stdout)["error"]
     assert error["code"] == "interrupted" and error["job_id"]

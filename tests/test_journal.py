@@ -115,7 +115,8 @@ def test_status_is_narrowed_to_the_jobs_urls() -> None:
 
 
 @pytest.mark.parametrize(
-    ("state", "failed", "pending"), [(State.CANCELLED, 3, 0), (State.RUNNING, 0, 1)]
+    ("state", "failed", "pending"),
+    [(State.CANCELLED, 3, 0), (State.PARTIAL, 3, 0), (State.RUNNING, 0, 1)],
 )
 def test_accepted_urls_a_vendor_does_not_count_failed_with_a_task_that_ended_badly(
     state: State, failed: int, pending: int

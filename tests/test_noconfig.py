@@ -353,3 +353,12 @@ def test_scale_on_a_fresh_machine_says_what_can_scale(cli_env, run_cli) -> None:
     error = json.loads(r.stdout)["error"]
     assert error["message"] == "no configured provider can scale (configured: none)"
     assert "prewarm config init --type aws" in error["hint"]
+    # One provider that cannot scale, the default by being alone: the same words.
+    cli_env["PREWARM_CONFIG"] = str(Path(cli_env["PREWARM_STATE_DIR"]).parent / "q.toml")
+    Path(cli_env["PREWARM_CONFIG"]).write_text('[providers.q]\ntype = "qiniu"\n')
+    Path(cli_env["PREWARM_CONFIG"]).chmod(0o600)
+    r = run_cli("scale", "-o", "json")
+    assert r.returncode == 2, r.stderr
+    assert json.loads(r.stdout)["error"]["message"] == (
+        "no configured provider can scale (configured: q)"
+    )

@@ -178,7 +178,7 @@ def _scale_alias(ws: Workspace, name: str | None) -> str:
     capable = [a for a in ws.config.aliases() if Capability.SCALE in ws.declared_capabilities(a)]
     if default not in capable and len(capable) == 1:
         return capable[0]
-    if default is None and not capable:
+    if not capable and default not in capable:
         configured = ", ".join(ws.config.aliases()) or "none"
         raise UsageError(
             f"no configured provider can scale (configured: {configured})",

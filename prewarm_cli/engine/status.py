@@ -435,10 +435,11 @@ def _provider_status(
     vendor_state = combine_states(states) if states else State.PENDING
     if counts is not None:
         # A vendor that counts fewer URLs than were accepted (not yet listed, or an estimate)
-        # leaves them pending; where its tasks ended badly (cancelled, failed, timed out),
-        # they failed with them.
+        # leaves them pending while it works or where it succeeded; where it finished
+        # otherwise (cancelled, failed, timed out, partial), they failed with it: a finished
+        # job has nothing pending for ever.
         shortfall = max(0, counts[jr.ACCEPTED] - vendor_total)
-        if vendor_state in _ENDED_BADLY:
+        if vendor_state.finished and vendor_state != State.SUCCEEDED:
             failed += shortfall
         else:
             pending += shortfall

@@ -288,12 +288,12 @@ class ProviderSession:
         """The vendor's limits with the config's overrides (raising one needs --force)."""
         if self._limits is None:
             vendor = self._vendor_limits()
-            # Limits not read from the vendor (a dry run without the secrets) bound nothing.
-            problems = (
-                []
-                if self.limits_unread
-                else (limit_problems(self.alias, self.settings, vendor, force=self.force))
-            )
+            # A batch size not read from the vendor (a dry run without the secrets) bounds
+            # nothing: the config's is planned as given.
+            checked = self.settings
+            if self.limits_unread:
+                checked = {k: v for k, v in self.settings.items() if k != "batch_size"}
+            problems = limit_problems(self.alias, checked, vendor, force=self.force)
             if problems:
                 raise config_mod.in_file(self.config_file, problems[0])
             limits = vendor

@@ -34,8 +34,8 @@ def records(result: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def summary_line(summary: Mapping[str, Any]) -> str:
     """One line: counts, errors, hit ratio (and mismatches with vendor claims)."""
-    if not summary["total"]:  # `--verify` of a job none of whose URLs succeeded
-        return "nothing checked: no URL of the job succeeded"
+    if not summary["total"]:  # `--verify` of a job with no URL known here to have succeeded
+        return "nothing checked: no URL of the job is known here to have succeeded"
     parts = [f"{summary['total']} checked"]
     parts += [f"{summary[v]} {v}" for v in CACHE_VALUES if summary.get(v)]
     if summary.get("non_2xx"):
