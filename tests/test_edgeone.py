@@ -564,6 +564,16 @@ def _provider(**settings: Any) -> Any:
     return EdgeOneProvider("edgeone", {**base, **settings})
 
 
+def _provider_of(fake: FakeEdgeOne) -> Any:
+    """The provider in this process, against the fake EdgeOne."""
+    return _provider(
+        endpoint=fake.url,
+        zone_id=fake.zone_id,
+        secret_id=fake.secret_id,
+        secret_key=fake.secret_key,
+    )
+
+
 @pytest.mark.parametrize(
     ("endpoint", "protocol", "host"),
     [
@@ -638,12 +648,7 @@ def test_plugin_import_stays_light() -> None:
 
 
 def test_quota_denied_by_cam_falls_back_to_a_small_batch(fake: FakeEdgeOne) -> None:
-    provider = _provider(
-        endpoint=fake.url,
-        zone_id=fake.zone_id,
-        secret_id=fake.secret_id,
-        secret_key=fake.secret_key,
-    )
+    provider = _provider_of(fake)
     fake.fail_next(QUOTA, "UnauthorizedOperation.NoPermission")
     limits = provider.limits()
     assert (limits.max_batch, limits.vendor_reported) == (100, False)
@@ -658,12 +663,7 @@ def test_a_job_edgeone_never_lists_is_not_found_after_the_grace(fake: FakeEdgeOn
     # questions is not found (a --wait on it never ended); a new job is pending meanwhile.
     from prewarm_edgeone.provider import UNLISTED_GRACE
 
-    provider = _provider(
-        endpoint=fake.url,
-        zone_id=fake.zone_id,
-        secret_id=fake.secret_id,
-        secret_key=fake.secret_key,
-    )
+    provider = _provider_of(fake)
     now = [1000.0]
     provider.clock = lambda: now[0]
     (status,) = provider.fetch_status(["20never0made"])

@@ -345,3 +345,20 @@ class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic in newer cl
 
 SECONDS = Seconds()
 WAIT_SECONDS = Seconds(zero=True)  # --wait-timeout: 0 waits without a limit
+
+
+def wait_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--interval, --wait-timeout and --verify: how a --wait polls, for how long, and what
+    follows it (submit and status)."""
+    f = click.option("--verify", is_flag=True, help="After waiting, check the URLs' cache status.")(
+        f
+    )
+    f = click.option(
+        "--wait-timeout",
+        type=WAIT_SECONDS,
+        metavar="S",
+        help="Give up waiting after S seconds (exit 6); 0 waits without a limit.",
+    )(f)
+    return click.option(
+        "--interval", type=SECONDS, metavar="S", help="Seconds between status polls."
+    )(f)

@@ -10,10 +10,10 @@ from prewarm_cli.commands import examples, short_help
 from prewarm_cli.commands._common import (
     CONTEXT_SETTINGS,
     SECONDS,
-    WAIT_SECONDS,
     exit_with,
     global_options,
     stdin_text,
+    wait_options,
     workspace,
 )
 from prewarm_cli.commands._render import (
@@ -38,14 +38,7 @@ CANCEL_WAIT_TIMEOUT = 600.0
 )
 @click.argument("job", required=False)
 @click.option("--wait", "wait_", is_flag=True, help="Poll until the job is finished.")
-@click.option("--interval", type=SECONDS, metavar="S", help="Seconds between polls.")
-@click.option(
-    "--wait-timeout",
-    type=WAIT_SECONDS,
-    metavar="S",
-    help="Give up after S seconds (exit 6); 0 waits without a limit.",
-)
-@click.option("--verify", is_flag=True, help="After waiting, check the URLs' cache status.")
+@wait_options
 @click.option("--force", is_flag=True, help="Poll faster than the provider's polling budget.")
 @global_options
 def status(

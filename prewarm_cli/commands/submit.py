@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -9,13 +11,12 @@ import click
 from prewarm_cli.commands import examples, short_help
 from prewarm_cli.commands._common import (
     CONTEXT_SETTINGS,
-    SECONDS,
-    WAIT_SECONDS,
     exit_with,
     global_options,
     parse_header,
     provider_options,
     url_inputs,
+    wait_options,
     workspace,
 )
 from prewarm_cli.commands._render import (
@@ -74,14 +75,7 @@ class SubmitCommand(click.Command):
 @click.option("--skip-invalid", is_flag=True, help="Send the valid URLs and list the invalid ones.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; send nothing.")
 @click.option("--wait", "wait_", is_flag=True, help="Wait until the vendors finish.")
-@click.option("--interval", type=SECONDS, metavar="S", help="Seconds between status polls.")
-@click.option(
-    "--wait-timeout",
-    type=WAIT_SECONDS,
-    metavar="S",
-    help="Give up waiting after S seconds (exit 6); 0 waits without a limit.",
-)
-@click.option("--verify", is_flag=True, help="After waiting, check the URLs' cache status.")
+@wait_options
 @click.option(
     "--force",
     is_flag=True,
@@ -170,33 +164,24 @@ def submit(
         elif ws.out.fmt == "ndjson":  # the job is named before the wait, which may not end well
             ws.out.emit(summary, records=lambda _d: job_records(summary.job_id, summary=summary))
         ref = engine.parse_job_ref(ws, summary.job_id, lambda: "")
-        try:
+        job = summary.job_id
+        with _naming_the_job(
+            job,
+            f"interrupted while waiting; job {job} goes on at the vendors",
+            f"`prewarm status --wait {job}` waits again",
+        ):
             status, claims = engine.wait_with_claims(
                 ws, ref, interval=interval, timeout=wait_timeout
             )
-        except KeyboardInterrupt:
-            raise UserInterrupt(
-                f"interrupted while waiting; job {summary.job_id} goes on at the vendors",
-                hint=f"`prewarm status --wait {summary.job_id}` waits again",
-                job_id=summary.job_id,
-            ) from None
-        except PrewarmError as exc:
-            exc.job_id = exc.job_id or summary.job_id  # the job is made: its JSON names it
-            raise
         result: dict[str, Any] = {**summary.to_dict(), "status": status.to_dict()}
         codes = {code, exit_for(status.outcomes())}
         if verify:
-            try:
+            with _naming_the_job(
+                job,
+                f"interrupted while verifying job {job}",
+                f"`prewarm status --verify {job}` verifies again",
+            ):
                 result["verify"], verify_code = verify_claims(ws, claims, ref)
-            except KeyboardInterrupt:
-                raise UserInterrupt(
-                    f"interrupted while verifying job {summary.job_id}",
-                    hint=f"`prewarm status --verify {summary.job_id}` verifies again",
-                    job_id=summary.job_id,
-                ) from None
-            except PrewarmError as exc:
-                exc.job_id = exc.job_id or summary.job_id
-                raise
             codes.add(verify_code)
         if ws.out.fmt == "table":
             status_table(ws.out, status)
@@ -212,6 +197,19 @@ def submit(
             if verify:
                 verify_note(ws.out, result["verify"])
         exit_with(worst_exit(codes))
+
+
+@contextlib.contextmanager
+def _naming_the_job(job_id: str, interrupted: str, hint: str) -> Iterator[None]:
+    """Around what follows a made job (its wait, its verify): an error names the job in its
+    JSON, and Ctrl-C says ``interrupted`` with the command that does it again."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise UserInterrupt(interrupted, hint=hint, job_id=job_id) from None
+    except PrewarmError as exc:
+        exc.job_id = exc.job_id or job_id
+        raise
 
 
 # What a resumed run may set for itself; every other option is the job's, fixed when it began.

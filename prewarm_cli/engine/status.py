@@ -116,17 +116,9 @@ def _piped_ref(ws: Workspace, job_id: str | None, data: Mapping[str, Any]) -> Jo
         tasks.setdefault(alias, []).append(str(t["task_id"]))
     piped: dict[str, jr.Counts] = {}
     for alias, counted_there in (data.get("providers") or {}).items():
+        # The JSON's counts are named as the journal's outcomes.
         piped[alias] = jr.Counts(
-            {
-                outcome: int(counted_there.get(key) or 0)
-                for outcome, key in (
-                    (jr.ACCEPTED, "accepted"),
-                    (jr.REJECTED, "rejected"),
-                    (jr.FAILED, "failed"),
-                    (jr.DEFERRED, "deferred"),
-                    (jr.UNKNOWN, "unknown"),
-                )
-            }
+            {outcome: int(counted_there.get(outcome) or 0) for outcome in _SUBMIT_COUNTS}
         )
         tasks.setdefault(alias, [])
     named = {alias: ws.alias(alias) for alias, task_ids in tasks.items() if task_ids}
@@ -135,6 +127,9 @@ def _piped_ref(ws: Workspace, job_id: str | None, data: Mapping[str, Any]) -> Jo
         {named.get(alias, alias): task_ids for alias, task_ids in tasks.items()},
         {named.get(alias, alias): counts for alias, counts in piped.items()},
     )
+
+
+_SUBMIT_COUNTS = (jr.ACCEPTED, jr.REJECTED, jr.FAILED, jr.DEFERRED, jr.UNKNOWN)
 
 
 def journal_ref(ws: Workspace, job_id: str) -> JobRef:
@@ -501,14 +496,16 @@ def _say_resume(ws: Workspace, status: JobStatus, ref: JobRef) -> None:
     if status.not_sent > status.deferred:
         left.append(f"{status.not_sent - status.deferred} unsent or of unknown outcome")
     job = status.job_id
-    forced = _unknown_without_lookup(ws, ws.journal.counts(job) or ref.piped or {})
+    # A piped job's journal is on another machine: its counts are the JSON's.
+    counts = ws.journal.counts(job) if ref.piped is None else ref.piped
+    forced = _unknown_without_lookup(ws, counts)
     also = (
         f"; the {forced:,} of unknown outcome only with --force, once the vendor's console"
         " shows they were not taken"
         if forced
         else ""
     )
-    where = "" if ws.journal.job_state(job) else f" {ELSEWHERE}"
+    where = "" if ref.piped is None else f" {ELSEWHERE}"
     ws.out.info(
         f"job {job} is incomplete and no process is sending it"
         f" ({counted(status.not_sent, 'target')} not sent: {', '.join(left)}):"
