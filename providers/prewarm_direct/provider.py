@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -254,8 +254,8 @@ class DirectProvider(Provider):
             )
         store = self.store
         known = self._known(options.job_id, urls)
-        answers: dict[str, list[tuple[tuple[str, str], Answer]]] = {}
-        fresh: list[Answered] = []  # answers not handed to the record yet
+        batch = _BatchAnswers()
+        answers, not_ok, fresh = batch.by_url, batch.not_ok, batch.fresh
         unstarted: list[str] = []
         next_urls = iter(urls)
         ready: deque[Request] = deque()  # a URL's further requests, once its first answered
@@ -278,7 +278,7 @@ class DirectProvider(Provider):
                 if url is None:
                     return None
                 pending = self._pending(
-                    store, url, plan, targets, known.get(url), options, answers, fresh, hand_over
+                    store, url, plan, targets, known.get(url), options, batch, hand_over
                 )
                 if pending:
                     ready.append(pending[0])
@@ -294,6 +294,8 @@ class DirectProvider(Provider):
             url, target, variant = request.url, request.target, request.variant
             fresh.append((url, target.label, target.ip, variant, answer))
             answers[url].append(((target.label, variant), answer))
+            if answer.outcome != OK:
+                not_ok.add(url)
             further = held.pop(url, None)
             if url not in n_unanswered:
                 return  # refused meanwhile by another of its requests, in flight with this one
@@ -326,7 +328,7 @@ class DirectProvider(Provider):
         unfinished = [url for url, n in n_unanswered.items() if n]
         for url in unfinished:
             del answers[url]
-        result = self._result(answers, [*unfinished, *unstarted], recorded=recorded)
+        result = self._result(batch, [*unfinished, *unstarted], recorded=recorded)
         store.flush(
             warmed_urls=set(result.accepted)
         )  # recorded before the engine's journal says so
@@ -340,15 +342,14 @@ class DirectProvider(Provider):
         targets: Targets,
         known: Mapping[tuple[str, str], Record] | None,
         options: SubmitOptions,
-        answers: dict[str, list[tuple[tuple[str, str], Answer]]],
-        fresh: list[Answered],
+        batch: _BatchAnswers,
         hand_over: Callable[[], None],
     ) -> list[Request]:
         """A URL's requests not answered in the job yet; answers known already are noted, and
-        a PoP without an address is answered at once (in ``fresh``). The answers so far are
+        a PoP without an address is answered at once (to be recorded). The answers so far are
         handed over before a DNS lookup of its targets, which may take seconds."""
         mine: list[tuple[tuple[str, str], Answer]] = []
-        answers[url] = mine
+        batch.by_url[url] = mine
         if known:
             carried = [r for r in known.values() if r.run_id != self.run_id]
             if carried:  # this run's record holds the whole job's answers for the URL
@@ -360,10 +361,13 @@ class DirectProvider(Provider):
                 record = known.get((target.label, variant)) if known else None
                 if record is not None:
                     mine.append(((target.label, variant), _answer(record)))
+                    if record.outcome != OK:
+                        batch.not_ok.add(url)
                 elif target.error:
                     missing = Answer(NOT_FOUND, reason=target.error)
-                    fresh.append((url, target.label, target.ip, variant, missing))
+                    batch.fresh.append((url, target.label, target.ip, variant, missing))
                     mine.append(((target.label, variant), missing))
+                    batch.not_ok.add(url)
                 else:
                     pending.append(Request(url, target, variant, header_lines[variant]))
         if known and any(a.outcome == REJECTED for _, a in mine):
@@ -373,24 +377,18 @@ class DirectProvider(Provider):
     def _budget_spent(self) -> bool:
         return self.max_bytes is not None and self.bytes_sent >= self.max_bytes
 
-    def _result(
-        self,
-        answers: Mapping[str, list[tuple[tuple[str, str], Answer]]],
-        unstarted: list[str],
-        *,
-        recorded: bool,
-    ) -> BatchResult:
+    def _result(self, batch: _BatchAnswers, unstarted: list[str], *, recorded: bool) -> BatchResult:
         """Each URL's outcome from its requests' answers; ``recorded``: the record holds
         answers of the batch (the run is a task even if it accepted none of it)."""
-        accepted: list[str] = []
+        answers, not_ok = batch.by_url, batch.not_ok
+        # A URL every answer of which is OK is accepted: told apart without reading its answers.
+        accepted = [url for url in answers if url not in not_ok]
         rejected: dict[str, str] = {}
         failed: dict[str, str] = {}
         waits: list[float] = []
         retry = False
-        for url, url_answers in answers.items():
-            if all(a.outcome == OK for _, a in url_answers):
-                accepted.append(url)
-                continue
+        for url in [url for url in answers if url in not_ok]:
+            url_answers = answers[url]
             refused = [(k, a) for k, a in url_answers if a.outcome == REJECTED]
             transient = [(k, a) for k, a in url_answers if a.outcome == TRANSIENT]
             missing = [(k, a) for k, a in url_answers if a.outcome == NOT_FOUND]
@@ -439,20 +437,24 @@ class DirectProvider(Provider):
         if not fresh:
             return
         store.save(job_id, self.run_id, self.alias, fresh)
+        # Counted by kind (target, outcome, verdict, size): an edge gives few kinds.
+        kinds = Counter((label, a.outcome, a.cache, a.bytes) for _, label, _, _, a in fresh)
         with self._lock:
             replaceable = self._replaceable
-            for url, label, _, variant, answer in fresh:
-                self.bytes_sent += answer.bytes
-                if answer.outcome != NOT_FOUND:
-                    self.n_requests += 1
-                stats = self.stats.setdefault(label, {})
-                if replaceable:
+            if replaceable:  # a request asked again (it failed): only its latest answer counts
+                for url, label, _, variant, _ in fresh:
                     earlier = replaceable.pop((url, label, variant), None)
-                    if earlier is not None:  # the same request asked again: its latest counts
-                        _count(stats, earlier, -1)
-                _count(stats, answer)
-                if not answer.answered:
-                    replaceable[(url, label, variant)] = answer
+                    if earlier is not None:
+                        _count(self.stats[label], earlier, -1)
+            for (label, outcome, cache, n_bytes), n in kinds.items():
+                _count(self.stats.setdefault(label, {}), Answer(outcome, None, cache, n_bytes), n)
+                self.bytes_sent += n_bytes * n
+                if outcome != NOT_FOUND:
+                    self.n_requests += n
+            if any(outcome not in (OK, REJECTED) for _, outcome, _, _ in kinds):
+                for url, label, _, variant, answer in fresh:
+                    if not answer.answered:  # asked again later: that answer replaces it
+                        replaceable[(url, label, variant)] = answer
         fresh.clear()
 
     def progress_note(self) -> str | None:
@@ -590,6 +592,19 @@ class DirectProvider(Provider):
             warmer.close()
         if store is not None:
             store.close()
+
+
+class _BatchAnswers:
+    """A batch's answers as they come: per URL, each one's (target label, variant) and the
+    answer; the URLs with an answer other than OK (every other URL is accepted); and those
+    not handed to the record yet (``Answered``)."""
+
+    __slots__ = ("by_url", "fresh", "not_ok")
+
+    def __init__(self) -> None:
+        self.by_url: dict[str, list[tuple[tuple[str, str], Answer]]] = {}
+        self.not_ok: set[str] = set()
+        self.fresh: list[Answered] = []
 
 
 def _describe(items: Sequence[tuple[tuple[str, str], Answer]]) -> str:
