@@ -396,6 +396,43 @@ def test_unknown_outcome_is_looked_up_never_sent_twice(
         assert len(fake.calls(CREATE)) == 4  # not found: sent again
 
 
+def test_a_lookup_whose_probes_were_refused_lists_the_window(
+    run_cli, configure, fake: FakeEdgeOne
+) -> None:
+    # The URLs a lookup probes by target (first, middle, last) were refused in FailedList, so
+    # no task holds them; the others were taken. They must be found, not sent twice.
+    items = [
+        "https://cdn.example.com/reject-0.js",
+        "https://cdn.example.com/ok-1.js",
+        "https://cdn.example.com/reject-2.js",
+        "https://cdn.example.com/ok-3.js",
+        "https://cdn.example.com/reject-4.js",
+    ]
+    fake.fail_next(CREATE, "drop", after=True)
+    r, data = submit(run_cli, *items)
+    assert r.returncode == 4, r.stderr  # the refused ones: sent again, refused again
+    assert data["accepted"] == 2 and len(data["rejected"]) == 3 and data["unknown"] == 0
+    assert fake.accepted_counts() == {items[1]: 1, items[3]: 1}  # never sent twice
+    windows = [c for c in fake.calls(DESCRIBE) if not c["filters"]]
+    assert windows, "the window's tasks were listed"
+    assert all(c["params"]["StartTime"] < c["params"]["EndTime"] for c in windows)
+    assert len(fake.calls(CREATE)) == 2  # the refused three once more, alone
+
+
+def test_an_answer_without_job_id_is_looked_up_not_failed(
+    run_cli, configure, fake: FakeEdgeOne
+) -> None:
+    # EdgeOne made the job but its answer does not name it: looked up at once, not recorded
+    # failed (a --resume would have sent it again unlooked).
+    items = urls(3)
+    fake.fail_next(CREATE, "no_job_id")
+    r, data = submit(run_cli, *items)
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 3 and data["failed"] == [] and data["unknown"] == 0
+    assert len(fake.calls(CREATE)) == 1
+    assert fake.accepted_counts() == {u: 1 for u in items}
+
+
 def test_batch_quota_refusal_rereads_batch_and_shrinks(
     run_cli, configure, fake: FakeEdgeOne
 ) -> None:

@@ -22,6 +22,7 @@ from prewarm_cli.errors import (
     PrewarmError,
     ProviderError,
     QuotaExhausted,
+    UnknownOutcome,
 )
 from prewarm_cli.plugin import (
     BatchResult,
@@ -221,7 +222,9 @@ class EdgeOneProvider(Provider):
         """Which URLs EdgeOne holds a prefetch task for, created since ``since``.
 
         The ``target`` filter takes one URL, so a few URLs of the batch are looked up; the
-        jobs they belong to are then listed whole (one request made one job).
+        jobs they belong to are then listed whole (one request made one job). Where none of
+        them is in a job (refused in FailedList, or never sent), every task of the time
+        window is listed and compared: the others may have been taken.
         """
         sent = self._sent_forms(urls)
         if not sent:
@@ -253,6 +256,22 @@ class EdgeOneProvider(Provider):
                         found.setdefault(ours, job)
             if len(found) == len(sent):
                 break
+        if not listed:
+            # No probe is in a job: each may have been refused (FailedList) while the others
+            # were taken, so the window's tasks are listed whole and their targets compared.
+            end = datetime.now(UTC) + LOOKUP_CLOCK_MARGIN
+            tasks = self._list_tasks("prefetch", None, None, window=(since, end))
+            if len(tasks) >= MAX_LISTED:
+                raise ProviderError(
+                    f"EdgeOne lists over {MAX_LISTED:,} prefetch tasks since"
+                    f" {iso(since)}: cannot tell which of the batch it took",
+                    provider=self.alias,
+                )
+            for task in tasks:
+                ours = sent.get(str(task.Target))
+                job = str(task.JobId or "")
+                if ours is not None and job and (created_at(task) or since) >= since:
+                    found.setdefault(ours, job)
         return found
 
     def quota(self) -> Quota:
@@ -378,8 +397,9 @@ class EdgeOneProvider(Provider):
                     rejected[ours] = reason
         refused_all = bool(rejected) and all(sent[w] in rejected for w in sent)
         if job_id is None and not refused_all:
-            # Trusting an answer without a JobId would lose URLs: fail the batch (resumable).
-            raise ProviderError(
+            # EdgeOne may have made the job all the same: looked up before anything is sent
+            # again (a failed batch would be sent again by --resume unlooked).
+            raise UnknownOutcome(
                 f"EdgeOne {action}: the answer has no JobId",
                 provider=self.alias,
                 request_id=resp.RequestId,
@@ -443,24 +463,26 @@ class EdgeOneProvider(Provider):
     def _list_tasks(
         self,
         kind: str,
-        filter_name: str,
-        value: str,
+        filter_name: str | None,
+        value: str | None,
         *,
         window: tuple[datetime, datetime] | None = None,
     ) -> list[Any]:
-        """Every task matching one filter, page by page until TotalCount is reached."""
+        """Every task matching one filter (None: every task of the window), page by page
+        until TotalCount is reached, or MAX_LISTED."""
         _, action, _ = ACTIONS[kind]
         models = self._models()
         request_cls = getattr(models, f"{action}Request")
         response_cls = getattr(models, f"{action}Response")
         tasks: list[Any] = []
         while len(tasks) < MAX_LISTED:
-            flt = models.AdvancedFilter()
-            flt.Name = filter_name
-            flt.Values = [value]
             req = request_cls()
             req.ZoneId = self.zone_id
-            req.Filters = [flt]
+            if filter_name is not None:
+                flt = models.AdvancedFilter()
+                flt.Name = filter_name
+                flt.Values = [value]
+                req.Filters = [flt]
             req.Offset = len(tasks)
             req.Limit = PAGE_SIZE
             if window is not None:

@@ -127,7 +127,7 @@ class FakeTask:
 @dataclass
 class _Fault:
     action: str
-    kind: str  # an error code, "drop", "slow" or "http_502"
+    kind: str  # an error code, "drop", "slow", "http_502" or "no_job_id"
     remaining: int
     after: bool  # the action takes effect first, then the fault
     content_type: str
@@ -222,7 +222,8 @@ class FakeEdgeOne(LoopbackServer):
         ``kind`` is an error code (e.g. "InternalError", "RequestLimitExceeded"), "drop"
         (close the connection without an answer), "slow" (answer after slow_seconds) or
         "http_502". With ``after`` the action takes effect first (a task is created, then
-        the error or the dropped connection hides it).
+        the error or the dropped connection hides it); "no_job_id" is always after: the
+        action's success without its JobId.
         """
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}")
@@ -392,7 +393,7 @@ class FakeEdgeOne(LoopbackServer):
             if isinstance(f, dict)
         }
         fault = self._take_fault(action)
-        if fault is not None and not fault.after and fault.kind != "slow":
+        if fault is not None and not fault.after and fault.kind not in ("slow", "no_job_id"):
             return self._fault_reply(fault)
         handler: Callable[[dict[str, Any], float], dict[str, Any]] = getattr(self, f"_{action}")
         reply = _Reply(body=handler(params, now))
@@ -400,6 +401,10 @@ class FakeEdgeOne(LoopbackServer):
             return reply
         if fault.kind == "slow":
             reply.delay = self.slow_seconds
+            return reply
+        if fault.kind == "no_job_id":  # a success that does not say which job it made
+            assert isinstance(reply.body, dict)
+            reply.body.pop("JobId", None)
             return reply
         return self._fault_reply(fault)
 
