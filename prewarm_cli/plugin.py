@@ -343,6 +343,14 @@ def state_dir() -> Path:
     return _state_dir()
 
 
+def private_file(path: Path) -> None:
+    """A provider's state file (SQLite, JSON) exists with mode 0600 before it is opened, and
+    an existing one, its SQLite -wal and -shm too, is made so: others may read nothing of it."""
+    from prewarm_cli.paths import create_private
+
+    create_private(path)
+
+
 def url_to_ascii(url: str) -> str:
     """A URL in RFC 3986 form (IDNA host, non-ASCII percent-encoded), as prewarm validates it.
 

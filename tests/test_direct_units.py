@@ -754,3 +754,23 @@ def test_an_idn_hosts_pin_is_found_by_the_name_sent() -> None:
     (target,) = targets.for_url("http://café.test/menu.png")
     assert (target.ip, target.connect_to) == ("127.0.0.9", "xn--caf-dma.test:80:127.0.0.9:80")
     assert warned == []
+
+
+def test_an_existing_record_is_made_private(tmp_path) -> None:
+    import stat
+
+    from prewarm_direct.store import Store
+
+    # A record left readable (by a copy, an earlier prewarm, a permissive umask) holds every
+    # URL warmed: it is made 0600 when opened, its SQLite sidecars too.
+    path = tmp_path / "direct.sqlite3"
+    Store(path).close()
+    for extra in (path, Path(f"{path}-wal")):
+        extra.touch()
+        extra.chmod(0o644)
+    store = Store(path)
+    try:
+        for extra in (path, Path(f"{path}-wal")):
+            assert stat.S_IMODE(extra.stat().st_mode) == 0o600, extra
+    finally:
+        store.close()

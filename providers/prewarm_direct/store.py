@@ -22,7 +22,6 @@ since the batch was sent); every other answer keeps its row by URL.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from prewarm_cli.errors import JournalError
+from prewarm_cli.plugin import private_file
 from prewarm_direct.warm import OK, REJECTED, Answer
 
 # One answer as a worker hands it over: URL, target label, target IP, variant, the answer.
@@ -113,8 +113,7 @@ class Store:
     def __init__(self, path: Path) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not path.exists():
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            private_file(path)  # made so too if an earlier prewarm, or a copy, left it open
             self._db = sqlite3.connect(
                 str(path), timeout=30.0, isolation_level=None, check_same_thread=False
             )
