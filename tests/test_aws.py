@@ -56,6 +56,46 @@ def configure(
 # --------------------------------------------------------------------------- the happy path
 
 
+def test_a_stack_behind_a_private_ca_is_reached_through_ca_bundle(
+    run_cli, write_config, cli_env, tmp_path: Path
+) -> None:
+    # The stack, its report link and CloudFront's lookup over HTTPS signed by a private CA:
+    # every request trusts the config's ca_bundle (report --download built a client of its own
+    # that did not), and verification stays on (the lookup refused the CA it was not given).
+    import ssl
+
+    from fakes.tls import tls_files
+
+    ca, cert, key = tls_files(tmp_path, "localhost")
+    api = FakePrewarmApi(distributions=DISTRIBUTIONS)
+    api.ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    api.ssl_context.load_cert_chain(cert, key)
+    with api:
+        api.point_cli_at(cli_env, tmp_path)
+        values: dict[str, Any] = {
+            "type": "aws",
+            "endpoint": api.endpoint,
+            "target_type": "pop",  # no cf_domain: found through CloudFront
+            "pops": POPS,
+            "poll_interval": 0.1,
+            "ca_bundle": str(ca),
+        }
+        write_config(config_toml(values))
+        items = [*urls(2), "https://static.example.com/dlfail.js"]
+        r, sub = cli_json(run_cli, "submit", *items, "--wait")
+        assert r.returncode == 4, r.stderr  # one failed download
+        assert sub["accepted"] == 3
+        target = tmp_path / "failed.csv"
+        r, rep = cli_json(run_cli, "report", "--download", str(target))
+        assert r.returncode == 4, r.stderr
+        assert rep["report_url"].startswith("https://localhost:")
+        assert "saved" in r.stderr and "dlfail.js" in target.read_text()
+
+        write_config(config_toml({k: v for k, v in values.items() if k != "ca_bundle"}))
+        r = run_cli("submit", "-o", "json", *urls(1))
+        assert r.returncode != 0 and "certificate" in r.stderr.lower(), r.stderr
+
+
 def test_submit_sends_every_field_then_status_wait_and_report(
     run_cli, configure, api: FakePrewarmApi, tmp_path: Path, cli_env
 ) -> None:

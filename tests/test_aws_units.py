@@ -614,3 +614,55 @@ def test_every_request_after_a_calls_first_is_paced(fake: FakePrewarmApi) -> Non
     assert [s.state for s in statuses] == [State.SUCCEEDED, State.SUCCEEDED]
     assert len(paced) == 3
     p.close()
+
+
+_DISTRIBUTION_LIST = b"""<?xml version="1.0" encoding="UTF-8"?>
+<DistributionList xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/">
+<Marker></Marker><MaxItems>100</MaxItems><IsTruncated>false</IsTruncated><Quantity>1</Quantity>
+<Items><DistributionSummary><Id>E1</Id><Status>Deployed</Status>
+<DomainName>d111111abcdef8.cloudfront.net</DomainName>
+<Aliases><Quantity>1</Quantity><Items><CNAME>static.example.com</CNAME></Items></Aliases>
+</DistributionSummary></Items></DistributionList>"""
+
+
+def test_the_distribution_lookup_trusts_the_config_s_ca_bundle(
+    aws_credentials: None, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CloudFront's ListDistributions through a TLS proxy with a private CA: the config's
+    # ca_bundle is trusted (boto3 reads AWS_CA_BUNDLE, not SSL_CERT_FILE), and without it the
+    # certificate is refused (verification stays on).
+    import http.server
+    import ssl
+    import threading
+
+    from fakes.tls import tls_files
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(_DISTRIBUTION_LIST)))
+            self.end_headers()
+            self.wfile.write(_DISTRIBUTION_LIST)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    ca, cert, key = tls_files(tmp_path, "localhost")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDFRONT", f"https://localhost:{server.server_port}")
+        monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+        trusted = DistributionIndex("cf", None, ca_bundle=str(ca))
+        assert [d.domain for d in trusted.match("static.example.com")] == [
+            "d111111abcdef8.cloudfront.net"
+        ]
+        with pytest.raises(ProviderError, match=r"(?i)certificate"):
+            DistributionIndex("cf", None).distributions()
+    finally:
+        server.shutdown()
+        server.server_close()

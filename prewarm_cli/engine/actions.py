@@ -110,8 +110,9 @@ def download_report(ws: Workspace, result: JobReport, path: str) -> None:
     if len(links) > 1:
         raise UsageError("several providers offer a report file; use -p to pick one")
     ((alias, url),) = links.items()
+    ca_bundle = ws.session(alias).provider.settings.get("ca_bundle")
     with (
-        httpx.Client(timeout=60.0, follow_redirects=True) as client,
+        httpx.Client(timeout=60.0, follow_redirects=True, verify=ca_bundle or True) as client,
         open(path, "wb") as fh,
         client.stream("GET", url) as response,
     ):

@@ -66,9 +66,17 @@ class Distribution:
 class DistributionIndex:
     """The account's distributions, listed once, and host → distribution matching."""
 
-    def __init__(self, alias: str, profile: str | None, *, page_size: int = PAGE_SIZE) -> None:
+    def __init__(
+        self,
+        alias: str,
+        profile: str | None,
+        *,
+        ca_bundle: str | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
         self.alias = alias
         self._profile = profile
+        self._ca_bundle = ca_bundle  # the config's; boto3 reads AWS_CA_BUNDLE, not SSL_CERT_FILE
         self._page_size = page_size
         self._lock = threading.Lock()
         self._items: tuple[Distribution, ...] | None = None
@@ -107,7 +115,9 @@ class DistributionIndex:
                 # A session of our own: the standard credential chain, no shared global state.
                 session = boto3.Session(profile_name=self._profile)
                 self._client = session.client(
-                    "cloudfront", config=Config(retries={"max_attempts": 3, "mode": "standard"})
+                    "cloudfront",
+                    verify=self._ca_bundle or None,  # None: boto3's own (AWS_CA_BUNDLE, certifi)
+                    config=Config(retries={"max_attempts": 3, "mode": "standard"}),
                 )
             except Exception as exc:  # ProfileNotFound, a bad config file: one clear line
                 raise ConfigError(
@@ -183,10 +193,17 @@ class JobUrls:
 class DistributionChooser:
     """Which distribution a job warms: the configured cf_domain, or the URLs' host's."""
 
-    def __init__(self, alias: str, cf_domain: str | None, profile: str | None) -> None:
+    def __init__(
+        self,
+        alias: str,
+        cf_domain: str | None,
+        profile: str | None,
+        ca_bundle: str | None = None,
+    ) -> None:
         self.alias = alias
         self.cf_domain = cf_domain
         self._profile = profile
+        self._ca_bundle = ca_bundle
         self._index: DistributionIndex | None = None
 
     def job_urls(self, urls: Sequence[str]) -> JobUrls:
@@ -246,7 +263,7 @@ class DistributionChooser:
 
     def _distributions(self) -> DistributionIndex:
         if self._index is None:
-            self._index = DistributionIndex(self.alias, self._profile)
+            self._index = DistributionIndex(self.alias, self._profile, ca_bundle=self._ca_bundle)
         return self._index
 
 

@@ -129,6 +129,7 @@ class AwsProvider(Provider):
                 alias,
                 configured_cf_domain(alias, s.get("cf_domain"), china=china),
                 str(profile) if profile else None,
+                s.get("ca_bundle"),
             ),
             pace=self.pace,
             warn=self.warn,

@@ -4,6 +4,7 @@ one reply type and one handler that reads a request and sends the fake's reply."
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 import threading
 import time
@@ -87,6 +88,8 @@ class LoopbackServer:
     """Start/stop/context-manager lifecycle; subclasses build their server in make_server()."""
 
     thread_name = "fake-server"
+    # HTTPS with this context (a certificate for localhost: tls_files), else plain HTTP.
+    ssl_context: ssl.SSLContext | None = None
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -96,6 +99,10 @@ class LoopbackServer:
     def start(self) -> Self:
         if self._server is None:
             self._server = self.make_server()
+            if self.ssl_context is not None:
+                self._server.socket = self.ssl_context.wrap_socket(
+                    self._server.socket, server_side=True
+                )
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
                 kwargs={"poll_interval": 0.01},
@@ -128,4 +135,6 @@ class LoopbackServer:
 
     @property
     def url(self) -> str:
+        if self.ssl_context is not None:
+            return f"https://localhost:{self.port}"
         return f"http://127.0.0.1:{self.port}"
