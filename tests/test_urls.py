@@ -899,6 +899,28 @@ def test_remote_gzipped_sitemaps(server: SitemapServer) -> None:
     assert url_list(collect(sitemaps=refs)) == ["https://example.com/gz"] * 4
 
 
+def test_a_compressed_reply_is_inflated_a_read_at_a_time(server: SitemapServer) -> None:
+    # 4 MB of sitemap in 5 KB of gzip Content-Encoding, arriving in one network chunk: it is
+    # inflated a read at a time. httpx inflated the whole chunk at once, and each 16 KB read
+    # then copied the rest of it (a 300 MB one took minutes of CPU).
+    entry = b"<url><loc>https://example.com/x</loc></url>"
+    body = gzip.compress(urlset().replace(b"</urlset>", entry * 100_000 + b"</urlset>"))
+    assert len(body) < 64 * 1024
+    server.routes["/big.xml"] = Route(body=body, headers={"Content-Encoding": "gzip"})
+    server.routes["/small.xml"] = Route(
+        body=gzip.compress(urlset()), headers=server.routes["/big.xml"].headers
+    )
+    assert not list(sitemap.iter_sitemaps([server.base + "/small.xml"], timeout=10))  # imports
+    tracemalloc.start()
+    try:
+        n_urls = sum(1 for _ in sitemap.iter_sitemaps([server.base + "/big.xml"], timeout=10))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert n_urls == 100_000
+    assert peak < 2 * 1024 * 1024, peak
+
+
 def test_remote_index_with_remote_children_and_redirects(server: SitemapServer) -> None:
     server.routes["/index.xml"] = Route(
         body=sitemapindex(server.base + "/one.xml", server.base + "/moved.xml")

@@ -52,7 +52,8 @@ class _SitemapState:
                 timeout=self.timeout,
                 follow_redirects=True,
                 verify=True,
-                headers={"User-Agent": f"prewarm-cli/{__version__}"},
+                # gzip only: the one encoding read here, a read at a time (_open_sitemap).
+                headers={"User-Agent": f"prewarm-cli/{__version__}", "Accept-Encoding": "gzip"},
             )
         return self._client
 
@@ -77,7 +78,9 @@ class _ChunkReader:
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._buffer = b""
+        # A bytearray: taking a read's bytes off its front does not copy the rest (a large
+        # chunk read 16 KB at a time would otherwise be copied once per read).
+        self._buffer = bytearray()
 
     def peek(self, size: int) -> bytes:
         while len(self._buffer) < size:
@@ -85,19 +88,20 @@ class _ChunkReader:
             if chunk is None:
                 break
             self._buffer += chunk
-        return self._buffer[:size]
+        return bytes(self._buffer[:size])
 
     def read(self, size: int = -1, /) -> bytes:
         if size < 0:
-            data = self._buffer + b"".join(self._chunks)
-            self._buffer = b""
+            data = bytes(self._buffer) + b"".join(self._chunks)
+            self._buffer.clear()
             return data
         while not self._buffer:
             chunk = next(self._chunks, None)
             if chunk is None:
                 return b""
-            self._buffer = chunk
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
+            self._buffer += chunk
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
         return data
 
     def seek(self, offset: int, /) -> int:
@@ -165,7 +169,10 @@ def _open_sitemap(ref: str, state: _SitemapState, parent: str | None) -> Iterato
                     f"{response.reason_phrase}".rstrip(),
                     hint=hint,
                 )
-            yield _ChunkReader(response.iter_bytes())
+            # The bytes as they came: a gzip Content-Encoding is undone below, as a .gz
+            # file is, a read at a time (httpx would inflate a whole chunk at once, however
+            # large it grows).
+            yield _ChunkReader(response.iter_raw())
     except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
         raise InputError(
             f"cannot fetch sitemap {ref}: {str(exc) or type(exc).__name__}", hint=hint
@@ -194,8 +201,11 @@ def _iter_sitemap(
     with _open_sitemap(ref, state, parent) as raw:
         source: _Readable = raw
         if raw.peek(2) == _GZIP_MAGIC:
-            # Detected by content, not by name: servers and tools disagree on '.gz'.
+            # Detected by content, not by name: servers and tools disagree on '.gz'. A .gz
+            # file may also be sent with a gzip Content-Encoding: gzip within gzip.
             source = gzip.GzipFile(fileobj=raw, mode="rb")
+            if source.peek(2)[:2] == _GZIP_MAGIC:
+                source = gzip.GzipFile(fileobj=source, mode="rb")
         guarded = _SitemapGuard(source, ref)
         stack: list[str] = []
         root: ET.Element | None = None
