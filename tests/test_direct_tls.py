@@ -60,3 +60,40 @@ def test_wait_verify_probes_trust_the_configured_ca_too(
     [probe] = json.loads(r.stdout)["verify"]["results"]
     assert probe["cache"] == "hit" and not probe["mismatch"], probe
     assert [q["method"] for q in edge.requests] == ["GET", "HEAD"]  # the warm, then the probe
+
+
+def test_an_https_sitemap_is_fetched_with_the_ca_the_requests_trust(
+    tmp_path: Path, run_cli, write_config: Callable[[str], Path]
+) -> None:
+    # A site behind a private CA lists its URLs in a sitemap on the same host: verify's
+    # --ca-bundle and the providers' ca_bundle are trusted for the sitemap too (it was
+    # fetched with the default store alone), and nothing else is.
+    import ssl
+
+    from fakes.cache_server import VENDOR_ROUTES, Route
+    from fakes.tls import tls_files
+
+    ca, cert, key = tls_files(tmp_path, "localhost")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with CacheServer(dict(VENDOR_ROUTES), ssl_context=context) as edge:
+        page = f"https://localhost:{edge.port}/cloudfront/hit"
+        listing = (
+            '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            f"<url><loc>{page}</loc></url></urlset>"
+        )
+        edge.routes["/sitemap.xml"] = Route(body=listing.encode())
+        sitemap = f"https://localhost:{edge.port}/sitemap.xml"
+
+        r = run_cli("verify", "-o", "json", "--sitemap", sitemap, "--ca-bundle", str(ca))
+        assert r.returncode == 0, r.stderr
+        assert [p["url"] for p in json.loads(r.stdout)["results"]] == [page]
+
+        write_config(f'[providers.direct]\ntype = "direct"\nca_bundle = "{ca}"\n')
+        r = run_cli("submit", "-p", "direct", "-o", "json", "--sitemap", sitemap)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["accepted"] == 1
+
+        write_config('[providers.direct]\ntype = "direct"\n')
+        r = run_cli("submit", "-p", "direct", "-o", "json", "--sitemap", sitemap)
+        assert r.returncode == 2 and "certificate" in r.stderr.lower(), r.stderr

@@ -125,6 +125,10 @@ def verify(
     )
     out = command_output()
     notes = InputNotes()
+    if ca_bundle:  # a sitemap is fetched as the probes are
+        import dataclasses
+
+        inputs = dataclasses.replace(inputs, ca_bundles=(ca_bundle,))
     targets = probe.read_urls(inputs, notes=notes)
     for message in notes.messages():
         out.warn(message)

@@ -110,9 +110,11 @@ def download_report(ws: Workspace, result: JobReport, path: str) -> None:
     if len(links) > 1:
         raise UsageError("several providers offer a report file; use -p to pick one")
     ((alias, url),) = links.items()
-    ca_bundle = ws.session(alias).provider.settings.get("ca_bundle")
+    from prewarm_cli.verify.probe import ssl_context
+
+    verify = ssl_context(ws.session(alias).provider.settings.get("ca_bundle"))
     with (
-        httpx.Client(timeout=60.0, follow_redirects=True, verify=ca_bundle or True) as client,
+        httpx.Client(timeout=60.0, follow_redirects=True, verify=verify) as client,
         open(path, "wb") as fh,
         client.stream("GET", url) as response,
     ):

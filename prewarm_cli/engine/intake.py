@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from prewarm_cli import journal as jr
@@ -76,12 +76,15 @@ def intake(
         "extra": dict(req.options.extra),
     }
     job_id = journal.create_job(router.selected, options, job_id)
+    inputs = req.inputs
+    if inputs.sitemaps:  # fetched through what the providers' own requests trust
+        inputs = replace(inputs, ca_bundles=router.ca_bundles())
     invalid = InvalidList()
     skipped: list[InvalidInput] = []
     notes = InputNotes()
 
     def items() -> Iterator[tuple[int, str, Sequence[str]]]:
-        for seq, item in enumerate(check_inputs(iter_inputs(req.inputs, notes=notes))):
+        for seq, item in enumerate(check_inputs(iter_inputs(inputs, notes=notes))):
             if not isinstance(item, InvalidInput):
                 aliases = router(item.url)
                 if aliases:

@@ -434,6 +434,19 @@ class Router:
                 " (`prewarm providers` lists the types)",
             )
 
+    def ca_bundles(self) -> tuple[str, ...]:
+        """The ca_bundle of each provider a URL may go to, once each."""
+        aliases = [*self.selected, *(a for _, route in self.routes for a in route)]
+        found: dict[str, None] = {}
+        for alias in dict.fromkeys([*aliases, *filter(None, [self.default])]):
+            try:
+                ca_bundle = self.ws.session(alias).provider.settings.get("ca_bundle")
+            except PrewarmError:
+                continue  # said when the provider is used
+            if ca_bundle:
+                found[str(ca_bundle)] = None
+        return tuple(found)
+
     def __call__(self, url: str) -> list[str] | None:
         if self.selected:
             return self.selected

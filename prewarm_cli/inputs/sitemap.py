@@ -41,6 +41,7 @@ class _SitemapState:
     """What all the sitemaps of one run share: the visited set and the HTTP client."""
 
     timeout: float
+    ca_bundles: tuple[str, ...] = ()  # trusted instead of the default store, when given
     visited: set[str] = field(default_factory=set)
     _client: httpx.Client | None = field(default=None, init=False)
 
@@ -48,10 +49,12 @@ class _SitemapState:
         if self._client is None:
             import httpx  # only a remote sitemap needs it; keep start-up fast
 
+            from prewarm_cli.verify.probe import ssl_context
+
             self._client = httpx.Client(
                 timeout=self.timeout,
                 follow_redirects=True,
-                verify=True,
+                verify=ssl_context(self.ca_bundles),
                 # gzip only: the one encoding read here, a read at a time (_open_sitemap).
                 headers={"User-Agent": f"prewarm-cli/{__version__}", "Accept-Encoding": "gzip"},
             )
@@ -259,11 +262,14 @@ def check_sitemaps(refs: Sequence[str]) -> None:
             check_readable(_local_path(ref), "sitemap")
 
 
-def iter_sitemaps(refs: Sequence[str], timeout: float) -> Iterator[InputUrl]:
-    """The <loc> URLs of each sitemap (following indexes), streamed; one HTTP client for all."""
+def iter_sitemaps(
+    refs: Sequence[str], timeout: float, ca_bundles: Sequence[str] = ()
+) -> Iterator[InputUrl]:
+    """The <loc> URLs of each sitemap (following indexes), streamed; one HTTP client for all,
+    which trusts ``ca_bundles`` instead of the default store when given."""
     if not refs:
         return
-    state = _SitemapState(timeout)
+    state = _SitemapState(timeout, tuple(ca_bundles))
     try:
         for ref in refs:
             yield from _iter_sitemap(ref, 1, state, parent=None)

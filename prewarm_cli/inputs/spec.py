@@ -34,9 +34,21 @@ class InputSpec:
     excludes: tuple[str, ...] = ()  # --exclude GLOB, for --from-dir
     default_excludes: bool = True
     sitemap_timeout: float = DEFAULT_SITEMAP_TIMEOUT
+    # CA bundles an https sitemap is verified with instead of the default store: verify's
+    # --ca-bundle, or the ca_bundle of the providers a submit sends to.
+    ca_bundles: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("urls", "files", "sitemaps", "from_dirs", "paths", "sync_logs", "excludes"):
+        for name in (
+            "urls",
+            "files",
+            "sitemaps",
+            "from_dirs",
+            "paths",
+            "sync_logs",
+            "excludes",
+            "ca_bundles",
+        ):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.index not in INDEX_RULES:
             raise UsageError(f"--index must be one of {', '.join(INDEX_RULES)}, not {self.index!r}")
@@ -138,7 +150,7 @@ def _generate(
     if spec.sitemaps:
         from prewarm_cli.inputs.sitemap import iter_sitemaps
 
-        yield from iter_sitemaps(spec.sitemaps, spec.sitemap_timeout)
+        yield from iter_sitemaps(spec.sitemaps, spec.sitemap_timeout, spec.ca_bundles)
     if not spec.base_url:
         return
     from prewarm_cli.inputs.pathlist import iter_path_list

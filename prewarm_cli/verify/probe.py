@@ -369,22 +369,27 @@ def describe_error(exc: BaseException, timeout: float) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
-    """A verifying TLS context; UsageError when the CA bundle cannot be loaded.
+def ssl_context(ca_bundle: str | Sequence[str] | None = None) -> ssl.SSLContext:
+    """A verifying TLS context; UsageError when a CA bundle cannot be loaded.
 
-    Verification is always on. A CA bundle replaces the default trust store, as curl's
-    --cacert does; without one, httpx honours SSL_CERT_FILE / SSL_CERT_DIR.
+    Verification is always on. A CA bundle (or several: each providers' own) replaces the
+    default trust store, as curl's --cacert does; without one, httpx honours SSL_CERT_FILE /
+    SSL_CERT_DIR.
     """
     import ssl
 
     import httpx
 
-    if ca_bundle:
-        try:
-            return ssl.create_default_context(cafile=ca_bundle)
-        except (OSError, ssl.SSLError) as exc:
-            raise UsageError(f"cannot load CA bundle {ca_bundle}: {exc}") from exc
-    return httpx.create_ssl_context(verify=True, trust_env=True)
+    bundles = [ca_bundle] if isinstance(ca_bundle, str) else list(ca_bundle or ())
+    if not bundles:
+        return httpx.create_ssl_context(verify=True, trust_env=True)
+    try:
+        context = ssl.create_default_context(cafile=bundles[0])
+        for bundle in bundles[1:]:
+            context.load_verify_locations(cafile=bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load CA bundle {' or '.join(bundles)}: {exc}") from exc
+    return context
 
 
 def pinned_client(
