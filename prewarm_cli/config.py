@@ -653,13 +653,22 @@ def _string_list(path: Path, keypath: str, entry: Mapping[str, Any], example: st
 def permission_warning(
     config: Config, secret_keys_by_type: Mapping[str, Iterable[str]]
 ) -> str | None:
-    """A one-line warning when a file readable by others holds a literal secret (POSIX only)."""
+    """A one-line warning when others may change the file, or read a literal secret in it
+    (POSIX only)."""
     if os.name != "posix" or not config.exists:
         return None
     try:
         mode = config.path.stat().st_mode
     except OSError:
         return None
+    if mode & (stat.S_IWGRP | stat.S_IWOTH) and config.providers:
+        # Secrets in env:VAR or not: whoever can write the file can set an endpoint of theirs,
+        # which is then sent the keys.
+        return (
+            f"{config.path} can be changed by other users, who could point a provider's"
+            f" endpoint elsewhere and receive its credentials;"
+            f" run `chmod 600 {shlex.quote(str(config.path))}`"
+        )
     if not mode & (stat.S_IRGRP | stat.S_IROTH):
         return None
     for alias, table in config.providers.items():

@@ -595,6 +595,20 @@ def test_permission_warning_env_refs_only(tmp_path: Path) -> None:
 
 
 @posix_only
+@pytest.mark.parametrize("mode", [0o666, 0o620, 0o602])
+def test_a_config_others_can_change_is_warned_of_with_env_refs_only(
+    tmp_path: Path, mode: int
+) -> None:
+    # No literal secret to read, but whoever can write the file can set an endpoint of their
+    # own, which is then sent the keys from the environment.
+    path = write(tmp_path, DEMO + 'secret_key = "env:MY_SECRET"\naccess_key = "env:X"\n')
+    path.chmod(mode)
+    warning = permission_warning(load_config(str(path)), SECRETS_BY_TYPE)
+    assert warning is not None and "changed by other users" in warning
+    assert f"chmod 600 {path}" in warning and "\n" not in warning
+
+
+@posix_only
 def test_permission_warning_unknown_type_uses_key_names(tmp_path: Path) -> None:
     path = write(tmp_path, '[providers.x]\ntype = "mystery"\napi_token = "t"\n')
     path.chmod(0o640)
