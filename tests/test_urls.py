@@ -943,6 +943,53 @@ def test_remote_index_cannot_point_at_local_files(server: SitemapServer, tmp_pat
         collect(sitemaps=[server.base + "/index.xml"])
 
 
+def test_a_public_index_cannot_lead_to_this_machine_or_its_network(
+    server: SitemapServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The index is on a public name (reached through the test server as an HTTP proxy); what
+    # it lists, or where it redirects, may not be an address of this machine or its network
+    # (a CI runner's cloud metadata service): refused before any request is sent there.
+    monkeypatch.setenv("HTTP_PROXY", server.base)
+    monkeypatch.setenv("NO_PROXY", "")
+    index = "http://sitemaps.example/index.xml"
+    server.routes[index] = Route(body=sitemapindex("http://169.254.169.254/latest/meta-data/"))
+    with pytest.raises(InputError, match="this machine or its network"):
+        collect(sitemaps=[index])
+    moved = "http://sitemaps.example/moved.xml"
+    server.routes[moved] = Route(302, headers={"Location": server.base + "/inside.xml"})
+    server.routes["/inside.xml"] = Route(body=urlset("https://example.com/1"))
+    with pytest.raises(InputError, match=r"redirects to .* this machine or its network"):
+        collect(sitemaps=[moved])
+    assert [path for path, _ in server.requests] == [index, moved]
+    # Given directly, an address of this machine is the user's choice.
+    monkeypatch.delenv("HTTP_PROXY")
+    assert url_list(collect(sitemaps=[server.base + "/inside.xml"])) == ["https://example.com/1"]
+
+
+def test_a_redirect_from_https_to_http_is_refused() -> None:
+    import httpx
+
+    state = sitemap._SitemapState(timeout=1.0)
+    state.fetching = "https://sitemaps.example/sitemap.xml"
+    with pytest.raises(InputError, match="not https"):
+        state._check_redirect(httpx.Request("GET", "http://sitemaps.example/sitemap.xml"))
+    state._check_redirect(httpx.Request("GET", "https://cdn.example/sitemap.xml"))
+
+
+def test_sitemaps_beyond_the_cap_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sitemap, "MAX_SITEMAPS", 3)
+    children = []
+    for i in range(4):
+        child = tmp_path / f"s{i}.xml"
+        child.write_bytes(urlset(f"https://example.com/{i}"))
+        children.append(child)
+    (tmp_path / "index.xml").write_bytes(sitemapindex(*children))
+    with pytest.raises(InputError, match="more than 3 sitemaps"):
+        collect(sitemaps=[str(tmp_path / "index.xml")])
+
+
 def test_remote_404_raises_input_error(server: SitemapServer) -> None:
     ref = server.base + "/missing.xml"
     with pytest.raises(InputError) as info:

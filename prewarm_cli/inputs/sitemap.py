@@ -27,6 +27,9 @@ MAX_SITEMAP_BYTES = 100 * 1024 * 1024
 
 # The given sitemap is level 1; an index may nest others down to this level.
 MAX_SITEMAP_DEPTH = 3
+# Sitemaps read in one run: an index may list 50,000 (the protocol's cap); an index whose
+# children list as many again is more likely a trap than a site.
+MAX_SITEMAPS = 50_000
 _DTD_MARKERS = (b"<!DOCTYPE", b"<!ENTITY")
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 64 * 1024
@@ -43,6 +46,9 @@ class _SitemapState:
     timeout: float
     ca_bundles: tuple[str, ...] = ()  # trusted instead of the default store, when given
     visited: set[str] = field(default_factory=set)
+    # The sitemap being fetched: where its redirects may not lead (http after https, an
+    # address of this machine or its network after a public host).
+    fetching: str | None = None
     _client: httpx.Client | None = field(default=None, init=False)
 
     def client(self) -> httpx.Client:
@@ -57,13 +63,45 @@ class _SitemapState:
                 verify=ssl_context(self.ca_bundles),
                 # gzip only: the one encoding read here, a read at a time (_open_sitemap).
                 headers={"User-Agent": f"prewarm-cli/{__version__}", "Accept-Encoding": "gzip"},
+                event_hooks={"request": [self._check_redirect]},
             )
         return self._client
+
+    def _check_redirect(self, request: httpx.Request) -> None:
+        """Each request of a fetch, redirects too: none leads where its sitemap may not."""
+        start = self.fetching
+        if start is None or str(request.url) == start:
+            return
+        if start[:6].lower() == "https:" and request.url.scheme != "https":
+            raise InputError(f"sitemap {start} redirects to {request.url}, which is not https")
+        if _internal_host(request.url.host) and not _internal_host(_host(start)):
+            raise InputError(
+                f"sitemap {start} redirects to {request.url}, an address of this machine or"
+                " its network"
+            )
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _host(ref: str) -> str:
+    return (urlsplit(ref).hostname or "").lower()
+
+
+def _internal_host(host: str) -> bool:
+    """localhost, or a loopback, link-local (cloud metadata) or private address."""
+    import ipaddress
+
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name: what it resolves to is not looked at
+    return address.is_loopback or address.is_link_local or address.is_private
 
 
 def _is_http(ref: str) -> bool:
@@ -164,6 +202,7 @@ def _open_sitemap(ref: str, state: _SitemapState, parent: str | None) -> Iterato
     import httpx
 
     client = state.client()
+    state.fetching = ref
     try:
         with client.stream("GET", ref) as response:
             if not response.is_success:
@@ -182,6 +221,8 @@ def _open_sitemap(ref: str, state: _SitemapState, parent: str | None) -> Iterato
         ) from exc
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise InputError(f"sitemap {ref} is not valid gzip data ({exc})") from exc
+    finally:
+        state.fetching = None
 
 
 def _local_name(tag: str) -> str:
@@ -195,10 +236,21 @@ def _iter_sitemap(
     if parent is not None and _is_http(parent) and not _is_http(ref):
         # A remote index must not make us open local files.
         raise InputError(f"sitemap index {parent} refers to {ref}, which is not an http(s) URL")
+    public_index = parent is not None and _is_http(parent) and not _internal_host(_host(parent))
+    if public_index and _internal_host(_host(ref)):  # a cloud's metadata service, a router's
+        raise InputError(
+            f"sitemap index {parent} refers to {ref}, an address of this machine or its network",
+            hint="pass that sitemap with --sitemap if it is meant",
+        )
     key = ref if _is_http(ref) else os.path.realpath(_local_path(ref))
     if key in state.visited:
         return
     state.visited.add(key)
+    if len(state.visited) > MAX_SITEMAPS:
+        raise InputError(
+            f"more than {MAX_SITEMAPS:,} sitemaps from the given ones (the last: {ref})",
+            hint="pass the sitemaps meant with --sitemap directly",
+        )
 
     children: list[str] = []
     with _open_sitemap(ref, state, parent) as raw:
