@@ -304,6 +304,27 @@ def test_extra_option_of_an_unselected_provider_is_a_usage_error(
     assert row["source"] == "prewarm-other" and row["version"] == "1.0"
 
 
+def test_extra_option_of_a_configured_provider_the_default_does_not_have_is_an_error(
+    run_cli, write_config, cli_env, fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    # Without -p the URLs go to defaults.provider: an option only another configured alias
+    # declares would be dropped without a word (it was accepted, as every alias counted).
+    other = tmp_path / "plugins2"
+    install_other_plugin(other)
+    cli_env["PYTHONPATH"] = f"{other}{os.pathsep}{cli_env['PYTHONPATH']}"
+    cli_env["FAKE_API_KEY"] = fake_cdn.api_key
+    write_config(
+        '[defaults]\nprovider = "o"\n\n'
+        f'[providers.o]\ntype = "other"\nendpoint = "{fake_cdn.url}"\n\n'
+        f'[providers.f]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n'
+    )
+    r = run_cli("submit", "--fake-mode", "fast", "https://a.example.com/x")
+    assert r.returncode == 2, r.stderr
+    assert "--fake-mode is an option of fake, not of the selected provider o" in r.stderr
+    assert "hint: pass -p f to use it" in r.stderr
+    assert fake_cdn.submits == []  # nothing sent
+
+
 def test_broken_plugin_is_a_warning_not_a_crash(run_cli, cli_env, fake_config) -> None:
     cli_env["PYTHONPATH"] = f"{BROKEN_PLUGINS_DIR}{os.pathsep}{cli_env['PYTHONPATH']}"
     r = run_cli("providers", "-o", "json")

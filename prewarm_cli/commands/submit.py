@@ -251,8 +251,15 @@ def _check_extra_options(
         return
     from prewarm_cli.engine.workspace import IMPLICIT_PROVIDER
 
-    # With no provider configured, submit warms directly (DESIGN §9).
-    aliases = [ws.alias(n) for n in names] if names else ws.config.aliases() or [IMPLICIT_PROVIDER]
+    if names:
+        aliases = [ws.alias(n) for n in names]
+    else:  # what [[routes]] and defaults.provider may pick, not every alias configured
+        routed = [ws.alias(p) for route in ws.config.routes for p in route.providers]
+        aliases = list(dict.fromkeys([*routed, *filter(None, [ws.default_alias()])]))
+        if not aliases and ws.config.aliases():
+            return  # none is selected: the router says so
+        # With no provider configured, submit warms directly (DESIGN §9).
+        aliases = aliases or [IMPLICIT_PROVIDER]
     types = {ws.config.provider_type(a) for a in aliases}
     for key in given:
         declared_by = owners.get(key, frozenset())
