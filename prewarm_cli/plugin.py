@@ -717,6 +717,12 @@ class Provider:
         """Extra checks for ``config check`` (may make one cheap request); returns notes."""
         return []
 
+    def run_notes(self) -> list[str]:
+        """Lines for the user on what this instance sent, said (prefixed with the alias) once
+        a submit's sending ends, before the job's outcome and next step; none by default.
+        Direct warming gives one per PoP target."""
+        return []
+
     def close(self) -> None:
         """Release connections."""
 

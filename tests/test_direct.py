@@ -201,11 +201,14 @@ def test_outcomes_rejected_retried_failed(bed: CacheBed, run_cli, direct_config)
     assert bed.counts.count(paths["stall"], GZIP) == 2 * 3
     assert bed.counts.count(paths["stall"], IDENTITY) == 2 * 3
 
-    assert (
+    # The last line says what happened and what to do next; the per-PoP lines come before.
+    *before, last = r.stderr.strip().splitlines()
+    assert last == (
         "3 URLs not accepted (1 rejected, 2 failed): `prewarm report"
         f" {data['job_id']}` lists why; `prewarm submit --resume {data['job_id']}` sends the"
         " failed again"
-    ) in r.stderr
+    )
+    assert any(line.startswith(f"direct: {POPS[0]}: ") for line in before), before
     (job,) = json.loads(run_cli("jobs", "-o", "json").stdout)
     assert (job["accepted"], job["rejected"], job["failed"]) == (2, 1, 2)
     # The run warmed some URLs and not others: partial, asked by its task alone too.

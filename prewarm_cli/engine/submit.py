@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 
 from prewarm_cli import journal as jr
 from prewarm_cli.engine.intake import SubmitRequest, intake, same_vendor, vendor_of
@@ -119,7 +119,7 @@ def _run(
     run: SubmitRun | None = None
     errors: dict[str, PrewarmError] = {}
     try:
-        with ws.out.progress(to_send, "submitting") as progress:
+        with _run_notes_after(ws, aliases), ws.out.progress(to_send, "submitting") as progress:
             if options.invalidate:
                 errors.update(invalidate(ws, job_id, aliases, options, progress))
             run = SubmitRun(ws, job_id, options, progress)
@@ -168,6 +168,19 @@ def _run(
             f" console, then `prewarm submit --resume {job_id} --force` resends them"
         )
     return summary, submit_exit(summary, errors)
+
+
+@contextmanager
+def _run_notes_after(ws: Workspace, aliases: Sequence[str]) -> Iterator[None]:
+    """The providers' notes on what they sent, once sending ends however it ends: before the
+    job's outcome and next step, which the run's last lines say."""
+    try:
+        yield
+    finally:
+        for alias in aliases:
+            with suppress(PrewarmError):  # a provider that could not be built sent nothing
+                for line in ws.session(alias).provider.run_notes():
+                    ws.out.info(f"{alias}: {line}")
 
 
 def _final_state(ws: Workspace, summary: SubmitSummary, aliases: Sequence[str]) -> str:

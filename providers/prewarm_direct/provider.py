@@ -566,7 +566,7 @@ class DirectProvider(Provider):
         with self._lock:
             return _with_totals({label: dict(s) for label, s in self.stats.items()})
 
-    def summary_lines(self) -> list[str]:
+    def run_notes(self) -> list[str]:
         """One line per PoP target for the user (stderr), its counts adding up to its requests
         (the JSON's details keep DETAIL_KEYS only)."""
         more = (
@@ -583,8 +583,6 @@ class DirectProvider(Provider):
         ]
 
     def close(self) -> None:
-        for line in self.summary_lines():  # after a run: one line per PoP target
-            self.info(line)
         with self._lock:
             warmers, self._warmers = self._warmers, []
             store, self._store = self._store, None
