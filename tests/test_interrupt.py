@@ -57,10 +57,11 @@ def test_ctrl_c_while_waiting_in_a_log(
     proc = popen(cli_env, tmp_path, *_wait_args(command, long_job))
     stopped = interrupt(proc, lambda: wait_for(lambda: _polls(fake_cdn) > polls, 30))
     assert proc.returncode == 130, stopped.err
-    if command == "status":
-        assert _messages(stopped.err) == ["interrupted"], stopped.err
+    *_started, error, hint = _messages(stopped.err)
+    if command == "status":  # named as given, with the command that waits again
+        assert error == f"error: interrupted while waiting for job {long_job}", stopped.err
+        assert hint == f"hint: `prewarm status --wait {long_job}` waits again"
     else:  # the job is named: with -q nothing else on stderr names it
-        *_started, error, hint = _messages(stopped.err)
         job = error.split()[5]
         assert error == f"error: interrupted while waiting; job {job} goes on at the vendors"
         assert hint == f"hint: `prewarm status --wait {job}` waits again"
@@ -77,6 +78,7 @@ def test_ctrl_c_while_waiting_gives_the_error_in_json_and_ndjson(
         assert proc.returncode == 130, stopped.err
         lines = [json.loads(line) for line in stopped.out.splitlines()]
         assert lines[-1]["error"]["code"] == "interrupted"
+        assert lines[-1]["error"]["job_id"] is not None  # the job the interrupted wait was for
         if command == "submit" and fmt == "ndjson":  # the job was named before the wait
             assert lines[0]["record"] == "submit" and lines[0]["job_id"]
         else:
@@ -115,11 +117,8 @@ def test_ctrl_c_while_waiting_on_a_terminal(
     text = ANSI.sub("", seen.decode(errors="replace")).replace("\r", "\n")
     assert os.waitstatus_to_exitcode(status) == 130, text
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if command == "status":
-        assert lines[-1] == "interrupted", text
-    else:
-        assert lines[-2].startswith("error: interrupted while waiting; job "), text
-        assert lines[-1].startswith("hint: `prewarm status --wait "), text
+    assert lines[-2].startswith("error: interrupted while waiting"), text
+    assert lines[-1].startswith("hint: `prewarm status --wait "), text
     assert text.count("interrupted") == 1 and "aborted" not in text, text
 
 

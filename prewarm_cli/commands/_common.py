@@ -362,3 +362,18 @@ def wait_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--interval", type=SECONDS, metavar="S", help="Seconds between status polls."
     )(f)
+
+
+@contextmanager
+def naming_the_job(job_id: str | None, interrupted: str, hint: str) -> Iterator[None]:
+    """Around what follows a made job (its wait, its verify): an error names the job in its
+    JSON, and Ctrl-C says ``interrupted`` with the command that does it again."""
+    from prewarm_cli.errors import UserInterrupt
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise UserInterrupt(interrupted, hint=hint, job_id=job_id) from None
+    except PrewarmError as exc:
+        exc.job_id = exc.job_id or job_id
+        raise

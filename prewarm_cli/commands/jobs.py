@@ -12,6 +12,7 @@ from prewarm_cli.commands._common import (
     SECONDS,
     exit_with,
     global_options,
+    naming_the_job,
     stdin_text,
     wait_options,
     workspace,
@@ -54,16 +55,25 @@ def status(
 
     with workspace(force=force, config_optional=True) as ws:
         ref = engine.parse_job_ref(ws, job, stdin_text)
+        named, again = engine.wait_again(ref)
         if wait_:
-            result, claims = engine.wait_with_claims(
-                ws, ref, interval=interval, timeout=wait_timeout
-            )
+            with naming_the_job(ref.job_id, f"interrupted while waiting for job {named}", again):
+                result, claims = engine.wait_with_claims(
+                    ws, ref, interval=interval, timeout=wait_timeout
+                )
         else:
             result, claims = engine.status_with_claims(ws, ref)
         data = result.to_dict()
         codes = {exit_for(result.outcomes())}
         if verify:
-            data["verify"], verify_code = verify_claims(ws, claims, ref)
+            with naming_the_job(
+                ref.job_id,
+                f"interrupted while verifying job {named}",
+                "pipe the submit's JSON to `prewarm status --verify -` again"
+                if ref.piped is not None
+                else f"`prewarm status --verify {named}` verifies again",
+            ):
+                data["verify"], verify_code = verify_claims(ws, claims, ref)
             codes.add(verify_code)
 
         def table(d: dict[str, Any]) -> None:

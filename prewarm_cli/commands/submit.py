@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -13,6 +11,7 @@ from prewarm_cli.commands._common import (
     CONTEXT_SETTINGS,
     exit_with,
     global_options,
+    naming_the_job,
     parse_header,
     provider_options,
     url_inputs,
@@ -28,7 +27,7 @@ from prewarm_cli.commands._render import (
     verify_note,
     verify_table,
 )
-from prewarm_cli.errors import PrewarmError, UsageError, UserInterrupt, exit_for, worst_exit
+from prewarm_cli.errors import UsageError, exit_for, worst_exit
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -165,7 +164,7 @@ def submit(
             ws.out.emit(summary, records=lambda _d: job_records(summary.job_id, summary=summary))
         ref = engine.parse_job_ref(ws, summary.job_id, lambda: "")
         job = summary.job_id
-        with _naming_the_job(
+        with naming_the_job(
             job,
             f"interrupted while waiting; job {job} goes on at the vendors",
             f"`prewarm status --wait {job}` waits again",
@@ -176,7 +175,7 @@ def submit(
         result: dict[str, Any] = {**summary.to_dict(), "status": status.to_dict()}
         codes = {code, exit_for(status.outcomes())}
         if verify:
-            with _naming_the_job(
+            with naming_the_job(
                 job,
                 f"interrupted while verifying job {job}",
                 f"`prewarm status --verify {job}` verifies again",
@@ -197,19 +196,6 @@ def submit(
             if verify:
                 verify_note(ws.out, result["verify"])
         exit_with(worst_exit(codes))
-
-
-@contextlib.contextmanager
-def _naming_the_job(job_id: str, interrupted: str, hint: str) -> Iterator[None]:
-    """Around what follows a made job (its wait, its verify): an error names the job in its
-    JSON, and Ctrl-C says ``interrupted`` with the command that does it again."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        raise UserInterrupt(interrupted, hint=hint, job_id=job_id) from None
-    except PrewarmError as exc:
-        exc.job_id = exc.job_id or job_id
-        raise
 
 
 # What a resumed run may set for itself; every other option is the job's, fixed when it began.

@@ -27,6 +27,7 @@ from prewarm_cli.engine.status import (
     status_exit,
     status_with_claims,
     url_claims,
+    wait_again,
     wait_with_claims,
 )
 from prewarm_cli.engine.submit import submit, submit_exit, submit_summary
@@ -59,5 +60,6 @@ __all__ = [
     "submit_exit",
     "submit_summary",
     "url_claims",
+    "wait_again",
     "wait_with_claims",
 ]

@@ -594,15 +594,21 @@ def wait_with_claims(
             sleep(min(every, left))
 
 
+def wait_again(ref: JobRef) -> tuple[str, str]:
+    """The job as a user names it (its id, or its ALIAS:TASK_IDs), and the hint that waits
+    for it again."""
+    job = ref.job_id or ",".join(f"{a}:{','.join(t)}" for a, t in ref.tasks.items() if t)
+    if ref.piped is not None:
+        return job, "pipe the submit's JSON to `prewarm status --wait -` again"
+    return job, f"`prewarm status --wait {job}` waits again"
+
+
 def _wait_timeout(ref: JobRef, status: JobStatus, timeout: float | None) -> WaitTimeout:
     """--wait-timeout expired. Where targets are deferred too, that comes first (DESIGN §6: 5
     before 6), and the hint is the --resume that sends them."""
-    job = ref.job_id or ",".join(f"{a}:{','.join(t)}" for a, t in ref.tasks.items() if t)
+    job, again = wait_again(ref)
     timed_out = WaitTimeout(
-        f"job {job} is still {status.state} after {timeout or 0:g}s",
-        hint="pipe the submit's JSON to `prewarm status --wait -` again"
-        if ref.piped is not None
-        else f"`prewarm status --wait {job}` waits again",
+        f"job {job} is still {status.state} after {timeout or 0:g}s", hint=again
     )
     timed_out.job_id = ref.job_id
     if status.deferred and ref.job_id:
