@@ -224,6 +224,15 @@ def load_for(config: Config, alias: str) -> type[Provider]:
     """The provider class of an alias. An unknown or broken type of a table is a config error
     naming its key (`providers.ALIAS.type`); a table without `type` is told to add one (its
     alias was taken for a type)."""
+    if alias not in config.providers and alias not in names():
+        # A job's alias (status, report, --resume) that this config does not have.
+        raise ConfigError(
+            f"no provider {alias!r} here: no [providers.{alias}] table, and no installed"
+            f" provider type of that name (configured: {', '.join(config.aliases()) or 'none'};"
+            f" types: {', '.join(names()) or 'none'})",
+            hint=f"a job sent through {alias!r} is read with the config it was sent with:"
+            " --config FILE (or PREWARM_CONFIG)",
+        )
     try:
         return load(config.provider_type(alias))
     except ConfigError as exc:

@@ -325,6 +325,25 @@ def test_extra_option_of_a_configured_provider_the_default_does_not_have_is_an_e
     assert fake_cdn.submits == []  # nothing sent
 
 
+def test_a_job_whose_alias_this_config_lacks_says_so(
+    run_cli, write_config, cli_env, fake_cdn: FakeCdn
+) -> None:
+    # Sent with one config, asked about with another (CI, --config): the alias is named as
+    # missing from this config, with the way to read the job, not as a plugin to install.
+    cli_env["FAKE_API_KEY"] = fake_cdn.api_key
+    write_config(f'[providers.q]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n')
+    r = run_cli("submit", "-o", "json", "https://a.example.com/x")
+    assert r.returncode == 0, r.stderr
+    job = json.loads(r.stdout)["job_id"]
+    path = write_config(f'[providers.other]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n')
+    for command in ("status", "report"):
+        r = run_cli(command, job)
+        assert r.returncode == 3, r.stderr
+        assert f"{path}: no provider 'q' here: no [providers.q] table" in r.stderr
+        assert "install the plugin" not in r.stderr
+        assert "--config FILE" in r.stderr
+
+
 def test_broken_plugin_is_a_warning_not_a_crash(run_cli, cli_env, fake_config) -> None:
     cli_env["PYTHONPATH"] = f"{BROKEN_PLUGINS_DIR}{os.pathsep}{cli_env['PYTHONPATH']}"
     r = run_cli("providers", "-o", "json")

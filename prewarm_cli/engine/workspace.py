@@ -65,7 +65,10 @@ def build_provider_without_secrets(
     """
     from prewarm_cli import registry
 
-    cls = registry.load(config.provider_type(alias))
+    try:
+        cls = registry.load_for(config, alias)
+    except ConfigError:
+        raise missing from None  # build_provider's error, naming the file
     settings, unset = config.resolve_partly(alias, cls)  # unset secrets left out
     if set(unset) - settings.secret_keys:
         raise missing
