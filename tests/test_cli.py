@@ -344,6 +344,23 @@ def test_a_job_whose_alias_this_config_lacks_says_so(
         assert "--config FILE" in r.stderr
 
 
+def test_what_was_not_accepted_is_counted_in_targets_with_several_providers(
+    run_cli, write_config, cli_env, fake_cdn: FakeCdn
+) -> None:
+    # One URL refused by two providers is two targets, as the JSON counts: not "2 URLs".
+    cli_env["FAKE_API_KEY"] = fake_cdn.api_key
+    write_config(
+        f'[providers.a]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n\n'
+        f'[providers.b]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n'
+    )
+    both = ("-p", "a", "-p", "b")
+    r = run_cli("submit", *both, "https://a.example.com/ok", "https://a.example.com/reject")
+    assert r.returncode == 4, r.stderr
+    assert "2 targets not accepted (2 rejected)" in r.stderr
+    r = run_cli("submit", "-p", "a", "https://a.example.com/reject2")
+    assert "1 URL not accepted (1 rejected)" in r.stderr
+
+
 def test_broken_plugin_is_a_warning_not_a_crash(run_cli, cli_env, fake_config) -> None:
     cli_env["PYTHONPATH"] = f"{BROKEN_PLUGINS_DIR}{os.pathsep}{cli_env['PYTHONPATH']}"
     r = run_cli("providers", "-o", "json")

@@ -148,23 +148,25 @@ def _run(
         if error.hint:
             ws.out.info(f"hint: {error.hint}")
     n_rejected, n_failed = len(summary.rejected), len(summary.failed)
+    # A target is a (URL, provider) pair: with one provider, a URL.
+    unit = "URL" if len(aliases) == 1 else "target"
     if n_rejected or n_failed:  # what became of them, and where to see why, in every format
         what = ", ".join(
             f"{n:,} {word}" for n, word in ((n_rejected, "rejected"), (n_failed, "failed")) if n
         )
         again = f"; `prewarm submit --resume {job_id}` sends the failed again" if n_failed else ""
         ws.out.info(
-            f"{counted(n_rejected + n_failed, 'URL')} not accepted ({what}):"
+            f"{counted(n_rejected + n_failed, unit)} not accepted ({what}):"
             f" `prewarm report {job_id}` lists why{again}"
         )
     if summary.deferred:
         ws.out.info(
-            f"{counted(summary.deferred, 'URL')} deferred: send them later with"
+            f"{counted(summary.deferred, unit)} deferred: send them later with"
             f" `prewarm submit --resume {job_id}`"
         )
     if summary.unknown:
         ws.out.info(
-            f"{counted(summary.unknown, 'URL')} with an unknown outcome: check the vendor's"
+            f"{counted(summary.unknown, unit)} with an unknown outcome: check the vendor's"
             f" console, then `prewarm submit --resume {job_id} --force` resends them"
         )
     return summary, submit_exit(summary, errors)
