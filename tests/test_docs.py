@@ -85,3 +85,20 @@ def test_messages_point_to_files_the_repository_has(write_config) -> None:
     assert {"config.example.toml", "docs/configuration.md", "docs/verify.md"} <= links, links
     for path in links:
         assert (ROOT / path).is_file(), path
+
+
+def test_the_layout_example_of_the_configuration_page_passes_config_check(
+    run_cli, write_config, cli_env
+) -> None:
+    # Copied as it is, with its variables set: a reader's first config must not be an error.
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    layout = page.split("## Layout", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    write_config(layout)
+    cli_env.update(
+        QINIU_ACCESS_KEY="ak",
+        QINIU_SECRET_KEY="sk",
+        TENCENTCLOUD_SECRET_ID="AKIDexample",
+        TENCENTCLOUD_SECRET_KEY="secret",
+    )
+    r = run_cli("config", "check")
+    assert r.returncode == 0, r.stdout + r.stderr
