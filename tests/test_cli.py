@@ -741,6 +741,8 @@ def test_unset_credentials_come_before_invalid_input(write_config) -> None:
     )
     r = invoke("submit", "not a url")
     assert r.returncode == 3 and "UNSET_QK_FOR_TEST is not set" in r.stderr
+    r = invoke("submit", "-o", "json", "https://a.example.com/x")
+    assert json.loads(r.stdout)["error"]["provider"] == "q"  # whose setting it is
     r = invoke("submit", "--dry-run", "not a url")  # a plan needs no secrets: the input's turn
     assert r.returncode == 2 and "1 invalid input line" in r.stderr
 

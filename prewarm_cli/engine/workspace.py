@@ -46,9 +46,11 @@ def build_provider(config: config_mod.Config, alias: str, warn: Callable[[str], 
 
     try:
         cls = registry.load_for(config, alias)
-    except ConfigError as exc:  # with the file, as check says
+        values = config.resolve(alias, cls).values
+    except ConfigError as exc:  # with the file, as check says, and the provider in the JSON
+        exc.provider = exc.provider or alias
         raise config_mod.in_file(config.path if config.exists else None, exc, alias) from None
-    provider = config.build(cls, alias, config.resolve(alias, cls).values)
+    provider = config.build(cls, alias, values)
     provider.attach_warn(warn)
     provider.attach_state_dir(paths.state_dir())
     return provider
