@@ -190,6 +190,15 @@ def test_a_rule_of_the_provider_is_exit_3_and_writes_nothing(cli_env) -> None:
     assert not config_file(cli_env).exists()
 
 
+def test_a_refused_init_says_nothing_of_the_default_it_did_not_write(cli_env, write_config) -> None:
+    # "defaults.provider stays main" before "nothing was written" said something of a file
+    # that was not written.
+    write_config(COMMENTED)
+    r = invoke("config", "init", "--type", "aws", "--alias", "b", "--set", "target_type=pop")
+    assert r.returncode == 3, r.stderr
+    assert "nothing was written" in r.stderr and "defaults.provider" not in r.stderr
+
+
 def test_written_file_passes_config_check(cli_env) -> None:
     r, out = _init_json(
         "--type", "aws", "--alias", "cf", "--set", f"endpoint={AWS_ENDPOINT}",

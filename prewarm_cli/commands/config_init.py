@@ -88,7 +88,11 @@ def config_init(
     answers = parse_set_option(cls, alias, values)
     if interactive:
         answers.update(_ask_settings(target, cls, alias, answers, out))
-    default = _choose_default(target, alias, make_default, interactive=interactive, out=out)
+    # What becomes of defaults.provider is said once the file is written, not before a refusal.
+    default_notes: list[str] = []
+    default = _choose_default(
+        target, alias, make_default, interactive=interactive, notes=default_notes
+    )
     text = target.text_with(cls, alias, answers, default)
     problems, unset = check_new_text(path, text, cls, alias)
     if problems:
@@ -103,6 +107,8 @@ def config_init(
     write_config_text(path, text, overwrite=True)
     action = "replaced" if replacing else "added"
     out.info(f"wrote {path} (mode 600): {action} [providers.{alias}]")
+    for note in default_notes:
+        out.info(note)
     for var in unset:
         out.info(f"{var} is not set: export {var}=... before using {alias}")
     explicit = global_values().get("config")  # the file named, where it is not the default
@@ -163,9 +169,10 @@ def _choose_alias(target: InitTarget, alias: str, *, force: bool, interactive: b
 
 
 def _choose_default(
-    target: InitTarget, alias: str, wanted: bool | None, *, interactive: bool, out: Output
+    target: InitTarget, alias: str, wanted: bool | None, *, interactive: bool, notes: list[str]
 ) -> str | None:
-    """What defaults.provider becomes (None: leave it). Never changed without being asked."""
+    """What defaults.provider becomes (None: leave it), and in ``notes`` what to tell the
+    user once the file is written. Never changed without being asked."""
     current = target.effective_default()
     others = [a for a in target.aliases if a != alias]
     if wanted or (wanted is None and not others and current in (None, alias)):
@@ -178,10 +185,10 @@ def _choose_default(
             return alias
     elif wanted is None:
         stays = f"stays {current}" if current else "stays unset"
-        out.info(f"defaults.provider {stays} (pass --default to make it {alias})")
+        notes.append(f"defaults.provider {stays} (pass --default to make it {alias})")
     if current and target.document.default_provider() is None:
         # The only alias was the default by being the only one; a second would end that.
-        out.info(f"defaults.provider = {current!r} written: it stays the default")
+        notes.append(f"defaults.provider = {current!r} written: it stays the default")
         return current
     return None
 
