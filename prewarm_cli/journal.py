@@ -344,12 +344,36 @@ class Journal:
         return result
 
     def targets(self, job_id: str, outcomes: Sequence[str]) -> list[sqlite3.Row]:
+        return list(self.iter_targets(job_id, outcomes))
+
+    def iter_targets(
+        self, job_id: str, outcomes: Sequence[str], chunk: int = 10_000
+    ) -> Iterator[sqlite3.Row]:
+        """The job's targets with these outcomes in input order, read ``chunk`` rows at a
+        time: a job's million rows are never all in memory at once."""
         marks = ",".join("?" * len(outcomes))
-        return self._query(
+        sql = (
             f"SELECT provider, url, outcome, task_id, reason FROM targets"
-            f" WHERE job_id = ? AND outcome IN ({marks}) ORDER BY seq, provider",
-            (job_id, *outcomes),
+            f" WHERE job_id = ? AND outcome IN ({marks}) ORDER BY seq, provider"
         )
+        with self._lock:
+            try:
+                cursor = self._db.execute(sql, (job_id, *outcomes))
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+        try:
+            while True:
+                with self._lock:
+                    try:
+                        rows = cursor.fetchmany(chunk)
+                    except sqlite3.Error as exc:
+                        raise self._error(exc) from exc
+                if not rows:
+                    return
+                yield from rows
+        finally:
+            with self._lock:
+                cursor.close()
 
     def claim_batch(
         self, job_id: str, provider: str, size: int, max_bytes: int | None = None

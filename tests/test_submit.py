@@ -583,3 +583,28 @@ def test_batches_never_hold_more_urls_than_a_second_allows(
     sizes = [q["urls"] for q in fake_cdn.requests if q["path"] == "/v1/prefetch"]
     assert sorted(sizes) == [5, 20, 20]  # workers send side by side: in any order
     assert fake_cdn.violations == []
+
+
+def test_status_reads_each_url_s_claim_only_for_verify(
+    fake_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the vendors say of each URL reads every accepted target of the job (a million):
+    # only --verify needs it, not a status or a wait.
+    from prewarm_cli.engine import status as engine_status
+
+    r = invoke("submit", "-o", "json", "https://a.example.com/1", "https://a.example.com/2")
+    assert r.returncode == 0, r.stderr
+    job = json.loads(r.stdout)["job_id"]
+    read: list[str] = []
+    claims = engine_status.url_claims
+
+    def counting(*args: object, **kwargs: object) -> dict[str, str]:
+        read.append("claims")
+        return claims(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine_status, "url_claims", counting)
+    for args in (("status", job), ("status", "--wait", "--interval", "0.1", job)):
+        assert invoke(*args, "-o", "json").returncode == 0
+    assert read == []
+    invoke("status", job, "--verify", "-o", "json")
+    assert read == ["claims"]

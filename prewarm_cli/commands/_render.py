@@ -32,7 +32,8 @@ def verify_claims(
     headers = _job_headers(ws, ref)
     options = probe.VerifyOptions(headers=headers)
     pinned = _probe_targets(ws, ref)
-    rest = [u for u in claims if u not in {t.url for _, t in pinned}]
+    pinned_urls = {t.url for _, t in pinned}  # once: in the condition, a set per URL
+    rest = [u for u in claims if u not in pinned_urls]
     total = probe.planned_requests(len(rest), options) + len(pinned)
     # Each target is probed with its own Accept-Encoding; a -H one was not sent (direct).
     own_headers = tuple((n, v) for n, v in headers if n.lower() != "accept-encoding")

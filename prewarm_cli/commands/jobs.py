@@ -59,10 +59,10 @@ def status(
         if wait_:
             with naming_the_job(ref.job_id, f"interrupted while waiting for job {named}", again):
                 result, claims = engine.wait_with_claims(
-                    ws, ref, interval=interval, timeout=wait_timeout
+                    ws, ref, interval=interval, timeout=wait_timeout, with_claims=verify
                 )
         else:
-            result, claims = engine.status_with_claims(ws, ref)
+            result, claims = engine.status_with_claims(ws, ref, with_claims=verify)
         data = result.to_dict()
         codes = {exit_for(result.outcomes())}
         if verify:

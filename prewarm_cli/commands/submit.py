@@ -170,7 +170,7 @@ def submit(
             f"`prewarm status --wait {job}` waits again",
         ):
             status, claims = engine.wait_with_claims(
-                ws, ref, interval=interval, timeout=wait_timeout
+                ws, ref, interval=interval, timeout=wait_timeout, with_claims=verify
             )
         result: dict[str, Any] = {**summary.to_dict(), "status": status.to_dict()}
         codes = {code, exit_for(status.outcomes())}

@@ -71,7 +71,7 @@ def report(ws: Workspace, ref: JobRef) -> JobReport:
         # A URL the provider's own report names is listed there, in its detail (direct
         # warming's record: per PoP and variant), not a second time from the journal.
         named = {(f.provider, f.url) for f in from_vendors}
-        for r in ws.journal.targets(ref.job_id, [jr.REJECTED, jr.FAILED]):
+        for r in ws.journal.iter_targets(ref.job_id, [jr.REJECTED, jr.FAILED]):
             if (r["provider"], r["url"]) not in named:
                 failures.append(ReportFailure(r["url"], r["provider"], None, r["reason"], "submit"))
     state = ws.journal.job(ref.job_id).state if ref.job_id else None
@@ -95,7 +95,7 @@ def _as_the_job_has_them(
     if not any("%" in f.url for f in failures):  # only an escape makes a form of its own
         return failures
     ours: dict[str, str] = {}
-    for row in ws.journal.targets(job_id, [jr.ACCEPTED]):  # what the vendors were given
+    for row in ws.journal.iter_targets(job_id, [jr.ACCEPTED]):  # what the vendors were given
         ours.setdefault(match_key(row["url"]), row["url"])
     return [replace(f, url=ours.get(match_key(f.url), f.url)) for f in failures]
 

@@ -39,7 +39,7 @@ def plan(ws: Workspace, req: SubmitRequest) -> Plan:
             # A provider whose requests are per URL and edge (direct) counts them itself.
             per_url = session.provider.requests_per_url
             if per_url is not None:
-                rows = journal.targets(job_id, [jr.UNSENT])
+                rows = journal.iter_targets(job_id, [jr.UNSENT])
                 urls = (r["url"] for r in rows if r["provider"] == alias)
                 n_requests = sum(per_url(u, req.options) for u in urls)
                 planned = providers[alias]

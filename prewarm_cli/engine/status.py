@@ -175,9 +175,15 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
         for alias in counts:  # a provider with targets but no task or job entry yet (intake)
             ref.tasks.setdefault(alias, [])
     mine: dict[tuple[str, str], set[str]] = {}  # (alias, task) -> this job's URLs in it
-    if ref.job_id:
-        for row in ws.journal.targets(ref.job_id, [jr.ACCEPTED]):
-            mine.setdefault((row["provider"], row["task_id"]), set()).add(row["url"])
+
+    def job_urls() -> dict[tuple[str, str], set[str]]:
+        """Read once, and only for a task that lists its URLs: a job's accepted URLs may
+        be a million."""
+        if not mine and ref.job_id:
+            for row in ws.journal.iter_targets(ref.job_id, [jr.ACCEPTED]):
+                mine.setdefault((row["provider"], row["task_id"]), set()).add(row["url"])
+        return mine
+
     providers: dict[str, ProviderStatus] = {}
     seen: dict[str, list[TaskStatus]] = {}
     for alias, task_ids in ref.tasks.items():
@@ -199,8 +205,9 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
                 details = first_details(recorded)
             else:
                 statuses = session.call(session.provider.fetch_status, task_ids)
-                if ref.job_id:
-                    statuses = [_only_urls(s, mine.get((alias, s.task_id))) for s in statuses]
+                if ref.job_id and any(s.urls for s in statuses):
+                    urls = job_urls()
+                    statuses = [_only_urls(s, urls.get((alias, s.task_id))) for s in statuses]
                 details = session.provider.job_details(statuses)
         seen[alias] = statuses
         providers[alias] = _provider_status(
@@ -364,11 +371,14 @@ def _only_urls(status: TaskStatus, urls: set[str] | None) -> TaskStatus:
     )
 
 
-def status_with_claims(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, str]]:
-    """job_status(), also returning each URL's vendor state (for --verify)."""
+def status_with_claims(
+    ws: Workspace, ref: JobRef, *, with_claims: bool = True
+) -> tuple[JobStatus, dict[str, str]]:
+    """job_status(), also returning each URL's vendor state (for --verify; {} unless
+    ``with_claims``: they read every URL of the job)."""
     status, statuses = _job_status(ws, ref)
     _say_resume(ws, status, ref)
-    return status, url_claims(ws, ref, statuses)
+    return status, url_claims(ws, ref, statuses) if with_claims else {}
 
 
 def url_claims(
@@ -382,18 +392,24 @@ def url_claims(
         if claims.get(url, "succeeded") == "succeeded":
             claims[url] = state
 
-    for alias, task_statuses in statuses.items():
-        by_task = {s.task_id: s for s in task_statuses}
-        per_url = {u.url: str(u.state) for s in task_statuses for u in s.urls}
-        if ref.job_id:
-            for row in ws.journal.targets(ref.job_id, [jr.ACCEPTED]):
-                if row["provider"] == alias:
-                    task = by_task.get(row["task_id"])
-                    fallback = str(task.state) if task else "pending"
-                    claim(row["url"], per_url.get(row["url"], fallback))
-        else:
-            for url, state in per_url.items():
+    by_task = {
+        alias: {s.task_id: s for s in task_statuses} for alias, task_statuses in statuses.items()
+    }
+    per_url = {
+        alias: {u.url: str(u.state) for s in task_statuses for u in s.urls}
+        for alias, task_statuses in statuses.items()
+    }
+    if not ref.job_id:
+        for states in per_url.values():
+            for url, state in states.items():
                 claim(url, state)
+        return claims
+    for row in ws.journal.iter_targets(ref.job_id, [jr.ACCEPTED]):  # one pass, all providers
+        alias = row["provider"]
+        if alias in statuses:
+            task = by_task[alias].get(row["task_id"])
+            fallback = str(task.state) if task else "pending"
+            claim(row["url"], per_url[alias].get(row["url"], fallback))
     return claims
 
 
@@ -564,8 +580,10 @@ def wait_with_claims(
     timeout: float | None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    with_claims: bool = True,
 ) -> tuple[JobStatus, dict[str, str]]:
-    """Polls until the job is finished or --wait-timeout expires; also each URL's final state."""
+    """Polls until the job is finished or --wait-timeout expires; also each URL's final state
+    (with_claims, for --verify)."""
     every = poll_interval(ws, ref, interval)
     if timeout is None:
         timeout = ws.config.defaults.get("wait_timeout")
@@ -581,7 +599,7 @@ def wait_with_claims(
             if settled(status):
                 progress.note(_poll_line(status))
                 _say_resume(ws, status, ref)
-                return status, url_claims(ws, ref, statuses)
+                return status, url_claims(ws, ref, statuses) if with_claims else {}
             if deadline is None:
                 progress.note(_poll_line(status, every))
                 sleep(every)
