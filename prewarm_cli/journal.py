@@ -315,13 +315,16 @@ class Journal:
         return _job(rows[0])
 
     def latest_job(self) -> Job:
-        rows = self._query("SELECT * FROM jobs ORDER BY created_at DESC, id DESC LIMIT 1")
+        # The id first: sorting whole rows would sort every job's list of skipped inputs.
+        rows = self._query("SELECT id FROM jobs ORDER BY created_at DESC, id DESC LIMIT 1")
         if not rows:
             raise NotFoundError("no jobs in the local journal yet", hint="run `prewarm submit`")
-        return _job(rows[0])
+        return self.job(rows[0]["id"])
 
     def jobs(self, limit: int = 20, state: str | None = None) -> list[Job]:
-        sql = "SELECT * FROM jobs"
+        """Recent jobs, newest first, without their lists of skipped inputs (``skipped`` is
+        empty: a job's may be a million lines; ``job()`` reads it)."""
+        sql = f"SELECT {_LISTED} FROM jobs"
         params: list[Any] = []
         if state:
             sql += " WHERE state = ?"
@@ -817,6 +820,10 @@ def _fit_bytes(urls: list[str], max_bytes: int) -> list[str]:
     return urls
 
 
+# The columns `jobs` lists: every one but the skipped inputs.
+_LISTED = "id, created_at, updated_at, state, providers, options, urls"
+
+
 def _job(row: sqlite3.Row) -> Job:
     return Job(
         id=row["id"],
@@ -826,5 +833,6 @@ def _job(row: sqlite3.Row) -> Job:
         providers=tuple(json.loads(row["providers"])),
         options=json.loads(row["options"]),
         urls=row["urls"],
-        skipped=tuple(json.loads(row["skipped"])),
+        # keys(): `in` on a Row looks at its values.
+        skipped=tuple(json.loads(row["skipped"])) if "skipped" in row.keys() else (),  # noqa: SIM118
     )

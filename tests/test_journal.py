@@ -319,3 +319,17 @@ def test_a_job_is_made_and_looked_up_on_an_sqlite_without_json(tmp_path: Path) -
     assert (made.state, made.providers, made.urls) == ("ready", ("a",), 2)
     assert made.options["vendors"] == {"a": "a at https://cdn.example.com"}
     assert journal.tasks_of_other_jobs(job, {"t1"}) == set()
+
+
+def test_the_list_of_jobs_leaves_their_skipped_inputs_unread(tmp_path: Path) -> None:
+    # A job may have skipped a million inputs: `jobs` shows none of them, and sorting whole
+    # rows to list the latest jobs held every such list in memory at once.
+    journal = jr.Journal(tmp_path / "j.sqlite3")
+    job = journal.create_job(["a"], {})
+    journal.add_targets(job, [(0, "https://a.example.com/x", ["a"])])
+    skipped = [{"input": f"bad {i}", "line": i, "reason": "not a URL"} for i in range(3)]
+    journal.finish_intake(job, skipped)
+    (listed,) = journal.jobs()
+    assert listed.id == job and listed.urls == 1 and listed.skipped == ()
+    assert list(journal.job(job).skipped) == skipped
+    assert list(journal.latest_job().skipped) == skipped

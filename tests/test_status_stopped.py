@@ -81,7 +81,9 @@ def test_status_of_a_killed_run_is_incomplete_and_keeps_its_state(
     assert data["not_sent"] == 10 and data["total"] == 60
     assert data["providers"]["fake"]["state"] in ("pending", "running", "incomplete")
     assert f"prewarm submit --resume {job_id}" in r.stderr
-    assert jobs_in(run_cli, "submitting") == [job_id]  # what the killed run left, untouched
+    # Once status finds that no process sends it, `jobs` lists it incomplete, to resume (the
+    # killed run left it submitting, which looked like a run still going).
+    assert jobs_in(run_cli, "incomplete") == [job_id]
     r2 = run_cli("submit", "--resume", job_id, "-o", "json")
     assert r2.returncode == 0, r2.stderr
     assert fake_cdn.accepted_counts() == {u: 1 for u in urls(60)}
@@ -102,7 +104,7 @@ def test_status_wait_of_a_killed_run_waits_for_the_vendor_only(
     assert (fake["succeeded"], fake["in_progress"], fake["pending"]) == (50, 0, 0)
     assert fake["not_sent"] == 10
     assert f"prewarm submit --resume {job_id}" in r.stderr
-    assert jobs_in(run_cli, "submitting") == [job_id]
+    assert jobs_in(run_cli, "incomplete") == [job_id]
 
 
 def test_status_of_an_interrupted_run_is_incomplete_and_stays_interrupted(

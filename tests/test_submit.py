@@ -608,3 +608,25 @@ def test_status_reads_each_url_s_claim_only_for_verify(
     assert read == []
     invoke("status", job, "--verify", "-o", "json")
     assert read == ["claims"]
+
+
+def test_a_job_whose_run_was_killed_is_listed_incomplete_once_asked(
+    fake_config: Path, cli_env: dict[str, str]
+) -> None:
+    # kill -9 leaves the job `submitting` in the journal; once `status` finds that no process
+    # sends it, `jobs` says incomplete too (it said submitting for ever).
+    from prewarm_cli import journal as jr
+    from prewarm_cli.results import JobState
+
+    state_dir = Path(cli_env["PREWARM_STATE_DIR"])
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    journal = jr.Journal.in_state_dir(state_dir)
+    job = journal.create_job(["fake"], {})
+    journal.add_targets(job, [(0, "https://a.example.com/x", ["fake"])])
+    journal.finish_intake(job, [])
+    journal.set_state(job, JobState.SUBMITTING)  # as a killed run leaves it
+    journal.close()
+    r = invoke("status", job, "-o", "json")
+    assert json.loads(r.stdout)["state"] == "incomplete", r.stderr
+    (listed,) = json.loads(invoke("jobs", "-o", "json").stdout)
+    assert listed["state"] == "incomplete"

@@ -261,8 +261,12 @@ def _record_state(ws: Workspace, job_id: str, status: JobStatus, was: str | None
         return  # its input is still being read, or never was to its end: its run says
     if not status.not_sent:
         ws.journal.set_state(job_id, status.state)
-    elif status.state == JobState.INCOMPLETE and was not in _RESUMABLE:
-        ws.journal.set_state(job_id, JobState.INCOMPLETE)  # a vendor state recorded earlier
+    elif status.state == JobState.INCOMPLETE and (
+        was not in _RESUMABLE or was == JobState.SUBMITTING
+    ):
+        # A vendor state recorded earlier, or a run that is gone (killed): no process sends
+        # the job, or it would not be incomplete.
+        ws.journal.set_state(job_id, JobState.INCOMPLETE)
 
 
 def _recorded_statuses(ws: Workspace, job_id: str | None, alias: str) -> list[TaskStatus] | None:
