@@ -717,6 +717,10 @@ class Provider:
         """Extra checks for ``config check`` (may make one cheap request); returns notes."""
         return []
 
+    def forget_jobs(self, job_ids: Sequence[str]) -> None:
+        """The journal no longer holds these jobs (``jobs --prune``): drop what the provider
+        keeps of them in its state directory (direct warming's record). Nothing by default."""
+
     def run_notes(self) -> list[str]:
         """Lines for the user on what this instance sent, said (prefixed with the alias) once
         a submit's sending ends, before the job's outcome and next step; none by default.

@@ -774,3 +774,23 @@ def test_an_existing_record_is_made_private(tmp_path) -> None:
             assert stat.S_IMODE(extra.stat().st_mode) == 0o600, extra
     finally:
         store.close()
+
+
+def test_a_pruned_job_s_answers_leave_the_record(tmp_path) -> None:
+    from prewarm_direct.store import Store
+    from prewarm_direct.warm import OK, Answer
+
+    store = Store(tmp_path / "direct.sqlite3")
+    try:
+        for job in ("job1", "job2"):
+            url = f"https://h/{job}"
+            store.save(job, f"run-{job}", "direct", [(url, "edge", None, "identity", Answer(OK))])
+            store.flush(warmed_urls={url})  # one in the table of batches warmed whole
+            store.save(job, f"run-{job}", "direct", [(url, "edge", None, "gzip", Answer(OK))])
+            store.flush()
+        store.forget(["job1"])
+        assert not store.has_job("job1", "direct")
+        assert store.of_runs(["run-job1"]) == []
+        assert store.has_job("job2", "direct") and len(store.of_runs(["run-job2"])) == 2
+    finally:
+        store.close()

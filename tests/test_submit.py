@@ -630,3 +630,36 @@ def test_a_job_whose_run_was_killed_is_listed_incomplete_once_asked(
     assert json.loads(r.stdout)["state"] == "incomplete", r.stderr
     (listed,) = json.loads(invoke("jobs", "-o", "json").stdout)
     assert listed["state"] == "incomplete"
+
+
+def test_jobs_prune_deletes_old_jobs_with_nothing_left_to_resume(
+    fake_config: Path, cli_env: dict[str, str]
+) -> None:
+    # The journal keeps every job until pruned: a finished job unchanged for DAYS days goes,
+    # a recent one and one with targets left to resume stay, whatever their age.
+    from prewarm_cli import journal as jr
+    from prewarm_cli.results import JobState
+
+    old_done, recent = (
+        json.loads(invoke("submit", "-o", "json", f"https://a.example.com/{n}").stdout)["job_id"]
+        for n in ("old", "recent")
+    )
+    state_dir = Path(cli_env["PREWARM_STATE_DIR"])
+    journal = jr.Journal.in_state_dir(state_dir)
+    left = journal.create_job(["fake"], {})
+    journal.add_targets(left, [(0, "https://a.example.com/left", ["fake"])])
+    journal.finish_intake(left, [])
+    journal.set_state(left, JobState.INCOMPLETE)
+    journal.close()
+    with sqlite3.connect(state_dir / "journal.sqlite3") as db:
+        db.execute(
+            "UPDATE jobs SET updated_at = '2026-01-01T00:00:00.000000Z' WHERE id IN (?, ?)",
+            (old_done, left),
+        )
+    r = invoke("jobs", "--prune", "30", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert {j["job_id"] for j in json.loads(r.stdout)} == {recent, left}
+    assert "deleted 1 job unchanged for 30 days" in r.stderr
+    assert invoke("status", old_done).returncode == 2  # gone from the journal
+    r = invoke("jobs", "--prune", "0", "-o", "json")  # now: only what may not be resumed
+    assert {j["job_id"] for j in json.loads(r.stdout)} == {left}

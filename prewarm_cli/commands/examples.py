@@ -28,7 +28,11 @@ REPORT = examples(
     "prewarm report JOB -o ndjson | jq -r .url > failed.txt",
 )
 CANCEL = examples("prewarm cancel JOB", "prewarm cancel aws:TASK_ID --wait")
-JOBS = examples("prewarm jobs", "prewarm jobs --state incomplete -o json | jq -r '.[].job_id'")
+JOBS = examples(
+    "prewarm jobs",
+    "prewarm jobs --state incomplete -o json | jq -r '.[].job_id'",
+    "prewarm jobs --prune 30  # the journal keeps every job until pruned",
+)
 VERIFY = examples(
     "prewarm verify https://www.example.com/app.js",
     "prewarm verify -i urls.txt --expect-hit --accept-encoding gzip",

@@ -156,12 +156,28 @@ def cancel(job: str, wait_: bool, wait_timeout: float) -> None:
     metavar="STATE",
     help=f"Only jobs in this state: {', '.join(JobState)}.",
 )
+@click.option(
+    "--prune",
+    "prune_days",
+    type=click.IntRange(min=0),
+    metavar="DAYS",
+    help="First delete the jobs with nothing left to resume that have not changed for DAYS"
+    " days (the journal, and direct warming's record, keep every job until then).",
+)
 @global_options
-def jobs(limit: int, state: str | None) -> None:
+def jobs(limit: int, state: str | None, prune_days: int | None) -> None:
     """List recent local jobs, newest first."""
     from prewarm_cli import engine
+    from prewarm_cli.output import counted
 
     with workspace(config_optional=True) as ws:
+        if prune_days is not None:
+            n_pruned = engine.prune_jobs(ws, prune_days)
+            ws.out.info(
+                f"deleted {counted(n_pruned, 'job')} unchanged for {prune_days} days with"
+                " nothing left to resume (incomplete and interrupted jobs are kept:"
+                " `prewarm submit --resume JOB`)"
+            )
         rows = engine.recent_jobs(ws, limit, JobState(state) if state else None)
 
         def table(listed: list[dict[str, Any]]) -> None:

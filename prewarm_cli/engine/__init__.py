@@ -9,6 +9,7 @@ intake and plan, the batch sender, submit, status and wait, and the smaller acti
 from prewarm_cli.engine.actions import (
     cancel,
     download_report,
+    prune_jobs,
     quota,
     recent_jobs,
     report,
@@ -49,6 +50,7 @@ __all__ = [
     "parse_job_ref",
     "plan",
     "poll_interval",
+    "prune_jobs",
     "quota",
     "recent_jobs",
     "report",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import Any
 
 from prewarm_cli import journal as jr
@@ -11,6 +12,7 @@ from prewarm_cli.engine.status import JobRef, poll_interval
 from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import (
     NotYetCancellable,
+    PrewarmError,
     ProviderError,
     UnsupportedError,
     UsageError,
@@ -152,6 +154,20 @@ def recent_jobs(ws: Workspace, limit: int, state: JobState | None) -> list[JobRo
             )
         )
     return rows
+
+
+def prune_jobs(ws: Workspace, days: int) -> int:
+    """`jobs --prune DAYS`: the jobs with nothing left to resume that nothing changed for
+    DAYS days are deleted, with what their providers keep of them; how many."""
+    from datetime import UTC, datetime, timedelta
+
+    before = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    providers = {job.id: job.providers for job in ws.journal.jobs(limit=2**62)}
+    pruned = ws.journal.prune(before)
+    for alias in sorted({a for job_id in pruned for a in providers.get(job_id, ())}):
+        with suppress(PrewarmError):  # a provider that cannot be built here keeps nothing
+            ws.session(alias).provider.forget_jobs(pruned)
+    return len(pruned)
 
 
 def quota(ws: Workspace, aliases: Sequence[str]) -> list[dict[str, Any]]:

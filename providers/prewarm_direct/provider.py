@@ -582,6 +582,9 @@ class DirectProvider(Provider):
             for label, s in sorted(self.stats.items())
         ]
 
+    def forget_jobs(self, job_ids: Sequence[str]) -> None:
+        self.store.forget(job_ids)
+
     def close(self) -> None:
         with self._lock:
             warmers, self._warmers = self._warmers, []

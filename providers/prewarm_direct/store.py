@@ -271,6 +271,26 @@ class Store:
         with self._lock:
             self._db.close()
 
+    def forget(self, job_ids: Sequence[str]) -> None:
+        """Deletes every answer of these jobs, and their runs (the journal dropped them)."""
+        if not job_ids:
+            return
+        jobs = _json(job_ids)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for table in ("requests", "warmed", "runs"):
+                    self._db.execute(
+                        f"DELETE FROM {table} WHERE job_id IN (SELECT value FROM json_each(?))",
+                        (jobs,),
+                    )
+            except BaseException:
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            self._runs.clear()
+
     # --- reading ---
 
     def has_job(self, job_id: str, alias: str) -> bool:
