@@ -215,6 +215,14 @@ def test_outcomes_rejected_retried_failed(bed: CacheBed, run_cli, direct_config)
     (task,) = data["tasks"]
     by_task = run_cli("status", f"direct:{task['task_id']}", "-o", "json")
     assert by_task.returncode == 4 and json.loads(by_task.stdout)["state"] == "partial"
+    alone = json.loads(by_task.stdout)["providers"]["direct"]
+    assert (alone["total"], alone["succeeded"], alone["failed"]) == (5, 2, 3)
+    # Within the job, its run counts what it warmed, and says so: the journal counts the
+    # rest (a run that said partial with 2 of 2 succeeded contradicted its own counts).
+    part = json.loads(run_cli("status", data["job_id"], "-o", "json").stdout)["providers"]
+    (run,) = part["direct"]["tasks"]
+    assert (run["state"], run["total"], run["succeeded"], run["failed"]) == ("succeeded", 2, 2, 0)
+    assert (part["direct"]["state"], part["direct"]["failed"]) == ("partial", 3)
     rep = run_cli("report", data["job_id"], "-o", "json")
     failures = json.loads(rep.stdout)["failures"]
     # One line per failed (URL, PoP, variant), with its reason; the journal's line per URL

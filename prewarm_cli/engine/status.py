@@ -205,9 +205,13 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
                 details = first_details(recorded)
             else:
                 statuses = session.call(session.provider.fetch_status, task_ids)
-                if ref.job_id and any(s.urls for s in statuses):
+                if ref.job_id and ref.piped is None and any(s.urls for s in statuses):
                     urls = job_urls()
-                    statuses = [_only_urls(s, urls.get((alias, s.task_id))) for s in statuses]
+                    # A task none of whose URLs the job has accepted keeps none: the journal
+                    # counts them (rejected, failed).
+                    statuses = [
+                        _only_urls(s, urls.get((alias, s.task_id), set())) for s in statuses
+                    ]
                 details = session.provider.job_details(statuses)
         seen[alias] = statuses
         providers[alias] = _provider_status(
@@ -356,7 +360,7 @@ def _only_urls(status: TaskStatus, urls: set[str] | None) -> TaskStatus:
     by_state = {state: sum(1 for u in kept if u.state == state) for state in State}
     failed = by_state[State.FAILED] + by_state[State.TIMED_OUT] + by_state[State.CANCELLED]
     state = status.state
-    if state.finished and state not in (State.CANCELLED, State.TIMED_OUT):
+    if kept and state.finished and state not in (State.CANCELLED, State.TIMED_OUT):
         if not failed:
             state = State.SUCCEEDED
         elif not by_state[State.SUCCEEDED]:

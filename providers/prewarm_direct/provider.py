@@ -479,29 +479,35 @@ class DirectProvider(Provider):
         records = self.store.of_runs(task_ids)
         if not records:  # as a job the journal does not hold: not found here
             raise self._not_found(task_ids)
+        by_run: dict[str, list[Record]] = {}
+        for record in records:
+            by_run.setdefault(record.run_id, []).append(record)
         statuses = []
         for run_id in task_ids:
             # Each request counted in the run that gave its latest answer: the runs' details
             # add up to the job's (job_details).
-            mine = [r for r in records if r.run_id == run_id]
+            mine = by_run.get(run_id, [])
             warm = _warm_urls(mine)
-            n_warm = len(warm)
-            # The URLs it warmed are counted (the journal counts the others for a job); its
-            # state says whether any was refused or failed, and whether it warmed none.
-            ended_badly = any(r.outcome in (REJECTED, TRANSIENT, NOT_FOUND) for r in mine)
+            refused = _failed_urls(mine)  # not warm: a request refused or failed
             state = State.SUCCEEDED
-            if ended_badly:
-                state = State.PARTIAL if n_warm else State.FAILED
+            if refused:
+                state = State.PARTIAL if warm else State.FAILED
             statuses.append(
                 TaskStatus(
                     task_id=run_id,
                     state=state,
                     raw_state="finished",
-                    total=n_warm,
-                    succeeded=n_warm,
+                    total=len(warm) + len(refused),
+                    succeeded=len(warm),
+                    failed=len(refused),
                     # Per URL: a run that was partial still vouches for each URL it warmed
-                    # (status --verify holds each to its own claim).
-                    urls=tuple(UrlStatus(url, State.SUCCEEDED) for url in warm),
+                    # (status --verify holds each to its own claim). Within a job, only its
+                    # accepted URLs are kept (the journal counts the others): the run's
+                    # counts and state are then those of what it warmed.
+                    urls=(
+                        *(UrlStatus(url, State.SUCCEEDED) for url in warm),
+                        *(UrlStatus(url, State.FAILED, why) for url, why in refused.items()),
+                    ),
                     details=summarize(mine),
                 )
             )
@@ -654,6 +660,15 @@ def _warm_urls(records: Sequence[Record]) -> list[str]:
     for r in records:
         ok[r.url] = ok.get(r.url, True) and r.outcome == OK
     return [u for u, good in ok.items() if good]
+
+
+def _failed_urls(records: Sequence[Record]) -> dict[str, str]:
+    """URLs a recorded request of which was refused or failed, each with the first reason."""
+    failed: dict[str, str] = {}
+    for r in records:
+        if r.outcome in (REJECTED, TRANSIENT, NOT_FOUND):
+            failed.setdefault(r.url, r.reason or r.outcome)
+    return failed
 
 
 def summarize(records: Sequence[Record]) -> dict[str, Any]:
