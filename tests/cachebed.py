@@ -65,6 +65,7 @@ def body_of(path: str, size: int) -> bytes:
 @dataclass
 class OriginState:
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    per_path: Counter[str] = field(default_factory=Counter)  # requests per path, any encoding
     headers: dict[str, dict[str, str]] = field(default_factory=dict)  # path -> the last request's
     seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (path, headers) each
     in_flight: int = 0
@@ -82,7 +83,7 @@ class OriginState:
         with self.lock:
             if encoding is not None:
                 return self.counts[(path, encoding)]
-            return sum(n for (p, _), n in self.counts.items() if p == path)
+            return self.per_path[path]
 
     def count_with(self, path: str, name: str, value: str | None) -> int:
         """Requests seen for a path whose header ``name`` had ``value`` (None: absent)."""
@@ -108,10 +109,11 @@ class _OriginHandler(BaseHTTPRequestHandler):
         encoding = self.headers.get("Accept-Encoding", "")
         with state.cond:
             state.counts[(path, encoding)] += 1
+            state.per_path[path] += 1
             state.headers[path] = {k.lower(): v for k, v in self.headers.items()}
             state.seen.append((path, state.headers[path]))
             n_seen = state.counts[(path, encoding)]
-            n_path = sum(c for (p, _), c in state.counts.items() if p == path)
+            n_path = state.per_path[path]  # a sum over every path's count: quadratic
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
             state.cond.notify_all()
