@@ -18,7 +18,16 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Set
+from collections.abc import (
+    Callable,
+    Collection,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+    Set,
+)
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -368,7 +377,7 @@ class Journal:
 
     def iter_targets(
         self, job_id: str, outcomes: Sequence[str], chunk: int = 10_000
-    ) -> Iterator[sqlite3.Row]:
+    ) -> Generator[sqlite3.Row, None, None]:
         """The job's targets with these outcomes in input order, read ``chunk`` rows at a
         time: a job's million rows are never all in memory at once."""
         marks = ",".join("?" * len(outcomes))
@@ -392,8 +401,8 @@ class Journal:
                     return
                 yield from rows
         finally:
-            with self._lock:
-                cursor.close()
+            with self._lock, suppress(sqlite3.ProgrammingError):
+                cursor.close()  # the journal may be closed already (an error unwinding)
 
     def claim_batch(
         self, job_id: str, provider: str, size: int, max_bytes: int | None = None

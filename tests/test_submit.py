@@ -653,7 +653,7 @@ def test_jobs_prune_deletes_old_jobs_with_nothing_left_to_resume(
     journal.close()
     with sqlite3.connect(state_dir / "journal.sqlite3") as db:
         db.execute(
-            "UPDATE jobs SET updated_at = '2026-01-01T00:00:00.000000Z' WHERE id IN (?, ?)",
+            "UPDATE jobs SET updated_at = '2000-01-01T00:00:00.000000Z' WHERE id IN (?, ?)",
             (old_done, left),
         )
     r = invoke("jobs", "--prune", "30", "-o", "json")

@@ -966,6 +966,24 @@ def test_a_public_index_cannot_lead_to_this_machine_or_its_network(
     assert url_list(collect(sitemaps=[server.base + "/inside.xml"])) == ["https://example.com/1"]
 
 
+@pytest.mark.parametrize(
+    ("host", "internal"),
+    [
+        ("169.254.169.254", True),  # a cloud's metadata service
+        ("2852039166", True),  # the same in decimal, as getaddrinfo reads it
+        ("127.1", True),
+        ("100.100.100.200", True),  # shared address space (100.64/10): Alibaba's metadata
+        ("10.0.0.7", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("93.184.216.34", False),
+        ("sitemaps.invalid", False),  # does not resolve: its fetch fails on its own
+    ],
+)
+def test_what_counts_as_this_machine_or_its_network(host: str, internal: bool) -> None:
+    assert sitemap._internal_host(host) is internal
+
+
 def test_a_redirect_from_https_to_http_is_refused() -> None:
     import httpx
 
@@ -985,6 +1003,8 @@ def test_sitemaps_beyond_the_cap_are_refused(
         child = tmp_path / f"s{i}.xml"
         child.write_bytes(urlset(f"https://example.com/{i}"))
         children.append(child)
+    (tmp_path / "three.xml").write_bytes(sitemapindex(*children[:3]))
+    assert len(collect(sitemaps=[str(tmp_path / "three.xml")])) == 3  # as many as allowed
     (tmp_path / "index.xml").write_bytes(sitemapindex(*children))
     with pytest.raises(InputError, match="more than 3 sitemaps"):
         collect(sitemaps=[str(tmp_path / "index.xml")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -39,9 +40,9 @@ def plan(ws: Workspace, req: SubmitRequest) -> Plan:
             # A provider whose requests are per URL and edge (direct) counts them itself.
             per_url = session.provider.requests_per_url
             if per_url is not None:
-                rows = journal.iter_targets(job_id, [jr.UNSENT])
-                urls = (r["url"] for r in rows if r["provider"] == alias)
-                n_requests = sum(per_url(u, req.options) for u in urls)
+                with contextlib.closing(journal.iter_targets(job_id, [jr.UNSENT])) as rows:
+                    urls = (r["url"] for r in rows if r["provider"] == alias)
+                    n_requests = sum(per_url(u, req.options) for u in urls)
                 planned = providers[alias]
                 rps = session.limits().requests_per_second
                 seconds = n_requests / rps if rps else planned.estimated_seconds

@@ -27,8 +27,8 @@ MAX_SITEMAP_BYTES = 100 * 1024 * 1024
 
 # The given sitemap is level 1; an index may nest others down to this level.
 MAX_SITEMAP_DEPTH = 3
-# Sitemaps read in one run: an index may list 50,000 (the protocol's cap); an index whose
-# children list as many again is more likely a trap than a site.
+# Sitemaps an index (or several) may list in one run: one index may list 50,000 (the
+# protocol's cap); an index whose children list as many again is more likely a trap.
 MAX_SITEMAPS = 50_000
 _DTD_MARKERS = (b"<!DOCTYPE", b"<!ENTITY")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -46,6 +46,7 @@ class _SitemapState:
     timeout: float
     ca_bundles: tuple[str, ...] = ()  # trusted instead of the default store, when given
     visited: set[str] = field(default_factory=set)
+    n_listed: int = 0  # sitemaps read because an index listed them
     # The sitemap being fetched: where its redirects may not lead (http after https, an
     # address of this machine or its network after a public host).
     fetching: str | None = None
@@ -91,17 +92,25 @@ def _host(ref: str) -> str:
 
 
 def _internal_host(host: str) -> bool:
-    """localhost, or a loopback, link-local (cloud metadata) or private address."""
+    """localhost, or a host of this machine or its network: an address (or, for a name, any
+    address it resolves to) that is not global: loopback, link-local (a cloud's metadata
+    service), private, shared (100.64/10), reserved. A name that does not resolve is not
+    (its fetch fails on its own)."""
     import ipaddress
+    import socket
 
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a name: what it resolves to is not looked at
-    return address.is_loopback or address.is_link_local or address.is_private
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:  # a name, or an address in another form (2852039166, 127.1)
+        try:
+            found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except (OSError, UnicodeError):
+            return False
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
+    return any(not address.is_global for address in addresses)
 
 
 def _is_http(ref: str) -> bool:
@@ -246,9 +255,10 @@ def _iter_sitemap(
     if key in state.visited:
         return
     state.visited.add(key)
-    if len(state.visited) > MAX_SITEMAPS:
+    state.n_listed += parent is not None
+    if state.n_listed > MAX_SITEMAPS:
         raise InputError(
-            f"more than {MAX_SITEMAPS:,} sitemaps from the given ones (the last: {ref})",
+            f"more than {MAX_SITEMAPS:,} sitemaps listed by the given ones (the last: {ref})",
             hint="pass the sitemaps meant with --sitemap directly",
         )
 
@@ -258,9 +268,10 @@ def _iter_sitemap(
         if raw.peek(2) == _GZIP_MAGIC:
             # Detected by content, not by name: servers and tools disagree on '.gz'. A .gz
             # file may also be sent with a gzip Content-Encoding: gzip within gzip.
-            source = gzip.GzipFile(fileobj=raw, mode="rb")
-            if source.peek(2)[:2] == _GZIP_MAGIC:
-                source = gzip.GzipFile(fileobj=source, mode="rb")
+            inflated = _ChunkReader(iter(partial(gzip.GzipFile(fileobj=raw).read, _CHUNK), b""))
+            source = inflated  # peek reads on until it has 2 bytes, or the end
+            if inflated.peek(2) == _GZIP_MAGIC:
+                source = gzip.GzipFile(fileobj=inflated, mode="rb")
         guarded = _SitemapGuard(source, ref)
         stack: list[str] = []
         root: ET.Element | None = None

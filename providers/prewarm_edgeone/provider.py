@@ -256,7 +256,7 @@ class EdgeOneProvider(Provider):
                         found.setdefault(ours, job)
             if len(found) == len(sent):
                 break
-        if not listed:
+        if not listed and len(sent) > len(probes(list(sent))):
             # No probe is in a job: each may have been refused (FailedList) while the others
             # were taken, so the window's tasks are listed whole and their targets compared.
             end = datetime.now(UTC) + LOOKUP_CLOCK_MARGIN
