@@ -306,22 +306,20 @@ class Journal:
                 db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
-    def prune(self, before: str) -> list[str]:
-        """Deletes the jobs last changed before ``before`` (the journal's time format) that
-        have nothing left to resume: no target unsent, sending, deferred, of unknown outcome
-        or failed for a reason that may pass. Returns their ids. The space is reused."""
+    def prunable(self, before: str) -> list[str]:
+        """The jobs last changed before ``before`` (the journal's time format) with nothing
+        left to resume: no target unsent, sending, deferred, of unknown outcome or failed for
+        a reason that may pass; or whose input was never read to its end (`created`: it cannot
+        be resumed). The caller leaves out those a live process holds."""
         rows = self._query(
-            "SELECT id FROM jobs WHERE updated_at < ?"
-            " AND state NOT IN ('ready', 'submitting', 'interrupted', 'incomplete')"
+            "SELECT id FROM jobs WHERE updated_at < ? AND (state = 'created' OR ("
+            " state NOT IN ('ready', 'submitting', 'interrupted', 'incomplete')"
             " AND NOT EXISTS (SELECT 1 FROM targets WHERE targets.job_id = jobs.id"
             "  AND (outcome IN ('unsent', 'sending', 'deferred', 'unknown')"
-            "   OR (outcome = 'failed' AND transient = 1)))",
+            "   OR (outcome = 'failed' AND transient = 1)))))",
             (before,),
         )
-        ids = [row["id"] for row in rows]
-        for job_id in ids:  # a transaction each: a large job's rows are many
-            self.delete_job(job_id)
-        return ids
+        return [row["id"] for row in rows]
 
     def set_state(self, job_id: str, state: str) -> None:
         with self.transaction() as db:

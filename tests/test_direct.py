@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -960,3 +961,30 @@ def test_progress_bar_shows_requests_and_bytes_on_a_terminal(
         _, status = os.waitpid(pid, 0)
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 0, seen
+
+
+def test_prune_drops_a_direct_job_s_record_even_when_its_alias_is_gone(
+    bed: CacheBed, run_cli, write_config, cli_env
+) -> None:
+    # The record is one file for every alias of the type: a job sent through an alias the
+    # config no longer has is dropped from it too, not stranded there for ever.
+    write_config('[providers.cdn]\ntype = "direct"\nencodings = ["identity"]\n')
+    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
+    r = run_cli("submit", "-p", "cdn", "-o", "json", *pin, bed.nginx.url("/obj/pruned.js"))
+    assert r.returncode == 0, r.stderr
+    job = json.loads(r.stdout)["job_id"]
+    record = Path(cli_env["PREWARM_STATE_DIR"]) / "direct.sqlite3"
+
+    def rows_of_job() -> int:
+        with sqlite3.connect(record) as db:
+            return sum(
+                db.execute(f"SELECT COUNT(*) FROM {table} WHERE job_id = ?", (job,)).fetchone()[0]
+                for table in ("requests", "warmed", "runs")
+            )
+
+    assert rows_of_job() > 0
+    write_config('[providers.other]\ntype = "direct"\n')  # cdn is gone
+    r = run_cli("jobs", "--prune", "0", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert "deleted 1 job" in r.stderr and json.loads(r.stdout) == []
+    assert rows_of_job() == 0

@@ -663,3 +663,16 @@ def test_jobs_prune_deletes_old_jobs_with_nothing_left_to_resume(
     assert invoke("status", old_done).returncode == 2  # gone from the journal
     r = invoke("jobs", "--prune", "0", "-o", "json")  # now: only what may not be resumed
     assert {j["job_id"] for j in json.loads(r.stdout)} == {left}
+
+    # A job whose input was never read to its end cannot be resumed: it goes; one a live
+    # process holds (reading its input, sending) stays, whatever it looks like.
+    from prewarm_cli.engine.lock import JobLock
+
+    journal = jr.Journal.in_state_dir(state_dir)
+    cut_short, live = (journal.create_job(["fake"], {}) for _ in range(2))
+    for job in (cut_short, live):
+        journal.add_targets(job, [(0, f"https://a.example.com/{job}", ["fake"])])
+    journal.close()
+    with JobLock(state_dir, live):
+        r = invoke("jobs", "--prune", "0", "-o", "json")
+    assert {j["job_id"] for j in json.loads(r.stdout)} == {left, live}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from typing import Any
 
 from prewarm_cli import journal as jr
+from prewarm_cli.engine.lock import JobLock
 from prewarm_cli.engine.status import JobRef, poll_interval
-from prewarm_cli.engine.workspace import ProviderSession, Workspace
+from prewarm_cli.engine.workspace import IMPLICIT_PROVIDER, ProviderSession, Workspace
 from prewarm_cli.errors import (
     NotYetCancellable,
     PrewarmError,
@@ -162,11 +162,27 @@ def prune_jobs(ws: Workspace, days: int) -> int:
     from datetime import UTC, datetime, timedelta
 
     before = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    pruned = [
+        job_id
+        for job_id in ws.journal.prunable(before)
+        if JobLock(ws.state_dir, job_id).holder() is None  # not one a live process holds
+    ]
+    if not pruned:
+        return 0
+    # What the providers keep first: a job the journal no longer names could never be
+    # pruned from their files. Direct warming's record is one file for every alias of the
+    # type, so it is asked through the built-in alias too (the job's may be gone from the
+    # config). An error there stops the prune with the journal whole.
     providers = {job.id: job.providers for job in ws.journal.jobs(limit=2**62)}
-    pruned = ws.journal.prune(before)
-    for alias in sorted({a for job_id in pruned for a in providers.get(job_id, ())}):
-        with suppress(PrewarmError):  # a provider that cannot be built here keeps nothing
-            ws.session(alias).provider.forget_jobs(pruned)
+    aliases = {a for job_id in pruned for a in providers.get(job_id, ())} | {IMPLICIT_PROVIDER}
+    for alias in sorted(aliases):
+        try:
+            provider = ws.session(alias).provider
+        except PrewarmError:
+            continue  # not built here (not configured, not installed): it keeps nothing here
+        provider.forget_jobs(pruned)
+    for job_id in pruned:  # a transaction each: a large job's rows are many
+        ws.journal.delete_job(job_id)
     return len(pruned)
 
 

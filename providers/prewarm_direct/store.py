@@ -277,18 +277,24 @@ class Store:
             return
         jobs = _json(job_ids)
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                for table in ("requests", "warmed", "runs"):
-                    self._db.execute(
-                        f"DELETE FROM {table} WHERE job_id IN (SELECT value FROM json_each(?))",
-                        (jobs,),
-                    )
-            except BaseException:
-                with suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for table in ("requests", "warmed", "runs"):
+                        self._db.execute(
+                            f"DELETE FROM {table} WHERE job_id IN (SELECT value FROM json_each(?))",
+                            (jobs,),
+                        )
+                except BaseException:
+                    with suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise JournalError(
+                    f"cannot delete from the direct warming record {self.path}: {exc}",
+                    hint="nothing was pruned; try again once no direct warming runs",
+                ) from exc
             self._runs.clear()
 
     # --- reading ---
