@@ -321,11 +321,14 @@ class Journal:
         )
         return [row["id"] for row in rows]
 
-    def set_state(self, job_id: str, state: str) -> None:
+    def set_state(self, job_id: str, state: str, *, only_from: str | None = None) -> None:
+        """The job's state; with ``only_from``, only if that is its state now."""
+        sql = "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?"
+        params: tuple[str, ...] = (state, utcnow(), job_id)
+        if only_from is not None:
+            sql, params = sql + " AND state = ?", (*params, only_from)
         with self.transaction() as db:
-            db.execute(
-                "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?", (state, utcnow(), job_id)
-            )
+            db.execute(sql, params)
 
     def job(self, job_id: str) -> Job:
         rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))

@@ -676,3 +676,27 @@ def test_jobs_prune_deletes_old_jobs_with_nothing_left_to_resume(
     with JobLock(state_dir, live):
         r = invoke("jobs", "--prune", "0", "-o", "json")
     assert {j["job_id"] for j in json.loads(r.stdout)} == {left, live}
+
+
+def test_a_resume_that_begins_while_status_asks_keeps_its_job_submitting(
+    fake_config: Path, cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # status found no process sending the killed job; a --resume took it while the vendors
+    # were asked: the job it now sends is not marked incomplete under it.
+    from prewarm_cli import journal as jr
+    from prewarm_cli.engine import lock
+    from prewarm_cli.results import JobState
+
+    state_dir = Path(cli_env["PREWARM_STATE_DIR"])
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    journal = jr.Journal.in_state_dir(state_dir)
+    job = journal.create_job(["fake"], {})
+    journal.add_targets(job, [(0, "https://a.example.com/x", ["fake"])])
+    journal.finish_intake(job, [])
+    journal.set_state(job, JobState.SUBMITTING)
+    answers = iter([None, "4242"])  # nobody when status begins; the resume when it records
+    monkeypatch.setattr(lock.JobLock, "holder", lambda self: next(answers, "4242"))
+    r = invoke("status", job, "-o", "json")
+    assert json.loads(r.stdout)["state"] == "incomplete", r.stderr
+    assert journal.job(job).state == JobState.SUBMITTING
+    journal.close()

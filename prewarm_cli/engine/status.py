@@ -265,12 +265,16 @@ def _record_state(ws: Workspace, job_id: str, status: JobStatus, was: str | None
         return  # its input is still being read, or never was to its end: its run says
     if not status.not_sent:
         ws.journal.set_state(job_id, status.state)
-    elif status.state == JobState.INCOMPLETE and (
-        was not in _RESUMABLE or was == JobState.SUBMITTING
+    elif status.state == JobState.INCOMPLETE and was not in _RESUMABLE:
+        ws.journal.set_state(job_id, JobState.INCOMPLETE)  # a vendor state recorded earlier
+    elif (
+        status.state == JobState.INCOMPLETE
+        and was == JobState.SUBMITTING
+        # A run that is gone (killed): no process sent the job when it was asked about. A
+        # --resume may have begun since (the vendors were asked meanwhile): asked again.
+        and JobLock(ws.state_dir, job_id).holder() is None
     ):
-        # A vendor state recorded earlier, or a run that is gone (killed): no process sends
-        # the job, or it would not be incomplete.
-        ws.journal.set_state(job_id, JobState.INCOMPLETE)
+        ws.journal.set_state(job_id, JobState.INCOMPLETE, only_from=JobState.SUBMITTING)
 
 
 def _recorded_statuses(ws: Workspace, job_id: str | None, alias: str) -> list[TaskStatus] | None:
