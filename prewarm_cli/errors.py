@@ -248,9 +248,17 @@ class RateLimited(RetryableError):
 
 
 class UnknownOutcome(ProviderError):
-    """The request may or may not have been accepted (read timeout, dropped reply, 5xx)."""
+    """The request may or may not have been accepted (read timeout, dropped reply, 5xx, an
+    answer that names no task). ``rejected``: URLs the answer did refuse by name, with the
+    reason; those are recorded rejected, and only the rest is looked up."""
 
     code = "unknown_outcome"
+
+    def __init__(
+        self, message: str, *, rejected: Mapping[str, str] | None = None, **kw: Any
+    ) -> None:
+        super().__init__(message, **kw)
+        self.rejected = dict(rejected or {})
 
 
 class InvalidRequest(ProviderError):

@@ -431,6 +431,14 @@ def test_an_answer_without_job_id_is_looked_up_not_failed(
     assert data["accepted"] == 3 and data["failed"] == [] and data["unknown"] == 0
     assert len(fake.calls(CREATE)) == 1
     assert fake.accepted_counts() == {u: 1 for u in items}
+    # What the answer refused by name stays refused, and is not sent again; the rest is
+    # looked up.
+    refused = "https://cdn.example.com/reject-me.js"
+    fake.fail_next(CREATE, "no_job_id")
+    r, data = submit(run_cli, refused, "https://cdn.example.com/taken.js")
+    assert r.returncode == 4, r.stderr
+    assert data["accepted"] == 1 and [x["url"] for x in data["rejected"]] == [refused]
+    assert len(fake.calls(CREATE)) == 2  # one more: nothing sent again
 
 
 def test_batch_quota_refusal_rereads_batch_and_shrinks(

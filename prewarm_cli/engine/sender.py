@@ -370,7 +370,18 @@ class BatchSender:
         if self.purge:
             self._resend_purge(batch, exc)
             return
-        reason = f"no reply from the vendor ({exc})"
+        named = [u for u in batch.urls if u in exc.rejected]
+        if named:  # refused by name in an answer that is otherwise not known: never resent
+            refused, rest = (
+                self.ledger.split(batch, named) if len(named) < len(batch.urls) else (batch, None)
+            )
+            rejected = {u: exc.rejected[u] for u in named}
+            self.ledger.answered(refused, BatchResult(None, accepted=(), rejected=rejected))
+            self.advance(len(named))
+            if rest is None:
+                return
+            batch = rest
+        reason = f"the vendor's answer is not known ({exc})"
         self.ledger.unknown(batch, reason)
         # Its request left before this reply, however long retries or pacing delayed it.
         self.resolve(batch, reason, last_sent=datetime.now(UTC), retries=(retries, exc))

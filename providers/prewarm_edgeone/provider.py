@@ -398,9 +398,11 @@ class EdgeOneProvider(Provider):
         refused_all = bool(rejected) and all(sent[w] in rejected for w in sent)
         if job_id is None and not refused_all:
             # EdgeOne may have made the job all the same: looked up before anything is sent
-            # again (a failed batch would be sent again by --resume unlooked).
+            # again (a failed batch would be sent again by --resume unlooked); what it
+            # refused by name stays refused.
             raise UnknownOutcome(
-                f"EdgeOne {action}: the answer has no JobId",
+                f"EdgeOne {action}: the answer names no job (no JobId)",
+                rejected={u: rejected[u] for u in urls if u in rejected},
                 provider=self.alias,
                 request_id=resp.RequestId,
             )
