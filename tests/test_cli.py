@@ -286,14 +286,19 @@ def test_a_zip_on_sys_path_is_known_by_its_file(tmp_path: Path) -> None:
     ]
 
 
-def test_extra_option_of_an_unselected_provider_is_a_usage_error(
-    run_cli, write_config, cli_env, fake_cdn: FakeCdn, tmp_path: Path
-) -> None:
-    # a second plugin type without --fake-mode: the fake plugin under another name
+def _with_the_other_plugin(cli_env: dict[str, str], tmp_path: Path, fake_cdn: FakeCdn) -> None:
+    """A second plugin type without --fake-mode installed: the fake plugin under another
+    name ("other"), its key that of the fake CDN."""
     other = tmp_path / "plugins2"
     install_other_plugin(other)
     cli_env["PYTHONPATH"] = f"{other}{os.pathsep}{cli_env['PYTHONPATH']}"
     cli_env["FAKE_API_KEY"] = fake_cdn.api_key
+
+
+def test_extra_option_of_an_unselected_provider_is_a_usage_error(
+    run_cli, write_config, cli_env, fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    _with_the_other_plugin(cli_env, tmp_path, fake_cdn)
     write_config(f'[providers.o]\ntype = "other"\nendpoint = "{fake_cdn.url}"\n')
     r = run_cli("submit", "-p", "o", "--fake-mode", "fast", "https://a.example.com/x")
     assert r.returncode == 2
@@ -309,10 +314,7 @@ def test_extra_option_of_a_configured_provider_the_default_does_not_have_is_an_e
 ) -> None:
     # Without -p the URLs go to defaults.provider: an option only another configured alias
     # declares would be dropped without a word (it was accepted, as every alias counted).
-    other = tmp_path / "plugins2"
-    install_other_plugin(other)
-    cli_env["PYTHONPATH"] = f"{other}{os.pathsep}{cli_env['PYTHONPATH']}"
-    cli_env["FAKE_API_KEY"] = fake_cdn.api_key
+    _with_the_other_plugin(cli_env, tmp_path, fake_cdn)
     write_config(
         '[defaults]\nprovider = "o"\n\n'
         f'[providers.o]\ntype = "other"\nendpoint = "{fake_cdn.url}"\n\n'

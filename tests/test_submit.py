@@ -10,10 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakes.generic import FakeCdn
 from helpers import invoke, urls, wait_for
+
+from prewarm_cli.results import JobState
 
 
 def as_input(items: list[str]) -> str:
@@ -615,16 +618,7 @@ def test_a_job_whose_run_was_killed_is_listed_incomplete_once_asked(
 ) -> None:
     # kill -9 leaves the job `submitting` in the journal; once `status` finds that no process
     # sends it, `jobs` says incomplete too (it said submitting for ever).
-    from prewarm_cli import journal as jr
-    from prewarm_cli.results import JobState
-
-    state_dir = Path(cli_env["PREWARM_STATE_DIR"])
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    journal = jr.Journal.in_state_dir(state_dir)
-    job = journal.create_job(["fake"], {})
-    journal.add_targets(job, [(0, "https://a.example.com/x", ["fake"])])
-    journal.finish_intake(job, [])
-    journal.set_state(job, JobState.SUBMITTING)  # as a killed run leaves it
+    journal, job = _journaled_job(cli_env, JobState.SUBMITTING)  # as a killed run leaves it
     journal.close()
     r = invoke("status", job, "-o", "json")
     assert json.loads(r.stdout)["state"] == "incomplete", r.stderr
@@ -638,18 +632,13 @@ def test_jobs_prune_deletes_old_jobs_with_nothing_left_to_resume(
     # The journal keeps every job until pruned: a finished job unchanged for DAYS days goes,
     # a recent one and one with targets left to resume stay, whatever their age.
     from prewarm_cli import journal as jr
-    from prewarm_cli.results import JobState
 
     old_done, recent = (
         json.loads(invoke("submit", "-o", "json", f"https://a.example.com/{n}").stdout)["job_id"]
         for n in ("old", "recent")
     )
     state_dir = Path(cli_env["PREWARM_STATE_DIR"])
-    journal = jr.Journal.in_state_dir(state_dir)
-    left = journal.create_job(["fake"], {})
-    journal.add_targets(left, [(0, "https://a.example.com/left", ["fake"])])
-    journal.finish_intake(left, [])
-    journal.set_state(left, JobState.INCOMPLETE)
+    journal, left = _journaled_job(cli_env, JobState.INCOMPLETE)
     journal.close()
     with sqlite3.connect(state_dir / "journal.sqlite3") as db:
         db.execute(
@@ -683,20 +672,27 @@ def test_a_resume_that_begins_while_status_asks_keeps_its_job_submitting(
 ) -> None:
     # status found no process sending the killed job; a --resume took it while the vendors
     # were asked: the job it now sends is not marked incomplete under it.
-    from prewarm_cli import journal as jr
     from prewarm_cli.engine import lock
-    from prewarm_cli.results import JobState
 
-    state_dir = Path(cli_env["PREWARM_STATE_DIR"])
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    journal = jr.Journal.in_state_dir(state_dir)
-    job = journal.create_job(["fake"], {})
-    journal.add_targets(job, [(0, "https://a.example.com/x", ["fake"])])
-    journal.finish_intake(job, [])
-    journal.set_state(job, JobState.SUBMITTING)
+    journal, job = _journaled_job(cli_env, JobState.SUBMITTING)
     answers = iter([None, "4242"])  # nobody when status begins; the resume when it records
     monkeypatch.setattr(lock.JobLock, "holder", lambda self: next(answers, "4242"))
     r = invoke("status", job, "-o", "json")
     assert json.loads(r.stdout)["state"] == "incomplete", r.stderr
     assert journal.job(job).state == JobState.SUBMITTING
     journal.close()
+
+
+def _journaled_job(cli_env: dict[str, str], state: str) -> tuple[Any, str]:
+    """A job of one unsent URL for "fake", written to the journal as a run would leave it
+    in ``state``; the journal stays open for the caller."""
+    from prewarm_cli import journal as jr
+
+    state_dir = Path(cli_env["PREWARM_STATE_DIR"])
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    journal = jr.Journal.in_state_dir(state_dir)
+    job = journal.create_job(["fake"], {})
+    journal.add_targets(job, [(0, f"https://a.example.com/{state}", ["fake"])])
+    journal.finish_intake(job, [])
+    journal.set_state(job, state)
+    return journal, job
