@@ -321,12 +321,13 @@ class Journal:
         )
         return [row["id"] for row in rows]
 
-    def set_state(self, job_id: str, state: str, *, only_from: str | None = None) -> None:
-        """The job's state; with ``only_from``, only if that is its state now."""
+    def set_state(self, job_id: str, state: str, *, unchanged_since: str | None = None) -> None:
+        """The job's state; with ``unchanged_since`` (a time job_state_at gave), only if the
+        job's row has not changed since (a run that took it up meanwhile wrote to it)."""
         sql = "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?"
         params: tuple[str, ...] = (state, utcnow(), job_id)
-        if only_from is not None:
-            sql, params = sql + " AND state = ?", (*params, only_from)
+        if unchanged_since is not None:
+            sql, params = sql + " AND updated_at = ?", (*params, unchanged_since)
         with self.transaction() as db:
             db.execute(sql, params)
 
@@ -763,8 +764,12 @@ class Journal:
 
     def job_state(self, job_id: str) -> str | None:
         """A job's state, or None when this journal has no such job."""
-        rows = self._query("SELECT state FROM jobs WHERE id = ?", (job_id,))
-        return str(rows[0]["state"]) if rows else None
+        return self.job_state_at(job_id)[0]
+
+    def job_state_at(self, job_id: str) -> tuple[str | None, str | None]:
+        """A job's state and when its row last changed (None, None: no such job)."""
+        rows = self._query("SELECT state, updated_at FROM jobs WHERE id = ?", (job_id,))
+        return (str(rows[0]["state"]), str(rows[0]["updated_at"])) if rows else (None, None)
 
     def tasks_of_other_jobs(self, job_id: str, task_ids: Collection[str]) -> set[str]:
         """Which of these vendor task ids a job other than ``job_id`` recorded."""

@@ -717,9 +717,12 @@ class Provider:
         """Extra checks for ``config check`` (may make one cheap request); returns notes."""
         return []
 
-    def forget_jobs(self, job_ids: Sequence[str]) -> None:
-        """The journal no longer holds these jobs (``jobs --prune``): drop what the provider
-        keeps of them in its state directory (direct warming's record). Nothing by default."""
+    @classmethod
+    def forget_jobs(cls, state_dir: Path, job_ids: Sequence[str]) -> None:
+        """The journal is about to drop these jobs (``jobs --prune``): delete what the type
+        keeps of them in ``state_dir`` (direct warming's record), whatever the config says
+        (the jobs' aliases may have left it). Raise a PrewarmError to stop the prune. Nothing
+        by default."""
 
     def run_notes(self) -> list[str]:
         """Lines for the user on what this instance sent, said (prefixed with the alias) once

@@ -983,7 +983,7 @@ def test_prune_drops_a_direct_job_s_record_even_when_its_alias_is_gone(
             )
 
     assert rows_of_job() > 0
-    write_config('[providers.other]\ntype = "direct"\n')  # cdn is gone
+    write_config("[providers.cdn\n")  # cdn is gone, and the file cannot even be read
     r = run_cli("jobs", "--prune", "0", "-o", "json")
     assert r.returncode == 0, r.stderr
     assert "deleted 1 job" in r.stderr and json.loads(r.stdout) == []

@@ -652,6 +652,7 @@ def test_jobs_prune_deletes_old_jobs_with_nothing_left_to_resume(
     assert invoke("status", old_done).returncode == 2  # gone from the journal
     r = invoke("jobs", "--prune", "0", "-o", "json")  # now: only what may not be resumed
     assert {j["job_id"] for j in json.loads(r.stdout)} == {left}
+    assert not (state_dir / "direct.sqlite3").exists()  # no record made where none was
 
     # A job whose input was never read to its end cannot be resumed: it goes; one a live
     # process holds (reading its input, sending) stays, whatever it looks like.
@@ -679,6 +680,18 @@ def test_a_resume_that_begins_while_status_asks_keeps_its_job_submitting(
     monkeypatch.setattr(lock.JobLock, "holder", lambda self: next(answers, "4242"))
     r = invoke("status", job, "-o", "json")
     assert json.loads(r.stdout)["state"] == "incomplete", r.stderr
+    assert journal.job(job).state == JobState.SUBMITTING
+
+    # The resume wrote its state between status's reading of the job and its second look
+    # at the lock, which it has already let go of: the row changed, so it is left alone.
+    looks = iter([False, True])
+
+    def resumed_meanwhile(self: object) -> None:
+        if next(looks, False):
+            journal.set_state(job, JobState.SUBMITTING)  # a --resume's first write
+
+    monkeypatch.setattr(lock.JobLock, "holder", resumed_meanwhile)
+    invoke("status", job, "-o", "json")
     assert journal.job(job).state == JobState.SUBMITTING
     journal.close()
 

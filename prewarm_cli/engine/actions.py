@@ -9,10 +9,9 @@ from typing import Any
 from prewarm_cli import journal as jr
 from prewarm_cli.engine.lock import JobLock
 from prewarm_cli.engine.status import JobRef, poll_interval
-from prewarm_cli.engine.workspace import IMPLICIT_PROVIDER, ProviderSession, Workspace
+from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import (
     NotYetCancellable,
-    PrewarmError,
     ProviderError,
     UnsupportedError,
     UsageError,
@@ -169,21 +168,19 @@ def prune_jobs(ws: Workspace, days: int) -> int:
     ]
     if not pruned:
         return 0
-    # What the providers keep first: a job the journal no longer names could never be
-    # pruned from their files. Direct warming's record is one file for every alias of the
-    # type, so it is asked through the built-in alias too (the job's may be gone from the
-    # config). An error there stops the prune with the journal whole.
-    providers = {job.id: job.providers for job in ws.journal.jobs(limit=2**62)}
-    aliases = {a for job_id in pruned for a in providers.get(job_id, ())} | {IMPLICIT_PROVIDER}
-    for alias in sorted(aliases):
-        try:
-            provider = ws.session(alias).provider
-        except PrewarmError:
-            continue  # not built here (not configured, not installed): it keeps nothing here
-        provider.forget_jobs(pruned)
+    # What the provider types keep first, whatever the config says (a job's alias may have
+    # left it): a job the journal no longer names could never be pruned from their files.
+    # An error there stops the prune with the journal whole.
+    from prewarm_cli import registry
+
+    for cls in registry.load_all(ws.out.warn).values():
+        cls.forget_jobs(ws.state_dir, pruned)
+    n_pruned = 0
     for job_id in pruned:  # a transaction each: a large job's rows are many
-        ws.journal.delete_job(job_id)
-    return len(pruned)
+        if JobLock(ws.state_dir, job_id).holder() is None:  # not taken up meanwhile
+            ws.journal.delete_job(job_id)
+            n_pruned += 1
+    return n_pruned
 
 
 def quota(ws: Workspace, aliases: Sequence[str]) -> list[dict[str, Any]]:

@@ -367,9 +367,6 @@ class BatchSender:
     # -- unknown outcomes --
 
     def _unknown(self, batch: jr.Batch, exc: UnknownOutcome, retries: RetryBudget) -> None:
-        if self.purge:
-            self._resend_purge(batch, exc)
-            return
         named = [u for u in batch.urls if u in exc.rejected]
         if named:  # refused by name in an answer that is otherwise not known: never resent
             refused, rest = (
@@ -381,6 +378,9 @@ class BatchSender:
             if rest is None:
                 return
             batch = rest
+        if self.purge:
+            self._resend_purge(batch, exc)
+            return
         reason = f"the vendor's answer is not known ({exc})"
         self.ledger.unknown(batch, reason)
         # Its request left before this reply, however long retries or pacing delayed it.

@@ -230,7 +230,7 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
     parts = providers.values()
     raws = {p.raw_state for p in parts}
     not_sent = sum(p.not_sent for p in parts)
-    job_state = ws.journal.job_state(ref.job_id) if ref.job_id else None
+    job_state, changed_at = ws.journal.job_state_at(ref.job_id) if ref.job_id else (None, None)
     if job_state == JobState.CREATED and holder is None:
         state = str(JobState.FAILED)  # its input was never read to its end
     elif not_sent and holder is None:  # nobody sends the rest
@@ -251,15 +251,18 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
         deferred=sum(p.deferred for p in parts),
     )
     if ref.job_id:
-        _record_state(ws, ref.job_id, result, job_state)
+        _record_state(ws, ref.job_id, result, job_state, changed_at)
     return result, seen
 
 
-def _record_state(ws: Workspace, job_id: str, status: JobStatus, was: str | None) -> None:
+def _record_state(
+    ws: Workspace, job_id: str, status: JobStatus, was: str | None, changed_at: str | None
+) -> None:
     """The vendors' combined state becomes the job's once every target was sent.
 
     Before that the job's state is its run's (submitting, interrupted, incomplete): a job
-    with targets left for `submit --resume` never looks finished in `jobs`.
+    with targets left for `submit --resume` never looks finished in `jobs`. ``changed_at``:
+    when the job's row last changed as ``was`` was read.
     """
     if was == JobState.CREATED:
         return  # its input is still being read, or never was to its end: its run says
@@ -271,10 +274,11 @@ def _record_state(ws: Workspace, job_id: str, status: JobStatus, was: str | None
         status.state == JobState.INCOMPLETE
         and was == JobState.SUBMITTING
         # A run that is gone (killed): no process sent the job when it was asked about. A
-        # --resume may have begun since (the vendors were asked meanwhile): asked again.
+        # --resume may have begun since (the vendors were asked meanwhile): asked again,
+        # and the row changed only if nothing wrote to it since it was read.
         and JobLock(ws.state_dir, job_id).holder() is None
     ):
-        ws.journal.set_state(job_id, JobState.INCOMPLETE, only_from=JobState.SUBMITTING)
+        ws.journal.set_state(job_id, JobState.INCOMPLETE, unchanged_since=changed_at)
 
 
 def _recorded_statuses(ws: Workspace, job_id: str | None, alias: str) -> list[TaskStatus] | None:

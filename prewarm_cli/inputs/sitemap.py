@@ -47,6 +47,7 @@ class _SitemapState:
     ca_bundles: tuple[str, ...] = ()  # trusted instead of the default store, when given
     visited: set[str] = field(default_factory=set)
     n_listed: int = 0  # sitemaps read because an index listed them
+    _internal: dict[str, bool] = field(default_factory=dict, init=False)  # by host, looked up once
     # The sitemap being fetched: where its redirects may not lead (http after https, an
     # address of this machine or its network after a public host).
     fetching: str | None = None
@@ -68,6 +69,14 @@ class _SitemapState:
             )
         return self._client
 
+    def internal(self, ref: str) -> bool:
+        """Whether the URL's host is of this machine or its network (_internal_host), each
+        host looked up once a run: an index may list 50,000 sitemaps on one host."""
+        host = _host(ref)
+        if host not in self._internal:
+            self._internal[host] = _internal_host(host)
+        return self._internal[host]
+
     def _check_redirect(self, request: httpx.Request) -> None:
         """Each request of a fetch, redirects too: none leads where its sitemap may not."""
         start = self.fetching
@@ -75,7 +84,7 @@ class _SitemapState:
             return
         if start[:6].lower() == "https:" and request.url.scheme != "https":
             raise InputError(f"sitemap {start} redirects to {request.url}, which is not https")
-        if _internal_host(request.url.host) and not _internal_host(_host(start)):
+        if self.internal(str(request.url)) and not self.internal(start):
             raise InputError(
                 f"sitemap {start} redirects to {request.url}, an address of this machine or"
                 " its network"
@@ -245,15 +254,15 @@ def _iter_sitemap(
     if parent is not None and _is_http(parent) and not _is_http(ref):
         # A remote index must not make us open local files.
         raise InputError(f"sitemap index {parent} refers to {ref}, which is not an http(s) URL")
-    public_index = parent is not None and _is_http(parent) and not _internal_host(_host(parent))
-    if public_index and _internal_host(_host(ref)):  # a cloud's metadata service, a router's
+    key = ref if _is_http(ref) else os.path.realpath(_local_path(ref))
+    if key in state.visited:
+        return
+    public_index = parent is not None and _is_http(parent) and not state.internal(parent)
+    if public_index and state.internal(ref):  # a cloud's metadata service, a router's
         raise InputError(
             f"sitemap index {parent} refers to {ref}, an address of this machine or its network",
             hint="pass that sitemap with --sitemap if it is meant",
         )
-    key = ref if _is_http(ref) else os.path.realpath(_local_path(ref))
-    if key in state.visited:
-        return
     state.visited.add(key)
     state.n_listed += parent is not None
     if state.n_listed > MAX_SITEMAPS:

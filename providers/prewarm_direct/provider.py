@@ -17,6 +17,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prewarm_cli import __version__
@@ -60,6 +61,7 @@ DEFAULT_ENCODINGS = ("gzip, deflate, br", "identity")
 DEFAULT_CONCURRENCY = 8
 MAX_BATCH = 1024  # URLs per batch: the journal and the record write per batch, not per URL
 USER_AGENT = f"prewarm-cli/{__version__}"
+RECORD = "direct.sqlite3"  # the record of every request, in the state directory
 # The counts of a run's details, per PoP and in all.
 DETAIL_KEYS = ("requests", "bytes", "already_warm", "filled", "rejected", "failed")
 
@@ -219,7 +221,7 @@ class DirectProvider(Provider):
     def store(self) -> Store:
         with self._lock:
             if self._store is None:
-                self._store = Store(self.state_dir / "direct.sqlite3")
+                self._store = Store(self.state_dir / RECORD)
             return self._store
 
     def _warmer(self) -> Warmer:
@@ -588,8 +590,16 @@ class DirectProvider(Provider):
             for label, s in sorted(self.stats.items())
         ]
 
-    def forget_jobs(self, job_ids: Sequence[str]) -> None:
-        self.store.forget(job_ids)
+    @classmethod
+    def forget_jobs(cls, state_dir: Path, job_ids: Sequence[str]) -> None:
+        path = state_dir / RECORD
+        if not path.exists():
+            return  # direct warming never ran here
+        store = Store(path)
+        try:
+            store.forget(job_ids)
+        finally:
+            store.close()
 
     def close(self) -> None:
         with self._lock:

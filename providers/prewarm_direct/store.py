@@ -285,11 +285,11 @@ class Store:
                             f"DELETE FROM {table} WHERE job_id IN (SELECT value FROM json_each(?))",
                             (jobs,),
                         )
+                    self._db.execute("COMMIT")
                 except BaseException:
                     with suppress(sqlite3.Error):
                         self._db.execute("ROLLBACK")
                     raise
-                self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise JournalError(
                     f"cannot delete from the direct warming record {self.path}: {exc}",
