@@ -51,7 +51,12 @@ OUTCOMES = (ACCEPTED, REJECTED, FAILED, DEFERRED, UNKNOWN, SENDING, UNSENT)
 
 
 def utcnow() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return timestamp(datetime.now(UTC))
+
+
+def timestamp(moment: datetime) -> str:
+    """A moment in the journal's format, which sorts as text: 2026-12-05T19:00:00.000000Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # base32 without I, L, O, U
@@ -374,22 +379,29 @@ class Journal:
             result.setdefault(row["provider"], Counts()).by_outcome[row["outcome"]] = row["n"]
         return result
 
-    def targets(self, job_id: str, outcomes: Sequence[str]) -> list[sqlite3.Row]:
-        return list(self.iter_targets(job_id, outcomes))
+    def targets(
+        self, job_id: str, outcomes: Sequence[str], provider: str | None = None
+    ) -> list[sqlite3.Row]:
+        return list(self.iter_targets(job_id, outcomes, provider))
 
     def iter_targets(
-        self, job_id: str, outcomes: Sequence[str], chunk: int = 10_000
+        self,
+        job_id: str,
+        outcomes: Sequence[str],
+        provider: str | None = None,
+        chunk: int = 10_000,
     ) -> Generator[sqlite3.Row, None, None]:
-        """The job's targets with these outcomes in input order, read ``chunk`` rows at a
-        time: a job's million rows are never all in memory at once."""
+        """The job's targets with these outcomes (of one provider, or all) in input order,
+        read ``chunk`` rows at a time: a job's million rows are never all in memory at once."""
         marks = ",".join("?" * len(outcomes))
+        mine, params = ("", ()) if provider is None else (" AND provider = ?", (provider,))
         sql = (
             f"SELECT provider, url, outcome, task_id, reason FROM targets"
-            f" WHERE job_id = ? AND outcome IN ({marks}) ORDER BY seq, provider"
+            f" WHERE job_id = ? AND outcome IN ({marks}){mine} ORDER BY seq, provider"
         )
         with self._lock:
             try:
-                cursor = self._db.execute(sql, (job_id, *outcomes))
+                cursor = self._db.execute(sql, (job_id, *outcomes, *params))
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
         try:
@@ -852,8 +864,8 @@ def _fit_bytes(urls: list[str], max_bytes: int) -> list[str]:
     return urls
 
 
-# The columns `jobs` lists: every one but the skipped inputs.
-_LISTED = "id, created_at, updated_at, state, providers, options, urls"
+# The columns `jobs` lists: every one but the skipped inputs, which it shows none of.
+_LISTED = "id, created_at, updated_at, state, providers, options, urls, '[]' AS skipped"
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -865,6 +877,5 @@ def _job(row: sqlite3.Row) -> Job:
         providers=tuple(json.loads(row["providers"])),
         options=json.loads(row["options"]),
         urls=row["urls"],
-        # keys(): `in` on a Row looks at its values.
-        skipped=tuple(json.loads(row["skipped"])) if "skipped" in row.keys() else (),  # noqa: SIM118
+        skipped=tuple(json.loads(row["skipped"])),
     )

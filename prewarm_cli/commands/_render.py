@@ -53,7 +53,7 @@ def verify_claims(
                     resolve=pins,
                     encodings=(encoding,),
                     user_agent=user_agent or probe.USER_AGENT,
-                    ca_bundle=ws.session(alias).provider.settings.get("ca_bundle"),
+                    ca_bundle=ws.session(alias).ca_bundle,
                 ),
                 bar.advance,
             )

@@ -69,9 +69,7 @@ def status(
             with naming_the_job(
                 ref.job_id,
                 f"interrupted while verifying job {named}",
-                "pipe the submit's JSON to `prewarm status --verify -` again"
-                if ref.piped is not None
-                else f"`prewarm status --verify {named}` verifies again",
+                engine.wait_again(ref, "--verify")[1],
             ):
                 data["verify"], verify_code = verify_claims(ws, claims, ref)
             codes.add(verify_code)

@@ -167,7 +167,7 @@ def submit(
         with naming_the_job(
             job,
             f"interrupted while waiting; job {job} goes on at the vendors",
-            f"`prewarm status --wait {job}` waits again",
+            engine.wait_again(ref)[1],
         ):
             status, claims = engine.wait_with_claims(
                 ws, ref, interval=interval, timeout=wait_timeout, with_claims=verify
@@ -178,7 +178,7 @@ def submit(
             with naming_the_job(
                 job,
                 f"interrupted while verifying job {job}",
-                f"`prewarm status --verify {job}` verifies again",
+                engine.wait_again(ref, "--verify")[1],
             ):
                 result["verify"], verify_code = verify_claims(ws, claims, ref)
             codes.add(verify_code)

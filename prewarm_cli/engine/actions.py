@@ -113,7 +113,7 @@ def download_report(ws: Workspace, result: JobReport, path: str) -> None:
     ((alias, url),) = links.items()
     from prewarm_cli.verify.probe import ssl_context
 
-    verify = ssl_context(ws.session(alias).provider.settings.get("ca_bundle"))
+    verify = ssl_context(ws.session(alias).ca_bundle)
     with (
         httpx.Client(timeout=60.0, follow_redirects=True, verify=verify) as client,
         open(path, "wb") as fh,
@@ -160,7 +160,7 @@ def prune_jobs(ws: Workspace, days: int) -> int:
     DAYS days are deleted, with what their providers keep of them; how many."""
     from datetime import UTC, datetime, timedelta
 
-    before = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    before = jr.timestamp(datetime.now(UTC) - timedelta(days=days))
     pruned = [
         job_id
         for job_id in ws.journal.prunable(before)
@@ -210,7 +210,7 @@ def _scale_alias(ws: Workspace, name: str | None) -> str:
     capable = [a for a in ws.config.aliases() if Capability.SCALE in ws.declared_capabilities(a)]
     if default not in capable and len(capable) == 1:
         return capable[0]
-    if not capable and default not in capable:
+    if not capable:
         configured = ", ".join(ws.config.aliases()) or "none"
         raise UsageError(
             f"no configured provider can scale (configured: {configured})",
@@ -251,7 +251,7 @@ def _cancel_sessions(ws: Workspace, ref: JobRef) -> dict[str, ProviderSession]:
             sessions[alias] = ws.session(alias, needs=Capability.CANCEL)
     if unable:
         refused = unable[0]
-        able = [f"`prewarm cancel {a}:{','.join(ref.tasks[a])}`" for a in sessions if ref.tasks[a]]
+        able = [f"`prewarm cancel {a}:{','.join(ref.tasks[a])}`" for a in sessions]
         if able:
             refused.message = f"{refused.message}: nothing was cancelled"
             refused.args = (refused.message,)

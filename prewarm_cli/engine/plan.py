@@ -40,9 +40,9 @@ def plan(ws: Workspace, req: SubmitRequest) -> Plan:
             # A provider whose requests are per URL and edge (direct) counts them itself.
             per_url = session.provider.requests_per_url
             if per_url is not None:
-                with contextlib.closing(journal.iter_targets(job_id, [jr.UNSENT])) as rows:
-                    urls = (r["url"] for r in rows if r["provider"] == alias)
-                    n_requests = sum(per_url(u, req.options) for u in urls)
+                unsent = journal.iter_targets(job_id, [jr.UNSENT], alias)
+                with contextlib.closing(unsent) as rows:
+                    n_requests = sum(per_url(r["url"], req.options) for r in rows)
                 planned = providers[alias]
                 rps = session.limits().requests_per_second
                 seconds = n_requests / rps if rps else planned.estimated_seconds

@@ -628,13 +628,16 @@ def wait_with_claims(
             sleep(min(every, left))
 
 
-def wait_again(ref: JobRef) -> tuple[str, str]:
+_AGAIN = {"--wait": "waits again", "--verify": "verifies again"}
+
+
+def wait_again(ref: JobRef, option: str = "--wait") -> tuple[str, str]:
     """The job as a user names it (its id, or its ALIAS:TASK_IDs), and the hint that waits
-    for it again."""
+    for it (``--wait``), or verifies it (``--verify``), again."""
     job = ref.job_id or ",".join(f"{a}:{','.join(t)}" for a, t in ref.tasks.items() if t)
     if ref.piped is not None:
-        return job, "pipe the submit's JSON to `prewarm status --wait -` again"
-    return job, f"`prewarm status --wait {job}` waits again"
+        return job, f"pipe the submit's JSON to `prewarm status {option} -` again"
+    return job, f"`prewarm status {option} {job}` {_AGAIN[option]}"
 
 
 def _wait_timeout(ref: JobRef, status: JobStatus, timeout: float | None) -> WaitTimeout:

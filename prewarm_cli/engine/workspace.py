@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -283,6 +284,11 @@ class ProviderSession:
         self._pacer_lock = threading.Lock()
 
     @property
+    def ca_bundle(self) -> str | None:
+        """The CA bundle the provider's requests trust instead of the default store."""
+        return self.settings.get("ca_bundle") or None
+
+    @property
     def capabilities(self) -> frozenset[Capability]:
         return self.provider.active_capabilities()
 
@@ -441,16 +447,12 @@ class Router:
 
     def ca_bundles(self) -> tuple[str, ...]:
         """The ca_bundle of each provider a URL may go to, once each."""
-        aliases = [*self.selected, *(a for _, route in self.routes for a in route)]
-        found: dict[str, None] = {}
-        for alias in dict.fromkeys([*aliases, *filter(None, [self.default])]):
-            try:
-                ca_bundle = self.ws.session(alias).provider.settings.get("ca_bundle")
-            except PrewarmError:
-                continue  # said when the provider is used
-            if ca_bundle:
-                found[str(ca_bundle)] = None
-        return tuple(found)
+        aliases = [*self.selected, *(a for _, route in self.routes for a in route), self.default]
+        bundles = []
+        for alias in filter(None, aliases):
+            with suppress(PrewarmError):  # said when the provider is used
+                bundles.append(self.ws.session(alias).ca_bundle)
+        return tuple(dict.fromkeys(filter(None, bundles)))
 
     def __call__(self, url: str) -> list[str] | None:
         if self.selected:

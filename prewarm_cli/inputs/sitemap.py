@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from prewarm_cli import __version__
 from prewarm_cli.errors import InputError
-from prewarm_cli.inputs.validate import InputUrl
+from prewarm_cli.inputs.validate import InputUrl, host_of
 
 if TYPE_CHECKING:
     import httpx
@@ -72,7 +72,7 @@ class _SitemapState:
     def internal(self, ref: str) -> bool:
         """Whether the URL's host is of this machine or its network (_internal_host), each
         host looked up once a run: an index may list 50,000 sitemaps on one host."""
-        host = _host(ref)
+        host = host_of(ref)
         if host not in self._internal:
             self._internal[host] = _internal_host(host)
         return self._internal[host]
@@ -94,10 +94,6 @@ class _SitemapState:
         if self._client is not None:
             self._client.close()
             self._client = None
-
-
-def _host(ref: str) -> str:
-    return (urlsplit(ref).hostname or "").lower()
 
 
 def _internal_host(host: str) -> bool:
