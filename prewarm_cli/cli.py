@@ -179,11 +179,13 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
         sys.exit(exit_for(exc, given, debug))
     finally:
-        if previous is signal.SIG_DFL:  # a caller in this process (a test) keeps its own
+        # A caller in this process (a test) gets its own handlers back, unless a signal is
+        # stopping the run: then ours stay, and the process exits with 130 even when the
+        # second signal of the stop (a CI runner's SIGINT, then SIGTERM) comes as it does
+        # (restored, SIGTERM's default ended it with 143, its record already written).
+        if previous is signal.SIG_DFL and not _stopping:
             with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 if signal.getsignal(signal.SIGINT) is _stop_as_interrupted:
                     signal.signal(signal.SIGINT, signal.default_int_handler)
-        global _stopping
-        _stopping = False  # once the handlers are back: a SIGTERM now cannot raise here
     sys.exit(0)
