@@ -379,6 +379,16 @@ class Journal:
             result.setdefault(row["provider"], Counts()).by_outcome[row["outcome"]] = row["n"]
         return result
 
+    def n_failed_to_resend(self, job_id: str) -> int:
+        """The job's failed targets that --resume sends again (failed for a reason that may
+        pass; not a vendor's verdict)."""
+        rows = self._query(
+            "SELECT COUNT(*) FROM targets"
+            " WHERE job_id = ? AND outcome = 'failed' AND transient = 1",
+            (job_id,),
+        )
+        return int(rows[0][0])
+
     def targets(
         self, job_id: str, outcomes: Sequence[str], provider: str | None = None
     ) -> list[sqlite3.Row]:

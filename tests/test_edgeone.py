@@ -521,18 +521,25 @@ def test_invalidate_purges_then_prefetches(run_cli, configure, fake: FakeEdgeOne
     fake.purge_daily = 3
     items = [*urls(2), "https://static.example.com/purgefail.js", "https://static.example.com/z.js"]
     r, data = submit(run_cli, "--invalidate", *items)
-    assert r.returncode == 4, r.stderr
+    assert r.returncode == 5, r.stderr  # deferred: the purge quota is spent for today
     actions = [c["action"] for c in fake.log]
     assert actions.index("CreatePurgeTask") < actions.index(CREATE)
     assert "DescribePurgeTasks" in actions[: actions.index(CREATE)]
     purge = fake.calls("CreatePurgeTask")[0]["params"]
     assert purge["Type"] == "purge_url"
-    # 3 purges left today: the 4th URL is not purged, so not prefetched either
+    # 3 purges left today: the 4th URL is not purged, so not prefetched either, but deferred
     assert fake.purges == [items[:3]]
     assert fake.submits == [items[:2]]  # a failed purge is not followed by a prefetch
-    failed = {f["url"]: f["reason"] for f in data["failed"]}
-    assert set(failed) == set(items[2:])
-    assert data["accepted"] == 2
+    assert [f["url"] for f in data["failed"]] == [items[2]]
+    assert data["accepted"] == 2 and data["deferred"] == 1
+    assert "--resume" in r.stderr
+    # The next day, --resume purges and prefetches the deferred URL, and only it.
+    fake.new_day()
+    r, again = submit(run_cli, "--resume", data["job_id"])
+    assert r.returncode == 4, r.stderr  # the job still holds the URL whose purge failed
+    assert "sends the failed again" not in r.stderr  # a vendor's verdict is not resent
+    assert fake.purges[1:] == [[items[3]]]  # a purge the vendor failed is the vendor's verdict
+    assert fake.submits[1:] == [[items[3]]] and again["deferred"] == 0
 
 
 def test_invalidate_refused_hosts_and_unanswered_purges(

@@ -87,8 +87,9 @@ def invalidate(
     """Purges the job's unsent URLs first and waits (bounded) until each purge is done.
 
     A provider whose purges are deferred (its purge quota is spent, it is rate limited
-    beyond the retries) has its URLs deferred, not prefetched: a late purge would evict the
-    warm copy. Returns why, per alias; the other providers go on.
+    beyond the retries) has the URLs it did not purge deferred, not prefetched: a late purge
+    would evict the warm copy; those it purged are prefetched. Returns why, per alias; the
+    other providers go on.
     """
     deferred: dict[str, PrewarmError] = {}
     for alias in aliases:
@@ -120,7 +121,14 @@ def invalidate(
             if not halt.defer:
                 raise halt.error from halt
             deferred[alias] = halt.error
-            progress.advance(ws.journal.defer_unsent(job_id, alias, str(halt.error)))
+            # Those not purged wait for --resume; those purged are prefetched once done.
+            not_purged = list(ledger.pending)
+            ws.journal.set_outcome(job_id, alias, not_purged, jr.DEFERRED, str(halt.error))
+            progress.advance(len(not_purged))
+            try:
+                _wait_for_purges(ws, sender, ledger)
+            except Interrupted as exc:
+                raise KeyboardInterrupt from exc
         except Interrupted as exc:
             raise KeyboardInterrupt from exc
     return deferred

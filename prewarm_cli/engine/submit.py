@@ -154,7 +154,9 @@ def _run(
         what = ", ".join(
             f"{n:,} {word}" for n, word in ((n_rejected, "rejected"), (n_failed, "failed")) if n
         )
-        again = f"; `prewarm submit --resume {job_id}` sends the failed again" if n_failed else ""
+        again = ""
+        if n_failed and journal.n_failed_to_resend(job_id):
+            again = f"; `prewarm submit --resume {job_id}` sends the failed again"
         ws.out.info(
             f"{counted(n_rejected + n_failed, unit)} not accepted ({what}):"
             f" `prewarm report {job_id}` lists why{again}"

@@ -181,36 +181,30 @@ class EdgeOneProvider(Provider):
     def invalidate_batch(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
         """Purges the URLs (purge_url), within what is left of the daily purge quota.
 
-        A URL that is not purged is returned as rejected: the engine then does not prefetch
-        it either (a late purge would evict the warm copy), and --resume tries it again.
+        URLs beyond what is left are handed back unsent (``resend``); once none is left,
+        QuotaExhausted: the engine defers the URLs not purged (a URL not purged is not
+        prefetched either: a late purge would evict the warm copy) for a --resume tomorrow.
         A refusal naming some URLs (a host outside the site) is the engine's to handle.
         """
-        refused: dict[str, str] = {}
         read = self._run_quota()
         entry = read.purge.get(PURGE_TYPE) if read else None
         left = entry.available if entry else None
+        if left is not None and left <= 0:
+            raise QuotaExhausted(
+                "the daily purge quota is used up",
+                hint="resume tomorrow: prewarm submit --resume JOB",
+                provider=self.alias,
+            )
+        resend: tuple[str, ...] = ()
         if left is not None and len(urls) > left:
-            reason = f"the daily purge quota is used up ({left} URL(s) were left)"
-            refused = {u: reason for u in urls[left:]}
-            urls = urls[:left]
-        if not urls:
-            return BatchResult(task_id=None, accepted=(), rejected=refused)
+            urls, resend = urls[:left], tuple(urls[left:])
         try:
             result = self._create_task("purge", urls, {"Type": PURGE_TYPE})
-        except QuotaExhausted as exc:
+        except QuotaExhausted:
             self._quota.purges_exhausted()
-            refused.update({u: f"purge refused: {exc.message}" for u in urls})
-            return BatchResult(
-                task_id=None, accepted=(), rejected=refused, request_id=exc.request_id
-            )
+            raise
         self._quota.spend_purges(len(result.accepted))
-        return BatchResult(
-            task_id=result.task_id,
-            accepted=result.accepted,
-            rejected={**result.rejected, **refused},
-            request_id=result.request_id,
-            details=result.details,
-        )
+        return replace(result, resend=(*result.resend, *resend))
 
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
         return [self._job_status("prefetch", t) for t in task_ids]
