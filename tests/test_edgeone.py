@@ -556,6 +556,20 @@ def test_invalidate_refused_hosts_and_unanswered_purges(
     assert [f["url"] for f in data["failed"]] == [items[2]]
 
 
+def test_an_unanswered_purge_is_sent_once_more_not_within_the_retry_policy(
+    run_cli, configure, fake: FakeEdgeOne
+) -> None:
+    # The purge is taken, then the reply is a server fault: each try may have spent quota.
+    fake.fail_next("CreatePurgeTask", "InternalError", count=2, after=True)
+    items = urls(3)
+    r, data = submit(run_cli, "--invalidate", *items)
+    assert r.returncode == 1, r.stderr  # nothing accepted
+    assert fake.purges == [items, items]  # sent once more, then given up
+    assert fake.purge_used == 6
+    assert fake.submits == []  # not known purged: not prefetched
+    assert {f["url"] for f in data["failed"]} == set(items)
+
+
 def test_quota_command(run_cli, configure, fake: FakeEdgeOne) -> None:
     fake.batch, fake.daily, fake.daily_used = 30, 500, 120
     r = run_cli("quota", "-p", "edgeone", "-o", "json")

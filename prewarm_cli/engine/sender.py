@@ -195,10 +195,13 @@ class BatchSender:
 
     # -- one batch --
 
-    def send(self, batch: jr.Batch, retries: RetryBudget | None = None) -> None:
+    def send(
+        self, batch: jr.Batch, retries: RetryBudget | None = None, *, resent: bool = False
+    ) -> None:
         """Sends one batch (already recorded *sending*) and settles it in the ledger.
 
         ``retries``: what is left of the retry policy when ``batch`` holds URLs that failed.
+        ``resent``: a purge sent once more because its first request went unanswered.
         """
         urls = list(batch.urls)
         try:
@@ -217,7 +220,7 @@ class BatchSender:
             self.ledger.release(batch, jr.DEFERRED, str(exc))
             raise Halt(exc, defer=True, n_deferred=len(urls)) from exc
         except UnknownOutcome as exc:
-            self._unknown(batch, exc, retries or RetryBudget(self.session.policy))
+            self._unknown(batch, exc, retries or RetryBudget(self.session.policy), resent=resent)
         except InvalidRequest as exc:
             self._invalid(batch, exc)
         except BatchTooLarge as exc:
@@ -366,7 +369,9 @@ class BatchSender:
 
     # -- unknown outcomes --
 
-    def _unknown(self, batch: jr.Batch, exc: UnknownOutcome, retries: RetryBudget) -> None:
+    def _unknown(
+        self, batch: jr.Batch, exc: UnknownOutcome, retries: RetryBudget, *, resent: bool
+    ) -> None:
         named = [u for u in batch.urls if u in exc.rejected]
         if named:  # refused by name in an answer that is otherwise not known: never resent
             refused, rest = (
@@ -379,24 +384,16 @@ class BatchSender:
                 return
             batch = rest
         if self.purge:
-            self._resend_purge(batch, exc)
+            # Purging twice only costs quota: an unanswered purge is sent once more.
+            if resent:
+                self._fail(batch, f"no answer to the purge: {exc}", exc)
+            else:
+                self.send(batch, retries, resent=True)
             return
         reason = f"the vendor's answer is not known ({exc})"
         self.ledger.unknown(batch, reason)
         # Its request left before this reply, however long retries or pacing delayed it.
         self.resolve(batch, reason, last_sent=datetime.now(UTC), retries=(retries, exc))
-
-    def _resend_purge(self, batch: jr.Batch, exc: UnknownOutcome) -> None:
-        """Purging twice only costs quota: an unanswered purge is sent once more."""
-        try:
-            result = self.session.call(self.request, list(batch.urls), n_urls=len(batch.urls))
-        except Interrupted:
-            self.ledger.release(batch, jr.UNSENT)
-            raise
-        except PrewarmError as again:
-            self._fail(batch, f"no answer to the purge: {again}", again)
-        else:
-            self.ledger.answered(batch, result)
 
     def resolve(
         self,

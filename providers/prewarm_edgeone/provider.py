@@ -351,8 +351,9 @@ class EdgeOneProvider(Provider):
             if err.code == "LimitExceeded.BatchQuota":
                 raise self._batch_too_large(err, len(urls), quota_type) from None
             # A prefetch sent twice is warmed twice (and counted twice): an unanswered one
-            # is looked up first. Purging twice only spends quota: it is simply sent again.
-            raise self._error(err, submit=kind == "prefetch", targets=sent) from None
+            # is looked up first. Purging twice only spends quota: an unanswered purge is
+            # sent once more, never again within a retry policy (each try may spend quota).
+            raise self._error(err, submit=True, targets=sent) from None
         resp = getattr(models, f"{action}Response")()
         resp._deserialize(raw)
         return self._batch_result(action, urls, sent, resp)
