@@ -545,7 +545,7 @@ def test_invalidate_settles_refused_and_in_flight_refreshes(
 def test_refresh_quota_used_up_stops_before_any_prefetch(
     run_cli, qiniu_config, fake: FakeQiniu
 ) -> None:
-    fake.refresh_quota_day = 2
+    fake.refresh_quota_day = 0
     r, data = submit(run_cli, "--invalidate", *urls(5))
     assert r.returncode == 5
     # The job's JSON, its URLs deferred (it was an error object, and the hint said "JOB").
@@ -555,6 +555,22 @@ def test_refresh_quota_used_up_stops_before_any_prefetch(
     assert "--resume JOB" not in r.stderr
     assert [c["code"] for c in fake.calls(REFRESH)] == [400034]
     assert fake.calls(PREFETCH) == []
+
+
+def test_a_refresh_larger_than_the_quota_left_is_sent_as_large_as_it_allows(
+    run_cli, qiniu_config, fake: FakeQiniu
+) -> None:
+    fake.refresh_quota_day = 2
+    items = urls(5)
+    r, data = submit(run_cli, "--invalidate", *items)
+    assert r.returncode == 5, r.stderr
+    # Refused whole (400034), then sent as large as what is left: those refreshed are
+    # prefetched, the rest deferred for a --resume after the reset.
+    assert [c["code"] for c in fake.calls(REFRESH)] == [400034, 200, 400034]
+    assert fake.accepted_counts("refresh") == {u: 1 for u in items[:2]}
+    assert fake.accepted_counts() == {u: 1 for u in items[:2]}
+    assert (data["state"], data["deferred"], data["accepted"]) == ("incomplete", 3, 2)
+    assert f"prewarm submit --resume {data['job_id']} after " in r.stderr
 
 
 def test_dcdn_product_is_sent_on_every_call(run_cli, qiniu_config, fake: FakeQiniu) -> None:

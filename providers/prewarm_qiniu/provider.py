@@ -184,7 +184,7 @@ class QiniuProvider(Provider):
         if reply.code == api.PREFETCH_QUOTA and kind is PREFETCH_KIND:
             self._prefetch_quota_refusal(reply, urls, quota)
         if reply.code in api.QUOTA_CODES and kind is REFRESH_KIND:
-            self._refresh_quota_refusal(reply)
+            self._refresh_quota_refusal(reply, urls, quota)
         if reply.code == api.TOO_MANY:
             raise BatchTooLarge(
                 f"Qiniu refused {len(urls)} URLs in one {kind.name}: {reply.error} (code 400039)",
@@ -398,9 +398,22 @@ class QiniuProvider(Provider):
             )
         return items
 
-    def _refresh_quota_refusal(self, reply: Reply) -> NoReturn:
-        """400034: the whole refresh is refused when it is larger than what is left today."""
+    def _refresh_quota_refusal(
+        self, reply: Reply, urls: Sequence[str], quota: Quota | None
+    ) -> NoReturn:
+        """400034: the whole refresh is refused when it is larger than what is left today:
+        a smaller one is sent when some is left (the URLs not refreshed are then deferred)."""
         daily, left = _int(reply.data.get("urlQuotaDay")), _int(reply.data.get("urlSurplusDay"))
+        if quota is not None:
+            daily, left = quota.daily, quota.remaining
+        if left is not None and 0 < left < len(urls):
+            raise BatchTooLarge(
+                f"Qiniu's daily refresh quota has {left} URL{'' if left == 1 else 's'} left;"
+                " refreshing that many",
+                limit=left,
+                provider=self.alias,
+                request_id=reply.request_id,
+            )
         resets = next_reset(self.now())
         figures = f"; {daily} URLs a day, {left} left" if daily is not None else ""
         raise QuotaExhausted(
