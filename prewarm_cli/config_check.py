@@ -203,7 +203,14 @@ def check_provider(
         e for e in cls.config_problems(alias, settings.values) if _key_path(str(e)) not in faulted
     ]
     # Offline, the limits the provider declares; online, those the vendor reports (below).
-    limits = [] if online else limit_problems(alias, settings.values, cls.default_limits)
+    # A batch size the vendor reports only at run time is not known offline.
+    declared = cls.default_limits
+    offline = {
+        k: v
+        for k, v in settings.values.items()
+        if not (k == "batch_size" and declared.batch_from_vendor)
+    }
+    limits = [] if online else limit_problems(alias, offline, declared)
     errors = [_in_file(e, path, alias) for e in found + limits]
     if found:
         return ProviderCheck(alias, ptype, tuple(errors))

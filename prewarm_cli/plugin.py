@@ -123,6 +123,9 @@ class Limits:
     max_batch: int  # URLs per request
     # True when the vendor reported max_batch at run time: --force cannot exceed it.
     vendor_reported: bool = False
+    # True when max_batch stands in for what the vendor reports at run time (EdgeOne's
+    # Batch): `config check` offline does not hold batch_size to it.
+    batch_from_vendor: bool = False
     invalidate_batch: int | None = None  # URLs per purge request, when it differs
     max_batch_bytes: int | None = None  # request payload bytes, where the vendor bounds that
     requests_per_second: float | None = None

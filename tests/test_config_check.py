@@ -243,6 +243,19 @@ def test_lower_limits_are_fine(write_config, monkeypatch: pytest.MonkeyPatch) ->
     assert r.returncode == 0 and data["ok"], r.stderr
 
 
+def test_a_batch_size_the_vendor_reports_at_run_time_is_not_judged_offline(
+    write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # EdgeOne's Batch is read from the zone (1000 on some plans): 100 is only a stand-in.
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", "AKIDexample")
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "example")
+    write_config(
+        '[providers.teo]\ntype = "edgeone"\nzone_id = "zone-2o0example"\nbatch_size = 200\n'
+    )
+    r, data = check_json()
+    assert r.returncode == 0 and data["ok"], r.stdout
+
+
 def test_a_rule_a_provider_checks_as_it_is_made_names_the_file(write_config) -> None:
     path = write_config(
         '[providers.eo]\ntype = "edgeone"\nzone_id = "*"\nsecret_id = "a"\nsecret_key = "b"\n'

@@ -86,6 +86,7 @@ class EdgeOneProvider(Provider):
     )
     default_limits = Limits(
         max_batch=FALLBACK_BATCH,
+        batch_from_vendor=True,
         requests_per_second=VENDOR_REQUESTS_PER_SECOND,
         concurrency=4,
         poll_interval=POLL_INTERVAL,
