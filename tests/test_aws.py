@@ -161,6 +161,7 @@ def test_submit_sends_every_field_then_status_wait_and_report(
     assert "saved" in r.stderr  # --download fetched the 10-minute link at once
     rows = target.read_text().splitlines()
     assert len(rows) == 3 and sum("dlfail.js" in row for row in rows) == 2
+    assert target.stat().st_mode & 0o777 == 0o600  # its curl column holds the -H headers
 
     # a fresh CI container, no journal: the URL count comes from total_count / PoPs
     fresh = {"PREWARM_STATE_DIR": str(Path(cli_env["PREWARM_STATE_DIR"]).parent / "fresh")}

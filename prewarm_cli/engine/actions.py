@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -116,16 +117,26 @@ def download_report(ws: Workspace, result: JobReport, path: str) -> None:
     verify = ssl_context(ws.session(alias).ca_bundle)
     with (
         httpx.Client(timeout=60.0, follow_redirects=True, verify=verify) as client,
-        open(path, "wb") as fh,
         client.stream("GET", url) as response,
     ):
         if response.status_code != 200:
             raise ProviderError(
                 f"downloading the report failed: HTTP {response.status_code}", provider=alias
             )
-        for chunk in response.iter_bytes():
-            fh.write(chunk)
+        # The vendor's report may hold the request headers, -H secrets included: others may
+        # read nothing of it.
+        with open(path, "wb", opener=_private_opener) as fh:
+            for chunk in response.iter_bytes():
+                fh.write(chunk)
     ws.out.info(f"saved {alias}'s report to {path}")
+
+
+def _private_opener(path: str, flags: int) -> int:
+    """Opens a file made (or made again) readable by its owner alone."""
+    fd = os.open(path, flags, 0o600)
+    if os.fstat(fd).st_mode & 0o077:
+        os.fchmod(fd, 0o600)
+    return fd
 
 
 # --------------------------------------------------------------------------- misc commands
