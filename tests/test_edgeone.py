@@ -696,7 +696,8 @@ def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError) as info:
         _provider().prepare()
     assert str(info.value) == (
-        "the edgeone provider needs the Tencent Cloud SDK: pip install 'prewarm-cli[edgeone]'"
+        "the edgeone provider needs the Tencent Cloud SDK: pipx inject prewarm-cli"
+        " tencentcloud-sdk-python-teo (or pip install it where prewarm is installed)"
     )
 
 

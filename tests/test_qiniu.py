@@ -816,7 +816,8 @@ def test_missing_sdk_is_a_one_line_config_error(monkeypatch, fake: FakeQiniu) ->
     with pytest.raises(ConfigError) as info:
         provider(fake).prepare()
     assert str(info.value) == (
-        "the qiniu provider needs the qiniu SDK: pip install 'prewarm-cli[qiniu]'"
+        "the qiniu provider needs the qiniu SDK: pipx inject prewarm-cli qiniu"
+        " (or pip install qiniu where prewarm is installed)"
     )
 
 

@@ -107,7 +107,8 @@ class DistributionIndex:
             except ImportError:
                 raise ConfigError(
                     f"the aws provider needs boto3 to find cf_domain from the URLs' host:"
-                    f" pip install 'prewarm-cli[aws]' (or set providers.{self.alias}.cf_domain)"
+                    f" pipx inject prewarm-cli boto3, or pip install it where prewarm is installed"
+                    f" (or set providers.{self.alias}.cf_domain)"
                 ) from None
             from botocore.config import Config
 

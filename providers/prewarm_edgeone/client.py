@@ -25,7 +25,10 @@ from prewarm_cli.errors import ConfigError
 API_VERSION = "2022-09-01"
 CHINA_ENDPOINT = "https://teo.tencentcloudapi.com"
 INTL_ENDPOINT = "https://teo.intl.tencentcloudapi.com"
-SDK_MISSING = "the edgeone provider needs the Tencent Cloud SDK: pip install 'prewarm-cli[edgeone]'"
+SDK_MISSING = (
+    "the edgeone provider needs the Tencent Cloud SDK: pipx inject prewarm-cli"
+    " tencentcloud-sdk-python-teo (or pip install it where prewarm is installed)"
+)
 # The documented ceiling of each of the five actions (their API pages).
 VENDOR_REQUESTS_PER_SECOND = 20.0
 

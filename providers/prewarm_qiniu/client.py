@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 DEFAULT_ENDPOINT = "https://fusion.qiniuapi.com"
-SDK_HINT = "pip install 'prewarm-cli[qiniu]'"
+SDK_HINT = "pipx inject prewarm-cli qiniu (or pip install qiniu where prewarm is installed)"
 
 # Vendor codes (https://developer.qiniu.com/fusion/api/1227 and the fact sheet).
 OK = 200
