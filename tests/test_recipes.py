@@ -7,6 +7,7 @@ real ones leave (files, or the lines `aws s3 sync` prints).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -329,31 +330,43 @@ def sitemap_site(tmp_path: Path) -> Iterator[str]:
 
 
 def test_cron(bed: Bed, sitemap_site: str) -> None:
-    (line,) = [x for x in recipes()["cron"].splitlines() if x and not x.startswith("#")]
+    lines = [x for x in recipes()["cron"].splitlines() if x and not x.startswith("#")]
+    *settings, line = lines
+    crontab_env = dict(x.split("=", 1) for x in settings)
+    assert set(crontab_env) == {"TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY"}
     fields = line.split(None, 5)
     assert len(fields) == 6 and fields[:5] == ["17", "3", "*", "*", "*"]
-    command = fields[5].replace("https://www.example.com/sitemap.xml", sitemap_site)
     home = Path(bed.env["HOME"])
     (home / ".local" / "bin").mkdir(parents=True)
     (home / ".local" / "bin" / "prewarm").symlink_to(Path(sys.executable).parent / "prewarm")
-    # cron's environment: a short PATH, HOME, and what the crontab sets.
+    # cron's environment: a short PATH, HOME, and what the crontab sets (the bed's own
+    # secrets, in place of the example's).
     env = {k: v for k, v in bed.env.items() if k != "PATH"}
-    proc = subprocess.run(
-        ["sh", "-c", command],
-        env={**env, "PATH": "/usr/bin:/bin"},
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+
+    def cron(sitemap: str) -> subprocess.CompletedProcess[str]:
+        command = fields[5].replace("https://www.example.com/sitemap.xml", sitemap)
+        return subprocess.run(
+            ["sh", "-c", command],
+            env={**env, "PATH": "/usr/bin:/bin"},
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    proc = cron(sitemap_site)
     assert proc.returncode == 0, (home / "prewarm.log").read_text()
     assert proc.stdout == proc.stderr == ""  # cron mails nothing on success
+    assert json.loads((home / "prewarm.log").read_text())["accepted"] == 3  # the log has it
     assert bed.cdn.accepted_urls() == {
         "https://www.example.com/",
         "https://www.example.com/a/",
         "https://www.example.com/b.html",
     }
+    proc = cron(sitemap_site.replace("sitemap.xml", "gone.xml"))
+    assert proc.returncode != 0
+    assert proc.stdout == "" and "error" in proc.stderr  # what cron mails
 
 
 def test_pipefail(bed: Bed) -> None:

@@ -12,7 +12,7 @@ SUBMIT = examples(
     "prewarm submit https://www.example.com/app.js --wait --verify",
     "prewarm submit -i urls.txt -p qiniu --wait",
     "prewarm submit --from-dir dist --base-url https://static.example.com/",
-    "git diff --name-only HEAD~1 -- public | prewarm submit --paths - \\",
+    "git diff --name-only --diff-filter=d HEAD~1 -- public | prewarm submit --paths - \\",
     "    --strip-prefix public --base-url https://www.example.com/",
     "prewarm submit --dry-run --sitemap https://www.example.com/sitemap.xml",
     "prewarm submit --resume JOB  # sends what was deferred or left unsent",

@@ -173,8 +173,8 @@ def jobs(limit: int, state: str | None, prune_days: int | None) -> None:
             n_pruned = engine.prune_jobs(ws, prune_days)
             ws.out.info(
                 f"deleted {counted(n_pruned, 'job')} unchanged for {prune_days} days with"
-                " nothing left to resume (incomplete and interrupted jobs are kept:"
-                " `prewarm submit --resume JOB`)"
+                " nothing left to resume (the jobs `prewarm submit --resume JOB` can still"
+                " send are kept)"
             )
         rows = engine.recent_jobs(ws, limit, JobState(state) if state else None)
 
