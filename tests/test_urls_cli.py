@@ -240,12 +240,19 @@ def test_ways_of_writing_one_request_are_one_url(prewarm: Run) -> None:
         ("https://cdn.example.com/a/./z.js", "https://cdn.example.com/a/z.js"),
         ("https://cdn.example.com/a/b/../w.js?q=/../x", "https://cdn.example.com/a/w.js?q=/../x"),
         ("https://cdn.example.com/café.js?q=ü", "https://cdn.example.com/caf%C3%A9.js?q=%C3%BC"),
+        ("https://cdn.example.com:443/v.js", "https://cdn.example.com/v.js"),  # default port
+        ("http://cdn.example.com:80/v.js", "http://cdn.example.com/v.js"),
+        ("https://www.example.com", "https://www.example.com/"),  # an empty path is /
+        ("https://news.example.com?page=2", "https://news.example.com/?page=2"),
     ]
     code, out, err = prewarm("urls", *(u for pair in pairs for u in pair))
     assert code == 0, err
     assert out.splitlines() == [sent for _, sent in pairs]
     code, out, _ = prewarm("urls", "https://cdn.example.com/Q?A=B#C")  # path and query keep case
     assert out.splitlines() == ["https://cdn.example.com/Q?A=B"]
+    # Another scheme's default port is a port of its own.
+    code, out, _ = prewarm("urls", "https://cdn.example.com:80/p", "http://cdn.example.com:443/p")
+    assert out.splitlines() == ["https://cdn.example.com:80/p", "http://cdn.example.com:443/p"]
     # Only what is not ASCII is encoded: `|` is kept as in an ASCII URL, so these are one.
     code, out, _ = prewarm("urls", f"{BASE}a|é.js", f"{BASE}a|%C3%A9.js")
     assert out.splitlines() == [f"{BASE}a|%C3%A9.js"]

@@ -217,16 +217,22 @@ _AUTHORITY_END = re.compile(r"[/?#]")
 
 def as_sent(url: str) -> str:
     """A valid URL as a client puts it on the wire, so that two ways of writing one request
-    are one input: no fragment (never sent), scheme and host in lower case, no ``.`` or
-    ``..`` path segment (RFC 3986 §5.2.4, as curl and browsers do), and the path and query
-    in ASCII: ``café.js`` is ``caf%C3%A9.js``, as a browser sends it and as a build
-    directory's file gives it (the host keeps its form, which routes name). The same string
-    when it is already so (the common case costs a few string searches)."""
+    are one input: no fragment (never sent), scheme and host in lower case, no default port
+    (``:80`` for http, ``:443`` for https), ``/`` for an empty path, no ``.`` or ``..`` path
+    segment (RFC 3986 §5.2.4, as curl and browsers do), and the path and query in ASCII:
+    ``café.js`` is ``caf%C3%A9.js``, as a browser sends it and as a build directory's file
+    gives it (the host keeps its form, which routes name). The same string when it is
+    already so (the common case costs a few string searches)."""
     if "#" not in url and "/." not in url and url.isascii():  # the common case: only the case
         start = url.find("//") + 2
         end = url.find("/", start)
-        head = url[:end] if end >= 0 else url
-        if "?" not in head and head == head.lower():
+        head = url[:end]
+        if (
+            end >= 0
+            and "?" not in head
+            and head == head.lower()
+            and not head.endswith(_DEFAULT_PORTS)
+        ):
             return url
     cut = url.find("#")
     start = url.find("//") + 2
@@ -236,15 +242,23 @@ def as_sent(url: str) -> str:
     text = url[:cut] if cut >= 0 else url
     rest = text[authority_end:]
     dotted = "/." in rest
-    if cut < 0 and not dotted and head == head.lower() and rest.isascii():
-        return url
     userinfo, at, hostport = head[start:].rpartition("@")
+    scheme = head[:start].lower()
+    default_port = _DEFAULT_PORTS[scheme == "https://"]
+    if hostport.endswith(default_port) and scheme in ("http://", "https://"):
+        hostport = hostport[: -len(default_port)]
+    if not rest.startswith("/"):
+        rest = "/" + rest  # an empty path, with a query or not
     if dotted:
         path, mark, query = rest.partition("?")
         rest = _without_dot_segments(path) + mark + query
     if not rest.isascii():  # only what is not ASCII: `a|b` is the same input either way
         rest = _NON_ASCII.sub(lambda run: quote(run[0], safe=""), rest)
-    return head[:start].lower() + userinfo + at + hostport.lower() + rest
+    sent = scheme + userinfo + at + hostport.lower() + rest
+    return url if sent == url else sent
+
+
+_DEFAULT_PORTS = (":80", ":443")  # http's, https's
 
 
 def _without_dot_segments(path: str) -> str:
