@@ -42,8 +42,9 @@ LIMITS = Limits(
     # invocation (256 KB).
     max_batch=500,
     max_batch_bytes=200_000,
-    requests_per_second=10.0,  # as the current generation's usage plan
-    requests_per_day=1000,
+    # Its usage plan sets no throttle and no quota: 10 a second is a courtesy, and no daily
+    # budget is kept (status polls of a long wait would spend one that is not there).
+    requests_per_second=10.0,
     concurrency=1,  # one invalidator at a time: CloudFront limits invalidations in flight
     poll_interval=30.0,
 )
