@@ -145,6 +145,19 @@ def test_config_batch_size_only_lowers_the_vendor_batch(
     assert r.returncode == 3
     assert "above the vendor limit of 7" in r.stderr
     assert len(fake.submits) == 3  # nothing more was sent
+    r = run_cli("jobs", "-o", "json")
+    assert len(json.loads(r.stdout)) == 1  # and no job of it was left to resume
+
+
+def test_invalidate_that_no_selected_provider_can_honour_is_refused(
+    run_cli, configure, fake: FakeEdgeOne
+) -> None:
+    r = run_cli("submit", "-p", "direct", "--invalidate", *urls(2))
+    assert r.returncode == 2, r.stderr
+    assert "--invalidate: direct cannot purge" in r.stderr
+    assert json.loads(run_cli("jobs", "-o", "json").stdout) == []  # nothing left behind
+    r = run_cli("submit", "-p", "direct", "--invalidate", "--dry-run", *urls(2))
+    assert r.returncode == 2 and "direct cannot purge" in r.stderr  # as the run would be
 
 
 def test_daily_quota_defers_before_sending_and_resume_sends_the_rest(

@@ -8,9 +8,7 @@ from urllib.parse import urlsplit
 
 from prewarm_cli import journal as jr
 from prewarm_cli.engine.workspace import Router, Workspace
-from prewarm_cli.errors import (
-    InputError,
-)
+from prewarm_cli.errors import InputError, UsageError
 from prewarm_cli.inputs import (
     NO_INPUT_HINT,
     InputNotes,
@@ -21,9 +19,7 @@ from prewarm_cli.inputs import (
     host_of,
     iter_inputs,
 )
-from prewarm_cli.plugin import (
-    SubmitOptions,
-)
+from prewarm_cli.plugin import Capability, SubmitOptions
 
 
 @dataclass(frozen=True)
@@ -137,3 +133,18 @@ def intake(
             else NO_INPUT_HINT,
         )
     return job_id
+
+
+def check_invalidate(ws: Workspace, aliases: Sequence[str], options: SubmitOptions) -> None:
+    """--invalidate that no selected provider can honour is refused: a stale copy would stay
+    at the edge and be counted warm."""
+    if not options.invalidate:
+        return
+    for alias in aliases:
+        provider = ws.session(alias).provider
+        if provider.invalidates_in_submit or Capability.INVALIDATE in provider.capabilities:
+            return
+    raise UsageError(
+        f"--invalidate: {', '.join(aliases)} cannot purge",
+        hint="drop --invalidate, or pick a provider that can purge with -p",
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from prewarm_cli import journal as jr
-from prewarm_cli.engine.intake import SubmitRequest, intake
+from prewarm_cli.engine.intake import SubmitRequest, check_invalidate, intake
 from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import PrewarmError, StackBusy
 from prewarm_cli.plugin import (
@@ -31,6 +31,7 @@ def plan(ws: Workspace, req: SubmitRequest) -> Plan:
         job_id = intake(ws, journal, req)
         job = journal.job(job_id)
         counts = journal.counts(job_id)
+        check_invalidate(ws, list(counts), req.options)
         providers: dict[str, ProviderPlan] = {}
         for alias, c in counts.items():
             session = ws.session(alias)

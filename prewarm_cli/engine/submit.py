@@ -6,7 +6,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 
 from prewarm_cli import journal as jr
-from prewarm_cli.engine.intake import SubmitRequest, intake, same_vendor, vendor_of
+from prewarm_cli.engine.intake import (
+    SubmitRequest,
+    check_invalidate,
+    intake,
+    same_vendor,
+    vendor_of,
+)
 from prewarm_cli.engine.lock import JobLock
 from prewarm_cli.engine.prefetch import SubmitRun
 from prewarm_cli.engine.purge import invalidate
@@ -23,10 +29,7 @@ from prewarm_cli.errors import (
     worst_exit,
 )
 from prewarm_cli.output import counted
-from prewarm_cli.plugin import (
-    SubmitOptions,
-    unhonoured_options,
-)
+from prewarm_cli.plugin import SubmitOptions, unhonoured_options
 from prewarm_cli.results import JobState, ProviderCounts, SubmitSummary, TargetFailure, TaskRow
 
 
@@ -78,6 +81,8 @@ def submit(
             try:
                 for alias in aliases:
                     ws.session(alias).provider.check_options(options)
+                    ws.session(alias).limits()  # a batch_size above the vendor's is said now
+                check_invalidate(ws, aliases, options)
                 check_busy(ws, job_id, aliases)
             except BaseException:
                 journal.delete_job(job_id)  # nothing was sent: leave no job behind
