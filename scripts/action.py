@@ -113,14 +113,24 @@ def build_command(env: Mapping[str, str], workdir: Path) -> list[str]:
     return args
 
 
-def outputs_of(result: Mapping[str, Any], exit_code: int) -> dict[str, str]:
-    """The step outputs from prewarm's JSON (submit, or submit --wait with its status)."""
+def outputs_of(
+    result: Mapping[str, Any], exit_code: int, job: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """The step outputs from prewarm's JSON (submit, or submit --wait with its status);
+    ``job``: the journal's counts of the job an error names (`prewarm jobs`)."""
     if "error" in result or not result:
         # An error after the job was made (interrupted, a wait's time limit) names it: a
-        # later step can resume it.
-        error = result.get("error")
-        job_id = error.get("job_id") if isinstance(error, Mapping) else None
-        return {"job-id": str(job_id or ""), "accepted": "0", "failed": "0", "state": "error"}
+        # later step can resume it, and what the vendors took is in the journal.
+        job_id = error_job_id(result)
+        job = job or {}
+        accepted = job.get("accepted", 0)
+        failed = job.get("rejected", 0) + job.get("failed", 0)
+        return {
+            "job-id": str(job_id or ""),
+            "accepted": str(accepted),
+            "failed": str(failed),
+            "state": "error",
+        }
     if result.get("dry_run"):  # extra-args: --dry-run: a plan, no job
         return {"job-id": "", "accepted": "0", "failed": "0", "state": "dry_run"}
     status = result.get("status")
@@ -135,6 +145,31 @@ def outputs_of(result: Mapping[str, Any], exit_code: int) -> dict[str, str]:
         "failed": str(failed),
         "state": str(state or ""),
     }
+
+
+def error_job_id(result: Mapping[str, Any]) -> str | None:
+    error = result.get("error")
+    job_id = error.get("job_id") if isinstance(error, Mapping) else None
+    return str(job_id) if job_id else None
+
+
+def journal_counts(prewarm: list[str], args: list[str], job_id: str) -> dict[str, Any] | None:
+    """The job's row of `prewarm jobs` (the journal's counts; no vendor is asked)."""
+    config = args[args.index("--config") :][:2] if "--config" in args else []
+    proc = subprocess.run(
+        [*prewarm, "jobs", "-o", "json", "--limit", "50", *config],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    try:
+        rows = json.loads(proc.stdout)
+    except ValueError:
+        return None
+    if not isinstance(rows, list):
+        return None
+    return next((r for r in rows if isinstance(r, dict) and r.get("job_id") == job_id), None)
 
 
 def summary_markdown(result: Mapping[str, Any], outputs: Mapping[str, str], code: int) -> str:
@@ -198,9 +233,14 @@ def _append(path: str | None, text: str) -> None:
             handle.write(text)
 
 
-def _report(env: Mapping[str, str], result: Mapping[str, Any], code: int) -> None:
+def _report(
+    env: Mapping[str, str],
+    result: Mapping[str, Any],
+    code: int,
+    job: Mapping[str, Any] | None = None,
+) -> None:
     """The step's outputs and its summary."""
-    outputs = outputs_of(result, code)
+    outputs = outputs_of(result, code, job)
     written = {**outputs, "exit-code": str(code)}
     _append(env.get("GITHUB_OUTPUT"), "".join(f"{k}={v}\n" for k, v in written.items()))
     _append(env.get("GITHUB_STEP_SUMMARY"), summary_markdown(result, outputs, code))
@@ -219,13 +259,15 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print("prewarm " + shlex.join(args), file=sys.stderr)
         # stderr (progress, warnings, errors) goes straight to the log; stdout is the JSON.
         code, stdout = _run_forwarding_signals([*prewarm, *args])
-    try:
-        result = json.loads(stdout) if stdout.strip() else {}
-    except json.JSONDecodeError:
-        result = {}
-    if not isinstance(result, dict):
-        result = {}
-    _report(env, result, code)
+        try:
+            result = json.loads(stdout) if stdout.strip() else {}
+        except json.JSONDecodeError:
+            result = {}
+        if not isinstance(result, dict):
+            result = {}
+        job_id = error_job_id(result)
+        job = journal_counts(prewarm, args, job_id) if job_id else None  # its config is here
+    _report(env, result, code, job)
     if stdout:
         print(stdout, end="")  # the JSON stays visible in the log
     return code

@@ -234,6 +234,30 @@ def test_wait_with_a_failing_url_fails_the_step_with_4(
     assert "exit code 4: not everything warmed" in summary
 
 
+def test_a_wait_that_times_out_still_says_what_the_vendors_took(
+    action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    fake_cdn.task_seconds = 3600  # the job does not finish within the wait
+    proc, outputs, _summary = run_action(
+        action_env,
+        tmp_path,
+        urls="https://cdn.example.com/a.js\nhttps://cdn.example.com/reject-me.js",
+        config=INLINE_CONFIG.format(endpoint=fake_cdn.url),
+        wait="true",
+        extra_args="--interval 0.1 --wait-timeout 0.5",
+    )
+    assert proc.returncode == 6, proc.stderr
+    error = json.loads(proc.stdout)["error"]  # prewarm's JSON is the error alone
+    # The journal's counts fill in what the error does not say (they said 0 and 0).
+    assert outputs == {
+        "job-id": error["job_id"],
+        "accepted": "1",
+        "failed": "1",
+        "state": "error",
+        "exit-code": "6",
+    }
+
+
 def test_rejected_urls_are_listed_in_the_summary(
     action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path
 ) -> None:
