@@ -272,6 +272,27 @@ def test_cancel_in_progress_and_not(run_cli, configure, api: FakePrewarmApi) -> 
     assert r.returncode == 2 and "already ended (STOPPED)" in r.stderr
 
 
+def test_a_job_its_timeout_rule_stopped_is_timed_out_not_cancelled(
+    run_cli, configure, api: FakePrewarmApi
+) -> None:
+    configure()
+    offset = [0.0]
+    api.clock = lambda: time.monotonic() + offset[0]
+    api.step_seconds = 30
+    api.download_seconds = 600
+    r, sub = cli_json(run_cli, "submit", *urls(2))
+    assert r.returncode == 0, r.stderr
+    task = sub["tasks"][0]["task_id"]
+    offset[0] = 100.0  # IN-PROGRESS
+    api.expire(task)  # the stack's timeout rule: STOPPED, as a force_stop would leave it
+    assert api.job_status(task) == "STOPPED"
+    r, st = cli_json(run_cli, "status", sub["job_id"])
+    assert r.returncode == 4, r.stderr
+    assert st["state"] == "timed_out" and st["raw_state"] == "STOPPED"
+    (task_status,) = st["providers"]["cf"]["tasks"]
+    assert "timeout rule" in task_status["details"]["stopped_by"]
+
+
 def test_second_submit_refused_while_a_job_runs_unless_force(
     run_cli, configure, api: FakePrewarmApi, cli_env
 ) -> None:

@@ -43,7 +43,7 @@ STATES: dict[str, State] = {
     "IN_PROGRESS": State.RUNNING,  # the docs' spelling; the code writes the hyphen
     "FINISHED": State.SUCCEEDED,
     "COMPLETED": State.SUCCEEDED,
-    "STOPPED": State.CANCELLED,
+    "STOPPED": State.CANCELLED,  # or timed out: see derive_status
     "TIMEOUT": State.TIMED_OUT,
     "FAILED": State.FAILED,
 }
@@ -275,8 +275,12 @@ def derive_status(
     target_pops: int | None,
     timeout_minutes: int | None,
     url_map: Mapping[str, str] | None = None,
+    stopped_here: bool = True,
 ) -> TaskStatus:
     """A TaskStatus in URLs from the API's task counts, summary and report rows.
+
+    A STOPPED job was cancelled when this machine sent its force_stop (``stopped_here``),
+    else its timeout rule stopped it: timed out.
 
     The API never says how many URLs a job holds: ``url_count`` is that number when known
     (this process sent the job), else it is worked out from ``total_count`` = PoPs * URLs
@@ -286,6 +290,8 @@ def derive_status(
     raw = progress.status
     key = raw.upper()
     state = STATES.get(key, State.PENDING)
+    if key == "STOPPED" and not stopped_here:
+        state = State.TIMED_OUT
     details = _details(progress, timeout_minutes)
     if key in FINISHED_STATES and summary is not None:
         return _finished(progress, summary, url_count, target_pops, details, url_map or {})
@@ -311,10 +317,14 @@ def derive_status(
         )
     if state is State.PENDING:
         return TaskStatus(progress.request_id, state, raw, total, pending=total, details=details)
-    if state is State.CANCELLED:
+    if key == "STOPPED":
         # Stopped before its summary: which URLs were warmed by then is not said, so none
         # counts as warmed (every target is in one count, as elsewhere).
-        details["stopped_by"] = "prewarm cancel (force_stop) or the stack's timeout rule"
+        details["stopped_by"] = (
+            "prewarm cancel (force_stop)"
+            if stopped_here
+            else "the stack's timeout rule (or a force_stop sent from elsewhere)"
+        )
         return TaskStatus(progress.request_id, state, raw, total, failed=total, details=details)
     if state in (State.FAILED, State.TIMED_OUT):
         return TaskStatus(progress.request_id, state, raw, total, failed=total, details=details)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from prewarm_aws import stack_v2
+from prewarm_aws import stack_v2, stopped
 from prewarm_aws.distributions import DistributionChooser, configured_cf_domain
 from prewarm_aws.shared import StackContext
 from prewarm_aws.stack_v1 import StackV1
@@ -170,6 +170,8 @@ class AwsProvider(Provider):
         return self.stack.plan_notes(options)
 
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
+        if isinstance(self.stack, StackV2):
+            return self.stack.fetch_status(task_ids, stopped.stopped_here(self.state_dir))
         return self.stack.fetch_status(task_ids)
 
     def report(self, task_ids: Sequence[str]) -> Report:
@@ -182,7 +184,9 @@ class AwsProvider(Provider):
         return self._stack_v2(Capability.SCALE).scale(count)
 
     def cancel(self, task_ids: Sequence[str]) -> dict[str, Any]:
-        return self._stack_v2(Capability.CANCEL).cancel(task_ids)
+        result = self._stack_v2(Capability.CANCEL).cancel(task_ids)
+        stopped.remember(self.state_dir, [str(t["task_id"]) for t in result["tasks"]])
+        return result
 
     def _stack_v2(self, capability: Capability) -> StackV2:
         """The 2024 stack, for what only it can do."""

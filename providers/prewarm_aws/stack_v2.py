@@ -9,7 +9,7 @@ The routes and what their answers mean are in :mod:`prewarm_aws.api_v2`.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -245,7 +245,11 @@ class StackV2:
 
     # --- status and report ---
 
-    def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
+    def fetch_status(
+        self, task_ids: Sequence[str], stopped_here: Collection[str] = ()
+    ) -> list[TaskStatus]:
+        """``stopped_here``: the jobs a cancel on this machine stopped (the others that
+        stopped, their timeout rule did)."""
         statuses = []
         for task_id in task_ids:
             progress = self._api.progress(task_id)
@@ -260,6 +264,7 @@ class StackV2:
                     target_pops=len(self.ctx.target.pops),
                     timeout_minutes=self.timeout_minutes,
                     url_map=self._url_maps.get(task_id),
+                    stopped_here=task_id in stopped_here,
                 )
             )
         return statuses

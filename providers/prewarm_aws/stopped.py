@@ -1,0 +1,57 @@
+"""The jobs this machine stopped with force_stop, kept in the state directory.
+
+The stack says STOPPED both when prewarm cancels a job and when the job's timeout rule
+fires; the fact sheet's rule tells them apart by who sent the force_stop: a job stopped
+here is `cancelled`, any other `timed_out`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["FILE_NAME", "remember", "stopped_here"]
+
+FILE_NAME = "aws-stopped.json"
+MAX_KEPT = 1000  # the newest; a stack runs one job at a time
+
+_lock = threading.Lock()  # one writer at a time within the process
+
+
+def stopped_here(state_dir: Path) -> set[str]:
+    """The request ids of the jobs a `prewarm cancel` on this machine stopped."""
+    return set(_read_list(state_dir / FILE_NAME))
+
+
+def remember(state_dir: Path, task_ids: Iterable[str]) -> None:
+    """Adds these request ids (a failure to write is not the cancel's: it is left out)."""
+    with _lock:
+        path = state_dir / FILE_NAME
+        known = [t for t in _read_list(path) if t not in set(task_ids)]
+        kept = [*known, *task_ids][-MAX_KEPT:]
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # write-then-rename, private: a concurrent reader sees the old list or the new
+            fd, tmp = tempfile.mkstemp(prefix=".aws-stopped-", dir=path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(kept, fh)
+                os.replace(tmp, path)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+
+
+def _read_list(path: Path) -> list[str]:
+    """The list in the file; none when there is no file yet, or a damaged one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(t) for t in data] if isinstance(data, list) else []
