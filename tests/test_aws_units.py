@@ -293,6 +293,7 @@ def transport_answering(status: int, body: Any, *, exc: Exception | None = None)
         (403, {"Message": "User: anonymous is not authorized"}, False, AuthError),
         (429, {"message": "Too Many Requests"}, True, RateLimited),
         (429, {"message": "Limit Exceeded"}, False, QuotaExhausted),
+        (429, {"message": "Limit Exceeded"}, True, QuotaExhausted),
         (502, {"message": "Internal server error"}, True, ProviderError),
         (504, {"message": "Endpoint request timed out"}, True, UnknownOutcome),
         (504, {"message": "Endpoint request timed out"}, False, RetryableError),
@@ -310,6 +311,8 @@ def test_api_gateway_errors_map_to_typed_errors(
     assert info.value.request_id == "rid-1"  # type: ignore[attr-defined]
     if error is QuotaExhausted:
         assert info.value.resets_at.endswith("T00:00:00Z")  # type: ignore[attr-defined]
+        # A status poll has nothing to resume: only a submit's hint says --resume.
+        assert ("--resume" in str(info.value.hint)) is submit  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

@@ -924,3 +924,14 @@ def test_extra_requests_wait_for_the_engines_limiter(
     p.fetch_status([second])
     assert paced == [0]
     p.close()
+
+
+def test_a_list_time_is_beijing_time_unless_it_names_its_offset() -> None:
+    from prewarm_qiniu.clock import BEIJING, parse_vendor_time
+
+    beijing = datetime(2024, 5, 1, 10, 0, tzinfo=BEIJING)
+    assert parse_vendor_time("2024-05-01 10:00:00") == beijing
+    assert parse_vendor_time("2024-05-01T10:00:00") == beijing
+    assert parse_vendor_time("2024-05-01T02:00:00Z") == beijing  # it was 02:00 Beijing
+    assert parse_vendor_time("2024-05-01T10:00:00+08:00") == beijing
+    assert parse_vendor_time("yesterday") is None

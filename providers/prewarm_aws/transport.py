@@ -237,7 +237,9 @@ class Transport:
                 resets = next_utc_midnight()
                 raise QuotaExhausted(
                     f"{text}: the API key's daily quota is used up (resets {resets})",
-                    hint="resume the job after the reset with `prewarm submit --resume JOB`",
+                    hint="resume the job after the reset with `prewarm submit --resume JOB`"
+                    if submit
+                    else f"nothing is lost: ask again after the reset ({resets})",
                     resets_at=resets,
                     **kw,
                 )

@@ -68,19 +68,22 @@ def request_id_time(request_id: str) -> datetime | None:
 
 
 def parse_vendor_time(text: object) -> datetime | None:
-    """A list item's ``createAt``-style time (``2015-11-01 16:05:05``, Beijing), or None."""
+    """A list item's ``createAt``-style time (``2015-11-01 16:05:05``, Beijing unless it
+    names its offset), or None."""
     if not isinstance(text, str) or not text:
         return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        parsed = None
+    if parsed is not None:  # an offset it names (Z, +08:00) is kept
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=BEIJING)
     for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
         try:
             return datetime.strptime(text[:19], fmt).replace(tzinfo=BEIJING)
         except ValueError:
             continue
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=BEIJING)
+    return None
 
 
 def format_utc(moment: datetime) -> str:
