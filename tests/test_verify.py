@@ -115,12 +115,12 @@ CLASSIFY_CASES: list[tuple[str, dict[str, str], str, str | None, str | None]] = 
         "BC12_dx-yancheng-3-cache-1(baishan)",  # the agreeing partner edge names the node
         "x-qnm-cache",
     ),
-    (
-        "qiniu conflict",
+    (  # a fusion domain's partner edge: the outer X-Cache decides (the fact sheet)
+        "qiniu fusion",
         {"X-Qnm-Cache": "Miss", "X-Cache": "HIT TCP_MEM_HIT dirn:1"},
-        UNKNOWN,
+        HIT,
         None,
-        None,
+        "x-cache",
     ),
     (
         "cloudflare hit",
@@ -243,8 +243,14 @@ def test_classify_explains_itself() -> None:
     assert unknown.headers == {"x-proxy-cache": "HIT", "age": "x"}  # seen, never guessed from
     assert unknown.age is None
     assert "x-proxy-cache" in unknown.detail
-    conflict = classify({"X-Qnm-Cache": "Miss", "X-Cache": "HIT"})
-    assert "disagree" in conflict.detail and "x-qnm-cache: Miss" in conflict.detail
+    conflict = classify({"Cache-Status": "Origin; hit", "X-Cache": "Miss"})
+    assert "disagree" in conflict.detail and "x-cache: Miss" in conflict.detail
+    # A Qiniu fusion domain behind a partner edge: X-Qnm-Cache was cached with the object,
+    # the outer X-Cache says what this request met (Qiniu's fact sheet).
+    fusion = classify({"X-Qnm-Cache": "Miss", "X-Cache": "HIT TCP_MEM_HIT dirn:-2:-2"})
+    assert (fusion.cache, fusion.source) == (HIT, "x-cache"), fusion.detail
+    assert "x-qnm-cache: Miss (cached with the object)" in fusion.detail
+    assert classify({"X-Qnm-Cache": "Hit", "X-Cache": "MISS"}).cache == MISS
     assert "HTTP 404" in classify({"X-Cache": "HIT"}, 404).detail
 
 
@@ -329,7 +335,7 @@ EDGE_CASES: list[tuple[str, int, str, str | None]] = [
     ("/qiniu/hit", 200, HIT, "cdn-cache-dls-zjwz-wz-1"),
     ("/qiniu/miss", 200, MISS, "xs463"),
     ("/qiniu/layered-hit", 200, HIT, "tj11"),
-    ("/qiniu/conflict", 200, UNKNOWN, None),
+    ("/qiniu/conflict", 200, HIT, None),  # the outer X-Cache decides
     ("/rfc9211/edge-miss", 200, MISS, None),
     ("/rfc9211/edge-hit", 200, HIT, None),
     ("/rfc9211/stale-304", 200, REVALIDATED, None),
@@ -371,11 +377,11 @@ def test_every_vendor_shape_end_to_end(edge: CacheServer) -> None:
     n = len(EDGE_CASES)
     assert summary["total"] == n
     assert sum(summary[v] for v in (HIT, MISS, REVALIDATED, BYPASS, UNKNOWN)) == n
-    assert summary[HIT] == 8  # the 404 and the 301 included: that is what the CDN said
+    assert summary[HIT] == 9  # the 404 and the 301 included: that is what the CDN said
     assert summary["non_2xx"] == 4 and summary["errors"] == 0
     # ... but only 2xx hits count toward the hit ratio, and only 2xx hit/revalidated is warm.
-    assert summary["hit_ratio"] == round(6 / n, 4)
-    assert summary["warm"] == 6 + 3
+    assert summary["hit_ratio"] == round(7 / n, 4)
+    assert summary["warm"] == 7 + 3
     assert exit_code(result) == ExitCode.OK
     assert exit_code(result, expect_hit=True) == ExitCode.INCOMPLETE
 

@@ -374,6 +374,15 @@ def classify(
 def _decide(signals: Sequence[Signal]) -> tuple[str, Signal | None, str]:
     if not signals:
         return UNKNOWN, None, ""
+    outer = [s for s in signals if s.source == GENERIC_X_CACHE.header and s.cache != UNKNOWN]
+    inner = [s for s in signals if s.source == QINIU.header]
+    if outer and inner and {s.cache for s in inner} != {s.cache for s in outer}:
+        # A Qiniu fusion domain served by a partner edge (Alibaba, Baishan): X-Qnm-Cache was
+        # cached with the object; the outer X-Cache is what this request met (fact sheet).
+        rest = [s for s in signals if s.source != QINIU.header]
+        cache, chosen, described = _decide(rest)
+        note = "; ".join(f"{s.describe()} (cached with the object)" for s in inner)
+        return cache, chosen, f"{described}; {note}"
     values = {s.cache for s in signals}
     if values == {HIT, REVALIDATED}:
         values = {REVALIDATED}  # both say "served from the cache"; keep the weaker claim
