@@ -605,12 +605,16 @@ def _route(config: Config, where: str, entry: Any, report: Report) -> Route | No
     except ConfigError as exc:
         report(exc)
         return None
+    from prewarm_cli import registry
+
     for j, name in enumerate(names):
         if name in config.providers:
             continue
         matches = config.aliases_of_type(name)
         if len(matches) == 1:
             continue
+        if not matches and name in registry.names():
+            continue  # an installed type's implicit alias, as for -p (direct needs no table)
         if matches:
             report(
                 ConfigError(

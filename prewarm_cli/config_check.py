@@ -151,15 +151,15 @@ def check_config(
 
 
 def _aliases_in_use(config: config_mod.Config, installed: Collection[str]) -> list[str]:
-    """The tables' aliases, then the type that [defaults] provider names without a table (an
-    implicit alias with the type's defaults, which a submit builds too; a route must name a
-    table's alias, which the loader checks)."""
+    """The tables' aliases, then the types that [defaults] provider and [[routes]] name
+    without a table (implicit aliases with the type's defaults, which a submit builds too)."""
     aliases = config.aliases()
-    name = config.defaults.get("provider")
-    if not isinstance(name, str) or name in aliases or name not in installed:
-        return aliases
-    if not config.aliases_of_type(name):
-        aliases.append(name)
+    named = [config.defaults.get("provider"), *(p for r in config.routes for p in r.providers)]
+    for name in named:
+        if not isinstance(name, str) or name in aliases or name not in installed:
+            continue
+        if not config.aliases_of_type(name):
+            aliases.append(name)
     return aliases
 
 

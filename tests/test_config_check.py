@@ -153,6 +153,17 @@ def test_a_route_to_an_alias_with_none_configured_names_no_list(write_config) ->
     )
 
 
+def test_a_route_may_name_the_built_in_direct_provider_without_a_table(write_config) -> None:
+    # DESIGN §9: direct is always there, as -p direct and defaults.provider have it.
+    write_config('[[routes]]\nhosts = ["img.example.com"]\nproviders = ["direct"]\n')
+    r, data = check_json()
+    assert r.returncode == 0 and data["ok"], r.stdout
+    assert [p["provider"] for p in data["providers"]] == ["direct"]  # checked as submit builds it
+    r = invoke("submit", "--dry-run", "-o", "json", "https://img.example.com/a.js")
+    assert r.returncode == 0, r.stderr
+    assert list(json.loads(r.stdout)["providers"]) == ["direct"]
+
+
 def test_a_default_naming_a_type_without_a_table_is_checked_as_submit_builds_it(
     write_config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
