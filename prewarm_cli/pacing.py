@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -219,10 +220,14 @@ class Pacer:
 
     def _acquire(self, n_urls: int) -> None:
         per_day = self.limits.requests_per_day
-        if self._daily is not None and not self._daily.take(per_day, self._clock()):
+        now = self._clock()
+        if self._daily is not None and not self._daily.take(per_day, now):
+            resets = datetime.fromtimestamp(day_start(now) + _DAY_SECONDS, UTC)
+            at = resets.strftime("%Y-%m-%dT%H:%M:%SZ")
             raise QuotaExhausted(
-                f"the daily budget of {per_day} requests is used up",
-                hint="resume later with `prewarm submit --resume JOB`",
+                f"the daily budget of {per_day} requests is used up (it resets {at})",
+                hint=f"resume after {at} with `prewarm submit --resume JOB`",
+                resets_at=at,
             )
         # A batch larger than a window's worth of URLs takes several windows and leaves
         # with the last part (for a vendor whose batch is larger than its per-second rate).
@@ -453,7 +458,8 @@ class _Schedule:
 
 
 class DailyBudget:
-    """Requests per rolling 24 hours, counted in SQLite so that runs and processes share it.
+    """Requests per UTC day (an API Gateway usage plan's DAY quota resets at 00:00 UTC),
+    counted in SQLite so that runs and processes share it.
 
     A transaction counts and takes a slot at once; another process holding the file
     only makes this one wait, never reads as "budget used up".
@@ -485,7 +491,7 @@ class DailyBudget:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
-                    "DELETE FROM requests WHERE key = ? AND t <= ?", (self.key, now - _DAY_SECONDS)
+                    "DELETE FROM requests WHERE key = ? AND t < ?", (self.key, day_start(now))
                 )
                 used: int
                 (used,) = self._db.execute(
@@ -503,6 +509,12 @@ class DailyBudget:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def day_start(moment: float) -> float:
+    """00:00 UTC of the day of ``moment`` (seconds since the epoch, which counts UTC days
+    whole)."""
+    return moment - moment % _DAY_SECONDS
 
 
 def _store_error(store: Path | None, exc: BaseException) -> PacingError:

@@ -203,12 +203,27 @@ def test_daily_budget_is_used_up_and_says_so(tmp_path: Path) -> None:
     pacer.close()
 
 
-def test_daily_budget_rolls_over_after_a_day(tmp_path: Path) -> None:
+def test_daily_budget_resets_at_midnight_utc(tmp_path: Path) -> None:
+    # As an API Gateway usage plan's DAY quota: at 00:00 UTC, not 24 hours after the use.
+    day = 86_400.0 * 20_000  # 2024-10-04T00:00:00Z
     budget = DailyBudget(tmp_path / "b.sqlite3", "k")
-    assert budget.take(1, now=1000.0)
-    assert not budget.take(1, now=1000.0 + 86_399)
-    assert budget.take(1, now=1000.0 + 86_401)
+    assert budget.take(1, now=day + 23 * 3600)  # 23:00
+    assert not budget.take(1, now=day + 86_399)  # 23:59:59, the same day
+    assert budget.take(1, now=day + 86_400)  # 00:00 the next day, an hour later
     budget.close()
+
+
+def test_a_used_up_daily_budget_says_when_it_resets(tmp_path: Path) -> None:
+    day = 86_400.0 * 20_000
+    pacer = Pacer(
+        Limits(max_batch=1, requests_per_day=1), "k", tmp_path / "r.sqlite3", clock=lambda: day
+    )
+    pacer.acquire()
+    with pytest.raises(QuotaExhausted) as info:
+        pacer.acquire()
+    assert info.value.resets_at == "2024-10-05T00:00:00Z"
+    assert "resume after 2024-10-05T00:00:00Z" in str(info.value.hint)
+    pacer.close()
 
 
 def _take_all(path: str, start: object, results: object) -> None:
