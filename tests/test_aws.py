@@ -539,7 +539,16 @@ def test_dry_run_and_config_check(run_cli, configure, api: FakePrewarmApi) -> No
     notes = check["providers"][0]["notes"]
     assert any("pop IAD89-P1, NRT57-P3 (2 PoPs)" in n for n in notes)
     assert any("key accepted" in n for n in notes)
+    assert "cf_domain d3cccc.cloudfront.net: a distribution of the AWS account" in notes
     assert api.jobs == {}
+    # A cf_domain no distribution of the account has would warm nothing: said online.
+    configure(cf_domain="d9zzzz.cloudfront.net")
+    r, check = cli_json(run_cli, "config", "check", "--online")
+    assert r.returncode == 3
+    (error,) = check["errors"]
+    assert error["key"] == "providers.cf.cf_domain", error
+    assert "no CloudFront distribution of this AWS account is d9zzzz" in error["message"]
+    configure()
     configure(batch_size=2)  # more URLs than one job takes: the rest is deferred, as a run does
     r, plan = cli_json(run_cli, "submit", "--dry-run", *urls(5))
     p = plan["providers"]["cf"]

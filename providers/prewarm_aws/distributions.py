@@ -262,6 +262,27 @@ class DistributionChooser:
             " (needs AWS credentials)"
         )
 
+    def check_configured(self) -> str | None:
+        """For ``config check --online``: a configured cf_domain that no distribution of the
+        account has is a ConfigError (the stack would warm nothing, and skip invalidations
+        without a word); a note when the account's distributions cannot be listed."""
+        if not self.cf_domain:
+            return None
+        try:
+            listed = self._distributions().distributions()
+        except (ConfigError, ProviderError) as exc:  # no boto3, no credentials, denied
+            return f"cf_domain not checked against the AWS account's distributions: {exc}"
+        if any(d.domain == self.cf_domain for d in listed):
+            return f"cf_domain {self.cf_domain}: a distribution of the AWS account"
+        raise ConfigError(
+            f"providers.{self.alias}.cf_domain: no CloudFront distribution of this AWS account"
+            f" is {self.cf_domain} ({len(listed)} listed): the stack would warm nothing and"
+            " skip its invalidations without a word",
+            hint="copy the distribution's domain name from the CloudFront console, or use the"
+            " AWS credentials (AWS_PROFILE or aws_profile) of the distribution's account",
+            provider=self.alias,
+        )
+
     def _distributions(self) -> DistributionIndex:
         if self._index is None:
             self._index = DistributionIndex(self.alias, self._profile, ca_bundle=self._ca_bundle)

@@ -88,4 +88,7 @@ class StackContext:
         if self.target.unknown_pops:
             notes.append(f"PoP codes in none of the tables: {', '.join(self.target.unknown_pops)}")
         notes.append(self.distributions.describe())
+        checked = self.distributions.check_configured()
+        if checked:
+            notes.append(checked)
         return notes
