@@ -712,6 +712,12 @@ class Provider:
         """What `submit --dry-run` should tell the user about this provider (e.g. side effects)."""
         return []
 
+    def first_job(self, urls: Sequence[str]) -> tuple[int, Mapping[str, str]]:
+        """For `submit --dry-run` of a provider that runs one job at a time: of a first batch's
+        URLs, how many its job would take, and those it would refuse (URL -> why), without
+        sending anything (read-only lookups only). By default, all of them."""
+        return len(urls), {}
+
     def check_options(self, options: SubmitOptions) -> None:
         """Refuses submit options it cannot use, before a job is made or a plan shown:
         UsageError for a command-line option, ConfigError for a setting. Sends nothing."""

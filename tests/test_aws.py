@@ -332,6 +332,16 @@ def test_urls_of_two_distributions_make_one_job_and_defer_the_rest(
         "https://s.example.com/c.js",  # a second alias of the first one
         "https://nowhere.example.org/d.js",
     ]
+    # The plan says what the run does: one distribution's URLs, one rejected, one deferred.
+    r, plan = cli_json(run_cli, "submit", "--dry-run", *items)
+    assert r.returncode == 0, r.stderr
+    planned = plan["providers"]["cf"]
+    assert planned["would_defer"] == 1
+    assert any(
+        "1 URL would be rejected (https://nowhere.example.org" in n for n in planned["notes"]
+    )
+    assert api.requests_to("POST", "prewarm") == []
+    n_listed = len(api.cf_requests)
     r, sub = cli_json(run_cli, "submit", *items)
     assert r.returncode == 5, r.stderr  # deferred: the stack runs one job at a time
     assert sub["accepted"] == 2 and sub["deferred"] == 1
@@ -342,8 +352,8 @@ def test_urls_of_two_distributions_make_one_job_and_defer_the_rest(
     assert post["body"]["url_list"] == ["https://static.example.com/a.js", items[2]]
     assert "--resume" in r.stderr
     # every page of ListDistributions was read (2 per page), once, signed with SigV4
-    assert [q["status"] for q in api.cf_requests] == [200, 200, 200]
-    assert [q["params"].get("Marker") for q in api.cf_requests] == [None, "2", "4"]
+    assert [q["status"] for q in api.cf_requests[n_listed:]] == [200, 200, 200]
+    assert [q["params"].get("Marker") for q in api.cf_requests[n_listed:]] == [None, "2", "4"]
 
     task = sub["tasks"][0]["task_id"]
     wait_for(lambda: api.job_status(task) == "FINISHED")
@@ -553,6 +563,6 @@ def test_dry_run_and_config_check(run_cli, configure, api: FakePrewarmApi) -> No
     r, plan = cli_json(run_cli, "submit", "--dry-run", *urls(5))
     p = plan["providers"]["cf"]
     assert (p["batches"], p["would_defer"]) == (3, 3)
-    assert any("the first 2 URLs become its job, the other 3 are deferred" in n for n in p["notes"])
+    assert any("2 URLs become its job, the other 3 are deferred" in n for n in p["notes"])
     r, sub = cli_json(run_cli, "submit", *urls(5))
     assert r.returncode == 5 and (sub["accepted"], sub["deferred"]) == (2, 3)

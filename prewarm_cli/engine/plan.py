@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,8 @@ from typing import Any
 from prewarm_cli import journal as jr
 from prewarm_cli.engine.intake import SubmitRequest, check_invalidate, intake
 from prewarm_cli.engine.workspace import ProviderSession, Workspace
-from prewarm_cli.errors import PrewarmError, StackBusy
+from prewarm_cli.errors import ConfigError, PrewarmError, StackBusy
+from prewarm_cli.output import counted
 from prewarm_cli.plugin import (
     Capability,
     SubmitOptions,
@@ -37,7 +40,10 @@ def plan(ws: Workspace, req: SubmitRequest) -> Plan:
             session = ws.session(alias)
             session.require(Capability.SUBMIT)
             session.provider.check_options(req.options)
-            providers[alias] = _plan_provider(ws, session, c.total, req.options)
+            first = journal.iter_targets(job_id, [jr.UNSENT], alias, chunk=session.batch_size)
+            with contextlib.closing(first) as rows:
+                first_batch = [r["url"] for r in itertools.islice(rows, session.batch_size)]
+            providers[alias] = _plan_provider(ws, session, c.total, req.options, first_batch)
             # A provider whose requests are per URL and edge (direct) counts them itself.
             per_url = session.provider.requests_per_url
             if per_url is not None:
@@ -62,8 +68,13 @@ def plan(ws: Workspace, req: SubmitRequest) -> Plan:
 
 
 def _plan_provider(
-    ws: Workspace, session: ProviderSession, n: int, options: SubmitOptions
+    ws: Workspace,
+    session: ProviderSession,
+    n: int,
+    options: SubmitOptions,
+    first_batch: Sequence[str],
 ) -> ProviderPlan:
+    """``first_batch``: the URLs the first request would carry (in input order)."""
     limits = session.limits()
     batches = math.ceil(n / session.batch_size)
     requests = batches
@@ -98,7 +109,7 @@ def _plan_provider(
         except PrewarmError as exc:
             notes.append(f"quota unknown: {exc}")
     if session.provider.one_job_at_a_time:
-        would_defer = max(would_defer, _one_job_deferral(ws, session, n, notes))
+        would_defer = max(would_defer, _one_job_deferral(ws, session, n, first_batch, notes))
     if limits.requests_per_day and requests > limits.requests_per_day:
         notes.append(
             f"{requests} requests exceed the daily budget of {limits.requests_per_day}:"
@@ -125,9 +136,16 @@ def _plan_provider(
     )
 
 
-def _one_job_deferral(ws: Workspace, session: ProviderSession, n: int, notes: list[str]) -> int:
+def _one_job_deferral(
+    ws: Workspace,
+    session: ProviderSession,
+    n: int,
+    first_batch: Sequence[str],
+    notes: list[str],
+) -> int:
     """What a vendor that runs one job at a time would not take now: all of it while it is
-    busy (the submit is refused unless --force), else what exceeds one job."""
+    busy (the submit is refused unless --force), else what its one job does not take (the
+    rest of the URLs, those of another distribution) or refuses."""
     from prewarm_cli.engine.submit import check_busy
 
     try:
@@ -137,11 +155,22 @@ def _one_job_deferral(ws: Workspace, session: ProviderSession, n: int, notes: li
         return n
     except PrewarmError as exc:
         notes.append(f"whether {session.alias} is busy is unknown: {exc}")
-    if n <= session.batch_size:
+    try:  # not a vendor request (no pacing, no budget): read-only lookups at most
+        n_taken, refused = session.provider.first_job(list(first_batch))
+    except ConfigError:
+        raise  # the run stops the same way
+    except PrewarmError as exc:
+        notes.append(f"which URLs its job would take is unknown: {exc}")
+        n_taken, refused = len(first_batch), {}
+    if refused:
+        url, why = next(iter(refused.items()))
+        notes.append(f"{counted(len(refused), 'URL')} would be rejected ({url}: {why})")
+    if n_taken + len(refused) >= n:
         return 0
+    n_deferred = n - n_taken - len(refused)
     notes.append(
-        f"{session.alias} runs one job at a time: the first {session.batch_size:,} URLs"
-        f" become its job, the other {n - session.batch_size:,} are deferred"
+        f"{session.alias} runs one job at a time: {counted(n_taken, 'URL')} become its job,"
+        f" the other {n_deferred:,} are deferred"
         " (`prewarm submit --resume JOB` once it is done)"
     )
-    return n - session.batch_size
+    return n_deferred

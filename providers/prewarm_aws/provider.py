@@ -169,6 +169,13 @@ class AwsProvider(Provider):
     def plan_notes(self, options: SubmitOptions) -> list[str]:
         return self.stack.plan_notes(options)
 
+    def first_job(self, urls: Sequence[str]) -> tuple[int, Mapping[str, str]]:
+        """One distribution's URLs make a job (ListDistributions without cf_domain)."""
+        if not isinstance(self.stack, StackV2):
+            return len(urls), {}
+        job, rejected = self.stack.split(urls)
+        return len(job.chosen), rejected
+
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
         if isinstance(self.stack, StackV2):
             return self.stack.fetch_status(task_ids, stopped.stopped_here(self.state_dir))

@@ -25,6 +25,7 @@ from prewarm_aws.api_v2 import (
     server_rewrite,
     server_would_refuse,
 )
+from prewarm_aws.distributions import JobUrls
 from prewarm_aws.shared import StackContext, key_hint
 from prewarm_aws.transport import NoSuchRoute
 from prewarm_cli.errors import (
@@ -117,9 +118,8 @@ class StackV2:
 
     # --- submit ---
 
-    def submit(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
-        if not options.force:
-            self._refuse_a_second_job()
+    def split(self, urls: Sequence[str]) -> tuple[JobUrls, dict[str, str]]:
+        """What one job of these URLs takes (one distribution's), and what it refuses."""
         rejected = {
             u: "the prewarm API refuses this URL (its own URL pattern)"
             for u in urls
@@ -127,6 +127,12 @@ class StackV2:
         }
         job = self.ctx.distributions.job_urls([u for u in urls if u not in rejected])
         rejected.update(job.unmatched)
+        return job, rejected
+
+    def submit(self, urls: Sequence[str], options: SubmitOptions) -> BatchResult:
+        if not options.force:
+            self._refuse_a_second_job()
+        job, rejected = self.split(urls)
         if not job.chosen:
             return BatchResult(task_id=None, accepted=(), rejected=rejected)
         self._warn_about(job.chosen, options)
