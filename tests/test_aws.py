@@ -293,6 +293,37 @@ def test_a_job_its_timeout_rule_stopped_is_timed_out_not_cancelled(
     assert "timeout rule" in task_status["details"]["stopped_by"]
 
 
+def test_a_pop_that_does_not_resolve_wedges_the_job_and_it_is_said_and_stoppable(
+    run_cli, configure, api: FakePrewarmApi
+) -> None:
+    # The stack's known bug: a PoP whose lookup fails mid-list leaves the job IN-PROGRESS
+    # with total_count 0 while results arrive; it never finishes by itself.
+    configure()
+    offset = [0.0]
+    api.clock = lambda: time.monotonic() + offset[0]
+    api.step_seconds = 30
+    api.download_seconds = 60
+    api.dead_pops = {POPS[1]}
+    r, sub = cli_json(run_cli, "submit", *urls(2))
+    assert r.returncode == 0, r.stderr
+    task = sub["tasks"][0]["task_id"]
+    offset[0] = 200.0  # past its setup and what the downloads would take
+    assert api.job_status(task) == "IN-PROGRESS"
+    r, st = cli_json(run_cli, "status", sub["job_id"])
+    (task_status,) = st["providers"]["cf"]["tasks"]
+    assert (
+        st["state"] == "running" and "will not finish by itself" in task_status["details"]["stuck"]
+    )
+    # A wait ends at its limit (exit 6), naming the job; cancel then stops it.
+    r = run_cli("status", sub["job_id"], "--wait", "--interval", "0.05", "--wait-timeout", "0.3")
+    assert r.returncode == 6, r.stderr
+    r, _ = cli_json(run_cli, "cancel", sub["job_id"])
+    assert r.returncode == 0, r.stderr
+    assert api.job_status(task) == "STOPPED" and api.capacity == 0
+    r, st = cli_json(run_cli, "status", sub["job_id"])
+    assert st["state"] == "cancelled"
+
+
 def test_second_submit_refused_while_a_job_runs_unless_force(
     run_cli, configure, api: FakePrewarmApi, cli_env
 ) -> None:

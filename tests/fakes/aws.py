@@ -19,7 +19,9 @@ aws-cloudfront-extensions prewarm stack, as read from their source and run for r
 
 Outcomes are decided by the URLs: ``headfail`` fails the server's HEAD check, ``dlfail``
 fails the download at every PoP, ``popfail`` at the first PoP only; a PoP in ``dead_pops``
-does not resolve. PoPs listed twice (overlapping region keys) keep the job IN-PROGRESS.
+does not resolve, which wedges the job as the real stack does (its fact sheet, §9b #2): first
+in the list, it stays CHECK_POP; later, IN-PROGRESS with total_count 0 while download_count
+grows. PoPs listed twice (overlapping region keys) keep the job IN-PROGRESS.
 """
 
 from __future__ import annotations
@@ -322,10 +324,12 @@ class FakePrewarmApi(ApiGateway, LoopbackServer):
             return self._finish(job, job.created + step)
         if age < 2 * step:
             return "CHECK_POP"
-        if not job.good_pops:  # get_pop_ip: no PoP resolved
-            return self._finish(job, job.created + 2 * step)
+        if job.pops and job.pops[0] in job.dead_pops:
+            return "CHECK_POP"  # get_pop_ip failed on the first PoP: stuck there
         if age < 3 * step:
             return "INSERT_TASK"
+        if job.dead_pops:
+            return "IN-PROGRESS"  # success_pop_count never written: it never finishes
         if self._tasks_done(job, now) < self._tasks_total(job):
             return "IN-PROGRESS"
         return self._finish(job, job.created + 3 * step + self.download_seconds)
@@ -351,7 +355,8 @@ class FakePrewarmApi(ApiGateway, LoopbackServer):
     def _progress(self, job: FakeJob, now: float) -> dict[str, Any]:
         status = self._status(job, now)
         started = status in ("IN-PROGRESS", "FINISHED", "STOPPED")
-        total = self._tasks_total(job) if started else 0
+        # A dead PoP leaves success_pop_count unwritten: total_count stays 0.
+        total = self._tasks_total(job) if started and not job.dead_pops else 0
         done = self._tasks_done(job, now) if started else 0
         unique = len(set(job.good_pops)) * len(job.good_urls)
         downloaded = min(done, unique - len(job.failed_tasks()))  # failures bring no bytes
