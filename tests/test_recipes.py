@@ -230,8 +230,8 @@ def _workflow_step(steps: list[dict[str, Any]], name: str) -> dict[str, Any]:
 
 
 def test_github_actions(bed: Bed, repo: tuple[str, str], tmp_path: Path) -> None:
-    yaml = pytest.importorskip("yaml")
     import test_action
+    import yaml
 
     first, _ = repo
     workflow = yaml.safe_load(recipes()["github-actions"])
@@ -277,7 +277,8 @@ def _gitlab_script(job: dict[str, Any]) -> str:
 
 
 def test_gitlab_ci(bed: Bed, repo: tuple[str, str]) -> None:
-    yaml = pytest.importorskip("yaml")
+    import yaml
+
     first, second = repo
     job = yaml.safe_load(recipes()["gitlab-ci"])["prewarm"]
     assert job["variables"]["GIT_DEPTH"] == 0

@@ -17,8 +17,9 @@ from prewarm_cli.engine.lock import JobLock
 from prewarm_cli.engine.prefetch import SubmitRun
 from prewarm_cli.engine.purge import invalidate
 from prewarm_cli.engine.status import job_status, journal_ref, settled
-from prewarm_cli.engine.workspace import Workspace
+from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import (
+    ConfigError,
     ExitCode,
     NotFoundError,
     PrewarmError,
@@ -81,7 +82,7 @@ def submit(
             try:
                 for alias in aliases:
                     ws.session(alias).provider.check_options(options)
-                    ws.session(alias).limits()  # a batch_size above the vendor's is said now
+                    _check_limits(ws.session(alias))
                 check_invalidate(ws, aliases, options)
                 check_busy(ws, job_id, aliases)
             except BaseException:
@@ -264,6 +265,18 @@ def _submit_state(counts: Mapping[str, jr.Counts]) -> JobState:
     if total[jr.ACCEPTED] == 0:
         return JobState.FAILED
     return JobState.SUBMITTED
+
+
+def _check_limits(session: ProviderSession) -> None:
+    """A batch_size or rate above the vendor's limits is refused before the job is kept. A
+    vendor that cannot be asked now (a key refused, no network) is said when the run asks
+    again: the job is kept, its URLs read, for --resume."""
+    try:
+        session.limits()
+    except ConfigError:
+        raise
+    except PrewarmError:
+        pass
 
 
 def submit_summary(ws: Workspace, job_id: str) -> SubmitSummary:
