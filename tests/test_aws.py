@@ -324,6 +324,28 @@ def test_a_pop_that_does_not_resolve_wedges_the_job_and_it_is_said_and_stoppable
     assert st["state"] == "cancelled"
 
 
+def test_the_usage_plans_1000_requests_a_day_are_kept_across_runs(
+    run_cli, configure, api: FakePrewarmApi, cli_env
+) -> None:
+    import sqlite3
+
+    configure()
+    r, sub = cli_json(run_cli, "submit", *urls(2))
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: api.job_status(sub["tasks"][0]["task_id"]) == "FINISHED")
+    budgets = Path(cli_env["PREWARM_STATE_DIR"]) / "budgets.sqlite3"
+    with sqlite3.connect(budgets) as db:  # the rest of today's 1000, spent by other runs
+        ((key, used),) = db.execute("SELECT key, COUNT(*) FROM requests GROUP BY key")
+        now = time.time()
+        db.executemany("INSERT INTO requests (key, t) VALUES (?, ?)", [(key, now)] * (1000 - used))
+    posts = len(api.requests_to("POST", "prewarm"))
+    r, again = cli_json(run_cli, "submit", *urls(2, "https://static.example.com/next"))
+    assert r.returncode == 5, r.stderr  # deferred: the usage plan would refuse request 1001
+    assert again["deferred"] == 2 and "daily budget of 1000 requests" in r.stderr
+    assert f"--resume {again['job_id']}" in r.stderr  # the job is kept, to resume tomorrow
+    assert len(api.requests_to("POST", "prewarm")) == posts  # nothing reached the stack
+
+
 def test_second_submit_refused_while_a_job_runs_unless_force(
     run_cli, configure, api: FakePrewarmApi, cli_env
 ) -> None:

@@ -333,3 +333,35 @@ def test_the_list_of_jobs_leaves_their_skipped_inputs_unread(tmp_path: Path) -> 
     assert listed.id == job and listed.urls == 1 and listed.skipped == ()
     assert list(journal.job(job).skipped) == skipped
     assert list(journal.latest_job().skipped) == skipped
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["whole batch", "url by url"])
+def test_an_answer_that_fails_part_way_leaves_nothing_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whole: bool
+) -> None:
+    """A batch's answer is all or nothing: when writing it fails after its URLs' rows were
+    updated (the disk fills before the tasks are added), none of it stays, and the batch is
+    still *sending* for --resume to look up."""
+    import sqlite3
+
+    journal, job = new_job(tmp_path, ["u1", "u2", "u3"])
+    batch = journal.claim_batch(job, "a", 10)
+    assert batch is not None
+    before = [tuple(r) for r in journal.targets(job, jr.OUTCOMES)]
+
+    def full(*_args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(journal, "_add_tasks", full)
+    result = BatchResult(
+        task_id="t-1",
+        accepted=("u1", "u2", "u3") if whole else ("u1", "u2"),
+        rejected={} if whole else {"u3": "refused"},
+    )
+    with pytest.raises(jr.JournalError):
+        journal.record_result(job, batch, result)
+    assert [tuple(r) for r in journal.targets(job, jr.OUTCOMES)] == before
+    assert {r["outcome"] for r in journal.targets(job, jr.OUTCOMES)} == {jr.SENDING}
+    assert journal.tasks(job) == []
+    assert [b.id for b in journal.unknown_batches(job, "a")] == [batch.id]
+    journal.close()

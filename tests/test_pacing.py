@@ -135,32 +135,6 @@ def test_stop_ends_a_long_backoff_within_a_second() -> None:
     assert time.monotonic() - stopped_at < 1.0  # the backoff was 30 s
 
 
-def test_stop_ends_a_pacer_wait_within_a_second(tmp_path: Path) -> None:
-    stop = threading.Event()
-    # one request per 20 s: the second acquire would wait about 20 s
-    pacer = Pacer(Limits(max_batch=1, requests_per_second=0.05), "k", None, stop=stop)
-    pacer.acquire()
-    waiting = threading.Event()
-    outcome: list[BaseException] = []
-
-    def second() -> None:
-        waiting.set()
-        try:
-            pacer.acquire()
-        except BaseException as exc:
-            outcome.append(exc)
-
-    worker = threading.Thread(target=second)
-    worker.start()
-    assert waiting.wait(10)
-    stopped_at = time.monotonic()
-    stop.set()
-    worker.join(10)
-    assert isinstance(outcome[0], Interrupted)
-    assert time.monotonic() - stopped_at < 1.0
-    pacer.close()
-
-
 def test_a_stopping_run_gets_no_request_even_without_limits() -> None:
     """Direct warming asks the pacer before each request of a batch: after Ctrl-C, none."""
     stop = threading.Event()
@@ -292,7 +266,8 @@ def test_retry_after_longer_than_what_is_left_of_the_timeout_defers_at_once() ->
 
 
 def test_stop_ends_a_pacer_wait_that_has_begun(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same as above, but stop is set only once the worker is inside its wait."""
+    """Ctrl-C while a pacer waits for the next slot ends the wait: stop is set only once
+    the worker is inside it."""
     stop = threading.Event()
     in_wait = threading.Event()
     real_sleep = pacing.sleep
@@ -565,3 +540,41 @@ def test_a_retry_after_that_fits_is_waited_whatever_the_tries_took() -> None:
     assert budget.next_wait(50.0) == 50.0
     now[0] += 50.0 + 10.0  # the wait, then a 10 s try answered 429 again
     assert budget.next_wait(45.0) == 45.0  # 45 s fits the 50 s left
+
+
+def test_rates_and_daily_budgets_are_kept_per_credential_key(tmp_path: Path) -> None:
+    """Aliases of one credential (one key) share its limits; another credential has its own."""
+    fake = FakeTime()
+    store = tmp_path / "ratelimits.sqlite3"
+    limits = Limits(max_batch=1, requests_per_second=1.0, requests_per_day=1)
+
+    def pacer(key: str) -> Pacer:
+        return Pacer(limits, key, store, clock=fake.clock, sleep=fake.sleep)
+
+    first, other, same = pacer("key-a"), pacer("key-b"), pacer("key-a")
+    start = fake.now
+    first.acquire()
+    other.acquire()  # its own second and its own day: no wait, not refused
+    assert fake.now == start
+    with pytest.raises(QuotaExhausted):  # the same credential: its one request a day is used
+        same.acquire()
+    for p in (first, other, same):
+        p.close()
+
+
+def test_aliases_of_one_credential_share_one_key_and_others_do_not() -> None:
+    from prewarm_edgeone import EdgeOneProvider
+    from prewarm_qiniu import QiniuProvider
+
+    def qiniu(alias: str, access_key: str) -> str:
+        return QiniuProvider(alias, {"access_key": access_key, "secret_key": "s"}).rate_key()
+
+    assert qiniu("q1", "ak-1") == qiniu("q2", "ak-1")
+    assert qiniu("q1", "ak-1") != qiniu("q1", "ak-2")
+
+    def edgeone(alias: str, secret_id: str) -> str:
+        settings = {"zone_id": "zone-2o0example", "secret_id": secret_id, "secret_key": "s"}
+        return EdgeOneProvider(alias, settings).rate_key()
+
+    assert edgeone("e1", "AKID1") == edgeone("e2", "AKID1")
+    assert edgeone("e1", "AKID1") != edgeone("e1", "AKID2")

@@ -23,6 +23,7 @@ from prewarm_cli.errors import (
     ExitCode,
     NotFoundError,
     PrewarmError,
+    QuotaExhausted,
     StackBusy,
     UsageError,
     UserInterrupt,
@@ -235,25 +236,36 @@ def check_busy(ws: Workspace, job_id: str, aliases: Sequence[str]) -> None:
         session = ws.session(alias)
         if not session.provider.one_job_at_a_time or ws.force:
             continue
-        for job in ws.journal.busy_jobs(alias, exclude=job_id):
-            ref = journal_ref(ws, job.id)
-            if not ref.tasks.get(alias):
-                continue  # that job never reached the vendor
-            # The journal only knows what was last seen: ask the vendor before refusing.
-            status = job_status(ws, ref)
-            if not settled(status):
-                raise StackBusy(
-                    f"{alias} runs one job at a time and job {job.id} is still {status.state}",
-                    hint=f"wait with `prewarm status {job.id} --wait`, or pass --force",
-                    provider=alias,
-                )
-        in_progress = session.call(session.provider.busy)
-        if in_progress:
+        try:
+            _check_busy(ws, session, job_id)
+        except QuotaExhausted:
+            # No request left today to ask with: the run defers what it cannot send
+            # (exit 5), its job kept for --resume.
+            continue
+
+
+def _check_busy(ws: Workspace, session: ProviderSession, job_id: str) -> None:
+    """StackBusy while another job of this journal, or of the vendor, runs there."""
+    alias = session.alias
+    for job in ws.journal.busy_jobs(alias, exclude=job_id):
+        ref = journal_ref(ws, job.id)
+        if not ref.tasks.get(alias):
+            continue  # that job never reached the vendor
+        # The journal only knows what was last seen: ask the vendor before refusing.
+        status = job_status(ws, ref)
+        if not settled(status):
             raise StackBusy(
-                f"{alias} runs one job at a time and is busy: {in_progress}",
-                hint="wait until it finishes, or pass --force",
+                f"{alias} runs one job at a time and job {job.id} is still {status.state}",
+                hint=f"wait with `prewarm status {job.id} --wait`, or pass --force",
                 provider=alias,
             )
+    in_progress = session.call(session.provider.busy)
+    if in_progress:
+        raise StackBusy(
+            f"{alias} runs one job at a time and is busy: {in_progress}",
+            hint="wait until it finishes, or pass --force",
+            provider=alias,
+        )
 
 
 def _submit_state(counts: Mapping[str, jr.Counts]) -> JobState:
