@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -235,17 +234,22 @@ def test_quota_exhausted_defers_and_resume_sends_exactly_the_rest(
 
 def test_quota_running_out_mid_run_defers_the_rest(run_cli, fake_config, fake_cdn: FakeCdn) -> None:
     # the vendor's quota drops while we send (another tool spends it): refusals defer the rest
-    fake_cdn.daily_quota = 1000
-    fake_cdn.latency = 0.05
     import threading
 
-    def spend() -> None:
-        while not fake_cdn.submits:
-            time.sleep(0.005)
-        fake_cdn.daily_quota = 60
+    fake_cdn.daily_quota = 1000
+    items = urls(300)
+    first = fake_cdn.hold_next(items[0].rsplit("/", 1)[1])  # the run's first request
 
-    threading.Thread(target=spend, daemon=True).start()
-    r, data = submit_json(run_cli, "-i", "-", input=as_input(urls(300)))
+    def spend() -> None:  # once the run has read the quota and sent: 60 left, then
+        if first.holding.wait(60):
+            fake_cdn.daily_quota = 60
+        fake_cdn.release_holds()
+
+    spender = threading.Thread(target=spend, daemon=True)
+    spender.start()
+    r, data = submit_json(run_cli, "-i", "-", input=as_input(items))
+    spender.join(60)
+    assert first.answered.is_set()
     assert r.returncode == 5, r.stderr
     assert data["accepted"] + data["deferred"] == 300
     assert data["deferred"] >= 50  # the requests in flight when it ran out could still land
@@ -484,8 +488,9 @@ def _journal_outcomes(state_dir: Path, job_id: str) -> dict[str, int]:
 def test_killed_run_resumes_exactly_what_was_not_accepted(
     fake_config, fake_cdn: FakeCdn, cli_env, tmp_path, run_cli, sig
 ) -> None:
-    fake_cdn.latency = 0.15  # each request takes a while: the kill lands mid-request
     items = urls(400)
+    # The kill lands while a request is in flight: the vendor holds one, mid-run, until then.
+    hold = fake_cdn.hold_next(items[150].rsplit("/", 1)[1])
     listing = tmp_path / "urls.txt"
     listing.write_text(as_input(items))
     proc = subprocess.Popen(
@@ -496,11 +501,12 @@ def test_killed_run_resumes_exactly_what_was_not_accepted(
         env=cli_env,
         cwd=tmp_path,
     )
-    deadline = time.monotonic() + 20
-    while len(fake_cdn.submits) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(sig)
-    _out, err = proc.communicate(timeout=30)
+    try:
+        assert hold.holding.wait(60), "the run never sent the held request"
+        proc.send_signal(sig)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        fake_cdn.release_holds()  # answered now, after the run stopped: taken all the same
     assert proc.returncode in (-signal.SIGKILL, 130), err
     if sig != signal.SIGKILL:  # stopped as by Ctrl-C: SIGTERM too (a CI job's time limit)
         assert "--resume" in err
@@ -510,7 +516,7 @@ def test_killed_run_resumes_exactly_what_was_not_accepted(
     assert sum(outcomes.values()) == 400  # every URL is in the journal, none lost
     assert outcomes.get("accepted", 0) < 400
 
-    fake_cdn.latency = 0
+    assert hold.answered.wait(30)  # the vendor took the held batch: --resume must find it
     r, data = submit_json(run_cli, "--resume", job_id)
     assert r.returncode == 0, r.stderr
     assert data["accepted"] == 400
