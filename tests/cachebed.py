@@ -137,6 +137,9 @@ class _OriginHandler(BaseHTTPRequestHandler):
         kind = path.split("/")[1] if path.count("/") > 1 else "obj"
         if kind == "missing":
             return self._send(404, b"not found\n")
+        if kind == "moved":  # /moved/X: a permanent redirect to /obj/X, cached as it is
+            target = "/obj/" + path.split("/", 2)[2]
+            return self._send(301, b"moved\n", {"Location": target, "Cache-Control": "max-age=600"})
         # /flaky/N/...: N answers of 503 per variant, then the object
         if kind == "flaky" and n <= int(path.split("/")[2]):
             return self._send(503, b"busy\n", {"Retry-After": "0"})

@@ -131,6 +131,22 @@ def test_warms_every_pop_and_variant_once(bed: CacheBed, run_cli, direct_config)
     assert st2["providers"]["direct"]["details"]["already_warm"] == 12
 
 
+def test_a_redirect_is_the_answer_warmed_not_followed(
+    bed: CacheBed, run_cli, direct_config
+) -> None:
+    # The edge caches the 301 itself: that is what a visitor gets, and what is warmed. The
+    # page it points to is another URL, not asked for.
+    direct_config('encodings = ["identity"]\n')
+    r, data = submit(run_cli, *bed.nginx.resolve_args(), bed.nginx.url("/moved/r.js"))
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 1 and data["rejected"] == [] and data["failed"] == []
+    assert bed.counts.count("/moved/r.js") == 2  # once per PoP
+    assert bed.counts.count("/obj/r.js") == 0  # the Location was not followed
+    for pop in POPS:
+        status, cache, _ = bed.nginx.probe(pop, "/moved/r.js", IDENTITY)
+        assert (status, cache) == (301, "HIT"), pop
+
+
 def test_encodings_option_and_headers(bed: CacheBed, run_cli, direct_config) -> None:
     direct_config('user_agent = "warmer/1"\n')
     path = "/obj/variants.css"
