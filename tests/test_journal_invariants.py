@@ -2,8 +2,9 @@
 
 After each step: no URL is lost (every target is still there) and no unsent target names a
 batch (the claim finds unsent targets by their NULL batch: one that named a batch would never be
-sent). After a resume: every target sent and not answered is in a batch the engine looks up
-again, so nothing is left stranded.
+sent). An accepted target stays accepted (no URL accepted twice). After a resume: every
+target sent and not answered is in a batch the engine looks up again, so nothing is left
+stranded.
 """
 
 from __future__ import annotations
@@ -147,6 +148,30 @@ def test_no_url_is_lost_and_no_unsent_target_names_a_batch(ops: list[tuple[Any, 
         rows = driver.targets()
         assert {r[:3] for r in rows} == KEYS and len(rows) == len(KEYS), op
         assert not [r for r in rows if r[3] == jr.UNSENT and r[4] is not None], op
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(op_st, max_size=30))
+def test_an_accepted_target_stays_accepted(ops: list[tuple[Any, ...]]) -> None:
+    """No URL accepted twice: whatever answers, releases, splits or resumes come after (a
+    slow worker's stale batch among them), an accepted target is never sent again. Only
+    set_outcome, which the engine calls on targets not sent, may set one otherwise."""
+    driver = Driver()
+    for op in ops:
+        before = {r[:3] for r in driver.targets() if r[3] == jr.ACCEPTED}
+        driver.step(op)
+        if op[0] == "set_outcome":
+            continue
+        after = {r[:3] for r in driver.targets() if r[3] == jr.ACCEPTED}
+        assert before <= after, (op, before - after)
+    for job in JOBS:  # and a resume sends none of them
+        driver.journal.prepare_resume(job)
+        for alias in ALIASES:
+            claimed = driver.journal.claim_batch(job, alias, 100)
+            accepted = {
+                r[2] for r in driver.targets() if r[:2] == (job, alias) and r[3] == jr.ACCEPTED
+            }
+            assert not (set(claimed.urls) & accepted if claimed else set())
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
