@@ -150,7 +150,7 @@ def test_no_url_is_lost_and_no_unsent_target_names_a_batch(ops: list[tuple[Any, 
         assert not [r for r in rows if r[3] == jr.UNSENT and r[4] is not None], op
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(op_st, max_size=30))
 def test_an_accepted_target_stays_accepted(ops: list[tuple[Any, ...]]) -> None:
     """No URL accepted twice: whatever answers, releases, splits or resumes come after (a
