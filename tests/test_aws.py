@@ -53,6 +53,19 @@ def configure(
     return write
 
 
+def moved_clock(
+    api: FakePrewarmApi, *, step_seconds: float, download_seconds: float
+) -> list[float]:
+    """The fake stack's clock, which the test moves on (``offset[0]`` seconds ahead) instead
+    of waiting: setup steps of ``step_seconds`` each, then downloads over
+    ``download_seconds``, so that a job is caught in any state however slow the machine."""
+    offset = [0.0]
+    api.clock = lambda: time.monotonic() + offset[0]
+    api.step_seconds = step_seconds
+    api.download_seconds = download_seconds
+    return offset
+
+
 # --------------------------------------------------------------------------- the happy path
 
 
@@ -239,10 +252,7 @@ def test_cancel_in_progress_and_not(run_cli, configure, api: FakePrewarmApi) -> 
     configure()
     # Each setup step lasts 30 s, so the job is caught before IN-PROGRESS however slow the
     # machine is; the test then moves the fake's clock on instead of waiting.
-    offset = [0.0]
-    api.clock = lambda: time.monotonic() + offset[0]
-    api.step_seconds = 30
-    api.download_seconds = 600
+    offset = moved_clock(api, step_seconds=30, download_seconds=600)
     r, sub = cli_json(run_cli, "submit", *urls(3))
     task = sub["tasks"][0]["task_id"]
     assert api.job_status(task) in ("CREATED", "CHECK_POP")
@@ -276,10 +286,7 @@ def test_a_job_its_timeout_rule_stopped_is_timed_out_not_cancelled(
     run_cli, configure, api: FakePrewarmApi
 ) -> None:
     configure()
-    offset = [0.0]
-    api.clock = lambda: time.monotonic() + offset[0]
-    api.step_seconds = 30
-    api.download_seconds = 600
+    offset = moved_clock(api, step_seconds=30, download_seconds=600)
     r, sub = cli_json(run_cli, "submit", *urls(2))
     assert r.returncode == 0, r.stderr
     task = sub["tasks"][0]["task_id"]
@@ -299,10 +306,7 @@ def test_a_pop_that_does_not_resolve_wedges_the_job_and_it_is_said_and_stoppable
     # The stack's known bug: a PoP whose lookup fails mid-list leaves the job IN-PROGRESS
     # with total_count 0 while results arrive; it never finishes by itself.
     configure()
-    offset = [0.0]
-    api.clock = lambda: time.monotonic() + offset[0]
-    api.step_seconds = 30
-    api.download_seconds = 60
+    offset = moved_clock(api, step_seconds=30, download_seconds=60)
     api.dead_pops = {POPS[1]}
     r, sub = cli_json(run_cli, "submit", *urls(2))
     assert r.returncode == 0, r.stderr
