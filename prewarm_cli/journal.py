@@ -442,7 +442,7 @@ class Journal:
             cur.row_factory = None
             urls = [url for (url,) in cur.execute("SELECT url " + unsent, (job_id, provider, size))]
             if max_bytes is not None:
-                urls = _fit_bytes(urls, max_bytes)
+                urls = fit_bytes(urls, max_bytes)
             if not urls:
                 return None
             now = utcnow()
@@ -863,7 +863,7 @@ def _has_json(db: sqlite3.Connection) -> bool:
     return True
 
 
-def _fit_bytes(urls: list[str], max_bytes: int) -> list[str]:
+def fit_bytes(urls: list[str], max_bytes: int) -> list[str]:
     """The longest prefix of ``urls`` whose JSON encoding fits ``max_bytes`` (at least one URL)."""
     total = 2
     for i, url in enumerate(urls):

@@ -226,7 +226,7 @@ class Pacer:
             at = resets.strftime("%Y-%m-%dT%H:%M:%SZ")
             raise QuotaExhausted(
                 f"the daily budget of {per_day} requests is used up (it resets {at})",
-                hint=f"resume after {at} with `prewarm submit --resume JOB`",
+                hint=f"nothing sent is lost; ask again after {at}",
                 resets_at=at,
             )
         # A batch larger than a window's worth of URLs takes several windows and leaves

@@ -343,6 +343,10 @@ def test_the_usage_plans_1000_requests_a_day_are_kept_across_runs(
         now = time.time()
         db.executemany("INSERT INTO requests (key, t) VALUES (?, ?)", [(key, now)] * (1000 - used))
     posts = len(api.requests_to("POST", "prewarm"))
+    r, plan = cli_json(run_cli, "submit", "--dry-run", *urls(2, "https://static.example.com/n"))
+    assert r.returncode == 0, r.stderr
+    assert plan["providers"]["cf"]["would_defer"] == 2  # the plan says what the run does
+    assert any("every URL would be deferred" in n for n in plan["providers"]["cf"]["notes"])
     r, again = cli_json(run_cli, "submit", *urls(2, "https://static.example.com/next"))
     assert r.returncode == 5, r.stderr  # deferred: the usage plan would refuse request 1001
     assert again["deferred"] == 2 and "daily budget of 1000 requests" in r.stderr
@@ -377,6 +381,20 @@ def test_second_submit_refused_while_a_job_runs_unless_force(
     r, _ = cli_json(run_cli, "submit", "--force", *urls(2, "https://static.example.com/g"))
     assert r.returncode == 0, r.stderr
     assert len(api.requests_to("POST", "prewarm")) == posts + 1
+
+
+def test_the_plan_cuts_the_first_job_where_the_run_does_by_its_bytes(
+    run_cli, configure, api: FakePrewarmApi
+) -> None:
+    configure(batch_size=8000)
+    items = urls(8000, "https://static.example.com/" + "p" * 170 + "/f")  # 1.6 MB of JSON
+    r, plan = cli_json(run_cli, "submit", "--dry-run", *items)
+    assert r.returncode == 0, r.stderr
+    would_defer = plan["providers"]["cf"]["would_defer"]
+    assert 0 < would_defer < 8000  # one job of 1 MB of URLs, the rest deferred
+    r, sub = cli_json(run_cli, "submit", *items)
+    assert r.returncode == 5, r.stderr
+    assert sub["deferred"] == would_defer
 
 
 def test_urls_of_two_distributions_make_one_job_and_defer_the_rest(
@@ -608,13 +626,13 @@ def test_dry_run_and_config_check(run_cli, configure, api: FakePrewarmApi) -> No
     assert any("key accepted" in n for n in notes)
     assert "cf_domain d3cccc.cloudfront.net: a distribution of the AWS account" in notes
     assert api.jobs == {}
-    # A cf_domain no distribution of the account has would warm nothing: said online.
+    # A cf_domain none of the account's distributions has: its invalidations would be
+    # skipped silently, so it is said online (a distribution of another account is fine).
     configure(cf_domain="d9zzzz.cloudfront.net")
     r, check = cli_json(run_cli, "config", "check", "--online")
-    assert r.returncode == 3
-    (error,) = check["errors"]
-    assert error["key"] == "providers.cf.cf_domain", error
-    assert "no CloudFront distribution of this AWS account is d9zzzz" in error["message"]
+    assert r.returncode == 0, r.stderr
+    notes = check["providers"][0]["notes"]
+    assert any(n.startswith("warning: cf_domain d9zzzz.cloudfront.net is none of") for n in notes)
     configure()
     configure(batch_size=2)  # more URLs than one job takes: the rest is deferred, as a run does
     r, plan = cli_json(run_cli, "submit", "--dry-run", *urls(5))

@@ -160,6 +160,20 @@ def test_invalidate_that_no_selected_provider_can_honour_is_refused(
     assert r.returncode == 2 and "direct cannot purge" in r.stderr  # as the run would be
 
 
+def test_a_batch_size_above_the_stand_in_is_kept_when_the_batch_cannot_be_read(
+    run_cli, configure, fake: FakeEdgeOne
+) -> None:
+    # The zone's Batch cannot be read (a fault, a CAM policy without the action): 100 only
+    # stands in for it, and a batch_size above it is sent (the vendor refuses what is over).
+    fake.batch = 1000
+    fake.fail_next(QUOTA, "InternalError", -1)
+    configure("batch_size = 200\n")
+    r, data = submit(run_cli, *urls(450))
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 450
+    assert sorted(len(s) for s in fake.submits) == [50, 200, 200]
+
+
 def test_daily_quota_defers_before_sending_and_resume_sends_the_rest(
     run_cli, configure, fake: FakeEdgeOne
 ) -> None:

@@ -260,7 +260,7 @@ def old_fit_bytes(urls: list[str], max_bytes: int) -> list[str]:
 
 @given(st.lists(st.text(max_size=6), max_size=8), st.integers(0, 40))
 def test_fit_bytes_counts_the_json_encoding(urls: list[str], max_bytes: int) -> None:
-    assert jr._fit_bytes(list(urls), max_bytes) == old_fit_bytes(list(urls), max_bytes)
+    assert jr.fit_bytes(list(urls), max_bytes) == old_fit_bytes(list(urls), max_bytes)
 
 
 @settings(max_examples=300, deadline=None)

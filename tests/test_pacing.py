@@ -196,7 +196,7 @@ def test_a_used_up_daily_budget_says_when_it_resets(tmp_path: Path) -> None:
     with pytest.raises(QuotaExhausted) as info:
         pacer.acquire()
     assert info.value.resets_at == "2024-10-05T00:00:00Z"
-    assert "resume after 2024-10-05T00:00:00Z" in str(info.value.hint)
+    assert "ask again after 2024-10-05T00:00:00Z" in str(info.value.hint)
     pacer.close()
 
 

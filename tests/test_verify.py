@@ -250,7 +250,11 @@ def test_classify_explains_itself() -> None:
     fusion = classify({"X-Qnm-Cache": "Miss", "X-Cache": "HIT TCP_MEM_HIT dirn:-2:-2"})
     assert (fusion.cache, fusion.source) == (HIT, "x-cache"), fusion.detail
     assert "x-qnm-cache: Miss (cached with the object)" in fusion.detail
-    assert classify({"X-Qnm-Cache": "Hit", "X-Cache": "MISS"}).cache == MISS
+    assert classify({"X-Qnm-Cache": "Hit", "X-Cache": "MISS TCP_MISS"}).cache == MISS
+    assert classify({"X-Qnm-Cache": "Miss", "X-Cache": "HIT from n1(baishan)"}).cache == HIT
+    # Any other X-Cache (an origin's, stored by Qiniu) decides nothing: they disagree.
+    origin = classify({"X-Qnm-Cache": "Hit", "X-Cache": "MISS from varnish-origin"})
+    assert origin.cache == UNKNOWN and "disagree" in origin.detail
     assert "HTTP 404" in classify({"X-Cache": "HIT"}, 404).detail
 
 

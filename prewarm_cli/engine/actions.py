@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from prewarm_cli import journal as jr
@@ -18,6 +18,7 @@ from prewarm_cli.errors import (
     UsageError,
     WaitTimeout,
 )
+from prewarm_cli.paths import create_private
 from prewarm_cli.plugin import (
     Capability,
 )
@@ -125,18 +126,11 @@ def download_report(ws: Workspace, result: JobReport, path: str) -> None:
             )
         # The vendor's report may hold the request headers, -H secrets included: others may
         # read nothing of it.
-        with open(path, "wb", opener=_private_opener) as fh:
+        create_private(Path(path))
+        with open(path, "wb") as fh:
             for chunk in response.iter_bytes():
                 fh.write(chunk)
     ws.out.info(f"saved {alias}'s report to {path}")
-
-
-def _private_opener(path: str, flags: int) -> int:
-    """Opens a file made (or made again) readable by its owner alone."""
-    fd = os.open(path, flags, 0o600)
-    if os.fstat(fd).st_mode & 0o077:
-        os.fchmod(fd, 0o600)
-    return fd
 
 
 # --------------------------------------------------------------------------- misc commands

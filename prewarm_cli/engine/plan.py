@@ -13,7 +13,7 @@ from typing import Any
 from prewarm_cli import journal as jr
 from prewarm_cli.engine.intake import SubmitRequest, check_invalidate, intake
 from prewarm_cli.engine.workspace import ProviderSession, Workspace
-from prewarm_cli.errors import ConfigError, PrewarmError, StackBusy
+from prewarm_cli.errors import ConfigError, PrewarmError, QuotaExhausted, StackBusy
 from prewarm_cli.output import counted
 from prewarm_cli.plugin import (
     Capability,
@@ -43,6 +43,9 @@ def plan(ws: Workspace, req: SubmitRequest) -> Plan:
             first = journal.iter_targets(job_id, [jr.UNSENT], alias, chunk=session.batch_size)
             with contextlib.closing(first) as rows:
                 first_batch = [r["url"] for r in itertools.islice(rows, session.batch_size)]
+            max_bytes = session.limits().max_batch_bytes
+            if max_bytes:  # as the run claims it
+                first_batch = jr.fit_bytes(first_batch, max_bytes)
             providers[alias] = _plan_provider(ws, session, c.total, req.options, first_batch)
             # A provider whose requests are per URL and edge (direct) counts them itself.
             per_url = session.provider.requests_per_url
@@ -152,6 +155,9 @@ def _one_job_deferral(
         check_busy(ws, "", [session.alias])
     except StackBusy as exc:
         notes.append(f"{exc}: the submit would be refused (exit 2) unless --force")
+        return n
+    except QuotaExhausted as exc:
+        notes.append(f"{exc}: every URL would be deferred")
         return n
     except PrewarmError as exc:
         notes.append(f"whether {session.alias} is busy is unknown: {exc}")

@@ -85,7 +85,10 @@ def submit(
                     ws.session(alias).provider.check_options(options)
                     _check_limits(ws.session(alias))
                 check_invalidate(ws, aliases, options)
-                check_busy(ws, job_id, aliases)
+                for alias in aliases:
+                    # No request left to ask with: the run defers what it cannot send.
+                    with suppress(QuotaExhausted):
+                        check_busy(ws, job_id, [alias])
             except BaseException:
                 journal.delete_job(job_id)  # nothing was sent: leave no job behind
                 raise
@@ -236,12 +239,7 @@ def check_busy(ws: Workspace, job_id: str, aliases: Sequence[str]) -> None:
         session = ws.session(alias)
         if not session.provider.one_job_at_a_time or ws.force:
             continue
-        try:
-            _check_busy(ws, session, job_id)
-        except QuotaExhausted:
-            # No request left today to ask with: the run defers what it cannot send
-            # (exit 5), its job kept for --resume.
-            continue
+        _check_busy(ws, session, job_id)
 
 
 def _check_busy(ws: Workspace, session: ProviderSession, job_id: str) -> None:

@@ -302,7 +302,8 @@ class ProviderSession:
             # A batch size not read from the vendor (a dry run without the secrets) bounds
             # nothing: the config's is planned as given.
             checked = self.settings
-            if self.limits_unread:
+            stand_in = vendor.batch_from_vendor and not vendor.vendor_reported  # not read
+            if self.limits_unread or stand_in:
                 checked = {k: v for k, v in self.settings.items() if k != "batch_size"}
             problems = limit_problems(self.alias, checked, vendor, force=self.force)
             if problems:

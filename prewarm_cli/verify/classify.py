@@ -4,7 +4,9 @@ The classification is table-driven: each vendor header is one small rule in ``RU
 Every recognised header that is present gives a signal; when they all agree that is the
 answer, and when they disagree, or when none is present, the answer is ``unknown`` with the
 headers that were seen. A header can come from a cache further from us (passed through, or
-even stored along with the response), so we never pick one of two contradicting claims.
+even stored along with the response), so we never pick one of two contradicting claims, but
+for one case known well: a Qiniu fusion domain's partner edge, whose X-Cache decides over the
+X-Qnm-Cache stored with the object.
 
 ``verify`` and the ``direct`` provider both read responses with :func:`classify`. This module
 imports only the standard library.
@@ -371,14 +373,25 @@ def classify(
     )
 
 
+_FUSION_PARTNER = re.compile(r"\bTCP_|\(baishan\)", re.IGNORECASE)
+
+
 def _decide(signals: Sequence[Signal]) -> tuple[str, Signal | None, str]:
     if not signals:
         return UNKNOWN, None, ""
-    outer = [s for s in signals if s.source == GENERIC_X_CACHE.header and s.cache != UNKNOWN]
+    outer = [
+        s
+        for s in signals
+        if s.source == GENERIC_X_CACHE.header
+        and s.cache != UNKNOWN
+        and _FUSION_PARTNER.search(s.value)
+    ]
     inner = [s for s in signals if s.source == QINIU.header]
     if outer and inner and {s.cache for s in inner} != {s.cache for s in outer}:
-        # A Qiniu fusion domain served by a partner edge (Alibaba, Baishan): X-Qnm-Cache was
-        # cached with the object; the outer X-Cache is what this request met (fact sheet).
+        # A Qiniu fusion domain served by a partner edge (Alibaba's TCP_..., Baishan's
+        # "(baishan)"): X-Qnm-Cache was cached with the object; the outer X-Cache is what
+        # this request met (Qiniu's fact sheet). Any other X-Cache (an origin's) decides
+        # nothing.
         rest = [s for s in signals if s.source != QINIU.header]
         cache, chosen, described = _decide(rest)
         note = "; ".join(f"{s.describe()} (cached with the object)" for s in inner)

@@ -263,9 +263,10 @@ class DistributionChooser:
         )
 
     def check_configured(self) -> str | None:
-        """For ``config check --online``: a configured cf_domain that no distribution of the
-        account has is a ConfigError (the stack would warm nothing, and skip invalidations
-        without a word); a note when the account's distributions cannot be listed."""
+        """For ``config check --online``: whether the AWS credentials at hand list a
+        configured cf_domain among their account's distributions. The stack warms through
+        DNS whatever account the distribution is in, but its invalidations look it up in
+        its own account: a mistyped one skips them without a word, hence the warning."""
         if not self.cf_domain:
             return None
         try:
@@ -274,13 +275,11 @@ class DistributionChooser:
             return f"cf_domain not checked against the AWS account's distributions: {exc}"
         if any(d.domain == self.cf_domain for d in listed):
             return f"cf_domain {self.cf_domain}: a distribution of the AWS account"
-        raise ConfigError(
-            f"providers.{self.alias}.cf_domain: no CloudFront distribution of this AWS account"
-            f" is {self.cf_domain} ({len(listed)} listed): the stack would warm nothing and"
-            " skip its invalidations without a word",
-            hint="copy the distribution's domain name from the CloudFront console, or use the"
-            " AWS credentials (AWS_PROFILE or aws_profile) of the distribution's account",
-            provider=self.alias,
+        return (
+            f"warning: cf_domain {self.cf_domain} is none of the {len(listed)} distributions"
+            " these AWS credentials list: if it is mistyped, or not in the stack's account,"
+            " the stack skips its invalidations without a word (check it in the CloudFront"
+            " console)"
         )
 
     def _distributions(self) -> DistributionIndex:
