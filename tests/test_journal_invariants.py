@@ -165,12 +165,12 @@ def test_an_accepted_target_stays_accepted(ops: list[tuple[Any, ...]]) -> None:
         after = {r[:3] for r in driver.targets() if r[3] == jr.ACCEPTED}
         assert before <= after, (op, before - after)
     for job in JOBS:  # and a resume sends none of them
-        driver.journal.prepare_resume(job)
         for alias in ALIASES:
-            claimed = driver.journal.claim_batch(job, alias, 100)
             accepted = {
                 r[2] for r in driver.targets() if r[:2] == (job, alias) and r[3] == jr.ACCEPTED
             }
+            driver.journal.prepare_resume(job)
+            claimed = driver.journal.claim_batch(job, alias, 100)
             assert not (set(claimed.urls) & accepted if claimed else set())
 
 
