@@ -324,6 +324,9 @@ class Quota:
     batch: int | None = None
     source: str = "api"  # "api" (asked now) or "last_response" (remembered)
     details: Mapping[str, Any] = field(default_factory=dict)
+    # URLs the vendor's daily purge quota still allows, where it has one and said so: a dry
+    # run of --invalidate plans the rest deferred (shown in details, as the vendor gives it).
+    invalidate_remaining: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -547,6 +547,10 @@ def test_status_by_task_id_without_journal_and_paging(
 def test_invalidate_purges_then_prefetches(run_cli, configure, fake: FakeEdgeOne) -> None:
     fake.purge_daily = 3
     items = [*urls(2), "https://static.example.com/purgefail.js", "https://static.example.com/z.js"]
+    r, plan = submit(run_cli, "--invalidate", "--dry-run", *items)
+    assert r.returncode == 0, r.stderr
+    assert plan["providers"]["edgeone"]["would_defer"] == 1  # as the run defers it
+    assert fake.purges == []
     r, data = submit(run_cli, "--invalidate", *items)
     assert r.returncode == 5, r.stderr  # deferred: the purge quota is spent for today
     actions = [c["action"] for c in fake.log]

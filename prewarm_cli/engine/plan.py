@@ -109,6 +109,11 @@ def _plan_provider(
             quota = q.to_dict()
             if q.remaining is not None and q.remaining < n:
                 would_defer = n - q.remaining
+            purges_left = q.invalidate_remaining
+            if purge_first and purges_left is not None and purges_left < n:
+                # What is not purged is not prefetched either: deferred, as the run does.
+                would_defer = max(would_defer, n - purges_left)
+                notes.append(f"the daily purge quota allows {counted(purges_left, 'more URL')}")
         except PrewarmError as exc:
             notes.append(f"quota unknown: {exc}")
     if session.provider.one_job_at_a_time:

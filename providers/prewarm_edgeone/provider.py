@@ -284,6 +284,7 @@ class EdgeOneProvider(Provider):
         others = {t: q.to_dict() for t, q in sorted(read.prefetch.items()) if t != PREFETCH_TYPE}
         if others:
             details["prefetch_other"] = others
+        purge = read.purge.get(PURGE_TYPE)
         return Quota(
             daily=prefetch.daily if prefetch else None,
             remaining=prefetch.available if prefetch else None,
@@ -291,6 +292,7 @@ class EdgeOneProvider(Provider):
             batch=prefetch.batch if prefetch else None,
             source="api",
             details=details,
+            invalidate_remaining=purge.available if purge else None,
         )
 
     def check(self) -> list[str]:
