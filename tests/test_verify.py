@@ -416,9 +416,8 @@ def test_redirects_are_reported_not_followed(edge: CacheServer) -> None:
 
 
 def test_slow_response_times_out_without_retry(edge: CacheServer) -> None:
-    started = time.monotonic()
     item = one(edge, "/slow", VerifyOptions(timeout=0.3, retries=2))
-    assert time.monotonic() - started < 2.0
+    assert len(edge.paths("/slow")) == 1  # a timeout is not asked again
     assert item["status_code"] is None and item["cache"] == UNKNOWN
     assert item["error"].startswith("timed out after 0.3 s")
     # The server got the request: a read timeout is not a connection error, so no retry.
