@@ -865,13 +865,18 @@ def _has_json(db: sqlite3.Connection) -> bool:
 
 def fit_bytes(urls: list[str], max_bytes: int) -> list[str]:
     """The longest prefix of ``urls`` whose JSON encoding fits ``max_bytes`` (at least one URL)."""
-    total = 2
+    total = 2  # a JSON list's brackets
     for i, url in enumerate(urls):
-        # json.dumps(url) is this, and ASCII: as many bytes as characters
-        total += len(encode_basestring_ascii(url)) + 1
+        total += json_bytes(url)
         if total > max_bytes and i > 0:
             return urls[:i]
     return urls
+
+
+def json_bytes(url: str) -> int:
+    """What ``url`` adds to a JSON list of URLs: json.dumps(url), which is ASCII (as many
+    bytes as characters), and its separator."""
+    return len(encode_basestring_ascii(url)) + 1
 
 
 # The columns `jobs` lists: every one but the skipped inputs, which it shows none of.

@@ -263,6 +263,20 @@ def test_fit_bytes_counts_the_json_encoding(urls: list[str], max_bytes: int) -> 
     assert jr.fit_bytes(list(urls), max_bytes) == old_fit_bytes(list(urls), max_bytes)
 
 
+@given(st.lists(st.text(max_size=6), max_size=12), st.integers(1, 5), st.integers(0, 40))
+def test_the_plan_counts_the_batches_the_claims_make(
+    urls: list[str], batch_size: int, max_bytes: int
+) -> None:
+    """`submit --dry-run` counts batches as claim_batch cuts them: by count, then bytes."""
+    from prewarm_cli.engine.plan import _n_batches
+
+    claimed, rest = 0, list(urls)
+    while rest:
+        batch = jr.fit_bytes(rest[:batch_size], max_bytes)
+        rest, claimed = rest[len(batch) :], claimed + 1
+    assert _n_batches(iter(urls), batch_size, max_bytes) == claimed
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(

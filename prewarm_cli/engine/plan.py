@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -44,9 +44,16 @@ def plan(ws: Workspace, req: SubmitRequest) -> Plan:
             with contextlib.closing(first) as rows:
                 first_batch = [r["url"] for r in itertools.islice(rows, session.batch_size)]
             max_bytes = session.limits().max_batch_bytes
-            if max_bytes:  # as the run claims it
+            n_batches = math.ceil(c.total / session.batch_size)
+            if max_bytes:  # as the run claims them: cut by their bytes too
                 first_batch = jr.fit_bytes(first_batch, max_bytes)
-            providers[alias] = _plan_provider(ws, session, c.total, req.options, first_batch)
+                unsent = journal.iter_targets(job_id, [jr.UNSENT], alias)
+                with contextlib.closing(unsent) as rows:
+                    urls = (r["url"] for r in rows)
+                    n_batches = _n_batches(urls, session.batch_size, max_bytes)
+            providers[alias] = _plan_provider(
+                ws, session, c.total, req.options, first_batch, n_batches
+            )
             # A provider whose requests are per URL and edge (direct) counts them itself.
             per_url = session.provider.requests_per_url
             if per_url is not None:
@@ -76,10 +83,11 @@ def _plan_provider(
     n: int,
     options: SubmitOptions,
     first_batch: Sequence[str],
+    batches: int,
 ) -> ProviderPlan:
-    """``first_batch``: the URLs the first request would carry (in input order)."""
+    """``first_batch``: the URLs the first request would carry (in input order);
+    ``batches``: how many requests the run would make of the URLs."""
     limits = session.limits()
-    batches = math.ceil(n / session.batch_size)
     requests = batches
     in_submit = options.invalidate and session.provider.invalidates_in_submit
     purge_first = (
@@ -142,6 +150,18 @@ def _plan_provider(
         would_defer=would_defer,
         notes=tuple(notes),
     )
+
+
+def _n_batches(urls: Iterable[str], batch_size: int, max_bytes: int) -> int:
+    """How many batches the run's claims would make of ``urls``: at most ``batch_size`` URLs
+    and ``max_bytes`` of JSON each (a URL longer than that alone)."""
+    n_batches, n_urls, size = 0, 0, 2  # a JSON list's brackets
+    for url in urls:
+        cost = jr.json_bytes(url)
+        if n_urls and (n_urls == batch_size or size + cost > max_bytes):
+            n_batches, n_urls, size = n_batches + 1, 0, 2
+        n_urls, size = n_urls + 1, size + cost
+    return n_batches + (1 if n_urls else 0)
 
 
 def _one_job_deferral(
