@@ -571,6 +571,10 @@ def test_a_refresh_larger_than_the_quota_left_is_sent_as_large_as_it_allows(
     assert fake.accepted_counts() == {u: 1 for u in items[:2]}
     assert (data["state"], data["deferred"], data["accepted"]) == ("incomplete", 3, 2)
     assert f"prewarm submit --resume {data['job_id']} after " in r.stderr
+    # A dry run knows from the last answer that no refresh is left today: all deferred.
+    r, plan = submit(run_cli, "--invalidate", "--dry-run", *urls(4, "https://cdn.example.com/n"))
+    assert r.returncode == 0, r.stderr
+    assert plan["providers"]["qiniu"]["would_defer"] == 4
 
 
 def test_dcdn_product_is_sent_on_every_call(run_cli, qiniu_config, fake: FakeQiniu) -> None:

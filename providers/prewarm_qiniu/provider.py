@@ -434,11 +434,15 @@ class QiniuProvider(Provider):
         prefetch = entry.get("prefetch")
         details: dict[str, Any] = {}
         refresh = entry.get("refresh")
+        now = self.now()
+        refreshes_left = None  # as the last refresh answer of today gave it
         if isinstance(refresh, dict):
             details["refresh_daily"] = refresh.get("daily")
             details["refresh_remaining"] = refresh.get("remaining")
             details["refresh_seen_at"] = _seen(refresh)
-        now = self.now()
+            refresh_seen = _seen_time(refresh)
+            if refresh_seen is not None and now < next_reset(refresh_seen):
+                refreshes_left = _int(refresh.get("remaining"))
         if not isinstance(prefetch, dict):
             details["note"] = (
                 "Qiniu has no quota call; its prefetch answers report the quota, and none"
@@ -451,6 +455,7 @@ class QiniuProvider(Provider):
                 batch=MAX_BATCH,
                 source="last_response",
                 details=details,
+                invalidate_remaining=refreshes_left,
             )
         seen = _seen_time(prefetch)
         daily, remaining = _int(prefetch.get("daily")), _int(prefetch.get("remaining"))
@@ -467,6 +472,7 @@ class QiniuProvider(Provider):
             batch=MAX_BATCH,
             source="last_response",
             details=details,
+            invalidate_remaining=refreshes_left,
         )
 
     # --- housekeeping ---
