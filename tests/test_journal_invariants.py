@@ -139,7 +139,7 @@ class Driver:
         ]
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(op_st, max_size=30))
 def test_no_url_is_lost_and_no_unsent_target_names_a_batch(ops: list[tuple[Any, ...]]) -> None:
     driver = Driver()
@@ -174,7 +174,7 @@ def test_an_accepted_target_stays_accepted(ops: list[tuple[Any, ...]]) -> None:
             assert not (set(claimed.urls) & accepted if claimed else set())
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(op_st, max_size=30))
 def test_after_a_resume_every_target_sent_unanswered_is_looked_up(
     ops: list[tuple[Any, ...]],
