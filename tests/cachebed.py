@@ -70,7 +70,10 @@ class OriginState:
     seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (path, headers) each
     in_flight: int = 0
     max_in_flight: int = 0
-    gate_size: int = 0  # /gate/ requests wait until this many are in flight (or 2 s)
+    # /gate/ requests wait until this many are in flight at once, then the gate stays open
+    # (or until 30 s have passed: the client never had that many in flight).
+    gate_size: int = 0
+    gate_open: bool = False
     release: threading.Event = field(default_factory=threading.Event)  # ends /stall/ waits
     lock: threading.Lock = field(default_factory=threading.Lock)
     cond: threading.Condition = field(init=False)
@@ -162,7 +165,11 @@ class _OriginHandler(BaseHTTPRequestHandler):
             return self._send(504, b"released\n")
         if kind == "gate":
             with state.cond:
-                state.cond.wait_for(lambda: state.in_flight >= state.gate_size, timeout=2)
+                state.cond.wait_for(
+                    lambda: state.gate_open or state.in_flight >= state.gate_size, timeout=30
+                )
+                state.gate_open = True
+                state.cond.notify_all()
         body = body_of(path, size)
         headers = {"Cache-Control": "max-age=600", "Vary": "Accept-Encoding"}
         if "gzip" in encoding:

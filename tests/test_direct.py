@@ -624,7 +624,7 @@ def recorded(record: Path, path: str) -> int:
 
 def test_concurrency_bound_is_what_the_origin_sees(bed: CacheBed, run_cli, direct_config) -> None:
     direct_config('concurrency = 3\nencodings = ["identity"]\n')
-    bed.counts.gate_size = 3  # each request waits until three are in flight (or 2 s)
+    bed.counts.gate_size = 3  # the first requests wait until three are in flight at once
     paths = [f"/gate/{i}.png" for i in range(12)]
     pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
     r, data = submit(run_cli, *pin, *(bed.nginx.url(p) for p in paths))
