@@ -19,7 +19,6 @@ from prewarm_cli.engine.purge import invalidate
 from prewarm_cli.engine.status import job_status, journal_ref, settled
 from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import (
-    ConfigError,
     ExitCode,
     NotFoundError,
     PrewarmError,
@@ -278,15 +277,14 @@ def _submit_state(counts: Mapping[str, jr.Counts]) -> JobState:
 
 
 def _check_limits(session: ProviderSession) -> None:
-    """A batch_size or rate above the vendor's limits is refused before the job is kept. A
-    vendor that cannot be asked now (a key refused, no network) is said when the run asks
-    again: the job is kept, its URLs read, for --resume."""
+    """A batch_size or rate above the vendor's limits is refused before the job is kept.
+    Any other error on the way (a key refused, no network, a zone not found) is said when
+    the run asks again: the job is kept, its URLs read, for --resume."""
     try:
         session.limits()
-    except ConfigError:
-        raise
-    except PrewarmError:
-        pass
+    except PrewarmError as exc:
+        if exc is session.over_limit:
+            raise
 
 
 def submit_summary(ws: Workspace, job_id: str) -> SubmitSummary:

@@ -279,6 +279,8 @@ class ProviderSession:
         self.stop = stop
         self._rate_store = state_dir / "ratelimits.sqlite3" if state_dir else None
         self._limits: Limits | None = None
+        # The error of a batch_size or rate above the vendor's limits, once limits() found it.
+        self.over_limit: ConfigError | None = None
         self.limits_unread = False  # the vendor's limits need the secrets: the declared ones
         self._pacer: Pacer | None = None
         self._pacer_lock = threading.Lock()
@@ -307,7 +309,8 @@ class ProviderSession:
                 checked = {k: v for k, v in self.settings.items() if k != "batch_size"}
             problems = limit_problems(self.alias, checked, vendor, force=self.force)
             if problems:
-                raise config_mod.in_file(self.config_file, problems[0])
+                self.over_limit = config_mod.in_file(self.config_file, problems[0])
+                raise self.over_limit
             limits = vendor
             if self.settings.get("batch_size") is not None:
                 limits = replace(limits, max_batch=int(self.settings["batch_size"]))
