@@ -70,7 +70,11 @@ class SubmitCommand(click.Command):
     help="Header of the prefetch (the CDN sends it to the origin; direct, to the edge) and of"
     " --verify's probes. Repeatable.",
 )
-@click.option("--invalidate", is_flag=True, help="Purge the URLs first, then prefetch them.")
+@click.option(
+    "--invalidate",
+    is_flag=True,
+    help="Purge the URLs first, then prefetch them (exit 2 when no selected provider can).",
+)
 @click.option("--skip-invalid", is_flag=True, help="Send the valid URLs and list the invalid ones.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; send nothing.")
 @click.option("--wait", "wait_", is_flag=True, help="Wait until the vendors finish.")
