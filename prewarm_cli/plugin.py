@@ -357,6 +357,14 @@ def private_file(path: Path) -> None:
     create_private(path)
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """A provider's small state file (JSON) written at once, mode 0600: a reader sees the old
+    file or the new one, never half of it. OSError as the system gives it."""
+    from prewarm_cli.paths import replace_private
+
+    replace_private(path, data)
+
+
 def url_to_ascii(url: str) -> str:
     """A URL in RFC 3986 form (IDNA host, non-ASCII percent-encoded), as prewarm validates it.
 

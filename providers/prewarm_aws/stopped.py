@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+
+from prewarm_cli.plugin import write_private
 
 __all__ = ["FILE_NAME", "remember", "stopped_here"]
 
@@ -32,20 +32,11 @@ def remember(state_dir: Path, task_ids: Iterable[str]) -> None:
     """Adds these request ids (a failure to write is not the cancel's: it is left out)."""
     with _lock:
         path = state_dir / FILE_NAME
-        known = [t for t in _read_list(path) if t not in set(task_ids)]
-        kept = [*known, *task_ids][-MAX_KEPT:]
+        added = list(task_ids)
+        again = set(added)
+        kept = [*(t for t in _read_list(path) if t not in again), *added][-MAX_KEPT:]
         with contextlib.suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # write-then-rename, private: a concurrent reader sees the old list or the new
-            fd, tmp = tempfile.mkstemp(prefix=".aws-stopped-", dir=path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(kept, fh)
-                os.replace(tmp, path)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_private(path, json.dumps(kept).encode())
 
 
 def _read_list(path: Path) -> list[str]:
