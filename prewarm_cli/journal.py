@@ -402,16 +402,34 @@ class Journal:
         chunk: int = 10_000,
     ) -> Generator[sqlite3.Row, None, None]:
         """The job's targets with these outcomes (of one provider, or all) in input order,
-        read ``chunk`` rows at a time: a job's million rows are never all in memory at once."""
+        handed over ``chunk`` rows at a time. SQLite sorts the rows it finds first, in memory
+        (temp_store): for a provider's unsent targets, which may be a million, `iter_unsent`
+        reads them in the index's own order instead."""
         marks = ",".join("?" * len(outcomes))
         mine, params = ("", ()) if provider is None else (" AND provider = ?", (provider,))
         sql = (
             f"SELECT provider, url, outcome, task_id, reason FROM targets"
             f" WHERE job_id = ? AND outcome IN ({marks}){mine} ORDER BY seq, provider"
         )
+        return self._iter_rows(sql, (job_id, *outcomes, *params), chunk)
+
+    def iter_unsent(
+        self, job_id: str, provider: str, chunk: int = 10_000
+    ) -> Generator[sqlite3.Row, None, None]:
+        """The provider's unsent targets in input order, as the claims take them: read in
+        the order of the index, so that a million of them are never all in memory."""
+        sql = (
+            "SELECT provider, url, outcome, task_id, reason FROM targets WHERE job_id = ?"
+            " AND provider = ? AND outcome = 'unsent' AND batch_id IS NULL ORDER BY seq, rowid"
+        )
+        return self._iter_rows(sql, (job_id, provider), chunk)
+
+    def _iter_rows(
+        self, sql: str, params: Sequence[Any], chunk: int
+    ) -> Generator[sqlite3.Row, None, None]:
         with self._lock:
             try:
-                cursor = self._db.execute(sql, (job_id, *outcomes, *params))
+                cursor = self._db.execute(sql, params)
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
         try:

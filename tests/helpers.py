@@ -33,6 +33,36 @@ def popen(
     )
 
 
+# The peak of this process's own memory: VmHWM starts again at exec, where ru_maxrss keeps the
+# parent's peak from before it (pytest's, tens of MiB).
+_PEAK_RSS = (
+    "import atexit, re, sys\n"
+    "from prewarm_cli.cli import main\n"
+    "def peak():\n"
+    "    status = open('/proc/self/status').read()\n"
+    "    print(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1), file=sys.stderr)\n"
+    "atexit.register(peak)\n"
+    "main(sys.argv[1:])\n"
+)
+
+
+def peak_rss_kib(cli_env: Mapping[str, str], cwd: Path, *args: str) -> int:
+    """The peak resident memory (KiB) of a `prewarm ARGS` process, its stdout thrown away;
+    the run must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, *args],
+        env=dict(cli_env),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return int(done.stderr.splitlines()[-1])
+
+
 @dataclass(frozen=True)
 class Stopped:
     """What a process interrupted by `interrupt` wrote, and how long it took to end."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fakes.generic import FakeCdn
-from helpers import invoke, urls, wait_for
+from helpers import invoke, peak_rss_kib, urls, wait_for
 
 from prewarm_cli.results import JobState
 
@@ -715,3 +715,22 @@ def _journaled_job(cli_env: dict[str, str], state: str) -> tuple[Any, str]:
     journal.finish_intake(job, [])
     journal.set_state(job, state)
     return journal, job
+
+
+def test_a_dry_run_memory_stays_flat_in_the_number_of_urls(
+    cli_env: dict[str, str], write_config: Any, tmp_path: Path
+) -> None:
+    write_config("")  # direct warming, with no provider configured
+
+    def peak(n_urls: int) -> int:
+        listing = tmp_path / f"{n_urls}.txt"
+        listing.write_text(
+            "".join(f"https://static.example.com/c-{i:07d}.js\n" for i in range(n_urls))
+        )
+        args = ("submit", "-p", "direct", "--dry-run", "-o", "json", "-i", str(listing))
+        return peak_rss_kib(cli_env, tmp_path, *args)
+
+    small, large = peak(10_000), peak(200_000)
+    # The plan reads the first batch and counts the requests from the journal on disk: the
+    # 190,000 more rows sorted in memory would be 25 MiB and more.
+    assert large - small < 8 * 1024, f"{small} KiB for 10,000 URLs, {large} KiB for 200,000"

@@ -40,14 +40,14 @@ def plan(ws: Workspace, req: SubmitRequest) -> Plan:
             session = ws.session(alias)
             session.require(Capability.SUBMIT)
             session.provider.check_options(req.options)
-            first = journal.iter_targets(job_id, [jr.UNSENT], alias, chunk=session.batch_size)
+            first = journal.iter_unsent(job_id, alias, chunk=session.batch_size)
             with contextlib.closing(first) as rows:
                 first_batch = [r["url"] for r in itertools.islice(rows, session.batch_size)]
             max_bytes = session.limits().max_batch_bytes
             n_batches = math.ceil(c.total / session.batch_size)
             if max_bytes:  # as the run claims them: cut by their bytes too
                 first_batch = jr.fit_bytes(first_batch, max_bytes)
-                unsent = journal.iter_targets(job_id, [jr.UNSENT], alias)
+                unsent = journal.iter_unsent(job_id, alias)
                 with contextlib.closing(unsent) as rows:
                     urls = (r["url"] for r in rows)
                     n_batches = _n_batches(urls, session.batch_size, max_bytes)
@@ -57,7 +57,7 @@ def plan(ws: Workspace, req: SubmitRequest) -> Plan:
             # A provider whose requests are per URL and edge (direct) counts them itself.
             per_url = session.provider.requests_per_url
             if per_url is not None:
-                unsent = journal.iter_targets(job_id, [jr.UNSENT], alias)
+                unsent = journal.iter_unsent(job_id, alias)
                 with contextlib.closing(unsent) as rows:
                     n_requests = sum(per_url(r["url"], req.options) for r in rows)
                 planned = providers[alias]
