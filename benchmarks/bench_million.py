@@ -1,4 +1,5 @@
-"""A million input URLs: time and peak memory of a dry run and of a real submit (fake CDN).
+"""A million input URLs: time and peak memory of `urls`, of a dry run and of a real submit
+(fake CDN).
 
     .venv/bin/python benchmarks/bench_million.py [N] [--shuffled]
 
@@ -41,6 +42,16 @@ def main() -> None:
             f" {listing.stat().st_size / 1e6:.0f} MB file"
             f" (written in {time.perf_counter() - start:.1f} s)"
         )
+
+        for fmt in ("table", "json"):  # one URL per line, and a JSON list
+            seconds, peak, _, out = run(["urls", "-o", fmt, "-i", str(listing)], env)
+            n_listed = len(json.loads(out)) if fmt == "json" else len(out.splitlines())
+            print(
+                f"urls -o {fmt:5}: {seconds:6.1f} s  peak RSS {peak / 1024:6.0f} MiB"
+                f"  ({n_listed} listed)"
+            )
+            assert n_listed == N
+            del out
 
         seconds, peak, _, out = run(["submit", "--dry-run", "-o", "json", "-i", str(listing)], env)
         plan = json.loads(out)

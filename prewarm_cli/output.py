@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
@@ -114,6 +114,50 @@ def fit_columns(
     return [(i, widths[i]) for i in shown]
 
 
+def write_json(stream: TextIO, value: Any, level: int = 0) -> None:
+    """``value`` as ``json.dumps(value, indent=2)`` would write it, without holding it whole:
+    an iterator is a list written item by item as it yields, a callable is called for its
+    value when its turn comes (a summary known only once the items before it are written)."""
+    if callable(value):
+        value = value()
+    if isinstance(value, Mapping) and any(_is_lazy(v) for v in value.values()):
+        items: Iterator[Any] = iter(value.items())
+        opening, closing = "{", "}"
+    elif isinstance(value, Iterator):
+        items, opening, closing = value, "[", "]"
+    else:
+        stream.write(_json_text(value, level))
+        return
+    inner = "\n" + "  " * (level + 1)
+    first = True
+    for item in items:
+        head = (opening if first else ",") + inner
+        first = False
+        if closing == "}":
+            key, item = item
+            head += _ENCODER.encode(key) + ": "
+        if _is_lazy(item):
+            stream.write(head)
+            write_json(stream, item, level + 1)
+        else:
+            stream.write(head + _json_text(item, level + 1))
+    stream.write(opening + closing if first else "\n" + "  " * level + closing)
+
+
+_ENCODER = json.JSONEncoder(indent=2, ensure_ascii=False, default=str)
+_ONE_LINE = json.JSONEncoder(ensure_ascii=False, default=str)  # ndjson
+
+
+def _json_text(value: Any, level: int) -> str:
+    """``value`` as JSON with ``indent=2``, its lines after the first indented to ``level``."""
+    text = _ENCODER.encode(value)
+    return text.replace("\n", "\n" + "  " * level) if level and "\n" in text else text
+
+
+def _is_lazy(value: Any) -> bool:
+    return callable(value) or isinstance(value, Iterator)
+
+
 def is_tty(stream: TextIO) -> bool:
     """Whether ``stream`` is a terminal (False for a closed or replaced stream)."""
     try:
@@ -191,15 +235,20 @@ class Output:
         data: Any,
         *,
         table: Callable[[Any], None] | None = None,
-        records: Callable[[Any], Sequence[Any]] | None = None,
+        records: Callable[[Any], Iterable[Any]] | None = None,
     ) -> None:
-        """Write ``data``: as JSON, as ndjson (``records`` picks the lines), or as a table."""
+        """Write ``data``: as JSON, as ndjson (``records`` picks the lines), or as a table.
+
+        An iterator in ``data`` (at its top, or a value of it) is written as it yields, so a
+        long list streams (see `write_json`)."""
         if self.fmt == "json":
-            self.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+            write_json(self.stdout, data)
+            self.stdout.write("\n")
         elif self.fmt == "ndjson":
-            lines = records(data) if records else (data if isinstance(data, list) else [data])
-            for item in lines:
-                self.stdout.write(json.dumps(item, ensure_ascii=False, default=str) + "\n")
+            lines = (
+                records(data) if records else data if isinstance(data, list | Iterator) else [data]
+            )
+            self.stdout.writelines(_ONE_LINE.encode(item) + "\n" for item in lines)
         elif table is not None:
             table(data)
         else:
@@ -297,6 +346,10 @@ class Output:
     def line(self, text: str) -> None:
         """A plain line of data on stdout (table mode summaries)."""
         self.stdout.write(text + "\n")
+
+    def lines(self, texts: Iterable[str]) -> None:
+        """Plain lines of data on stdout, written as they come."""
+        self.stdout.writelines(text + "\n" for text in texts)
 
     # --- progress (stderr, TTY only) ---
 

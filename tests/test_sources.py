@@ -7,6 +7,7 @@ import io
 import os
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,11 +36,17 @@ def tree(root: Path, *files: str) -> Path:
     return root
 
 
+def _listed(spec: InputSpec, **kw: Any) -> list[str]:
+    """read_urls' distinct URLs as a list (they are kept on disk)."""
+    with read_urls(spec, **kw) as found:
+        return list(found)
+
+
 def urls_of(
     spec: InputSpec, stdin: str | None = None, notes: InputNotes | None = None
 ) -> list[str]:
     stream = io.StringIO(stdin) if stdin is not None else None
-    return read_urls(spec, stdin=stream, notes=notes, nothing=None)
+    return _listed(spec, stdin=stream, notes=notes, nothing=None)
 
 
 # --------------------------------------------------------------------------- --base-url
@@ -112,7 +119,7 @@ def test_a_path_leaving_the_base_is_invalid_input_with_its_line(tmp_path: Path) 
     listing = tmp_path / "changed.txt"
     listing.write_text("ok.js\n../etc/passwd\n")
     with pytest.raises(InputError) as info:
-        read_urls(InputSpec(base_url=BASE, paths=(str(listing),)))
+        _listed(InputSpec(base_url=BASE, paths=(str(listing),)))
     assert f"{listing}:2: ../etc/passwd: a path with '..' would leave the base URL" in str(
         info.value
     )
@@ -121,7 +128,7 @@ def test_a_path_leaving_the_base_is_invalid_input_with_its_line(tmp_path: Path) 
 def test_a_dot_dot_that_stays_under_the_base_is_resolved(tmp_path: Path) -> None:
     listing = tmp_path / "changed.txt"
     listing.write_text("public/x/../y.js\na/b/../../c.css\n")
-    assert read_urls(InputSpec(base_url=BASE, paths=(str(listing),))) == [
+    assert _listed(InputSpec(base_url=BASE, paths=(str(listing),))) == [
         BASE + "public/y.js",
         BASE + "c.css",
     ]
@@ -140,7 +147,7 @@ def test_a_line_that_cannot_be_a_path_is_invalid_input(
     listing = tmp_path / "changed.txt"
     listing.write_text(f"ok.js\n{line}\n")
     with pytest.raises(InputError) as info:
-        read_urls(InputSpec(base_url=BASE, paths=(str(listing),)))
+        _listed(InputSpec(base_url=BASE, paths=(str(listing),)))
     assert f"{listing}:2: " in str(info.value) and message in str(info.value)
 
 
@@ -149,7 +156,7 @@ def test_a_file_name_with_a_star_is_invalid_input_saying_how_to_leave_it_out(
 ) -> None:
     root = tree(tmp_path / "dist", "app.js", "img/star*.png")
     with pytest.raises(InputError) as info:
-        read_urls(InputSpec(base_url=BASE, from_dirs=(str(root),)))
+        _listed(InputSpec(base_url=BASE, from_dirs=(str(root),)))
     assert "img/star*.png: a name with '*' cannot be warmed" in str(info.value)
     assert "--exclude" in str(info.value)
 
@@ -400,7 +407,7 @@ def test_gsutil_and_gcloud_rsync_logs() -> None:
     # gsutil's own "Copying" line names only the local file: without the synced directory
     # to take off, it is invalid input, not a guess.
     with pytest.raises(InputError) as info:
-        read_urls(InputSpec(base_url=BASE, sync_logs=("-",)), stdin=io.StringIO(log))
+        _listed(InputSpec(base_url=BASE, sync_logs=("-",)), stdin=io.StringIO(log))
     assert "<stdin>:3:" in str(info.value) and "--strip-prefix" in str(info.value)
     # With it, the local path under it is the key.
     spec = InputSpec(base_url=BASE, sync_logs=("-",), strip_prefix="public/")
@@ -437,7 +444,7 @@ def test_a_log_in_no_known_format_is_an_input_error(tmp_path: Path) -> None:
     log = tmp_path / "deploy.log"
     log.write_text("Deploying site...\nDone in 3s\n")
     with pytest.raises(InputError) as info:
-        read_urls(InputSpec(base_url=BASE, sync_logs=(str(log),)))
+        _listed(InputSpec(base_url=BASE, sync_logs=(str(log),)))
     assert f"{log} is not the output of aws s3 sync/cp" in str(info.value)
     assert f"{log}:1: Deploying site..." in str(info.value)
     assert info.value.exit_code == ExitCode.USAGE
@@ -449,7 +456,7 @@ def test_an_empty_sync_log_gives_no_urls(tmp_path: Path) -> None:
     spec = InputSpec(base_url=BASE, sync_logs=(str(log),))
     assert urls_of(spec) == []
     with pytest.raises(InputError, match="no URLs given"):
-        read_urls(spec)
+        _listed(spec)
 
 
 # --------------------------------------------------------------------------- together
@@ -480,7 +487,7 @@ def test_sources_keep_file_and_line_for_errors(tmp_path: Path) -> None:
     items = list(iter_inputs(InputSpec(base_url=BASE, sync_logs=(str(log),))))
     assert items[1] == InputUrl(BASE + long_key, str(log), 2)
     with pytest.raises(InputError, match=f"{log}:2: "):
-        read_urls(InputSpec(base_url=BASE, sync_logs=(str(log),)))
+        _listed(InputSpec(base_url=BASE, sync_logs=(str(log),)))
 
 
 def test_invalid_list_counts_all_and_lists_the_first() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from prewarm_cli.errors import InputError
 from prewarm_cli.inputs import (
     MAX_URL_LENGTH,
+    DistinctUrls,
     InputSpec,
     InputUrl,
     InvalidInput,
@@ -29,7 +31,6 @@ from prewarm_cli.inputs import (
     iter_inputs,
     sitemap,
     to_ascii,
-    unique,
     validate_url,
 )
 from prewarm_cli.inputs.validate import is_plain_url, url_problem
@@ -258,7 +259,7 @@ def test_check_inputs_is_lazy() -> None:
     assert next(check_inputs(source())) == InputUrl("https://a.example/", "argument", 1)
 
 
-# --- host_of, is_ascii, to_ascii, unique -------------------------------------------------------
+# --- host_of, is_ascii, to_ascii, DistinctUrls----------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -327,9 +328,45 @@ def test_to_ascii_falls_back_to_the_host_when_idna_fails() -> None:
     assert to_ascii("https://bü..example/ü") == "https://bü..example/%C3%BC"
 
 
-def test_unique_keeps_first_occurrence_order() -> None:
-    assert list(unique(["b", "a", "b", "c", "a"])) == ["b", "a", "c"]
-    assert list(unique([])) == []
+def test_distinct_urls_keep_the_first_of_each_in_order() -> None:
+    with DistinctUrls(["b", "a", "b"]) as found:
+        found.add(["c", "a", "d"])
+        assert len(found) == 4
+        assert list(found) == ["b", "a", "c", "d"]
+        assert list(found) == ["b", "a", "c", "d"]  # read again
+    with DistinctUrls() as none:
+        assert not none
+        assert list(none) == []
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", "é", "a" * 300]), max_size=40))
+def test_distinct_urls_are_the_input_without_its_repeats(items: list[str]) -> None:
+    with DistinctUrls(items) as found:
+        assert list(found) == list(dict.fromkeys(items))
+        assert len(found) == len(set(items))
+
+
+def _open_files() -> dict[str, str]:
+    """This process's open descriptors and what each names."""
+    named = {}
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+            named[fd] = os.readlink(f"/proc/self/fd/{fd}")
+    return named
+
+
+def test_distinct_urls_are_kept_in_a_private_file_gone_once_closed() -> None:
+    before = _open_files()
+    found = DistinctUrls(f"https://a.example/{i:06d}" for i in range(50_000))
+    # SQLite's temporary file: removed from its directory at once, readable by its owner only.
+    new = {fd: path for fd, path in _open_files().items() if fd not in before}
+    deleted = [fd for fd, path in new.items() if path.endswith(" (deleted)")]
+    assert len(deleted) == 1, new
+    assert os.stat(f"/proc/self/fd/{deleted[0]}").st_mode & 0o777 == 0o600
+    assert len(found) == 50_000
+    found.close()
+    assert set(_open_files()) <= set(before)
 
 
 # --- arguments, files, stdin -------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fakes.cache_server import CacheServer
 from fakes.generic import FakeCdn
-from helpers import invoke
+from helpers import invoke, peak_rss_kib
 
 BASE = "https://cdn.example.com/"
 
@@ -57,6 +57,22 @@ def test_urls_json_and_ndjson(prewarm: Run, tmp_path: Path) -> None:
     assert (code, err) == (0, "") and json.loads(out) == listed
     code, out, err = prewarm("urls", "-o", "ndjson", "--from-dir", dist, "--base-url", BASE)
     assert (code, err) == (0, "") and [json.loads(line) for line in out.splitlines()] == listed
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "ndjson"])
+def test_urls_memory_stays_flat_in_the_number_of_urls(
+    cli_env: dict[str, str], tmp_path: Path, fmt: str
+) -> None:
+    def peak(n_urls: int) -> int:
+        listing = tmp_path / f"{n_urls}.txt"
+        with listing.open("w") as fh:
+            for i in [*range(n_urls), *range(1000)]:  # and repeats, dropped
+                fh.write(f"https://static.example.com/assets/chunk-{i:07d}.js\n")
+        return peak_rss_kib(cli_env, tmp_path, "urls", "-o", fmt, "-i", str(listing))
+
+    small, large = peak(10_000), peak(200_000)
+    # 190,000 more URLs held in a list and a set, or their output, would be 25 MiB and more.
+    assert large - small < 8 * 1024, f"{small} KiB for 10,000 URLs, {large} KiB for 200,000"
 
 
 def test_urls_combines_every_source_de_duplicated(prewarm: Run, tmp_path: Path) -> None:

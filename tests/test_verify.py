@@ -7,17 +7,19 @@ import io
 import json
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes.cache_server import VENDOR_ROUTES, CacheServer, Route
+from helpers import wait_for
 
 from prewarm_cli.errors import ExitCode, InputError, UsageError
 from prewarm_cli.inputs import InputSpec
 from prewarm_cli.output import Output
+from prewarm_cli.verify import probe
 from prewarm_cli.verify.classify import (
     BYPASS,
     HIT,
@@ -41,6 +43,12 @@ from prewarm_cli.verify.probe import (
 from prewarm_cli.verify.render import records, render_table
 
 FAST = VerifyOptions(timeout=2.0)
+
+
+def _listed(spec: InputSpec) -> list[str]:
+    """read_urls' distinct URLs as a list (they are kept on disk)."""
+    with read_urls(spec) as found:
+        return list(found)
 
 
 @pytest.fixture
@@ -386,8 +394,8 @@ def test_every_vendor_shape_end_to_end(edge: CacheServer) -> None:
     # ... but only 2xx hits count toward the hit ratio, and only 2xx hit/revalidated is warm.
     assert summary["hit_ratio"] == round(7 / n, 4)
     assert summary["warm"] == 7 + 3
-    assert exit_code(result) == ExitCode.OK
-    assert exit_code(result, expect_hit=True) == ExitCode.INCOMPLETE
+    assert exit_code(result["summary"]) == ExitCode.OK
+    assert exit_code(result["summary"], expect_hit=True) == ExitCode.INCOMPLETE
 
 
 def test_non_2xx_hit_is_not_warm(edge: CacheServer) -> None:
@@ -397,7 +405,7 @@ def test_non_2xx_hit_is_not_warm(edge: CacheServer) -> None:
     assert "HTTP 404" in item["detail"]
     result = verify([edge.url + "/404-hit"], FAST)
     assert result["summary"]["hit_ratio"] == 0.0
-    assert exit_code(result, expect_hit=True) == ExitCode.INCOMPLETE
+    assert exit_code(result["summary"], expect_hit=True) == ExitCode.INCOMPLETE
 
 
 def test_expect_hit_passes_when_all_warm(edge: CacheServer) -> None:
@@ -405,7 +413,7 @@ def test_expect_hit_passes_when_all_warm(edge: CacheServer) -> None:
     result = verify([edge.url + p for p in paths], VerifyOptions(expect_hit=True))
     assert result["summary"]["warm"] == 4
     assert result["summary"]["hit_ratio"] == 0.75
-    assert exit_code(result, expect_hit=True) == ExitCode.OK
+    assert exit_code(result["summary"], expect_hit=True) == ExitCode.OK
 
 
 def test_redirects_are_reported_not_followed(edge: CacheServer) -> None:
@@ -422,8 +430,8 @@ def test_slow_response_times_out_without_retry(edge: CacheServer) -> None:
     assert item["error"].startswith("timed out after 0.3 s")
     # The server got the request: a read timeout is not a connection error, so no retry.
     assert len(edge.paths("/slow")) == 1
-    assert exit_code(verify([], FAST)) == ExitCode.OK
-    assert exit_code({"results": [item], "summary": {}}) == ExitCode.INCOMPLETE
+    assert exit_code(verify([], FAST)["summary"]) == ExitCode.OK
+    assert exit_code(summarize([item])) == ExitCode.INCOMPLETE
 
 
 def test_dropped_connection_is_retried_a_bounded_number_of_times(edge: CacheServer) -> None:
@@ -508,14 +516,54 @@ def test_duplicates_are_requested_once_and_progress_is_reported(edge: CacheServe
 
 
 def test_concurrency_bound_is_respected(edge: CacheServer) -> None:
-    edge.routes["/wait"] = Route(headers={"X-Cache": "HIT"}, delay=0.1)
+    held = threading.Event()
+    edge.routes["/wait"] = Route(headers={"X-Cache": "HIT"}, held=held)
     urls = [f"{edge.url}/wait?i={i}" for i in range(24)]
-    started = time.monotonic()
-    result = verify(urls, VerifyOptions(concurrency=4, timeout=5))
-    elapsed = time.monotonic() - started
+    result: dict[str, Any] = {}
+    run = threading.Thread(
+        target=lambda: result.update(verify(urls, VerifyOptions(concurrency=4, timeout=60)))
+    )
+    run.start()
+    try:
+        wait_for(lambda: edge.in_flight == 4, 30)  # really concurrent
+    finally:
+        held.set()
+    run.join(60)
     assert result["summary"][HIT] == 24
-    assert edge.max_in_flight == 4  # never more, and really concurrent
-    assert elapsed >= 0.55  # 24 requests of 0.1 s, 4 at a time: at least 6 rounds
+    assert edge.max_in_flight == 4  # never more
+
+
+def test_answers_come_in_input_order_reading_a_bounded_way_ahead(
+    edge: CacheServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(probe, "_MAX_AHEAD", 8)  # concurrency 2: 4 queued, 8 read ahead
+    held = threading.Event()
+    edge.routes["/first"] = Route(headers={"X-Cache": "HIT"}, held=held)
+    urls = [f"{edge.url}/first", *(f"{edge.url}/next?i={i}" for i in range(39))]
+    answered: list[str] = []
+    too_far: list[tuple[int, int]] = []  # (URL read, answers given by then)
+
+    def inputs() -> Iterator[str]:
+        for i, url in enumerate(urls):
+            if i >= len(answered) + 8:
+                too_far.append((i, len(answered)))
+            yield url
+
+    def read() -> None:
+        for answer in probe.probe_each(inputs(), VerifyOptions(concurrency=2, timeout=60)):
+            answered.append(answer.url)
+
+    run = threading.Thread(target=read)
+    run.start()
+    try:
+        # The first URL held: the seven after it answered, and no more asked for.
+        wait_for(lambda: len(edge.requests) == 8 and edge.in_flight == 1, 30)
+        assert answered == []  # nothing given before the first
+    finally:
+        held.set()
+    run.join(60)
+    assert answered == urls
+    assert too_far == []
 
 
 def test_verify_against_claims(edge: CacheServer) -> None:
@@ -532,10 +580,12 @@ def test_verify_against_claims(edge: CacheServer) -> None:
         ("failed", MISS, False),  # the vendor said so: no contradiction
     ]
     assert result["summary"]["mismatches"] == 2
-    assert exit_code(result) == ExitCode.INCOMPLETE  # verification contradicted the vendor
+    assert (
+        exit_code(result["summary"]) == ExitCode.INCOMPLETE
+    )  # verification contradicted the vendor
     partial = verify_against_claims(urls[:1], {}, FAST)
     assert partial["results"][0]["vendor"] is None and partial["summary"]["mismatches"] == 0
-    assert exit_code(partial) == ExitCode.OK
+    assert exit_code(partial["summary"]) == ExitCode.OK
 
 
 # --------------------------------------------------------------------------- --resolve
@@ -650,7 +700,7 @@ def test_table_and_records(edge: CacheServer, monkeypatch: pytest.MonkeyPatch) -
     assert lines[-1].startswith("4 checked · 3 hit · 1 unknown · 1 non-2xx")
     assert lines[-1].endswith("hit ratio 50.0%")
 
-    assert records(result) == result["results"]
+    assert list(records(result)) == result["results"]
     stdout = io.StringIO()
     Output("ndjson", stdout=stdout, stderr=io.StringIO()).emit(result, records=records)
     parsed = [json.loads(line) for line in stdout.getvalue().splitlines()]
@@ -701,16 +751,16 @@ def test_summarize_empty() -> None:
 def test_read_urls(tmp_path: Path) -> None:
     f = tmp_path / "urls.txt"
     f.write_text("https://a.example/1\n# c\nhttps://a.example/2\nhttps://a.example/1\n")
-    assert read_urls(InputSpec(urls=("https://a.example/0",), files=(str(f),))) == [
+    assert _listed(InputSpec(urls=("https://a.example/0",), files=(str(f),))) == [
         "https://a.example/0",
         "https://a.example/1",
         "https://a.example/2",
     ]
     f.write_text("https://a.example/1\nftp://nope\n")
     with pytest.raises(InputError, match=r"nothing was requested:\n  .*urls.txt:2: ftp://nope"):
-        read_urls(InputSpec(files=(str(f),)))
+        _listed(InputSpec(files=(str(f),)))
     with pytest.raises(InputError, match="no URLs to verify"):
-        read_urls(InputSpec())
+        _listed(InputSpec())
 
 
 def test_module_import_does_not_load_httpx() -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import queue
+import threading
+from pathlib import Path
+from typing import IO
 
 import pytest
-from fakes.cache_server import CacheServer
+from fakes.cache_server import CacheServer, Route
 from fakes.generic import FakeCdn
-from helpers import invoke
+from helpers import invoke, popen, wait_for
 
 
 @pytest.fixture
@@ -173,3 +177,40 @@ def test_verify_names_each_host_and_port_no_resolve_pin_applies_to(cli_env, edge
     assert r.returncode == 0, r.stderr
     assert f"--resolve {first} is replaced by --resolve {last}" in r.stderr
     assert len(json.loads(r.stdout)["results"]) == 1
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+def test_piped_verify_writes_each_answer_as_it_comes(
+    cli_env: dict[str, str], tmp_path: Path, edge: CacheServer, fmt: str
+) -> None:
+    held = threading.Event()
+    edge.routes["/held"] = Route(headers={"X-Cache": "HIT"}, held=held)
+    urls = [*(f"{edge.url}/cloudfront/hit?i={i}" for i in range(5)), f"{edge.url}/held"]
+    proc = popen(cli_env, tmp_path, "verify", "-o", fmt, "--concurrency", "1", *urls)
+    assert proc.stdout is not None and proc.stderr is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read(stdout: IO[str]) -> None:
+        for line in stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, args=(proc.stdout,), daemon=True).start()
+    try:
+        # The five answers before the held one are out while it is still awaited.
+        seen = ""
+        while seen.count("/cloudfront/hit?i=") < 5:
+            seen += lines.get(timeout=30) or ""
+        wait_for(lambda: edge.in_flight == 1, 30)
+        assert "/held" not in seen
+    finally:
+        held.set()
+        proc.wait(60)
+    assert proc.returncode == 0, proc.stderr.read()
+    text = seen + "".join(iter(lambda: lines.get(timeout=30), None))
+    if fmt == "json":
+        data = json.loads(text)
+        assert [r["url"] for r in data["results"]] == urls
+        assert data["summary"]["total"] == 6 and data["summary"]["hit"] == 6
+    else:
+        assert [json.loads(line)["url"] for line in text.splitlines()] == urls

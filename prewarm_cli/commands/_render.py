@@ -62,7 +62,7 @@ def verify_claims(
         **probe.summarize(result["results"]),
         "mismatches": sum(1 for r in result["results"] if r["mismatch"]),
     }
-    return result, probe.exit_code(result)
+    return result, probe.exit_code(result["summary"])
 
 
 def _job_headers(ws: Workspace, ref: JobRef | None) -> tuple[tuple[str, str], ...]:

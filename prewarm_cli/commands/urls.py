@@ -20,7 +20,6 @@ from prewarm_cli.commands._common import (
 
 if TYPE_CHECKING:
     from prewarm_cli.inputs import InputSpec
-    from prewarm_cli.output import Output
 
 
 class LinesCommand(click.Command):
@@ -65,14 +64,10 @@ def urls(inputs: InputSpec) -> None:
     # Given inputs that resolve to nothing (a deploy that changed nothing) are an empty
     # list, not an error; no input at all is one.
     nothing = None if inputs.has_input() else "no URLs given"
-    found = read_urls(inputs, notes=notes, consequence="nothing was listed", nothing=nothing)
-    for message in notes.messages():
-        out.warn(message)
-    if not found:
-        out.warn("the inputs resolve to no URL")
-    out.emit(found, table=lambda listed: _print_lines(out, listed))
-
-
-def _print_lines(out: Output, listed: list[str]) -> None:
-    for url in listed:
-        out.line(url)
+    with read_urls(inputs, notes=notes, consequence="nothing was listed", nothing=nothing) as found:
+        for message in notes.messages():
+            out.warn(message)
+        if not found:
+            out.warn("the inputs resolve to no URL")
+        # Written as read back from disk: a million URLs are never all in memory.
+        out.emit(iter(found), table=out.lines)

@@ -129,13 +129,24 @@ def verify(
         import dataclasses
 
         inputs = dataclasses.replace(inputs, ca_bundles=(ca_bundle,))
-    targets = probe.read_urls(inputs, notes=notes)
-    for message in notes.messages():
-        out.warn(message)
-    for message in probe.unpinned(targets, options):
-        out.warn(message)
-    total = probe.planned_requests(len(targets), options)
-    with out.progress(total, "verifying") as bar:
-        result = probe.verify(targets, options, progress=bar.advance)
-    out.emit(result, table=lambda d: render.render_table(out, d), records=render.records)
-    exit_with(probe.exit_code(result, expect_hit))
+    from prewarm_cli.output import is_tty
+
+    # Piped JSON and ndjson are written as the answers come, in the order of the URLs: a
+    # million of them are never all held. A table (or JSON on a terminal, under a progress
+    # bar) is written once they all came.
+    streamed = out.fmt != "table" and not is_tty(out.stdout)
+    with probe.read_urls(inputs, notes=notes) as targets:
+        for message in notes.messages():
+            out.warn(message)
+        for message in probe.unpinned(targets, options):
+            out.warn(message)
+        total = probe.planned_requests(len(targets), options)
+        with out.progress(total, "verifying") as bar:
+            results, tally = probe.verify_stream(targets, options, progress=bar.advance)
+            if streamed:
+                out.emit({"results": results, "summary": tally.to_dict}, records=render.records)
+            else:
+                result = {"results": list(results), "summary": tally.to_dict()}
+    if not streamed:
+        out.emit(result, table=lambda d: render.render_table(out, d), records=render.records)
+    exit_with(probe.exit_code(tally.to_dict(), expect_hit))

@@ -3,11 +3,12 @@
 de-duplication.
 
 Commands and the engine pass one :class:`InputSpec` and read one stream with
-:func:`iter_inputs` (or :func:`read_urls` for a list); :class:`InvalidList` is the one way
-invalid input is counted and listed.
+:func:`iter_inputs` (or :func:`read_urls` for the distinct URLs, kept on disk);
+:class:`InvalidList` is the one way invalid input is counted and listed.
 """
 
 from prewarm_cli.inputs.baseurl import INDEX_RULES, BaseUrl, IndexRule, RelPath
+from prewarm_cli.inputs.distinct import DistinctUrls
 from prewarm_cli.inputs.pathlist import unquote_git_path
 from prewarm_cli.inputs.spec import (
     NO_INPUT_HINT,
@@ -30,7 +31,6 @@ from prewarm_cli.inputs.validate import (
     is_ascii,
     match_key,
     to_ascii,
-    unique,
     validate_url,
 )
 
@@ -42,6 +42,7 @@ __all__ = [
     "NO_INPUT_HINT",
     "STDIN_SOURCE",
     "BaseUrl",
+    "DistinctUrls",
     "IndexRule",
     "InputNotes",
     "InputSpec",
@@ -57,7 +58,6 @@ __all__ = [
     "match_key",
     "read_urls",
     "to_ascii",
-    "unique",
     "unquote_git_path",
     "validate_url",
 ]

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, TextIO
 
 from prewarm_cli.errors import InputError, UsageError
 from prewarm_cli.inputs.baseurl import INDEX_RULES, BaseUrl, IndexRule, RelPath
+from prewarm_cli.inputs.distinct import DistinctUrls
 from prewarm_cli.inputs.lines import check_readable, iter_arguments, iter_url_file
-from prewarm_cli.inputs.validate import InputUrl, InvalidInput, InvalidList, check_inputs, unique
+from prewarm_cli.inputs.validate import InputUrl, InvalidInput, InvalidList, check_inputs
 
 if TYPE_CHECKING:  # each source's reader is imported when a spec uses it
     from prewarm_cli.inputs.synclog import LogNote
@@ -235,23 +236,32 @@ def read_urls(
     stdin: TextIO | None = None,
     consequence: str = "nothing was sent",
     nothing: str | None = "no URLs given",
-) -> list[str]:
-    """The distinct valid URLs in order; InputError listing the invalid ones.
+) -> DistinctUrls:
+    """The distinct valid URLs in order, kept on disk (close them when done); InputError
+    listing the invalid ones.
 
-    No URL at all is an InputError saying ``nothing``, or an empty list when that is None.
+    No URL at all is an InputError saying ``nothing``, or no URL when that is None.
     """
-    valid: list[str] = []
     invalid = InvalidList()
-    for item in check_inputs(iter_inputs(spec, stdin=stdin, notes=notes)):
-        if isinstance(item, InvalidInput):
-            invalid.add(item)
-        else:
-            valid.append(item.url)
-    if invalid:
-        raise invalid.error(consequence)
-    if not valid and nothing is not None:
-        raise InputError(nothing, hint=NO_INPUT_HINT)
-    return list(unique(valid))
+
+    def valid() -> Iterator[str]:
+        for item in check_inputs(iter_inputs(spec, stdin=stdin, notes=notes)):
+            if isinstance(item, InvalidInput):
+                invalid.add(item)
+            else:
+                yield item.url
+
+    found = DistinctUrls()
+    try:
+        found.add(valid())
+        if invalid:
+            raise invalid.error(consequence)
+        if not found and nothing is not None:
+            raise InputError(nothing, hint=NO_INPUT_HINT)
+    except BaseException:
+        found.close()
+        raise
+    return found
 
 
 NO_INPUT_HINT = (

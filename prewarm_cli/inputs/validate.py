@@ -344,15 +344,6 @@ def to_ascii(url: str) -> str:
     return "".join(out)
 
 
-def unique(items: Iterable[str]) -> Iterator[str]:
-    """Items in order, each once."""
-    seen: set[str] = set()
-    for item in items:
-        if item not in seen:
-            seen.add(item)
-            yield item
-
-
 @dataclass
 class InvalidList:
     """Invalid (or skipped) inputs as they are found: all counted, the first ``limit`` kept.

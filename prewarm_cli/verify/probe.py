@@ -10,9 +10,10 @@ httpx is imported only when requests are really made, so that ``prewarm --help``
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prewarm_cli import __version__
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from prewarm_cli.inputs import InputNotes, InputSpec
+    from prewarm_cli.inputs import DistinctUrls, InputNotes, InputSpec
 
 METHODS = ("HEAD", "GET")
 # What browsers send (minus zstd, which few CDNs cache separately yet): the variant users get.
@@ -38,6 +39,8 @@ DEFAULT_RETRIES = 2
 USER_AGENT = f"prewarm-cli/{__version__}"
 VERIFY_USER_AGENT = f"{USER_AGENT} (verify)"
 _RETRY_BACKOFF = 0.1  # seconds; doubled per attempt (connection errors only)
+# Answers held for the order of the URLs at most (a slow one holds back those after it).
+_MAX_AHEAD = 1024
 
 
 @dataclass(frozen=True)
@@ -153,11 +156,27 @@ def verify(
 ) -> dict[str, Any]:
     """Requests every URL (once per encoding) and classifies it: ``{results, summary}``."""
     options = options or VerifyOptions()
-    distinct = list(dict.fromkeys(urls))
-    work = [(url, enc) for url in distinct for enc in options.variants()]
-    probes = _run(work, options, progress)
-    results = [p.to_dict() for p in probes]
+    results = [p.to_dict() for p in probe_each(dict.fromkeys(urls), options, progress)]
     return {"results": results, "summary": summarize(results)}
+
+
+def verify_stream(
+    urls: Iterable[str],
+    options: VerifyOptions,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Iterator[dict[str, Any]], Tally]:
+    """verify() of distinct ``urls``, its results made as they are read: the tally is the
+    summary of those read so far, whole once they all are. Nothing is held but the answers
+    that came ahead of an earlier one still in flight."""
+
+    def results() -> Iterator[dict[str, Any]]:
+        for answer in probe_each(urls, options, progress):
+            item = answer.to_dict()
+            tally.add(item)
+            yield item
+
+    tally = Tally()
+    return results(), tally
 
 
 def verify_against_claims(
@@ -181,41 +200,59 @@ def verify_against_claims(
     return result
 
 
-def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+@dataclass
+class Tally:
+    """The summary of verify results, counted one result at a time."""
+
+    total: int = 0
+    caches: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CACHE_VALUES, 0))
+    errors: int = 0
+    non_2xx: int = 0
+    warm: int = 0
+    warm_hits: int = 0  # a cached 404 is a hit for the CDN, but not a warm copy of the URL
+
+    def add(self, result: Mapping[str, Any]) -> None:
+        self.total += 1
+        cache = result["cache"]
+        self.caches[cache] = self.caches.get(cache, 0) + 1
+        self.errors += bool(result.get("error"))
+        code = result.get("status_code")
+        self.non_2xx += isinstance(code, int) and not 200 <= code < 300
+        if is_warm(result):
+            self.warm += 1
+            self.warm_hits += cache == HIT
+
+    def to_dict(self) -> dict[str, Any]:
+        """Counts per cache value (they add up to total), errors, non-2xx, warm, hit_ratio."""
+        return {
+            "total": self.total,
+            **self.caches,
+            "errors": self.errors,
+            "non_2xx": self.non_2xx,
+            "warm": self.warm,
+            "hit_ratio": round(self.warm_hits / self.total, 4) if self.total else 0.0,
+        }
+
+
+def summarize(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Counts per cache value (they add up to total), errors, non-2xx, warm, hit_ratio."""
-    total = len(results)
-    counts = dict.fromkeys(CACHE_VALUES, 0)
-    for r in results:
-        counts[r["cache"]] = counts.get(r["cache"], 0) + 1
-    errors = sum(1 for r in results if r.get("error"))
-    non_2xx = sum(
-        1
-        for r in results
-        if isinstance(r.get("status_code"), int) and not 200 <= r["status_code"] < 300
-    )
-    # A cached 404 is a hit for the CDN, but not a warm copy of the URL: only 2xx hits count.
-    ok_hits = sum(1 for r in results if r["cache"] == HIT and is_warm(r))
-    return {
-        "total": total,
-        **counts,
-        "errors": errors,
-        "non_2xx": non_2xx,
-        "warm": sum(1 for r in results if is_warm(r)),
-        "hit_ratio": round(ok_hits / total, 4) if total else 0.0,
-    }
+    tally = Tally()
+    for result in results:
+        tally.add(result)
+    return tally.to_dict()
 
 
-def exit_code(result: Mapping[str, Any], expect_hit: bool = False) -> ExitCode:
+def exit_code(summary: Mapping[str, Any], expect_hit: bool = False) -> ExitCode:
     """4 when a request failed, a vendor's "succeeded" was contradicted, or (expect_hit) a
-    URL is not warm; else 0."""
-    results = result["results"]
-    failed = any(r.get("error") for r in results) or result["summary"].get("mismatches")
-    cold = expect_hit and not all(is_warm(r) for r in results)
+    URL is not warm; else 0 (from the results' summary)."""
+    failed = summary.get("errors") or summary.get("mismatches")
+    cold = expect_hit and summary.get("warm", 0) < summary.get("total", 0)
     return exit_for([Outcome.NOT_WARM] if failed or cold else [])
 
 
-def read_urls(inputs: InputSpec, notes: InputNotes | None = None) -> list[str]:
-    """The distinct valid input URLs, in order; InputError listing the invalid ones."""
+def read_urls(inputs: InputSpec, notes: InputNotes | None = None) -> DistinctUrls:
+    """The distinct valid input URLs, in order (kept on disk: close them when done);
+    InputError listing the invalid ones."""
     from prewarm_cli.inputs import read_urls as read
 
     return read(
@@ -223,14 +260,18 @@ def read_urls(inputs: InputSpec, notes: InputNotes | None = None) -> list[str]:
     )
 
 
-def _run(
-    work: Sequence[tuple[str, str | None]],
+def probe_each(
+    urls: Iterable[str],
     options: VerifyOptions,
-    progress: Callable[[int], None] | None,
-) -> list[ProbeResult]:
-    results: list[ProbeResult | None] = [None] * len(work)
-    if not work:
-        return []
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[ProbeResult]:
+    """Probes each URL once per variant, ``concurrency`` at a time, and yields the answers in
+    the order of the URLs. URLs are read as they are needed and answers kept only while an
+    earlier one is still awaited, so that a million URLs are never all in memory."""
+    work = ((url, enc) for url in urls for enc in options.variants())
+    first = next(work, None)
+    if first is None:
+        return
     client = pinned_client(
         options.pins(),
         timeout=options.timeout,
@@ -240,15 +281,16 @@ def _run(
     )
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait  # 4 ms: here
 
-    pool = ThreadPoolExecutor(
-        max_workers=min(options.concurrency, len(work)), thread_name_prefix="prewarm-verify"
-    )
+    pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="prewarm-verify")
+    queue = enumerate(itertools.chain([first], work))
+    window = options.concurrency * 2  # requests queued for the threads
+    ahead = max(window, _MAX_AHEAD)  # how far the requests may run ahead of the answers given
     pending: dict[Future[ProbeResult], int] = {}
-    queue = iter(enumerate(work))
-    window = options.concurrency * 2  # bounded: a million URLs do not become a million futures
+    early: dict[int, ProbeResult] = {}  # answers that came before an earlier one
+    n_given = 0
     try:
         while True:
-            while len(pending) < window:
+            while len(pending) < window and len(pending) + len(early) < ahead:
                 item = next(queue, None)
                 if item is None:
                     break
@@ -258,17 +300,19 @@ def _run(
                 break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                results[pending.pop(future)] = future.result()
+                early[pending.pop(future)] = future.result()
                 if progress is not None:
                     progress(1)
+            while n_given in early:
+                yield early.pop(n_given)
+                n_given += 1
     except BaseException:
-        # Ctrl-C: drop what has not started, and close the connections under the rest.
+        # Ctrl-C, or the reader gone: drop what has not started, close the connections.
         pool.shutdown(wait=False, cancel_futures=True)
         client.close()
         raise
     pool.shutdown(wait=True)
     client.close()
-    return [r for r in results if r is not None]
 
 
 def request_headers(options: VerifyOptions, encoding: str | None) -> dict[str, str]:

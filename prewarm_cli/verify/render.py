@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prewarm_cli.verify.classify import (
@@ -27,9 +27,10 @@ _CACHE_STYLE = {
 }
 
 
-def records(result: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """ndjson lines: one per URL (per encoding)."""
-    return list(result["results"])
+def records(result: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
+    """ndjson lines: one per URL (per encoding), as they come."""
+    results: Iterable[dict[str, Any]] = result["results"]
+    return results
 
 
 def summary_line(summary: Mapping[str, Any]) -> str:

@@ -42,6 +42,7 @@ class Route:
     variants: dict[str, Variant] | None = None  # by exact Accept-Encoding value
     drop: bool = False  # close the connection without any answer
     truncate: int | None = None  # send only this many body bytes (HTTP/1.1), then close
+    held: threading.Event | None = None  # answer only once this is set (a minute at most)
 
 
 _CF = {"Via": "1.1 5f8a.cloudfront.net (CloudFront)", "X-Amz-Cf-Id": "Jm9Hq2xRzA8b=="}
@@ -271,6 +272,8 @@ class CacheServer:
             route = self.routes.get(path, self.default_route)
         if route.delay:
             time.sleep(route.delay)
+        if route.held is not None:
+            route.held.wait(60)
         return route
 
     def end(self) -> None:
