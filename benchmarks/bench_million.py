@@ -68,6 +68,11 @@ def main() -> None:
         )
         assert result["accepted"] == N
 
+        job = result["job_id"]
+        for args in (["status", job], ["report", job], ["jobs"]):
+            seconds, peak, _, out = run([*args, "-o", "json"], env)
+            print(f"{' '.join(args[:1]):8}: {seconds:6.1f} s  peak RSS {peak / 1024:6.0f} MiB")
+
 
 if __name__ == "__main__":
     main()
