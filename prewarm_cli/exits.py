@@ -11,7 +11,7 @@ import click
 
 from prewarm_cli.commands._globals import output_format
 from prewarm_cli.errors import ExitCode, PrewarmError
-from prewarm_cli.output import is_tty
+from prewarm_cli.output import is_tty, said_on_stdout
 
 
 def exit_for(exc: BaseException, given: Mapping[str, Any], debug: bool) -> ExitCode:
@@ -19,7 +19,7 @@ def exit_for(exc: BaseException, given: Mapping[str, Any], debug: bool) -> ExitC
     if isinstance(exc, click.exceptions.Abort):
         # Click turns Ctrl-C into Abort: one message, the same as everywhere else.
         ctrl_c = isinstance(exc.__context__, KeyboardInterrupt)
-        return _interrupted(given, "interrupted" if ctrl_c else "aborted")
+        return _interrupted(given, "interrupted" if ctrl_c else "aborted", exc)
     if isinstance(exc, click.ClickException):
         exc.show()  # click's usage line and message, on stderr
         from prewarm_cli.errors import UsageError
@@ -29,7 +29,7 @@ def exit_for(exc: BaseException, given: Mapping[str, Any], debug: bool) -> ExitC
             _json_error(UsageError(exc.format_message()), given)  # as any error, in JSON mode
         return ExitCode.USAGE
     if isinstance(exc, KeyboardInterrupt):
-        return _interrupted(given, "interrupted")
+        return _interrupted(given, "interrupted", exc)
     if isinstance(exc, PrewarmError):
         report_error(exc, given, debug)
         return exc.exit_code
@@ -53,20 +53,25 @@ def report_error(exc: PrewarmError, given: Mapping[str, Any], debug: bool) -> No
         click.echo(f"hint: {exc.hint}", err=True)
 
 
-def _interrupted(given: Mapping[str, Any], word: str) -> ExitCode:
+def _interrupted(given: Mapping[str, Any], word: str, cause: BaseException) -> ExitCode:
     """Ctrl-C (or a prompt given up) where nothing was left to save: one word on stderr, and
     in JSON mode the error on stdout as for any other."""
     from prewarm_cli.errors import UserInterrupt
 
-    _json_error(UserInterrupt(word), given)
+    _json_error(UserInterrupt(word), given, cause)
     click.echo(word, err=True)
     return ExitCode.INTERRUPTED
 
 
-def _json_error(exc: PrewarmError, given: Mapping[str, Any]) -> None:
-    """The error as JSON on stdout when the output is JSON (asked for, or stdout piped)."""
+def _json_error(
+    exc: PrewarmError, given: Mapping[str, Any], cause: BaseException | None = None
+) -> None:
+    """The error as JSON on stdout when the output is JSON (asked for, or stdout piped),
+    unless the document streamed there closed with it (``cause``, or ``exc``, cut it short)."""
     import json
 
+    if said_on_stdout(cause or exc):
+        return
     fmt = output_format(given)
     if fmt is None and not is_tty(sys.stdout):
         fmt = "json"

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
@@ -114,10 +114,16 @@ def fit_columns(
     return [(i, widths[i]) for i in shown]
 
 
-def write_json(stream: TextIO, value: Any, level: int = 0) -> None:
+def write_json(stream: TextIO, value: Any, level: int = 0, *, live: bool = False) -> None:
     """``value`` as ``json.dumps(value, indent=2)`` would write it, without holding it whole:
-    an iterator is a list written item by item as it yields, a callable is called for its
-    value when its turn comes (a summary known only once the items before it are written)."""
+    an iterator is a list written item by item as it yields (``live``: each flushed as it
+    comes), a callable is called for its value when its turn comes (a summary known only once
+    the items before it are written); only a mapping's own values are looked at so, and its
+    keys must be strings.
+
+    Cut short by an exception (Ctrl-C, an error) once it has begun, the document is closed
+    where it stands, still valid JSON, with the error under ``error`` at its top (see
+    `said_on_stdout`)."""
     if callable(value):
         value = value()
     if isinstance(value, Mapping) and any(_is_lazy(v) for v in value.values()):
@@ -130,18 +136,52 @@ def write_json(stream: TextIO, value: Any, level: int = 0) -> None:
         return
     inner = "\n" + "  " * (level + 1)
     first = True
-    for item in items:
-        head = (opening if first else ",") + inner
-        first = False
-        if closing == "}":
-            key, item = item
-            head += _ENCODER.encode(key) + ": "
-        if _is_lazy(item):
-            stream.write(head)
-            write_json(stream, item, level + 1)
-        else:
-            stream.write(head + _json_text(item, level + 1))
+    try:
+        for item in items:
+            head = (opening if first else ",") + inner
+            if closing == "}":
+                key, item = item
+                head += _ENCODER.encode(key) + ": "
+            first = False
+            if _is_lazy(item):
+                stream.write(head)
+                write_json(stream, item, level + 1, live=live)
+            else:
+                stream.write(head + _json_text(item, level + 1))
+            if live:
+                stream.flush()
+    except BaseException as exc:
+        if first and not level:
+            raise  # nothing written: the error is said as any other
+        with suppress(OSError):  # a reader gone takes no more
+            error = _error_object(exc) if not level and closing == "}" else None
+            if error is not None:
+                stream.write(",\n  " + '"error": ' + _json_text(error, 1))
+                setattr(exc, _SAID, True)
+            stream.write(opening + closing if first else "\n" + "  " * level + closing)
+        raise
     stream.write(opening + closing if first else "\n" + "  " * level + closing)
+
+
+_SAID = "prewarm_said_on_stdout"
+
+
+def said_on_stdout(exc: BaseException) -> bool:
+    """Whether a JSON document on stdout, cut short by ``exc`` (or by what it wraps, as
+    click's Abort wraps Ctrl-C), already carries the error."""
+    return any(getattr(e, _SAID, False) for e in (exc, exc.__context__) if e is not None)
+
+
+def _error_object(exc: BaseException) -> dict[str, Any] | None:
+    """The ``error`` object of the JSON error output, for a run's own errors and Ctrl-C."""
+    from prewarm_cli.errors import PrewarmError, UserInterrupt
+
+    if isinstance(exc, KeyboardInterrupt):
+        exc = UserInterrupt("interrupted")
+    if isinstance(exc, PrewarmError):
+        error: dict[str, Any] = exc.to_dict()["error"]
+        return error
+    return None
 
 
 _ENCODER = json.JSONEncoder(indent=2, ensure_ascii=False, default=str)
@@ -236,19 +276,26 @@ class Output:
         *,
         table: Callable[[Any], None] | None = None,
         records: Callable[[Any], Iterable[Any]] | None = None,
+        live: bool = False,
     ) -> None:
         """Write ``data``: as JSON, as ndjson (``records`` picks the lines), or as a table.
 
         An iterator in ``data`` (at its top, or a value of it) is written as it yields, so a
-        long list streams (see `write_json`)."""
+        long list streams (see `write_json`); ``live``: each item is flushed as it comes, for
+        items that take time (answers), not for those read at once (a file's lines)."""
         if self.fmt == "json":
-            write_json(self.stdout, data)
+            write_json(self.stdout, data, live=live)
             self.stdout.write("\n")
         elif self.fmt == "ndjson":
             lines = (
                 records(data) if records else data if isinstance(data, list | Iterator) else [data]
             )
-            self.stdout.writelines(_ONE_LINE.encode(item) + "\n" for item in lines)
+            if live:
+                for item in lines:
+                    self.stdout.write(_ONE_LINE.encode(item) + "\n")
+                    self.stdout.flush()
+            else:
+                self.stdout.writelines(_ONE_LINE.encode(item) + "\n" for item in lines)
         elif table is not None:
             table(data)
         else:

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prewarm_cli.errors import InputError
+from prewarm_cli.errors import InputError, PrewarmError
 from prewarm_cli.inputs import (
     MAX_URL_LENGTH,
     DistinctUrls,
@@ -26,6 +26,7 @@ from prewarm_cli.inputs import (
     InputUrl,
     InvalidInput,
     check_inputs,
+    distinct,
     host_of,
     is_ascii,
     iter_inputs,
@@ -33,6 +34,7 @@ from prewarm_cli.inputs import (
     to_ascii,
     validate_url,
 )
+from prewarm_cli.inputs.distinct import IN_MEMORY
 from prewarm_cli.inputs.validate import is_plain_url, url_problem
 
 NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
@@ -334,17 +336,45 @@ def test_distinct_urls_keep_the_first_of_each_in_order() -> None:
         assert len(found) == 4
         assert list(found) == ["b", "a", "c", "d"]
         assert list(found) == ["b", "a", "c", "d"]  # read again
+        found._spill()  # the same, once on disk
+        found.add(["e", "b"])
+        assert len(found) == 5
+        assert list(found) == ["b", "a", "c", "d", "e"]
     with DistinctUrls() as none:
         assert not none
         assert list(none) == []
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.sampled_from(["a", "b", "c", "é", "a" * 300]), max_size=40))
-def test_distinct_urls_are_the_input_without_its_repeats(items: list[str]) -> None:
-    with DistinctUrls(items) as found:
-        assert list(found) == list(dict.fromkeys(items))
-        assert len(found) == len(set(items))
+@given(st.lists(st.sampled_from(["a", "b", "c", "é", "a" * 300]), max_size=40), st.booleans())
+def test_distinct_urls_are_the_input_without_its_repeats(items: list[str], on_disk: bool) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(distinct, "IN_MEMORY", 3 if on_disk else 1000)
+        with DistinctUrls(items) as found:
+            assert list(found) == list(dict.fromkeys(items))
+            assert len(found) == len(set(items))
+
+
+def test_distinct_urls_with_no_room_on_disk_say_where_and_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sqlite3
+
+    connect = sqlite3.connect
+
+    def small_disk(name: str) -> sqlite3.Connection:
+        db = connect(name)
+        db.execute("PRAGMA max_page_count = 8")  # SQLite's own "database or disk is full"
+        return db
+
+    monkeypatch.setattr(distinct.sqlite3, "connect", small_disk)
+    monkeypatch.setattr(distinct, "IN_MEMORY", 10)
+    monkeypatch.setenv("TMPDIR", "/somewhere/small")
+    monkeypatch.delenv("SQLITE_TMPDIR", raising=False)
+    with pytest.raises(PrewarmError) as caught:
+        DistinctUrls(f"https://a.example/{i:06d}" for i in range(5000))
+    assert "in /somewhere/small: database or disk is full" in str(caught.value)
+    assert "TMPDIR" in (caught.value.hint or "")
 
 
 def _open_files() -> dict[str, str]:
@@ -356,10 +386,13 @@ def _open_files() -> dict[str, str]:
     return named
 
 
-def test_distinct_urls_are_kept_in_a_private_file_gone_once_closed() -> None:
+def test_distinct_urls_are_few_in_memory_many_in_a_private_file_closed_with_them() -> None:
     before = _open_files()
+    with DistinctUrls(f"https://a.example/{i:06d}" for i in range(IN_MEMORY)) as few:
+        assert len(few) == IN_MEMORY
+        assert set(_open_files()) <= set(before)  # no file for so few
     found = DistinctUrls(f"https://a.example/{i:06d}" for i in range(50_000))
-    # SQLite's temporary file: removed from its directory at once, readable by its owner only.
+    # SQLite's temporary file: unlinked from its directory at once, readable by its owner only.
     new = {fd: path for fd, path in _open_files().items() if fd not in before}
     deleted = [fd for fd, path in new.items() if path.endswith(" (deleted)")]
     assert len(deleted) == 1, new

@@ -11,7 +11,7 @@ from typing import IO
 import pytest
 from fakes.cache_server import CacheServer, Route
 from fakes.generic import FakeCdn
-from helpers import invoke, popen, wait_for
+from helpers import interrupt, invoke, popen, wait_for
 
 
 @pytest.fixture
@@ -186,7 +186,9 @@ def test_piped_verify_writes_each_answer_as_it_comes(
     held = threading.Event()
     edge.routes["/held"] = Route(headers={"X-Cache": "HIT"}, held=held)
     urls = [*(f"{edge.url}/cloudfront/hit?i={i}" for i in range(5)), f"{edge.url}/held"]
-    proc = popen(cli_env, tmp_path, "verify", "-o", fmt, "--concurrency", "1", *urls)
+    # As a user's shell runs it: stdout a pipe, block-buffered unless prewarm flushes.
+    env = {k: v for k, v in cli_env.items() if k != "PYTHONUNBUFFERED"}
+    proc = popen(env, tmp_path, "verify", "-o", fmt, "--concurrency", "1", *urls)
     assert proc.stdout is not None and proc.stderr is not None
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -214,3 +216,34 @@ def test_piped_verify_writes_each_answer_as_it_comes(
         assert data["summary"]["total"] == 6 and data["summary"]["hit"] == 6
     else:
         assert [json.loads(line)["url"] for line in text.splitlines()] == urls
+
+
+def test_piped_verify_json_cut_short_by_ctrl_c_is_still_one_json_document(
+    cli_env: dict[str, str], tmp_path: Path, edge: CacheServer
+) -> None:
+    held = threading.Event()
+    edge.routes["/held"] = Route(headers={"X-Cache": "HIT"}, held=held)
+    urls = [f"{edge.url}/cloudfront/hit", f"{edge.url}/held"]
+    # --timeout 2: the probe in flight ends at its timeout, and the process with it.
+    args = ("verify", "-o", "json", "--concurrency", "1", "--timeout", "2", *urls)
+    proc = popen(cli_env, tmp_path, *args)
+    try:
+        stopped = interrupt(proc, lambda: wait_for(lambda: edge.in_flight == 1, 30))
+    finally:
+        held.set()
+    assert proc.returncode == 130, stopped.err
+    # The results so far, closed where they stood, and the error in the same document.
+    data = json.loads(stopped.out)
+    assert [r["url"] for r in data["results"]] == urls[:1]
+    assert data["error"]["code"] == "interrupted" and "summary" not in data
+
+
+def test_verify_with_a_ca_bundle_it_cannot_read_says_so_before_any_result(
+    cli_env: dict[str, str], tmp_path: Path, edge: CacheServer
+) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    r = invoke("verify", "-o", "json", "--ca-bundle", str(bad), f"{edge.url}/cloudfront/hit")
+    assert r.returncode == 2
+    assert json.loads(r.stdout)["error"]["code"] == "usage"  # one document: the error alone
+    assert "cannot load CA bundle" in r.stderr and edge.requests == []

@@ -109,7 +109,10 @@ def verify(
     nothing. Redirects are reported, not followed. See
     https://github.com/prewarm/prewarm-cli/blob/main/docs/verify.md
     """
+    import contextlib
+
     from prewarm_cli.inputs import InputNotes
+    from prewarm_cli.output import is_tty
     from prewarm_cli.verify import probe, render
 
     options = probe.VerifyOptions(
@@ -129,8 +132,6 @@ def verify(
         import dataclasses
 
         inputs = dataclasses.replace(inputs, ca_bundles=(ca_bundle,))
-    from prewarm_cli.output import is_tty
-
     # Piped JSON and ndjson are written as the answers come, in the order of the URLs: a
     # million of them are never all held. A table (or JSON on a terminal, under a progress
     # bar) is written once they all came.
@@ -143,10 +144,14 @@ def verify(
         total = probe.planned_requests(len(targets), options)
         with out.progress(total, "verifying") as bar:
             results, tally = probe.verify_stream(targets, options, progress=bar.advance)
-            if streamed:
-                out.emit({"results": results, "summary": tally.to_dict}, records=render.records)
-            else:
-                result = {"results": list(results), "summary": tally.to_dict()}
+            with contextlib.closing(results):  # the probes stop with a reader gone
+                if streamed:
+                    summary = tally.to_dict
+                    out.emit(
+                        {"results": results, "summary": summary}, records=render.records, live=True
+                    )
+                else:
+                    result = {"results": list(results), "summary": tally.to_dict()}
     if not streamed:
         out.emit(result, table=lambda d: render.render_table(out, d), records=render.records)
     exit_with(probe.exit_code(tally.to_dict(), expect_hit))

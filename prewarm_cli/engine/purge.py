@@ -99,7 +99,7 @@ def invalidate(
         if Capability.INVALIDATE not in session.capabilities:
             ws.out.warn(f"{alias} cannot invalidate; its URLs are prefetched only")
             continue
-        urls = [r["url"] for r in ws.journal.targets(job_id, [jr.UNSENT], alias)]
+        urls = [r["url"] for r in ws.journal.iter_unsent(job_id, alias)]
         ledger = PurgeLedger(ws, job_id, alias, urls)
         sender = BatchSender(
             session,

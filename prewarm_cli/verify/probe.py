@@ -10,9 +10,10 @@ httpx is imported only when requests are really made, so that ``prewarm --help``
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -164,16 +165,20 @@ def verify_stream(
     urls: Iterable[str],
     options: VerifyOptions,
     progress: Callable[[int], None] | None = None,
-) -> tuple[Iterator[dict[str, Any]], Tally]:
+) -> tuple[Generator[dict[str, Any], None, None], Tally]:
     """verify() of distinct ``urls``, its results made as they are read: the tally is the
     summary of those read so far, whole once they all are. Nothing is held but the answers
-    that came ahead of an earlier one still in flight."""
+    that came ahead of an earlier one still in flight. Close the results if they are not
+    read to their end: their threads and connections go with them."""
 
-    def results() -> Iterator[dict[str, Any]]:
-        for answer in probe_each(urls, options, progress):
-            item = answer.to_dict()
-            tally.add(item)
-            yield item
+    answers = probe_each(urls, options, progress)  # the client made now
+
+    def results() -> Generator[dict[str, Any], None, None]:
+        with contextlib.closing(answers):
+            for answer in answers:
+                item = answer.to_dict()
+                tally.add(item)
+                yield item
 
     tally = Tally()
     return results(), tally
@@ -264,14 +269,18 @@ def probe_each(
     urls: Iterable[str],
     options: VerifyOptions,
     progress: Callable[[int], None] | None = None,
-) -> Iterator[ProbeResult]:
+) -> Generator[ProbeResult, None, None]:
     """Probes each URL once per variant, ``concurrency`` at a time, and yields the answers in
     the order of the URLs. URLs are read as they are needed and answers kept only while an
-    earlier one is still awaited, so that a million URLs are never all in memory."""
+    earlier one is still awaited, so that a million URLs are never all in memory.
+
+    The client is made at once, before any answer (a CA bundle that cannot be read is said
+    before anything is written); close the iterator if it is not read to its end."""
     work = ((url, enc) for url in urls for enc in options.variants())
     first = next(work, None)
     if first is None:
-        return
+        none: tuple[ProbeResult, ...] = ()
+        return (answer for answer in none)
     client = pinned_client(
         options.pins(),
         timeout=options.timeout,
@@ -279,10 +288,19 @@ def probe_each(
         max_connections=options.concurrency,
         user_agent=options.user_agent,
     )
+    return _answers(client, itertools.chain([first], work), options, progress)
+
+
+def _answers(
+    client: httpx.Client,
+    work: Iterator[tuple[str, str | None]],
+    options: VerifyOptions,
+    progress: Callable[[int], None] | None,
+) -> Generator[ProbeResult, None, None]:
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait  # 4 ms: here
 
     pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="prewarm-verify")
-    queue = enumerate(itertools.chain([first], work))
+    queue = enumerate(work)
     window = options.concurrency * 2  # requests queued for the threads
     ahead = max(window, _MAX_AHEAD)  # how far the requests may run ahead of the answers given
     pending: dict[Future[ProbeResult], int] = {}
@@ -307,12 +325,13 @@ def probe_each(
                 yield early.pop(n_given)
                 n_given += 1
     except BaseException:
-        # Ctrl-C, or the reader gone: drop what has not started, close the connections.
+        # Ctrl-C, or the iterator closed (its reader gone): drop what has not started.
         pool.shutdown(wait=False, cancel_futures=True)
-        client.close()
         raise
-    pool.shutdown(wait=True)
-    client.close()
+    else:
+        pool.shutdown(wait=True)
+    finally:
+        client.close()
 
 
 def request_headers(options: VerifyOptions, encoding: str | None) -> dict[str, str]:
