@@ -247,3 +247,18 @@ def test_verify_with_a_ca_bundle_it_cannot_read_says_so_before_any_result(
     assert r.returncode == 2
     assert json.loads(r.stdout)["error"]["code"] == "usage"  # one document: the error alone
     assert "cannot load CA bundle" in r.stderr and edge.requests == []
+
+
+def test_ctrl_c_ends_verify_at_once_with_a_probe_still_in_flight(
+    cli_env: dict[str, str], tmp_path: Path, edge: CacheServer
+) -> None:
+    held = threading.Event()
+    edge.routes["/held"] = Route(headers={"X-Cache": "HIT"}, held=held)
+    proc = popen(cli_env, tmp_path, "verify", "--timeout", "120", f"{edge.url}/held")
+    try:
+        # Not when the probe in flight times out (120 s): its thread is not waited for.
+        stopped = interrupt(proc, lambda: wait_for(lambda: edge.in_flight == 1, 30))
+    finally:
+        held.set()
+    assert proc.returncode == 130, stopped.err
+    assert stopped.seconds < 30

@@ -11,6 +11,7 @@ httpx is imported only when requests are really made, so that ``prewarm --help``
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
@@ -297,9 +298,9 @@ def _answers(
     options: VerifyOptions,
     progress: Callable[[int], None] | None,
 ) -> Generator[ProbeResult, None, None]:
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait  # 4 ms: here
+    from concurrent.futures import FIRST_COMPLETED, wait  # 4 ms: here
 
-    pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="prewarm-verify")
+    pool = _Workers(options.concurrency)
     queue = enumerate(work)
     window = options.concurrency * 2  # requests queued for the threads
     ahead = max(window, _MAX_AHEAD)  # how far the requests may run ahead of the answers given
@@ -325,13 +326,70 @@ def _answers(
                 yield early.pop(n_given)
                 n_given += 1
     except BaseException:
-        # Ctrl-C, or the iterator closed (its reader gone): drop what has not started.
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Ctrl-C, or the iterator closed (its reader gone): drop what has not started, and
+        # leave the probes in flight to end with the process.
+        pool.shutdown(cancel=True)
         raise
     else:
-        pool.shutdown(wait=True)
+        pool.shutdown()
     finally:
         client.close()
+
+
+class _Workers:
+    """The threads that probe, ``n_threads`` of them.
+
+    Unlike the standard library's pool, whose threads the interpreter waits for at exit,
+    they are daemon threads: Ctrl-C ends the process at once, not once the probes in flight
+    answer or reach their timeout.
+    """
+
+    def __init__(self, n_threads: int) -> None:
+        import queue
+        import threading
+
+        self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None]
+        self._tasks = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"prewarm-verify-{i}", daemon=True)
+            for i in range(n_threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., ProbeResult], *args: Any) -> Future[ProbeResult]:
+        from concurrent.futures import Future
+
+        future: Future[ProbeResult] = Future()
+        self._tasks.put((future, functools.partial(fn, *args)))
+        return future
+
+    def _work(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            future, call = task
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled before it started
+            try:
+                future.set_result(call())
+            except BaseException as exc:  # the caller's to raise, from future.result()
+                future.set_exception(exc)
+
+    def shutdown(self, *, cancel: bool = False) -> None:
+        """Stops the threads once their work is done; ``cancel``: what has not started is
+        dropped, and nothing is waited for."""
+        import queue
+
+        if cancel:
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    task = self._tasks.get_nowait()
+                    if task is not None:
+                        task[0].cancel()
+        for _ in self._threads:
+            self._tasks.put(None)
+        if not cancel:
+            for thread in self._threads:
+                thread.join()
 
 
 def request_headers(options: VerifyOptions, encoding: str | None) -> dict[str, str]:
