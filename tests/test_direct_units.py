@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prewarm_cli.errors import ConfigError, UsageError
 from prewarm_cli.plugin import SubmitOptions
@@ -792,5 +794,88 @@ def test_a_pruned_job_s_answers_leave_the_record(tmp_path) -> None:
         assert not store.has_job("job1", "direct")
         assert store.of_runs(["run-job1"]) == []
         assert store.has_job("job2", "direct") and len(store.of_runs(["run-job2"])) == 2
+    finally:
+        store.close()
+
+
+_KEYS = [
+    ("https://h/a", "edge", "gzip"),
+    ("https://h/a", "edge", "identity"),
+    ("https://h/b", "pop2", "gzip"),
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["r1", "r2", "r3"]),
+            st.sampled_from(_KEYS),
+            st.sampled_from(["ok", "rejected", "transient", "stopped", "not_found"]),
+            st.booleans(),  # flushed as a batch's URLs warmed whole
+        ),
+        max_size=12,
+    )
+)
+def test_a_report_reads_what_the_whole_record_says_failed(
+    answers: list[tuple[str, tuple[str, str, str], str, bool]],
+) -> None:
+    """failures_of_runs, which reads the failures alone, gives what of_runs (every answer
+    read) has that is not OK: each key's latest answer, unless one of the runs answered OK."""
+    import itertools
+    import tempfile
+
+    from prewarm_direct import store as store_module
+    from prewarm_direct.store import Store
+    from prewarm_direct.warm import OK, Answer
+
+    tick = itertools.count()
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        # One distinct time per hand-over: which answer is the latest is then never a tie.
+        patch.setattr(store_module, "utcnow", lambda: f"2026-12-06T00:00:00.{next(tick):06d}Z")
+        patch.setattr(store_module, "COMMIT_EVERY", 3600)
+        store = Store(Path(tmp) / "direct.sqlite3")
+        try:
+            for run, (url, target, variant), outcome, whole in answers:
+                answer = Answer(outcome, 200 if outcome == OK else 503, "miss", 10, None)
+                store.save("job1", run, "direct", [(url, target, None, variant, answer)])
+                store.flush(warmed_urls={url} if whole else frozenset())
+            runs = ["r1", "r2", "r3"]
+            expected = [r for r in store.of_runs(runs) if r.outcome != OK]
+            found = store.failures_of_runs(runs)
+            if not answers:
+                assert found is None
+            else:
+                assert found == expected
+        finally:
+            store.close()
+
+
+def test_a_report_of_many_warm_answers_holds_none_of_them(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from prewarm_direct.store import Store
+    from prewarm_direct.warm import OK, REJECTED, Answer
+
+    store = Store(tmp_path / "direct.sqlite3")
+    try:
+        warm = Answer(OK, 200, "miss", 2048, None)
+        for start in range(0, 60_000, 10_000):
+            urls = [f"https://h/{i:06d}.js" for i in range(start, start + 10_000)]
+            half = len(urls) // 2  # half warmed whole (one row per batch), half a row each
+            store.save("job1", "r1", "direct", [(u, "edge", None, "gzip", warm) for u in urls])
+            store.flush(warmed_urls=set(urls[:half]))
+        refused = Answer(REJECTED, 404, None, 0, "HTTP 404 at edge")
+        store.save("job1", "r1", "direct", [("https://h/gone.js", "edge", None, "gzip", refused)])
+        store.flush()
+        tracemalloc.start()
+        try:
+            failures = store.failures_of_runs(["r1"])
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert [f.url for f in failures or []] == ["https://h/gone.js"]
+        # The 60,000 warm answers read as records would take tens of MB.
+        assert peak < 2 * 2**20, f"{peak} bytes"
     finally:
         store.close()

@@ -324,27 +324,29 @@ class Store:
             ).fetchall()
         return [Record(*row) for row in rows]
 
+    def _name_runs(self, run_ids: Sequence[str]) -> str:
+        """These runs as a JSON list, each named in ``runs`` with its job (under the lock)."""
+        runs = _json(run_ids)
+        named = self._db.execute(
+            "SELECT COUNT(*) FROM runs WHERE run_id IN (SELECT value FROM json_each(?))",
+            (runs,),
+        ).fetchone()[0]
+        if named < len(set(run_ids)):
+            # A run `runs` does not name (an earlier prewarm wrote it into this table), or
+            # none at all: looked for in every row, and named for next time.
+            self._db.execute(
+                "INSERT OR IGNORE INTO runs SELECT DISTINCT run_id, job_id FROM requests"
+                " WHERE run_id IN (SELECT value FROM json_each(?))",
+                (runs,),
+            )
+        return runs
+
     def of_runs(self, run_ids: Sequence[str]) -> list[Record]:
         """The latest answer per (URL, target, variant) over these runs."""
-        runs = _json(run_ids)
         with self._lock:
-            named = self._db.execute(
-                "SELECT COUNT(*) FROM runs WHERE run_id IN (SELECT value FROM json_each(?))",
-                (runs,),
-            ).fetchone()[0]
-            if named < len(set(run_ids)):
-                # A run `runs` does not name (an earlier prewarm wrote it into this table), or
-                # none at all: looked for in every row, and named for next time.
-                self._db.execute(
-                    "INSERT OR IGNORE INTO runs SELECT DISTINCT run_id, job_id FROM requests"
-                    " WHERE run_id IN (SELECT value FROM json_each(?))",
-                    (runs,),
-                )
+            runs = self._name_runs(run_ids)
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM requests WHERE job_id IN"
-                " (SELECT job_id FROM runs WHERE run_id IN (SELECT value FROM json_each(?)))"
-                " AND run_id IN (SELECT value FROM json_each(?)) ORDER BY at",
-                (runs, runs),
+                f"SELECT {_COLUMNS} FROM requests WHERE {_OF_RUNS} ORDER BY at", (runs, runs)
             ).fetchall()
             warmed = self._db.execute(
                 "SELECT answers FROM warmed WHERE run_id IN (SELECT value FROM json_each(?))"
@@ -361,6 +363,53 @@ class Store:
             previous = latest.get(key)
             # An answer is never replaced by a later failure of the same request.
             if previous is None or previous.outcome != OK or record.outcome == OK:
+                latest[key] = record
+        return list(latest.values())
+
+    def failures_of_runs(self, run_ids: Sequence[str]) -> list[Record] | None:
+        """What `of_runs` gives that is not OK, without reading the OK answers: for each
+        (URL, target, variant) none of these runs answered OK, its latest answer. A million
+        warm answers are not read into memory, only the few that were not. None when the
+        record holds no answer of these runs."""
+        with self._lock:
+            runs = self._name_runs(run_ids)
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM requests WHERE {_OF_RUNS} AND outcome != ? ORDER BY at",
+                (runs, runs, OK),
+            ).fetchall()
+            if not rows:
+                found = self._db.execute(
+                    f"SELECT EXISTS (SELECT 1 FROM requests WHERE {_OF_RUNS})"
+                    " OR EXISTS (SELECT 1 FROM warmed WHERE run_id IN"
+                    " (SELECT value FROM json_each(?)))",
+                    (runs, runs, runs),
+                ).fetchone()[0]
+                return [] if found else None
+            urls = _json(sorted({row[1] for row in rows}))
+            ok = set(
+                self._db.execute(
+                    f"SELECT url, target, variant FROM requests WHERE {_OF_RUNS}"
+                    " AND outcome = ? AND url IN (SELECT value FROM json_each(?))",
+                    (runs, runs, OK, urls),
+                )
+            )
+            # The warmed rows hold OK answers only; SQLite reads them, we keep the few asked.
+            ok.update(
+                self._db.execute(
+                    f"SELECT json_extract(a.value, '$[{_URL}]') AS url,"
+                    f" json_extract(a.value, '$[{_TARGET}]'),"
+                    f" json_extract(a.value, '$[{_VARIANT}]')"
+                    " FROM warmed, json_each(warmed.answers) AS a"
+                    " WHERE warmed.run_id IN (SELECT value FROM json_each(?))"
+                    " AND url IN (SELECT value FROM json_each(?))",
+                    (runs, urls),
+                )
+            )
+        latest: dict[tuple[str, str, str], Record] = {}
+        for row in rows:
+            record = Record(*row)
+            key = (record.url, record.target, record.variant)
+            if key not in ok:
                 latest[key] = record
         return list(latest.values())
 
@@ -389,7 +438,12 @@ def _row(record: Record, job_id: str | None, alias: str) -> tuple[object, ...]:
 
 
 # Places in such a row.
-_RUN, _URL, _OUTCOME, _ALIAS, _JOB = 0, 1, 4, 12, 13
+_RUN, _URL, _TARGET, _VARIANT, _OUTCOME, _ALIAS, _JOB = 0, 1, 2, 3, 4, 12, 13
+# The rows of some runs: their jobs' rows (the key's range), then the runs' own.
+_OF_RUNS = (
+    "job_id IN (SELECT job_id FROM runs WHERE run_id IN (SELECT value FROM json_each(?)))"
+    " AND run_id IN (SELECT value FROM json_each(?))"
+)
 
 
 def _take_warmed(
