@@ -19,7 +19,7 @@ def exit_for(exc: BaseException, given: Mapping[str, Any], debug: bool) -> ExitC
     if isinstance(exc, click.exceptions.Abort):
         # Click turns Ctrl-C into Abort: one message, the same as everywhere else.
         ctrl_c = isinstance(exc.__context__, KeyboardInterrupt)
-        return _interrupted(given, "interrupted" if ctrl_c else "aborted", exc)
+        return _interrupted(given, "interrupted" if ctrl_c else "aborted", exc.__context__)
     if isinstance(exc, click.ClickException):
         exc.show()  # click's usage line and message, on stderr
         from prewarm_cli.errors import UsageError
@@ -53,7 +53,7 @@ def report_error(exc: PrewarmError, given: Mapping[str, Any], debug: bool) -> No
         click.echo(f"hint: {exc.hint}", err=True)
 
 
-def _interrupted(given: Mapping[str, Any], word: str, cause: BaseException) -> ExitCode:
+def _interrupted(given: Mapping[str, Any], word: str, cause: BaseException | None) -> ExitCode:
     """Ctrl-C (or a prompt given up) where nothing was left to save: one word on stderr, and
     in JSON mode the error on stdout as for any other."""
     from prewarm_cli.errors import UserInterrupt

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, NoReturn, TextIO
 
 FORMATS = ("table", "json", "ndjson")
 
@@ -114,18 +114,32 @@ def fit_columns(
     return [(i, widths[i]) for i in shown]
 
 
-def write_json(stream: TextIO, value: Any, level: int = 0, *, live: bool = False) -> None:
+def write_json(stream: TextIO, value: Any, *, live: bool = False) -> None:
     """``value`` as ``json.dumps(value, indent=2)`` would write it, without holding it whole:
     an iterator is a list written item by item as it yields (``live``: each flushed as it
     comes), a callable is called for its value when its turn comes (a summary known only once
     the items before it are written); only a mapping's own values are looked at so, and its
     keys must be strings.
 
-    Cut short by an exception (Ctrl-C, an error) once it has begun, the document is closed
-    where it stands, still valid JSON, with the error under ``error`` at its top (see
-    `said_on_stdout`)."""
-    if callable(value):
-        value = value()
+    Cut short while it waits for an item (Ctrl-C, or one of prewarm's errors), a document
+    that has begun is closed where it stands, still valid JSON, with the error under
+    ``error`` at its top when it is a mapping (see `said_on_stdout`); a list is closed and the
+    error follows as for any other. Anything else leaves it cut, as a failed write does.
+    """
+    try:
+        _write_json(stream, value, 0, live)
+    except _Cut as cut:
+        raise cut.cause from None
+
+
+class _Cut(Exception):
+    """What ended a streamed document, once the levels written so far were closed."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+
+
+def _write_json(stream: TextIO, value: Any, level: int, live: bool) -> None:
     if isinstance(value, Mapping) and any(_is_lazy(v) for v in value.values()):
         items: Iterator[Any] = iter(value.items())
         opening, closing = "{", "}"
@@ -136,40 +150,59 @@ def write_json(stream: TextIO, value: Any, level: int = 0, *, live: bool = False
         return
     inner = "\n" + "  " * (level + 1)
     first = True
-    try:
-        for item in items:
-            head = (opening if first else ",") + inner
+    while True:
+        try:  # what may wait, and be cut short: the next item, a value made when its turn comes
+            item = next(items)
             if closing == "}":
                 key, item = item
-                head += _ENCODER.encode(key) + ": "
+            if callable(item):
+                item = item()
+        except StopIteration:
+            break
+        except BaseException as exc:
+            _close(stream, exc, level, opening + closing if first else closing)
+        head = (opening if first else ",") + inner
+        if closing == "}":
+            head += _ENCODER.encode(key) + ": "
+        if isinstance(item, Iterator):
+            stream.write(head)
             first = False
-            if _is_lazy(item):
-                stream.write(head)
-                write_json(stream, item, level + 1, live=live)
-            else:
-                stream.write(head + _json_text(item, level + 1))
-            if live:
-                stream.flush()
-    except BaseException as exc:
-        if first and not level:
-            raise  # nothing written: the error is said as any other
-        with suppress(OSError):  # a reader gone takes no more
-            error = _error_object(exc) if not level and closing == "}" else None
-            if error is not None:
-                stream.write(",\n  " + '"error": ' + _json_text(error, 1))
-                setattr(exc, _SAID, True)
-            stream.write(opening + closing if first else "\n" + "  " * level + closing)
-        raise
+            try:
+                _write_json(stream, item, level + 1, live)
+            except _Cut as cut:
+                _close(stream, cut.cause, level, closing)
+        else:
+            stream.write(head + _json_text(item, level + 1))
+            first = False
+        if live:
+            stream.flush()
     stream.write(opening + closing if first else "\n" + "  " * level + closing)
+
+
+def _close(stream: TextIO, cause: BaseException, level: int, closing: str) -> NoReturn:
+    """Closes the level ``cause`` cut short (``closing``: its bracket, or both when it is
+    empty) and raises _Cut; raises ``cause`` itself where nothing is to be closed: nothing
+    written yet, or an error that is not prewarm's to say."""
+    error = _error_object(cause)
+    if error is None or (level == 0 and len(closing) == 2):
+        raise cause
+    with suppress(OSError):  # a reader gone takes no more
+        if level == 0 and closing[-1] == "}":
+            stream.write(",\n  " + '"error": ' + _json_text(error, 1))
+            setattr(cause, _SAID, True)
+        stream.write(closing if len(closing) == 2 else "\n" + "  " * level + closing)
+        if level == 0:
+            stream.write("\n")
+            stream.flush()
+    raise _Cut(cause)
 
 
 _SAID = "prewarm_said_on_stdout"
 
 
 def said_on_stdout(exc: BaseException) -> bool:
-    """Whether a JSON document on stdout, cut short by ``exc`` (or by what it wraps, as
-    click's Abort wraps Ctrl-C), already carries the error."""
-    return any(getattr(e, _SAID, False) for e in (exc, exc.__context__) if e is not None)
+    """Whether a JSON document on stdout, cut short by ``exc``, already carries the error."""
+    return bool(getattr(exc, _SAID, False))
 
 
 def _error_object(exc: BaseException) -> dict[str, Any] | None:

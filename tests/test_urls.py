@@ -356,7 +356,7 @@ def test_distinct_urls_are_the_input_without_its_repeats(items: list[str], on_di
 
 
 def test_distinct_urls_with_no_room_on_disk_say_where_and_what_to_do(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import sqlite3
 
@@ -369,11 +369,11 @@ def test_distinct_urls_with_no_room_on_disk_say_where_and_what_to_do(
 
     monkeypatch.setattr(distinct.sqlite3, "connect", small_disk)
     monkeypatch.setattr(distinct, "IN_MEMORY", 10)
-    monkeypatch.setenv("TMPDIR", "/somewhere/small")
-    monkeypatch.delenv("SQLITE_TMPDIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setenv("SQLITE_TMPDIR", str(tmp_path / "not-a-directory"))  # passed over
     with pytest.raises(PrewarmError) as caught:
         DistinctUrls(f"https://a.example/{i:06d}" for i in range(5000))
-    assert "in /somewhere/small: database or disk is full" in str(caught.value)
+    assert f"in {tmp_path}: database or disk is full" in str(caught.value)
     assert "TMPDIR" in (caught.value.hint or "")
 
 

@@ -54,7 +54,7 @@ class DistinctUrls:
             self._db.execute("PRAGMA synchronous=OFF")
             self._db.execute("PRAGMA cache_size=-2048")  # KiB of pages in memory, the rest on disk
             self._db.execute("CREATE TABLE urls (url TEXT NOT NULL UNIQUE)")
-        except sqlite3.Error as exc:
+        except sqlite3.OperationalError as exc:
             raise _no_room(exc) from exc
         held, self._memory, self._n_urls = self._memory, None, 0
         self._insert(held)
@@ -66,7 +66,7 @@ class DistinctUrls:
                 cursor = self._db.executemany(
                     "INSERT OR IGNORE INTO urls (url) VALUES (?)", ((url,) for url in urls)
                 )
-        except sqlite3.Error as exc:
+        except sqlite3.OperationalError as exc:
             raise _no_room(exc) from exc
         self._n_urls += cursor.rowcount
 
@@ -83,13 +83,14 @@ class DistinctUrls:
             while rows := cursor.fetchmany(_FETCH):
                 for (url,) in rows:
                     yield url
-        except sqlite3.Error as exc:
+        except sqlite3.OperationalError as exc:
             raise _no_room(exc) from exc
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
-        self._memory = None
+            self._db = None
+        self._memory, self._n_urls = {}, 0
 
     def __enter__(self) -> DistinctUrls:
         return self
@@ -99,9 +100,19 @@ class DistinctUrls:
 
 
 def _no_room(exc: sqlite3.Error) -> PrewarmError:
-    where = os.environ.get("SQLITE_TMPDIR") or os.environ.get("TMPDIR") or "/var/tmp"
+    where = temporary_directory()
     return PrewarmError(
         f"cannot keep the URLs in a temporary file in {where}: {exc}",
         hint="free some space there, or set TMPDIR (SQLite's SQLITE_TMPDIR) to a directory"
         " with room: a million URLs take about 130 MB",
     )
+
+
+def temporary_directory() -> str:
+    """Where SQLite makes its temporary files: the first of its candidates that is a
+    directory this process can write to (its own order, in os_unix.c)."""
+    candidates = [os.environ.get("SQLITE_TMPDIR"), os.environ.get("TMPDIR")]
+    for path in [*candidates, "/var/tmp", "/usr/tmp", "/tmp"]:
+        if path and os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK):
+            return path
+    return "."

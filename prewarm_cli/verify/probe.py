@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -275,13 +276,25 @@ def probe_each(
     the order of the URLs. URLs are read as they are needed and answers kept only while an
     earlier one is still awaited, so that a million URLs are never all in memory.
 
-    The client is made at once, before any answer (a CA bundle that cannot be read is said
-    before anything is written); close the iterator if it is not read to its end."""
+    A CA bundle that cannot be read is said at once, before any answer is written; close the
+    iterator if it is not read to its end."""
+    if options.ca_bundle:
+        ssl_context(options.ca_bundle)
     work = ((url, enc) for url in urls for enc in options.variants())
     first = next(work, None)
     if first is None:
         none: tuple[ProbeResult, ...] = ()
         return (answer for answer in none)
+    return _answers(itertools.chain([first], work), options, progress)
+
+
+def _answers(
+    work: Iterator[tuple[str, str | None]],
+    options: VerifyOptions,
+    progress: Callable[[int], None] | None,
+) -> Generator[ProbeResult, None, None]:
+    from concurrent.futures import FIRST_COMPLETED, wait  # 4 ms: here
+
     client = pinned_client(
         options.pins(),
         timeout=options.timeout,
@@ -289,17 +302,6 @@ def probe_each(
         max_connections=options.concurrency,
         user_agent=options.user_agent,
     )
-    return _answers(client, itertools.chain([first], work), options, progress)
-
-
-def _answers(
-    client: httpx.Client,
-    work: Iterator[tuple[str, str | None]],
-    options: VerifyOptions,
-    progress: Callable[[int], None] | None,
-) -> Generator[ProbeResult, None, None]:
-    from concurrent.futures import FIRST_COMPLETED, wait  # 4 ms: here
-
     pool = _Workers(options.concurrency)
     queue = enumerate(work)
     window = options.concurrency * 2  # requests queued for the threads
@@ -346,22 +348,23 @@ class _Workers:
 
     def __init__(self, n_threads: int) -> None:
         import queue
-        import threading
 
         self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None]
         self._tasks = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"prewarm-verify-{i}", daemon=True)
-            for i in range(n_threads)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._n_threads = n_threads
+        self._threads: list[threading.Thread] = []  # started as work comes, up to n_threads
 
     def submit(self, fn: Callable[..., ProbeResult], *args: Any) -> Future[ProbeResult]:
         from concurrent.futures import Future
 
         future: Future[ProbeResult] = Future()
         self._tasks.put((future, functools.partial(fn, *args)))
+        if len(self._threads) < self._n_threads:
+            thread = threading.Thread(
+                target=self._work, name=f"prewarm-verify-{len(self._threads)}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
         return future
 
     def _work(self) -> None:

@@ -1,0 +1,81 @@
+"""Streamed JSON (prewarm_cli/output.py write_json): the text json.dumps gives, written as it
+comes, and a document cut short closed as valid JSON with its error."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prewarm_cli.errors import UsageError
+from prewarm_cli.output import said_on_stdout, write_json
+
+LEAVES = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+VALUES = st.recursive(
+    LEAVES,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=12,
+)
+
+
+def written(value: Any) -> str:
+    out = io.StringIO()
+    write_json(out, value)
+    return out.getvalue()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=5), VALUES, max_size=4), st.lists(VALUES, max_size=5))
+def test_a_streamed_document_is_the_text_json_dumps_gives(
+    head: dict[str, Any], items: list[Any]
+) -> None:
+    expected = json.dumps({**head, "results": items}, indent=2, ensure_ascii=False)
+    streamed = {**head, "results": iter(items)}
+    assert written(streamed) == expected
+    assert written(iter(items)) == json.dumps(items, indent=2, ensure_ascii=False)
+    summary = {"total": len(items)}
+    assert written({"results": iter(items), "summary": lambda: summary}) == json.dumps(
+        {"results": items, "summary": summary}, indent=2, ensure_ascii=False
+    )
+
+
+def answers(n: int, cut: BaseException) -> Iterator[dict[str, int]]:
+    for i in range(n):
+        yield {"i": i}
+    raise cut
+
+
+@pytest.mark.parametrize("n_given", [0, 2])
+@pytest.mark.parametrize("cut", [KeyboardInterrupt(), UsageError("bad bundle")])
+def test_a_document_cut_short_is_closed_with_its_error(n_given: int, cut: BaseException) -> None:
+    out = io.StringIO()
+    with pytest.raises(type(cut)) as caught:
+        write_json(out, {"results": answers(n_given, cut), "summary": dict})
+    data = json.loads(out.getvalue())
+    assert data["results"] == [{"i": i} for i in range(n_given)] and "summary" not in data
+    assert data["error"]["code"] == (
+        "interrupted" if isinstance(cut, KeyboardInterrupt) else "usage"
+    )
+    assert out.getvalue().endswith("}\n")
+    assert said_on_stdout(caught.value)  # the exit path writes no second object
+
+
+def test_what_is_not_prewarm_s_to_say_leaves_the_document_cut() -> None:
+    out = io.StringIO()
+    with pytest.raises(ValueError) as caught:
+        write_json(out, {"results": answers(2, ValueError("a bug")), "summary": dict})
+    with pytest.raises(json.JSONDecodeError):  # as truncated output, jq fails loudly
+        json.loads(out.getvalue())
+    assert not said_on_stdout(caught.value)
+
+
+def test_a_cut_before_anything_is_written_writes_nothing() -> None:
+    out = io.StringIO()
+    with pytest.raises(KeyboardInterrupt) as caught:
+        write_json(out, answers(0, KeyboardInterrupt()))
+    assert out.getvalue() == "" and not said_on_stdout(caught.value)
