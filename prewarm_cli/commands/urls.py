@@ -69,5 +69,5 @@ def urls(inputs: InputSpec) -> None:
             out.warn(message)
         if not found:
             out.warn("the inputs resolve to no URL")
-        # Written as read back from disk: a million URLs are never all in memory.
+        # Written as read back (from disk when many): a million URLs are never all in memory.
         out.emit(iter(found), table=out.lines)

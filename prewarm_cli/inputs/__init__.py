@@ -3,7 +3,7 @@
 de-duplication.
 
 Commands and the engine pass one :class:`InputSpec` and read one stream with
-:func:`iter_inputs` (or :func:`read_urls` for the distinct URLs, kept on disk);
+:func:`iter_inputs` (or :func:`read_urls` for the distinct URLs, on disk when many);
 :class:`InvalidList` is the one way invalid input is counted and listed.
 """
 

@@ -237,8 +237,8 @@ def read_urls(
     consequence: str = "nothing was sent",
     nothing: str | None = "no URLs given",
 ) -> DistinctUrls:
-    """The distinct valid URLs in order, kept on disk (close them when done); InputError
-    listing the invalid ones.
+    """The distinct valid URLs in order, on disk past a few thousand (close them when done);
+    InputError listing the invalid ones.
 
     No URL at all is an InputError saying ``nothing``, or no URL when that is None.
     """

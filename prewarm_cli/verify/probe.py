@@ -173,7 +173,7 @@ def verify_stream(
     that came ahead of an earlier one still in flight. Close the results if they are not
     read to their end: their threads and connections go with them."""
 
-    answers = probe_each(urls, options, progress)  # the client made now
+    answers = probe_each(urls, options, progress)  # a CA bundle that cannot be read: said now
 
     def results() -> Generator[dict[str, Any], None, None]:
         with contextlib.closing(answers):
@@ -258,8 +258,8 @@ def exit_code(summary: Mapping[str, Any], expect_hit: bool = False) -> ExitCode:
 
 
 def read_urls(inputs: InputSpec, notes: InputNotes | None = None) -> DistinctUrls:
-    """The distinct valid input URLs, in order (kept on disk: close them when done);
-    InputError listing the invalid ones."""
+    """The distinct valid input URLs, in order (on disk past a few thousand: close them when
+    done); InputError listing the invalid ones."""
     from prewarm_cli.inputs import read_urls as read
 
     return read(
