@@ -400,16 +400,20 @@ class Journal:
         outcomes: Sequence[str],
         provider: str | None = None,
         chunk: int = 10_000,
+        *,
+        in_input_order: bool = True,
     ) -> Generator[sqlite3.Row, None, None]:
-        """The job's targets with these outcomes (of one provider, or all) in input order,
-        handed over ``chunk`` rows at a time. SQLite sorts the rows it finds first, in memory
-        (temp_store): for a provider's unsent targets, which may be a million, `iter_unsent`
-        reads them in the index's own order instead."""
+        """The job's targets with these outcomes (of one provider, or all), handed over
+        ``chunk`` rows at a time, in input order unless ``in_input_order`` is False. For that
+        order SQLite sorts the rows it finds first, in memory (temp_store): a caller that
+        needs no order saves that; for a provider's unsent targets, which may be a million,
+        `iter_unsent` reads them in the index's own order."""
         marks = ",".join("?" * len(outcomes))
         mine, params = ("", ()) if provider is None else (" AND provider = ?", (provider,))
+        order = " ORDER BY seq, provider" if in_input_order else ""
         sql = (
             f"SELECT provider, url, outcome, task_id, reason FROM targets"
-            f" WHERE job_id = ? AND outcome IN ({marks}){mine} ORDER BY seq, provider"
+            f" WHERE job_id = ? AND outcome IN ({marks}){mine}{order}"
         )
         return self._iter_rows(sql, (job_id, *outcomes, *params), chunk)
 

@@ -479,6 +479,9 @@ CORE_FIELDS: tuple[ConfigField, ...] = (
 )
 
 
+REPORT_TASKS = 100  # tasks whose results the default report holds at once
+
+
 class Provider:
     """Base class of CDN provider plugins; one instance is one configured alias."""
 
@@ -659,10 +662,13 @@ class Provider:
         return first_details(statuses)
 
     def report(self, task_ids: Sequence[str]) -> Report:
-        """Failed URLs; by default read from the per-URL results of fetch_status."""
+        """Failed URLs; by default read from the per-URL results of fetch_status, asked for
+        ``REPORT_TASKS`` tasks at a time: only their failures are kept, so that a job's
+        million results are never all held at once."""
         failures = [
             Failure(url=u.url, reason=u.reason or str(u.state), pop=u.pop)
-            for status in self.fetch_status(task_ids)
+            for start in range(0, len(task_ids), REPORT_TASKS)
+            for status in self.fetch_status(task_ids[start : start + REPORT_TASKS])
             for u in status.urls
             if u.state in (State.FAILED, State.TIMED_OUT, State.CANCELLED)
         ]

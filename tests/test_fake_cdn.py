@@ -576,3 +576,24 @@ def test_fake_config(fake_config: Path, fake_cdn: FakeCdn, cli_env: dict[str, st
     assert config["providers"]["fake"]["endpoint"] == fake_cdn.url
     assert config["providers"]["fake"]["api_key"] == "env:FAKE_API_KEY"
     assert cli_env["FAKE_API_KEY"] == os.environ["FAKE_API_KEY"] == "test-key"
+
+
+def test_the_default_report_asks_a_hundred_tasks_at_a_time(
+    cdn: FakeCdn, clock: FakeClock, provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prewarm_cli.plugin import REPORT_TASKS
+
+    task_ids = [
+        provider.submit_batch(urls(f"ok-{i}", f"fail-{i}"), NO_OPTIONS).task_id or ""
+        for i in range(REPORT_TASKS * 2 + 5)
+    ]
+    clock.advance(cdn.task_seconds)
+    asked: list[int] = []
+    fetch = provider.fetch_status
+    monkeypatch.setattr(provider, "fetch_status", lambda ids: asked.append(len(ids)) or fetch(ids))
+    report = provider.report(task_ids)
+    # Only the failures of each hundred are kept: a job's million results are never all held.
+    assert asked == [REPORT_TASKS, REPORT_TASKS, 5]
+    assert sorted(f.url for f in report.failures) == sorted(
+        urls(*(f"fail-{i}" for i in range(len(task_ids))))
+    )

@@ -180,7 +180,8 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
         """Read once, and only for a task that lists its URLs: a job's accepted URLs may
         be a million."""
         if not mine and ref.job_id:
-            for row in ws.journal.iter_targets(ref.job_id, [jr.ACCEPTED]):
+            accepted = ws.journal.iter_targets(ref.job_id, [jr.ACCEPTED], in_input_order=False)
+            for row in accepted:  # into sets: in any order, with no sort of a million rows
                 mine.setdefault((row["provider"], row["task_id"]), set()).add(row["url"])
         return mine
 
