@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from fakes.aws import FakeDistribution, FakePrewarmApi
+from helpers import wait_for
 from prewarm_aws import AwsProvider
 from prewarm_aws.api_v2 import (
     Progress,
@@ -560,8 +560,7 @@ def test_a_refused_cancel_says_why_and_changes_nothing(fake: FakePrewarmApi) -> 
     task = p.submit_batch(["https://h.example.com/a.js"], SubmitOptions(force=True)).task_id
     assert task is not None
     fake._last_purge = fake.clock()  # another stop purged the shared queue a moment ago
-    while fake.job_status(task) != "IN-PROGRESS":
-        time.sleep(0.02)
+    wait_for(lambda: fake.job_status(task) == "IN-PROGRESS", 30)
     with pytest.raises(ProviderError) as info:
         p.cancel([task])
     assert "purge failed" in info.value.message and "60 s" in info.value.message
@@ -609,8 +608,7 @@ def test_every_request_after_a_calls_first_is_paced(fake: FakePrewarmApi) -> Non
     assert len(paced) == 1  # one request in that call
     assert first and second
     for task in (first, second):
-        while fake.job_status(task) != "FINISHED":
-            time.sleep(0.02)
+        wait_for(lambda task=task: fake.job_status(task) == "FINISHED", 30)
     paced.clear()
     with p.engine_call():
         statuses = p.fetch_status([first, second])  # 4 requests: progress + summary, twice
