@@ -20,7 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from prewarm_cli.errors import ConfigError, UnsupportedError
+from prewarm_cli.errors import ConfigError, NotFoundError, UnsupportedError
 
 if TYPE_CHECKING:
     import httpx
@@ -664,14 +664,20 @@ class Provider:
     def report(self, task_ids: Sequence[str]) -> Report:
         """Failed URLs; by default read from the per-URL results of fetch_status, asked for
         ``REPORT_TASKS`` tasks at a time: only their failures are kept, so that a job's
-        million results are never all held at once."""
-        failures = [
-            Failure(url=u.url, reason=u.reason or str(u.state), pop=u.pop)
-            for start in range(0, len(task_ids), REPORT_TASKS)
-            for status in self.fetch_status(task_ids[start : start + REPORT_TASKS])
-            for u in status.urls
-            if u.state in (State.FAILED, State.TIMED_OUT, State.CANCELLED)
-        ]
+        million results are never all held at once. A task not found is said as fetch_status
+        says it of all of them (a vendor may name every task it no longer keeps)."""
+        try:
+            failures = [
+                Failure(url=u.url, reason=u.reason or str(u.state), pop=u.pop)
+                for start in range(0, len(task_ids), REPORT_TASKS)
+                for status in self.fetch_status(task_ids[start : start + REPORT_TASKS])
+                for u in status.urls
+                if u.state in (State.FAILED, State.TIMED_OUT, State.CANCELLED)
+            ]
+        except NotFoundError:
+            if len(task_ids) > REPORT_TASKS:
+                self.fetch_status(task_ids)  # its error names them all, as `status` does
+            raise
         return Report(failures=tuple(failures))
 
     # How many requests one URL costs, for `submit --dry-run`, where that is not one per batch

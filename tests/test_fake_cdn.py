@@ -597,3 +597,27 @@ def test_the_default_report_asks_a_hundred_tasks_at_a_time(
     assert sorted(f.url for f in report.failures) == sorted(
         urls(*(f"fail-{i}" for i in range(len(task_ids))))
     )
+
+
+def test_the_default_report_names_every_task_not_found_as_status_does(
+    cdn: FakeCdn, clock: FakeClock, provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A vendor that names every task it no longer keeps (Qiniu, after 7 days): the report's
+    error names those of every hundred, not only those of the first."""
+    from prewarm_cli.errors import NotFoundError
+    from prewarm_cli.plugin import REPORT_TASKS
+
+    ok = provider.submit_batch(urls("a"), NO_OPTIONS).task_id or ""
+    clock.advance(cdn.task_seconds)
+    fetch = provider.fetch_status
+
+    def fetch_status(ids: list[str]) -> list[Any]:
+        gone = [i for i in ids if i.startswith("gone-")]
+        if gone:
+            raise NotFoundError("no longer kept: " + ", ".join(gone))
+        return fetch(ids)
+
+    monkeypatch.setattr(provider, "fetch_status", fetch_status)
+    with pytest.raises(NotFoundError) as caught:
+        provider.report(["gone-1", *[ok] * REPORT_TASKS, "gone-2"])
+    assert str(caught.value) == "no longer kept: gone-1, gone-2"
