@@ -323,12 +323,10 @@ class Output:
             lines = (
                 records(data) if records else data if isinstance(data, list | Iterator) else [data]
             )
-            if live:
-                for item in lines:
-                    self.stdout.write(_ONE_LINE.encode(item) + "\n")
+            for item in lines:
+                self.stdout.write(_ONE_LINE.encode(item) + "\n")
+                if live:
                     self.stdout.flush()
-            else:
-                self.stdout.writelines(_ONE_LINE.encode(item) + "\n" for item in lines)
         elif table is not None:
             table(data)
         else:

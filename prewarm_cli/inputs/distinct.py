@@ -100,7 +100,7 @@ class DistinctUrls:
 
 
 def _no_room(exc: sqlite3.Error) -> PrewarmError:
-    where = temporary_directory()
+    where = _temporary_directory()
     return PrewarmError(
         f"cannot keep the URLs in a temporary file in {where}: {exc}",
         hint="free some space there, or set TMPDIR (SQLite's SQLITE_TMPDIR) to a directory"
@@ -108,7 +108,7 @@ def _no_room(exc: sqlite3.Error) -> PrewarmError:
     )
 
 
-def temporary_directory() -> str:
+def _temporary_directory() -> str:
     """Where SQLite makes its temporary files: the first of its candidates that is a
     directory this process can write to (its own order, in os_unix.c)."""
     candidates = [os.environ.get("SQLITE_TMPDIR"), os.environ.get("TMPDIR")]

@@ -158,9 +158,8 @@ def verify(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Requests every URL (once per encoding) and classifies it: ``{results, summary}``."""
-    options = options or VerifyOptions()
-    results = [p.to_dict() for p in probe_each(dict.fromkeys(urls), options, progress)]
-    return {"results": results, "summary": summarize(results)}
+    results, tally = verify_stream(dict.fromkeys(urls), options or VerifyOptions(), progress)
+    return {"results": list(results), "summary": tally.to_dict()}
 
 
 def verify_stream(
