@@ -417,6 +417,25 @@ class Journal:
         )
         return self._iter_rows(sql, (job_id, *outcomes, *params), chunk)
 
+    def accepted_urls(
+        self, job_id: str, provider: str, task_ids: Collection[str]
+    ) -> dict[str, set[str]]:
+        """The URLs of the job accepted into each of these tasks, read through the index of
+        accepted targets by task: a few tasks' URLs cost their own rows, however large the
+        job."""
+        found: dict[str, set[str]] = {}
+        wanted = sorted(task_ids)
+        for i in range(0, len(wanted), 500):  # within SQLite's limit of bound values
+            chunk = wanted[i : i + 500]
+            rows = self._query(
+                "SELECT task_id, url FROM targets WHERE job_id = ? AND provider = ?"
+                f" AND outcome = 'accepted' AND task_id IN ({','.join('?' * len(chunk))})",
+                (job_id, provider, *chunk),
+            )
+            for row in rows:
+                found.setdefault(row["task_id"], set()).add(row["url"])
+        return found
+
     def iter_unsent(
         self, job_id: str, provider: str, chunk: int = 10_000
     ) -> Generator[sqlite3.Row, None, None]:

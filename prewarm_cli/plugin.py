@@ -480,6 +480,7 @@ CORE_FIELDS: tuple[ConfigField, ...] = (
 
 
 REPORT_TASKS = 100  # tasks whose results the default report holds at once
+STATUS_TASKS = 100  # tasks `status` asks fetch_status about at once (status_tasks)
 
 
 class Provider:
@@ -504,6 +505,11 @@ class Provider:
     # What the provider accepted is done when submit_batch returns (direct warming: a URL is
     # accepted once warmed): the job's state is final when submit ends, as `jobs` shows it.
     finished_in_submit: ClassVar[bool] = False
+    # How many tasks `status` asks fetch_status about at once: their per-URL results are
+    # counted and let go before the next are asked, so that a job's million are never all
+    # held. None: all of a job's tasks in one call, where a task's state depends on the
+    # others' (direct warming counts each request in the latest run that answered it).
+    status_tasks: ClassVar[int | None] = STATUS_TASKS
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

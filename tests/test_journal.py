@@ -238,7 +238,7 @@ def test_a_schema_2_journal_gets_its_targets_in_input_order_and_loses_none(
             "m3",
             "b4",
         ]
-        assert _indexes(path) == {"targets_by_url", "targets_by_state"}
+        assert _indexes(path) == {"targets_by_url", "targets_by_state", "accepted_by_task"}
         (version,) = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         assert version == str(journal_db.SCHEMA_VERSION) == "3"
         journal.add_targets(job, [(9, "b4", ("a",)), (10, "c5", ("a",))])  # b4 is there
@@ -249,7 +249,10 @@ def test_a_schema_2_journal_gets_its_targets_in_input_order_and_loses_none(
     finally:
         journal.close()
     jr.Journal(path, notes.append).close()  # opened again: nothing left to move
-    assert _indexes(path) == {"targets_by_url", "targets_by_state"} and len(notes) == 1
+    assert (
+        _indexes(path) == {"targets_by_url", "targets_by_state", "accepted_by_task"}
+        and len(notes) == 1
+    )
 
 
 def _decode_crockford(text: str) -> int:
@@ -365,3 +368,24 @@ def test_an_answer_that_fails_part_way_leaves_nothing_of_it(
     assert journal.tasks(job) == []
     assert [b.id for b in journal.unknown_batches(job, "a")] == [batch.id]
     journal.close()
+
+
+def test_accepted_urls_reads_a_few_tasks_through_their_index(tmp_path: Path) -> None:
+    """`status` asks for a few tasks' URLs at a time: read through the index of accepted
+    targets by task, not by a scan of the job's million accepted targets."""
+    journal, job = new_job(tmp_path, [f"u{i}" for i in range(9)])
+    try:
+        for task in ("t1", "t2", "t3"):
+            batch = journal.claim_batch(job, "a", 3)
+            assert batch is not None
+            journal.record_result(job, batch, BatchResult(task_id=task, accepted=batch.urls[:2]))
+        statements: list[str] = []
+        journal._db.set_trace_callback(statements.append)
+        found = journal.accepted_urls(job, "a", ["t3", "t1"])
+        journal._db.set_trace_callback(None)
+        assert found == {"t1": {"u0", "u1"}, "t3": {"u6", "u7"}}
+        (select,) = [s for s in statements if s.startswith("SELECT")]
+        plan = " ".join(row[3] for row in journal._db.execute("EXPLAIN QUERY PLAN " + select))
+        assert "USING INDEX accepted_by_task" in plan, plan
+    finally:
+        journal.close()

@@ -8,15 +8,16 @@ waiting is for the vendor's part only, and the state the job's run recorded is k
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from prewarm_cli import journal as jr
 from prewarm_cli.engine.lock import JobLock
-from prewarm_cli.engine.workspace import Workspace
+from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import (
     ExitCode,
+    NotFoundError,
     PrewarmError,
     UsageError,
     WaitTimeout,
@@ -174,17 +175,6 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
         ref = journal_ref(ws, ref.job_id)
         for alias in counts:  # a provider with targets but no task or job entry yet (intake)
             ref.tasks.setdefault(alias, [])
-    mine: dict[tuple[str, str], set[str]] = {}  # (alias, task) -> this job's URLs in it
-
-    def job_urls() -> dict[tuple[str, str], set[str]]:
-        """Read once, and only for a task that lists its URLs: a job's accepted URLs may
-        be a million."""
-        if not mine and ref.job_id:
-            accepted = ws.journal.iter_targets(ref.job_id, [jr.ACCEPTED], in_input_order=False)
-            for row in accepted:  # into sets: in any order, with no sort of a million rows
-                mine.setdefault((row["provider"], row["task_id"]), set()).add(row["url"])
-        return mine
-
     providers: dict[str, ProviderStatus] = {}
     seen: dict[str, list[TaskStatus]] = {}
     for alias, task_ids in ref.tasks.items():
@@ -205,14 +195,8 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
                 statuses = recorded
                 details = first_details(recorded)
             else:
-                statuses = session.call(session.provider.fetch_status, task_ids)
-                if ref.job_id and ref.piped is None and any(s.urls for s in statuses):
-                    urls = job_urls()
-                    # A task none of whose URLs the job has accepted keeps none: the journal
-                    # counts them (rejected, failed).
-                    statuses = [
-                        _only_urls(s, urls.get((alias, s.task_id), set())) for s in statuses
-                    ]
+                journal_job = ref.job_id if ref.piped is None else None
+                statuses = _vendor_statuses(ws, session, alias, task_ids, journal_job)
                 details = session.provider.job_details(statuses)
         seen[alias] = statuses
         providers[alias] = _provider_status(
@@ -352,6 +336,77 @@ class PipedError(PrewarmError):
         return self.message  # as the submit printed it, request id included
 
 
+def _vendor_statuses(
+    ws: Workspace,
+    session: ProviderSession,
+    alias: str,
+    task_ids: Sequence[str],
+    job_id: str | None,
+) -> list[TaskStatus]:
+    """The vendor's states of these tasks, asked ``status_tasks`` at a time.
+
+    Within a journal job (``job_id``) each task is narrowed to the URLs the job accepted into
+    it (a task none of whose URLs the job has accepted keeps none: the journal counts them,
+    rejected or failed), and keeps in ``urls`` only those whose state is not the task's: what
+    --verify's claims need beyond the task's state. So a job's million per-URL results are
+    never all held at once.
+    """
+    provider = session.provider
+    groups = list(_task_groups(ws, job_id, alias, task_ids, provider.status_tasks))
+    statuses: list[TaskStatus] = []
+    try:
+        for group in groups:
+            asked = session.call(provider.fetch_status, group)
+            if job_id is not None and any(s.urls for s in asked):
+                listed = [s.task_id for s in asked if s.urls]
+                urls = ws.journal.accepted_urls(job_id, alias, listed)
+                asked = [_unlike_task(_only_urls(s, urls.get(s.task_id, set()))) for s in asked]
+            statuses.extend(asked)
+    except NotFoundError:
+        if len(groups) > 1:
+            session.call(provider.fetch_status, task_ids)  # its error names them all
+        raise
+    return statuses
+
+
+STATUS_URLS = 50_000  # URLs a group of tasks asked about at once may hold, as the journal counts
+
+
+def _task_groups(
+    ws: Workspace,
+    job_id: str | None,
+    alias: str,
+    task_ids: Sequence[str],
+    max_tasks: int | None,
+) -> Iterator[Sequence[str]]:
+    """The tasks in groups of at most ``max_tasks`` (None: one group) and, within a journal
+    job, of at most STATUS_URLS URLs as it counts them (an AWS task may hold 10,000), a task
+    larger than that in a group of its own."""
+    if max_tasks is None:
+        yield task_ids
+        return
+    tasks = ws.journal.tasks(job_id) if job_id else []
+    sizes = {t.task_id: t.urls for t in tasks if t.provider == alias}
+    group: list[str] = []
+    n_urls = 0
+    for task_id in task_ids:
+        size = sizes.get(task_id, 0)
+        if group and (len(group) >= max_tasks or n_urls + size > STATUS_URLS):
+            yield group
+            group, n_urls = [], 0
+        group.append(task_id)
+        n_urls += size
+    if group:
+        yield group
+
+
+def _unlike_task(status: TaskStatus) -> TaskStatus:
+    """The task with only the URLs whose state is not its own in ``urls`` (its counts kept)."""
+    if all(u.state == status.state for u in status.urls):
+        return replace(status, urls=()) if status.urls else status
+    return replace(status, urls=tuple(u for u in status.urls if u.state != status.state))
+
+
 def _only_urls(status: TaskStatus, urls: set[str] | None) -> TaskStatus:
     """A vendor task narrowed to this job's URLs (a task found by lookup may hold others),
     each named as the job has it."""
@@ -401,7 +456,8 @@ def status_with_claims(
 def url_claims(
     ws: Workspace, ref: JobRef, statuses: Mapping[str, list[TaskStatus]]
 ) -> dict[str, str]:
-    """What the vendors say about each URL: its own state where given, else its task's."""
+    """What the vendors say about each URL: its own state where given, else its task's
+    (within a journal job, a task lists only the URLs whose state is not its own)."""
     claims: dict[str, str] = {}
 
     def claim(url: str, state: str) -> None:

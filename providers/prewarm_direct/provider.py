@@ -119,6 +119,7 @@ class DirectProvider(Provider):
     )
     submit_options = SUBMIT_OPTIONS
     finished_in_submit = True  # a URL is accepted once warmed: nothing is left to wait for
+    status_tasks = None  # a request counts in the latest of the job's runs that answered it
 
     def __init__(self, alias: str, settings: Mapping[str, Any]) -> None:
         super().__init__(alias, settings)
