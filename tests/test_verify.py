@@ -468,6 +468,16 @@ def test_body_cut_short_keeps_the_verdict_and_reports_the_error(edge: CacheServe
     assert len(edge.paths("/truncated")) == 1  # the CDN answered: not a connection error
 
 
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_probes_one_after_another_share_one_connection(edge: CacheServer, method: str) -> None:
+    """A HEAD answer closed unread closed its connection: a TCP and TLS handshake per URL."""
+    paths = [f"/k{i}.js" for i in range(6)]
+    result = verify([edge.url + p for p in paths], VerifyOptions(method=method, concurrency=1))
+    assert [r["status_code"] for r in result["results"]] == [200] * len(paths)
+    assert [r["method"] for r in edge.requests] == [method] * len(paths)
+    assert edge.connections == 1
+
+
 def test_head_and_get_can_differ(edge: CacheServer) -> None:
     assert one(edge, "/head-differs")["cache"] == MISS
     assert one(edge, "/head-differs", VerifyOptions(method="GET"))["cache"] == HIT

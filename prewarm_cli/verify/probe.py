@@ -431,6 +431,12 @@ def _probe(
                         error = (
                             f"{describe_error(exc, options.timeout)} after {size} bytes of the body"
                         )
+                else:
+                    # A HEAD answer has no body, but the exchange ends only when it is read:
+                    # closed unread, the connection is closed too, and the next probe opens
+                    # another (a TCP and TLS handshake per URL).
+                    with contextlib.suppress(httpx.HTTPError):
+                        response.read()
                 elapsed = time.monotonic() - started
                 verdict = classify(response.headers, response.status_code)
                 return ProbeResult(

@@ -200,6 +200,7 @@ class CacheServer:
         self.sni: list[str | None] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.connections = 0  # TCP connections accepted
         self._lock = threading.Lock()
         self._ssl_context = ssl_context
         self._httpd: ThreadingHTTPServer | None = None
@@ -303,6 +304,8 @@ def _make_handler(server: CacheServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def handle(self) -> None:
+            with server._lock:
+                server.connections += 1
             selected = getattr(self.request, "selected_alpn_protocol", lambda: None)()
             if selected == "h2":
                 _serve_h2(server, self.request)
