@@ -1,10 +1,11 @@
 """A million input URLs: time and peak memory of `urls`, of a dry run and of a real submit
 (fake CDN).
 
-    .venv/bin/python benchmarks/bench_million.py [N] [--shuffled]
+    .venv/bin/python benchmarks/bench_million.py [N] [--shuffled] [--failing=EVERY]
 
 The URLs come in sorted order, as a build directory lists them; with --shuffled in random
-order, as a sitemap or a sync log may (the same URLs, a fixed shuffle).
+order, as a sitemap or a sync log may (the same URLs, a fixed shuffle). With --failing=EVERY,
+one URL in EVERY fails at the vendor (its tasks end partial, and `report` lists them).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fakes.generic import FakeCdn
 ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
 N = int(ARGS[0]) if ARGS else 1_000_000
 SHUFFLED = "--shuffled" in sys.argv[1:]
+FAILING = next((int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--failing=")), 0)
 
 
 def main() -> None:
@@ -36,7 +38,8 @@ def main() -> None:
             random.Random(2026).shuffle(order)
         with listing.open("w") as fh:
             for i in order:
-                fh.write(f"https://static.example.com/assets/2026/chunk-{i:07d}.js\n")
+                kind = "fail" if FAILING and i % FAILING == 0 else "chunk"  # the fake fails "fail"
+                fh.write(f"https://static.example.com/assets/2026/{kind}-{i:07d}.js\n")
         print(
             f"{N} URLs{' in random order' if SHUFFLED else ''},"
             f" {listing.stat().st_size / 1e6:.0f} MB file"

@@ -52,14 +52,14 @@ def job(
 
 
 def status_of(
-    config: Path, job_id: str
+    config: Path, job_id: str, *, with_claims: bool = True
 ) -> tuple[dict[str, Any], list[tuple[str, str]], dict[str, list[TaskStatus]]]:
-    """The job's status, its claims in order, and the task statuses `status` kept."""
+    """The job's status, its claims in order (for --verify), and the task statuses kept."""
     ws = Workspace(config_mod.load_config(str(config)), Output("json", stderr=io.StringIO()))
     try:
         ref = status_mod.journal_ref(ws, job_id)
-        status, kept = status_mod._job_status(ws, ref)
-        claims = status_mod.url_claims(ws, ref, kept)
+        status, kept = status_mod._job_status(ws, ref, with_claims=with_claims)
+        claims = status_mod.url_claims(ws, ref, kept) if with_claims else {}
     finally:
         ws.close()
     return status.to_dict(), list(claims.items()), kept
@@ -125,7 +125,7 @@ def test_each_group_reads_only_its_tasks_urls_and_keeps_only_the_odd_ones(
     config, job_id = job
     asked = spy(monkeypatch, fake_provider_class(), "fetch_status")
     read = spy(monkeypatch, Journal, "accepted_urls")
-    _, claims, kept = status_of(config, job_id)
+    with_verify, claims, kept = status_of(config, job_id)
     # The journal's URLs are read a group at a time, for that group's tasks only.
     assert len(read) == len(asked) > 1
     assert all(set(r) <= set(a) for r, a in zip(read, asked, strict=True)), (read, asked)
@@ -138,36 +138,61 @@ def test_each_group_reads_only_its_tasks_urls_and_keeps_only_the_odd_ones(
         if task.state == State.SUCCEEDED:
             assert task.urls == () and task.succeeded == task.total > 0
     assert len(claims) == sum(s.total for s in tasks)
+    # Without --verify, no per-URL result is kept at all: the same counts.
+    without, _, bare = status_of(config, job_id, with_claims=False)
+    assert all(task.urls == () for task in bare["fake"])
+    assert without == with_verify
 
 
-def test_a_task_not_found_is_said_of_every_group(
-    job: tuple[Path, str], monkeypatch: pytest.MonkeyPatch, groups_of_three: None
+@pytest.mark.parametrize("n_gone", [1, 2])
+def test_a_task_not_found_is_said_as_one_call_for_all_would_say_it(
+    job: tuple[Path, str], monkeypatch: pytest.MonkeyPatch, groups_of_three: None, n_gone: int
 ) -> None:
     """A vendor that names every task it no longer keeps (Qiniu, after 7 days): the error
-    names those of every group, as one call for all would."""
+    names those of every group. Asked again, only the tasks of the groups that had one."""
     from prewarm_cli.errors import NotFoundError
 
     config, job_id = job
     cls = fake_provider_class()
     real = cls.fetch_status
-    first_and_last: list[str] = []
+    gone: list[str] = []
+    asked: list[list[str]] = []
 
     def fetch_status(self: Any, task_ids: Sequence[str]) -> list[TaskStatus]:
-        gone = [t for t in task_ids if t in first_and_last]
-        if gone:
-            raise NotFoundError("no longer kept: " + ", ".join(gone))
+        asked.append(list(task_ids))
+        missing = [t for t in task_ids if t in gone]
+        if missing:
+            raise NotFoundError("no longer kept: " + ", ".join(missing))
         return real(self, task_ids)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(cls, "fetch_status", fetch_status)
     ws = Workspace(config_mod.load_config(str(config)), Output("json", stderr=io.StringIO()))
     try:
         ref = status_mod.journal_ref(ws, job_id)
-        first_and_last[:] = [ref.tasks["fake"][0], ref.tasks["fake"][-1]]
+        task_ids = ref.tasks["fake"]
+        gone[:] = [task_ids[0], task_ids[-1]][:n_gone]
         with pytest.raises(NotFoundError) as caught:
             status_mod._job_status(ws, ref)
     finally:
         ws.close()
-    assert str(caught.value) == "no longer kept: " + ", ".join(first_and_last)
+    assert str(caught.value) == "no longer kept: " + ", ".join(gone)
+    groups = asked[: len(asked) - (n_gone - 1)]
+    assert [t for group in groups for t in group] == task_ids  # every group asked once
+    if n_gone == 2:  # then the two groups that had one, together
+        assert asked[-1] == [*groups[0], *groups[-1]]
+
+
+def test_a_url_listed_twice_is_claimed_by_its_last_entry() -> None:
+    from prewarm_cli.plugin import UrlStatus
+
+    running, done = (
+        UrlStatus("https://a.test/x", State.RUNNING),
+        UrlStatus("https://a.test/x", State.SUCCEEDED),
+    )
+    task = TaskStatus("t", State.RUNNING, "RUNNING", total=1, urls=(done, running))
+    assert status_mod._unlike_task(task).urls == ()  # its claim: the task's, running
+    task = TaskStatus("t", State.RUNNING, "RUNNING", total=1, urls=(running, done))
+    assert status_mod._unlike_task(task).urls == (done,)
 
 
 def test_one_task_larger_than_the_bound_is_a_group_of_its_own(

@@ -164,7 +164,11 @@ def job_status(ws: Workspace, ref: JobRef) -> JobStatus:
     return _job_status(ws, ref)[0]
 
 
-def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[TaskStatus]]]:
+def _job_status(
+    ws: Workspace, ref: JobRef, *, with_claims: bool = False
+) -> tuple[JobStatus, dict[str, list[TaskStatus]]]:
+    """The job's status, and the task statuses it was summed from; within a journal job,
+    their per-URL results only where they make a claim (``with_claims``; see url_claims)."""
     # Asked before the journal is read: a run that ends after this has recorded its
     # outcomes by then, so what it was still sending never looks abandoned.
     holder = JobLock(ws.state_dir, ref.job_id).holder() if ref.job_id else None
@@ -196,7 +200,9 @@ def _job_status(ws: Workspace, ref: JobRef) -> tuple[JobStatus, dict[str, list[T
                 details = first_details(recorded)
             else:
                 journal_job = ref.job_id if ref.piped is None else None
-                statuses = _vendor_statuses(ws, session, alias, task_ids, journal_job)
+                statuses = _vendor_statuses(
+                    ws, session, alias, task_ids, journal_job, keep_urls=with_claims
+                )
                 details = session.provider.job_details(statuses)
         seen[alias] = statuses
         providers[alias] = _provider_status(
@@ -342,31 +348,47 @@ def _vendor_statuses(
     alias: str,
     task_ids: Sequence[str],
     job_id: str | None,
+    *,
+    keep_urls: bool,
 ) -> list[TaskStatus]:
     """The vendor's states of these tasks, asked ``status_tasks`` at a time.
 
     Within a journal job (``job_id``) each task is narrowed to the URLs the job accepted into
     it (a task none of whose URLs the job has accepted keeps none: the journal counts them,
-    rejected or failed), and keeps in ``urls`` only those whose state is not the task's: what
-    --verify's claims need beyond the task's state. So a job's million per-URL results are
-    never all held at once.
+    rejected or failed), and its per-URL results are let go once counted: all of them, or
+    with ``keep_urls`` (--verify's claims) those whose state is not the task's. So, without
+    --verify, a job's million per-URL results are never all held at once.
+    A task not found is said as one call for all of them would say it: a vendor may name
+    every task it no longer keeps.
     """
     provider = session.provider
-    groups = list(_task_groups(ws, job_id, alias, task_ids, provider.status_tasks))
     statuses: list[TaskStatus] = []
-    try:
-        for group in groups:
+    not_found: list[tuple[Sequence[str], NotFoundError]] = []
+    for group in _task_groups(ws, job_id, alias, task_ids, provider.status_tasks):
+        try:
             asked = session.call(provider.fetch_status, group)
-            if job_id is not None and any(s.urls for s in asked):
-                listed = [s.task_id for s in asked if s.urls]
-                urls = ws.journal.accepted_urls(job_id, alias, listed)
-                asked = [_unlike_task(_only_urls(s, urls.get(s.task_id, set()))) for s in asked]
-            statuses.extend(asked)
-    except NotFoundError:
-        if len(groups) > 1:
-            session.call(provider.fetch_status, task_ids)  # its error names them all
-        raise
+        except NotFoundError as exc:
+            not_found.append((group, exc))  # the other groups may hold more
+            continue
+        if job_id is not None and any(s.urls for s in asked):
+            listed = [s.task_id for s in asked if s.urls]
+            urls = ws.journal.accepted_urls(job_id, alias, listed)
+            narrowed = (_only_urls(s, urls.get(s.task_id, set())) for s in asked)
+            asked = [_unlike_task(s) if keep_urls else replace(s, urls=()) for s in narrowed]
+        statuses.extend(asked)
+    if len(not_found) == 1:
+        raise not_found[0][1]
+    if not_found:  # one error naming all of them, as the vendor words it
+        session.call(provider.fetch_status, [t for group, _ in not_found for t in group])
+        raise not_found[0][1]
     return statuses
+
+
+def _unlike_task(status: TaskStatus) -> TaskStatus:
+    """The task with only the URLs whose state is not its own in ``urls`` (its counts kept);
+    a URL listed twice, by its last entry (as url_claims takes it)."""
+    last = {u.url: u for u in status.urls}
+    return replace(status, urls=tuple(u for u in last.values() if u.state != status.state))
 
 
 STATUS_URLS = 50_000  # URLs a group of tasks asked about at once may hold, as the journal counts
@@ -398,13 +420,6 @@ def _task_groups(
         n_urls += size
     if group:
         yield group
-
-
-def _unlike_task(status: TaskStatus) -> TaskStatus:
-    """The task with only the URLs whose state is not its own in ``urls`` (its counts kept)."""
-    if all(u.state == status.state for u in status.urls):
-        return replace(status, urls=()) if status.urls else status
-    return replace(status, urls=tuple(u for u in status.urls if u.state != status.state))
 
 
 def _only_urls(status: TaskStatus, urls: set[str] | None) -> TaskStatus:
@@ -448,7 +463,7 @@ def status_with_claims(
 ) -> tuple[JobStatus, dict[str, str]]:
     """job_status(), also returning each URL's vendor state (for --verify; {} unless
     ``with_claims``: they read every URL of the job)."""
-    status, statuses = _job_status(ws, ref)
+    status, statuses = _job_status(ws, ref, with_claims=with_claims)
     _say_resume(ws, status, ref)
     return status, url_claims(ws, ref, statuses) if with_claims else {}
 
@@ -663,7 +678,7 @@ def wait_with_claims(
     deadline = clock() + timeout if timeout else None
     with ws.out.progress(None, "waiting") as progress:
         while True:
-            status, statuses = _job_status(ws, ref)
+            status, statuses = _job_status(ws, ref, with_claims=with_claims)
             progress.update(
                 completed=status.succeeded + status.failed,
                 total=status.total,
