@@ -118,8 +118,8 @@ def write_json(stream: TextIO, value: Any, *, live: bool = False) -> None:
     """``value`` as ``json.dumps(value, indent=2)`` would write it, without holding it whole:
     an iterator is a list written item by item as it yields (``live``: each flushed as it
     comes), a callable is called for its value when its turn comes (a summary known only once
-    the items before it are written); only a mapping's own values are looked at so, and its
-    keys must be strings.
+    the items before it are written); so in mappings at any depth, whose keys must be
+    strings (not in lists).
 
     Cut short while it waits for an item (Ctrl-C, or one of prewarm's errors), a document
     that has begun is closed where it stands, still valid JSON, with the error under
@@ -140,7 +140,7 @@ class _Cut(Exception):
 
 
 def _write_json(stream: TextIO, value: Any, level: int, live: bool) -> None:
-    if isinstance(value, Mapping) and any(_is_lazy(v) for v in value.values()):
+    if _is_lazy_mapping(value):
         items: Iterator[Any] = iter(value.items())
         opening, closing = "{", "}"
     elif isinstance(value, Iterator):
@@ -164,7 +164,7 @@ def _write_json(stream: TextIO, value: Any, level: int, live: bool) -> None:
         head = (opening if first else ",") + inner
         if closing == "}":
             head += _ENCODER.encode(key) + ": "
-        if isinstance(item, Iterator):
+        if isinstance(item, Iterator) or _is_lazy_mapping(item):
             stream.write(head)
             first = False
             try:
@@ -228,7 +228,12 @@ def _json_text(value: Any, level: int) -> str:
 
 
 def _is_lazy(value: Any) -> bool:
-    return callable(value) or isinstance(value, Iterator)
+    return callable(value) or isinstance(value, Iterator) or _is_lazy_mapping(value)
+
+
+def _is_lazy_mapping(value: Any) -> bool:
+    """A mapping with a lazy value, at any depth (status's `verify.results`)."""
+    return isinstance(value, Mapping) and any(_is_lazy(v) for v in value.values())
 
 
 def is_tty(stream: TextIO) -> bool:

@@ -42,6 +42,11 @@ def test_a_streamed_document_is_the_text_json_dumps_gives(
     assert written({"results": iter(items), "summary": lambda: summary}) == json.dumps(
         {"results": items, "summary": summary}, indent=2, ensure_ascii=False
     )
+    # Deeper, as status --verify nests them: {..., "verify": {"results": ..., "summary": ...}}
+    nested = {**head, "verify": {"results": iter(items), "summary": lambda: summary}}
+    assert written(nested) == json.dumps(
+        {**head, "verify": {"results": items, "summary": summary}}, indent=2, ensure_ascii=False
+    )
 
 
 def answers(n: int, cut: BaseException) -> Iterator[dict[str, int]]:
@@ -63,6 +68,18 @@ def test_a_document_cut_short_is_closed_with_its_error(n_given: int, cut: BaseEx
     )
     assert out.getvalue().endswith("}\n")
     assert said_on_stdout(caught.value)  # the exit path writes no second object
+
+
+@pytest.mark.parametrize("n_given", [0, 2])
+def test_a_nested_document_cut_short_is_closed_with_its_error_at_the_top(n_given: int) -> None:
+    out = io.StringIO()
+    verify = {"results": answers(n_given, KeyboardInterrupt()), "summary": dict}
+    with pytest.raises(KeyboardInterrupt) as caught:
+        write_json(out, {"state": "succeeded", "verify": verify})
+    data = json.loads(out.getvalue())
+    assert data["state"] == "succeeded" and data["error"]["code"] == "interrupted"
+    assert data["verify"] == {"results": [{"i": i} for i in range(n_given)]}
+    assert said_on_stdout(caught.value)
 
 
 def test_what_is_not_prewarm_s_to_say_leaves_the_document_cut() -> None:

@@ -237,6 +237,89 @@ def test_piped_verify_json_cut_short_by_ctrl_c_is_still_one_json_document(
     assert data["error"]["code"] == "interrupted" and "summary" not in data
 
 
+def finished_job(fake_cdn: FakeCdn, urls: list[str]) -> str:
+    """A job of these URLs at the fake vendor, every task of it done."""
+    r = invoke("submit", "-o", "json", *urls)
+    assert r.returncode == 0, r.stderr
+    submitted = json.loads(r.stdout)
+    tasks = [t["task_id"] for t in submitted["tasks"]]
+    wait_for(lambda: all(fake_cdn.task_state(t) == "DONE" for t in tasks), 30)
+    return str(submitted["job_id"])
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+def test_piped_status_verify_writes_each_answer_as_it_comes(
+    fake_config, fake_cdn: FakeCdn, cli_env, tmp_path: Path, edge: CacheServer, fmt: str
+) -> None:
+    """A job's --verify results are not all held: piped, each is written as it comes, in
+    the order of the job's URLs, after the status."""
+    held = threading.Event()
+    edge.routes["/held"] = Route(headers={"X-Cache": "HIT"}, held=held)
+    urls = [*(f"{edge.url}/cloudfront/hit?i={i}" for i in range(5)), f"{edge.url}/held"]
+    job = finished_job(fake_cdn, urls)
+    env = {k: v for k, v in cli_env.items() if k != "PYTHONUNBUFFERED"}
+    proc = popen(env, tmp_path, "status", job, "--verify", "-o", fmt)
+    assert proc.stdout is not None and proc.stderr is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read(stdout: IO[str]) -> None:
+        for line in stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, args=(proc.stdout,), daemon=True).start()
+    try:
+        seen = ""
+        while seen.count("/cloudfront/hit?i=") < 5:
+            seen += lines.get(timeout=30) or ""
+        wait_for(lambda: edge.in_flight == 1, 30)
+        assert "/held" not in seen
+    finally:
+        held.set()
+        proc.wait(60)
+    assert proc.returncode == 0, proc.stderr.read()
+    text = seen + "".join(iter(lambda: lines.get(timeout=30), None))
+    if fmt == "json":
+        data = json.loads(text)
+        assert data["state"] == "succeeded" and data["job_id"] == job
+        assert [r["url"] for r in data["verify"]["results"]] == urls
+        assert {r["vendor"] for r in data["verify"]["results"]} == {"succeeded"}
+        assert data["verify"]["summary"]["total"] == 6
+        assert data["verify"]["summary"]["mismatches"] == 0
+    else:
+        records = [json.loads(line) for line in text.splitlines()]
+        assert [r["record"] for r in records] == ["status"] + ["verify"] * 6
+        assert [r["url"] for r in records[1:]] == urls
+
+
+@pytest.mark.parametrize("command", ["status", "submit"])
+def test_piped_verify_of_a_job_cut_short_by_ctrl_c_is_one_json_document_naming_the_job(
+    fake_config, fake_cdn: FakeCdn, cli_env, tmp_path: Path, edge: CacheServer, command: str
+) -> None:
+    held = threading.Event()
+    edge.routes["/held"] = Route(headers={"X-Cache": "HIT"}, held=held)
+    urls = [f"{edge.url}/cloudfront/hit", f"{edge.url}/held"]
+    if command == "status":
+        job = finished_job(fake_cdn, urls)
+        args = ["status", job, "--verify"]
+    else:
+        args = ["submit", "--wait", "--interval", "0.1", "--verify", *urls]
+    proc = popen(cli_env, tmp_path, *args, "-o", "json")
+    try:
+        stopped = interrupt(proc, lambda: wait_for(lambda: edge.in_flight == 1, 30))
+    finally:
+        held.set()
+    assert proc.returncode == 130, stopped.err
+    data = json.loads(stopped.out)  # one document: the results so far, and the error in it
+    job = data["job_id"]
+    assert [r["url"] for r in data["verify"]["results"]] in ([], urls[:1])
+    assert "summary" not in data["verify"]
+    error = data["error"]
+    assert error["code"] == "interrupted" and error["job_id"] == job
+    assert error["message"] == f"interrupted while verifying job {job}"
+    assert f"`prewarm status --verify {job}` verifies again" in error["hint"]
+
+
 def test_verify_with_a_ca_bundle_it_cannot_read_says_so_before_any_result(
     cli_env: dict[str, str], tmp_path: Path, edge: CacheServer
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, closing, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from prewarm_cli.output import Column, counted
@@ -16,15 +18,66 @@ if TYPE_CHECKING:
 MAX_LISTED_FAILURES = 20  # per kind, in the submit table; `prewarm report` lists them all
 
 
-def verify_claims(
-    ws: Workspace, claims: dict[str, str], ref: JobRef | None = None
-) -> tuple[dict[str, Any], ExitCode]:
-    """--verify: probe the job's URLs and set the vendors' claims beside what was seen.
+class ClaimsCheck:
+    """--verify of a job: its results as the answers come (``results``, read within
+    `claims_verified`), each set beside the vendors' claim; their summary and exit code once
+    read."""
+
+    def __init__(
+        self,
+        parts: Sequence[tuple[Generator[dict[str, Any], None, None], str | None]],
+        claims: Mapping[str, str],
+        reading: Callable[[], AbstractContextManager[None]],
+    ) -> None:
+        from prewarm_cli.verify import probe
+
+        self._tally = probe.Tally()
+        self._n_mismatches = 0
+        self._parts = parts
+        self.results = self._checked(claims, reading)
+
+    def _checked(
+        self, claims: Mapping[str, str], reading: Callable[[], AbstractContextManager[None]]
+    ) -> Generator[dict[str, Any], None, None]:
+        from prewarm_cli.verify import probe
+
+        try:
+            with reading():  # Ctrl-C while an answer is awaited is said with the job's name
+                for results, label in self._parts:
+                    for item in probe.against_claims(results, claims):
+                        if label is not None:
+                            item["target"] = label
+                        self._tally.add(item)
+                        self._n_mismatches += item["mismatch"]
+                        yield item
+        finally:
+            for results, _ in self._parts:
+                results.close()  # their threads and connections go with them
+
+    def summary(self) -> dict[str, Any]:
+        return {**self._tally.to_dict(), "mismatches": self._n_mismatches}
+
+    def exit_code(self) -> ExitCode:
+        from prewarm_cli.verify import probe
+
+        return probe.exit_code(self.summary())
+
+
+@contextmanager
+def claims_verified(
+    ws: Workspace,
+    claims: dict[str, str],
+    ref: JobRef | None,
+    reading: Callable[[], AbstractContextManager[None]],
+) -> Iterator[ClaimsCheck]:
+    """--verify: probe the job's URLs and set the vendors' claims beside what was seen, under
+    a progress bar; ``reading`` is entered around the reading of the answers.
 
     The probes send the job's -H headers: a cache keyed on one of them (a device header) is
     checked in the entry that was warmed. A provider that warmed given edges and variants
     (direct) names them: each is probed through its own IP with its own Accept-Encoding, the
     User-Agent the provider sent and its ca_bundle; other URLs are probed once, as `verify`.
+    A CA bundle that cannot be read is said before any answer.
     """
     from prewarm_cli.inputs import host_of
     from prewarm_cli.verify import probe
@@ -37,32 +90,62 @@ def verify_claims(
     total = probe.planned_requests(len(rest), options) + len(pinned)
     # Each target is probed with its own Accept-Encoding; a -H one was not sent (direct).
     own_headers = tuple((n, v) for n, v in headers if n.lower() != "accept-encoding")
+    groups: dict[tuple[str, str | None, str, str | None, str | None], list[str]] = {}
+    for alias, t in pinned:
+        key = (alias, t.ip, t.accept_encoding, t.label, t.user_agent)
+        groups.setdefault(key, []).append(t.url)
+    del pinned, pinned_urls
     with ws.out.progress(total, "verifying") as bar:
-        result = probe.verify_against_claims(rest, claims, options, bar.advance)
-        groups: dict[tuple[str, str | None, str, str | None, str | None], list[str]] = {}
-        for alias, t in pinned:
-            key = (alias, t.ip, t.accept_encoding, t.label, t.user_agent)
-            groups.setdefault(key, []).append(t.url)
+        parts: list[tuple[Generator[dict[str, Any], None, None], str | None]] = [
+            (probe.verify_stream(rest, options, bar.advance)[0], None)
+        ]
         for (alias, ip, encoding, label, user_agent), urls in groups.items():
             pins = tuple(sorted({f"{host_of(u)}:{ip}" for u in urls})) if ip else ()
-            more = probe.verify_against_claims(
-                urls,
-                claims,
-                probe.VerifyOptions(
-                    headers=own_headers,
-                    resolve=pins,
-                    encodings=(encoding,),
-                    user_agent=user_agent or probe.USER_AGENT,
-                    ca_bundle=ws.session(alias).ca_bundle,
-                ),
-                bar.advance,
+            group_options = probe.VerifyOptions(
+                headers=own_headers,
+                resolve=pins,
+                encodings=(encoding,),
+                user_agent=user_agent or probe.USER_AGENT,
+                ca_bundle=ws.session(alias).ca_bundle,
             )
-            result["results"].extend({**r, "target": label} for r in more["results"])
-    result["summary"] = {
-        **probe.summarize(result["results"]),
-        "mismatches": sum(1 for r in result["results"] if r["mismatch"]),
-    }
-    return result, probe.exit_code(result["summary"])
+            parts.append((probe.verify_stream(urls, group_options, bar.advance)[0], label))
+        check = ClaimsCheck(parts, claims, reading)
+        with closing(check.results):
+            yield check
+
+
+def emit_verified(
+    ws: Workspace,
+    data: dict[str, Any],
+    claims: dict[str, str],
+    ref: JobRef,
+    *,
+    naming: Callable[[], AbstractContextManager[None]],
+    table: Callable[[dict[str, Any]], None],
+    records: Callable[[dict[str, Any]], Iterable[dict[str, Any]]],
+) -> ExitCode:
+    """``data`` with its `verify` part (`claims_verified`), written; verify's exit code.
+
+    Piped JSON and ndjson are written as the answers come, each flushed: a million results
+    are never all held. Cut short by Ctrl-C, the JSON document is closed with the error in
+    it. A table, and JSON on a terminal (under the progress bar), once they all came.
+    ``naming`` names the job in an error and in Ctrl-C's words.
+    """
+    from prewarm_cli.output import is_tty
+
+    out = ws.out
+    streamed = out.fmt != "table" and not is_tty(out.stdout)
+    with naming(), claims_verified(ws, claims, ref, naming) as check:
+        if streamed:
+            data["verify"] = {"results": check.results, "summary": check.summary}
+            out.emit(data, records=records, live=True)
+        else:
+            data["verify"] = {"results": list(check.results), "summary": check.summary()}
+    if not streamed:
+        out.emit(data, table=table, records=records)
+    if out.fmt != "table":
+        verify_note(out, check.summary())
+    return check.exit_code()
 
 
 def _job_headers(ws: Workspace, ref: JobRef | None) -> tuple[tuple[str, str], ...]:
@@ -93,11 +176,11 @@ def verify_table(out: Output, result: dict[str, Any]) -> None:
     render.render_table(out, result)
 
 
-def verify_note(out: Output, result: dict[str, Any]) -> None:
+def verify_note(out: Output, summary: Mapping[str, Any]) -> None:
     """Beside JSON data, the verify summary on stderr: the reason for an exit 4 in words."""
     from prewarm_cli.verify import render
 
-    out.info(f"verify: {render.summary_line(result['summary'])}")
+    out.info(f"verify: {render.summary_line(summary)}")
 
 
 def job_records(
@@ -106,11 +189,11 @@ def job_records(
     summary: SubmitSummary | None = None,
     status: JobStatus | None = None,
     verify: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
+) -> Iterator[dict[str, Any]]:
     """The -o ndjson lines of submit and status: the submit's counts, one per vendor task,
     one per provider's status, one per verify request; each says which (`record`) and names
-    its job (a submit with no task, all deferred, still says which job to resume)."""
-    lines: list[dict[str, Any]] = []
+    its job (a submit with no task, all deferred, still says which job to resume). The verify
+    lines come as its results do."""
     if summary is not None:
         counts = {
             k: len(v) if isinstance(v, list) else v
@@ -128,15 +211,15 @@ def job_records(
                 "skipped",
             )
         }
-        lines.append({"record": "submit", "job_id": job_id, **counts})
-        lines += [{"record": "task", "job_id": job_id, **t.to_dict()} for t in summary.tasks]
+        yield {"record": "submit", "job_id": job_id, **counts}
+        for t in summary.tasks:
+            yield {"record": "task", "job_id": job_id, **t.to_dict()}
     if status is not None:
-        lines += [
-            {"record": "status", "job_id": job_id, **p.to_dict()} for p in status.providers.values()
-        ]
+        for p in status.providers.values():
+            yield {"record": "status", "job_id": job_id, **p.to_dict()}
     if verify is not None:
-        lines += [{"record": "verify", "job_id": job_id, **r} for r in verify["results"]]
-    return lines
+        for r in verify["results"]:
+            yield {"record": "verify", "job_id": job_id, **r}
 
 
 def submit_table(out: Output, summary: SubmitSummary) -> None:

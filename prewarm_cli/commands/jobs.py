@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -18,11 +19,10 @@ from prewarm_cli.commands._common import (
     workspace,
 )
 from prewarm_cli.commands._render import (
+    emit_verified,
     job_records,
     report_table,
     status_table,
-    verify_claims,
-    verify_note,
     verify_table,
 )
 from prewarm_cli.errors import exit_for, worst_exit
@@ -65,27 +65,33 @@ def status(
             result, claims = engine.status_with_claims(ws, ref, with_claims=verify)
         data = result.to_dict()
         codes = {exit_for(result.outcomes())}
-        if verify:
-            with naming_the_job(
-                ref.job_id,
-                f"interrupted while verifying job {named}",
-                engine.wait_again(ref, "--verify")[1],
-            ):
-                data["verify"], verify_code = verify_claims(ws, claims, ref)
-            codes.add(verify_code)
 
         def table(d: dict[str, Any]) -> None:
             status_table(ws.out, result)
             if "verify" in d:
                 verify_table(ws.out, d["verify"])
 
-        ws.out.emit(
-            data,
-            table=table,
-            records=lambda d: job_records(result.job_id, status=result, verify=d.get("verify")),
-        )
-        if verify and ws.out.fmt != "table":
-            verify_note(ws.out, data["verify"])
+        def records(d: dict[str, Any]) -> Iterator[dict[str, Any]]:
+            return job_records(result.job_id, status=result, verify=d.get("verify"))
+
+        if verify:
+            codes.add(
+                emit_verified(
+                    ws,
+                    data,
+                    claims,
+                    ref,
+                    naming=lambda: naming_the_job(
+                        ref.job_id,
+                        f"interrupted while verifying job {named}",
+                        engine.wait_again(ref, "--verify")[1],
+                    ),
+                    table=table,
+                    records=records,
+                )
+            )
+        else:
+            ws.out.emit(data, table=table, records=records)
         exit_with(worst_exit(codes))
 
 

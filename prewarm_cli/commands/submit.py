@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -19,12 +20,11 @@ from prewarm_cli.commands._common import (
     workspace,
 )
 from prewarm_cli.commands._render import (
+    emit_verified,
     job_records,
     plan_table,
     status_table,
     submit_table,
-    verify_claims,
-    verify_note,
     verify_table,
 )
 from prewarm_cli.errors import UsageError, exit_for, worst_exit
@@ -178,27 +178,35 @@ def submit(
             )
         result: dict[str, Any] = {**summary.to_dict(), "status": status.to_dict()}
         codes = {code, exit_for(status.outcomes())}
+
+        def table(d: dict[str, Any]) -> None:
+            status_table(ws.out, status)  # the submit's table came before the wait
+            if "verify" in d:
+                verify_table(ws.out, d["verify"])
+
+        def records(d: dict[str, Any]) -> Iterator[dict[str, Any]]:
+            return job_records(summary.job_id, status=status, verify=d.get("verify"))
+
         if verify:
-            with naming_the_job(
-                job,
-                f"interrupted while verifying job {job}",
-                engine.wait_again(ref, "--verify")[1],
-            ):
-                result["verify"], verify_code = verify_claims(ws, claims, ref)
-            codes.add(verify_code)
-        if ws.out.fmt == "table":
-            status_table(ws.out, status)
-            if verify:
-                verify_table(ws.out, result["verify"])
-        else:
-            ws.out.emit(
-                result,
-                records=lambda d: job_records(
-                    summary.job_id, status=status, verify=d.get("verify")
-                ),
+            codes.add(
+                emit_verified(
+                    ws,
+                    result,
+                    claims,
+                    ref,
+                    naming=lambda: naming_the_job(
+                        job,
+                        f"interrupted while verifying job {job}",
+                        engine.wait_again(ref, "--verify")[1],
+                    ),
+                    table=table,
+                    records=records,
+                )
             )
-            if verify:
-                verify_note(ws.out, result["verify"])
+        elif ws.out.fmt == "table":
+            table(result)
+        else:
+            ws.out.emit(result, records=records)
         exit_with(worst_exit(codes))
 
 

@@ -198,12 +198,21 @@ def verify_against_claims(
     The summary gets ``mismatches`` (counted per request, like ``total``).
     """
     result = verify(urls, options, progress)
-    for item in result["results"]:
+    result["results"] = list(against_claims(result["results"], claims))
+    result["summary"]["mismatches"] = sum(1 for r in result["results"] if r["mismatch"])
+    return result
+
+
+def against_claims(
+    results: Iterable[dict[str, Any]], claims: Mapping[str, str]
+) -> Generator[dict[str, Any], None, None]:
+    """Each result with ``vendor`` (the URL's claimed state, or None) and ``mismatch`` (the
+    vendor says ``succeeded`` but the URL is not warm here), as it comes."""
+    for item in results:
         claim = claims.get(item["url"])
         item["vendor"] = claim
         item["mismatch"] = claim == "succeeded" and not is_warm(item)
-    result["summary"]["mismatches"] = sum(1 for r in result["results"] if r["mismatch"])
-    return result
+        yield item
 
 
 @dataclass
