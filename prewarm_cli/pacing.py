@@ -87,18 +87,25 @@ class RetryBudget:
     def left(self) -> float:
         return self.deadline - self.clock()
 
-    def next_wait(self, retry_after: float | None) -> float | None:
+    def next_wait(self, retry_after: float | None, *, at_least: bool = False) -> float | None:
         """Seconds to wait before the next try (the vendor's Retry-After, else the backoff);
         None when no try is left, or no time for that wait. A backoff must leave time for a
         try as long as the last one too (a request that stalls to its timeout must not run
         the retries past the limit); a Retry-After that does not fit is the caller's to defer.
+        ``at_least``: the Retry-After is a floor under the backoff, not in its place (the
+        URLs of a batch sent again together, only some of whose answers said how long).
         """
         now = self.clock()
         if self._tried_from is not None:
             self._last_try = now - self._tried_from
         retry = self.n_retries + 1
-        wait = retry_after if retry_after is not None else self.policy.backoff(retry)
-        needs = wait if retry_after is not None else wait + self._last_try
+        if retry_after is not None and not at_least:
+            wait = needs = retry_after
+        else:
+            wait = self.policy.backoff(retry)
+            needs = wait + self._last_try
+            if retry_after is not None:
+                wait, needs = max(wait, retry_after), max(needs, retry_after)
         if retry >= max(1, self.policy.attempts) or needs > self.left():
             return None
         self.n_retries = retry

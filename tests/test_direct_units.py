@@ -256,6 +256,31 @@ def test_a_retry_after_longer_than_the_retries_defers_instead_of_failing(
     assert "3600" in r.stderr and f"--resume {data['job_id']}" in r.stderr
 
 
+def test_a_retry_after_of_some_answers_does_not_shorten_the_others_backoff(
+    write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One URL's 503 says Retry-After: 0, another's says nothing: the two are sent again
+    together after the backoff, not at once (five tries in 0.3 s hammered the edge)."""
+    from fakes.cache_server import CacheServer, Route
+    from helpers import invoke
+
+    import prewarm_cli.engine.sender as sender_mod
+
+    waits: list[float] = []
+    monkeypatch.setattr(sender_mod, "wait_for", lambda _stop, seconds: waits.append(seconds))
+    write_config(
+        '[defaults]\nretries = 3\n\n[providers.direct]\ntype = "direct"\nencodings = ["identity"]\n'
+    )
+    with CacheServer() as edge:
+        edge.routes["/now"] = Route(status=503, headers={"Retry-After": "0"})
+        edge.routes["/busy"] = Route(status=503)
+        r = invoke("submit", "-p", "direct", "-o", "json", f"{edge.url}/now", f"{edge.url}/busy")
+        n_asked = {path: len(edge.paths(path)) for path in ("/now", "/busy")}
+    assert r.returncode == 1, r.stderr
+    assert n_asked == {"/now": 3, "/busy": 3}  # retries = 3 tries in all
+    assert len(waits) == 2 and waits[0] >= 0.5 and waits[1] >= 1.0, waits  # the backoff
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -542,6 +542,23 @@ def test_a_retry_after_that_fits_is_waited_whatever_the_tries_took() -> None:
     assert budget.next_wait(45.0) == 45.0  # 45 s fits the 50 s left
 
 
+def test_a_retry_after_as_a_floor_never_shortens_the_backoff() -> None:
+    """A batch's URLs sent again together, one of whose answers said Retry-After: 0 and
+    another nothing (a short body): they wait the backoff, not 0 s (five tries in 0.3 s)."""
+    from prewarm_cli.pacing import RetryBudget, RetryPolicy
+
+    now = [0.0]
+    policy = RetryPolicy(attempts=5, timeout=120.0, wait_initial=1.0)
+    budget = RetryBudget(policy, lambda: now[0])
+    waits = []
+    while (wait := budget.next_wait(0.0, at_least=True)) is not None:
+        waits.append(wait)
+        now[0] += wait
+    assert len(waits) == 4 and all(w >= 2.0**i for i, w in enumerate(waits)), waits
+    budget = RetryBudget(policy, lambda: now[0])
+    assert budget.next_wait(50.0, at_least=True) == 50.0  # longer than the backoff: waited
+
+
 def test_rates_and_daily_budgets_are_kept_per_credential_key(tmp_path: Path) -> None:
     """Aliases of one credential (one key) share its limits; another credential has its own."""
     fake = FakeTime()

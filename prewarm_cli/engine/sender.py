@@ -255,7 +255,8 @@ class BatchSender:
         first_url, first = next(iter(result.failed.items()))
         if result.retry_after is not None and result.retry_after > retries.left():
             self._defer_failed(batch, result, first)
-        wait = retries.next_wait(result.retry_after)
+        # Retry-After as a floor: it came with some of the failed URLs' answers, maybe not all.
+        wait = retries.next_wait(result.retry_after, at_least=True)
         if wait is None:
             self.ledger.answered(batch, result)
             self.advance(len(result.accepted) + len(result.rejected) + n_failed)
