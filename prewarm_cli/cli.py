@@ -40,6 +40,17 @@ class PrewarmGroup(click.Group):
             return super().get_command(ctx, cmd_name)
         return _import_command(entry.target)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            # Before click takes it for a silent exit 1; a socket's, not stdout's, stays as is.
+            if not _stdout_reader_gone():
+                raise
+            from prewarm_cli.errors import ReaderGone
+
+            raise ReaderGone() from exc
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args and not ctx.resilient_parsing:  # `prewarm` alone: the help, and success
             # (shell completion parses `prewarm` with no arguments too: it wants no help)
@@ -115,7 +126,8 @@ def cli() -> None:
 
     Data goes to stdout (a table on a terminal, JSON otherwise), messages to stderr.
     Exit codes: 0 ok, 1 failed, 2 usage/input, 3 config/credentials, 4 not everything
-    warmed, 5 quota/rate limit (resume later), 6 --wait-timeout, 130 interrupted.
+    warmed, 5 quota/rate limit (resume later), 6 --wait-timeout, 130 interrupted, 141
+    stdout's reader gone (| head).
     """
 
 
@@ -149,6 +161,25 @@ def _stop_as_interrupted(signum: int, _frame: object) -> None:
 
 
 _stopping = False  # a run is being stopped (by a signal)
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe or socket whose reader closed it; if so, stdout now goes to
+    /dev/null, so that nothing written or flushed later (at exit) fails again."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        gone = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no descriptor (a test's buffer)
+        return False
+    if gone:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    return gone
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     QUOTA = 5
     WAIT_TIMEOUT = 6
     INTERRUPTED = 130
+    READER_GONE = 141  # stdout's reader went away (`| head`): as a process SIGPIPE ended
 
 
 # Where several exit codes apply, the first of these wins (DESIGN.md §6).
@@ -78,6 +79,11 @@ OUTCOME_EXIT: Mapping[Outcome, ExitCode] = {
 def exit_for(outcomes: Iterable[str]) -> ExitCode:
     """The exit code of everything a command found (the worst one wins)."""
     return worst_exit({OUTCOME_EXIT[Outcome(o)] for o in outcomes})
+
+
+class ReaderGone(Exception):
+    """stdout's reader closed it (`prewarm urls ... | head -1`): nothing more is written,
+    nothing is said, and the run ends as a process that SIGPIPE ended (141)."""
 
 
 class PrewarmError(Exception):

@@ -30,6 +30,10 @@ def exit_for(exc: BaseException, given: Mapping[str, Any], debug: bool) -> ExitC
         return ExitCode.USAGE
     if isinstance(exc, KeyboardInterrupt):
         return _interrupted(given, "interrupted", exc)
+    from prewarm_cli.errors import ReaderGone
+
+    if isinstance(exc, ReaderGone):
+        return ExitCode.READER_GONE  # nobody reads stdout any more: nothing to say there
     if isinstance(exc, PrewarmError):
         report_error(exc, given, debug)
         return exc.exit_code

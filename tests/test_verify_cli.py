@@ -320,6 +320,25 @@ def test_piped_verify_of_a_job_cut_short_by_ctrl_c_is_one_json_document_naming_t
     assert f"`prewarm status --verify {job}` verifies again" in error["hint"]
 
 
+@pytest.mark.parametrize("command", ["urls", "verify"])
+def test_a_reader_that_goes_away_ends_the_run_as_sigpipe_would_silently(
+    cli_env, tmp_path: Path, edge: CacheServer, command: str
+) -> None:
+    """`prewarm ... | head -1`: 141, as a process SIGPIPE ended, and nothing on stderr (it
+    was a silent 1, "failed", which broke `set -o pipefail` scripts for a wrong reason)."""
+    n_urls = 50_000 if command == "urls" else 200  # more than a pipe's buffer holds
+    listing = tmp_path / "urls.txt"
+    listing.write_text("".join(f"{edge.url}/cloudfront/hit?i={i}\n" for i in range(n_urls)))
+    proc = popen(cli_env, tmp_path, command, "-o", "ndjson", "-i", str(listing))
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away
+    err = proc.stderr.read()
+    proc.wait(60)
+    assert first.strip() and proc.returncode == 141, (proc.returncode, err)
+    assert err == "", err
+
+
 def test_verify_with_a_ca_bundle_it_cannot_read_says_so_before_any_result(
     cli_env: dict[str, str], tmp_path: Path, edge: CacheServer
 ) -> None:
