@@ -326,6 +326,15 @@ class Journal:
         )
         return [row["id"] for row in rows]
 
+    def remember_option(self, job_id: str, key: str, value: Any) -> None:
+        """One more entry in the job's options, as it began: what `--resume` holds it to."""
+        with self.transaction() as db:
+            (options,) = db.execute("SELECT options FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            db.execute(
+                "UPDATE jobs SET options = ? WHERE id = ?",
+                (json.dumps({**json.loads(options), key: value}), job_id),
+            )
+
     def set_state(self, job_id: str, state: str, *, unchanged_since: str | None = None) -> None:
         """The job's state; with ``unchanged_since`` (a time job_state_at gave), only if the
         job's row has not changed since (a run that took it up meanwhile wrote to it)."""

@@ -660,6 +660,14 @@ class Provider:
         made. Nothing is sent. The default finds none."""
         return []
 
+    def job_settings(self, options: SubmitOptions) -> Mapping[str, Any]:
+        """What this alias's settings make of a job's work beyond its options, as JSON values
+        (direct warming: its PoP targets, variants and User-Agent). A job remembers them when
+        it starts, and a `submit --resume` whose config makes them otherwise is refused,
+        naming each. Empty by default: a vendor's rate or batch size change how the rest is
+        sent, not what is warmed."""
+        return {}
+
     def job_details(self, statuses: Sequence[TaskStatus]) -> dict[str, Any]:
         """The ``details`` of this provider's part of a job, from its tasks' (status's
         ``providers.ALIAS.details``). By default each key as the first task that has it gives

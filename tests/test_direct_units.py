@@ -256,6 +256,42 @@ def test_a_retry_after_longer_than_the_retries_defers_instead_of_failing(
     assert "3600" in r.stderr and f"--resume {data['job_id']}" in r.stderr
 
 
+def test_a_resume_under_a_config_that_warms_otherwise_is_refused(write_config) -> None:
+    """A job deferred by max_bytes, resumed after its variants changed in the config: it
+    would end half identity, half br, and say succeeded. Refused, naming what changed;
+    resumed once the config is put back."""
+    import json
+
+    from fakes.cache_server import CacheServer, Route
+    from helpers import invoke
+
+    table = (
+        '[providers.direct]\ntype = "direct"\nconcurrency = 1\nmax_bytes = 1000\nencodings = {}\n'
+    )
+    write_config(table.format('["identity"]'))
+    with CacheServer() as edge:
+        urls = [f"{edge.url}/{name}" for name in "abc"]
+        for name in "abc":
+            edge.routes[f"/{name}"] = Route(body=b"x" * 900)
+        r = invoke("submit", "-p", "direct", "-o", "json", *urls)
+        assert r.returncode == 5, r.stderr  # the budget is spent before the last: deferred
+        job = json.loads(r.stdout)["job_id"]
+        n_sent = len(edge.requests)
+        write_config(table.format('["br"]'))
+        r = invoke("submit", "--resume", job)
+        assert r.returncode == 2, r.stderr
+        assert (
+            f'job {job} began with direct\'s encodings = ["identity"];'
+            ' the config now makes it encodings = ["br"]'
+        ) in r.stderr
+        assert "put them back in [providers.direct]" in r.stderr
+        assert len(edge.requests) == n_sent  # nothing sent
+        write_config(table.format('["identity"]'))
+        r = invoke("submit", "--resume", job, "-o", "json")
+        assert r.returncode == 0, r.stderr
+        assert {q["headers"].get("accept-encoding") for q in edge.requests} == {"identity"}
+
+
 def test_a_retry_after_of_some_answers_does_not_shorten_the_others_backoff(
     write_config, monkeypatch: pytest.MonkeyPatch
 ) -> None:

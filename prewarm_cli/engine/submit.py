@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from typing import Any
 
 from prewarm_cli import journal as jr
 from prewarm_cli.engine.intake import (
@@ -65,6 +66,7 @@ def submit(
             for alias in aliases:
                 ws.session(alias)  # a config error (an alias gone) is said first, as exit 3
                 _check_same_vendor(ws, job, alias)
+                _check_same_settings(ws, job, alias, options)
             journal.prepare_resume(job.id)
         except BaseException:
             lock.release()
@@ -83,6 +85,13 @@ def submit(
                 for alias in aliases:
                     ws.session(alias).provider.check_options(options)
                     _check_limits(ws.session(alias))
+                settings = {
+                    alias: dict(found)
+                    for alias in aliases
+                    if (found := ws.session(alias).provider.job_settings(options))
+                }
+                if settings:  # what --resume holds the job to
+                    journal.remember_option(job_id, "settings", settings)
                 check_invalidate(ws, aliases, options)
                 for alias in aliases:
                     # No request left to ask with: the run defers what it cannot send.
@@ -216,6 +225,27 @@ def _check_same_vendor(ws: Workspace, job: jr.Job, alias: str) -> None:
             f"job {job.id} was sent to {alias} as {was}; the config now makes it {now}",
             hint="resume it with the configuration it began with, or submit the URLs"
             " again as a new job",
+        )
+
+
+def _check_same_settings(ws: Workspace, job: jr.Job, alias: str, options: SubmitOptions) -> None:
+    """A job resumes as it began: settings of the alias that decide what it warms (direct's
+    PoPs and variants) and that the config now makes otherwise are refused, each named."""
+    was = job.options.get("settings", {}).get(alias)
+    if not was:
+        return  # none, or a job made before jobs remembered them
+    now = ws.session(alias).provider.job_settings(options)
+    changed = [key for key in sorted({*was, *now}) if was.get(key) != now.get(key)]
+    if changed:
+        import json
+
+        def said(values: Mapping[str, Any]) -> str:
+            return ", ".join(f"{key} = {json.dumps(values.get(key))}" for key in changed)
+
+        raise UsageError(
+            f"job {job.id} began with {alias}'s {said(was)}; the config now makes it {said(now)}",
+            hint=f"put them back in [providers.{alias}] to resume it, or submit the URLs again"
+            " as a new job",
         )
 
 

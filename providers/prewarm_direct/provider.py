@@ -187,6 +187,23 @@ class DirectProvider(Provider):
         )
         return RunPlan(variants, spec, headers)
 
+    def job_settings(self, options: SubmitOptions) -> Mapping[str, Any]:
+        """Where and how a job warms: a --resume under a config that would warm other PoPs,
+        variants or with another User-Agent is refused (the job would be half one, half the
+        other, and say succeeded)."""
+        plan = self.plan_for(options)
+        spec = plan.spec
+        settings: dict[str, Any] = {
+            "encodings": list(plan.variants),
+            "resolve": list(spec.resolve),
+            "pops": list(spec.pops),
+            "ecs": list(spec.ecs),
+            "user_agent": self.user_agent,
+        }
+        if spec.pops or spec.ecs:  # then they say which edges the codes and subnets are
+            settings.update(cf_domain=spec.cf_domain, resolver=spec.resolver)
+        return settings
+
     def check_options(self, options: SubmitOptions) -> None:
         """--accept-encoding, --resolve, --pop and --ecs values it cannot use are refused before
         the job starts (exit 2); the same in the config's table are configuration errors (3)."""
