@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn, TextIO
 
@@ -164,18 +165,35 @@ def _write_json(stream: TextIO, value: Any, level: int, live: bool) -> None:
         head = (opening if first else ",") + inner
         if closing == "}":
             head += _ENCODER.encode(key) + ": "
-        if isinstance(item, Iterator) or _is_lazy_mapping(item):
-            stream.write(head)
+        # Only a mapping's values are looked into (a list's items are data: a result each).
+        if isinstance(item, Iterator) or (closing == "}" and _is_lazy_mapping(item)):
+            try:
+                stream.write(head)
+            except BaseException as exc:  # written (see below): the value it names is null
+                with suppress(OSError):
+                    stream.write("null")
+                _close(stream, exc, level, closing)
             first = False
             try:
                 _write_json(stream, item, level + 1, live)
             except _Cut as cut:
                 _close(stream, cut.cause, level, closing)
         else:
-            stream.write(head + _json_text(item, level + 1))
+            try:  # made whole before anything of it is written: cut here, it is left out
+                text = head + _json_text(item, level + 1)
+            except BaseException as exc:
+                _close(stream, exc, level, opening + closing if first else closing)
+            try:
+                stream.write(text)
+            except BaseException as exc:
+                # A signal's handler runs once the write's call returned: the item is out.
+                _close(stream, exc, level, closing)
             first = False
         if live:
-            stream.flush()
+            try:
+                stream.flush()
+            except BaseException as exc:
+                _close(stream, exc, level, closing)
     stream.write(opening + closing if first else "\n" + "  " * level + closing)
 
 
@@ -190,6 +208,9 @@ def _close(stream: TextIO, cause: BaseException, level: int, closing: str) -> No
         if level == 0 and closing[-1] == "}":
             stream.write(",\n  " + '"error": ' + _json_text(error, 1))
             setattr(cause, _SAID, True)
+            named = _INTERRUPTED.get()
+            if isinstance(cause, KeyboardInterrupt) and named is not None:
+                setattr(named, _SAID, True)  # what the exit will say of it: said already
         stream.write(closing if len(closing) == 2 else "\n" + "  " * level + closing)
         if level == 0:
             stream.write("\n")
@@ -205,12 +226,28 @@ def said_on_stdout(exc: BaseException) -> bool:
     return bool(getattr(exc, _SAID, False))
 
 
+# What Ctrl-C stops where it cuts a streamed document short (see interrupted_as).
+_INTERRUPTED: ContextVar[BaseException | None] = ContextVar("prewarm_interrupted", default=None)
+
+
+@contextmanager
+def interrupted_as(error: BaseException) -> Iterator[None]:
+    """Within: a streamed document that Ctrl-C cuts short says ``error`` in it (the job it
+    stopped, and the command that does it again), and ``error`` is then marked said: raise
+    it in place of the KeyboardInterrupt, and the exit writes no second object."""
+    token = _INTERRUPTED.set(error)
+    try:
+        yield
+    finally:
+        _INTERRUPTED.reset(token)
+
+
 def _error_object(exc: BaseException) -> dict[str, Any] | None:
     """The ``error`` object of the JSON error output, for a run's own errors and Ctrl-C."""
     from prewarm_cli.errors import PrewarmError, UserInterrupt
 
     if isinstance(exc, KeyboardInterrupt):
-        exc = UserInterrupt("interrupted")
+        exc = _INTERRUPTED.get() or UserInterrupt("interrupted")
     if isinstance(exc, PrewarmError):
         error: dict[str, Any] = exc.to_dict()["error"]
         return error

@@ -82,6 +82,64 @@ def test_a_nested_document_cut_short_is_closed_with_its_error_at_the_top(n_given
     assert said_on_stdout(caught.value)
 
 
+class Unsayable:
+    """An item whose encoding is cut short by Ctrl-C (json's default=str calls str())."""
+
+    def __str__(self) -> str:
+        raise KeyboardInterrupt
+
+
+class SignalledAfterWrite(io.StringIO):
+    """A stream whose ``n``-th write is followed by Ctrl-C: its handler runs once the write's
+    call returned, the text out whole."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n_left = n
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        self.n_left -= 1
+        if self.n_left == 0:
+            raise KeyboardInterrupt
+        return written
+
+
+@pytest.mark.parametrize(
+    ("where", "kept"),
+    [
+        ("encoding the second", [{"i": 0}]),
+        ("after the second written", [{"i": 0}, {"i": 1}]),
+        ("after the key written", None),
+    ],
+)
+def test_ctrl_c_while_an_item_is_written_still_closes_one_document(where: str, kept: Any) -> None:
+    """Not only while an answer is awaited: an item being encoded, or just written, too."""
+    results = [{"i": 0}, Unsayable() if where.startswith("encoding") else {"i": 1}, {"i": 2}]
+    # The writes: the state, the verify key, the results key, then an item each.
+    out = SignalledAfterWrite(
+        {"after the second written": 5, "after the key written": 3}.get(where, 0)
+    )
+    with pytest.raises(KeyboardInterrupt) as caught:
+        write_json(out, {"state": "ok", "verify": {"results": iter(results), "summary": dict}})
+    data = json.loads(out.getvalue())
+    assert data["verify"] == {"results": kept} and data["error"]["code"] == "interrupted"
+    assert said_on_stdout(caught.value)
+
+
+def test_ctrl_c_is_said_in_the_document_as_the_run_names_it() -> None:
+    from prewarm_cli.errors import UserInterrupt
+    from prewarm_cli.output import interrupted_as
+
+    stopped = UserInterrupt("interrupted while verifying job J1", hint="again", job_id="J1")
+    out = io.StringIO()
+    with pytest.raises(KeyboardInterrupt), interrupted_as(stopped):
+        write_json(out, {"results": iter([{"i": 0}, Unsayable()])})
+    error = json.loads(out.getvalue())["error"]
+    assert error["message"] == "interrupted while verifying job J1" and error["job_id"] == "J1"
+    assert said_on_stdout(stopped)  # raised in the KeyboardInterrupt's place: no second object
+
+
 def test_what_is_not_prewarm_s_to_say_leaves_the_document_cut() -> None:
     out = io.StringIO()
     with pytest.raises(ValueError) as caught:

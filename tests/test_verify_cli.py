@@ -292,6 +292,30 @@ def test_piped_status_verify_writes_each_answer_as_it_comes(
         assert [r["url"] for r in records[1:]] == urls
 
 
+def test_targets_a_provider_names_are_probed_once_each_and_say_their_target(
+    fake_config, fake_cdn: FakeCdn, edge: CacheServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider's probe targets (as direct warming names its PoPs and variants): each
+    probed once though named twice, and each result says its target, none when unnamed."""
+    from prewarm_fake import FakeProvider
+
+    from prewarm_cli.plugin import ProbeTarget
+
+    urls = [f"{edge.url}/cloudfront/hit?i={i}" for i in range(3)]
+    job = finished_job(fake_cdn, urls)
+
+    def probe_targets(self: FakeProvider, task_ids: list[str]) -> list[ProbeTarget]:
+        return [ProbeTarget(url, "gzip") for url in urls * 2]
+
+    monkeypatch.setattr(FakeProvider, "probe_targets", probe_targets)
+    r = invoke("status", job, "--verify", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    results = json.loads(r.stdout)["verify"]["results"]
+    assert [x["url"] for x in results] == urls
+    assert all("target" in x and x["target"] is None for x in results)
+    assert [p["headers"].get("accept-encoding") for p in edge.requests] == ["gzip"] * 3
+
+
 @pytest.mark.parametrize("command", ["status", "submit"])
 def test_piped_verify_of_a_job_cut_short_by_ctrl_c_is_one_json_document_naming_the_job(
     fake_config, fake_cdn: FakeCdn, cli_env, tmp_path: Path, edge: CacheServer, command: str

@@ -369,11 +369,14 @@ def naming_the_job(job_id: str | None, interrupted: str, hint: str) -> Iterator[
     """Around what follows a made job (its wait, its verify): an error names the job in its
     JSON, and Ctrl-C says ``interrupted`` with the command that does it again."""
     from prewarm_cli.errors import UserInterrupt
+    from prewarm_cli.output import interrupted_as
 
+    stopped = UserInterrupt(interrupted, hint=hint, job_id=job_id)
     try:
-        yield
+        with interrupted_as(stopped):  # as a streamed document cut short says it, too
+            yield
     except KeyboardInterrupt:
-        raise UserInterrupt(interrupted, hint=hint, job_id=job_id) from None
+        raise stopped from None
     except PrewarmError as exc:
         exc.job_id = exc.job_id or job_id
         raise

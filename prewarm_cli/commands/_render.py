@@ -25,7 +25,7 @@ class ClaimsCheck:
 
     def __init__(
         self,
-        parts: Sequence[tuple[Generator[dict[str, Any], None, None], str | None]],
+        parts: Sequence[tuple[Generator[dict[str, Any], None, None], str | None, bool]],
         claims: Mapping[str, str],
         reading: Callable[[], AbstractContextManager[None]],
     ) -> None:
@@ -43,15 +43,15 @@ class ClaimsCheck:
 
         try:
             with reading():  # Ctrl-C while an answer is awaited is said with the job's name
-                for results, label in self._parts:
+                for results, label, pinned in self._parts:
                     for item in probe.against_claims(results, claims):
-                        if label is not None:
+                        if pinned:  # the target a provider named (its label, or none)
                             item["target"] = label
                         self._tally.add(item)
                         self._n_mismatches += item["mismatch"]
                         yield item
         finally:
-            for results, _ in self._parts:
+            for results, _, _ in self._parts:
                 results.close()  # their threads and connections go with them
 
     def summary(self) -> dict[str, Any]:
@@ -87,17 +87,17 @@ def claims_verified(
     pinned = _probe_targets(ws, ref)
     pinned_urls = {t.url for _, t in pinned}  # once: in the condition, a set per URL
     rest = [u for u in claims if u not in pinned_urls]
-    total = probe.planned_requests(len(rest), options) + len(pinned)
     # Each target is probed with its own Accept-Encoding; a -H one was not sent (direct).
     own_headers = tuple((n, v) for n, v in headers if n.lower() != "accept-encoding")
-    groups: dict[tuple[str, str | None, str, str | None, str | None], list[str]] = {}
-    for alias, t in pinned:
+    groups: dict[tuple[str, str | None, str, str | None, str | None], dict[str, None]] = {}
+    for alias, t in pinned:  # each target once, as a provider may name it twice
         key = (alias, t.ip, t.accept_encoding, t.label, t.user_agent)
-        groups.setdefault(key, []).append(t.url)
+        groups.setdefault(key, {})[t.url] = None
     del pinned, pinned_urls
+    total = probe.planned_requests(len(rest), options) + sum(len(g) for g in groups.values())
     with ws.out.progress(total, "verifying") as bar:
-        parts: list[tuple[Generator[dict[str, Any], None, None], str | None]] = [
-            (probe.verify_stream(rest, options, bar.advance)[0], None)
+        parts: list[tuple[Generator[dict[str, Any], None, None], str | None, bool]] = [
+            (probe.verify_stream(rest, options, bar.advance)[0], None, False)
         ]
         for (alias, ip, encoding, label, user_agent), urls in groups.items():
             pins = tuple(sorted({f"{host_of(u)}:{ip}" for u in urls})) if ip else ()
@@ -108,7 +108,7 @@ def claims_verified(
                 user_agent=user_agent or probe.USER_AGENT,
                 ca_bundle=ws.session(alias).ca_bundle,
             )
-            parts.append((probe.verify_stream(urls, group_options, bar.advance)[0], label))
+            parts.append((probe.verify_stream(urls, group_options, bar.advance)[0], label, True))
         check = ClaimsCheck(parts, claims, reading)
         with closing(check.results):
             yield check
