@@ -593,6 +593,13 @@ def test_verify_against_claims(edge: CacheServer) -> None:
     assert (
         exit_code(result["summary"]) == ExitCode.INCOMPLETE
     )  # verification contradicted the vendor
+    # A cached redirect is the URL's answer as the cache holds it (direct warming warms it as
+    # such): no contradiction, though not "warm" for verify's own count of warm copies.
+    redirect, not_found = edge.url + "/redirect-301", edge.url + "/404-hit"
+    claimed = {redirect: "succeeded", not_found: "succeeded"}
+    result = verify_against_claims([redirect, not_found], claimed, FAST)
+    assert [r["mismatch"] for r in result["results"]] == [False, True]
+    assert result["summary"]["warm"] == 0
     partial = verify_against_claims(urls[:1], {}, FAST)
     assert partial["results"][0]["vendor"] is None and partial["summary"]["mismatches"] == 0
     assert exit_code(partial["summary"]) == ExitCode.OK

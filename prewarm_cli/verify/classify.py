@@ -421,6 +421,19 @@ def is_warm(result: Mapping[str, Any]) -> bool:
     )
 
 
+def is_cached(result: Mapping[str, Any]) -> bool:
+    """A result (dict) that the cache answered with what it holds for the URL: a 2xx or a
+    3xx (a redirect, cached as direct warming warms it), hit or revalidated, no error. What
+    a vendor's `succeeded` is held to (a cached 404 is a hit, but not the URL's copy)."""
+    code = result.get("status_code")
+    return (
+        result.get("error") is None
+        and isinstance(code, int)
+        and 200 <= code < 400
+        and result.get("cache") in WARM
+    )
+
+
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
     parts: list[str] = []
     buf: list[str] = []

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from prewarm_cli import __version__
 from prewarm_cli.errors import ExitCode, Outcome, UsageError, exit_for
-from prewarm_cli.verify.classify import CACHE_VALUES, HIT, UNKNOWN, classify, is_warm
+from prewarm_cli.verify.classify import (
+    CACHE_VALUES,
+    HIT,
+    UNKNOWN,
+    classify,
+    is_cached,
+    is_warm,
+)
 from prewarm_cli.verify.pins import Pin, host_port, no_pin_for, parse_resolve
 
 if TYPE_CHECKING:
@@ -207,11 +214,12 @@ def against_claims(
     results: Iterable[dict[str, Any]], claims: Mapping[str, str]
 ) -> Generator[dict[str, Any], None, None]:
     """Each result with ``vendor`` (the URL's claimed state, or None) and ``mismatch`` (the
-    vendor says ``succeeded`` but the URL is not warm here), as it comes."""
+    vendor says ``succeeded`` but the cache here does not hold the URL's answer: a cached
+    redirect holds it, as direct warming warms it), as it comes."""
     for item in results:
         claim = claims.get(item["url"])
         item["vendor"] = claim
-        item["mismatch"] = claim == "succeeded" and not is_warm(item)
+        item["mismatch"] = claim == "succeeded" and not is_cached(item)
         yield item
 
 
