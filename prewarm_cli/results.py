@@ -348,6 +348,8 @@ class JobRow:
     rejected: int
     deferred: int
     failed: int  # after retries: `submit --resume` sends them again
+    # Not taken by a vendor: deferred, unsent, in flight or of unknown outcome (as status's).
+    not_sent: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -361,4 +363,5 @@ class JobRow:
             "rejected": self.rejected,
             "deferred": self.deferred,
             "failed": self.failed,
+            "not_sent": self.not_sent,
         }

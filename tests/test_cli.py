@@ -668,7 +668,7 @@ def test_json_of_submit_status_report_jobs_and_plan_is_the_documented_one(
     (row,) = json.loads(invoke("jobs").stdout)
     assert list(row) == [
         "job_id", "state", "created_at", "providers", "urls", "total", "accepted", "rejected",
-        "deferred", "failed",
+        "deferred", "failed", "not_sent",
     ]  # fmt: skip
     assert row["providers"] == ["fake"] and (row["urls"], row["accepted"]) == (2, 1)
 

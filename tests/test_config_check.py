@@ -293,6 +293,7 @@ def test_every_rule_a_provider_checks_is_listed_at_once(write_config) -> None:
         '[providers.e1]\ntype = "edgeone"\nzone_id = "*"\nendpoint = "http://teo.example.com"\n'
         'secret_id = "a"\nsecret_key = "b"\n\n'
         '[providers.d]\ntype = "direct"\npops = ["IAD89"]\nresolver = "notanip"\necs = ["nope"]\n'
+        "encodings = []\n"
     )
     r, data = check_json()
     assert r.returncode == 3
@@ -305,6 +306,7 @@ def test_every_rule_a_provider_checks_is_listed_at_once(write_config) -> None:
         ("q1", "providers.q1.batch_size"),
         ("e1", "providers.e1.zone_id"),
         ("e1", "providers.e1.endpoint"),
+        ("d", "providers.d.encodings"),  # empty: not "none", the defaults would be warmed
         ("d", "providers.d.pops"),
         ("d", "providers.d.resolver"),
         ("d", "providers.d.ecs"),
@@ -313,6 +315,6 @@ def test_every_rule_a_provider_checks_is_listed_at_once(write_config) -> None:
     # What check finds, a command stops at (the first of the alias's), before sending.
     r = invoke("submit", "-p", "d", "https://a.example.com/x")
     assert r.returncode == 3
-    assert json.loads(r.stdout)["error"]["message"].startswith(f"{path}: providers.d.pops: ")
+    assert json.loads(r.stdout)["error"]["message"].startswith(f"{path}: providers.d.encodings: ")
     r = invoke("config", "init", "--type", "direct", "--alias", "d2", "--set", "resolver=x")
     assert r.returncode == 3 and "providers.d2.resolver: resolver 'x' is not IP" in r.stderr

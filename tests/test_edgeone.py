@@ -339,7 +339,7 @@ def test_unknown_zone_is_a_config_error(
     assert "zone 'zone-nosuchsite'" in r.stderr and code in r.stderr
     assert "hint: check zone_id in [providers.edgeone]" in r.stderr
     (job,) = json.loads(run_cli("jobs", "-o", "json").stdout)  # kept: --resume once fixed
-    assert job["deferred"] == 2 and fake.submits == []
+    assert job["not_sent"] == 2 and fake.submits == []
     r = run_cli("config", "check", "--online", "-o", "table")
     assert r.returncode == 3
     (line,) = [x for x in r.stdout.splitlines() if x.startswith("error  edgeone")]

@@ -230,7 +230,8 @@ def test_a_second_process_on_a_job_in_use_is_refused_naming_it(
         second = run_cli("submit", "--resume", job_id, "-o", "json")
         assert second.returncode == 2, second.stderr
         assert f"job {job_id} is in use by process {first.pid}" in second.stderr
-        assert json.loads(second.stdout)["error"]["code"] == "job_in_use"
+        error = json.loads(second.stdout)["error"]
+        assert error["code"] == "job_in_use" and error["job_id"] == job_id
     finally:
         fake_cdn.release_holds()
     out, err = first.communicate(timeout=60)

@@ -332,7 +332,8 @@ def test_auth_error_exit_3_and_nothing_lost(run_cli, fake_config, fake_cdn: Fake
     assert r.returncode == 3
     assert "invalid api key" in r.stderr
     jobs = json.loads(run_cli("jobs", "-o", "json").stdout)
-    assert jobs[0]["deferred"] == 5  # unsent, resumable with the right key
+    # Unsent, resumable with the right key: not sent, and not deferred (no quota ran out).
+    assert jobs[0]["not_sent"] == 5 and jobs[0]["deferred"] == 0
     r, data = submit_json(run_cli, "--resume", jobs[0]["job_id"])
     assert r.returncode == 0 and data["accepted"] == 5
 
@@ -734,3 +735,16 @@ def test_a_dry_run_memory_stays_flat_in_the_number_of_urls(
     # The plan reads the first batch and counts the requests from the journal on disk: the
     # 190,000 more rows sorted in memory would be 25 MiB and more.
     assert large - small < 8 * 1024, f"{small} KiB for 10,000 URLs, {large} KiB for 200,000"
+
+
+@pytest.mark.parametrize(
+    ("piped", "hint"),
+    [
+        ("job 01ABC: submitted\n provider  targets\n", "pipe `prewarm submit -o json` into it"),
+        ('{"record": "submit"}\n{"record": "task"}\n', "(-o ndjson is a line per record)"),
+    ],
+)
+def test_status_dash_says_what_to_pipe_into_it(cli_env, piped: str, hint: str) -> None:
+    r = invoke("status", "-", input=piped)
+    assert r.returncode == 2
+    assert "stdin is not a prewarm submit JSON" in r.stderr and hint in r.stderr, r.stderr

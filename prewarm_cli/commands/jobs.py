@@ -203,7 +203,7 @@ def jobs(limit: int, state: str | None, prune_days: int | None) -> None:
                     (Column("accepted", "id"), "accepted"),
                     (Column("rejected", "id", drop=1), "rejected"),
                     (Column("failed", "id", drop=1), "failed"),
-                    (Column("deferred", "id", drop=2), "deferred"),
+                    (Column("not sent", "id", drop=2), "not_sent"),
                 ],
             )
 

@@ -153,8 +153,9 @@ def recent_jobs(ws: Workspace, limit: int, state: JobState | None) -> list[JobRo
                 total=total.total,
                 accepted=total[jr.ACCEPTED],
                 rejected=total[jr.REJECTED],
-                deferred=total[jr.DEFERRED] + total[jr.UNSENT],
+                deferred=total[jr.DEFERRED],
                 failed=total[jr.FAILED],
+                not_sent=sum(total[o] for o in (jr.DEFERRED, jr.UNSENT, jr.SENDING, jr.UNKNOWN)),
             )
         )
     return rows

@@ -80,12 +80,14 @@ class JobLock:
                 raise JobInUse(
                     f"job {self.job_id} is in use by process {holder or 'another process'}",
                     hint="wait for that process to finish (or stop it), then run the command again",
+                    job_id=self.job_id,
                 )
             if time.monotonic() >= deadline:  # the path's file keeps changing under this run
                 raise JobInUse(
                     f"job {self.job_id} is in use by another process",
                     hint="wait for the other runs of this job to finish, then run the command"
                     " again",
+                    job_id=self.job_id,
                 )
             time.sleep(0.01 if not locked else 0)
 

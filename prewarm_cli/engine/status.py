@@ -77,9 +77,8 @@ def parse_job_ref(ws: Workspace, ref: str | None, stdin_text: Callable[[], str])
             ndjson = text.lstrip().startswith('{"record"')
             raise UsageError(
                 f"stdin is not a prewarm submit JSON: {exc}",
-                hint="pipe `prewarm submit -o json` into it (-o ndjson is a line per record)"
-                if ndjson
-                else None,
+                hint="pipe `prewarm submit -o json` into it"
+                + (" (-o ndjson is a line per record)" if ndjson else ""),
             ) from exc
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             raise PipedError(data["error"])  # the submit failed: say why, not "no tasks"

@@ -151,6 +151,15 @@ class DirectProvider(Provider):
         found = []
         if any(not str(v).strip() for v in settings.get("encodings") or ()):
             found.append(ConfigError(f"{key}.encodings: an Accept-Encoding value is empty"))
+        if settings.get("encodings") == []:  # not "none": the defaults would be warmed
+            found.append(
+                ConfigError(
+                    f"{key}.encodings: the list is empty",
+                    hint="leave encodings out to warm the defaults"
+                    f" ({' and '.join(repr(e) for e in DEFAULT_ENCODINGS)}),"
+                    " or name the variants to warm",
+                )
+            )
         spec = TargetSpec(
             resolve=tuple(settings.get("resolve") or ()),
             pops=tuple(settings.get("pops") or ()),
