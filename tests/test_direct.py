@@ -314,6 +314,7 @@ def test_a_run_this_machine_has_no_record_of_is_not_found(run_cli, direct_config
         assert r.returncode == 2, r.stderr  # as a job the journal does not hold, not "failed"
         error = json.loads(r.stdout)["error"]
         assert error["code"] == "not_found" and "on the machine that ran it" in error["hint"]
+        assert "put back the file if it was moved" in error["hint"]
 
 
 def test_a_job_that_warmed_nothing_has_its_details_and_report_per_pop(

@@ -89,3 +89,16 @@ def test_submit_wait_logs_the_final_state_and_quiet_silences_it(
     assert "next poll" not in r.stdout and " pending of " not in r.stdout
     quiet = run_cli("submit", "-q", "--wait", "--interval", "0.2", "-o", "json", *URLS[:1])
     assert quiet.returncode == 0 and "next poll" not in quiet.stderr and "job " not in quiet.stderr
+
+
+def test_a_poll_line_counts_what_is_not_sent_yet_too() -> None:
+    """While another process still sends the job, its counts add up to the total."""
+    from prewarm_cli.engine.status import _poll_line
+    from prewarm_cli.results import JobStatus
+
+    status = JobStatus("J1", "running", None, 10, 3, 1, 2, 0, not_sent=4, providers={})
+    line = _poll_line(status, 5.0)
+    assert line == (
+        "job J1: running, 3 succeeded, 1 failed, 2 in progress, 0 pending, 4 not sent of 10;"
+        " next poll in 5 s"
+    )

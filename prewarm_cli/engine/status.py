@@ -731,9 +731,10 @@ def _wait_timeout(ref: JobRef, status: JobStatus, timeout: float | None) -> Wait
 
 def _poll_line(status: JobStatus, next_poll: float | None = None) -> str:
     """One line per poll for a log without a progress bar (CI): state, counts, next poll."""
+    not_sent = f", {status.not_sent} not sent" if status.not_sent else ""
     line = (
         f"job {status.job_id or '(vendor tasks)'}: {status.state}, "
         f"{status.succeeded} succeeded, {status.failed} failed, "
-        f"{status.in_progress} in progress, {status.pending} pending of {status.total}"
+        f"{status.in_progress} in progress, {status.pending} pending{not_sent} of {status.total}"
     )
     return line if next_poll is None else f"{line}; next poll in {round(next_poll, 1):g} s"

@@ -545,8 +545,8 @@ class DirectProvider(Provider):
     def _not_found(self, task_ids: Sequence[str]) -> NotFoundError:
         return NotFoundError(
             f"no record of {', '.join(task_ids)} in {self.store.path}",
-            hint="direct warming keeps its results on the machine that ran it;"
-            " ask `prewarm status` there",
+            hint="direct warming keeps its results in that file, on the machine that ran it:"
+            " ask `prewarm status` there, or put back the file if it was moved",
             provider=self.alias,
         )
 
