@@ -436,9 +436,10 @@ class Journal:
         wanted = sorted(task_ids)
         for i in range(0, len(wanted), 500):  # within SQLite's limit of bound values
             chunk = wanted[i : i + 500]
-            rows = self._query(
-                "SELECT task_id, url FROM targets WHERE job_id = ? AND provider = ?"
-                f" AND outcome = 'accepted' AND task_id IN ({','.join('?' * len(chunk))})",
+            rows = self._query(  # SQLite would rather take the job's accepted targets whole
+                "SELECT task_id, url FROM targets INDEXED BY accepted_by_task"
+                " WHERE job_id = ? AND provider = ? AND outcome = 'accepted'"
+                f" AND task_id IN ({','.join('?' * len(chunk))})",
                 (job_id, provider, *chunk),
             )
             for row in rows:
