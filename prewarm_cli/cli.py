@@ -11,7 +11,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
 import click
@@ -41,22 +41,16 @@ class PrewarmGroup(click.Group):
         return _import_command(entry.target)
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
+        with _reader_gone_said():
             return super().invoke(ctx)
-        except BrokenPipeError as exc:
-            # Before click takes it for a silent exit 1; a socket's, not stdout's, stays as is.
-            if not _stdout_reader_gone():
-                raise
-            from prewarm_cli.errors import ReaderGone
-
-            raise ReaderGone() from exc
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args and not ctx.resilient_parsing:  # `prewarm` alone: the help, and success
-            # (shell completion parses `prewarm` with no arguments too: it wants no help)
-            click.echo(ctx.get_help(), color=ctx.color)
-            ctx.exit(0)
-        return super().parse_args(ctx, args)
+        with _reader_gone_said():  # the help and --version are written while parsing
+            if not args and not ctx.resilient_parsing:  # `prewarm` alone: the help, success
+                # (shell completion parses `prewarm` with no arguments too: it wants no help)
+                click.echo(ctx.get_help(), color=ctx.color)
+                ctx.exit(0)
+            return super().parse_args(ctx, args)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -163,23 +157,20 @@ def _stop_as_interrupted(signum: int, _frame: object) -> None:
 _stopping = False  # a run is being stopped (by a signal)
 
 
-def _stdout_reader_gone() -> bool:
-    """Whether stdout is a pipe or socket whose reader closed it; if so, stdout now goes to
-    /dev/null, so that nothing written or flushed later (at exit) fails again."""
-    import select
-
+@contextlib.contextmanager
+def _reader_gone_said() -> Iterator[None]:
+    """stdout's reader gone (`| head -1`) ends the run as ReaderGone (141, silent), before
+    click takes the broken pipe for a silent exit 1; a socket's broken pipe stays as it is."""
     try:
-        fd = sys.stdout.fileno()
-        poller = select.poll()
-        poller.register(fd, select.POLLOUT)
-        gone = any(events & select.POLLERR for _, events in poller.poll(0))
-    except (AttributeError, OSError, ValueError):  # no descriptor (a test's buffer)
-        return False
-    if gone:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, fd)
-        os.close(devnull)
-    return gone
+        yield
+    except BrokenPipeError as exc:
+        from prewarm_cli.output import stdout_reader_gone
+
+        if not stdout_reader_gone():
+            raise
+        from prewarm_cli.errors import ReaderGone
+
+        raise ReaderGone() from exc
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -11,7 +11,7 @@ import click
 
 from prewarm_cli.commands._globals import output_format
 from prewarm_cli.errors import ExitCode, PrewarmError
-from prewarm_cli.output import is_tty, said_on_stdout
+from prewarm_cli.output import is_tty, said_on_stdout, stdout_reader_gone
 
 
 def exit_for(exc: BaseException, given: Mapping[str, Any], debug: bool) -> ExitCode:
@@ -80,5 +80,9 @@ def _json_error(
     if fmt is None and not is_tty(sys.stdout):
         fmt = "json"
     if fmt in ("json", "ndjson"):
-        sys.stdout.write(json.dumps(exc.to_dict(), ensure_ascii=False) + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(json.dumps(exc.to_dict(), ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:  # nobody reads it: stderr still says what happened
+            if not stdout_reader_gone():
+                raise

@@ -273,6 +273,27 @@ def _is_lazy_mapping(value: Any) -> bool:
     return isinstance(value, Mapping) and any(_is_lazy(v) for v in value.values())
 
 
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe or socket whose reader closed it (asked after a broken pipe);
+    if so, stdout goes to /dev/null from now on, so that nothing written or flushed later (the
+    exit's) fails again."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        # A pipe's writer sees POLLERR on Linux, POLLHUP elsewhere; a socket's, POLLHUP.
+        gone = any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll(), or no descriptor (a buffer)
+        return False
+    if gone:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    return gone
+
+
 def is_tty(stream: TextIO) -> bool:
     """Whether ``stream`` is a terminal (False for a closed or replaced stream)."""
     try:

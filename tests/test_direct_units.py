@@ -256,12 +256,16 @@ def test_a_retry_after_longer_than_the_retries_defers_instead_of_failing(
     assert "3600" in r.stderr and f"--resume {data['job_id']}" in r.stderr
 
 
-def test_a_resume_under_a_config_that_warms_otherwise_is_refused(write_config) -> None:
+def test_a_resume_under_a_config_that_warms_otherwise_is_refused(
+    write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A job deferred by max_bytes, resumed after its variants changed in the config: it
     would end half identity, half br, and say succeeded. Refused, naming what changed;
-    resumed once the config is put back."""
+    resumed once the config is put back, though prewarm was upgraded meanwhile (its default
+    User-Agent names its version: not a setting the job began with)."""
     import json
 
+    import prewarm_direct.provider as direct_mod
     from fakes.cache_server import CacheServer, Route
     from helpers import invoke
 
@@ -287,6 +291,7 @@ def test_a_resume_under_a_config_that_warms_otherwise_is_refused(write_config) -
         assert "put them back in [providers.direct]" in r.stderr
         assert len(edge.requests) == n_sent  # nothing sent
         write_config(table.format('["identity"]'))
+        monkeypatch.setattr(direct_mod, "USER_AGENT", "prewarm-cli/99.0.0")
         r = invoke("submit", "--resume", job, "-o", "json")
         assert r.returncode == 0, r.stderr
         assert {q["headers"].get("accept-encoding") for q in edge.requests} == {"identity"}
@@ -940,3 +945,16 @@ def test_a_report_of_many_warm_answers_holds_none_of_them(tmp_path: Path) -> Non
         assert peak < 2 * 2**20, f"{peak} bytes"
     finally:
         store.close()
+
+
+def test_settings_a_plugin_gives_as_tuples_compare_as_the_job_kept_them() -> None:
+    """Kept as JSON, a tuple comes back a list: the same settings are not a change."""
+    from types import SimpleNamespace
+
+    from prewarm_cli.engine.submit import _as_json, _check_same_settings
+
+    settings = {"pops": ("NRT57",), "cf_domain": None}
+    job = SimpleNamespace(id="J1", options={"settings": {"d": _as_json(settings)}})
+    provider = SimpleNamespace(job_settings=lambda options: settings)
+    ws = SimpleNamespace(session=lambda alias: SimpleNamespace(provider=provider))
+    _check_same_settings(ws, job, "d", None)  # type: ignore[arg-type]

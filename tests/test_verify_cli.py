@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 from pathlib import Path
@@ -361,6 +362,50 @@ def test_a_reader_that_goes_away_ends_the_run_as_sigpipe_would_silently(
     proc.wait(60)
     assert first.strip() and proc.returncode == 141, (proc.returncode, err)
     assert err == "", err
+
+
+@pytest.mark.parametrize("stdout", ["pipe", "socket"])
+@pytest.mark.parametrize(
+    ("args", "code", "said"),
+    [
+        (["urls", "-o", "json", "https://a.example.com/x", "notaurl"], 2, "notaurl: scheme"),
+        (["urls", "https://a.example.com/x"], 141, ""),
+        (["--version"], 141, ""),
+    ],
+)
+def test_stdout_with_no_reader_from_the_start(
+    cli_env, tmp_path: Path, stdout: str, args: list[str], code: int, said: str
+) -> None:
+    """Nobody reads stdout (a pipe whose reader is gone, a socket whose peer closed, as ssh
+    runs commands): what was to be written is dropped, an error is still said on stderr
+    with its own exit code, anything else ends as SIGPIPE would, silently (141)."""
+    import socket
+    import subprocess
+    import sys
+
+    if stdout == "pipe":
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+    else:
+        ours, theirs = socket.socketpair()
+        theirs.close()
+        write_end = os.dup(ours.fileno())
+        ours.close()
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "prewarm_cli", *args],
+            env=cli_env,
+            cwd=tmp_path,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert r.returncode == code, r.stderr
+    assert (said in r.stderr) if said else r.stderr == ""
+    assert "Traceback" not in r.stderr
 
 
 def test_verify_with_a_ca_bundle_it_cannot_read_says_so_before_any_result(

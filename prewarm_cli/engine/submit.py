@@ -86,7 +86,7 @@ def submit(
                     ws.session(alias).provider.check_options(options)
                     _check_limits(ws.session(alias))
                 settings = {
-                    alias: dict(found)
+                    alias: _as_json(found)
                     for alias in aliases
                     if (found := ws.session(alias).provider.job_settings(options))
                 }
@@ -234,7 +234,7 @@ def _check_same_settings(ws: Workspace, job: jr.Job, alias: str, options: Submit
     was = job.options.get("settings", {}).get(alias)
     if not was:
         return  # none, or a job made before jobs remembered them
-    now = ws.session(alias).provider.job_settings(options)
+    now = _as_json(ws.session(alias).provider.job_settings(options))
     changed = [key for key in sorted({*was, *now}) if was.get(key) != now.get(key)]
     if changed:
         import json
@@ -247,6 +247,14 @@ def _check_same_settings(ws: Workspace, job: jr.Job, alias: str, options: Submit
             hint=f"put them back in [providers.{alias}] to resume it, or submit the URLs again"
             " as a new job",
         )
+
+
+def _as_json(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A provider's job settings as the job keeps them (JSON: a tuple is a list)."""
+    import json
+
+    loaded: dict[str, Any] = json.loads(json.dumps(dict(settings)))
+    return loaded
 
 
 def _naming_job(exc: PrewarmError, job_id: str) -> PrewarmError:

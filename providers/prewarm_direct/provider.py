@@ -197,20 +197,25 @@ class DirectProvider(Provider):
         return RunPlan(variants, spec, headers)
 
     def job_settings(self, options: SubmitOptions) -> Mapping[str, Any]:
-        """Where and how a job warms: a --resume under a config that would warm other PoPs,
-        variants or with another User-Agent is refused (the job would be half one, half the
-        other, and say succeeded)."""
-        plan = self.plan_for(options)
-        spec = plan.spec
-        settings: dict[str, Any] = {
-            "encodings": list(plan.variants),
-            "resolve": list(spec.resolve),
-            "pops": list(spec.pops),
-            "ecs": list(spec.ecs),
-            "user_agent": self.user_agent,
+        """Where and how a job warms, as given (by its options, else the config; None where
+        neither says, so that another version's defaults never stop a --resume): a --resume
+        under a config that would warm other PoPs, variants or with another User-Agent is
+        refused (the job would be half one, half the other, and say succeeded)."""
+        extra = options.extra
+
+        def given(option: str | None, key: str) -> Any:
+            value = (extra.get(option) if option else None) or self.settings.get(key)
+            return list(value) if isinstance(value, list | tuple) else value
+
+        settings = {
+            "encodings": given("accept_encoding", "encodings"),
+            "resolve": given("resolve", "resolve"),
+            "pops": given("pop", "pops"),
+            "ecs": given("ecs", "ecs"),
+            "user_agent": given(None, "user_agent"),
         }
-        if spec.pops or spec.ecs:  # then they say which edges the codes and subnets are
-            settings.update(cf_domain=spec.cf_domain, resolver=spec.resolver)
+        if settings["pops"] or settings["ecs"]:  # then these say which edges those are
+            settings.update(cf_domain=given(None, "cf_domain"), resolver=given(None, "resolver"))
         return settings
 
     def check_options(self, options: SubmitOptions) -> None:
