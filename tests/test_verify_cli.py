@@ -180,16 +180,22 @@ def test_verify_names_each_host_and_port_no_resolve_pin_applies_to(cli_env, edge
     assert len(json.loads(r.stdout)["results"]) == 1
 
 
-@pytest.mark.parametrize("fmt", ["ndjson", "json"])
-def test_piped_verify_writes_each_answer_as_it_comes(
-    cli_env: dict[str, str], tmp_path: Path, edge: CacheServer, fmt: str
-) -> None:
+def held_last(edge: CacheServer) -> tuple[list[str], threading.Event]:
+    """Five URLs the edge answers at once, then one it holds until the event is set."""
     held = threading.Event()
     edge.routes["/held"] = Route(headers={"X-Cache": "HIT"}, held=held)
-    urls = [*(f"{edge.url}/cloudfront/hit?i={i}" for i in range(5)), f"{edge.url}/held"]
+    return [*(f"{edge.url}/cloudfront/hit?i={i}" for i in range(5)), f"{edge.url}/held"], held
+
+
+def read_streamed(
+    cli_env, tmp_path: Path, edge: CacheServer, held: threading.Event, *args: str
+) -> str:
+    """What `prewarm ARGS` writes to a pipe, checking that the five answers before the held
+    one are out while it is still awaited; then the held one is let go, and the run must end
+    well."""
     # As a user's shell runs it: stdout a pipe, block-buffered unless prewarm flushes.
     env = {k: v for k, v in cli_env.items() if k != "PYTHONUNBUFFERED"}
-    proc = popen(env, tmp_path, "verify", "-o", fmt, "--concurrency", "1", *urls)
+    proc = popen(env, tmp_path, *args)
     assert proc.stdout is not None and proc.stderr is not None
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -200,7 +206,6 @@ def test_piped_verify_writes_each_answer_as_it_comes(
 
     threading.Thread(target=read, args=(proc.stdout,), daemon=True).start()
     try:
-        # The five answers before the held one are out while it is still awaited.
         seen = ""
         while seen.count("/cloudfront/hit?i=") < 5:
             seen += lines.get(timeout=30) or ""
@@ -210,7 +215,16 @@ def test_piped_verify_writes_each_answer_as_it_comes(
         held.set()
         proc.wait(60)
     assert proc.returncode == 0, proc.stderr.read()
-    text = seen + "".join(iter(lambda: lines.get(timeout=30), None))
+    return seen + "".join(iter(lambda: lines.get(timeout=30), None))
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+def test_piped_verify_writes_each_answer_as_it_comes(
+    cli_env: dict[str, str], tmp_path: Path, edge: CacheServer, fmt: str
+) -> None:
+    urls, held = held_last(edge)
+    args = ("verify", "-o", fmt, "--concurrency", "1", *urls)
+    text = read_streamed(cli_env, tmp_path, edge, held, *args)
     if fmt == "json":
         data = json.loads(text)
         assert [r["url"] for r in data["results"]] == urls
@@ -254,32 +268,9 @@ def test_piped_status_verify_writes_each_answer_as_it_comes(
 ) -> None:
     """A job's --verify results are not all held: piped, each is written as it comes, in
     the order of the job's URLs, after the status."""
-    held = threading.Event()
-    edge.routes["/held"] = Route(headers={"X-Cache": "HIT"}, held=held)
-    urls = [*(f"{edge.url}/cloudfront/hit?i={i}" for i in range(5)), f"{edge.url}/held"]
+    urls, held = held_last(edge)
     job = finished_job(fake_cdn, urls)
-    env = {k: v for k, v in cli_env.items() if k != "PYTHONUNBUFFERED"}
-    proc = popen(env, tmp_path, "status", job, "--verify", "-o", fmt)
-    assert proc.stdout is not None and proc.stderr is not None
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def read(stdout: IO[str]) -> None:
-        for line in stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=read, args=(proc.stdout,), daemon=True).start()
-    try:
-        seen = ""
-        while seen.count("/cloudfront/hit?i=") < 5:
-            seen += lines.get(timeout=30) or ""
-        wait_for(lambda: edge.in_flight == 1, 30)
-        assert "/held" not in seen
-    finally:
-        held.set()
-        proc.wait(60)
-    assert proc.returncode == 0, proc.stderr.read()
-    text = seen + "".join(iter(lambda: lines.get(timeout=30), None))
+    text = read_streamed(cli_env, tmp_path, edge, held, "status", job, "--verify", "-o", fmt)
     if fmt == "json":
         data = json.loads(text)
         assert data["state"] == "succeeded" and data["job_id"] == job

@@ -120,7 +120,6 @@ def emit_verified(
     claims: dict[str, str],
     ref: JobRef,
     *,
-    naming: Callable[[], AbstractContextManager[None]],
     table: Callable[[dict[str, Any]], None],
     records: Callable[[dict[str, Any]], Iterable[dict[str, Any]]],
 ) -> ExitCode:
@@ -128,10 +127,17 @@ def emit_verified(
 
     Piped JSON and ndjson are written as the answers come, each flushed: a million results
     are never all held. Cut short by Ctrl-C, the JSON document is closed with the error in
-    it. A table, and JSON on a terminal (under the progress bar), once they all came.
-    ``naming`` names the job in an error and in Ctrl-C's words.
+    it, naming the job and the command that verifies it again (as any error names the job).
+    A table, and JSON on a terminal (under the progress bar), once they all came.
     """
+    from prewarm_cli.commands._common import naming_the_job
+    from prewarm_cli.engine import wait_again
     from prewarm_cli.output import is_tty
+
+    named, again = wait_again(ref, "--verify")
+
+    def naming() -> AbstractContextManager[None]:
+        return naming_the_job(ref.job_id, f"interrupted while verifying job {named}", again)
 
     out = ws.out
     streamed = out.fmt != "table" and not is_tty(out.stdout)
@@ -168,6 +174,23 @@ def _probe_targets(ws: Workspace, ref: JobRef | None) -> list[tuple[str, ProbeTa
             targets = ws.session(alias).provider.probe_targets(task_ids) or []
             found.extend((alias, t) for t in targets)
     return found
+
+
+def status_views(
+    out: Output, job_id: str | None, status: JobStatus
+) -> tuple[Callable[[dict[str, Any]], None], Callable[[dict[str, Any]], Iterator[dict[str, Any]]]]:
+    """A job's status as a table and as ndjson lines, each with its `verify` part where the
+    data has one (status, and submit --wait, whose own table came before the wait)."""
+
+    def table(data: dict[str, Any]) -> None:
+        status_table(out, status)
+        if "verify" in data:
+            verify_table(out, data["verify"])
+
+    def records(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        return job_records(job_id, status=status, verify=data.get("verify"))
+
+    return table, records
 
 
 def verify_table(out: Output, result: dict[str, Any]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -20,10 +19,8 @@ from prewarm_cli.commands._common import (
 )
 from prewarm_cli.commands._render import (
     emit_verified,
-    job_records,
     report_table,
-    status_table,
-    verify_table,
+    status_views,
 )
 from prewarm_cli.errors import exit_for, worst_exit
 from prewarm_cli.output import Column
@@ -65,31 +62,9 @@ def status(
             result, claims = engine.status_with_claims(ws, ref, with_claims=verify)
         data = result.to_dict()
         codes = {exit_for(result.outcomes())}
-
-        def table(d: dict[str, Any]) -> None:
-            status_table(ws.out, result)
-            if "verify" in d:
-                verify_table(ws.out, d["verify"])
-
-        def records(d: dict[str, Any]) -> Iterator[dict[str, Any]]:
-            return job_records(result.job_id, status=result, verify=d.get("verify"))
-
+        table, records = status_views(ws.out, result.job_id, result)
         if verify:
-            codes.add(
-                emit_verified(
-                    ws,
-                    data,
-                    claims,
-                    ref,
-                    naming=lambda: naming_the_job(
-                        ref.job_id,
-                        f"interrupted while verifying job {named}",
-                        engine.wait_again(ref, "--verify")[1],
-                    ),
-                    table=table,
-                    records=records,
-                )
-            )
+            codes.add(emit_verified(ws, data, claims, ref, table=table, records=records))
         else:
             ws.out.emit(data, table=table, records=records)
         exit_with(worst_exit(codes))

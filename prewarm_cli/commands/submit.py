@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -23,9 +22,8 @@ from prewarm_cli.commands._render import (
     emit_verified,
     job_records,
     plan_table,
-    status_table,
+    status_views,
     submit_table,
-    verify_table,
 )
 from prewarm_cli.errors import UsageError, exit_for, worst_exit
 
@@ -178,35 +176,11 @@ def submit(
             )
         result: dict[str, Any] = {**summary.to_dict(), "status": status.to_dict()}
         codes = {code, exit_for(status.outcomes())}
-
-        def table(d: dict[str, Any]) -> None:
-            status_table(ws.out, status)  # the submit's table came before the wait
-            if "verify" in d:
-                verify_table(ws.out, d["verify"])
-
-        def records(d: dict[str, Any]) -> Iterator[dict[str, Any]]:
-            return job_records(summary.job_id, status=status, verify=d.get("verify"))
-
+        table, records = status_views(ws.out, summary.job_id, status)  # after the submit's
         if verify:
-            codes.add(
-                emit_verified(
-                    ws,
-                    result,
-                    claims,
-                    ref,
-                    naming=lambda: naming_the_job(
-                        job,
-                        f"interrupted while verifying job {job}",
-                        engine.wait_again(ref, "--verify")[1],
-                    ),
-                    table=table,
-                    records=records,
-                )
-            )
-        elif ws.out.fmt == "table":
-            table(result)
+            codes.add(emit_verified(ws, result, claims, ref, table=table, records=records))
         else:
-            ws.out.emit(result, records=records)
+            ws.out.emit(result, table=table, records=records)
         exit_with(worst_exit(codes))
 
 

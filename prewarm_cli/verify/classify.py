@@ -412,13 +412,7 @@ def _decide(signals: Sequence[Signal]) -> tuple[str, Signal | None, str]:
 
 def is_warm(result: Mapping[str, Any]) -> bool:
     """A result (dict) that proves the URL warm: 2xx, hit or revalidated, no error."""
-    code = result.get("status_code")
-    return (
-        result.get("error") is None
-        and isinstance(code, int)
-        and 200 <= code < 300
-        and result.get("cache") in WARM
-    )
+    return is_cached(result) and result["status_code"] < 300
 
 
 def is_cached(result: Mapping[str, Any]) -> bool:
