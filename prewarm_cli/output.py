@@ -226,6 +226,13 @@ def said_on_stdout(exc: BaseException) -> bool:
     return bool(getattr(exc, _SAID, False))
 
 
+def said_as(exc: BaseException, error: BaseException) -> BaseException:
+    """``error``, raised in ``exc``'s place, marked said on stdout where ``exc`` was."""
+    if said_on_stdout(exc):
+        setattr(error, _SAID, True)
+    return error
+
+
 # What Ctrl-C stops where it cuts a streamed document short (see interrupted_as).
 _INTERRUPTED: ContextVar[BaseException | None] = ContextVar("prewarm_interrupted", default=None)
 

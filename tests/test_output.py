@@ -140,6 +140,30 @@ def test_ctrl_c_is_said_in_the_document_as_the_run_names_it() -> None:
     assert said_on_stdout(stopped)  # raised in the KeyboardInterrupt's place: no second object
 
 
+def test_ctrl_c_while_writing_under_two_namings_raises_the_outer_one_marked_said() -> None:
+    """status --verify names the job around its answers' reading and around their writing:
+    Ctrl-C while a result is written (the inner naming still set) is said once."""
+    from prewarm_cli.commands._common import naming_the_job
+    from prewarm_cli.errors import UserInterrupt
+
+    out = io.StringIO()
+
+    def answers() -> Iterator[Any]:
+        with naming_the_job("J1", "interrupted while verifying job J1", "again"):
+            yield {"i": 0}
+            yield Unsayable()
+
+    outer = naming_the_job("J1", "interrupted while verifying job J1", "again")
+    with pytest.raises(UserInterrupt) as caught, outer:
+        results = answers()
+        try:
+            write_json(out, {"results": results})
+        finally:
+            results.close()
+    assert json.loads(out.getvalue())["error"]["job_id"] == "J1"
+    assert said_on_stdout(caught.value)  # the exit writes no second object
+
+
 def test_what_is_not_prewarm_s_to_say_leaves_the_document_cut() -> None:
     out = io.StringIO()
     with pytest.raises(ValueError) as caught:

@@ -369,14 +369,14 @@ def naming_the_job(job_id: str | None, interrupted: str, hint: str) -> Iterator[
     """Around what follows a made job (its wait, its verify): an error names the job in its
     JSON, and Ctrl-C says ``interrupted`` with the command that does it again."""
     from prewarm_cli.errors import UserInterrupt
-    from prewarm_cli.output import interrupted_as
+    from prewarm_cli.output import interrupted_as, said_as
 
     stopped = UserInterrupt(interrupted, hint=hint, job_id=job_id)
     try:
         with interrupted_as(stopped):  # as a streamed document cut short says it, too
             yield
-    except KeyboardInterrupt:
-        raise stopped from None
+    except KeyboardInterrupt as exc:
+        raise said_as(exc, stopped) from None
     except PrewarmError as exc:
         exc.job_id = exc.job_id or job_id
         raise
