@@ -810,7 +810,7 @@ def test_seconds_are_above_0_and_at_most_a_year(run_cli, args: tuple[str, ...]) 
 
 def test_every_example_in_the_help_parses() -> None:
     """Each `prewarm ...` line at the end of a command's --help is a valid command line, and
-    each command's examples show that command."""
+    each command's --help ends with examples of that command (urls had none)."""
     import shlex
 
     from prewarm_cli.cli import cli
@@ -833,5 +833,6 @@ def test_every_example_in_the_help_parses() -> None:
                 used.make_context(part[1], part[2:])  # a usage error raises
                 shown.add(part[1])
                 n_examples += 1
-        assert not command.epilog or name in shown, name
+        if not isinstance(command, click.Group):  # `config`: its subcommands have them
+            assert command.epilog and name in shown, f"{name}: its --help shows no example"
     assert n_examples >= 20

@@ -399,6 +399,17 @@ def test_stdout_with_no_reader_from_the_start(
     assert "Traceback" not in r.stderr
 
 
+def test_an_ssl_cert_file_that_cannot_be_read_is_a_config_error_naming_it(
+    cli_env, tmp_path: Path, edge: CacheServer
+) -> None:
+    """It was "unexpected FileNotFoundError", exit 1, even for an http URL."""
+    missing = str(tmp_path / "nowhere.pem")
+    r = invoke("verify", f"{edge.url}/cloudfront/hit", env_extra={"SSL_CERT_FILE": missing})
+    assert r.returncode == 3, r.stderr
+    assert f"cannot load the CA certificates of SSL_CERT_FILE={missing}" in r.stderr
+    assert "unexpected" not in r.stderr and "--ca-bundle" in r.stderr
+
+
 def test_verify_with_a_ca_bundle_it_cannot_read_says_so_before_any_result(
     cli_env: dict[str, str], tmp_path: Path, edge: CacheServer
 ) -> None:

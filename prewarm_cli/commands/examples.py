@@ -38,6 +38,12 @@ VERIFY = examples(
     "prewarm verify -i urls.txt --expect-hit --accept-encoding gzip",
     "prewarm verify --resolve www.example.com:443:203.0.113.7 https://www.example.com/",
 )
+URLS = examples(
+    "prewarm urls --from-dir dist --base-url https://static.example.com/",
+    "git diff --name-only HEAD~1 -- public | prewarm urls --paths - --strip-prefix public \\",
+    "    --base-url https://www.example.com/",
+    "prewarm urls --sitemap https://www.example.com/sitemap.xml -o json | jq length",
+)
 QUOTA = examples("prewarm quota", "prewarm quota -p edgeone -o json")
 SCALE = examples("prewarm scale  # the instances now", "prewarm scale 0 --yes")
 PROVIDERS = examples("prewarm providers", "prewarm providers -o json | jq -r '.[].type'")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from prewarm_cli.commands import short_help
+from prewarm_cli.commands import examples, short_help
 from prewarm_cli.commands._common import (
     CONTEXT_SETTINGS,
     GlobalOptions,
@@ -43,7 +43,12 @@ def lines_unless_asked(f: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.command(cls=LinesCommand, context_settings=CONTEXT_SETTINGS, short_help=short_help("urls"))
+@click.command(
+    cls=LinesCommand,
+    context_settings=CONTEXT_SETTINGS,
+    short_help=short_help("urls"),
+    epilog=examples.URLS,
+)
 @lines_unless_asked
 @url_inputs
 @global_options
@@ -55,7 +60,6 @@ def urls(inputs: InputSpec) -> None:
     to check a --base-url mapping before a warm, or to feed another tool.
     One URL per line, piped or not; -o json prints a list, -o ndjson one JSON
     string per line.
-      prewarm urls --from-dir dist --base-url https://static.example.com/
     """
     from prewarm_cli.inputs import InputNotes, read_urls
 

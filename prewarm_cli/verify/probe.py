@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prewarm_cli import __version__
-from prewarm_cli.errors import ExitCode, Outcome, UsageError, exit_for
+from prewarm_cli.errors import ConfigError, ExitCode, Outcome, UsageError, exit_for
 from prewarm_cli.verify.classify import (
     CACHE_VALUES,
     HIT,
@@ -528,7 +528,21 @@ def ssl_context(ca_bundle: str | Sequence[str] | None = None) -> ssl.SSLContext:
 
     bundles = [ca_bundle] if isinstance(ca_bundle, str) else list(ca_bundle or ())
     if not bundles:
-        return httpx.create_ssl_context(verify=True, trust_env=True)
+        try:
+            return httpx.create_ssl_context(verify=True, trust_env=True)
+        except (OSError, ssl.SSLError) as exc:  # SSL_CERT_FILE or SSL_CERT_DIR unreadable
+            import os
+
+            named = " and ".join(
+                f"{name}={os.environ[name]}"
+                for name in ("SSL_CERT_FILE", "SSL_CERT_DIR")
+                if os.environ.get(name)
+            )
+            raise ConfigError(
+                f"cannot load the CA certificates of {named or 'the system trust store'}: {exc}",
+                hint="fix or unset it, or name a CA bundle: --ca-bundle, or ca_bundle in the"
+                " provider's table",
+            ) from exc
     try:
         context = ssl.create_default_context(cafile=bundles[0])
         for bundle in bundles[1:]:
