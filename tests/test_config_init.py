@@ -64,6 +64,9 @@ def test_answers_are_checked_asked_again_and_required_lists_asked_for(cli_env) -
     assert "found PREWARM_AWS_API_KEY in the environment" in shown
     assert "'everywhere' is not allowed" in shown
     assert "providers.aws.regions: required with target_type = 'region'" in shown
+    # Before its question, as what it asks: not a warning about a file not written yet.
+    (said,) = [line for line in shown.splitlines() if "required with target_type" in line]
+    assert said.startswith("providers.aws.regions: "), said
     assert "'two' is not an integer" in shown
     assert "key-from-the-environment" not in shown
     data = tomllib.loads(config_file(cli_env).read_text())

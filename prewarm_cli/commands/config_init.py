@@ -230,7 +230,11 @@ def _ask_settings(
             if not pending:
                 break
             key, problem = pending[0]
-            out.warn(problem.message + (f" ({problem.hint})" if problem.hint else ""))
+            # Said as what the next question is about (nothing is written yet): the message
+            # from `providers.ALIAS.KEY` on, without the file's name.
+            _, at, about = problem.message.partition(f"providers.{alias}.")
+            said = at + about if at else problem.message
+            out.info(said + (f" ({problem.hint})" if problem.hint else ""))
             answers[key] = _ask(cls, alias, fields[key], answers.get(key), out)
     return answers
 
