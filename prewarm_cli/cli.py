@@ -157,6 +157,25 @@ def _stop_as_interrupted(signum: int, _frame: object) -> None:
 _stopping = False  # a run is being stopped (by a signal)
 
 
+def _output_as_typed(args: list[str]) -> str | None:
+    """The output format -o/--output/--json name on the command line as typed (the last
+    wins), for an error click raised before it read them; None if none names one."""
+    fmt = None
+    tokens = iter(args)
+    for arg in tokens:
+        if arg == "--":
+            break
+        if arg in ("-o", "--output"):
+            fmt = next(tokens, None)
+        elif arg.startswith("--output="):
+            fmt = arg.partition("=")[2]
+        elif arg.startswith("-o") and len(arg) > 2:
+            fmt = arg[2:]
+        elif arg == "--json":
+            fmt = "json"
+    return fmt if fmt in ("table", "json", "ndjson") else None
+
+
 @contextlib.contextmanager
 def _reader_gone_said() -> Iterator[None]:
     """stdout's reader gone (`| head -1`) ends the run as ReaderGone (141, silent), before
@@ -199,6 +218,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except (Exception, KeyboardInterrupt) as exc:
         from prewarm_cli.exits import exit_for  # only when something went wrong
 
+        if "output" not in given:  # click stopped before it read them (a bad option first)
+            typed = _output_as_typed(argv if argv is not None else sys.argv[1:])
+            if typed is not None:
+                given["output"] = typed
         sys.exit(exit_for(exc, given, debug))
     finally:
         # A caller in this process (a test) gets its own handlers back, unless a signal is

@@ -836,3 +836,16 @@ def test_every_example_in_the_help_parses() -> None:
         if not isinstance(command, click.Group):  # `config`: its subcommands have them
             assert command.epilog and name in shown, f"{name}: its --help shows no example"
     assert n_examples >= 20
+
+
+@pytest.mark.parametrize("order", ["option first", "bad option first"])
+def test_an_output_format_typed_after_a_bad_option_is_kept(cli_env, order: str) -> None:
+    """Click stops reading at a bad option: an -o table typed after it was ignored, and the
+    error went to stdout as JSON (stdout is not a terminal here)."""
+    bad, fmt = ("--timeout", "-1"), ("-o", "table")
+    args = (*fmt, *bad) if order == "option first" else (*bad, *fmt)
+    r = invoke("verify", "http://a.example.com/x", *args)
+    assert r.returncode == 2 and "is not a number of seconds" in r.stderr, r.stderr
+    assert r.stdout == ""
+    r = invoke("verify", "http://a.example.com/x", "--bogus", "--output=json")
+    assert r.returncode == 2 and json.loads(r.stdout)["error"]["code"] == "usage"
