@@ -165,15 +165,18 @@ def _output_as_typed(args: list[str]) -> str | None:
     for arg in tokens:
         if arg == "--":
             break
+        named = None
         if arg in ("-o", "--output"):
-            fmt = next(tokens, None)
+            named = next(tokens, None)
         elif arg.startswith("--output="):
-            fmt = arg.partition("=")[2]
+            named = arg.partition("=")[2]
         elif arg.startswith("-o") and len(arg) > 2:
-            fmt = arg[2:]
+            named = arg[2:]
         elif arg == "--json":
-            fmt = "json"
-    return fmt if fmt in ("table", "json", "ndjson") else None
+            named = "json"
+        if named in ("table", "json", "ndjson"):  # not another option's value that looks so
+            fmt = named
+    return fmt
 
 
 @contextlib.contextmanager

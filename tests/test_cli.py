@@ -849,3 +849,14 @@ def test_an_output_format_typed_after_a_bad_option_is_kept(cli_env, order: str) 
     assert r.stdout == ""
     r = invoke("verify", "http://a.example.com/x", "--bogus", "--output=json")
     assert r.returncode == 2 and json.loads(r.stdout)["error"]["code"] == "usage"
+
+
+def test_the_output_format_as_typed_is_read_as_click_would() -> None:
+    from prewarm_cli.cli import _output_as_typed
+
+    assert _output_as_typed(["-o", "table", "-H", "-origin: x"]) == "table"  # a value, not -o
+    assert _output_as_typed(["-o", "json", "--json", "-o", "ndjson"]) == "ndjson"  # the last
+    assert _output_as_typed(["--output=ndjson"]) == "ndjson"
+    assert _output_as_typed(["-ojson"]) == "json"
+    assert _output_as_typed(["-o"]) is None
+    assert _output_as_typed(["--", "-o", "table"]) is None  # arguments, not options
