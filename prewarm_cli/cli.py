@@ -17,7 +17,12 @@ from typing import Any, NoReturn
 import click
 
 from prewarm_cli.commands import COMMANDS, CommandEntry
-from prewarm_cli.commands._globals import CONTEXT_SETTINGS, GlobalOptions, global_options
+from prewarm_cli.commands._globals import (
+    CONTEXT_SETTINGS,
+    GlobalOptions,
+    global_options,
+    output_as_typed,
+)
 
 
 class PrewarmGroup(click.Group):
@@ -157,28 +162,6 @@ def _stop_as_interrupted(signum: int, _frame: object) -> None:
 _stopping = False  # a run is being stopped (by a signal)
 
 
-def _output_as_typed(args: list[str]) -> str | None:
-    """The output format -o/--output/--json name on the command line as typed (the last
-    wins), for an error click raised before it read them; None if none names one."""
-    fmt = None
-    tokens = iter(args)
-    for arg in tokens:
-        if arg == "--":
-            break
-        named = None
-        if arg in ("-o", "--output"):
-            named = next(tokens, None)
-        elif arg.startswith("--output="):
-            named = arg.partition("=")[2]
-        elif arg.startswith("-o") and len(arg) > 2:
-            named = arg[2:]
-        elif arg == "--json":
-            named = "json"
-        if named in ("table", "json", "ndjson"):  # not another option's value that looks so
-            fmt = named
-    return fmt
-
-
 @contextlib.contextmanager
 def _reader_gone_said() -> Iterator[None]:
     """stdout's reader gone (`| head -1`) ends the run as ReaderGone (141, silent), before
@@ -222,7 +205,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         from prewarm_cli.exits import exit_for  # only when something went wrong
 
         if "output" not in given:  # click stopped before it read them (a bad option first)
-            typed = _output_as_typed(argv if argv is not None else sys.argv[1:])
+            typed = output_as_typed(argv if argv is not None else sys.argv[1:])
             if typed is not None:
                 given["output"] = typed
         sys.exit(exit_for(exc, given, debug))

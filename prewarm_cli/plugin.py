@@ -479,8 +479,7 @@ CORE_FIELDS: tuple[ConfigField, ...] = (
 )
 
 
-REPORT_TASKS = 100  # tasks whose results the default report holds at once
-STATUS_TASKS = 100  # tasks `status` asks fetch_status about at once (status_tasks)
+STATUS_TASKS = 100  # tasks status and the default report ask fetch_status about at once
 
 
 class Provider:
@@ -677,19 +676,20 @@ class Provider:
 
     def report(self, task_ids: Sequence[str]) -> Report:
         """Failed URLs; by default read from the per-URL results of fetch_status, asked for
-        ``REPORT_TASKS`` tasks at a time: only their failures are kept, so that a job's
-        million results are never all held at once. A task not found is said as fetch_status
-        says it of all of them (a vendor may name every task it no longer keeps)."""
+        ``status_tasks`` tasks at a time, as `status` asks: only their failures are kept, so
+        that a job's million results are never all held at once. A task not found is said as
+        fetch_status says it of all of them (a vendor may name every task it no longer keeps)."""
+        step = self.status_tasks or max(1, len(task_ids))
         try:
             failures = [
                 Failure(url=u.url, reason=u.reason or str(u.state), pop=u.pop)
-                for start in range(0, len(task_ids), REPORT_TASKS)
-                for status in self.fetch_status(task_ids[start : start + REPORT_TASKS])
+                for start in range(0, len(task_ids), step)
+                for status in self.fetch_status(task_ids[start : start + step])
                 for u in status.urls
                 if u.state in (State.FAILED, State.TIMED_OUT, State.CANCELLED)
             ]
         except NotFoundError:
-            if len(task_ids) > REPORT_TASKS:
+            if len(task_ids) > step:
                 self.fetch_status(task_ids)  # its error names them all, as `status` does
             raise
         return Report(failures=tuple(failures))

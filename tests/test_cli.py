@@ -852,11 +852,11 @@ def test_an_output_format_typed_after_a_bad_option_is_kept(cli_env, order: str) 
 
 
 def test_the_output_format_as_typed_is_read_as_click_would() -> None:
-    from prewarm_cli.cli import _output_as_typed
+    from prewarm_cli.commands._globals import output_as_typed
 
-    assert _output_as_typed(["-o", "table", "-H", "-origin: x"]) == "table"  # a value, not -o
-    assert _output_as_typed(["-o", "json", "--json", "-o", "ndjson"]) == "ndjson"  # the last
-    assert _output_as_typed(["--output=ndjson"]) == "ndjson"
-    assert _output_as_typed(["-ojson"]) == "json"
-    assert _output_as_typed(["-o"]) is None
-    assert _output_as_typed(["--", "-o", "table"]) is None  # arguments, not options
+    assert output_as_typed(["-o", "table", "-H", "-origin: x"]) == "table"  # a value, not -o
+    assert output_as_typed(["-o", "json", "--json", "-o", "ndjson"]) == "ndjson"  # the last
+    assert output_as_typed(["--output=ndjson"]) == "ndjson"
+    assert output_as_typed(["-ojson"]) == "json"
+    assert output_as_typed(["-o"]) is None
+    assert output_as_typed(["--", "-o", "table"]) is None  # arguments, not options

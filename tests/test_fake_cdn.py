@@ -581,11 +581,11 @@ def test_fake_config(fake_config: Path, fake_cdn: FakeCdn, cli_env: dict[str, st
 def test_the_default_report_asks_a_hundred_tasks_at_a_time(
     cdn: FakeCdn, clock: FakeClock, provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from prewarm_cli.plugin import REPORT_TASKS
+    from prewarm_cli.plugin import STATUS_TASKS
 
     task_ids = [
         provider.submit_batch(urls(f"ok-{i}", f"fail-{i}"), NO_OPTIONS).task_id or ""
-        for i in range(REPORT_TASKS * 2 + 5)
+        for i in range(STATUS_TASKS * 2 + 5)
     ]
     clock.advance(cdn.task_seconds)
     asked: list[int] = []
@@ -593,7 +593,7 @@ def test_the_default_report_asks_a_hundred_tasks_at_a_time(
     monkeypatch.setattr(provider, "fetch_status", lambda ids: asked.append(len(ids)) or fetch(ids))
     report = provider.report(task_ids)
     # Only the failures of each hundred are kept: a job's million results are never all held.
-    assert asked == [REPORT_TASKS, REPORT_TASKS, 5]
+    assert asked == [STATUS_TASKS, STATUS_TASKS, 5]
     assert sorted(f.url for f in report.failures) == sorted(
         urls(*(f"fail-{i}" for i in range(len(task_ids))))
     )
@@ -605,7 +605,7 @@ def test_the_default_report_names_every_task_not_found_as_status_does(
     """A vendor that names every task it no longer keeps (Qiniu, after 7 days): the report's
     error names those of every hundred, not only those of the first."""
     from prewarm_cli.errors import NotFoundError
-    from prewarm_cli.plugin import REPORT_TASKS
+    from prewarm_cli.plugin import STATUS_TASKS
 
     ok = provider.submit_batch(urls("a"), NO_OPTIONS).task_id or ""
     clock.advance(cdn.task_seconds)
@@ -619,5 +619,5 @@ def test_the_default_report_names_every_task_not_found_as_status_does(
 
     monkeypatch.setattr(provider, "fetch_status", fetch_status)
     with pytest.raises(NotFoundError) as caught:
-        provider.report(["gone-1", *[ok] * REPORT_TASKS, "gone-2"])
+        provider.report(["gone-1", *[ok] * STATUS_TASKS, "gone-2"])
     assert str(caught.value) == "no longer kept: gone-1, gone-2"

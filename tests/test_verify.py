@@ -34,15 +34,26 @@ from prewarm_cli.verify.pins import Pin, parse_resolve
 from prewarm_cli.verify.probe import (
     DEFAULT_ACCEPT_ENCODING,
     VerifyOptions,
+    against_claims,
     exit_code,
     read_urls,
     summarize,
     verify,
-    verify_against_claims,
 )
 from prewarm_cli.verify.render import records, render_table
 
 FAST = VerifyOptions(timeout=2.0)
+
+
+def verify_against_claims(
+    urls: list[str], claims: dict[str, str], options: VerifyOptions
+) -> dict[str, Any]:
+    """verify() with each result set beside its claim, and the summary's mismatches, as
+    status --verify gives them (commands._render.ClaimsCheck)."""
+    result = verify(urls, options)
+    result["results"] = list(against_claims(result["results"], claims))
+    result["summary"]["mismatches"] = sum(1 for r in result["results"] if r["mismatch"])
+    return result
 
 
 def _listed(spec: InputSpec) -> list[str]:

@@ -84,3 +84,25 @@ def output_format(given: Mapping[str, Any]) -> str | None:
     """The format the global options ask for, or None for the default."""
     fmt: str | None = given.get("output")
     return fmt
+
+
+def output_as_typed(args: list[str]) -> str | None:
+    """The output format -o/--output/--json name on the command line as typed (the last
+    wins), for an error click raised before it read them; None if none names one."""
+    fmt = None
+    tokens = iter(args)
+    for arg in tokens:
+        if arg == "--":
+            break
+        named = None
+        if arg in ("-o", "--output"):
+            named = next(tokens, None)
+        elif arg.startswith("--output="):
+            named = arg.partition("=")[2]
+        elif arg.startswith("-o") and len(arg) > 2:
+            named = arg[2:]
+        elif arg == "--json":
+            named = "json"
+        if named in ("table", "json", "ndjson"):  # not another option's value that looks so
+            fmt = named
+    return fmt

@@ -192,24 +192,6 @@ def verify_stream(
     return results(), tally
 
 
-def verify_against_claims(
-    urls: Iterable[str],
-    claims: Mapping[str, str],
-    options: VerifyOptions | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
-    """verify(), with each vendor's claimed state beside what was observed.
-
-    Each result gets ``vendor`` (the normalized state the vendor reported for the URL, or
-    None) and ``mismatch``: the vendor says ``succeeded`` but the URL is not warm here.
-    The summary gets ``mismatches`` (counted per request, like ``total``).
-    """
-    result = verify(urls, options, progress)
-    result["results"] = list(against_claims(result["results"], claims))
-    result["summary"]["mismatches"] = sum(1 for r in result["results"] if r["mismatch"])
-    return result
-
-
 def against_claims(
     results: Iterable[dict[str, Any]], claims: Mapping[str, str]
 ) -> Generator[dict[str, Any], None, None]:
