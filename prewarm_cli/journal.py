@@ -446,6 +446,24 @@ class Journal:
                 found.setdefault(row["task_id"], set()).add(row["url"])
         return found
 
+    def accepted_counts(
+        self, job_id: str, provider: str, task_ids: Collection[str]
+    ) -> dict[str, int]:
+        """How many URLs of the job were accepted into each of these tasks (as accepted_urls
+        reads them, without holding them)."""
+        found: dict[str, int] = {}
+        wanted = sorted(task_ids)
+        for i in range(0, len(wanted), 500):  # within SQLite's limit of bound values
+            chunk = wanted[i : i + 500]
+            rows = self._query(
+                "SELECT task_id, COUNT(*) AS n FROM targets INDEXED BY accepted_by_task"
+                " WHERE job_id = ? AND provider = ? AND outcome = 'accepted'"
+                f" AND task_id IN ({','.join('?' * len(chunk))}) GROUP BY task_id",
+                (job_id, provider, *chunk),
+            )
+            found.update((row["task_id"], row["n"]) for row in rows)
+        return found
+
     def iter_unsent(
         self, job_id: str, provider: str, chunk: int = 10_000
     ) -> Generator[sqlite3.Row, None, None]:

@@ -14,7 +14,7 @@ import builtins
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -649,6 +649,14 @@ class Provider:
 
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
         raise UnsupportedError(f"{self.name} does not support status", provider=self.alias)
+
+    def fetch_counts(self, task_ids: Sequence[str]) -> list[TaskStatus]:
+        """fetch_status without per-URL results, asked instead of it within a journal job by
+        a provider ``finished_in_submit``: a URL the journal accepted into one of its tasks is
+        done there, so `status` counts each task's URLs from the journal and never needs them.
+        By default fetch_status's, let go; a provider that can count its tasks without holding
+        their URLs (direct warming) does so here, so that a million are never all held."""
+        return [replace(status, urls=()) for status in self.fetch_status(task_ids)]
 
     @classmethod
     def config_problems(cls, alias: str, settings: Mapping[str, Any]) -> list[ConfigError]:

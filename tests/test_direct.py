@@ -481,6 +481,38 @@ def test_each_run_s_details_are_its_own_and_add_up_to_the_job_s(
     assert second["details"]["bytes"] + first["details"]["bytes"] == part["details"]["bytes"]
 
 
+def test_a_url_warmed_across_two_runs_counts_in_the_run_that_accepted_it(
+    bed: CacheBed, run_cli, write_config
+) -> None:
+    """Its gzip copy warmed by the first run, its identity copy by the resume: the first run's
+    latest answers for it are all OK, yet only the resume accepted it (status counts a run's
+    URLs as the journal accepted them, never holding them)."""
+    write_config(
+        "[defaults]\nretries = 1\nretry_timeout = 30\n\n"
+        '[providers.direct]\ntype = "direct"\nencodings = ["gzip", "identity"]\n'
+    )
+    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
+    split = "/flaky/1/split.js"  # 503 once per variant, then the object
+    assert bed.nginx.probe(POPS[0], split, "gzip")[0] == 503
+    assert bed.nginx.probe(POPS[0], split, "gzip")[:2] == (200, "MISS")  # gzip now cached
+    paths = ["/obj/whole.js", split]
+    r, data = submit(run_cli, *pin, *(bed.nginx.url(p) for p in paths))
+    assert r.returncode == 4, r.stderr
+    assert [f["url"] for f in data["failed"]] == [bed.nginx.url(split)]
+    r2 = run_cli("submit", "--resume", data["job_id"], "-o", "json")
+    assert r2.returncode == 0, r2.stderr
+    assert bed.counts.count(split, "gzip") == 2 and bed.counts.count(split, IDENTITY) == 2
+    r3 = run_cli("status", data["job_id"], "-o", "json")
+    assert r3.returncode == 0, r3.stderr
+    part = json.loads(r3.stdout)["providers"]["direct"]
+    first, second = part["tasks"]
+    assert (first["state"], first["total"], first["succeeded"]) == ("succeeded", 1, 1)
+    assert (second["state"], second["total"], second["succeeded"]) == ("succeeded", 1, 1)
+    assert (part["total"], part["succeeded"], part["failed"]) == (2, 2, 0)
+    # Each request counted in the run that gave its latest answer.
+    assert first["details"]["requests"] == 3 and second["details"]["requests"] == 1
+
+
 def test_kill_and_resume_sends_only_what_was_not_answered(
     bed: CacheBed, cli_env, run_cli, direct_config, tmp_path: Path
 ) -> None:

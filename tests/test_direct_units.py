@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -917,6 +918,70 @@ def test_a_report_reads_what_the_whole_record_says_failed(
             store.close()
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["r1", "r2", "r3"]),
+            st.sampled_from(_KEYS),
+            st.sampled_from(["ok", "rejected", "transient", "stopped", "not_found"]),
+            st.sampled_from(["hit", "miss", None]),
+            st.sampled_from(["flushed", "warmed whole", "carried"]),
+        ),
+        max_size=12,
+    )
+)
+def test_runs_counted_without_their_urls_count_as_with_them(
+    answers: list[tuple[str, tuple[str, str, str], str, str | None, str]],
+) -> None:
+    """fetch_counts, which counts each URL as SQLite reads the record, gives fetch_status's
+    states, counts and details (every answer read, each URL listed), whichever table holds an
+    answer, and where an earlier run's answer was carried into a later one (the same time)."""
+    import itertools
+    import tempfile
+
+    from prewarm_direct import store as store_module
+    from prewarm_direct.provider import DirectProvider
+    from prewarm_direct.warm import OK, Answer
+
+    from prewarm_cli.errors import NotFoundError
+
+    tick = itertools.count()
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store_module, "utcnow", lambda: f"2026-12-06T00:00:00.{next(tick):06d}Z")
+        patch.setattr(store_module, "COMMIT_EVERY", 3600)
+        direct = DirectProvider("direct", {})
+        direct.attach_state_dir(Path(tmp))
+        store = direct.store
+        try:
+            # A job's runs come one after the other (its lock).
+            for run, (url, target, variant), outcome, cache, how in sorted(
+                answers, key=lambda answer: answer[0]
+            ):
+                if how == "carried":  # a resume carries an earlier run's final answers
+                    earlier = [
+                        r
+                        for r in store.answered("job1", "direct", [url])
+                        if r.run_id < run and (r.target, r.variant) == (target, variant)
+                    ]
+                    store.copy("job1", run, "direct", earlier[-1:])
+                    store.flush(warmed_urls={url})
+                    continue
+                answer = Answer(outcome, 200 if outcome == OK else 503, cache, len(url), None)
+                store.save("job1", run, "direct", [(url, target, None, variant, answer)])
+                store.flush(warmed_urls={url} if how == "warmed whole" else frozenset())
+            runs = ["r1", "r2", "r3"]
+            try:
+                expected = [replace(s, urls=()) for s in direct.fetch_status(runs)]
+            except NotFoundError:
+                with pytest.raises(NotFoundError):
+                    direct.fetch_counts(runs)
+            else:
+                assert direct.fetch_counts(runs) == expected
+        finally:
+            direct.close()
+
+
 def test_a_report_of_many_warm_answers_holds_none_of_them(tmp_path: Path) -> None:
     import tracemalloc
 
@@ -945,6 +1010,40 @@ def test_a_report_of_many_warm_answers_holds_none_of_them(tmp_path: Path) -> Non
         assert peak < 2 * 2**20, f"{peak} bytes"
     finally:
         store.close()
+
+
+def test_runs_of_many_answers_are_counted_without_holding_them(tmp_path: Path) -> None:
+    """status within a journal job asks fetch_counts: 60,000 answers counted, not held."""
+    import tracemalloc
+
+    from prewarm_direct.provider import DirectProvider
+    from prewarm_direct.warm import OK, REJECTED, Answer
+
+    direct = DirectProvider("direct", {})
+    direct.attach_state_dir(tmp_path)
+    store = direct.store
+    try:
+        warm = Answer(OK, 200, "miss", 2048, None)
+        for start in range(0, 60_000, 10_000):
+            urls = [f"https://h/{i:06d}.js" for i in range(start, start + 10_000)]
+            half = len(urls) // 2  # half warmed whole (one row per batch), half a row each
+            store.save("job1", "r1", "direct", [(u, "edge", None, "gzip", warm) for u in urls])
+            store.flush(warmed_urls=set(urls[:half]))
+        refused = Answer(REJECTED, 404, None, 0, "HTTP 404 at edge")
+        store.save("job1", "r2", "direct", [("https://h/gone.js", "edge", None, "gzip", refused)])
+        store.flush()
+        tracemalloc.start()
+        try:
+            first, second = direct.fetch_counts(["r1", "r2"])
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert (first.total, first.succeeded, first.details["filled"]) == (60_000, 60_000, 60_000)
+        assert (second.state, second.failed, second.details["rejected"]) == ("failed", 1, 1)
+        # fetch_status holds every URL's result and record: tens of MB.
+        assert peak < 2 * 2**20, f"{peak} bytes"
+    finally:
+        direct.close()
 
 
 def test_settings_a_plugin_gives_as_tuples_compare_as_the_job_kept_them() -> None:

@@ -361,15 +361,21 @@ def _vendor_statuses(
     every task it no longer keeps.
     """
     provider = session.provider
+    done_in_submit = job_id is not None and provider.finished_in_submit
+    fetch = provider.fetch_counts if done_in_submit else provider.fetch_status
     statuses: list[TaskStatus] = []
     not_found: list[tuple[Sequence[str], NotFoundError]] = []
     for group in _task_groups(ws, job_id, alias, task_ids, provider.status_tasks):
         try:
-            asked = session.call(provider.fetch_status, group)
+            asked = session.call(fetch, group)
         except NotFoundError as exc:
             not_found.append((group, exc))  # the other groups may hold more
             continue
-        if job_id is not None and any(s.urls for s in asked):
+        if done_in_submit:
+            assert job_id is not None
+            n_accepted = ws.journal.accepted_counts(job_id, alias, group)
+            asked = [_accepted_done(s, n_accepted.get(s.task_id, 0)) for s in asked]
+        elif job_id is not None and any(s.urls for s in asked):
             listed = [s.task_id for s in asked if s.urls]
             urls = ws.journal.accepted_urls(job_id, alias, listed)
             narrowed = (_only_urls(s, urls.get(s.task_id, set())) for s in asked)
@@ -378,9 +384,31 @@ def _vendor_statuses(
     if len(not_found) == 1:
         raise not_found[0][1]
     if not_found:  # one error naming all of them, as the vendor words it
-        session.call(provider.fetch_status, [t for group, _ in not_found for t in group])
+        session.call(fetch, [t for group, _ in not_found for t in group])
         raise not_found[0][1]
     return statuses
+
+
+def _accepted_done(status: TaskStatus, n_accepted: int) -> TaskStatus:
+    """A task of a provider finished in submit, narrowed to this job's URLs as _only_urls
+    narrows a listed one, from the journal's count: each URL accepted into the task was done
+    there (direct warming: every request OK), and its others the journal counts (refused,
+    failed). A task that lists no URL is kept as it is."""
+    if not status.total:
+        return status
+    state = status.state
+    if n_accepted and state.finished and state not in (State.CANCELLED, State.TIMED_OUT):
+        state = State.SUCCEEDED
+    return replace(
+        status,
+        state=state,
+        total=n_accepted,
+        succeeded=n_accepted,
+        failed=0,
+        in_progress=0,
+        pending=0,
+        urls=(),
+    )
 
 
 def _unlike_task(status: TaskStatus) -> TaskStatus:

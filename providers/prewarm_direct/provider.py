@@ -17,6 +17,8 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -481,7 +483,7 @@ class DirectProvider(Provider):
                     if earlier is not None:
                         _count(self.stats[label], earlier, -1)
             for (label, outcome, cache, n_bytes), n in kinds.items():
-                _count(self.stats.setdefault(label, {}), Answer(outcome, None, cache, n_bytes), n)
+                _count_kind(self.stats.setdefault(label, {}), outcome, cache, n, n_bytes * n)
                 self.bytes_sent += n_bytes * n
                 if outcome != NOT_FOUND:
                     self.n_requests += n
@@ -523,29 +525,55 @@ class DirectProvider(Provider):
             mine = by_run.get(run_id, [])
             warm = _warm_urls(mine)
             refused = _failed_urls(mine)  # not warm: a request refused or failed
-            state = State.SUCCEEDED
-            if refused:
-                state = State.PARTIAL if warm else State.FAILED
             statuses.append(
-                TaskStatus(
-                    task_id=run_id,
-                    state=state,
-                    raw_state="finished",
-                    total=len(warm) + len(refused),
-                    succeeded=len(warm),
-                    failed=len(refused),
+                _run_status(
+                    run_id,
+                    len(warm),
+                    len(refused),
+                    summarize(mine),
                     # Per URL: a run that was partial still vouches for each URL it warmed
-                    # (status --verify holds each to its own claim). Within a job, only its
-                    # accepted URLs are kept (the journal counts the others): the run's
-                    # counts and state are then those of what it warmed.
+                    # (status --verify holds each to its own claim).
                     urls=(
                         *(UrlStatus(url, State.SUCCEEDED) for url in warm),
                         *(UrlStatus(url, State.FAILED, why) for url, why in refused.items()),
                     ),
-                    details=summarize(mine),
                 )
             )
         return statuses
+
+    def fetch_counts(self, task_ids: Sequence[str]) -> list[TaskStatus]:
+        """fetch_status's states, counts and details, counted as SQLite reads the record, a
+        URL at a time: flat in the number of URLs, where fetch_status holds every one."""
+        n_warm: Counter[str] = Counter()
+        n_refused: Counter[str] = Counter()
+        pops: dict[str, dict[str, dict[str, int]]] = {}  # per run, per target: the counts
+        by_kind: Counter[tuple[str, str, str, str | None]] = Counter()
+        n_bytes: Counter[tuple[str, str, str, str | None]] = Counter()
+        found = False
+        for _url, answers in groupby(self.store.latest_of_runs(task_ids), key=attrgetter("url")):
+            found = True
+            runs: dict[str, list[bool]] = {}  # per run: [every answer OK, one refused or failed]
+            for latest in answers:
+                kind = (latest.run_id, latest.target, latest.outcome, latest.cache)
+                by_kind[kind] += 1
+                n_bytes[kind] += latest.bytes
+                seen = runs.setdefault(latest.run_id, [True, False])
+                seen[0] = seen[0] and latest.outcome == OK
+                seen[1] = seen[1] or latest.outcome in _NOT_WARM
+            for run_id, (all_ok, refused) in runs.items():
+                n_warm[run_id] += all_ok
+                n_refused[run_id] += refused
+        if not found:
+            raise self._not_found(task_ids)
+        for (run_id, target, outcome, cache), n in by_kind.items():
+            stats = pops.setdefault(run_id, {}).setdefault(target, {})
+            _count_kind(stats, outcome, cache, n, n_bytes[run_id, target, outcome, cache])
+        return [
+            _run_status(
+                run_id, n_warm[run_id], n_refused[run_id], _with_totals(pops.get(run_id, {}))
+            )
+            for run_id in task_ids
+        ]
 
     def _not_found(self, task_ids: Sequence[str]) -> NotFoundError:
         return NotFoundError(
@@ -667,22 +695,52 @@ def _describe(items: Sequence[tuple[tuple[str, str], Answer]]) -> str:
 
 def _count(stats: dict[str, int], answer: Answer, by: int = 1) -> None:
     """Adds an answer to a target's counts (``by=-1`` takes a replaced answer out)."""
-    if answer.outcome == NOT_FOUND:
-        stats["failed"] = stats.get("failed", 0) + by
+    _count_kind(stats, answer.outcome, answer.cache, by, answer.bytes * by)
+
+
+def _count_kind(
+    stats: dict[str, int], outcome: str, cache: str | None, n: int, n_bytes: int
+) -> None:
+    """Adds ``n`` answers of one outcome and cache verdict, of ``n_bytes`` in all."""
+    if outcome == NOT_FOUND:
+        stats["failed"] = stats.get("failed", 0) + n
         return
-    stats["requests"] = stats.get("requests", 0) + by
-    stats["bytes"] = stats.get("bytes", 0) + answer.bytes * by
-    if answer.outcome == STOPPED:  # asked again in a later run
+    stats["requests"] = stats.get("requests", 0) + n
+    stats["bytes"] = stats.get("bytes", 0) + n_bytes
+    if outcome == STOPPED:  # asked again in a later run
         key = "cut_short"
-    elif answer.outcome != OK:
-        key = "failed" if answer.outcome == TRANSIENT else "rejected"
-    elif answer.cache in HIT_VALUES:
+    elif outcome != OK:
+        key = "failed" if outcome == TRANSIENT else "rejected"
+    elif cache in HIT_VALUES:
         key = "already_warm"
-    elif answer.cache == "miss":
+    elif cache == "miss":
         key = "filled"
     else:  # warm, but the edge says it did not cache it (bypass) or says nothing
         key = "no_verdict"
-    stats[key] = stats.get(key, 0) + by
+    stats[key] = stats.get(key, 0) + n
+
+
+def _run_status(
+    run_id: str,
+    n_warm: int,
+    n_refused: int,
+    details: Mapping[str, Any],
+    urls: tuple[UrlStatus, ...] = (),
+) -> TaskStatus:
+    """A run as a finished task: its URLs warm (every request OK) and refused or failed."""
+    state = State.SUCCEEDED
+    if n_refused:
+        state = State.PARTIAL if n_warm else State.FAILED
+    return TaskStatus(
+        task_id=run_id,
+        state=state,
+        raw_state="finished",
+        total=n_warm + n_refused,
+        succeeded=n_warm,
+        failed=n_refused,
+        urls=urls,
+        details=details,
+    )
 
 
 def _answer(record: Record) -> Answer:
@@ -704,11 +762,14 @@ def _warm_urls(records: Sequence[Record]) -> list[str]:
     return [u for u, good in ok.items() if good]
 
 
+_NOT_WARM = (REJECTED, TRANSIENT, NOT_FOUND)  # a URL one of whose requests so answered
+
+
 def _failed_urls(records: Sequence[Record]) -> dict[str, str]:
     """URLs a recorded request of which was refused or failed, each with the first reason."""
     failed: dict[str, str] = {}
     for r in records:
-        if r.outcome in (REJECTED, TRANSIENT, NOT_FOUND):
+        if r.outcome in _NOT_WARM:
             failed.setdefault(r.url, r.reason or r.outcome)
     return failed
 

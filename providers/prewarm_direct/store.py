@@ -25,7 +25,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Iterable, Iterator, Sequence, Set
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -342,7 +342,8 @@ class Store:
         return runs
 
     def of_runs(self, run_ids: Sequence[str]) -> list[Record]:
-        """The latest answer per (URL, target, variant) over these runs."""
+        """The latest answer per (URL, target, variant) over these runs (in the order they
+        ran), as ``latest_of_runs`` chooses it."""
         with self._lock:
             runs = self._name_runs(run_ids)
             rows = self._db.execute(
@@ -356,7 +357,10 @@ class Store:
         records = [Record(*row) for row in rows]
         for (answers,) in warmed:
             records += [Record(*answer) for answer in _loads(answers)]
-        records.sort(key=lambda r: r.at)  # the two tables' answers in the order they came
+        # The two tables' answers in the order they came; of two of the same moment (one
+        # carried into a later run), the one of the run that sent it last, to be kept.
+        order = {run_id: i for i, run_id in enumerate(run_ids)}
+        records.sort(key=lambda r: (r.at, -order.get(r.run_id, 0)))
         latest: dict[tuple[str, str, str], Record] = {}
         for record in records:
             key = (record.url, record.target, record.variant)
@@ -365,6 +369,25 @@ class Store:
             if previous is None or previous.outcome != OK or record.outcome == OK:
                 latest[key] = record
         return list(latest.values())
+
+    def latest_of_runs(self, run_ids: Sequence[str]) -> Iterator[Latest]:
+        """What ``of_runs`` gives, as SQLite reads it: the latest answer per (URL, target,
+        variant) over these runs, a URL's answers side by side, never all in memory.
+
+        The answers of both tables are grouped by SQLite, whose sort goes to a temporary file
+        past a few megabytes here (not to memory: a million answers would be held). An OK is
+        never replaced by a later failure; of two answers of the same moment (an earlier run's
+        carried into a later one), the one of the run that sent it: the earlier in ``run_ids``,
+        which are in the order they ran. The connection is held until the iterator is spent
+        or closed."""
+        with self._lock:
+            runs = self._name_runs(run_ids)
+            self._db.execute("PRAGMA temp_store=FILE")
+            try:
+                rows = self._db.execute(_LATEST_OF_RUNS, (runs, runs, runs, runs))
+                yield from map(Latest._make, rows)
+            finally:
+                self._db.execute("PRAGMA temp_store=MEMORY")
 
     def failures_of_runs(self, run_ids: Sequence[str]) -> list[Record] | None:
         """What `of_runs` gives that is not OK, without reading the OK answers: for each
@@ -439,11 +462,47 @@ def _row(record: Record, job_id: str | None, alias: str) -> tuple[object, ...]:
 
 # Places in such a row.
 _RUN, _URL, _TARGET, _VARIANT, _OUTCOME, _ALIAS, _JOB = 0, 1, 2, 3, 4, 12, 13
+_CACHE, _BYTES, _AT = 6, 7, 11
 # The rows of some runs: their jobs' rows (the key's range), then the runs' own.
 _OF_RUNS = (
     "job_id IN (SELECT job_id FROM runs WHERE run_id IN (SELECT value FROM json_each(?)))"
     " AND run_id IN (SELECT value FROM json_each(?))"
 )
+
+
+_JSON_ANSWER = ", ".join(
+    f"json_extract(a.value, '$[{i}]')"
+    for i in (_RUN, _URL, _TARGET, _VARIANT, _OUTCOME, _CACHE, _BYTES, _AT)
+)
+# The latest answer per request over some runs (as of_runs chooses it), a URL's side by side:
+# both tables' answers grouped by request, the one kept the greatest by (OK, time), and of
+# two at the same time (an answer carried into a later run) the earlier run's, which sent it.
+_LATEST_OF_RUNS = f"""
+WITH answers (run_id, url, target, variant, outcome, cache, bytes, at) AS (
+    SELECT run_id, url, target, variant, outcome, cache, bytes, at FROM requests
+    WHERE {_OF_RUNS}
+    UNION ALL
+    SELECT {_JSON_ANSWER}
+    FROM warmed, json_each(warmed.answers) AS a
+    WHERE warmed.run_id IN (SELECT value FROM json_each(?))
+)
+SELECT run_id, url, target, outcome, cache, bytes,
+    max((outcome = '{OK}') || at || printf('%09d', 999999999 - runs.key)) AS latest
+FROM answers JOIN json_each(?) AS runs ON runs.value = answers.run_id
+GROUP BY url, target, variant ORDER BY url
+"""
+
+
+class Latest(NamedTuple):
+    """One request's latest answer, as ``latest_of_runs`` reads it (its last column unused)."""
+
+    run_id: str
+    url: str
+    target: str
+    outcome: str
+    cache: str | None
+    bytes: int
+    latest: str
 
 
 def _take_warmed(
