@@ -273,10 +273,13 @@ class Journal:
         job_id: str,
         skipped: Sequence[Mapping[str, Any]],
         vendor_of: Callable[[str], str] = str,
+        settings_of: Callable[[str], Mapping[str, Any]] = lambda alias: {},
     ) -> None:
         """Counts the distinct URLs once input is complete, and names the job's providers (those
-        its targets went to) with the vendor each sends to (``vendor_of``), in one
-        transaction: a job is either still reading its input or ready with its providers."""
+        its targets went to) with the vendor each sends to (``vendor_of``) and the settings
+        `--resume` holds it to (``settings_of``, where a provider has any), in one
+        transaction: a job is either still reading its input or ready with all of them, even
+        if the process is killed right after."""
         with self.transaction() as db:
             per_provider = db.execute(
                 "SELECT provider, COUNT(*) FROM targets WHERE job_id = ? GROUP BY provider"
@@ -292,6 +295,9 @@ class Journal:
             providers = [row[0] for row in per_provider]
             (options,) = db.execute("SELECT options FROM jobs WHERE id = ?", (job_id,)).fetchone()
             options = {**json.loads(options), "vendors": {a: vendor_of(a) for a in providers}}
+            settings = {a: found for a in providers if (found := settings_of(a))}
+            if settings:
+                options["settings"] = settings
             db.execute(
                 "UPDATE jobs SET urls = ?, skipped = ?, state = 'ready', updated_at = ?,"
                 " providers = ?, options = ? WHERE id = ?",
@@ -325,15 +331,6 @@ class Journal:
             (before,),
         )
         return [row["id"] for row in rows]
-
-    def remember_option(self, job_id: str, key: str, value: Any) -> None:
-        """One more entry in the job's options, as it began: what `--resume` holds it to."""
-        with self.transaction() as db:
-            (options,) = db.execute("SELECT options FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            db.execute(
-                "UPDATE jobs SET options = ? WHERE id = ?",
-                (json.dumps({**json.loads(options), key: value}), job_id),
-            )
 
     def set_state(self, job_id: str, state: str, *, unchanged_since: str | None = None) -> None:
         """The job's state; with ``unchanged_since`` (a time job_state_at gave), only if the

@@ -962,6 +962,45 @@ def test_resume_refuses_options_and_keeps_the_jobs_own(
     assert bed.nginx.edge_requests(paths[0]).keys() <= {(POPS[0], IDENTITY)}
 
 
+def test_a_job_killed_as_its_intake_ends_keeps_the_settings_resume_holds_it_to(
+    bed: CacheBed, run_cli, direct_config, cli_env, tmp_path
+) -> None:
+    """Killed (SIGKILL) at the first step after its intake: the job is resumable, and its
+    settings were written with it, so that a config that now warms other variants is refused."""
+    direct_config('encodings = ["identity"]\n')
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    # Killed in the first check after the intake, before any request.
+    (hook / "sitecustomize.py").write_text(
+        "import os, signal, sys\n"
+        "import prewarm_cli.engine.submit\n"  # the package names its function so: the module
+        "module = sys.modules['prewarm_cli.engine.submit']\n"
+        "module._check_limits = lambda session: os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {**cli_env, "PYTHONPATH": os.pathsep.join([str(hook), cli_env.get("PYTHONPATH", "")])}
+    url = bed.nginx.url("/obj/killed-at-intake.js")
+    pin = f"{HOST}:{bed.nginx.port}:{POPS[0]}"
+    killed = subprocess.run(
+        [sys.executable, "-m", "prewarm_cli", "submit", "-p", "direct", "--resolve", pin, url],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert bed.counts.total() == 0
+    (job,) = json.loads(run_cli("jobs", "-o", "json").stdout)
+    direct_config('encodings = ["gzip"]\n')
+    r = run_cli("submit", "--resume", job["job_id"], "-o", "json")
+    assert r.returncode == 2, r.stderr
+    assert "identity" in r.stderr and bed.counts.total() == 0
+    direct_config('encodings = ["identity"]\n')
+    r = run_cli("submit", "--resume", job["job_id"], "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert bed.counts.count("/obj/killed-at-intake.js", IDENTITY) == 1
+
+
 def test_dry_run_plans_urls_times_pops_times_variants(bed: CacheBed, run_cli, direct_config):
     direct_config()
     urls = [bed.nginx.url(f"/obj/plan{i}.js") for i in range(3)]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import urlsplit
 
 from prewarm_cli import journal as jr
@@ -61,10 +62,15 @@ def same_vendor(was: str, now: str) -> bool:
 
 
 def intake(
-    ws: Workspace, journal: jr.Journal, req: SubmitRequest, job_id: str | None = None
+    ws: Workspace,
+    journal: jr.Journal,
+    req: SubmitRequest,
+    job_id: str | None = None,
+    settings_of: Callable[[str], Mapping[str, Any]] = lambda alias: {},
 ) -> str:
     """Reads, validates, routes and de-duplicates the input into a new job (``job_id``, or a
-    new one); sends nothing."""
+    new one), with each provider's ``settings_of`` (Journal.finish_intake); sends nothing.
+    No job is left behind when any of it fails."""
     router = Router(ws, req.providers)
     options = {
         "headers": [list(h) for h in req.options.headers],
@@ -118,9 +124,16 @@ def intake(
         )
     # A sync log's failed uploads are skipped too (DESIGN §4), with their line.
     skipped += notes.failed_uploads
-    journal.finish_intake(
-        job_id, [item.to_dict() for item in skipped], lambda alias: vendor_of(ws, alias)
-    )
+    try:
+        journal.finish_intake(
+            job_id,
+            [item.to_dict() for item in skipped],
+            lambda alias: vendor_of(ws, alias),
+            settings_of,
+        )
+    except BaseException:
+        journal.delete_job(job_id)
+        raise
     counts = journal.counts(job_id)
     if not counts:
         journal.delete_job(job_id)

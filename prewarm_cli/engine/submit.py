@@ -76,22 +76,21 @@ def submit(
         job_id = jr.new_job_id()
         lock = JobLock(ws.state_dir, job_id)
         lock.acquire()
+        options = req.options
+
+        def settings_of(alias: str) -> Mapping[str, Any]:
+            """The options checked, and what --resume holds the job to."""
+            provider = ws.session(alias).provider
+            provider.check_options(options)
+            return _as_json(provider.job_settings(options))
+
         try:
-            intake(ws, journal, req, job_id)
+            intake(ws, journal, req, job_id, settings_of)
             job = journal.job(job_id)
-            options = req.options
             aliases = list(job.providers)
             try:
                 for alias in aliases:
-                    ws.session(alias).provider.check_options(options)
                     _check_limits(ws.session(alias))
-                settings = {
-                    alias: _as_json(found)
-                    for alias in aliases
-                    if (found := ws.session(alias).provider.job_settings(options))
-                }
-                if settings:  # what --resume holds the job to
-                    journal.remember_option(job_id, "settings", settings)
                 check_invalidate(ws, aliases, options)
                 for alias in aliases:
                     # No request left to ask with: the run defers what it cannot send.
