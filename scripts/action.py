@@ -33,6 +33,13 @@ EXIT_MEANINGS = {
     130: "interrupted",
 }
 MAX_LISTED_FAILURES = 20
+# A site's own files, which a path list never is: `paths: public/index.html` lists the files
+# to warm, where the input takes files that list them.
+_SITE_FILES = frozenset(
+    ".html .htm .js .mjs .cjs .css .svg .png .jpg .jpeg .gif .webp .avif .ico .woff .woff2"  # noqa: SIM905
+    " .ttf .otf .map .wasm .pdf .mp4 .webm .mp3".split()
+)
+_SECRET_HEADERS = re.compile(r"(?i)^(-H|--header)(=?)(\s*[^:\s]+\s*:)(.*)$")
 
 
 def read_input(env: Mapping[str, str], name: str, *, strip: bool = True) -> str:
@@ -98,6 +105,12 @@ def build_command(env: Mapping[str, str], workdir: Path) -> list[str]:
     for directory in read_list(env, "from-dir"):
         args += ["--from-dir", directory]
     for listing in read_list(env, "paths"):
+        if Path(listing).suffix.lower() in _SITE_FILES:
+            raise ValueError(
+                f"input paths names {listing!r}, a file of the site: paths takes files that"
+                " list relative paths, one per line (git diff --name-only > changed.txt);"
+                " to warm a build directory's files use from-dir"
+            )
         args += ["--paths", listing]
     for log in read_list(env, "sync-log"):
         args += ["--from-sync-log", log]
@@ -109,8 +122,59 @@ def build_command(env: Mapping[str, str], workdir: Path) -> list[str]:
         args.append("--wait")
     if verify:
         args.append("--verify")
-    args += shlex.split(read_input(env, "extra-args"))
-    return args
+    extra = shlex.split(read_input(env, "extra-args"))
+    for arg in extra:
+        if arg == "--":
+            break
+        if arg in ("--json", "--output") or arg.startswith(("-o", "--output=")):
+            raise ValueError(
+                f"input extra-args sets the output format ({arg}): the action reads"
+                " prewarm's JSON for its outputs and summary; leave it out"
+            )
+    return args + extra
+
+
+def shown(args: Sequence[str]) -> list[str]:
+    """The command as the log shows it: -H values (a token, a cookie) and the passwords and
+    query strings of URLs (a signed URL's signature) starred."""
+    out: list[str] = []
+    header_next = False
+    for arg in args:
+        if header_next:
+            name, colon, _value = arg.partition(":")
+            out.append(f"{name}: ***" if colon else "***")
+            header_next = False
+            continue
+        header_next = arg in ("-H", "--header")
+        attached = _SECRET_HEADERS.match(arg) if not header_next else None
+        if attached:  # -H"Name: value" or --header=Name: value
+            out.append(f"{attached[1]}{attached[2]}{attached[3]} ***")
+            continue
+        out.append(_URL_SECRETS.sub(_starred, arg))
+    return out
+
+
+_URL_SECRETS = re.compile(r"(?i)(https?://)(?:([^/?#@\s]*)@)?([^?#\s]*)(\?[^#\s]*)?")
+
+
+def _starred(found: re.Match[str]) -> str:
+    userinfo = f"{found[2].partition(':')[0]}:***@" if found[2] else ""
+    return f"{found[1]}{userinfo}{found[3]}{'?***' if found[4] else ''}"
+
+
+def _header_values(args: Sequence[str]) -> list[str]:
+    """The values of -H options, to be masked."""
+    values = []
+    for i, arg in enumerate(args):
+        text = args[i + 1] if arg in ("-H", "--header") and i + 1 < len(args) else None
+        attached = _SECRET_HEADERS.match(arg)
+        if attached:
+            text = attached[3] + attached[4]
+        if text:
+            value = text.partition(":")[2].strip()
+            if value:
+                values.append(value)
+    return values
 
 
 def outputs_of(
@@ -256,7 +320,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             print(f"::error title=prewarm::{exc}", file=sys.stderr)
             _report(env, {"error": {"message": str(exc)}}, 2)
             return 2
-        print("prewarm " + shlex.join(args), file=sys.stderr)
+        for value in _header_values(args):
+            print(f"::add-mask::{value}")  # GitHub masks it in the rest of the log
+        print("prewarm " + shlex.join(shown(args)), file=sys.stderr)
         # stderr (progress, warnings, errors) goes straight to the log; stdout is the JSON.
         code, stdout = _run_forwarding_signals([*prewarm, *args])
         try:

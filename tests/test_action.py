@@ -313,6 +313,66 @@ def test_a_bad_boolean_input_is_a_usage_error(action_env: dict[str, str], tmp_pa
     assert "**input wait must be true or false, not 'maybe'**" in summary
 
 
+def test_extra_args_that_set_the_output_format_are_a_usage_error(
+    action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    """The outputs are read from prewarm's JSON: -o table made a run that succeeded say
+    state=error with no job id."""
+    for extra in ("-o table", "--output=ndjson", "-ondjson", "--json"):
+        proc, outputs, _summary = run_action(
+            action_env,
+            tmp_path,
+            urls="https://cdn.example.com/a.js",
+            config=INLINE_CONFIG.format(endpoint=fake_cdn.url),
+            extra_args=extra,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "input extra-args sets the output format" in proc.stderr
+        assert outputs["state"] == "error"
+    assert fake_cdn.accepted_urls() == set()
+
+
+def test_paths_naming_a_file_of_the_site_is_a_usage_error(
+    action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    """`paths: public/index.html` read the page as a list of paths and warmed its lines."""
+    (tmp_path / "public").mkdir()
+    (tmp_path / "public" / "index.html").write_text("<!doctype html>\n<html><body>\n")
+    proc, _outputs, _summary = run_action(
+        action_env,
+        tmp_path,
+        paths="public/index.html",
+        base_url="https://cdn.example.com/",
+        config=INLINE_CONFIG.format(endpoint=fake_cdn.url),
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "input paths names 'public/index.html', a file of the site" in proc.stderr
+    assert fake_cdn.accepted_urls() == set()
+
+
+def test_the_logged_command_hides_header_values_and_url_secrets(
+    action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    """GitHub masks a secret's own value, not text made from it (a header line)."""
+    proc, _outputs, _summary = run_action(
+        action_env,
+        tmp_path,
+        urls="https://cdn.example.com/a.js",
+        config=INLINE_CONFIG.format(endpoint=fake_cdn.url),
+        extra_args=(
+            "-H 'Authorization: Bearer TOPSECRET' --header=X-Key:k3y"
+            " https://bob:hunter2@cdn.example.com/b.js?sig=s1gn4ture"
+        ),
+    )
+    (command,) = [line for line in proc.stderr.splitlines() if line.startswith("prewarm ")]
+    assert "-H 'Authorization: ***' '--header=X-Key: ***'" in command
+    assert "https://bob:***@cdn.example.com/b.js?***" in command
+    for secret in ("TOPSECRET", "k3y", "hunter2", "s1gn4ture"):
+        assert secret not in command
+    assert "TOPSECRET" not in proc.stderr and "hunter2" not in proc.stderr
+    assert "::add-mask::Bearer TOPSECRET\n" in proc.stdout and "::add-mask::k3y\n" in proc.stdout
+
+
 def test_a_dry_run_is_a_plan_in_the_outputs_and_summary(
     action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path
 ) -> None:

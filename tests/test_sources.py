@@ -139,6 +139,8 @@ def test_a_dot_dot_that_stays_under_the_base_is_resolved(tmp_path: Path) -> None
     [
         ("a.js\0b.js", "holds a NUL character: a NUL-separated list (git diff -z)?"),
         ("https://www.example.com/a.js", "is a URL, not a path: give a URL list with -i"),
+        ("M\tpublic/app.js", "holds a tab: git diff --name-status or --stat output?"),
+        ("R100\tindex.html\tabout/index.html", "holds a tab: git diff --name-status"),
     ],
 )
 def test_a_line_that_cannot_be_a_path_is_invalid_input(

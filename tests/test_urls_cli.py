@@ -162,6 +162,24 @@ def test_urls_lists_invalid_lines_with_file_and_line(prewarm: Run, tmp_path: Pat
     assert "... and 10 more" in err
 
 
+def test_a_url_refused_for_its_credentials_is_said_without_them(
+    prewarm: Run, fake_config, fake_cdn: FakeCdn
+) -> None:
+    """Said back in errors, the skipped list and a CI log: never the password or token."""
+    code, out, err = prewarm("urls", "https://bob:hunter2@a.example/x", "https://tok3n@b.example/")
+    assert code == 2
+    assert "argument 1: https://bob:***@a.example/x: contains credentials" in err
+    assert "argument 2: https://***@b.example/: contains credentials" in err
+    code, out, err = prewarm("urls", "--paths", "-", "--base-url", "https://u:pw@cdn.test/")
+    assert code == 2 and "--base-url 'https://u:***@cdn.test/'" in err
+    code, out, err = prewarm(
+        "submit", "--skip-invalid", f"{BASE}ok.js", "https://bob:hunter2@a.example/x"
+    )
+    assert code == 0, err
+    assert json.loads(out)["skipped"][0]["input"] == "https://bob:***@a.example/x"
+    assert "hunter2" not in out + err and "tok3n" not in out + err and "pw@" not in err
+
+
 # --------------------------------------------------------------------------- submit, verify
 
 

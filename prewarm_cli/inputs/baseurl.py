@@ -7,7 +7,7 @@ from typing import Literal, NamedTuple
 from urllib.parse import quote, urlsplit
 
 from prewarm_cli.errors import UsageError
-from prewarm_cli.inputs.validate import validate_url
+from prewarm_cli.inputs.validate import hide_credentials, validate_url
 
 IndexRule = Literal["dir", "file", "both"]
 INDEX_RULES: tuple[IndexRule, ...] = ("dir", "file", "both")
@@ -39,7 +39,7 @@ class BaseUrl:
     def parse(cls, text: str) -> BaseUrl:
         """The base URL, or UsageError saying what is wrong (exit 2)."""
         text = text.strip()
-        given = f"--base-url {text!r}"
+        given = f"--base-url {hide_credentials(text)!r}"
         try:
             parts = urlsplit(text)
         except ValueError as exc:

@@ -51,8 +51,8 @@ _URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 def iter_path_list(path: str, stdin: TextIO | None = None) -> Iterator[RelPath | InvalidInput]:
     """The paths of a file ('-' is stdin): '#' comments and blank lines ignored. A line that
-    cannot be a relative path (a URL; a NUL, which no path holds) is invalid input, not a URL
-    made of it."""
+    cannot be a relative path (a URL; a NUL, which no path holds; a tab, which git would have
+    quoted) is invalid input, not a URL made of it."""
     for line in iter_lines(path, "path list", stdin):
         problem = _not_a_path(line.text)
         if problem is None:
@@ -67,6 +67,12 @@ def iter_path_list(path: str, stdin: TextIO | None = None) -> Iterator[RelPath |
 def _not_a_path(text: str) -> str | None:
     if "\0" in text:
         return "holds a NUL character: a NUL-separated list (git diff -z)? give one path per line"
+    if "\t" in text:
+        # git quotes a path that holds a tab: a raw one separates columns.
+        return (
+            "holds a tab: git diff --name-status or --stat output? give the paths alone"
+            " (git diff --name-only --diff-filter=d)"
+        )
     if _URL_START.match(text):
         return "is a URL, not a path: give a URL list with -i, or paths with --paths"
     return None

@@ -61,7 +61,7 @@ class InvalidInput:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "input": self.input,
+            "input": hide_credentials(self.input),
             "source": self.source,
             "line": self.line,
             "reason": self.reason,
@@ -74,7 +74,23 @@ class InvalidInput:
             where = f"argument {self.line}"
         else:
             where = f"{self.source}:{self.line}"
-        return f"{where}: {_printable(self.input)}: {self.reason}"
+        return f"{where}: {_printable(hide_credentials(self.input))}: {self.reason}"
+
+
+_USERINFO = re.compile(r"(?i)^([a-z][a-z0-9+.-]*://)([^/?#@]*)@")
+
+
+def hide_credentials(text: str) -> str:
+    """A URL as it may be shown: a password in it starred (``user:***@``), a token alone
+    (``***@``) too. Refused URLs are said back to the user, in errors, logs and CI summaries."""
+    if "@" not in text:
+        return text
+
+    def starred(found: re.Match[str]) -> str:
+        user, colon, _ = found[2].partition(":")
+        return f"{found[1]}{user}:***@" if colon else f"{found[1]}***@"
+
+    return _USERINFO.sub(starred, text, count=1)
 
 
 def _printable(text: str, limit: int = 200) -> str:
