@@ -149,6 +149,8 @@ class _OriginHandler(BaseHTTPRequestHandler):
         if kind == "stall":
             state.release.wait(60)
             return self._send(504, b"released\n")
+        if kind == "hold":  # /hold/...: held until released, then the object
+            state.release.wait(60)
         if kind == "close":  # headers promise more than is sent, then the connection drops
             self.send_response(200)
             self.send_header("Content-Length", str(size))

@@ -448,6 +448,14 @@ def test_resume_of_a_failed_url_asks_only_its_unanswered_requests(
     # The real PoP's answers are the job's: the resume never asked them again.
     for path in paths:
         assert bed.nginx.edge_requests(path) == {(POPS[0], GZIP): 1, (POPS[0], IDENTITY): 1}
+    # Still nothing warmed everywhere: failed, though the first run's latest answers are now
+    # all OK (the dead PoP's moved to the resume) and it reads succeeded on its own.
+    r3 = run_cli("status", data["job_id"], "-o", "json")
+    assert r3.returncode == 1, r3.stderr
+    status = json.loads(r3.stdout)
+    assert (status["state"], status["succeeded"], status["failed"]) == ("failed", 0, 2)
+    assert [t["state"] for t in status["providers"]["direct"]["tasks"]] == ["succeeded", "failed"]
+    assert json.loads(run_cli("jobs", "-o", "json").stdout)[0]["state"] == "failed"
 
 
 def test_each_run_s_details_are_its_own_and_add_up_to_the_job_s(
@@ -540,6 +548,73 @@ def test_kill_and_resume_sends_only_what_was_not_answered(
     assert bed.counts.count(stall, IDENTITY) == 2  # PoP 1 before the kill, PoP 2 after
     for path in paths:
         assert_hit_everywhere(bed, path, (GZIP, IDENTITY))
+
+
+def test_a_resume_that_sends_nothing_counts_the_urls_it_accepted(
+    bed: CacheBed, cli_env, run_cli, direct_config, tmp_path: Path
+) -> None:
+    """Killed after the record had every answer of a batch but before the journal did (it
+    was busy): the resume finds one URL in the batches warmed whole, and accepts the other
+    from its recorded answers without a request. The job is whole, nothing pending."""
+    direct_config('encodings = ["identity"]\ntimeout = 60\n')
+    fast, slow = "/obj/nothing-sent.js", "/hold/nothing-sent.js"
+    state = Path(cli_env["PREWARM_STATE_DIR"])
+    record = state / "direct.sqlite3"
+    pin = f"{HOST}:{bed.nginx.port}:{POPS[0]}"
+    urls = [bed.nginx.url(fast), bed.nginx.url(slow)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prewarm_cli", "submit", "-p", "direct", "--resolve", pin, *urls],
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    journal = None
+    try:
+        with bed.counts.cond:
+            assert bed.counts.cond.wait_for(
+                lambda: bed.counts.counts[(slow, IDENTITY)] >= 1, timeout=60
+            )
+        wait_for(lambda: recorded(record, fast) == 1, 30)  # committed by the record's writer
+        journal = sqlite3.connect(state / "journal.sqlite3", timeout=30)
+        journal.execute("BEGIN IMMEDIATE")  # the journal busy: the batch's answer waits
+        bed.counts.release.set()
+        wait_for(lambda: _warmed_rows(record) == 1, 30)  # the slow URL's, at the batch's end
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if journal is not None:
+            journal.rollback()
+            journal.close()
+    (job,) = json.loads(run_cli("jobs", "-o", "json").stdout)
+    r = run_cli("submit", "--resume", job["job_id"], "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert bed.counts.count(fast) == 1 and bed.counts.count(slow) == 1  # nothing sent again
+    r = run_cli("status", job["job_id"], "-o", "json")
+    assert r.returncode == 0, r.stderr
+    part = json.loads(r.stdout)["providers"]["direct"]
+    assert (part["state"], part["total"], part["succeeded"], part["pending"]) == (
+        "succeeded",
+        2,
+        2,
+        0,
+    )
+    assert [t["total"] for t in part["tasks"]] == [1, 1]
+    assert part["details"]["requests"] == 2
+
+
+def _warmed_rows(record: Path) -> int:
+    """The record's rows of batches warmed whole."""
+    db = sqlite3.connect(f"file:{record}?mode=ro", uri=True)
+    try:
+        (n,) = db.execute("SELECT COUNT(*) FROM warmed").fetchone()
+    except sqlite3.OperationalError:  # not made yet
+        n = 0
+    finally:
+        db.close()
+    return int(n)
 
 
 def test_a_batch_warmed_whole_before_the_journal_said_so_is_found_at_resume(

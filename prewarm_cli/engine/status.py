@@ -212,6 +212,12 @@ def _job_status(
             sending=holder is not None,
             # A piped job's direct warming: done when its submit returned, as it counted.
             done_in_submit=not task_ids and ref.piped is not None and ws.finished_in_submit(alias),
+            # A journal job's direct warming: the journal's outcomes are final, its runs' own
+            # states only say how each run went (see _accepted_done).
+            states_from_journal=bool(
+                statuses and recorded is None and ref.job_id and ref.piped is None
+            )
+            and ws.finished_in_submit(alias),
         )
         if ref.job_id and recorded is None:
             ws.journal.save_task_states(
@@ -390,15 +396,14 @@ def _vendor_statuses(
 
 
 def _accepted_done(status: TaskStatus, n_accepted: int) -> TaskStatus:
-    """A task of a provider finished in submit, narrowed to this job's URLs as _only_urls
-    narrows a listed one, from the journal's count: each URL accepted into the task was done
-    there (direct warming: every request OK), and its others the journal counts (refused,
-    failed). A task that lists no URL is kept as it is."""
-    if not status.total:
-        return status
-    state = status.state
-    if n_accepted and state.finished and state not in (State.CANCELLED, State.TIMED_OUT):
-        state = State.SUCCEEDED
+    """A task of a provider finished in submit, counted from the journal: each URL accepted
+    into it was done there (direct warming: every request OK), and its others the journal
+    counts (refused, failed), whichever run answered them last. Its state says how the run
+    went for the job: succeeded where it accepted any URL, failed where it accepted none and
+    refused or failed some; the part's state comes from the journal (_provider_status)."""
+    state = State.SUCCEEDED
+    if not n_accepted and status.state in (State.FAILED, State.PARTIAL):
+        state = State.FAILED
     return replace(
         status,
         state=state,
@@ -536,9 +541,12 @@ def _provider_status(
     *,
     sending: bool,
     done_in_submit: bool = False,
+    states_from_journal: bool = False,
 ) -> ProviderStatus:
     """One provider's part; ``sending``: a live process is still sending the job;
-    ``done_in_submit``: with no task statuses, its accepted targets are done (direct)."""
+    ``done_in_submit``: with no task statuses, its accepted targets are done (direct);
+    ``states_from_journal``: the tasks' states are not combined, the journal's counts say how
+    the part ended (direct: a run that warmed none of the job's URLs fails nothing of it)."""
     succeeded = sum(s.succeeded for s in statuses)
     failed = sum(s.failed for s in statuses)
     in_progress = sum(s.in_progress for s in statuses)
@@ -558,6 +566,8 @@ def _provider_status(
     else:
         total = vendor_total
     states = [s.state for s in statuses] or ([State.SUCCEEDED] if done_in_submit else [])
+    if states_from_journal:
+        states = [State.SUCCEEDED]
     vendor_state = combine_states(states) if states else State.PENDING
     if counts is not None:
         # A vendor that counts fewer URLs than were accepted (not yet listed, or an estimate)
