@@ -361,6 +361,16 @@ class Config:
                 f"{self.path}: {keypath}: file not found: {path} "
                 "(give the path of a PEM CA bundle, or remove the key)"
             )
+        import ssl  # loaded where a bundle is configured: every request would fail on it
+
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError(
+                f"{self.path}: {keypath}: {path} is not a CA bundle that can be read ({exc})",
+                hint="give a file of PEM certificates (-----BEGIN CERTIFICATE-----),"
+                " or remove the key",
+            ) from exc
         return str(path)
 
 

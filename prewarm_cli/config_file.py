@@ -6,6 +6,7 @@ user wrote them; the result is written atomically, mode 0600 from creation.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,9 +146,12 @@ def provider_table(cls: type[Provider], answers: Mapping[str, Any]) -> dict[str,
 
 
 def write_config_text(path: Path, text: str, *, overwrite: bool = False) -> None:
-    """Write ``text`` atomically, mode 0600 from creation; parents are made 0700."""
+    """Write ``text`` atomically, mode 0600 from creation; parents are made 0700. A symlink
+    (a dotfiles checkout) is followed: its target is written, the link kept."""
     if path.exists() and not overwrite:
         raise ConfigError(f"{path}: already exists (use --force to overwrite it)")
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     try:
         make_private_dirs(path.parent)
         replace_private(path, text.encode("utf-8"))

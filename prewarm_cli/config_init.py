@@ -18,7 +18,7 @@ from prewarm_cli import config as config_mod
 from prewarm_cli.config_check import Problem, check_provider
 from prewarm_cli.config_file import ConfigDocument, provider_table
 from prewarm_cli.config_values import TYPE_NAMES, check_value, example_value, toml_literal
-from prewarm_cli.errors import ConfigError
+from prewarm_cli.errors import ConfigError, UsageError
 from prewarm_cli.plugin import CORE_FIELDS, ConfigField, Provider
 
 __all__ = [
@@ -64,7 +64,7 @@ def parse_set_option(cls: type[Provider], alias: str, items: tuple[str, ...]) ->
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r} is not KEY=VALUE (e.g. --set batch_size=50)")
+            raise UsageError(f"--set {item!r} is not KEY=VALUE (e.g. --set batch_size=50)")
         fld = field_for(cls, key.strip())
         answers[fld.name] = check_answer(alias, fld, parse_answer(raw.strip(), fld))
     return answers

@@ -495,9 +495,16 @@ class Journal:
                 cursor.close()  # the journal may be closed already (an error unwinding)
 
     def claim_batch(
-        self, job_id: str, provider: str, size: int, max_bytes: int | None = None
+        self,
+        job_id: str,
+        provider: str,
+        size: int,
+        max_bytes: int | None = None,
+        task_id: str | None = None,
     ) -> Batch | None:
-        """Marks the next unsent targets *sending* in a new batch, before any request."""
+        """Marks the next unsent targets *sending* in a new batch, before any request; with
+        ``task_id`` (the task the provider's run sends them in, known before: direct warming),
+        the job names that task too, so that `status` asks about it whatever the batch's end."""
         # In input order; the row after seq makes the order total, as the index reads it anyway.
         unsent = (
             "FROM targets WHERE job_id = ? AND provider = ? AND outcome = 'unsent'"
@@ -518,6 +525,8 @@ class Journal:
                 (job_id, provider, now, now),
             )
             batch_id = int(cur.lastrowid or 0)
+            if task_id:
+                self._add_tasks(db, job_id, provider, {task_id: 0}, now)
             # The same query in the same transaction: exactly the first len(urls) of them.
             db.execute(
                 "UPDATE targets SET outcome = 'sending', batch_id = ?"

@@ -650,6 +650,13 @@ class Provider:
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
         raise UnsupportedError(f"{self.name} does not support status", provider=self.alias)
 
+    def started_task(self) -> str | None:
+        """The task every batch of this run will belong to, where it is known before any is
+        sent (direct warming: the run); None by default. Asked once a run's sending begins:
+        the job names the task with its first batch, so that `status` asks about a run
+        stopped (Ctrl-C, kill -9) before any batch of it was answered."""
+        return None
+
     def fetch_counts(self, task_ids: Sequence[str]) -> list[TaskStatus]:
         """fetch_status without per-URL results, asked instead of it within a journal job by
         a provider ``finished_in_submit``: a URL the journal accepted into one of its tasks is

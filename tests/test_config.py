@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import tomllib
 from collections.abc import Sequence
@@ -542,9 +543,19 @@ def test_int_accepted_for_float_and_lists(tmp_path: Path) -> None:
 
 
 def test_ca_bundle_relative_to_file(tmp_path: Path) -> None:
-    (tmp_path / "ca.pem").write_text("pem")
+    import certifi
+
+    shutil.copy(certifi.where(), tmp_path / "ca.pem")
     config = load(tmp_path, DEMO + 'ca_bundle = "ca.pem"\n')
     assert config.resolve("d", DemoProvider).values["ca_bundle"] == str(tmp_path / "ca.pem")
+
+
+def test_a_ca_bundle_that_holds_no_certificate_is_a_config_error(tmp_path: Path) -> None:
+    """Found, but no CA: every request failed, said as the rate-limit store's error."""
+    (tmp_path / "ca.pem").write_text('[providers.d]\napi_key = "k"\n')
+    config = load(tmp_path, DEMO + 'ca_bundle = "ca.pem"\n')
+    message = resolve_error(config, "d", DemoProvider, "providers.d.ca_bundle")
+    assert "is not a CA bundle that can be read" in message
 
 
 def test_choices(tmp_path: Path) -> None:

@@ -293,7 +293,7 @@ def test_every_rule_a_provider_checks_is_listed_at_once(write_config) -> None:
         '[providers.e1]\ntype = "edgeone"\nzone_id = "*"\nendpoint = "http://teo.example.com"\n'
         'secret_id = "a"\nsecret_key = "b"\n\n'
         '[providers.d]\ntype = "direct"\npops = ["IAD89"]\nresolver = "notanip"\necs = ["nope"]\n'
-        "encodings = []\n"
+        "encodings = []\nmax_bytes = 0\n"
     )
     r, data = check_json()
     assert r.returncode == 3
@@ -307,6 +307,7 @@ def test_every_rule_a_provider_checks_is_listed_at_once(write_config) -> None:
         ("e1", "providers.e1.zone_id"),
         ("e1", "providers.e1.endpoint"),
         ("d", "providers.d.encodings"),  # empty: not "none", the defaults would be warmed
+        ("d", "providers.d.max_bytes"),  # every run would defer everything
         ("d", "providers.d.pops"),
         ("d", "providers.d.resolver"),
         ("d", "providers.d.ecs"),

@@ -182,6 +182,25 @@ def test_set_values_are_checked(cli_env, setting: str, needle: str) -> None:
     assert not config_file(cli_env).exists()
 
 
+def test_a_set_that_is_not_key_value_is_a_usage_error(cli_env) -> None:
+    r = invoke("config", "init", "--type", "fake", "--set", "nokey")
+    assert r.returncode == 2 and "--set 'nokey' is not KEY=VALUE" in r.stderr
+    assert not config_file(cli_env).exists()
+
+
+def test_a_symlinked_config_is_edited_through_its_link(cli_env, tmp_path: Path) -> None:
+    """A dotfiles checkout links the config: the file it names is edited, the link kept."""
+    real = tmp_path / "dotfiles" / "prewarm.toml"
+    real.parent.mkdir()
+    real.write_text("# my settings\n[defaults]\nretries = 3\n")
+    link = tmp_path / "linked.toml"
+    link.symlink_to(real)
+    r = invoke("--config", str(link), "config", "init", "--type", "direct", "--alias", "edge")
+    assert r.returncode == 0, r.stderr
+    assert link.is_symlink() and link.resolve() == real
+    assert real.read_text().startswith("# my settings\n") and "[providers.edge]" in real.read_text()
+
+
 def test_a_rule_of_the_provider_is_exit_3_and_writes_nothing(cli_env) -> None:
     r, out = _init_json(
         "--type", "aws", "--set", f"endpoint={AWS_ENDPOINT}", "--set", "target_type=country"

@@ -519,6 +519,12 @@ def test_a_url_warmed_across_two_runs_counts_in_the_run_that_accepted_it(
     assert (part["total"], part["succeeded"], part["failed"]) == (2, 2, 0)
     # Each request counted in the run that gave its latest answer.
     assert first["details"]["requests"] == 3 and second["details"]["requests"] == 1
+    # Asked about as bare runs (no journal): each URL counted once, in the run of its latest
+    # answer, whichever order the runs are named in.
+    for runs in ((first, second), (second, first)):
+        ref = "direct:" + ",".join(t["task_id"] for t in runs)
+        bare = json.loads(run_cli("status", ref, "-o", "json").stdout)["providers"]["direct"]
+        assert (bare["total"], bare["succeeded"], bare["failed"]) == (2, 2, 0), ref
 
 
 def test_kill_and_resume_sends_only_what_was_not_answered(
@@ -603,6 +609,93 @@ def test_a_resume_that_sends_nothing_counts_the_urls_it_accepted(
     )
     assert [t["total"] for t in part["tasks"]] == [1, 1]
     assert part["details"]["requests"] == 2
+
+
+def test_a_run_stopped_before_its_first_batch_ended_is_in_status(
+    bed: CacheBed, cli_env, run_cli, direct_config, tmp_path: Path
+) -> None:
+    """Ctrl-C while the job's one batch is in flight: `status` shows the run and what it
+    warmed, and after the resume each run counts the requests it sent itself."""
+    direct_config('encodings = ["identity"]\ntimeout = 60\n')
+    paths = ["/obj/stopped-a.js", "/obj/stopped-b.js", "/hold/stopped-c.js"]
+    record = Path(cli_env["PREWARM_STATE_DIR"]) / "direct.sqlite3"
+    pin = f"{HOST}:{bed.nginx.port}:{POPS[0]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prewarm_cli", "submit", "-p", "direct", "--resolve", pin]
+        + [bed.nginx.url(p) for p in paths],
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with bed.counts.cond:
+            assert bed.counts.cond.wait_for(
+                lambda: bed.counts.counts[(paths[2], IDENTITY)] >= 1, timeout=60
+            )
+        wait_for(lambda: recorded(record, paths[0]) + recorded(record, paths[1]) == 2, 30)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        bed.counts.release.set()
+    (job,) = json.loads(run_cli("jobs", "-o", "json").stdout)
+    status = json.loads(run_cli("status", job["job_id"], "-o", "json").stdout)
+    (stopped,) = status["providers"]["direct"]["tasks"]
+    assert stopped["details"]["requests"] == 2  # what it warmed before the stop
+    r = run_cli("submit", "--resume", job["job_id"], "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert bed.counts.count(paths[0]) == bed.counts.count(paths[1]) == 1  # not sent again
+    part = json.loads(run_cli("status", job["job_id"], "-o", "json").stdout)["providers"]["direct"]
+    first, second = part["tasks"]
+    assert first["task_id"] == stopped["task_id"]
+    assert (first["details"]["requests"], second["details"]["requests"]) == (2, 1)
+    assert (part["state"], part["succeeded"], part["details"]["requests"]) == ("succeeded", 3, 3)
+
+
+def test_a_run_stopped_before_any_answer_is_this_machine_s(
+    bed: CacheBed, cli_env, run_cli, direct_config, tmp_path: Path
+) -> None:
+    """Its record holds no answer of it, yet names it: status does not send the user to
+    another machine, and report lists nothing."""
+    direct_config('encodings = ["identity"]\ntimeout = 60\n')
+    held = "/hold/stopped-first.js"
+    pin = f"{HOST}:{bed.nginx.port}:{POPS[0]}"
+    args = ["submit", "-p", "direct", "--resolve", pin, bed.nginx.url(held)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prewarm_cli", *args],
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with bed.counts.cond:
+            assert bed.counts.cond.wait_for(
+                lambda: bed.counts.counts[(held, IDENTITY)] >= 1, timeout=60
+            )
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        bed.counts.release.set()
+    (job,) = json.loads(run_cli("jobs", "-o", "json").stdout)
+    r = run_cli("status", job["job_id"], "-o", "json")
+    assert "no record" not in r.stderr, r.stderr
+    part = json.loads(r.stdout)["providers"]["direct"]
+    assert (part["state"], part["not_sent"], [t["total"] for t in part["tasks"]]) == (
+        "incomplete",
+        1,
+        [0],
+    )
+    r = run_cli("report", job["job_id"], "-o", "json")
+    assert r.returncode == 0 and json.loads(r.stdout)["failures"] == [], r.stderr
 
 
 def _warmed_rows(record: Path) -> int:

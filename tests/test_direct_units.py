@@ -133,6 +133,8 @@ def test_a_resolver_that_does_not_answer_is_asked_once_and_named(monkeypatch) ->
     assert len(warnings) == 4
     assert all(f"the resolver 127.0.0.1:{port} does not answer" in w for w in warnings)
     assert "`resolver` setting" in warnings[-1]
+    # Each names its own PoP, not the name first asked (d1.nrt57.cloudfront.net).
+    assert "SIN2" in warnings[1] and "nrt57" not in warnings[1].lower()
 
 
 def test_bad_target_settings_are_clear_errors() -> None:

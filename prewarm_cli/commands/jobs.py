@@ -153,7 +153,8 @@ def jobs(limit: int, state: str | None, prune_days: int | None) -> None:
         if prune_days is not None:
             n_pruned = engine.prune_jobs(ws, prune_days)
             ws.out.info(
-                f"deleted {counted(n_pruned, 'job')} unchanged for {prune_days} days with"
+                f"deleted {counted(n_pruned, 'job')} unchanged for"
+                f" {counted(prune_days, 'day')} with"
                 " nothing left to resume (the jobs `prewarm submit --resume JOB` can still"
                 " send are kept)"
             )

@@ -40,6 +40,7 @@ class SubmitRun:
         self._lock = threading.Lock()
         self._running = 0
         self._all_done = threading.Event()
+        self._started_tasks: dict[str, str | None] = {}  # per alias: Provider.started_task
 
     def run(self, aliases: Sequence[str]) -> None:
         sessions = [self.ws.session(a) for a in aliases]
@@ -70,6 +71,7 @@ class SubmitRun:
             )
             senders.append(sender)
             self._resolve_unknown_batches(sender)
+            self._started_tasks[session.alias] = session.provider.started_task()
             limits = session.limits()
             n_workers = 1 if limits.parallel_in_batch else limits.concurrency
             for i in range(n_workers):
@@ -170,7 +172,11 @@ class SubmitRun:
             try:
                 try:
                     batch = self.journal.claim_batch(
-                        self.job_id, alias, admitted, sender.session.limits().max_batch_bytes
+                        self.job_id,
+                        alias,
+                        admitted,
+                        sender.session.limits().max_batch_bytes,
+                        self._started_tasks.get(alias),
                     )
                     if batch is None:
                         return

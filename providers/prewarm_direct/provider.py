@@ -162,6 +162,14 @@ class DirectProvider(Provider):
                     " or name the variants to warm",
                 )
             )
+        max_bytes = settings.get("max_bytes")
+        if isinstance(max_bytes, int) and max_bytes < 1:  # every run would defer everything
+            found.append(
+                ConfigError(
+                    f"{key}.max_bytes: {max_bytes} is not a byte budget",
+                    hint="give the bytes a run may read (at least 1), or leave it out",
+                )
+            )
         spec = TargetSpec(
             resolve=tuple(settings.get("resolve") or ()),
             pops=tuple(settings.get("pops") or ()),
@@ -510,36 +518,48 @@ class DirectProvider(Provider):
         moment = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # the record's format
         return self.store.warmed_since(job_id, self.alias, urls, moment)
 
+    def started_task(self) -> str | None:
+        """This run, named in the record before its first request: a run stopped before any
+        batch was answered is found here, with what it recorded (nothing, at worst)."""
+        self.store.name_run(self.run_id, self.sending_job_id)
+        return self.run_id
+
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
         """From the record alone: a run is finished when submit returns."""
         records = self.store.of_runs(task_ids)
-        if not records:  # as a job the journal does not hold: not found here
+        if not records and not self.store.knows_runs(task_ids):  # of another machine
             raise self._not_found(task_ids)
         by_run: dict[str, list[Record]] = {}
+        by_url: dict[str, list[Record]] = {}
         for record in records:
             by_run.setdefault(record.run_id, []).append(record)
-        statuses = []
-        for run_id in task_ids:
-            # Each request counted in the run that gave its latest answer: the runs' details
-            # add up to the job's (job_details).
-            mine = by_run.get(run_id, [])
-            warm = _warm_urls(mine)
-            refused = _failed_urls(mine)  # not warm: a request refused or failed
-            statuses.append(
-                _run_status(
-                    run_id,
-                    len(warm),
-                    len(refused),
-                    summarize(mine),
-                    # Per URL: a run that was partial still vouches for each URL it warmed
-                    # (status --verify holds each to its own claim).
-                    urls=(
-                        *(UrlStatus(url, State.SUCCEEDED) for url in warm),
-                        *(UrlStatus(url, State.FAILED, why) for url, why in refused.items()),
-                    ),
-                )
+            by_url.setdefault(record.url, []).append(record)
+        # Each URL counted once, in the run that gave the latest of its answers: warm where
+        # every request's latest answer is OK, refused or failed where one is not.
+        order = {run_id: i for i, run_id in enumerate(task_ids)}
+        warm: dict[str, list[UrlStatus]] = {}
+        refused: dict[str, list[UrlStatus]] = {}
+        for url, answers in by_url.items():
+            last = max(answers, key=lambda r: (r.at, -order.get(r.run_id, 0)))
+            why = next((r.reason or r.outcome for r in answers if r.outcome in _NOT_WARM), None)
+            if why is not None:
+                refused.setdefault(last.run_id, []).append(UrlStatus(url, State.FAILED, why))
+            elif all(r.outcome == OK for r in answers):
+                warm.setdefault(last.run_id, []).append(UrlStatus(url, State.SUCCEEDED))
+        return [
+            _run_status(
+                run_id,
+                len(warm.get(run_id, ())),
+                len(refused.get(run_id, ())),
+                # Each request counted in the run that gave its latest answer: the runs'
+                # details add up to the job's (job_details).
+                summarize(by_run.get(run_id, [])),
+                # Per URL: a run that was partial still vouches for each URL it warmed
+                # (status --verify holds each to its own claim).
+                urls=(*warm.get(run_id, ()), *refused.get(run_id, ())),
             )
-        return statuses
+            for run_id in task_ids
+        ]
 
     def fetch_counts(self, task_ids: Sequence[str]) -> list[TaskStatus]:
         """fetch_status's states, counts and details, counted as SQLite reads the record, a
@@ -552,18 +572,18 @@ class DirectProvider(Provider):
         found = False
         for _url, answers in groupby(self.store.latest_of_runs(task_ids), key=attrgetter("url")):
             found = True
-            runs: dict[str, list[bool]] = {}  # per run: [every answer OK, one refused or failed]
+            all_ok, refused, last = True, False, ("", "")  # last: (time and order, run)
             for latest in answers:
                 kind = (latest.run_id, latest.target, latest.outcome, latest.cache)
                 by_kind[kind] += 1
                 n_bytes[kind] += latest.bytes
-                seen = runs.setdefault(latest.run_id, [True, False])
-                seen[0] = seen[0] and latest.outcome == OK
-                seen[1] = seen[1] or latest.outcome in _NOT_WARM
-            for run_id, (all_ok, refused) in runs.items():
-                n_warm[run_id] += all_ok
-                n_refused[run_id] += refused
-        if not found:
+                all_ok = all_ok and latest.outcome == OK
+                refused = refused or latest.outcome in _NOT_WARM
+                last = max(last, (latest.latest[1:], latest.run_id))  # without the OK first
+            # The URL counted once, in the run of its latest answer (as fetch_status does).
+            n_refused[last[1]] += refused
+            n_warm[last[1]] += all_ok and not refused
+        if not found and not self.store.knows_runs(task_ids):  # of another machine
             raise self._not_found(task_ids)
         for (run_id, target, outcome, cache), n in by_kind.items():
             stats = pops.setdefault(run_id, {}).setdefault(target, {})
@@ -604,15 +624,15 @@ class DirectProvider(Provider):
     def report(self, task_ids: Sequence[str]) -> Report:
         """Each (URL, PoP, variant) request that was refused or failed last time it was sent."""
         records = self.store.failures_of_runs(task_ids)  # not the warm answers: a million
-        if records is None:  # a run of another machine, or no run: not "no failures"
-            raise self._not_found(task_ids)
+        if records is None and not self.store.knows_runs(task_ids):
+            raise self._not_found(task_ids)  # a run of another machine: not "no failures"
         failures = [
             Failure(
                 url=r.url,
                 pop=r.target,
                 reason=f"{r.reason or r.outcome} (Accept-Encoding: {r.variant})",
             )
-            for r in records
+            for r in records or ()
             if r.outcome != STOPPED  # cut short by the budget: deferred, not failed
         ]
         return Report(failures=tuple(failures))
@@ -754,24 +774,7 @@ def _answer(record: Record) -> Answer:
     )
 
 
-def _warm_urls(records: Sequence[Record]) -> list[str]:
-    """URLs every recorded request of which answered OK, in the order they were answered."""
-    ok: dict[str, bool] = {}
-    for r in records:
-        ok[r.url] = ok.get(r.url, True) and r.outcome == OK
-    return [u for u, good in ok.items() if good]
-
-
 _NOT_WARM = (REJECTED, TRANSIENT, NOT_FOUND)  # a URL one of whose requests so answered
-
-
-def _failed_urls(records: Sequence[Record]) -> dict[str, str]:
-    """URLs a recorded request of which was refused or failed, each with the first reason."""
-    failed: dict[str, str] = {}
-    for r in records:
-        if r.outcome in _NOT_WARM:
-            failed.setdefault(r.url, r.reason or r.outcome)
-    return failed
 
 
 def summarize(records: Sequence[Record]) -> dict[str, Any]:

@@ -271,6 +271,21 @@ class Store:
         with self._lock:
             self._db.close()
 
+    def name_run(self, run_id: str, job_id: str | None) -> None:
+        """Names a run with its job before it records any answer (``runs``)."""
+        key = (run_id, job_id or "")
+        if key in self._runs:
+            return
+        with self._lock:
+            try:
+                self._db.execute("INSERT OR IGNORE INTO runs VALUES (?, ?)", key)
+            except sqlite3.Error as exc:
+                raise JournalError(
+                    f"cannot write the direct warming record {self.path}: {exc}",
+                    hint="free space in the state directory, then try again",
+                ) from exc
+            self._runs.add(key)
+
     def forget(self, job_ids: Sequence[str]) -> None:
         """Deletes every answer of these jobs, and their runs (the journal dropped them)."""
         if not job_ids:
@@ -308,6 +323,17 @@ class Store:
                 (job_id, alias),
             ).fetchone()
         return bool(row[0])
+
+    def knows_runs(self, run_ids: Sequence[str]) -> bool:
+        """Whether any of these runs is named here: one that recorded no answer is still this
+        machine's (stopped before its first), where a run of another machine is not."""
+        with self._lock:
+            runs = self._name_runs(run_ids)
+            (n,) = self._db.execute(
+                "SELECT COUNT(*) FROM runs WHERE run_id IN (SELECT value FROM json_each(?))",
+                (runs,),
+            ).fetchone()
+        return bool(n)
 
     def answered(self, job_id: str, alias: str, urls: Sequence[str]) -> list[Record]:
         """The final answers (ok, rejected) this job already has for these URLs, any run.

@@ -137,8 +137,9 @@ class Targets:
             return dns.resolve_a(name, self._resolver, ecs=ecs)[0]
         except dns.ResolverSilent as exc:
             ip, port = self._resolver
+            why = exc.__cause__ or "no answer"  # not the name: said of every name after it
             self._silent = (
-                f"the resolver {ip}:{port} does not answer ({exc}); check the direct"
+                f"the resolver {ip}:{port} does not answer ({why}); check the direct"
                 " provider's `resolver` setting"
             )
             raise dns.LookupFailed(self._silent) from exc
