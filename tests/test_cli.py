@@ -860,3 +860,15 @@ def test_the_output_format_as_typed_is_read_as_click_would() -> None:
     assert output_as_typed(["-ojson"]) == "json"
     assert output_as_typed(["-o"]) is None
     assert output_as_typed(["--", "-o", "table"]) is None  # arguments, not options
+
+
+@pytest.mark.parametrize("args", [("providers",), ("config", "show")])
+def test_the_config_s_default_output_is_used_on_a_terminal(cli_env, write_config, args) -> None:
+    """`defaults.output` names the format on a terminal without -o, for every command that
+    reads the config (providers and config show printed tables)."""
+    write_config('[defaults]\noutput = "json"\n\n[providers.d]\ntype = "direct"\n')
+    code, shown = converse(cli_env, args, [])
+    assert code == 0, shown
+    text = shown.replace("\r\n", "\n").strip()
+    assert text.startswith(("[", "{")), text
+    json.loads(text)

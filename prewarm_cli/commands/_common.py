@@ -78,16 +78,20 @@ def workspace(
         cfg, problem = load_config_leniently(g.get("config"), out.warn)
     else:
         cfg = config_mod.load_config(g.get("config"))
-    if out.fmt == "table" and output_format(g) is None:
-        wanted = cfg.defaults.get("output")
-        if wanted:
-            out.fmt = wanted
+    use_default_output(out, cfg)
     ws = Workspace(cfg, out, force=force, sends_nothing=sends_nothing, config_problem=problem)
     warn_permissions(ws.config, ws.out.warn)
     try:
         yield ws
     finally:
         ws.close()
+
+
+def use_default_output(out: Output, config: Config) -> None:
+    """The config's `defaults.output` where no -o was given and stdout is a terminal."""
+    wanted = config.defaults.get("output")
+    if wanted and out.fmt == "table" and output_format(global_values()) is None:
+        out.fmt = wanted
 
 
 def warn_permissions(config: Config, warn: Callable[[str], None]) -> None:

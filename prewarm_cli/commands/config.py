@@ -12,6 +12,7 @@ from prewarm_cli.commands._common import (
     exit_with,
     global_options,
     global_values,
+    use_default_output,
     warn_permissions,
 )
 from prewarm_cli.commands.config_init import config_init
@@ -70,6 +71,7 @@ def config_show() -> None:
 
     out = command_output()
     cfg = config_mod.load_config(global_values().get("config"))
+    use_default_output(out, cfg)
     warn_permissions(cfg, out.warn)
     rows = show_rows(cfg, registry.load_all(out.warn))
     out.emit(

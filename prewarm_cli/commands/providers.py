@@ -14,6 +14,8 @@ from prewarm_cli.commands._common import (
     command_output,
     global_options,
     global_values,
+    use_default_output,
+    warn_permissions,
     workspace,
 )
 from prewarm_cli.errors import ConfigError, PrewarmError, UsageError
@@ -35,6 +37,8 @@ def providers() -> None:
     out = command_output()
     classes = registry.load_all(out.warn)
     cfg, _ = load_config_leniently(global_values().get("config"), out.warn)
+    use_default_output(out, cfg)
+    warn_permissions(cfg, out.warn)
     rows = []
     for alias in cfg.aliases():
         ptype = cfg.provider_type(alias)
