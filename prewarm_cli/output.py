@@ -467,6 +467,10 @@ class Output:
                     cells.append(escape(text))
             tbl.add_row(*cells)
         console.print(tbl)
+        shown = {i for i, _ in fitted}
+        hidden = [specs[i].header for i in range(len(specs)) if i not in shown]
+        if hidden:
+            self.info(f"hidden for width: {', '.join(hidden)} (-o json shows all)")
 
     def records(
         self,

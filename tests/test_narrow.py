@@ -65,8 +65,14 @@ def test_status_jobs_report_fit_and_keep_the_job_id_whole(
     header = next(line for line in lines if "provider" in line)
     for word in ("state", "total", "succeeded", "failed"):
         assert re.search(rf"\b{word}\b", header), lines
-    # "vendor state" and "not sent" are the first to go on a narrow screen.
-    assert ("not sent" in header) == (columns >= 120), lines
+    # "vendor state" is the first to go on a narrow screen; what is not sent (what a resume
+    # would send) the last, and a line says what went.
+    assert "not sent" in header and ("vendor state" in header) == (columns >= 120), lines
+    assert any("hidden for width: vendor state" in line for line in lines) == (columns < 120), lines
+    code, lines = run_on_terminal(cli_env, columns, "jobs")
+    header = next(line for line in lines if "job" in line and "state" in line)
+    for word in ("failed", "not sent"):
+        assert word in header, lines
 
 
 @pytest.mark.parametrize("columns", [80, 120])

@@ -326,13 +326,13 @@ def status_table(out: Output, status: JobStatus) -> None:
         (
             Column("provider", "id"),
             Column("state", "id"),
-            Column("vendor state", "id", drop=3),
+            Column("vendor state", "id", drop=4),
             Column("total", "id"),
             Column("succeeded", "id"),
             Column("failed", "id"),
-            Column("in progress", "id", drop=1),
+            Column("in progress", "id", drop=3),
             Column("pending", "id", drop=2),
-            Column("not sent", "id", drop=4),
+            Column("not sent", "id", drop=1),  # what `submit --resume` would send: kept longest
         ),
         rows,
         title=f"job {status.job_id or '(vendor tasks)'}: {status.state}",

@@ -173,13 +173,14 @@ def jobs(limit: int, state: str | None, prune_days: int | None) -> None:
                 [
                     (Column("job", "id"), "job_id"),
                     (Column("state", "id"), "state"),
+                    # What to do next (report the failed, resume the not sent) goes last.
                     (Column("created", "id", drop=3), lambda r: r["created_at"][:19]),
                     (Column("providers", drop=4), lambda r: ",".join(r["providers"])),
                     (Column("urls", "id"), "urls"),
                     (Column("accepted", "id"), "accepted"),
-                    (Column("rejected", "id", drop=1), "rejected"),
+                    (Column("rejected", "id", drop=2), "rejected"),
                     (Column("failed", "id", drop=1), "failed"),
-                    (Column("not sent", "id", drop=2), "not_sent"),
+                    (Column("not sent", "id", drop=1), "not_sent"),
                 ],
             )
 
