@@ -728,9 +728,9 @@ def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tencentcloud", None)
     with pytest.raises(ConfigError) as info:
         _provider().prepare()
-    assert str(info.value) == (
-        "the edgeone provider needs the Tencent Cloud SDK: pipx inject prewarm-cli"
-        " tencentcloud-sdk-python-teo (or pip install it where prewarm is installed)"
+    assert str(info.value) == (  # DESIGN §1: the error names the extra to install
+        "the edgeone provider needs the Tencent Cloud SDK, prewarm's edgeone extra:"
+        " pip install 'prewarm-cli[edgeone]' (pipx: pipx install --force 'prewarm-cli[edgeone]')"
     )
 
 

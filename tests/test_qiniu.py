@@ -819,9 +819,9 @@ def test_missing_sdk_is_a_one_line_config_error(monkeypatch, fake: FakeQiniu) ->
     monkeypatch.setitem(sys.modules, "qiniu", None)
     with pytest.raises(ConfigError) as info:
         provider(fake).prepare()
-    assert str(info.value) == (
-        "the qiniu provider needs the qiniu SDK: pipx inject prewarm-cli qiniu"
-        " (or pip install qiniu where prewarm is installed)"
+    assert str(info.value) == (  # DESIGN §1: the error names the extra to install
+        "the qiniu provider needs the qiniu SDK: prewarm's qiniu extra:"
+        " pip install 'prewarm-cli[qiniu]' (pipx: pipx install --force 'prewarm-cli[qiniu]')"
     )
 
 

@@ -106,9 +106,10 @@ class DistributionIndex:
                 import boto3
             except ImportError:
                 raise ConfigError(
-                    f"the aws provider needs boto3 to find cf_domain from the URLs' host:"
-                    f" pipx inject prewarm-cli boto3, or pip install it where prewarm is installed"
-                    f" (or set providers.{self.alias}.cf_domain)"
+                    "the aws provider needs boto3 to find cf_domain from the URLs' host,"
+                    " prewarm's aws extra: pip install 'prewarm-cli[aws]'"
+                    " (pipx: pipx install --force 'prewarm-cli[aws]'),"
+                    f" or set providers.{self.alias}.cf_domain"
                 ) from None
             from botocore.config import Config
 

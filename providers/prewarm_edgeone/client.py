@@ -26,8 +26,8 @@ API_VERSION = "2022-09-01"
 CHINA_ENDPOINT = "https://teo.tencentcloudapi.com"
 INTL_ENDPOINT = "https://teo.intl.tencentcloudapi.com"
 SDK_MISSING = (
-    "the edgeone provider needs the Tencent Cloud SDK: pipx inject prewarm-cli"
-    " tencentcloud-sdk-python-teo (or pip install it where prewarm is installed)"
+    "the edgeone provider needs the Tencent Cloud SDK, prewarm's edgeone extra:"
+    " pip install 'prewarm-cli[edgeone]' (pipx: pipx install --force 'prewarm-cli[edgeone]')"
 )
 # The documented ceiling of each of the five actions (their API pages).
 VENDOR_REQUESTS_PER_SECOND = 20.0

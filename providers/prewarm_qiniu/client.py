@@ -39,7 +39,10 @@ __all__ = [
 ]
 
 DEFAULT_ENDPOINT = "https://fusion.qiniuapi.com"
-SDK_HINT = "pipx inject prewarm-cli qiniu (or pip install qiniu where prewarm is installed)"
+SDK_HINT = (
+    "prewarm's qiniu extra: pip install 'prewarm-cli[qiniu]'"
+    " (pipx: pipx install --force 'prewarm-cli[qiniu]')"
+)
 
 # Vendor codes (https://developer.qiniu.com/fusion/api/1227 and the fact sheet).
 OK = 200
