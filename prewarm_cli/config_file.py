@@ -79,10 +79,18 @@ class ConfigDocument:
         item = tomlkit.table()
         for key, value in table.items():
             item.add(key, value)
+        from tomlkit.items import InlineTable
+
         providers = self.doc.get("providers")
         if providers is None:
             providers = tomlkit.table(is_super_table=True)
             self.doc.add("providers", providers)
+        if isinstance(providers, InlineTable) or isinstance(providers.get(alias), InlineTable):
+            raise ConfigError(
+                "providers is written inline ({ ... }) in the config file: config init adds"
+                f" a [providers.{alias}] table; write the providers as tables, or add it by"
+                " hand (`prewarm config check` checks it)"
+            )
         if alias in providers:
             providers[alias] = item
             return

@@ -172,7 +172,8 @@ class InitTarget:
     @classmethod
     def open(cls, path: Path) -> InitTarget:
         try:
-            text = path.read_text(encoding="utf-8")
+            with path.open(encoding="utf-8", newline="") as handle:  # CRLF kept as it is
+                text = handle.read()
         except FileNotFoundError:
             return cls(path, ConfigDocument.new())
         except (OSError, UnicodeDecodeError) as exc:
@@ -196,11 +197,18 @@ class InitTarget:
     ) -> str:
         """The file's text with [providers.ALIAS] added or replaced, and defaults.provider
         set to ``default`` when it is not already that; the document itself is left as is."""
-        document = ConfigDocument.parse(self.path, self.document.text())
+        original = self.document.text()
+        document = ConfigDocument.parse(self.path, original)
         if default is not None and document.default_provider() != default:
             document.set_default_provider(default)  # first: a new file starts with it
-        document.set_provider(alias, provider_table(cls, answers))
-        return document.text()
+        try:
+            document.set_provider(alias, provider_table(cls, answers))
+        except ConfigError as exc:
+            raise ConfigError(f"{self.path}: {exc.message}", hint=exc.hint) from None
+        text = document.text()
+        if "\r\n" in original:  # a file of CRLF lines: the new lines too
+            text = text.replace("\r\n", "\n").replace("\n", "\r\n")
+        return text
 
 
 def check_new_text(

@@ -201,6 +201,26 @@ def test_a_symlinked_config_is_edited_through_its_link(cli_env, tmp_path: Path) 
     assert real.read_text().startswith("# my settings\n") and "[providers.edge]" in real.read_text()
 
 
+def test_a_file_of_crlf_lines_keeps_them(cli_env, tmp_path: Path) -> None:
+    """Written on Windows: every line, the new ones too, ends as the file's did."""
+    path = tmp_path / "crlf.toml"
+    path.write_bytes(b"# mine\r\n[defaults]\r\nretries = 3\r\n")
+    r = invoke("--config", str(path), "config", "init", "--type", "direct", "--alias", "edge")
+    assert r.returncode == 0, r.stderr
+    data = path.read_bytes()
+    assert data.startswith(b"# mine\r\n[defaults]\r\nretries = 3\r\n")
+    assert b"[providers.edge]\r\n" in data and data.count(b"\n") == data.count(b"\r\n")
+
+
+def test_providers_written_inline_are_a_config_error_not_a_crash(cli_env, tmp_path: Path) -> None:
+    path = tmp_path / "inline.toml"
+    path.write_text("defaults = { retries = 3 }\nproviders = { }\n")
+    r = invoke("--config", str(path), "config", "init", "--type", "direct", "--alias", "edge")
+    assert r.returncode == 3, r.stderr
+    assert f"{path}: providers is written inline" in r.stderr
+    assert path.read_text() == "defaults = { retries = 3 }\nproviders = { }\n"
+
+
 def test_a_rule_of_the_provider_is_exit_3_and_writes_nothing(cli_env) -> None:
     r, out = _init_json(
         "--type", "aws", "--set", f"endpoint={AWS_ENDPOINT}", "--set", "target_type=country"
