@@ -212,6 +212,15 @@ def check_provider(
     }
     limits = [] if online else limit_problems(alias, offline, declared)
     errors = [_in_file(e, path, alias) for e in found + limits]
+    table = config.providers.get(alias, {})
+    for fld in cls.config_schema:
+        value = table.get(fld.name)
+        var = _variable_named(value) if fld.secret and isinstance(value, str) else None
+        if var:
+            warn(
+                f"{path}: providers.{alias}.{fld.name}: {value!r} is taken as the secret itself,"
+                f' not read from {var}: write "env:{var}"'
+            )
     if found:
         return ProviderCheck(alias, ptype, tuple(errors))
     try:
@@ -234,6 +243,18 @@ def check_provider(
     finally:
         provider.close()
     return ProviderCheck(alias, ptype, tuple(errors), tuple(notes))
+
+
+_REFERENCE = re.compile(r"(?:\$\{([A-Za-z_]\w*)\}|\$([A-Za-z_]\w*)|(?i:env):\s*([A-Za-z_]\w*))")
+
+
+def _variable_named(value: str) -> str | None:
+    """The variable a literal secret seems meant to name (``${QAK}``, ``$QAK``, ``ENV:QAK``):
+    TOML expands nothing, and only ``env:VAR`` is read from the environment."""
+    found = _REFERENCE.fullmatch(value.strip())
+    if found is None or value.startswith("env:"):
+        return None
+    return next(name for name in found.groups() if name)
 
 
 def _in_file(error: PrewarmError, path: str, alias: str) -> Problem:

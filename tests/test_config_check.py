@@ -319,3 +319,19 @@ def test_every_rule_a_provider_checks_is_listed_at_once(write_config) -> None:
     assert json.loads(r.stdout)["error"]["message"].startswith(f"{path}: providers.d.encodings: ")
     r = invoke("config", "init", "--type", "direct", "--alias", "d2", "--set", "resolver=x")
     assert r.returncode == 3 and "providers.d2.resolver: resolver 'x' is not IP" in r.stderr
+
+
+def test_a_secret_that_looks_like_a_variable_is_warned_of(write_config) -> None:
+    """TOML expands nothing: "${QAK}" was sent to the vendor as the key, and only its
+    refusal said so."""
+    path = write_config(
+        '[providers.q]\ntype = "qiniu"\naccess_key = "ENV:QAK"\nsecret_key = "${QSK}"\n'
+    )
+    r, data = check_json()
+    assert r.returncode == 0, r.stderr
+    assert data["warnings"] == [
+        f"{path}: providers.q.access_key: 'ENV:QAK' is taken as the secret itself,"
+        ' not read from QAK: write "env:QAK"',
+        f"{path}: providers.q.secret_key: '${{QSK}}' is taken as the secret itself,"
+        ' not read from QSK: write "env:QSK"',
+    ]
