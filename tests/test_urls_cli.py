@@ -310,3 +310,14 @@ def test_a_sitemap_and_a_build_directory_naming_one_unicode_file_give_one_url(
     code, out, err = prewarm("urls", *args)
     assert code == 0, err
     assert out.splitlines() == [f"{BASE}caf%C3%A9.js"]
+
+
+def test_a_text_sitemap_or_stdin_as_sitemap_says_what_to_give(prewarm: Run, tmp_path: Path) -> None:
+    """A sitemap.txt (one URL per line, as sitemaps.org allows) is a URL list: -i."""
+    listing = tmp_path / "sitemap.txt"
+    listing.write_text("https://a.example/x\nhttps://a.example/y\n")
+    code, _out, err = prewarm("urls", "--sitemap", str(listing))
+    assert code == 2 and f"hint: a sitemap of one URL per line is a URL list: -i {listing}" in err
+    code, _out, err = prewarm("urls", "--sitemap", "-", stdin="<urlset/>")
+    assert code == 2 and "a sitemap is a URL or a file, not stdin" in err
+    assert "hint: save it to a file, or pipe a list of URLs with -i -" in err

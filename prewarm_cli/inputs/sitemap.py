@@ -307,7 +307,13 @@ def _iter_sitemap(
                     elem.clear()
                     root.clear()
         except ET.ParseError as exc:
-            raise InputError(f"malformed sitemap {ref}: {exc}") from exc
+            # A text sitemap (one URL per line, as sitemaps.org allows) is a URL list.
+            hint = (
+                f"a sitemap of one URL per line is a URL list: -i {ref}"
+                if (exc.position or (0, 0))[:2] == (1, 0) or ref.endswith(".txt")
+                else None
+            )
+            raise InputError(f"malformed sitemap {ref}: {exc}", hint=hint) from exc
 
     if children and depth >= MAX_SITEMAP_DEPTH:
         raise InputError(
@@ -326,6 +332,11 @@ def check_sitemaps(refs: Sequence[str]) -> None:
     from prewarm_cli.inputs.lines import check_readable
 
     for ref in refs:
+        if ref == "-" and not os.path.exists(ref):
+            raise InputError(
+                "a sitemap is a URL or a file, not stdin",
+                hint="save it to a file, or pipe a list of URLs with -i -",
+            )
         if not _is_http(ref):
             check_readable(_local_path(ref), "sitemap")
 
