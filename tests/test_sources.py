@@ -236,6 +236,13 @@ def test_from_dir_exclude_globs_match_the_relative_path(tmp_path: Path) -> None:
     ]
 
 
+def test_from_dir_excludes_read_as_gitignore_and_globstar_do(tmp_path: Path) -> None:
+    """`**/*.html` left the top level's pages in, and `/drafts/*` matched nothing."""
+    root = tree(tmp_path / "d", "a.html", "drafts/x.html", "img/p.png", "b.txt")
+    assert list(iter_tree(str(root), excludes=("**/*.html",))) == ["b.txt", "img/p.png"]
+    assert list(iter_tree(str(root), excludes=("/drafts/*", "./img/**"))) == ["a.html", "b.txt"]
+
+
 def test_from_dir_follows_symlinked_files_not_directories(tmp_path: Path) -> None:
     outside = tree(tmp_path / "outside", "secret.txt")
     root = tree(tmp_path / "site", "real.html", "sub/page.html")

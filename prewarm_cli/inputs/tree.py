@@ -47,6 +47,7 @@ def iter_tree(
     is not entered).
     """
     check_directory(root)
+    excludes = _as_relative(excludes)
     stack: list[tuple[str, Iterator[_Entry]]] = [("", _entries(root, default_excludes))]
     while stack:
         prefix, entries = stack[-1]
@@ -63,6 +64,21 @@ def iter_tree(
             stack.append((rel + "/", _entries(os.path.join(root, rel), default_excludes)))
         else:
             yield rel
+
+
+def _as_relative(excludes: Sequence[str]) -> tuple[str, ...]:
+    """Globs as the relative paths they are matched against take them: a leading '/' or
+    './' names the directory's top (`/about/*`), and `**/` also matches no directory at all
+    (`**/*.html` matches `index.html`), as .gitignore and shells with globstar read them."""
+    found: list[str] = []
+    for pattern in excludes:
+        while pattern.startswith(("/", "./")):
+            pattern = pattern[2:] if pattern.startswith("./") else pattern[1:]
+        found.append(pattern)
+        while pattern.startswith("**/"):
+            pattern = pattern[3:]
+            found.append(pattern)
+    return tuple(dict.fromkeys(p for p in found if p))
 
 
 def _entries(directory: str, default_excludes: bool) -> Iterator[_Entry]:
