@@ -143,7 +143,9 @@ def check_config(
     if permission:
         warnings.append(permission)
     providers = tuple(
-        check_provider(config, alias, classes[ptype], online=online, warn=warnings.append)
+        check_provider(
+            config, alias, classes[ptype], online=online, prepare=True, warn=warnings.append
+        )
         for alias in aliases
         if (ptype := config.provider_type(alias)) in classes
     )
@@ -187,10 +189,12 @@ def check_provider(
     cls: type[Provider],
     *,
     online: bool = False,
+    prepare: bool = False,
     warn: Callable[[str], None] = lambda _: None,
 ) -> ProviderCheck:
     """Every error of one alias: its keys, then (when those are fine) building the provider,
-    its limits, and with ``online`` its one cheap request."""
+    its limits, with ``prepare`` what it needs before its first request (its SDK: no request
+    is made), and with ``online`` its one cheap request."""
     from prewarm_cli import paths
 
     path = str(config.path)
@@ -232,6 +236,8 @@ def check_provider(
     notes: list[str] = []
     try:
         try:
+            if prepare or online:
+                provider.prepare()
             if online:
                 notes = list(provider.check())
                 vendor = provider.limits()

@@ -279,23 +279,29 @@ class Journal:
         its targets went to) with the vendor each sends to (``vendor_of``) and the settings
         `--resume` holds it to (``settings_of``, where a provider has any), in one
         transaction: a job is either still reading its input or ready with all of them, even
-        if the process is killed right after."""
-        with self.transaction() as db:
-            per_provider = db.execute(
+        if the process is killed right after. The providers' code runs before it: a slow
+        one holds no other process's writes (the job, still being made, is this run's)."""
+        per_provider = [
+            (row[0], row[1])
+            for row in self._query(
                 "SELECT provider, COUNT(*) FROM targets WHERE job_id = ? GROUP BY provider"
                 " ORDER BY provider",
                 (job_id,),
-            ).fetchall()
-            if len(per_provider) > 1:
-                (urls,) = db.execute(
-                    "SELECT COUNT(DISTINCT url) FROM targets WHERE job_id = ?", (job_id,)
-                ).fetchone()
-            else:  # one provider: its URLs are distinct already (the unique index by URL)
-                urls = per_provider[0][1] if per_provider else 0
-            providers = [row[0] for row in per_provider]
+            )
+        ]
+        if len(per_provider) > 1:
+            (row,) = self._query(
+                "SELECT COUNT(DISTINCT url) FROM targets WHERE job_id = ?", (job_id,)
+            )
+            urls = row[0]
+        else:  # one provider: its URLs are distinct already (the unique index by URL)
+            urls = per_provider[0][1] if per_provider else 0
+        providers = [alias for alias, _ in per_provider]
+        vendors = {a: vendor_of(a) for a in providers}
+        settings = {a: found for a in providers if (found := settings_of(a))}
+        with self.transaction() as db:
             (options,) = db.execute("SELECT options FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            options = {**json.loads(options), "vendors": {a: vendor_of(a) for a in providers}}
-            settings = {a: found for a in providers if (found := settings_of(a))}
+            options = {**json.loads(options), "vendors": vendors}
             if settings:
                 options["settings"] = settings
             db.execute(

@@ -39,6 +39,12 @@ _SITE_FILES = frozenset(
     ".html .htm .js .mjs .cjs .css .svg .png .jpg .jpeg .gif .webp .avif .ico .woff .woff2"  # noqa: SIM905
     " .ttf .otf .map .wasm .pdf .mp4 .webm .mp3".split()
 )
+_SHORT_O = re.compile(r"-[qv]*o")  # -o table, -otable, -qo table: short options run together
+# Headers whose values are secrets, masked in the whole log: masking every value would star
+# each "1" or "en" the log holds.
+_SECRET_NAMES = re.compile(
+    r"(?i)auth|token|key|secret|cookie|session|signature|password|credential|bearer"
+)
 _SECRET_HEADERS = re.compile(r"(?i)^(-H|--header)(=?)(\s*[^:\s]+\s*:)(.*)$")
 
 
@@ -126,7 +132,7 @@ def build_command(env: Mapping[str, str], workdir: Path) -> list[str]:
     for arg in extra:
         if arg == "--":
             break
-        if arg in ("--json", "--output") or arg.startswith(("-o", "--output=")):
+        if arg in ("--json", "--output") or arg.startswith("--output=") or _SHORT_O.match(arg):
             raise ValueError(
                 f"input extra-args sets the output format ({arg}): the action reads"
                 " prewarm's JSON for its outputs and summary; leave it out"
@@ -154,7 +160,7 @@ def shown(args: Sequence[str]) -> list[str]:
     return out
 
 
-_URL_SECRETS = re.compile(r"(?i)(https?://)(?:([^/?#@\s]*)@)?([^?#\s]*)(\?[^#\s]*)?")
+_URL_SECRETS = re.compile(r"(?i)(https?://)(?:([^/?#\s]*)@)?([^?#\s]*)(\?[^#\s]*)?")
 
 
 def _starred(found: re.Match[str]) -> str:
@@ -163,7 +169,7 @@ def _starred(found: re.Match[str]) -> str:
 
 
 def _header_values(args: Sequence[str]) -> list[str]:
-    """The values of -H options, to be masked."""
+    """The values of -H options whose names say they are secrets, to be masked."""
     values = []
     for i, arg in enumerate(args):
         text = args[i + 1] if arg in ("-H", "--header") and i + 1 < len(args) else None
@@ -171,9 +177,9 @@ def _header_values(args: Sequence[str]) -> list[str]:
         if attached:
             text = attached[3] + attached[4]
         if text:
-            value = text.partition(":")[2].strip()
-            if value:
-                values.append(value)
+            name, _, value = text.partition(":")
+            if value.strip() and _SECRET_NAMES.search(name):
+                values.append(value.strip())
     return values
 
 

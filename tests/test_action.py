@@ -318,7 +318,7 @@ def test_extra_args_that_set_the_output_format_are_a_usage_error(
 ) -> None:
     """The outputs are read from prewarm's JSON: -o table made a run that succeeded say
     state=error with no job id."""
-    for extra in ("-o table", "--output=ndjson", "-ondjson", "--json"):
+    for extra in ("-o table", "--output=ndjson", "-ondjson", "--json", "-qo table", "-vo ndjson"):
         proc, outputs, _summary = run_action(
             action_env,
             tmp_path,
@@ -360,17 +360,18 @@ def test_the_logged_command_hides_header_values_and_url_secrets(
         urls="https://cdn.example.com/a.js",
         config=INLINE_CONFIG.format(endpoint=fake_cdn.url),
         extra_args=(
-            "-H 'Authorization: Bearer TOPSECRET' --header=X-Key:k3y"
-            " https://bob:hunter2@cdn.example.com/b.js?sig=s1gn4ture"
+            "-H 'Authorization: Bearer TOPSECRET' --header=X-Key:k3y -H 'X-Debug: 1'"
+            " https://bob:hun@ter2@cdn.example.com/b.js?sig=s1gn4ture"
         ),
     )
     (command,) = [line for line in proc.stderr.splitlines() if line.startswith("prewarm ")]
     assert "-H 'Authorization: ***' '--header=X-Key: ***'" in command
     assert "https://bob:***@cdn.example.com/b.js?***" in command
-    for secret in ("TOPSECRET", "k3y", "hunter2", "s1gn4ture"):
+    for secret in ("TOPSECRET", "k3y", "hun@ter2", "ter2", "s1gn4ture"):
         assert secret not in command
-    assert "TOPSECRET" not in proc.stderr and "hunter2" not in proc.stderr
+    assert "TOPSECRET" not in proc.stderr and "ter2" not in proc.stderr
     assert "::add-mask::Bearer TOPSECRET\n" in proc.stdout and "::add-mask::k3y\n" in proc.stdout
+    assert proc.stdout.count("::add-mask::") == 2  # not X-Debug's "1": every 1 would be starred
 
 
 def test_a_dry_run_is_a_plan_in_the_outputs_and_summary(

@@ -335,3 +335,18 @@ def test_a_secret_that_looks_like_a_variable_is_warned_of(write_config) -> None:
         f"{path}: providers.q.secret_key: '${{QSK}}' is taken as the secret itself,"
         ' not read from QSK: write "env:QSK"',
     ]
+
+
+def test_a_provider_whose_sdk_is_missing_fails_the_check(write_config, monkeypatch) -> None:
+    """Offline too: it said ok, and every submit then stopped on the missing SDK."""
+    import sys
+
+    path = write_config('[providers.q]\ntype = "qiniu"\naccess_key = "a"\nsecret_key = "b"\n')
+    monkeypatch.setitem(sys.modules, "qiniu", None)
+    r, data = check_json()
+    assert r.returncode == 3, r.stderr
+    (error,) = data["errors"]
+    assert error["message"] == (
+        f"{path}: the qiniu provider needs the qiniu SDK: prewarm's qiniu extra:"
+        " pip install 'prewarm-cli[qiniu]' (pipx: pipx install --force 'prewarm-cli[qiniu]')"
+    )

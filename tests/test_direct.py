@@ -525,6 +525,9 @@ def test_a_url_warmed_across_two_runs_counts_in_the_run_that_accepted_it(
         ref = "direct:" + ",".join(t["task_id"] for t in runs)
         bare = json.loads(run_cli("status", ref, "-o", "json").stdout)["providers"]["direct"]
         assert (bare["total"], bare["succeeded"], bare["failed"]) == (2, 2, 0), ref
+        # The carried answer counts in the run that sent it, named first or not.
+        requests = {t["task_id"]: t["details"]["requests"] for t in bare["tasks"]}
+        assert requests == {first["task_id"]: 3, second["task_id"]: 1}, ref
 
 
 def test_kill_and_resume_sends_only_what_was_not_answered(

@@ -1048,6 +1048,29 @@ def test_runs_of_many_answers_are_counted_without_holding_them(tmp_path: Path) -
         direct.close()
 
 
+def test_a_read_of_the_latest_answers_left_unfinished_does_not_hold_the_store(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C while status counted the answers left the iterator alive, holding the store's
+    lock, and closing the store waited for it for ever."""
+    import threading
+
+    from prewarm_direct.store import Store
+    from prewarm_direct.warm import OK, Answer
+
+    store = Store(tmp_path / "direct.sqlite3")
+    urls = [f"https://h/{i}.js" for i in range(3)]
+    store.save("job1", "r1", "direct", [(u, "edge", None, "gzip", Answer(OK)) for u in urls])
+    store.flush()
+    unfinished = store.latest_of_runs(["r1"])
+    assert next(unfinished).url == urls[0]
+    closer = threading.Thread(target=store.close)
+    closer.start()
+    closer.join(timeout=10)
+    assert not closer.is_alive(), "closing the store waited for the unfinished read"
+    unfinished.close()
+
+
 def test_settings_a_plugin_gives_as_tuples_compare_as_the_job_kept_them() -> None:
     """Kept as JSON, a tuple comes back a list: the same settings are not a change."""
     from types import SimpleNamespace

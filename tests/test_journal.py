@@ -389,3 +389,27 @@ def test_accepted_urls_reads_a_few_tasks_through_their_index(tmp_path: Path) -> 
         assert "USING INDEX accepted_by_task" in plan, plan
     finally:
         journal.close()
+
+
+def test_a_job_s_settings_are_asked_for_outside_the_journal_s_write_lock(tmp_path: Path) -> None:
+    """A provider's code (a plugin's, however slow) runs before the intake's transaction: a
+    submit of another process could not write the journal meanwhile, and failed after 30 s."""
+    import sqlite3
+
+    path = tmp_path / "j.sqlite3"
+    journal = jr.Journal(path)
+    job = journal.create_job(["a"], {})
+    journal.add_targets(job, [(0, "https://a.example.com/x", ["a"])])
+    other = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+
+    def settings_of(alias: str) -> dict[str, str]:
+        other.execute("BEGIN IMMEDIATE")  # another process writes: the lock is free
+        other.execute("ROLLBACK")
+        return {"variants": "identity"}
+
+    try:
+        journal.finish_intake(job, [], settings_of=settings_of)
+    finally:
+        other.close()
+    made = journal.job(job)
+    assert made.state == "ready" and made.options["settings"] == {"a": {"variants": "identity"}}

@@ -178,6 +178,11 @@ def test_a_url_refused_for_its_credentials_is_said_without_them(
     assert code == 0, err
     assert json.loads(out)["skipped"][0]["input"] == "https://bob:***@a.example/x"
     assert "hunter2" not in out + err and "tok3n" not in out + err and "pw@" not in err
+    # A password holding "@"; a sitemap's URL in the error of its fetch.
+    code, out, err = prewarm("urls", "https://bob:p@ss@a.example/x")
+    assert code == 2 and "https://bob:***@a.example/x" in err and "ss@" not in err
+    code, out, err = prewarm("urls", "--sitemap", "https://u:s3@cret@127.0.0.1:9/s.xml")
+    assert code == 2 and "https://u:***@127.0.0.1:9/s.xml" in err and "cret" not in err
 
 
 # --------------------------------------------------------------------------- submit, verify

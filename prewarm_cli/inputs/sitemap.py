@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from prewarm_cli import __version__
 from prewarm_cli.errors import InputError
-from prewarm_cli.inputs.validate import InputUrl, host_of
+from prewarm_cli.inputs.validate import InputUrl, hide_credentials_in, host_of
 
 if TYPE_CHECKING:
     import httpx
@@ -352,5 +352,9 @@ def iter_sitemaps(
     try:
         for ref in refs:
             yield from _iter_sitemap(ref, 1, state, parent=None)
+    except InputError as exc:  # said back with a sitemap URL's password starred
+        exc.message = hide_credentials_in(exc.message)
+        exc.args = (exc.message,)
+        raise
     finally:
         state.close()

@@ -77,7 +77,7 @@ class InvalidInput:
         return f"{where}: {_printable(hide_credentials(self.input))}: {self.reason}"
 
 
-_USERINFO = re.compile(r"(?i)^([a-z][a-z0-9+.-]*://)([^/?#@]*)@")
+_USERINFO = re.compile(r"(?i)^([a-z][a-z0-9+.-]*://)([^/?#]*)@")  # to the authority's last @
 
 
 def hide_credentials(text: str) -> str:
@@ -91,6 +91,16 @@ def hide_credentials(text: str) -> str:
         return f"{found[1]}{user}:***@" if colon else f"{found[1]}***@"
 
     return _USERINFO.sub(starred, text, count=1)
+
+
+_URL_USERINFO = re.compile(r"(?i)\b(https?://)([^/?#\s]*)@")
+
+
+def hide_credentials_in(text: str) -> str:
+    """``text`` with the password of every http(s) URL in it starred (an error message)."""
+    if "@" not in text:
+        return text
+    return _URL_USERINFO.sub(lambda m: hide_credentials(m[0]), text)
 
 
 def _printable(text: str, limit: int = 200) -> str:

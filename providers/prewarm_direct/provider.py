@@ -536,7 +536,7 @@ class DirectProvider(Provider):
             by_url.setdefault(record.url, []).append(record)
         # Each URL counted once, in the run that gave the latest of its answers: warm where
         # every request's latest answer is OK, refused or failed where one is not.
-        order = {run_id: i for i, run_id in enumerate(task_ids)}
+        order = self.store.run_order(task_ids)
         warm: dict[str, list[UrlStatus]] = {}
         refused: dict[str, list[UrlStatus]] = {}
         for url, answers in by_url.items():

@@ -368,10 +368,11 @@ class Store:
         return runs
 
     def of_runs(self, run_ids: Sequence[str]) -> list[Record]:
-        """The latest answer per (URL, target, variant) over these runs (in the order they
-        ran), as ``latest_of_runs`` chooses it."""
+        """The latest answer per (URL, target, variant) over these runs, as
+        ``latest_of_runs`` chooses it."""
         with self._lock:
             runs = self._name_runs(run_ids)
+            order = self._run_order(runs)
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM requests WHERE {_OF_RUNS} ORDER BY at", (runs, runs)
             ).fetchall()
@@ -385,7 +386,6 @@ class Store:
             records += [Record(*answer) for answer in _loads(answers)]
         # The two tables' answers in the order they came; of two of the same moment (one
         # carried into a later run), the one of the run that sent it last, to be kept.
-        order = {run_id: i for i, run_id in enumerate(run_ids)}
         records.sort(key=lambda r: (r.at, -order.get(r.run_id, 0)))
         latest: dict[tuple[str, str, str], Record] = {}
         for record in records:
@@ -403,17 +403,29 @@ class Store:
         The answers of both tables are grouped by SQLite, whose sort goes to a temporary file
         past a few megabytes here (not to memory: a million answers would be held). An OK is
         never replaced by a later failure; of two answers of the same moment (an earlier run's
-        carried into a later one), the one of the run that sent it: the earlier in ``run_ids``,
-        which are in the order they ran. The connection is held until the iterator is spent
-        or closed."""
+        carried into a later one), the one of the run that began first (``run_order``), which
+        sent it. Read through a connection of its own: an iterator left unfinished (Ctrl-C
+        while its rows are counted) holds nothing the store's close waits for."""
         with self._lock:
             runs = self._name_runs(run_ids)
-            self._db.execute("PRAGMA temp_store=FILE")
-            try:
-                rows = self._db.execute(_LATEST_OF_RUNS, (runs, runs, runs, runs))
-                yield from map(Latest._make, rows)
-            finally:
-                self._db.execute("PRAGMA temp_store=MEMORY")
+        db = sqlite3.connect(str(self.path), timeout=30.0)
+        try:
+            db.execute("PRAGMA temp_store=FILE")
+            yield from map(Latest._make, db.execute(_LATEST_OF_RUNS, (runs, runs, runs)))
+        finally:
+            db.close()
+
+    def run_order(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """These runs in the order they began here (the record names a run as it begins)."""
+        with self._lock:
+            return self._run_order(self._name_runs(run_ids))
+
+    def _run_order(self, runs: str) -> dict[str, int]:
+        rows = self._db.execute(
+            "SELECT run_id, rowid FROM runs WHERE run_id IN (SELECT value FROM json_each(?))",
+            (runs,),
+        )
+        return {str(run_id): int(rowid) for run_id, rowid in rows}
 
     def failures_of_runs(self, run_ids: Sequence[str]) -> list[Record] | None:
         """What `of_runs` gives that is not OK, without reading the OK answers: for each
@@ -502,7 +514,8 @@ _JSON_ANSWER = ", ".join(
 )
 # The latest answer per request over some runs (as of_runs chooses it), a URL's side by side:
 # both tables' answers grouped by request, the one kept the greatest by (OK, time), and of
-# two at the same time (an answer carried into a later run) the earlier run's, which sent it.
+# two at the same time (an answer carried into a later run) the one of the run named first
+# in `runs` (the record names a run as it begins), which sent it.
 _LATEST_OF_RUNS = f"""
 WITH answers (run_id, url, target, variant, outcome, cache, bytes, at) AS (
     SELECT run_id, url, target, variant, outcome, cache, bytes, at FROM requests
@@ -512,9 +525,9 @@ WITH answers (run_id, url, target, variant, outcome, cache, bytes, at) AS (
     FROM warmed, json_each(warmed.answers) AS a
     WHERE warmed.run_id IN (SELECT value FROM json_each(?))
 )
-SELECT run_id, url, target, outcome, cache, bytes,
-    max((outcome = '{OK}') || at || printf('%09d', 999999999 - runs.key)) AS latest
-FROM answers JOIN json_each(?) AS runs ON runs.value = answers.run_id
+SELECT answers.run_id, url, target, outcome, cache, bytes,
+    max((outcome = '{OK}') || at || printf('%019d', 999999999999999999 - runs.rowid)) AS latest
+FROM answers JOIN runs ON runs.run_id = answers.run_id
 GROUP BY url, target, variant ORDER BY url
 """
 
