@@ -221,9 +221,9 @@ def check_provider(
         value = table.get(fld.name)
         var = _variable_named(value) if fld.secret and isinstance(value, str) else None
         if var:
-            warn(
-                f"{path}: providers.{alias}.{fld.name}: {value!r} is taken as the secret itself,"
-                f' not read from {var}: write "env:{var}"'
+            warn(  # the value is not said: a secret may look so
+                f"{path}: providers.{alias}.{fld.name} looks like a reference to the variable"
+                f' {var}, but is taken as the secret itself: write "env:{var}"'
             )
     if found:
         return ProviderCheck(alias, ptype, tuple(errors))
@@ -237,7 +237,15 @@ def check_provider(
     try:
         try:
             if prepare or online:
-                provider.prepare()
+                try:
+                    provider.prepare()
+                except PrewarmError:
+                    raise
+                except Exception as exc:  # a value its client cannot take (a non-ASCII key)
+                    raise ConfigError(
+                        f"providers.{alias}: its client cannot be made from these settings"
+                        f" ({type(exc).__name__}: {exc})"
+                    ) from exc
             if online:
                 notes = list(provider.check())
                 vendor = provider.limits()
@@ -251,7 +259,8 @@ def check_provider(
     return ProviderCheck(alias, ptype, tuple(errors), tuple(notes))
 
 
-_REFERENCE = re.compile(r"(?:\$\{([A-Za-z_]\w*)\}|\$([A-Za-z_]\w*)|(?i:env):\s*([A-Za-z_]\w*))")
+# ${NAME}, $NAME (a shell's, in capitals: "$Tr0ub4dor" may be a password), ENV:NAME.
+_REFERENCE = re.compile(r"(?:\$\{([A-Za-z_]\w*)\}|\$([A-Z_][A-Z0-9_]*)|(?i:env):\s*([A-Za-z_]\w*))")
 
 
 def _variable_named(value: str) -> str | None:

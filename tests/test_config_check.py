@@ -330,11 +330,16 @@ def test_a_secret_that_looks_like_a_variable_is_warned_of(write_config) -> None:
     r, data = check_json()
     assert r.returncode == 0, r.stderr
     assert data["warnings"] == [
-        f"{path}: providers.q.access_key: 'ENV:QAK' is taken as the secret itself,"
-        ' not read from QAK: write "env:QAK"',
-        f"{path}: providers.q.secret_key: '${{QSK}}' is taken as the secret itself,"
-        ' not read from QSK: write "env:QSK"',
+        f"{path}: providers.q.access_key looks like a reference to the variable QAK,"
+        ' but is taken as the secret itself: write "env:QAK"',
+        f"{path}: providers.q.secret_key looks like a reference to the variable QSK,"
+        ' but is taken as the secret itself: write "env:QSK"',
     ]
+    # A password that starts with "$" is not one, and is never said.
+    write_config('[providers.q]\ntype = "qiniu"\naccess_key = "a"\nsecret_key = "$Tr0ub4dor_x"\n')
+    r, data = check_json()
+    assert r.returncode == 0 and data["warnings"] == [], r.stderr
+    assert "Tr0ub4dor" not in r.stdout + r.stderr
 
 
 def test_a_provider_whose_sdk_is_missing_fails_the_check(write_config, monkeypatch) -> None:
@@ -349,4 +354,22 @@ def test_a_provider_whose_sdk_is_missing_fails_the_check(write_config, monkeypat
     assert error["message"] == (
         f"{path}: the qiniu provider needs the qiniu SDK: prewarm's qiniu extra:"
         " pip install 'prewarm-cli[qiniu]' (pipx: pipx install --force 'prewarm-cli[qiniu]')"
+    )
+
+
+def test_a_setting_the_provider_s_client_cannot_take_is_an_error_not_a_crash(
+    write_config,
+) -> None:
+    """A key pasted with typographic quotes: its client cannot send it in a header."""
+    path = write_config(
+        '[providers.a]\ntype = "aws"\n'
+        'endpoint = "https://abc.execute-api.us-east-1.amazonaws.com/prod"\n'
+        'target_type = "pop"\npops = ["IAD89-P1"]\ncf_domain = "d1.cloudfront.net"\n'
+        'api_key = "\u201ck\u201d"\n'
+    )
+    r, data = check_json()
+    assert r.returncode == 3, r.stderr
+    (error,) = data["errors"]
+    assert error["message"].startswith(
+        f"{path}: providers.a: its client cannot be made from these settings (UnicodeEncodeError"
     )

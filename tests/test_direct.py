@@ -622,29 +622,14 @@ def test_a_run_stopped_before_its_first_batch_ended_is_in_status(
     direct_config('encodings = ["identity"]\ntimeout = 60\n')
     paths = ["/obj/stopped-a.js", "/obj/stopped-b.js", "/hold/stopped-c.js"]
     record = Path(cli_env["PREWARM_STATE_DIR"]) / "direct.sqlite3"
-    pin = f"{HOST}:{bed.nginx.port}:{POPS[0]}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prewarm_cli", "submit", "-p", "direct", "--resolve", pin]
-        + [bed.nginx.url(p) for p in paths],
-        env=cli_env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    interrupt_while_held(
+        bed,
+        cli_env,
+        tmp_path,
+        [bed.nginx.url(p) for p in paths],
+        paths[2],
+        lambda: recorded(record, paths[0]) + recorded(record, paths[1]) == 2,
     )
-    try:
-        with bed.counts.cond:
-            assert bed.counts.cond.wait_for(
-                lambda: bed.counts.counts[(paths[2], IDENTITY)] >= 1, timeout=60
-            )
-        wait_for(lambda: recorded(record, paths[0]) + recorded(record, paths[1]) == 2, 30)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130, err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        bed.counts.release.set()
     (job,) = json.loads(run_cli("jobs", "-o", "json").stdout)
     status = json.loads(run_cli("status", job["job_id"], "-o", "json").stdout)
     (stopped,) = status["providers"]["direct"]["tasks"]
@@ -666,36 +651,25 @@ def test_a_run_stopped_before_any_answer_is_this_machine_s(
     another machine, and report lists nothing."""
     direct_config('encodings = ["identity"]\ntimeout = 60\n')
     held = "/hold/stopped-first.js"
-    pin = f"{HOST}:{bed.nginx.port}:{POPS[0]}"
-    args = ["submit", "-p", "direct", "--resolve", pin, bed.nginx.url(held)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prewarm_cli", *args],
-        env=cli_env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        with bed.counts.cond:
-            assert bed.counts.cond.wait_for(
-                lambda: bed.counts.counts[(held, IDENTITY)] >= 1, timeout=60
-            )
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130, err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        bed.counts.release.set()
+    interrupt_while_held(bed, cli_env, tmp_path, [bed.nginx.url(held)], held)
     (job,) = json.loads(run_cli("jobs", "-o", "json").stdout)
     r = run_cli("status", job["job_id"], "-o", "json")
     assert "no record" not in r.stderr, r.stderr
     part = json.loads(r.stdout)["providers"]["direct"]
-    assert (part["state"], part["not_sent"], [t["total"] for t in part["tasks"]]) == (
+    (task,) = part["tasks"]
+    assert (part["state"], part["not_sent"], task["total"], task["state"]) == (
         "incomplete",
         1,
-        [0],
+        0,
+        "cancelled",
+    )
+    # Asked about alone, the run says it was stopped, not that it warmed nothing.
+    r = run_cli("status", f"direct:{task['task_id']}", "-o", "json")
+    bare = json.loads(r.stdout)["providers"]["direct"]
+    assert (r.returncode, bare["state"], bare["tasks"][0]["raw_state"]) == (
+        4,
+        "cancelled",
+        "stopped before any answer",
     )
     r = run_cli("report", job["job_id"], "-o", "json")
     assert r.returncode == 0 and json.loads(r.stdout)["failures"] == [], r.stderr
@@ -807,6 +781,41 @@ def kill_at_stall(
             proc.kill()
         proc.communicate()
     bed.counts.release.set()  # the origin lets the stalled request go
+
+
+def interrupt_while_held(
+    bed: CacheBed,
+    cli_env: dict[str, str],
+    cwd: Path,
+    urls: list[str],
+    held: str,
+    ready: Callable[[], bool] = lambda: True,
+) -> None:
+    """Runs `submit -p direct` pinned to the first PoP until the origin holds the request of
+    ``held`` (a /hold/ path) and ``ready()`` holds, stops it with SIGINT (exit 130), then lets
+    the origin answer."""
+    pin = f"{HOST}:{bed.nginx.port}:{POPS[0]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prewarm_cli", "submit", "-p", "direct", "--resolve", pin, *urls],
+        env=cli_env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with bed.counts.cond:
+            assert bed.counts.cond.wait_for(
+                lambda: bed.counts.counts[(held, IDENTITY)] >= 1, timeout=60
+            )
+        wait_for(ready, 30)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        bed.counts.release.set()
 
 
 def recorded(record: Path, path: str) -> int:

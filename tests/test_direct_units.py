@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,9 @@ from hypothesis import strategies as st
 
 from prewarm_cli.errors import ConfigError, UsageError
 from prewarm_cli.plugin import SubmitOptions
+
+if TYPE_CHECKING:
+    from prewarm_direct.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -984,23 +988,29 @@ def test_runs_counted_without_their_urls_count_as_with_them(
             direct.close()
 
 
+def record_many_warm_answers(store: Store, refused_by: str) -> None:
+    """60,000 warm answers of run r1 (half in rows of batches warmed whole, half a row each),
+    and one 404 of https://h/gone.js given by ``refused_by``."""
+    from prewarm_direct.warm import OK, REJECTED, Answer
+
+    warm = Answer(OK, 200, "miss", 2048, None)
+    for start in range(0, 60_000, 10_000):
+        urls = [f"https://h/{i:06d}.js" for i in range(start, start + 10_000)]
+        store.save("job1", "r1", "direct", [(u, "edge", None, "gzip", warm) for u in urls])
+        store.flush(warmed_urls=set(urls[: len(urls) // 2]))
+    refused = Answer(REJECTED, 404, None, 0, "HTTP 404 at edge")
+    store.save("job1", refused_by, "direct", [("https://h/gone.js", "edge", None, "gzip", refused)])
+    store.flush()
+
+
 def test_a_report_of_many_warm_answers_holds_none_of_them(tmp_path: Path) -> None:
     import tracemalloc
 
     from prewarm_direct.store import Store
-    from prewarm_direct.warm import OK, REJECTED, Answer
 
     store = Store(tmp_path / "direct.sqlite3")
     try:
-        warm = Answer(OK, 200, "miss", 2048, None)
-        for start in range(0, 60_000, 10_000):
-            urls = [f"https://h/{i:06d}.js" for i in range(start, start + 10_000)]
-            half = len(urls) // 2  # half warmed whole (one row per batch), half a row each
-            store.save("job1", "r1", "direct", [(u, "edge", None, "gzip", warm) for u in urls])
-            store.flush(warmed_urls=set(urls[:half]))
-        refused = Answer(REJECTED, 404, None, 0, "HTTP 404 at edge")
-        store.save("job1", "r1", "direct", [("https://h/gone.js", "edge", None, "gzip", refused)])
-        store.flush()
+        record_many_warm_answers(store, refused_by="r1")
         tracemalloc.start()
         try:
             failures = store.failures_of_runs(["r1"])
@@ -1019,21 +1029,11 @@ def test_runs_of_many_answers_are_counted_without_holding_them(tmp_path: Path) -
     import tracemalloc
 
     from prewarm_direct.provider import DirectProvider
-    from prewarm_direct.warm import OK, REJECTED, Answer
 
     direct = DirectProvider("direct", {})
     direct.attach_state_dir(tmp_path)
-    store = direct.store
     try:
-        warm = Answer(OK, 200, "miss", 2048, None)
-        for start in range(0, 60_000, 10_000):
-            urls = [f"https://h/{i:06d}.js" for i in range(start, start + 10_000)]
-            half = len(urls) // 2  # half warmed whole (one row per batch), half a row each
-            store.save("job1", "r1", "direct", [(u, "edge", None, "gzip", warm) for u in urls])
-            store.flush(warmed_urls=set(urls[:half]))
-        refused = Answer(REJECTED, 404, None, 0, "HTTP 404 at edge")
-        store.save("job1", "r2", "direct", [("https://h/gone.js", "edge", None, "gzip", refused)])
-        store.flush()
+        record_many_warm_answers(direct.store, refused_by="r2")
         tracemalloc.start()
         try:
             first, second = direct.fetch_counts(["r1", "r2"])

@@ -241,6 +241,13 @@ def test_from_dir_excludes_read_as_gitignore_and_globstar_do(tmp_path: Path) -> 
     root = tree(tmp_path / "d", "a.html", "drafts/x.html", "img/p.png", "b.txt")
     assert list(iter_tree(str(root), excludes=("**/*.html",))) == ["b.txt", "img/p.png"]
     assert list(iter_tree(str(root), excludes=("/drafts/*", "./img/**"))) == ["a.html", "b.txt"]
+    # Anchored, a '*' stays within the top directory: the top level's pages only.
+    assert list(iter_tree(str(root), excludes=("/*.html",))) == [
+        "b.txt",
+        "drafts/x.html",
+        "img/p.png",
+    ]
+    assert list(iter_tree(str(root), excludes=("/img/?.png", "/[ab].*"))) == ["drafts/x.html"]
 
 
 def test_from_dir_follows_symlinked_files_not_directories(tmp_path: Path) -> None:

@@ -1149,3 +1149,19 @@ def test_match_key_joins_what_is_one_url_and_keeps_apart_what_is_not() -> None:
     ]
     for one, other in apart:
         assert match_key(one) != match_key(other), (one, other)
+
+
+def test_a_sitemap_error_says_its_urls_without_their_passwords(monkeypatch) -> None:
+    """In the message and in the hint (a text sitemap's: -i URL, a nested one's index)."""
+    from prewarm_cli.errors import InputError
+    from prewarm_cli.inputs import sitemap
+
+    def failing(ref: str, *_args: object, **_kw: object) -> Iterator[object]:
+        raise InputError(f"malformed sitemap {ref}: x", hint=f"listed in {ref}")
+        yield
+
+    monkeypatch.setattr(sitemap, "_iter_sitemap", failing)
+    with pytest.raises(InputError) as info:
+        list(sitemap.iter_sitemaps(["https://u:p@ss@h.example/s.txt"], timeout=1))
+    assert info.value.message == "malformed sitemap https://u:***@h.example/s.txt: x"
+    assert info.value.hint == "listed in https://u:***@h.example/s.txt"

@@ -326,3 +326,17 @@ def test_a_text_sitemap_or_stdin_as_sitemap_says_what_to_give(prewarm: Run, tmp_
     code, _out, err = prewarm("urls", "--sitemap", "-", stdin="<urlset/>")
     assert code == 2 and "a sitemap is a URL or a file, not stdin" in err
     assert "hint: save it to a file, or pipe a list of URLs with -i -" in err
+
+
+def test_the_text_sitemap_hint_is_given_only_to_a_list_of_urls(
+    prewarm: Run, tmp_path: Path
+) -> None:
+    """Named otherwise than .txt, a list of URLs gets it; an empty or JSON file does not."""
+    listing = tmp_path / "sitemap"
+    listing.write_text("\ufeffhttps://a.example/x\n")
+    _code, _out, err = prewarm("urls", "--sitemap", str(listing))
+    assert f"-i {listing}" in err
+    for other in ('{"urls": []}', ""):
+        listing.write_text(other)
+        _code, _out, err = prewarm("urls", "--sitemap", str(listing))
+        assert "one URL per line" not in err, err

@@ -400,10 +400,13 @@ def _accepted_done(status: TaskStatus, n_accepted: int) -> TaskStatus:
     into it was done there (direct warming: every request OK), and its others the journal
     counts (refused, failed), whichever run answered them last. Its state says how the run
     went for the job: succeeded where it accepted any URL, failed where it accepted none and
-    refused or failed some; the part's state comes from the journal (_provider_status)."""
+    refused or failed some, cancelled where it was stopped before any answer; the part's
+    state comes from the journal (_provider_status)."""
     state = State.SUCCEEDED
     if not n_accepted and status.state in (State.FAILED, State.PARTIAL):
         state = State.FAILED
+    elif not n_accepted and status.state == State.CANCELLED:
+        state = State.CANCELLED  # stopped before its first answer
     return replace(
         status,
         state=state,

@@ -277,6 +277,9 @@ def _iter_sitemap(
             source = inflated  # peek reads on until it has 2 bytes, or the end
             if inflated.peek(2) == _GZIP_MAGIC:
                 source = gzip.GzipFile(fileobj=inflated, mode="rb")
+        head = source.peek(64) if isinstance(source, _ChunkReader) else b""
+        # A text sitemap (one URL per line, as sitemaps.org allows) is a URL list.
+        as_text = head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"http://", b"https://"))
         guarded = _SitemapGuard(source, ref)
         stack: list[str] = []
         root: ET.Element | None = None
@@ -307,12 +310,10 @@ def _iter_sitemap(
                     elem.clear()
                     root.clear()
         except ET.ParseError as exc:
-            # A text sitemap (one URL per line, as sitemaps.org allows) is a URL list.
-            hint = (
-                f"a sitemap of one URL per line is a URL list: -i {ref}"
-                if (exc.position or (0, 0))[:2] == (1, 0) or ref.endswith(".txt")
-                else None
-            )
+            hint = None
+            if as_text:
+                where = "save it to a file and give that" if _is_http(ref) else ref
+                hint = f"a sitemap of one URL per line is a URL list: -i {where}"
             raise InputError(f"malformed sitemap {ref}: {exc}", hint=hint) from exc
 
     if children and depth >= MAX_SITEMAP_DEPTH:
@@ -355,6 +356,7 @@ def iter_sitemaps(
     except InputError as exc:  # said back with a sitemap URL's password starred
         exc.message = hide_credentials_in(exc.message)
         exc.args = (exc.message,)
+        exc.hint = hide_credentials_in(exc.hint) if exc.hint else exc.hint
         raise
     finally:
         state.close()

@@ -8,7 +8,8 @@ symlinked directories are not (no loops, nothing outside the tree).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
 from fnmatch import fnmatchcase
 from typing import NamedTuple
 
@@ -47,7 +48,7 @@ def iter_tree(
     is not entered).
     """
     check_directory(root)
-    excludes = _as_relative(excludes)
+    excluded = _matcher(excludes)
     stack: list[tuple[str, Iterator[_Entry]]] = [("", _entries(root, default_excludes))]
     while stack:
         prefix, entries = stack[-1]
@@ -58,7 +59,7 @@ def iter_tree(
         rel = prefix + entry.name
         # A directory matches as "drafts" and as "drafts/", as users write it both ways.
         names = (rel, rel + "/") if entry.is_dir else (rel,)
-        if any(fnmatchcase(name, pattern) for name in names for pattern in excludes):
+        if any(excluded(name) for name in names):
             continue
         if entry.is_dir:
             stack.append((rel + "/", _entries(os.path.join(root, rel), default_excludes)))
@@ -66,19 +67,58 @@ def iter_tree(
             yield rel
 
 
-def _as_relative(excludes: Sequence[str]) -> tuple[str, ...]:
-    """Globs as the relative paths they are matched against take them: a leading '/' or
-    './' names the directory's top (`/about/*`), and `**/` also matches no directory at all
-    (`**/*.html` matches `index.html`), as .gitignore and shells with globstar read them."""
-    found: list[str] = []
+def _matcher(excludes: Sequence[str]) -> Callable[[str], bool]:
+    """Whether a relative path matches one of the globs, read as .gitignore and shells with
+    globstar read them: a leading '/' or './' anchors a glob at the directory's top, where
+    its '*' stays within one directory (`/*.html` is the top level's pages); `**/` also
+    matches no directory at all (`**/*.html` matches `index.html`). Other globs match the
+    whole relative path, '*' across directories (`*.png` is every PNG)."""
+    patterns: list[str] = []
+    anchored: list[str] = []
     for pattern in excludes:
-        while pattern.startswith(("/", "./")):
-            pattern = pattern[2:] if pattern.startswith("./") else pattern[1:]
-        found.append(pattern)
+        if pattern.startswith(("/", "./")):
+            while pattern.startswith(("/", "./")):
+                pattern = pattern[2:] if pattern.startswith("./") else pattern[1:]
+            if pattern:
+                anchored.append(_within_directories(pattern))
+            continue
+        patterns.append(pattern)
         while pattern.startswith("**/"):
             pattern = pattern[3:]
-            found.append(pattern)
-    return tuple(dict.fromkeys(p for p in found if p))
+            patterns.append(pattern)
+    top = re.compile("|".join(anchored)) if anchored else None
+
+    def excluded(path: str) -> bool:
+        if top is not None and top.fullmatch(path):
+            return True
+        return any(fnmatchcase(path, pattern) for pattern in patterns if pattern)
+
+    return excluded
+
+
+def _within_directories(glob: str) -> str:
+    """A glob as a regular expression whose '*' and '?' do not cross a '/' ('**' does)."""
+    out = []
+    i = 0
+    while i < len(glob):
+        if glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif glob[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif glob[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif glob[i] == "[" and "]" in glob[i + 2 :]:
+            end = glob.index("]", i + 2)
+            body = glob[i + 1 : end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(glob[i]))
+            i += 1
+    return "(?:" + "".join(out) + ")"
 
 
 def _entries(directory: str, default_excludes: bool) -> Iterator[_Entry]:

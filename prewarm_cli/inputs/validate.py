@@ -62,14 +62,14 @@ class InvalidInput:
     def to_dict(self) -> dict[str, Any]:
         return {
             "input": hide_credentials(self.input),
-            "source": self.source,
+            "source": hide_credentials_in(self.source),  # a sitemap's URL
             "line": self.line,
             "reason": self.reason,
         }
 
     def __str__(self) -> str:
         if self.line is None:
-            where = self.source
+            where = hide_credentials_in(self.source)
         elif self.source == ARGUMENT_SOURCE:
             where = f"argument {self.line}"
         else:

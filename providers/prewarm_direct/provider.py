@@ -15,7 +15,7 @@ import os
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import groupby
 from operator import attrgetter
@@ -546,20 +546,22 @@ class DirectProvider(Provider):
                 refused.setdefault(last.run_id, []).append(UrlStatus(url, State.FAILED, why))
             elif all(r.outcome == OK for r in answers):
                 warm.setdefault(last.run_id, []).append(UrlStatus(url, State.SUCCEEDED))
-        return [
-            _run_status(
-                run_id,
-                len(warm.get(run_id, ())),
-                len(refused.get(run_id, ())),
-                # Each request counted in the run that gave its latest answer: the runs'
-                # details add up to the job's (job_details).
-                summarize(by_run.get(run_id, [])),
-                # Per URL: a run that was partial still vouches for each URL it warmed
-                # (status --verify holds each to its own claim).
-                urls=(*warm.get(run_id, ()), *refused.get(run_id, ())),
-            )
-            for run_id in task_ids
-        ]
+        return self._stopped_shown(
+            [
+                _run_status(
+                    run_id,
+                    len(warm.get(run_id, ())),
+                    len(refused.get(run_id, ())),
+                    # Each request counted in the run that gave its latest answer: the runs'
+                    # details add up to the job's (job_details).
+                    summarize(by_run.get(run_id, [])),
+                    # Per URL: a run that was partial still vouches for each URL it warmed
+                    # (status --verify holds each to its own claim).
+                    urls=(*warm.get(run_id, ()), *refused.get(run_id, ())),
+                )
+                for run_id in task_ids
+            ]
+        )
 
     def fetch_counts(self, task_ids: Sequence[str]) -> list[TaskStatus]:
         """fetch_status's states, counts and details, counted as SQLite reads the record, a
@@ -588,11 +590,23 @@ class DirectProvider(Provider):
         for (run_id, target, outcome, cache), n in by_kind.items():
             stats = pops.setdefault(run_id, {}).setdefault(target, {})
             _count_kind(stats, outcome, cache, n, n_bytes[run_id, target, outcome, cache])
+        return self._stopped_shown(
+            [
+                _run_status(
+                    run_id, n_warm[run_id], n_refused[run_id], _with_totals(pops.get(run_id, {}))
+                )
+                for run_id in task_ids
+            ]
+        )
+
+    def _stopped_shown(self, statuses: list[TaskStatus]) -> list[TaskStatus]:
+        """A run that counts nothing and holds no answer at all was stopped before its first
+        (Ctrl-C, kill -9): cancelled, not a run that warmed nothing."""
+        empty = [s.task_id for s in statuses if not s.total and not s.details]
+        silent = self.store.silent_runs(empty) if empty else set()
         return [
-            _run_status(
-                run_id, n_warm[run_id], n_refused[run_id], _with_totals(pops.get(run_id, {}))
-            )
-            for run_id in task_ids
+            replace(s, state=State.CANCELLED, raw_state=STOPPED_EARLY) if s.task_id in silent else s
+            for s in statuses
         ]
 
     def _not_found(self, task_ids: Sequence[str]) -> NotFoundError:
@@ -775,6 +789,7 @@ def _answer(record: Record) -> Answer:
 
 
 _NOT_WARM = (REJECTED, TRANSIENT, NOT_FOUND)  # a URL one of whose requests so answered
+STOPPED_EARLY = "stopped before any answer"  # a run's raw state
 
 
 def summarize(records: Sequence[Record]) -> dict[str, Any]:

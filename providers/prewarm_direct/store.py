@@ -335,6 +335,23 @@ class Store:
             ).fetchone()
         return bool(n)
 
+    def silent_runs(self, run_ids: Sequence[str]) -> set[str]:
+        """Which of these runs the record names but holds no answer of: stopped before their
+        first (asked of a few runs: a run's rows are found within its job's)."""
+        silent = set()
+        with self._lock:
+            for run_id in run_ids:
+                (found,) = self._db.execute(
+                    "SELECT EXISTS (SELECT 1 FROM warmed WHERE run_id = ?1)"
+                    " OR EXISTS (SELECT 1 FROM requests WHERE run_id = ?1 AND job_id ="
+                    " (SELECT job_id FROM runs WHERE run_id = ?1))"
+                    " OR NOT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1)",
+                    (run_id,),
+                ).fetchone()
+                if not found:
+                    silent.add(run_id)
+        return silent
+
     def answered(self, job_id: str, alias: str, urls: Sequence[str]) -> list[Record]:
         """The final answers (ok, rejected) this job already has for these URLs, any run.
 
