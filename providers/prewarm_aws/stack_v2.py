@@ -96,9 +96,14 @@ class StackV2:
             )
         self.instance_count = ctx.int_setting("instance_count", 1)
         if not 1 <= self.instance_count <= MAX_CAPACITY:
+            why = (
+                "with 0 instances nothing would download"
+                if self.instance_count < 1
+                else f"the stack scales to {MAX_CAPACITY} at most"
+            )
             raise ConfigError(
                 f"{section}.instance_count: {self.instance_count} is outside 1-{MAX_CAPACITY}"
-                " (with 0 instances nothing would download)"
+                f" ({why})"
             )
         self.timeout_minutes = ctx.int_setting("timeout_minutes", 60)
         if self.timeout_minutes < MIN_TIMEOUT_MINUTES:
