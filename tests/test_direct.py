@@ -758,29 +758,11 @@ def kill_at_stall(
     """Runs `submit -p direct ARGS` until the origin holds the 3rd request for ``stall``
     (``/stallnth/3/...``) and ``ready()`` holds, kills it with SIGKILL, then lets the origin
     answer the stalled request."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prewarm_cli", "submit", "-p", "direct", "-o", "json", *args],
-        env=cli_env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        with bed.counts.cond:
-            reached = bed.counts.cond.wait_for(
-                lambda: sum(n for (p, _), n in bed.counts.counts.items() if p == stall) >= 3,
-                timeout=60,
-            )
-        assert reached, "the run never reached the stalled request"
-        wait_for(ready, 30)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-    bed.counts.release.set()  # the origin lets the stalled request go
+
+    def held() -> bool:
+        return sum(n for (p, _), n in bed.counts.counts.items() if p == stall) >= 3
+
+    stop_submit(bed, cli_env, cwd, args, held, ready, signal.SIGKILL)
 
 
 def interrupt_while_held(
@@ -795,27 +777,48 @@ def interrupt_while_held(
     ``held`` (a /hold/ path) and ``ready()`` holds, stops it with SIGINT (exit 130), then lets
     the origin answer."""
     pin = f"{HOST}:{bed.nginx.port}:{POPS[0]}"
+
+    def reached() -> bool:
+        return bed.counts.counts[(held, IDENTITY)] >= 1
+
+    code, err = stop_submit(
+        bed, cli_env, cwd, ["--resolve", pin, *urls], reached, ready, signal.SIGINT
+    )
+    assert code == 130, err
+
+
+def stop_submit(
+    bed: CacheBed,
+    cli_env: dict[str, str],
+    cwd: Path,
+    args: list[str],
+    reached: Callable[[], bool],
+    ready: Callable[[], bool],
+    sig: signal.Signals,
+) -> tuple[int, str]:
+    """Runs `submit -p direct -o json ARGS` until the origin's counts say ``reached`` (read
+    under their lock) and ``ready()`` holds, sends ``sig``, then lets the origin answer what
+    it holds; the exit code and stderr."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "prewarm_cli", "submit", "-p", "direct", "--resolve", pin, *urls],
+        [sys.executable, "-m", "prewarm_cli", "submit", "-p", "direct", "-o", "json", *args],
         env=cli_env,
         cwd=cwd,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         with bed.counts.cond:
-            assert bed.counts.cond.wait_for(
-                lambda: bed.counts.counts[(held, IDENTITY)] >= 1, timeout=60
-            )
+            assert bed.counts.cond.wait_for(reached, timeout=60), "never reached"
         wait_for(ready, 30)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130, err
     finally:
         if proc.poll() is None:
             proc.kill()
-        bed.counts.release.set()
+            proc.communicate()
+        bed.counts.release.set()  # the origin lets what it holds go
+    return proc.returncode, err
 
 
 def recorded(record: Path, path: str) -> int:

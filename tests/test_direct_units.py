@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -878,6 +880,23 @@ _KEYS = [
 ]
 
 
+@contextmanager
+def ticking_record() -> Iterator[Path]:
+    """A temporary directory for a record whose every hand-over has a time of its own (which
+    answer is the latest is then a tie only where an answer is carried) and is committed
+    only by a flush."""
+    import itertools
+    import tempfile
+
+    from prewarm_direct import store as store_module
+
+    tick = itertools.count()
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store_module, "utcnow", lambda: f"2026-12-06T00:00:00.{next(tick):06d}Z")
+        patch.setattr(store_module, "COMMIT_EVERY", 3600)
+        yield Path(tmp)
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(
@@ -895,19 +914,11 @@ def test_a_report_reads_what_the_whole_record_says_failed(
 ) -> None:
     """failures_of_runs, which reads the failures alone, gives what of_runs (every answer
     read) has that is not OK: each key's latest answer, unless one of the runs answered OK."""
-    import itertools
-    import tempfile
-
-    from prewarm_direct import store as store_module
     from prewarm_direct.store import Store
     from prewarm_direct.warm import OK, Answer
 
-    tick = itertools.count()
-    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
-        # One distinct time per hand-over: which answer is the latest is then never a tie.
-        patch.setattr(store_module, "utcnow", lambda: f"2026-12-06T00:00:00.{next(tick):06d}Z")
-        patch.setattr(store_module, "COMMIT_EVERY", 3600)
-        store = Store(Path(tmp) / "direct.sqlite3")
+    with ticking_record() as tmp:
+        store = Store(tmp / "direct.sqlite3")
         try:
             for run, (url, target, variant), outcome, whole in answers:
                 answer = Answer(outcome, 200 if outcome == OK else 503, "miss", 10, None)
@@ -943,21 +954,14 @@ def test_runs_counted_without_their_urls_count_as_with_them(
     """fetch_counts, which counts each URL as SQLite reads the record, gives fetch_status's
     states, counts and details (every answer read, each URL listed), whichever table holds an
     answer, and where an earlier run's answer was carried into a later one (the same time)."""
-    import itertools
-    import tempfile
-
-    from prewarm_direct import store as store_module
     from prewarm_direct.provider import DirectProvider
     from prewarm_direct.warm import OK, Answer
 
     from prewarm_cli.errors import NotFoundError
 
-    tick = itertools.count()
-    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store_module, "utcnow", lambda: f"2026-12-06T00:00:00.{next(tick):06d}Z")
-        patch.setattr(store_module, "COMMIT_EVERY", 3600)
+    with ticking_record() as tmp:
         direct = DirectProvider("direct", {})
-        direct.attach_state_dir(Path(tmp))
+        direct.attach_state_dir(tmp)
         store = direct.store
         try:
             # A job's runs come one after the other (its lock).
