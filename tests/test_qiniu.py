@@ -939,3 +939,18 @@ def test_a_list_time_is_beijing_time_unless_it_names_its_offset() -> None:
     assert parse_vendor_time("2024-05-01T02:00:00Z") == beijing  # it was 02:00 Beijing
     assert parse_vendor_time("2024-05-01T10:00:00+08:00") == beijing
     assert parse_vendor_time("yesterday") is None
+
+
+def test_a_missing_sdk_stops_a_submit_before_its_job_is_made(
+    monkeypatch, qiniu_config, fake: FakeQiniu
+) -> None:
+    """Each such submit left an incomplete job for `jobs` to list, and --resume to fail on."""
+    from helpers import invoke
+
+    monkeypatch.setenv("QINIU_ACCESS_KEY", fake.access_key)  # as the fixture's processes get
+    monkeypatch.setenv("QINIU_SECRET_KEY", fake.secret_key)
+    monkeypatch.setitem(sys.modules, "qiniu", None)
+    r = invoke("submit", "-o", "json", "https://static.example.com/a.js")
+    assert r.returncode == 3, r.stderr
+    assert "prewarm's qiniu extra" in json.loads(r.stdout)["error"]["message"]
+    assert json.loads(invoke("jobs", "-o", "json").stdout) == []

@@ -177,6 +177,7 @@ def test_a_file_name_with_a_star_is_invalid_input_saying_how_to_leave_it_out(
         ({"urls": ("https://a.example/",), "excludes": ("*.txt",)}, "--exclude"),
         ({"urls": ("https://a.example/",), "default_excludes": False}, "--no-default-excludes"),
         ({"base_url": BASE, "from_dirs": ("d",), "index": "folder"}, "--index"),
+        ({"urls": ("https://a.example/",), "index": "file"}, "--index applies to --from-dir"),
         ({"files": ("-",), "base_url": BASE, "paths": ("-",)}, "stdin"),
     ],
 )

@@ -79,9 +79,11 @@ def submit(
         options = req.options
 
         def settings_of(alias: str) -> Mapping[str, Any]:
-            """The options checked, and what --resume holds the job to."""
+            """The options checked, the provider made ready (its SDK: a missing one leaves no
+            job behind), and what --resume holds the job to."""
             provider = ws.session(alias).provider
             provider.check_options(options)
+            provider.prepare()
             return _as_json(provider.job_settings(options))
 
         try:

@@ -61,6 +61,10 @@ class InputSpec:
             )
         if self.base_url and not has_paths:
             raise UsageError("--base-url maps --from-dir, --paths or --from-sync-log; none given")
+        if self.index != "dir" and not has_paths:  # a URL given is warmed as it is written
+            raise UsageError(
+                "--index applies to --from-dir, --paths and --from-sync-log; none given"
+            )
         if self.base_url:
             BaseUrl.parse(self.base_url)
         if self.strip_prefix is not None and not (self.paths or self.sync_logs):
