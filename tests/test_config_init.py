@@ -374,3 +374,22 @@ def test_the_default_is_set_in_a_split_or_inline_defaults_table(text: str) -> No
     doc.set_default_provider("x")
     assert tomllib.loads(doc.text())["defaults"]["provider"] == "x"
     assert tomllib.loads(doc.text())["defaults"]["retries"] == 3
+
+
+def test_an_answer_a_rule_refused_is_not_offered_again_as_the_default(cli_env) -> None:
+    """zone_id '*' refused by the provider's rule: asked again, '*' was the default."""
+    code, shown = converse(
+        {**cli_env, "TENCENTCLOUD_SECRET_ID": "AKIDx", "TENCENTCLOUD_SECRET_KEY": "k"},
+        ["config", "init", "--type", "edgeone"],
+        [
+            ("secret_id (", ""),
+            ("secret_key (", ""),
+            ("zone_id (", "*"),
+            ("zone_id (", "zone-2abc345def67"),
+            ("endpoint (", ""),
+            ("lookup_settle (", ""),
+        ],
+    )
+    assert code == 0 and "'*' is not a site id" in shown, shown
+    again = shown.split("'*' is not a site id", 1)[1]
+    assert "zone_id (" in again and "[*]" not in again, shown

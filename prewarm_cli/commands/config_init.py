@@ -235,7 +235,8 @@ def _ask_settings(
             _, at, about = problem.message.partition(f"providers.{alias}.")
             said = at + about if at else problem.message
             out.info(said + (f" ({problem.hint})" if problem.hint else ""))
-            answers[key] = _ask(cls, alias, fields[key], answers.get(key), out)
+            # Asked again without the refused answer as its default (Enter would refuse it).
+            answers[key] = _ask(cls, alias, fields[key], None, out)
     return answers
 
 
