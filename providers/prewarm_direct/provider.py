@@ -527,8 +527,7 @@ class DirectProvider(Provider):
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
         """From the record alone: a run is finished when submit returns."""
         records = self.store.of_runs(task_ids)
-        if not records and not self.store.knows_runs(task_ids):  # of another machine
-            raise self._not_found(task_ids)
+        self._check_here(task_ids, bool(records))
         by_run: dict[str, list[Record]] = {}
         by_url: dict[str, list[Record]] = {}
         for record in records:
@@ -585,8 +584,7 @@ class DirectProvider(Provider):
             # The URL counted once, in the run of its latest answer (as fetch_status does).
             n_refused[last[1]] += refused
             n_warm[last[1]] += all_ok and not refused
-        if not found and not self.store.knows_runs(task_ids):  # of another machine
-            raise self._not_found(task_ids)
+        self._check_here(task_ids, found)
         for (run_id, target, outcome, cache), n in by_kind.items():
             stats = pops.setdefault(run_id, {}).setdefault(target, {})
             _count_kind(stats, outcome, cache, n, n_bytes[run_id, target, outcome, cache])
@@ -609,13 +607,16 @@ class DirectProvider(Provider):
             for s in statuses
         ]
 
-    def _not_found(self, task_ids: Sequence[str]) -> NotFoundError:
-        return NotFoundError(
-            f"no record of {', '.join(task_ids)} in {self.store.path}",
-            hint="direct warming keeps its results in that file, on the machine that ran it:"
-            " ask `prewarm status` there, or put back the file if it was moved",
-            provider=self.alias,
-        )
+    def _check_here(self, task_ids: Sequence[str], answered: bool) -> None:
+        """NotFoundError unless these runs are this machine's: answers of them were read
+        (``answered``), or the record names one (stopped before its first answer)."""
+        if not answered and not self.store.knows_runs(task_ids):
+            raise NotFoundError(
+                f"no record of {', '.join(task_ids)} in {self.store.path}",
+                hint="direct warming keeps its results in that file, on the machine that ran"
+                " it: ask `prewarm status` there, or put back the file if it was moved",
+                provider=self.alias,
+            )
 
     def job_details(self, statuses: Sequence[TaskStatus]) -> dict[str, Any]:
         """The runs' counts added up, per PoP and in all."""
@@ -638,8 +639,7 @@ class DirectProvider(Provider):
     def report(self, task_ids: Sequence[str]) -> Report:
         """Each (URL, PoP, variant) request that was refused or failed last time it was sent."""
         records = self.store.failures_of_runs(task_ids)  # not the warm answers: a million
-        if records is None and not self.store.knows_runs(task_ids):
-            raise self._not_found(task_ids)  # a run of another machine: not "no failures"
+        self._check_here(task_ids, records is not None)  # not "no failures"
         failures = [
             Failure(
                 url=r.url,
