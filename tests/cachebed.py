@@ -143,9 +143,11 @@ class _OriginHandler(BaseHTTPRequestHandler):
         if kind == "moved":  # /moved/X: a permanent redirect to /obj/X, cached as it is
             target = "/obj/" + path.split("/", 2)[2]
             return self._send(301, b"moved\n", {"Location": target, "Cache-Control": "max-age=600"})
-        # /flaky/N/...: N answers of 503 per variant, then the object
+        # /flaky/N/...: N answers of 503 per variant (Retry-After: ?retry_after=S, else 0),
+        # then the object
         if kind == "flaky" and n <= int(path.split("/")[2]):
-            return self._send(503, b"busy\n", {"Retry-After": "0"})
+            retry_after = query.get("retry_after", ["0"])[0]
+            return self._send(503, b"busy\n", {"Retry-After": retry_after})
         if kind == "stall":
             state.release.wait(60)
             return self._send(504, b"released\n")

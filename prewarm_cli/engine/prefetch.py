@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import replace
 
-from prewarm_cli.engine.sender import BatchSender, Halt, JournalLedger, QuotaGate
+from prewarm_cli import journal as jr
+from prewarm_cli.engine.sender import BatchSender, Halt, JournalLedger, QuotaGate, RetryQueue
 from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import JournalError, PrewarmError, QuotaExhausted
 from prewarm_cli.output import Progress, counted
@@ -68,6 +70,9 @@ class SubmitRun:
                 stop=self.stop,
                 force=session.force,
                 gate=gate,
+                # A quota gate admits a batch's retries with the batch: they are sent by the
+                # worker that sent it (the admission settles once they are answered).
+                later=RetryQueue() if gate is None else None,
             )
             senders.append(sender)
             self._resolve_unknown_batches(sender)
@@ -161,47 +166,77 @@ class SubmitRun:
                     self._all_done.set()
 
     def _work(self, sender: BatchSender) -> None:
+        try:
+            while not self.stop.is_set() and sender.alias not in self._halted:
+                if not self._send_next(sender):
+                    return
+        finally:
+            if self.stop.is_set() or sender.alias in self._halted:
+                self._release_waiting(sender)
+
+    def _send_next(self, sender: BatchSender) -> bool:
+        """Sends a part whose retry is due, else the next batch (or waits for the next
+        retry when no batch is left); False when the worker is done."""
         alias = sender.alias
-        while not self.stop.is_set() and alias not in self._halted:
-            wanted = sender.batch_size
+        due = sender.later.take_due() if sender.later is not None else None
+        wanted = sender.batch_size
+        admitted = 0
+        if due is None:
             admitted = sender.gate.admit(wanted, self.stop) if sender.gate else wanted
             if admitted <= 0:
                 if not self.stop.is_set():
                     self._quota_spent(sender)
-                return
+                return False
+        try:
             try:
-                try:
-                    batch = self.journal.claim_batch(
-                        self.job_id,
-                        alias,
-                        admitted,
-                        sender.session.limits().max_batch_bytes,
-                        self._started_tasks.get(alias),
-                    )
-                    if batch is None:
-                        return
-                    sender.send(batch)
-                finally:
-                    if sender.gate is not None:
-                        sender.gate.settle(admitted)
-            except Halt as halt:
-                self._halt(sender, halt)
-                return
-            except Interrupted:
-                return  # the sender released the batch: nothing went out
-            except JournalError as exc:
-                # The vendor may have taken the batch: it stays *sending* for --resume.
-                self._stop_all(exc)
-                return
-            except BaseException as exc:
-                if self.stop.is_set():
-                    return  # shutting down (Ctrl-C): what is in flight stays *sending*
-                self._stop_all(
-                    exc
-                    if isinstance(exc, PrewarmError)
-                    else PrewarmError(f"{alias}: unexpected error: {exc!r}")
+                if due is not None:
+                    sender.send(*due)
+                    return True
+                batch = self.journal.claim_batch(
+                    self.job_id,
+                    alias,
+                    admitted,
+                    sender.session.limits().max_batch_bytes,
+                    self._started_tasks.get(alias),
                 )
-                return
+                if batch is None:
+                    return sender.later is not None and sender.later.wait(self.stop)
+                sender.send(batch)
+            finally:
+                if sender.gate is not None and admitted:
+                    sender.gate.settle(admitted)
+        except Halt as halt:
+            self._release_waiting(sender)  # deferred with the rest of the provider's
+            self._halt(sender, halt)
+            return False
+        except Interrupted:
+            return False  # the sender released the batch: nothing went out
+        except JournalError as exc:
+            # The vendor may have taken the batch: it stays *sending* for --resume.
+            self._stop_all(exc)
+            return False
+        except BaseException as exc:
+            if self.stop.is_set():
+                return False  # shutting down (Ctrl-C): what is in flight stays *sending*
+            self._stop_all(
+                exc
+                if isinstance(exc, PrewarmError)
+                else PrewarmError(f"{alias}: unexpected error: {exc!r}")
+            )
+            return False
+        return True
+
+    def _release_waiting(self, sender: BatchSender) -> None:
+        """Parts still waiting for their retry when the run stops are released unsent
+        (nothing of them went out again): --resume sends them. Left *sending* when the
+        journal cannot say so, for --resume to look up. (A worker that finds nothing left
+        to send leaves the queue alone: another worker's batch may still add to it, and
+        that worker then sends it.)"""
+        if sender.later is None:
+            return
+        for part in sender.later.drain():
+            with suppress(JournalError):
+                sender.ledger.release(part, jr.UNSENT)
 
     def _quota_spent(self, sender: BatchSender) -> None:
         try:

@@ -5,13 +5,16 @@ answer means: accepted, rejected URLs (named, or found by splitting the batch),
 a smaller batch size, a deferral, a failure after retries, or an unknown outcome
 to be looked up. Where the answer is written is a :class:`Ledger`: the journal for
 prefetch (each part of a split is a batch of its own there), memory for purges.
-When ``send`` returns, the batch it was given is settled in the ledger; when it
-raises, too, except where the journal itself failed (the batch then stays
-*sending*, for ``--resume`` to look up).
+When ``send`` returns, the batch it was given is settled in the ledger, or the part
+of it to send again waits in the sender's :class:`RetryQueue` (its worker goes on
+with the next batches meanwhile); when it raises, too, except where the journal
+itself failed (the batch then stays *sending*, for ``--resume`` to look up).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -157,6 +160,51 @@ class QuotaGate:
             self._cond.notify_all()
 
 
+class RetryQueue:
+    """Parts of batches to send again once their wait has passed (a backoff, a Retry-After).
+
+    They wait here, not in a worker: a worker goes on with the next batches meanwhile, so
+    that a run whose every batch has a URL answered 503 once does not wait out a backoff per
+    batch (one worker, as direct warming has, would add that wait for every batch).
+    Each part stays *sending* in the journal while it waits: a run killed meanwhile has it
+    looked up at ``--resume``; a run stopped releases it unsent (``drain``).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._heap: list[tuple[float, int, jr.Batch, RetryBudget]] = []
+        self._order = itertools.count()  # equal times keep their order; batches never compare
+        self._lock = threading.Lock()
+
+    def put(self, part: jr.Batch, wait: float, retries: RetryBudget) -> None:
+        with self._lock:
+            heapq.heappush(self._heap, (self._clock() + wait, next(self._order), part, retries))
+
+    def take_due(self) -> tuple[jr.Batch, RetryBudget] | None:
+        """The part whose wait has passed first, if any."""
+        with self._lock:
+            if not self._heap or self._heap[0][0] > self._clock():
+                return None
+            _, _, part, retries = heapq.heappop(self._heap)
+            return part, retries
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Waits until the next part is due, or the run stops; False when none waits."""
+        with self._lock:
+            if not self._heap:
+                return False
+            due = self._heap[0][0]
+        stop.wait(max(0.0, due - self._clock()))
+        return True
+
+    def drain(self) -> list[jr.Batch]:
+        """Every part still waiting, taken out."""
+        with self._lock:
+            parts = [part for _, _, part, _ in self._heap]
+            self._heap.clear()
+            return parts
+
+
 class BatchSender:
     """Sends batches for one provider alias; safe to share between worker threads."""
 
@@ -172,6 +220,7 @@ class BatchSender:
         purge: bool = False,
         force: bool = False,
         gate: QuotaGate | None = None,
+        later: RetryQueue | None = None,
     ) -> None:
         self.session = session
         self.alias = session.alias
@@ -183,6 +232,9 @@ class BatchSender:
         self.purge = purge
         self.force = force
         self.gate = gate
+        # Where parts to send again wait (the workers take them when due); None: the part is
+        # sent again by the call that failed it, after its wait.
+        self.later = later
         self.cap: int | None = None  # lowered when the vendor refuses a batch size
         self.errors: list[PrewarmError] = []  # failures noted on the way (the first is shown)
         self.started = datetime.now(UTC)
@@ -282,8 +334,15 @@ class BatchSender:
         self._send_after(part, wait, retries)
 
     def _send_after(self, part: jr.Batch, wait: float, retries: RetryBudget) -> None:
-        """Sends ``part`` again after ``wait`` seconds, within what is left of ``retries``;
-        stopped while waiting, it is released unsent (nothing of it went out again)."""
+        """Sends ``part`` again after ``wait`` seconds, within what is left of ``retries``
+        (queued in ``later`` if there is one); stopped while waiting, it is released unsent
+        (nothing of it went out again)."""
+        if self.later is not None:
+            if self.stop.is_set():
+                self.ledger.release(part, jr.UNSENT)
+                raise Interrupted("stopped")
+            self.later.put(part, wait, retries)
+            return
         try:
             wait_for(self.stop, wait)
         except Interrupted:
