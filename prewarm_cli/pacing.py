@@ -213,19 +213,21 @@ class Pacer:
         """Whether acquire() may wait: a rate or a daily budget is kept."""
         return not self._unlimited
 
-    def acquire(self, n_urls: int = 0) -> None:
+    def acquire(self, n_urls: int = 0, meanwhile: Callable[[float], None] | None = None) -> None:
         """Blocks until one request carrying ``n_urls`` URLs may be sent; raises Interrupted
-        once the run is stopping, also when no limit would make it wait."""
+        once the run is stopping, also when no limit would make it wait. ``meanwhile`` is
+        called instead of sleeping, with the seconds it may take at most (requests already
+        sent are kept going while the next waits)."""
         if self._stop is not None and self._stop.is_set():
             raise Interrupted("stopped")
         if self._unlimited:
             return
         try:
-            self._acquire(n_urls)
+            self._acquire(n_urls, meanwhile)
         except (sqlite3.Error, OSError) as exc:
             raise _store_error(None, exc) from exc
 
-    def _acquire(self, n_urls: int) -> None:
+    def _acquire(self, n_urls: int, meanwhile: Callable[[float], None] | None) -> None:
         per_day = self.limits.requests_per_day
         now = self._clock()
         if self._daily is not None and not self._daily.take(per_day, now):
@@ -259,21 +261,24 @@ class Pacer:
                 booked = [
                     (schedule, schedule.book(slot, weight, now)) for schedule, weight in wanted
                 ]
-            left_at = int(self._wait_until(slot / _US) * _US)
+            left_at = int(self._wait_until(slot / _US, meanwhile) * _US)
             if left_at - slot > _RESTAMP_US:
                 with self._store.locked():
                     for schedule, rows in booked:
                         schedule.restamp(rows, left_at)
 
-    def _wait_until(self, slot: float) -> float:
-        """Sleeps until ``slot``; returns when the wait really ended."""
+    def _wait_until(self, slot: float, meanwhile: Callable[[float], None] | None = None) -> float:
+        """Sleeps until ``slot`` (or calls ``meanwhile``, a little at a time); returns when
+        the wait really ended."""
         while True:
             if self._stop is not None and self._stop.is_set():
                 raise Interrupted("stopped while pacing")
             left = slot - self._clock()
             if left <= 0:
                 break
-            if self._sleep is not None:
+            if meanwhile is not None:
+                meanwhile(min(left, _POLL_SECONDS))
+            elif self._sleep is not None:
                 self._sleep(left)
             else:
                 sleep(left, self._stop)

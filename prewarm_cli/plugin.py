@@ -519,7 +519,7 @@ class Provider:
     def __init__(self, alias: str, settings: Mapping[str, Any]) -> None:
         self.alias = alias
         self.settings = dict(settings)
-        self._pace: Callable[[int], None] | None = None
+        self._pace: Callable[..., None] | None = None
         self._pace_waits = True
         self._warn: Callable[[str], None] | None = None
         self._info: Callable[[str], None] | None = None
@@ -553,7 +553,7 @@ class Provider:
         """The engine names the job it starts sending, and None once it is done."""
         self._sending_job_id = job_id
 
-    def attach_pacer(self, pace: Callable[[int], None], *, waits: bool = True) -> None:
+    def attach_pacer(self, pace: Callable[..., None], *, waits: bool = True) -> None:
         """The engine hands over its rate limiter (shared across processes and runs);
         ``waits`` is False when it keeps no limit (``pace()`` then only checks the stop)."""
         self._pace = pace
@@ -593,18 +593,24 @@ class Provider:
 
             print(f"warning: {text}", file=sys.stderr)
 
-    def pace(self, urls: int = 0) -> None:
+    def pace(self, urls: int = 0, *, meanwhile: Callable[[float], None] | None = None) -> None:
         """Waits for the rate limits: call it before every request the provider sends.
 
         The engine waits before each call it makes, so the first pace() inside such a
         call returns at once; every further request of that call (the next page, a
         follow-up lookup) waits its turn. Outside engine calls it paces every request.
+        ``meanwhile`` is called instead of sleeping while the wait lasts, with the seconds
+        it may take at most: a provider with requests in flight keeps them going (direct
+        warming's transfers), so that each leaves when its own turn came.
         """
         if getattr(self._paid, "value", False):
             self._paid.value = False
             return
         if self._pace is not None:
-            self._pace(urls)
+            if meanwhile is None:
+                self._pace(urls)
+            else:
+                self._pace(urls, meanwhile)
 
     @contextmanager
     def engine_call(self) -> Iterator[None]:

@@ -833,17 +833,18 @@ def interrupt_while_held(
     urls: list[str],
     held: str,
     ready: Callable[[], bool] = lambda: True,
+    reached: Callable[[], bool] | None = None,
 ) -> None:
     """Runs `submit -p direct` pinned to the first PoP until the origin holds the request of
-    ``held`` (a /hold/ path) and ``ready()`` holds, stops it with SIGINT (exit 130), then lets
-    the origin answer."""
+    ``held`` (a /hold/ path; or until ``reached``, read under the origin's lock) and
+    ``ready()`` holds, stops it with SIGINT (exit 130), then lets the origin answer."""
     pin = f"{HOST}:{bed.nginx.port}:{POPS[0]}"
 
-    def reached() -> bool:
+    def held_there() -> bool:
         return bed.counts.counts[(held, IDENTITY)] >= 1
 
     code, err = stop_submit(
-        bed, cli_env, cwd, ["--resolve", pin, *urls], reached, ready, signal.SIGINT
+        bed, cli_env, cwd, ["--resolve", pin, *urls], reached or held_there, ready, signal.SIGINT
     )
     assert code == 130, err
 
@@ -1243,6 +1244,34 @@ def test_a_job_killed_as_its_intake_ends_keeps_the_settings_resume_holds_it_to(
     r = run_cli("submit", "--resume", job["job_id"], "-o", "json")
     assert r.returncode == 0, r.stderr
     assert bed.counts.count("/obj/killed-at-intake.js", IDENTITY) == 1
+
+
+def test_a_request_goes_out_when_its_rate_lets_it_not_with_the_next(
+    bed: CacheBed, cli_env, direct_config, tmp_path: Path
+) -> None:
+    """With a rate, each request leaves when it is taken: the requests taken to fill the
+    free slots went out together once the last one's wait was over (rate = 1 with
+    concurrency 4: nothing for 3 s, then four at once)."""
+    direct_config('rate = 0.01\nconcurrency = 2\nencodings = ["identity"]\n')
+    first, second = "/hold/paced-first.js", "/obj/paced-second.js"
+    second_then: list[int] = []
+
+    def first_arrived() -> bool:  # read under the origin's lock, as it counts
+        if bed.counts.counts[(first, IDENTITY)] < 1:
+            return False
+        second_then.append(bed.counts.counts[(second, IDENTITY)])
+        return True
+
+    interrupt_while_held(
+        bed,
+        cli_env,
+        tmp_path,
+        [bed.nginx.url(first), bed.nginx.url(second)],
+        first,
+        reached=first_arrived,
+    )
+    # The first went out at once (it waited for the second's 100 s), the second waits.
+    assert second_then == [0]
 
 
 def test_dry_run_plans_urls_times_pops_times_variants(bed: CacheBed, run_cli, direct_config):

@@ -317,7 +317,13 @@ def test_a_retry_after_of_some_answers_does_not_shorten_the_others_backoff(
     import prewarm_cli.engine.sender as sender_mod
 
     waits: list[float] = []
-    monkeypatch.setattr(sender_mod, "wait_for", lambda _stop, seconds: waits.append(seconds))
+    put = sender_mod.RetryQueue.put
+
+    def put_now(queue, part, wait, retries) -> None:  # the wait noted, not waited
+        waits.append(wait)
+        put(queue, part, 0.0, retries)
+
+    monkeypatch.setattr(sender_mod.RetryQueue, "put", put_now)
     write_config(
         '[defaults]\nretries = 3\n\n[providers.direct]\ntype = "direct"\nencodings = ["identity"]\n'
     )
@@ -695,7 +701,7 @@ def test_answers_are_recorded_before_a_pacing_wait(tmp_path, monkeypatch, waits:
     n_paced = 0
     seen_in_record: list[int] = []
 
-    def pace(_n_urls: int) -> None:
+    def pace(_n_urls: int, _meanwhile: object = None) -> None:
         nonlocal n_paced
         n_paced += 1
         if n_paced > 1:  # before the second request and the third (one at a time)

@@ -80,7 +80,7 @@ def build_provider_without_secrets(
     except PrewarmError:
         raise missing from None
 
-    def refuse(_urls: int) -> None:
+    def refuse(_urls: int, _meanwhile: object = None) -> None:
         raise missing
 
     provider.attach_warn(warn)

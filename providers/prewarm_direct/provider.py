@@ -331,7 +331,7 @@ class DirectProvider(Provider):
                     n_unanswered[url] = len(pending)
             if fresh and self.pace_waits:  # a rate's wait may be long: the answers first
                 hand_over()
-            self.pace()
+            self.pace(meanwhile=warmer.keep_sending)  # what was taken before goes out now
             return ready.popleft()
 
         def on_answer(request: Request, answer: Answer) -> None:

@@ -226,6 +226,23 @@ class Warmer:
                 if wait_s > 0 and multi.select(wait_s) < 0:
                     time.sleep(min(wait_s, 0.001))  # no socket to wait on yet
 
+    def keep_sending(self, seconds: float) -> None:
+        """Keeps the transfers in flight going for up to ``seconds``: called while ``take``
+        waits for a rate, so that a request taken before that wait goes out at once, not
+        with the next one. Their answers are read when the run's loop comes back."""
+        multi, pycurl = self._multi, self._pycurl
+        deadline = time.monotonic() + seconds
+        while True:
+            while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            wait = multi.timeout()  # libcurl's next timer: a connect, a retry
+            wait_s = min(left, 1.0 if wait < 0 else max(wait / 1000, 0.001))
+            if multi.select(wait_s) < 0:
+                time.sleep(wait_s)  # no socket to wait on: nothing in flight yet
+
     def _drop_in_flight(self) -> None:
         for slot in self._slots.values():
             if slot.request is not None:
