@@ -414,11 +414,13 @@ def _free_port(ips: tuple[str, ...]) -> int:
 
 class DnsServer:
     """A UDP DNS server (dnspython) on 127.0.0.1: A records from ``names``; for names in
-    ``subnets``, the address of the first network that holds the query's client subnet."""
+    ``subnets``, the address of the first network that holds the query's client subnet; no
+    answer at all for names in ``silent``."""
 
     def __init__(self) -> None:
         self.names: dict[str, list[str]] = {}
         self.subnets: dict[str, list[tuple[str, str]]] = {}  # name -> [(cidr, ip)]
+        self.silent: set[str] = set()  # names whose queries get no answer at all
         self.queries: list[tuple[str, str | None]] = []  # (name, client subnet or None)
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -464,6 +466,8 @@ class DnsServer:
             ecs = next((o for o in query.options if isinstance(o, dns.edns.ECSOption)), None)
             subnet = f"{ecs.address}/{ecs.srclen}" if ecs else None
             self.queries.append((name, subnet))
+            if name in self.silent:
+                continue
             response = dns.message.make_response(query)
             ips = self._lookup(name, subnet)
             if ips:

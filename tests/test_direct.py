@@ -1274,6 +1274,23 @@ def test_a_request_goes_out_when_its_rate_lets_it_not_with_the_next(
     assert second_then == [0]
 
 
+def test_a_host_written_with_its_final_dot_is_warmed_through_its_pin(
+    bed: CacheBed, run_cli, direct_config
+) -> None:
+    """`http://host.:port/` pinned to the first PoP is warmed there: the pin went unused (the
+    request went where this machine's DNS sent it, or failed), and the run said it warmed
+    the pinned PoP."""
+    direct_config('encodings = ["identity"]\n')
+    path = "/obj/absolute-name.js"
+    url = bed.nginx.url(path).replace(f"//{HOST}:", f"//{HOST}.:")
+    r, data = submit(run_cli, "--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}", url)
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 1
+    assert data["providers"]["direct"]["details"]["pops"][POPS[0]]["filled"] == 1
+    assert bed.counts.count(path, IDENTITY) == 1
+    assert_hit_at_first_pop(bed, [path])
+
+
 def test_dry_run_plans_urls_times_pops_times_variants(bed: CacheBed, run_cli, direct_config):
     direct_config()
     urls = [bed.nginx.url(f"/obj/plan{i}.js") for i in range(3)]

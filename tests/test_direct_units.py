@@ -135,12 +135,100 @@ def test_a_resolver_that_does_not_answer_is_asked_once_and_named(monkeypatch) ->
                 break
             queries += 1
     assert [t.error for t in targets] == [POP_NOT_FOUND] * 4
-    assert queries == 1
+    assert queries == 2  # a second silence: the resolver, not one name's servers
     assert len(warnings) == 4
-    assert all(f"the resolver 127.0.0.1:{port} does not answer" in w for w in warnings)
+    assert "NRT57" in warnings[0] and "no answer" in warnings[0]
+    assert all(f"the resolver 127.0.0.1:{port} does not answer" in w for w in warnings[1:])
     assert "`resolver` setting" in warnings[-1]
     # Each names its own PoP, not the name first asked (d1.nrt57.cloudfront.net).
-    assert "SIN2" in warnings[1] and "nrt57" not in warnings[1].lower()
+    assert "IAD89" in warnings[2] and "nrt57" not in warnings[2].lower()
+
+
+def test_one_name_the_resolver_does_not_answer_leaves_the_others_asked(monkeypatch) -> None:
+    """A PoP name whose lookup times out fails alone: the codes after it are asked, and
+    warmed (they all failed as "PoP not found", depending on the order they were given)."""
+    from cachebed import DnsServer
+    from prewarm_direct import dns
+    from prewarm_direct.targets import POP_NOT_FOUND, Targets, TargetSpec
+
+    monkeypatch.setattr(dns, "DNS_TIMEOUT", 0.3)
+    server = DnsServer().start()
+    try:
+        server.silent.add("d1.slow1.cloudfront.net")
+        server.names["d1.nrt57.cloudfront.net"] = ["127.0.0.2"]
+        server.names["d1.sin2.cloudfront.net"] = ["127.0.0.3"]
+        spec = TargetSpec(
+            pops=("SLOW1", "NRT57", "SIN2"), cf_domain="d1.cloudfront.net", resolver=server.address
+        )
+        warnings: list[str] = []
+        targets = Targets(spec, warnings.append).for_url("https://cdn.example.com/a.js")
+    finally:
+        server.stop()
+    assert [(t.label, t.ip, t.error) for t in targets] == [
+        ("SLOW1", None, POP_NOT_FOUND),
+        ("NRT57", "127.0.0.2", None),
+        ("SIN2", "127.0.0.3", None),
+    ]
+    assert len(warnings) == 1 and "SLOW1" in warnings[0], warnings
+
+
+def test_a_pop_code_or_client_subnet_given_twice_is_one_target() -> None:
+    """Each (URL, PoP, variant) is asked once: a code repeated (in any case) or a subnet
+    repeated (or written with host bits) is one target, in the plan too (each was sent
+    twice: the second found the first's copy)."""
+    from cachebed import DnsServer
+    from prewarm_direct.targets import Targets, TargetSpec
+
+    server = DnsServer().start()
+    try:
+        server.names["d1.nrt57.cloudfront.net"] = ["127.0.0.2"]
+        server.subnets["cdn.example.com"] = [("198.51.100.0/24", "127.0.0.3")]
+        spec = TargetSpec(
+            pops=("NRT57", "NRT57", "nrt57"),
+            ecs=("198.51.100.0/24", "198.51.100.0/24", "198.51.100.7/24"),
+            cf_domain="d1.cloudfront.net",
+            resolver=server.address,
+        )
+        warnings: list[str] = []
+        targets = Targets(spec, warnings.append).for_url("https://cdn.example.com/a.js")
+    finally:
+        server.stop()
+    assert [(t.label, t.ip) for t in targets] == [
+        ("NRT57", "127.0.0.2"),
+        ("ecs:198.51.100.0/24", "127.0.0.3"),
+    ]
+    assert warnings == []
+    assert spec.count("https://cdn.example.com/a.js") == 2
+
+
+def test_the_plan_counts_each_pinned_address_once_and_idn_hosts_as_sent() -> None:
+    """--dry-run's requests are what the run sends: an IDN host's pins (it counted none,
+    and the run warmed both) and a pin given twice (it counted two, the run warmed one)."""
+    from prewarm_direct.targets import TargetSpec
+
+    idn = TargetSpec(resolve=("bücher.test:80:127.0.0.2", "xn--bcher-kva.test:80:127.0.0.3"))
+    assert idn.count("http://bücher.test/a.js") == 2
+    twice = TargetSpec(
+        resolve=("a.test:80:127.0.0.2", "a.test:127.0.0.2", "a.test:80:127.0.0.2", "a.test:80:::1")
+    )
+    assert twice.count("http://a.test/x") == 2
+    assert twice.count("http://a.test:8080/x") == 1  # the portless pin only
+
+
+def test_a_url_whose_host_ends_in_a_dot_is_pinned_as_written() -> None:
+    """libcurl applies a connect-to entry only to the host as the URL writes it: for
+    `http://cdn.example.com.:80/` the pin went unused, and the request went where this
+    machine's DNS said, reported as warmed through the pin."""
+    from prewarm_direct.targets import Targets, TargetSpec
+
+    spec = TargetSpec(resolve=("cdn.example.com:80:127.0.0.2",))
+    (absolute,) = Targets(spec, print).for_url("http://cdn.example.com./a.js")
+    (plain,) = Targets(spec, print).for_url("http://cdn.example.com/a.js")
+    assert (absolute.label, absolute.connect_to) == (
+        "127.0.0.2",
+        "cdn.example.com.:80:127.0.0.2:80",
+    )
+    assert plain.connect_to == "cdn.example.com:80:127.0.0.2:80"
 
 
 def test_bad_target_settings_are_clear_errors() -> None:
@@ -152,6 +240,17 @@ def test_bad_target_settings_are_clear_errors() -> None:
         Targets(TargetSpec(ecs=("not-a-net",)), print)
     with pytest.raises(ConfigError, match="resolver"):
         Targets(TargetSpec(resolver="dns.google"), print)
+    with pytest.raises(ConfigError, match="port 'abc' is not a number"):
+        Targets(TargetSpec(resolver="127.0.0.1:abc"), print)
+    for domain in ("https://d111abc.cloudfront.net", "*.cloudfront.net", "d1.cloudfront.net/x"):
+        with pytest.raises(ConfigError, match="is not a host name") as caught:
+            Targets(TargetSpec(pops=("NRT57",), cf_domain=domain), print)
+        assert caught.value.hint and "without https://" in caught.value.hint
+    Targets(TargetSpec(pops=("NRT57",), cf_domain="D1.CloudFront.net."), print)  # as DNS takes it
+    from prewarm_direct import DirectProvider
+
+    problems = DirectProvider.config_problems("direct", {"resolver": " "})
+    assert [p.message for p in problems] == ["providers.direct.resolver: the DNS server is empty"]
     with pytest.raises(UsageError):
         provider().requests_per_url("https://a.example/", SubmitOptions(extra={"resolve": ("x",)}))
 

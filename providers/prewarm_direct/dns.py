@@ -26,9 +26,14 @@ def parse_resolver(spec: str) -> tuple[str, int]:
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
         if rest:
-            port = int(rest.removeprefix(":"))
+            port_text = rest.removeprefix(":")
+            if not port_text.isdigit():
+                raise ValueError(f"port {port_text!r} is not a number")
+            port = int(port_text)
     elif text.count(":") == 1:
         host, _, port_text = text.partition(":")
+        if not port_text.isdigit():
+            raise ValueError(f"port {port_text!r} is not a number")
         port = int(port_text)
     else:
         host = text

@@ -162,6 +162,14 @@ class DirectProvider(Provider):
                     " or name the variants to warm",
                 )
             )
+        blank_resolver = "resolver" in settings and not str(settings["resolver"]).strip()
+        if blank_resolver:
+            found.append(
+                ConfigError(
+                    f"{key}.resolver: the DNS server is empty",
+                    hint=f"give IP[:PORT], or leave resolver out for {dns.DEFAULT_RESOLVER}",
+                )
+            )
         max_bytes = settings.get("max_bytes")
         if isinstance(max_bytes, int) and max_bytes < 1:  # every run would defer everything
             found.append(
@@ -175,7 +183,9 @@ class DirectProvider(Provider):
             pops=tuple(settings.get("pops") or ()),
             ecs=tuple(settings.get("ecs") or ()),
             cf_domain=settings.get("cf_domain"),
-            resolver=str(settings.get("resolver") or dns.DEFAULT_RESOLVER),
+            resolver=dns.DEFAULT_RESOLVER
+            if blank_resolver
+            else str(settings.get("resolver") or dns.DEFAULT_RESOLVER),
         )
         for name, problem in spec_problems(spec):
             found.append(ConfigError(f"{key}.{name}: {problem.message}", hint=problem.hint))

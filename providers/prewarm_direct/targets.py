@@ -8,14 +8,20 @@ gives (``nearest``). A target's label names it in results and stays the same acr
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 from prewarm_cli.errors import ConfigError, UsageError
 from prewarm_cli.plugin import host_port, no_pin_for, parse_resolve, url_to_ascii
 from prewarm_direct import dns
 
+# A DNS name: letters, digits and hyphens in dot-separated labels (an absolute name's dot too).
+_HOST_NAME = re.compile(
+    r"(?i)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.?"
+)
 NEAREST = "nearest"  # no pinning: the edge the system resolver gives this machine
 POP_NOT_FOUND = "PoP not found"
 
@@ -41,11 +47,32 @@ class TargetSpec:
     resolver: str = dns.DEFAULT_RESOLVER
 
     def count(self, url: str) -> int:
-        """How many targets a URL gets, without any DNS lookup (for --dry-run)."""
-        host, port = host_port(url)
-        n = sum(1 for p in self._pins() if p[0] == host and p[1] in (None, port))
-        n += len(self.pops) + len(self.ecs)
+        """How many targets a URL gets, without any DNS lookup (for --dry-run): its pins'
+        addresses, the PoP codes and the client subnets, each once."""
+        host, port = host_port(url if url.isascii() else url_to_ascii(url))
+        pins = self._pins()
+        ips = {
+            ip for pin_host, pin_port, ip in pins if pin_host == host and pin_port in (None, port)
+        }
+        n = len(ips) + len(self.distinct_pops()) + len(self.distinct_subnets())
         return n or 1
+
+    def distinct_pops(self) -> list[str]:
+        """The PoP codes, each once whatever its case (the first spelling names it)."""
+        return list({code.strip().upper(): code for code in reversed(self.pops)}.values())[::-1]
+
+    def distinct_subnets(self) -> list[str]:
+        """The client subnets, each network once (the first spelling names it)."""
+        import ipaddress
+
+        first: dict[str, str] = {}
+        for cidr in self.ecs:
+            try:
+                key = str(ipaddress.ip_network(cidr, strict=False))
+            except ValueError:
+                key = cidr  # refused by check_spec before any lookup
+            first.setdefault(key, cidr)
+        return list(first.values())
 
     def _pins(self) -> list[tuple[str, int | None, str]]:
         return [parse_resolve(spec) for spec in self.resolve]
@@ -65,6 +92,9 @@ class Targets:
         self._ecs: dict[tuple[str, str], Target] = {}
         self._by_origin: dict[str, list[Target]] = {}  # scheme://host:port -> its targets
         self._silent: str | None = None  # why the resolver is not asked again this run
+        self._n_unanswered = 0  # lookups the resolver did not answer at all
+        self._answered = False  # the resolver answered a lookup this run
+        self._said_silent = False  # a client subnet's warning said the resolver is silent
         self._same: set[tuple[str, str]] = set()  # (label, label of the same edge) said
 
     def for_url(self, url: str, before_lookup: Callable[[], None] | None = None) -> list[Target]:
@@ -78,10 +108,14 @@ class Targets:
                 before_lookup()
             # The host as it is sent (an IDN host in IDNA form), which a pin must name.
             sent = origin if origin.isascii() else url_to_ascii(origin)
-            found = self._by_origin[origin] = self._for_host(*host_port(sent))
+            host, port = host_port(sent)
+            # libcurl matches a connect-to entry against the host as the URL writes it: a
+            # final dot (an absolute name) is kept there, or the pin is not applied at all.
+            absolute = (urlsplit(sent).hostname or "").endswith(".")
+            found = self._by_origin[origin] = self._for_host(host, port, absolute=absolute)
         return found
 
-    def _for_host(self, host: str, port: int) -> list[Target]:
+    def _for_host(self, host: str, port: int, *, absolute: bool = False) -> list[Target]:
         found = [
             Target(label=ip, ip=ip)
             for pin_host, pin_port, ip in self._pins
@@ -95,10 +129,11 @@ class Targets:
                 f"{no_pin_for(host, port, pins)}: its URLs are warmed through the edge this"
                 " machine's DNS gives"
             )
-        found += [self._pop(code) for code in self.spec.pops]
-        found += [self._subnet(host, cidr) for cidr in self.spec.ecs]
+        found += [self._pop(code) for code in self.spec.distinct_pops()]
+        found += [self._subnet(host, cidr) for cidr in self.spec.distinct_subnets()]
+        curl_host = host + "." if absolute else host
         return [
-            replace(t, connect_to=connect_to(host, port, t.ip)) if t.ip else t
+            replace(t, connect_to=connect_to(curl_host, port, t.ip)) if t.ip else t
             for t in self._one_per_edge(host, port, found) or [Target(label=NEAREST)]
         ]
 
@@ -129,13 +164,18 @@ class Targets:
         return new
 
     def _resolve(self, name: str, ecs: str | None = None) -> str:
-        """The first address of ``name``; a resolver that did not answer once is not asked
-        again this run (each lookup would wait its timeout), and is named as the cause."""
+        """The first address of ``name``. A resolver that never answered and let two
+        lookups time out is not asked again this run (each would wait its timeout), and is
+        named as the cause; one that answered before is asked for every name (one name's
+        servers may be slow, or gone, while others answer at once)."""
         if self._silent is not None:
             raise dns.LookupFailed(self._silent)
         try:
-            return dns.resolve_a(name, self._resolver, ecs=ecs)[0]
+            found = dns.resolve_a(name, self._resolver, ecs=ecs)[0]
         except dns.ResolverSilent as exc:
+            self._n_unanswered += 1
+            if self._answered or self._n_unanswered < 2:
+                raise
             ip, port = self._resolver
             why = exc.__cause__ or "no answer"  # not the name: said of every name after it
             self._silent = (
@@ -143,6 +183,11 @@ class Targets:
                 " provider's `resolver` setting"
             )
             raise dns.LookupFailed(self._silent) from exc
+        except dns.LookupFailed:
+            self._answered = True  # an answer, if not an address
+            raise
+        self._answered = True
+        return found
 
     def _pop(self, code: str) -> Target:
         with self._lock:
@@ -166,7 +211,12 @@ class Targets:
                     ip = self._resolve(host, ecs=cidr)
                     self._ecs[key] = Target(label=label, ip=ip)
                 except dns.LookupFailed as exc:
-                    self._warn(f"no edge for client subnet {cidr}: {exc}; its requests fail")
+                    if str(exc) != self._silent or not self._said_silent:
+                        # A silent resolver is said once, not once per host and subnet.
+                        self._said_silent = str(exc) == self._silent
+                        self._warn(
+                            f"no edge for client subnet {cidr} ({host}): {exc}; its requests fail"
+                        )
                     self._ecs[key] = Target(label=label, error=POP_NOT_FOUND)
             return self._ecs[key]
 
@@ -207,6 +257,13 @@ def spec_problems(spec: TargetSpec) -> list[tuple[str, ConfigError]]:
             parse_resolve(pin)
         except UsageError as exc:
             found.append(("resolve", ConfigError(exc.message, hint=exc.hint)))
+    if spec.cf_domain is not None and not _HOST_NAME.fullmatch(spec.cf_domain.strip()):
+        problem = ConfigError(
+            f"cf_domain {spec.cf_domain!r} is not a host name",
+            hint="give the distribution's domain name alone, without https:// or a path:"
+            ' cf_domain = "d111111abcdef8.cloudfront.net"',
+        )
+        found.append(("cf_domain", problem))
     if spec.pops and not spec.cf_domain:
         problem = ConfigError(
             "PoP codes need cf_domain (the distribution's d….cloudfront.net name)",
