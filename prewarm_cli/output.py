@@ -19,8 +19,8 @@ FORMATS = ("table", "json", "ndjson")
 
 
 def counted(n: int, singular: str, plural: str | None = None) -> str:
-    """`1 URL`, `2 URLs`: a count with its noun in the right number."""
-    return f"{n} {singular if n == 1 else (plural or singular + 's')}"
+    """`1 URL`, `2 URLs`, `20,000 URLs`: a count with its noun in the right number."""
+    return f"{n:,} {singular if n == 1 else (plural or singular + 's')}"
 
 
 @dataclass(frozen=True)

@@ -1291,6 +1291,24 @@ def test_a_host_written_with_its_final_dot_is_warmed_through_its_pin(
     assert_hit_at_first_pop(bed, [path])
 
 
+def test_a_wait_longer_than_the_retries_names_the_url_that_asked_for_it(
+    bed: CacheBed, run_cli, direct_config
+) -> None:
+    """Two URLs answered 503, one with Retry-After: 100 (longer than retry_timeout): the run
+    defers them and says which answer asked to wait, and until when (it quoted the first
+    failed URL's reason, whose answer asked nothing)."""
+    direct_config('encodings = ["identity"]\n')
+    asks_nothing = bed.nginx.url("/flaky/1/asks-nothing.js?retry_after=")
+    asks_long = bed.nginx.url("/flaky/1/asks-long.js?retry_after=100")
+    pin = ("--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}")
+    r, data = submit(run_cli, *pin, asks_nothing, asks_long)
+    assert r.returncode == 5, r.stderr
+    assert data["deferred"] == 2
+    (line,) = [line for line in r.stderr.splitlines() if "asked to wait" in line]
+    assert "asked to wait 100s (until " in line and asks_long in line, line
+    assert asks_nothing not in line
+
+
 def test_dry_run_plans_urls_times_pops_times_variants(bed: CacheBed, run_cli, direct_config):
     direct_config()
     urls = [bed.nginx.url(f"/obj/plan{i}.js") for i in range(3)]

@@ -306,7 +306,7 @@ class BatchSender:
         n_failed = len(result.failed)
         first_url, first = next(iter(result.failed.items()))
         if result.retry_after is not None and result.retry_after > retries.left():
-            self._defer_failed(batch, result, first)
+            self._defer_failed(batch, result, f"{first_url}: {first}")
         # Retry-After as a floor: it came with some of the failed URLs' answers, maybe not all.
         wait = retries.next_wait(result.retry_after, at_least=True)
         if wait is None:
@@ -352,12 +352,18 @@ class BatchSender:
 
     def _defer_failed(self, batch: jr.Batch, result: BatchResult, first: str) -> None:
         """Asked to wait longer than the retries have left (a Retry-After of an hour): the
-        rest is recorded, the failed URLs and the provider's unsent ones wait for --resume."""
+        rest is recorded, the failed URLs and the provider's unsent ones wait for --resume.
+        ``first``: the first failed URL and its reason (a provider names first the one that
+        asked for the wait, where it knows)."""
         part, rest = self.ledger.split(batch, list(result.failed))
         self.ledger.answered(rest, replace(result, failed={}))
         self.advance(len(result.accepted) + len(result.rejected))
+        wait = result.retry_after or 0.0
+        until = (datetime.now(UTC) + timedelta(seconds=wait)).strftime("%H:%M:%S UTC")
         exc = RateLimited(
-            f"asked to wait {result.retry_after:g}s, longer than the retries have left: {first}",
+            f"asked to wait {wait:.0f}s (until {until}), longer than the retries have left: {first}"
+            if wait >= 10
+            else f"asked to wait {wait:.1f}s, longer than the retries have left: {first}",
             provider=self.alias,
             retry_after=result.retry_after,
         )

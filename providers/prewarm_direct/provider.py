@@ -439,7 +439,7 @@ class DirectProvider(Provider):
         accepted = [url for url in answers if url not in not_ok]
         rejected: dict[str, str] = {}
         failed: dict[str, str] = {}
-        waits: list[float] = []
+        longest: tuple[float, str] | None = None  # the longest Retry-After, and its URL
         retry = False
         for url in [url for url in answers if url in not_ok]:
             url_answers = answers[url]
@@ -453,16 +453,22 @@ class DirectProvider(Provider):
                 with self._lock:
                     self._failed_urls.add(url)
                 retry = retry or bool(transient)  # a PoP not found stays so: no retry
-                waits += [a.retry_after for _, a in transient if a.retry_after is not None]
+                for _, a in transient:
+                    if a.retry_after is not None and (
+                        longest is None or a.retry_after > longest[0]
+                    ):
+                        longest = (a.retry_after, url)
             else:
                 accepted.append(url)
+        if longest is not None:  # named first: the engine's message quotes the first failed
+            failed = {longest[1]: failed[longest[1]], **failed}
         return BatchResult(
             task_id=self.run_id,
             accepted=tuple(accepted),
             rejected=rejected,
             failed=failed,
             resend=tuple(unstarted),
-            retry_after=max(waits) if waits else None,
+            retry_after=longest[0] if longest is not None else None,
             retry=retry,
             task_keeps_all=recorded,
         )
@@ -689,8 +695,8 @@ class DirectProvider(Provider):
         )
         return [
             f"{label}: {_requests(s.get('requests', 0))}, {_size(s.get('bytes', 0))},"
-            f" {s.get('already_warm', 0)} already warm, {s.get('filled', 0)} filled"
-            + "".join(f", {s[k]} {words}" for k, words in more if s.get(k))
+            f" {s.get('already_warm', 0):,} already warm, {s.get('filled', 0):,} filled"
+            + "".join(f", {s[k]:,} {words}" for k, words in more if s.get(k))
             for label, s in sorted(self.stats.items())
         ]
 
