@@ -41,14 +41,16 @@ def test_an_edge_the_ca_does_not_vouch_for_gets_no_request(
     tls_edge: tuple[CacheServer, Path], run_cli, write_config: Callable[[str], Path]
 ) -> None:
     edge, _ca = tls_edge
-    write_config('[defaults]\nretries = 1\n\n[providers.direct]\ntype = "direct"\n')
+    write_config('[defaults]\nretries = 3\n\n[providers.direct]\ntype = "direct"\n')
     url = f"https://pinned.test:{edge.port}/cloudfront/hit"
     pin = f"pinned.test:{edge.port}:127.0.0.1"
     r = run_cli("submit", "-p", "direct", "-o", "json", "--resolve", pin, url)
     assert r.returncode == 1, r.stderr  # nothing warmed
     reason = json.loads(r.stdout)["failed"][0]["reason"]
-    assert "certificate" in reason.lower(), reason
+    assert "certificate" in reason.lower() and "ca_bundle" in reason, reason
     assert edge.requests == []  # the handshake failed: no request was sent
+    # Once per variant, not retried: the same certificate would fail the same way.
+    assert len(edge.sni) == 2, edge.sni
 
 
 def test_wait_verify_probes_trust_the_configured_ca_too(

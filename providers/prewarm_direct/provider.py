@@ -452,7 +452,8 @@ class DirectProvider(Provider):
                 failed[url] = _describe(transient + missing)
                 with self._lock:
                     self._failed_urls.add(url)
-                retry = retry or bool(transient)  # a PoP not found stays so: no retry
+                # A PoP not found, or a certificate not trusted, stays so: no retry.
+                retry = retry or any(a.retry for _, a in transient)
                 for _, a in transient:
                     if a.retry_after is not None and (
                         longest is None or a.retry_after > longest[0]

@@ -32,6 +32,9 @@ HIT_VALUES = frozenset({"hit", "revalidated"})  # the object was already in that
 # libcurl's error codes that mean the body was cut short once the answer had begun.
 _CUT_SHORT = {18: "connection closed", 28: "stalled", 56: "connection reset"}
 _WRITE_ERROR = 23  # our write function refused a chunk: the byte budget is spent
+# libcurl's error codes for a certificate not trusted (or a CA bundle it cannot use): the
+# same answer every time, until ca_bundle changes.
+_UNTRUSTED = frozenset({58, 60, 77, 83, 90, 91})
 _MAX_VERDICTS = 4096  # verdicts kept per Warmer
 
 
@@ -45,6 +48,9 @@ class Answer(NamedTuple):
     reason: str | None = None
     retry_after: float | None = None
     pop: str | None = None  # the PoP the edge names in its headers, where it does
+    # A failure worth asking again in this run (not an edge whose certificate this machine
+    # does not trust: asking again would fail the same way).
+    retry: bool = True
 
     @property
     def answered(self) -> bool:
@@ -341,6 +347,9 @@ class Warmer:
             # libcurl's words say which wait ran out, and after how long (a connection, or
             # no byte for whole seconds).
             return Answer(TRANSIENT, reason=f"timed out ({message})")
+        if errno in _UNTRUSTED:
+            reason = f"{message or f'libcurl error {errno}'} (is ca_bundle the edge's CA?)"
+            return Answer(TRANSIENT, reason=reason, retry=False)
         return Answer(TRANSIENT, reason=message or f"libcurl error {errno}")
 
     def close(self) -> None:
