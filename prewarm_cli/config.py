@@ -357,8 +357,9 @@ class Config:
         if not path.is_absolute():
             path = self.path.parent / path
         if not path.is_file():
+            what = "a directory, not a file" if path.is_dir() else "file not found"
             raise ConfigError(
-                f"{self.path}: {keypath}: file not found: {path} "
+                f"{self.path}: {keypath}: {what}: {path} "
                 "(give the path of a PEM CA bundle, or remove the key)"
             )
         import ssl  # loaded where a bundle is configured: every request would fail on it

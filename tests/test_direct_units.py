@@ -1191,3 +1191,17 @@ def test_settings_a_plugin_gives_as_tuples_compare_as_the_job_kept_them() -> Non
     provider = SimpleNamespace(job_settings=lambda options: settings)
     ws = SimpleNamespace(session=lambda alias: SimpleNamespace(provider=provider))
     _check_same_settings(ws, job, "d", None)  # type: ignore[arg-type]
+
+
+def test_a_dry_run_with_a_ca_bundle_not_found_is_a_config_error(write_config, tmp_path) -> None:
+    """--dry-run plans without secrets that are not set here; a ca_bundle that cannot be
+    found is not a secret: it is said (exit 3), as the submit would say it (the plan went
+    ahead with a note that secrets were missing)."""
+    from helpers import invoke
+
+    for bundle, said in ((tmp_path / "gone.pem", "file not found"), (tmp_path, "a directory")):
+        write_config(f'[providers.direct]\ntype = "direct"\nca_bundle = "{bundle}"\n')
+        r = invoke("submit", "-p", "direct", "--dry-run", "-o", "json", "https://a.test/x")
+        assert r.returncode == 3, r.output
+        assert f"providers.direct.ca_bundle: {said}" in r.stderr
+        assert "planning without its secrets" not in r.stderr

@@ -73,8 +73,8 @@ def build_provider_without_secrets(
     except ConfigError:
         raise missing from None  # build_provider's error, naming the file
     settings, unset = config.resolve_partly(alias, cls)  # unset secrets left out
-    if set(unset) - settings.secret_keys:
-        raise missing
+    if not unset or set(unset) - settings.secret_keys:
+        raise missing  # not (only) a secret unset: a ca_bundle not found, say
     try:
         provider = config.build(cls, alias, settings.values)
     except PrewarmError:
