@@ -111,8 +111,9 @@ def test_wait_verify_ndjson_has_the_results_and_the_job(
     assert [s["state"] for s in by_kind["status"]] == ["succeeded"]
     verdicts = {v["url"]: (v["cache"], v["mismatch"]) for v in by_kind["verify"]}
     assert verdicts == {hit: ("hit", False), miss: ("miss", True)}
-    # Why the exit is 4, in words, where messages go.
+    # Why the exit is 4, in words, where messages go, and what to do.
     assert "1 not warm although the vendor says succeeded" in r.stderr
+    assert "submit those URLs again" in r.stderr
 
     r = invoke("status", job_id, "--verify", "-o", "ndjson")
     assert r.returncode == 4

@@ -204,6 +204,11 @@ def verify_note(out: Output, summary: Mapping[str, Any]) -> None:
     from prewarm_cli.verify import render
 
     out.info(f"verify: {render.summary_line(summary)}")
+    if summary.get("mismatches"):
+        out.info(
+            "hint: each result's `detail` says why it is not warm (an answer the edge does"
+            " not cache, an entry since evicted); submit those URLs again to warm them anew"
+        )
 
 
 def job_records(
