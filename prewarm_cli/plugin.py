@@ -797,6 +797,12 @@ class Provider:
         Direct warming gives one per PoP target."""
         return []
 
+    def detail_lines(self, details: Mapping[str, Any]) -> list[str]:
+        """Lines for the user on a status's ``details`` (what ``fetch_status`` or
+        ``job_details`` gave), shown under the status table; none by default. Direct
+        warming gives one per PoP target, as its submit's ``run_notes``."""
+        return []
+
     def close(self) -> None:
         """Release connections."""
 

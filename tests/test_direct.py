@@ -123,6 +123,9 @@ def test_warms_every_pop_and_variant_once(bed: CacheBed, run_cli, direct_config)
     assert set(details["pops"]) == set(POPS)
     assert details["pops"][POPS[0]]["requests"] == 6
     assert details["bytes"] > 3 * 2048  # three identity bodies of 2 KB, and gzip ones
+    table = run_cli("status", data["job_id"], "-o", "table").stdout
+    for pop in POPS:  # the table says them per PoP too, as the submit did
+        assert f"direct: {pop}: 6 requests," in table and "0 already warm, 6 filled" in table
     assert bed.counts.total() == before
 
     # A second job finds everything warm: hits, and the origin is asked nothing.

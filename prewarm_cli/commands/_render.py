@@ -177,13 +177,18 @@ def _probe_targets(ws: Workspace, ref: JobRef | None) -> list[tuple[str, ProbeTa
 
 
 def status_views(
-    out: Output, job_id: str | None, status: JobStatus
+    ws: Workspace, job_id: str | None, status: JobStatus
 ) -> tuple[Callable[[dict[str, Any]], None], Callable[[dict[str, Any]], Iterator[dict[str, Any]]]]:
-    """A job's status as a table and as ndjson lines, each with its `verify` part where the
-    data has one (status, and submit --wait, whose own table came before the wait)."""
+    """A job's status as a table (with the providers' lines on their details under it) and
+    as ndjson lines, each with its `verify` part where the data has one (status, and submit
+    --wait, whose own table came before the wait)."""
+    out = ws.out
 
     def table(data: dict[str, Any]) -> None:
         status_table(out, status)
+        for alias, p in status.providers.items():
+            for line in _detail_lines(ws, alias, p.details):
+                out.line(f"{alias}: {line}")
         if "verify" in data:
             verify_table(out, data["verify"])
 
@@ -191,6 +196,19 @@ def status_views(
         return job_records(job_id, status=status, verify=data.get("verify"))
 
     return table, records
+
+
+def _detail_lines(ws: Workspace, alias: str, details: Mapping[str, Any]) -> list[str]:
+    """The provider's lines on its details; none where the alias cannot be built here (its
+    table gone from the config): the counts above say what is known."""
+    from prewarm_cli.errors import PrewarmError
+
+    if not details:
+        return []
+    try:
+        return ws.session(alias).provider.detail_lines(details)
+    except PrewarmError:
+        return []
 
 
 def verify_table(out: Output, result: dict[str, Any]) -> None:

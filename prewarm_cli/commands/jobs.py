@@ -62,7 +62,7 @@ def status(
             result, claims = engine.status_with_claims(ws, ref, with_claims=verify)
         data = result.to_dict()
         codes = {exit_for(result.outcomes())}
-        table, records = status_views(ws.out, result.job_id, result)
+        table, records = status_views(ws, result.job_id, result)
         if verify:
             codes.add(emit_verified(ws, data, claims, ref, table=table, records=records))
         else:

@@ -176,7 +176,7 @@ def submit(
             )
         result: dict[str, Any] = {**summary.to_dict(), "status": status.to_dict()}
         codes = {code, exit_for(status.outcomes())}
-        table, records = status_views(ws.out, summary.job_id, status)  # after the submit's
+        table, records = status_views(ws, summary.job_id, status)  # after the submit's
         if verify:
             codes.add(emit_verified(ws, result, claims, ref, table=table, records=records))
         else:

@@ -688,18 +688,12 @@ class DirectProvider(Provider):
     def run_notes(self) -> list[str]:
         """One line per PoP target for the user (stderr), its counts adding up to its requests
         (the JSON's details keep DETAIL_KEYS only)."""
-        more = (
-            ("no_verdict", "with no cache verdict (bypass, or no cache header)"),
-            ("cut_short", "cut short by max_bytes"),
-            ("rejected", "rejected"),
-            ("failed", "failed"),
-        )
-        return [
-            f"{label}: {_requests(s.get('requests', 0))}, {_size(s.get('bytes', 0))},"
-            f" {s.get('already_warm', 0):,} already warm, {s.get('filled', 0):,} filled"
-            + "".join(f", {s[k]:,} {words}" for k, words in more if s.get(k))
-            for label, s in sorted(self.stats.items())
-        ]
+        return [_pop_line(label, s) for label, s in sorted(self.stats.items())]
+
+    def detail_lines(self, details: Mapping[str, Any]) -> list[str]:
+        """A status's counts per PoP target, one line each, as the submit said them."""
+        pops = details.get("pops") or {}
+        return [_pop_line(label, counts) for label, counts in sorted(pops.items())]
 
     @classmethod
     def forget_jobs(cls, state_dir: Path, job_ids: Sequence[str]) -> None:
@@ -824,6 +818,22 @@ def _with_totals(pops: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
     per_pop = {label: {k: s.get(k, 0) for k in DETAIL_KEYS} for label, s in sorted(pops.items())}
     totals = {k: sum(s[k] for s in per_pop.values()) for k in DETAIL_KEYS}
     return {**totals, "pops": per_pop}
+
+
+def _pop_line(label: str, counts: Mapping[str, int]) -> str:
+    """``127.0.0.2: 20,000 requests, 39.1 MB, 19,800 already warm, 200 filled``, with what
+    else its requests came to."""
+    more = (
+        ("no_verdict", "with no cache verdict (bypass, or no cache header)"),
+        ("cut_short", "cut short by max_bytes"),
+        ("rejected", "rejected"),
+        ("failed", "failed"),
+    )
+    return (
+        f"{label}: {_requests(counts.get('requests', 0))}, {_size(counts.get('bytes', 0))},"
+        f" {counts.get('already_warm', 0):,} already warm, {counts.get('filled', 0):,} filled"
+        + "".join(f", {counts[k]:,} {words}" for k, words in more if counts.get(k))
+    )
 
 
 def _requests(n: int) -> str:
