@@ -240,6 +240,9 @@ def test_bad_target_settings_are_clear_errors() -> None:
         Targets(TargetSpec(ecs=("not-a-net",)), print)
     with pytest.raises(ConfigError, match="resolver"):
         Targets(TargetSpec(resolver="dns.google"), print)
+    for everyone in ("0.0.0.0/0", "::/0"):
+        with pytest.raises(ConfigError, match="names no client network"):
+            Targets(TargetSpec(ecs=(everyone,)), print)
     with pytest.raises(ConfigError, match="port 'abc' is not a number"):
         Targets(TargetSpec(resolver="127.0.0.1:abc"), print)
     for domain in ("https://d111abc.cloudfront.net", "*.cloudfront.net", "d1.cloudfront.net/x"):

@@ -225,11 +225,16 @@ def _check_cidr(cidr: str) -> None:
     import ipaddress
 
     try:
-        ipaddress.ip_network(cidr, strict=False)
+        network = ipaddress.ip_network(cidr, strict=False)
     except ValueError as exc:
         raise ConfigError(
             f"client subnet {cidr!r} (ecs) is not a network such as 203.0.113.0/24"
         ) from exc
+    if network.prefixlen == 0:  # ECS with no bits: the resolver's own edge, not a client's
+        raise ConfigError(
+            f"client subnet {cidr!r} (ecs) names no client network",
+            hint="give the clients' network, such as 203.0.113.0/24 or 2001:db8::/56",
+        )
 
 
 def connect_to(host: str, port: int, ip: str) -> str:
