@@ -762,29 +762,12 @@ def test_a_url_asked_again_waits_while_the_next_batches_go_out(
     flaky, held = "/flaky/1/wait.js", "/hold/next.js"
     pin = f"{HOST}:{bed.nginx.port}:{POPS[0]}"
     urls = [bed.nginx.url(flaky + "?retry_after=2"), bed.nginx.url(held)]
-    proc = subprocess.Popen(
-        [*SUBMIT_DIRECT, "--resolve", pin, *urls],
-        env=cli_env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        with bed.counts.cond:  # the second batch goes out while the first's URL waits
-            assert bed.counts.cond.wait_for(
-                lambda: bed.counts.counts[(held, IDENTITY)] >= 1, timeout=60
-            ), "the next batch never went out"
-            assert bed.counts.counts[(flaky, IDENTITY)] == 1
-        bed.counts.release.set()
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        bed.counts.release.set()
-    assert proc.returncode == 0, err
-    data = json.loads(out)
+    flaky_then: list[int] = []
+    next_batch_out = arrived_noting(bed, held, flaky, flaky_then)
+    done = run_submit(bed, cli_env, tmp_path, ["--resolve", pin, *urls], next_batch_out)
+    assert flaky_then == [1]  # the second batch went out while the first's URL waited
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
     assert (data["state"], data["accepted"], data["failed"]) == ("submitted", 2, [])
     assert bed.counts.counts[(flaky, IDENTITY)] == 2  # its 503, then the object
     assert_hit_at_first_pop(bed, [flaky + "?retry_after=2", held])
@@ -826,7 +809,7 @@ def kill_at_stall(
     def held() -> bool:
         return sum(n for (p, _), n in bed.counts.counts.items() if p == stall) >= 3
 
-    stop_submit(bed, cli_env, cwd, args, held, ready, signal.SIGKILL)
+    run_submit(bed, cli_env, cwd, args, held, ready, signal.SIGKILL)
 
 
 def interrupt_while_held(
@@ -846,24 +829,37 @@ def interrupt_while_held(
     def held_there() -> bool:
         return bed.counts.counts[(held, IDENTITY)] >= 1
 
-    code, err = stop_submit(
+    stopped = run_submit(
         bed, cli_env, cwd, ["--resolve", pin, *urls], reached or held_there, ready, signal.SIGINT
     )
-    assert code == 130, err
+    assert stopped.returncode == 130, stopped.stderr
 
 
-def stop_submit(
+def arrived_noting(bed: CacheBed, arrived: str, noted: str, seen: list[int]) -> Callable[[], bool]:
+    """A condition for run_submit: ``arrived``'s identity request reached the origin; then
+    ``noted``'s count at that moment goes to ``seen`` (read under the origin's lock)."""
+
+    def check() -> bool:
+        if bed.counts.counts[(arrived, IDENTITY)] < 1:
+            return False
+        seen.append(bed.counts.counts[(noted, IDENTITY)])
+        return True
+
+    return check
+
+
+def run_submit(
     bed: CacheBed,
     cli_env: dict[str, str],
     cwd: Path,
     args: list[str],
     reached: Callable[[], bool],
-    ready: Callable[[], bool],
-    sig: signal.Signals,
-) -> tuple[int, str]:
+    ready: Callable[[], bool] = lambda: True,
+    sig: signal.Signals | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Runs `submit -p direct -o json ARGS` until the origin's counts say ``reached`` (read
-    under their lock) and ``ready()`` holds, sends ``sig``, then lets the origin answer what
-    it holds; the exit code and stderr."""
+    under their lock) and ``ready()`` holds, sends ``sig`` (none: lets it go on), then lets
+    the origin answer what it holds; how the submit ended."""
     proc = subprocess.Popen(
         [*SUBMIT_DIRECT, *args],
         env=cli_env,
@@ -876,14 +872,17 @@ def stop_submit(
         with bed.counts.cond:
             assert bed.counts.cond.wait_for(reached, timeout=60), "never reached"
         wait_for(ready, 30)
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
+        if sig is not None:
+            proc.send_signal(sig)  # what the origin holds is let go once the submit ended
+        else:
+            bed.counts.release.set()  # the origin lets what it holds go, and the run ends
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-        bed.counts.release.set()  # the origin lets what it holds go
-    return proc.returncode, err
+        bed.counts.release.set()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def recorded(record: Path, path: str) -> int:
@@ -1258,13 +1257,7 @@ def test_a_request_goes_out_when_its_rate_lets_it_not_with_the_next(
     direct_config('rate = 0.01\nconcurrency = 2\nencodings = ["identity"]\n')
     first, second = "/hold/paced-first.js", "/obj/paced-second.js"
     second_then: list[int] = []
-
-    def first_arrived() -> bool:  # read under the origin's lock, as it counts
-        if bed.counts.counts[(first, IDENTITY)] < 1:
-            return False
-        second_then.append(bed.counts.counts[(second, IDENTITY)])
-        return True
-
+    first_arrived = arrived_noting(bed, first, second, second_then)
     interrupt_while_held(
         bed,
         cli_env,
