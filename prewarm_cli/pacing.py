@@ -87,6 +87,14 @@ class RetryBudget:
     def left(self) -> float:
         return self.deadline - self.clock()
 
+    def started_late(self, seconds: float) -> None:
+        """The next try begins ``seconds`` after its wait ended (it waited for a worker
+        busy with other batches): that time is not the vendor's, so the deadline moves by it,
+        and the try is timed from now."""
+        if seconds > 0:
+            self.deadline += seconds
+            self._tried_from = self.clock()
+
     def next_wait(self, retry_after: float | None, *, at_least: bool = False) -> float | None:
         """Seconds to wait before the next try (the vendor's Retry-After, else the backoff);
         None when no try is left, or no time for that wait. A backoff must leave time for a

@@ -1305,6 +1305,56 @@ def test_a_wait_longer_than_the_retries_names_the_url_that_asked_for_it(
     assert asks_nothing not in line
 
 
+def test_an_answer_while_the_rate_waits_is_recorded_and_not_asked_again(
+    bed: CacheBed, cli_env, run_cli, direct_config, tmp_path: Path
+) -> None:
+    """The first request is answered while the second waits for the rate: the answer is
+    recorded then, so Ctrl-C in the wait keeps it, and --resume asks only the second (the
+    answer waited for the loop's return; Ctrl-C dropped it, and the resume asked again)."""
+    direct_config('rate = 0.01\nconcurrency = 2\nencodings = ["identity"]\n')
+    first, second = "/obj/rate-answered.js", "/obj/rate-waiting.js"
+    record = Path(cli_env["PREWARM_STATE_DIR"]) / "direct.sqlite3"
+    seen: list[int] = []
+    stopped = run_submit(
+        bed,
+        cli_env,
+        tmp_path,
+        ["--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}", *map(bed.nginx.url, (first, second))],
+        arrived_noting(bed, first, second, seen),
+        ready=lambda: recorded(record, first) >= 1,
+        sig=signal.SIGINT,
+    )
+    assert stopped.returncode == 130, stopped.stderr
+    assert seen == [0]
+    (job,) = json.loads(run_cli("jobs", "-o", "json").stdout)
+    direct_config('concurrency = 2\nencodings = ["identity"]\n')  # no rate: at once
+    r = run_cli("submit", "-o", "json", "--resume", job["job_id"])
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["state"] == "submitted"
+    assert bed.counts.count(first, IDENTITY) == 1  # answered before the stop: not again
+    assert bed.counts.count(second, IDENTITY) == 1
+    assert_hit_at_first_pop(bed, [first, second])
+
+
+def test_a_rate_s_wait_does_not_spin_a_core(bed: CacheBed, run_cli, direct_config) -> None:
+    """While the second request waits four seconds for the rate, with nothing in flight,
+    the process sleeps (it spun: a wait on no socket returned at once, 100 % of a core)."""
+    import resource
+
+    direct_config('rate = 0.25\nconcurrency = 2\nencodings = ["identity"]\n')
+    urls = [bed.nginx.url(f"/obj/rate-idle-{i}.js") for i in range(2)]
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    before = children_cpu()
+    r, data = submit(run_cli, "--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}", *urls)
+    cpu_s = children_cpu() - before
+    assert r.returncode == 0 and data["accepted"] == 2, r.stderr
+    assert cpu_s < 1.5, f"{cpu_s:.1f} s of CPU for two requests four seconds apart"
+
+
 def test_dry_run_plans_urls_times_pops_times_variants(bed: CacheBed, run_cli, direct_config):
     direct_config()
     urls = [bed.nginx.url(f"/obj/plan{i}.js") for i in range(3)]

@@ -99,3 +99,24 @@ def test_an_https_sitemap_is_fetched_with_the_ca_the_requests_trust(
         write_config('[providers.direct]\ntype = "direct"\n')
         r = run_cli("submit", "-p", "direct", "-o", "json", "--sitemap", sitemap)
         assert r.returncode == 2 and "certificate" in r.stderr.lower(), r.stderr
+
+
+def test_an_untrusted_edge_is_not_asked_again_when_another_url_of_its_batch_is(
+    tls_edge: tuple[CacheServer, Path], run_cli, write_config: Callable[[str], Path]
+) -> None:
+    """The batch is sent again for a URL answered 503: the URL whose edge's certificate is
+    not trusted is not asked again with it (its handshakes were repeated with every retry)."""
+    from fakes.cache_server import Route
+
+    edge, _ca = tls_edge
+    write_config('[defaults]\nretries = 3\n\n[providers.direct]\ntype = "direct"\n')
+    with CacheServer() as busy:
+        busy.routes["/busy"] = Route(status=503)
+        url, busy_url = f"https://pinned.test:{edge.port}/cloudfront/hit", f"{busy.url}/busy"
+        pin = f"pinned.test:{edge.port}:127.0.0.1"
+        r = run_cli("submit", "-p", "direct", "-o", "json", "--resolve", pin, url, busy_url)
+        n_busy = len(busy.paths("/busy"))
+    assert r.returncode == 1, r.stderr
+    assert {f["url"] for f in json.loads(r.stdout)["failed"]} == {url, busy_url}
+    assert n_busy == 6  # two variants, three tries each
+    assert len(edge.sni) == 2, edge.sni  # once per variant

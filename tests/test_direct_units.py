@@ -199,6 +199,8 @@ def test_a_pop_code_or_client_subnet_given_twice_is_one_target() -> None:
     ]
     assert warnings == []
     assert spec.count("https://cdn.example.com/a.js") == 2
+    # Each kept where it was first given, spelt as it was first given.
+    assert TargetSpec(pops=("IAD89", "LHR62", "iad89")).distinct_pops() == ["IAD89", "LHR62"]
 
 
 def test_the_plan_counts_each_pinned_address_once_and_idn_hosts_as_sent() -> None:
@@ -849,9 +851,9 @@ def test_an_answer_after_its_url_was_refused_is_recorded_and_ends_nothing(tmp_pa
 
     done = Warmer._done
 
-    def done_then_tell(self: Warmer, handle: object, error: object, on_answer: object) -> None:
+    def done_then_tell(self: Warmer, handle: object, error: object) -> None:
         request = self._slots[id(handle)].request
-        done(self, handle, error, on_answer)  # type: ignore[arg-type]
+        done(self, handle, error)  # type: ignore[arg-type]
         if request is not None and request.variant == "gzip":
             refused.set()
 

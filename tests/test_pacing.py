@@ -595,3 +595,28 @@ def test_aliases_of_one_credential_share_one_key_and_others_do_not() -> None:
 
     assert edgeone("e1", "AKID1") == edgeone("e2", "AKID1")
     assert edgeone("e1", "AKID1") != edgeone("e1", "AKID2")
+
+
+def test_a_retry_that_waited_for_a_busy_worker_keeps_its_budget() -> None:
+    """A part whose retry was due while its worker sent other batches (a long batch, a
+    rate) is sent late: that time is not the vendor's. It was charged to the part's retries,
+    which then read as spent ("asked to wait 0.0s, longer than the retries have left") after
+    two of five tries."""
+    from prewarm_cli import journal as jr
+    from prewarm_cli.engine.sender import RetryQueue
+    from prewarm_cli.pacing import RetryBudget, RetryPolicy
+
+    now = [0.0]
+    budget = RetryBudget(RetryPolicy(attempts=5, timeout=10.0), lambda: now[0])
+    queue = RetryQueue(lambda: now[0])
+    part = jr.Batch(id=1, provider="p", urls=("https://a.test/x",), created_at="")
+    wait = budget.next_wait(None)
+    assert wait is not None
+    queue.put(part, wait, budget)
+    assert queue.take_due() is None  # not due yet
+    now[0] += 12.0  # the worker was busy past the whole retry_timeout
+    taken = queue.take_due()
+    assert taken is not None and taken[0] is part
+    now[0] += 0.2  # the try itself
+    assert budget.left() == pytest.approx(10.0 - wait - 0.2)  # the wait and the try count
+    assert budget.next_wait(None) is not None  # retries left: the next try is waited for

@@ -181,12 +181,15 @@ class RetryQueue:
             heapq.heappush(self._heap, (self._clock() + wait, next(self._order), part, retries))
 
     def take_due(self) -> tuple[jr.Batch, RetryBudget] | None:
-        """The part whose wait has passed first, if any."""
+        """The part whose wait has passed first, if any. The time it waited past its due
+        time, for a worker busy with other batches, is not counted against its retries."""
         with self._lock:
-            if not self._heap or self._heap[0][0] > self._clock():
+            now = self._clock()
+            if not self._heap or self._heap[0][0] > now:
                 return None
-            _, _, part, retries = heapq.heappop(self._heap)
-            return part, retries
+            due, _, part, retries = heapq.heappop(self._heap)
+        retries.started_late(now - due)
+        return part, retries
 
     def wait(self, stop: threading.Event) -> bool:
         """Waits until the next part is due, or the run stops; False when none waits."""

@@ -146,6 +146,9 @@ class DirectProvider(Provider):
         # Per (URL, target label, variant), an answer the request may still replace (failed, so
         # asked again): the counts keep each request's latest answer, as the record does.
         self._replaceable: dict[tuple[str, str, str], Answer] = {}
+        # Per (URL, target label, variant), a failure not worth asking again this run (an
+        # edge whose certificate is not trusted): a retry of the URL does not send it again.
+        self._not_again: dict[tuple[str, str, str], Answer] = {}
 
     @classmethod
     def config_problems(cls, alias: str, settings: Mapping[str, Any]) -> list[ConfigError]:
@@ -347,6 +350,9 @@ class DirectProvider(Provider):
         def on_answer(request: Request, answer: Answer) -> None:
             url, target, variant = request.url, request.target, request.variant
             fresh.append((url, target.label, target.ip, variant, answer))
+            if not answer.retry:
+                with self._lock:
+                    self._not_again[(url, target.label, variant)] = answer
             answers[url].append(((target.label, variant), answer))
             if answer.outcome != OK:
                 not_ok.add(url)
@@ -413,7 +419,11 @@ class DirectProvider(Provider):
         for target in targets.for_url(url, before_lookup=hand_over):
             for variant in plan.variants:
                 record = known.get((target.label, variant)) if known else None
-                if record is not None:
+                failed_for_good = self._not_again.get((url, target.label, variant))
+                if failed_for_good is not None:  # a retry: that answer stands, not sent again
+                    mine.append(((target.label, variant), failed_for_good))
+                    batch.not_ok.add(url)
+                elif record is not None:
                     mine.append(((target.label, variant), _answer(record)))
                     if record.outcome != OK:
                         batch.not_ok.add(url)

@@ -59,7 +59,10 @@ class TargetSpec:
 
     def distinct_pops(self) -> list[str]:
         """The PoP codes, each once whatever its case (the first spelling names it)."""
-        return list({code.strip().upper(): code for code in reversed(self.pops)}.values())[::-1]
+        first: dict[str, str] = {}
+        for code in self.pops:
+            first.setdefault(code.strip().upper(), code)
+        return list(first.values())
 
     def distinct_subnets(self) -> list[str]:
         """The client subnets, each network once (the first spelling names it)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import select
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -110,6 +111,12 @@ class Warmer:
         # combinations only, so a warm request rarely runs the classifier (bounded, see _verdict).
         self._verdicts: dict[tuple[tuple[bytes, bytes], ...], tuple[str, str | None]] = {}
         self._multi = pycurl.CurlMulti()
+        self._in_flight = 0  # requests of the run sent and not answered
+        # The run's callbacks, kept for keep_sending, which takes answers during take().
+        self._on_answer: Callable[[Request, Answer], None] = _no_answer
+        self._on_tick: Callable[[], None] | None = None
+        self._tick_every = 0.05
+        self._next_tick = math.inf
         self._slots: dict[int, _Slot] = {}
         self._free: list[_Slot] = []
         cafile = ca_bundle or os.environ.get("SSL_CERT_FILE") or _certifi()
@@ -164,10 +171,13 @@ class Warmer:
         for slot in self._slots.values():
             write = len if byte_budget is None else slot.count_against_budget
             slot.handle.setopt(self._pycurl.WRITEFUNCTION, write)
+        self._on_answer, self._on_tick, self._tick_every = on_answer, on_tick, tick_every
+        self._next_tick = time.monotonic() + tick_every if on_tick else math.inf
         try:
-            self._run(take, on_answer, on_tick, tick_every)
+            self._run(take)
         finally:
             self._drop_in_flight()
+            self._on_answer, self._on_tick = _no_answer, None
 
     @property
     def budget_spent(self) -> bool:
@@ -185,17 +195,8 @@ class Warmer:
 
         return write
 
-    def _run(
-        self,
-        take: Callable[[], Request | None],
-        on_answer: Callable[[Request, Answer], None],
-        on_tick: Callable[[], None] | None,
-        tick_every: float,
-    ) -> None:
-        pycurl = self._pycurl
+    def _run(self, take: Callable[[], Request | None]) -> None:
         multi = self._multi
-        in_flight = 0
-        next_tick = time.monotonic() + tick_every if on_tick else math.inf
         while True:
             while self._free:
                 request = take()
@@ -204,50 +205,68 @@ class Warmer:
                 slot = self._free.pop()
                 self._prepare(slot, request)
                 multi.add_handle(slot.handle)
-                in_flight += 1
-            if not in_flight:
+                self._in_flight += 1
+            if not self._in_flight:
                 return
-            while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
-                pass
-            n_done = 0
-            while True:
-                n_queued, ok, failed = multi.info_read()
-                for handle in ok:
-                    self._done(handle, None, on_answer)
-                for handle, errno, message in failed:
-                    self._done(handle, (errno, message), on_answer)
-                n_done += len(ok) + len(failed)
-                if not n_queued:
-                    break
-            in_flight -= n_done
+            n_done = self._transfer()
             now = time.monotonic()
-            if now >= next_tick and on_tick is not None:
-                on_tick()
-                next_tick = now + tick_every
-            if in_flight and not n_done:
+            if self._in_flight and not n_done:
                 # Until a socket is ready, libcurl's next timer (a connect, a retry) is due, or
                 # the next tick.
                 wait = multi.timeout()
-                wait_s = min(1.0 if wait < 0 else wait / 1000, 1.0, next_tick - now)
+                wait_s = min(1.0 if wait < 0 else wait / 1000, 1.0, self._next_tick - now)
                 if wait_s > 0 and multi.select(wait_s) < 0:
                     time.sleep(min(wait_s, 0.001))  # no socket to wait on yet
 
+    def _transfer(self) -> int:
+        """Lets libcurl send and receive what it can now, hands over each answer that came,
+        and ticks when a tick is due; how many answers came."""
+        pycurl, multi = self._pycurl, self._multi
+        while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+            pass
+        n_done = 0
+        while True:
+            n_queued, ok, failed = multi.info_read()
+            for handle in ok:
+                self._done(handle, None)
+            for handle, errno, message in failed:
+                self._done(handle, (errno, message))
+            n_done += len(ok) + len(failed)
+            if not n_queued:
+                break
+        self._tick_if_due()
+        return n_done
+
+    def _tick_if_due(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_tick and self._on_tick is not None:
+            self._on_tick()
+            self._next_tick = now + self._tick_every
+
     def keep_sending(self, seconds: float) -> None:
-        """Keeps the transfers in flight going for up to ``seconds``: called while ``take``
-        waits for a rate, so that a request taken before that wait goes out at once, not
-        with the next one. Their answers are read when the run's loop comes back."""
-        multi, pycurl = self._multi, self._pycurl
+        """Keeps the run's transfers going for up to ``seconds``, their answers handed over
+        as they come: called while ``take`` waits for a rate, so that a request taken before
+        that wait goes out at once, not with the next one, and an answer meanwhile is
+        recorded (a Ctrl-C in the wait keeps it)."""
+        multi = self._multi
         deadline = time.monotonic() + seconds
         while True:
-            while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
-                pass
+            if self._in_flight:
+                self._transfer()
+            else:
+                self._tick_if_due()  # the answers that came are recorded
             left = deadline - time.monotonic()
             if left <= 0:
                 return
+            reading, writing, failing = multi.fdset()
+            if not (reading or writing or failing):
+                # No socket to wait on (nothing in flight, or a name being resolved): a wait
+                # on none would return at once, and this loop would spin a core.
+                time.sleep(min(left, 0.001 if self._in_flight else self._tick_every))
+                continue
             wait = multi.timeout()  # libcurl's next timer: a connect, a retry
             wait_s = min(left, 1.0 if wait < 0 else max(wait / 1000, 0.001))
-            if multi.select(wait_s) < 0:
-                time.sleep(wait_s)  # no socket to wait on: nothing in flight yet
+            select.select(reading, writing, failing, wait_s)
 
     def _drop_in_flight(self) -> None:
         for slot in self._slots.values():
@@ -255,6 +274,7 @@ class Warmer:
                 self._multi.remove_handle(slot.handle)
                 slot.request = None
                 self._free.append(slot)
+        self._in_flight = 0
 
     def _prepare(self, slot: _Slot, request: Request) -> None:
         pycurl = self._pycurl
@@ -279,18 +299,14 @@ class Warmer:
         self._n_started += 1
         slot.request = request
 
-    def _done(
-        self,
-        handle: Any,
-        error: tuple[int, str] | None,
-        on_answer: Callable[[Request, Answer], None],
-    ) -> None:
+    def _done(self, handle: Any, error: tuple[int, str] | None) -> None:
         self._multi.remove_handle(handle)
+        self._in_flight -= 1
         slot = self._slots[id(handle)]
         request, slot.request = slot.request, None
         self._free.append(slot)
         assert request is not None
-        on_answer(request, self._answer(slot, error))
+        self._on_answer(request, self._answer(slot, error))
 
     def _answer(self, slot: _Slot, error: tuple[int, str] | None) -> Answer:
         getinfo = slot.handle.getinfo
@@ -414,6 +430,10 @@ def _any_case(names: Sequence[str]) -> bytes:
         return branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
 
     return pattern(tree)
+
+
+def _no_answer(_request: Request, _answer: Answer) -> None:
+    raise AssertionError("an answer outside a run")
 
 
 def _certifi() -> str:
