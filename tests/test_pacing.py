@@ -620,3 +620,21 @@ def test_a_retry_that_waited_for_a_busy_worker_keeps_its_budget() -> None:
     now[0] += 0.2  # the try itself
     assert budget.left() == pytest.approx(10.0 - wait - 0.2)  # the wait and the try count
     assert budget.next_wait(None) is not None  # retries left: the next try is waited for
+
+
+def test_a_worker_waiting_for_a_retry_stops_waiting_when_its_provider_halts() -> None:
+    """A deferral halts the provider: the worker waiting for a part's retry (up to 30 s)
+    returns at once, and the run ends without waiting that time out."""
+    from prewarm_cli import journal as jr
+    from prewarm_cli.engine.sender import RetryQueue
+    from prewarm_cli.pacing import RetryBudget, RetryPolicy
+
+    queue = RetryQueue()
+    part = jr.Batch(id=1, provider="p", urls=("https://a.test/x",), created_at="")
+    queue.put(part, 30.0, RetryBudget(RetryPolicy()))
+    halted = threading.Event()
+    threading.Timer(0.05, halted.set).start()
+    started = time.monotonic()
+    assert queue.wait(threading.Event(), halted.is_set) is True
+    assert time.monotonic() - started < 10  # not the part's 30 s
+    assert queue.take_due() is None and queue.drain() == [part]

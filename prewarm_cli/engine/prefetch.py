@@ -200,7 +200,9 @@ class SubmitRun:
                     self._started_tasks.get(alias),
                 )
                 if batch is None:
-                    return sender.later is not None and sender.later.wait(self.stop)
+                    return sender.later is not None and sender.later.wait(
+                        self.stop, lambda: alias in self._halted
+                    )
                 sender.send(batch)
             finally:
                 if sender.gate is not None and admitted:

@@ -191,13 +191,16 @@ class RetryQueue:
         retries.started_late(now - due)
         return part, retries
 
-    def wait(self, stop: threading.Event) -> bool:
-        """Waits until the next part is due, or the run stops; False when none waits."""
+    def wait(self, stop: threading.Event, halted: Callable[[], bool] = lambda: False) -> bool:
+        """Waits until the next part is due, the run stops or its provider is ``halted`` (a
+        deferral: the part is released at once, not at its time); False when none waits."""
         with self._lock:
             if not self._heap:
                 return False
             due = self._heap[0][0]
-        stop.wait(max(0.0, due - self._clock()))
+        while not halted() and not stop.wait(min(max(0.0, due - self._clock()), 0.2)):
+            if self._clock() >= due:
+                break
         return True
 
     def drain(self) -> list[jr.Batch]:
