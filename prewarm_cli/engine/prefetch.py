@@ -179,9 +179,9 @@ class SubmitRun:
         retry when no batch is left); False when the worker is done."""
         alias = sender.alias
         due = sender.later.take_due() if sender.later is not None else None
-        wanted = sender.batch_size
         admitted = 0
         if due is None:
+            wanted = sender.batch_size
             admitted = sender.gate.admit(wanted, self.stop) if sender.gate else wanted
             if admitted <= 0:
                 if not self.stop.is_set():

@@ -419,7 +419,9 @@ class DirectProvider(Provider):
         for target in targets.for_url(url, before_lookup=hand_over):
             for variant in plan.variants:
                 record = known.get((target.label, variant)) if known else None
-                failed_for_good = self._not_again.get((url, target.label, variant))
+                failed_for_good = (
+                    self._not_again.get((url, target.label, variant)) if self._not_again else None
+                )
                 if failed_for_good is not None:  # a retry: that answer stands, not sent again
                     mine.append(((target.label, variant), failed_for_good))
                     batch.not_ok.add(url)

@@ -214,12 +214,12 @@ class Targets:
                     ip = self._resolve(host, ecs=cidr)
                     self._ecs[key] = Target(label=label, ip=ip)
                 except dns.LookupFailed as exc:
-                    if str(exc) != self._silent or not self._said_silent:
-                        # A silent resolver is said once, not once per host and subnet.
-                        self._said_silent = str(exc) == self._silent
+                    silent = str(exc) == self._silent
+                    if not (silent and self._said_silent):  # a silent resolver is said once
                         self._warn(
                             f"no edge for client subnet {cidr} ({host}): {exc}; its requests fail"
                         )
+                    self._said_silent = self._said_silent or silent
                     self._ecs[key] = Target(label=label, error=POP_NOT_FOUND)
             return self._ecs[key]
 
