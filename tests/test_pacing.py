@@ -638,3 +638,48 @@ def test_a_worker_waiting_for_a_retry_stops_waiting_when_its_provider_halts() ->
     assert queue.wait(threading.Event(), halted.is_set) is True
     assert time.monotonic() - started < 10  # not the part's 30 s
     assert queue.take_due() is None and queue.drain() == [part]
+
+
+@pytest.mark.parametrize("queued", [True, False])
+def test_a_part_sent_again_unknown_is_left_unknown_when_the_run_stops(queued: bool) -> None:
+    """An unanswered request sent again with --force waits for its retry when the run stops
+    (Ctrl-C, a halt): the vendor may hold it, so it stays unknown, and a plain --resume
+    leaves it alone. It was released unsent, and that --resume sent it a second time. A
+    part whose URLs the vendor refused is released unsent, as before."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from prewarm_cli import journal as jr
+    from prewarm_cli.engine.sender import BatchSender, Ledger, RetryQueue
+    from prewarm_cli.pacing import Interrupted, RetryBudget, RetryPolicy
+
+    released: list[tuple[int, str, str | None]] = []
+
+    class Noted(Ledger):
+        def release(self, batch: Any, outcome: str, reason: Any = None, **_: Any) -> None:
+            released.append((batch.id, outcome, reason))
+
+    stop = threading.Event()
+    sender = BatchSender(
+        SimpleNamespace(alias="aws"),  # type: ignore[arg-type]
+        Noted(),
+        lambda urls: None,  # type: ignore[arg-type,return-value]
+        out=None,  # type: ignore[arg-type]
+        advance=lambda n: None,
+        stop=stop,
+        later=RetryQueue() if queued else None,
+    )
+    maybe_held = jr.Batch(id=1, provider="aws", urls=("https://a.test/1",), created_at="")
+    refused = jr.Batch(id=2, provider="aws", urls=("https://a.test/2",), created_at="")
+    if queued:
+        sender._send_after(maybe_held, 5.0, RetryBudget(RetryPolicy()), unknown="no answer (504)")
+        sender._send_after(refused, 5.0, RetryBudget(RetryPolicy()))
+        stop.set()
+        sender.release_waiting()
+    else:
+        stop.set()  # the wait ends at once, stopped
+        for part, unknown in ((maybe_held, "no answer (504)"), (refused, None)):
+            with pytest.raises(Interrupted):
+                sender._send_after(part, 5.0, RetryBudget(RetryPolicy()), unknown=unknown)
+    assert [(i, outcome) for i, outcome, _ in released] == [(1, jr.UNKNOWN), (2, jr.UNSENT)]
+    assert "--resume --force" in str(released[0][2])

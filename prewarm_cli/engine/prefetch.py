@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import replace
 
-from prewarm_cli import journal as jr
 from prewarm_cli.engine.sender import BatchSender, Halt, JournalLedger, QuotaGate, RetryQueue
 from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import JournalError, PrewarmError, QuotaExhausted
@@ -171,8 +169,11 @@ class SubmitRun:
                 if not self._send_next(sender):
                     return
         finally:
+            # Parts waiting for their retry are released as they stand (unsent, or unknown):
+            # a worker that finds nothing left to send leaves the queue alone, as another
+            # worker's batch may still add to it (that worker then sends it).
             if self.stop.is_set() or sender.alias in self._halted:
-                self._release_waiting(sender)
+                sender.release_waiting()
 
     def _send_next(self, sender: BatchSender) -> bool:
         """Sends a part whose retry is due, else the next batch (or waits for the next
@@ -208,7 +209,7 @@ class SubmitRun:
                 if sender.gate is not None and admitted:
                     sender.gate.settle(admitted)
         except Halt as halt:
-            self._release_waiting(sender)  # deferred with the rest of the provider's
+            sender.release_waiting()  # deferred with the rest of the provider's
             self._halt(sender, halt)
             return False
         except Interrupted:
@@ -227,18 +228,6 @@ class SubmitRun:
             )
             return False
         return True
-
-    def _release_waiting(self, sender: BatchSender) -> None:
-        """Parts still waiting for their retry when the run stops are released unsent
-        (nothing of them went out again): --resume sends them. Left *sending* when the
-        journal cannot say so, for --resume to look up. (A worker that finds nothing left
-        to send leaves the queue alone: another worker's batch may still add to it, and
-        that worker then sends it.)"""
-        if sender.later is None:
-            return
-        for part in sender.later.drain():
-            with suppress(JournalError):
-                sender.ledger.release(part, jr.UNSENT)
 
     def _quota_spent(self, sender: BatchSender) -> None:
         try:

@@ -172,13 +172,19 @@ class RetryQueue:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._heap: list[tuple[float, int, jr.Batch, RetryBudget]] = []
+        # (due, order, part, its retries, why its outcome is unknown: None where it is not)
+        self._heap: list[tuple[float, int, jr.Batch, RetryBudget, str | None]] = []
         self._order = itertools.count()  # equal times keep their order; batches never compare
         self._lock = threading.Lock()
 
-    def put(self, part: jr.Batch, wait: float, retries: RetryBudget) -> None:
+    def put(
+        self, part: jr.Batch, wait: float, retries: RetryBudget, unknown: str | None = None
+    ) -> None:
+        """``unknown``: the vendor may hold the part (an unanswered request sent again with
+        --force): why, for the journal, should the run stop before it goes."""
         with self._lock:
-            heapq.heappush(self._heap, (self._clock() + wait, next(self._order), part, retries))
+            entry = (self._clock() + wait, next(self._order), part, retries, unknown)
+            heapq.heappush(self._heap, entry)
 
     def take_due(self) -> tuple[jr.Batch, RetryBudget] | None:
         """The part whose wait has passed first, if any. The time it waited past its due
@@ -187,7 +193,7 @@ class RetryQueue:
             now = self._clock()
             if not self._heap or self._heap[0][0] > now:
                 return None
-            due, _, part, retries = heapq.heappop(self._heap)
+            due, _, part, retries, _unknown = heapq.heappop(self._heap)
         retries.started_late(now - due)
         return part, retries
 
@@ -203,10 +209,10 @@ class RetryQueue:
                 break
         return True
 
-    def drain(self) -> list[jr.Batch]:
-        """Every part still waiting, taken out."""
+    def drain(self) -> list[tuple[jr.Batch, str | None]]:
+        """Every part still waiting, taken out, with why its outcome is unknown (if it is)."""
         with self._lock:
-            parts = [part for _, _, part, _ in self._heap]
+            parts = [(part, unknown) for _, _, part, _, unknown in self._heap]
             self._heap.clear()
             return parts
 
@@ -339,22 +345,41 @@ class BatchSender:
         )
         self._send_after(part, wait, retries)
 
-    def _send_after(self, part: jr.Batch, wait: float, retries: RetryBudget) -> None:
+    def _send_after(
+        self, part: jr.Batch, wait: float, retries: RetryBudget, *, unknown: str | None = None
+    ) -> None:
         """Sends ``part`` again after ``wait`` seconds, within what is left of ``retries``
-        (queued in ``later`` if there is one); stopped while waiting, it is released unsent
-        (nothing of it went out again)."""
+        (queued in ``later`` if there is one); stopped while waiting, it is released as it
+        stands: unsent (nothing of it went out again), or unknown where the vendor may hold
+        it (``unknown``: why), so that only --resume --force sends it again."""
         if self.later is not None:
             if self.stop.is_set():
-                self.ledger.release(part, jr.UNSENT)
+                self._release_stopped(part, unknown)
                 raise Interrupted("stopped")
-            self.later.put(part, wait, retries)
+            self.later.put(part, wait, retries, unknown)
             return
         try:
             wait_for(self.stop, wait)
         except Interrupted:
-            self.ledger.release(part, jr.UNSENT)
+            self._release_stopped(part, unknown)
             raise
         self.send(part, retries)
+
+    def release_waiting(self) -> None:
+        """The parts still waiting in ``later`` when the run stops are released as they
+        stand (see _send_after); left *sending* where the journal cannot say so, for
+        --resume to look up."""
+        if self.later is None:
+            return
+        for part, unknown in self.later.drain():
+            with suppress(JournalError):
+                self._release_stopped(part, unknown)
+
+    def _release_stopped(self, part: jr.Batch, unknown: str | None) -> None:
+        if unknown is None:
+            self.ledger.release(part, jr.UNSENT)
+        else:
+            self.ledger.release(part, jr.UNKNOWN, _resend_forced(unknown))
 
     def _defer_failed(self, batch: jr.Batch, result: BatchResult, first: str) -> None:
         """Asked to wait longer than the retries have left (a Retry-After of an hour): the
@@ -527,11 +552,7 @@ class BatchSender:
 
     def _leave_unknown(self, batch: jr.Batch, reason: str) -> None:
         """Recorded unknown: the vendor may hold it; only --resume --force sends it again."""
-        self.ledger.release(
-            batch,
-            jr.UNKNOWN,
-            f"{reason}; check the vendor's console, then resend with --resume --force",
-        )
+        self.ledger.release(batch, jr.UNKNOWN, _resend_forced(reason))
         self.advance(len(batch.urls))
 
     def _send_again(
@@ -558,7 +579,7 @@ class BatchSender:
             f"{self.alias}: sending {counted(len(part.urls), 'URL')} of an unanswered request"
             f" again in {wait:.1f}s ({reason})"
         )
-        self._send_after(part, wait, retries)
+        self._send_after(part, wait, retries, unknown=None if known_missing else reason)
 
     def _look_up(self, batch: jr.Batch, last_sent: datetime) -> dict[str, str]:
         """Which of the batch's URLs the vendor holds; asks again once the vendor's lists settle.
@@ -585,6 +606,11 @@ class BatchSender:
         # are not in it, and are sent again.
         theirs = self.ledger.tasks_of_other_jobs(set(found.values()))
         return {u: t for u, t in found.items() if t not in theirs}
+
+
+def _resend_forced(reason: str) -> str:
+    """An unknown outcome's reason, with what to do about it."""
+    return f"{reason}; check the vendor's console, then resend with --resume --force"
 
 
 def wait_for(stop: threading.Event, seconds: float) -> None:
