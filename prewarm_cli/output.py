@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
@@ -16,6 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, NoReturn, TextIO
 
 FORMATS = ("table", "json", "ndjson")
+
+
+_SAYING = threading.Lock()  # one message line on stderr at a time, whichever thread says it
 
 
 def counted(n: int, singular: str, plural: str | None = None) -> str:
@@ -347,12 +351,16 @@ class Output:
         return self._err_console
 
     def _say(self, text: str, style: str | None = None) -> None:
-        if self.color:
-            from rich.markup import escape
+        # One line at a time: workers' lines never run into each other (print wrote the
+        # text and its newline apart: "…found at the vendoredgeone: 2 URLs…").
+        with _SAYING:
+            if self.color:
+                from rich.markup import escape
 
-            self._console().print(escape(text), style=style)
-        else:
-            print(text, file=self.stderr, flush=True)
+                self._console().print(escape(text), style=style)
+            else:
+                self.stderr.write(text + "\n")
+                self.stderr.flush()
 
     def info(self, text: str) -> None:
         if not self.quiet:

@@ -178,3 +178,34 @@ def test_a_cut_before_anything_is_written_writes_nothing() -> None:
     with pytest.raises(KeyboardInterrupt) as caught:
         write_json(out, answers(0, KeyboardInterrupt()))
     assert out.getvalue() == "" and not said_on_stdout(caught.value)
+
+
+def test_each_message_reaches_stderr_whole_whichever_thread_says_it() -> None:
+    """Workers say their lines side by side: each is written at once, with its newline, and
+    none begins inside another (print wrote a line's text and its newline apart, and two
+    workers' lines ran into each other: "…found at the vendoredgeone: 2 URLs…")."""
+    import threading
+
+    from prewarm_cli.output import Output
+
+    class Writes(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[str] = []
+
+        def write(self, text: str) -> int:
+            self.calls.append(text)
+            return super().write(text)
+
+    stderr = Writes()
+    out = Output("json", color=False, verbose=1, stdout=io.StringIO(), stderr=stderr)
+    lines = [f"worker {w}: line {i}" for w in range(4) for i in range(200)]
+    workers = [
+        threading.Thread(target=lambda w=w: [out.detail(t) for t in lines if t[7] == str(w)])
+        for w in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert sorted(stderr.calls) == sorted(f"{t}\n" for t in lines)  # one write per line
