@@ -423,9 +423,9 @@ def test_a_retry_after_of_some_answers_does_not_shorten_the_others_backoff(
     waits: list[float] = []
     put = sender_mod.RetryQueue.put
 
-    def put_now(queue, part, wait, retries) -> None:  # the wait noted, not waited
+    def put_now(queue, part, wait, retries, unknown=None) -> None:  # the wait noted, not waited
         waits.append(wait)
-        put(queue, part, 0.0, retries)
+        put(queue, part, 0.0, retries, unknown)
 
     monkeypatch.setattr(sender_mod.RetryQueue, "put", put_now)
     write_config(

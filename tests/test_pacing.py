@@ -637,7 +637,7 @@ def test_a_worker_waiting_for_a_retry_stops_waiting_when_its_provider_halts() ->
     started = time.monotonic()
     assert queue.wait(threading.Event(), halted.is_set) is True
     assert time.monotonic() - started < 10  # not the part's 30 s
-    assert queue.take_due() is None and queue.drain() == [part]
+    assert queue.take_due() is None and queue.drain() == [(part, None)]
 
 
 @pytest.mark.parametrize("queued", [True, False])
