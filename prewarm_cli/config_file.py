@@ -75,12 +75,11 @@ class ConfigDocument:
     def set_provider(self, alias: str, table: Mapping[str, Any]) -> None:
         """Add ``[providers.ALIAS]`` after the other provider tables, or replace it in place."""
         import tomlkit
+        from tomlkit.items import InlineTable
 
         item = tomlkit.table()
         for key, value in table.items():
             item.add(key, value)
-        from tomlkit.items import InlineTable
-
         providers = self.doc.get("providers")
         if providers is None:
             providers = tomlkit.table(is_super_table=True)

@@ -140,23 +140,31 @@ def build_command(env: Mapping[str, str], workdir: Path) -> list[str]:
     return args + extra
 
 
+def _header_options(args: Sequence[str]) -> dict[int, tuple[str, str]]:
+    """The -H options' headers: per argument that holds one, what comes before it in that
+    argument (`-H`, `--header=`, or nothing after a separate -H) and its `Name: value`."""
+    headers: dict[int, tuple[str, str]] = {}
+    for i, arg in enumerate(args):
+        if arg in ("-H", "--header"):
+            if i + 1 < len(args):
+                headers[i + 1] = ("", args[i + 1])
+        elif i not in headers and (attached := _SECRET_HEADERS.match(arg)):
+            headers[i] = (attached[1] + attached[2], attached[3] + attached[4])
+    return headers
+
+
 def shown(args: Sequence[str]) -> list[str]:
     """The command as the log shows it: -H values (a token, a cookie) and the passwords and
     query strings of URLs (a signed URL's signature) starred."""
+    headers = _header_options(args)
     out: list[str] = []
-    header_next = False
-    for arg in args:
-        if header_next:
-            name, colon, _value = arg.partition(":")
-            out.append(f"{name}: ***" if colon else "***")
-            header_next = False
-            continue
-        header_next = arg in ("-H", "--header")
-        attached = _SECRET_HEADERS.match(arg) if not header_next else None
-        if attached:  # -H"Name: value" or --header=Name: value
-            out.append(f"{attached[1]}{attached[2]}{attached[3]} ***")
-            continue
-        out.append(_URL_SECRETS.sub(_starred, arg))
+    for i, arg in enumerate(args):
+        if i in headers:
+            before, text = headers[i]
+            name, colon, _value = text.partition(":")
+            out.append(f"{before}{name.strip()}: ***" if colon else f"{before}***")
+        else:
+            out.append(_URL_SECRETS.sub(_starred, arg))
     return out
 
 
@@ -171,15 +179,10 @@ def _starred(found: re.Match[str]) -> str:
 def _header_values(args: Sequence[str]) -> list[str]:
     """The values of -H options whose names say they are secrets, to be masked."""
     values = []
-    for i, arg in enumerate(args):
-        text = args[i + 1] if arg in ("-H", "--header") and i + 1 < len(args) else None
-        attached = _SECRET_HEADERS.match(arg)
-        if attached:
-            text = attached[3] + attached[4]
-        if text:
-            name, _, value = text.partition(":")
-            if value.strip() and _SECRET_NAMES.search(name):
-                values.append(value.strip())
+    for _before, text in _header_options(args).values():
+        name, _, value = text.partition(":")
+        if value.strip() and _SECRET_NAMES.search(name):
+            values.append(value.strip())
     return values
 
 

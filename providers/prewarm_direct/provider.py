@@ -186,9 +186,7 @@ class DirectProvider(Provider):
             pops=tuple(settings.get("pops") or ()),
             ecs=tuple(settings.get("ecs") or ()),
             cf_domain=settings.get("cf_domain"),
-            resolver=dns.DEFAULT_RESOLVER
-            if blank_resolver
-            else str(settings.get("resolver") or dns.DEFAULT_RESOLVER),
+            resolver=_resolver(settings),
         )
         for name, problem in spec_problems(spec):
             found.append(ConfigError(f"{key}.{name}: {problem.message}", hint=problem.hint))
@@ -215,7 +213,7 @@ class DirectProvider(Provider):
             pops=pick("pop", "pops"),
             ecs=pick("ecs", "ecs"),
             cf_domain=self.settings.get("cf_domain"),
-            resolver=str(self.settings.get("resolver") or dns.DEFAULT_RESOLVER),
+            resolver=_resolver(self.settings),
         )
         return RunPlan(variants, spec, headers)
 
@@ -830,6 +828,12 @@ def _with_totals(pops: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
     per_pop = {label: {k: s.get(k, 0) for k in DETAIL_KEYS} for label, s in sorted(pops.items())}
     totals = {k: sum(s[k] for s in per_pop.values()) for k in DETAIL_KEYS}
     return {**totals, "pops": per_pop}
+
+
+def _resolver(settings: Mapping[str, Any]) -> str:
+    """The DNS server for PoP codes and client subnets; the default where none is given (an
+    empty one is a configuration error: config_problems)."""
+    return str(settings.get("resolver") or "").strip() or dns.DEFAULT_RESOLVER
 
 
 def _pop_line(label: str, counts: Mapping[str, int]) -> str:
