@@ -429,6 +429,39 @@ class Journal:
         )
         return self._iter_rows(sql, (job_id, *outcomes, *params), chunk)
 
+    def iter_accepted(self, job_id: str) -> Generator[sqlite3.Row, None, None]:
+        """The job's accepted targets (provider, url, task_id) in input order, a URL's
+        providers side by side. Sorted through a connection of its own, whose sort goes to a
+        temporary file past a few megabytes (this one's sorts stay in memory): a million are
+        never all held."""
+        sql = (
+            "SELECT provider, url, task_id FROM targets WHERE job_id = ? AND outcome = ?"
+            " ORDER BY seq, provider"
+        )
+        if self.path == ":memory:":  # no other connection sees it
+            yield from self._iter_rows(sql, (job_id, ACCEPTED), 10_000)
+            return
+        try:
+            db = sqlite3.connect(self.path, timeout=30.0)
+            try:
+                db.row_factory = sqlite3.Row
+                db.execute("PRAGMA temp_store=FILE")
+                yield from db.execute(sql, (job_id, ACCEPTED))
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def accepted_task(self, job_id: str, provider: str, url: str) -> str | None:
+        """The task this provider accepted the URL into, within the job ("" for none named);
+        None when it did not accept it. One row, read through the targets' key."""
+        rows = self._query(
+            "SELECT task_id FROM targets WHERE job_id = ? AND provider = ? AND url = ?"
+            " AND outcome = ?",
+            (job_id, provider, url, ACCEPTED),
+        )
+        return str(rows[0]["task_id"] or "") if rows else None
+
     def accepted_urls(
         self, job_id: str, provider: str, task_ids: Collection[str]
     ) -> dict[str, set[str]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -730,9 +730,14 @@ class Provider:
         another thread than the one sending: keep it cheap and thread-safe."""
         return None
 
-    def probe_targets(self, task_ids: Sequence[str]) -> list[ProbeTarget] | None:
+    def probe_targets(self, task_ids: Sequence[str]) -> Iterable[ProbeTarget] | None:
         """What `--verify` probes for these tasks, where a provider warmed specific edges and
-        variants (direct); None: each URL once, as `verify` does by default."""
+        variants (direct); None: each URL once, as `verify` does by default.
+
+        Each target once, and those of one edge (IP and label), Accept-Encoding and
+        User-Agent side by side. It is read twice, to count and then to probe, one target at
+        a time: a provider that may name a million returns an iterable that reads them again
+        each time (a list will do for a few)."""
         return None
 
     def find_submitted(self, urls: Sequence[str], since: datetime) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -1157,6 +1158,47 @@ def test_runs_of_many_answers_are_counted_without_holding_them(tmp_path: Path) -
         assert (first.total, first.succeeded, first.details["filled"]) == (60_000, 60_000, 60_000)
         assert (second.state, second.failed, second.details["rejected"]) == ("failed", 1, 1)
         # fetch_status holds every URL's result and record: tens of MB.
+        assert peak < 2 * 2**20, f"{peak} bytes"
+    finally:
+        direct.close()
+
+
+def test_the_probe_targets_of_many_answers_are_read_as_probed_not_held(tmp_path: Path) -> None:
+    """--verify of a direct job reads its probe targets from the record twice (to count,
+    then to probe), a PoP's with one variant side by side: 60,000 are never all held."""
+    import tracemalloc
+
+    from prewarm_direct.provider import DirectProvider
+    from prewarm_direct.warm import OK, Answer
+
+    direct = DirectProvider("direct", {})
+    direct.attach_state_dir(tmp_path)
+    try:
+        record_many_warm_answers(direct.store, refused_by="r2")
+        # A second PoP warmed a few of them, one after a failure: each once, with its IP.
+        failed, warm = Answer("transient", 503, None, 0, "HTTP 503"), Answer(OK, 200, "hit", 9)
+        answers = [
+            ("https://h/000001.js", "b", "10.0.0.2", "gzip", failed),
+            ("https://h/000001.js", "b", "10.0.0.2", "gzip", warm),
+            ("https://h/000002.js", "b", "10.0.0.2", "gzip", warm),
+        ]
+        direct.store.save("job1", "r2", "direct", answers)
+        direct.store.flush()
+        targets = direct.probe_targets(["r1", "r2"])
+        assert targets is not None
+        tracemalloc.start()
+        try:
+            n_targets = sum(1 for _ in targets)
+            groups = [
+                (key, sum(1 for _ in same))
+                for key, same in groupby(targets, key=lambda t: (t.label, t.ip, t.accept_encoding))
+            ]
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert n_targets == 60_002
+        assert groups == [(("b", "10.0.0.2", "gzip"), 2), (("edge", None, "gzip"), 60_000)]
+        # Read as records and targets, the 60,000 took tens of MB.
         assert peak < 2 * 2**20, f"{peak} bytes"
     finally:
         direct.close()

@@ -16,7 +16,7 @@ from fakes.generic import FakeCdn
 from helpers import wait_for
 
 from prewarm_cli import config as config_mod
-from prewarm_cli.engine import Workspace
+from prewarm_cli.engine import Claims, Workspace
 from prewarm_cli.engine import status as status_mod
 from prewarm_cli.output import Output
 from prewarm_cli.plugin import Provider, State, TaskStatus
@@ -218,3 +218,54 @@ def test_a_provider_whose_tasks_depend_on_each_other_is_asked_once(
     asked = spy(monkeypatch, fake_provider_class(), "fetch_status")
     status_of(config, job_id)
     assert len(asked) == 1 and len(asked[0]) >= 8
+
+
+def test_claims_are_read_from_the_journal_a_url_at_a_time(tmp_path: Path) -> None:
+    """--verify's claims of a job of 60,000 URLs on two providers: each URL's as one call for
+    all would give them (its own state where listed, else its task's; succeeded only where
+    both say so), read as they are asked, never all held."""
+    import tracemalloc
+
+    from prewarm_cli import journal as jr
+    from prewarm_cli.plugin import BatchResult, UrlStatus
+
+    journal = jr.Journal(tmp_path / "journal.sqlite3")
+    try:
+        urls = [f"https://a.test/{i:05d}.js" for i in range(60_000)]
+        job = journal.create_job(["a", "b"], {})
+        journal.add_targets(
+            job, [(i, u, ["a", "b"] if i < 3 else ["a"]) for i, u in enumerate(urls)]
+        )
+        for alias, task_id in (("a", "t1"), ("b", "t2")):
+            batch = journal.claim_batch(job, alias, len(urls))
+            assert batch is not None
+            journal.record_result(job, batch, BatchResult(task_id, tuple(batch.urls)))
+        statuses = {
+            "a": [TaskStatus("t1", State.SUCCEEDED, "DONE", total=60_000, succeeded=60_000)],
+            "b": [
+                TaskStatus(
+                    "t2",
+                    State.RUNNING,
+                    "RUNNING",
+                    total=3,
+                    urls=(UrlStatus(urls[1], State.FAILED),),
+                )
+            ],
+        }
+        claims = Claims(journal, job, statuses)
+        assert [claims.get(u) for u in urls[:4]] == ["running", "failed", "running", "succeeded"]
+        assert claims.get("https://a.test/elsewhere.js") is None
+        # Those a provider that names its own probes accepted are left to it.
+        assert list(claims.urls(without={"b"}))[:2] == urls[3:5]
+        assert list(claims.urls(without={"a", "b"})) == []
+        tracemalloc.start()
+        try:
+            n_claims = sum(1 for _ in claims.items())
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert n_claims == 60_000
+        # Held as a dict of URLs, they took several MB.
+        assert peak < 2**20, f"{peak} bytes"
+    finally:
+        journal.close()

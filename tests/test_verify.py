@@ -51,7 +51,7 @@ def verify_against_claims(
     """verify() with each result set beside its claim, and the summary's mismatches, as
     status --verify gives them (commands._render.ClaimsCheck)."""
     result = verify(urls, options)
-    result["results"] = list(against_claims(result["results"], claims))
+    result["results"] = list(against_claims(result["results"], claims.get))
     result["summary"]["mismatches"] = sum(1 for r in result["results"] if r["mismatch"])
     return result
 

@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -285,28 +286,36 @@ def test_piped_status_verify_writes_each_answer_as_it_comes(
         assert [r["url"] for r in records[1:]] == urls
 
 
-def test_targets_a_provider_names_are_probed_once_each_and_say_their_target(
+def test_targets_a_provider_names_are_probed_as_it_reads_them_and_say_their_target(
     fake_config, fake_cdn: FakeCdn, edge: CacheServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A provider's probe targets (as direct warming names its PoPs and variants): each
-    probed once though named twice, and each result says its target, none when unnamed."""
+    """A provider's probe targets (as direct warming names its PoPs and variants), read from
+    an iterable that reads them anew each time (as a record of a million does): each group
+    probed with its own Accept-Encoding, and each result says its target, none when unnamed."""
     from prewarm_fake import FakeProvider
 
     from prewarm_cli.plugin import ProbeTarget
 
     urls = [f"{edge.url}/cloudfront/hit?i={i}" for i in range(3)]
     job = finished_job(fake_cdn, urls)
+    reads: list[int] = []
 
-    def probe_targets(self: FakeProvider, task_ids: list[str]) -> list[ProbeTarget]:
-        return [ProbeTarget(url, "gzip") for url in urls * 2]
+    class Targets:
+        def __iter__(self) -> Iterator[ProbeTarget]:
+            reads.append(0)
+            for encoding in ("gzip", "identity"):
+                for url in urls:
+                    yield ProbeTarget(url, encoding)
 
-    monkeypatch.setattr(FakeProvider, "probe_targets", probe_targets)
+    monkeypatch.setattr(FakeProvider, "probe_targets", lambda self, task_ids: Targets())
     r = invoke("status", job, "--verify", "-o", "json")
     assert r.returncode == 0, r.stderr
     results = json.loads(r.stdout)["verify"]["results"]
-    assert [x["url"] for x in results] == urls
+    assert [x["url"] for x in results] == urls * 2
     assert all("target" in x and x["target"] is None for x in results)
-    assert [p["headers"].get("accept-encoding") for p in edge.requests] == ["gzip"] * 3
+    sent = [p["headers"].get("accept-encoding") for p in edge.requests]
+    assert sent == ["gzip"] * 3 + ["identity"] * 3
+    assert len(reads) == 2  # counted, then probed
 
 
 @pytest.mark.parametrize("command", ["status", "submit"])

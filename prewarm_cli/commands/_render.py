@@ -2,57 +2,60 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, closing, contextmanager
+from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 from prewarm_cli.output import Column, counted
 
 if TYPE_CHECKING:
-    from prewarm_cli.engine import JobRef, Workspace
+    from prewarm_cli.engine import Claims, JobRef, Workspace
     from prewarm_cli.errors import ExitCode
-    from prewarm_cli.output import Output
+    from prewarm_cli.output import Output, Progress
     from prewarm_cli.plugin import ProbeTarget
     from prewarm_cli.results import JobReport, JobStatus, Plan, SubmitSummary
 
 MAX_LISTED_FAILURES = 20  # per kind, in the submit table; `prewarm report` lists them all
 
 
+Part = tuple[Generator[dict[str, Any], None, None], str | None, bool]  # results, target, named
+
+
 class ClaimsCheck:
     """--verify of a job: its results as the answers come (``results``, read within
     `claims_verified`), each set beside the vendors' claim; their summary and exit code once
-    read."""
+    read. ``parts``: the results of each group of probes, made as they are reached."""
 
     def __init__(
         self,
-        parts: Sequence[tuple[Generator[dict[str, Any], None, None], str | None, bool]],
-        claims: Mapping[str, str],
+        parts: Generator[Part, None, None],
+        claims: Claims,
         reading: Callable[[], AbstractContextManager[None]],
     ) -> None:
         from prewarm_cli.verify import probe
 
         self._tally = probe.Tally()
         self._n_mismatches = 0
-        self._parts = parts
-        self.results = self._checked(claims, reading)
+        self.results = self._checked(parts, claims, reading)
 
     def _checked(
-        self, claims: Mapping[str, str], reading: Callable[[], AbstractContextManager[None]]
+        self,
+        parts: Generator[Part, None, None],
+        claims: Claims,
+        reading: Callable[[], AbstractContextManager[None]],
     ) -> Generator[dict[str, Any], None, None]:
         from prewarm_cli.verify import probe
 
-        try:
-            with reading():  # Ctrl-C while an answer is awaited is said with the job's name
-                for results, label, pinned in self._parts:
-                    for item in probe.against_claims(results, claims):
+        with closing(parts), reading():  # Ctrl-C while an answer is awaited names the job
+            for results, label, pinned in parts:
+                with closing(results):  # their threads and connections go with them
+                    for item in probe.against_claims(results, claims.get):
                         if pinned:  # the target a provider named (its label, or none)
                             item["target"] = label
                         self._tally.add(item)
                         self._n_mismatches += item["mismatch"]
                         yield item
-        finally:
-            for results, _, _ in self._parts:
-                results.close()  # their threads and connections go with them
 
     def summary(self) -> dict[str, Any]:
         return {**self._tally.to_dict(), "mismatches": self._n_mismatches}
@@ -63,10 +66,14 @@ class ClaimsCheck:
         return probe.exit_code(self.summary())
 
 
+# A group of a provider's probe targets: alias, IP, Accept-Encoding, label, User-Agent.
+_Group = tuple[str, str | None, str, str | None, str | None]
+
+
 @contextmanager
 def claims_verified(
     ws: Workspace,
-    claims: dict[str, str],
+    claims: Claims,
     ref: JobRef | None,
     reading: Callable[[], AbstractContextManager[None]],
 ) -> Iterator[ClaimsCheck]:
@@ -77,39 +84,52 @@ def claims_verified(
     checked in the entry that was warmed. A provider that warmed given edges and variants
     (direct) names them: each is probed through its own IP with its own Accept-Encoding, the
     User-Agent the provider sent and its ca_bundle; other URLs are probed once, as `verify`.
-    A CA bundle that cannot be read is said before any answer.
+    The URLs and targets are read as they are probed (a first pass counts them and finds
+    each group's hosts): a million are never all held. A CA bundle that cannot be read is
+    said before any answer.
     """
     from prewarm_cli.inputs import host_of
     from prewarm_cli.verify import probe
 
     headers = _job_headers(ws, ref)
     options = probe.VerifyOptions(headers=headers)
-    pinned = _probe_targets(ws, ref)
-    pinned_urls = {t.url for _, t in pinned}  # once: in the condition, a set per URL
-    rest = [u for u in claims if u not in pinned_urls]
+    named = _probe_targets(ws, ref)
     # Each target is probed with its own Accept-Encoding; a -H one was not sent (direct).
     own_headers = tuple((n, v) for n, v in headers if n.lower() != "accept-encoding")
-    groups: dict[tuple[str, str | None, str, str | None, str | None], dict[str, None]] = {}
-    for alias, t in pinned:  # each target once, as a provider may name it twice
-        key = (alias, t.ip, t.accept_encoding, t.label, t.user_agent)
-        groups.setdefault(key, {})[t.url] = None
-    del pinned, pinned_urls
-    total = probe.planned_requests(len(rest), options) + sum(len(g) for g in groups.values())
-    with ws.out.progress(total, "verifying") as bar:
-        parts: list[tuple[Generator[dict[str, Any], None, None], str | None, bool]] = [
-            (probe.verify_stream(rest, options, bar.advance)[0], None, False)
-        ]
-        for (alias, ip, encoding, label, user_agent), urls in groups.items():
-            pins = tuple(sorted({f"{host_of(u)}:{ip}" for u in urls})) if ip else ()
-            group_options = probe.VerifyOptions(
-                headers=own_headers,
-                resolve=pins,
-                encodings=(encoding,),
-                user_agent=user_agent or probe.USER_AGENT,
-                ca_bundle=ws.session(alias).ca_bundle,
+    n_rest = sum(1 for _ in claims.urls(without=named))
+    hosts: dict[_Group, set[str]] = {}  # each group's hosts, for its pins
+    n_named = 0
+    for alias, targets in named.items():
+        if ws.session(alias).ca_bundle:
+            probe.ssl_context(ws.session(alias).ca_bundle)
+        for t in targets:
+            key = (alias, t.ip, t.accept_encoding, t.label, t.user_agent)
+            hosts.setdefault(key, set()).add(host_of(t.url))
+            n_named += 1
+
+    def parts(bar: Progress) -> Generator[Part, None, None]:
+        rest = claims.urls(without=named)
+        yield probe.verify_stream(rest, options, bar.advance)[0], None, False
+        for alias, targets in named.items():
+            by_group = groupby(
+                targets, key=lambda t: (alias, t.ip, t.accept_encoding, t.label, t.user_agent)
             )
-            parts.append((probe.verify_stream(urls, group_options, bar.advance)[0], label, True))
-        check = ClaimsCheck(parts, claims, reading)
+            for (_, ip, encoding, label, user_agent), same in by_group:
+                key = (alias, ip, encoding, label, user_agent)
+                pins = tuple(sorted(f"{host}:{ip}" for host in hosts.get(key, ()))) if ip else ()
+                group_options = probe.VerifyOptions(
+                    headers=own_headers,
+                    resolve=pins,
+                    encodings=(encoding,),
+                    user_agent=user_agent or probe.USER_AGENT,
+                    ca_bundle=ws.session(alias).ca_bundle,
+                )
+                urls = (t.url for t in same)
+                yield probe.verify_stream(urls, group_options, bar.advance)[0], label, True
+
+    total = probe.planned_requests(n_rest, options) + n_named
+    with ws.out.progress(total, "verifying") as bar:
+        check = ClaimsCheck(parts(bar), claims, reading)
         with closing(check.results):
             yield check
 
@@ -117,7 +137,7 @@ def claims_verified(
 def emit_verified(
     ws: Workspace,
     data: dict[str, Any],
-    claims: dict[str, str],
+    claims: Claims,
     ref: JobRef,
     *,
     table: Callable[[dict[str, Any]], None],
@@ -167,12 +187,14 @@ def _job_headers(ws: Workspace, ref: JobRef | None) -> tuple[tuple[str, str], ..
     return tuple((str(h[0]), str(h[1])) for h in recorded)
 
 
-def _probe_targets(ws: Workspace, ref: JobRef | None) -> list[tuple[str, ProbeTarget]]:
-    found: list[tuple[str, ProbeTarget]] = []
+def _probe_targets(ws: Workspace, ref: JobRef | None) -> dict[str, Iterable[ProbeTarget]]:
+    """The probe targets of each provider that names its own (direct)."""
+    found: dict[str, Iterable[ProbeTarget]] = {}
     for alias, task_ids in (ref.tasks if ref else {}).items():
         if task_ids:
-            targets = ws.session(alias).provider.probe_targets(task_ids) or []
-            found.extend((alias, t) for t in targets)
+            targets = ws.session(alias).provider.probe_targets(task_ids)
+            if targets is not None:
+                found[alias] = targets
     return found
 
 

@@ -63,7 +63,7 @@ def status(
         data = result.to_dict()
         codes = {exit_for(result.outcomes())}
         table, records = status_views(ws, result.job_id, result)
-        if verify:
+        if claims is not None:
             codes.add(emit_verified(ws, data, claims, ref, table=table, records=records))
         else:
             ws.out.emit(data, table=table, records=records)

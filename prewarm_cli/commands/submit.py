@@ -177,7 +177,7 @@ def submit(
         result: dict[str, Any] = {**summary.to_dict(), "status": status.to_dict()}
         codes = {code, exit_for(status.outcomes())}
         table, records = status_views(ws, summary.job_id, status)  # after the submit's
-        if verify:
+        if claims is not None:
             codes.add(emit_verified(ws, result, claims, ref, table=table, records=records))
         else:
             ws.out.emit(result, table=table, records=records)

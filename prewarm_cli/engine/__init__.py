@@ -16,6 +16,7 @@ from prewarm_cli.engine.actions import (
     scale,
     scale_alias,
 )
+from prewarm_cli.engine.claims import Claims
 from prewarm_cli.engine.intake import SubmitRequest, intake
 from prewarm_cli.engine.plan import plan
 from prewarm_cli.engine.purge import PURGE_WAIT_SECONDS
@@ -36,6 +37,7 @@ from prewarm_cli.engine.workspace import ProviderSession, Router, Workspace, bui
 
 __all__ = [
     "PURGE_WAIT_SECONDS",
+    "Claims",
     "JobRef",
     "ProviderSession",
     "Router",

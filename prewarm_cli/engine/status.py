@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from prewarm_cli import journal as jr
+from prewarm_cli.engine.claims import Claims
 from prewarm_cli.engine.lock import JobLock
 from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import (
@@ -495,45 +496,18 @@ def _only_urls(status: TaskStatus, urls: set[str] | None) -> TaskStatus:
 
 def status_with_claims(
     ws: Workspace, ref: JobRef, *, with_claims: bool = True
-) -> tuple[JobStatus, dict[str, str]]:
-    """job_status(), also returning each URL's vendor state (for --verify; {} unless
-    ``with_claims``: they read every URL of the job)."""
+) -> tuple[JobStatus, Claims | None]:
+    """job_status(), also returning each URL's vendor state (for --verify; None unless
+    ``with_claims``)."""
     status, statuses = _job_status(ws, ref, with_claims=with_claims)
     _say_resume(ws, status, ref)
-    return status, url_claims(ws, ref, statuses) if with_claims else {}
+    return status, url_claims(ws, ref, statuses) if with_claims else None
 
 
-def url_claims(
-    ws: Workspace, ref: JobRef, statuses: Mapping[str, list[TaskStatus]]
-) -> dict[str, str]:
+def url_claims(ws: Workspace, ref: JobRef, statuses: Mapping[str, list[TaskStatus]]) -> Claims:
     """What the vendors say about each URL: its own state where given, else its task's
     (within a journal job, a task lists only the URLs whose state is not its own)."""
-    claims: dict[str, str] = {}
-
-    def claim(url: str, state: str) -> None:
-        # One URL on several CDNs: "succeeded" only when every vendor says so.
-        if claims.get(url, "succeeded") == "succeeded":
-            claims[url] = state
-
-    by_task = {
-        alias: {s.task_id: s for s in task_statuses} for alias, task_statuses in statuses.items()
-    }
-    per_url = {
-        alias: {u.url: str(u.state) for s in task_statuses for u in s.urls}
-        for alias, task_statuses in statuses.items()
-    }
-    if not ref.job_id:
-        for states in per_url.values():
-            for url, state in states.items():
-                claim(url, state)
-        return claims
-    for row in ws.journal.iter_targets(ref.job_id, [jr.ACCEPTED]):  # one pass, all providers
-        alias = row["provider"]
-        if alias in statuses:
-            task = by_task[alias].get(row["task_id"])
-            fallback = str(task.state) if task else "pending"
-            claim(row["url"], per_url[alias].get(row["url"], fallback))
-    return claims
+    return Claims(ws.journal, ref.job_id, statuses)
 
 
 def _provider_status(
@@ -709,7 +683,7 @@ def wait_with_claims(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     with_claims: bool = True,
-) -> tuple[JobStatus, dict[str, str]]:
+) -> tuple[JobStatus, Claims | None]:
     """Polls until the job is finished or --wait-timeout expires; also each URL's final state
     (with_claims, for --verify)."""
     every = poll_interval(ws, ref, interval)
@@ -727,7 +701,7 @@ def wait_with_claims(
             if settled(status):
                 progress.note(_poll_line(status))
                 _say_resume(ws, status, ref)
-                return status, url_claims(ws, ref, statuses) if with_claims else {}
+                return status, url_claims(ws, ref, statuses) if with_claims else None
             if deadline is None:
                 progress.note(_poll_line(status, every))
                 sleep(every)

@@ -193,13 +193,13 @@ def verify_stream(
 
 
 def against_claims(
-    results: Iterable[dict[str, Any]], claims: Mapping[str, str]
+    results: Iterable[dict[str, Any]], claim_of: Callable[[str], str | None]
 ) -> Generator[dict[str, Any], None, None]:
     """Each result with ``vendor`` (the URL's claimed state, or None) and ``mismatch`` (the
     vendor says ``succeeded`` but the cache here does not hold the URL's answer: a cached
     redirect holds it, as direct warming warms it), as it comes."""
     for item in results:
-        claim = claims.get(item["url"])
+        claim = claim_of(item["url"])
         item["vendor"] = claim
         item["mismatch"] = claim == "succeeded" and not is_cached(item)
         yield item

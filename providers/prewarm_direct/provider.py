@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import groupby
@@ -655,13 +655,10 @@ class DirectProvider(Provider):
                     mine[key] += counts.get(key, 0)
         return _with_totals(per_pop)
 
-    def probe_targets(self, task_ids: Sequence[str]) -> list[ProbeTarget] | None:
-        """Every (URL, PoP, variant) these runs warmed, to be probed again through that PoP."""
-        return [
-            ProbeTarget(r.url, r.variant, r.ip, r.target, user_agent=self.user_agent)
-            for r in self.store.of_runs(task_ids)
-            if r.outcome == OK
-        ]
+    def probe_targets(self, task_ids: Sequence[str]) -> Iterable[ProbeTarget] | None:
+        """Every (URL, PoP, variant) these runs warmed, to be probed again through that PoP,
+        read from the record each time they are iterated."""
+        return _WarmedTargets(self.store, tuple(task_ids), self.user_agent)
 
     def report(self, task_ids: Sequence[str]) -> Report:
         """Each (URL, PoP, variant) request that was refused or failed last time it was sent."""
@@ -862,3 +859,15 @@ def _size(n: int) -> str:
             return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return f"{n} B"
+
+
+class _WarmedTargets:
+    """The probe targets of some runs, read from the record as they are iterated (a million
+    are never all held), a PoP's with one variant side by side."""
+
+    def __init__(self, store: Store, run_ids: Sequence[str], user_agent: str) -> None:
+        self._store, self._run_ids, self._user_agent = store, run_ids, user_agent
+
+    def __iter__(self) -> Iterator[ProbeTarget]:
+        for r in self._store.warmed_targets(self._run_ids):
+            yield ProbeTarget(r.url, r.variant, r.ip, r.target, user_agent=self._user_agent)

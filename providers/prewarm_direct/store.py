@@ -432,6 +432,21 @@ class Store:
         finally:
             db.close()
 
+    def warmed_targets(self, run_ids: Sequence[str]) -> Iterator[Warmed]:
+        """Each (URL, target, variant) these runs warmed (answered OK in one of them), with
+        the IP of its latest OK answer; one target's requests with one IP and variant side by
+        side, in the order they were answered. Read as SQLite sorts them (to a temporary file
+        past a few megabytes), never all in memory, through a connection of its own (see
+        ``latest_of_runs``)."""
+        with self._lock:
+            runs = self._name_runs(run_ids)
+        db = sqlite3.connect(str(self.path), timeout=30.0)
+        try:
+            db.execute("PRAGMA temp_store=FILE")
+            yield from map(Warmed._make, db.execute(_WARMED_OF_RUNS, (runs, runs, runs)))
+        finally:
+            db.close()
+
     def run_order(self, run_ids: Sequence[str]) -> dict[str, int]:
         """These runs in the order they began here (the record names a run as it begins)."""
         with self._lock:
@@ -517,7 +532,7 @@ def _row(record: Record, job_id: str | None, alias: str) -> tuple[object, ...]:
 
 # Places in such a row.
 _RUN, _URL, _TARGET, _VARIANT, _OUTCOME, _ALIAS, _JOB = 0, 1, 2, 3, 4, 12, 13
-_CACHE, _BYTES, _AT = 6, 7, 11
+_CACHE, _BYTES, _IP, _AT = 6, 7, 10, 11
 # The rows of some runs: their jobs' rows (the key's range), then the runs' own.
 _OF_RUNS = (
     "job_id IN (SELECT job_id FROM runs WHERE run_id IN (SELECT value FROM json_each(?)))"
@@ -547,6 +562,34 @@ SELECT answers.run_id, url, target, outcome, cache, bytes,
 FROM answers JOIN runs ON runs.run_id = answers.run_id
 GROUP BY url, target, variant ORDER BY url
 """
+
+
+_JSON_WARMED = ", ".join(
+    f"json_extract(a.value, '$[{i}]')" for i in (_URL, _TARGET, _VARIANT, _IP, _AT)
+)
+# The requests some runs warmed, each once with the IP of its latest OK answer (a `warmed` row
+# holds OK answers only), grouped by where and how they were sent: --verify's probe targets.
+_WARMED_OF_RUNS = f"""
+WITH answers (url, target, variant, ip, at) AS (
+    SELECT url, target, variant, ip, at FROM requests WHERE {_OF_RUNS} AND outcome = '{OK}'
+    UNION ALL
+    SELECT {_JSON_WARMED}
+    FROM warmed, json_each(warmed.answers) AS a
+    WHERE warmed.run_id IN (SELECT value FROM json_each(?))
+)
+SELECT url, target, variant, ip, max(at) AS at FROM answers
+GROUP BY url, target, variant ORDER BY target, ip, variant, at
+"""
+
+
+class Warmed(NamedTuple):
+    """A request some runs warmed, as ``warmed_targets`` reads it."""
+
+    url: str
+    target: str
+    variant: str
+    ip: str | None
+    at: str
 
 
 class Latest(NamedTuple):
