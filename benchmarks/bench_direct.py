@@ -14,13 +14,15 @@ one URL gives that fixed cost, and the rate without it is shown beside the whole
 For reference, the same transfers from Python with nothing else: pycurl's multi interface in a
 bare loop (what prewarm's Warmer drives, without the journal, the record or any check).
 CPU is user + system time per request, from the kernel's accounting of each process.
-Peak RSS of `prewarm submit` is read for several URL counts (it should not grow with them).
+Peak RSS of `prewarm submit` is read for several URL counts (it should not grow with them),
+and the time, CPU and peak RSS of `status JOB --verify` of a direct job, which probes every
+URL again through the PoP it was warmed at.
 
     .venv/bin/python benchmarks/bench_direct.py [--concurrency 8] [--small 20000]
-        [--large 2000] [--rss 1000,10000] [--repeat 3] [--shuffled]
+        [--large 2000] [--rss 1000,10000] [--verify 2000,20000] [--repeat 3] [--shuffled]
 
 With --shuffled the URLs come in random order, as a sitemap may list them. --small 0 or
---large 0 leaves that comparison out, --rss "" the peak RSS runs.
+--large 0 leaves that comparison out, --rss "" the peak RSS runs, --verify "" the verify runs.
 """
 
 from __future__ import annotations
@@ -188,12 +190,38 @@ def compare(name: str, urls: list[str], nginx: Nginx, args: argparse.Namespace, 
     shutil.rmtree(state, ignore_errors=True)
 
 
+def verify_job(count: int, nginx: Nginx, args: argparse.Namespace) -> None:
+    """`status JOB --verify` of a direct job of ``count`` URLs, each probed through the PoP
+    it was warmed at, every answer a hit: time, CPU per probe, peak RSS (flat in URLs)."""
+    urls = [nginx.url(f"/obj/v{i}.js?size=2048") for i in range(count)]
+    work = Path(tempfile.mkdtemp(prefix="bench-direct-"))
+    env, state = prewarm_env(args.concurrency)
+    run_curl(urls, nginx, args.concurrency, work)  # fills the cache
+    job = json.loads(run_prewarm(urls, nginx, env, work).stdout)["job_id"]
+    runs = [run(["status", job, "--verify", "-o", "ndjson"], env) for _ in range(args.repeat)]
+    for r in runs:
+        verified = json.loads(r.stdout.splitlines()[-1])["summary"]
+        if verified["hit"] != count:
+            raise SystemExit(f"verify: {verified['hit']} hits of {count}")
+    seconds = statistics.median(r.seconds for r in runs)
+    print(
+        f"status --verify, {count} URLs: {seconds:.2f} s ({count / seconds:,.0f} probes/s),"
+        f" {statistics.median(r.cpu_s for r in runs) / count * 1e6:.0f} µs CPU/probe,"
+        f" peak RSS {max(r.peak_kib for r in runs) / 1024:.1f} MiB"
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(state, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--small", type=int, default=20000, help="URLs of 2 KB")
     parser.add_argument("--large", type=int, default=2000, help="URLs of 1 MB")
     parser.add_argument("--rss", default="1000,10000", help="URL counts for peak RSS")
+    parser.add_argument(
+        "--verify", default="2000,20000", help="URL counts for `status JOB --verify`"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--shuffled",
@@ -215,6 +243,8 @@ def main() -> None:
             compare("2 KB", small, nginx, args, 2048)
         if large:
             compare("1 MB", large, nginx, args, 1048576)
+        for count in (int(c) for c in args.verify.split(",") if c):
+            verify_job(count, nginx, args)
         for count in (int(c) for c in args.rss.split(",") if c):
             urls = [url(f"/obj/r{i}.js?size=2048") for i in range(count)]
             work = Path(tempfile.mkdtemp(prefix="bench-direct-"))

@@ -557,7 +557,9 @@ def test_concurrency_bound_is_respected(edge: CacheServer) -> None:
 def test_answers_come_in_input_order_reading_a_bounded_way_ahead(
     edge: CacheServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(probe, "_MAX_AHEAD", 8)  # concurrency 2: 4 queued, 8 read ahead
+    from prewarm_cli.verify import curl
+
+    monkeypatch.setattr(curl, "_MAX_AHEAD", 8)  # concurrency 2: 8 read ahead
     held = threading.Event()
     edge.routes["/first"] = Route(headers={"X-Cache": "HIT"}, held=held)
     urls = [f"{edge.url}/first", *(f"{edge.url}/next?i={i}" for i in range(39))]
@@ -635,9 +637,12 @@ def test_resolve_pins_the_connection_and_keeps_host(edge: CacheServer) -> None:
     assert other["results"][0]["error"]
 
 
-def test_pinned_client_is_the_helper_direct_warming_reuses(edge: CacheServer) -> None:
-    """pinned_client + classify, as the direct provider uses them: exact Accept-Encoding,
-    the raw body counted, Host kept while the connection goes to the pinned IP."""
+def test_pinned_client_offered_to_providers_keeps_host_and_counts_raw_bytes(
+    edge: CacheServer,
+) -> None:
+    """pinned_client + classify, as a provider may use them (the plugin API): exact
+    Accept-Encoding, the raw body counted, Host kept while the connection goes to the pinned
+    IP."""
     from prewarm_cli.verify.classify import classify as classify_headers
     from prewarm_cli.verify.probe import pinned_client
 
@@ -674,7 +679,7 @@ def test_tls_verification_is_always_on(tls_edge: tuple[CacheServer, Path]) -> No
         [f"https://pinned.test:{edge.port}/cloudfront/hit"],
         VerifyOptions(resolve=pin, retries=0),
     )["results"][0]
-    assert untrusted["error"] and "CERTIFICATE_VERIFY_FAILED" in untrusted["error"]
+    assert untrusted["error"] and "(certificate not trusted)" in untrusted["error"]
     wrong_name = verify(
         [f"https://other.test:{edge.port}/cloudfront/hit"],
         VerifyOptions(resolve=pin, ca_bundle=str(ca), retries=0),

@@ -1,21 +1,21 @@
 """Pinned probing: request each URL, optionally through a chosen IP, and classify the answer.
 
-:func:`pinned_client` builds the httpx client both ``verify`` and the ``direct`` provider use:
-TLS verification always on (a CA bundle replaces the trust store, as curl's ``--cacert``),
-redirects not followed (a 3xx is the answer the CDN cached), and ``--resolve`` pins that
-connect to an IP while keeping Host and SNI, as curl's ``--resolve`` does.
+The options, the results and their summary; the requests themselves go through libcurl
+(:mod:`prewarm_cli.verify.curl`). :func:`pinned_client` builds the httpx client offered to
+providers (the plugin API) with the same rules: TLS verification always on (a CA bundle
+replaces the trust store, as curl's ``--cacert``), redirects not followed (a 3xx is the answer
+the CDN cached), and ``--resolve`` pins that connect to an IP while keeping Host and SNI, as
+curl's ``--resolve`` does.
 
-httpx is imported only when requests are really made, so that ``prewarm --help`` stays fast.
+httpx and pycurl are imported only when requests are really made, so that ``prewarm --help``
+stays fast.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
-import threading
-import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +24,6 @@ from prewarm_cli.errors import ConfigError, ExitCode, Outcome, UsageError, exit_
 from prewarm_cli.verify.classify import (
     CACHE_VALUES,
     HIT,
-    UNKNOWN,
-    classify,
     is_cached,
     is_warm,
 )
@@ -33,7 +31,6 @@ from prewarm_cli.verify.pins import Pin, host_port, no_pin_for, parse_resolve
 
 if TYPE_CHECKING:
     import ssl
-    from concurrent.futures import Future
 
     import httpx
 
@@ -48,9 +45,6 @@ DEFAULT_RETRIES = 2
 # What prewarm's own requests send; a probe says it is one, unless it must match a warm request.
 USER_AGENT = f"prewarm-cli/{__version__}"
 VERIFY_USER_AGENT = f"{USER_AGENT} (verify)"
-_RETRY_BACKOFF = 0.1  # seconds; doubled per attempt (connection errors only)
-# Answers held for the order of the URLs at most (a slow one holds back those after it).
-_MAX_AHEAD = 1024
 
 
 @dataclass(frozen=True)
@@ -276,121 +270,15 @@ def probe_each(
 
     A CA bundle that cannot be read is said at once, before any answer is written; close the
     iterator if it is not read to its end."""
-    if options.ca_bundle:
-        ssl_context(options.ca_bundle)
+    ssl_context(options.ca_bundle)  # the trust store, or the bundle that replaces it: readable
     work = ((url, enc) for url in urls for enc in options.variants())
     first = next(work, None)
     if first is None:
         none: tuple[ProbeResult, ...] = ()
         return (answer for answer in none)
-    return _answers(itertools.chain([first], work), options, progress)
+    from prewarm_cli.verify.curl import probe_all
 
-
-def _answers(
-    work: Iterator[tuple[str, str | None]],
-    options: VerifyOptions,
-    progress: Callable[[int], None] | None,
-) -> Generator[ProbeResult, None, None]:
-    from concurrent.futures import FIRST_COMPLETED, wait  # 4 ms: here
-
-    client = pinned_client(
-        options.pins(),
-        timeout=options.timeout,
-        ca_bundle=options.ca_bundle,
-        max_connections=options.concurrency,
-        user_agent=options.user_agent,
-    )
-    pool = _Workers(options.concurrency)
-    queue = enumerate(work)
-    window = options.concurrency * 2  # requests queued for the threads
-    ahead = max(window, _MAX_AHEAD)  # how far the requests may run ahead of the answers given
-    pending: dict[Future[ProbeResult], int] = {}
-    early: dict[int, ProbeResult] = {}  # answers that came before an earlier one
-    n_given = 0
-    try:
-        while True:
-            while len(pending) < window and len(pending) + len(early) < ahead:
-                item = next(queue, None)
-                if item is None:
-                    break
-                index, (url, enc) = item
-                pending[pool.submit(_probe, client, url, enc, options)] = index
-            if not pending:
-                break
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                early[pending.pop(future)] = future.result()
-                if progress is not None:
-                    progress(1)
-            while n_given in early:
-                yield early.pop(n_given)
-                n_given += 1
-    except BaseException:
-        # Ctrl-C, or the iterator closed (its reader gone): drop what has not started, and
-        # leave the probes in flight to end with the process.
-        pool.shutdown(cancel=True)
-        raise
-    else:
-        pool.shutdown()
-    finally:
-        client.close()
-
-
-class _Workers:
-    """The threads that probe, ``n_threads`` of them.
-
-    Unlike the standard library's pool, whose threads the interpreter waits for at exit,
-    they are daemon threads: Ctrl-C ends the process at once, not once the probes in flight
-    answer or reach their timeout.
-    """
-
-    def __init__(self, n_threads: int) -> None:
-        import queue
-
-        self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None]
-        self._tasks = queue.SimpleQueue()
-        self._n_threads = n_threads
-        self._threads: list[threading.Thread] = []  # started as work comes, up to n_threads
-
-    def submit(self, fn: Callable[..., ProbeResult], *args: Any) -> Future[ProbeResult]:
-        from concurrent.futures import Future
-
-        future: Future[ProbeResult] = Future()
-        self._tasks.put((future, functools.partial(fn, *args)))
-        if len(self._threads) < self._n_threads:
-            thread = threading.Thread(
-                target=self._work, name=f"prewarm-verify-{len(self._threads)}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
-        return future
-
-    def _work(self) -> None:
-        while (task := self._tasks.get()) is not None:
-            future, call = task
-            if not future.set_running_or_notify_cancel():
-                continue  # cancelled before it started
-            try:
-                future.set_result(call())
-            except BaseException as exc:  # the caller's to raise, from future.result()
-                future.set_exception(exc)
-
-    def shutdown(self, *, cancel: bool = False) -> None:
-        """Stops the threads once their work is done; ``cancel``: what has not started is
-        dropped, and nothing is waited for."""
-        import queue
-
-        if cancel:
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    task = self._tasks.get_nowait()
-                    if task is not None:
-                        task[0].cancel()
-        for _ in self._threads:
-            self._tasks.put(None)
-        if not cancel:
-            for thread in self._threads:
-                thread.join()
+    return probe_all(itertools.chain([first], work), options, progress)
 
 
 def request_headers(options: VerifyOptions, encoding: str | None) -> dict[str, str]:
@@ -403,80 +291,6 @@ def request_headers(options: VerifyOptions, encoding: str | None) -> dict[str, s
     if encoding is not None:
         headers["Accept-Encoding"] = encoding
     return headers
-
-
-def _probe(
-    client: httpx.Client, url: str, encoding: str | None, options: VerifyOptions
-) -> ProbeResult:
-    import httpx
-
-    headers = request_headers(options, encoding)
-    sent_encoding = next((v for k, v in headers.items() if k.lower() == "accept-encoding"), None)
-    attempt = 0
-    while True:
-        started = time.monotonic()
-        response: httpx.Response | None = None
-        try:
-            with client.stream(options.method, url, headers=headers) as response:
-                size: int | None = None
-                error: str | None = None
-                if options.method == "GET":
-                    size = 0
-                    try:
-                        # Raw: counted as sent (compressed), never decoded nor kept.
-                        for chunk in response.iter_raw():
-                            size += len(chunk)
-                    except httpx.HTTPError as exc:
-                        error = (
-                            f"{describe_error(exc, options.timeout)} after {size} bytes of the body"
-                        )
-                else:
-                    # A HEAD answer has no body, but the exchange ends only when it is read:
-                    # closed unread, the connection is closed too, and the next probe opens
-                    # another (a TCP and TLS handshake per URL).
-                    with contextlib.suppress(httpx.HTTPError):
-                        response.read()
-                elapsed = time.monotonic() - started
-                verdict = classify(response.headers, response.status_code)
-                return ProbeResult(
-                    url=url,
-                    accept_encoding=sent_encoding,
-                    status_code=response.status_code,
-                    cache=verdict.cache,
-                    pop=verdict.pop,
-                    age=verdict.age,
-                    bytes=size,
-                    elapsed_ms=round(elapsed * 1000),
-                    headers=verdict.headers,
-                    error=error,
-                    source=verdict.source,
-                    detail=verdict.detail,
-                    http_version=response.http_version,
-                )
-        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-            # Only a request that never got an answer is sent again: nothing reached the CDN
-            # (connect) or the connection died before any response (e.g. a stale keep-alive).
-            retryable = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) or (
-                isinstance(exc, httpx.RemoteProtocolError) and response is None
-            )
-            if retryable and attempt < options.retries:
-                time.sleep(_RETRY_BACKOFF * 2**attempt)
-                attempt += 1
-                continue
-            suffix = f" (after {attempt + 1} attempts)" if attempt else ""
-            return ProbeResult(
-                url=url,
-                accept_encoding=sent_encoding,
-                status_code=None,
-                cache=UNKNOWN,
-                pop=None,
-                age=None,
-                bytes=None,
-                elapsed_ms=round((time.monotonic() - started) * 1000),
-                headers={},
-                error=describe_error(exc, options.timeout) + suffix,
-                detail="no response",
-            )
 
 
 def describe_error(exc: BaseException, timeout: float) -> str:

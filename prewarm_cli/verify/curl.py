@@ -1,0 +1,342 @@
+"""Probes through libcurl (pycurl), its multi interface driven from the calling thread.
+
+Up to ``concurrency`` requests in flight on kept-alive connections (HTTP/2 where the edge
+offers it over TLS), each answer classified as it comes and handed over in the order of the
+URLs. httpx in a pool of threads spent more time waiting for Python's lock and its pool's
+than probing: about 550 µs of CPU per probe, several times this loop's.
+
+What each request is, as `verify` promises it: the exact Accept-Encoding of its variant and
+nothing decoded (a GET's body counted as it came over the wire, never kept); redirects not
+followed; TLS always verified (a CA bundle replaces the trust store); ``--resolve`` pins that
+connect to an IP while the URL keeps Host and SNI (curl's ``--connect-to``: its host as
+written, with its final dot too), proxies unused where pins are given. A request is sent again
+only when it never got an answer (no connection, or one closed before any response), at most
+``retries`` times; ``timeout`` bounds the connection and each wait for a byte.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import os
+import time
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, NamedTuple
+
+from prewarm_cli.verify.classify import UNKNOWN, classify
+from prewarm_cli.verify.pins import Pin
+from prewarm_cli.verify.probe import ProbeResult, VerifyOptions, request_headers
+
+_RETRY_BACKOFF = 0.1  # seconds; doubled per attempt (no answer at all only)
+_TICK = 0.05  # seconds between looks for a request that has stalled
+_MAX_AHEAD = 1024  # answers held for the order of the URLs at most
+_HTTP_VERSIONS = {1: "HTTP/1.0", 2: "HTTP/1.1", 3: "HTTP/2", 30: "HTTP/3"}
+_CONNECTING = frozenset({6, 7, 28})  # no name, no connection, none within the timeout
+_NO_RESPONSE = frozenset({52, 55, 56})  # closed before any response (a stale keep-alive)
+
+
+class _Probe(NamedTuple):
+    place: int  # its place among the answers
+    url: str
+    encoding: str | None  # its variant: None for the -H value or the default
+    attempt: int = 0
+
+
+class _Slot:
+    """A libcurl handle, and the probe it is sending."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.received = bytearray()  # the answer's header lines, as they came
+        self.probe: _Probe | None = None
+        self.started = 0.0
+        self.n_seen = 0  # header and body bytes at the last look
+        self.last_byte = 0.0  # when they last grew
+
+
+def probe_all(
+    work: Iterator[tuple[str, str | None]],
+    options: VerifyOptions,
+    progress: Callable[[int], None] | None = None,
+) -> Generator[ProbeResult, None, None]:
+    """Probes each (URL, variant) of ``work`` and yields the answers in its order, reading it
+    as requests are due: only the answers that came before an earlier one are held."""
+    prober = _Prober(options)
+    try:
+        yield from prober.run(work, progress)
+    finally:
+        prober.close()
+
+
+class _Prober:
+    def __init__(self, options: VerifyOptions) -> None:
+        import pycurl
+
+        self._pycurl = pycurl  # imported here: `prewarm --help` stays fast
+        self._options = options
+        self._multi = pycurl.CurlMulti()
+        self._slots: dict[int, _Slot] = {}
+        self._free: list[_Slot] = []
+        self._in_flight = 0
+        # Each variant's request header lines, and the Accept-Encoding they send.
+        self._headers: dict[str | None, tuple[list[str], str | None]] = {}
+        for encoding in options.variants():
+            headers = request_headers(options, encoding)
+            lines = [f"{name}: {value}" if value else f"{name};" for name, value in headers.items()]
+            sent = next((v for k, v in headers.items() if k.lower() == "accept-encoding"), None)
+            self._headers[encoding] = (lines, sent)
+        connect_to = _connect_to(options.pins())
+        cafile = options.ca_bundle or os.environ.get("SSL_CERT_FILE") or _certifi()
+        for _ in range(options.concurrency):
+            handle = pycurl.Curl()
+            slot = _Slot(handle)
+            handle.setopt(pycurl.WRITEFUNCTION, len)  # the body counted, never kept
+            handle.setopt(pycurl.HEADERFUNCTION, slot.received.extend)
+            if options.method == "HEAD":
+                handle.setopt(pycurl.NOBODY, 1)
+            handle.setopt(pycurl.FOLLOWLOCATION, 0)
+            handle.setopt(pycurl.NOSIGNAL, 1)
+            handle.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, math.ceil(options.timeout * 1000)))
+            handle.setopt(pycurl.USERAGENT, options.user_agent)
+            handle.setopt(pycurl.SSL_VERIFYPEER, 1)
+            handle.setopt(pycurl.SSL_VERIFYHOST, 2)
+            handle.setopt(pycurl.CAINFO, cafile)
+            if not options.ca_bundle and os.environ.get("SSL_CERT_DIR"):
+                handle.setopt(pycurl.CAPATH, os.environ["SSL_CERT_DIR"])
+            if connect_to:
+                handle.setopt(pycurl.CONNECT_TO, connect_to)
+                handle.setopt(pycurl.PROXY, "")  # a proxy would choose the edge
+            self._slots[id(handle)] = slot
+            self._free.append(slot)
+
+    def run(
+        self, work: Iterator[tuple[str, str | None]], progress: Callable[[int], None] | None
+    ) -> Generator[ProbeResult, None, None]:
+        ahead = max(2 * self._options.concurrency, _MAX_AHEAD)
+        retries: list[tuple[float, int, _Probe]] = []  # (when, index, probe): a heap
+        early: dict[int, ProbeResult] = {}  # answers that came before an earlier one
+        n_taken = n_given = 0
+        exhausted = False
+        next_look = time.monotonic() + _TICK
+        while True:
+            now = time.monotonic()
+            while self._free:
+                if retries and retries[0][0] <= now:
+                    self._start(heapq.heappop(retries)[2], now)
+                elif not exhausted and n_taken - n_given < ahead:
+                    item = next(work, None)
+                    if item is None:
+                        exhausted = True
+                    else:
+                        self._start(_Probe(n_taken, *item), now)
+                        n_taken += 1
+                else:
+                    break
+            answered = self._transfer()
+            now = time.monotonic()
+            if now >= next_look:
+                answered += self._stalled(now)
+                next_look = now + _TICK
+            for slot, error in answered:
+                probe = slot.probe
+                assert probe is not None
+                slot.probe = None
+                self._free.append(slot)
+                result = self._result(slot, probe, error, now)
+                if result is None:
+                    due = now + _RETRY_BACKOFF * 2**probe.attempt
+                    heapq.heappush(
+                        retries, (due, probe.place, probe._replace(attempt=probe.attempt + 1))
+                    )
+                    continue
+                early[probe.place] = result
+                if progress is not None:
+                    progress(1)
+            while n_given in early:
+                yield early.pop(n_given)
+                n_given += 1
+            if exhausted and not self._in_flight and not retries:
+                return
+            if not answered and (self._in_flight or retries):
+                self._wait(retries[0][0] - now if retries else _TICK, next_look - now)
+
+    def _start(self, probe: _Probe, now: float) -> None:
+        pycurl = self._pycurl
+        slot = self._free.pop()
+        handle = slot.handle
+        handle.setopt(pycurl.URL, _ascii(probe.url))
+        handle.setopt(pycurl.HTTPHEADER, self._headers[probe.encoding][0])
+        del slot.received[:]
+        slot.probe, slot.started, slot.n_seen, slot.last_byte = probe, now, 0, now
+        self._multi.add_handle(handle)
+        self._in_flight += 1
+
+    def _transfer(self) -> list[tuple[_Slot, tuple[int, str] | None]]:
+        """Lets libcurl send and receive what it can now: the requests that ended."""
+        pycurl, multi = self._pycurl, self._multi
+        while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+            pass
+        ended: list[tuple[_Slot, tuple[int, str] | None]] = []
+        while True:
+            n_queued, ok, failed = multi.info_read()
+            ended += [(self._end(handle), None) for handle in ok]
+            ended += [(self._end(handle), (errno, msg)) for handle, errno, msg in failed]
+            if not n_queued:
+                return ended
+
+    def _stalled(self, now: float) -> list[tuple[_Slot, tuple[int, str] | None]]:
+        """The requests that got no byte for ``timeout`` seconds since the last one (libcurl
+        counts such a stall in whole seconds only): ended, as a read timeout."""
+        pycurl, timeout = self._pycurl, self._options.timeout
+        ended: list[tuple[_Slot, tuple[int, str] | None]] = []
+        for slot in self._slots.values():
+            if slot.probe is None:
+                continue
+            getinfo = slot.handle.getinfo
+            n_seen = len(slot.received) + getinfo(pycurl.SIZE_DOWNLOAD_T)
+            if n_seen != slot.n_seen:
+                slot.n_seen, slot.last_byte = n_seen, now
+            elif now - slot.last_byte >= timeout + _TICK:  # libcurl's connect timeout first
+                ended.append((self._end(slot.handle), (_STALLED, "")))
+        return ended
+
+    def _end(self, handle: Any) -> _Slot:
+        self._multi.remove_handle(handle)
+        self._in_flight -= 1
+        return self._slots[id(handle)]
+
+    def _wait(self, retry_in: float, look_in: float) -> None:
+        multi = self._multi
+        wait = multi.timeout()  # libcurl's next timer: a connect, a name
+        wait_s = min(1.0 if wait < 0 else wait / 1000, max(retry_in, 0.0), max(look_in, 0.0))
+        if wait_s <= 0:
+            return
+        if not self._in_flight or multi.select(wait_s) < 0:
+            time.sleep(min(wait_s, 0.001) if self._in_flight else wait_s)
+
+    def _result(
+        self, slot: _Slot, probe: _Probe, error: tuple[int, str] | None, now: float
+    ) -> ProbeResult | None:
+        """The probe's result; None when it is to be sent again."""
+        pycurl, options = self._pycurl, self._options
+        getinfo = slot.handle.getinfo
+        sent_encoding = self._headers[probe.encoding][1]
+        elapsed_ms = round((now - slot.started) * 1000)
+        code = getinfo(pycurl.RESPONSE_CODE) or None
+        if code is None:  # no answer at all
+            assert error is not None
+            errno, message = error
+            # Nothing reached the edge, or it closed before answering: asked again (not a
+            # certificate this machine does not trust, the same every time).
+            if (errno in _CONNECTING or errno in _NO_RESPONSE) and probe.attempt < options.retries:
+                return None
+            suffix = f" (after {probe.attempt + 1} attempts)" if probe.attempt else ""
+            return ProbeResult(
+                url=probe.url,
+                accept_encoding=sent_encoding,
+                status_code=None,
+                cache=UNKNOWN,
+                pop=None,
+                age=None,
+                bytes=None,
+                elapsed_ms=elapsed_ms,
+                headers={},
+                error=self._describe(errno, message) + suffix,
+                detail="no response",
+            )
+        size = getinfo(pycurl.SIZE_DOWNLOAD_T) if options.method == "GET" else None
+        body_error = None
+        if error is not None and options.method == "GET":
+            body_error = f"{self._describe(*error)} after {size or 0} bytes of the body"
+        verdict = classify(_headers(slot.received), code)
+        return ProbeResult(
+            url=probe.url,
+            accept_encoding=sent_encoding,
+            status_code=code,
+            cache=verdict.cache,
+            pop=verdict.pop,
+            age=verdict.age,
+            bytes=size,
+            elapsed_ms=elapsed_ms,
+            headers=verdict.headers,
+            error=body_error,
+            source=verdict.source,
+            detail=verdict.detail,
+            http_version=_HTTP_VERSIONS.get(getinfo(pycurl.INFO_HTTP_VERSION)),
+        )
+
+    def _describe(self, errno: int, message: str) -> str:
+        """One line for a request that failed: which wait ran out, or what libcurl said."""
+        timeout = f"timed out after {self._options.timeout:g} s"
+        if errno == _STALLED:
+            return f"{timeout} waiting for the response"
+        if errno == 28:
+            return f"{timeout} connecting"
+        if errno in _UNTRUSTED:
+            return (
+                f"cannot connect: {message or f'libcurl error {errno}'} (certificate not trusted)"
+            )
+        if errno in (6, 7) or errno in _TLS:
+            return f"cannot connect: {message or f'libcurl error {errno}'}"
+        if errno == 18:
+            return "connection closed"
+        if errno in _NO_RESPONSE:
+            return f"connection closed: {message}" if message else "connection closed"
+        return message or f"libcurl error {errno}"
+
+    def close(self) -> None:
+        for slot in self._slots.values():
+            if slot.probe is not None:
+                self._multi.remove_handle(slot.handle)
+            slot.handle.close()
+        self._multi.close()
+
+
+_STALLED = -1  # not a libcurl code: our own look found no byte for `timeout` seconds
+# libcurl's codes for a TLS handshake that failed or a certificate not trusted: no answer.
+_TLS = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91})
+_UNTRUSTED = frozenset({58, 60, 77, 83, 90, 91})  # of which: a certificate not trusted here
+
+
+def _connect_to(pins: tuple[Pin, ...]) -> list[str]:
+    """curl's --connect-to entries for ``--resolve`` pins: the last pin for a host and port
+    wins, a pin with a port before one without; each host also as written with a final dot
+    (libcurl matches the host as the URL writes it)."""
+    table = {(pin.host.lower().rstrip("."), pin.port): pin.ip for pin in pins}
+    ordered = sorted(table.items(), key=lambda item: item[0][1] is None)
+    entries = []
+    for (host, port), ip in ordered:
+        to = f"[{ip}]" if ":" in ip else ip
+        at = "" if port is None else str(port)
+        entries += [f"{host}:{at}:{to}:", f"{host}.:{at}:{to}:"]
+    return entries
+
+
+def _headers(block: bytearray) -> dict[str, str]:
+    """The final response's headers (after any 1xx): lower-case names, a repeated one's
+    values joined with ", ", in the order they came."""
+    last = block.rfind(b"\nHTTP/")
+    text = bytes(block[last + 1 if last >= 0 else 0 :]).decode("latin-1")
+    headers: dict[str, str] = {}
+    for line in text.split("\n")[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip():
+            continue
+        key, value = name.strip().lower(), value.strip()
+        seen = headers.get(key)
+        headers[key] = value if seen is None else f"{seen}, {value}"
+    return headers
+
+
+def _ascii(url: str) -> str:
+    if url.isascii():
+        return url
+    from prewarm_cli.plugin import url_to_ascii
+
+    return url_to_ascii(url)
+
+
+def _certifi() -> str:
+    import certifi
+
+    return str(certifi.where())
