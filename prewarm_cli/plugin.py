@@ -45,6 +45,7 @@ __all__ = [
     "cache_verdict",
     "cache_verdict_headers",
     "classify_cache",
+    "curl_verify_tls",
     "describe_http_error",
     "host_port",
     "no_pin_for",
@@ -447,6 +448,14 @@ def cache_verdict_headers() -> tuple[str, ...]:
     from prewarm_cli.verify.classify import VERDICT_HEADERS
 
     return VERDICT_HEADERS
+
+
+def curl_verify_tls(handle: Any, ca_bundle: str | None) -> None:
+    """Has a libcurl (pycurl) handle verify TLS as verify's probes do: against ``ca_bundle``,
+    which replaces the trust store, or else SSL_CERT_FILE, SSL_CERT_DIR or certifi's."""
+    from prewarm_cli.verify.curl import verify_tls
+
+    verify_tls(handle, ca_bundle)
 
 
 def describe_http_error(exc: BaseException, timeout: float) -> str:

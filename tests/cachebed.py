@@ -258,8 +258,10 @@ class Nginx:
         *,
         log_requests: bool = True,
         cache_key_headers: tuple[str, ...] = (),
+        keys_mib: int = 4,
     ) -> None:
         self.dir = workdir
+        self.keys_mib = keys_mib  # each PoP's cache keys: a MiB holds about 8,000
         self.cache_key_headers = cache_key_headers  # request headers in the cache key
         self.log_requests = log_requests  # every request the edges get (off for benchmarks)
         self.origin_port = origin_port
@@ -273,7 +275,8 @@ class Nginx:
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         self.port = _free_port(self.pops)
         caches = "\n".join(
-            f"    proxy_cache_path {self.dir}/cache/{i} levels=1:2 keys_zone=pop{i}:4m"
+            f"    proxy_cache_path {self.dir}/cache/{i} levels=1:2"
+            f" keys_zone=pop{i}:{self.keys_mib}m"
             " max_size=2g inactive=1h use_temp_path=off;"
             for i in range(len(self.pops))
         )

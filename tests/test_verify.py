@@ -688,6 +688,18 @@ def test_tls_verification_is_always_on(tls_edge: tuple[CacheServer, Path]) -> No
     assert edge.requests == []
 
 
+def test_a_certificate_not_trusted_is_not_asked_again(tls_edge: tuple[CacheServer, Path]) -> None:
+    """The same answer every time until the CA changes: one handshake, whatever --retries."""
+    edge, _ = tls_edge
+    pin = (f"pinned.test:{edge.port}:127.0.0.1",)
+    item = verify(
+        [f"https://pinned.test:{edge.port}/cloudfront/hit"],
+        VerifyOptions(resolve=pin, retries=2),
+    )["results"][0]
+    assert item["error"] and item["error"].endswith("(certificate not trusted)")
+    assert edge.sni == ["pinned.test"]
+
+
 def test_bad_ca_bundle_is_a_usage_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pem"
     with pytest.raises(UsageError, match="CA bundle"):

@@ -86,7 +86,6 @@ class _Prober:
             sent = next((v for k, v in headers.items() if k.lower() == "accept-encoding"), None)
             self._headers[encoding] = (lines, sent)
         connect_to = _connect_to(options.pins())
-        cafile = options.ca_bundle or os.environ.get("SSL_CERT_FILE") or _certifi()
         for _ in range(options.concurrency):
             handle = pycurl.Curl()
             slot = _Slot(handle)
@@ -98,11 +97,7 @@ class _Prober:
             handle.setopt(pycurl.NOSIGNAL, 1)
             handle.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, math.ceil(options.timeout * 1000)))
             handle.setopt(pycurl.USERAGENT, options.user_agent)
-            handle.setopt(pycurl.SSL_VERIFYPEER, 1)
-            handle.setopt(pycurl.SSL_VERIFYHOST, 2)
-            handle.setopt(pycurl.CAINFO, cafile)
-            if not options.ca_bundle and os.environ.get("SSL_CERT_DIR"):
-                handle.setopt(pycurl.CAPATH, os.environ["SSL_CERT_DIR"])
+            verify_tls(handle, options.ca_bundle)
             if connect_to:
                 handle.setopt(pycurl.CONNECT_TO, connect_to)
                 handle.setopt(pycurl.PROXY, "")  # a proxy would choose the edge
@@ -296,6 +291,19 @@ _STALLED = -1  # not a libcurl code: our own look found no byte for `timeout` se
 # libcurl's codes for a TLS handshake that failed or a certificate not trusted: no answer.
 _TLS = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91})
 _UNTRUSTED = frozenset({58, 60, 77, 83, 90, 91})  # of which: a certificate not trusted here
+
+
+def verify_tls(handle: Any, ca_bundle: str | None) -> None:
+    """Has a libcurl handle verify the peer's certificate and name, against ``ca_bundle``
+    (which replaces the trust store, as curl's ``--cacert``) or else the trust store Python
+    uses here: SSL_CERT_FILE and SSL_CERT_DIR where set, else certifi's."""
+    import pycurl
+
+    handle.setopt(pycurl.SSL_VERIFYPEER, 1)
+    handle.setopt(pycurl.SSL_VERIFYHOST, 2)
+    handle.setopt(pycurl.CAINFO, ca_bundle or os.environ.get("SSL_CERT_FILE") or _certifi())
+    if not ca_bundle and os.environ.get("SSL_CERT_DIR"):
+        handle.setopt(pycurl.CAPATH, os.environ["SSL_CERT_DIR"])
 
 
 def _connect_to(pins: tuple[Pin, ...]) -> list[str]:

@@ -11,14 +11,18 @@ unlike ``--resolve``, keeps connections to two PoPs of one host apart in the sha
 from __future__ import annotations
 
 import math
-import os
 import re
 import select
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from prewarm_cli.plugin import cache_verdict, cache_verdict_headers, url_to_ascii
+from prewarm_cli.plugin import (
+    cache_verdict,
+    cache_verdict_headers,
+    curl_verify_tls,
+    url_to_ascii,
+)
 from prewarm_direct.targets import Target
 
 # Outcomes of one request.
@@ -119,7 +123,6 @@ class Warmer:
         self._next_tick = math.inf
         self._slots: dict[int, _Slot] = {}
         self._free: list[_Slot] = []
-        cafile = ca_bundle or os.environ.get("SSL_CERT_FILE") or _certifi()
         for _ in range(max(1, concurrency)):
             handle = pycurl.Curl()
             slot = _Slot(handle)
@@ -133,11 +136,7 @@ class Warmer:
             handle.setopt(pycurl.LOW_SPEED_LIMIT, 1)
             handle.setopt(pycurl.LOW_SPEED_TIME, self._stall_s)
             handle.setopt(pycurl.USERAGENT, user_agent)
-            handle.setopt(pycurl.SSL_VERIFYPEER, 1)
-            handle.setopt(pycurl.SSL_VERIFYHOST, 2)
-            handle.setopt(pycurl.CAINFO, cafile)
-            if not ca_bundle and os.environ.get("SSL_CERT_DIR"):
-                handle.setopt(pycurl.CAPATH, os.environ["SSL_CERT_DIR"])
+            curl_verify_tls(handle, ca_bundle)
             slot.count_against_budget = self._budget_writer(slot)
             self._slots[id(handle)] = slot
             self._free.append(slot)
@@ -434,12 +433,6 @@ def _any_case(names: Sequence[str]) -> bytes:
 
 def _no_answer(_request: Request, _answer: Answer) -> None:
     raise AssertionError("an answer outside a run")
-
-
-def _certifi() -> str:
-    import certifi
-
-    return str(certifi.where())
 
 
 def _content_length(value: str | None) -> int | None:
