@@ -45,7 +45,8 @@ __all__ = [
     "cache_verdict",
     "cache_verdict_headers",
     "classify_cache",
-    "curl_verify_tls",
+    "curl_common_settings",
+    "curl_connect_to",
     "describe_http_error",
     "host_port",
     "no_pin_for",
@@ -450,12 +451,21 @@ def cache_verdict_headers() -> tuple[str, ...]:
     return VERDICT_HEADERS
 
 
-def curl_verify_tls(handle: Any, ca_bundle: str | None) -> None:
-    """Has a libcurl (pycurl) handle verify TLS as verify's probes do: against ``ca_bundle``,
-    which replaces the trust store, or else SSL_CERT_FILE, SSL_CERT_DIR or certifi's."""
-    from prewarm_cli.verify.curl import verify_tls
+def curl_connect_to(host: str, port: int | None, ip: str) -> str:
+    """curl's --connect-to entry that pins requests to ``host`` (and ``port``; None: any) to
+    ``ip``, Host and SNI kept, as verify's ``--resolve`` pins are sent."""
+    from prewarm_cli.verify.curl import connect_to
 
-    verify_tls(handle, ca_bundle)
+    return connect_to(host, port, ip)
+
+
+def curl_common_settings(handle: Any, ca_bundle: str | None) -> None:
+    """Sets a libcurl (pycurl) handle as verify's probes are: redirects not followed, no
+    signals, TLS verified against ``ca_bundle`` (which replaces the trust store) or else
+    SSL_CERT_FILE, SSL_CERT_DIR or certifi's."""
+    from prewarm_cli.verify.curl import common_settings
+
+    common_settings(handle, ca_bundle)
 
 
 def describe_http_error(exc: BaseException, timeout: float) -> str:

@@ -1116,6 +1116,24 @@ def test_verify_of_a_partial_job_holds_each_warmed_url_to_its_claim(
     assert verify["summary"]["mismatches"] == 1
 
 
+def test_verify_of_a_run_named_by_its_task_probes_its_targets_only(
+    bed: CacheBed, run_cli, direct_config
+) -> None:
+    """`status direct:RUN --verify` (no journal job: the run lists its URLs) probed each URL
+    once more, unpinned through this machine's DNS, beside its PoP targets: 6 results, exit 4."""
+    direct_config('encodings = ["identity"]\n')
+    urls = [bed.nginx.url(p) for p in ("/obj/a.js", "/obj/b.js")]
+    r, data = submit(run_cli, *bed.nginx.resolve_args(), *urls)
+    assert r.returncode == 0, r.stderr
+    for ref in (data["job_id"], f"direct:{data['tasks'][0]['task_id']}"):
+        st = run_cli("status", ref, "--verify", "-o", "json")
+        assert st.returncode == 0, st.stderr
+        results = json.loads(st.stdout)["verify"]["results"]
+        assert sorted((x["url"], x["target"]) for x in results) == sorted(
+            (u, pop) for u in urls for pop in POPS
+        )
+
+
 def test_wait_verify_probes_the_entry_the_headers_warmed(
     device_bed: CacheBed, run_cli, direct_config
 ) -> None:

@@ -73,6 +73,10 @@ def test_header_reader_picks_the_named_headers_of_the_last_response() -> None:
     assert read(b"HTTP/1.1 204 No Content\r\n\r\n") == {}
     assert read(b"HTTP/1.1 200 OK\nAGE: 5\n\n") == {"age": "5"}  # LF alone, any case
     assert read(b"HTTP/1.1 200 OK\r\nX-Cache: a\rb\r\n\r\n") == {"x-cache": "a\rb"}
+    # A chunked body's trailer fields, after the header block (libcurl hands them over too).
+    assert read(b"HTTP/1.1 200 OK\r\nX-Cache: HIT\r\n\r\nX-Cache: MISS\r\n\r\n") == {
+        "x-cache": "HIT"
+    }
     # Names that share a beginning, one of them whole in another: each read for itself.
     read = HeaderReader(("x-cache", "x-cache-hits", "x-served-by", "cf-cache-status", "a"))
     block = (

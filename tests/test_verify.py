@@ -5,15 +5,19 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes.cache_server import VENDOR_ROUTES, CacheServer, Route
+from fakes.tcp_front import TcpFront
 from helpers import wait_for
 
 from prewarm_cli.errors import ExitCode, InputError, UsageError
@@ -462,6 +466,56 @@ def test_connection_refused_is_an_error(edge: CacheServer) -> None:
     assert item["status_code"] is None and item["cache"] == UNKNOWN
 
 
+def test_a_reader_slower_than_the_timeout_is_no_stall_of_the_edge(edge: CacheServer) -> None:
+    """Time spent writing the answers out (a slow pipe) is not the edge's: a probe in flight
+    meanwhile was taken for stalled, and one that had just ended was ended twice (a crash:
+    "curl object not on this multi-stack")."""
+    edge.routes["/dropped"] = Route(delay=0.3, drop=True)
+    urls = [edge.url + "/cloudfront/hit", edge.url + "/dropped", edge.url + "/cloudfront/hit?2"]
+    answers = probe.probe_each(urls, VerifyOptions(timeout=0.5, retries=0, concurrency=4))
+    first = next(answers)
+    time.sleep(1.0)  # the reader busy elsewhere, longer than the timeout
+    dropped, last = list(answers)
+    assert [first.url, dropped.url, last.url] == urls
+    assert dropped.error and dropped.error.startswith("connection closed")
+    assert (last.status_code, last.cache, last.error) == (200, HIT, None)
+
+
+def test_the_proxy_of_the_environment_is_used_where_no_pin_is_given(
+    edge: CacheServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY in capitals too, as Python and httpx read it (libcurl reads it in lower case
+    only)."""
+    for name in ("http_proxy", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", edge.url)  # the fake edge answers absolute-form requests
+    item = verify(["http://static.example.invalid/cloudfront/hit"], VerifyOptions(retries=0))
+    assert (item["results"][0]["status_code"], item["results"][0]["cache"]) == (200, HIT)
+    assert edge.requests[-1]["host"] == "static.example.invalid"
+
+
+def test_trailers_are_not_the_answers_headers() -> None:
+    """A chunked body's trailer fields come after it: the verdict is the header's."""
+    answer = (
+        b"HTTP/1.1 200 OK\r\nX-Cache: HIT\r\nTransfer-Encoding: chunked\r\nTrailer: X-Cache\r\n\r\n"
+        b"5\r\nhello\r\n0\r\nX-Cache: MISS\r\n\r\n"
+    )
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def answer_each() -> None:
+            with suppress(OSError):
+                while True:
+                    conn, _ = listener.accept()
+                    with conn:
+                        conn.recv(65536)
+                        conn.sendall(answer)
+
+        threading.Thread(target=answer_each, daemon=True).start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/chunked"
+        item = verify([url], VerifyOptions(method="GET", concurrency=1))["results"][0]
+    assert (item["cache"], item["bytes"], item["headers"]["x-cache"]) == (HIT, 5, "HIT")
+
+
 def test_get_counts_bytes_streamed(edge: CacheServer) -> None:
     head = one(edge, "/big")
     get = one(edge, "/big", VerifyOptions(method="GET"))
@@ -670,6 +724,32 @@ def test_resolve_keeps_sni_and_verifies_tls_over_http2(tls_edge: tuple[CacheServ
     assert edge.sni and set(edge.sni) == {"pinned.test"}
     assert {r["host"] for r in edge.requests} == {f"pinned.test:{edge.port}"}
     assert {r["protocol"] for r in edge.requests} == {"HTTP/2"}
+
+
+def test_a_slow_tls_handshake_is_not_counted_in_the_wait_for_the_answer(
+    tls_edge: tuple[CacheServer, Path],
+) -> None:
+    """--timeout bounds the connection and each wait for a byte apart: a handshake of 1.2 s,
+    then an answer 1.2 s later, each within 2 s (counted together, it timed out)."""
+    edge, ca = tls_edge
+    edge.routes["/slow"] = Route(headers={"X-Cache": "HIT"}, delay=1.2)
+    with TcpFront(edge.port, hold=1.2) as front:
+        url = f"https://pinned.test:{front.port}/slow"
+        options = VerifyOptions(resolve=("pinned.test:127.0.0.1",), ca_bundle=str(ca), timeout=2)
+        item = verify([url], options)["results"][0]
+    assert (item["status_code"], item["cache"], item["error"]) == (200, HIT, None)
+
+
+def test_a_connection_reset_during_the_tls_handshake_is_asked_again(
+    tls_edge: tuple[CacheServer, Path],
+) -> None:
+    edge, ca = tls_edge
+    with TcpFront(edge.port, reset_first=1) as front:
+        url = f"https://pinned.test:{front.port}/cloudfront/hit"
+        options = VerifyOptions(resolve=("pinned.test:127.0.0.1",), ca_bundle=str(ca), retries=2)
+        item = verify([url], options)["results"][0]
+        assert (item["status_code"], item["cache"], item["error"]) == (200, HIT, None)
+        assert front.n_accepted == 2
 
 
 def test_tls_verification_is_always_on(tls_edge: tuple[CacheServer, Path]) -> None:

@@ -194,7 +194,8 @@ def _probe_targets(ws: Workspace, ref: JobRef | None) -> dict[str, Iterable[Prob
         if task_ids:
             targets = ws.session(alias).provider.probe_targets(task_ids)
             if targets is not None:
-                found[alias] = targets
+                # Read twice: an iterator (a generator) would be empty the second time.
+                found[alias] = list(targets) if iter(targets) is targets else targets
     return found
 
 

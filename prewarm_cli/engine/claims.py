@@ -61,11 +61,12 @@ class Claims:
     def items(self, without: Collection[str] = ()) -> Iterator[tuple[str, str]]:
         """Each URL with its claim, in input order; not those a provider in ``without``
         accepted (their provider names its own probes)."""
-        if self._job_id is None:
+        if self._job_id is None:  # the URLs the vendors list
+            named = {u for alias in without for u in self._url_states.get(alias, ())}
             listed = dict.fromkeys(u for states in self._url_states.values() for u in states)
             for url in listed:
                 claim = self.get(url)
-                if claim is not None:
+                if claim is not None and url not in named:
                     yield url, claim
             return
         if all(alias in without for alias in self._aliases):

@@ -49,9 +49,13 @@ class _Slot:
         self.handle = handle
         self.received = bytearray()  # the answer's header lines, as they came
         self.probe: _Probe | None = None
+        self.proxy: str | None = None  # the proxy it was last set to
         self.started = 0.0
         self.n_seen = 0  # header and body bytes at the last look
         self.last_byte = 0.0  # when they last grew
+
+
+_Ended = tuple["_Slot", _Probe, tuple[int, str] | None]  # a request that ended, and its error
 
 
 def probe_all(
@@ -86,6 +90,9 @@ class _Prober:
             sent = next((v for k, v in headers.items() if k.lower() == "accept-encoding"), None)
             self._headers[encoding] = (lines, sent)
         connect_to = _connect_to(options.pins())
+        # Where no pin is given, the proxies of the environment, as Python reads them
+        # (HTTP_PROXY too, which libcurl leaves to CGI scripts), by URL scheme.
+        self._proxies: dict[str, str] = {} if connect_to else _env_proxies()
         for _ in range(options.concurrency):
             handle = pycurl.Curl()
             slot = _Slot(handle)
@@ -93,14 +100,17 @@ class _Prober:
             handle.setopt(pycurl.HEADERFUNCTION, slot.received.extend)
             if options.method == "HEAD":
                 handle.setopt(pycurl.NOBODY, 1)
-            handle.setopt(pycurl.FOLLOWLOCATION, 0)
-            handle.setopt(pycurl.NOSIGNAL, 1)
+            common_settings(handle, options.ca_bundle)
             handle.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, math.ceil(options.timeout * 1000)))
+            # libcurl's own stall, in whole seconds: a backstop for the looks of _stalled.
+            handle.setopt(pycurl.LOW_SPEED_LIMIT, 1)
+            handle.setopt(pycurl.LOW_SPEED_TIME, math.ceil(options.timeout) + 1)
             handle.setopt(pycurl.USERAGENT, options.user_agent)
-            verify_tls(handle, options.ca_bundle)
             if connect_to:
                 handle.setopt(pycurl.CONNECT_TO, connect_to)
                 handle.setopt(pycurl.PROXY, "")  # a proxy would choose the edge
+            else:
+                handle.setopt(pycurl.NOPROXY, self._proxies.get("no", ""))
             self._slots[id(handle)] = slot
             self._free.append(slot)
 
@@ -132,12 +142,9 @@ class _Prober:
             if now >= next_look:
                 answered += self._stalled(now)
                 next_look = now + _TICK
-            for slot, error in answered:
-                probe = slot.probe
-                assert probe is not None
-                slot.probe = None
-                self._free.append(slot)
+            for slot, probe, error in answered:
                 result = self._result(slot, probe, error, now)
+                self._free.append(slot)
                 if result is None:
                     due = now + _RETRY_BACKOFF * 2**probe.attempt
                     heapq.heappush(
@@ -148,8 +155,14 @@ class _Prober:
                 if progress is not None:
                     progress(1)
             while n_given in early:
+                paused = time.monotonic()
                 yield early.pop(n_given)
                 n_given += 1
+                # The reader's time is not the edge's: a stall is counted while this loop
+                # drives the transfers only.
+                paused = time.monotonic() - paused
+                for slot in self._slots.values():
+                    slot.last_byte += paused
             if exhausted and not self._in_flight and not retries:
                 return
             if not answered and (self._in_flight or retries):
@@ -160,45 +173,58 @@ class _Prober:
         slot = self._free.pop()
         handle = slot.handle
         handle.setopt(pycurl.URL, _ascii(probe.url))
+        if self._proxies:
+            scheme = probe.url.partition(":")[0].lower()
+            proxy = self._proxies.get(scheme) or self._proxies.get("all", "")
+            if proxy != slot.proxy:
+                handle.setopt(pycurl.PROXY, proxy)
+                slot.proxy = proxy
         handle.setopt(pycurl.HTTPHEADER, self._headers[probe.encoding][0])
         del slot.received[:]
         slot.probe, slot.started, slot.n_seen, slot.last_byte = probe, now, 0, now
         self._multi.add_handle(handle)
         self._in_flight += 1
 
-    def _transfer(self) -> list[tuple[_Slot, tuple[int, str] | None]]:
+    def _transfer(self) -> list[_Ended]:
         """Lets libcurl send and receive what it can now: the requests that ended."""
         pycurl, multi = self._pycurl, self._multi
         while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
             pass
-        ended: list[tuple[_Slot, tuple[int, str] | None]] = []
+        ended: list[_Ended] = []
         while True:
             n_queued, ok, failed = multi.info_read()
-            ended += [(self._end(handle), None) for handle in ok]
-            ended += [(self._end(handle), (errno, msg)) for handle, errno, msg in failed]
+            ended += [self._end(self._slots[id(handle)]) for handle in ok]
+            ended += [
+                self._end(self._slots[id(handle)], (errno, message))
+                for handle, errno, message in failed
+            ]
             if not n_queued:
                 return ended
 
-    def _stalled(self, now: float) -> list[tuple[_Slot, tuple[int, str] | None]]:
-        """The requests that got no byte for ``timeout`` seconds since the last one (libcurl
-        counts such a stall in whole seconds only): ended, as a read timeout."""
+    def _stalled(self, now: float) -> list[_Ended]:
+        """The requests connected that got no byte for ``timeout`` seconds since the last one
+        (libcurl counts such a stall in whole seconds only): ended, as a read timeout. The
+        connection has a ``timeout`` of its own, libcurl's."""
         pycurl, timeout = self._pycurl, self._options.timeout
-        ended: list[tuple[_Slot, tuple[int, str] | None]] = []
+        ended: list[_Ended] = []
         for slot in self._slots.values():
             if slot.probe is None:
                 continue
             getinfo = slot.handle.getinfo
             n_seen = len(slot.received) + getinfo(pycurl.SIZE_DOWNLOAD_T)
-            if n_seen != slot.n_seen:
-                slot.n_seen, slot.last_byte = n_seen, now
-            elif now - slot.last_byte >= timeout + _TICK:  # libcurl's connect timeout first
-                ended.append((self._end(slot.handle), (_STALLED, "")))
+            if n_seen != slot.n_seen or not getinfo(pycurl.PRETRANSFER_TIME_T):
+                slot.n_seen, slot.last_byte = n_seen, now  # a byte came, or still connecting
+            elif now - slot.last_byte >= timeout:
+                ended.append(self._end(slot, (_STALLED, "")))
         return ended
 
-    def _end(self, handle: Any) -> _Slot:
-        self._multi.remove_handle(handle)
+    def _end(self, slot: _Slot, error: tuple[int, str] | None = None) -> _Ended:
+        """The slot's request taken out of the transfers: the slot, its probe, its error."""
+        self._multi.remove_handle(slot.handle)
         self._in_flight -= 1
-        return self._slots[id(handle)]
+        probe, slot.probe = slot.probe, None
+        assert probe is not None
+        return slot, probe, error
 
     def _wait(self, retry_in: float, look_in: float) -> None:
         multi = self._multi
@@ -218,12 +244,14 @@ class _Prober:
         sent_encoding = self._headers[probe.encoding][1]
         elapsed_ms = round((now - slot.started) * 1000)
         code = getinfo(pycurl.RESPONSE_CODE) or None
+        if error is not None and error[0] == 28 and getinfo(pycurl.PRETRANSFER_TIME_T):
+            error = (_STALLED, error[1])  # connected: libcurl's stall, not its connect timeout
         if code is None:  # no answer at all
             assert error is not None
             errno, message = error
             # Nothing reached the edge, or it closed before answering: asked again (not a
             # certificate this machine does not trust, the same every time).
-            if (errno in _CONNECTING or errno in _NO_RESPONSE) and probe.attempt < options.retries:
+            if errno in _RETRIED and probe.attempt < options.retries:
                 return None
             suffix = f" (after {probe.attempt + 1} attempts)" if probe.attempt else ""
             return ProbeResult(
@@ -291,14 +319,23 @@ _STALLED = -1  # not a libcurl code: our own look found no byte for `timeout` se
 # libcurl's codes for a TLS handshake that failed or a certificate not trusted: no answer.
 _TLS = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91})
 _UNTRUSTED = frozenset({58, 60, 77, 83, 90, 91})  # of which: a certificate not trusted here
+# No answer at all, and asking again may get one (not a certificate this machine does not
+# trust, nor a stall once connected: the edge has the request).
+_RETRIED = (_CONNECTING | _NO_RESPONSE | _TLS) - _UNTRUSTED
 
 
-def verify_tls(handle: Any, ca_bundle: str | None) -> None:
-    """Has a libcurl handle verify the peer's certificate and name, against ``ca_bundle``
-    (which replaces the trust store, as curl's ``--cacert``) or else the trust store Python
-    uses here: SSL_CERT_FILE and SSL_CERT_DIR where set, else certifi's."""
+def common_settings(handle: Any, ca_bundle: str | None) -> None:
+    """What every libcurl transfer of prewarm's is: redirects not followed, no signals (a
+    timeout in a thread), and TLS verified, the peer's certificate and name, against
+    ``ca_bundle`` (which replaces the trust store, as curl's ``--cacert``) or else the trust
+    store Python uses here: SSL_CERT_FILE and SSL_CERT_DIR where set, else certifi's.
+
+    (A multi handle closed while a name lookup hangs waits for it, up to the resolver's own
+    timeout: libcurl's CURLMOPT_QUICK_EXIT would not, but pycurl does not let it be set.)"""
     import pycurl
 
+    handle.setopt(pycurl.FOLLOWLOCATION, 0)
+    handle.setopt(pycurl.NOSIGNAL, 1)
     handle.setopt(pycurl.SSL_VERIFYPEER, 1)
     handle.setopt(pycurl.SSL_VERIFYHOST, 2)
     handle.setopt(pycurl.CAINFO, ca_bundle or os.environ.get("SSL_CERT_FILE") or _certifi())
@@ -306,25 +343,37 @@ def verify_tls(handle: Any, ca_bundle: str | None) -> None:
         handle.setopt(pycurl.CAPATH, os.environ["SSL_CERT_DIR"])
 
 
+def connect_to(host: str, port: int | None, ip: str) -> str:
+    """curl's --connect-to entry, HOST:PORT:IP:PORT (an IPv6 address in brackets; no port:
+    any): connect to the IP, keep the host for Host and SNI, as --resolve does. libcurl
+    matches it against the host as the URL writes it (with a final dot or not)."""
+    to = f"[{ip}]" if ":" in ip else ip
+    at = "" if port is None else str(port)
+    return f"{host}:{at}:{to}:{at}"
+
+
+def _env_proxies() -> dict[str, str]:
+    from urllib.request import getproxies
+
+    return getproxies()
+
+
 def _connect_to(pins: tuple[Pin, ...]) -> list[str]:
-    """curl's --connect-to entries for ``--resolve`` pins: the last pin for a host and port
-    wins, a pin with a port before one without; each host also as written with a final dot
-    (libcurl matches the host as the URL writes it)."""
+    """The entries of ``--resolve`` pins: the last pin for a host and port wins, a pin with a
+    port before one without; each host also as written with a final dot."""
     table = {(pin.host.lower().rstrip("."), pin.port): pin.ip for pin in pins}
     ordered = sorted(table.items(), key=lambda item: item[0][1] is None)
-    entries = []
-    for (host, port), ip in ordered:
-        to = f"[{ip}]" if ":" in ip else ip
-        at = "" if port is None else str(port)
-        entries += [f"{host}:{at}:{to}:", f"{host}.:{at}:{to}:"]
-    return entries
+    return [
+        connect_to(name, port, ip) for (host, port), ip in ordered for name in (host, host + ".")
+    ]
 
 
 def _headers(block: bytearray) -> dict[str, str]:
     """The final response's headers (after any 1xx): lower-case names, a repeated one's
     values joined with ", ", in the order they came."""
-    last = block.rfind(b"\nHTTP/")
-    text = bytes(block[last + 1 if last >= 0 else 0 :]).decode("latin-1")
+    start = block.rfind(b"\nHTTP/") + 1  # 0: the block's first response
+    end = block.find(b"\n\r\n", start)  # its blank line: trailers may come after the body
+    text = bytes(block[start : end if end >= 0 else len(block)]).decode("latin-1")
     headers: dict[str, str] = {}
     for line in text.split("\n")[1:]:
         name, colon, value = line.partition(":")

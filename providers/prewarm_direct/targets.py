@@ -15,7 +15,13 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from prewarm_cli.errors import ConfigError, UsageError
-from prewarm_cli.plugin import host_port, no_pin_for, parse_resolve, url_to_ascii
+from prewarm_cli.plugin import (
+    curl_connect_to,
+    host_port,
+    no_pin_for,
+    parse_resolve,
+    url_to_ascii,
+)
 from prewarm_direct import dns
 
 # A DNS name: letters, digits and hyphens in dot-separated labels (an absolute name's dot too).
@@ -136,7 +142,7 @@ class Targets:
         found += [self._subnet(host, cidr) for cidr in self.spec.distinct_subnets()]
         curl_host = host + "." if absolute else host
         return [
-            replace(t, connect_to=connect_to(curl_host, port, t.ip)) if t.ip else t
+            replace(t, connect_to=curl_connect_to(curl_host, port, t.ip)) if t.ip else t
             for t in self._one_per_edge(host, port, found) or [Target(label=NEAREST)]
         ]
 
@@ -238,12 +244,6 @@ def _check_cidr(cidr: str) -> None:
             f"client subnet {cidr!r} (ecs) names no client network",
             hint="give the clients' network, such as 203.0.113.0/24 or 2001:db8::/56",
         )
-
-
-def connect_to(host: str, port: int, ip: str) -> str:
-    """curl's --connect-to entry, HOST:PORT:IP:PORT (an IPv6 address in brackets): connect to
-    the IP, keep the host for Host and SNI, as --resolve does."""
-    return f"{host}:{port}:[{ip}]:{port}" if ":" in ip else f"{host}:{port}:{ip}:{port}"
 
 
 def labels(targets: Sequence[Target]) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from prewarm_cli.plugin import (
     cache_verdict,
     cache_verdict_headers,
-    curl_verify_tls,
+    curl_common_settings,
     url_to_ascii,
 )
 from prewarm_direct.targets import Target
@@ -129,14 +129,12 @@ class Warmer:
             # Both callbacks are C functions: no Python runs per chunk or header line.
             handle.setopt(pycurl.WRITEFUNCTION, len)  # the body's bytes, counted by libcurl
             handle.setopt(pycurl.HEADERFUNCTION, slot.received.extend)
-            handle.setopt(pycurl.FOLLOWLOCATION, 0)
-            handle.setopt(pycurl.NOSIGNAL, 1)
+            curl_common_settings(handle, ca_bundle)  # no redirect followed, TLS verified
             handle.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(timeout * 1000)))
             # Stalled for `timeout` seconds (no byte at all): given up, as a read timeout would.
             handle.setopt(pycurl.LOW_SPEED_LIMIT, 1)
             handle.setopt(pycurl.LOW_SPEED_TIME, self._stall_s)
             handle.setopt(pycurl.USERAGENT, user_agent)
-            curl_verify_tls(handle, ca_bundle)
             slot.count_against_budget = self._budget_writer(slot)
             self._slots[id(handle)] = slot
             self._free.append(slot)
@@ -390,9 +388,11 @@ class HeaderReader:
         return self.joined(self.lines(block))
 
     def lines(self, block: bytes | bytearray) -> tuple[tuple[bytes, bytes], ...]:
-        """The named headers' (name, value) as they came, in order."""
-        last = block.rfind(b"\nHTTP/")  # a header name cannot hold "/": a status line
-        return tuple(self._pattern.findall(block, last + 1 if last >= 0 else 0))
+        """The named headers' (name, value) as they came, in order; not a chunked body's
+        trailer fields, which come after the header block's blank line."""
+        start = block.rfind(b"\nHTTP/") + 1  # a header name cannot hold "/": a status line
+        end = block.find(b"\n\r\n", start)
+        return tuple(self._pattern.findall(block, start, len(block) if end < 0 else end + 1))
 
     @staticmethod
     def joined(lines: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
