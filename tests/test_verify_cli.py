@@ -318,6 +318,25 @@ def test_targets_a_provider_names_are_probed_as_it_reads_them_and_say_their_targ
     assert len(reads) == 2  # counted, then probed
 
 
+def test_probe_targets_given_as_a_generator_are_all_probed(
+    fake_config, fake_cdn: FakeCdn, edge: CacheServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The targets are read twice (to count, then to probe): a generator, empty the second
+    time, probed none of them."""
+    from prewarm_fake import FakeProvider
+
+    from prewarm_cli.plugin import ProbeTarget
+
+    urls = [f"{edge.url}/cloudfront/hit?i={i}" for i in range(3)]
+    job = finished_job(fake_cdn, urls)
+    monkeypatch.setattr(
+        FakeProvider, "probe_targets", lambda self, task_ids: (ProbeTarget(u, "gzip") for u in urls)
+    )
+    r = invoke("status", job, "--verify", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert [x["url"] for x in json.loads(r.stdout)["verify"]["results"]] == urls
+
+
 @pytest.mark.parametrize("command", ["status", "submit"])
 def test_piped_verify_of_a_job_cut_short_by_ctrl_c_is_one_json_document_naming_the_job(
     fake_config, fake_cdn: FakeCdn, cli_env, tmp_path: Path, edge: CacheServer, command: str
