@@ -310,6 +310,39 @@ def test_a_warmer_stopped_midway_drops_what_was_in_flight_and_runs_again() -> No
     assert {(a.outcome, a.status_code) for a in answered.values()} == {("ok", 200)}
 
 
+def test_a_warmer_closed_while_its_run_goes_on_in_another_thread_is_left_to_it() -> None:
+    """A Ctrl-C lets the workers settle a while, then the provider is closed while a worker
+    may still be sending: closing libcurl's handles then raised ("cannot invoke close() -
+    perform() is currently running", exit 1 instead of 130), or left the run with closed
+    handles."""
+    import threading
+
+    from fakes.cache_server import CacheServer, Route
+    from helpers import wait_for
+    from prewarm_direct.targets import Target
+    from prewarm_direct.warm import Request, Warmer
+
+    held = threading.Event()
+    with CacheServer() as edge:
+        edge.routes["/held"] = Route(headers={"X-Cache": "HIT"}, held=held)
+        warmer = Warmer(concurrency=1, timeout=30.0, user_agent="test")
+        queue = [Request(f"{edge.url}/held", Target("nearest"), "identity", ())]
+        answered = []
+        run = threading.Thread(
+            target=warmer.run,
+            args=(lambda: queue.pop() if queue else None, lambda r, a: answered.append(a)),
+        )
+        run.start()
+        try:
+            wait_for(lambda: edge.in_flight == 1, 30)
+            warmer.close()  # the run's handles are left to it
+        finally:
+            held.set()
+            run.join(30)
+        assert [(a.outcome, a.status_code) for a in answered] == [("ok", 200)]
+        warmer.close()  # now closed
+
+
 def test_a_record_that_cannot_be_written_stops_the_run(write_config, monkeypatch) -> None:
     """A disk that fills up after the first commit: the run stops there, as it would for the
     journal, instead of sending batch after batch whose answers are thrown away."""

@@ -15,6 +15,7 @@ import re
 import select
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import Any, NamedTuple
 
 from prewarm_cli.plugin import (
@@ -115,6 +116,7 @@ class Warmer:
         # combinations only, so a warm request rarely runs the classifier (bounded, see _verdict).
         self._verdicts: dict[tuple[tuple[bytes, bytes], ...], tuple[str, str | None]] = {}
         self._multi = pycurl.CurlMulti()
+        self._running = False  # in run(), in some thread
         self._in_flight = 0  # requests of the run sent and not answered
         # The run's callbacks, kept for keep_sending, which takes answers during take().
         self._on_answer: Callable[[Request, Answer], None] = _no_answer
@@ -170,11 +172,13 @@ class Warmer:
             slot.handle.setopt(self._pycurl.WRITEFUNCTION, write)
         self._on_answer, self._on_tick, self._tick_every = on_answer, on_tick, tick_every
         self._next_tick = time.monotonic() + tick_every if on_tick else math.inf
+        self._running = True
         try:
             self._run(take)
         finally:
             self._drop_in_flight()
             self._on_answer, self._on_tick = _no_answer, None
+            self._running = False
 
     @property
     def budget_spent(self) -> bool:
@@ -366,9 +370,15 @@ class Warmer:
         return Answer(TRANSIENT, reason=message or f"libcurl error {errno}")
 
     def close(self) -> None:
-        for slot in self._slots.values():
-            slot.handle.close()
-        self._multi.close()
+        """Releases libcurl's handles; not those of a run still sending in another thread (a
+        run a signal stopped, whose worker the process leaves behind as it ends): they
+        cannot be closed while they transfer, and the run would go on with closed ones."""
+        if self._running:
+            return
+        with suppress(self._pycurl.error):  # a run begun meanwhile: left to the process's end
+            for slot in self._slots.values():
+                slot.handle.close()
+            self._multi.close()
 
 
 class HeaderReader:
