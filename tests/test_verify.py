@@ -472,9 +472,9 @@ def test_a_reader_slower_than_the_timeout_is_no_stall_of_the_edge(edge: CacheSer
     "curl object not on this multi-stack")."""
     edge.routes["/dropped"] = Route(delay=0.3, drop=True)
     urls = [edge.url + "/cloudfront/hit", edge.url + "/dropped", edge.url + "/cloudfront/hit?2"]
-    answers = probe.probe_each(urls, VerifyOptions(timeout=0.5, retries=0, concurrency=4))
+    answers = probe.probe_each(urls, VerifyOptions(timeout=1.5, retries=0, concurrency=4))
     first = next(answers)
-    time.sleep(1.0)  # the reader busy elsewhere, longer than the timeout
+    time.sleep(2.0)  # the reader busy elsewhere, longer than the timeout
     dropped, last = list(answers)
     assert [first.url, dropped.url, last.url] == urls
     assert dropped.error and dropped.error.startswith("connection closed")

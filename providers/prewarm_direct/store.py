@@ -425,12 +425,7 @@ class Store:
         while its rows are counted) holds nothing the store's close waits for."""
         with self._lock:
             runs = self._name_runs(run_ids)
-        db = sqlite3.connect(str(self.path), timeout=30.0)
-        try:
-            db.execute("PRAGMA temp_store=FILE")
-            yield from map(Latest._make, db.execute(_LATEST_OF_RUNS, (runs, runs, runs)))
-        finally:
-            db.close()
+        yield from map(Latest._make, self._read_apart(_LATEST_OF_RUNS, (runs, runs, runs)))
 
     def warmed_targets(self, run_ids: Sequence[str]) -> Iterator[Warmed]:
         """Each (URL, target, variant) these runs warmed (answered OK in one of them), with
@@ -440,10 +435,15 @@ class Store:
         ``latest_of_runs``)."""
         with self._lock:
             runs = self._name_runs(run_ids)
+        yield from map(Warmed._make, self._read_apart(_WARMED_OF_RUNS, (runs, runs, runs)))
+
+    def _read_apart(self, sql: str, params: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query that SQLite sorts, read through a connection of its own whose
+        sort goes to a temporary file past a few megabytes (this one's stay in memory)."""
         db = sqlite3.connect(str(self.path), timeout=30.0)
         try:
             db.execute("PRAGMA temp_store=FILE")
-            yield from map(Warmed._make, db.execute(_WARMED_OF_RUNS, (runs, runs, runs)))
+            yield from db.execute(sql, params)
         finally:
             db.close()
 
