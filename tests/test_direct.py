@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -1132,6 +1133,22 @@ def test_verify_of_a_run_named_by_its_task_probes_its_targets_only(
         assert sorted((x["url"], x["target"]) for x in results) == sorted(
             (u, pop) for u in urls for pop in POPS
         )
+
+
+def test_verify_of_a_direct_job_keeps_its_rate(bed: CacheBed, run_cli, direct_config) -> None:
+    """The probes of what a direct job warmed go to its edges as the warm did: within its
+    `rate` (a cold cache's misses reach the origin), here 2 a second: 4 probes, 1.5 s at
+    least (at once, they took a few milliseconds)."""
+    direct_config('encodings = ["identity"]\nrate = 2\n')
+    urls = [bed.nginx.url(p) for p in ("/obj/r1.js", "/obj/r2.js")]
+    r, data = submit(run_cli, *bed.nginx.resolve_args(), *urls)
+    assert r.returncode == 0, r.stderr
+    began = time.monotonic()
+    st = run_cli("status", data["job_id"], "--verify", "-o", "json")
+    took = time.monotonic() - began
+    assert st.returncode == 0, st.stderr
+    assert len(json.loads(st.stdout)["verify"]["results"]) == 2 * len(POPS)
+    assert took >= 1.5
 
 
 def test_wait_verify_probes_the_entry_the_headers_warmed(

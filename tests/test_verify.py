@@ -481,6 +481,19 @@ def test_a_reader_slower_than_the_timeout_is_no_stall_of_the_edge(edge: CacheSer
     assert (last.status_code, last.cache, last.error) == (200, HIT, None)
 
 
+def test_a_rate_spaces_the_requests(edge: CacheServer) -> None:
+    """A provider's rate bounds --verify's probes of what it warmed: 10 a second, whatever
+    the concurrency."""
+    urls = [f"{edge.url}/cloudfront/hit?i={i}" for i in range(5)]
+    began = time.monotonic()
+    result = verify(urls, VerifyOptions(rate=10, concurrency=8))
+    took = time.monotonic() - began
+    assert [r["cache"] for r in result["results"]] == [HIT] * 5
+    assert took >= 0.4  # the fifth starts 0.4 s after the first (at once: 10 ms)
+    with pytest.raises(UsageError, match="rate"):
+        VerifyOptions(rate=0)
+
+
 def test_the_proxy_of_the_environment_is_used_where_no_pin_is_given(
     edge: CacheServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -83,7 +83,9 @@ def claims_verified(
     The probes send the job's -H headers: a cache keyed on one of them (a device header) is
     checked in the entry that was warmed. A provider that warmed given edges and variants
     (direct) names them: each is probed through its own IP with its own Accept-Encoding, the
-    User-Agent the provider sent and its ca_bundle; other URLs are probed once, as `verify`.
+    User-Agent the provider sent and its ca_bundle, within its concurrency and rate (those of
+    the warm: a cold cache's misses reach the origin as the warm's did); other URLs are
+    probed once, as `verify`.
     The URLs and targets are read as they are probed (a first pass counts them and finds
     each group's hosts): a million are never all held. A CA bundle that cannot be read is
     said before any answer.
@@ -117,12 +119,16 @@ def claims_verified(
             for (_, ip, encoding, label, user_agent), same in by_group:
                 key = (alias, ip, encoding, label, user_agent)
                 pins = tuple(sorted(f"{host}:{ip}" for host in hosts.get(key, ()))) if ip else ()
+                session = ws.session(alias)
+                limits = session.limits()  # its edge's: the warm's concurrency and rate
                 group_options = probe.VerifyOptions(
                     headers=own_headers,
                     resolve=pins,
                     encodings=(encoding,),
                     user_agent=user_agent or probe.USER_AGENT,
-                    ca_bundle=ws.session(alias).ca_bundle,
+                    ca_bundle=session.ca_bundle,
+                    concurrency=limits.concurrency,
+                    rate=limits.requests_per_second,
                 )
                 urls = (t.url for t in same)
                 yield probe.verify_stream(urls, group_options, bar.advance)[0], label, True

@@ -123,20 +123,25 @@ class _Prober:
         n_taken = n_given = 0
         exhausted = False
         next_look = time.monotonic() + _TICK
+        every = 1 / self._options.rate if self._options.rate else 0.0
+        next_start = 0.0  # when the rate lets the next request start
         while True:
             now = time.monotonic()
-            while self._free:
+            while self._free and now >= next_start:
                 if retries and retries[0][0] <= now:
-                    self._start(heapq.heappop(retries)[2], now)
+                    probe = heapq.heappop(retries)[2]
                 elif not exhausted and n_taken - n_given < ahead:
                     item = next(work, None)
                     if item is None:
                         exhausted = True
-                    else:
-                        self._start(_Probe(n_taken, *item), now)
-                        n_taken += 1
+                        continue
+                    probe = _Probe(n_taken, *item)
+                    n_taken += 1
                 else:
                     break
+                self._start(probe, now)
+                if every:
+                    next_start = max(now, next_start) + every
             answered = self._transfer()
             now = time.monotonic()
             if now >= next_look:
@@ -165,8 +170,11 @@ class _Prober:
                     slot.last_byte += paused
             if exhausted and not self._in_flight and not retries:
                 return
-            if not answered and (self._in_flight or retries):
-                self._wait(retries[0][0] - now if retries else _TICK, next_look - now)
+            if not answered and (self._in_flight or retries or not exhausted):
+                due = min(now + _TICK, retries[0][0] if retries else math.inf)
+                if self._free and now < next_start:
+                    due = min(due, next_start)  # the rate's next turn
+                self._wait(due - now, next_look - now)
 
     def _start(self, probe: _Probe, now: float) -> None:
         pycurl = self._pycurl
@@ -226,10 +234,12 @@ class _Prober:
         assert probe is not None
         return slot, probe, error
 
-    def _wait(self, retry_in: float, look_in: float) -> None:
+    def _wait(self, due_in: float, look_in: float) -> None:
+        """Until a socket is ready, libcurl's next timer, a retry or the rate's turn is due,
+        or the next look for a stall."""
         multi = self._multi
         wait = multi.timeout()  # libcurl's next timer: a connect, a name
-        wait_s = min(1.0 if wait < 0 else wait / 1000, max(retry_in, 0.0), max(look_in, 0.0))
+        wait_s = min(1.0 if wait < 0 else wait / 1000, max(due_in, 0.0), max(look_in, 0.0))
         if wait_s <= 0:
             return
         if not self._in_flight or multi.select(wait_s) < 0:

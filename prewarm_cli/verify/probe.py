@@ -59,6 +59,7 @@ class VerifyOptions:
     timeout: float = DEFAULT_TIMEOUT  # seconds, per connect / read / write
     retries: int = DEFAULT_RETRIES  # extra attempts after a connection error, nothing else
     ca_bundle: str | None = None
+    rate: float | None = None  # requests started per second at most (a provider's rate)
     expect_hit: bool = False
     user_agent: str = VERIFY_USER_AGENT  # a -H User-Agent replaces it
 
@@ -73,6 +74,8 @@ class VerifyOptions:
             raise UsageError("the timeout must be more than 0 seconds")
         if self.retries < 0:
             raise UsageError("retries cannot be negative")
+        if self.rate is not None and not self.rate > 0:
+            raise UsageError("the rate must be more than 0 requests a second")
         encodings = tuple(dict.fromkeys(e.strip() for e in self.encodings))
         if any(not e for e in encodings):
             raise UsageError("--accept-encoding needs a value (e.g. gzip, br, identity)")
