@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from prewarm_cli.verify.classify import Classification
 
 __all__ = [
+    "CURL_UNTRUSTED",
     "BatchResult",
     "Capability",
     "ConfigField",
@@ -449,6 +450,11 @@ def cache_verdict_headers() -> tuple[str, ...]:
     from prewarm_cli.verify.classify import VERDICT_HEADERS
 
     return VERDICT_HEADERS
+
+
+# libcurl's error codes for a certificate this machine does not trust (or a CA bundle it
+# cannot use): the same answer every time, until the CA bundle changes.
+CURL_UNTRUSTED = frozenset({58, 60, 77, 83, 90, 91})
 
 
 def curl_connect_to(host: str, port: int | None, ip: str) -> str:

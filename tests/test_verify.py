@@ -753,6 +753,41 @@ def test_a_slow_tls_handshake_is_not_counted_in_the_wait_for_the_answer(
     assert (item["status_code"], item["cache"], item["error"]) == (200, HIT, None)
 
 
+def test_a_connect_timeout_is_asked_again_and_said_so(tls_edge: tuple[CacheServer, Path]) -> None:
+    """A handshake held past the timeout: no answer came, so it is asked again, --retries
+    times, and the error names the connection (libcurl fills in its transfer times when a
+    connection fails, which read as a stall once connected: asked once)."""
+    edge, ca = tls_edge
+    with TcpFront(edge.port, hold=2.0) as front:
+        url = f"https://pinned.test:{front.port}/cloudfront/hit"
+        options = VerifyOptions(
+            resolve=("pinned.test:127.0.0.1",), ca_bundle=str(ca), timeout=0.5, retries=2
+        )
+        item = verify([url], options)["results"][0]
+        assert item["error"] == "timed out after 0.5 s connecting (after 3 attempts)"
+        assert front.n_accepted == 3
+
+
+def test_a_reader_slower_than_the_timeout_is_no_connect_timeout(
+    edge: CacheServer, tls_edge: tuple[CacheServer, Path]
+) -> None:
+    """The reader holds the answers (a slow pipe) while the second probe's handshake, held
+    0.5 s, goes on: libcurl's connect timeout counted that time, and failed it; and its
+    elapsed_ms counted it."""
+    tls, ca = tls_edge
+    with TcpFront(tls.port, hold=0.5) as front:
+        urls = [edge.url + "/cloudfront/hit", f"https://pinned.test:{front.port}/cloudfront/hit"]
+        options = VerifyOptions(
+            resolve=("pinned.test:127.0.0.1",), ca_bundle=str(ca), timeout=1, retries=0
+        )
+        answers = probe.probe_each(urls, options)
+        first = next(answers)
+        time.sleep(1.5)  # the reader busy elsewhere, longer than the timeout
+        second = next(answers)
+    assert first.error is None and (second.status_code, second.error) == (200, None)
+    assert second.elapsed_ms is not None and second.elapsed_ms < 1400  # the edge's time only
+
+
 def test_a_connection_reset_during_the_tls_handshake_is_asked_again(
     tls_edge: tuple[CacheServer, Path],
 ) -> None:

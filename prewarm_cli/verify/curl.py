@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, NamedTuple
 
+from prewarm_cli.plugin import CURL_UNTRUSTED as _UNTRUSTED
 from prewarm_cli.verify.classify import UNKNOWN, classify
 from prewarm_cli.verify.pins import Pin
 from prewarm_cli.verify.probe import ProbeResult, VerifyOptions, request_headers
@@ -31,7 +32,10 @@ _RETRY_BACKOFF = 0.1  # seconds; doubled per attempt (no answer at all only)
 _TICK = 0.05  # seconds between looks for a request that has stalled
 _MAX_AHEAD = 1024  # answers held for the order of the URLs at most
 _HTTP_VERSIONS = {1: "HTTP/1.0", 2: "HTTP/1.1", 3: "HTTP/2", 30: "HTTP/3"}
-_CONNECTING = frozenset({6, 7, 28})  # no name, no connection, none within the timeout
+_STALLED = -1  # not libcurl's codes: no byte of the answer for `timeout` seconds,
+_CONNECT_TIMED_OUT = -2  # not connected and sent within `timeout` seconds
+# No name, no connection, none within the timeout.
+_CONNECTING = frozenset({6, 7, 28, _CONNECT_TIMED_OUT})
 _NO_RESPONSE = frozenset({52, 55, 56})  # closed before any response (a stale keep-alive)
 
 
@@ -100,11 +104,9 @@ class _Prober:
             handle.setopt(pycurl.HEADERFUNCTION, slot.received.extend)
             if options.method == "HEAD":
                 handle.setopt(pycurl.NOBODY, 1)
+            # The timeout is this loop's (_overdue): libcurl's would count the time the reader
+            # holds the answers too, and a stall in whole seconds only.
             common_settings(handle, options.ca_bundle)
-            handle.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, math.ceil(options.timeout * 1000)))
-            # libcurl's own stall, in whole seconds: a backstop for the looks of _stalled.
-            handle.setopt(pycurl.LOW_SPEED_LIMIT, 1)
-            handle.setopt(pycurl.LOW_SPEED_TIME, math.ceil(options.timeout) + 1)
             handle.setopt(pycurl.USERAGENT, options.user_agent)
             if connect_to:
                 handle.setopt(pycurl.CONNECT_TO, connect_to)
@@ -145,7 +147,7 @@ class _Prober:
             answered = self._transfer()
             now = time.monotonic()
             if now >= next_look:
-                answered += self._stalled(now)
+                answered += self._overdue(now)
                 next_look = now + _TICK
             for slot, probe, error in answered:
                 result = self._result(slot, probe, error, now)
@@ -167,6 +169,7 @@ class _Prober:
                 # drives the transfers only.
                 paused = time.monotonic() - paused
                 for slot in self._slots.values():
+                    slot.started += paused
                     slot.last_byte += paused
             if exhausted and not self._in_flight and not retries:
                 return
@@ -209,19 +212,25 @@ class _Prober:
             if not n_queued:
                 return ended
 
-    def _stalled(self, now: float) -> list[_Ended]:
-        """The requests connected that got no byte for ``timeout`` seconds since the last one
-        (libcurl counts such a stall in whole seconds only): ended, as a read timeout. The
-        connection has a ``timeout`` of its own, libcurl's."""
+    def _overdue(self, now: float) -> list[_Ended]:
+        """The requests that ran out of ``timeout``: not sent that long after they began (the
+        name, the connection, its TLS: a connect timeout, asked again), or sent and given no
+        byte for that long since the last (a read timeout). Counted while this loop drives
+        the transfers only: ``run`` moves the clocks past the reader's time."""
         pycurl, timeout = self._pycurl, self._options.timeout
         ended: list[_Ended] = []
         for slot in self._slots.values():
             if slot.probe is None:
                 continue
             getinfo = slot.handle.getinfo
+            if not getinfo(pycurl.REQUEST_SIZE):  # not sent yet: connecting
+                if now - slot.started >= timeout:
+                    ended.append(self._end(slot, (_CONNECT_TIMED_OUT, "")))
+                slot.last_byte = now
+                continue
             n_seen = len(slot.received) + getinfo(pycurl.SIZE_DOWNLOAD_T)
-            if n_seen != slot.n_seen or not getinfo(pycurl.PRETRANSFER_TIME_T):
-                slot.n_seen, slot.last_byte = n_seen, now  # a byte came, or still connecting
+            if n_seen != slot.n_seen:
+                slot.n_seen, slot.last_byte = n_seen, now
             elif now - slot.last_byte >= timeout:
                 ended.append(self._end(slot, (_STALLED, "")))
         return ended
@@ -254,8 +263,6 @@ class _Prober:
         sent_encoding = self._headers[probe.encoding][1]
         elapsed_ms = round((now - slot.started) * 1000)
         code = getinfo(pycurl.RESPONSE_CODE) or None
-        if error is not None and error[0] == 28 and getinfo(pycurl.PRETRANSFER_TIME_T):
-            error = (_STALLED, error[1])  # connected: libcurl's stall, not its connect timeout
         if code is None:  # no answer at all
             assert error is not None
             errno, message = error
@@ -303,7 +310,7 @@ class _Prober:
         timeout = f"timed out after {self._options.timeout:g} s"
         if errno == _STALLED:
             return f"{timeout} waiting for the response"
-        if errno == 28:
+        if errno in (_CONNECT_TIMED_OUT, 28):  # ours, or libcurl's own (5 minutes)
             return f"{timeout} connecting"
         if errno in _UNTRUSTED:
             return (
@@ -325,10 +332,8 @@ class _Prober:
         self._multi.close()
 
 
-_STALLED = -1  # not a libcurl code: our own look found no byte for `timeout` seconds
 # libcurl's codes for a TLS handshake that failed or a certificate not trusted: no answer.
 _TLS = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91})
-_UNTRUSTED = frozenset({58, 60, 77, 83, 90, 91})  # of which: a certificate not trusted here
 # No answer at all, and asking again may get one (not a certificate this machine does not
 # trust, nor a stall once connected: the edge has the request).
 _RETRIED = (_CONNECTING | _NO_RESPONSE | _TLS) - _UNTRUSTED
@@ -348,9 +353,14 @@ def common_settings(handle: Any, ca_bundle: str | None) -> None:
     handle.setopt(pycurl.NOSIGNAL, 1)
     handle.setopt(pycurl.SSL_VERIFYPEER, 1)
     handle.setopt(pycurl.SSL_VERIFYHOST, 2)
-    handle.setopt(pycurl.CAINFO, ca_bundle or os.environ.get("SSL_CERT_FILE") or _certifi())
-    if not ca_bundle and os.environ.get("SSL_CERT_DIR"):
-        handle.setopt(pycurl.CAPATH, os.environ["SSL_CERT_DIR"])
+    cafile = ca_bundle or os.environ.get("SSL_CERT_FILE")
+    capath = None if ca_bundle else os.environ.get("SSL_CERT_DIR")
+    if cafile or not capath:
+        handle.setopt(pycurl.CAINFO, cafile or _certifi())
+    else:
+        handle.unsetopt(pycurl.CAINFO)  # the directory alone, as Python and httpx read it
+    if capath:
+        handle.setopt(pycurl.CAPATH, capath)
 
 
 def connect_to(host: str, port: int | None, ip: str) -> str:

@@ -14,7 +14,9 @@ stays fast.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
+import os
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -273,7 +275,7 @@ def probe_each(
 
     A CA bundle that cannot be read is said at once, before any answer is written; close the
     iterator if it is not read to its end."""
-    ssl_context(options.ca_bundle)  # the trust store, or the bundle that replaces it: readable
+    _check_trust(options.ca_bundle, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
     work = ((url, enc) for url in urls for enc in options.variants())
     first = next(work, None)
     if first is None:
@@ -312,6 +314,14 @@ def describe_error(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, httpx.ConnectError):
         return f"cannot connect: {text}"
     return f"{type(exc).__name__}: {text}"
+
+
+@functools.lru_cache(maxsize=8)
+def _check_trust(ca_bundle: str | None, cert_file: str | None, cert_dir: str | None) -> None:
+    """That the trust store (the environment's: ``cert_file``, ``cert_dir``), or the bundle
+    that replaces it, can be read: once per process, not once per group of a job's probes
+    (18 ms each)."""
+    ssl_context(ca_bundle)
 
 
 def ssl_context(ca_bundle: str | Sequence[str] | None = None) -> ssl.SSLContext:

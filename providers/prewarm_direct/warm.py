@@ -19,6 +19,7 @@ from contextlib import suppress
 from typing import Any, NamedTuple
 
 from prewarm_cli.plugin import (
+    CURL_UNTRUSTED,
     cache_verdict,
     cache_verdict_headers,
     curl_common_settings,
@@ -38,9 +39,6 @@ HIT_VALUES = frozenset({"hit", "revalidated"})  # the object was already in that
 # libcurl's error codes that mean the body was cut short once the answer had begun.
 _CUT_SHORT = {18: "connection closed", 28: "stalled", 56: "connection reset"}
 _WRITE_ERROR = 23  # our write function refused a chunk: the byte budget is spent
-# libcurl's error codes for a certificate not trusted (or a CA bundle it cannot use): the
-# same answer every time, until ca_bundle changes.
-_UNTRUSTED = frozenset({58, 60, 77, 83, 90, 91})
 _MAX_VERDICTS = 4096  # verdicts kept per Warmer
 
 
@@ -364,7 +362,7 @@ class Warmer:
             # libcurl's words say which wait ran out, and after how long (a connection, or
             # no byte for whole seconds).
             return Answer(TRANSIENT, reason=f"timed out ({message})")
-        if errno in _UNTRUSTED:
+        if errno in CURL_UNTRUSTED:
             reason = f"{message or f'libcurl error {errno}'} (is ca_bundle the edge's CA?)"
             return Answer(TRANSIENT, reason=reason, retry=False)
         return Answer(TRANSIENT, reason=message or f"libcurl error {errno}")

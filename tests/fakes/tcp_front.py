@@ -47,7 +47,11 @@ class TcpFront:
 
     def _pass(self, client: socket.socket) -> None:
         time.sleep(self.hold)
-        backend = socket.create_connection(("127.0.0.1", self.backend_port))
+        try:
+            backend = socket.create_connection(("127.0.0.1", self.backend_port))
+        except OSError:  # the backend gone (its test over): the client too
+            client.close()
+            return
         threading.Thread(target=_pump, args=(backend, client), daemon=True).start()
         _pump(client, backend)
 
