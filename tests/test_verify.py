@@ -481,17 +481,28 @@ def test_a_reader_slower_than_the_timeout_is_no_stall_of_the_edge(edge: CacheSer
     assert (last.status_code, last.cache, last.error) == (200, HIT, None)
 
 
-def test_a_rate_spaces_the_requests(edge: CacheServer) -> None:
-    """A provider's rate bounds --verify's probes of what it warmed: 10 a second, whatever
-    the concurrency."""
-    urls = [f"{edge.url}/cloudfront/hit?i={i}" for i in range(5)]
+def test_a_pace_spaces_the_requests_while_those_in_flight_go_on(
+    edge: CacheServer, tmp_path: Path
+) -> None:
+    """A provider's rate, kept by the engine's pacer, bounds --verify's probes of what it
+    warmed: 1 a second whatever the concurrency; the first, slow, is answered during the
+    second's wait, and its elapsed_ms is its own."""
+    from prewarm_cli.pacing import Pacer
+    from prewarm_cli.plugin import Limits
+
+    pacer = Pacer(Limits(max_batch=1, requests_per_second=1), "t", tmp_path / "rates.sqlite3")
+    edge.routes["/slow"] = Route(headers={"X-Cache": "HIT"}, delay=0.2)
+    urls = [edge.url + "/slow", edge.url + "/cloudfront/hit"]
     began = time.monotonic()
-    result = verify(urls, VerifyOptions(rate=10, concurrency=8))
+    answers = list(
+        probe.probe_each(
+            urls, VerifyOptions(concurrency=8), pace=lambda go_on: pacer.acquire(0, go_on)
+        )
+    )
     took = time.monotonic() - began
-    assert [r["cache"] for r in result["results"]] == [HIT] * 5
-    assert took >= 0.4  # the fifth starts 0.4 s after the first (at once: 10 ms)
-    with pytest.raises(UsageError, match="rate"):
-        VerifyOptions(rate=0)
+    assert [(a.url, a.cache) for a in answers] == [(urls[0], HIT), (urls[1], HIT)]
+    assert took >= 0.95  # the second left a second after the first (at once: 10 ms)
+    assert answers[0].elapsed_ms is not None and answers[0].elapsed_ms < 900
 
 
 def test_the_proxy_of_the_environment_is_used_where_no_pin_is_given(

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 from prewarm_cli.output import Column, counted
 
 if TYPE_CHECKING:
-    from prewarm_cli.engine import Claims, JobRef, Workspace
+    from prewarm_cli.engine import Claims, JobRef, ProviderSession, Workspace
     from prewarm_cli.errors import ExitCode
     from prewarm_cli.output import Output, Progress
     from prewarm_cli.plugin import ProbeTarget
     from prewarm_cli.results import JobReport, JobStatus, Plan, SubmitSummary
+    from prewarm_cli.verify.probe import Pace
 
 MAX_LISTED_FAILURES = 20  # per kind, in the submit table; `prewarm report` lists them all
 
@@ -84,8 +85,8 @@ def claims_verified(
     checked in the entry that was warmed. A provider that warmed given edges and variants
     (direct) names them: each is probed through its own IP with its own Accept-Encoding, the
     User-Agent the provider sent and its ca_bundle, within its concurrency and rate (those of
-    the warm: a cold cache's misses reach the origin as the warm's did); other URLs are
-    probed once, as `verify`.
+    the warm, the rate through the engine's pacer: a cold cache's misses reach the origin as
+    the warm's did); other URLs are probed once, as `verify`.
     The URLs and targets are read as they are probed (a first pass counts them and finds
     each group's hosts): a million are never all held. A CA bundle that cannot be read is
     said before any answer.
@@ -120,18 +121,17 @@ def claims_verified(
                 key = (alias, ip, encoding, label, user_agent)
                 pins = tuple(sorted(f"{host}:{ip}" for host in hosts.get(key, ()))) if ip else ()
                 session = ws.session(alias)
-                limits = session.limits()  # its edge's: the warm's concurrency and rate
                 group_options = probe.VerifyOptions(
                     headers=own_headers,
                     resolve=pins,
                     encodings=(encoding,),
                     user_agent=user_agent or probe.USER_AGENT,
                     ca_bundle=session.ca_bundle,
-                    concurrency=limits.concurrency,
-                    rate=limits.requests_per_second,
+                    concurrency=session.limits().concurrency,  # the warm's
                 )
                 urls = (t.url for t in same)
-                yield probe.verify_stream(urls, group_options, bar.advance)[0], label, True
+                results = probe.verify_stream(urls, group_options, bar.advance, paced(session))
+                yield results[0], label, True
 
     total = probe.planned_requests(n_rest, options) + n_named
     with ws.out.progress(total, "verifying") as bar:
@@ -191,6 +191,15 @@ def _job_headers(ws: Workspace, ref: JobRef | None) -> tuple[tuple[str, str], ..
     except NotFoundError:  # a submit's JSON piped from another machine: its tasks only
         return ()
     return tuple((str(h[0]), str(h[1])) for h in recorded)
+
+
+def paced(session: ProviderSession) -> Pace | None:
+    """The provider's rate for probes of what it warmed, as its warm requests keep it (the
+    engine's pacer, shared with other processes); None where it keeps none."""
+    pacer = session.pacer
+    if not pacer.waits:
+        return None
+    return lambda meanwhile: pacer.acquire(0, meanwhile)
 
 
 def _probe_targets(ws: Workspace, ref: JobRef | None) -> dict[str, Iterable[ProbeTarget]]:

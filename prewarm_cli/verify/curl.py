@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from prewarm_cli.plugin import CURL_UNTRUSTED as _UNTRUSTED
 from prewarm_cli.verify.classify import UNKNOWN, classify
 from prewarm_cli.verify.pins import Pin
-from prewarm_cli.verify.probe import ProbeResult, VerifyOptions, request_headers
+from prewarm_cli.verify.probe import Pace, ProbeResult, VerifyOptions, request_headers
 
 _RETRY_BACKOFF = 0.1  # seconds; doubled per attempt (no answer at all only)
 _TICK = 0.05  # seconds between looks for a request that has stalled
@@ -55,6 +55,7 @@ class _Slot:
         self.probe: _Probe | None = None
         self.proxy: str | None = None  # the proxy it was last set to
         self.started = 0.0
+        self.ended = 0.0  # when its request ended (handed to the loop maybe later)
         self.n_seen = 0  # header and body bytes at the last look
         self.last_byte = 0.0  # when they last grew
 
@@ -66,10 +67,12 @@ def probe_all(
     work: Iterator[tuple[str, str | None]],
     options: VerifyOptions,
     progress: Callable[[int], None] | None = None,
+    pace: Pace | None = None,
 ) -> Generator[ProbeResult, None, None]:
     """Probes each (URL, variant) of ``work`` and yields the answers in its order, reading it
-    as requests are due: only the answers that came before an earlier one are held."""
-    prober = _Prober(options)
+    as requests are due: only the answers that came before an earlier one are held. ``pace``
+    (see ``probe_each``) is asked before each request."""
+    prober = _Prober(options, pace)
     try:
         yield from prober.run(work, progress)
     finally:
@@ -77,11 +80,14 @@ def probe_all(
 
 
 class _Prober:
-    def __init__(self, options: VerifyOptions) -> None:
+    def __init__(self, options: VerifyOptions, pace: Pace | None = None) -> None:
         import pycurl
 
         self._pycurl = pycurl  # imported here: `prewarm --help` stays fast
         self._options = options
+        self._pace = pace
+        self._ended: list[_Ended] = []  # requests that ended while pace() waited
+        self._next_look = 0.0  # when to look for requests out of time
         self._multi = pycurl.CurlMulti()
         self._slots: dict[int, _Slot] = {}
         self._free: list[_Slot] = []
@@ -124,12 +130,10 @@ class _Prober:
         early: dict[int, ProbeResult] = {}  # answers that came before an earlier one
         n_taken = n_given = 0
         exhausted = False
-        next_look = time.monotonic() + _TICK
-        every = 1 / self._options.rate if self._options.rate else 0.0
-        next_start = 0.0  # when the rate lets the next request start
+        self._next_look = time.monotonic() + _TICK
         while True:
             now = time.monotonic()
-            while self._free and now >= next_start:
+            while self._free:
                 if retries and retries[0][0] <= now:
                     probe = heapq.heappop(retries)[2]
                 elif not exhausted and n_taken - n_given < ahead:
@@ -141,14 +145,15 @@ class _Prober:
                     n_taken += 1
                 else:
                     break
+                if self._pace is not None:
+                    self._pace(self._meanwhile)  # its turn; the others go on meanwhile
+                    now = time.monotonic()
                 self._start(probe, now)
-                if every:
-                    next_start = max(now, next_start) + every
-            answered = self._transfer()
+            answered, self._ended = self._ended + self._transfer(), []
             now = time.monotonic()
-            if now >= next_look:
+            if now >= self._next_look:
                 answered += self._overdue(now)
-                next_look = now + _TICK
+                self._next_look = now + _TICK
             for slot, probe, error in answered:
                 result = self._result(slot, probe, error, now)
                 self._free.append(slot)
@@ -173,11 +178,23 @@ class _Prober:
                     slot.last_byte += paused
             if exhausted and not self._in_flight and not retries:
                 return
-            if not answered and (self._in_flight or retries or not exhausted):
+            if not answered and (self._in_flight or retries):
                 due = min(now + _TICK, retries[0][0] if retries else math.inf)
-                if self._free and now < next_start:
-                    due = min(due, next_start)  # the rate's next turn
-                self._wait(due - now, next_look - now)
+                self._wait(due - now, self._next_look - now)
+
+    def _meanwhile(self, seconds: float) -> None:
+        """While pace() waits: the transfers in flight go on, and those that end are kept for
+        the run's loop."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self._ended += self._transfer()
+            now = time.monotonic()
+            if now >= self._next_look:
+                self._ended += self._overdue(now)
+                self._next_look = now + _TICK
+            if now >= deadline:
+                return
+            self._wait(deadline - now, self._next_look - now)
 
     def _start(self, probe: _Probe, now: float) -> None:
         pycurl = self._pycurl
@@ -239,13 +256,14 @@ class _Prober:
         """The slot's request taken out of the transfers: the slot, its probe, its error."""
         self._multi.remove_handle(slot.handle)
         self._in_flight -= 1
+        slot.ended = time.monotonic()
         probe, slot.probe = slot.probe, None
         assert probe is not None
         return slot, probe, error
 
     def _wait(self, due_in: float, look_in: float) -> None:
-        """Until a socket is ready, libcurl's next timer, a retry or the rate's turn is due,
-        or the next look for a stall."""
+        """Until a socket is ready, libcurl's next timer or a retry is due, or the next look
+        for a request out of time (``due_in``, ``look_in``: seconds)."""
         multi = self._multi
         wait = multi.timeout()  # libcurl's next timer: a connect, a name
         wait_s = min(1.0 if wait < 0 else wait / 1000, max(due_in, 0.0), max(look_in, 0.0))
@@ -261,7 +279,7 @@ class _Prober:
         pycurl, options = self._pycurl, self._options
         getinfo = slot.handle.getinfo
         sent_encoding = self._headers[probe.encoding][1]
-        elapsed_ms = round((now - slot.started) * 1000)
+        elapsed_ms = round((slot.ended - slot.started) * 1000)
         code = getinfo(pycurl.RESPONSE_CODE) or None
         if code is None:  # no answer at all
             assert error is not None

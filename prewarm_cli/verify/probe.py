@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
     from prewarm_cli.inputs import DistinctUrls, InputNotes, InputSpec
 
+# Waits for a request's turn, calling the function it is given (seconds at most) meanwhile.
+Pace = Callable[[Callable[[float], None]], None]
 METHODS = ("HEAD", "GET")
 # What browsers send (minus zstd, which few CDNs cache separately yet): the variant users get.
 DEFAULT_ACCEPT_ENCODING = "gzip, deflate, br"
@@ -61,7 +63,6 @@ class VerifyOptions:
     timeout: float = DEFAULT_TIMEOUT  # seconds, per connect / read / write
     retries: int = DEFAULT_RETRIES  # extra attempts after a connection error, nothing else
     ca_bundle: str | None = None
-    rate: float | None = None  # requests started per second at most (a provider's rate)
     expect_hit: bool = False
     user_agent: str = VERIFY_USER_AGENT  # a -H User-Agent replaces it
 
@@ -76,8 +77,6 @@ class VerifyOptions:
             raise UsageError("the timeout must be more than 0 seconds")
         if self.retries < 0:
             raise UsageError("retries cannot be negative")
-        if self.rate is not None and not self.rate > 0:
-            raise UsageError("the rate must be more than 0 requests a second")
         encodings = tuple(dict.fromkeys(e.strip() for e in self.encodings))
         if any(not e for e in encodings):
             raise UsageError("--accept-encoding needs a value (e.g. gzip, br, identity)")
@@ -172,13 +171,14 @@ def verify_stream(
     urls: Iterable[str],
     options: VerifyOptions,
     progress: Callable[[int], None] | None = None,
+    pace: Pace | None = None,
 ) -> tuple[Generator[dict[str, Any], None, None], Tally]:
     """verify() of distinct ``urls``, its results made as they are read: the tally is the
     summary of those read so far, whole once they all are. Nothing is held but the answers
     that came ahead of an earlier one still in flight. Close the results if they are not
     read to their end: their threads and connections go with them."""
 
-    answers = probe_each(urls, options, progress)  # a CA bundle that cannot be read: said now
+    answers = probe_each(urls, options, progress, pace)  # a CA bundle unreadable: said now
 
     def results() -> Generator[dict[str, Any], None, None]:
         with contextlib.closing(answers):
@@ -268,10 +268,15 @@ def probe_each(
     urls: Iterable[str],
     options: VerifyOptions,
     progress: Callable[[int], None] | None = None,
+    pace: Pace | None = None,
 ) -> Generator[ProbeResult, None, None]:
     """Probes each URL once per variant, ``concurrency`` at a time, and yields the answers in
     the order of the URLs. URLs are read as they are needed and answers kept only while an
     earlier one is still awaited, so that a million URLs are never all in memory.
+
+    ``pace`` is called before each request and may wait (a provider's rate, kept across
+    processes by the engine's pacer); it calls the function it is given instead of sleeping,
+    with the seconds it may take, and the requests in flight go on meanwhile.
 
     A CA bundle that cannot be read is said at once, before any answer is written; close the
     iterator if it is not read to its end."""
@@ -283,7 +288,7 @@ def probe_each(
         return (answer for answer in none)
     from prewarm_cli.verify.curl import probe_all
 
-    return probe_all(itertools.chain([first], work), options, progress)
+    return probe_all(itertools.chain([first], work), options, progress, pace)
 
 
 def request_headers(options: VerifyOptions, encoding: str | None) -> dict[str, str]:
