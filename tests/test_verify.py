@@ -505,6 +505,26 @@ def test_a_pace_spaces_the_requests_while_those_in_flight_go_on(
     assert answers[0].elapsed_ms is not None and answers[0].elapsed_ms < 900
 
 
+def test_a_pace_hands_each_answer_over_before_the_next_turn(
+    edge: CacheServer, tmp_path: Path
+) -> None:
+    """The answers that came while a request waited for its turn are read then, before the
+    next one's: the first was held until every free slot had had its turn (3 s here, and
+    (concurrency - 1) / rate at most), and a Ctrl-C then dropped them all."""
+    from prewarm_cli.pacing import Pacer
+    from prewarm_cli.plugin import Limits
+
+    pacer = Pacer(Limits(max_batch=1, requests_per_second=1), "t", tmp_path / "rates.sqlite3")
+    urls = [f"{edge.url}/cloudfront/hit?i={i}" for i in range(4)]
+    began = time.monotonic()
+    answers = probe.probe_each(
+        urls, VerifyOptions(concurrency=8), pace=lambda go_on: pacer.acquire(0, go_on)
+    )
+    first = next(answers)
+    assert time.monotonic() - began < 1.9 and first.url == urls[0]  # at the second's turn
+    answers.close()
+
+
 def test_the_proxy_of_the_environment_is_used_where_no_pin_is_given(
     edge: CacheServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -518,25 +538,50 @@ def test_the_proxy_of_the_environment_is_used_where_no_pin_is_given(
     assert edge.requests[-1]["host"] == "static.example.invalid"
 
 
+def raw_server(answer: bytes, *, close: bool = True) -> Iterator[str]:
+    """A server on 127.0.0.1 that answers each request with ``answer`` (and closes, or holds
+    the connection until the test ends); its base URL."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        held: list[socket.socket] = []
+
+        def answer_each() -> None:
+            with suppress(OSError):
+                while True:
+                    conn, _ = listener.accept()
+                    conn.recv(65536)
+                    conn.sendall(answer)
+                    if close:
+                        conn.close()
+                    else:
+                        held.append(conn)
+
+        threading.Thread(target=answer_each, daemon=True).start()
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+        for conn in held:
+            conn.close()
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_an_answer_cut_short_in_its_headers_is_no_answer(method: str) -> None:
+    """A status line and a header, then nothing: a timeout waiting for the response, not a
+    hit read off half a header block (HEAD dropped the error; GET said "after 0 bytes of the
+    body")."""
+    for base in raw_server(b"HTTP/1.1 200 OK\r\nX-Cache: HIT\r\n", close=False):
+        options = VerifyOptions(method=method, timeout=0.5, retries=0)
+        item = verify([base + "/x"], options)["results"][0]
+    assert (item["status_code"], item["cache"]) == (None, UNKNOWN)
+    assert item["error"] == "timed out after 0.5 s waiting for the response"
+
+
 def test_trailers_are_not_the_answers_headers() -> None:
     """A chunked body's trailer fields come after it: the verdict is the header's."""
     answer = (
         b"HTTP/1.1 200 OK\r\nX-Cache: HIT\r\nTransfer-Encoding: chunked\r\nTrailer: X-Cache\r\n\r\n"
         b"5\r\nhello\r\n0\r\nX-Cache: MISS\r\n\r\n"
     )
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-
-        def answer_each() -> None:
-            with suppress(OSError):
-                while True:
-                    conn, _ = listener.accept()
-                    with conn:
-                        conn.recv(65536)
-                        conn.sendall(answer)
-
-        threading.Thread(target=answer_each, daemon=True).start()
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}/chunked"
-        item = verify([url], VerifyOptions(method="GET", concurrency=1))["results"][0]
+    for base in raw_server(answer):
+        item = verify([base + "/chunked"], VerifyOptions(method="GET", concurrency=1))
+    item = item["results"][0]
     assert (item["cache"], item["bytes"], item["headers"]["x-cache"]) == (HIT, 5, "HIT")
 
 

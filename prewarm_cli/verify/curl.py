@@ -21,6 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Generator, Iterator
+from contextlib import suppress
 from typing import Any, NamedTuple
 
 from prewarm_cli.plugin import CURL_UNTRUSTED as _UNTRUSTED
@@ -34,6 +35,7 @@ _MAX_AHEAD = 1024  # answers held for the order of the URLs at most
 _HTTP_VERSIONS = {1: "HTTP/1.0", 2: "HTTP/1.1", 3: "HTTP/2", 30: "HTTP/3"}
 _STALLED = -1  # not libcurl's codes: no byte of the answer for `timeout` seconds,
 _CONNECT_TIMED_OUT = -2  # not connected and sent within `timeout` seconds
+_NO_FINAL = -3  # ended with no final answer: 1xx only
 # No name, no connection, none within the timeout.
 _CONNECTING = frozenset({6, 7, 28, _CONNECT_TIMED_OUT})
 _NO_RESPONSE = frozenset({52, 55, 56})  # closed before any response (a stale keep-alive)
@@ -147,7 +149,8 @@ class _Prober:
                     break
                 if self._pace is not None:
                     self._pace(self._meanwhile)  # its turn; the others go on meanwhile
-                    now = time.monotonic()
+                    self._start(probe, time.monotonic())
+                    break  # what came meanwhile is handed over before the next turn
                 self._start(probe, now)
             answered, self._ended = self._ended + self._transfer(), []
             now = time.monotonic()
@@ -178,7 +181,8 @@ class _Prober:
                     slot.last_byte += paused
             if exhausted and not self._in_flight and not retries:
                 return
-            if not answered and (self._in_flight or retries):
+            paced_next = self._pace is not None and self._free and not exhausted
+            if not answered and not paced_next and (self._in_flight or retries):
                 due = min(now + _TICK, retries[0][0] if retries else math.inf)
                 self._wait(due - now, self._next_look - now)
 
@@ -281,6 +285,10 @@ class _Prober:
         sent_encoding = self._headers[probe.encoding][1]
         elapsed_ms = round((slot.ended - slot.started) * 1000)
         code = getinfo(pycurl.RESPONSE_CODE) or None
+        if code is not None and not _final_headers_ended(slot.received):
+            # Cut short before the final answer's headers ended (a stall, a connection lost,
+            # interim answers only): its verdict would read half a header block.
+            code, error = None, error or (_NO_FINAL, "")
         if code is None:  # no answer at all
             assert error is not None
             errno, message = error
@@ -328,6 +336,8 @@ class _Prober:
         timeout = f"timed out after {self._options.timeout:g} s"
         if errno == _STALLED:
             return f"{timeout} waiting for the response"
+        if errno == _NO_FINAL:
+            return "no final answer (interim answers only)"
         if errno in (_CONNECT_TIMED_OUT, 28):  # ours, or libcurl's own (5 minutes)
             return f"{timeout} connecting"
         if errno in _UNTRUSTED:
@@ -345,7 +355,8 @@ class _Prober:
     def close(self) -> None:
         for slot in self._slots.values():
             if slot.probe is not None:
-                self._multi.remove_handle(slot.handle)
+                with suppress(self._pycurl.error):  # taken out already (Ctrl-C inside _end)
+                    self._multi.remove_handle(slot.handle)
             slot.handle.close()
         self._multi.close()
 
@@ -404,6 +415,15 @@ def _connect_to(pins: tuple[Pin, ...]) -> list[str]:
     return [
         connect_to(name, port, ip) for (host, port), ip in ordered for name in (host, host + ".")
     ]
+
+
+def _final_headers_ended(block: bytearray) -> bool:
+    """Whether the block holds a final answer's whole header block: its blank line came, and
+    its status is not 1xx (libcurl hands over each interim answer's block too)."""
+    start = block.rfind(b"\nHTTP/") + 1
+    status = block[start : start + 16].split(b" ", 2)
+    ended = block.find(b"\n\r\n", start) >= 0 or block.find(b"\n\n", start) >= 0
+    return ended and len(status) > 1 and not status[1].startswith(b"1")
 
 
 def _headers(block: bytearray) -> dict[str, str]:
