@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from prewarm_cli.errors import ConfigError, NotFoundError, UnsupportedError
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
     from prewarm_cli.verify.classify import Classification
@@ -54,6 +56,7 @@ __all__ = [
     "parse_resolve",
     "pinned_client",
     "state_dir",
+    "tls_context",
     "url_to_ascii",
 ]
 
@@ -463,6 +466,16 @@ def curl_connect_to(host: str, port: int | None, ip: str) -> str:
     from prewarm_cli.verify.curl import connect_to
 
     return connect_to(host, port, ip)
+
+
+def tls_context(ca_bundle: str | None = None) -> ssl.SSLContext:
+    """The TLS verification of a provider's httpx client (``verify=``): ``ca_bundle``, which
+    replaces the trust store, or else the trust store (SSL_CERT_FILE, SSL_CERT_DIR or
+    certifi's). One that cannot be read is a ConfigError naming it and the fix, where httpx
+    would raise FileNotFoundError from the first request."""
+    from prewarm_cli.verify.probe import ssl_context
+
+    return ssl_context(ca_bundle)
 
 
 def curl_common_settings(handle: Any, ca_bundle: str | None) -> None:

@@ -1154,6 +1154,22 @@ def test_verify_of_a_direct_job_keeps_its_rate(bed: CacheBed, run_cli, direct_co
     assert took >= 1.6
 
 
+def test_verify_of_a_direct_job_checks_the_trust_store_before_any_result(
+    bed: CacheBed, run_cli, direct_config, tmp_path: Path
+) -> None:
+    """The probes' parts are made as they are reached: a trust store that cannot be read is
+    said before the document's verify part begins, not inside it."""
+    direct_config('encodings = ["identity"]\n')
+    r, data = submit(run_cli, *bed.nginx.resolve_args(), bed.nginx.url("/obj/t.js"))
+    assert r.returncode == 0, r.stderr
+    missing = str(tmp_path / "nowhere.pem")
+    st = run_cli(
+        "status", data["job_id"], "--verify", "-o", "json", env_extra={"SSL_CERT_FILE": missing}
+    )
+    assert st.returncode == 3, st.stderr
+    assert "verify" not in json.loads(st.stdout) and f"SSL_CERT_FILE={missing}" in st.stderr
+
+
 def test_wait_verify_probes_the_entry_the_headers_warmed(
     device_bed: CacheBed, run_cli, direct_config
 ) -> None:

@@ -439,6 +439,20 @@ def test_an_ssl_cert_file_that_cannot_be_read_is_a_config_error_naming_it(
     assert "unexpected" not in r.stderr and "--ca-bundle" in r.stderr
 
 
+def test_status_verify_with_a_trust_store_it_cannot_read_says_so_before_any_result(
+    fake_config, fake_cdn: FakeCdn, edge: CacheServer, tmp_path: Path
+) -> None:
+    """The probes' parts are made as they are reached: their trust store is checked before
+    the first result is written, not when the first part's turn comes."""
+    job = finished_job(fake_cdn, [f"{edge.url}/cloudfront/hit"])
+    missing = str(tmp_path / "nowhere.pem")
+    r = invoke("status", job, "--verify", "-o", "json", env_extra={"SSL_CERT_FILE": missing})
+    assert r.returncode == 3, r.stderr
+    data = json.loads(r.stdout)  # one document
+    assert data["error"]["code"] == "config" and "verify" not in data
+    assert edge.requests == []
+
+
 def test_verify_with_a_ca_bundle_it_cannot_read_says_so_before_any_result(
     cli_env: dict[str, str], tmp_path: Path, edge: CacheServer
 ) -> None:

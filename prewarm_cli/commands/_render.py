@@ -100,11 +100,12 @@ def claims_verified(
     # Each target is probed with its own Accept-Encoding; a -H one was not sent (direct).
     own_headers = tuple((n, v) for n, v in headers if n.lower() != "accept-encoding")
     n_rest = sum(1 for _ in claims.urls(without=named))
+    if n_rest:
+        probe.check_trust(None)  # before any result is written, as each alias's below
     hosts: dict[_Group, set[str]] = {}  # each group's hosts, for its pins
     n_named = 0
     for alias, targets in named.items():
-        if ws.session(alias).ca_bundle:
-            probe.ssl_context(ws.session(alias).ca_bundle)
+        probe.check_trust(ws.session(alias).ca_bundle)
         for t in targets:
             key = (alias, t.ip, t.accept_encoding, t.label, t.user_agent)
             hosts.setdefault(key, set()).add(host_of(t.url))

@@ -371,8 +371,9 @@ class ProviderSession:
                 return fn(*args)
 
         def before_attempt() -> None:
+            pacer = self.pacer  # what its making raises is the provider's (prepare())
             try:
-                self.pacer.acquire(n_urls)
+                pacer.acquire(n_urls)
             except (PrewarmError, Interrupted):
                 raise
             except Exception as exc:  # e.g. sqlite3.OperationalError from the shared store

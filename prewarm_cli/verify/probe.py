@@ -280,7 +280,7 @@ def probe_each(
 
     A CA bundle that cannot be read is said at once, before any answer is written; close the
     iterator if it is not read to its end."""
-    _check_trust(options.ca_bundle, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    check_trust(options.ca_bundle)
     work = ((url, enc) for url in urls for enc in options.variants())
     first = next(work, None)
     if first is None:
@@ -321,12 +321,16 @@ def describe_error(exc: BaseException, timeout: float) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def check_trust(ca_bundle: str | None) -> None:
+    """That the trust store (SSL_CERT_FILE's, SSL_CERT_DIR's or certifi's), or the bundle
+    that replaces it, can be read (UsageError, ConfigError): once per process, not once per
+    group of a job's probes (18 ms each)."""
+    _check_trust(ca_bundle, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
 @functools.lru_cache(maxsize=8)
 def _check_trust(ca_bundle: str | None, cert_file: str | None, cert_dir: str | None) -> None:
-    """That the trust store (the environment's: ``cert_file``, ``cert_dir``), or the bundle
-    that replaces it, can be read: once per process, not once per group of a job's probes
-    (18 ms each)."""
-    ssl_context(ca_bundle)
+    ssl_context(ca_bundle)  # the environment's names are in the key
 
 
 def ssl_context(ca_bundle: str | Sequence[str] | None = None) -> ssl.SSLContext:

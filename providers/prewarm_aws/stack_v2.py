@@ -45,6 +45,7 @@ from prewarm_cli.plugin import (
     Report,
     SubmitOptions,
     TaskStatus,
+    tls_context,
 )
 
 __all__ = ["LIMITS", "StackV2"]
@@ -328,7 +329,7 @@ class StackV2:
         import httpx
 
         settings = self.ctx.settings
-        verify: Any = settings.get("ca_bundle") or True
+        verify = tls_context(settings.get("ca_bundle"))
         timeout = float(settings.get("timeout") or 30.0)
         delays = iter(REPORT_RETRY_DELAYS)
         # A plain client: the presigned S3 link must not receive the API key.

@@ -22,6 +22,7 @@ from prewarm_cli.errors import (
     RetryableError,
     UnknownOutcome,
 )
+from prewarm_cli.plugin import tls_context
 
 if TYPE_CHECKING:
     import httpx
@@ -140,7 +141,7 @@ class Transport:
                 self._client = httpx.Client(
                     base_url=self.endpoint + "/",
                     timeout=self._timeout,
-                    verify=self._ca_bundle or True,
+                    verify=tls_context(self._ca_bundle),
                     headers={"x-api-key": self._api_key},
                 )
             return self._client

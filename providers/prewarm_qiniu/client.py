@@ -26,6 +26,7 @@ from prewarm_cli.errors import (
     RetryableError,
     UnknownOutcome,
 )
+from prewarm_cli.plugin import tls_context
 
 if TYPE_CHECKING:
     import httpx
@@ -156,7 +157,7 @@ class QiniuClient:
                 ) from exc
             self._http = httpx.Client(
                 timeout=self._timeout,
-                verify=self._ca_bundle or True,
+                verify=tls_context(self._ca_bundle),
                 headers={"User-Agent": "prewarm-cli (qiniu)"},
             )
 

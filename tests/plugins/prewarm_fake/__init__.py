@@ -36,6 +36,7 @@ from prewarm_cli.plugin import (
     SubmitOptions,
     TaskStatus,
     UrlStatus,
+    tls_context,
 )
 
 if TYPE_CHECKING:
@@ -244,6 +245,7 @@ class FakeProvider(Provider):
 
                 self._client = httpx.Client(
                     base_url=str(self.settings["endpoint"]),
+                    verify=tls_context(self.settings.get("ca_bundle")),
                     timeout=float(self.settings.get("timeout") or 30.0),
                     headers={"X-Api-Key": str(self.settings.get("api_key") or "")},
                 )
