@@ -99,6 +99,8 @@ class OriginState:
 
 
 class _OriginHandler(BaseHTTPRequestHandler):
+    _in_flight = False  # counted in the origin's in_flight
+
     protocol_version = "HTTP/1.1"
     server: Any
 
@@ -120,9 +122,18 @@ class _OriginHandler(BaseHTTPRequestHandler):
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
             state.cond.notify_all()
+        self._in_flight = True
         try:
             self._answer(state, path, parse_qs(parts.query), encoding, n_seen, n_path)
         finally:
+            self._answered(state)
+
+    def _answered(self, state: OriginState) -> None:
+        """The request no longer counts as in flight: once, before its answer's bytes leave
+        (counted after them, the client's next request could arrive before this thread ran
+        again, and two requests a client sent one after the other read as concurrent)."""
+        if self._in_flight:
+            self._in_flight = False
             with state.cond:
                 state.in_flight -= 1
                 state.cond.notify_all()
@@ -182,6 +193,7 @@ class _OriginHandler(BaseHTTPRequestHandler):
         return self._send(200, body, headers)
 
     def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self._answered(self.server.state)
         self.send_response(code)
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
