@@ -417,20 +417,27 @@ def _connect_to(pins: tuple[Pin, ...]) -> list[str]:
     ]
 
 
+def _final_block(block: bytearray) -> tuple[int, int]:
+    """Where the final answer's header block lies in ``block``: from its status line (after
+    any 1xx, whose blocks libcurl hands over too) to its blank line, or to the end where that
+    has not come (trailers may follow the body); -1 as the end when it has not."""
+    start = block.rfind(b"\nHTTP/") + 1  # 0: the block's first response
+    ends = [i for i in (block.find(b"\n\r\n", start), block.find(b"\n\n", start)) if i >= 0]
+    return start, min(ends, default=-1)
+
+
 def _final_headers_ended(block: bytearray) -> bool:
     """Whether the block holds a final answer's whole header block: its blank line came, and
-    its status is not 1xx (libcurl hands over each interim answer's block too)."""
-    start = block.rfind(b"\nHTTP/") + 1
+    its status is not 1xx."""
+    start, end = _final_block(block)
     status = block[start : start + 16].split(b" ", 2)
-    ended = block.find(b"\n\r\n", start) >= 0 or block.find(b"\n\n", start) >= 0
-    return ended and len(status) > 1 and not status[1].startswith(b"1")
+    return end >= 0 and len(status) > 1 and not status[1].startswith(b"1")
 
 
 def _headers(block: bytearray) -> dict[str, str]:
-    """The final response's headers (after any 1xx): lower-case names, a repeated one's
-    values joined with ", ", in the order they came."""
-    start = block.rfind(b"\nHTTP/") + 1  # 0: the block's first response
-    end = block.find(b"\n\r\n", start)  # its blank line: trailers may come after the body
+    """The final response's headers: lower-case names, a repeated one's values joined with
+    ", ", in the order they came."""
+    start, end = _final_block(block)
     text = bytes(block[start : end if end >= 0 else len(block)]).decode("latin-1")
     headers: dict[str, str] = {}
     for line in text.split("\n")[1:]:
