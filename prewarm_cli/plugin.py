@@ -487,6 +487,24 @@ def curl_common_settings(handle: Any, ca_bundle: str | None) -> None:
     common_settings(handle, ca_bundle)
 
 
+def curl_lookup_unfinished(handle: Any) -> bool:
+    """Whether the request of a libcurl (pycurl) handle, ended or taken out of its multi
+    handle before its answer, had its host's name still unresolved: that lookup may still run
+    in libcurl's resolver, and the multi handle is closed with ``lookup_left``."""
+    from prewarm_cli.verify.curl import lookup_unfinished
+
+    return lookup_unfinished(handle)
+
+
+def curl_close_multi(multi: Any, *, lookup_left: bool) -> None:
+    """Closes a libcurl multi handle whose easy handles are taken out, without waiting for a
+    name lookup that hangs (5 to 10 s, after a Ctrl-C too): with ``lookup_left``, the handle
+    is left to the process's end instead, as verify's are."""
+    from prewarm_cli.verify.curl import close_multi
+
+    close_multi(multi, lookup_left=lookup_left)
+
+
 def describe_http_error(exc: BaseException, timeout: float) -> str:
     """verify's one-line description of a failed request (which phase timed out, ...)."""
     from prewarm_cli.verify.probe import describe_error

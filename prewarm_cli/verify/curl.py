@@ -91,6 +91,7 @@ class _Prober:
         self._ended: list[_Ended] = []  # requests that ended while pace() waited
         self._next_look = 0.0  # when to look for requests out of time
         self._multi = pycurl.CurlMulti()
+        self._lookup_left = False  # a request ended before its name was resolved (close_multi)
         self._slots: dict[int, _Slot] = {}
         self._free: list[_Slot] = []
         self._in_flight = 0
@@ -258,6 +259,8 @@ class _Prober:
 
     def _end(self, slot: _Slot, error: tuple[int, str] | None = None) -> _Ended:
         """The slot's request taken out of the transfers: the slot, its probe, its error."""
+        if error is not None and lookup_unfinished(slot.handle):
+            self._lookup_left = True
         self._multi.remove_handle(slot.handle)
         self._in_flight -= 1
         slot.ended = time.monotonic()
@@ -355,10 +358,11 @@ class _Prober:
     def close(self) -> None:
         for slot in self._slots.values():
             if slot.probe is not None:
+                self._lookup_left = self._lookup_left or lookup_unfinished(slot.handle)
                 with suppress(self._pycurl.error):  # taken out already (Ctrl-C inside _end)
                     self._multi.remove_handle(slot.handle)
             slot.handle.close()
-        self._multi.close()
+        close_multi(self._multi, lookup_left=self._lookup_left)
 
 
 # libcurl's codes for a TLS handshake that failed or a certificate not trusted: no answer.
@@ -372,10 +376,7 @@ def common_settings(handle: Any, ca_bundle: str | None) -> None:
     """What every libcurl transfer of prewarm's is: redirects not followed, no signals (a
     timeout in a thread), and TLS verified, the peer's certificate and name, against
     ``ca_bundle`` (which replaces the trust store, as curl's ``--cacert``) or else the trust
-    store Python uses here: SSL_CERT_FILE and SSL_CERT_DIR where set, else certifi's.
-
-    (A multi handle closed while a name lookup hangs waits for it, up to the resolver's own
-    timeout: libcurl's CURLMOPT_QUICK_EXIT would not, but pycurl does not let it be set.)"""
+    store Python uses here: SSL_CERT_FILE and SSL_CERT_DIR where set, else certifi's."""
     import pycurl
 
     handle.setopt(pycurl.FOLLOWLOCATION, 0)
@@ -390,6 +391,33 @@ def common_settings(handle: Any, ca_bundle: str | None) -> None:
         handle.unsetopt(pycurl.CAINFO)  # the directory alone, as Python and httpx read it
     if capath:
         handle.setopt(pycurl.CAPATH, capath)
+
+
+def lookup_unfinished(handle: Any) -> bool:
+    """Whether the request of ``handle``, ended or taken out before its answer, had not had
+    its host's name resolved yet: its lookup may still run in libcurl's resolver."""
+    import pycurl
+
+    return bool(handle.getinfo(pycurl.NAMELOOKUP_TIME_T) == 0)
+
+
+def close_multi(multi: Any, *, lookup_left: bool) -> None:
+    """Closes a libcurl multi handle whose easy handles are taken out, at once.
+
+    libcurl's cleanup waits for the name lookups its resolver's threads are in, and a lookup
+    on a resolver that does not answer takes 5 to 10 s to give up: a Ctrl-C, or the end of a
+    run whose lookup timed out, would wait that long. libcurl's CURLMOPT_QUICK_EXIT skips that
+    wait, but pycurl cannot set it. So a multi handle whose lookup may still run
+    (``lookup_left``: see lookup_unfinished) is never cleaned up: it is left to the process's
+    end, which ends its threads and closes its connections."""
+    if not lookup_left:
+        multi.close()
+        return
+    import ctypes
+
+    # A reference that is never given back: Python frees everything else as it shuts down, a
+    # list of a module's included, and freeing the handle would run libcurl's cleanup.
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(multi))
 
 
 def connect_to(host: str, port: int | None, ip: str) -> str:

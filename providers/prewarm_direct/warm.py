@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 import select
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -22,7 +23,9 @@ from prewarm_cli.plugin import (
     CURL_UNTRUSTED,
     cache_verdict,
     cache_verdict_headers,
+    curl_close_multi,
     curl_common_settings,
+    curl_lookup_unfinished,
     url_to_ascii,
 )
 from prewarm_direct.targets import Target
@@ -114,7 +117,11 @@ class Warmer:
         # combinations only, so a warm request rarely runs the classifier (bounded, see _verdict).
         self._verdicts: dict[tuple[tuple[bytes, bytes], ...], tuple[str, str | None]] = {}
         self._multi = pycurl.CurlMulti()
+        self._lookup_left = False  # a request ended before its name was resolved
         self._running = False  # in run(), in some thread
+        self._close_asked = False  # close() was called: by the run's end if it was running
+        self._closing = threading.Lock()
+        self._closed = False
         self._in_flight = 0  # requests of the run sent and not answered
         # The run's callbacks, kept for keep_sending, which takes answers during take().
         self._on_answer: Callable[[Request, Answer], None] = _no_answer
@@ -177,6 +184,8 @@ class Warmer:
             self._drop_in_flight()
             self._on_answer, self._on_tick = _no_answer, None
             self._running = False
+            if self._close_asked:  # while it ran, in another thread: the run closes
+                self._release()
 
     @property
     def budget_spent(self) -> bool:
@@ -270,6 +279,7 @@ class Warmer:
     def _drop_in_flight(self) -> None:
         for slot in self._slots.values():
             if slot.request is not None:
+                self._lookup_left = self._lookup_left or curl_lookup_unfinished(slot.handle)
                 self._multi.remove_handle(slot.handle)
                 slot.request = None
                 self._free.append(slot)
@@ -299,6 +309,8 @@ class Warmer:
         slot.request = request
 
     def _done(self, handle: Any, error: tuple[int, str] | None) -> None:
+        if error is not None and curl_lookup_unfinished(handle):
+            self._lookup_left = True  # (a lookup that timed out may still run)
         self._multi.remove_handle(handle)
         self._in_flight -= 1
         slot = self._slots[id(handle)]
@@ -368,15 +380,23 @@ class Warmer:
         return Answer(TRANSIENT, reason=message or f"libcurl error {errno}")
 
     def close(self) -> None:
-        """Releases libcurl's handles; not those of a run still sending in another thread (a
-        run a signal stopped, whose worker the process leaves behind as it ends): they
-        cannot be closed while they transfer, and the run would go on with closed ones."""
-        if self._running:
-            return
-        with suppress(self._pycurl.error):  # a run begun meanwhile: left to the process's end
-            for slot in self._slots.values():
-                slot.handle.close()
-            self._multi.close()
+        """Releases libcurl's handles; those of a run still sending in another thread (a run
+        a signal stopped, whose worker the process leaves behind as it ends) when that run
+        ends, if it does: they cannot be closed while they transfer, and the run would go on
+        with closed ones. Never waits for a name lookup (curl_close_multi)."""
+        self._close_asked = True
+        if not self._running:
+            self._release()
+
+    def _release(self) -> None:
+        with self._closing:  # close() and the run's end may both come here
+            if self._closed:
+                return
+            self._closed = True
+            with suppress(self._pycurl.error):  # a run begun meanwhile: left to the process's end
+                for slot in self._slots.values():
+                    slot.handle.close()
+                curl_close_multi(self._multi, lookup_left=self._lookup_left)
 
 
 class HeaderReader:
