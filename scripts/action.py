@@ -180,8 +180,10 @@ def _header_values(args: Sequence[str]) -> list[str]:
     """The values of -H options whose names say they are secrets, to be masked."""
     values = []
     for _before, text in _header_options(args).values():
-        name, _, value = text.partition(":")
-        if value.strip() and _SECRET_NAMES.search(name):
+        name, colon, value = text.partition(":")
+        if not colon and _SECRET_NAMES.search(text):
+            values.append(text.strip())  # a colon left out: "Authorization Bearer ..."
+        elif value.strip() and _SECRET_NAMES.search(name):
             values.append(value.strip())
     return values
 
@@ -331,6 +333,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             return 2
         for value in _header_values(args):
             print(f"::add-mask::{value}")  # GitHub masks it in the rest of the log
+        sys.stdout.flush()  # before prewarm's stderr can say it: stdout is a pipe, buffered
         print("prewarm " + shlex.join(shown(args)), file=sys.stderr)
         # stderr (progress, warnings, errors) goes straight to the log; stdout is the JSON.
         code, stdout = _run_forwarding_signals([*prewarm, *args])

@@ -35,11 +35,13 @@ def run_action(
     tmp_path: Path,
     cwd: Path | None = None,
     stop: Callable[[subprocess.Popen[str]], None] | None = None,
+    as_logged: bool = False,
     **inputs: str,
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, str], str]:
     """Runs the step script; returns the process, the outputs it wrote, and the summary.
 
-    Inputs are given as GitHub names them (``from_dir`` for ``from-dir``)."""
+    Inputs are given as GitHub names them (``from_dir`` for ``from-dir``). ``as_logged``:
+    stderr into stdout, in the order the step's log has them."""
     output, summary = tmp_path / "github_output", tmp_path / "step_summary"
     output.write_text("")
     summary.write_text("")
@@ -53,6 +55,8 @@ def run_action(
         **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
     }
     env.pop("PREWARM_CONFIG", None)  # the action's config input decides
+    if as_logged:
+        env.pop("PYTHONUNBUFFERED", None)  # as on a runner: stdout, a pipe, is buffered
     if stop is not None:  # a step stopped once ``stop`` says so (a job's time limit)
         # Through bash, as the runner runs the step (and signals bash alone), with the
         # step's own line from action.yml; its virtualenv's python is this one.
@@ -87,7 +91,8 @@ def run_action(
             [sys.executable, str(SCRIPT)],
             env=env,
             cwd=cwd or tmp_path,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if as_logged else subprocess.PIPE,
             text=True,
             timeout=120,
             check=False,
@@ -372,6 +377,35 @@ def test_the_logged_command_hides_header_values_and_url_secrets(
     assert "TOPSECRET" not in proc.stderr and "ter2" not in proc.stderr
     assert "::add-mask::Bearer TOPSECRET\n" in proc.stdout and "::add-mask::k3y\n" in proc.stdout
     assert proc.stdout.count("::add-mask::") == 2  # not X-Debug's "1": every 1 would be starred
+
+
+def test_header_secrets_are_masked_before_prewarm_runs_and_never_printed(
+    action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path
+) -> None:
+    """The log as the runner writes it: stdout is a pipe, so the masks must leave before
+    prewarm's stderr does; a header given without its colon is masked whole, and prewarm's
+    error names it by its first word."""
+    proc, outputs, summary = run_action(
+        action_env,
+        tmp_path,
+        as_logged=True,
+        urls="https://cdn.example.com/a.js",
+        config=INLINE_CONFIG.format(endpoint=fake_cdn.url),
+        extra_args="-H 'X-Api-Key: k3y-value' -H 'Authorization Bearer s3cr3t-value'",
+    )
+    assert proc.returncode == 2
+    log = proc.stdout.splitlines()
+    masks = [i for i, line in enumerate(log) if line.startswith("::add-mask::")]
+    assert [log[i] for i in masks] == [
+        "::add-mask::k3y-value",
+        "::add-mask::Authorization Bearer s3cr3t-value",
+    ]
+    assert max(masks) < min(i for i, line in enumerate(log) if line.startswith("prewarm "))
+    for i, line in enumerate(log):
+        if i not in masks:
+            assert "s3cr3t" not in line and "k3y" not in line, line
+    assert "header 'Authorization …' is not 'Name: value'" in proc.stdout
+    assert "s3cr3t" not in summary and "s3cr3t" not in outputs.get("result", "")
 
 
 def test_a_dry_run_is_a_plan_in_the_outputs_and_summary(
