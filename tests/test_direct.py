@@ -1213,6 +1213,27 @@ def test_wait_verify_probes_with_the_user_agent_the_warm_sent(
             assert bed.counts.count_with(path, "User-Agent", agent) == 1, path
 
 
+def test_status_verify_probes_with_the_jobs_user_agent_not_the_configs_of_now(
+    agent_bed: CacheBed, run_cli, direct_config
+) -> None:
+    bed = agent_bed
+    path = "/obj/agent-later.js"
+    direct_config('user_agent = "warmer/1"\nencodings = ["identity"]\n')
+    r, data = submit(
+        run_cli, "--resolve", f"{HOST}:{bed.nginx.port}:{POPS[0]}", bed.nginx.url(path)
+    )
+    assert r.returncode == 0, r.stderr
+    for table in ('user_agent = "warmer/2"\n', ""):  # changed since, or left to the default
+        direct_config(table + 'encodings = ["identity"]\n')
+        r = run_cli("status", data["job_id"], "--verify", "-o", "json")
+        assert r.returncode == 0, r.stderr
+        (result,) = json.loads(r.stdout)["verify"]["results"]
+        assert result["cache"] == "hit" and not result["mismatch"], table
+    # The warm's one request, with the job's User-Agent; the probes asked for what it filled.
+    assert bed.counts.count(path) == 1
+    assert bed.counts.count_with(path, "User-Agent", "warmer/1") == 1
+
+
 def test_wait_verify_table_names_the_pop_target_of_each_row(
     bed: CacheBed, run_cli, direct_config
 ) -> None:

@@ -548,7 +548,7 @@ class DirectProvider(Provider):
     def started_task(self) -> str | None:
         """This run, named in the record before its first request: a run stopped before any
         batch was answered is found here, with what it recorded (nothing, at worst)."""
-        self.store.name_run(self.run_id, self.sending_job_id)
+        self.store.name_run(self.run_id, self.sending_job_id, self.user_agent)
         return self.run_id
 
     def fetch_status(self, task_ids: Sequence[str]) -> list[TaskStatus]:
@@ -656,9 +656,11 @@ class DirectProvider(Provider):
         return _with_totals(per_pop)
 
     def probe_targets(self, task_ids: Sequence[str]) -> Iterable[ProbeTarget] | None:
-        """Every (URL, PoP, variant) these runs warmed, to be probed again through that PoP,
-        read from the record each time they are iterated."""
-        return _WarmedTargets(self.store, tuple(task_ids), self.user_agent)
+        """Every (URL, PoP, variant) these runs warmed, to be probed again through that PoP
+        with the User-Agent they sent (the config's may have changed since), read from the
+        record each time they are iterated."""
+        runs = tuple(task_ids)
+        return _WarmedTargets(self.store, runs, self.store.user_agent_of(runs) or self.user_agent)
 
     def report(self, task_ids: Sequence[str]) -> Report:
         """Each (URL, PoP, variant) request that was refused or failed last time it was sent."""

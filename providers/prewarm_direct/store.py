@@ -60,6 +60,11 @@ CREATE TABLE {name} (
 ) WITHOUT ROWID
 """
 _RUNS = "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, job_id TEXT NOT NULL)"
+# The User-Agent each run sent: its probes send it again (the cache key may hold it).
+_RUN_AGENTS = (
+    "CREATE TABLE IF NOT EXISTS run_agents"
+    " (run_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, user_agent TEXT NOT NULL)"
+)
 # The answers of a batch's URLs warmed whole: a JSON list of Records, one row per flush.
 _WARMED = (
     "CREATE TABLE IF NOT EXISTS warmed (run_id TEXT NOT NULL, job_id TEXT NOT NULL,"
@@ -271,15 +276,23 @@ class Store:
         with self._lock:
             self._db.close()
 
-    def name_run(self, run_id: str, job_id: str | None) -> None:
-        """Names a run with its job before it records any answer (``runs``)."""
+    def name_run(self, run_id: str, job_id: str | None, user_agent: str) -> None:
+        """Names a run with its job, and the User-Agent it sends, before it records any
+        answer (``runs``, ``run_agents``)."""
         key = (run_id, job_id or "")
         if key in self._runs:
             return
         with self._lock:
             try:
+                self._db.execute("BEGIN")
                 self._db.execute("INSERT OR IGNORE INTO runs VALUES (?, ?)", key)
+                self._db.execute(
+                    "INSERT OR IGNORE INTO run_agents VALUES (?, ?, ?)", (*key, user_agent)
+                )
+                self._db.execute("COMMIT")
             except sqlite3.Error as exc:
+                with suppress(sqlite3.Error):  # SQLite may have rolled back already
+                    self._db.execute("ROLLBACK")
                 raise JournalError(
                     f"cannot write the direct warming record {self.path}: {exc}",
                     hint="free space in the state directory, then try again",
@@ -295,7 +308,7 @@ class Store:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    for table in ("requests", "warmed", "runs"):
+                    for table in ("requests", "warmed", "runs", "run_agents"):
                         self._db.execute(
                             f"DELETE FROM {table} WHERE job_id IN (SELECT value FROM json_each(?))",
                             (jobs,),
@@ -436,6 +449,19 @@ class Store:
         with self._lock:
             runs = self._name_runs(run_ids)
         yield from map(Warmed._make, self._read_apart(_WARMED_OF_RUNS, (runs, runs, runs)))
+
+    def user_agent_of(self, run_ids: Sequence[str]) -> str | None:
+        """The User-Agent the latest of these runs sent (a job's runs all send one: --resume
+        refuses another); None where the record does not say (a record of an earlier
+        prewarm)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT user_agent FROM run_agents JOIN runs USING (run_id)"
+                " WHERE run_id IN (SELECT value FROM json_each(?))"
+                " ORDER BY runs.rowid DESC LIMIT 1",
+                (_json(run_ids),),
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def _read_apart(self, sql: str, params: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         """The rows of a query that SQLite sorts, read through a connection of its own whose
@@ -626,6 +652,7 @@ def _migrate(db: sqlite3.Connection) -> None:
     """Creates the tables, or moves a record keyed by run (with an index by job, and before
     that without a job) into today's table, in one transaction."""
     db.execute(_RUNS)
+    db.execute(_RUN_AGENTS)
     for statement in _WARMED:
         db.execute(statement)
     # An earlier prewarm indexed its table by job, and makes that index again on this table
