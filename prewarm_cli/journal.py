@@ -80,7 +80,8 @@ class Job:
     providers: tuple[str, ...]
     options: Mapping[str, Any]
     urls: int
-    skipped: tuple[Mapping[str, Any], ...] = ()
+    skipped: tuple[Mapping[str, Any], ...] = ()  # the first MAX_KEPT_SKIPPED of them
+    n_skipped: int = 0  # all of them
 
 
 @dataclass(frozen=True)
@@ -274,13 +275,17 @@ class Journal:
         skipped: Sequence[Mapping[str, Any]],
         vendor_of: Callable[[str], str] = str,
         settings_of: Callable[[str], Mapping[str, Any]] = lambda alias: {},
+        *,
+        n_skipped: int | None = None,
     ) -> None:
         """Counts the distinct URLs once input is complete, and names the job's providers (those
         its targets went to) with the vendor each sends to (``vendor_of``) and the settings
         `--resume` holds it to (``settings_of``, where a provider has any), in one
         transaction: a job is either still reading its input or ready with all of them, even
         if the process is killed right after. The providers' code runs before it: a slow
-        one holds no other process's writes (the job, still being made, is this run's)."""
+        one holds no other process's writes (the job, still being made, is this run's).
+        ``skipped``: the first of the skipped inputs, ``n_skipped`` of them in all (None: as
+        many as ``skipped`` holds)."""
         per_provider = [
             (row[0], row[1])
             for row in self._query(
@@ -305,11 +310,12 @@ class Journal:
             if settings:
                 options["settings"] = settings
             db.execute(
-                "UPDATE jobs SET urls = ?, skipped = ?, state = 'ready', updated_at = ?,"
-                " providers = ?, options = ? WHERE id = ?",
+                "UPDATE jobs SET urls = ?, skipped = ?, n_skipped = ?, state = 'ready',"
+                " updated_at = ?, providers = ?, options = ? WHERE id = ?",
                 (
                     urls,
                     json.dumps(list(skipped)),
+                    len(skipped) if n_skipped is None else n_skipped,
                     utcnow(),
                     json.dumps(providers),
                     json.dumps(options),
@@ -994,10 +1000,14 @@ def json_bytes(url: str) -> int:
 
 
 # The columns `jobs` lists: every one but the skipped inputs, which it shows none of.
-_LISTED = "id, created_at, updated_at, state, providers, options, urls, '[]' AS skipped"
+_LISTED = (
+    "id, created_at, updated_at, state, providers, options, urls, '[]' AS skipped,"
+    " COALESCE(n_skipped, json_array_length(skipped)) AS n_skipped"
+)
 
 
 def _job(row: sqlite3.Row) -> Job:
+    skipped = tuple(json.loads(row["skipped"]))
     return Job(
         id=row["id"],
         created_at=row["created_at"],
@@ -1006,5 +1016,7 @@ def _job(row: sqlite3.Row) -> Job:
         providers=tuple(json.loads(row["providers"])),
         options=json.loads(row["options"]),
         urls=row["urls"],
-        skipped=tuple(json.loads(row["skipped"])),
+        skipped=skipped,
+        # Not counted apart by a journal of before 0.2: all were kept.
+        n_skipped=len(skipped) if row["n_skipped"] is None else row["n_skipped"],
     )

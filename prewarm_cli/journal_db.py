@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     providers TEXT NOT NULL,          -- JSON list of aliases
     options TEXT NOT NULL,            -- JSON: headers, extra, invalidate
     urls INTEGER NOT NULL DEFAULT 0,  -- distinct input URLs
-    skipped TEXT NOT NULL DEFAULT '[]'
+    skipped TEXT NOT NULL DEFAULT '[]',  -- JSON list: the first MAX_KEPT_SKIPPED
+    n_skipped INTEGER                 -- all skipped (NULL: as many as the list holds)
 );
 {targets};
 CREATE TABLE IF NOT EXISTS batches (
@@ -203,6 +204,8 @@ def migrate(db: sqlite3.Connection, note: Callable[[str], None] | None = None) -
             columns = {r[1] for r in db.execute("PRAGMA table_info(targets)")}
             if "transient" not in columns:
                 db.execute("ALTER TABLE targets ADD COLUMN transient INTEGER NOT NULL DEFAULT 1")
+        if "n_skipped" not in {r[1] for r in db.execute("PRAGMA table_info(jobs)")}:
+            db.execute("ALTER TABLE jobs ADD COLUMN n_skipped INTEGER")
         if _keyed_by_url(db):
             _put_targets_in_order(db, note)
         for index in _TARGETS_INDEXES:

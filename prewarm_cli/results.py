@@ -104,7 +104,8 @@ class SubmitSummary:
     failed: tuple[TargetFailure, ...]
     deferred: int
     unknown: int
-    skipped: tuple[Mapping[str, Any], ...]
+    skipped: tuple[Mapping[str, Any], ...]  # the first MAX_KEPT_SKIPPED
+    n_skipped: int  # all of them
     tasks: tuple[TaskRow, ...]
     providers: Mapping[str, ProviderCounts]
     created_at: str
@@ -134,6 +135,7 @@ class SubmitSummary:
             "deferred": self.deferred,
             "unknown": self.unknown,
             "skipped": [dict(s) for s in self.skipped],
+            "skipped_total": self.n_skipped,
             "tasks": [t.to_dict() for t in self.tasks],
             "providers": {alias: c.to_dict() for alias, c in self.providers.items()},
             "created_at": self.created_at,
@@ -181,7 +183,8 @@ class Plan:
 
     n_urls: int
     total: int
-    skipped: tuple[Mapping[str, Any], ...]
+    skipped: tuple[Mapping[str, Any], ...]  # the first MAX_KEPT_SKIPPED
+    n_skipped: int  # all of them
     providers: Mapping[str, ProviderPlan]
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,6 +193,7 @@ class Plan:
             "urls": self.n_urls,
             "total": self.total,
             "skipped": [dict(s) for s in self.skipped],
+            "skipped_total": self.n_skipped,
             "providers": {alias: p.to_dict() for alias, p in self.providers.items()},
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,29 @@ def _indexes(path: Path) -> set[str]:
         return {name for (name,) in rows}
     finally:
         db.close()
+
+
+def test_a_journal_of_before_the_skipped_count_counts_its_list(tmp_path: Path) -> None:
+    import sqlite3
+
+    journal, job = new_job(tmp_path, ["u1"])
+    journal.close()
+    path = tmp_path / "j.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE jobs DROP COLUMN n_skipped")  # as 0.1.0 made it
+    db.execute("UPDATE jobs SET skipped = ?", (json.dumps([{"line": 2}, {"line": 3}]),))
+    db.commit()
+    db.close()
+    journal = jr.Journal(path)
+    try:
+        assert journal.job(job).n_skipped == 2
+        assert [j.n_skipped for j in journal.jobs()] == [2]
+        other = journal.create_job(["a"], {})
+        journal.add_targets(other, [(0, "u2", ("a",))])
+        journal.finish_intake(other, [{"line": 1}], n_skipped=5000)
+        assert journal.job(other).n_skipped == 5000
+    finally:
+        journal.close()
 
 
 # The targets as schema 2 kept them, spelled as they were: keyed by URL.

@@ -108,6 +108,40 @@ def test_invalid_input_lists_lines_and_sends_nothing(
     assert json.loads(r.stdout.splitlines()[0])["skipped"] == 2
 
 
+def test_skipped_inputs_are_all_counted_and_the_first_thousand_kept(
+    run_cli, fake_config, fake_cdn: FakeCdn, tmp_path: Path, cli_env
+) -> None:
+    """A million invalid lines (or failed uploads) took a gigabyte, held and journaled whole."""
+    f = tmp_path / "list.txt"
+    f.write_text("https://ok.example.com/a\n" + "".join(f"ftp://bad/{i}\n" for i in range(1500)))
+    log = tmp_path / "sync.log"
+    log.write_text(
+        "upload: public/b.js to s3://site/b.js\n"
+        + "".join(f"upload failed: public/{i}.js to s3://site/{i}.js denied\n" for i in range(700))
+    )
+    args = ("--skip-invalid", "-i", str(f), "--from-sync-log", str(log))
+    args += ("--base-url", "https://ok.example.com/")
+    r, data = submit_json(run_cli, *args)
+    assert r.returncode == 0, r.stderr
+    assert data["accepted"] == 2 and data["skipped_total"] == 2200
+    kept = data["skipped"]
+    assert len(kept) == 1000 and [s["line"] for s in kept[:2]] == [2, 3]
+    assert kept[-1]["input"] == "ftp://bad/999"  # the invalid lines came first
+    # stderr lists a screenful of each, with their counts.
+    assert "1500 invalid input lines; skipped (--skip-invalid):" in r.stderr
+    assert "... and 1450 more" in r.stderr and "... and 650 more" in r.stderr
+    assert "700 failed uploads in the sync log; skipped:" in r.stderr
+    # What the journal keeps of the job says the same, read back.
+    journal = sqlite3.connect(Path(cli_env["PREWARM_STATE_DIR"]) / "journal.sqlite3")
+    (row,) = journal.execute("SELECT skipped, n_skipped FROM jobs WHERE id = ?", (data["job_id"],))
+    assert len(json.loads(row[0])) == 1000 and row[1] == 2200
+    r = run_cli("submit", *args, "-o", "ndjson")
+    assert json.loads(r.stdout.splitlines()[0])["skipped"] == 2200
+    r = run_cli("submit", *args, "--dry-run", "-o", "json")
+    plan = json.loads(r.stdout)
+    assert plan["skipped_total"] == 2200 and len(plan["skipped"]) == 1000
+
+
 def test_rate_limits_are_respected(run_cli, write_config, fake_config, fake_cdn: FakeCdn) -> None:
     # 4 requests/s and 60 URLs/s, measured by the fake on its own clock.
     fake_cdn.rps = 4

@@ -281,7 +281,7 @@ def job_records(
     lines come as its results do."""
     if summary is not None:
         counts = {
-            k: len(v) if isinstance(v, list) else v
+            k: summary.n_skipped if k == "skipped" else len(v) if isinstance(v, list) else v
             for k, v in summary.to_dict().items()
             if k
             in (

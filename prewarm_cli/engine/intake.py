@@ -11,6 +11,7 @@ from prewarm_cli import journal as jr
 from prewarm_cli.engine.workspace import Router, Workspace
 from prewarm_cli.errors import InputError, UsageError
 from prewarm_cli.inputs import (
+    MAX_KEPT_SKIPPED,
     NO_INPUT_HINT,
     InputNotes,
     InputSpec,
@@ -82,7 +83,7 @@ def intake(
     if inputs.sitemaps:  # fetched through what the providers' own requests trust
         inputs = replace(inputs, ca_bundles=router.ca_bundles())
     invalid = InvalidList()
-    skipped: list[InvalidInput] = []
+    skipped = InvalidList(MAX_KEPT_SKIPPED)  # all counted, the first kept (the job's JSON)
     notes = InputNotes()
 
     def items() -> Iterator[tuple[int, str, Sequence[str]]]:
@@ -100,7 +101,7 @@ def intake(
                     " (add a [[routes]] entry, set defaults.provider or pass -p)",
                 )
             if req.skip_invalid:
-                skipped.append(item)
+                skipped.add(item)
             else:
                 invalid.add(item)
 
@@ -112,7 +113,7 @@ def intake(
     for message in notes.messages():
         ws.out.warn(message)
     if skipped:
-        ws.out.warn(InvalidList.of(skipped).message("skipped (--skip-invalid)"))
+        ws.out.warn(skipped.trimmed().message("skipped (--skip-invalid)"))
     if invalid:
         journal.delete_job(job_id)
         # A provider that cannot be used here (its credentials unset) is said first: of the
@@ -123,13 +124,14 @@ def intake(
             "nothing was sent", hint="fix them, or pass --skip-invalid to send the rest"
         )
     # A sync log's failed uploads are skipped too (DESIGN §4), with their line.
-    skipped += notes.failed_uploads
+    skipped.merge(notes.failed_uploads)
     try:
         journal.finish_intake(
             job_id,
-            [item.to_dict() for item in skipped],
+            [item.to_dict() for item in skipped.listed],
             lambda alias: vendor_of(ws, alias),
             settings_of,
+            n_skipped=len(skipped),
         )
     except BaseException:
         journal.delete_job(job_id)

@@ -70,6 +70,7 @@ def plan(ws: Workspace, req: SubmitRequest) -> Plan:
             n_urls=job.urls,
             total=sum(c.total for c in counts.values()),
             skipped=tuple(job.skipped),
+            n_skipped=job.n_skipped,
             providers=providers,
         )
     finally:

@@ -354,6 +354,7 @@ def submit_summary(ws: Workspace, job_id: str) -> SubmitSummary:
         deferred=total[jr.DEFERRED] + total[jr.UNSENT],
         unknown=total[jr.UNKNOWN] + total[jr.SENDING],
         skipped=tuple(job.skipped),
+        n_skipped=job.n_skipped,
         tasks=tuple(TaskRow(t.provider, t.task_id, t.urls) for t in journal.tasks(job_id)),
         providers={
             alias: ProviderCounts(

@@ -20,6 +20,7 @@ from prewarm_cli.inputs.spec import (
 )
 from prewarm_cli.inputs.validate import (
     ARGUMENT_SOURCE,
+    MAX_KEPT_SKIPPED,
     MAX_LISTED_INVALID,
     MAX_URL_LENGTH,
     STDIN_SOURCE,
@@ -37,6 +38,7 @@ from prewarm_cli.inputs.validate import (
 __all__ = [
     "ARGUMENT_SOURCE",
     "INDEX_RULES",
+    "MAX_KEPT_SKIPPED",
     "MAX_LISTED_INVALID",
     "MAX_URL_LENGTH",
     "NO_INPUT_HINT",

@@ -11,7 +11,13 @@ from prewarm_cli.errors import InputError, UsageError
 from prewarm_cli.inputs.baseurl import INDEX_RULES, BaseUrl, IndexRule, RelPath
 from prewarm_cli.inputs.distinct import DistinctUrls
 from prewarm_cli.inputs.lines import check_readable, iter_arguments, iter_url_file
-from prewarm_cli.inputs.validate import InputUrl, InvalidInput, InvalidList, check_inputs
+from prewarm_cli.inputs.validate import (
+    MAX_KEPT_SKIPPED,
+    InputUrl,
+    InvalidInput,
+    InvalidList,
+    check_inputs,
+)
 
 if TYPE_CHECKING:  # each source's reader is imported when a spec uses it
     from prewarm_cli.inputs.synclog import LogNote
@@ -95,13 +101,13 @@ class InputNotes:
     strip_prefix: str = ""
     outside_prefix: int = 0  # paths not under --strip-prefix
     unrecognised: InvalidList = field(default_factory=InvalidList)  # sync-log lines not understood
-    # Every failed upload in a sync log (a few, as a rule): the submit JSON lists them all.
-    failed_uploads: list[InvalidInput] = field(default_factory=list)
+    # A sync log's failed uploads (a few, as a rule), kept as a job keeps its skipped inputs.
+    failed_uploads: InvalidList = field(default_factory=lambda: InvalidList(MAX_KEPT_SKIPPED))
 
     @property
     def failed(self) -> InvalidList:
         """The failed uploads as stderr lists them."""
-        return InvalidList.of(self.failed_uploads)
+        return self.failed_uploads.trimmed()
 
     def messages(self) -> list[str]:
         """The warnings to print, one string each (a list indented below its first line)."""
@@ -205,7 +211,7 @@ def _map(
             continue
         if isinstance(item, LogNote):
             if item.kind == "failed":
-                notes.failed_uploads.append(item.item)
+                notes.failed_uploads.add(item.item)
             else:
                 notes.unrecognised.add(item.item)
             continue

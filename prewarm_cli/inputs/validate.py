@@ -19,6 +19,9 @@ MAX_URL_LENGTH = 2048
 # Invalid input lines listed in an error before "... and N more": a screenful, so that the
 # count above the list stays in view; the user fixes a pattern, rarely a thousand lines.
 MAX_LISTED_INVALID = 50
+# Skipped inputs a job keeps (its JSON lists them): all are counted, but a million invalid
+# lines or failed uploads would take a gigabyte to hold, in memory and in the journal.
+MAX_KEPT_SKIPPED = 1000
 
 ARGUMENT_SOURCE = "argument"
 STDIN_SOURCE = "<stdin>"
@@ -395,6 +398,15 @@ class InvalidList:
 
     def __len__(self) -> int:
         return self.count
+
+    def merge(self, other: InvalidList) -> None:
+        """``other``'s inputs after this list's: all counted, kept up to this one's limit."""
+        self.count += other.count
+        self.listed += other.listed[: max(0, self.limit - len(self.listed))]
+
+    def trimmed(self, limit: int = MAX_LISTED_INVALID) -> InvalidList:
+        """The same count, the first ``limit`` kept: what stderr lists."""
+        return InvalidList(limit, self.count, self.listed[:limit])
 
     def lines(self) -> list[str]:
         """One line per listed input, then "... and N more" when some were not kept."""
