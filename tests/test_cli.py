@@ -628,7 +628,7 @@ def test_json_of_submit_status_report_jobs_and_plan_is_the_documented_one(
     submit = json.loads(r.stdout)
     assert list(submit) == [
         "job_id", "state", "urls", "total", "accepted", "rejected", "failed", "deferred",
-        "unknown", "skipped", "tasks", "providers", "created_at",
+        "unknown", "skipped", "skipped_total", "tasks", "providers", "created_at",
     ]  # fmt: skip
     assert submit["state"] == "submitted" and submit["urls"] == submit["total"] == 2
     assert submit["accepted"] == 1 and submit["deferred"] == submit["unknown"] == 0
@@ -673,7 +673,7 @@ def test_json_of_submit_status_report_jobs_and_plan_is_the_documented_one(
     assert row["providers"] == ["fake"] and (row["urls"], row["accepted"]) == (2, 1)
 
     plan = json.loads(invoke("submit", "--dry-run", "https://a.example.com/p").stdout)
-    assert list(plan) == ["dry_run", "urls", "total", "skipped", "providers"]
+    assert list(plan) == ["dry_run", "urls", "total", "skipped", "skipped_total", "providers"]
     assert plan["dry_run"] is True
     assert list(plan["providers"]["fake"]) == [
         "provider", "type", "urls", "batch_size", "batches", "requests", "invalidate",
