@@ -139,8 +139,14 @@ def test_a_dot_dot_that_stays_under_the_base_is_resolved(tmp_path: Path) -> None
     [
         ("a.js\0b.js", "holds a NUL character: a NUL-separated list (git diff -z)?"),
         ("https://www.example.com/a.js", "is a URL, not a path: give a URL list with -i"),
-        ("M\tpublic/app.js", "holds a tab: git diff --name-status or --stat output?"),
+        ("M\tpublic/app.js", "holds a tab: git diff --name-status output?"),
         ("R100\tindex.html\tabout/index.html", "holds a tab: git diff --name-status"),
+        (" public/app.js | 3 ++-", "git diff --stat output? give the paths alone"),
+        (" public/logo.png | Bin 0 -> 1203 bytes", "git diff --stat output?"),
+        (" 2 files changed, 3 insertions(+), 1 deletion(-)", "git diff --stat output?"),
+        ("?? public/new.js", "git status output? give the paths alone"),
+        ("M  public/staged.js", "git status output?"),
+        ("R  public/old.js -> public/new.js", "git status output?"),
     ],
 )
 def test_a_line_that_cannot_be_a_path_is_invalid_input(
@@ -151,6 +157,16 @@ def test_a_line_that_cannot_be_a_path_is_invalid_input(
     with pytest.raises(InputError) as info:
         _listed(InputSpec(base_url=BASE, paths=(str(listing),)))
     assert f"{listing}:2: " in str(info.value) and message in str(info.value)
+
+
+def test_paths_that_only_look_like_a_status_line_are_paths(tmp_path: Path) -> None:
+    listing = tmp_path / "changed.txt"
+    listing.write_text("A note.md\nM/a.js\nreport | final.pdf\n")
+    assert _listed(InputSpec(base_url=BASE, paths=(str(listing),))) == [
+        BASE + "A%20note.md",
+        BASE + "M/a.js",
+        BASE + "report%20%7C%20final.pdf",
+    ]
 
 
 def test_a_file_name_with_a_star_is_invalid_input_saying_how_to_leave_it_out(

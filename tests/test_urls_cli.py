@@ -46,6 +46,9 @@ def test_urls_prints_one_per_line_even_when_piped(prewarm: Run, tmp_path: Path) 
     assert out == f"{BASE}about/\n{BASE}app.js\n{BASE}\n"
     code, out, _err = prewarm("urls", "--from-dir", dist, "--base-url", BASE, "--index", "both")
     assert out.splitlines()[:2] == [f"{BASE}about/", f"{BASE}about/index.html"]
+    # and its help says so (the other commands' -o: a table on a terminal, JSON otherwise).
+    code, out, _err = prewarm("urls", "--help")
+    assert "(default: one URL per line, piped or not)" in " ".join(out.split())
 
 
 def test_urls_json_and_ndjson(prewarm: Run, tmp_path: Path) -> None:

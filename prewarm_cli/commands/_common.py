@@ -249,7 +249,8 @@ _URL_SOURCE_OPTIONS: tuple[Callable[[Callable[..., Any]], Callable[..., Any]], .
         "sync_logs",
         multiple=True,
         metavar="FILE",
-        help="What aws s3 sync, rclone --combined or gsutil/gcloud rsync printed (- for stdin).",
+        help="What aws s3 sync, rclone --combined or gsutil/gcloud rsync printed (- for stdin)."
+        " Repeatable.",
     ),
 )
 

@@ -40,7 +40,8 @@ VERIFY = examples(
 )
 URLS = examples(
     "prewarm urls --from-dir dist --base-url https://static.example.com/",
-    "git diff --name-only HEAD~1 -- public | prewarm urls --paths - --strip-prefix public \\",
+    "git diff --name-only --diff-filter=d HEAD~1 -- public \\",
+    "    | prewarm urls --paths - --strip-prefix public \\",
     "    --base-url https://www.example.com/",
     "prewarm urls --sitemap https://www.example.com/sitemap.xml -o json | jq length",
 )

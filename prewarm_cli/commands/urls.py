@@ -24,9 +24,15 @@ if TYPE_CHECKING:
 
 class LinesCommand(click.Command):
     """A command whose stdout is plain lines unless -o/--json asks for JSON (lines_unless_asked):
-    an error in its options stays off stdout too (exits.exit_for)."""
+    an error in its options stays off stdout too (exits.exit_for), and its -o says so."""
 
     lines_unless_asked = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, click.Option) and param.name == "output":
+                param.help = "Output format (default: one URL per line, piped or not)."
 
 
 def lines_unless_asked(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -70,9 +70,21 @@ def _not_a_path(text: str) -> str | None:
     if "\t" in text:
         # git quotes a path that holds a tab: a raw one separates columns.
         return (
-            "holds a tab: git diff --name-status or --stat output? give the paths alone"
+            "holds a tab: git diff --name-status output? give the paths alone"
             " (git diff --name-only --diff-filter=d)"
         )
     if _URL_START.match(text):
         return "is a URL, not a path: give a URL list with -i, or paths with --paths"
+    if _STAT_LINE.match(text):
+        return f"git diff --stat output? {_PATHS_ALONE}"
+    if _STATUS_LINE.match(text):
+        return f"git status output? {_PATHS_ALONE}"
     return None
+
+
+_PATHS_ALONE = "give the paths alone (git diff --name-only --diff-filter=d)"
+# `git diff --stat`: "a.js | 3 ++-", "b.png | Bin 0 -> 120 bytes", "2 files changed, ...".
+_STAT_LINE = re.compile(r".* \| +(?:\d+ ?[+-]*|Bin\b.*)$|\d+ files? changed\b")
+# `git status --short` / `--porcelain` as no path begins: "?? new.js", "M  staged.js",
+# "R  old.js -> new.js" (a lone " M a.js" reads "M a.js" once its line is trimmed: a path).
+_STATUS_LINE = re.compile(r"(?:\?\?|!!|[MTADRCU] ) \S")
