@@ -368,13 +368,17 @@ def test_max_bytes_defers_and_resume_warms_only_the_rest(
     # Two bodies fit; the third runs past the budget, but in one chunk, whole: it is warm
     # (and never asked again). The rest waits.
     assert data["accepted"] == 3 and data["deferred"] == 4
-    assert f"--resume {data['job_id']}" in r.stderr
+    assert (
+        f"4 URLs deferred: send them later with `prewarm submit --resume {data['job_id']}`"
+        in r.stderr
+    )
     assert data["providers"]["direct"]["details"]["requests"] == 3
     # Each resume has a budget of its own: three more bodies.
     resume = ("submit", "--resume", data["job_id"], "-o", "json")
     r2 = run_cli(*resume)
     data2 = json.loads(r2.stdout)
     assert r2.returncode == 5 and data2["accepted"] == 6, r2.stderr
+    assert "1 URL deferred: send it later with" in r2.stderr
     assert f"job {data['job_id']}: resumed, 4 of 7 URLs to send (direct)" in r2.stderr
     r3 = run_cli(*resume)
     data3 = json.loads(r3.stdout)

@@ -105,6 +105,14 @@ def test_urls_combines_every_source_de_duplicated(prewarm: Run, tmp_path: Path) 
     ]
 
 
+def test_a_path_given_as_a_url_says_where_paths_go(prewarm: Run) -> None:
+    code, out, err = prewarm("urls", "-i", "-", stdin="public/index.html\nftp://a.example/b\n")
+    assert (code, out) == (2, "")
+    hint = "scheme must be http or https (a path? give paths with --paths and --base-url)"
+    assert f"<stdin>:1: public/index.html: {hint}" in err
+    assert "<stdin>:2: ftp://a.example/b: scheme must be http or https\n" in err
+
+
 def test_urls_notes_go_to_stderr(prewarm: Run, tmp_path: Path) -> None:
     log = tmp_path / "sync.log"
     log.write_text(

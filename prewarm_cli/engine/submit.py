@@ -182,7 +182,8 @@ def _run(
         )
     if summary.deferred:
         ws.out.info(
-            f"{counted(summary.deferred, unit)} deferred: send them later with"
+            f"{counted(summary.deferred, unit)} deferred: send"
+            f" {'it' if summary.deferred == 1 else 'them'} later with"
             f" `prewarm submit --resume {job_id}`"
         )
     if summary.unknown:
