@@ -565,6 +565,11 @@ class Provider:
     # held. None: all of a job's tasks in one call, where a task's state depends on the
     # others' (direct warming counts each request in the latest run that answered it).
     status_tasks: ClassVar[int | None] = STATUS_TASKS
+    # --verify's probes of its probe_targets go where its warm requests went (direct warming:
+    # the edges), and keep the same limits: limits().concurrency, and the rate its pacer keeps
+    # (shared with other processes). False: they are verify's own requests, to the CDN, not
+    # to the vendor's API, and are not charged to its rate or its daily budget.
+    probes_keep_limits: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -997,3 +997,27 @@ def test_module_import_does_not_load_httpx() -> None:
         "import sys, prewarm_cli.verify; sys.exit('httpx' in sys.modules or 'rich' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_probes_keep_a_providers_rate_only_where_they_go_where_its_warms_went() -> None:
+    """A vendor's pacer keeps its API's rate (and daily budget): --verify's probes go to the
+    CDN, and are not charged to it; direct's probes go to the edges its warms went to."""
+    from types import SimpleNamespace
+
+    from prewarm_direct.provider import DirectProvider
+
+    from prewarm_cli.commands._render import paced
+    from prewarm_cli.plugin import Provider
+
+    acquired: list[float] = []
+    pacer = SimpleNamespace(waits=True, acquire=lambda n, meanwhile: acquired.append(n))
+    assert not Provider.probes_keep_limits and DirectProvider.probes_keep_limits
+    vendor = SimpleNamespace(provider=SimpleNamespace(probes_keep_limits=False), pacer=pacer)
+    assert paced(vendor) is None  # type: ignore[arg-type]
+    direct = SimpleNamespace(provider=SimpleNamespace(probes_keep_limits=True), pacer=pacer)
+    pace = paced(direct)  # type: ignore[arg-type]
+    assert pace is not None
+    pace(lambda seconds: None)
+    assert acquired == [0]
+    unpaced = SimpleNamespace(waits=False)
+    assert paced(SimpleNamespace(provider=direct.provider, pacer=unpaced)) is None  # type: ignore[arg-type]

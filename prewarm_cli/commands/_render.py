@@ -122,13 +122,16 @@ def claims_verified(
                 key = (alias, ip, encoding, label, user_agent)
                 pins = tuple(sorted(f"{host}:{ip}" for host in hosts.get(key, ()))) if ip else ()
                 session = ws.session(alias)
+                keeps_limits = session.provider.probes_keep_limits
                 group_options = probe.VerifyOptions(
                     headers=own_headers,
                     resolve=pins,
                     encodings=(encoding,),
                     user_agent=user_agent or probe.USER_AGENT,
                     ca_bundle=session.ca_bundle,
-                    concurrency=session.limits().concurrency,  # the warm's
+                    concurrency=(  # the warm's, where the probes keep it
+                        session.limits().concurrency if keeps_limits else options.concurrency
+                    ),
                 )
                 urls = (t.url for t in same)
                 results = probe.verify_stream(urls, group_options, bar.advance, paced(session))
@@ -196,9 +199,10 @@ def _job_headers(ws: Workspace, ref: JobRef | None) -> tuple[tuple[str, str], ..
 
 def paced(session: ProviderSession) -> Pace | None:
     """The provider's rate for probes of what it warmed, as its warm requests keep it (the
-    engine's pacer, shared with other processes); None where it keeps none."""
+    engine's pacer, shared with other processes); None where it keeps none, or where its
+    probes do not keep its limits (Provider.probes_keep_limits)."""
     pacer = session.pacer
-    if not pacer.waits:
+    if not (session.provider.probes_keep_limits and pacer.waits):
         return None
     return lambda meanwhile: pacer.acquire(0, meanwhile)
 

@@ -208,9 +208,7 @@ def url_problem(url: str) -> str | None:
         return f"cannot be parsed ({exc})"
     if parts.scheme not in ("http", "https"):
         if not parts.scheme:  # www.example.com/app.js, or a path: public/app.js
-            return (
-                "scheme must be http or https (a path? give paths with --paths and --base-url)"
-            )
+            return "scheme must be http or https (a path? give paths with --paths and --base-url)"
         return "scheme must be http or https"
     if "@" in parts.netloc:
         return "contains credentials (user:password@); remove them"

@@ -99,6 +99,7 @@ class DirectProvider(Provider):
         poll_interval=1.0,
         parallel_in_batch=True,
     )
+    probes_keep_limits = True  # a cache that lost its objects would pass each probe's miss on
     config_schema = (
         ConfigField(
             "encodings",
