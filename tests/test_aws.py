@@ -613,7 +613,9 @@ def test_fast_polling_is_paced_below_the_usage_plan(
     assert all(q["status"] == 200 for q in api.requests)
 
 
-def test_dry_run_and_config_check(run_cli, configure, api: FakePrewarmApi) -> None:
+def test_dry_run_and_config_check(
+    run_cli, configure, api: FakePrewarmApi, cli_env: dict[str, str], tmp_path: Path
+) -> None:
     configure()
     r, plan = cli_json(run_cli, "submit", "--dry-run", *urls(50))
     assert r.returncode == 0, r.stderr
@@ -633,6 +635,20 @@ def test_dry_run_and_config_check(run_cli, configure, api: FakePrewarmApi) -> No
     assert r.returncode == 0, r.stderr
     notes = check["providers"][0]["notes"]
     assert any(n.startswith("warning: cf_domain d9zzzz.cloudfront.net is none of") for n in notes)
+    # No cf_domain: a submit finds it through ListDistributions, and so does the check, which
+    # fails where the submit would (no AWS credentials: it said "ok").
+    configure(cf_domain=None)
+    r, check = cli_json(run_cli, "config", "check", "--online")
+    assert r.returncode == 0, r.stderr
+    notes = check["providers"][0]["notes"]
+    assert "cf_domain: found through the 5 distributions these credentials list" in notes
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        cli_env.pop(name)
+    r = run_cli("config", "check", "--online")
+    assert r.returncode == 3 and "no AWS credentials to list CloudFront" in r.stderr, r.stderr
+    r = run_cli("submit", *urls(1))
+    assert r.returncode == 3 and "no AWS credentials to list CloudFront" in r.stderr, r.stderr
+    api.point_cli_at(cli_env, tmp_path)
     configure()
     configure(batch_size=2)  # more URLs than one job takes: the rest is deferred, as a run does
     r, plan = cli_json(run_cli, "submit", "--dry-run", *urls(5))
