@@ -290,7 +290,7 @@ def test_auth_failure_exit_3_with_request_id_and_no_secret(
     refused = fake.log[-1]
     assert refused["code"] == "AuthFailure.SignatureFailure"
     assert f"request id {refused['request_id']}" in r.stderr
-    assert "hint: check secret_id and secret_key" in r.stderr
+    assert "hint: check secret_id and secret_key: `prewarm config show` says where" in r.stderr
     error = json.loads(r.stdout)["error"]
     assert error["code"] == "auth" and error["request_id"] == refused["request_id"]
     assert wrong not in r.stdout + r.stderr and fake.secret_key not in r.stdout + r.stderr

@@ -343,6 +343,10 @@ def test_an_error_while_sending_names_the_job_it_leaves_in_its_json(
     assert r.returncode == 3, r.stderr
     error = json.loads(r.stdout)["error"]
     assert error["code"] == "auth" and error["job_id"]
+    # Wherever the keys come from (env:VAR, the file, the default variables): config show.
+    assert error["hint"] == (
+        "check access_key and secret_key: `prewarm config show` says where each comes from"
+    )
     (job,) = json.loads(run_cli("jobs", "-o", "json").stdout)
     assert job["job_id"] == error["job_id"]
     # An error before any job was made names none.

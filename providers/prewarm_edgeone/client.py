@@ -33,6 +33,11 @@ SDK_MISSING = (
 VENDOR_REQUESTS_PER_SECOND = 20.0
 
 
+# Where each key comes from (env:VAR, the file, or TENCENTCLOUD_SECRET_ID / _SECRET_KEY by
+# default) is what `config show` lists.
+CHECK_KEYS = "check secret_id and secret_key: `prewarm config show` says where each comes from"
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where the API is: the SDK wants a protocol and a bare ``host[:port]``."""
@@ -151,8 +156,7 @@ class TeoApi:
             except TencentCloudSDKException as exc:
                 raise ConfigError(
                     f"EdgeOne credentials: {exc.message}",
-                    hint="check secret_id and secret_key (or TENCENTCLOUD_SECRET_ID /"
-                    " TENCENTCLOUD_SECRET_KEY)",
+                    hint=CHECK_KEYS,
                 ) from None
             self.models = models
             self._teo_client = teo_client

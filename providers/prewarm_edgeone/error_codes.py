@@ -19,7 +19,7 @@ from prewarm_cli.errors import (
     RetryableError,
     UnknownOutcome,
 )
-from prewarm_edgeone.client import ApiError
+from prewarm_edgeone.client import CHECK_KEYS, ApiError
 
 # Refusals of the request as a whole for a configuration reason: stop, exit 3.
 _CONFIG_CODES = frozenset(
@@ -163,4 +163,4 @@ def _auth_hint(code: str, action: str, zone_id: str) -> str:
         )
     if is_cam_denial(code):
         return f"grant the key's CAM user teo:{action} on zone {zone_id}"
-    return "check secret_id and secret_key (or TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY)"
+    return CHECK_KEYS

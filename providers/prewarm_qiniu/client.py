@@ -60,7 +60,9 @@ THROTTLED = frozenset({403022, 403024})
 SERVER_ERRORS = frozenset({500000, 500005, 500016, 500017, 500018})
 QUOTA_CODES = frozenset({PREFETCH_QUOTA, REFRESH_URL_QUOTA, REFRESH_DIR_QUOTA})
 
-_AUTH_HINT = "check access_key and secret_key (default env QINIU_ACCESS_KEY / QINIU_SECRET_KEY)"
+# Where each key comes from (env:VAR, the file, or QINIU_ACCESS_KEY / QINIU_SECRET_KEY by
+# default) is what `config show` lists.
+_AUTH_HINT = "check access_key and secret_key: `prewarm config show` says where each comes from"
 
 
 def check_endpoint(alias: str, value: object) -> str:
