@@ -47,11 +47,13 @@ def render(pages: list[tuple[str, str]]) -> str:
 
 
 def _roff(text: str) -> str:
-    """Text safe in a roff no-fill block: backslashes, leading dots and quotes, minus signs."""
+    """Text safe in a roff no-fill block: backslashes, leading dots and quotes, minus signs,
+    and characters outside ASCII as groff's escapes (\\[u00E9]): groff reads its input as
+    Latin-1 unless man's preprocessor runs first."""
     lines = []
     for line in text.replace("\\", "\\e").replace("-", "\\-").splitlines():
         lines.append("\\&" + line if line.startswith((".", "'")) else line)
-    return "\n".join(lines)
+    return "".join(c if c.isascii() else f"\\[u{ord(c):04X}]" for c in "\n".join(lines))
 
 
 def render_man(pages: list[tuple[str, str]]) -> str:

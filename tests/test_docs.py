@@ -68,6 +68,8 @@ def test_man_page_has_every_command_of_the_cli_reference() -> None:
     assert "submit" in commands and "config init" in commands
     assert re.findall(r'^\.SS "prewarm (.+)"$', man, re.MULTILINE) == commands
     assert man.startswith(".TH PREWARM 1 ")
+    # groff reads its input as Latin-1 unless man's preprocessor runs: "café" as escapes.
+    assert man.isascii() and "caf\\[u00E9]" in man
 
 
 def test_messages_point_to_files_the_repository_has(write_config) -> None:
