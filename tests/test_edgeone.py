@@ -721,6 +721,17 @@ def test_zone_wildcard_is_refused() -> None:
         _provider(zone_id="*")
 
 
+def test_a_domain_given_as_the_zone_id_is_refused_before_any_request(
+    run_cli, configure, write_config
+) -> None:
+    # The site's name, which a newcomer types for its id.
+    write_config('[providers.edgeone]\ntype = "edgeone"\nzone_id = "example.com"\n')
+    r = run_cli("config", "check")
+    assert r.returncode == 3
+    assert "providers.edgeone.zone_id: 'example.com' is not a site id (zone-...)" in r.stderr
+    assert "the EdgeOne console lists each site's id" in r.stderr
+
+
 def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(sys.modules):
         if name == "tencentcloud" or name.startswith("tencentcloud."):

@@ -539,6 +539,11 @@ def _zone_id(alias: str, settings: Mapping[str, Any]) -> str:
             hint="give the site's zone id (zone-...); '*' cannot be used, as quotas"
             " and task listings are per site",
         )
+    if not zone_id.startswith("zone-"):  # a domain, most often: the site's name, not its id
+        raise ConfigError(
+            f"providers.{alias}.zone_id: {zone_id!r} is not a site id (zone-...)",
+            hint="the EdgeOne console lists each site's id (zone-...) on its overview page",
+        )
     return zone_id
 
 
