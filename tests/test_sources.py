@@ -134,6 +134,13 @@ def test_a_dot_dot_that_stays_under_the_base_is_resolved(tmp_path: Path) -> None
     ]
 
 
+def test_strip_prefix_is_matched_against_the_path_its_dot_segments_name(tmp_path: Path) -> None:
+    listing = tmp_path / "changed.txt"
+    listing.write_text("public/../public/z.js\n./public/./a/b/../c.js\npublic/x/..\nlib/../y.js\n")
+    spec = InputSpec(base_url=BASE, paths=(str(listing),), strip_prefix="public")
+    assert _listed(spec) == [BASE + "z.js", BASE + "a/c.js", BASE]  # y.js: not under public/
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [

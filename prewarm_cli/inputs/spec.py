@@ -215,7 +215,7 @@ def _map(
             else:
                 notes.unrecognised.add(item.item)
             continue
-        path = item.path.lstrip("/").removeprefix("./")
+        path = _without_dot_segments(item.path.lstrip("/"))
         if prefix:
             if not path.startswith(prefix):
                 notes.outside_prefix += 1
@@ -231,6 +231,25 @@ def _map(
             continue
         for url in urls:
             yield InputUrl(url, item.source, item.line)
+
+
+def _without_dot_segments(path: str) -> str:
+    """``a/./b/../c`` as ``a/c``, a final '/' kept: --strip-prefix is matched against the path
+    it names (``public/../public/z.js`` is under ``public/``). A '..' above the top is kept,
+    for the base URL to refuse."""
+    if "/." not in "/" + path:  # no segment begins with a dot: no . or .. segment
+        return path
+    kept: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if kept and kept[-1] != "..":
+                kept.pop()
+            else:
+                kept.append(segment)
+        elif segment != ".":
+            kept.append(segment)
+    resolved = "/".join(kept)
+    return resolved + "/" if path.endswith(("/", "/.", "/..")) and resolved else resolved
 
 
 _STAR_IN_NAME = (
