@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import re
 import select
-import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -119,9 +118,6 @@ class Warmer:
         self._multi = pycurl.CurlMulti()
         self._lookup_left = False  # a request ended before its name was resolved
         self._running = False  # in run(), in some thread
-        self._close_asked = False  # close() was called: by the run's end if it was running
-        self._closing = threading.Lock()
-        self._closed = False
         self._in_flight = 0  # requests of the run sent and not answered
         # The run's callbacks, kept for keep_sending, which takes answers during take().
         self._on_answer: Callable[[Request, Answer], None] = _no_answer
@@ -184,8 +180,6 @@ class Warmer:
             self._drop_in_flight()
             self._on_answer, self._on_tick = _no_answer, None
             self._running = False
-            if self._close_asked:  # while it ran, in another thread: the run closes
-                self._release()
 
     @property
     def budget_spent(self) -> bool:
@@ -380,23 +374,18 @@ class Warmer:
         return Answer(TRANSIENT, reason=message or f"libcurl error {errno}")
 
     def close(self) -> None:
-        """Releases libcurl's handles; those of a run still sending in another thread (a run
-        a signal stopped, whose worker the process leaves behind as it ends) when that run
-        ends, if it does: they cannot be closed while they transfer, and the run would go on
-        with closed ones. Never waits for a name lookup (curl_close_multi)."""
-        self._close_asked = True
-        if not self._running:
-            self._release()
-
-    def _release(self) -> None:
-        with self._closing:  # close() and the run's end may both come here
-            if self._closed:
-                return
-            self._closed = True
-            with suppress(self._pycurl.error):  # a run begun meanwhile: left to the process's end
-                for slot in self._slots.values():
-                    slot.handle.close()
-                curl_close_multi(self._multi, lookup_left=self._lookup_left)
+        """Releases libcurl's handles, without waiting for a name lookup (curl_close_multi).
+        Those of a run still sending in another thread (a run a signal stopped, whose worker
+        the process leaves behind as it ends) are left to the process's end: they cannot be
+        closed while they transfer, the run would go on with closed ones, and freed as the
+        process ends, they would wait for the lookups in progress."""
+        if self._running:
+            curl_close_multi(self._multi, lookup_left=True)  # never cleaned up
+            return
+        with suppress(self._pycurl.error):  # a run begun meanwhile: left to the process's end
+            for slot in self._slots.values():
+                slot.handle.close()
+            curl_close_multi(self._multi, lookup_left=self._lookup_left)
 
 
 class HeaderReader:
