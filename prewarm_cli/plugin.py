@@ -313,12 +313,17 @@ class Report:
     failures: tuple[Failure, ...]
     report_url: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    # Tasks none of whose URLs counts as warmed, with why (a job stopped before the vendor
+    # said which were): the engine lists each URL the job sent in them, as `status` counts
+    # them failed, unless ``failures`` names it with a reason of its own.
+    stopped_tasks: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "failures": [f.to_dict() for f in self.failures],
             "report_url": self.report_url,
             "details": dict(self.details),
+            "stopped_tasks": dict(self.stopped_tasks),
         }
 
 

@@ -278,6 +278,11 @@ def test_cancel_in_progress_and_not(run_cli, configure, api: FakePrewarmApi) -> 
     assert r.returncode == 4 and st["state"] == "cancelled" and st["raw_state"] == "STOPPED"
     # Every target is in one count: none is said to be warmed by a job stopped midway.
     assert (st["total"], st["failed"], st["succeeded"]) == (3, 3, 0)
+    # ...and the report lists them, as the cancel's note says it does.
+    r, rep = cli_json(run_cli, "report", sub["job_id"])
+    assert r.returncode == 4, r.stderr
+    assert sorted(f["url"] for f in rep["failures"]) == sorted(urls(3))
+    assert all("stopped before it finished" in f["reason"] for f in rep["failures"])
     r = run_cli("cancel", sub["job_id"])
     assert r.returncode == 2 and "already ended (STOPPED)" in r.stderr
 
@@ -298,6 +303,9 @@ def test_a_job_its_timeout_rule_stopped_is_timed_out_not_cancelled(
     assert st["state"] == "timed_out" and st["raw_state"] == "STOPPED"
     (task_status,) = st["providers"]["cf"]["tasks"]
     assert "timeout rule" in task_status["details"]["stopped_by"]
+    r, rep = cli_json(run_cli, "report", sub["job_id"])
+    assert r.returncode == 4, r.stderr
+    assert sorted(f["url"] for f in rep["failures"]) == sorted(urls(2))
 
 
 def test_a_pop_that_does_not_resolve_wedges_the_job_and_it_is_said_and_stoppable(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ def report(ws: Workspace, ref: JobRef) -> JobReport:
     """Every target that failed or was rejected, from the journal and the vendors."""
     from_vendors: list[ReportFailure] = []
     report_urls: dict[str, str] = {}
+    stopped: dict[str, Mapping[str, str]] = {}  # per alias: its stopped tasks, and why
     for alias, task_ids in ref.tasks.items():
         if not task_ids:
             continue
@@ -68,9 +69,12 @@ def report(ws: Workspace, ref: JobRef) -> JobReport:
             from_vendors.append(ReportFailure(f.url, alias, f.pop, f.reason, "vendor"))
         if rep.report_url:
             report_urls[alias] = rep.report_url
+        if rep.stopped_tasks:
+            stopped[alias] = rep.stopped_tasks
     failures: list[ReportFailure] = []
     if ref.job_id:
         from_vendors = _as_the_job_has_them(ws, ref.job_id, from_vendors)
+        from_vendors += _stopped_midway(ws, ref.job_id, stopped, from_vendors)
         # A URL the provider's own report names is listed there, in its detail (direct
         # warming's record: per PoP and variant), not a second time from the journal.
         named = {(f.provider, f.url) for f in from_vendors}
@@ -84,6 +88,25 @@ def report(ws: Workspace, ref: JobRef) -> JobReport:
         failures=(*failures, *from_vendors),
         report_urls=report_urls,
     )
+
+
+def _stopped_midway(
+    ws: Workspace,
+    job_id: str,
+    stopped: Mapping[str, Mapping[str, str]],
+    named: Sequence[ReportFailure],
+) -> list[ReportFailure]:
+    """Each URL the job sent in a task that stopped before its vendor said which were warmed
+    (none counts as warmed: `status` counts them failed), unless the vendor named it."""
+    if not stopped:
+        return []
+    listed = {(f.provider, f.url) for f in named}
+    return [
+        ReportFailure(r["url"], alias, None, stopped[alias][r["task_id"]], "vendor")
+        for alias in stopped
+        for r in ws.journal.iter_targets(job_id, [jr.ACCEPTED], alias)
+        if r["task_id"] in stopped[alias] and (alias, r["url"]) not in listed
+    ]
 
 
 def _as_the_job_has_them(

@@ -66,6 +66,10 @@ MIN_TIMEOUT_MINUTES = 2  # the timeout rule fires at minute granularity, up to 5
 REPORT_RETRY_DELAYS = (0.5, 1.0, 2.0)
 HEAD_FAILED = "failed the prewarm API's HEAD check through the distribution: not warmed anywhere"
 POP_FAILED = "PoP did not resolve (<distribution>.<PoP>.cloudfront.net): nothing warmed there"
+STOPPED_MIDWAY = (
+    "the job was stopped before it finished (prewarm cancel, or its timeout): not known to be"
+    " warmed"
+)
 
 
 class StackV2:
@@ -285,8 +289,11 @@ class StackV2:
         failures: list[Failure] = []
         links: dict[str, str] = {}
         notes: dict[str, str] = {}
+        stopped: dict[str, str] = {}
         for task_id in task_ids:
             summary = self._summary(task_id)
+            if summary.status.upper() == "STOPPED":  # status counts each URL failed
+                stopped[task_id] = STOPPED_MIDWAY
             back = self._url_maps.get(task_id, {})
             for url in summary.failure_urls:
                 failures.append(Failure(back.get(url, url), HEAD_FAILED))
@@ -307,6 +314,7 @@ class StackV2:
             failures=tuple(failures),
             report_url=report_url,
             details={"report_urls": links, "notes": notes},
+            stopped_tasks=stopped,
         )
 
     def _summary(self, task_id: str) -> Summary:
