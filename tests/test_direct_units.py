@@ -760,6 +760,34 @@ def test_the_answers_of_urls_warmed_whole_make_one_row_and_are_read_back(
         store.close()
 
 
+def test_probe_targets_carry_the_user_agent_of_the_run_that_warmed_them(tmp_path) -> None:
+    """A job's runs may send different User-Agents (a --resume under a newer prewarm, whose
+    default names its version): each target is probed with its own run's."""
+    from prewarm_direct.store import Store
+    from prewarm_direct.warm import OK, Answer
+
+    store = Store(tmp_path / "direct.sqlite3")
+    try:
+        store.name_run("r1", "job", "prewarm-cli/1.0")
+        store.save("job", "r1", "direct", [("https://h/a", "edge", None, "gzip", Answer(OK))])
+        store.name_run("r2", "job", "prewarm-cli/1.1")
+        store.save("job", "r2", "direct", [("https://h/b", "edge", None, "gzip", Answer(OK))])
+        store.save("job", "r2", "direct", [("https://h/c", "edge", None, "gzip", Answer(OK))])
+        store.name_run("r4", "job", "prewarm-cli/1.2")  # warms c again: its latest answer's
+        store.save("job", "r4", "direct", [("https://h/c", "edge", None, "gzip", Answer(OK))])
+        store.save("job", "r3", "direct", [("https://h/d", "edge", None, "gzip", Answer(OK))])
+        store.flush(warmed_urls={"https://h/b"})  # one row per batch too
+        found = {t.url: t.user_agent for t in store.warmed_targets(["r1", "r2", "r3", "r4"])}
+        assert found == {
+            "https://h/a": "prewarm-cli/1.0",
+            "https://h/b": "prewarm-cli/1.1",
+            "https://h/c": "prewarm-cli/1.2",
+            "https://h/d": None,  # a run the record never named: the config's is used
+        }
+    finally:
+        store.close()
+
+
 def test_a_lookup_finds_only_what_the_job_being_sent_warmed_whole(tmp_path, monkeypatch) -> None:
     from datetime import UTC, datetime, timedelta
 

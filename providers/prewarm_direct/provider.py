@@ -658,10 +658,9 @@ class DirectProvider(Provider):
 
     def probe_targets(self, task_ids: Sequence[str]) -> Iterable[ProbeTarget] | None:
         """Every (URL, PoP, variant) these runs warmed, to be probed again through that PoP
-        with the User-Agent they sent (the config's may have changed since), read from the
+        with the User-Agent its run sent (the config's may have changed since), read from the
         record each time they are iterated."""
-        runs = tuple(task_ids)
-        return _WarmedTargets(self.store, runs, self.store.user_agent_of(runs) or self.user_agent)
+        return _WarmedTargets(self.store, tuple(task_ids), self.user_agent)
 
     def report(self, task_ids: Sequence[str]) -> Report:
         """Each (URL, PoP, variant) request that was refused or failed last time it was sent."""
@@ -869,8 +868,10 @@ class _WarmedTargets:
     are never all held), a PoP's with one variant side by side."""
 
     def __init__(self, store: Store, run_ids: Sequence[str], user_agent: str) -> None:
-        self._store, self._run_ids, self._user_agent = store, run_ids, user_agent
+        self._store, self._run_ids = store, run_ids
+        self._user_agent = user_agent  # where the record does not say: the config's
 
     def __iter__(self) -> Iterator[ProbeTarget]:
         for r in self._store.warmed_targets(self._run_ids):
-            yield ProbeTarget(r.url, r.variant, r.ip, r.target, user_agent=self._user_agent)
+            agent = r.user_agent or self._user_agent
+            yield ProbeTarget(r.url, r.variant, r.ip, r.target, user_agent=agent)

@@ -450,19 +450,6 @@ class Store:
             runs = self._name_runs(run_ids)
         yield from map(Warmed._make, self._read_apart(_WARMED_OF_RUNS, (runs, runs, runs)))
 
-    def user_agent_of(self, run_ids: Sequence[str]) -> str | None:
-        """The User-Agent the latest of these runs sent (a job's runs all send one: --resume
-        refuses another); None where the record does not say (a record of an earlier
-        prewarm)."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT user_agent FROM run_agents JOIN runs USING (run_id)"
-                " WHERE run_id IN (SELECT value FROM json_each(?))"
-                " ORDER BY runs.rowid DESC LIMIT 1",
-                (_json(run_ids),),
-            ).fetchone()
-        return None if row is None else str(row[0])
-
     def _read_apart(self, sql: str, params: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         """The rows of a query that SQLite sorts, read through a connection of its own whose
         sort goes to a temporary file past a few megabytes (this one's stay in memory)."""
@@ -594,17 +581,23 @@ _JSON_WARMED = ", ".join(
     f"json_extract(a.value, '$[{i}]')" for i in (_URL, _TARGET, _VARIANT, _IP, _AT)
 )
 # The requests some runs warmed, each once with the IP of its latest OK answer (a `warmed` row
-# holds OK answers only), grouped by where and how they were sent: --verify's probe targets.
+# holds OK answers only) and the User-Agent of the run that sent it (NULL: a record of before
+# run_agents), grouped by where and how they were sent: --verify's probe targets.
 _WARMED_OF_RUNS = f"""
-WITH answers (url, target, variant, ip, at) AS (
-    SELECT url, target, variant, ip, at FROM requests WHERE {_OF_RUNS} AND outcome = '{OK}'
+WITH answers (url, target, variant, ip, at, run_id) AS (
+    SELECT url, target, variant, ip, at, run_id FROM requests
+    WHERE {_OF_RUNS} AND outcome = '{OK}'
     UNION ALL
-    SELECT {_JSON_WARMED}
+    SELECT {_JSON_WARMED}, warmed.run_id
     FROM warmed, json_each(warmed.answers) AS a
     WHERE warmed.run_id IN (SELECT value FROM json_each(?))
+), latest AS (
+    SELECT url, target, variant, ip, max(at) AS at, run_id FROM answers
+    GROUP BY url, target, variant
 )
-SELECT url, target, variant, ip, max(at) AS at FROM answers
-GROUP BY url, target, variant ORDER BY target, ip, variant, at
+SELECT url, target, variant, ip, at, run_agents.user_agent
+FROM latest LEFT JOIN run_agents USING (run_id)
+ORDER BY target, ip, variant, run_agents.user_agent, at
 """
 
 
@@ -616,6 +609,7 @@ class Warmed(NamedTuple):
     variant: str
     ip: str | None
     at: str
+    user_agent: str | None  # the run's that sent it; None: a record of an earlier prewarm
 
 
 class Latest(NamedTuple):
