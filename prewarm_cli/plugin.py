@@ -492,13 +492,14 @@ def curl_common_settings(handle: Any, ca_bundle: str | None) -> None:
     common_settings(handle, ca_bundle)
 
 
-def curl_lookup_unfinished(handle: Any) -> bool:
-    """Whether the request of a libcurl (pycurl) handle, ended or taken out of its multi
-    handle before its answer, had its host's name still unresolved: that lookup may still run
-    in libcurl's resolver, and the multi handle is closed with ``lookup_left``."""
+def curl_lookup_unfinished(handle: Any, errno: int | None = None) -> bool:
+    """Whether the request of a libcurl (pycurl) handle, ended with libcurl's ``errno`` (None:
+    taken out of its multi handle before its answer), had its host's name still unresolved:
+    that lookup may still run in libcurl's resolver, and the multi handle is closed with
+    ``lookup_left``."""
     from prewarm_cli.verify.curl import lookup_unfinished
 
-    return lookup_unfinished(handle)
+    return lookup_unfinished(handle, errno)
 
 
 def curl_close_multi(multi: Any, *, lookup_left: bool) -> None:

@@ -1317,3 +1317,54 @@ def test_a_dry_run_with_a_ca_bundle_not_found_is_a_config_error(write_config, tm
         assert r.returncode == 3, r.output
         assert f"providers.direct.ca_bundle: {said}" in r.stderr
         assert "planning without its secrets" not in r.stderr
+
+
+def test_a_warmer_whose_request_failed_once_connected_closes_its_connections() -> None:
+    """A failure on a reused connection (no answer to a second request) is no lookup left
+    running: close() closes the multi handle and the connections it keeps (only a multi
+    handle whose lookup may still run is left to the process's end)."""
+    import socket
+    import threading
+
+    from prewarm_direct.targets import Target
+    from prewarm_direct.warm import OK, TRANSIENT, Request, Warmer
+
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    idle_closed = threading.Event()
+    with (
+        socket.create_server(("127.0.0.1", 0)) as kept,  # its connection stays idle, kept
+        socket.create_server(("127.0.0.1", 0)) as stalls,  # answers once, then nothing
+    ):
+
+        def serve_kept() -> None:
+            conn, _ = kept.accept()
+            with conn:
+                while data := conn.recv(65536):
+                    if b"\r\n\r\n" in data:
+                        conn.sendall(ok)
+            idle_closed.set()  # the client closed its side
+
+        def serve_once() -> None:
+            conn, _ = stalls.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(ok)
+                while conn.recv(65536):  # the second request: no answer
+                    pass
+
+        for serve in (serve_kept, serve_once):
+            threading.Thread(target=serve, daemon=True).start()
+        header_lines = ("Accept-Encoding: identity",)
+        requests = [
+            Request(f"http://127.0.0.1:{server.getsockname()[1]}/{n}", Target("nearest"),
+                    "identity", header_lines)
+            for server, n in ((kept, 1), (stalls, 1), (stalls, 2))
+        ]  # fmt: skip
+        answers: list[str] = []
+        warmer = Warmer(concurrency=1, timeout=1.0, user_agent="t")
+        warmer.run(
+            lambda: requests.pop(0) if requests else None, lambda _r, a: answers.append(a.outcome)
+        )
+        assert answers == [OK, OK, TRANSIENT]
+        warmer.close()
+        assert idle_closed.wait(30), "the idle connection was left open"

@@ -39,6 +39,7 @@ _NO_FINAL = -3  # ended with no final answer: 1xx only
 # No name, no connection, none within the timeout.
 _CONNECTING = frozenset({6, 7, 28, _CONNECT_TIMED_OUT})
 _NO_RESPONSE = frozenset({52, 55, 56})  # closed before any response (a stale keep-alive)
+_NO_SUCH_NAME = 6  # libcurl's CURLE_COULDNT_RESOLVE_HOST
 
 
 class _Probe(NamedTuple):
@@ -259,7 +260,7 @@ class _Prober:
 
     def _end(self, slot: _Slot, error: tuple[int, str] | None = None) -> _Ended:
         """The slot's request taken out of the transfers: the slot, its probe, its error."""
-        if error is not None and lookup_unfinished(slot.handle):
+        if error is not None and lookup_unfinished(slot.handle, error[0]):
             self._lookup_left = True
         self._multi.remove_handle(slot.handle)
         self._in_flight -= 1
@@ -393,12 +394,14 @@ def common_settings(handle: Any, ca_bundle: str | None) -> None:
         handle.setopt(pycurl.CAPATH, capath)
 
 
-def lookup_unfinished(handle: Any) -> bool:
-    """Whether the request of ``handle``, ended or taken out before its answer, had not had
-    its host's name resolved yet: its lookup may still run in libcurl's resolver."""
+def lookup_unfinished(handle: Any, errno: int | None = None) -> bool:
+    """Whether the request of ``handle``, ended with libcurl's ``errno`` (None: taken out
+    before its answer), had no address to connect to yet, its host's name not resolved: that
+    lookup may still run in libcurl's resolver. Not a name that does not resolve (6): its
+    lookup ended. (A connection reused, or a lookup that ended, has an address.)"""
     import pycurl
 
-    return bool(handle.getinfo(pycurl.NAMELOOKUP_TIME_T) == 0)
+    return errno != _NO_SUCH_NAME and not handle.getinfo(pycurl.PRIMARY_IP)
 
 
 def close_multi(multi: Any, *, lookup_left: bool) -> None:

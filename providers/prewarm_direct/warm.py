@@ -303,7 +303,7 @@ class Warmer:
         slot.request = request
 
     def _done(self, handle: Any, error: tuple[int, str] | None) -> None:
-        if error is not None and curl_lookup_unfinished(handle):
+        if error is not None and curl_lookup_unfinished(handle, error[0]):
             self._lookup_left = True  # (a lookup that timed out may still run)
         self._multi.remove_handle(handle)
         self._in_flight -= 1
