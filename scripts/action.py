@@ -45,7 +45,8 @@ _SHORT_O = re.compile(r"-[qv]*o")  # -o table, -otable, -qo table: short options
 _SECRET_NAMES = re.compile(
     r"(?i)auth|token|key|secret|cookie|session|signature|password|credential|bearer"
 )
-_SECRET_HEADERS = re.compile(r"(?i)^(-H|--header)(=?)(\s*[^:\s]+\s*:)(.*)$")
+_ATTACHED_HEADER = re.compile(r"^(-H|--header=)(.+)$", re.DOTALL)  # -HName: v, --header=...
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110's token
 
 
 def read_input(env: Mapping[str, str], name: str, *, strip: bool = True) -> str:
@@ -148,8 +149,8 @@ def _header_options(args: Sequence[str]) -> dict[int, tuple[str, str]]:
         if arg in ("-H", "--header"):
             if i + 1 < len(args):
                 headers[i + 1] = ("", args[i + 1])
-        elif i not in headers and (attached := _SECRET_HEADERS.match(arg)):
-            headers[i] = (attached[1] + attached[2], attached[3] + attached[4])
+        elif i not in headers and (attached := _ATTACHED_HEADER.match(arg)):
+            headers[i] = (attached[1], attached[2])
     return headers
 
 
@@ -161,8 +162,8 @@ def shown(args: Sequence[str]) -> list[str]:
     for i, arg in enumerate(args):
         if i in headers:
             before, text = headers[i]
-            name, colon, _value = text.partition(":")
-            out.append(f"{before}{name.strip()}: ***" if colon else f"{before}***")
+            name = _name_of(text)
+            out.append(f"{before}{name}: ***" if name else f"{before}***")
         else:
             out.append(_URL_SECRETS.sub(_starred, arg))
     return out
@@ -180,12 +181,19 @@ def _header_values(args: Sequence[str]) -> list[str]:
     """The values of -H options whose names say they are secrets, to be masked."""
     values = []
     for _before, text in _header_options(args).values():
-        name, colon, value = text.partition(":")
-        if not colon and _SECRET_NAMES.search(text):
-            values.append(text.strip())  # a colon left out: "Authorization Bearer ..."
-        elif value.strip() and _SECRET_NAMES.search(name):
-            values.append(value.strip())
+        name, value = _name_of(text), text.partition(":")[2].strip()
+        if name is None and _SECRET_NAMES.search(text):
+            values.append(text.strip())  # its colon left out: "Authorization Bearer ..."
+        elif name is not None and value and _SECRET_NAMES.search(name):
+            values.append(value)
     return values
+
+
+def _name_of(text: str) -> str | None:
+    """A -H header's name, where it is "Name: value"; None otherwise (a colon left out, so
+    that what precedes a colon may be part of a token: "Authorization Bearer a:b")."""
+    name, colon, _value = text.partition(":")
+    return name.strip() if colon and _HEADER_NAME.match(name.strip()) else None
 
 
 def outputs_of(

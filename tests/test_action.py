@@ -379,31 +379,38 @@ def test_the_logged_command_hides_header_values_and_url_secrets(
     assert proc.stdout.count("::add-mask::") == 2  # not X-Debug's "1": every 1 would be starred
 
 
+@pytest.mark.parametrize(
+    ("bad_header", "masked"),
+    [
+        ("-H 'Authorization Bearer s3cr3t-value'", "Authorization Bearer s3cr3t-value"),
+        # A token that holds a colon: nothing of it is a header's name.
+        ("-H 'Authorization Basic alice:s3cr3t-value'", "Authorization Basic alice:s3cr3t-value"),
+        ("'--header=Authorization Bearer s3cr3t-value'", "Authorization Bearer s3cr3t-value"),
+        ("'-HAuthorization Bearer s3cr3t-value'", "Authorization Bearer s3cr3t-value"),
+    ],
+)
 def test_header_secrets_are_masked_before_prewarm_runs_and_never_printed(
-    action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path
+    action_env: dict[str, str], fake_cdn: FakeCdn, tmp_path: Path, bad_header: str, masked: str
 ) -> None:
     """The log as the runner writes it: stdout is a pipe, so the masks must leave before
-    prewarm's stderr does; a header given without its colon is masked whole, and prewarm's
-    error names it by its first word."""
+    prewarm's stderr does; a header given without its colon, attached to its option or not,
+    is masked whole, and prewarm's error names it by its first word."""
     proc, outputs, summary = run_action(
         action_env,
         tmp_path,
         as_logged=True,
         urls="https://cdn.example.com/a.js",
         config=INLINE_CONFIG.format(endpoint=fake_cdn.url),
-        extra_args="-H 'X-Api-Key: k3y-value' -H 'Authorization Bearer s3cr3t-value'",
+        extra_args=f"-H 'X-Api-Key: k3y-value' {bad_header}",
     )
     assert proc.returncode == 2
     log = proc.stdout.splitlines()
     masks = [i for i, line in enumerate(log) if line.startswith("::add-mask::")]
-    assert [log[i] for i in masks] == [
-        "::add-mask::k3y-value",
-        "::add-mask::Authorization Bearer s3cr3t-value",
-    ]
+    assert [log[i] for i in masks] == ["::add-mask::k3y-value", f"::add-mask::{masked}"]
     assert max(masks) < min(i for i, line in enumerate(log) if line.startswith("prewarm "))
     for i, line in enumerate(log):
         if i not in masks:
-            assert "s3cr3t" not in line and "k3y" not in line, line
+            assert "s3cr3t" not in line and "k3y" not in line and "alice" not in line, line
     assert "header 'Authorization …' is not 'Name: value'" in proc.stdout
     assert "s3cr3t" not in summary and "s3cr3t" not in outputs.get("result", "")
 

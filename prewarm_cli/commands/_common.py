@@ -136,11 +136,12 @@ def parse_header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     name, value = name.strip(), value.strip()
     if not sep or not name or not _NAME_CHARS.issuperset(name):
-        # Named by what comes before its colon, or else its first word: never its value,
-        # which may be a token given without its colon ("Authorization Bearer ...").
-        shown = name if sep else (text.split() or [""])[0]
-        more = " …" if not sep and shown != text.strip() else ""
-        raise UsageError(f"header {shown + more!r} is not 'Name: value'")
+        # Named by its first word, up to a colon: never more, which may be a token given
+        # without the header's colon ("Authorization Bearer a:b").
+        shown = (text.split() or [""])[0].partition(":")[0]
+        more = " …" if shown != text.strip() else ""
+        named = repr(shown + more) if shown else "with no name"
+        raise UsageError(f"header {named} is not 'Name: value'")
     if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
         raise UsageError(
             f"header {name}'s value holds a line break or another control character",
