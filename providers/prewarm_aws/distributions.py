@@ -269,13 +269,19 @@ class DistributionChooser:
         DNS whatever account the distribution is in, but its invalidations look it up in
         its own account: a mistyped one skips them without a word, hence the warning.
         Without a cf_domain, the distributions are listed as a submit lists them: no AWS
-        credentials, or an identity denied the list, fails the check as it would the submit
-        (ConfigError, AuthError)."""
+        credentials, or an identity denied the list, is a warning that such a submit fails
+        (one of URLs on a *.cloudfront.net host needs no list)."""
         if not self.cf_domain:
             try:
                 n_listed = len(self._distributions().distributions())
             except RetryableError as exc:  # not reached: the check says so, and goes on
                 return f"cf_domain not checked: {exc}"
+            except (ConfigError, AuthError) as exc:
+                return (
+                    f"warning: {exc.message}: a submit of URLs on a host other than"
+                    " *.cloudfront.net fails the same way; set cf_domain, or configure AWS"
+                    " credentials"
+                )
             return f"cf_domain: found through the {n_listed} distributions these credentials list"
         try:
             listed = self._distributions().distributions()
