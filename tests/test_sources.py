@@ -154,6 +154,10 @@ def test_strip_prefix_is_matched_against_the_path_its_dot_segments_name(tmp_path
         ("?? public/new.js", "git status output? give the paths alone"),
         ("M  public/staged.js", "git status output?"),
         ("R  public/old.js -> public/new.js", "git status output?"),
+        ("AM public/added.js", "git status output?"),
+        ("UU public/conflict.js", "git status output?"),
+        ("1 .M N... 100644 100644 100644 3f2a 3f2a public/a.js", "git status output?"),
+        (" public/run.sh | 0", "git diff --stat output?"),
     ],
 )
 def test_a_line_that_cannot_be_a_path_is_invalid_input(
@@ -168,11 +172,16 @@ def test_a_line_that_cannot_be_a_path_is_invalid_input(
 
 def test_paths_that_only_look_like_a_status_line_are_paths(tmp_path: Path) -> None:
     listing = tmp_path / "changed.txt"
-    listing.write_text("A note.md\nM/a.js\nreport | final.pdf\n")
+    listing.write_text(
+        "A note.md\nM/a.js\nreport | final.pdf\n3 files changed.txt\nSales | 2023\nd | Bin x\n"
+    )
     assert _listed(InputSpec(base_url=BASE, paths=(str(listing),))) == [
         BASE + "A%20note.md",
         BASE + "M/a.js",
         BASE + "report%20%7C%20final.pdf",
+        BASE + "3%20files%20changed.txt",
+        BASE + "Sales%20%7C%202023",
+        BASE + "d%20%7C%20Bin%20x",
     ]
 
 

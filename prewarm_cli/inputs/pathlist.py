@@ -83,8 +83,13 @@ def _not_a_path(text: str) -> str | None:
 
 
 _PATHS_ALONE = "give the paths alone (git diff --name-only --diff-filter=d)"
-# `git diff --stat`: "a.js | 3 ++-", "b.png | Bin 0 -> 120 bytes", "2 files changed, ...".
-_STAT_LINE = re.compile(r".* \| +(?:\d+ ?[+-]*|Bin\b.*)$|\d+ files? changed\b")
+# `git diff --stat`: "a.js | 3 ++-", "b.sh | 0" (its mode only), "c.png | Bin 0 -> 120 bytes",
+# and "2 files changed, 3 insertions(+), 1 deletion(-)".
+_STAT_LINE = re.compile(
+    r".* \| +(?:\d+ [+-]+|0|Bin(?: \d+ -> \d+ bytes)?)$"
+    r"|\d+ files? changed(?:, \d+ insertions?\(\+\))?(?:, \d+ deletions?\(-\))?$"
+)
 # `git status --short` / `--porcelain` as no path begins: "?? new.js", "M  staged.js",
-# "R  old.js -> new.js" (a lone " M a.js" reads "M a.js" once its line is trimmed: a path).
-_STATUS_LINE = re.compile(r"(?:\?\?|!!|[MTADRCU] ) \S")
+# "AM added.js", "R  old.js -> new.js" (a lone " M a.js" reads "M a.js" once its line is
+# trimmed: a path); porcelain v2's "1 .M N... 100644 ...".
+_STATUS_LINE = re.compile(r"(?:\?\?|!!|[MTADRCU][MTADRCU ]) \S|[12u] [.MTADRCU]{2} [NS]")
