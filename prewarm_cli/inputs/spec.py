@@ -246,7 +246,7 @@ def _without_dot_segments(path: str) -> str:
                 kept.pop()
             else:
                 kept.append(segment)
-        elif segment != ".":
+        elif segment not in (".", ""):  # an empty one too, as the base URL drops it
             kept.append(segment)
     resolved = "/".join(kept)
     return resolved + "/" if path.endswith(("/", "/.", "/..")) and resolved else resolved
