@@ -575,6 +575,9 @@ def test_504_on_submit_leaves_the_outcome_unknown(run_cli, configure, api: FakeP
     assert len(api.jobs) == 1  # the job was in fact created
     r, again = cli_json(run_cli, "submit", "--resume", sub["job_id"])
     assert again["unknown"] == 2 and len(api.requests_to("POST", "prewarm")) == 1
+    # No lookup, no --force: nothing is sent, and the resume says so (it said "2 of 2").
+    assert f"job {sub['job_id']}: resumed, nothing to send (2 URLs, cf)" in r.stderr
+    assert "--force` resends them" in r.stderr
 
 
 def test_400_invalid_urls_are_mapped_back_through_the_rewriting(

@@ -31,7 +31,7 @@ from prewarm_cli.errors import (
     worst_exit,
 )
 from prewarm_cli.output import counted
-from prewarm_cli.plugin import SubmitOptions, unhonoured_options
+from prewarm_cli.plugin import Capability, SubmitOptions, unhonoured_options
 from prewarm_cli.results import JobState, ProviderCounts, SubmitSummary, TargetFailure, TaskRow
 
 
@@ -113,6 +113,11 @@ def submit(
         lock.release()
 
 
+def _looks_up(ws: Workspace, alias: str) -> bool:
+    """Whether the provider can tell which URLs of a request whose answer was lost it has."""
+    return Capability.LOOKUP in ws.session(alias).capabilities
+
+
 def _run(
     ws: Workspace,
     job_id: str,
@@ -124,7 +129,13 @@ def _run(
 ) -> tuple[SubmitSummary, ExitCode]:
     journal = ws.journal
     counts = journal.counts(job_id)
-    to_send = sum(c[jr.UNSENT] + c[jr.UNKNOWN] for c in counts.values())
+    # Unknown outcomes are looked up (LOOKUP) and the missing sent, or sent again with
+    # --force; otherwise they stay unknown, and the run's last line says so.
+    to_send = sum(
+        c[jr.UNSENT]
+        + (c[jr.UNKNOWN] if c[jr.UNKNOWN] and (options.force or _looks_up(ws, alias)) else 0)
+        for alias, c in counts.items()
+    )
     to = ", ".join(aliases)
     if not resumed:
         ws.out.info(f"job {job_id} started ({counted(n_urls, 'URL')}, {to})")
@@ -132,6 +143,8 @@ def _run(
         ws.out.info(
             f"job {job_id}: resumed, {to_send:,} of {counted(n_urls, 'URL')} to send ({to})"
         )
+    elif any(c[jr.UNKNOWN] for c in counts.values()):
+        ws.out.info(f"job {job_id}: resumed, nothing to send ({counted(n_urls, 'URL')}, {to})")
     else:
         ws.out.info(f"job {job_id}: nothing left to send ({counted(n_urls, 'URL')}, {to})")
     journal.set_state(job_id, JobState.SUBMITTING)
