@@ -199,10 +199,21 @@ def _run(
             f" {'it' if summary.deferred == 1 else 'them'} later with"
             f" `prewarm submit --resume {job_id}`"
         )
-    if summary.unknown:
+    # Where the vendor can be asked which it holds, a --resume asks again; elsewhere only the
+    # vendor's console can tell, and --force resends.
+    n_looked_up = sum(
+        c.unknown for alias, c in summary.providers.items() if c.unknown and _looks_up(ws, alias)
+    )
+    if n_looked_up:
         ws.out.info(
-            f"{counted(summary.unknown, unit)} with an unknown outcome: check the vendor's"
-            f" console, then `prewarm submit --resume {job_id} --force` resends them"
+            f"{counted(n_looked_up, unit)} with an unknown outcome: `prewarm submit --resume"
+            f" {job_id}` asks the vendor again which it holds, and sends the others"
+        )
+    if summary.unknown > n_looked_up:
+        ws.out.info(
+            f"{counted(summary.unknown - n_looked_up, unit)} with an unknown outcome: check"
+            f" the vendor's console, then `prewarm submit --resume {job_id} --force` resends"
+            " them"
         )
     return summary, submit_exit(summary, errors)
 
