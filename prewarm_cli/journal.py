@@ -1017,6 +1017,6 @@ def _job(row: sqlite3.Row) -> Job:
         options=json.loads(row["options"]),
         urls=row["urls"],
         skipped=skipped,
-        # Not counted apart by a journal of before 0.2: all were kept.
+        # Not counted apart by the journal of an earlier prewarm: all were kept.
         n_skipped=len(skipped) if row["n_skipped"] is None else row["n_skipped"],
     )

@@ -386,13 +386,6 @@ class InvalidList:
     count: int = 0
     listed: list[InvalidInput] = field(default_factory=list)
 
-    @classmethod
-    def of(cls, items: Iterable[InvalidInput]) -> InvalidList:
-        listed = cls()
-        for item in items:
-            listed.add(item)
-        return listed
-
     def add(self, item: InvalidInput) -> None:
         self.count += 1
         if len(self.listed) < self.limit:
