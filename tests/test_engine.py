@@ -352,3 +352,22 @@ def test_quota_without_p_skips_aliases_that_cannot_be_configured_here(
     assert "skipping other" in r.stderr and "UNSET_SECRET_VAR" in r.stderr
     r = run_cli("quota", "-p", "other")
     assert r.returncode == 3
+
+
+def test_quota_without_p_shows_the_others_when_a_vendor_refuses_one(
+    run_cli, write_config, fake_cdn: FakeCdn, cli_env
+) -> None:
+    """One alias's vendor refusing (a wrong key) hid every other alias's row."""
+    cli_env["FAKE_API_KEY"] = fake_cdn.api_key
+    fake_cdn.daily_quota = 50
+    write_config(
+        f'[providers.good]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n'
+        f'[providers.refused]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n'
+        'api_key = "not-the-key"\n'
+    )
+    r = run_cli("quota", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert [q["provider"] for q in json.loads(r.stdout)] == ["good"]
+    assert "skipping refused:" in r.stderr
+    r = run_cli("quota", "-p", "refused", "-o", "json")  # named: its error is the answer
+    assert r.returncode == 3 and json.loads(r.stdout)["error"]["code"] == "auth", r.stderr

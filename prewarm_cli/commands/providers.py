@@ -101,7 +101,7 @@ def quota(providers: tuple[str, ...]) -> None:
                     f"no configured provider reports a quota (configured: {configured})",
                     hint="`prewarm providers` lists what each type can do",
                 )
-        rows = engine.quota(ws, aliases)
+        rows = engine.quota(ws, aliases, skip_failing=not providers)
         ws.out.emit(
             rows,
             table=lambda d: ws.out.records(

@@ -13,6 +13,7 @@ from prewarm_cli.engine.status import JobRef, poll_interval
 from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import (
     NotYetCancellable,
+    PrewarmError,
     ProviderError,
     UnsupportedError,
     UsageError,
@@ -212,13 +213,28 @@ def prune_jobs(ws: Workspace, days: int) -> int:
     return n_pruned
 
 
-def quota(ws: Workspace, aliases: Sequence[str]) -> list[dict[str, Any]]:
+def quota(
+    ws: Workspace, aliases: Sequence[str], *, skip_failing: bool = False
+) -> list[dict[str, Any]]:
+    """Each alias's quota. ``skip_failing`` (no alias named: every one with a quota): one
+    whose vendor refuses or fails is said on stderr and skipped, so that the others' rows
+    are shown; when none answers, the first error stops it."""
     rows = []
+    failed: list[PrewarmError] = []
     for alias in aliases:
         session = ws.session(alias)
         session.require(Capability.QUOTA)
-        q = session.call(session.provider.quota)
+        try:
+            q = session.call(session.provider.quota)
+        except PrewarmError as exc:
+            if not skip_failing:
+                raise
+            failed.append(exc)
+            ws.out.warn(f"skipping {alias}: {exc}")
+            continue
         rows.append({"provider": alias, "type": session.provider.name, **q.to_dict()})
+    if failed and not rows:
+        raise failed[0]
     return rows
 
 
