@@ -913,19 +913,35 @@ class Journal:
         rows = self._query("SELECT state, updated_at FROM jobs WHERE id = ?", (job_id,))
         return (str(rows[0]["state"]), str(rows[0]["updated_at"])) if rows else (None, None)
 
-    def tasks_of_other_jobs(self, job_id: str, task_ids: Collection[str]) -> set[str]:
-        """Which of these vendor task ids a job other than ``job_id`` recorded."""
+    def tasks_of_other_jobs(
+        self, job_id: str, provider: str, task_ids: Collection[str]
+    ) -> set[str]:
+        """Which of these task ids, found at ``provider``'s vendor, a job other than
+        ``job_id`` recorded at the same vendor (its type and endpoint, as the jobs remember
+        them; the alias where a job does not): a vendor's ids are unique at that vendor only,
+        and another vendor's task of the same id holds none of these URLs."""
+        ours = self._vendors(job_id).get(provider)
         found: set[str] = set()
         wanted = sorted(task_ids)
         for i in range(0, len(wanted), 500):  # a lookup finds a few tasks: bound each query
             chunk = wanted[i : i + 500]
             rows = self._query(
-                "SELECT DISTINCT task_id FROM tasks WHERE job_id != ?"
-                f" AND task_id IN ({','.join('?' * len(chunk))})",
+                "SELECT tasks.task_id, tasks.provider, jobs.options FROM tasks"
+                " JOIN jobs ON jobs.id = tasks.job_id WHERE tasks.job_id != ?"
+                f" AND tasks.task_id IN ({','.join('?' * len(chunk))})",
                 (job_id, *chunk),
             )
-            found.update(row["task_id"] for row in rows)
+            for row in rows:
+                theirs = json.loads(row["options"]).get("vendors", {}).get(row["provider"])
+                same = theirs == ours if ours and theirs else row["provider"] == provider
+                if same:
+                    found.add(row["task_id"])
         return found
+
+    def _vendors(self, job_id: str) -> Mapping[str, str]:
+        """The vendor each of the job's providers sends to (finish_intake), where it says."""
+        rows = self._query("SELECT options FROM jobs WHERE id = ?", (job_id,))
+        return dict(json.loads(rows[0]["options"]).get("vendors", {})) if rows else {}
 
     def tasks(self, job_id: str, kind: str = "prefetch") -> list[Task]:
         rows = self._query(
@@ -1000,10 +1016,7 @@ def json_bytes(url: str) -> int:
 
 
 # The columns `jobs` lists: every one but the skipped inputs, which it shows none of.
-_LISTED = (
-    "id, created_at, updated_at, state, providers, options, urls, '[]' AS skipped,"
-    " COALESCE(n_skipped, json_array_length(skipped)) AS n_skipped"
-)
+_LISTED = "id, created_at, updated_at, state, providers, options, urls, '[]' AS skipped, n_skipped"
 
 
 def _job(row: sqlite3.Row) -> Job:

@@ -187,7 +187,6 @@ def test_a_journal_of_before_the_skipped_count_counts_its_list(tmp_path: Path) -
     journal = jr.Journal(path)
     try:
         assert journal.job(job).n_skipped == 2
-        assert [j.n_skipped for j in journal.jobs()] == [2]
         other = journal.create_job(["a"], {})
         journal.add_targets(other, [(0, "u2", ("a",))])
         journal.finish_intake(other, [{"line": 1}], n_skipped=5000)
@@ -345,7 +344,32 @@ def test_a_job_is_made_and_looked_up_on_an_sqlite_without_json(tmp_path: Path) -
     made = journal.job(job)
     assert (made.state, made.providers, made.urls) == ("ready", ("a",), 2)
     assert made.options["vendors"] == {"a": "a at https://cdn.example.com"}
-    assert journal.tasks_of_other_jobs(job, {"t1"}) == set()
+    assert journal.tasks_of_other_jobs(job, "a", {"t1"}) == set()
+    assert [j.id for j in journal.jobs()] == [job]
+
+
+def test_a_task_of_another_job_is_one_at_the_same_vendor(tmp_path: Path) -> None:
+    """A vendor's task ids are unique there only: another job's t-1 at another vendor is not
+    the t-1 a lookup found; at the same vendor (another alias of it too) it is."""
+    journal = jr.Journal(tmp_path / "j.sqlite3")
+    try:
+
+        def job_with_task(alias: str, vendor: str, url: str) -> str:
+            job = journal.create_job([alias], {})
+            journal.add_targets(job, [(0, url, (alias,))])
+            journal.finish_intake(job, [], lambda _alias: vendor)
+            batch = journal.claim_batch(job, alias, 10)
+            assert batch is not None
+            journal.record_result(job, batch, BatchResult(task_id="t-1", accepted=batch.urls))
+            return job
+
+        job_with_task("a", "fake at http://127.0.0.1:1", "https://x/1")
+        mine = job_with_task("b", "fake at http://127.0.0.1:2", "https://x/2")
+        assert journal.tasks_of_other_jobs(mine, "b", {"t-1"}) == set()
+        job_with_task("b2", "fake at http://127.0.0.1:2", "https://x/3")  # b's vendor
+        assert journal.tasks_of_other_jobs(mine, "b", {"t-1"}) == {"t-1"}
+    finally:
+        journal.close()
 
 
 def test_the_list_of_jobs_leaves_their_skipped_inputs_unread(tmp_path: Path) -> None:

@@ -280,6 +280,46 @@ def test_ctrl_c_stops_at_once_and_leaves_the_batch_in_flight_resumable(
     assert_each_accepted_once(fake_cdn)
 
 
+def test_a_task_id_another_vendor_gave_another_job_does_not_make_a_found_batch_resent(
+    run_cli, write_config, fake_cdn: FakeCdn, cli_env, tmp_path
+) -> None:
+    """Task ids are a vendor's own: vendor b's t-1, found by a --resume's lookup, is not the
+    t-1 vendor a gave another job (taken for it, the batch b had accepted was sent again)."""
+    with FakeCdn(api_key="key-b") as other:
+        write_config(
+            f'[providers.a]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n'
+            f'api_key = "{fake_cdn.api_key}"\n\n'
+            f'[providers.b]\ntype = "fake"\nendpoint = "{other.url}"\napi_key = "key-b"\n'
+        )
+        r = run_cli("submit", "-o", "json", "-p", "a", "https://static.example.com/one.css")
+        assert r.returncode == 0, r.stderr
+        (task_a,) = json.loads(r.stdout)["tasks"]
+        hold = other.hold_next("two.css")
+        proc = popen(
+            cli_env,
+            tmp_path,
+            "submit",
+            "-o",
+            "json",
+            "-p",
+            "b",
+            "https://static.example.com/two.css",
+        )
+        try:
+            stopped = helpers.interrupt(proc, lambda: hold.holding.wait(60))
+        finally:
+            other.release_holds()
+        assert proc.returncode == 130, stopped.err
+        assert hold.answered.wait(30)
+        (task_b,) = other.tasks  # the request in flight: accepted after all
+        assert task_b == task_a["task_id"]  # each vendor numbers its own tasks
+        job_b = json.loads(stopped.out)["error"]["job_id"]
+        r = run_cli("submit", "--resume", job_b, "-o", "json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["tasks"] == [{"provider": "b", "task_id": task_b, "urls": 1}]
+        assert_each_accepted_once(other)
+
+
 def test_ctrl_c_during_a_long_retry_after_exits_130_within_a_second(
     run_cli, write_config, fake_config, fake_cdn: FakeCdn, cli_env, tmp_path
 ) -> None:

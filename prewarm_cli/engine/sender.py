@@ -79,8 +79,9 @@ class Ledger:
     def found(self, batch: jr.Batch, found: Mapping[str, str]) -> None:
         raise NotImplementedError
 
-    def tasks_of_other_jobs(self, task_ids: Collection[str]) -> set[str]:
-        """Which of these vendor tasks other jobs recorded as theirs: none of this batch's."""
+    def tasks_of_other_jobs(self, provider: str, task_ids: Collection[str]) -> set[str]:
+        """Which of these tasks, found at ``provider``'s vendor, other jobs recorded there
+        as theirs: none of this batch's."""
         return set()
 
 
@@ -108,8 +109,8 @@ class JournalLedger(Ledger):
     def found(self, batch: jr.Batch, found: Mapping[str, str]) -> None:
         self.journal.record_found(self.job_id, batch, found)
 
-    def tasks_of_other_jobs(self, task_ids: Collection[str]) -> set[str]:
-        return self.journal.tasks_of_other_jobs(self.job_id, task_ids)
+    def tasks_of_other_jobs(self, provider: str, task_ids: Collection[str]) -> set[str]:
+        return self.journal.tasks_of_other_jobs(self.job_id, provider, task_ids)
 
 
 class QuotaGate:
@@ -604,7 +605,7 @@ class BatchSender:
         # A task another job recorded holds its URLs from before this batch (a run minutes
         # ago that warmed them, then purged by this job's --invalidate): this batch's URLs
         # are not in it, and are sent again.
-        theirs = self.ledger.tasks_of_other_jobs(set(found.values()))
+        theirs = self.ledger.tasks_of_other_jobs(self.alias, set(found.values()))
         return {u: t for u, t in found.items() if t not in theirs}
 
 
