@@ -136,6 +136,31 @@ def test_cancel_and_quota_commands(run_cli, fake_config, fake_cdn: FakeCdn) -> N
     ]
 
 
+def test_cancel_asks_every_provider_of_the_job_though_one_refuses(
+    run_cli, write_config, fake_config, fake_cdn: FakeCdn
+) -> None:
+    """One provider's task had finished (the vendor refuses its cancel): the others' tasks
+    were left running, and the answer said nothing of them."""
+    with FakeCdn(api_key=fake_cdn.api_key, task_seconds=0.0) as quick:
+        write_config(
+            fake_config.read_text()
+            + f'[providers.a-quick]\ntype = "fake"\nendpoint = "{quick.url}"\n'
+            + 'api_key = "env:FAKE_API_KEY"\n'
+        )
+        fake_cdn.task_seconds = 30
+        data = json.loads(run_cli("submit", "-p", "fake", "-p", "a-quick", *urls(1)).stdout)
+        (task,) = [t["task_id"] for t in data["tasks"] if t["provider"] == "fake"]
+        r = run_cli("cancel", data["job_id"], "-o", "json")
+        assert r.returncode == 2, r.stderr  # the refusal's code
+        answers = {a["provider"]: a for a in json.loads(r.stdout)}
+        assert answers.keys() == {"fake", "a-quick"}
+        assert answers["a-quick"]["error"]["code"] == "usage"
+        assert "already finished" in answers["a-quick"]["error"]["message"]
+        assert "error" not in answers["fake"]
+        assert fake_cdn.tasks[task].cancelled_at is not None
+        assert "a-quick: task" in r.stderr and "already finished" in r.stderr
+
+
 def test_cancel_of_a_job_one_of_whose_providers_cannot_cancel_stops_nothing(
     run_cli, write_config, fake_config, fake_cdn: FakeCdn
 ) -> None:

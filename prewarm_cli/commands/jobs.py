@@ -120,7 +120,10 @@ def cancel(job: str, wait_: bool, wait_timeout: float) -> None:
 
     with workspace() as ws:
         ref = engine.parse_job_ref(ws, job, stdin_text)
-        ws.out.emit(engine.cancel(ws, ref, wait_timeout=wait_timeout if wait_ else None))
+        results, code = engine.cancel(ws, ref, wait_timeout=wait_timeout if wait_ else None)
+        ws.out.emit(results)
+    if code:
+        exit_with(code)
 
 
 @click.command(

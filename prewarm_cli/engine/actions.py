@@ -12,12 +12,14 @@ from prewarm_cli.engine.lock import JobLock
 from prewarm_cli.engine.status import JobRef, poll_interval
 from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import (
+    ExitCode,
     NotYetCancellable,
     PrewarmError,
     ProviderError,
     UnsupportedError,
     UsageError,
     WaitTimeout,
+    worst_exit,
 )
 from prewarm_cli.paths import create_private
 from prewarm_cli.plugin import (
@@ -312,15 +314,21 @@ def cancel(
     wait_timeout: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], ExitCode]:
     """Stops the job's tasks; with ``wait_timeout``, tries again (for at most that many
-    seconds) while a vendor answers that a task cannot be cancelled yet."""
+    seconds) while a vendor answers that a task cannot be cancelled yet. Every provider of
+    the job is asked: one that refuses or fails is said in its item (``error``) and the
+    others are still cancelled; when none could be, the first error stops it. The answers,
+    and the exit code their errors make."""
     deadline = None if wait_timeout is None else clock() + wait_timeout
     sessions = _cancel_sessions(ws, ref)  # every provider able, before any is asked
-    results = []
+    results: list[dict[str, Any]] = []
+    errors: list[PrewarmError] = []
     for alias, session in sessions.items():
         task_ids = ref.tasks[alias]
-        if task_ids:
+        if not task_ids:
+            continue
+        try:
             while True:
                 try:
                     answer = session.call(session.provider.cancel, task_ids)
@@ -329,7 +337,16 @@ def cancel(
                     pause = _cancel_pause(ws, ref, session, e, deadline, wait_timeout, clock)
                     ws.out.info(f"{alias}: {e}; trying again in {round(pause, 1):g} s")
                     sleep(pause)
-            results.append({"provider": alias, **answer})
+        except PrewarmError as exc:
+            if exc.provider is None:
+                exc.provider = alias
+            errors.append(exc)
+            ws.out.warn(f"{alias}: {exc}")
+            results.append({"provider": alias, **exc.to_dict()})
+            continue
+        results.append({"provider": alias, **answer})
+    if errors and len(errors) == len(results):
+        raise errors[0]  # none could be cancelled: the error is the answer
     if ref.job_id:
         ws.journal.set_state(ref.job_id, JobState.CANCELLED)
-    return results
+    return results, worst_exit({e.exit_code for e in errors})
