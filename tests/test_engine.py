@@ -396,3 +396,21 @@ def test_quota_without_p_shows_the_others_when_a_vendor_refuses_one(
     assert "skipping refused:" in r.stderr
     r = run_cli("quota", "-p", "refused", "-o", "json")  # named: its error is the answer
     assert r.returncode == 3 and json.loads(r.stdout)["error"]["code"] == "auth", r.stderr
+
+
+def test_report_download_with_two_report_files_names_the_command_for_each() -> None:
+    """It said "use -p to pick one": report has no -p."""
+    from prewarm_cli.engine.actions import download_report
+    from prewarm_cli.engine.status import JobRef
+    from prewarm_cli.errors import UsageError
+    from prewarm_cli.results import JobReport
+
+    ref = JobRef("job", {"cf0": ["t-1"], "cf1": ["t-2", "t-3"], "fake": ["t-9"]})
+    links = {"cf0": "https://s3.example/r0", "cf1": "https://s3.example/r1"}
+    result = JobReport("job", "partial", (), links)
+    with pytest.raises(UsageError) as info:
+        download_report(None, ref, result, "r.csv")  # type: ignore[arg-type]
+    assert "several providers offer a report file (cf0, cf1)" in info.value.message
+    assert info.value.hint == (
+        "`prewarm report cf0:t-1 --download FILE`; `prewarm report cf1:t-2,t-3 --download FILE`"
+    )

@@ -86,7 +86,7 @@ def report(job: str | None, download: str | None) -> None:
         ref = engine.parse_job_ref(ws, job, stdin_text)
         result = engine.report(ws, ref)
         if download:
-            engine.download_report(ws, result, download)
+            engine.download_report(ws, ref, result, download)
         ws.out.emit(
             result.to_dict(),
             table=lambda _d: report_table(ws.out, result),

@@ -129,7 +129,7 @@ def _as_the_job_has_them(
     return [replace(f, url=ours.get(match_key(f.url), f.url)) for f in failures]
 
 
-def download_report(ws: Workspace, result: JobReport, path: str) -> None:
+def download_report(ws: Workspace, ref: JobRef, result: JobReport, path: str) -> None:
     """Saves the vendor's report file now: vendors' report links expire within minutes."""
     import httpx
 
@@ -137,7 +137,14 @@ def download_report(ws: Workspace, result: JobReport, path: str) -> None:
     if not links:
         raise UsageError("the vendor offers no report file for this job")
     if len(links) > 1:
-        raise UsageError("several providers offer a report file; use -p to pick one")
+        one_each = "; ".join(
+            f"`prewarm report {alias}:{','.join(ref.tasks[alias])} --download FILE`"
+            for alias in links
+        )
+        raise UsageError(
+            f"several providers offer a report file ({', '.join(links)}): save each on its own",
+            hint=one_each,
+        )
     ((alias, url),) = links.items()
     from prewarm_cli.verify.probe import ssl_context
 
