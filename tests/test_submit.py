@@ -486,6 +486,24 @@ def test_submit_json_piped_into_status_wait(fake_config, fake_cdn, cli_env, tmp_
     assert json.loads(r.stdout)["state"] == "succeeded"
 
 
+def test_a_submit_whose_wait_timed_out_piped_into_status_wait_is_waited_for(
+    run_cli, fake_config, fake_cdn
+) -> None:
+    """Its piped error was replayed: the wait timed out again at once (exit 6), the job
+    unwaited for; a piped error that left no job here is still said as it came."""
+    fake_cdn.task_seconds = 1.0
+    r = run_cli("submit", "-o", "json", "--wait", "--wait-timeout", "0.1", *urls(2))
+    assert r.returncode == 6, r.stderr
+    piped = r.stdout
+    assert json.loads(piped)["error"]["code"] == "wait_timeout"
+    r = run_cli("status", "--wait", "--interval", "0.1", "-o", "json", "-", input=piped)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["state"] == "succeeded"
+    elsewhere = piped.replace(json.loads(piped)["error"]["job_id"], "01JOBOFANOTHERMACHINE00000")
+    r = run_cli("status", "--wait", "-o", "json", "-", input=elsewhere)
+    assert r.returncode == 6 and json.loads(r.stdout)["error"]["code"] == "wait_timeout"
+
+
 @pytest.mark.skipif(
     not any(
         os.access(os.path.join(p, "jq"), os.X_OK)

@@ -7,6 +7,7 @@ waiting is for the vendor's part only, and the state the job's run recorded is k
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -82,7 +83,15 @@ def parse_job_ref(ws: Workspace, ref: str | None, stdin_text: Callable[[], str])
                 + (" (-o ndjson is a line per record)" if ndjson else ""),
             ) from exc
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
-            raise PipedError(data["error"])  # the submit failed: say why, not "no tasks"
+            error = data["error"]
+            job_id = error.get("job_id")
+            # A wait that timed out, or a Ctrl-C, left a job to wait for: here, it is waited
+            # for (its piped error would be replayed, its exit code with it).
+            if error.get("code") in _WAITED_AGAIN and job_id:
+                with contextlib.suppress(PrewarmError):  # not this journal's: said as it came
+                    ws.journal.job(str(job_id))
+                    return journal_ref(ws, str(job_id))
+            raise PipedError(error)  # the submit failed: say why, not "no tasks"
         if not isinstance(data, dict) or "tasks" not in data:
             raise UsageError("stdin JSON has no `tasks`: pipe `prewarm submit -o json` into it")
         job_id = data.get("job_id")
@@ -323,6 +332,10 @@ def _exit_code_of(code: str) -> ExitCode:
             return cls.exit_code
         pending.extend(cls.__subclasses__())
     return ExitCode.FAILED
+
+
+# The piped errors of a submit whose job this journal holds that `status -` reads the job of.
+_WAITED_AGAIN = frozenset({"wait_timeout", "interrupted"})
 
 
 class PipedError(PrewarmError):
