@@ -486,6 +486,21 @@ def test_submit_json_piped_into_status_wait(fake_config, fake_cdn, cli_env, tmp_
     assert json.loads(r.stdout)["state"] == "succeeded"
 
 
+def test_a_wait_polls_again_after_a_poll_the_vendor_failed(
+    run_cli, write_config, fake_config, fake_cdn
+) -> None:
+    """A status endpoint answering 503 for a while (each poll retried within the policy)
+    ended the wait with exit 1 after its first failed poll."""
+    write_config(fake_config.read_text().replace("retries = 4", "retries = 1"))
+    fake_cdn.task_seconds = 0.5
+    job = json.loads(run_cli("submit", "-o", "json", *urls(2)).stdout)["job_id"]
+    fake_cdn.fail_next("503", 4, path="/v1/tasks/")  # a few polls fail
+    r = run_cli("status", job, "--wait", "--interval", "0.1", "--wait-timeout", "60", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["state"] == "succeeded"
+    assert "a poll failed: GET /v1/tasks/" in r.stderr and "polling again in" in r.stderr
+
+
 def test_a_submit_whose_wait_timed_out_piped_into_status_wait_is_waited_for(
     run_cli, fake_config, fake_cdn
 ) -> None:

@@ -21,6 +21,7 @@ from prewarm_cli.errors import (
     ExitCode,
     NotFoundError,
     PrewarmError,
+    RetryableError,
     UsageError,
     WaitTimeout,
     exit_for,
@@ -698,14 +699,27 @@ def wait_with_claims(
     with_claims: bool = True,
 ) -> tuple[JobStatus, Claims | None]:
     """Polls until the job is finished or --wait-timeout expires; also each URL's final state
-    (with_claims, for --verify)."""
+    (with_claims, for --verify). A poll a vendor failed (5xx, no connection, a throttle; each
+    request retried within the retry policy already) is tried again at the next one while the
+    wait has time left, and at most _FAILED_POLLS times in a row without a --wait-timeout."""
     every = poll_interval(ws, ref, interval)
     if timeout is None:
         timeout = ws.config.defaults.get("wait_timeout")
     deadline = clock() + timeout if timeout else None
+    n_failed = 0  # polls in a row that a vendor failed
     with ws.out.progress(None, "waiting") as progress:
         while True:
-            status, statuses = _job_status(ws, ref, with_claims=with_claims)
+            try:
+                status, statuses = _job_status(ws, ref, with_claims=with_claims)
+            except RetryableError as exc:
+                n_failed += 1
+                pause = every if deadline is None else min(every, deadline - clock())
+                if pause <= 0 or (deadline is None and n_failed >= _FAILED_POLLS):
+                    raise
+                ws.out.warn(f"a poll failed: {exc}; polling again in {round(pause, 1):g} s")
+                sleep(pause)
+                continue
+            n_failed = 0
             progress.update(
                 completed=status.succeeded + status.failed,
                 total=status.total,
@@ -727,6 +741,7 @@ def wait_with_claims(
             sleep(min(every, left))
 
 
+_FAILED_POLLS = 5  # polls in a row a vendor may fail in a wait without --wait-timeout
 _AGAIN = {"--wait": "waits again", "--verify": "verifies again"}
 
 
