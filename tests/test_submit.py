@@ -501,6 +501,20 @@ def test_a_wait_polls_again_after_a_poll_the_vendor_failed(
     assert "a poll failed: GET /v1/tasks/" in r.stderr and "polling again in" in r.stderr
 
 
+def test_a_submit_that_deferred_targets_exits_5_though_its_wait_then_failed(
+    run_cli, write_config, fake_config, fake_cdn
+) -> None:
+    """DESIGN §6: 5 comes before 1. The wait's error (a status endpoint down throughout)
+    took the exit code, and the --resume the deferred targets need went unsaid by it."""
+    write_config(fake_config.read_text().replace("retries = 4", "retries = 1"))
+    fake_cdn.daily_quota = 1
+    fake_cdn.fail_next("503", -1, path="/v1/tasks/")
+    r = run_cli("submit", "-o", "json", "--wait", "--wait-timeout", "1", *urls(2))
+    assert r.returncode == 5, r.stderr
+    assert json.loads(r.stdout)["error"]["code"] == "retryable"
+    assert "1 URL deferred" in r.stderr
+
+
 def test_a_submit_whose_wait_timed_out_piped_into_status_wait_is_waited_for(
     run_cli, fake_config, fake_cdn
 ) -> None:

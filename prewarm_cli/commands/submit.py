@@ -25,7 +25,13 @@ from prewarm_cli.commands._render import (
     status_views,
     submit_table,
 )
-from prewarm_cli.errors import UsageError, exit_for, worst_exit
+from prewarm_cli.errors import (
+    EXIT_PRIORITY,
+    PrewarmError,
+    UsageError,
+    exit_for,
+    worst_exit,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -166,14 +172,19 @@ def submit(
             ws.out.emit(summary, records=lambda _d: job_records(summary.job_id, summary=summary))
         ref = engine.parse_job_ref(ws, summary.job_id, lambda: "")
         job = summary.job_id
-        with naming_the_job(
-            job,
-            f"interrupted while waiting; job {job} goes on at the vendors",
-            engine.wait_again(ref)[1],
-        ):
-            status, claims = engine.wait_with_claims(
-                ws, ref, interval=interval, timeout=wait_timeout, with_claims=verify
-            )
+        try:
+            with naming_the_job(
+                job,
+                f"interrupted while waiting; job {job} goes on at the vendors",
+                engine.wait_again(ref)[1],
+            ):
+                status, claims = engine.wait_with_claims(
+                    ws, ref, interval=interval, timeout=wait_timeout, with_claims=verify
+                )
+        except PrewarmError as exc:  # the submit's own code may come first (DESIGN §6: 5)
+            if exc.exit_code in EXIT_PRIORITY:  # not a Ctrl-C's 130, nor a reader gone
+                exc.exit_code = worst_exit({code, exc.exit_code})
+            raise
         result: dict[str, Any] = {**summary.to_dict(), "status": status.to_dict()}
         codes = {code, exit_for(status.outcomes())}
         table, records = status_views(ws, summary.job_id, status)  # after the submit's
