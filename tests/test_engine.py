@@ -136,21 +136,32 @@ def test_cancel_and_quota_commands(run_cli, fake_config, fake_cdn: FakeCdn) -> N
     ]
 
 
+def job_of_two_aliases(
+    run_cli, write_config, fake_config, fake_cdn: FakeCdn, alias: str, endpoint: str, extra=""
+) -> tuple[str, str]:
+    """A job of one URL sent to "fake" (a task of 30 s) and to ``alias`` at ``endpoint``
+    (``extra``: more of its table): the job, and the fake's task."""
+    write_config(
+        fake_config.read_text()
+        + f'[providers.{alias}]\ntype = "fake"\nendpoint = "{endpoint}"\n'
+        + 'api_key = "env:FAKE_API_KEY"\n'
+        + extra
+    )
+    fake_cdn.task_seconds = 30
+    data = json.loads(run_cli("submit", "-p", "fake", "-p", alias, *urls(1)).stdout)
+    (task,) = [t["task_id"] for t in data["tasks"] if t["provider"] == "fake"]
+    return data["job_id"], task
+
+
 def test_cancel_asks_every_provider_of_the_job_though_one_refuses(
     run_cli, write_config, fake_config, fake_cdn: FakeCdn
 ) -> None:
     """One provider's task had finished (the vendor refuses its cancel): the others' tasks
     were left running, and the answer said nothing of them."""
     with FakeCdn(api_key=fake_cdn.api_key, task_seconds=0.0) as quick:
-        write_config(
-            fake_config.read_text()
-            + f'[providers.a-quick]\ntype = "fake"\nendpoint = "{quick.url}"\n'
-            + 'api_key = "env:FAKE_API_KEY"\n'
-        )
-        fake_cdn.task_seconds = 30
-        data = json.loads(run_cli("submit", "-p", "fake", "-p", "a-quick", *urls(1)).stdout)
-        (task,) = [t["task_id"] for t in data["tasks"] if t["provider"] == "fake"]
-        r = run_cli("cancel", data["job_id"], "-o", "json")
+        job, task = job_of_two_aliases(run_cli, write_config, fake_config, fake_cdn, "a-quick",
+                                       quick.url)  # fmt: skip
+        r = run_cli("cancel", job, "-o", "json")
         assert r.returncode == 2, r.stderr  # the refusal's code
         answers = {a["provider"]: a for a in json.loads(r.stdout)}
         assert answers.keys() == {"fake", "a-quick"}
@@ -166,15 +177,10 @@ def test_cancel_of_a_job_one_of_whose_providers_cannot_cancel_stops_nothing(
 ) -> None:
     # Routed to the fake CDN and to one that cannot cancel: refused before the fake CDN's
     # task is stopped, with the command that cancels that one alone.
-    write_config(
-        fake_config.read_text()
-        + f'[providers.stuck]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n'
-        + 'api_key = "env:FAKE_API_KEY"\ncancel = false\n'
+    job, task = job_of_two_aliases(
+        run_cli, write_config, fake_config, fake_cdn, "stuck", fake_cdn.url, "cancel = false\n"
     )
-    fake_cdn.task_seconds = 30
-    data = json.loads(run_cli("submit", "-p", "fake", "-p", "stuck", *urls(1)).stdout)
-    (task,) = [t["task_id"] for t in data["tasks"] if t["provider"] == "fake"]
-    r = run_cli("cancel", data["job_id"], "-o", "json")
+    r = run_cli("cancel", job, "-o", "json")
     assert r.returncode == 2, r.stderr
     error = json.loads(r.stdout)["error"]
     assert error["code"] == "unsupported" and "nothing was cancelled" in error["message"]
@@ -361,41 +367,30 @@ def test_one_job_at_a_time_refuses_a_second_job_while_the_first_runs(
     assert f"job {first['job_id']}" not in r.stderr
 
 
-def test_quota_without_p_skips_aliases_that_cannot_be_configured_here(
-    run_cli, write_config, fake_cdn: FakeCdn, cli_env
+@pytest.mark.parametrize(
+    ("other", "said", "code"),
+    [
+        # Its secret's variable is not set here: it cannot be configured.
+        ('endpoint = "https://x.example"\napi_key = "env:UNSET_SECRET_VAR"\n', "UNSET", "config"),
+        # Its vendor refuses its key: that hid every other alias's row.
+        ('endpoint = "{fake}"\napi_key = "not-the-key"\n', "invalid api key", "auth"),
+    ],
+)
+def test_quota_without_p_skips_an_alias_it_cannot_ask_and_shows_the_others(
+    run_cli, write_config, fake_cdn: FakeCdn, cli_env, other: str, said: str, code: str
 ) -> None:
     cli_env["FAKE_API_KEY"] = fake_cdn.api_key
     fake_cdn.daily_quota = 50
     write_config(
         f'[providers.good]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n'
-        '[providers.other]\ntype = "fake"\nendpoint = "https://x.example"\n'
-        'api_key = "env:UNSET_SECRET_VAR"\n'
+        '[providers.other]\ntype = "fake"\n' + other.format(fake=fake_cdn.url)
     )
     r = run_cli("quota", "-o", "json")
     assert r.returncode == 0, r.stderr
     assert [q["provider"] for q in json.loads(r.stdout)] == ["good"]
-    assert "skipping other" in r.stderr and "UNSET_SECRET_VAR" in r.stderr
-    r = run_cli("quota", "-p", "other")
-    assert r.returncode == 3
-
-
-def test_quota_without_p_shows_the_others_when_a_vendor_refuses_one(
-    run_cli, write_config, fake_cdn: FakeCdn, cli_env
-) -> None:
-    """One alias's vendor refusing (a wrong key) hid every other alias's row."""
-    cli_env["FAKE_API_KEY"] = fake_cdn.api_key
-    fake_cdn.daily_quota = 50
-    write_config(
-        f'[providers.good]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n'
-        f'[providers.refused]\ntype = "fake"\nendpoint = "{fake_cdn.url}"\n'
-        'api_key = "not-the-key"\n'
-    )
-    r = run_cli("quota", "-o", "json")
-    assert r.returncode == 0, r.stderr
-    assert [q["provider"] for q in json.loads(r.stdout)] == ["good"]
-    assert "skipping refused:" in r.stderr
-    r = run_cli("quota", "-p", "refused", "-o", "json")  # named: its error is the answer
-    assert r.returncode == 3 and json.loads(r.stdout)["error"]["code"] == "auth", r.stderr
+    assert "skipping other" in r.stderr and said in r.stderr, r.stderr
+    r = run_cli("quota", "-p", "other", "-o", "json")  # named: its error is the answer
+    assert r.returncode == 3 and json.loads(r.stdout)["error"]["code"] == code, r.stderr
 
 
 def test_report_download_with_two_report_files_names_the_command_for_each() -> None:
