@@ -407,6 +407,9 @@ class Output:
                     self.stdout.flush()
         elif table is not None:
             table(data)
+        elif isinstance(data, list):  # one key-value table per item, titled by its provider
+            for item in data:
+                self.kv(item, title=item.get("provider"))
         else:
             self.kv(data)
         self.stdout.flush()

@@ -121,13 +121,18 @@ def test_cancel_and_quota_commands(run_cli, fake_config, fake_cdn: FakeCdn) -> N
     assert json.loads(r.stdout)[0]["provider"] == "fake"
     r = run_cli("status", data["job_id"], "-o", "json")
     assert r.returncode == 4 and json.loads(r.stdout)["state"] == "cancelled"
+    # As a terminal shows it (a table per provider): it said "unexpected AttributeError".
+    second = json.loads(run_cli("submit", *urls(3, "https://static.example.com/second")).stdout)
+    r = run_cli("cancel", second["job_id"], "-o", "table")
+    assert r.returncode == 0 and "unexpected" not in r.stderr, r.stderr
+    assert "fake" in r.stdout and "CANCELLED" in r.stdout
     q = json.loads(run_cli("quota", "-o", "json").stdout)
     assert q == [
         {
             "provider": "fake",
             "type": "fake",
             "daily": 1000,
-            "remaining": 997,
+            "remaining": 994,
             "resets_at": None,
             "batch": None,
             "source": "api",
