@@ -18,7 +18,7 @@ from prewarm_cli.commands._common import (
     warn_permissions,
     workspace,
 )
-from prewarm_cli.errors import ConfigError, PrewarmError, UsageError
+from prewarm_cli.errors import PrewarmError, UsageError
 
 if TYPE_CHECKING:
     from prewarm_cli.config import Config
@@ -77,31 +77,12 @@ def providers() -> None:
 def quota(providers: tuple[str, ...]) -> None:
     """Show the daily quota, what remains and when it resets."""
     from prewarm_cli import engine
-    from prewarm_cli.plugin import Capability
 
     with workspace() as ws:
         if providers:
-            aliases = [ws.alias(p) for p in providers]
+            rows = engine.quota(ws, [ws.alias(p) for p in providers])
         else:
-            aliases = []
-            unusable: list[tuple[str, ConfigError]] = []
-            for alias in ws.config.aliases():
-                try:
-                    if Capability.QUOTA in ws.session(alias).capabilities:
-                        aliases.append(alias)
-                except ConfigError as exc:  # e.g. its secret's variable is not set here
-                    unusable.append((alias, exc))
-            if not aliases and unusable:
-                raise unusable[0][1]  # the configuration is what stops it (exit 3)
-            for alias, error in unusable:
-                ws.out.warn(f"skipping {alias}: {error}")
-            if not aliases:
-                configured = ", ".join(ws.config.aliases()) or "none"
-                raise UsageError(
-                    f"no configured provider reports a quota (configured: {configured})",
-                    hint="`prewarm providers` lists what each type can do",
-                )
-        rows = engine.quota(ws, aliases, skip_failing=not providers)
+            rows = engine.every_quota(ws)
         ws.out.emit(
             rows,
             table=lambda d: ws.out.records(

@@ -9,6 +9,7 @@ intake and plan, the batch sender, submit, status and wait, and the smaller acti
 from prewarm_cli.engine.actions import (
     cancel,
     download_report,
+    every_quota,
     prune_jobs,
     quota,
     recent_jobs,
@@ -47,6 +48,7 @@ __all__ = [
     "cancel",
     "combine_states",
     "download_report",
+    "every_quota",
     "intake",
     "job_status",
     "parse_job_ref",

@@ -12,6 +12,7 @@ from prewarm_cli.engine.lock import JobLock
 from prewarm_cli.engine.status import JobRef, poll_interval
 from prewarm_cli.engine.workspace import ProviderSession, Workspace
 from prewarm_cli.errors import (
+    ConfigError,
     ExitCode,
     NotYetCancellable,
     PrewarmError,
@@ -222,29 +223,49 @@ def prune_jobs(ws: Workspace, days: int) -> int:
     return n_pruned
 
 
-def quota(
-    ws: Workspace, aliases: Sequence[str], *, skip_failing: bool = False
-) -> list[dict[str, Any]]:
-    """Each alias's quota. ``skip_failing`` (no alias named: every one with a quota): one
-    whose vendor refuses or fails is said on stderr and skipped, so that the others' rows
-    are shown; when none answers, the first error stops it."""
-    rows = []
-    failed: list[PrewarmError] = []
-    for alias in aliases:
-        session = ws.session(alias)
-        session.require(Capability.QUOTA)
+def quota(ws: Workspace, aliases: Sequence[str]) -> list[dict[str, Any]]:
+    """The quota of each alias named: the first that cannot be asked stops it."""
+    return [_quota_row(ws, alias) for alias in aliases]
+
+
+def every_quota(ws: Workspace) -> list[dict[str, Any]]:
+    """The quota of every configured alias with one. One that cannot be asked here (its
+    secret's variable unset) or whose vendor refuses or fails is skipped and said on stderr,
+    so that the others' rows are shown; when none answers, the first error stops it: a
+    vendor's, or the configuration's where no alias could be asked (exit 3)."""
+    rows: list[dict[str, Any]] = []
+    unusable: list[tuple[str, PrewarmError]] = []  # no session here
+    failed: list[tuple[str, PrewarmError]] = []  # asked, and refused or failed
+    for alias in ws.config.aliases():
         try:
-            q = session.call(session.provider.quota)
-        except PrewarmError as exc:
-            if not skip_failing:
-                raise
-            failed.append(exc)
-            ws.out.warn(f"skipping {alias}: {exc}")
+            capabilities = ws.session(alias).capabilities
+        except ConfigError as exc:
+            unusable.append((alias, exc))
             continue
-        rows.append({"provider": alias, "type": session.provider.name, **q.to_dict()})
-    if failed and not rows:
-        raise failed[0]
+        if Capability.QUOTA not in capabilities:
+            continue
+        try:
+            rows.append(_quota_row(ws, alias))
+        except PrewarmError as exc:
+            failed.append((alias, exc))
+    if not rows and (failed or unusable):
+        raise (failed or unusable)[0][1]
+    if not rows:
+        configured = ", ".join(ws.config.aliases()) or "none"
+        raise UsageError(
+            f"no configured provider reports a quota (configured: {configured})",
+            hint="`prewarm providers` lists what each type can do",
+        )
+    for alias, error in [*unusable, *failed]:
+        ws.out.warn(f"skipping {alias}: {error}")
     return rows
+
+
+def _quota_row(ws: Workspace, alias: str) -> dict[str, Any]:
+    session = ws.session(alias)
+    session.require(Capability.QUOTA)
+    q = session.call(session.provider.quota)
+    return {"provider": alias, "type": session.provider.name, **q.to_dict()}
 
 
 def scale_alias(ws: Workspace, name: str | None) -> str:
